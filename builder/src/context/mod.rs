@@ -1,0 +1,1 @@
+//! The build context: `.dockerignore` rules, scanning and content hashing.

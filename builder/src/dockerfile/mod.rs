@@ -1,0 +1,1 @@
+//! The Dockerfile frontend: bytes → typed instructions with source spans.
