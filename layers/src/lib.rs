@@ -4,6 +4,11 @@
 //! whiteouts), compression, and applying layers to a directory safely. It knows nothing of HTTP
 //! or Dockerfiles; the `registry` crate and the `rbuild` builder sit on top of it.
 
+pub mod descriptor;
 pub mod digest;
+pub mod media_type;
+pub mod whiteout;
 
+pub use descriptor::{Descriptor, Platform};
 pub use digest::{Digest, DigestError, Sha256Hasher};
+pub use media_type::{Compression, MediaType};
