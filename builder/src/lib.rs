@@ -5,5 +5,6 @@
 //! both into images.
 
 pub mod cli;
+pub mod commands;
 pub mod context;
 pub mod dockerfile;

@@ -1,8 +1,10 @@
 //! rbuild-registry: talking to OCI distribution registries.
 //!
-//! This crate will own image references, the distribution client (blobs, manifests, retries),
-//! authentication and credential redaction, and the cache-manifest format used to move build
-//! cache between pipeline runs. It knows nothing of Dockerfiles. The client itself lands with the
-//! registry issue; today the crate holds only what the layer store needs to name a source.
+//! This crate owns image references, and will own the distribution client (blobs, manifests,
+//! retries), authentication with credential redaction, and the cache-manifest format used to move
+//! build cache between pipeline runs. It knows nothing of Dockerfiles.
+
+pub mod reference;
 
 pub use rbuild_layers::Digest;
+pub use reference::{Reference, ReferenceError, DEFAULT_REGISTRY};

@@ -1,0 +1,133 @@
+//! Raw command-line arguments as clap sees them (before validation).
+//!
+//! `rbuild [build] [CONTEXT]`: `build` is the default subcommand, so the build flags are accepted
+//! at the top level too (`rbuild --target production --tag $(git rev-parse HEAD)`).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use super::values::{NetworkMode, ProgressMode};
+
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  success
+  1  the build failed (a step failed, a registry or I/O error)
+  2  usage error or invalid Dockerfile/.dockerignore (nothing was built)
+
+Outputs: for --output type=oci and type=docker, a dest ending in .tar (or -) writes a tarball,
+any other dest an OCI image layout directory; add tar=true|false to choose explicitly.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rbuild",
+    version,
+    about = "A daemonless, BuildKit-style container image builder",
+    args_conflicts_with_subcommands = true,
+    after_help = EXIT_CODES_HELP
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub build: BuildArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build images from a Dockerfile (the default command).
+    #[command(after_help = EXIT_CODES_HELP)]
+    Build(BuildArgs),
+    /// Parse and validate the Dockerfile and print the build plan, without building.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Check(CheckArgs),
+}
+
+/// Flags that choose the Dockerfile and what to build from it (shared by `build` and `check`).
+#[derive(Debug, Args, Clone)]
+pub struct PlanArgs {
+    /// The build context directory.
+    #[arg(value_name = "CONTEXT", default_value = ".")]
+    pub context: PathBuf,
+
+    /// The Dockerfile (default: CONTEXT/Dockerfile).
+    #[arg(short = 'f', long = "file", value_name = "PATH")]
+    pub file: Option<PathBuf>,
+
+    /// A stage to build; repeat to build several targets in one run (default: the last stage).
+    #[arg(long = "target", value_name = "STAGE")]
+    pub targets: Vec<String>,
+
+    /// A build-time variable: KEY=VALUE, or KEY to take the value from the environment.
+    #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
+    pub build_args: Vec<String>,
+
+    /// Target platform(s), os/arch[/variant], comma-separated (default: the host's).
+    #[arg(long = "platform", value_name = "PLATFORM", value_delimiter = ',')]
+    pub platforms: Vec<String>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub plan: PlanArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub plan: PlanArgs,
+
+    /// Name and tag for the image (repeatable); with several targets see the README's tag rule.
+    #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
+    pub tags: Vec<String>,
+
+    /// Output: type=oci|docker|registry|local,dest=…,… (repeatable).
+    #[arg(short = 'o', long = "output", value_name = "SPEC")]
+    pub outputs: Vec<String>,
+
+    /// Push every --tag that names a registry (shorthand for --output type=registry).
+    #[arg(long)]
+    pub push: bool,
+
+    /// Import build cache: type=registry,ref=…, type=local,src=…, or an image reference.
+    #[arg(long = "cache-from", value_name = "SPEC")]
+    pub cache_from: Vec<String>,
+
+    /// Export build cache: type=registry,ref=…|type=local,dest=…|type=inline[,mode=min|max].
+    #[arg(long = "cache-to", value_name = "SPEC")]
+    pub cache_to: Vec<String>,
+
+    /// Do not use the cache for any step.
+    #[arg(long = "no-cache")]
+    pub no_cache: bool,
+
+    /// Do not use the cache for the steps of these stages.
+    #[arg(long = "no-cache-filter", value_name = "STAGE", value_delimiter = ',')]
+    pub no_cache_filter: Vec<String>,
+
+    /// A secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VARIABLE (repeatable).
+    #[arg(long = "secret", value_name = "SPEC")]
+    pub secrets: Vec<String>,
+
+    /// Network for RUN steps.
+    #[arg(long, value_enum, default_value_t = NetworkMode::Default)]
+    pub network: NetworkMode,
+
+    /// How to show progress.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+
+    /// Write build results (image digests, tags) as JSON to this file.
+    #[arg(long = "metadata-file", value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
+
+    /// The local store (layers, cache) [default: $XDG_CACHE_HOME/rbuild].
+    #[arg(long, env = "RBUILD_STORE", value_name = "DIR")]
+    pub store: Option<PathBuf>,
+
+    /// Print only the image digest(s).
+    #[arg(short, long)]
+    pub quiet: bool,
+}

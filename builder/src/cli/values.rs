@@ -1,0 +1,223 @@
+//! Small validated flag values: platforms, build args, network and progress modes, sizes.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rbuild_layers::Platform;
+
+/// Parses `os/arch[/variant]` and normalises architecture aliases as containerd does.
+pub fn parse_platform(s: &str) -> Result<Platform, String> {
+    let parts: Vec<&str> = s.trim().split('/').collect();
+    let (os, arch, variant) = match parts.as_slice() {
+        [os, arch] => (*os, *arch, None),
+        [os, arch, variant] => (*os, *arch, Some(*variant)),
+        _ => {
+            return Err(format!(
+                "platform {s:?} must be os/arch[/variant], e.g. linux/amd64 or linux/arm64/v8"
+            ))
+        }
+    };
+    if os.is_empty() || arch.is_empty() || variant == Some("") {
+        return Err(format!("platform {s:?} has an empty part"));
+    }
+    let os = os.to_ascii_lowercase();
+    let (arch, variant) = normalize_arch(&arch.to_ascii_lowercase(), variant);
+    Ok(Platform {
+        architecture: arch,
+        os,
+        os_version: None,
+        variant,
+    })
+}
+
+fn normalize_arch(arch: &str, variant: Option<&str>) -> (String, Option<String>) {
+    let variant = variant.map(str::to_ascii_lowercase);
+    match arch {
+        "x86_64" | "x86-64" | "amd64" => ("amd64".into(), variant.filter(|v| v != "v1")),
+        "aarch64" | "arm64" => ("arm64".into(), variant.filter(|v| v != "v8")),
+        "armhf" => ("arm".into(), Some("v7".into())),
+        "armel" => ("arm".into(), Some("v6".into())),
+        "arm" => ("arm".into(), Some(variant.unwrap_or_else(|| "v7".into()))),
+        "i386" | "i686" | "386" => ("386".into(), variant),
+        other => (other.to_string(), variant),
+    }
+}
+
+/// The platform rbuild itself runs on.
+pub fn host_platform() -> Platform {
+    let (arch, variant) = normalize_arch(std::env::consts::ARCH, None);
+    Platform {
+        architecture: arch,
+        os: "linux".into(),
+        os_version: None,
+        variant,
+    }
+}
+
+/// Formats a platform as `os/arch[/variant]`.
+pub fn platform_string(p: &Platform) -> String {
+    match &p.variant {
+        Some(v) => format!("{}/{}/{}", p.os, p.architecture, v),
+        None => format!("{}/{}", p.os, p.architecture),
+    }
+}
+
+/// `--build-arg K=V`, or `K` alone to take the value from rbuild's environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildArg {
+    pub key: String,
+    /// `None` when given as `K` and `K` is not set in the environment: Docker then leaves the
+    /// ARG at its Dockerfile default.
+    pub value: Option<String>,
+}
+
+impl BuildArg {
+    pub fn parse(s: &str, env: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let (key, value) = match s.split_once('=') {
+            Some((k, v)) => (k, Some(v.to_string())),
+            None => (s, env(s)),
+        };
+        let valid = !key.is_empty()
+            && !key.starts_with(|c: char| c.is_ascii_digit())
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(format!(
+                "--build-arg {s:?}: the name must be letters, digits and '_' (KEY=VALUE, or KEY to take it from the environment)"
+            ));
+        }
+        Ok(BuildArg {
+            key: key.to_string(),
+            value,
+        })
+    }
+}
+
+/// The network a RUN step gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    /// The host's network (as BuildKit's default without a CNI setup).
+    #[default]
+    Default,
+    /// A new, empty network namespace with only loopback.
+    None,
+    /// The host's network.
+    Host,
+}
+
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ProgressMode {
+    /// `tty` on a terminal, `plain` otherwise.
+    #[default]
+    Auto,
+    Plain,
+    Tty,
+    Json,
+    Quiet,
+}
+
+/// A byte size such as `10GB`, `512MiB`, `1g` or `1048576`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl FromStr for ByteSize {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: f64 = num.parse().map_err(|_| {
+            format!("size {s:?}: expected a number with an optional unit, e.g. 10GB")
+        })?;
+        let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1.0,
+            "k" | "kb" => 1e3,
+            "m" | "mb" => 1e6,
+            "g" | "gb" => 1e9,
+            "t" | "tb" => 1e12,
+            "kib" => 1024.0,
+            "mib" => 1024.0 * 1024.0,
+            "gib" => 1024.0 * 1024.0 * 1024.0,
+            "tib" => 1024.0f64.powi(4),
+            other => {
+                return Err(format!(
+                    "size {s:?}: unknown unit {other:?} (use B, KB, MB, GB, KiB, MiB, GiB)"
+                ))
+            }
+        };
+        Ok(ByteSize((n * mult) as u64))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0 as f64;
+        if b >= 1e9 {
+            write!(f, "{:.2}GB", b / 1e9)
+        } else if b >= 1e6 {
+            write!(f, "{:.1}MB", b / 1e6)
+        } else if b >= 1e3 {
+            write!(f, "{:.1}kB", b / 1e3)
+        } else {
+            write!(f, "{}B", self.0)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platforms_normalise_like_containerd() {
+        let p = parse_platform("linux/x86_64").unwrap();
+        assert_eq!(platform_string(&p), "linux/amd64");
+        assert_eq!(
+            platform_string(&parse_platform("linux/aarch64").unwrap()),
+            "linux/arm64"
+        );
+        assert_eq!(
+            platform_string(&parse_platform("linux/arm64/v8").unwrap()),
+            "linux/arm64"
+        );
+        assert_eq!(
+            platform_string(&parse_platform("linux/arm").unwrap()),
+            "linux/arm/v7"
+        );
+        assert!(parse_platform("linux").is_err());
+        assert!(parse_platform("linux/").is_err());
+        assert!(parse_platform("a/b/c/d").is_err());
+    }
+
+    #[test]
+    fn build_args_from_value_or_environment() {
+        let env = |k: &str| (k == "HOME_URL").then(|| "https://x".to_string());
+        assert_eq!(
+            BuildArg::parse("A=1=2", env).unwrap(),
+            BuildArg {
+                key: "A".into(),
+                value: Some("1=2".into())
+            }
+        );
+        assert_eq!(
+            BuildArg::parse("HOME_URL", env).unwrap().value.as_deref(),
+            Some("https://x")
+        );
+        assert_eq!(BuildArg::parse("UNSET", env).unwrap().value, None);
+        assert!(BuildArg::parse("=x", env).is_err());
+        assert!(BuildArg::parse("A-B=x", env).is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!("10GB".parse::<ByteSize>().unwrap().0, 10_000_000_000);
+        assert_eq!("512MiB".parse::<ByteSize>().unwrap().0, 512 * 1024 * 1024);
+        assert_eq!("1024".parse::<ByteSize>().unwrap().0, 1024);
+        assert!("ten".parse::<ByteSize>().is_err());
+        assert!("5 parsecs".parse::<ByteSize>().is_err());
+    }
+}

@@ -1,0 +1,4 @@
+//! One small module per subcommand; each turns validated options into library calls.
+
+pub mod build;
+pub mod check;

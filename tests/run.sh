@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# rbuild's whole test suite, on a fresh machine: installs what the tests need, checks formatting and
+# lints, starts a real registry on 127.0.0.1, runs `cargo test --workspace --locked`, and stops what it
+# started. Usage: bash tests/run.sh [extra cargo test args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+say() { printf '\n==> %s\n' "$*"; }
+
+# 1. Packages the tests drive (independent clients and real servers), installed only when missing.
+packages=(docker-registry skopeo umoci crun busybox-static golang-go golang-github-moby-patternmatcher-dev
+          pigz zstd openssl curl apache2-utils xz-utils bzip2)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing: ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "tests/run.sh: these packages are missing and installing them needs root: ${missing[*]}" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# 2. Formatting and lints are part of the suite.
+say "cargo fmt --check"
+cargo fmt --all --check
+say "cargo clippy"
+cargo clippy --workspace --all-targets --locked -q -- -D warnings
+
+# 3. Servers, on loopback only, in a scratch directory removed on exit.
+work=$(mktemp -d "${TMPDIR:-/tmp}/rbuild-tests.XXXXXX")
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_http() { # url, what
+  for _ in $(seq 1 100); do
+    curl -fsS -o /dev/null -k "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "tests/run.sh: $2 did not start; its log:" >&2
+  cat "$3" >&2 || true
+  return 1
+}
+
+say "starting a plain-HTTP registry (CNCF distribution) on 127.0.0.1"
+port=$(free_port)
+mkdir -p "$work/registry"
+cat > "$work/registry/config.yml" <<YAML
+version: 0.1
+log:
+  level: info
+  formatter: text
+storage:
+  filesystem:
+    rootdirectory: $work/registry/data
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:$port
+YAML
+docker-registry serve "$work/registry/config.yml" > "$work/registry/log" 2>&1 &
+pids+=($!)
+wait_http "http://127.0.0.1:$port/v2/" "the registry" "$work/registry/log"
+
+export RBUILD_TEST_REGISTRY="127.0.0.1:$port"
+export RBUILD_TEST_REGISTRY_LOG="$work/registry/log"
+# In this suite, a missing tool is a failure, not a skip.
+export RBUILD_REQUIRE_TOOLS=1
+export RBUILD_REQUIRE_DIFFERENTIAL=1
+export RBUILD_TEST_SCRATCH="$work"
+
+say "cargo build"
+cargo build --workspace --locked --bins -q
+say "cargo test --workspace --locked"
+cargo test --workspace --locked "$@"

@@ -1,0 +1,5 @@
+//! End-to-end tests: the real `rbuild` binary against real tools and servers.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod cli;
+mod fixtures;
