@@ -1,10 +1,14 @@
 //! rbuild: a daemonless, BuildKit-style container image builder.
 //!
-//! The binary (`src/main.rs`) is a thin shell over this library: `cli` turns flags into validated
-//! options, `dockerfile` parses, `context` reads the build context, and the build engine turns
-//! both into images.
+//! The binary (`src/main.rs`) is a thin shell over this library: `cli` turns flags into
+//! validated options; `dockerfile` parses; `graph` plans which stages a build needs; `context`
+//! reads the build context; `solver` builds stages with content-addressed caching; `export`
+//! turns built stages into images and outputs; `progress` shows what happens.
 
 pub mod cli;
 pub mod commands;
 pub mod context;
 pub mod dockerfile;
+pub mod export;
+pub mod graph;
+pub mod solver;

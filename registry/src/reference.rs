@@ -67,6 +67,11 @@ impl Reference {
         }
     }
 
+    /// Checks that `tag` is a valid tag on its own.
+    pub fn parse_tag(tag: &str) -> Result<(), ReferenceError> {
+        validate_tag(tag, tag)
+    }
+
     /// The same repository with another tag and no digest.
     pub fn with_tag(&self, tag: &str) -> Result<Reference, ReferenceError> {
         validate_tag(tag, tag)?;

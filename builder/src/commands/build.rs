@@ -1,11 +1,281 @@
-//! `rbuild build` (the default command).
+//! `rbuild build` (the default command): validate, plan, build, export, summarise.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use rbuild_layers::store::Store;
+use rbuild_layers::Compression;
 
 use crate::cli::args::BuildArgs;
+use crate::cli::cache_spec::{CacheExportTarget, CacheImportSource};
+use crate::cli::output::OutputKind;
+use crate::cli::values::{host_platform, ProgressMode};
 use crate::cli::{BuildOptions, Failure};
+use crate::export::tags::{default_repository, names_for_target, TagSpec};
+use crate::export::{assemble, image_annotations, write_outputs, BuiltImage};
+use crate::progress::{self, BuildSummary, TargetSummary};
+use crate::solver::record::{save_build, BuildRecord};
+use crate::solver::{Engine, EngineOptions};
+
+use super::plan::{load_plan, LoadedPlan};
+
+fn not_yet(what: &str) -> Failure {
+    Failure::Usage(format!(
+        "error: {what} is not supported by this version of rbuild yet (it arrives with the registry client); use --output type=oci|docker|local"
+    ))
+}
+
+/// Refuses, before any work, what this version cannot do, so nothing is half-built.
+fn check_supported(opts: &BuildOptions) -> Result<(), Failure> {
+    if opts.push {
+        return Err(not_yet("--push"));
+    }
+    if opts.outputs.iter().any(|o| matches!(o.kind, OutputKind::Registry { .. })) {
+        return Err(not_yet("--output type=registry"));
+    }
+    for c in &opts.cache_to {
+        if matches!(c.target, CacheExportTarget::Registry(_) | CacheExportTarget::Inline | CacheExportTarget::Local(_)) {
+            return Err(Failure::Usage(
+                "error: --cache-to is not supported by this version of rbuild yet; the local store already keeps the cache between builds on this machine".into(),
+            ));
+        }
+    }
+    for c in &opts.cache_from {
+        if matches!(c.source, CacheImportSource::Registry(_) | CacheImportSource::Local(_)) {
+            return Err(Failure::Usage(
+                "error: --cache-from is not supported by this version of rbuild yet".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
 
 pub fn run(a: &BuildArgs) -> Result<(), Failure> {
-    let _opts = BuildOptions::from_args(a)?;
-    Err(Failure::Build(anyhow::anyhow!(
-        "building is not available in this revision of rbuild yet"
-    )))
+    let started = Instant::now();
+    let opts = BuildOptions::from_args(a)?;
+    check_supported(&opts)?;
+    let tag_specs = a
+        .tags
+        .iter()
+        .map(|t| TagSpec::parse(t).map_err(|e| Failure::Usage(format!("error: invalid --tag {t:?}: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let LoadedPlan {
+        dockerfile: df,
+        plan,
+        build_args,
+        platform_vars,
+        ..
+    } = load_plan(&opts.plan)?;
+
+    // RUN needs the sandboxed executor; refuse before building anything rather than skip.
+    for &i in &plan.order {
+        if let Some(run) = df.stages[i]
+            .instructions
+            .iter()
+            .find(|s| matches!(s.node, crate::dockerfile::Instruction::Run(_)))
+        {
+            return Err(Failure::Usage(format!(
+                "error: {}:{}: RUN is not supported by this version of rbuild yet (the sandboxed executor is still being built); nothing was run",
+                opts.plan.dockerfile.display(),
+                run.line
+            )));
+        }
+    }
+
+    let git = crate::git::git_info(&opts.plan.context)
+        .map_err(|e| Failure::Usage(format!("error: reading git metadata: {e}")))?;
+    let sde = std::env::var("SOURCE_DATE_EPOCH").ok();
+    let epoch = crate::git::build_epoch(sde.as_deref(), git.as_ref(), now_unix())
+        .map_err(|e| Failure::Usage(format!("error: {e}")))?;
+
+    let compression = opts
+        .outputs
+        .first()
+        .map_or(Compression::Gzip, |o| o.compression);
+    let compression_level = opts.outputs.first().and_then(|o| o.compression_level);
+    let no_cache_stages: BTreeSet<usize> = opts
+        .no_cache_filter
+        .iter()
+        .filter_map(|name| {
+            plan.stages
+                .iter()
+                .find(|s| s.name.as_deref() == Some(name.to_ascii_lowercase().as_str()))
+                .map(|s| s.index)
+        })
+        .collect();
+    let engine_opts = EngineOptions {
+        platform: opts.plan.platform.clone(),
+        platform_vars,
+        build_args,
+        no_cache: opts.no_cache,
+        no_cache_stages,
+        epoch,
+        compression,
+        compression_level,
+        normalize_modes: git.is_some(),
+    };
+
+    let store = Store::open(&opts.store)
+        .with_context(|| format!("opening the store {}", opts.store.display()))
+        .map_err(Failure::Build)?;
+    let mode = match opts.progress {
+        ProgressMode::Plain | ProgressMode::Auto => progress::Mode::Plain,
+        ProgressMode::Tty => progress::Mode::Tty,
+        ProgressMode::Json => progress::Mode::Json,
+        ProgressMode::Quiet => progress::Mode::Quiet,
+    };
+    let progress = progress::renderer(mode, Box::new(std::io::stderr()));
+    for unused in &plan.unused_build_args {
+        progress.warning(&format!(
+            "build-arg {unused} was given but no ARG in the Dockerfile declares it"
+        ));
+    }
+
+    let engine = Engine::new(
+        &store,
+        &df,
+        &plan,
+        &engine_opts,
+        &opts.plan.context,
+        &opts.plan.dockerfile,
+        progress.clone(),
+    );
+    let states = engine.run().map_err(|e| Failure::Build(anyhow::Error::new(e)))?;
+
+    let repo = default_repository(&repo_dir_name(&opts.plan.context, git.as_ref()));
+    let default_tag = git.as_ref().map(crate::git::default_tag);
+    let multiple = plan.targets.len() > 1;
+    let mut built = Vec::new();
+    let mut summaries = Vec::new();
+    for &t in &plan.targets {
+        let state = states
+            .get(&t)
+            .ok_or_else(|| Failure::Build(anyhow::anyhow!("target stage {t} was not built")))?;
+        let target = plan.stages[t].display_name();
+        let names = names_for_target(&target, multiple, &tag_specs, &repo, default_tag.as_deref())
+            .map_err(|e| Failure::Usage(format!("error: --tag: {e}")))?;
+        let annotations = image_annotations(state, &names, git.as_ref(), epoch);
+        let image = assemble(&store, state, annotations, epoch).map_err(|e| Failure::Build(e.into()))?;
+        for n in &names {
+            store
+                .set_ref(&n.to_string(), &image.manifest_descriptor)
+                .with_context(|| format!("tagging {n} in the store"))
+                .map_err(Failure::Build)?;
+        }
+        let size = image.manifest.layers.iter().map(|l| l.size).sum::<u64>()
+            + image.config_descriptor.size
+            + image.manifest_descriptor.size;
+        summaries.push(TargetSummary {
+            target: target.clone(),
+            digest: image.manifest_descriptor.digest.to_string(),
+            tags: names.iter().map(|n| n.familiar()).collect(),
+            size,
+            layers: image.manifest.layers.len(),
+            steps_cached: 0,
+            steps_total: 0,
+        });
+        built.push(BuiltImage { target, image, names });
+    }
+
+    write_outputs(&store, &built, &opts.outputs, compression).map_err(|e| Failure::Build(e.into()))?;
+
+    // Remember this build for cache-miss explanations and `rbuild explain`.
+    let steps = engine.step_records();
+    for (summary, &t) in summaries.iter_mut().zip(&plan.targets) {
+        let needed = stages_needed_by(&plan, t);
+        let target_steps: Vec<_> = steps.iter().filter(|s| needed.contains(&s.stage)).cloned().collect();
+        summary.steps_total = target_steps.len();
+        summary.steps_cached = target_steps.iter().filter(|s| s.cached).count();
+        let record = BuildRecord {
+            version: 1,
+            dockerfile: opts.plan.dockerfile.display().to_string(),
+            target: summary.target.clone(),
+            steps: target_steps,
+        };
+        if let Err(e) = save_build(&store, &record, &opts.plan.dockerfile) {
+            progress.warning(&format!("could not save the build record: {e}"));
+        }
+    }
+
+    let summary = BuildSummary {
+        targets: summaries,
+        wall_time: started.elapsed(),
+        imported_cache_steps: 0,
+        imported_cache_bytes: 0,
+    };
+    if let Some(path) = &opts.metadata_file {
+        write_metadata(path, &built, &summary).map_err(Failure::Build)?;
+    }
+    progress.summary(summary);
+    if opts.progress == ProgressMode::Quiet {
+        let mut out = std::io::stdout().lock();
+        for b in &built {
+            let _ = writeln!(out, "{}", b.image.manifest_descriptor.digest);
+        }
+    }
+    Ok(())
+}
+
+fn repo_dir_name(context: &Path, git: Option<&crate::git::GitInfo>) -> String {
+    let dir = git
+        .and_then(|g| g.toplevel.clone())
+        .or_else(|| std::fs::canonicalize(context).ok())
+        .unwrap_or_else(|| context.to_path_buf());
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn stages_needed_by(plan: &crate::graph::BuildPlan, target: usize) -> BTreeSet<usize> {
+    let mut needed = BTreeSet::new();
+    let mut todo = vec![target];
+    while let Some(i) = todo.pop() {
+        if needed.insert(i) {
+            todo.extend(plan.stages[i].depends_on());
+        }
+    }
+    needed
+}
+
+/// `--metadata-file`: BuildKit's keys for one target; an object per target for several.
+fn write_metadata(path: &Path, built: &[BuiltImage], summary: &BuildSummary) -> anyhow::Result<()> {
+    let one = |b: &BuiltImage| {
+        serde_json::json!({
+            "containerimage.digest": b.image.manifest_descriptor.digest.to_string(),
+            "containerimage.config.digest": b.image.config_descriptor.digest.to_string(),
+            "containerimage.descriptor": b.image.manifest_descriptor,
+            "image.name": b.names.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","),
+        })
+    };
+    let doc = if built.len() == 1 {
+        one(&built[0])
+    } else {
+        let m: BTreeMap<String, serde_json::Value> = built.iter().map(|b| (b.target.clone(), one(b))).collect();
+        serde_json::to_value(m)?
+    };
+    let _ = summary;
+    let bytes = serde_json::to_vec_pretty(&doc)?;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    tmp.write_all(&bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+#[allow(dead_code)]
+fn host() -> rbuild_layers::Platform {
+    host_platform()
 }

@@ -1,15 +1,64 @@
 //! `rbuild check`: parse and validate the Dockerfile, print the build plan, build nothing.
 
+use std::io::Write;
+
 use crate::cli::args::CheckArgs;
 use crate::cli::{Failure, PlanOptions};
+use crate::graph::Base;
+
+use super::plan::{load_plan, LoadedPlan};
 
 pub fn run(a: &CheckArgs) -> Result<(), Failure> {
     let opts = PlanOptions::from_args(&a.plan)?;
-    let _source = std::fs::read_to_string(&opts.dockerfile).map_err(|e| {
-        Failure::Usage(format!(
-            "error: cannot read {}: {e}",
-            opts.dockerfile.display()
-        ))
-    })?;
+    let LoadedPlan { dockerfile, plan, .. } = load_plan(&opts)?;
+    let mut out = String::new();
+    out.push_str(&format!("Dockerfile: {}\n", opts.dockerfile.display()));
+    let targets: Vec<String> = plan
+        .targets
+        .iter()
+        .map(|&t| plan.stages[t].display_name())
+        .collect();
+    out.push_str(&format!("Targets: {}\n", targets.join(", ")));
+    out.push_str("Stages:\n");
+    for (stage, planned) in dockerfile.stages.iter().zip(&plan.stages) {
+        let base = match &planned.base {
+            Base::Scratch => "scratch".to_string(),
+            Base::Stage(i) => plan.stages[*i].display_name(),
+            Base::Image(r) => r.clone(),
+        };
+        let needed = if plan.is_needed(planned.index) {
+            "built"
+        } else {
+            "skipped: not needed for the chosen targets"
+        };
+        out.push_str(&format!(
+            "  [{}] {} (FROM {base}) - {needed}\n",
+            planned.index,
+            planned.display_name()
+        ));
+        if !planned.reads.is_empty() {
+            let reads: Vec<String> = planned
+                .reads
+                .iter()
+                .map(|&r| plan.stages[r].display_name())
+                .collect();
+            out.push_str(&format!("      reads: {}\n", reads.join(", ")));
+        }
+        for (n, ins) in stage.instructions.iter().enumerate() {
+            out.push_str(&format!("      {:>2}. line {:<4} {}\n", n + 1, ins.line, ins.node));
+        }
+    }
+    let order: Vec<String> = plan
+        .order
+        .iter()
+        .map(|&i| plan.stages[i].display_name())
+        .collect();
+    out.push_str(&format!("Build order: {}\n", order.join(" -> ")));
+    for unused in &plan.unused_build_args {
+        out.push_str(&format!(
+            "warning: build-arg {unused} is not declared by any ARG\n"
+        ));
+    }
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
     Ok(())
 }

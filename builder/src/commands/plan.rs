@@ -1,0 +1,52 @@
+//! Reading the Dockerfile and making the build plan: shared by `build`, `check` and `explain`.
+
+use std::collections::BTreeMap;
+
+use crate::cli::values::host_platform;
+use crate::cli::{Failure, PlanOptions};
+use crate::dockerfile::Dockerfile;
+use crate::graph::{platform_args, BuildPlan};
+
+/// A parsed Dockerfile and its plan.
+pub struct LoadedPlan {
+    pub dockerfile: Dockerfile,
+    pub source: String,
+    pub plan: BuildPlan,
+    /// `--build-arg` values that are set (a bare `K` with no such environment variable is
+    /// dropped, as Docker does).
+    pub build_args: BTreeMap<String, String>,
+    pub platform_vars: BTreeMap<String, String>,
+}
+
+/// Reads and parses the Dockerfile and plans the build; every failure is a usage error (exit 2)
+/// that names the file and line.
+pub fn load_plan(opts: &PlanOptions) -> Result<LoadedPlan, Failure> {
+    let path = &opts.dockerfile;
+    let bytes = std::fs::read(path)
+        .map_err(|e| Failure::Usage(format!("error: cannot read {}: {e}", path.display())))?;
+    let source = String::from_utf8(bytes).map_err(|e| {
+        Failure::Usage(format!(
+            "error: {} is not valid UTF-8 (byte {}): save it as UTF-8",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        ))
+    })?;
+    let name = path.display().to_string();
+    let dockerfile = crate::dockerfile::parse(&source)
+        .map_err(|e| Failure::Usage(e.render(&name, &source)))?;
+    let build_args: BTreeMap<String, String> = opts
+        .build_args
+        .iter()
+        .filter_map(|a| a.value.clone().map(|v| (a.key.clone(), v)))
+        .collect();
+    let platform_vars = platform_args(&opts.platform, &host_platform());
+    let plan = BuildPlan::new(&dockerfile, &opts.targets, &build_args, &platform_vars)
+        .map_err(|e| Failure::Usage(format!("error: {name}: {e}")))?;
+    Ok(LoadedPlan {
+        dockerfile,
+        source,
+        plan,
+        build_args,
+        platform_vars,
+    })
+}

@@ -1,0 +1,161 @@
+//! From built stages to images and outputs: annotations and labels, assembling the config and
+//! manifest into the store, tagging them there, and writing `--output`s.
+
+pub mod tags;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use rbuild_layers::image::{Image, MediaTypes};
+use rbuild_layers::output::{self, Destination as OutDest, ExportImage};
+use rbuild_layers::store::Store;
+use rbuild_layers::Compression;
+use rbuild_registry::Reference;
+
+use crate::cli::output::{Destination, OutputKind, OutputSpec};
+use crate::git::GitInfo;
+use crate::solver::stage::created_time;
+use crate::solver::{BuildError, StageState};
+
+/// The annotations (on the manifest) and labels (in the config) rbuild puts on every image.
+pub fn image_annotations(
+    state: &StageState,
+    names: &[Reference],
+    git: Option<&GitInfo>,
+    epoch: i64,
+) -> BTreeMap<String, String> {
+    let mut a = BTreeMap::new();
+    a.insert("org.opencontainers.image.created".into(), created_time(epoch));
+    if let Some(g) = git {
+        a.insert("org.opencontainers.image.revision".into(), g.commit.clone());
+        if let Some(url) = &g.origin_url {
+            a.insert("org.opencontainers.image.source".into(), url.clone());
+        }
+    }
+    if let Some(first) = names.first() {
+        if let Some(tag) = first.tag() {
+            a.insert("org.opencontainers.image.version".into(), tag.to_string());
+            a.insert("org.opencontainers.image.ref.name".into(), tag.to_string());
+        }
+    }
+    if let Some(name) = &state.base.name {
+        a.insert("org.opencontainers.image.base.name".into(), name.clone());
+    }
+    if let Some(d) = &state.base.digest {
+        a.insert("org.opencontainers.image.base.digest".into(), d.to_string());
+    }
+    a
+}
+
+/// Stores the config and manifest of a stage's final state and returns the image.
+pub fn assemble(
+    store: &Store,
+    state: &StageState,
+    annotations: BTreeMap<String, String>,
+    epoch: i64,
+) -> Result<Image, BuildError> {
+    let mut config = state.config.clone();
+    config.created = Some(created_time(epoch));
+    let labels = &mut config.config_mut().labels;
+    for (k, v) in &annotations {
+        labels.insert(k.clone(), v.clone());
+    }
+    let layers = state.layers.iter().map(|l| l.descriptor.clone()).collect();
+    Ok(Image::assemble(
+        config,
+        layers,
+        annotations,
+        MediaTypes::Oci,
+        store,
+    )?)
+}
+
+/// One built target, ready for outputs.
+pub struct BuiltImage {
+    pub target: String,
+    pub image: Image,
+    pub names: Vec<Reference>,
+}
+
+fn out_dest(d: &Destination) -> OutDest {
+    match d {
+        Destination::Directory(p) => OutDest::Dir(p.clone()),
+        Destination::Tarball(p) => OutDest::TarFile(p.clone()),
+        Destination::Stdout => OutDest::Stdout,
+    }
+}
+
+/// Re-compresses nothing: rbuild writes layers once, in the build's compression. An output
+/// that asks for another compression with `force-compression=true` is refused for now.
+fn check_compression(spec: &OutputSpec, build: Compression) -> Result<(), BuildError> {
+    if spec.force_compression && spec.compression != build {
+        return Err(BuildError::Internal(format!(
+            "force-compression={:?} differs from the build's layer compression; pass the same compression to every --output",
+            spec.compression
+        )));
+    }
+    Ok(())
+}
+
+/// Writes every `--output`.
+pub fn write_outputs(
+    store: &Store,
+    images: &[BuiltImage],
+    outputs: &[OutputSpec],
+    build_compression: Compression,
+) -> Result<(), BuildError> {
+    for spec in outputs {
+        check_compression(spec, build_compression)?;
+        let oci_names: Vec<Vec<String>> = images
+            .iter()
+            .map(|b| {
+                let mut names: Vec<String> = b.names.iter().filter_map(|r| r.tag().map(str::to_string)).collect();
+                names.extend(spec.names.iter().filter_map(|r| r.tag().map(str::to_string)));
+                if names.is_empty() && images.len() > 1 {
+                    names.push(b.target.clone());
+                }
+                names
+            })
+            .collect();
+        let docker_names: Vec<Vec<String>> = images
+            .iter()
+            .map(|b| b.names.iter().chain(&spec.names).map(Reference::familiar).collect())
+            .collect();
+        let out_err = |e: output::OutputError| BuildError::Internal(crate::cli::error_chain(&e));
+        match &spec.kind {
+            OutputKind::Oci(d) => {
+                let list: Vec<ExportImage<'_>> = images
+                    .iter()
+                    .zip(&oci_names)
+                    .map(|(b, n)| ExportImage { image: &b.image, names: n })
+                    .collect();
+                output::oci::write_oci(&out_dest(d), &list, store).map_err(out_err)?;
+            }
+            OutputKind::Docker(d) => {
+                let list: Vec<ExportImage<'_>> = images
+                    .iter()
+                    .zip(&docker_names)
+                    .map(|(b, n)| ExportImage { image: &b.image, names: n })
+                    .collect();
+                output::docker::write_docker(&out_dest(d), &list, store).map_err(out_err)?;
+            }
+            OutputKind::Local(dir) => {
+                for b in images {
+                    let dest = if images.len() > 1 { dir.join(&b.target) } else { dir.clone() };
+                    let applier = |root: &Path, layer: &mut dyn std::io::Read, _c: Compression| {
+                        rbuild_layers::apply::apply_layer(root, layer, &rbuild_layers::apply::ApplyOptions::default())
+                            .map(|_| ())
+                            .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+                    };
+                    output::local::write_local(&OutDest::Dir(dest), &b.image, store, &applier).map_err(out_err)?;
+                }
+            }
+            OutputKind::Registry { .. } => {
+                return Err(BuildError::Internal(
+                    "type=registry outputs are validated before the build".into(),
+                ))
+            }
+        }
+    }
+    Ok(())
+}

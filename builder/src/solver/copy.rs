@@ -1,0 +1,668 @@
+//! COPY and ADD: select sources (build context, another stage, or heredocs), compute the step's
+//! key from their contents, and on a miss write a layer straight from the source files (no
+//! staging copy), following BuildKit's rules:
+//!
+//! * a relative destination is taken from the current `WORKDIR`;
+//! * a destination ending in `/` (or `.`), or any copy of several sources, is a directory; so is
+//!   a destination that already exists as a directory in the image;
+//! * a source directory's *contents* are copied (`--parents` keeps the source path);
+//! * files get uid/gid 0 unless `--chown` names a user (resolved through the image's
+//!   `/etc/passwd` and `/etc/group`), their own mode unless `--chmod`, and the build's epoch as
+//!   mtime (so the image does not depend on when the checkout happened);
+//! * `--exclude` patterns use `.dockerignore` syntax relative to each source;
+//! * `--link` makes the layer independent of what is below it: its key ignores the parent and
+//!   no existing path is consulted;
+//! * `ADD` of a local tar archive (plain, gzip, bzip2, xz or zstd) extracts it at the
+//!   destination; `ADD` of a URL or git repository is refused for now.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use rbuild_layers::tar::{EntryKind as LayerKind, LayerEntry, LayerOptions};
+use rbuild_layers::{Digest, Sha256Hasher};
+
+use super::chmod::Chmod;
+use super::key::KeyInputs;
+use super::record::Selection;
+use super::rootfs::{components, RootFs};
+use super::users::{resolve_owner, Owner};
+use super::BuildError;
+use crate::context::patternmatcher::PatternMatcher;
+use crate::context::{Context, EntryKind};
+use crate::dockerfile::CopyInstruction;
+
+/// One file-system object to put in the layer, before ownership and mode rules.
+#[derive(Debug, Clone)]
+struct Item {
+    /// Absolute destination path, cleaned, without the leading `/`.
+    dest: String,
+    kind: ItemKind,
+    /// Permission bits of the source.
+    mode: u32,
+    /// Content digest for the key (files and heredocs); link target for symlinks.
+    digest: Option<Digest>,
+}
+
+#[derive(Debug, Clone)]
+enum ItemKind {
+    File(PathBuf),
+    Dir,
+    Symlink(String),
+    /// A tar archive to extract at `dest` (ADD).
+    Archive(PathBuf),
+}
+
+/// What a COPY/ADD needs from the stage it runs in.
+pub struct CopyEnv<'a> {
+    pub workdir: &'a str,
+    pub epoch: i64,
+    pub normalize_modes: bool,
+    pub is_add: bool,
+    pub layer_options: LayerOptions,
+}
+
+/// Where sources come from.
+pub enum Source<'a> {
+    Context(&'a Context),
+    /// A directory holding another stage's (or image's) merged filesystem.
+    Dir(&'a Path),
+}
+
+/// A prepared COPY: its key inputs (known before any layer work) and the items to write.
+pub struct PreparedCopy {
+    pub selection: Selection,
+    pub selection_digest: Digest,
+    items: Vec<Item>,
+    dest_abs: String,
+    dest_is_dir: bool,
+}
+
+fn clean_abs(p: &str) -> String {
+    components(p).join("/")
+}
+
+fn normalized_mode(mode: u32, is_dir: bool, is_symlink: bool, normalize: bool) -> u32 {
+    if is_symlink {
+        0o777
+    } else if !normalize {
+        mode & 0o7777
+    } else if is_dir || mode & 0o111 != 0 {
+        0o755
+    } else {
+        0o644
+    }
+}
+
+fn is_remote(src: &str) -> bool {
+    let lower = src.to_ascii_lowercase();
+    lower.starts_with("http://")
+        || lower.starts_with("https://")
+        || lower.starts_with("git@")
+        || lower.starts_with("git://")
+        || lower.ends_with(".git") && lower.contains("://")
+}
+
+/// Whether a destination names a directory by its spelling (BuildKit: trailing `/`, or `.`).
+fn dest_names_dir(dest: &str) -> bool {
+    dest.ends_with('/') || dest == "." || dest.ends_with("/.") || dest == ".." || dest.ends_with("/..")
+}
+
+/// Joins the destination to the working directory.
+pub fn absolute_dest(dest: &str, workdir: &str) -> String {
+    if dest.starts_with('/') {
+        clean_abs(dest)
+    } else {
+        clean_abs(&format!("{workdir}/{dest}"))
+    }
+}
+
+fn join_dest(base: &str, rel: &str) -> String {
+    if base.is_empty() {
+        clean_abs(rel)
+    } else {
+        clean_abs(&format!("{base}/{rel}"))
+    }
+}
+
+fn excluded(m: Option<&PatternMatcher>, rel: &str) -> bool {
+    m.is_some_and(|m| m.matches_or_parent_matches(rel))
+}
+
+fn archive_format(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 512];
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut n = 0;
+    while n < head.len() {
+        match f.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(_) => return false,
+        }
+    }
+    let h = &head[..n];
+    let compressed = h.starts_with(&[0x1f, 0x8b])
+        || h.starts_with(b"BZh")
+        || h.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0])
+        || h.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
+    let plain_tar = n >= 262 && &h[257..262] == b"ustar";
+    compressed || plain_tar
+}
+
+/// Selects the sources of `c` and computes the selection digest (the COPY's content input).
+pub fn prepare(
+    c: &CopyInstruction,
+    source: &Source<'_>,
+    env: &CopyEnv<'_>,
+    scratch: &Path,
+) -> Result<PreparedCopy, BuildError> {
+    let dest_abs = absolute_dest(&c.dest, env.workdir);
+    let exclude = if c.exclude.is_empty() {
+        None
+    } else {
+        Some(PatternMatcher::new(&c.exclude).map_err(|e| {
+            BuildError::Copy(format!("invalid --exclude pattern: {e}"))
+        })?)
+    };
+    let mut items: Vec<Item> = Vec::new();
+    // (item dest relative to dest_abs or absolute?, whether a source was a single file)
+    let mut matched_count = 0usize;
+    let mut plans: Vec<(String, PlanKind)> = Vec::new();
+    for src in &c.sources {
+        if is_remote(src) {
+            return Err(BuildError::Copy(format!(
+                "{} of a URL or git repository ({src}) is not supported yet: download it in a RUN step or add it to the build context",
+                if env.is_add { "ADD" } else { "COPY" }
+            )));
+        }
+        match source {
+            Source::Context(ctx) => {
+                let rels = ctx
+                    .select(src)
+                    .map_err(|e| BuildError::Copy(crate::cli::error_chain(&e)))?;
+                for rel in rels {
+                    matched_count += 1;
+                    let e = ctx.get(rel).ok_or_else(|| {
+                        BuildError::Internal(format!("selected path {rel} vanished"))
+                    })?;
+                    let kind = match &e.kind {
+                        EntryKind::Dir => PlanKind::Dir,
+                        EntryKind::File => PlanKind::File,
+                        EntryKind::Symlink(t) => PlanKind::Symlink(t.clone()),
+                        EntryKind::Other => continue,
+                    };
+                    plans.push((rel.to_string(), kind));
+                }
+            }
+            Source::Dir(root) => {
+                for rel in select_in_dir(root, src)? {
+                    matched_count += 1;
+                    let md = std::fs::symlink_metadata(root.join(&rel))
+                        .map_err(BuildError::io("reading", root.join(&rel)))?;
+                    let kind = if md.is_dir() {
+                        PlanKind::Dir
+                    } else if md.file_type().is_symlink() {
+                        let t = std::fs::read_link(root.join(&rel))
+                            .map_err(BuildError::io("reading link", root.join(&rel)))?;
+                        PlanKind::Symlink(t.to_string_lossy().into_owned())
+                    } else if md.is_file() {
+                        PlanKind::File
+                    } else {
+                        continue;
+                    };
+                    plans.push((rel, kind));
+                }
+            }
+        }
+    }
+    matched_count += c.heredocs.len();
+    let dest_is_dir = dest_names_dir(&c.dest) || matched_count > 1;
+    if matched_count > 1 && !dest_names_dir(&c.dest) {
+        return Err(BuildError::Copy(format!(
+            "when copying several sources the destination must be a directory ending in '/': write `{}/`",
+            c.dest.trim_end_matches('/')
+        )));
+    }
+
+    let root_path = |rel: &str| -> PathBuf {
+        match source {
+            Source::Context(ctx) => {
+                if rel == "." {
+                    ctx.root().to_path_buf()
+                } else {
+                    ctx.root().join(rel)
+                }
+            }
+            Source::Dir(root) => {
+                if rel == "." {
+                    root.to_path_buf()
+                } else {
+                    root.join(rel)
+                }
+            }
+        }
+    };
+
+    for (rel, kind) in plans {
+        let base_name = rel.rsplit('/').next().unwrap_or(&rel).to_string();
+        match kind {
+            PlanKind::Dir => {
+                let target = if c.parents && rel != "." {
+                    join_dest(&dest_abs, &rel)
+                } else {
+                    dest_abs.clone()
+                };
+                if c.parents && rel != "." {
+                    let md = std::fs::symlink_metadata(root_path(&rel))
+                        .map_err(BuildError::io("reading", root_path(&rel)))?;
+                    items.push(Item {
+                        dest: target.clone(),
+                        kind: ItemKind::Dir,
+                        mode: md.permissions().mode(),
+                        digest: None,
+                    });
+                }
+                for (child_rel, child_kind, mode) in walk_source(source, &rel, &root_path(&rel))? {
+                    if excluded(exclude.as_ref(), &child_rel) {
+                        continue;
+                    }
+                    let dest = join_dest(&target, &child_rel);
+                    let full = root_path(&join_rel(&rel, &child_rel));
+                    items.push(match child_kind {
+                        PlanKind::Dir => Item { dest, kind: ItemKind::Dir, mode, digest: None },
+                        PlanKind::File => Item { dest, kind: ItemKind::File(full), mode, digest: None },
+                        PlanKind::Symlink(t) => Item { dest, kind: ItemKind::Symlink(t), mode, digest: None },
+                    });
+                }
+            }
+            PlanKind::File | PlanKind::Symlink(_) => {
+                if excluded(exclude.as_ref(), &base_name) {
+                    continue;
+                }
+                let dest = if c.parents {
+                    join_dest(&dest_abs, &rel)
+                } else if dest_is_dir {
+                    join_dest(&dest_abs, &base_name)
+                } else {
+                    dest_abs.clone()
+                };
+                let full = root_path(&rel);
+                let md = std::fs::symlink_metadata(&full).map_err(BuildError::io("reading", &full))?;
+                let kind = match kind {
+                    PlanKind::Symlink(t) => ItemKind::Symlink(t),
+                    _ if env.is_add && archive_format(&full) => ItemKind::Archive(full),
+                    _ => ItemKind::File(full),
+                };
+                let dest = if matches!(kind, ItemKind::Archive(_)) {
+                    // An archive is extracted into the destination directory.
+                    dest_abs.clone()
+                } else {
+                    dest
+                };
+                items.push(Item { dest, kind, mode: md.permissions().mode(), digest: None });
+            }
+        }
+    }
+
+    for h in &c.heredocs {
+        let path = scratch.join(format!("heredoc-{}", items.len()));
+        std::fs::write(&path, h.body()).map_err(BuildError::io("writing", &path))?;
+        let dest = if dest_is_dir {
+            join_dest(&dest_abs, &h.name)
+        } else {
+            dest_abs.clone()
+        };
+        items.push(Item {
+            dest,
+            kind: ItemKind::File(path),
+            mode: 0o644,
+            digest: None,
+        });
+    }
+
+    // Content digests (the context's hashing is parallel and stat-cached).
+    if let Source::Context(ctx) = source {
+        let files: Vec<String> = items
+            .iter()
+            .filter_map(|i| match &i.kind {
+                ItemKind::File(p) | ItemKind::Archive(p) => p
+                    .strip_prefix(ctx.root())
+                    .ok()
+                    .map(|r| r.to_string_lossy().into_owned()),
+                _ => None,
+            })
+            .collect();
+        let digests = ctx
+            .file_digests(&files.iter().map(String::as_str).collect::<Vec<_>>())
+            .map_err(|e| BuildError::Context(crate::cli::error_chain(&e)))?;
+        let by_path: BTreeMap<&str, &Digest> = files.iter().map(String::as_str).zip(digests.iter()).collect();
+        for item in &mut items {
+            if let ItemKind::File(p) | ItemKind::Archive(p) = &item.kind {
+                if let Some(d) = p
+                    .strip_prefix(ctx.root())
+                    .ok()
+                    .and_then(|r| by_path.get(r.to_string_lossy().as_ref()).copied())
+                {
+                    item.digest = Some(d.clone());
+                }
+            }
+        }
+    }
+    for item in &mut items {
+        if item.digest.is_none() {
+            if let ItemKind::File(p) | ItemKind::Archive(p) = &item.kind {
+                item.digest = Some(hash_file(p)?);
+            }
+        }
+    }
+
+    let mut selection = Selection::default();
+    let mut h = Sha256Hasher::new();
+    h.update(b"rbuild-copy-selection-v1\0");
+    for item in &items {
+        let is_dir = matches!(item.kind, ItemKind::Dir);
+        let is_link = matches!(item.kind, ItemKind::Symlink(_));
+        let mode = normalized_mode(item.mode, is_dir, is_link, env.normalize_modes);
+        let (tag, extra) = match &item.kind {
+            ItemKind::File(_) => ("f", item.digest.as_ref().map(ToString::to_string).unwrap_or_default()),
+            ItemKind::Archive(_) => ("a", item.digest.as_ref().map(ToString::to_string).unwrap_or_default()),
+            ItemKind::Dir => ("d", String::new()),
+            ItemKind::Symlink(t) => ("l", t.clone()),
+        };
+        let line = format!("{tag}\0{}\0{mode:o}\0{extra}\n", item.dest);
+        h.update(line.as_bytes());
+        let per_file = Digest::sha256_of(line.as_bytes());
+        selection.files.insert(display_rel(&item.dest, &dest_abs), per_file);
+    }
+    Ok(PreparedCopy {
+        selection,
+        selection_digest: h.finish(),
+        items,
+        dest_abs,
+        dest_is_dir,
+    })
+}
+
+fn display_rel(dest: &str, dest_abs: &str) -> String {
+    let rel = dest
+        .strip_prefix(dest_abs)
+        .map(|r| r.trim_start_matches('/'))
+        .filter(|r| !r.is_empty());
+    match rel {
+        Some(r) => r.to_string(),
+        None => dest.rsplit('/').next().unwrap_or(dest).to_string(),
+    }
+}
+
+fn join_rel(a: &str, b: &str) -> String {
+    if a == "." || a.is_empty() {
+        b.to_string()
+    } else {
+        format!("{a}/{b}")
+    }
+}
+
+#[derive(Debug, Clone)]
+enum PlanKind {
+    File,
+    Dir,
+    Symlink(String),
+}
+
+/// Everything below a source directory, relative to it, with permission bits.
+fn walk_source(
+    source: &Source<'_>,
+    rel: &str,
+    full: &Path,
+) -> Result<Vec<(String, PlanKind, u32)>, BuildError> {
+    match source {
+        Source::Context(ctx) => {
+            let prefix_len = if rel == "." { 0 } else { rel.len() + 1 };
+            Ok(ctx
+                .walk_under(rel)
+                .filter_map(|(p, e)| {
+                    let kind = match &e.kind {
+                        EntryKind::Dir => PlanKind::Dir,
+                        EntryKind::File => PlanKind::File,
+                        EntryKind::Symlink(t) => PlanKind::Symlink(t.clone()),
+                        EntryKind::Other => return None,
+                    };
+                    Some((p[prefix_len..].to_string(), kind, e.mode))
+                })
+                .collect())
+        }
+        Source::Dir(_) => {
+            let mut out = Vec::new();
+            walk_dir(full, "", &mut out)?;
+            Ok(out)
+        }
+    }
+}
+
+fn walk_dir(dir: &Path, prefix: &str, out: &mut Vec<(String, PlanKind, u32)>) -> Result<(), BuildError> {
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .map_err(BuildError::io("listing", dir))?
+        .filter_map(Result::ok)
+        .map(|e| e.file_name())
+        .collect();
+    names.sort();
+    for name in names {
+        let name_s = name.to_string_lossy().into_owned();
+        let rel = if prefix.is_empty() { name_s } else { format!("{prefix}/{name_s}") };
+        let p = dir.join(&name);
+        let md = std::fs::symlink_metadata(&p).map_err(BuildError::io("reading", &p))?;
+        let ft = md.file_type();
+        let mode = md.permissions().mode();
+        if ft.is_dir() {
+            out.push((rel.clone(), PlanKind::Dir, mode));
+            walk_dir(&p, &rel, out)?;
+        } else if ft.is_symlink() {
+            let t = std::fs::read_link(&p).map_err(BuildError::io("reading link", &p))?;
+            out.push((rel, PlanKind::Symlink(t.to_string_lossy().into_owned()), mode));
+        } else if ft.is_file() {
+            out.push((rel, PlanKind::File, mode));
+        } else if ft.is_fifo() || ft.is_socket() || ft.is_block_device() || ft.is_char_device() {
+            // Special files are not copied (as BuildKit's copy skips them).
+        }
+    }
+    Ok(())
+}
+
+/// Resolves a `COPY --from` source inside a stage's root (absolute paths are inside the
+/// stage; wildcards are allowed in every component).
+fn select_in_dir(root: &Path, pattern: &str) -> Result<Vec<String>, BuildError> {
+    use crate::context::gopath;
+    let cleaned = gopath::clean(&format!("/{pattern}"));
+    let rel = cleaned.trim_start_matches('/');
+    if rel.is_empty() {
+        return Ok(vec![".".into()]);
+    }
+    let mut current: Vec<String> = vec![String::new()];
+    for seg in rel.split('/') {
+        let mut next = Vec::new();
+        for cur in &current {
+            let dir = if cur.is_empty() { root.to_path_buf() } else { root.join(cur) };
+            if !gopath::has_meta(seg) {
+                let cand = if cur.is_empty() { seg.to_string() } else { format!("{cur}/{seg}") };
+                // Never follow a symlink out of the stage: lstat inside root only.
+                if std::fs::symlink_metadata(root.join(&cand)).is_ok() {
+                    next.push(cand);
+                }
+                continue;
+            }
+            let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+            let mut names: Vec<String> = rd
+                .filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            for n in names {
+                let hit = gopath::matches(seg, &n)
+                    .map_err(|_| BuildError::Copy(format!("invalid pattern {pattern:?}")))?;
+                if hit {
+                    next.push(if cur.is_empty() { n } else { format!("{cur}/{n}") });
+                }
+            }
+        }
+        current = next;
+    }
+    if current.is_empty() {
+        return Err(BuildError::Copy(format!(
+            "{pattern}: no such file or directory in the source stage"
+        )));
+    }
+    Ok(current)
+}
+
+fn hash_file(p: &Path) -> Result<Digest, BuildError> {
+    let mut f = std::fs::File::open(p).map_err(BuildError::io("reading", p))?;
+    let mut h = Sha256Hasher::new();
+    std::io::copy(&mut f, &mut h).map_err(BuildError::io("reading", p))?;
+    Ok(h.finish())
+}
+
+/// The key of a COPY/ADD.
+pub fn key_inputs(
+    prepared: &PreparedCopy,
+    instruction: &str,
+    op: &str,
+    parent: Option<Digest>,
+    platform: &str,
+    c: &CopyInstruction,
+    from_key: Option<(&str, &Digest)>,
+) -> KeyInputs {
+    let mut k = KeyInputs::new(op, if c.link { None } else { parent }, instruction.to_string(), platform.to_string())
+        .input("files", prepared.selection_digest.to_string())
+        .input("dest", format!("/{}", prepared.dest_abs));
+    if let Some((stage, key)) = from_key {
+        k = k.input(&format!("from:{stage}"), key.to_string());
+    }
+    k
+}
+
+/// Builds the layer entries of a prepared COPY on top of `rootfs` (unused with `--link`).
+pub fn entries(
+    prepared: &PreparedCopy,
+    c: &CopyInstruction,
+    env: &CopyEnv<'_>,
+    rootfs: &RootFs,
+    scratch: &Path,
+) -> Result<Vec<LayerEntry>, BuildError> {
+    let owner = match &c.chown {
+        Some(spec) => {
+            let passwd = rootfs.read_small_file("/etc/passwd");
+            let group = rootfs.read_small_file("/etc/group");
+            resolve_owner(spec, passwd.as_deref(), group.as_deref())?
+        }
+        None => Owner { uid: 0, gid: 0 },
+    };
+    let chmod = c
+        .chmod
+        .as_deref()
+        .map(Chmod::parse)
+        .transpose()
+        .map_err(|e| BuildError::Copy(e.to_string()))?;
+    let mut out: Vec<LayerEntry> = Vec::new();
+    let mut created: BTreeSet<String> = BTreeSet::new();
+    let dir_entry = |path: &str, mode: u32| LayerEntry {
+        path: path.to_string(),
+        kind: LayerKind::Dir,
+        mode,
+        uid: owner.uid,
+        gid: owner.gid,
+        mtime: env.epoch,
+        xattrs: BTreeMap::new(),
+    };
+
+    // Missing parents of every destination (and the destination directory itself) are
+    // created, owned like the copied files. With --link nothing below is consulted.
+    let mut needed_dirs: BTreeSet<String> = BTreeSet::new();
+    for item in &prepared.items {
+        let comps = components(&item.dest);
+        for i in 1..comps.len() {
+            needed_dirs.insert(comps[..i].join("/"));
+        }
+    }
+    if prepared.dest_is_dir && !prepared.dest_abs.is_empty() {
+        needed_dirs.insert(prepared.dest_abs.clone());
+    }
+    let item_paths: BTreeSet<&str> = prepared.items.iter().map(|i| i.dest.as_str()).collect();
+    for d in needed_dirs {
+        if item_paths.contains(d.as_str()) {
+            continue;
+        }
+        let exists = !c.link && rootfs.lookup(&d).is_some_and(|f| f.meta.is_dir() || f.meta.file_type().is_symlink());
+        if !exists && !(c.link && d != prepared.dest_abs) {
+            out.push(dir_entry(&d, 0o755));
+            created.insert(d);
+        }
+    }
+
+    for item in &prepared.items {
+        let is_dir = matches!(item.kind, ItemKind::Dir);
+        let is_link = matches!(item.kind, ItemKind::Symlink(_));
+        let mut mode = normalized_mode(item.mode, is_dir, is_link, env.normalize_modes);
+        if let (Some(ch), false) = (&chmod, is_link) {
+            mode = ch.apply(mode, is_dir);
+        }
+        match &item.kind {
+            ItemKind::Archive(path) => {
+                out.extend(extract_archive(path, &item.dest, scratch, env)?);
+            }
+            kind => {
+                let lk = match kind {
+                    ItemKind::File(p) => LayerKind::File { source: p.clone() },
+                    ItemKind::Dir => LayerKind::Dir,
+                    ItemKind::Symlink(t) => LayerKind::Symlink { target: t.clone() },
+                    ItemKind::Archive(_) => unreachable_kind(),
+                };
+                if item.dest.is_empty() {
+                    // Copying onto "/" itself only changes the root's metadata; BuildKit
+                    // keeps the root as it is.
+                    continue;
+                }
+                out.push(LayerEntry {
+                    path: item.dest.clone(),
+                    kind: lk,
+                    mode,
+                    uid: owner.uid,
+                    gid: owner.gid,
+                    mtime: env.epoch,
+                    xattrs: BTreeMap::new(),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn unreachable_kind() -> LayerKind {
+    LayerKind::Dir
+}
+
+/// Extracts a local archive (ADD) safely into a scratch directory, then lists it as entries
+/// under `dest`. Ownership and modes come from the archive, as Docker's ADD keeps them.
+fn extract_archive(path: &Path, dest: &str, scratch: &Path, env: &CopyEnv<'_>) -> Result<Vec<LayerEntry>, BuildError> {
+    let dir = scratch.join(format!("add-{}", path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()));
+    std::fs::create_dir_all(&dir).map_err(BuildError::io("creating", &dir))?;
+    let f = std::fs::File::open(path).map_err(BuildError::io("reading", path))?;
+    let opts = rbuild_layers::apply::ApplyOptions::default();
+    rbuild_layers::apply::apply_layer(&dir, f, &opts).map_err(|e| {
+        BuildError::Copy(format!("extracting {}: {}", path.display(), crate::cli::error_chain(&e)))
+    })?;
+    let mut entries = rbuild_layers::tar::entries_from_dir(&dir)?;
+    for e in &mut entries {
+        e.path = join_dest(dest, &e.path);
+        if env.layer_options.source_date_epoch.is_some() {
+            e.mtime = e.mtime.min(env.epoch);
+        }
+        if let LayerKind::Hardlink { target } = &mut e.kind {
+            *target = join_dest(dest, target);
+        }
+    }
+    let _ = MetadataExt::mode; // keep the trait import used on all targets
+    Ok(entries)
+}

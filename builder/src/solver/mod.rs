@@ -1,0 +1,215 @@
+//! The build engine: turns a parsed Dockerfile, a build plan and a context into image states,
+//! doing no work twice.
+//!
+//! * [`Engine::run`] builds the stages the plan needs, independent stages concurrently (one
+//!   thread per ready stage; a stage waits only for the stages it reads).
+//! * Each stage ([`stage`]) replays its instructions: metadata instructions edit the image
+//!   config; filesystem instructions (COPY, ADD, WORKDIR, RUN) get a cache key ([`key`]) and
+//!   either hit the store's cache records ([`record`]) or run and write a layer.
+//! * Every miss is explained against the previous build of the same Dockerfile and target
+//!   ([`explain`]).
+
+pub mod base;
+pub mod copy;
+pub mod error;
+pub mod explain;
+pub mod key;
+pub mod meta;
+pub mod record;
+pub mod rootfs;
+pub mod stage;
+pub mod users;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
+
+use rbuild_layers::snapshot::SnapshotCache;
+use rbuild_layers::store::Store;
+use rbuild_layers::{Compression, Platform};
+
+use crate::context::{Context, IgnoreRules};
+use crate::dockerfile::Dockerfile;
+use crate::graph::BuildPlan;
+use crate::progress::Progress;
+
+pub use error::BuildError;
+pub use stage::{LayerRef, StageState};
+
+/// Everything about a build that is not the Dockerfile itself.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    pub platform: Platform,
+    /// Predefined platform ARGs (`TARGETPLATFORM`, …).
+    pub platform_vars: BTreeMap<String, String>,
+    /// `--build-arg` values (unset `K` forms already dropped).
+    pub build_args: BTreeMap<String, String>,
+    pub no_cache: bool,
+    /// Stage indices whose steps must not use the cache (`--no-cache-filter`).
+    pub no_cache_stages: BTreeSet<usize>,
+    /// Timestamp for created times and the mtimes of files rbuild writes.
+    pub epoch: i64,
+    pub compression: Compression,
+    pub compression_level: Option<i32>,
+    /// In a git work tree, file modes are normalised to what git records (0644/0755), so that
+    /// clones made with different umasks build identical images.
+    pub normalize_modes: bool,
+}
+
+/// A build in progress.
+pub struct Engine<'a> {
+    pub store: &'a Store,
+    pub df: &'a Dockerfile,
+    pub plan: &'a BuildPlan,
+    pub opts: &'a EngineOptions,
+    pub context_dir: &'a Path,
+    pub dockerfile: &'a Path,
+    pub progress: Progress,
+    pub snapshots: SnapshotCache,
+    context: OnceLock<Result<Arc<Context>, String>>,
+    results: Mutex<BTreeMap<usize, Arc<StageState>>>,
+    steps: Mutex<Vec<record::StepRecord>>,
+}
+
+impl<'a> Engine<'a> {
+    pub fn new(
+        store: &'a Store,
+        df: &'a Dockerfile,
+        plan: &'a BuildPlan,
+        opts: &'a EngineOptions,
+        context_dir: &'a Path,
+        dockerfile: &'a Path,
+        progress: Progress,
+    ) -> Engine<'a> {
+        Engine {
+            store,
+            df,
+            plan,
+            opts,
+            context_dir,
+            dockerfile,
+            progress,
+            snapshots: SnapshotCache::new(&store.snapshots_dir()),
+            context: OnceLock::new(),
+            results: Mutex::new(BTreeMap::new()),
+            steps: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The scanned build context, read once on first use (a build that copies nothing from
+    /// the context never scans it).
+    pub fn context(&self) -> Result<Arc<Context>, BuildError> {
+        self.context
+            .get_or_init(|| {
+                let rules = IgnoreRules::load(self.context_dir, self.dockerfile)
+                    .map_err(|e| crate::cli::error_chain(&e))?;
+                let statcache = self.store.statcache_dir();
+                Context::scan(self.context_dir, &rules, Some(statcache.as_path()))
+                    .map(Arc::new)
+                    .map_err(|e| crate::cli::error_chain(&e))
+            })
+            .clone()
+            .map_err(BuildError::Context)
+    }
+
+    /// The finished state of stage `i` (only valid once it was built).
+    pub fn stage_result(&self, i: usize) -> Option<Arc<StageState>> {
+        self.results
+            .lock()
+            .expect("results lock poisoned")
+            .get(&i)
+            .cloned()
+    }
+
+    pub(crate) fn record_step(&self, r: record::StepRecord) {
+        self.steps.lock().expect("steps lock poisoned").push(r);
+    }
+
+    /// The steps run so far, for the build record and `rbuild explain`.
+    pub fn step_records(&self) -> Vec<record::StepRecord> {
+        let mut v = self.steps.lock().expect("steps lock poisoned").clone();
+        v.sort_by(|a, b| (a.stage, a.index).cmp(&(b.stage, b.index)));
+        v
+    }
+
+    /// A private scratch directory in the store (removed by the caller).
+    pub fn scratch_dir(&self, prefix: &str) -> Result<tempfile::TempDir, BuildError> {
+        let tmp = self.store.tmp_dir();
+        tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in(&tmp)
+            .map_err(|e| BuildError::Io {
+                what: "creating a scratch directory in",
+                path: tmp,
+                source: e,
+            })
+    }
+
+    /// Builds every stage the plan needs; returns each built stage's final state.
+    pub fn run(&self) -> Result<BTreeMap<usize, Arc<StageState>>, BuildError> {
+        let order = self.plan.order.clone();
+        let mut pending: Vec<usize> = order.clone();
+        let mut running: BTreeSet<usize> = BTreeSet::new();
+        let mut first_error: Option<BuildError> = None;
+        std::thread::scope(|scope| {
+            let (tx, rx) = mpsc::channel::<(usize, Result<StageState, BuildError>)>();
+            loop {
+                if first_error.is_none() {
+                    let done: BTreeSet<usize> = self
+                        .results
+                        .lock()
+                        .expect("results lock poisoned")
+                        .keys()
+                        .copied()
+                        .collect();
+                    let ready: Vec<usize> = pending
+                        .iter()
+                        .copied()
+                        .filter(|&i| self.plan.stages[i].depends_on().all(|d| done.contains(&d)))
+                        .collect();
+                    for i in ready {
+                        pending.retain(|&p| p != i);
+                        running.insert(i);
+                        let tx = tx.clone();
+                        scope.spawn(move || {
+                            let r = stage::build_stage(self, i);
+                            // The receiver outlives every sender in this scope.
+                            let _ = tx.send((i, r));
+                        });
+                    }
+                }
+                if running.is_empty() {
+                    break;
+                }
+                let Ok((i, r)) = rx.recv() else { break };
+                running.remove(&i);
+                match r {
+                    Ok(state) => {
+                        self.results
+                            .lock()
+                            .expect("results lock poisoned")
+                            .insert(i, Arc::new(state));
+                    }
+                    Err(e) => {
+                        if first_error.is_none() {
+                            first_error = Some(e);
+                        }
+                    }
+                }
+            }
+        });
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        if !pending.is_empty() {
+            return Err(BuildError::Internal(format!(
+                "stages {pending:?} could not be scheduled"
+            )));
+        }
+        Ok(self
+            .results
+            .lock()
+            .expect("results lock poisoned")
+            .clone())
+    }
+}

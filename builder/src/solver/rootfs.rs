@@ -1,0 +1,346 @@
+//! A stage's filesystem as a stack of unpacked layer snapshots (overlay format, bottom first).
+//!
+//! Two ways to read it: [`RootFs::lookup`] answers "what is at this path" with overlayfs's rules
+//! applied in user space (a whiteout hides, an opaque directory stops the search, a non-directory
+//! ends a path) — enough for `/etc/passwd`, `WORKDIR` and COPY destinations without mounting;
+//! and [`RootFs::mount_readonly`] mounts the stack read-only with overlayfs for `COPY --from`,
+//! which needs the whole merged tree.
+
+use std::ffi::CString;
+use std::fs;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+/// Overlay's opaque-directory markers (the kernel accepts either namespace).
+const OPAQUE_XATTRS: [&str; 2] = ["trusted.overlay.opaque", "user.overlay.opaque"];
+
+/// Largest `/etc/passwd`-like file rbuild reads while resolving names.
+pub const MAX_SMALL_FILE: u64 = 4 * 1024 * 1024;
+
+/// The snapshot directories of a stage's layers, bottom first.
+#[derive(Debug, Clone, Default)]
+pub struct RootFs {
+    pub lowers: Vec<PathBuf>,
+}
+
+/// What [`RootFs::lookup`] found.
+#[derive(Debug)]
+pub struct Found {
+    /// The path in the snapshot that provides the entry.
+    pub real: PathBuf,
+    pub meta: fs::Metadata,
+}
+
+fn is_whiteout(m: &fs::Metadata) -> bool {
+    m.file_type().is_char_device() && m.rdev() == 0
+}
+
+fn is_opaque(dir: &Path) -> bool {
+    OPAQUE_XATTRS.iter().any(|name| {
+        matches!(xattr::get(dir, name), Ok(Some(v)) if v.as_slice() == b"y")
+    })
+}
+
+/// Splits an absolute or relative image path into clean components (`.`/`..` resolved
+/// lexically inside the root, as path.Clean on "/"+p does).
+pub fn components(path: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            c => out.push(c.to_string()),
+        }
+    }
+    out
+}
+
+impl RootFs {
+    /// Finds the entry at `path` in the merged view, following symlinks in the directories
+    /// leading to it (inside the root) but not in the last component.
+    pub fn lookup(&self, path: &str) -> Option<Found> {
+        self.lookup_depth(components(path), 0)
+    }
+
+    fn lookup_depth(&self, comps: Vec<String>, depth: usize) -> Option<Found> {
+        if depth > 40 {
+            return None;
+        }
+        // Resolve intermediate components one by one so a symlinked directory is followed.
+        for i in 0..comps.len().saturating_sub(1) {
+            let prefix = &comps[..=i];
+            let found = self.lookup_exact(prefix)?;
+            if found.meta.file_type().is_symlink() {
+                let target = fs::read_link(&found.real).ok()?;
+                let target = target.to_string_lossy().into_owned();
+                let mut next = if target.starts_with('/') {
+                    components(&target)
+                } else {
+                    let mut base: Vec<String> = prefix[..prefix.len() - 1].to_vec();
+                    base.extend(components(&target));
+                    components(&base.join("/"))
+                };
+                next.extend(comps[i + 1..].iter().cloned());
+                return self.lookup_depth(next, depth + 1);
+            }
+            if !found.meta.is_dir() {
+                return None;
+            }
+        }
+        self.lookup_exact(&comps)
+    }
+
+    /// Overlay lookup of a path whose directories are all real directories.
+    fn lookup_exact(&self, comps: &[String]) -> Option<Found> {
+        if comps.is_empty() {
+            let top = self.lowers.last()?;
+            return Some(Found {
+                real: top.clone(),
+                meta: fs::symlink_metadata(top).ok()?,
+            });
+        }
+        for layer in self.lowers.iter().rev() {
+            let mut p = layer.clone();
+            let mut blocked = false;
+            for (i, c) in comps.iter().enumerate() {
+                p.push(c);
+                match fs::symlink_metadata(&p) {
+                    Ok(m) if is_whiteout(&m) => return None,
+                    Ok(m) if i + 1 == comps.len() => return Some(Found { real: p, meta: m }),
+                    Ok(m) if m.is_dir() => {
+                        if is_opaque(&p) {
+                            blocked = true;
+                        }
+                    }
+                    // A file where a directory is expected hides everything below.
+                    Ok(_) => return None,
+                    Err(_) => break,
+                }
+            }
+            if blocked {
+                // An opaque directory on the way hides the lower layers (if the entry were in
+                // this layer we would have returned it).
+                return None;
+            }
+        }
+        None
+    }
+
+    /// Reads a small regular file (e.g. `/etc/passwd`) from the merged view; `None` when it is
+    /// missing or not a regular file (never reads FIFOs or devices: CVE-2024-9676).
+    pub fn read_small_file(&self, path: &str) -> Option<String> {
+        let found = self.lookup(path)?;
+        if !found.meta.is_file() || found.meta.len() > MAX_SMALL_FILE {
+            return None;
+        }
+        let mut s = String::new();
+        fs::File::open(&found.real)
+            .ok()?
+            .take(MAX_SMALL_FILE)
+            .read_to_string(&mut s)
+            .ok()?;
+        Some(s)
+    }
+
+    /// Mounts the stack read-only at `target` (an existing empty directory). The mount lives in
+    /// rbuild's private mount namespace (see `crate::sandbox_init`) and is removed when the
+    /// guard drops.
+    pub fn mount_readonly(&self, target: &Path) -> Result<MountGuard, std::io::Error> {
+        match self.lowers.len() {
+            0 => Ok(MountGuard { target: None }),
+            1 => {
+                mount(&self.lowers[0], target, None, libc::MS_BIND | libc::MS_REC, None)?;
+                let guard = MountGuard {
+                    target: Some(target.to_path_buf()),
+                };
+                mount(
+                    Path::new("none"),
+                    target,
+                    None,
+                    libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                    None,
+                )?;
+                Ok(guard)
+            }
+            _ => {
+                // overlay's lowerdir lists the top layer first.
+                let lower = self
+                    .lowers
+                    .iter()
+                    .rev()
+                    .map(|p| escape_overlay_path(p))
+                    .collect::<Vec<_>>()
+                    .join(":");
+                let data = format!("lowerdir={lower}");
+                mount(
+                    Path::new("overlay"),
+                    target,
+                    Some("overlay"),
+                    libc::MS_RDONLY,
+                    Some(&data),
+                )?;
+                Ok(MountGuard {
+                    target: Some(target.to_path_buf()),
+                })
+            }
+        }
+    }
+}
+
+fn escape_overlay_path(p: &Path) -> String {
+    // ':' and ',' separate overlay options; '\' escapes them.
+    p.to_string_lossy()
+        .replace('\\', "\\\\")
+        .replace(':', "\\:")
+        .replace(',', "\\,")
+}
+
+fn cstr(p: &Path) -> std::io::Result<CString> {
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "path contains NUL"))
+}
+
+fn mount(
+    source: &Path,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> std::io::Result<()> {
+    let src = cstr(source)?;
+    let tgt = cstr(target)?;
+    let fst = fstype.map(|f| CString::new(f).expect("fs type has no NUL"));
+    let dat = data
+        .map(|d| CString::new(d).map_err(|_| std::io::Error::other("mount data contains NUL")))
+        .transpose()?;
+    // SAFETY: every pointer is a valid NUL-terminated string that outlives the call, or null.
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            tgt.as_ptr(),
+            fst.as_ref().map_or(std::ptr::null(), |f| f.as_ptr()),
+            flags,
+            dat.as_ref()
+                .map_or(std::ptr::null(), |d| d.as_ptr().cast::<libc::c_void>()),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        let err = std::io::Error::last_os_error();
+        Err(std::io::Error::new(
+            err.kind(),
+            format!(
+                "mounting {} on {} ({}) was refused: {err}; rbuild needs root (or CAP_SYS_ADMIN) to mount overlayfs for COPY --from",
+                source.display(),
+                target.display(),
+                fstype.unwrap_or("bind")
+            ),
+        ))
+    }
+}
+
+/// Unmounts on drop.
+#[derive(Debug)]
+pub struct MountGuard {
+    target: Option<PathBuf>,
+}
+
+impl Drop for MountGuard {
+    fn drop(&mut self) {
+        if let Some(t) = self.target.take() {
+            if let Ok(c) = cstr(&t) {
+                // SAFETY: c is a valid NUL-terminated path. MNT_DETACH so a busy mount cannot
+                // wedge teardown; nothing is written through it (read-only).
+                unsafe {
+                    libc::umount2(c.as_ptr(), libc::MNT_DETACH);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn layer(root: &Path, name: &str) -> PathBuf {
+        let p = root.join(name);
+        fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    fn mknod_whiteout(p: &Path) -> bool {
+        let c = CString::new(p.as_os_str().as_bytes()).unwrap();
+        // SAFETY: valid path; creates a 0:0 char device (needs root).
+        unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o600, 0) == 0 }
+    }
+
+    #[test]
+    fn lookup_follows_overlay_rules() {
+        let t = tempfile::tempdir().unwrap();
+        let l0 = layer(t.path(), "l0");
+        let l1 = layer(t.path(), "l1");
+        fs::create_dir_all(l0.join("etc")).unwrap();
+        fs::write(l0.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\n").unwrap();
+        fs::write(l0.join("etc/group"), "root:x:0:\n").unwrap();
+        fs::create_dir_all(l1.join("etc")).unwrap();
+        fs::write(l1.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\napp:x:1:1::/:/bin/sh\n")
+            .unwrap();
+        let fs_ = RootFs { lowers: vec![l0.clone(), l1.clone()] };
+        assert!(fs_.read_small_file("/etc/passwd").unwrap().contains("app"));
+        assert!(fs_.read_small_file("etc/group").is_some());
+        assert!(fs_.lookup("/nope").is_none());
+        assert!(fs_.lookup("/").unwrap().meta.is_dir());
+
+        // A whiteout in the upper layer hides the lower file (needs root for mknod).
+        if mknod_whiteout(&l1.join("etc/group")) {
+            assert!(fs_.lookup("/etc/group").is_none());
+        }
+    }
+
+    #[test]
+    fn opaque_directories_hide_lower_contents() {
+        let t = tempfile::tempdir().unwrap();
+        let l0 = layer(t.path(), "l0");
+        let l1 = layer(t.path(), "l1");
+        fs::create_dir_all(l0.join("d")).unwrap();
+        fs::write(l0.join("d/old"), "x").unwrap();
+        fs::create_dir_all(l1.join("d")).unwrap();
+        if xattr::set(l1.join("d"), "trusted.overlay.opaque", b"y").is_err() {
+            eprintln!("SKIPPED: cannot set trusted.* xattrs here");
+            return;
+        }
+        let fs_ = RootFs { lowers: vec![l0, l1] };
+        assert!(fs_.lookup("/d").is_some());
+        assert!(fs_.lookup("/d/old").is_none());
+    }
+
+    #[test]
+    fn symlinked_directories_are_followed_inside_the_root() {
+        let t = tempfile::tempdir().unwrap();
+        let l0 = layer(t.path(), "l0");
+        fs::create_dir_all(l0.join("real/dir")).unwrap();
+        fs::write(l0.join("real/dir/f"), "x").unwrap();
+        symlink("/real", l0.join("link")).unwrap();
+        symlink("../../../../real", l0.join("up")).unwrap();
+        let fs_ = RootFs { lowers: vec![l0] };
+        assert!(fs_.lookup("/link/dir/f").unwrap().meta.is_file());
+        // `..` past the root stays at the root.
+        assert!(fs_.lookup("/up/dir/f").unwrap().meta.is_file());
+        // The last component is not followed.
+        assert!(fs_.lookup("/link").unwrap().meta.file_type().is_symlink());
+    }
+
+    #[test]
+    fn components_clean_like_path_clean() {
+        assert_eq!(components("/a/./b/../c/"), vec!["a", "c"]);
+        assert_eq!(components("../../x"), vec!["x"]);
+        assert!(components("/").is_empty());
+    }
+}

@@ -1,0 +1,638 @@
+//! Building one stage: resolve its base, run ONBUILD triggers, then replay its instructions
+//! with BuildKit's variable scoping, hitting the cache wherever the key is unchanged.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rbuild_layers::apply::{ApplyOptions, WhiteoutMode};
+use rbuild_layers::image::config::{History, ImageConfig};
+use rbuild_layers::snapshot::chain_id;
+use rbuild_layers::tar::{EntryKind as LayerKind, LayerEntry, LayerOptions};
+use rbuild_layers::{Descriptor, Digest};
+use serde::{Deserialize, Serialize};
+
+use super::base;
+use super::copy::{self, CopyEnv, Source};
+use super::explain;
+use super::key::KeyInputs;
+use super::meta::{self, MetaState};
+use super::record::{self, StepRecord, StepResult};
+use super::rootfs::{components, RootFs};
+use super::users::{resolve_owner, Owner};
+use super::{BuildError, Engine};
+use crate::dockerfile::expand::VarLookup;
+use crate::dockerfile::{CopyInstruction, Instruction};
+use crate::graph::{is_proxy_arg, Base};
+
+/// A layer of a stage: its blob descriptor and uncompressed digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LayerRef {
+    pub descriptor: Descriptor,
+    pub diff_id: Digest,
+}
+
+/// The base image a stage (ultimately) starts from, for the `base.name`/`base.digest`
+/// annotations.
+#[derive(Debug, Clone, Default)]
+pub struct BaseInfo {
+    pub name: Option<String>,
+    pub digest: Option<Digest>,
+}
+
+/// A stage's state after some of its steps.
+#[derive(Debug, Clone)]
+pub struct StageState {
+    pub index: usize,
+    pub config: ImageConfig,
+    pub layers: Vec<LayerRef>,
+    /// The key of the filesystem state (chain of FROM/COPY/ADD/RUN/WORKDIR keys).
+    pub key: Digest,
+    /// ARG values in scope in this stage.
+    pub args: BTreeMap<String, String>,
+    pub base: BaseInfo,
+    pub steps_total: usize,
+    pub steps_cached: usize,
+    pub meta: MetaState,
+}
+
+/// Variables visible to expansion: ENV (from the config) wins over ARG of the same name.
+struct StageVars<'a> {
+    config: &'a ImageConfig,
+    args: &'a BTreeMap<String, String>,
+}
+
+impl VarLookup for StageVars<'_> {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.config
+            .env_get(name)
+            .or_else(|| self.args.get(name).map(String::as_str))
+    }
+}
+
+fn rfc3339(epoch: i64) -> String {
+    // Civil-from-days (Howard Hinnant's algorithm), UTC, no leap seconds.
+    let days = epoch.div_euclid(86_400);
+    let secs = epoch.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        (secs % 3600) / 60,
+        secs % 60
+    )
+}
+
+/// RFC 3339 time of a Unix timestamp, as written into configs and history.
+pub fn created_time(epoch: i64) -> String {
+    rfc3339(epoch)
+}
+
+const HISTORY_COMMENT: &str = "rbuild.dockerfile.v0";
+
+fn history(created_by: String, epoch: i64) -> History {
+    let mut h = History::new(created_by);
+    h.created = Some(rfc3339(epoch));
+    h.comment = Some(HISTORY_COMMENT.into());
+    h
+}
+
+fn is_op(ins: &Instruction) -> bool {
+    matches!(
+        ins,
+        Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_) | Instruction::Workdir(_)
+    )
+}
+
+/// Per-stage bookkeeping while its steps run.
+struct Runner<'e, 'a> {
+    engine: &'e Engine<'a>,
+    stage_label: String,
+    step_no: usize,
+    steps_total: usize,
+    prev: BTreeMap<(String, usize), StepRecord>,
+    first_miss: Option<String>,
+    no_cache: bool,
+}
+
+impl Runner<'_, '_> {
+    fn step_name(&mut self, text: &str) -> (usize, String) {
+        self.step_no += 1;
+        (
+            self.step_no - 1,
+            format!("[{} {}/{}] {}", self.stage_label, self.step_no, self.steps_total, text),
+        )
+    }
+}
+
+/// Builds stage `i` of the engine's plan.
+pub fn build_stage(engine: &Engine<'_>, i: usize) -> Result<StageState, BuildError> {
+    let stage = &engine.df.stages[i];
+    let planned = &engine.plan.stages[i];
+    let platform = crate::cli::values::platform_string(&engine.opts.platform);
+    let epoch = engine.opts.epoch;
+
+    let mut prev = BTreeMap::new();
+    for t in &engine.plan.targets {
+        let tname = engine.plan.stages[*t].display_name();
+        if let Some(rec) = record::load_build(engine.store, engine.dockerfile, &tname) {
+            for s in rec.steps {
+                prev.insert((s.stage_name.clone(), s.index), s);
+            }
+        }
+    }
+    let mut runner = Runner {
+        engine,
+        stage_label: planned.display_name(),
+        step_no: 0,
+        steps_total: 0,
+        prev,
+        first_miss: None,
+        no_cache: engine.opts.no_cache || engine.opts.no_cache_stages.contains(&i),
+    };
+
+    // 1. FROM
+    let mut state = match &planned.base {
+        Base::Scratch => StageState {
+            index: i,
+            config: {
+                let mut c = ImageConfig::new(
+                    engine.opts.platform.os.clone(),
+                    engine.opts.platform.architecture.clone(),
+                );
+                c.variant = engine.opts.platform.variant.clone();
+                c
+            },
+            layers: Vec::new(),
+            key: KeyInputs::new("from", None, "FROM scratch".into(), platform.clone()).key(),
+            args: BTreeMap::new(),
+            base: BaseInfo::default(),
+            steps_total: 0,
+            steps_cached: 0,
+            meta: MetaState::default(),
+        },
+        Base::Stage(j) => {
+            let parent = engine
+                .stage_result(*j)
+                .ok_or_else(|| BuildError::Internal(format!("stage {j} was not built before {i}")))?;
+            let mut s = (*parent).clone();
+            s.index = i;
+            s.args = BTreeMap::new();
+            s.steps_total = 0;
+            s.steps_cached = 0;
+            s.meta = MetaState::default();
+            s
+        }
+        Base::Image(name) => {
+            let trigger_count = 0;
+            runner.steps_total = 1 + trigger_count + stage.instructions.iter().filter(|s| is_op(&s.node)).count();
+            let (idx, label) = runner.step_name(&format!("FROM {name}"));
+            let step = engine.progress.step(&label);
+            let cwd = std::env::current_dir().unwrap_or_else(|_| engine.context_dir.to_path_buf());
+            let resolved = match base::resolve(engine.store, name, &engine.opts.platform, &cwd) {
+                Ok(b) => b,
+                Err(e) => {
+                    step.failed(&e.to_string());
+                    return Err(located(engine, stage.from.line, &format!("FROM {name}"), e));
+                }
+            };
+            let inputs = KeyInputs::new("from", None, format!("FROM {name}"), platform.clone())
+                .input("base", resolved.manifest_digest.to_string());
+            let key = inputs.key();
+            engine.record_step(StepRecord {
+                stage: i,
+                stage_name: runner.stage_label.clone(),
+                index: idx,
+                name: format!("FROM {name}"),
+                key: key.clone(),
+                inputs,
+                cached: true,
+                miss_reason: None,
+            });
+            step.done();
+            let mut config = resolved.config.derive_child();
+            config.os = engine.opts.platform.os.clone();
+            StageState {
+                index: i,
+                config,
+                layers: resolved.layers,
+                key,
+                args: BTreeMap::new(),
+                base: BaseInfo {
+                    name: Some(name.clone()),
+                    digest: Some(resolved.manifest_digest),
+                },
+                steps_total: 1,
+                steps_cached: 1,
+                meta: MetaState::default(),
+            }
+        }
+    };
+
+    // 2. ONBUILD triggers of the base run first, then are cleared (BuildKit).
+    let triggers: Vec<String> = state
+        .config
+        .config
+        .as_mut()
+        .map(|c| std::mem::take(&mut c.on_build))
+        .unwrap_or_default();
+    let mut trigger_instructions = Vec::new();
+    for t in &triggers {
+        let df = crate::dockerfile::parse(&format!("FROM scratch\n{t}\n")).map_err(|e| {
+            BuildError::Expand(format!(
+                "ONBUILD trigger {t:?} of the base image is invalid: {}",
+                e.render("ONBUILD", t)
+            ))
+        })?;
+        for s in df.stages.into_iter().flat_map(|s| s.instructions) {
+            trigger_instructions.push((stage.from.line, s.node));
+        }
+    }
+    let all: Vec<(usize, Instruction)> = trigger_instructions
+        .into_iter()
+        .chain(stage.instructions.iter().map(|s| (s.line, s.node.clone())))
+        .collect();
+    if runner.steps_total == 0 {
+        runner.steps_total = all.iter().filter(|(_, i)| is_op(i)).count();
+    } else {
+        runner.steps_total = 1 + all.iter().filter(|(_, i)| is_op(i)).count();
+    }
+
+    let escape = engine.df.directives.escape;
+    for (line, ins) in all {
+        let text = ins.to_string();
+        let expanded = {
+            let vars = StageVars {
+                config: &state.config,
+                args: &state.args,
+            };
+            ins.expand(&vars, escape)
+                .map_err(|e| located(engine, line, &text, BuildError::Expand(e.to_string())))?
+        };
+        let result = run_instruction(&mut runner, &mut state, &expanded, &text, i, &platform, epoch);
+        result.map_err(|e| located(engine, line, &text, e))?;
+    }
+    state.steps_total += runner.step_no - usize::from(matches!(planned.base, Base::Image(_)));
+    Ok(state)
+}
+
+fn located(engine: &Engine<'_>, line: usize, text: &str, e: BuildError) -> BuildError {
+    if matches!(e, BuildError::Step { .. }) {
+        return e;
+    }
+    let name = engine
+        .dockerfile
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "Dockerfile".into());
+    BuildError::Step {
+        location: format!("{name}:{line}"),
+        step: text.to_string(),
+        source: Box::new(e),
+    }
+}
+
+/// The ARG values a step can see, for keys: every ARG in scope, proxy ARGs only when declared
+/// (they are in scope only then).
+fn visible_args(state: &StageState) -> BTreeMap<String, String> {
+    state.args.clone()
+}
+
+fn run_instruction(
+    runner: &mut Runner<'_, '_>,
+    state: &mut StageState,
+    ins: &Instruction,
+    text: &str,
+    stage_index: usize,
+    platform: &str,
+    epoch: i64,
+) -> Result<(), BuildError> {
+    let engine = runner.engine;
+    match ins {
+        Instruction::Arg(a) => {
+            for def in &a.args {
+                let value = engine
+                    .opts
+                    .build_args
+                    .get(&def.name)
+                    .cloned()
+                    .or_else(|| def.default.clone())
+                    .or_else(|| engine.plan.global_vars.get(&def.name).cloned());
+                match value {
+                    Some(v) => {
+                        state.args.insert(def.name.clone(), v);
+                    }
+                    None if is_proxy_arg(&def.name) => {}
+                    None => {}
+                }
+            }
+            Ok(())
+        }
+        Instruction::Run(_) => Err(BuildError::RunUnsupported),
+        Instruction::Workdir(path) => {
+            let current = state
+                .config
+                .config
+                .as_ref()
+                .and_then(|c| c.working_dir.clone())
+                .unwrap_or_else(|| "/".into());
+            let abs = format!("/{}", copy::absolute_dest(path, &current));
+            state.config.config_mut().working_dir = Some(abs.clone());
+            let user = state.config.config.as_ref().and_then(|c| c.user.clone()).unwrap_or_default();
+            let inputs = KeyInputs::new("workdir", Some(state.key.clone()), format!("WORKDIR {abs}"), platform.to_string())
+                .input("user", user.clone());
+            run_op(runner, state, stage_index, text, inputs, &format!("WORKDIR {abs}"), |engine, state| {
+                let rootfs = snapshot_rootfs(engine, &state.layers)?;
+                if rootfs.lookup(&abs).is_some() {
+                    return Ok(Vec::new());
+                }
+                let owner = if user.is_empty() {
+                    Owner { uid: 0, gid: 0 }
+                } else {
+                    let passwd = rootfs.read_small_file("/etc/passwd");
+                    let group = rootfs.read_small_file("/etc/group");
+                    resolve_owner(&user, passwd.as_deref(), group.as_deref())?
+                };
+                let comps = components(&abs);
+                let mut entries = Vec::new();
+                for n in 1..=comps.len() {
+                    let p = comps[..n].join("/");
+                    if rootfs.lookup(&p).is_some() {
+                        continue;
+                    }
+                    entries.push(LayerEntry {
+                        path: p,
+                        kind: LayerKind::Dir,
+                        mode: 0o755,
+                        uid: owner.uid,
+                        gid: owner.gid,
+                        mtime: epoch,
+                        xattrs: BTreeMap::new(),
+                    });
+                }
+                Ok(entries)
+            })
+        }
+        Instruction::Copy(c) => run_copy(runner, state, stage_index, text, c, false, platform, epoch),
+        Instruction::Add(c) => {
+            if c.from.is_some() {
+                return Err(BuildError::Copy("ADD does not take --from: use COPY --from".into()));
+            }
+            run_copy(runner, state, stage_index, text, c, true, platform, epoch)
+        }
+        other => {
+            let mut meta_state = state.meta.clone();
+            meta::apply(&mut state.config, &mut meta_state, other)
+                .map_err(|e| BuildError::Expand(e.to_string()))?;
+            state.meta = meta_state;
+            state.config.add_empty_history(other.to_string());
+            if let Some(h) = state.config.history.last_mut() {
+                h.created = Some(rfc3339(epoch));
+                h.comment = Some(HISTORY_COMMENT.into());
+            }
+            Ok(())
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_copy(
+    runner: &mut Runner<'_, '_>,
+    state: &mut StageState,
+    stage_index: usize,
+    text: &str,
+    c: &CopyInstruction,
+    is_add: bool,
+    platform: &str,
+    epoch: i64,
+) -> Result<(), BuildError> {
+    let engine = runner.engine;
+    let workdir = state
+        .config
+        .config
+        .as_ref()
+        .and_then(|c| c.working_dir.clone())
+        .unwrap_or_else(|| "/".into());
+    let env = CopyEnv {
+        workdir: &workdir,
+        epoch,
+        normalize_modes: engine.opts.normalize_modes,
+        is_add,
+        layer_options: layer_options(engine),
+    };
+    let scratch = engine.scratch_dir("copy-")?;
+    let op = if is_add { "add" } else { "copy" };
+    let canonical = Instruction::Copy(c.clone()).to_string();
+    let canonical = if is_add { canonical.replacen("COPY", "ADD", 1) } else { canonical };
+
+    // Where the sources come from: another stage (mounted read-only), or the context.
+    let from_stage = match &c.from {
+        Some(name) => Some(resolve_from(engine, name, stage_index)?),
+        None => None,
+    };
+    let mount_dir;
+    let _mount_guard;
+    let ctx;
+    let source = match &from_stage {
+        Some(st) => {
+            mount_dir = scratch.path().join("from");
+            std::fs::create_dir_all(&mount_dir).map_err(BuildError::io("creating", &mount_dir))?;
+            let rootfs = snapshot_rootfs(engine, &st.layers)?;
+            if rootfs.lowers.len() == 1 {
+                _mount_guard = None;
+                Source::Dir(&rootfs_single(&rootfs))
+            } else {
+                _mount_guard = Some(
+                    rootfs
+                        .mount_readonly(&mount_dir)
+                        .map_err(BuildError::io("mounting the source stage at", &mount_dir))?,
+                );
+                Source::Dir(&mount_dir)
+            }
+        }
+        None => {
+            ctx = engine.context()?;
+            Source::Context(&ctx)
+        }
+    };
+    let prepared = copy::prepare(c, &source, &env, scratch.path())?;
+    let from_key = from_stage.as_ref().map(|s| (c.from.as_deref().unwrap_or_default(), &s.key));
+    let inputs = copy::key_inputs(&prepared, &canonical, op, Some(state.key.clone()), platform, c, from_key)
+        .input("chown", c.chown.clone().unwrap_or_default())
+        .input("chmod", c.chmod.clone().unwrap_or_default());
+    record::save_selection(engine.store, &prepared.selection_digest, &prepared.selection);
+    let created_by = format!("{canonical} # rbuild");
+    let link = c.link;
+    run_op(runner, state, stage_index, text, inputs, &created_by, |engine, state| {
+        let rootfs = if link { RootFs::default() } else { snapshot_rootfs(engine, &state.layers)? };
+        copy::entries(&prepared, c, &env, &rootfs, scratch.path())
+    })
+}
+
+fn rootfs_single(r: &RootFs) -> std::path::PathBuf {
+    r.lowers[0].clone()
+}
+
+fn layer_options(engine: &Engine<'_>) -> LayerOptions {
+    LayerOptions {
+        compression: engine.opts.compression,
+        level: engine.opts.compression_level,
+        source_date_epoch: Some(engine.opts.epoch),
+    }
+}
+
+/// Resolves `COPY --from=NAME` to a built stage.
+fn resolve_from(engine: &Engine<'_>, name: &str, current: usize) -> Result<Arc<StageState>, BuildError> {
+    let idx = engine
+        .plan
+        .stages
+        .iter()
+        .find(|s| s.name.as_deref() == Some(name.to_ascii_lowercase().as_str()))
+        .map(|s| s.index)
+        .or_else(|| name.parse::<usize>().ok().filter(|i| *i < current));
+    match idx {
+        Some(i) => engine
+            .stage_result(i)
+            .ok_or_else(|| BuildError::Internal(format!("stage {name} was not built before it was read"))),
+        None => Err(BuildError::Copy(format!(
+            "--from={name}: copying from an image is not supported yet; name a stage of this Dockerfile"
+        ))),
+    }
+}
+
+/// Unpacks (or reuses) every layer's snapshot and returns the stack.
+pub fn snapshot_rootfs(engine: &Engine<'_>, layers: &[LayerRef]) -> Result<RootFs, BuildError> {
+    let mut lowers = Vec::with_capacity(layers.len());
+    let mut parent: Option<Digest> = None;
+    for l in layers {
+        let chain = chain_id(parent.as_ref(), &l.diff_id);
+        let path = engine
+            .snapshots
+            .get_or_create(&chain, |dir| {
+                let blob = engine.store.open_blob(&l.descriptor.digest).map_err(std::io::Error::other)?;
+                let opts = ApplyOptions {
+                    whiteouts: WhiteoutMode::Overlay,
+                    ..ApplyOptions::default()
+                };
+                rbuild_layers::apply::apply_layer(dir, blob, &opts)
+                    .map(|_| ())
+                    .map_err(std::io::Error::other)
+            })
+            .map_err(|e| BuildError::Io {
+                what: "unpacking layer into snapshot",
+                path: engine.store.snapshots_dir().join(chain.hex()),
+                source: e,
+            })?;
+        lowers.push(path);
+        parent = Some(chain);
+    }
+    Ok(RootFs { lowers })
+}
+
+/// Runs a filesystem step: key → cache lookup → (on a miss) `make` the entries and write the
+/// layer → record. Updates `state` with the layer and history.
+fn run_op(
+    runner: &mut Runner<'_, '_>,
+    state: &mut StageState,
+    stage_index: usize,
+    text: &str,
+    inputs: KeyInputs,
+    created_by: &str,
+    make: impl FnOnce(&Engine<'_>, &StageState) -> Result<Vec<LayerEntry>, BuildError>,
+) -> Result<(), BuildError> {
+    let engine = runner.engine;
+    let key = inputs.key();
+    let (idx, label) = runner.step_name(text);
+    let step = engine.progress.step(&label);
+    let cached = if runner.no_cache { None } else { record::lookup(engine.store, &key) };
+    let mut miss_reason = None;
+    let result = match cached {
+        Some(r) => {
+            step.cached();
+            state.steps_cached += 1;
+            r
+        }
+        None => {
+            if let Some(prev) = runner.prev.get(&(runner.stage_label.clone(), idx)) {
+                let reason = if runner.no_cache {
+                    "--no-cache was given".to_string()
+                } else {
+                    explain::explain(engine.store, prev, &inputs, runner.first_miss.as_deref())
+                };
+                step.cache_miss(&reason);
+                miss_reason = Some(reason);
+            }
+            if runner.first_miss.is_none() {
+                runner.first_miss = Some(text.to_string());
+            }
+            let entries = match make(engine, state) {
+                Ok(e) => e,
+                Err(e) => {
+                    step.failed(&e.to_string());
+                    return Err(e);
+                }
+            };
+            let r = if entries.is_empty() {
+                StepResult::new(None)
+            } else {
+                let info = rbuild_layers::tar::write_layer(engine.store, entries, &layer_options(engine))
+                    .inspect_err(|e| step.failed(&e.to_string()))?;
+                let mut d = Descriptor::new(info.media_type.clone(), info.digest.clone(), info.size);
+                d.annotations.clear();
+                StepResult::new(Some(LayerRef {
+                    descriptor: d,
+                    diff_id: info.diff_id,
+                }))
+            };
+            record::save(engine.store, &key, &r)?;
+            step.done();
+            r
+        }
+    };
+    match result.layer {
+        Some(l) => {
+            state.config.add_layer(l.diff_id.clone(), history(created_by.to_string(), engine.opts.epoch));
+            state.layers.push(l);
+        }
+        None => {
+            state.config.add_empty_history(created_by.to_string());
+            if let Some(h) = state.config.history.last_mut() {
+                h.created = Some(rfc3339(engine.opts.epoch));
+                h.comment = Some(HISTORY_COMMENT.into());
+            }
+        }
+    }
+    state.key = key.clone();
+    engine.record_step(StepRecord {
+        stage: stage_index,
+        stage_name: runner.stage_label.clone(),
+        index: idx,
+        name: text.to_string(),
+        key,
+        inputs,
+        cached: miss_reason.is_none() && state.steps_cached > 0 && !runner.no_cache,
+        miss_reason,
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_formats_epochs() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+}
