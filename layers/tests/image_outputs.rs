@@ -5,6 +5,9 @@
 //! `RBUILD_REQUIRE_TOOLS=1`, when it fails. crun failing for an environmental reason (no
 //! cgroups, no namespaces) fails too, unless `RBUILD_ALLOW_NO_CRUN=1`.
 
+// Test code: a failed unwrap is a failed test, which is what we want.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Read, Write};

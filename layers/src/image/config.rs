@@ -402,7 +402,7 @@ mod tests {
         assert_eq!(c.history.len(), 2);
         assert!(!c.history[0].empty_layer && c.history[1].empty_layer);
         assert!(
-            c.history_matches_layers() == false,
+            !c.history_matches_layers(),
             "example has 2 layers, 1 non-empty history"
         );
         // Re-serialised, the document is the same JSON value.

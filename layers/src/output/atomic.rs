@@ -100,12 +100,15 @@ impl<R: Read> Read for Verifying<R> {
     }
 }
 
+/// A blob being streamed out of the store with verification.
+pub(crate) type BlobReader<'s> = Verifying<io::Take<Box<dyn Read + Send + 's>>>;
+
 /// Opens a blob for streaming: its size, and a verifying reader capped one byte past it
 /// (so that a blob longer than its recorded size is detected, not silently truncated).
 pub(crate) fn open_verified<'s>(
     source: &'s dyn BlobSource,
     digest: &Digest,
-) -> Result<(u64, Verifying<io::Take<Box<dyn Read + Send + 's>>>), OutputError> {
+) -> Result<(u64, BlobReader<'s>), OutputError> {
     let read_err = |source| OutputError::ReadBlob {
         digest: digest.clone(),
         source,
