@@ -717,3 +717,163 @@ fn same_inputs_same_image_digest() {
     assert_eq!(a.manifest_descriptor, b.manifest_descriptor);
     assert_eq!(a.config_descriptor, b.config_descriptor);
 }
+
+/// A store that offers no file paths, so the writers must copy (no hard links).
+struct CopyOnly<'a>(&'a DirStore);
+
+impl BlobSource for CopyOnly<'_> {
+    fn open_blob(&self, d: &Digest) -> io::Result<Box<dyn Read + Send + '_>> {
+        self.0.open_blob(d)
+    }
+    fn blob_size(&self, d: &Digest) -> io::Result<u64> {
+        self.0.blob_size(d)
+    }
+}
+
+#[test]
+fn hard_linked_and_copied_layouts_are_identical() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let store = DirStore(tmp.path().join("store"));
+    let image = build_image(&store, &[]);
+    let names = ["v1".to_string()];
+    let images = [ExportImage {
+        image: &image,
+        names: &names,
+    }];
+    let linked = tmp.path().join("linked");
+    let copied = tmp.path().join("copied");
+    write_oci(&Destination::Dir(linked.clone()), &images, &store).unwrap();
+    write_oci(
+        &Destination::Dir(copied.clone()),
+        &images,
+        &CopyOnly(&store),
+    )
+    .unwrap();
+    assert_eq!(tree(&linked), tree(&copied));
+    let layer = image.manifest.layers[0].digest.hex();
+    let ino = |p: PathBuf| fs::metadata(p).unwrap().ino();
+    assert_eq!(
+        ino(linked.join("blobs/sha256").join(layer)),
+        ino(store.path(&image.manifest.layers[0].digest))
+    );
+    assert_ne!(
+        ino(copied.join("blobs/sha256").join(layer)),
+        ino(store.path(&image.manifest.layers[0].digest))
+    );
+    let mode = fs::metadata(copied.join("index.json")).unwrap().mode() & 0o777;
+    assert_eq!(mode, 0o644, "layout files are readable by other users");
+}
+
+#[test]
+fn concurrent_writers_to_one_new_layout_both_land() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = DirStore(tmp.path().join("store"));
+    let images: Vec<Image> = (0..4)
+        .map(|i| build_image(&store, &[("n.txt", ["0", "1", "2", "3"][i])]))
+        .collect();
+    let dest = tmp.path().join("layout");
+    let names: Vec<[String; 1]> = (0..4).map(|i| [format!("t{i}")]).collect();
+    std::thread::scope(|s| {
+        for (image, names) in images.iter().zip(&names) {
+            let (dest, store) = (&dest, &store);
+            s.spawn(move || {
+                write_oci(
+                    &Destination::Dir(dest.clone()),
+                    &[ExportImage { image, names }],
+                    store,
+                )
+                .unwrap()
+            });
+        }
+    });
+    let index = json(&fs::read(dest.join("index.json")).unwrap());
+    let mut got: Vec<(String, String)> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["annotations"][REF_NAME_ANNOTATION]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                m["digest"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    let want: Vec<(String, String)> = images
+        .iter()
+        .enumerate()
+        .map(|(i, img)| (format!("t{i}"), img.manifest_descriptor.digest.to_string()))
+        .collect();
+    assert_eq!(got, want);
+    // No temporary directories were left beside the layout.
+    let leftovers: Vec<_> = fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers.len(), 2, "{leftovers:?}");
+}
+
+#[test]
+fn docker_media_type_image_round_trips_and_is_read_by_skopeo() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = DirStore(tmp.path().join("store"));
+    let oci = build_image(&store, &[]);
+    let docker = Image::assemble(
+        oci.config.clone(),
+        oci.manifest.layers.clone(),
+        BTreeMap::new(),
+        MediaTypes::Docker,
+        &store,
+    )
+    .unwrap();
+    assert_eq!(
+        docker.config_descriptor.digest, oci.config_descriptor.digest,
+        "config bytes are shared"
+    );
+    let dest = tmp.path().join("layout");
+    let names = ["docker".to_string()];
+    write_oci(
+        &Destination::Dir(dest.clone()),
+        &[ExportImage {
+            image: &docker,
+            names: &names,
+        }],
+        &store,
+    )
+    .unwrap();
+    // The layout's own index points at the Docker manifest, which reads back unchanged.
+    // (skopeo 1.9's `oci:` transport only resolves names of entries with OCI media types,
+    // so it is not asked here.)
+    let index = json(&fs::read(dest.join("index.json")).unwrap());
+    assert_eq!(
+        index["manifests"][0]["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    let loaded = Image::load(&DirStore(dest.clone()), docker.manifest_descriptor.clone()).unwrap();
+    assert_eq!(loaded, docker);
+    if have_tool("skopeo") {
+        let file = tmp.path().join("docker.tar");
+        write_docker(
+            &Destination::TarFile(file.clone()),
+            &[ExportImage {
+                image: &docker,
+                names: &names,
+            }],
+            &store,
+        )
+        .unwrap();
+        let info = json(
+            &run(Command::new("skopeo")
+                .arg("inspect")
+                .arg(format!("docker-archive:{}", file.display())))
+            .stdout,
+        );
+        assert_eq!(info["Labels"]["org.example.test"], "yes");
+    }
+    let err = write_docker(&Destination::Dir(tmp.path().join("d")), &[], &store).unwrap_err();
+    assert!(matches!(err, OutputError::DockerNeedsTar { .. }), "{err}");
+}

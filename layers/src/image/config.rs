@@ -507,6 +507,24 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_labels_and_env_round_trip_byte_identically(
+            labels in proptest::collection::btree_map(".{0,8}", ".{0,8}", 0..6),
+            env in proptest::collection::vec(("[A-Z_]{1,6}", ".{0,8}"), 0..6),
+        ) {
+            let mut c = ImageConfig::new("linux", "amd64");
+            c.config_mut().labels = labels;
+            for (k, v) in &env {
+                c.env_set(k, v);
+                proptest::prop_assert_eq!(c.env_get(k), Some(v.as_str()));
+            }
+            let bytes = c.to_canonical_json();
+            let back: ImageConfig = serde_json::from_slice(&bytes).unwrap();
+            proptest::prop_assert_eq!(back.to_canonical_json(), bytes);
+        }
+    }
+
     #[test]
     fn os_version_features_and_variant_use_spec_names() {
         let mut c = ImageConfig::new("windows", "arm64");

@@ -19,12 +19,12 @@ pub enum ImageError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("{what} has both `{field}` and the fields of another document type; ambiguous documents are rejected (CVE-2021-41190)")]
+    #[error("{what} contains `{field}`, a field of another document type; ambiguous documents are rejected (CVE-2021-41190)")]
     Ambiguous {
         what: &'static str,
         field: &'static str,
     },
-    #[error("{what} has schemaVersion {found:?}; only 2 is supported")]
+    #[error("{what} has {}; only schemaVersion 2 is supported", describe_version(.found))]
     SchemaVersion {
         what: &'static str,
         found: Option<u64>,
@@ -54,4 +54,11 @@ pub enum ImageError {
     NoDockerEquivalent { media_type: MediaType },
     #[error("converting to Docker schema2: the manifest uses `{field}`, which Docker schema2 cannot express")]
     NoDockerField { field: &'static str },
+}
+
+fn describe_version(v: &Option<u64>) -> String {
+    match v {
+        Some(v) => format!("schemaVersion {v}"),
+        None => "no numeric schemaVersion".to_string(),
+    }
 }

@@ -466,6 +466,35 @@ mod tests {
             .all(|m| m.media_type == MediaType::DockerManifest));
     }
 
+    #[test]
+    fn error_messages_golden() {
+        let mut both = value(SPEC_MANIFEST.as_bytes());
+        both["manifests"] = serde_json::json!([]);
+        let both = serde_json::to_vec(&both).unwrap();
+        let mut v1 = value(SPEC_MANIFEST.as_bytes());
+        v1["schemaVersion"] = 1.into();
+        let mut zstd = ImageManifest::from_slice(SPEC_MANIFEST.as_bytes()).unwrap();
+        zstd.layers[2].media_type = MediaType::OciLayerZstd;
+        let messages = [
+            ImageManifest::from_slice(&both).unwrap_err().to_string(),
+            ImageIndex::from_slice(&both).unwrap_err().to_string(),
+            ImageManifest::from_slice(&serde_json::to_vec(&v1).unwrap())
+                .unwrap_err()
+                .to_string(),
+            ImageManifest::from_slice(SPEC_INDEX.as_bytes())
+                .unwrap_err()
+                .to_string(),
+            ImageManifest::from_reader(&vec![b' '; MAX_MANIFEST_BYTES as usize + 1][..])
+                .unwrap_err()
+                .to_string(),
+            ImageManifest::from_slice(br#"{"schemaVersion":2,"config":{}}"#)
+                .unwrap_err()
+                .to_string(),
+            zstd.to_docker_schema2().unwrap_err().to_string(),
+        ];
+        insta::assert_snapshot!(messages.join("\n"));
+    }
+
     proptest::proptest! {
         #[test]
         fn parsing_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {

@@ -148,7 +148,11 @@ pub fn write_docker(
         Destination::TarFile(path) => {
             write_tar_file(path, |w| write_docker_archive(w, images, source))
         }
-        Destination::Stdout => flush(write_docker_archive(io::stdout().lock(), images, source)?),
+        Destination::Stdout => flush(write_docker_archive(
+            io::BufWriter::new(io::stdout().lock()),
+            images,
+            source,
+        )?),
     }
 }
 
@@ -252,6 +256,25 @@ mod tests {
             "",
         ] {
             assert!(DockerTag::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn error_messages_golden() {
+        let messages: Vec<String> = ["app@sha256:abc", "App:1", "app:-x"]
+            .iter()
+            .map(|n| DockerTag::parse(n).unwrap_err().to_string())
+            .collect();
+        insta::assert_snapshot!(messages.join("\n"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn docker_tag_parse_never_panics_and_round_trips(s in "[a-zA-Z0-9:/@._-]{0,30}") {
+            if let Ok(t) = DockerTag::parse(&s) {
+                proptest::prop_assert_eq!(DockerTag::parse(&t.familiar()).unwrap(), t.clone());
+                proptest::prop_assert_eq!(DockerTag::parse(&t.fully_qualified()).unwrap(), t);
+            }
         }
     }
 

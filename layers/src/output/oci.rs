@@ -50,7 +50,7 @@ pub fn write_oci(
         Destination::Dir(dir) => write_oci_dir(dir, images, source),
         Destination::TarFile(path) => write_tar_file(path, |w| write_oci_tar(w, images, source)),
         Destination::Stdout => {
-            let out = write_oci_tar(io::stdout().lock(), images, source)?;
+            let out = write_oci_tar(io::BufWriter::new(io::stdout().lock()), images, source)?;
             flush(out)
         }
     }
@@ -71,7 +71,15 @@ pub(crate) fn write_tar_file(
     ) -> Result<io::BufWriter<&mut fs::File>, OutputError>,
 ) -> Result<(), OutputError> {
     let mut tmp = atomic::temp_file_for(path)?;
-    let w = write(io::BufWriter::new(tmp.as_file_mut()))?;
+    // Name the file in write errors (the tar writer only knows it has a stream).
+    let w = write(io::BufWriter::new(tmp.as_file_mut())).map_err(|e| match e {
+        OutputError::Stream { op, source } => OutputError::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        },
+        other => other,
+    })?;
     w.into_inner()
         .map_err(|e| OutputError::io("writing", path)(e.into_error()))?;
     atomic::persist(tmp, path)
@@ -310,6 +318,21 @@ mod tests {
             "", "-a", "a-", "a//b", "/a", "a/", "a b", "a---b", "a..b", "app:", "ä",
         ] {
             assert!(!is_valid_ref_name(bad), "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn ref_names_from_the_grammar_are_valid(
+            comps in proptest::collection::vec("[a-zA-Z0-9]{1,4}(([-._:@+]|--)[a-zA-Z0-9]{1,4}){0,3}", 1..4)
+        ) {
+            let name = comps.join("/");
+            proptest::prop_assert!(is_valid_ref_name(&name), "{}", name);
+        }
+
+        #[test]
+        fn ref_name_check_never_panics(s in ".{0,40}") {
+            let _ = is_valid_ref_name(&s);
         }
     }
 
