@@ -877,3 +877,17 @@ fn docker_media_type_image_round_trips_and_is_read_by_skopeo() {
     let err = write_docker(&Destination::Dir(tmp.path().join("d")), &[], &store).unwrap_err();
     assert!(matches!(err, OutputError::DockerNeedsTar { .. }), "{err}");
 }
+
+#[test]
+fn empty_export_is_a_valid_empty_layout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = DirStore(tmp.path().join("store"));
+    let dest = tmp.path().join("empty");
+    write_oci(&Destination::Dir(dest.clone()), &[], &store).unwrap();
+    assert!(dest.join("blobs/sha256").is_dir());
+    let index = json(&fs::read(dest.join("index.json")).unwrap());
+    assert_eq!(
+        index,
+        serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []})
+    );
+}

@@ -198,6 +198,9 @@ pub fn write_oci_dir(
     let root = tmp.path();
     fs::set_permissions(root, fs::Permissions::from_mode(DIR_MODE))
         .map_err(OutputError::io("setting permissions of", root))?;
+    // image-layout: `blobs` must exist even when empty.
+    let sha_dir = root.join("blobs/sha256");
+    fs::create_dir_all(&sha_dir).map_err(OutputError::io("creating directory", &sha_dir))?;
     for d in all_blobs(images) {
         put_layout_blob(root, d, source)?;
     }
@@ -267,6 +270,8 @@ fn add_to_layout(
         Err(e) if e.kind() == io::ErrorKind::NotFound => ImageIndex::new_oci(),
         Err(e) => return Err(OutputError::io("opening", &index_path)(e)),
     };
+    let sha_dir = dest.join("blobs/sha256");
+    fs::create_dir_all(&sha_dir).map_err(OutputError::io("creating directory", &sha_dir))?;
     for d in all_blobs(images) {
         put_layout_blob(dest, d, source)?;
     }
