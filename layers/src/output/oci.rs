@@ -172,7 +172,8 @@ pub fn write_oci_dir(
     source: &dyn BlobSource,
 ) -> Result<(), OutputError> {
     let entries = index_entries(images)?;
-    match fs::symlink_metadata(dest) {
+    // Follows a symlink, so `dest` may be a link to an existing layout.
+    match fs::metadata(dest) {
         Ok(m) if m.is_dir() && dest.join("oci-layout").exists() => {
             return add_to_layout(dest, entries, images, source)
         }
