@@ -244,6 +244,98 @@ mod tests {
         );
     }
 
+    /// One instance of every event type, as the engine would emit it.
+    fn one_of_each() -> Vec<Event> {
+        vec![
+            Event::StepStarted {
+                id: 1,
+                name: "n".into(),
+            },
+            Event::StepCached { id: 1 },
+            Event::StepLog {
+                id: 1,
+                stream: LogStream::Stdout,
+                line: "l".into(),
+            },
+            Event::StepProgress {
+                id: 1,
+                what: ProgressKind::Pushing,
+                current: 1,
+                total: Some(2),
+            },
+            Event::StepDone {
+                id: 1,
+                elapsed: Duration::from_secs(1),
+            },
+            Event::StepFailed {
+                id: 1,
+                elapsed: Duration::from_secs(1),
+                error: "e".into(),
+            },
+            Event::CacheMiss {
+                id: 1,
+                reason: "r".into(),
+            },
+            Event::Warning {
+                message: "m".into(),
+            },
+            Event::Summary(BuildSummary {
+                targets: vec![TargetSummary {
+                    target: "t".into(),
+                    digest: "sha256:00".into(),
+                    tags: vec![],
+                    size: 0,
+                    layers: 0,
+                    steps_cached: 0,
+                    steps_total: 0,
+                }],
+                wall_time: Duration::ZERO,
+                imported_cache_steps: 0,
+                imported_cache_bytes: 0,
+            }),
+        ]
+    }
+
+    /// Key names of an object, and of the first element of each array of objects, recursively.
+    fn shape(v: &serde_json::Value) -> Vec<String> {
+        let mut keys = Vec::new();
+        if let Some(obj) = v.as_object() {
+            for (k, child) in obj {
+                keys.push(k.clone());
+                if let Some(first) = child.as_array().and_then(|a| a.first()) {
+                    keys.extend(shape(first).into_iter().map(|c| format!("{k}.{c}")));
+                }
+            }
+        }
+        keys.sort();
+        keys
+    }
+
+    /// `docs/progress-json.md` is the consumers' contract: every event type has an example
+    /// there, and each example has exactly the keys the serialiser produces.
+    #[test]
+    fn documented_examples_match_the_serialised_shape() {
+        let doc = include_str!("../../../docs/progress-json.md");
+        let examples: Vec<serde_json::Value> = doc
+            .split("```json\n")
+            .skip(1)
+            .map(|block| {
+                let body = block.split("```").next().expect("split yields one piece");
+                serde_json::from_str(body.trim()).expect("doc example is valid JSON")
+            })
+            .collect();
+        let events = one_of_each();
+        assert_eq!(examples.len(), events.len());
+        for event in events {
+            let ours = to_json(&event);
+            let documented = examples
+                .iter()
+                .find(|e| e["type"] == ours["type"])
+                .unwrap_or_else(|| panic!("no example for {}", ours["type"]));
+            assert_eq!(shape(documented), shape(&ours), "{}", ours["type"]);
+        }
+    }
+
     #[test]
     fn step_id_is_reported_for_step_events_only() {
         assert_eq!(Event::StepCached { id: 7 }.step_id(), Some(7));
