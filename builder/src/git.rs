@@ -435,6 +435,25 @@ mod tests {
         assert_eq!(git_info_with(missing, repo.path()).expect("no error"), None);
     }
 
+    /// Git's "dubious ownership" refusal (repository owned by another uid) is reported, not
+    /// silently overridden. Needs root to chown; elsewhere the test has nothing to check.
+    #[test]
+    fn repository_owned_by_another_user_is_a_dubious_ownership_error() {
+        let repo = repo_with_commit();
+        let other = Some(54_321);
+        for p in [repo.path().to_owned(), repo.path().join(".git")] {
+            if std::os::unix::fs::chown(&p, other, other).is_err() {
+                return; // not root: cannot create the situation
+            }
+        }
+        match git_info(repo.path()) {
+            Err(GitError::DubiousOwnership { toplevel, .. }) => {
+                assert_eq!(Path::new(&toplevel), repo.path());
+            }
+            other => panic!("expected DubiousOwnership, got {other:?}"),
+        }
+    }
+
     #[test]
     fn dubious_ownership_hint_is_taken_from_git() {
         let stderr = "fatal: detected dubious ownership in repository at '/src'\n\
@@ -502,6 +521,46 @@ mod tests {
         ] {
             assert_eq!(strip_credentials(input), expected, "input {input:?}");
         }
+    }
+
+    #[test]
+    fn error_messages_name_the_directory_and_what_to_do() {
+        let dir = PathBuf::from("/src/app");
+        let messages = [
+            GitError::Spawn {
+                dir: dir.clone(),
+                args: "status --porcelain".into(),
+                source: io::Error::from(io::ErrorKind::PermissionDenied),
+            },
+            GitError::Failed {
+                dir: dir.clone(),
+                args: "show -s --format=%ct HEAD".into(),
+                status: "exit status: 128".into(),
+                stderr: "fatal: bad object HEAD".into(),
+            },
+            GitError::DubiousOwnership {
+                dir: dir.clone(),
+                toplevel: "/src".into(),
+            },
+            GitError::BadOutput {
+                dir,
+                args: "show -s --format=%ct HEAD".into(),
+                output: "soon".into(),
+                expected: "Unix seconds",
+            },
+            GitError::BadSourceDateEpoch {
+                value: "yesterday".into(),
+            },
+        ]
+        .map(|e| e.to_string())
+        .join("\n");
+        insta::assert_snapshot!(messages, @r#"
+        reading git metadata of /src/app: running `git status --porcelain` failed
+        reading git metadata of /src/app: `git show -s --format=%ct HEAD` failed (exit status: 128): fatal: bad object HEAD
+        reading git metadata of /src/app: git refuses the repository because it is owned by another user; if you trust it, run `git config --global --add safe.directory /src`
+        reading git metadata of /src/app: `git show -s --format=%ct HEAD` printed "soon", expected Unix seconds
+        SOURCE_DATE_EPOCH="yesterday" is not valid: it must be a non-negative whole number of seconds since 1970-01-01 UTC, like the output of `date +%s`
+        "#);
     }
 
     fn info(commit_time: i64) -> GitInfo {

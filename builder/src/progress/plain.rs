@@ -38,13 +38,20 @@ pub struct PlainRenderer {
 
 impl PlainRenderer {
     pub fn new(out: Box<dyn Write + Send>) -> Self {
-        let state = Arc::new(Mutex::new(PlainState::new(out)));
+        Self::with_timing(out, HEARTBEAT, TICK)
+    }
+
+    /// A renderer whose heartbeat comes after `heartbeat` of silence, checked every `tick`.
+    fn with_timing(out: Box<dyn Write + Send>, heartbeat: Duration, tick: Duration) -> Self {
+        let mut state = PlainState::new(out);
+        state.heartbeat = heartbeat;
+        let state = Arc::new(Mutex::new(state));
         let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
         let ticking = Arc::clone(&state);
         let spawned = std::thread::Builder::new()
             .name("rbuild-progress-ticker".into())
             .spawn(move || loop {
-                match stopped.recv_timeout(TICK) {
+                match stopped.recv_timeout(tick) {
                     Err(RecvTimeoutError::Timeout) => lock(&ticking).tick(Instant::now()),
                     Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
                 }
@@ -98,6 +105,8 @@ struct PlainState {
     current: Option<u32>,
     /// Whether anything has been printed (blocks after the first are separated by a blank line).
     printed_any: bool,
+    /// Silence after which a running step gets a heartbeat line.
+    heartbeat: Duration,
 }
 
 impl PlainState {
@@ -107,6 +116,7 @@ impl PlainState {
             steps: BTreeMap::new(),
             current: None,
             printed_any: false,
+            heartbeat: HEARTBEAT,
         }
     }
 
@@ -229,13 +239,14 @@ impl PlainState {
         self.block(&summary::lines(s));
     }
 
-    /// Heartbeat: a line for each running step silent for [`HEARTBEAT`].
+    /// Heartbeat: a line for each running step silent for `self.heartbeat`.
     fn tick(&mut self, now: Instant) {
+        let heartbeat = self.heartbeat;
         let due: Vec<(u32, u64)> = self
             .steps
             .iter()
             .filter(|(_, s)| {
-                !s.finished && now.saturating_duration_since(s.last_output) >= HEARTBEAT
+                !s.finished && now.saturating_duration_since(s.last_output) >= heartbeat
             })
             .map(|(id, s)| (*id, now.saturating_duration_since(s.started).as_secs()))
             .collect();
@@ -498,6 +509,24 @@ app     sha256:ab  app:1  10B   1       1/1
 built in 2.0s
 "
         );
+    }
+
+    /// The ticker thread really prints heartbeats, and stops when the renderer is dropped.
+    #[test]
+    fn ticker_thread_prints_heartbeats_until_dropped() {
+        let buf = SharedBuf::default();
+        let sink = PlainRenderer::with_timing(
+            Box::new(buf.clone()),
+            Duration::from_millis(40),
+            Duration::from_millis(10),
+        );
+        sink.emit(started(1, "RUN sleep 1"));
+        std::thread::sleep(Duration::from_millis(200));
+        drop(sink);
+        let beats = buf.text().matches("#1 ... still running (0s)").count();
+        assert!(beats >= 2, "{}", buf.text());
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(buf.text().matches("still running").count(), beats);
     }
 
     /// Real threads through the public renderer: every line stays whole and numbered.
