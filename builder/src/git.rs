@@ -563,6 +563,23 @@ mod tests {
         "#);
     }
 
+    proptest::proptest! {
+        /// No password (or HTTPS user token) survives, whatever the URL's parts.
+        #[test]
+        fn stripped_urls_keep_no_password(
+            scheme in "(https|http|ssh|git\\+ssh)",
+            user in "[a-zA-Z0-9._-]{1,12}",
+            password in "[a-zA-Z0-9._~!$&'()*+,;=%-]{8,24}",
+            host in "[a-z0-9.-]{1,20}(:[0-9]{1,5})?",
+            path in "(/[a-zA-Z0-9._@:-]{0,12}){0,4}",
+        ) {
+            let url = format!("{scheme}://{user}:{password}@{host}{path}");
+            proptest::prop_assert_eq!(strip_credentials(&url), format!("{scheme}://{host}{path}"));
+            let scp = format!("{user}:{password}@{host}:o/r.git");
+            proptest::prop_assert!(!strip_credentials(&scp).contains(&password));
+        }
+    }
+
     fn info(commit_time: i64) -> GitInfo {
         GitInfo {
             commit: "a".repeat(40),

@@ -231,6 +231,27 @@ mod tests {
         assert_eq!(m.mask("xabcdefx"), "x****x");
     }
 
+    proptest::proptest! {
+        /// Wherever a secret sits in a line, and whatever surrounds it, it does not survive
+        /// masking, raw or base64-encoded after any prefix.
+        #[test]
+        fn no_secret_survives(
+            secret in "[a-zA-Z0-9]{1,24}",
+            before in "\\PC{0,30}",
+            after in "\\PC{0,30}",
+            prefix in "[a-z:]{0,5}",
+        ) {
+            let m = masker(&[&secret]);
+            let masked = m.mask(&format!("{before}{secret}{after}"));
+            proptest::prop_assert!(!masked.contains(&secret), "{:?}", masked);
+            if secret.len() >= 6 {
+                let encoded = encode(format!("{prefix}{secret}").as_bytes(), STANDARD);
+                let masked = m.mask(&format!("Basic {encoded}"));
+                proptest::prop_assert!(masked.contains(MASK), "{:?}", masked);
+            }
+        }
+    }
+
     #[test]
     fn non_ascii_text_survives_masking() {
         let m = masker(&["geheim"]);
