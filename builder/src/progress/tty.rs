@@ -71,7 +71,7 @@ impl TtyRenderer {
 
     fn println(&self, line: &str) {
         // Best effort: a closed terminal must not abort the build.
-        let _ = self.multi.println(line);
+        let _ = self.multi.println(sanitize(line));
     }
 
     fn start(&self, state: &mut TtyState, id: u32, name: String) {
@@ -129,7 +129,7 @@ impl TtyRenderer {
         let line = if step.name.is_empty() {
             format!("#{id} {outcome}")
         } else {
-            format!("#{id} {}  {outcome}", sanitize(&step.name))
+            format!("#{id} {}  {outcome}", step.name)
         };
         let recent = std::mem::take(&mut step.recent);
         self.clear(step);
