@@ -8,3 +8,5 @@ pub mod cli;
 pub mod commands;
 pub mod context;
 pub mod dockerfile;
+pub mod git;
+pub mod progress;
