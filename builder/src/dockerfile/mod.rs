@@ -1,1 +1,2 @@
 //! The Dockerfile frontend: bytes → typed instructions with source spans.
+pub mod expand;
