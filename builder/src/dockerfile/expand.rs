@@ -67,6 +67,9 @@ pub enum ExpandErrorKind {
     Required { name: String, message: String },
     #[error("invalid pattern ({pattern}) in substitution: invalid escape '\\{escaped}'")]
     InvalidPattern { pattern: String, escaped: char },
+    /// A `--mount` option that is unsafe once expanded (e.g. a cache id becoming `../x`).
+    #[error("{0}")]
+    Mount(super::mount::MountError),
 }
 
 /// Expanding `word` failed; the message names the word as BuildKit's does.
@@ -136,10 +139,12 @@ pub(crate) fn process(
         options,
         raw_escapes: options.raw_escapes,
     };
-    scanner.process_stop_on(None, options.raw_escapes).map_err(|kind| ExpandError {
-        word: word.to_owned(),
-        kind,
-    })
+    scanner
+        .process_stop_on(None, options.raw_escapes)
+        .map_err(|kind| ExpandError {
+            word: word.to_owned(),
+            kind,
+        })
 }
 
 /// Accumulates words the way BuildKit's `wordsStruct` does.

@@ -5,10 +5,15 @@ mod cases;
 use cases::{WordsStep, ENV_VAR_CASES, WORDS_CASES};
 
 fn buildkit_test_env() -> BTreeMap<String, String> {
-    [("PWD", "/home"), ("SHELL", "bash"), ("KOREAN", "한국어"), ("NULL", "")]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
+    [
+        ("PWD", "/home"),
+        ("SHELL", "bash"),
+        ("KOREAN", "한국어"),
+        ("NULL", ""),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
 }
 
 #[test]
@@ -69,8 +74,14 @@ fn required_variable_error_names_the_variable_and_message() {
 #[test]
 fn backtick_escape_token_escapes_and_backslash_is_literal() {
     let env = buildkit_test_env();
-    assert_eq!(expand_word(r"C:\path`$PWD", &env, '`').expect("valid"), r"C:\path$PWD");
-    assert_eq!(expand_word(r"C:\path\$PWD", &env, '`').expect("valid"), r"C:\path\/home");
+    assert_eq!(
+        expand_word(r"C:\path`$PWD", &env, '`').expect("valid"),
+        r"C:\path$PWD"
+    );
+    assert_eq!(
+        expand_word(r"C:\path\$PWD", &env, '`').expect("valid"),
+        r"C:\path\/home"
+    );
 }
 
 #[test]
@@ -98,7 +109,11 @@ fn prefix_suffix_and_replace_modifiers() {
         ("${F/#/X}", "archive.tar.gz"),
     ];
     for (input, expected) in cases {
-        assert_eq!(expand_word(input, &env, '\\').expect(input), expected, "{input}");
+        assert_eq!(
+            expand_word(input, &env, '\\').expect(input),
+            expected,
+            "{input}"
+        );
     }
     assert!(expand_word("${F:#x}", &env, '\\').is_err());
 }
