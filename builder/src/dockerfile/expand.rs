@@ -550,46 +550,72 @@ impl Glob {
         Ok(Glob(toks))
     }
 
-    /// Whether the whole of `text` matches (dynamic programming, so no exponential blow-up).
-    fn matches(&self, text: &[char]) -> bool {
-        let n = text.len();
-        // reachable[j]: pattern prefix processed so far can consume exactly text[..j].
-        let mut reachable = vec![false; n + 1];
-        reachable[0] = true;
-        for tok in &self.0 {
-            let mut next = vec![false; n + 1];
-            match tok {
-                PatTok::Star => {
-                    let mut any = false;
-                    for j in 0..=n {
-                        any |= reachable[j];
-                        next[j] = any;
-                    }
+    /// Adds the positions reachable from `states` without consuming input (a `*` may match
+    /// nothing).
+    fn close(&self, states: &mut [bool]) {
+        for p in 0..self.0.len() {
+            if states[p] && matches!(self.0[p], PatTok::Star) {
+                states[p + 1] = true;
+            }
+        }
+    }
+
+    /// Every `end` such that the pattern matches exactly `text[start..end]`, ascending.
+    /// A linear NFA simulation, so long values cannot blow up.
+    fn match_ends(&self, text: &[char], start: usize) -> Vec<usize> {
+        let m = self.0.len();
+        let mut states = vec![false; m + 1];
+        states[0] = true;
+        self.close(&mut states);
+        let mut ends = Vec::new();
+        if states[m] {
+            ends.push(start);
+        }
+        for (j, &c) in text.iter().enumerate().skip(start) {
+            let mut next = vec![false; m + 1];
+            let mut any = false;
+            for (p, tok) in self.0.iter().enumerate() {
+                if !states[p] {
+                    continue;
                 }
-                PatTok::Any => {
-                    for j in 0..n {
-                        next[j + 1] = reachable[j] && text[j] != '\n';
-                    }
-                }
-                PatTok::Lit(c) => {
-                    for j in 0..n {
-                        next[j + 1] = reachable[j] && text[j] == *c;
-                    }
+                let target = match *tok {
+                    PatTok::Star => Some(p),
+                    // Go's regexp `.` does not match a newline.
+                    PatTok::Any if c != '\n' => Some(p + 1),
+                    PatTok::Lit(x) if x == c => Some(p + 1),
+                    _ => None,
+                };
+                if let Some(t) = target {
+                    next[t] = true;
+                    any = true;
                 }
             }
-            reachable = next;
+            if !any {
+                break;
+            }
+            self.close(&mut next);
+            if next[m] {
+                ends.push(j + 1);
+            }
+            states = next;
         }
-        reachable[n]
+        ends
     }
 
     /// The end of the shortest (or longest, when `greedy`) match starting at `start`.
     fn match_at(&self, text: &[char], start: usize, greedy: bool) -> Option<usize> {
-        let mut ends = (start..=text.len()).filter(|&end| self.matches(&text[start..end]));
+        let ends = self.match_ends(text, start);
         if greedy {
-            ends.last()
+            ends.last().copied()
         } else {
-            ends.next()
+            ends.first().copied()
         }
+    }
+
+    fn reversed(self) -> Glob {
+        let mut toks = self.0;
+        toks.reverse();
+        Glob(toks)
     }
 
     fn replace(&self, value: &str, replacement: &str, all: bool) -> String {
@@ -632,18 +658,14 @@ fn trim_prefix(pattern: &str, value: &str, greedy: bool) -> Result<String, Expan
 }
 
 fn trim_suffix(pattern: &str, value: &str, greedy: bool) -> Result<String, ExpandErrorKind> {
-    let glob = Glob::compile(pattern)?;
-    let text: Vec<char> = value.chars().collect();
-    let n = text.len();
-    let starts: Vec<usize> = (0..=n).filter(|&s| glob.matches(&text[s..])).collect();
-    // Greedy removes the longest suffix (smallest start), otherwise the shortest.
-    let start = if greedy {
-        starts.first()
-    } else {
-        starts.last()
-    };
-    Ok(match start {
-        Some(&s) => text[..s].iter().collect(),
+    // As BuildKit does: match the reversed pattern against the reversed value.
+    let glob = Glob::compile(pattern)?.reversed();
+    let reversed: Vec<char> = value.chars().rev().collect();
+    Ok(match glob.match_at(&reversed, 0, greedy) {
+        Some(cut) => {
+            let keep = reversed.len() - cut;
+            value.chars().take(keep).collect()
+        }
         None => value.to_owned(),
     })
 }

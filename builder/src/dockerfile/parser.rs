@@ -37,7 +37,8 @@ fn split_command(text: &str) -> (&str, &str) {
 
 /// Outcome of trying the JSON exec form.
 enum Json {
-    NotJson,
+    /// Not a JSON array: shell form / whitespace-separated words.
+    Plain,
     Array(Vec<String>),
     NotStrings,
 }
@@ -45,10 +46,10 @@ enum Json {
 fn parse_json(args: &str) -> Json {
     let args = args.trim_start();
     if !args.starts_with('[') {
-        return Json::NotJson;
+        return Json::Plain;
     }
     match serde_json::from_str::<Vec<serde_json::Value>>(args) {
-        Err(_) => Json::NotJson,
+        Err(_) => Json::Plain,
         Ok(values) => {
             let strings: Option<Vec<String>> = values
                 .into_iter()
@@ -594,7 +595,7 @@ fn command_form(ctx: &Ctx<'_>, parts: &Parts<'_>, args: &str) -> Result<CommandF
     match parse_json(args) {
         Json::Array(words) => Ok(CommandForm::Exec(words)),
         Json::NotStrings => Err(not_strings(ctx, parts)),
-        Json::NotJson => Ok(CommandForm::Shell(args.to_owned())),
+        Json::Plain => Ok(CommandForm::Shell(args.to_owned())),
     }
 }
 
@@ -603,7 +604,7 @@ fn maybe_json_list(ctx: &Ctx<'_>, parts: &Parts<'_>) -> Result<Vec<String>, Diag
     match parse_json(parts.args) {
         Json::Array(words) => Ok(words),
         Json::NotStrings => Err(not_strings(ctx, parts)),
-        Json::NotJson => Ok(split_ws(parts.args)),
+        Json::Plain => Ok(split_ws(parts.args)),
     }
 }
 
@@ -810,7 +811,7 @@ mod tests {
     fn json_detection() {
         assert!(matches!(parse_json(r#"["a", "b"]"#), Json::Array(_)));
         assert!(matches!(parse_json(r#"[1]"#), Json::NotStrings));
-        assert!(matches!(parse_json(r#"[a"#), Json::NotJson));
+        assert!(matches!(parse_json(r#"[a"#), Json::Plain));
         assert!(can_contain_heredoc("RUN <<EOF", '\\'));
         assert!(can_contain_heredoc("onbuild copy <<EOF /x", '\\'));
         assert!(!can_contain_heredoc(r#"RUN ["<<EOF"]"#, '\\'));

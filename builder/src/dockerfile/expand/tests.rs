@@ -145,3 +145,14 @@ proptest! {
         let _ = expand_words(&word, &env, '\\');
     }
 }
+
+#[test]
+fn pattern_modifiers_on_long_values_are_fast() {
+    let mut env = BTreeMap::new();
+    env.insert("P".to_owned(), "a:".repeat(5000));
+    let start = std::time::Instant::now();
+    let out = expand_word("${P//:/ }", &env, '\\').expect("valid");
+    assert_eq!(out.len(), 10_000);
+    assert_eq!(expand_word("${P%%:*}", &env, '\\').expect("valid"), "a");
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+}
