@@ -230,8 +230,8 @@ pub(crate) fn parse_flags(
             Some((n, v)) => (n, Some(v.to_owned())),
             None => (body, None),
         };
-        let lower = name.to_ascii_lowercase();
-        let Some(&(canonical, kind)) = allowed.iter().find(|(n, _)| *n == lower) else {
+        // Flag names are case-sensitive in BuildKit (`--From` is unknown).
+        let Some(&(canonical, kind)) = allowed.iter().find(|(n, _)| *n == name) else {
             return Err(FlagError::Unknown {
                 instruction,
                 name: name.to_owned(),
@@ -251,8 +251,18 @@ pub(crate) fn parse_flags(
                 })
             }
             FlagKind::Bool => {
+                if parsed.values.iter().any(|(n, _)| *n == canonical) {
+                    return Err(FlagError::Duplicate {
+                        name: canonical.to_owned(),
+                    });
+                }
                 let value = match value.as_deref().map(str::to_ascii_lowercase) {
                     None => "true".to_owned(),
+                    Some(v) if v.is_empty() => {
+                        return Err(FlagError::MissingValue {
+                            name: canonical.to_owned(),
+                        })
+                    }
                     Some(v) if v == "true" || v == "false" => v,
                     Some(_) => {
                         return Err(FlagError::BadBool {
