@@ -149,12 +149,24 @@ pub fn parse(source: &str) -> Result<Dockerfile, ParseError> {
             }
         };
         match parsed {
-            parser::Parsed::From(from) => stages.push(Stage {
-                index: stages.len(),
-                name: from.name.clone(),
-                from: spanned(from, line),
-                instructions: Vec::new(),
-            }),
+            parser::Parsed::From(from) => {
+                if let Some(name) = &from.name {
+                    if stages.iter().any(|s| s.name.as_ref() == Some(name)) {
+                        diagnostics.push(Diagnostic::new(
+                            source,
+                            line.span,
+                            format!("duplicate stage name {name:?}"),
+                            Some("give every `FROM ... AS <name>` a distinct name".to_owned()),
+                        ));
+                    }
+                }
+                stages.push(Stage {
+                    index: stages.len(),
+                    name: from.name.clone(),
+                    from: spanned(from, line),
+                    instructions: Vec::new(),
+                });
+            }
             parser::Parsed::Other(instruction) => match stages.last_mut() {
                 Some(stage) => stage.instructions.push(spanned(instruction, line)),
                 None => match instruction {

@@ -230,7 +230,11 @@ impl Ctx<'_> {
         let range = match e.flag_name() {
             Some(name) => {
                 let needle = format!("--{name}");
-                let found = self.find(&needle, parts.kw_range.1, parts.kw_range);
+                let mut found = self.find(&needle, parts.kw_range.1, parts.kw_range);
+                if matches!(e, FlagError::Duplicate { .. }) {
+                    // Point at the repeated occurrence, not the first one.
+                    found = self.find(&needle, found.1, found);
+                }
                 // Case-insensitive flag names: fall back to any `--` after the keyword.
                 if found == parts.kw_range {
                     self.find("--", parts.kw_range.1, parts.kw_range)
