@@ -3,12 +3,15 @@
 //! The binary (`src/main.rs`) is a thin shell over this library: `cli` turns flags into
 //! validated options; `dockerfile` parses; `graph` plans which stages a build needs; `context`
 //! reads the build context; `solver` builds stages with content-addressed caching; `export`
-//! turns built stages into images and outputs; `progress` shows what happens.
+//! turns built stages into images and outputs; `progress` shows what happens; `git` reads the
+//! context's commit for tags, labels and reproducible timestamps.
 
 pub mod cli;
 pub mod commands;
 pub mod context;
 pub mod dockerfile;
 pub mod export;
+pub mod git;
 pub mod graph;
+pub mod progress;
 pub mod solver;
