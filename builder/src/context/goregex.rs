@@ -29,6 +29,21 @@ pub enum GoRegexError {
     InvalidNamedClass(String),
     #[error("`\\{0}` is not supported in .dockerignore patterns")]
     Unsupported(char),
+    #[error("missing argument to repetition operator `{0}`")]
+    MissingRepeatArgument(String),
+    #[error("invalid nested repetition operator `{0}`")]
+    NestedRepeat(String),
+    #[error("invalid repeat count `{0}`")]
+    RepeatSize(String),
+}
+
+/// What the previous top-level item was, for Go's repetition checks.
+#[derive(PartialEq, Clone, Copy)]
+enum Prev {
+    /// Start of the expression, or after `|` or `(`: nothing to repeat.
+    Nothing,
+    Atom,
+    Repeat,
 }
 
 const POSIX_CLASSES: &[&str] = &[
@@ -41,9 +56,28 @@ pub fn to_rust(go: &str) -> Result<String, GoRegexError> {
     let chars: Vec<char> = go.chars().collect();
     let mut out = String::with_capacity(go.len() * 2);
     let mut i = 0;
+    let mut prev = Prev::Nothing;
     while i < chars.len() {
         let c = chars[i];
         i += 1;
+        // Repetition operators: `*`, `+`, `?` and a well-formed `{n}`, `{n,}`, `{n,m}`.
+        let repeat = match c {
+            '*' | '+' | '?' => Some((c.to_string(), i)),
+            '{' => parse_repeat(&chars, i)?,
+            _ => None,
+        };
+        if let Some((op, next)) = repeat {
+            match prev {
+                Prev::Nothing => return Err(GoRegexError::MissingRepeatArgument(op)),
+                Prev::Repeat => return Err(GoRegexError::NestedRepeat(op)),
+                Prev::Atom => {}
+            }
+            out.push_str(&op);
+            i = next;
+            prev = Prev::Repeat;
+            continue;
+        }
+        prev = Prev::Atom;
         match c {
             '[' => i = parse_class(&chars, i, &mut out)?,
             '\\' => {
@@ -77,11 +111,65 @@ pub fn to_rust(go: &str) -> Result<String, GoRegexError> {
                     }
                 }
             }
-            '.' | '*' | '?' | '+' | '(' | ')' | '|' | '^' | '$' => out.push(c),
+            '|' | '(' => {
+                out.push(c);
+                prev = Prev::Nothing;
+            }
+            '.' | ')' | '^' | '$' => out.push(c),
             _ => push_literal(&mut out, c),
         }
     }
     Ok(out)
+}
+
+/// Go's `parseRepeat` after `{` (i points after it): `Some((op, next))` for a well-formed
+/// `{n}`, `{n,}` or `{n,m}`, `None` when `{` is a literal.
+fn parse_repeat(chars: &[char], mut i: usize) -> Result<Option<(String, usize)>, GoRegexError> {
+    let start = i - 1;
+    let int = |i: &mut usize| -> Option<i64> {
+        let from = *i;
+        while chars.get(*i).is_some_and(char::is_ascii_digit) {
+            *i += 1;
+        }
+        let digits = &chars[from..*i];
+        // Go disallows leading zeros; huge numbers become -1 (then rejected).
+        if digits.is_empty() || (digits.len() >= 2 && digits[0] == '0') {
+            return None;
+        }
+        let mut n: i64 = 0;
+        for d in digits {
+            if n >= 100_000_000 {
+                return Some(-1);
+            }
+            n = n * 10 + i64::from(*d as u8 - b'0');
+        }
+        Some(n)
+    };
+    let Some(lo) = int(&mut i) else {
+        return Ok(None);
+    };
+    let hi = if chars.get(i) == Some(&',') {
+        i += 1;
+        if chars.get(i) == Some(&'}') {
+            -1
+        } else {
+            match int(&mut i) {
+                Some(hi) => hi,
+                None => return Ok(None),
+            }
+        }
+    } else {
+        lo
+    };
+    if chars.get(i) != Some(&'}') {
+        return Ok(None);
+    }
+    i += 1;
+    let op: String = chars[start..i].iter().collect();
+    if lo < 0 || lo > 1000 || hi > 1000 || (hi >= 0 && lo > hi) {
+        return Err(GoRegexError::RepeatSize(op));
+    }
+    Ok(Some((op, i)))
 }
 
 fn push_literal(out: &mut String, c: char) {
@@ -100,7 +188,11 @@ fn perl_class(c: char) -> (bool, &'static str) {
 }
 
 /// Copies `\pX`, `\p{Name}` or `\p{^Name}` (i points at `p`/`P`); Rust accepts the same forms.
-fn copy_unicode_class(chars: &[char], mut i: usize, out: &mut String) -> Result<usize, GoRegexError> {
+fn copy_unicode_class(
+    chars: &[char],
+    mut i: usize,
+    out: &mut String,
+) -> Result<usize, GoRegexError> {
     let start = i;
     i += 1;
     match chars.get(i) {
@@ -291,13 +383,48 @@ mod tests {
 
     #[test]
     fn escapes_follow_go() {
-        assert!(is_match("^a\\<b$", "a<b"), "Go's \\< is a literal, not a word boundary");
+        assert!(
+            is_match("^a\\<b$", "a<b"),
+            "Go's \\< is a literal, not a word boundary"
+        );
         assert!(is_match("^\\x41\\101$", "AA"));
         assert_eq!(to_rust("\\e"), Err(GoRegexError::InvalidEscape("e".into())));
         assert_eq!(to_rust("\\8"), Err(GoRegexError::InvalidEscape("8".into())));
         assert_eq!(to_rust("a\\"), Err(GoRegexError::TrailingBackslash));
         assert_eq!(to_rust("[b-a]"), Err(GoRegexError::InvalidRange('b', 'a')));
         assert_eq!(to_rust("[a"), Err(GoRegexError::MissingBracket));
-        assert!(matches!(to_rust("[[:foo:]]"), Err(GoRegexError::InvalidNamedClass(_))));
+        assert!(matches!(
+            to_rust("[[:foo:]]"),
+            Err(GoRegexError::InvalidNamedClass(_))
+        ));
+    }
+
+    #[test]
+    fn alternation_and_counted_repeats_follow_go() {
+        assert!(is_match("^a|b$", "ax"), "`|` is alternation");
+        assert!(is_match("^a{2}$", "aa"));
+        assert!(is_match("^a{x}$", "a{x}"), "a malformed repeat is literal");
+        assert!(is_match("^a{,2}$", "a{,2}"));
+        assert!(
+            is_match("^a{01}$", "a{01}"),
+            "leading zeros make the brace literal"
+        );
+        assert_eq!(
+            to_rust("a{1001}"),
+            Err(GoRegexError::RepeatSize("{1001}".into()))
+        );
+        assert_eq!(
+            to_rust("a{3,2}"),
+            Err(GoRegexError::RepeatSize("{3,2}".into()))
+        );
+        assert_eq!(
+            to_rust("a*{2}"),
+            Err(GoRegexError::NestedRepeat("{2}".into()))
+        );
+        assert_eq!(
+            to_rust("|{2}"),
+            Err(GoRegexError::MissingRepeatArgument("{2}".into()))
+        );
+        assert!(is_match("^*a$", "a"), "Go allows repeating ^");
     }
 }

@@ -192,7 +192,10 @@ mod tests {
         assert!(r.is_excluded("tempb", false));
         assert!(!r.is_excluded("temporary.txt", false));
         assert!(!r.is_excluded("a/b/c/temp", false));
-        assert!(!r.is_excluded("# comment", false), "the comment line is not a pattern");
+        assert!(
+            !r.is_excluded("# comment", false),
+            "the comment line is not a pattern"
+        );
     }
 
     /// Docs: "**/*.go excludes all files that end with .go found anywhere in the build context".
@@ -221,7 +224,10 @@ mod tests {
     fn docker_docs_leading_slash_and_clean() {
         let r = rules("/foo/bar\n  baz/../qux/  \n./dir//sub/");
         assert!(r.is_excluded("foo/bar", false));
-        assert!(r.is_excluded("foo/bar/inner", false), "a parent match excludes children");
+        assert!(
+            r.is_excluded("foo/bar/inner", false),
+            "a parent match excludes children"
+        );
         assert!(r.is_excluded("qux", true));
         assert!(r.is_excluded("dir/sub", true));
         assert!(!r.is_excluded("baz", true));
@@ -259,7 +265,10 @@ mod tests {
         assert!(r.may_include_under("node_modules"));
         assert!(!r.may_include_under("node_modules/other"));
         let r = rules("node_modules\n!**/*.keep");
-        assert!(r.may_include_under("node_modules/other"), "wildcard exception: must walk");
+        assert!(
+            r.may_include_under("node_modules/other"),
+            "wildcard exception: must walk"
+        );
     }
 
     #[test]
@@ -271,12 +280,27 @@ mod tests {
         std::fs::write(&df, "FROM scratch\n").unwrap();
         let r = IgnoreRules::load(dir.path(), &df).unwrap();
         assert!(r.is_excluded("generic", false));
-        std::fs::write(dir.path().join("build/app.Dockerfile.dockerignore"), "specific\n").unwrap();
+        std::fs::write(
+            dir.path().join("build/app.Dockerfile.dockerignore"),
+            "specific\n",
+        )
+        .unwrap();
         let r = IgnoreRules::load(dir.path(), &df).unwrap();
         assert!(r.is_excluded("specific", false));
         assert!(!r.is_excluded("generic", false));
-        assert_eq!(r.origin(), Some(dir.path().join("build/app.Dockerfile.dockerignore").as_path()));
-        let none = IgnoreRules::load(&dir.path().join("build"), Path::new("/nonexistent/Dockerfile")).unwrap();
+        assert_eq!(
+            r.origin(),
+            Some(
+                dir.path()
+                    .join("build/app.Dockerfile.dockerignore")
+                    .as_path()
+            )
+        );
+        let none = IgnoreRules::load(
+            &dir.path().join("build"),
+            Path::new("/nonexistent/Dockerfile"),
+        )
+        .unwrap();
         assert!(!none.is_excluded("anything", false));
     }
 }

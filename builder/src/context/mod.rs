@@ -21,7 +21,6 @@ use std::path::PathBuf;
 
 pub use ignore::IgnoreRules;
 
-
 /// Everything that can go wrong while reading a build context.
 #[derive(Debug, thiserror::Error)]
 pub enum ContextError {

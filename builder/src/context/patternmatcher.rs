@@ -18,8 +18,8 @@
 
 use regex::Regex;
 
-use super::goregex::{self, GoRegexError};
 use super::gopath;
+use super::goregex::{self, GoRegexError};
 
 /// Why a pattern list cannot be compiled.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -86,9 +86,11 @@ impl Pattern {
     }
 }
 
-/// Go's `shouldEscape`: regexp metacharacters that have no meaning in `filepath.Match`.
+/// Go's `shouldEscape`. It is meant to cover `.+()|{}$`, but its 8x8-bit table silently drops
+/// every character >= 64, so only `.+()$` are escaped: `|` stays an alternation and `{n}` a
+/// counted repetition in Docker's regexps. Reproduced deliberately.
 fn should_escape(c: char) -> bool {
-    ".+()|{}$".contains(c)
+    ".+()$".contains(c)
 }
 
 #[derive(Debug, PartialEq)]
@@ -312,7 +314,11 @@ impl PatternMatcher {
 
     /// Port of `MatchesUsingParentResults`: like [`Self::matches_or_parent_matches`] but reuses
     /// the parent directory's per-pattern results. Returns the result and this path's info.
-    pub fn matches_using_parent_results(&self, file: &str, parent: &MatchInfo) -> (bool, MatchInfo) {
+    pub fn matches_using_parent_results(
+        &self,
+        file: &str,
+        parent: &MatchInfo,
+    ) -> (bool, MatchInfo) {
         let known = parent.parent_matched.len() == self.patterns.len() && !self.patterns.is_empty();
         let mut info = MatchInfo {
             parent_matched: vec![false; self.patterns.len()],
@@ -423,12 +429,24 @@ mod tests {
             ("a(b)c/def", "a(b)c/def", true),
             ("a(b)c/def", "a(b)c/xyz", false),
             ("a.|)$(}+{bc", "a.|)$(}+{bc", true),
-            ("dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl", "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl", true),
-            ("dist/*.whl", "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl", true),
+            (
+                "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl",
+                "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl",
+                true,
+            ),
+            (
+                "dist/*.whl",
+                "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl",
+                true,
+            ),
             ("a\\*b", "a*b", true),
         ];
         for (pattern, text, want) in cases {
-            assert_eq!(m(&[pattern], text), *want, "pattern={pattern:?} text={text:?}");
+            assert_eq!(
+                m(&[pattern], text),
+                *want,
+                "pattern={pattern:?} text={text:?}"
+            );
         }
     }
 
@@ -443,11 +461,16 @@ mod tests {
         assert!(!m(&["**", "!**"], "docs/README.md"));
         assert!(m(&["docs/**"], "docs/a/b/c"));
         assert!(!m(&["*.md"], "docs/README.md"));
-        assert!(m(&["docs/*"], "docs/a/b"), "a parent match matches children");
+        assert!(
+            m(&["docs/*"], "docs/a/b"),
+            "a parent match matches children"
+        );
         assert!(!m(&["docs"], "."), "the context root is never excluded");
         assert_eq!(
             PatternMatcher::new(&["["]).unwrap_err(),
-            PatternError::BadPattern { pattern: "[".into() }
+            PatternError::BadPattern {
+                pattern: "[".into()
+            }
         );
         assert_eq!(
             PatternMatcher::new(&["!"]).unwrap_err(),
@@ -508,13 +531,32 @@ mod tests {
     fn go_multi_pattern_table() {
         let cases: &[(&[&str], &str, bool)] = &[
             (&["**", "!util/docker/web"], "util/docker/web/foo", false),
-            (&["**", "!util/docker/web", "util/docker/web/foo"], "util/docker/web/foo", true),
-            (&["**", "!dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl"], "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl", false),
-            (&["**", "!dist/*.whl"], "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl", false),
+            (
+                &["**", "!util/docker/web", "util/docker/web/foo"],
+                "util/docker/web/foo",
+                true,
+            ),
+            (
+                &[
+                    "**",
+                    "!dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl",
+                ],
+                "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl",
+                false,
+            ),
+            (
+                &["**", "!dist/*.whl"],
+                "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl",
+                false,
+            ),
         ];
         for (patterns, text, want) in cases {
             let pm = PatternMatcher::new(patterns).unwrap();
-            assert_eq!(pm.matches_or_parent_matches(text), *want, "{patterns:?} {text}");
+            assert_eq!(
+                pm.matches_or_parent_matches(text),
+                *want,
+                "{patterns:?} {text}"
+            );
             let mut info = MatchInfo::default();
             let mut prefix = String::new();
             let mut res = false;
