@@ -20,6 +20,7 @@ use std::io;
 use std::path::PathBuf;
 
 pub use ignore::IgnoreRules;
+pub use scan::{Context, Entry, EntryKind, ScanStats};
 
 /// Everything that can go wrong while reading a build context.
 #[derive(Debug, thiserror::Error)]

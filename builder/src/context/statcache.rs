@@ -1,1 +1,246 @@
+//! The persistent stat cache: skip re-reading files whose `lstat` data has not changed.
+//!
+//! One file per build context (`<dir>/<sha256 of the canonical context path>.bin` when given a
+//! directory — the path only locates the cache; digests never depend on it). Each record maps a
+//! relative path plus (size, inode, mtime ns, ctime ns) to the sha256 of the file's content.
+//!
+//! Racy-git rule: a file modified in the same second it was hashed, on a filesystem with
+//! coarse timestamps, keeps the same stat data although its content changed. The cache therefore
+//! stores the wall-clock second at which the hashing session started (`written_at`, taken
+//! before any file was read) and trusts a record only if both its mtime and ctime seconds are
+//! strictly older than that. Records that are not yet trustworthy are dropped on load (so a
+//! later session can never promote them with a newer `written_at`); the file is re-hashed and
+//! recorded again, and becomes trusted one session later, exactly like git's racily-clean
+//! index entries.
+//!
+//! Format v1 (little-endian): magic `RBSTATC1`, `written_at` seconds (i64), record count (u64),
+//! records of (path length u32, path bytes, size u64, ino u64, mtime_ns i64, ctime_ns i64,
+//! sha256 32 bytes), then a sha256 of everything before it. A missing, truncated, corrupt or
+//! differently-versioned file is treated as empty. Writes go to a temp file that is fsynced and
+//! renamed over the old one.
 
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rbuild_layers::{Digest, Sha256Hasher};
+
+use super::scan::Entry;
+use super::ContextError;
+
+const MAGIC: &[u8; 8] = b"RBSTATC1";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Record {
+    size: u64,
+    ino: u64,
+    mtime_ns: i64,
+    ctime_ns: i64,
+    sha: [u8; 32],
+}
+
+/// An opened stat cache.
+#[derive(Debug)]
+pub struct StatCache {
+    path: PathBuf,
+    records: HashMap<String, Record>,
+    /// New or changed records since loading.
+    dirty: bool,
+}
+
+fn seconds(ns: i64) -> i64 {
+    ns.div_euclid(1_000_000_000)
+}
+
+fn unix_seconds(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+    }
+}
+
+impl StatCache {
+    /// Where the cache for `context_root` lives given the user's `location`.
+    pub fn file_for(location: &Path, context_root: &Path) -> PathBuf {
+        if location.is_dir() {
+            let key = Digest::sha256_of(context_root.as_os_str().as_encoded_bytes());
+            location.join(format!("{}.bin", key.hex()))
+        } else {
+            location.to_path_buf()
+        }
+    }
+
+    /// Opens (loads) the cache; unreadable or corrupt caches start empty.
+    pub fn open(location: &Path, context_root: &Path) -> StatCache {
+        let path = Self::file_for(location, context_root);
+        let records = std::fs::read(&path)
+            .ok()
+            .and_then(|bytes| parse(&bytes))
+            .unwrap_or_default();
+        StatCache {
+            path,
+            records,
+            dirty: false,
+        }
+    }
+
+    /// The cache file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The cached content digest of `rel`, if its stat data is unchanged.
+    pub fn lookup(&self, rel: &str, entry: &Entry) -> Option<Digest> {
+        let r = self.records.get(rel)?;
+        let same = r.size == entry.size
+            && r.ino == entry.ino
+            && r.mtime_ns == entry.mtime_ns
+            && r.ctime_ns == entry.ctime_ns;
+        same.then(|| Digest::from_sha256_bytes(r.sha))
+    }
+
+    /// Records a freshly computed content digest.
+    pub fn record(&mut self, rel: &str, entry: &Entry, digest: &Digest) {
+        let mut sha = [0u8; 32];
+        if hex::decode_to_slice(digest.hex(), &mut sha).is_err() {
+            return; // not a sha256 digest: never produced by the hasher, nothing to cache
+        }
+        let record = Record {
+            size: entry.size,
+            ino: entry.ino,
+            mtime_ns: entry.mtime_ns,
+            ctime_ns: entry.ctime_ns,
+            sha,
+        };
+        if self.records.get(rel) != Some(&record) {
+            self.records.insert(rel.to_string(), record);
+            self.dirty = true;
+        }
+    }
+
+    /// Drops records for paths that `keep` rejects (files gone from the context).
+    pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        let before = self.records.len();
+        self.records.retain(|k, _| keep(k));
+        self.dirty |= self.records.len() != before;
+    }
+
+    /// True if records changed since loading or the last save.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// Writes the cache atomically. `session_started` must precede every content read whose
+    /// result was recorded in this session.
+    pub fn save(&mut self, session_started: SystemTime) -> Result<(), ContextError> {
+        let written_at = unix_seconds(session_started);
+        let mut buf = Vec::with_capacity(24 + self.records.len() * 80);
+        buf.extend_from_slice(MAGIC);
+        buf.extend_from_slice(&written_at.to_le_bytes());
+        buf.extend_from_slice(&(self.records.len() as u64).to_le_bytes());
+        // Racy records are written too; `parse` drops them, so they are re-hashed next time.
+        let mut kept = 0u64;
+        for (rel, r) in &self.records {
+            let Ok(len) = u32::try_from(rel.len()) else {
+                continue;
+            };
+            buf.extend_from_slice(&len.to_le_bytes());
+            buf.extend_from_slice(rel.as_bytes());
+            buf.extend_from_slice(&r.size.to_le_bytes());
+            buf.extend_from_slice(&r.ino.to_le_bytes());
+            buf.extend_from_slice(&r.mtime_ns.to_le_bytes());
+            buf.extend_from_slice(&r.ctime_ns.to_le_bytes());
+            buf.extend_from_slice(&r.sha);
+            kept += 1;
+        }
+        buf[16..24].copy_from_slice(&kept.to_le_bytes());
+        let mut h = Sha256Hasher::new();
+        h.update(&buf);
+        let mut trailer = [0u8; 32];
+        hex::decode_to_slice(h.finish().hex(), &mut trailer)
+            .expect("a sha256 digest has 64 hex characters");
+        buf.extend_from_slice(&trailer);
+        write_atomically(&self.path, &buf).map_err(|source| ContextError::WriteStatCache {
+            path: self.path.clone(),
+            source,
+        })?;
+        self.dirty = false;
+        Ok(())
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let tmp = dir.join(format!(".{name}.{}.{nanos}.tmp", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp); // best effort: the error below is what matters
+    }
+    result
+}
+
+/// Parses a cache file, keeping only records that are trustworthy under the racy-git rule.
+fn parse(bytes: &[u8]) -> Option<HashMap<String, Record>> {
+    let body_len = bytes.len().checked_sub(32)?;
+    let (body, trailer) = bytes.split_at(body_len);
+    let mut h = Sha256Hasher::new();
+    h.update(body);
+    if h.finish().hex() != hex::encode(trailer) {
+        return None;
+    }
+    let mut r = Reader(body);
+    if r.take(8)? != MAGIC {
+        return None;
+    }
+    let written_at = r.i64()?;
+    let count = r.u64()?;
+    let mut records = HashMap::with_capacity(usize::try_from(count).ok()?.min(1 << 20));
+    for _ in 0..count {
+        let len = usize::try_from(u32::from_le_bytes(r.take(4)?.try_into().ok()?)).ok()?;
+        let rel = std::str::from_utf8(r.take(len)?).ok()?.to_string();
+        let record = Record {
+            size: r.u64()?,
+            ino: r.u64()?,
+            mtime_ns: r.i64()?,
+            ctime_ns: r.i64()?,
+            sha: r.take(32)?.try_into().ok()?,
+        };
+        if seconds(record.mtime_ns) < written_at && seconds(record.ctime_ns) < written_at {
+            records.insert(rel, record);
+        }
+    }
+    Some(records)
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Some(head)
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn i64(&mut self) -> Option<i64> {
+        Some(i64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+}
