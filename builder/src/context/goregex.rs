@@ -166,7 +166,7 @@ fn parse_repeat(chars: &[char], mut i: usize) -> Result<Option<(String, usize)>,
     }
     i += 1;
     let op: String = chars[start..i].iter().collect();
-    if lo < 0 || lo > 1000 || hi > 1000 || (hi >= 0 && lo > hi) {
+    if !(0..=1000).contains(&lo) || hi > 1000 || (hi >= 0 && lo > hi) {
         return Err(GoRegexError::RepeatSize(op));
     }
     Ok(Some((op, i)))

@@ -169,10 +169,7 @@ impl Context {
                 }
             }
         }
-        let stat_cache = match stat_cache {
-            None => None,
-            Some(location) => Some(Mutex::new(StatCache::open(location, &root))),
-        };
+        let stat_cache = stat_cache.map(|location| Mutex::new(StatCache::open(location, &root)));
         let n = paths.len();
         Ok(Context {
             root,

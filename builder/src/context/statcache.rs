@@ -244,3 +244,138 @@ impl<'a> Reader<'a> {
         Some(i64::from_le_bytes(self.take(8)?.try_into().ok()?))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::{Context, EntryKind, IgnoreRules};
+    use std::time::Duration;
+
+    fn entry(mtime_ns: i64, ctime_ns: i64) -> Entry {
+        Entry {
+            kind: EntryKind::File,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            size: 5,
+            dev: 1,
+            ino: 42,
+            rdev: 0,
+            mtime_ns,
+            ctime_ns,
+        }
+    }
+
+    /// Sleeps until the wall clock enters a new second, so what follows shares one second.
+    fn wait_next_second() {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        std::thread::sleep(Duration::from_nanos(
+            1_000_000_000 - u64::from(now.subsec_nanos()) + 1_000_000,
+        ));
+    }
+
+    #[test]
+    fn racy_git_rule_distrusts_same_second_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cache.bin");
+        let session = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let s = 1_000_000i64 * 1_000_000_000;
+        let d = Digest::sha256_of(b"x");
+        let mut c = StatCache::open(&file, dir.path());
+        c.record("old", &entry(s - 1_000_000_001, s - 1_000_000_000), &d);
+        c.record("racy-mtime", &entry(s + 500, s - 2_000_000_000), &d);
+        c.record("racy-ctime", &entry(s - 2_000_000_000, s + 999_999_999), &d);
+        c.record("late-in-previous-second-ok", &entry(s - 1, s - 1), &d);
+        c.save(session).unwrap();
+        let c = StatCache::open(&file, dir.path());
+        assert_eq!(
+            c.lookup("old", &entry(s - 1_000_000_001, s - 1_000_000_000)),
+            Some(d.clone())
+        );
+        assert_eq!(
+            c.lookup("late-in-previous-second-ok", &entry(s - 1, s - 1)),
+            Some(d.clone())
+        );
+        assert_eq!(
+            c.lookup("racy-mtime", &entry(s + 500, s - 2_000_000_000)),
+            None
+        );
+        assert_eq!(
+            c.lookup("racy-ctime", &entry(s - 2_000_000_000, s + 999_999_999)),
+            None
+        );
+        // Any change of the key is a miss.
+        assert_eq!(
+            c.lookup("old", &entry(s - 1_000_000_000, s - 1_000_000_000)),
+            None
+        );
+    }
+
+    #[test]
+    fn corrupt_cache_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cache.bin");
+        let mut c = StatCache::open(&file, dir.path());
+        c.record("a", &entry(0, 0), &Digest::sha256_of(b"x"));
+        c.save(UNIX_EPOCH + Duration::from_secs(10)).unwrap();
+        let mut bytes = std::fs::read(&file).unwrap();
+        bytes[20] ^= 1;
+        std::fs::write(&file, &bytes).unwrap();
+        assert_eq!(
+            StatCache::open(&file, dir.path()).lookup("a", &entry(0, 0)),
+            None
+        );
+    }
+
+    fn scan(root: &Path, store: &Path) -> Context {
+        Context::scan(root, &IgnoreRules::empty(), Some(store)).unwrap()
+    }
+
+    #[test]
+    fn warm_run_reads_no_file_and_racy_files_are_rehashed() {
+        let ctx_dir = tempfile::tempdir().unwrap();
+        let store = tempfile::tempdir().unwrap();
+        for i in 0..20 {
+            std::fs::write(ctx_dir.path().join(format!("f{i}")), format!("content {i}")).unwrap();
+        }
+        wait_next_second();
+        // Written in the same second as the session below: racy.
+        std::fs::write(ctx_dir.path().join("racy"), "AAAA").unwrap();
+
+        let cold = scan(ctx_dir.path(), store.path());
+        let digest = cold.content_digest(".").unwrap();
+        assert_eq!(cold.files_read(), 21);
+
+        // Same second, same size, new content; mtime put back as a coarse-timestamp
+        // filesystem would leave it.
+        let racy = ctx_dir.path().join("racy");
+        let mtime =
+            filetime::FileTime::from_last_modification_time(&std::fs::metadata(&racy).unwrap());
+        std::fs::write(&racy, "BBBB").unwrap();
+        filetime::set_file_mtime(&racy, mtime).unwrap();
+        let again = scan(ctx_dir.path(), store.path());
+        let changed = again.content_digest(".").unwrap();
+        assert_ne!(
+            digest, changed,
+            "the racy file must be re-read, not served from the cache"
+        );
+        assert_eq!(again.files_read(), 1);
+        assert_eq!(again.stats().cache_hits, 20);
+
+        wait_next_second();
+        // The re-hashed record was still racy when stored (same second): checked once more.
+        let settle = scan(ctx_dir.path(), store.path());
+        assert_eq!(settle.content_digest(".").unwrap(), changed);
+        assert_eq!(settle.files_read(), 1);
+
+        let warm = scan(ctx_dir.path(), store.path());
+        assert_eq!(warm.content_digest(".").unwrap(), changed);
+        assert_eq!(warm.files_read(), 0, "a warm run reads no file content");
+        assert_eq!(warm.stats().cache_hits, 21);
+        assert_eq!(
+            std::fs::read_dir(store.path()).unwrap().count(),
+            1,
+            "one cache file, no temp left"
+        );
+    }
+}
