@@ -124,8 +124,7 @@ pub fn compressor_with_threads<W: Write>(
             // ≥ 1 worker always: see the module doc.
             let workers = u32::try_from(threads).unwrap_or(u32::MAX);
             enc.multithread(workers).map_err(CompressionError::Zstd)?;
-            enc.include_checksum(true)
-                .map_err(CompressionError::Zstd)?;
+            enc.include_checksum(true).map_err(CompressionError::Zstd)?;
             Inner::Zstd(enc)
         }
     };
@@ -443,7 +442,14 @@ mod tests {
     /// Text-like data with long-range repeats, so dictionaries matter.
     fn sample(len: usize) -> Vec<u8> {
         let words = [
-            "layer ", "digest ", "sha256 ", "whiteout ", "opaque\n", "tar ", "gzip ", "zstd ",
+            "layer ",
+            "digest ",
+            "sha256 ",
+            "whiteout ",
+            "opaque\n",
+            "tar ",
+            "gzip ",
+            "zstd ",
         ];
         let mut out = Vec::with_capacity(len);
         let mut x: u32 = 12345;

@@ -14,3 +14,5 @@ pub use digest::{Digest, DigestError, Sha256Hasher};
 pub use media_type::{Compression, MediaType};
 pub mod compression;
 pub use compression::{compressor, decompressor, decompressor_auto, Compressor};
+pub mod store;
+pub use store::{BlobWriter, PruneOptions, Store, StoreError, VerifyingReader};
