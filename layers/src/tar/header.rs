@@ -144,17 +144,25 @@ pub(crate) fn write_header<W: Write>(w: &mut W, f: &HeaderFields<'_>) -> io::Res
         for (k, v) in &pax {
             pax_record(&mut data, k, v);
         }
-        let trimmed = f.name.trim_end_matches('/');
-        let (dir, base) = match trimmed.rfind('/') {
-            Some(i) => (&trimmed[..=i], &trimmed[i + 1..]),
-            None => ("", trimmed),
+        // Go: path.Join(path.Split(name)) — a directory "a/b/" gives "a/b/PaxHeaders.0".
+        let (dir, base) = match f.name.rfind('/') {
+            Some(i) => (&f.name[..=i], &f.name[i + 1..]),
+            None => ("", f.name),
         };
-        let pax_name: String = format!("{dir}PaxHeaders.0/{base}")
-            .chars()
-            .map(|c| if c.is_ascii() { c } else { '_' })
-            .collect();
+        let joined = if base.is_empty() {
+            format!("{dir}PaxHeaders.0")
+        } else {
+            format!("{dir}PaxHeaders.0/{base}")
+        };
+        // As Go's `writeRawFile`: ASCII only, at most 100 bytes, no trailing slash.
+        let pax_name = ascii_lossy(&joined);
+        let pax_name = &pax_name.as_bytes()[..pax_name.len().min(100)];
+        let end = pax_name
+            .iter()
+            .rposition(|&c| c != b'/')
+            .map_or(0, |i| i + 1);
         let mut b = base_block(TYPE_PAX);
-        put_str(&mut b[0..100], pax_name.trim_end_matches('/').as_bytes());
+        put_str(&mut b[0..100], &pax_name[..end]);
         put_octal(&mut b[100..108], 0);
         put_octal(&mut b[108..116], 0);
         put_octal(&mut b[116..124], 0);

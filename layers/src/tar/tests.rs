@@ -159,6 +159,7 @@ fn make_tree(root: &Path) {
     // SAFETY: valid NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
     xattr::set(root.join("etc/hosts"), "user.comment", b"hello").unwrap();
+    xattr::set(root.join("etc"), "user.dir", b"d").unwrap();
     // A capability set (v2, cap_net_raw) as setcap writes it.
     let cap = [0, 0, 0, 2, 0, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
     xattr::set(root.join("bin-ping"), "security.capability", &cap).unwrap();
@@ -514,4 +515,79 @@ proptest! {
             }
         }
     }
+}
+
+/// Cross-check with the reference implementation: Go's `archive/tar`, as containerd and
+/// BuildKit use it (`Format = PAX`), re-encodes our layer to the very same bytes.
+#[test]
+fn go_archive_tar_reencodes_our_layer_byte_for_byte() {
+    let Ok(go) = which_go() else {
+        println!("skipped: no `go` toolchain on PATH");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("retar");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/tar/testdata/retar.go");
+    let built = Command::new(go)
+        .arg("build")
+        .arg("-o")
+        .arg(&bin)
+        .arg(&src)
+        .env("GOCACHE", dir.path().join("gocache"))
+        .env("GO111MODULE", "off")
+        .status()
+        .unwrap();
+    assert!(built.success(), "go build of the re-encoder failed");
+
+    let tree = dir.path().join("tree");
+    make_tree(&tree);
+    let store = Store::open(&dir.path().join("store")).unwrap();
+    let mut entries = entries_from_dir(&tree, &DirOptions::default()).unwrap();
+    for (path, kind) in [
+        ("etc/gone", EntryKind::Whiteout),
+        ("etc", EntryKind::OpaqueWhiteout),
+    ] {
+        entries.push(LayerEntry {
+            path: path.into(),
+            kind,
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            mtime: 1_700_000_000,
+            xattrs: BTreeMap::new(),
+        });
+    }
+    let info = write_layer(&store, entries, &opts(Compression::None, 1)).unwrap();
+    let ours = fs::read(store.blob_path(&info.digest)).unwrap();
+    let out = Command::new(&bin)
+        .stdin(fs::File::open(store.blob_path(&info.digest)).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.stdout != ours {
+        let at = ours
+            .iter()
+            .zip(&out.stdout)
+            .position(|(a, b)| a != b)
+            .unwrap_or(ours.len().min(out.stdout.len()));
+        panic!(
+            "Go re-encoding differs at byte {at} (block {}, offset {}); ours {} bytes, Go {}",
+            at / 512,
+            at % 512,
+            ours.len(),
+            out.stdout.len()
+        );
+    }
+}
+
+fn which_go() -> Result<std::path::PathBuf, ()> {
+    let path = std::env::var_os("PATH").ok_or(())?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("go"))
+        .find(|p| p.is_file())
+        .ok_or(())
 }
