@@ -14,3 +14,12 @@ pub use digest::{Digest, DigestError, Sha256Hasher};
 pub use media_type::{Compression, MediaType};
 pub mod image;
 pub mod output;
+pub mod compression;
+pub use compression::{compressor, decompressor, decompressor_auto, Compressor};
+pub mod store;
+pub use store::{BlobWriter, PruneOptions, Store, StoreError, VerifyingReader};
+pub mod tar;
+pub use crate::tar::{
+    entries_from_dir, entries_from_overlay_upper, write_layer, EntryKind, LayerEntry, LayerError,
+    LayerInfo, LayerOptions,
+};

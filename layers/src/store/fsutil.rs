@@ -1,0 +1,131 @@
+//! Small filesystem primitives the store is built on: `flock`, temp files that are locked while
+//! alive (so a cleaner can tell a dead writer's leftovers from a live one's), fsync of a
+//! directory, and atomic replace-by-rename.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+/// `flock(2)` with `EINTR` retried.
+pub(crate) fn flock(file: &File, op: libc::c_int) -> io::Result<()> {
+    loop {
+        // SAFETY: flock only reads the descriptor number, which `file` keeps open.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// Whether a non-blocking exclusive lock on `file` would conflict with someone else's.
+pub(crate) fn would_block(err: &io::Error) -> bool {
+    err.raw_os_error() == Some(libc::EWOULDBLOCK)
+}
+
+/// Opens (creating if needed) a lock file.
+pub(crate) fn open_lock_file(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+}
+
+/// fsyncs a directory so that a rename or unlink in it is durable.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Creates a new, exclusively locked temp file in `tmp_dir`. The lock lives as long as the file
+/// handle, so it disappears with the process however that process dies.
+pub(crate) fn create_locked_temp(tmp_dir: &Path, tag: &str) -> io::Result<(File, PathBuf)> {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    loop {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = tmp_dir.join(format!("{tag}-{}-{n}-{nanos:x}.tmp", std::process::id()));
+        match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(file) => {
+                flock(&file, libc::LOCK_EX)?;
+                return Ok((file, path));
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// How old an unlocked temp file must be before `Store::open` removes it. A writer creates its
+/// temp file and locks it a moment later; the grace keeps a cleaner out of that window.
+pub(crate) const STALE_TEMP_GRACE: Duration = Duration::from_secs(10);
+
+/// Removes temp files in `tmp_dir` that no live process holds locked and that are older than
+/// [`STALE_TEMP_GRACE`]. Returns the number removed.
+pub(crate) fn clean_stale_temps(tmp_dir: &Path) -> io::Result<usize> {
+    let mut removed = 0;
+    for entry in fs::read_dir(tmp_dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        let Ok(meta) = entry.metadata() else { continue };
+        let old = meta
+            .modified()
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|age| age >= STALE_TEMP_GRACE);
+        if !old || !meta.is_file() {
+            continue;
+        }
+        let Ok(file) = OpenOptions::new().read(true).open(&path) else {
+            continue;
+        };
+        match flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
+            Ok(()) => {
+                // Nobody holds it: its writer died. Another cleaner may have beaten us to it.
+                match fs::remove_file(&path) {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(e) if would_block(&e) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(removed)
+}
+
+/// Writes `bytes` to `dest` atomically: locked temp file in `tmp_dir`, fsync, rename, fsync of the
+/// destination directory. A reader sees the old content or the new, never a mix.
+pub(crate) fn write_atomic(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> io::Result<()> {
+    let (mut file, tmp) = create_locked_temp(tmp_dir, "atomic")?;
+    let result = (|| {
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, dest)?;
+        if let Some(parent) = dest.parent() {
+            sync_dir(parent)?;
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}

@@ -1,0 +1,389 @@
+//! The content-addressed store: one directory holding an OCI image layout plus rbuild's own data.
+//!
+//! # On-disk format
+//! ```text
+//! <store>/
+//!   oci-layout                 {"imageLayoutVersion":"1.0.0"}            (OCI image layout)
+//!   index.json                 OCI image index; tags are entries annotated with
+//!                              `org.opencontainers.image.ref.name`, sorted by name
+//!   blobs/sha256/<hex>         blobs, named by the sha256 of their bytes, read-only (0444);
+//!                              mtime = last use (for LRU pruning)
+//!   cache/<kind>/<hex>.json    cache records: JSON written by the build engine, keyed by a digest.
+//!                              A record keeps blobs and snapshots alive through optional top-level
+//!                              fields `"blobs": ["sha256:…"]` and `"snapshots": ["<name>"]`;
+//!                              mtime = last use
+//!   snapshots/<name>/          unpacked layer trees (name: a digest's hex, e.g. a chain ID);
+//!                              mtime of the directory = last use
+//!   statcache/                 file-stat cache of the build engine (format owned by the engine)
+//!   locks/index.lock           flock: held exclusively while index.json is read-modified-written
+//!   locks/gc.lock              flock: every open Store holds it shared; prune takes it exclusive
+//!   tmp/<tag>-<pid>-….tmp      files being written; each is flock-ed by its writer while alive
+//! ```
+//!
+//! # Guarantees
+//! * Every write goes to a locked temp file in `tmp/`, is hashed while streaming, checked against
+//!   the expected digest and size, fsynced, renamed into place and the directory fsynced: a
+//!   reader never sees a partial blob. Two writers of the same blob both succeed (the rename of
+//!   identical content is harmless).
+//! * A blob is verified again while it is read ([`VerifyingReader`]): a blob whose bytes do not
+//!   match its name is removed and reported as [`StoreError::CorruptBlob`], never used.
+//! * A process killed mid-write leaves only a temp file whose lock died with it; the next
+//!   [`Store::open`] removes such files (after a short grace, see `fsutil::STALE_TEMP_GRACE`).
+//! * What is kept: blobs reachable from `index.json` or from a cache record, following the
+//!   descriptors inside JSON blobs (index → manifest → config and layers). Everything else may be
+//!   removed by [`Store::prune`], least recently used first.
+
+mod error;
+mod fsutil;
+mod prune;
+mod records;
+mod refs;
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+pub use error::StoreError;
+pub use prune::{DiskUsage, FsckReport, PruneOptions, PruneReport};
+
+use crate::digest::Algorithm;
+use crate::{Descriptor, Digest, MediaType, Sha256Hasher};
+
+/// Content of the `oci-layout` file (image-spec `image-layout.md`).
+const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+
+/// An open store. Cheap to share between threads (`&Store` is all the API needs).
+#[derive(Debug)]
+pub struct Store {
+    root: PathBuf,
+    /// The shared `locks/gc.lock` held for the store's lifetime (see the module doc).
+    gc_lock: Mutex<Option<File>>,
+}
+
+impl Store {
+    /// The default store directory: `$XDG_CACHE_HOME/rbuild`, else `~/.cache/rbuild`.
+    /// (`$RBUILD_STORE` and `--store` are handled by the CLI.)
+    pub fn default_dir() -> Result<PathBuf, StoreError> {
+        let xdg = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute());
+        if let Some(x) = xdg {
+            return Ok(x.join("rbuild"));
+        }
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .ok_or(StoreError::NoCacheDir)?;
+        Ok(home.join(".cache").join("rbuild"))
+    }
+
+    /// Opens the store at `dir`, creating the layout if needed and removing temp files left by
+    /// dead processes.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        for sub in [
+            "blobs/sha256",
+            "cache",
+            "snapshots",
+            "statcache",
+            "locks",
+            "tmp",
+        ] {
+            let p = dir.join(sub);
+            fs::create_dir_all(&p).map_err(StoreError::io("creating store directory", &p))?;
+        }
+        let gc_path = dir.join("locks/gc.lock");
+        let gc = fsutil::open_lock_file(&gc_path)
+            .map_err(StoreError::io("opening lock file", &gc_path))?;
+        fsutil::flock(&gc, libc::LOCK_SH).map_err(StoreError::io("locking", &gc_path))?;
+        let store = Store {
+            root: dir.to_path_buf(),
+            gc_lock: Mutex::new(Some(gc)),
+        };
+        let layout = dir.join("oci-layout");
+        if !layout.exists() {
+            fsutil::write_atomic(&store.tmp_dir(), &layout, OCI_LAYOUT)
+                .map_err(StoreError::io("writing", &layout))?;
+        }
+        store.init_index()?;
+        fsutil::clean_stale_temps(&store.tmp_dir()).map_err(StoreError::io(
+            "cleaning stale temp files in",
+            store.tmp_dir(),
+        ))?;
+        Ok(store)
+    }
+
+    /// The store's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where unpacked snapshots live (`snapshots/<name>/`).
+    pub fn snapshots_dir(&self) -> PathBuf {
+        self.root.join("snapshots")
+    }
+
+    /// Where the build engine keeps its stat cache.
+    pub fn statcache_dir(&self) -> PathBuf {
+        self.root.join("statcache")
+    }
+
+    /// The directory for temp files; files created here by other modules must be renamed away or
+    /// removed, and should be created through [`Store::begin_blob`] or kept locked while alive.
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// The path a blob has (or would have) in the store.
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root
+            .join("blobs")
+            .join(digest.algorithm().as_str())
+            .join(digest.hex())
+    }
+
+    /// Starts writing a blob. Write its bytes, then [`BlobWriter::commit`].
+    pub fn begin_blob(&self) -> Result<BlobWriter, StoreError> {
+        let tmp = self.tmp_dir();
+        let (file, path) = fsutil::create_locked_temp(&tmp, "blob")
+            .map_err(StoreError::io("creating temp file in", &tmp))?;
+        Ok(BlobWriter {
+            file: Some(BufWriter::with_capacity(256 * 1024, file)),
+            temp_path: path,
+            blobs_dir: self.root.join("blobs/sha256"),
+            hasher: Sha256Hasher::new(),
+        })
+    }
+
+    /// Stores a small blob (a JSON config or manifest) and returns its descriptor.
+    pub fn put_bytes(&self, media_type: MediaType, bytes: &[u8]) -> Result<Descriptor, StoreError> {
+        let digest = Digest::sha256_of(bytes);
+        let size = bytes.len() as u64;
+        if self.blob_size(&digest) == Some(size) {
+            self.touch_blob(&digest);
+            return Ok(Descriptor::new(media_type, digest, size));
+        }
+        let mut w = self.begin_blob()?;
+        w.write_all(bytes)
+            .map_err(StoreError::io("writing temp file", w.temp_path.clone()))?;
+        let (digest, size) = w.commit(Some(&digest), Some(size))?;
+        Ok(Descriptor::new(media_type, digest, size))
+    }
+
+    /// Whether the blob is present (its content is checked when it is read).
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        self.blob_path(digest).is_file()
+    }
+
+    /// The size of a present blob.
+    pub fn blob_size(&self, digest: &Digest) -> Option<u64> {
+        fs::metadata(self.blob_path(digest))
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+    }
+
+    /// Opens a blob for reading; the reader verifies the digest at end of file (see
+    /// [`VerifyingReader`]). Marks the blob as used for LRU pruning.
+    pub fn open_blob(&self, digest: &Digest) -> Result<VerifyingReader, StoreError> {
+        if digest.algorithm() != Algorithm::Sha256 {
+            return Err(StoreError::UnsupportedAlgorithm(digest.clone()));
+        }
+        let path = self.blob_path(digest);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::BlobNotFound {
+                    digest: digest.clone(),
+                    path,
+                })
+            }
+            Err(e) => return Err(StoreError::io("opening blob", path)(e)),
+        };
+        self.touch_blob(digest);
+        Ok(VerifyingReader {
+            file,
+            hasher: Sha256Hasher::new(),
+            expected: digest.clone(),
+            path,
+            verified: false,
+        })
+    }
+
+    /// Reads a whole (small) blob, verified.
+    pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>, StoreError> {
+        let mut r = self.open_blob(digest)?;
+        let mut out = Vec::new();
+        r.read_to_end(&mut out)
+            .map_err(|e| reader_error(e, "reading blob", &r.path))?;
+        Ok(out)
+    }
+
+    /// Reads a blob to the end, checking its digest; a corrupt blob is removed and reported.
+    pub fn verify_blob(&self, digest: &Digest) -> Result<(), StoreError> {
+        let mut r = self.open_blob(digest)?;
+        io::copy(&mut r, &mut io::sink()).map_err(|e| reader_error(e, "reading blob", &r.path))?;
+        Ok(())
+    }
+
+    /// Marks a blob as just used (LRU). Best effort: a failure only affects prune order.
+    fn touch_blob(&self, digest: &Digest) {
+        let _ = filetime::set_file_mtime(self.blob_path(digest), filetime::FileTime::now());
+    }
+}
+
+/// Turns an error from a [`VerifyingReader`] back into a [`StoreError`].
+fn reader_error(e: io::Error, op: &'static str, path: &Path) -> StoreError {
+    if let Some(StoreError::CorruptBlob { digest, path }) = StoreError::from_io(&e) {
+        return StoreError::CorruptBlob {
+            digest: digest.clone(),
+            path: path.clone(),
+        };
+    }
+    StoreError::io(op, path)(e)
+}
+
+/// A blob being written: hashes while writing into a locked temp file in `<store>/tmp/`.
+/// Dropped without [`commit`](BlobWriter::commit), it removes its temp file.
+pub struct BlobWriter {
+    file: Option<BufWriter<File>>,
+    temp_path: PathBuf,
+    blobs_dir: PathBuf,
+    hasher: Sha256Hasher,
+}
+
+impl BlobWriter {
+    /// Bytes written so far.
+    pub fn bytes_written(&self) -> u64 {
+        self.hasher.len()
+    }
+
+    /// Verifies the digest (and size) against what the caller expected, fsyncs, renames the blob
+    /// into `blobs/sha256/<hex>` and fsyncs the directory. On a mismatch nothing is stored.
+    pub fn commit(
+        mut self,
+        expected: Option<&Digest>,
+        expected_size: Option<u64>,
+    ) -> Result<(Digest, u64), StoreError> {
+        let temp = self.temp_path.clone();
+        let buffered = self.file.take().expect("commit consumes the writer");
+        let file = buffered
+            .into_inner()
+            .map_err(|e| StoreError::io("writing temp file", &temp)(e.into_error()))?;
+        let hasher = std::mem::take(&mut self.hasher);
+        let size = hasher.len();
+        let digest = hasher.finish();
+        let check = || -> Result<(), StoreError> {
+            if let Some(exp) = expected {
+                if exp.algorithm() != Algorithm::Sha256 {
+                    return Err(StoreError::UnsupportedAlgorithm(exp.clone()));
+                }
+                if *exp != digest {
+                    return Err(StoreError::DigestMismatch {
+                        expected: exp.clone(),
+                        actual: digest.clone(),
+                    });
+                }
+            }
+            if let Some(exp) = expected_size {
+                if exp != size {
+                    return Err(StoreError::SizeMismatch {
+                        digest: digest.clone(),
+                        expected: exp,
+                        actual: size,
+                    });
+                }
+            }
+            file.sync_all()
+                .map_err(StoreError::io("fsyncing temp file", &temp))?;
+            file.set_permissions(fs::Permissions::from_mode(0o444))
+                .map_err(StoreError::io("making blob read-only", &temp))?;
+            let dest = self.blobs_dir.join(digest.hex());
+            fs::rename(&temp, &dest).map_err(StoreError::io("renaming blob into", &dest))?;
+            fsutil::sync_dir(&self.blobs_dir)
+                .map_err(StoreError::io("fsyncing directory", &self.blobs_dir))?;
+            Ok(())
+        };
+        match check() {
+            Ok(()) => {
+                // Renamed away: nothing for Drop to remove.
+                self.temp_path = PathBuf::new();
+                Ok((digest, size))
+            }
+            Err(e) => Err(e), // Drop removes the temp file.
+        }
+    }
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let file = self.file.as_mut().expect("the file lives until commit");
+        let n = file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self.file.as_mut() {
+            Some(f) => f.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        if !self.temp_path.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.temp_path);
+        }
+    }
+}
+
+/// Reads a blob and checks its digest at end of file. On a mismatch the blob is removed from the
+/// store and the read fails with an `io::Error` of kind `InvalidData` wrapping
+/// [`StoreError::CorruptBlob`] (see [`StoreError::from_io`]). Consumers must read to EOF before
+/// trusting what they read (the layer applier does).
+pub struct VerifyingReader {
+    file: File,
+    hasher: Sha256Hasher,
+    expected: Digest,
+    path: PathBuf,
+    verified: bool,
+}
+
+impl VerifyingReader {
+    /// The blob's path in the store.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Read for VerifyingReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read(buf)?;
+        if n > 0 {
+            self.hasher.update(&buf[..n]);
+            return Ok(n);
+        }
+        if buf.is_empty() || self.verified {
+            return Ok(0);
+        }
+        let actual = self.hasher.clone().finish();
+        if actual != self.expected {
+            let _ = fs::remove_file(&self.path);
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                StoreError::CorruptBlob {
+                    digest: self.expected.clone(),
+                    path: self.path.clone(),
+                },
+            ));
+        }
+        self.verified = true;
+        Ok(0)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,467 @@
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::*;
+use crate::MediaType;
+
+/// Env var that turns [`child_process_entry`] into a helper process (see its doc).
+const CHILD_ENV: &str = "RBUILD_STORE_TEST_CHILD";
+
+fn big_blob() -> Vec<u8> {
+    (0..4u32 << 20).map(|i| (i % 251) as u8).collect()
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn spawn_child(mode: &str, dir: &Path) -> std::process::Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "store::tests::child_process_entry",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, format!("{mode}:{}", dir.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+/// Not a test on its own: when the env var is set, this is the body of a helper process.
+/// `same:<dir>` writes [`big_blob`] in small pieces and tags it with the pid;
+/// `slow:<dir>` writes a blob slowly forever (the parent kills it).
+#[test]
+fn child_process_entry() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let (mode, dir) = spec.split_once(':').unwrap();
+    let store = Store::open(Path::new(dir)).unwrap();
+    match mode {
+        "same" => {
+            let data = big_blob();
+            let mut w = store.begin_blob().unwrap();
+            for chunk in data.chunks(64 * 1024) {
+                w.write_all(chunk).unwrap();
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let (d, size) = w.commit(Some(&Digest::sha256_of(&data)), None).unwrap();
+            let desc = Descriptor::new(MediaType::OciLayerTar, d, size);
+            store
+                .set_ref(&format!("child-{}", std::process::id()), &desc)
+                .unwrap();
+        }
+        "slow" => {
+            let mut w = store.begin_blob().unwrap();
+            loop {
+                w.write_all(&[7u8; 4096]).unwrap();
+                w.flush().unwrap();
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        other => panic!("unknown child mode {other}"),
+    }
+}
+
+#[test]
+fn open_creates_oci_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(
+        fs::read(dir.path().join("oci-layout")).unwrap(),
+        br#"{"imageLayoutVersion":"1.0.0"}"#
+    );
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.path().join("index.json")).unwrap()).unwrap();
+    assert_eq!(index["schemaVersion"], 2);
+    assert_eq!(index["manifests"], serde_json::json!([]));
+    for sub in [
+        "blobs/sha256",
+        "tmp",
+        "cache",
+        "snapshots",
+        "statcache",
+        "locks",
+    ] {
+        assert!(dir.path().join(sub).is_dir(), "{sub}");
+    }
+    drop(store);
+    // Re-opening keeps what is there.
+    Store::open(dir.path()).unwrap();
+}
+
+#[test]
+fn put_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let desc = store.put_bytes(MediaType::OciImageConfig, b"{}").unwrap();
+    assert_eq!(desc.digest, Digest::sha256_of(b"{}"));
+    assert_eq!(desc.size, 2);
+    assert!(store.has_blob(&desc.digest));
+    assert_eq!(store.blob_size(&desc.digest), Some(2));
+    assert_eq!(store.read_blob(&desc.digest).unwrap(), b"{}");
+    let mode = fs::metadata(store.blob_path(&desc.digest))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o444);
+    assert!(entries(&store.tmp_dir()).is_empty());
+}
+
+#[test]
+fn commit_rejects_wrong_digest_or_size_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let wrong = Digest::sha256_of(b"something else");
+    let mut w = store.begin_blob().unwrap();
+    w.write_all(b"hello").unwrap();
+    let err = w.commit(Some(&wrong), None).unwrap_err();
+    assert!(matches!(err, StoreError::DigestMismatch { .. }), "{err}");
+
+    let mut w = store.begin_blob().unwrap();
+    w.write_all(b"hello").unwrap();
+    let err = w.commit(None, Some(6)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::SizeMismatch {
+                expected: 6,
+                actual: 5,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(entries(&dir.path().join("blobs/sha256")).is_empty());
+    assert!(entries(&store.tmp_dir()).is_empty());
+    // An abandoned writer cleans up too.
+    let mut w = store.begin_blob().unwrap();
+    w.write_all(b"x").unwrap();
+    drop(w);
+    assert!(entries(&store.tmp_dir()).is_empty());
+}
+
+fn corrupt(store: &Store, digest: &Digest) {
+    let path = store.blob_path(digest);
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::write(&path, b"tampered").unwrap();
+}
+
+#[test]
+fn corrupt_blob_is_detected_on_read_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let desc = store
+        .put_bytes(MediaType::OciImageConfig, b"{\"a\":1}")
+        .unwrap();
+    corrupt(&store, &desc.digest);
+    let mut r = store.open_blob(&desc.digest).unwrap();
+    let mut buf = Vec::new();
+    let err = r.read_to_end(&mut buf).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    assert!(matches!(
+        StoreError::from_io(&err),
+        Some(StoreError::CorruptBlob { .. })
+    ));
+    assert!(
+        !store.has_blob(&desc.digest),
+        "corrupt blob must be removed"
+    );
+    assert!(matches!(
+        store.read_blob(&desc.digest),
+        Err(StoreError::BlobNotFound { .. })
+    ));
+}
+
+#[test]
+fn fsck_reports_and_removes_corrupt_blobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let good = store.put_bytes(MediaType::OciImageConfig, b"good").unwrap();
+    let bad = store.put_bytes(MediaType::OciImageConfig, b"bad").unwrap();
+    corrupt(&store, &bad.digest);
+    let report = store.fsck().unwrap();
+    assert_eq!(report.checked, 2);
+    assert_eq!(report.corrupt, vec![bad.digest.clone()]);
+    assert!(store.has_blob(&good.digest));
+    assert!(!store.has_blob(&bad.digest));
+}
+
+#[test]
+fn concurrent_writers_of_the_same_blob_in_threads_all_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let data = big_blob();
+    let want = Digest::sha256_of(&data);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                let mut w = store.begin_blob().unwrap();
+                for chunk in data.chunks(100_000) {
+                    w.write_all(chunk).unwrap();
+                }
+                let (d, n) = w.commit(Some(&want), Some(data.len() as u64)).unwrap();
+                assert_eq!(d, want);
+                assert_eq!(n, data.len() as u64);
+            });
+        }
+    });
+    store.verify_blob(&want).unwrap();
+    assert!(entries(&store.tmp_dir()).is_empty());
+}
+
+#[test]
+fn two_processes_writing_the_same_blob_and_tagging_both_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = spawn_child("same", dir.path());
+    let mut b = spawn_child("same", dir.path());
+    assert!(a.wait().unwrap().success());
+    assert!(b.wait().unwrap().success());
+    let store = Store::open(dir.path()).unwrap();
+    let want = Digest::sha256_of(&big_blob());
+    store.verify_blob(&want).unwrap();
+    let refs = store.list_refs().unwrap();
+    let names: Vec<&str> = refs.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, {
+        let mut v = vec![format!("child-{}", a.id()), format!("child-{}", b.id())];
+        v.sort();
+        v
+    });
+    assert!(refs.iter().all(|(_, d)| d.digest == want));
+    assert!(entries(&store.tmp_dir()).is_empty());
+}
+
+#[test]
+fn killed_writer_leaves_only_a_temp_file_that_open_removes() {
+    let dir = tempfile::tempdir().unwrap();
+    // Create the layout first so the child's store exists.
+    drop(Store::open(dir.path()).unwrap());
+    let mut child = spawn_child("slow", dir.path());
+    let tmp = dir.path().join("tmp");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let has_data = fs::read_dir(&tmp)
+            .unwrap()
+            .flatten()
+            .any(|e| e.metadata().map(|m| m.len() > 0).unwrap_or(false));
+        if has_data {
+            break;
+        }
+        assert!(Instant::now() < deadline, "child never started writing");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(entries(&dir.path().join("blobs/sha256")).is_empty());
+    let leftovers = entries(&tmp);
+    assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+
+    // Fresh leftovers are kept for a grace period (a live writer may be about to lock them)...
+    drop(Store::open(dir.path()).unwrap());
+    assert_eq!(entries(&tmp).len(), 1);
+    // ...and removed once older than that, because no live process holds their lock.
+    let old = SystemTime::now() - fsutil::STALE_TEMP_GRACE - Duration::from_secs(1);
+    filetime::set_file_mtime(tmp.join(&leftovers[0]), filetime::FileTime::from(old)).unwrap();
+    drop(Store::open(dir.path()).unwrap());
+    assert!(entries(&tmp).is_empty());
+    assert!(entries(&dir.path().join("blobs/sha256")).is_empty());
+}
+
+#[test]
+fn live_writers_temp_file_is_not_cleaned() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut w = store.begin_blob().unwrap();
+    w.write_all(b"in progress").unwrap();
+    w.flush().unwrap();
+    let name = entries(&store.tmp_dir()).pop().unwrap();
+    let old = SystemTime::now() - Duration::from_secs(3600);
+    filetime::set_file_mtime(store.tmp_dir().join(name), filetime::FileTime::from(old)).unwrap();
+    drop(Store::open(dir.path()).unwrap());
+    assert_eq!(
+        entries(&store.tmp_dir()).len(),
+        1,
+        "locked temp file must survive"
+    );
+    w.commit(None, None).unwrap();
+}
+
+#[test]
+fn refs_round_trip_and_keep_other_processes_tags() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let m1 = store.put_bytes(MediaType::OciImageManifest, b"{}").unwrap();
+    let m2 = store
+        .put_bytes(MediaType::OciImageManifest, b"{ }")
+        .unwrap();
+    std::thread::scope(|s| {
+        for i in 0..8 {
+            let (m1, m2, path) = (&m1, &m2, dir.path());
+            s.spawn(move || {
+                let st = Store::open(path).unwrap();
+                st.set_ref(&format!("img:{i}"), if i % 2 == 0 { m1 } else { m2 })
+                    .unwrap();
+            });
+        }
+    });
+    assert_eq!(store.list_refs().unwrap().len(), 8);
+    store.set_ref("img:0", &m2).unwrap();
+    let got = store.get_ref("img:0").unwrap().unwrap();
+    assert_eq!(got.digest, m2.digest);
+    assert_eq!(
+        got.annotations
+            .get("org.opencontainers.image.ref.name")
+            .unwrap(),
+        "img:0"
+    );
+    assert!(store.remove_ref("img:0").unwrap());
+    assert!(store.get_ref("img:0").unwrap().is_none());
+    assert!(matches!(
+        store.set_ref("bad name", &m1),
+        Err(StoreError::BadRefName(_))
+    ));
+}
+
+#[test]
+fn records_round_trip_and_validate_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let key = Digest::sha256_of(b"key");
+    assert_eq!(store.get_record("run", &key).unwrap(), None);
+    store.put_record("run", &key, b"{\"x\":1}").unwrap();
+    assert_eq!(
+        store.get_record("run", &key).unwrap().unwrap(),
+        b"{\"x\":1}"
+    );
+    assert!(matches!(
+        store.put_record("../evil", &key, b"{}"),
+        Err(StoreError::BadRecordKind(_))
+    ));
+    assert!(store.remove_record("run", &key).unwrap());
+}
+
+fn age(store: &Store, d: &Digest, secs_ago: u64) {
+    let t = SystemTime::now() - Duration::from_secs(secs_ago);
+    filetime::set_file_mtime(store.blob_path(d), filetime::FileTime::from(t)).unwrap();
+}
+
+#[test]
+fn prune_removes_unreferenced_blobs_lru_first_and_keeps_referenced() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let put = |s: &str| {
+        store
+            .put_bytes(MediaType::OciLayerTar, s.as_bytes())
+            .unwrap()
+    };
+    let kept_by_record = put("layer kept by a record");
+    let layer = put("layer kept by the tagged manifest");
+    let manifest_json = format!(
+        r#"{{"schemaVersion":2,"layers":[{{"mediaType":"x","digest":"{}","size":1}}]}}"#,
+        layer.digest
+    );
+    let manifest = store
+        .put_bytes(MediaType::OciImageManifest, manifest_json.as_bytes())
+        .unwrap();
+    store.set_ref("app:latest", &manifest).unwrap();
+    let key = Digest::sha256_of(b"step");
+    store
+        .put_record(
+            "run",
+            &key,
+            format!(r#"{{"blobs":["{}"]}}"#, kept_by_record.digest).as_bytes(),
+        )
+        .unwrap();
+    let oldest = put("garbage, least recently used");
+    let newer = put("garbage, used more recently");
+    age(&store, &oldest.digest, 300);
+    age(&store, &newer.digest, 100);
+
+    let usage = store.disk_usage().unwrap();
+    assert_eq!(usage.blobs, 5);
+    let limit = usage.total_bytes() - 1;
+    let report = store
+        .prune(PruneOptions {
+            keep_storage: Some(limit),
+            all: false,
+        })
+        .unwrap();
+    assert_eq!(report.removed_blobs, vec![oldest.digest.clone()]);
+    assert!(store.has_blob(&newer.digest));
+
+    let report = store.prune(PruneOptions::default()).unwrap();
+    assert_eq!(report.removed_blobs, vec![newer.digest.clone()]);
+    for d in [&kept_by_record, &layer, &manifest] {
+        assert!(store.has_blob(&d.digest));
+    }
+
+    let report = store
+        .prune(PruneOptions {
+            keep_storage: None,
+            all: true,
+        })
+        .unwrap();
+    assert_eq!(report.removed_records, 1);
+    assert_eq!(report.removed_blobs, vec![kept_by_record.digest.clone()]);
+    // Tags are never pruned.
+    assert!(store.has_blob(&layer.digest) && store.has_blob(&manifest.digest));
+    assert!(store.get_record("run", &key).unwrap().is_none());
+}
+
+#[test]
+fn prune_removes_unkept_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    for name in ["aaaa", "bbbb"] {
+        let d = store.snapshots_dir().join(name).join("etc");
+        fs::create_dir_all(&d).unwrap();
+        fs::write(d.join("f"), name).unwrap();
+    }
+    let key = Digest::sha256_of(b"k");
+    store
+        .put_record("snap", &key, br#"{"snapshots":["aaaa"]}"#)
+        .unwrap();
+    let report = store.prune(PruneOptions::default()).unwrap();
+    assert_eq!(report.removed_snapshots, vec!["bbbb".to_string()]);
+    assert!(store.snapshots_dir().join("aaaa/etc/f").exists());
+}
+
+#[test]
+fn prune_refuses_while_another_handle_has_the_store_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let other = Store::open(dir.path()).unwrap();
+    assert!(matches!(
+        store.prune(PruneOptions::default()),
+        Err(StoreError::InUse { .. })
+    ));
+    drop(other);
+    store.prune(PruneOptions::default()).unwrap();
+    // After pruning the store is shared again: another handle can open it.
+    let _again = Store::open(dir.path()).unwrap();
+}
+
+#[test]
+fn disk_usage_prints_a_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .put_bytes(MediaType::OciImageConfig, &[b'x'; 2048])
+        .unwrap();
+    let du = store.disk_usage().unwrap();
+    assert_eq!(du.blob_bytes, 2048);
+    assert_eq!(du.referenced_blob_bytes, 0);
+    let text = du.to_string();
+    assert!(text.contains("blobs"), "{text}");
+    assert!(text.contains("2.0 KiB"), "{text}");
+}

@@ -1,0 +1,28 @@
+//! Deterministic layer tars with OCI whiteouts.
+//!
+//! A layer is described by an explicit list of [`LayerEntry`]s, so the build engine can make a
+//! `COPY` layer straight from context files ([`EntryKind::File`] names the source) without
+//! staging copies; [`entries_from_dir`] and [`entries_from_overlay_upper`] build such lists from
+//! a directory tree or from the upper directory of a `RUN` step's overlay mount.
+//! [`write_layer`] sorts, validates and streams the entries into the store.
+//!
+//! # Determinism
+//! The same entries and file contents give the same bytes on every run and machine: canonical
+//! order (parents before children, whiteouts before their siblings, then byte order of names),
+//! Go `archive/tar`-compatible USTAR/PAX headers (see `header`), empty uname/gname, no
+//! atime/ctime, mtimes as given or clamped to `SOURCE_DATE_EPOCH`, and a compressor whose
+//! output does not depend on timing or the thread count (see [`crate::compression`]).
+
+mod entry;
+mod error;
+mod header;
+mod walk;
+mod write;
+
+pub use entry::{sort_entries, EntryKind, LayerEntry};
+pub use error::LayerError;
+pub use walk::{entries_from_dir, entries_from_overlay_upper, DirOptions};
+pub use write::{write_layer, LayerInfo, LayerOptions};
+
+#[cfg(test)]
+mod tests;
