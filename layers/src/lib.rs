@@ -12,3 +12,5 @@ pub mod whiteout;
 pub use descriptor::{Descriptor, Platform};
 pub use digest::{Digest, DigestError, Sha256Hasher};
 pub use media_type::{Compression, MediaType};
+pub mod apply;
+pub use apply::{apply_layer, ApplyError, ApplyOptions, ApplyReport, WhiteoutMode};
