@@ -14,3 +14,5 @@ pub use digest::{Digest, DigestError, Sha256Hasher};
 pub use media_type::{Compression, MediaType};
 pub mod apply;
 pub use apply::{apply_layer, ApplyError, ApplyOptions, ApplyReport, WhiteoutMode};
+pub mod snapshot;
+pub use snapshot::{chain_id, chain_ids, SnapshotCache, SnapshotError};
