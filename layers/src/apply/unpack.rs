@@ -7,7 +7,7 @@
 //! (`layer.md`, "Whiteouts"): they hide only lower-layer entries, never entries of the same
 //! layer, and whiteout files themselves are never created.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
@@ -41,8 +41,9 @@ pub struct Unpacker<'o> {
     opts: &'o ApplyOptions,
     is_root_user: bool,
     /// Paths this layer created (including implicit parents): whiteouts and opaque markers must
-    /// not remove them (they only hide lower layers).
-    created: HashSet<Vec<u8>>,
+    /// not remove them (they only hide lower layers). Ordered, so "anything created below this
+    /// directory?" is one range lookup.
+    created: BTreeSet<Vec<u8>>,
     deferred: Vec<Deferred>,
     pub entries: u64,
     pub warnings: Vec<String>,
@@ -99,7 +100,7 @@ impl<'o> Unpacker<'o> {
             root: Root::new(root_fd),
             opts,
             is_root_user: rustix::process::geteuid().is_root(),
-            created: HashSet::new(),
+            created: BTreeSet::new(),
             deferred: Vec::new(),
             entries: 0,
             warnings: Vec::new(),
@@ -473,27 +474,7 @@ impl<'o> Unpacker<'o> {
                     Err(Errno::NOENT) | Err(Errno::NOTDIR) => return Ok(()),
                     Err(err) => return Err(io_err(&e.path, "resolving the opaque directory")(err)),
                 };
-                let mut names = Vec::new();
-                let mut d = rfs::Dir::read_from(&dir)
-                    .map_err(io_err(&e.path, "listing the opaque directory"))?;
-                while let Some(entry) = d.read() {
-                    let entry = entry.map_err(io_err(&e.path, "listing the opaque directory"))?;
-                    let n = entry.file_name().to_bytes();
-                    if n != b"." && n != b".." && !self.created.contains(&join(parent, n)) {
-                        names.push(n.to_vec());
-                    }
-                }
-                drop(d);
-                if !names.is_empty() {
-                    self.root.invalidate();
-                }
-                for n in names {
-                    remove_all(dir.as_fd(), &n).map_err(io_err(
-                        &join(parent, &n),
-                        "removing below an opaque directory",
-                    ))?;
-                }
-                Ok(())
+                self.prune_lower(dir.as_fd(), parent, &e.path)
             }
             WhiteoutMode::Overlay => {
                 let dir = self.parent_of(parent, &e.path)?;
@@ -501,6 +482,59 @@ impl<'o> Unpacker<'o> {
                     .map_err(io_err(&e.path, "marking the directory opaque (needs root)"))
             }
         }
+    }
+
+    /// Whether this layer created anything strictly below `dir`.
+    fn created_below(&self, dir: &[u8]) -> bool {
+        let mut prefix = dir.to_vec();
+        prefix.push(b'/');
+        self.created
+            .range(prefix.clone()..)
+            .next()
+            .is_some_and(|p| p.starts_with(&prefix))
+    }
+
+    /// Removes everything in the directory `dir` (at `path`) that this layer did not create. A
+    /// lower directory holding entries of this layer (an opaque marker that came after its
+    /// siblings) is pruned recursively instead of removed.
+    fn prune_lower(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        path: &[u8],
+        marker: &[u8],
+    ) -> Result<(), ApplyError> {
+        let mut names = Vec::new();
+        let mut d =
+            rfs::Dir::read_from(dir).map_err(io_err(marker, "listing the opaque directory"))?;
+        while let Some(entry) = d.read() {
+            let entry = entry.map_err(io_err(marker, "listing the opaque directory"))?;
+            let n = entry.file_name().to_bytes();
+            if n != b"." && n != b".." {
+                names.push(n.to_vec());
+            }
+        }
+        drop(d);
+        for n in names {
+            let child = join(path, &n);
+            if self.created.contains(&child) {
+                continue;
+            }
+            self.root.invalidate();
+            if self.created_below(&child) {
+                let sub = rfs::openat(
+                    dir,
+                    n.as_slice(),
+                    OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(io_err(&child, "opening below an opaque directory"))?;
+                self.prune_lower(sub.as_fd(), &child, marker)?;
+            } else {
+                remove_all(dir, &n)
+                    .map_err(io_err(&child, "removing below an opaque directory"))?;
+            }
+        }
+        Ok(())
     }
 
     /// Applies directory modes and times, after every entry is in place.
