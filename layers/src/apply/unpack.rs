@@ -19,7 +19,7 @@ use super::path::{clean, join, split_parent, NameProblem};
 use super::root::{remove_all, Root};
 use super::tar::{Entry, Kind, TarReader};
 use super::{ApplyOptions, WhiteoutMode};
-use crate::whiteout::{classify, WhiteoutKind, OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
+use crate::whiteout::{classify, WhiteoutKind, WHITEOUT_PREFIX};
 
 /// Xattr namespaces a layer may not set: they would inject overlayfs semantics (whiteouts,
 /// opaque dirs, redirects) into the tree.
@@ -466,7 +466,6 @@ impl<'o> Unpacker<'o> {
     }
 
     fn opaque(&mut self, e: &Entry, parent: &[u8]) -> Result<(), ApplyError> {
-        debug_assert!(e.path.ends_with(OPAQUE_WHITEOUT.as_bytes()));
         match self.opts.whiteouts {
             WhiteoutMode::Apply => {
                 let dir = match self.root.open_dir(parent, false) {
