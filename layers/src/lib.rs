@@ -23,3 +23,7 @@ pub use crate::tar::{
     entries_from_dir, entries_from_overlay_upper, write_layer, EntryKind, LayerEntry, LayerError,
     LayerInfo, LayerOptions,
 };
+pub mod apply;
+pub use apply::{apply_layer, ApplyError, ApplyOptions, ApplyReport, WhiteoutMode};
+pub mod snapshot;
+pub use snapshot::{chain_id, chain_ids, SnapshotCache, SnapshotError};

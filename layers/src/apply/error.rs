@@ -1,0 +1,59 @@
+//! The error type of layer application: every variant names the entry (or byte offset) and why.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Why applying a layer failed. On error the target directory may hold a partial result and
+/// must be discarded (the snapshot cache unpacks into a temporary directory for that reason).
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("opening the root directory {root:?} to apply a layer into")]
+    OpenRoot {
+        root: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("reading the layer stream (I/O or decompression failed)")]
+    Read(#[source] io::Error),
+    #[error("layer is not a valid tar at byte offset {offset}: {reason}")]
+    Malformed { offset: u64, reason: &'static str },
+    #[error(
+        "layer has an oversized {what} at byte offset {offset}: {size} bytes, the limit is {limit}"
+    )]
+    Oversized {
+        offset: u64,
+        what: &'static str,
+        size: u64,
+        limit: u64,
+    },
+    #[error("entry `{path}` in layer escapes the root: rejected ({reason})")]
+    Escape { path: String, reason: &'static str },
+    #[error("entry `{path}` in layer is invalid: {reason}")]
+    InvalidEntry { path: String, reason: &'static str },
+    #[error("entry `{path}` in layer uses {what}, which rbuild does not support")]
+    Unsupported { path: String, what: &'static str },
+    #[error("applying entry `{path}`: {op} failed")]
+    Io {
+        path: String,
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Renders an untrusted name for an error message (lossy UTF-8, control characters escaped).
+pub(crate) fn show(name: &[u8]) -> String {
+    String::from_utf8_lossy(name).escape_debug().to_string()
+}
+
+/// Shorthand for an [`ApplyError::Io`] about `path`.
+pub(crate) fn io_err<'a>(
+    path: &'a [u8],
+    op: &'static str,
+) -> impl FnOnce(rustix::io::Errno) -> ApplyError + 'a {
+    move |e| ApplyError::Io {
+        path: show(path),
+        op,
+        source: e.into(),
+    }
+}

@@ -1,0 +1,118 @@
+//! Applying (unpacking) a layer tar onto a directory, safely.
+//!
+//! Used to pull base images, assemble RUN roots, write `type=local` output and `ADD` local
+//! archives. Layers are untrusted: every path is contained by the kernel (see [`root`]), names
+//! that climb above the root are rejected (see [`path`]), metadata records are bounded (see
+//! [`tar`]), and the work is linear in the number of entries. The uncompressed stream's sha256
+//! (the layer's DiffID) is computed while applying.
+//!
+//! On error the directory may hold a partial result; callers discard it (the snapshot cache
+//! unpacks into a temporary directory for exactly that reason).
+
+mod decompress;
+mod error;
+mod path;
+mod pipe;
+mod root;
+mod tar;
+mod unpack;
+
+use std::io::Read;
+use std::path::Path;
+use std::sync::mpsc;
+
+pub use decompress::{decompress, detect, StreamFormat};
+pub use error::ApplyError;
+pub use path::PATH_MAX;
+pub use tar::{MAX_LONG_NAME, MAX_PAX_BYTES};
+
+use crate::Digest;
+
+/// How OCI whiteout entries (`.wh.NAME`, `.wh..wh..opq`) are applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WhiteoutMode {
+    /// Delete the named lower entries (flattening layers into one tree).
+    #[default]
+    Apply,
+    /// Keep the layer as an overlayfs lower directory: `.wh.NAME` becomes a 0:0 character
+    /// device and `.wh..wh..opq` the `trusted.overlay.opaque=y` xattr on its directory.
+    /// Requires root (CAP_MKNOD, CAP_SYS_ADMIN for `trusted.*`).
+    Overlay,
+}
+
+/// Options for [`apply_layer`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyOptions {
+    /// Restore the entries' uid/gid (`chown`). Default: true when running as root.
+    pub same_owner: bool,
+    /// Create block and character devices (only effective as root; otherwise they are skipped
+    /// with a warning). Default: true.
+    pub allow_devices: bool,
+    pub whiteouts: WhiteoutMode,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        ApplyOptions {
+            same_owner: rustix::process::geteuid().is_root(),
+            allow_devices: true,
+            whiteouts: WhiteoutMode::Apply,
+        }
+    }
+}
+
+/// What [`apply_layer`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// Tar entries applied (whiteouts included, extended headers not).
+    pub entries: u64,
+    /// Length of the uncompressed tar stream.
+    pub bytes: u64,
+    /// Things skipped or not restored (device nodes as non-root, unsupported xattrs, ...).
+    pub warnings: Vec<String>,
+    /// sha256 of the uncompressed tar stream (the OCI DiffID).
+    pub diff_id: Digest,
+}
+
+/// Applies the layer tar read from `layer` (plain, gzip, zstd, bzip2 or xz: autodetected) onto
+/// the directory `root`.
+pub fn apply_layer<R: Read>(
+    root: &Path,
+    layer: R,
+    opts: &ApplyOptions,
+) -> Result<ApplyReport, ApplyError> {
+    let root_fd = root::Root::open(root).map_err(|source| ApplyError::OpenRoot {
+        root: root.to_path_buf(),
+        source,
+    })?;
+    let (tx, rx) = mpsc::sync_channel(pipe::IN_FLIGHT);
+    let (recycle_tx, recycle_rx) = mpsc::channel();
+    std::thread::scope(|s| {
+        let worker = s.spawn(move || {
+            let mut unpacker = unpack::Unpacker::new(root_fd, opts);
+            let mut tar = tar::TarReader::new(pipe::ChannelReader::new(rx, recycle_tx));
+            unpacker
+                .run(&mut tar)
+                .map(|()| (unpacker.entries, unpacker.warnings))
+        });
+        // Decompression and hashing run here, on the caller's thread (the reader need not be
+        // `Send`); the tar is applied on the worker.
+        let produced = decompress::decompress(layer)
+            .and_then(|(_, reader)| pipe::produce(reader, tx, recycle_rx));
+        let applied = match worker.join() {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        match (produced, applied) {
+            // A read error explains whatever the worker saw (a truncated stream).
+            (Err(e), _) => Err(ApplyError::Read(e)),
+            (Ok(_), Err(e)) => Err(e),
+            (Ok((diff_id, bytes)), Ok((entries, warnings))) => Ok(ApplyReport {
+                entries,
+                bytes,
+                warnings,
+                diff_id,
+            }),
+        }
+    })
+}

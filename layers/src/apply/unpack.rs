@@ -1,0 +1,571 @@
+//! Turning tar entries into filesystem objects inside the root: the per-entry rules.
+//!
+//! Ordering follows containerd's `archive/tar.go` and GNU tar: a file's contents are written,
+//! then `chown` (which clears setuid/setgid), then `chmod`, xattrs, and times; directories get
+//! their final mode and mtime only after the whole layer (writing children would bump the mtime,
+//! and a read-only directory would refuse them). Whiteouts follow the OCI image spec
+//! (`layer.md`, "Whiteouts"): they hide only lower-layer entries, never entries of the same
+//! layer, and whiteout files themselves are never created.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use rustix::fs::{self as rfs, AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid};
+use rustix::io::Errno;
+
+use super::error::{io_err, show, ApplyError};
+use super::path::{clean, join, split_parent, NameProblem};
+use super::root::{remove_all, Root};
+use super::tar::{Entry, Kind, TarReader};
+use super::{ApplyOptions, WhiteoutMode};
+use crate::whiteout::{classify, WhiteoutKind, WHITEOUT_PREFIX};
+
+/// Xattr namespaces a layer may not set: they would inject overlayfs semantics (whiteouts,
+/// opaque dirs, redirects) into the tree.
+const FORBIDDEN_XATTR_PREFIXES: [&[u8]; 2] = [b"trusted.overlay.", b"user.overlay."];
+
+/// The overlayfs opaque-directory xattr (kernel `Documentation/filesystems/overlayfs.rst`).
+const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+
+/// A directory whose final mode and times are applied after the layer.
+struct Deferred {
+    path: Vec<u8>,
+    mode: u32,
+    times: Timestamps,
+}
+
+/// State of one layer application.
+pub struct Unpacker<'o> {
+    root: Root,
+    opts: &'o ApplyOptions,
+    is_root_user: bool,
+    /// Paths this layer created (including implicit parents): whiteouts and opaque markers must
+    /// not remove them (they only hide lower layers). Ordered, so "anything created below this
+    /// directory?" is one range lookup.
+    created: BTreeSet<Vec<u8>>,
+    deferred: Vec<Deferred>,
+    pub entries: u64,
+    pub warnings: Vec<String>,
+}
+
+/// What a base name means, on bytes (names need not be UTF-8).
+enum Whiteout<'a> {
+    None,
+    Opaque,
+    Delete(&'a [u8]),
+}
+
+fn whiteout_of(base: &[u8]) -> Whiteout<'_> {
+    match std::str::from_utf8(base) {
+        Ok(s) => match classify(s) {
+            WhiteoutKind::None => Whiteout::None,
+            WhiteoutKind::Opaque => Whiteout::Opaque,
+            WhiteoutKind::Delete(t) => Whiteout::Delete(t.as_bytes()),
+        },
+        Err(_) => match base.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+            Some(t) => Whiteout::Delete(t),
+            None => Whiteout::None,
+        },
+    }
+}
+
+fn times_of(e: &Entry) -> Timestamps {
+    let t = Timespec {
+        tv_sec: e.mtime_sec,
+        tv_nsec: e.mtime_nsec.into(),
+    };
+    Timestamps {
+        last_access: t,
+        last_modification: t,
+    }
+}
+
+fn name_error(path: &[u8], problem: NameProblem, what: &'static str) -> ApplyError {
+    match problem {
+        NameProblem::EscapesRoot => ApplyError::Escape {
+            path: show(path),
+            reason: what,
+        },
+        other => ApplyError::InvalidEntry {
+            path: show(path),
+            reason: other.reason(),
+        },
+    }
+}
+
+impl<'o> Unpacker<'o> {
+    pub fn new(root_fd: OwnedFd, opts: &'o ApplyOptions) -> Self {
+        Unpacker {
+            root: Root::new(root_fd),
+            opts,
+            is_root_user: rustix::process::geteuid().is_root(),
+            created: BTreeSet::new(),
+            deferred: Vec::new(),
+            entries: 0,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Applies every entry of `tar`, then the deferred directory metadata.
+    pub fn run<R: std::io::BufRead>(&mut self, tar: &mut TarReader<R>) -> Result<(), ApplyError> {
+        while let Some(entry) = tar.next_entry()? {
+            self.entries += 1;
+            self.apply(&entry, tar)?;
+        }
+        tar.drain()?;
+        self.finish()
+    }
+
+    fn apply<R: std::io::BufRead>(
+        &mut self,
+        e: &Entry,
+        tar: &mut TarReader<R>,
+    ) -> Result<(), ApplyError> {
+        let path = clean(&e.path)
+            .map_err(|p| name_error(&e.path, p, "the entry name climbs above the root"))?;
+        if path.is_empty() {
+            // umoci CVE-2021-29136: an entry named `/.` (or `a/..`) is the root itself. Only a
+            // directory may describe it; anything else would replace the root.
+            if e.kind != Kind::Dir {
+                return Err(ApplyError::Escape {
+                    path: show(&e.path),
+                    reason: "the entry names the root directory itself but is not a directory",
+                });
+            }
+            return self.directory(e, &path);
+        }
+        let (parent, base) = split_parent(&path);
+        match whiteout_of(base) {
+            Whiteout::Opaque => return self.opaque(e, parent),
+            Whiteout::Delete(target) => return self.whiteout(e, parent, target),
+            Whiteout::None => {}
+        }
+        match e.kind {
+            Kind::Regular => self.regular(e, &path, tar),
+            Kind::Dir => self.directory(e, &path),
+            Kind::Symlink => self.symlink(e, &path),
+            Kind::HardLink => self.hardlink(e, &path),
+            Kind::Fifo => self.special(e, &path, FileType::Fifo),
+            Kind::Char | Kind::Block => {
+                if self.opts.allow_devices && self.is_root_user {
+                    let ft = if e.kind == Kind::Char {
+                        FileType::CharacterDevice
+                    } else {
+                        FileType::BlockDevice
+                    };
+                    self.special(e, &path, ft)
+                } else {
+                    self.warnings.push(format!(
+                        "skipped device node `{}` ({}:{}): devices are only created when running as root with devices allowed",
+                        show(&e.path),
+                        e.dev_major,
+                        e.dev_minor
+                    ));
+                    Ok(())
+                }
+            }
+            Kind::Other(flag) => {
+                self.warnings.push(format!(
+                    "skipped entry `{}` of unsupported tar type {:?}",
+                    show(&e.path),
+                    char::from(flag)
+                ));
+                Ok(())
+            }
+        }
+    }
+
+    /// The parent directory of `path` (created if missing), recording created components.
+    fn parent_of(
+        &mut self,
+        parent: &[u8],
+        path: &[u8],
+    ) -> Result<std::rc::Rc<OwnedFd>, ApplyError> {
+        let created = &mut self.created;
+        self.root
+            .parent(parent, &mut |p: &[u8]| {
+                created.insert(p.to_vec());
+            })
+            .map_err(io_err(
+                path,
+                "resolving the parent directory inside the root",
+            ))
+    }
+
+    /// Makes room for a new non-directory at `base` in `dir`: removes whatever is there (a
+    /// directory recursively). A symlink is removed, never followed.
+    fn clear(&mut self, dir: BorrowedFd<'_>, base: &[u8], path: &[u8]) -> Result<(), ApplyError> {
+        match rfs::statat(dir, base, AtFlags::SYMLINK_NOFOLLOW) {
+            Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(io_err(path, "inspecting the existing entry")(e)),
+            Ok(st) => {
+                let ft = FileType::from_raw_mode(st.st_mode);
+                if ft == FileType::Directory || ft == FileType::Symlink {
+                    self.root.invalidate();
+                }
+                remove_all(dir, base).map_err(io_err(path, "removing the existing entry"))
+            }
+        }
+    }
+
+    fn chown_fd(&self, fd: BorrowedFd<'_>, e: &Entry, path: &[u8]) -> Result<(), ApplyError> {
+        if self.opts.same_owner {
+            rfs::fchown(fd, Some(Uid::from_raw(e.uid)), Some(Gid::from_raw(e.gid)))
+                .map_err(io_err(path, "chown"))?;
+        }
+        Ok(())
+    }
+
+    fn set_xattrs(&mut self, fd: BorrowedFd<'_>, e: &Entry) {
+        for (name, value) in &e.xattrs {
+            if FORBIDDEN_XATTR_PREFIXES.iter().any(|p| name.starts_with(p)) {
+                self.warnings.push(format!(
+                    "ignored xattr `{}` on `{}`: overlay attributes may not come from a layer",
+                    show(name),
+                    show(&e.path)
+                ));
+                continue;
+            }
+            if let Err(err) = rfs::fsetxattr(fd, name.as_slice(), value, rfs::XattrFlags::empty()) {
+                self.warnings.push(format!(
+                    "could not set xattr `{}` on `{}`: {err}",
+                    show(name),
+                    show(&e.path)
+                ));
+            }
+        }
+    }
+
+    fn warn_xattrs_unsupported(&mut self, e: &Entry) {
+        if !e.xattrs.is_empty() {
+            self.warnings.push(format!(
+                "ignored {} xattr(s) on `{}`: xattrs are only applied to files and directories",
+                e.xattrs.len(),
+                show(&e.path)
+            ));
+        }
+    }
+
+    fn regular<R: std::io::BufRead>(
+        &mut self,
+        e: &Entry,
+        path: &[u8],
+        tar: &mut TarReader<R>,
+    ) -> Result<(), ApplyError> {
+        let (parent, base) = split_parent(path);
+        let dir = self.parent_of(parent, path)?;
+        self.clear(dir.as_fd(), base, path)?;
+        let fd = rfs::openat(
+            &*dir,
+            base,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(io_err(path, "creating the file"))?;
+        let mut file = std::fs::File::from(fd);
+        loop {
+            let chunk = tar.data()?;
+            if chunk.is_empty() {
+                break;
+            }
+            let n = chunk.len();
+            file.write_all(chunk).map_err(|source| ApplyError::Io {
+                path: show(path),
+                op: "writing file contents",
+                source,
+            })?;
+            tar.consume_data(n);
+        }
+        let fd = file.as_fd();
+        self.chown_fd(fd, e, path)?;
+        rfs::fchmod(fd, Mode::from_raw_mode(e.mode)).map_err(io_err(path, "chmod"))?;
+        self.set_xattrs(fd, e);
+        rfs::futimens(fd, &times_of(e)).map_err(io_err(path, "setting times"))?;
+        self.created.insert(path.to_vec());
+        Ok(())
+    }
+
+    fn directory(&mut self, e: &Entry, path: &[u8]) -> Result<(), ApplyError> {
+        let fd = if path.is_empty() {
+            self.root
+                .open_dir(b"", false)
+                .map_err(io_err(b"/", "opening the root"))?
+        } else {
+            let (parent, base) = split_parent(path);
+            let dir = self.parent_of(parent, path)?;
+            match rfs::statat(&*dir, base, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {}
+                Ok(_) => {
+                    self.clear(dir.as_fd(), base, path)?;
+                    self.mkdir(&dir, base, path)?;
+                }
+                Err(Errno::NOENT) => self.mkdir(&dir, base, path)?,
+                Err(err) => return Err(io_err(path, "inspecting the existing entry")(err)),
+            }
+            rfs::openat(
+                &*dir,
+                base,
+                OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(io_err(path, "opening the directory"))?
+        };
+        self.chown_fd(fd.as_fd(), e, path)?;
+        self.set_xattrs(fd.as_fd(), e);
+        self.deferred.push(Deferred {
+            path: path.to_vec(),
+            mode: e.mode,
+            times: times_of(e),
+        });
+        self.created.insert(path.to_vec());
+        Ok(())
+    }
+
+    fn mkdir(&mut self, dir: &OwnedFd, base: &[u8], path: &[u8]) -> Result<(), ApplyError> {
+        // Owner-writable until the deferred chmod, so children can be added by a non-root user.
+        rfs::mkdirat(dir, base, Mode::from_raw_mode(0o700)).map_err(io_err(path, "mkdir"))
+    }
+
+    fn symlink(&mut self, e: &Entry, path: &[u8]) -> Result<(), ApplyError> {
+        if e.link.is_empty() {
+            return Err(ApplyError::InvalidEntry {
+                path: show(&e.path),
+                reason: "symlink with an empty target",
+            });
+        }
+        let (parent, base) = split_parent(path);
+        let dir = self.parent_of(parent, path)?;
+        self.clear(dir.as_fd(), base, path)?;
+        // The target is stored verbatim: it is data, and every later lookup through it is
+        // contained by RESOLVE_IN_ROOT.
+        rfs::symlinkat(e.link.as_slice(), &*dir, base).map_err(io_err(path, "symlink"))?;
+        self.name_metadata(&dir, base, e, path, false)?;
+        self.created.insert(path.to_vec());
+        Ok(())
+    }
+
+    fn hardlink(&mut self, e: &Entry, path: &[u8]) -> Result<(), ApplyError> {
+        let target = clean(&e.link)
+            .map_err(|p| name_error(&e.link, p, "the hardlink target climbs above the root"))?;
+        if target.is_empty() {
+            return Err(ApplyError::InvalidEntry {
+                path: show(&e.path),
+                reason: "hardlink to the root directory",
+            });
+        }
+        let (tparent, tbase) = split_parent(&target);
+        // The target's parent is resolved inside the root like any path; its last component is
+        // linked as is (no AT_SYMLINK_FOLLOW), so a link to a symlink links the symlink itself.
+        let tdir = self.root.open_dir(tparent, false).map_err(io_err(
+            &e.link,
+            "resolving the hardlink target inside the root",
+        ))?;
+        let tst = rfs::statat(&tdir, tbase, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(io_err(&e.link, "inspecting the hardlink target"))?;
+        let (parent, base) = split_parent(path);
+        let dir = self.parent_of(parent, path)?;
+        match rfs::statat(&*dir, base, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if st.st_dev == tst.st_dev && st.st_ino == tst.st_ino => {}
+            _ => {
+                self.clear(dir.as_fd(), base, path)?;
+                rfs::linkat(&tdir, tbase, &*dir, base, AtFlags::empty())
+                    .map_err(io_err(path, "creating the hardlink"))?;
+            }
+        }
+        self.created.insert(path.to_vec());
+        Ok(())
+    }
+
+    fn special(&mut self, e: &Entry, path: &[u8], ft: FileType) -> Result<(), ApplyError> {
+        let (parent, base) = split_parent(path);
+        let dir = self.parent_of(parent, path)?;
+        self.clear(dir.as_fd(), base, path)?;
+        let dev = rfs::makedev(e.dev_major, e.dev_minor);
+        rfs::mknodat(&*dir, base, ft, Mode::from_raw_mode(0o600), dev)
+            .map_err(io_err(path, "mknod"))?;
+        self.name_metadata(&dir, base, e, path, true)?;
+        self.created.insert(path.to_vec());
+        Ok(())
+    }
+
+    /// Owner, mode and times of a symlink, FIFO or device, by name relative to its parent
+    /// (these are never opened: opening a FIFO blocks, opening a device has side effects).
+    fn name_metadata(
+        &mut self,
+        dir: &OwnedFd,
+        base: &[u8],
+        e: &Entry,
+        path: &[u8],
+        chmod: bool,
+    ) -> Result<(), ApplyError> {
+        if self.opts.same_owner {
+            rfs::chownat(
+                dir,
+                base,
+                Some(Uid::from_raw(e.uid)),
+                Some(Gid::from_raw(e.gid)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(io_err(path, "chown"))?;
+        }
+        if chmod {
+            // `base` was just created by mknodat in this directory and is not a symlink.
+            rfs::chmodat(dir, base, Mode::from_raw_mode(e.mode), AtFlags::empty())
+                .map_err(io_err(path, "chmod"))?;
+        }
+        self.warn_xattrs_unsupported(e);
+        rfs::utimensat(dir, base, &times_of(e), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(io_err(path, "setting times"))
+    }
+
+    fn check_whiteout_target(e: &Entry, target: &[u8]) -> Result<(), ApplyError> {
+        if target.is_empty() || target == b"." || target == b".." || target.contains(&b'/') {
+            return Err(ApplyError::InvalidEntry {
+                path: show(&e.path),
+                reason: "a whiteout must name exactly one sibling (not empty, `.` or `..`)",
+            });
+        }
+        Ok(())
+    }
+
+    fn whiteout(&mut self, e: &Entry, parent: &[u8], target: &[u8]) -> Result<(), ApplyError> {
+        Self::check_whiteout_target(e, target)?;
+        let victim = join(parent, target);
+        if self.created.contains(&victim) {
+            // Same-layer entries are not hidden by a whiteout of that layer (image-spec layer.md).
+            return Ok(());
+        }
+        match self.opts.whiteouts {
+            WhiteoutMode::Apply => {
+                let dir = match self.root.open_dir(parent, false) {
+                    Ok(d) => d,
+                    Err(Errno::NOENT) | Err(Errno::NOTDIR) => return Ok(()),
+                    Err(err) => {
+                        return Err(io_err(&e.path, "resolving the whiteout's directory")(err))
+                    }
+                };
+                self.clear(dir.as_fd(), target, &victim)
+            }
+            WhiteoutMode::Overlay => {
+                let dir = self.parent_of(parent, &e.path)?;
+                self.clear(dir.as_fd(), target, &victim)?;
+                // overlayfs whiteout: a character device 0:0 (kernel overlayfs.rst).
+                rfs::mknodat(
+                    &*dir,
+                    target,
+                    FileType::CharacterDevice,
+                    Mode::empty(),
+                    rfs::makedev(0, 0),
+                )
+                .map_err(io_err(&victim, "creating an overlay whiteout (needs root)"))?;
+                self.created.insert(victim);
+                Ok(())
+            }
+        }
+    }
+
+    fn opaque(&mut self, e: &Entry, parent: &[u8]) -> Result<(), ApplyError> {
+        match self.opts.whiteouts {
+            WhiteoutMode::Apply => {
+                let dir = match self.root.open_dir(parent, false) {
+                    Ok(d) => d,
+                    Err(Errno::NOENT) | Err(Errno::NOTDIR) => return Ok(()),
+                    Err(err) => return Err(io_err(&e.path, "resolving the opaque directory")(err)),
+                };
+                self.prune_lower(dir.as_fd(), parent, &e.path)
+            }
+            WhiteoutMode::Overlay => {
+                let dir = self.parent_of(parent, &e.path)?;
+                rfs::fsetxattr(&*dir, OVERLAY_OPAQUE_XATTR, b"y", rfs::XattrFlags::empty())
+                    .map_err(io_err(&e.path, "marking the directory opaque (needs root)"))
+            }
+        }
+    }
+
+    /// Whether this layer created anything strictly below `dir`.
+    fn created_below(&self, dir: &[u8]) -> bool {
+        let mut prefix = dir.to_vec();
+        prefix.push(b'/');
+        self.created
+            .range(prefix.clone()..)
+            .next()
+            .is_some_and(|p| p.starts_with(&prefix))
+    }
+
+    /// Removes everything in the directory `dir` (at `path`) that this layer did not create. A
+    /// lower directory holding entries of this layer (an opaque marker that came after its
+    /// siblings) is pruned recursively instead of removed.
+    fn prune_lower(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        path: &[u8],
+        marker: &[u8],
+    ) -> Result<(), ApplyError> {
+        let mut names = Vec::new();
+        let mut d =
+            rfs::Dir::read_from(dir).map_err(io_err(marker, "listing the opaque directory"))?;
+        while let Some(entry) = d.read() {
+            let entry = entry.map_err(io_err(marker, "listing the opaque directory"))?;
+            let n = entry.file_name().to_bytes();
+            if n != b"." && n != b".." {
+                names.push(n.to_vec());
+            }
+        }
+        drop(d);
+        for n in names {
+            let child = join(path, &n);
+            if self.created.contains(&child) {
+                continue;
+            }
+            self.root.invalidate();
+            if self.created_below(&child) {
+                let sub = rfs::openat(
+                    dir,
+                    n.as_slice(),
+                    OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(io_err(&child, "opening below an opaque directory"))?;
+                self.prune_lower(sub.as_fd(), &child, marker)?;
+            } else {
+                remove_all(dir, &n)
+                    .map_err(io_err(&child, "removing below an opaque directory"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies directory modes and times, after every entry is in place.
+    fn finish(&mut self) -> Result<(), ApplyError> {
+        self.root.invalidate();
+        for d in std::mem::take(&mut self.deferred) {
+            // Re-resolved inside the root; a path that is no longer a directory (replaced later
+            // in the layer) is skipped.
+            let fd = match self.root.open_dir(&d.path, true) {
+                Ok(fd) => fd,
+                Err(Errno::NOENT) | Err(Errno::NOTDIR) | Err(Errno::LOOP) => continue,
+                Err(err) => return Err(io_err(&d.path, "reopening the directory")(err)),
+            };
+            rfs::fchmod(&fd, Mode::from_raw_mode(d.mode)).map_err(io_err(&d.path, "chmod"))?;
+            rfs::futimens(&fd, &d.times).map_err(io_err(&d.path, "setting times"))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whiteout_names_are_classified_on_bytes() {
+        assert!(matches!(whiteout_of(b".wh..wh..opq"), Whiteout::Opaque));
+        assert!(matches!(whiteout_of(b".wh.foo"), Whiteout::Delete(b"foo")));
+        assert!(matches!(
+            whiteout_of(b".wh.\xff"),
+            Whiteout::Delete(b"\xff")
+        ));
+        assert!(matches!(whiteout_of(b"foo"), Whiteout::None));
+    }
+}

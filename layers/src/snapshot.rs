@@ -1,0 +1,202 @@
+//! Unpacked layer snapshots, cached by chain ID, for reuse as overlayfs lower directories.
+//!
+//! Each snapshot `<dir>/<chainid-hex>` is created by a caller-supplied function (normally
+//! [`crate::apply_layer`] with [`crate::WhiteoutMode::Overlay`], so the directory holds exactly
+//! one layer's diff with overlay-format whiteouts — what overlayfs expects of each `lowerdir`).
+//! Creation happens in `<dir>/tmp-<random>`; the filesystem is synced and the directory renamed
+//! into place with `RENAME_NOREPLACE`, so a snapshot is either absent or complete. When two
+//! creators race, the loser removes its temporary directory and returns the winner's.
+//!
+//! Chain IDs follow the OCI image spec (`config.md`, "Layer ChainID"):
+//! `ChainID(L0) = DiffID(L0)` and `ChainID(L0|…|Ln) = sha256(ChainID(L0|…|Ln-1) + " " + DiffID(Ln))`.
+//! A chain ID names the whole stack below it, so a cached lower directory is only reused on top of
+//! the same parents.
+
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{self as rfs, Mode, OFlags, RenameFlags, CWD};
+use rustix::io::Errno;
+
+use crate::Digest;
+
+/// The chain ID of a layer with DiffID `diff_id` on top of the chain `parent` (OCI image spec).
+pub fn chain_id(parent: Option<&Digest>, diff_id: &Digest) -> Digest {
+    match parent {
+        None => diff_id.clone(),
+        Some(p) => Digest::sha256_of(format!("{p} {diff_id}").as_bytes()),
+    }
+}
+
+/// The chain IDs of every prefix of a layer stack given bottom-first by DiffID.
+pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
+    let mut out: Vec<Digest> = Vec::with_capacity(diff_ids.len());
+    for d in diff_ids {
+        let next = chain_id(out.last(), d);
+        out.push(next);
+    }
+    out
+}
+
+/// Why a snapshot could not be provided.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("creating the snapshot cache directory {path:?}")]
+    CreateCacheDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("creating a temporary snapshot directory in {path:?}")]
+    TempDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("unpacking snapshot {chain_id}")]
+    Create {
+        chain_id: Digest,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("committing snapshot {chain_id} to {path:?} ({op})")]
+    Commit {
+        chain_id: Digest,
+        path: PathBuf,
+        op: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A directory of unpacked snapshots keyed by chain ID.
+#[derive(Debug, Clone)]
+pub struct SnapshotCache {
+    dir: PathBuf,
+}
+
+impl SnapshotCache {
+    /// Opens (creating if needed) the cache rooted at `dir`.
+    pub fn new(dir: &Path) -> Result<SnapshotCache, SnapshotError> {
+        std::fs::create_dir_all(dir).map_err(|source| SnapshotError::CreateCacheDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        Ok(SnapshotCache {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Where the snapshot for `chain_id` lives (whether or not it exists). The hex of a validated
+    /// [`Digest`] is a safe file name.
+    pub fn path(&self, chain_id: &Digest) -> PathBuf {
+        self.dir.join(chain_id.hex())
+    }
+
+    /// The snapshot for `chain_id` if it has been committed.
+    pub fn get(&self, chain_id: &Digest) -> Option<PathBuf> {
+        let p = self.path(chain_id);
+        p.is_dir().then_some(p)
+    }
+
+    /// Returns the snapshot for `chain_id`, calling `create` on an empty temporary directory to
+    /// make it if it is not cached yet. `create` must fill exactly that directory.
+    pub fn get_or_create<E>(
+        &self,
+        chain_id: &Digest,
+        create: impl FnOnce(&Path) -> Result<(), E>,
+    ) -> Result<PathBuf, SnapshotError>
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let final_path = self.path(chain_id);
+        if final_path.is_dir() {
+            return Ok(final_path);
+        }
+        let tmp = tempfile::Builder::new()
+            .prefix("tmp-")
+            .tempdir_in(&self.dir)
+            .map_err(|source| SnapshotError::TempDir {
+                path: self.dir.clone(),
+                source,
+            })?;
+        create(tmp.path()).map_err(|e| SnapshotError::Create {
+            chain_id: chain_id.clone(),
+            source: Box::new(e),
+        })?;
+        let commit_err = |op: &'static str| {
+            let path = final_path.clone();
+            move |e: Errno| SnapshotError::Commit {
+                chain_id: chain_id.clone(),
+                path,
+                op,
+                source: e.into(),
+            }
+        };
+        // Make the contents durable before the rename publishes them.
+        let tmp_fd = rfs::open(
+            tmp.path(),
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(commit_err("opening the temporary directory"))?;
+        rfs::syncfs(&tmp_fd).map_err(commit_err("syncfs"))?;
+        drop(tmp_fd);
+        match rfs::renameat_with(CWD, tmp.path(), CWD, &final_path, RenameFlags::NOREPLACE) {
+            Ok(()) => {
+                // The directory now lives at `final_path`; nothing is left for TempDir to remove.
+                let _ = tmp.keep();
+                let dir_fd = rfs::open(
+                    &self.dir,
+                    OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(commit_err("opening the cache directory"))?;
+                rfs::fsync(&dir_fd).map_err(commit_err("fsync of the cache directory"))?;
+                Ok(final_path)
+            }
+            // Another creator won the race: ours is dropped (TempDir removes it), theirs is used.
+            Err(Errno::EXIST) | Err(Errno::NOTEMPTY) => Ok(final_path),
+            Err(e) => Err(commit_err("rename into place")(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> Digest {
+        Digest::sha256_of(s.as_bytes())
+    }
+
+    #[test]
+    fn chain_id_of_the_base_layer_is_its_diff_id() {
+        assert_eq!(chain_id(None, &d("a")), d("a"));
+    }
+
+    #[test]
+    fn chain_id_hashes_parent_space_diff_id_per_oci_config_md() {
+        let (a, b, c) = (d("a"), d("b"), d("c"));
+        let ab = Digest::sha256_of(format!("{a} {b}").as_bytes());
+        let abc = Digest::sha256_of(format!("{ab} {c}").as_bytes());
+        assert_eq!(chain_ids(&[a, b, c]), vec![d("a"), ab, abc]);
+    }
+
+    #[test]
+    fn failed_creation_leaves_nothing_behind() {
+        let cache_dir = tempfile::tempdir().expect("tempdir");
+        let cache = SnapshotCache::new(cache_dir.path()).expect("cache");
+        let err = cache
+            .get_or_create(&d("x"), |p| {
+                std::fs::write(p.join("half"), b"partial")?;
+                Err(std::io::Error::other("boom"))
+            })
+            .expect_err("creator failed");
+        assert!(matches!(err, SnapshotError::Create { .. }));
+        assert_eq!(
+            std::fs::read_dir(cache_dir.path()).expect("list").count(),
+            0
+        );
+        assert!(cache.get(&d("x")).is_none());
+    }
+}
