@@ -39,6 +39,8 @@ pub struct GitInfo {
     pub commit_time: i64,
     /// `remote.origin.url` with credentials removed ([`strip_credentials`]).
     pub origin_url: Option<String>,
+    /// The work tree's top directory (its name is the default repository name).
+    pub toplevel: Option<PathBuf>,
 }
 
 /// Why git metadata could not be read (for a context that is inside a git work tree).
@@ -146,6 +148,7 @@ fn git_info_with(git: &OsStr, dir: &Path) -> Result<Option<GitInfo>, GitError> {
         dirty,
         commit_time,
         origin_url,
+        toplevel: Some(PathBuf::from(&toplevel)),
     }))
 }
 
@@ -586,6 +589,7 @@ mod tests {
             dirty: false,
             commit_time,
             origin_url: None,
+            toplevel: None,
         }
     }
 

@@ -33,18 +33,30 @@ fn check_supported(opts: &BuildOptions) -> Result<(), Failure> {
     if opts.push {
         return Err(not_yet("--push"));
     }
-    if opts.outputs.iter().any(|o| matches!(o.kind, OutputKind::Registry { .. })) {
+    if opts
+        .outputs
+        .iter()
+        .any(|o| matches!(o.kind, OutputKind::Registry { .. }))
+    {
         return Err(not_yet("--output type=registry"));
     }
     for c in &opts.cache_to {
-        if matches!(c.target, CacheExportTarget::Registry(_) | CacheExportTarget::Inline | CacheExportTarget::Local(_)) {
+        if matches!(
+            c.target,
+            CacheExportTarget::Registry(_)
+                | CacheExportTarget::Inline
+                | CacheExportTarget::Local(_)
+        ) {
             return Err(Failure::Usage(
                 "error: --cache-to is not supported by this version of rbuild yet; the local store already keeps the cache between builds on this machine".into(),
             ));
         }
     }
     for c in &opts.cache_from {
-        if matches!(c.source, CacheImportSource::Registry(_) | CacheImportSource::Local(_)) {
+        if matches!(
+            c.source,
+            CacheImportSource::Registry(_) | CacheImportSource::Local(_)
+        ) {
             return Err(Failure::Usage(
                 "error: --cache-from is not supported by this version of rbuild yet".into(),
             ));
@@ -67,7 +79,10 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
     let tag_specs = a
         .tags
         .iter()
-        .map(|t| TagSpec::parse(t).map_err(|e| Failure::Usage(format!("error: invalid --tag {t:?}: {e}"))))
+        .map(|t| {
+            TagSpec::parse(t)
+                .map_err(|e| Failure::Usage(format!("error: invalid --tag {t:?}: {e}")))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let LoadedPlan {
         dockerfile: df,
@@ -136,7 +151,7 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
     };
     let progress = progress::renderer(mode, Box::new(std::io::stderr()));
     for unused in &plan.unused_build_args {
-        progress.warning(&format!(
+        progress.warn(format!(
             "build-arg {unused} was given but no ARG in the Dockerfile declares it"
         ));
     }
@@ -149,8 +164,11 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
         &opts.plan.context,
         &opts.plan.dockerfile,
         progress.clone(),
-    );
-    let states = engine.run().map_err(|e| Failure::Build(anyhow::Error::new(e)))?;
+    )
+    .map_err(|e| Failure::Build(anyhow::Error::new(e)))?;
+    let states = engine
+        .run()
+        .map_err(|e| Failure::Build(anyhow::Error::new(e)))?;
 
     let repo = default_repository(&repo_dir_name(&opts.plan.context, git.as_ref()));
     let default_tag = git.as_ref().map(crate::git::default_tag);
@@ -165,7 +183,8 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
         let names = names_for_target(&target, multiple, &tag_specs, &repo, default_tag.as_deref())
             .map_err(|e| Failure::Usage(format!("error: --tag: {e}")))?;
         let annotations = image_annotations(state, &names, git.as_ref(), epoch);
-        let image = assemble(&store, state, annotations, epoch).map_err(|e| Failure::Build(e.into()))?;
+        let image =
+            assemble(&store, state, annotations, epoch).map_err(|e| Failure::Build(e.into()))?;
         for n in &names {
             store
                 .set_ref(&n.to_string(), &image.manifest_descriptor)
@@ -184,16 +203,25 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
             steps_cached: 0,
             steps_total: 0,
         });
-        built.push(BuiltImage { target, image, names });
+        built.push(BuiltImage {
+            target,
+            image,
+            names,
+        });
     }
 
-    write_outputs(&store, &built, &opts.outputs, compression).map_err(|e| Failure::Build(e.into()))?;
+    write_outputs(&store, &built, &opts.outputs, compression)
+        .map_err(|e| Failure::Build(e.into()))?;
 
     // Remember this build for cache-miss explanations and `rbuild explain`.
     let steps = engine.step_records();
     for (summary, &t) in summaries.iter_mut().zip(&plan.targets) {
         let needed = stages_needed_by(&plan, t);
-        let target_steps: Vec<_> = steps.iter().filter(|s| needed.contains(&s.stage)).cloned().collect();
+        let target_steps: Vec<_> = steps
+            .iter()
+            .filter(|s| needed.contains(&s.stage))
+            .cloned()
+            .collect();
         summary.steps_total = target_steps.len();
         summary.steps_cached = target_steps.iter().filter(|s| s.cached).count();
         let record = BuildRecord {
@@ -203,7 +231,7 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
             steps: target_steps,
         };
         if let Err(e) = save_build(&store, &record, &opts.plan.dockerfile) {
-            progress.warning(&format!("could not save the build record: {e}"));
+            progress.warn(format!("could not save the build record: {e}"));
         }
     }
 
@@ -260,12 +288,16 @@ fn write_metadata(path: &Path, built: &[BuiltImage], summary: &BuildSummary) -> 
     let doc = if built.len() == 1 {
         one(&built[0])
     } else {
-        let m: BTreeMap<String, serde_json::Value> = built.iter().map(|b| (b.target.clone(), one(b))).collect();
+        let m: BTreeMap<String, serde_json::Value> =
+            built.iter().map(|b| (b.target.clone(), one(b))).collect();
         serde_json::to_value(m)?
     };
     let _ = summary;
     let bytes = serde_json::to_vec_pretty(&doc)?;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
     tmp.write_all(&bytes)?;

@@ -10,7 +10,9 @@ use super::plan::{load_plan, LoadedPlan};
 
 pub fn run(a: &CheckArgs) -> Result<(), Failure> {
     let opts = PlanOptions::from_args(&a.plan)?;
-    let LoadedPlan { dockerfile, plan, .. } = load_plan(&opts)?;
+    let LoadedPlan {
+        dockerfile, plan, ..
+    } = load_plan(&opts)?;
     let mut out = String::new();
     out.push_str(&format!("Dockerfile: {}\n", opts.dockerfile.display()));
     let targets: Vec<String> = plan
@@ -45,7 +47,12 @@ pub fn run(a: &CheckArgs) -> Result<(), Failure> {
             out.push_str(&format!("      reads: {}\n", reads.join(", ")));
         }
         for (n, ins) in stage.instructions.iter().enumerate() {
-            out.push_str(&format!("      {:>2}. line {:<4} {}\n", n + 1, ins.line, ins.node));
+            out.push_str(&format!(
+                "      {:>2}. line {:<4} {}\n",
+                n + 1,
+                ins.line,
+                ins.node
+            ));
         }
     }
     let order: Vec<String> = plan

@@ -32,8 +32,8 @@ pub fn load_plan(opts: &PlanOptions) -> Result<LoadedPlan, Failure> {
         ))
     })?;
     let name = path.display().to_string();
-    let dockerfile = crate::dockerfile::parse(&source)
-        .map_err(|e| Failure::Usage(e.render(&name, &source)))?;
+    let dockerfile =
+        crate::dockerfile::parse(&source).map_err(|e| Failure::Usage(e.render(&name, &source)))?;
     let build_args: BTreeMap<String, String> = opts
         .build_args
         .iter()

@@ -88,6 +88,30 @@ impl Context {
         Ok(h.finish())
     }
 
+    /// The sha256 of each listed regular file's *contents* (no metadata), reading in
+    /// parallel what neither this context nor the stat cache has hashed yet. COPY keys use
+    /// these, with modes normalised by the engine, so they do not depend on who checked out.
+    pub fn file_digests(&self, rels: &[&str]) -> Result<Vec<Digest>, ContextError> {
+        let idx = rels
+            .iter()
+            .map(|r| match self.resolve(r)? {
+                Some(i) if self.entries[i].kind == EntryKind::File => Ok(i),
+                _ => Err(ContextError::NotInContext { rel: r.to_string() }),
+            })
+            .collect::<Result<Vec<usize>, _>>()?;
+        self.hash_files(idx.clone())?;
+        idx.iter()
+            .map(|&i| {
+                self.content[i]
+                    .get()
+                    .cloned()
+                    .ok_or_else(|| ContextError::NotInContext {
+                        rel: self.paths[i].clone(),
+                    })
+            })
+            .collect()
+    }
+
     /// `None` is the root.
     fn resolve(&self, rel: &str) -> Result<Option<usize>, ContextError> {
         let cleaned = gopath::clean(rel);

@@ -25,7 +25,10 @@ pub fn image_annotations(
     epoch: i64,
 ) -> BTreeMap<String, String> {
     let mut a = BTreeMap::new();
-    a.insert("org.opencontainers.image.created".into(), created_time(epoch));
+    a.insert(
+        "org.opencontainers.image.created".into(),
+        created_time(epoch),
+    );
     if let Some(g) = git {
         a.insert("org.opencontainers.image.revision".into(), g.commit.clone());
         if let Some(url) = &g.origin_url {
@@ -109,8 +112,16 @@ pub fn write_outputs(
         let oci_names: Vec<Vec<String>> = images
             .iter()
             .map(|b| {
-                let mut names: Vec<String> = b.names.iter().filter_map(|r| r.tag().map(str::to_string)).collect();
-                names.extend(spec.names.iter().filter_map(|r| r.tag().map(str::to_string)));
+                let mut names: Vec<String> = b
+                    .names
+                    .iter()
+                    .filter_map(|r| r.tag().map(str::to_string))
+                    .collect();
+                names.extend(
+                    spec.names
+                        .iter()
+                        .filter_map(|r| r.tag().map(str::to_string)),
+                );
                 if names.is_empty() && images.len() > 1 {
                     names.push(b.target.clone());
                 }
@@ -119,7 +130,13 @@ pub fn write_outputs(
             .collect();
         let docker_names: Vec<Vec<String>> = images
             .iter()
-            .map(|b| b.names.iter().chain(&spec.names).map(Reference::familiar).collect())
+            .map(|b| {
+                b.names
+                    .iter()
+                    .chain(&spec.names)
+                    .map(Reference::familiar)
+                    .collect()
+            })
             .collect();
         let out_err = |e: output::OutputError| BuildError::Internal(crate::cli::error_chain(&e));
         match &spec.kind {
@@ -127,7 +144,10 @@ pub fn write_outputs(
                 let list: Vec<ExportImage<'_>> = images
                     .iter()
                     .zip(&oci_names)
-                    .map(|(b, n)| ExportImage { image: &b.image, names: n })
+                    .map(|(b, n)| ExportImage {
+                        image: &b.image,
+                        names: n,
+                    })
                     .collect();
                 output::oci::write_oci(&out_dest(d), &list, store).map_err(out_err)?;
             }
@@ -135,19 +155,31 @@ pub fn write_outputs(
                 let list: Vec<ExportImage<'_>> = images
                     .iter()
                     .zip(&docker_names)
-                    .map(|(b, n)| ExportImage { image: &b.image, names: n })
+                    .map(|(b, n)| ExportImage {
+                        image: &b.image,
+                        names: n,
+                    })
                     .collect();
                 output::docker::write_docker(&out_dest(d), &list, store).map_err(out_err)?;
             }
             OutputKind::Local(dir) => {
                 for b in images {
-                    let dest = if images.len() > 1 { dir.join(&b.target) } else { dir.clone() };
-                    let applier = |root: &Path, layer: &mut dyn std::io::Read, _c: Compression| {
-                        rbuild_layers::apply::apply_layer(root, layer, &rbuild_layers::apply::ApplyOptions::default())
-                            .map(|_| ())
-                            .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+                    let dest = if images.len() > 1 {
+                        dir.join(&b.target)
+                    } else {
+                        dir.clone()
                     };
-                    output::local::write_local(&OutDest::Dir(dest), &b.image, store, &applier).map_err(out_err)?;
+                    let applier = |root: &Path, layer: &mut dyn std::io::Read, _c: Compression| {
+                        rbuild_layers::apply::apply_layer(
+                            root,
+                            layer,
+                            &rbuild_layers::apply::ApplyOptions::default(),
+                        )
+                        .map(|_| ())
+                        .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+                    };
+                    output::local::write_local(&OutDest::Dir(dest), &b.image, store, &applier)
+                        .map_err(out_err)?;
                 }
             }
             OutputKind::Registry { .. } => {

@@ -36,7 +36,9 @@ fn is_commit_id(s: &str) -> bool {
 impl TagSpec {
     pub fn parse(s: &str) -> Result<TagSpec, ReferenceError> {
         let (target, rest) = match s.split_once('=') {
-            Some((t, r)) if !t.is_empty() && !t.contains(['/', ':']) => (Some(t.to_ascii_lowercase()), r),
+            Some((t, r)) if !t.is_empty() && !t.contains(['/', ':']) => {
+                (Some(t.to_ascii_lowercase()), r)
+            }
             _ => (None, s),
         };
         let name = if let Some(tag) = rest.strip_prefix(':') {
@@ -108,7 +110,11 @@ pub fn names_for_target(
     if specs.is_empty() {
         if let Some(t) = default_tag {
             let base = repo.with_tag(t)?;
-            out.push(if multiple_targets { with_suffix(&base, target)? } else { base });
+            out.push(if multiple_targets {
+                with_suffix(&base, target)?
+            } else {
+                base
+            });
         }
     }
     Ok(out)
@@ -130,16 +136,30 @@ mod tests {
     #[test]
     fn a_commit_id_tags_the_default_repository() {
         let sha = "0123456789abcdef0123456789abcdef01234567";
-        assert_eq!(names("production", false, &[sha], None), vec![format!("myapp:{sha}")]);
+        assert_eq!(
+            names("production", false, &[sha], None),
+            vec![format!("myapp:{sha}")]
+        );
         assert_eq!(names("production", false, &[":v1"], None), vec!["myapp:v1"]);
     }
 
     #[test]
     fn several_targets_get_suffixed_tags_unless_targeted() {
-        assert_eq!(names("development", true, &["app:1.0"], None), vec!["app:1.0-development"]);
-        assert_eq!(names("production", true, &["app"], None), vec!["app:production"]);
         assert_eq!(
-            names("production", true, &["production=app:1.0", "development=app:dev"], None),
+            names("development", true, &["app:1.0"], None),
+            vec!["app:1.0-development"]
+        );
+        assert_eq!(
+            names("production", true, &["app"], None),
+            vec!["app:production"]
+        );
+        assert_eq!(
+            names(
+                "production",
+                true,
+                &["production=app:1.0", "development=app:dev"],
+                None
+            ),
             vec!["app:1.0"]
         );
         assert!(names("production", true, &["development=app:dev"], None).is_empty());
@@ -147,8 +167,14 @@ mod tests {
 
     #[test]
     fn default_tag_is_the_commit() {
-        assert_eq!(names("production", false, &[], Some("abc-dirty")), vec!["myapp:abc-dirty"]);
-        assert_eq!(names("production", true, &[], Some("abc")), vec!["myapp:abc-production"]);
+        assert_eq!(
+            names("production", false, &[], Some("abc-dirty")),
+            vec!["myapp:abc-dirty"]
+        );
+        assert_eq!(
+            names("production", true, &[], Some("abc")),
+            vec!["myapp:abc-production"]
+        );
         assert!(names("production", false, &[], None).is_empty());
     }
 

@@ -94,7 +94,10 @@ pub enum PlanError {
 }
 
 /// The built-in platform ARGs (BuildKit's "automatic platform ARGs in the global scope").
-pub fn platform_args(p: &rbuild_layers::Platform, build: &rbuild_layers::Platform) -> BTreeMap<String, String> {
+pub fn platform_args(
+    p: &rbuild_layers::Platform,
+    build: &rbuild_layers::Platform,
+) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
     let fmt = |p: &rbuild_layers::Platform| match &p.variant {
         Some(v) => format!("{}/{}/{}", p.os, p.architecture, v),
@@ -103,11 +106,17 @@ pub fn platform_args(p: &rbuild_layers::Platform, build: &rbuild_layers::Platfor
     m.insert("TARGETPLATFORM".into(), fmt(p));
     m.insert("TARGETOS".into(), p.os.clone());
     m.insert("TARGETARCH".into(), p.architecture.clone());
-    m.insert("TARGETVARIANT".into(), p.variant.clone().unwrap_or_default());
+    m.insert(
+        "TARGETVARIANT".into(),
+        p.variant.clone().unwrap_or_default(),
+    );
     m.insert("BUILDPLATFORM".into(), fmt(build));
     m.insert("BUILDOS".into(), build.os.clone());
     m.insert("BUILDARCH".into(), build.architecture.clone());
-    m.insert("BUILDVARIANT".into(), build.variant.clone().unwrap_or_default());
+    m.insert(
+        "BUILDVARIANT".into(),
+        build.variant.clone().unwrap_or_default(),
+    );
     m
 }
 
@@ -131,13 +140,15 @@ pub fn global_scope(
         for def in &arg.node.args {
             let value = match (build_args.get(&def.name), &def.default) {
                 (Some(v), _) => Some(v.clone()),
-                (None, Some(d)) => Some(expand_word(d, &Vars(&vars), df.directives.escape).map_err(
-                    |source| PlanError::Expand {
-                        line: arg.line,
-                        what: "global ARG default",
-                        source,
-                    },
-                )?),
+                (None, Some(d)) => Some(
+                    expand_word(d, &Vars(&vars), df.directives.escape).map_err(|source| {
+                        PlanError::Expand {
+                            line: arg.line,
+                            what: "global ARG default",
+                            source,
+                        }
+                    })?,
+                ),
                 (None, None) => None,
             };
             if let Some(v) = value {
@@ -166,12 +177,13 @@ impl BuildPlan {
         let mut stages = Vec::with_capacity(df.stages.len());
         for stage in &df.stages {
             let line = stage.from.line;
-            let image = expand_word(&stage.from.node.image, &Vars(&global_vars), escape)
-                .map_err(|source| PlanError::Expand {
+            let image = expand_word(&stage.from.node.image, &Vars(&global_vars), escape).map_err(
+                |source| PlanError::Expand {
                     line,
                     what: "FROM image",
                     source,
-                })?;
+                },
+            )?;
             if image.is_empty() {
                 return Err(PlanError::EmptyFrom {
                     line,
@@ -198,9 +210,9 @@ impl BuildPlan {
                                 .get(&def.name)
                                 .cloned()
                                 .or_else(|| {
-                                    def.default.as_ref().and_then(|d| {
-                                        expand_word(d, &Vars(&vars), escape).ok()
-                                    })
+                                    def.default
+                                        .as_ref()
+                                        .and_then(|d| expand_word(d, &Vars(&vars), escape).ok())
                                 })
                                 .or_else(|| global_vars.get(&def.name).cloned());
                             if let Some(v) = v {

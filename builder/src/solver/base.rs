@@ -38,7 +38,12 @@ fn err(reference: &str, reason: impl Into<String>) -> BuildError {
 }
 
 /// Resolves `name` for `platform`, importing what it needs into `store`.
-pub fn resolve(store: &Store, name: &str, platform: &Platform, cwd: &Path) -> Result<BaseImage, BuildError> {
+pub fn resolve(
+    store: &Store,
+    name: &str,
+    platform: &Platform,
+    cwd: &Path,
+) -> Result<BaseImage, BuildError> {
     if let Some(rest) = name.strip_prefix("oci-layout://") {
         return from_layout(store, name, rest, platform, cwd);
     }
@@ -108,7 +113,11 @@ fn pick_manifest(
                         "no image for {}/{} in the index (it has: {})",
                         platform.os,
                         platform.architecture,
-                        if have.is_empty() { "none".to_string() } else { have.join(", ") }
+                        if have.is_empty() {
+                            "none".to_string()
+                        } else {
+                            have.join(", ")
+                        }
                     ),
                 )
             })?;
@@ -146,7 +155,10 @@ fn finish(
     let mut layers = Vec::new();
     for (desc, diff_id) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
         if desc.media_type.layer_compression().is_none() {
-            return Err(err(name, format!("unsupported layer media type {}", desc.media_type)));
+            return Err(err(
+                name,
+                format!("unsupported layer media type {}", desc.media_type),
+            ));
         }
         layers.push(LayerRef {
             descriptor: desc.clone(),
@@ -161,12 +173,20 @@ fn finish(
     })
 }
 
-fn from_store(store: &Store, name: &str, desc: &Descriptor, platform: &Platform) -> Result<BaseImage, BuildError> {
+fn from_store(
+    store: &Store,
+    name: &str,
+    desc: &Descriptor,
+    platform: &Platform,
+) -> Result<BaseImage, BuildError> {
     let read = |d: &Digest| read_json_blob(store, name, d);
     let (digest, manifest) = pick_manifest(name, desc, platform, &read)?;
     for l in &manifest.layers {
         if !store.has_blob(&l.digest) {
-            return Err(err(name, format!("layer {} is missing from the local store", l.digest)));
+            return Err(err(
+                name,
+                format!("layer {} is missing from the local store", l.digest),
+            ));
         }
     }
     finish(store, name, digest, &manifest)
@@ -179,31 +199,68 @@ fn split_layout(rest: &str) -> (String, Option<String>, Option<String>) {
     }
     let slash = rest.rfind('/').map_or(0, |i| i + 1);
     match rest[slash..].rfind(':') {
-        Some(i) => (rest[..slash + i].to_string(), Some(rest[slash + i + 1..].to_string()), None),
+        Some(i) => (
+            rest[..slash + i].to_string(),
+            Some(rest[slash + i + 1..].to_string()),
+            None,
+        ),
         None => (rest.to_string(), None, None),
     }
 }
 
-fn copy_blob_in(store: &Store, name: &str, layout: &Path, d: &Digest, size: Option<u64>) -> Result<(), BuildError> {
+fn copy_blob_in(
+    store: &Store,
+    name: &str,
+    layout: &Path,
+    d: &Digest,
+    size: Option<u64>,
+) -> Result<(), BuildError> {
     if store.has_blob(d) {
         return Ok(());
     }
-    let path = layout.join("blobs").join(d.algorithm().as_str()).join(d.hex());
-    let mut f = std::fs::File::open(&path)
-        .map_err(|e| err(name, format!("blob {d} is missing from the layout ({}): {e}", path.display())))?;
+    let path = layout
+        .join("blobs")
+        .join(d.algorithm().as_str())
+        .join(d.hex());
+    let mut f = std::fs::File::open(&path).map_err(|e| {
+        err(
+            name,
+            format!(
+                "blob {d} is missing from the layout ({}): {e}",
+                path.display()
+            ),
+        )
+    })?;
     let mut w = store.begin_blob()?;
     std::io::copy(&mut f, &mut w).map_err(BuildError::io("importing", &path))?;
     w.commit(Some(d), size)?;
     Ok(())
 }
 
-fn from_layout(store: &Store, name: &str, rest: &str, platform: &Platform, cwd: &Path) -> Result<BaseImage, BuildError> {
+fn from_layout(
+    store: &Store,
+    name: &str,
+    rest: &str,
+    platform: &Platform,
+    cwd: &Path,
+) -> Result<BaseImage, BuildError> {
     let (dir, tag, digest) = split_layout(rest);
     let dir = PathBuf::from(&dir);
-    let layout = if dir.is_absolute() { dir } else { cwd.join(dir) };
+    let layout = if dir.is_absolute() {
+        dir
+    } else {
+        cwd.join(dir)
+    };
     let index_path = layout.join("index.json");
-    let index_bytes = std::fs::read(&index_path)
-        .map_err(|e| err(name, format!("cannot read {}: {e} (is it an OCI image layout?)", index_path.display())))?;
+    let index_bytes = std::fs::read(&index_path).map_err(|e| {
+        err(
+            name,
+            format!(
+                "cannot read {}: {e} (is it an OCI image layout?)",
+                index_path.display()
+            ),
+        )
+    })?;
     let index = ImageIndex::from_slice(&index_bytes).map_err(|e| err(name, e.to_string()))?;
     let top = match (&tag, &digest) {
         (_, Some(d)) => index
@@ -215,12 +272,21 @@ fn from_layout(store: &Store, name: &str, rest: &str, platform: &Platform, cwd: 
             .manifests
             .iter()
             .find(|m| m.annotations.get("org.opencontainers.image.ref.name") == Some(t))
-            .ok_or_else(|| err(name, format!("no image tagged {t:?} in {}", index_path.display())))?,
+            .ok_or_else(|| {
+                err(
+                    name,
+                    format!("no image tagged {t:?} in {}", index_path.display()),
+                )
+            })?,
         (None, None) if index.manifests.len() == 1 => &index.manifests[0],
         (None, None) => {
             return Err(err(
                 name,
-                format!("{} holds {} images: name one with :TAG", index_path.display(), index.manifests.len()),
+                format!(
+                    "{} holds {} images: name one with :TAG",
+                    index_path.display(),
+                    index.manifests.len()
+                ),
             ))
         }
     };
@@ -229,7 +295,13 @@ fn from_layout(store: &Store, name: &str, rest: &str, platform: &Platform, cwd: 
         read_json_blob(store, name, d)
     };
     let (mdigest, manifest) = pick_manifest(name, top, platform, &read)?;
-    copy_blob_in(store, name, &layout, &manifest.config.digest, Some(manifest.config.size))?;
+    copy_blob_in(
+        store,
+        name,
+        &layout,
+        &manifest.config.digest,
+        Some(manifest.config.size),
+    )?;
     for l in &manifest.layers {
         copy_blob_in(store, name, &layout, &l.digest, Some(l.size))?;
     }
@@ -243,10 +315,19 @@ mod tests {
 
     #[test]
     fn layout_references_split_tag_and_digest() {
-        assert_eq!(split_layout("/a/b:v1"), ("/a/b".into(), Some("v1".into()), None));
+        assert_eq!(
+            split_layout("/a/b:v1"),
+            ("/a/b".into(), Some("v1".into()), None)
+        );
         assert_eq!(split_layout("rel/dir"), ("rel/dir".into(), None, None));
-        assert_eq!(split_layout("/x:5000/dir"), ("/x:5000/dir".into(), None, None));
+        assert_eq!(
+            split_layout("/x:5000/dir"),
+            ("/x:5000/dir".into(), None, None)
+        );
         let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-        assert_eq!(split_layout(&format!("/a@{d}")), ("/a".into(), None, Some(d.into())));
+        assert_eq!(
+            split_layout(&format!("/a@{d}")),
+            ("/a".into(), None, Some(d.into()))
+        );
     }
 }

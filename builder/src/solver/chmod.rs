@@ -109,7 +109,10 @@ mod tests {
         assert_eq!(Chmod::parse("go-w").unwrap().apply(0o666, false), 0o644);
         assert_eq!(Chmod::parse("a=rX").unwrap().apply(0o640, true), 0o555);
         assert_eq!(Chmod::parse("a=rX").unwrap().apply(0o640, false), 0o444);
-        assert_eq!(Chmod::parse("u=rwx,g=rx,o=").unwrap().apply(0o000, false), 0o750);
+        assert_eq!(
+            Chmod::parse("u=rwx,g=rx,o=").unwrap().apply(0o000, false),
+            0o750
+        );
         assert_eq!(Chmod::parse("+x").unwrap().apply(0o600, false), 0o711);
     }
 

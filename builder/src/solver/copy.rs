@@ -16,7 +16,7 @@
 //!   destination; `ADD` of a URL or git repository is refused for now.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rbuild_layers::tar::{EntryKind as LayerKind, LayerEntry, LayerOptions};
@@ -105,7 +105,11 @@ fn is_remote(src: &str) -> bool {
 
 /// Whether a destination names a directory by its spelling (BuildKit: trailing `/`, or `.`).
 fn dest_names_dir(dest: &str) -> bool {
-    dest.ends_with('/') || dest == "." || dest.ends_with("/.") || dest == ".." || dest.ends_with("/..")
+    dest.ends_with('/')
+        || dest == "."
+        || dest.ends_with("/.")
+        || dest == ".."
+        || dest.ends_with("/..")
 }
 
 /// Joins the destination to the working directory.
@@ -163,9 +167,10 @@ pub fn prepare(
     let exclude = if c.exclude.is_empty() {
         None
     } else {
-        Some(PatternMatcher::new(&c.exclude).map_err(|e| {
-            BuildError::Copy(format!("invalid --exclude pattern: {e}"))
-        })?)
+        Some(
+            PatternMatcher::new(&c.exclude)
+                .map_err(|e| BuildError::Copy(format!("invalid --exclude pattern: {e}")))?,
+        )
     };
     let mut items: Vec<Item> = Vec::new();
     // (item dest relative to dest_abs or absolute?, whether a source was a single file)
@@ -272,9 +277,24 @@ pub fn prepare(
                     let dest = join_dest(&target, &child_rel);
                     let full = root_path(&join_rel(&rel, &child_rel));
                     items.push(match child_kind {
-                        PlanKind::Dir => Item { dest, kind: ItemKind::Dir, mode, digest: None },
-                        PlanKind::File => Item { dest, kind: ItemKind::File(full), mode, digest: None },
-                        PlanKind::Symlink(t) => Item { dest, kind: ItemKind::Symlink(t), mode, digest: None },
+                        PlanKind::Dir => Item {
+                            dest,
+                            kind: ItemKind::Dir,
+                            mode,
+                            digest: None,
+                        },
+                        PlanKind::File => Item {
+                            dest,
+                            kind: ItemKind::File(full),
+                            mode,
+                            digest: None,
+                        },
+                        PlanKind::Symlink(t) => Item {
+                            dest,
+                            kind: ItemKind::Symlink(t),
+                            mode,
+                            digest: None,
+                        },
                     });
                 }
             }
@@ -290,7 +310,8 @@ pub fn prepare(
                     dest_abs.clone()
                 };
                 let full = root_path(&rel);
-                let md = std::fs::symlink_metadata(&full).map_err(BuildError::io("reading", &full))?;
+                let md =
+                    std::fs::symlink_metadata(&full).map_err(BuildError::io("reading", &full))?;
                 let kind = match kind {
                     PlanKind::Symlink(t) => ItemKind::Symlink(t),
                     _ if env.is_add && archive_format(&full) => ItemKind::Archive(full),
@@ -302,7 +323,12 @@ pub fn prepare(
                 } else {
                     dest
                 };
-                items.push(Item { dest, kind, mode: md.permissions().mode(), digest: None });
+                items.push(Item {
+                    dest,
+                    kind,
+                    mode: md.permissions().mode(),
+                    digest: None,
+                });
             }
         }
     }
@@ -338,7 +364,11 @@ pub fn prepare(
         let digests = ctx
             .file_digests(&files.iter().map(String::as_str).collect::<Vec<_>>())
             .map_err(|e| BuildError::Context(crate::cli::error_chain(&e)))?;
-        let by_path: BTreeMap<&str, &Digest> = files.iter().map(String::as_str).zip(digests.iter()).collect();
+        let by_path: BTreeMap<&str, &Digest> = files
+            .iter()
+            .map(String::as_str)
+            .zip(digests.iter())
+            .collect();
         for item in &mut items {
             if let ItemKind::File(p) | ItemKind::Archive(p) = &item.kind {
                 if let Some(d) = p
@@ -367,15 +397,29 @@ pub fn prepare(
         let is_link = matches!(item.kind, ItemKind::Symlink(_));
         let mode = normalized_mode(item.mode, is_dir, is_link, env.normalize_modes);
         let (tag, extra) = match &item.kind {
-            ItemKind::File(_) => ("f", item.digest.as_ref().map(ToString::to_string).unwrap_or_default()),
-            ItemKind::Archive(_) => ("a", item.digest.as_ref().map(ToString::to_string).unwrap_or_default()),
+            ItemKind::File(_) => (
+                "f",
+                item.digest
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+            ),
+            ItemKind::Archive(_) => (
+                "a",
+                item.digest
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+            ),
             ItemKind::Dir => ("d", String::new()),
             ItemKind::Symlink(t) => ("l", t.clone()),
         };
         let line = format!("{tag}\0{}\0{mode:o}\0{extra}\n", item.dest);
         h.update(line.as_bytes());
         let per_file = Digest::sha256_of(line.as_bytes());
-        selection.files.insert(display_rel(&item.dest, &dest_abs), per_file);
+        selection
+            .files
+            .insert(display_rel(&item.dest, &dest_abs), per_file);
     }
     Ok(PreparedCopy {
         selection,
@@ -442,7 +486,11 @@ fn walk_source(
     }
 }
 
-fn walk_dir(dir: &Path, prefix: &str, out: &mut Vec<(String, PlanKind, u32)>) -> Result<(), BuildError> {
+fn walk_dir(
+    dir: &Path,
+    prefix: &str,
+    out: &mut Vec<(String, PlanKind, u32)>,
+) -> Result<(), BuildError> {
     let mut names: Vec<_> = std::fs::read_dir(dir)
         .map_err(BuildError::io("listing", dir))?
         .filter_map(Result::ok)
@@ -451,7 +499,11 @@ fn walk_dir(dir: &Path, prefix: &str, out: &mut Vec<(String, PlanKind, u32)>) ->
     names.sort();
     for name in names {
         let name_s = name.to_string_lossy().into_owned();
-        let rel = if prefix.is_empty() { name_s } else { format!("{prefix}/{name_s}") };
+        let rel = if prefix.is_empty() {
+            name_s
+        } else {
+            format!("{prefix}/{name_s}")
+        };
         let p = dir.join(&name);
         let md = std::fs::symlink_metadata(&p).map_err(BuildError::io("reading", &p))?;
         let ft = md.file_type();
@@ -461,7 +513,11 @@ fn walk_dir(dir: &Path, prefix: &str, out: &mut Vec<(String, PlanKind, u32)>) ->
             walk_dir(&p, &rel, out)?;
         } else if ft.is_symlink() {
             let t = std::fs::read_link(&p).map_err(BuildError::io("reading link", &p))?;
-            out.push((rel, PlanKind::Symlink(t.to_string_lossy().into_owned()), mode));
+            out.push((
+                rel,
+                PlanKind::Symlink(t.to_string_lossy().into_owned()),
+                mode,
+            ));
         } else if ft.is_file() {
             out.push((rel, PlanKind::File, mode));
         } else if ft.is_fifo() || ft.is_socket() || ft.is_block_device() || ft.is_char_device() {
@@ -484,16 +540,26 @@ fn select_in_dir(root: &Path, pattern: &str) -> Result<Vec<String>, BuildError> 
     for seg in rel.split('/') {
         let mut next = Vec::new();
         for cur in &current {
-            let dir = if cur.is_empty() { root.to_path_buf() } else { root.join(cur) };
+            let dir = if cur.is_empty() {
+                root.to_path_buf()
+            } else {
+                root.join(cur)
+            };
             if !gopath::has_meta(seg) {
-                let cand = if cur.is_empty() { seg.to_string() } else { format!("{cur}/{seg}") };
+                let cand = if cur.is_empty() {
+                    seg.to_string()
+                } else {
+                    format!("{cur}/{seg}")
+                };
                 // Never follow a symlink out of the stage: lstat inside root only.
                 if std::fs::symlink_metadata(root.join(&cand)).is_ok() {
                     next.push(cand);
                 }
                 continue;
             }
-            let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+            let Ok(rd) = std::fs::read_dir(&dir) else {
+                continue;
+            };
             let mut names: Vec<String> = rd
                 .filter_map(Result::ok)
                 .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -503,7 +569,11 @@ fn select_in_dir(root: &Path, pattern: &str) -> Result<Vec<String>, BuildError> 
                 let hit = gopath::matches(seg, &n)
                     .map_err(|_| BuildError::Copy(format!("invalid pattern {pattern:?}")))?;
                 if hit {
-                    next.push(if cur.is_empty() { n } else { format!("{cur}/{n}") });
+                    next.push(if cur.is_empty() {
+                        n
+                    } else {
+                        format!("{cur}/{n}")
+                    });
                 }
             }
         }
@@ -534,9 +604,14 @@ pub fn key_inputs(
     c: &CopyInstruction,
     from_key: Option<(&str, &Digest)>,
 ) -> KeyInputs {
-    let mut k = KeyInputs::new(op, if c.link { None } else { parent }, instruction.to_string(), platform.to_string())
-        .input("files", prepared.selection_digest.to_string())
-        .input("dest", format!("/{}", prepared.dest_abs));
+    let mut k = KeyInputs::new(
+        op,
+        if c.link { None } else { parent },
+        instruction.to_string(),
+        platform.to_string(),
+    )
+    .input("files", prepared.selection_digest.to_string())
+    .input("dest", format!("/{}", prepared.dest_abs));
     if let Some((stage, key)) = from_key {
         k = k.input(&format!("from:{stage}"), key.to_string());
     }
@@ -594,8 +669,11 @@ pub fn entries(
         if item_paths.contains(d.as_str()) {
             continue;
         }
-        let exists = !c.link && rootfs.lookup(&d).is_some_and(|f| f.meta.is_dir() || f.meta.file_type().is_symlink());
-        if !exists && !(c.link && d != prepared.dest_abs) {
+        let exists = !c.link
+            && rootfs
+                .lookup(&d)
+                .is_some_and(|f| f.meta.is_dir() || f.meta.file_type().is_symlink());
+        if !(exists || c.link && d != prepared.dest_abs) {
             out.push(dir_entry(&d, 0o755));
             created.insert(d);
         }
@@ -645,15 +723,30 @@ fn unreachable_kind() -> LayerKind {
 
 /// Extracts a local archive (ADD) safely into a scratch directory, then lists it as entries
 /// under `dest`. Ownership and modes come from the archive, as Docker's ADD keeps them.
-fn extract_archive(path: &Path, dest: &str, scratch: &Path, env: &CopyEnv<'_>) -> Result<Vec<LayerEntry>, BuildError> {
-    let dir = scratch.join(format!("add-{}", path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()));
+fn extract_archive(
+    path: &Path,
+    dest: &str,
+    scratch: &Path,
+    env: &CopyEnv<'_>,
+) -> Result<Vec<LayerEntry>, BuildError> {
+    let dir = scratch.join(format!(
+        "add-{}",
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    ));
     std::fs::create_dir_all(&dir).map_err(BuildError::io("creating", &dir))?;
     let f = std::fs::File::open(path).map_err(BuildError::io("reading", path))?;
     let opts = rbuild_layers::apply::ApplyOptions::default();
     rbuild_layers::apply::apply_layer(&dir, f, &opts).map_err(|e| {
-        BuildError::Copy(format!("extracting {}: {}", path.display(), crate::cli::error_chain(&e)))
+        BuildError::Copy(format!(
+            "extracting {}: {}",
+            path.display(),
+            crate::cli::error_chain(&e)
+        ))
     })?;
-    let mut entries = rbuild_layers::tar::entries_from_dir(&dir)?;
+    let mut entries =
+        rbuild_layers::tar::entries_from_dir(&dir, &rbuild_layers::tar::DirOptions::default())?;
     for e in &mut entries {
         e.path = join_dest(dest, &e.path);
         if env.layer_options.source_date_epoch.is_some() {
@@ -663,6 +756,5 @@ fn extract_archive(path: &Path, dest: &str, scratch: &Path, env: &CopyEnv<'_>) -
             *target = join_dest(dest, target);
         }
     }
-    let _ = MetadataExt::mode; // keep the trait import used on all targets
     Ok(entries)
 }

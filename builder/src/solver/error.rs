@@ -42,6 +42,8 @@ pub enum BuildError {
         #[source]
         source: rbuild_layers::apply::ApplyError,
     },
+    #[error("snapshot: {0}")]
+    Snapshot(#[from] rbuild_layers::snapshot::SnapshotError),
     #[error("image: {0}")]
     Image(#[from] rbuild_layers::image::ImageError),
     #[error("RUN is not supported by this version of rbuild yet: the sandboxed executor is still being built. Nothing was run on the host.")]
@@ -51,7 +53,10 @@ pub enum BuildError {
 }
 
 impl BuildError {
-    pub fn io(what: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> BuildError {
+    pub fn io(
+        what: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> BuildError {
         let path = path.into();
         move |source| BuildError::Io { what, path, source }
     }

@@ -92,7 +92,11 @@ fn short(d: &str) -> String {
     format!("sha256:{}", &hex[..hex.len().min(12)])
 }
 
-fn map_change(what: &str, old: &BTreeMap<String, String>, cur: &BTreeMap<String, String>) -> Option<String> {
+fn map_change(
+    what: &str,
+    old: &BTreeMap<String, String>,
+    cur: &BTreeMap<String, String>,
+) -> Option<String> {
     for (k, v) in cur {
         match old.get(k) {
             None => return Some(format!("{what} {k} was added")),
@@ -128,7 +132,11 @@ fn files_changed(store: &Store, old: &str, cur: &str) -> String {
         }
     }
     let mut parts = Vec::new();
-    for (list, verb) in [(&changed, "changed"), (&added, "added"), (&removed, "removed")] {
+    for (list, verb) in [
+        (&changed, "changed"),
+        (&added, "added"),
+        (&removed, "removed"),
+    ] {
         if list.is_empty() {
             continue;
         }
@@ -167,7 +175,12 @@ mod tests {
     }
 
     fn inputs() -> KeyInputs {
-        KeyInputs::new("copy", None, "COPY requirements.txt .".into(), "linux/amd64".into())
+        KeyInputs::new(
+            "copy",
+            None,
+            "COPY requirements.txt .".into(),
+            "linux/amd64".into(),
+        )
     }
 
     #[test]
@@ -177,7 +190,10 @@ mod tests {
         let prev = rec(inputs());
         let mut cur = inputs();
         cur.args.insert("PIP_INDEX_URL".into(), "x".into());
-        assert_eq!(explain(&store, &prev, &cur, None), "build-arg PIP_INDEX_URL was added");
+        assert_eq!(
+            explain(&store, &prev, &cur, None),
+            "build-arg PIP_INDEX_URL was added"
+        );
 
         let mut cur = inputs();
         cur.instruction = "COPY req.txt .".into();
@@ -196,10 +212,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let mut a = Selection::default();
-        a.files.insert("requirements.txt".into(), Digest::sha256_of(b"1"));
+        a.files
+            .insert("requirements.txt".into(), Digest::sha256_of(b"1"));
         a.files.insert("gone.txt".into(), Digest::sha256_of(b"2"));
         let mut b = Selection::default();
-        b.files.insert("requirements.txt".into(), Digest::sha256_of(b"3"));
+        b.files
+            .insert("requirements.txt".into(), Digest::sha256_of(b"3"));
         let (da, db) = (Digest::sha256_of(b"sel-a"), Digest::sha256_of(b"sel-b"));
         save_selection(&store, &da, &a);
         save_selection(&store, &db, &b);

@@ -188,15 +188,28 @@ mod tests {
         base.config_mut().cmd = Some(vec!["/bin/sh".into()]);
         let mut c = base.clone();
         let mut st = MetaState::default();
-        apply(&mut c, &mut st, &Instruction::Entrypoint(CommandForm::Exec(vec!["/app".into()])))
-            .unwrap();
+        apply(
+            &mut c,
+            &mut st,
+            &Instruction::Entrypoint(CommandForm::Exec(vec!["/app".into()])),
+        )
+        .unwrap();
         assert_eq!(c.config.as_ref().unwrap().cmd, None);
 
         let mut c = base;
         let mut st = MetaState::default();
-        apply(&mut c, &mut st, &Instruction::Cmd(CommandForm::Exec(vec!["--help".into()]))).unwrap();
-        apply(&mut c, &mut st, &Instruction::Entrypoint(CommandForm::Exec(vec!["/app".into()])))
-            .unwrap();
+        apply(
+            &mut c,
+            &mut st,
+            &Instruction::Cmd(CommandForm::Exec(vec!["--help".into()])),
+        )
+        .unwrap();
+        apply(
+            &mut c,
+            &mut st,
+            &Instruction::Entrypoint(CommandForm::Exec(vec!["/app".into()])),
+        )
+        .unwrap();
         assert_eq!(c.config.as_ref().unwrap().cmd, Some(vec!["--help".into()]));
     }
 
@@ -204,8 +217,18 @@ mod tests {
     fn shell_form_uses_the_current_shell() {
         let mut c = ImageConfig::new("linux", "amd64");
         let mut st = MetaState::default();
-        apply(&mut c, &mut st, &Instruction::Shell(vec!["/bin/bash".into(), "-ec".into()])).unwrap();
-        apply(&mut c, &mut st, &Instruction::Cmd(CommandForm::Shell("echo hi".into()))).unwrap();
+        apply(
+            &mut c,
+            &mut st,
+            &Instruction::Shell(vec!["/bin/bash".into(), "-ec".into()]),
+        )
+        .unwrap();
+        apply(
+            &mut c,
+            &mut st,
+            &Instruction::Cmd(CommandForm::Shell("echo hi".into())),
+        )
+        .unwrap();
         assert_eq!(
             c.config.as_ref().unwrap().cmd,
             Some(vec!["/bin/bash".into(), "-ec".into(), "echo hi".into()])
@@ -216,10 +239,34 @@ mod tests {
     fn env_replaces_in_place_and_healthcheck_none() {
         let mut c = ImageConfig::new("linux", "amd64");
         let mut st = MetaState::default();
-        apply(&mut c, &mut st, &Instruction::Env(vec![("A".into(), "1".into()), ("B".into(), "2".into())])).unwrap();
-        apply(&mut c, &mut st, &Instruction::Env(vec![("A".into(), "3".into())])).unwrap();
+        apply(
+            &mut c,
+            &mut st,
+            &Instruction::Env(vec![("A".into(), "1".into()), ("B".into(), "2".into())]),
+        )
+        .unwrap();
+        apply(
+            &mut c,
+            &mut st,
+            &Instruction::Env(vec![("A".into(), "3".into())]),
+        )
+        .unwrap();
         assert_eq!(c.config.as_ref().unwrap().env, vec!["A=3", "B=2"]);
-        apply(&mut c, &mut st, &Instruction::Healthcheck(Healthcheck::None)).unwrap();
-        assert_eq!(c.config.as_ref().unwrap().healthcheck.as_ref().unwrap().test, vec!["NONE"]);
+        apply(
+            &mut c,
+            &mut st,
+            &Instruction::Healthcheck(Healthcheck::None),
+        )
+        .unwrap();
+        assert_eq!(
+            c.config
+                .as_ref()
+                .unwrap()
+                .healthcheck
+                .as_ref()
+                .unwrap()
+                .test,
+            vec!["NONE"]
+        );
     }
 }

@@ -10,6 +10,7 @@
 //!   ([`explain`]).
 
 pub mod base;
+pub mod chmod;
 pub mod copy;
 pub mod error;
 pub mod explain;
@@ -80,8 +81,8 @@ impl<'a> Engine<'a> {
         context_dir: &'a Path,
         dockerfile: &'a Path,
         progress: Progress,
-    ) -> Engine<'a> {
-        Engine {
+    ) -> Result<Engine<'a>, BuildError> {
+        Ok(Engine {
             store,
             df,
             plan,
@@ -89,11 +90,11 @@ impl<'a> Engine<'a> {
             context_dir,
             dockerfile,
             progress,
-            snapshots: SnapshotCache::new(&store.snapshots_dir()),
+            snapshots: SnapshotCache::new(&store.snapshots_dir())?,
             context: OnceLock::new(),
             results: Mutex::new(BTreeMap::new()),
             steps: Mutex::new(Vec::new()),
-        }
+        })
     }
 
     /// The scanned build context, read once on first use (a build that copies nothing from
@@ -128,7 +129,7 @@ impl<'a> Engine<'a> {
     /// The steps run so far, for the build record and `rbuild explain`.
     pub fn step_records(&self) -> Vec<record::StepRecord> {
         let mut v = self.steps.lock().expect("steps lock poisoned").clone();
-        v.sort_by(|a, b| (a.stage, a.index).cmp(&(b.stage, b.index)));
+        v.sort_by_key(|s| (s.stage, s.index));
         v
     }
 
@@ -206,10 +207,6 @@ impl<'a> Engine<'a> {
                 "stages {pending:?} could not be scheduled"
             )));
         }
-        Ok(self
-            .results
-            .lock()
-            .expect("results lock poisoned")
-            .clone())
+        Ok(self.results.lock().expect("results lock poisoned").clone())
     }
 }

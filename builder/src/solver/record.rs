@@ -35,10 +35,7 @@ pub struct StepResult {
 
 impl StepResult {
     pub fn new(layer: Option<LayerRef>) -> Self {
-        let blobs = layer
-            .iter()
-            .map(|l| l.descriptor.digest.clone())
-            .collect();
+        let blobs = layer.iter().map(|l| l.descriptor.digest.clone()).collect();
         StepResult { layer, blobs }
     }
 }
@@ -55,7 +52,11 @@ pub fn lookup(store: &Store, key: &Digest) -> Option<StepResult> {
 }
 
 /// Saves a step's result.
-pub fn save(store: &Store, key: &Digest, r: &StepResult) -> Result<(), rbuild_layers::store::StoreError> {
+pub fn save(
+    store: &Store,
+    key: &Digest,
+    r: &StepResult,
+) -> Result<(), rbuild_layers::store::StoreError> {
     let json = serde_json::to_vec(r).expect("StepResult serialises");
     store.put_record(STEP, key, &json)
 }
@@ -114,11 +115,17 @@ pub fn build_id(dockerfile: &Path, target: &str) -> Digest {
 }
 
 pub fn load_build(store: &Store, dockerfile: &Path, target: &str) -> Option<BuildRecord> {
-    let bytes = store.get_record(BUILD, &build_id(dockerfile, target)).ok()??;
+    let bytes = store
+        .get_record(BUILD, &build_id(dockerfile, target))
+        .ok()??;
     serde_json::from_slice(&bytes).ok()
 }
 
-pub fn save_build(store: &Store, r: &BuildRecord, dockerfile: &Path) -> Result<(), rbuild_layers::store::StoreError> {
+pub fn save_build(
+    store: &Store,
+    r: &BuildRecord,
+    dockerfile: &Path,
+) -> Result<(), rbuild_layers::store::StoreError> {
     let json = serde_json::to_vec(r).expect("BuildRecord serialises");
     store.put_record(BUILD, &build_id(dockerfile, &r.target), &json)
 }

@@ -38,9 +38,9 @@ fn is_whiteout(m: &fs::Metadata) -> bool {
 }
 
 fn is_opaque(dir: &Path) -> bool {
-    OPAQUE_XATTRS.iter().any(|name| {
-        matches!(xattr::get(dir, name), Ok(Some(v)) if v.as_slice() == b"y")
-    })
+    OPAQUE_XATTRS
+        .iter()
+        .any(|name| matches!(xattr::get(dir, name), Ok(Some(v)) if v.as_slice() == b"y"))
 }
 
 /// Splits an absolute or relative image path into clean components (`.`/`..` resolved
@@ -153,7 +153,13 @@ impl RootFs {
         match self.lowers.len() {
             0 => Ok(MountGuard { target: None }),
             1 => {
-                mount(&self.lowers[0], target, None, libc::MS_BIND | libc::MS_REC, None)?;
+                mount(
+                    &self.lowers[0],
+                    target,
+                    None,
+                    libc::MS_BIND | libc::MS_REC,
+                    None,
+                )?;
                 let guard = MountGuard {
                     target: Some(target.to_path_buf()),
                 };
@@ -290,9 +296,14 @@ mod tests {
         fs::write(l0.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\n").unwrap();
         fs::write(l0.join("etc/group"), "root:x:0:\n").unwrap();
         fs::create_dir_all(l1.join("etc")).unwrap();
-        fs::write(l1.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\napp:x:1:1::/:/bin/sh\n")
-            .unwrap();
-        let fs_ = RootFs { lowers: vec![l0.clone(), l1.clone()] };
+        fs::write(
+            l1.join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\napp:x:1:1::/:/bin/sh\n",
+        )
+        .unwrap();
+        let fs_ = RootFs {
+            lowers: vec![l0.clone(), l1.clone()],
+        };
         assert!(fs_.read_small_file("/etc/passwd").unwrap().contains("app"));
         assert!(fs_.read_small_file("etc/group").is_some());
         assert!(fs_.lookup("/nope").is_none());
@@ -316,7 +327,9 @@ mod tests {
             eprintln!("SKIPPED: cannot set trusted.* xattrs here");
             return;
         }
-        let fs_ = RootFs { lowers: vec![l0, l1] };
+        let fs_ = RootFs {
+            lowers: vec![l0, l1],
+        };
         assert!(fs_.lookup("/d").is_some());
         assert!(fs_.lookup("/d/old").is_none());
     }

@@ -129,7 +129,10 @@ impl Runner<'_, '_> {
         self.step_no += 1;
         (
             self.step_no - 1,
-            format!("[{} {}/{}] {}", self.stage_label, self.step_no, self.steps_total, text),
+            format!(
+                "[{} {}/{}] {}",
+                self.stage_label, self.step_no, self.steps_total, text
+            ),
         )
     }
 }
@@ -181,9 +184,9 @@ pub fn build_stage(engine: &Engine<'_>, i: usize) -> Result<StageState, BuildErr
             meta: MetaState::default(),
         },
         Base::Stage(j) => {
-            let parent = engine
-                .stage_result(*j)
-                .ok_or_else(|| BuildError::Internal(format!("stage {j} was not built before {i}")))?;
+            let parent = engine.stage_result(*j).ok_or_else(|| {
+                BuildError::Internal(format!("stage {j} was not built before {i}"))
+            })?;
             let mut s = (*parent).clone();
             s.index = i;
             s.args = BTreeMap::new();
@@ -194,14 +197,15 @@ pub fn build_stage(engine: &Engine<'_>, i: usize) -> Result<StageState, BuildErr
         }
         Base::Image(name) => {
             let trigger_count = 0;
-            runner.steps_total = 1 + trigger_count + stage.instructions.iter().filter(|s| is_op(&s.node)).count();
+            runner.steps_total =
+                1 + trigger_count + stage.instructions.iter().filter(|s| is_op(&s.node)).count();
             let (idx, label) = runner.step_name(&format!("FROM {name}"));
             let step = engine.progress.step(&label);
             let cwd = std::env::current_dir().unwrap_or_else(|_| engine.context_dir.to_path_buf());
             let resolved = match base::resolve(engine.store, name, &engine.opts.platform, &cwd) {
                 Ok(b) => b,
                 Err(e) => {
-                    step.failed(&e.to_string());
+                    step.failed(&e);
                     return Err(located(engine, stage.from.line, &format!("FROM {name}"), e));
                 }
             };
@@ -278,7 +282,15 @@ pub fn build_stage(engine: &Engine<'_>, i: usize) -> Result<StageState, BuildErr
             ins.expand(&vars, escape)
                 .map_err(|e| located(engine, line, &text, BuildError::Expand(e.to_string())))?
         };
-        let result = run_instruction(&mut runner, &mut state, &expanded, &text, i, &platform, epoch);
+        let result = run_instruction(
+            &mut runner,
+            &mut state,
+            &expanded,
+            &text,
+            i,
+            &platform,
+            epoch,
+        );
         result.map_err(|e| located(engine, line, &text, e))?;
     }
     state.steps_total += runner.step_no - usize::from(matches!(planned.base, Base::Image(_)));
@@ -299,12 +311,6 @@ fn located(engine: &Engine<'_>, line: usize, text: &str, e: BuildError) -> Build
         step: text.to_string(),
         source: Box::new(e),
     }
-}
-
-/// The ARG values a step can see, for keys: every ARG in scope, proxy ARGs only when declared
-/// (they are in scope only then).
-fn visible_args(state: &StageState) -> BTreeMap<String, String> {
-    state.args.clone()
 }
 
 fn run_instruction(
@@ -347,45 +353,67 @@ fn run_instruction(
                 .unwrap_or_else(|| "/".into());
             let abs = format!("/{}", copy::absolute_dest(path, &current));
             state.config.config_mut().working_dir = Some(abs.clone());
-            let user = state.config.config.as_ref().and_then(|c| c.user.clone()).unwrap_or_default();
-            let inputs = KeyInputs::new("workdir", Some(state.key.clone()), format!("WORKDIR {abs}"), platform.to_string())
-                .input("user", user.clone());
-            run_op(runner, state, stage_index, text, inputs, &format!("WORKDIR {abs}"), |engine, state| {
-                let rootfs = snapshot_rootfs(engine, &state.layers)?;
-                if rootfs.lookup(&abs).is_some() {
-                    return Ok(Vec::new());
-                }
-                let owner = if user.is_empty() {
-                    Owner { uid: 0, gid: 0 }
-                } else {
-                    let passwd = rootfs.read_small_file("/etc/passwd");
-                    let group = rootfs.read_small_file("/etc/group");
-                    resolve_owner(&user, passwd.as_deref(), group.as_deref())?
-                };
-                let comps = components(&abs);
-                let mut entries = Vec::new();
-                for n in 1..=comps.len() {
-                    let p = comps[..n].join("/");
-                    if rootfs.lookup(&p).is_some() {
-                        continue;
+            let user = state
+                .config
+                .config
+                .as_ref()
+                .and_then(|c| c.user.clone())
+                .unwrap_or_default();
+            let inputs = KeyInputs::new(
+                "workdir",
+                Some(state.key.clone()),
+                format!("WORKDIR {abs}"),
+                platform.to_string(),
+            )
+            .input("user", user.clone());
+            run_op(
+                runner,
+                state,
+                stage_index,
+                text,
+                inputs,
+                &format!("WORKDIR {abs}"),
+                |engine, state| {
+                    let rootfs = snapshot_rootfs(engine, &state.layers)?;
+                    if rootfs.lookup(&abs).is_some() {
+                        return Ok(Vec::new());
                     }
-                    entries.push(LayerEntry {
-                        path: p,
-                        kind: LayerKind::Dir,
-                        mode: 0o755,
-                        uid: owner.uid,
-                        gid: owner.gid,
-                        mtime: epoch,
-                        xattrs: BTreeMap::new(),
-                    });
-                }
-                Ok(entries)
-            })
+                    let owner = if user.is_empty() {
+                        Owner { uid: 0, gid: 0 }
+                    } else {
+                        let passwd = rootfs.read_small_file("/etc/passwd");
+                        let group = rootfs.read_small_file("/etc/group");
+                        resolve_owner(&user, passwd.as_deref(), group.as_deref())?
+                    };
+                    let comps = components(&abs);
+                    let mut entries = Vec::new();
+                    for n in 1..=comps.len() {
+                        let p = comps[..n].join("/");
+                        if rootfs.lookup(&p).is_some() {
+                            continue;
+                        }
+                        entries.push(LayerEntry {
+                            path: p,
+                            kind: LayerKind::Dir,
+                            mode: 0o755,
+                            uid: owner.uid,
+                            gid: owner.gid,
+                            mtime: epoch,
+                            xattrs: BTreeMap::new(),
+                        });
+                    }
+                    Ok(entries)
+                },
+            )
         }
-        Instruction::Copy(c) => run_copy(runner, state, stage_index, text, c, false, platform, epoch),
+        Instruction::Copy(c) => {
+            run_copy(runner, state, stage_index, text, c, false, platform, epoch)
+        }
         Instruction::Add(c) => {
             if c.from.is_some() {
-                return Err(BuildError::Copy("ADD does not take --from: use COPY --from".into()));
+                return Err(BuildError::Copy(
+                    "ADD does not take --from: use COPY --from".into(),
+                ));
             }
             run_copy(runner, state, stage_index, text, c, true, platform, epoch)
         }
@@ -432,7 +460,11 @@ fn run_copy(
     let scratch = engine.scratch_dir("copy-")?;
     let op = if is_add { "add" } else { "copy" };
     let canonical = Instruction::Copy(c.clone()).to_string();
-    let canonical = if is_add { canonical.replacen("COPY", "ADD", 1) } else { canonical };
+    let canonical = if is_add {
+        canonical.replacen("COPY", "ADD", 1)
+    } else {
+        canonical
+    };
 
     // Where the sources come from: another stage (mounted read-only), or the context.
     let from_stage = match &c.from {
@@ -465,17 +497,43 @@ fn run_copy(
         }
     };
     let prepared = copy::prepare(c, &source, &env, scratch.path())?;
-    let from_key = from_stage.as_ref().map(|s| (c.from.as_deref().unwrap_or_default(), &s.key));
-    let inputs = copy::key_inputs(&prepared, &canonical, op, Some(state.key.clone()), platform, c, from_key)
-        .input("chown", c.chown.clone().unwrap_or_default())
-        .input("chmod", c.chmod.clone().unwrap_or_default());
-    record::save_selection(engine.store, &prepared.selection_digest, &prepared.selection);
+    let from_key = from_stage
+        .as_ref()
+        .map(|s| (c.from.as_deref().unwrap_or_default(), &s.key));
+    let inputs = copy::key_inputs(
+        &prepared,
+        &canonical,
+        op,
+        Some(state.key.clone()),
+        platform,
+        c,
+        from_key,
+    )
+    .input("chown", c.chown.clone().unwrap_or_default())
+    .input("chmod", c.chmod.clone().unwrap_or_default());
+    record::save_selection(
+        engine.store,
+        &prepared.selection_digest,
+        &prepared.selection,
+    );
     let created_by = format!("{canonical} # rbuild");
     let link = c.link;
-    run_op(runner, state, stage_index, text, inputs, &created_by, |engine, state| {
-        let rootfs = if link { RootFs::default() } else { snapshot_rootfs(engine, &state.layers)? };
-        copy::entries(&prepared, c, &env, &rootfs, scratch.path())
-    })
+    run_op(
+        runner,
+        state,
+        stage_index,
+        text,
+        inputs,
+        &created_by,
+        |engine, state| {
+            let rootfs = if link {
+                RootFs::default()
+            } else {
+                snapshot_rootfs(engine, &state.layers)?
+            };
+            copy::entries(&prepared, c, &env, &rootfs, scratch.path())
+        },
+    )
 }
 
 fn rootfs_single(r: &RootFs) -> std::path::PathBuf {
@@ -487,11 +545,16 @@ fn layer_options(engine: &Engine<'_>) -> LayerOptions {
         compression: engine.opts.compression,
         level: engine.opts.compression_level,
         source_date_epoch: Some(engine.opts.epoch),
+        threads: None,
     }
 }
 
 /// Resolves `COPY --from=NAME` to a built stage.
-fn resolve_from(engine: &Engine<'_>, name: &str, current: usize) -> Result<Arc<StageState>, BuildError> {
+fn resolve_from(
+    engine: &Engine<'_>,
+    name: &str,
+    current: usize,
+) -> Result<Arc<StageState>, BuildError> {
     let idx = engine
         .plan
         .stages
@@ -515,23 +578,19 @@ pub fn snapshot_rootfs(engine: &Engine<'_>, layers: &[LayerRef]) -> Result<RootF
     let mut parent: Option<Digest> = None;
     for l in layers {
         let chain = chain_id(parent.as_ref(), &l.diff_id);
-        let path = engine
-            .snapshots
-            .get_or_create(&chain, |dir| {
-                let blob = engine.store.open_blob(&l.descriptor.digest).map_err(std::io::Error::other)?;
-                let opts = ApplyOptions {
-                    whiteouts: WhiteoutMode::Overlay,
-                    ..ApplyOptions::default()
-                };
-                rbuild_layers::apply::apply_layer(dir, blob, &opts)
-                    .map(|_| ())
-                    .map_err(std::io::Error::other)
-            })
-            .map_err(|e| BuildError::Io {
-                what: "unpacking layer into snapshot",
-                path: engine.store.snapshots_dir().join(chain.hex()),
-                source: e,
-            })?;
+        let path = engine.snapshots.get_or_create(&chain, |dir| {
+            let blob = engine
+                .store
+                .open_blob(&l.descriptor.digest)
+                .map_err(std::io::Error::other)?;
+            let opts = ApplyOptions {
+                whiteouts: WhiteoutMode::Overlay,
+                ..ApplyOptions::default()
+            };
+            rbuild_layers::apply::apply_layer(dir, blob, &opts)
+                .map(|_| ())
+                .map_err(std::io::Error::other)
+        })?;
         lowers.push(path);
         parent = Some(chain);
     }
@@ -553,8 +612,13 @@ fn run_op(
     let key = inputs.key();
     let (idx, label) = runner.step_name(text);
     let step = engine.progress.step(&label);
-    let cached = if runner.no_cache { None } else { record::lookup(engine.store, &key) };
+    let cached = if runner.no_cache {
+        None
+    } else {
+        record::lookup(engine.store, &key)
+    };
     let mut miss_reason = None;
+    let hit = cached.is_some();
     let result = match cached {
         Some(r) => {
             step.cached();
@@ -577,16 +641,26 @@ fn run_op(
             let entries = match make(engine, state) {
                 Ok(e) => e,
                 Err(e) => {
-                    step.failed(&e.to_string());
+                    step.failed(&e);
                     return Err(e);
                 }
             };
             let r = if entries.is_empty() {
                 StepResult::new(None)
             } else {
-                let info = rbuild_layers::tar::write_layer(engine.store, entries, &layer_options(engine))
-                    .inspect_err(|e| step.failed(&e.to_string()))?;
-                let mut d = Descriptor::new(info.media_type.clone(), info.digest.clone(), info.size);
+                let info = match rbuild_layers::tar::write_layer(
+                    engine.store,
+                    entries,
+                    &layer_options(engine),
+                ) {
+                    Ok(i) => i,
+                    Err(e) => {
+                        step.failed(&e);
+                        return Err(e.into());
+                    }
+                };
+                let mut d =
+                    Descriptor::new(info.media_type.clone(), info.digest.clone(), info.size);
                 d.annotations.clear();
                 StepResult::new(Some(LayerRef {
                     descriptor: d,
@@ -600,7 +674,10 @@ fn run_op(
     };
     match result.layer {
         Some(l) => {
-            state.config.add_layer(l.diff_id.clone(), history(created_by.to_string(), engine.opts.epoch));
+            state.config.add_layer(
+                l.diff_id.clone(),
+                history(created_by.to_string(), engine.opts.epoch),
+            );
             state.layers.push(l);
         }
         None => {
@@ -619,7 +696,7 @@ fn run_op(
         name: text.to_string(),
         key,
         inputs,
-        cached: miss_reason.is_none() && state.steps_cached > 0 && !runner.no_cache,
+        cached: hit,
         miss_reason,
     });
     Ok(())

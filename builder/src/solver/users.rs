@@ -120,13 +120,20 @@ pub fn resolve_owner(
 mod tests {
     use super::*;
 
-    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n# comment\nbroken\napp:x:1000:1001:App:/home/app:/bin/sh\n";
+    const PASSWD: &str =
+        "root:x:0:0:root:/root:/bin/sh\n# comment\nbroken\napp:x:1000:1001:App:/home/app:/bin/sh\n";
     const GROUP: &str = "root:x:0:\nstaff:x:50:app\napp:x:1001:\n";
 
     #[test]
     fn names_resolve_through_passwd_and_group() {
         let r = |s| resolve_owner(s, Some(PASSWD), Some(GROUP));
-        assert_eq!(r("app").unwrap(), Owner { uid: 1000, gid: 1001 });
+        assert_eq!(
+            r("app").unwrap(),
+            Owner {
+                uid: 1000,
+                gid: 1001
+            }
+        );
         assert_eq!(r("app:staff").unwrap(), Owner { uid: 1000, gid: 50 });
         assert_eq!(r("app:7").unwrap(), Owner { uid: 1000, gid: 7 });
         // Docker: a numeric uid alone uses the same number as gid.

@@ -35,6 +35,7 @@
 
 mod error;
 mod fsutil;
+mod image_io;
 mod prune;
 mod records;
 mod refs;
