@@ -14,4 +14,5 @@ pub mod export;
 pub mod git;
 pub mod graph;
 pub mod progress;
+pub mod sandbox_init;
 pub mod solver;
