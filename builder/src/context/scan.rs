@@ -21,7 +21,6 @@ use std::sync::{Mutex, OnceLock};
 use std::time::SystemTime;
 
 use rayon::prelude::*;
-use rbuild_layers::Digest;
 
 use super::gopath;
 use super::ignore::IgnoreRules;
@@ -103,10 +102,10 @@ pub struct Context {
     pub(crate) children: Vec<Vec<usize>>,
     pub(crate) root_children: Vec<usize>,
     /// sha256 of each file's content, filled lazily.
-    pub(crate) content: Vec<OnceLock<Digest>>,
+    pub(crate) content: Vec<OnceLock<[u8; 32]>>,
     /// Canonical digest of each entry, filled lazily.
-    pub(crate) digests: Vec<OnceLock<Digest>>,
-    pub(crate) root_digest: OnceLock<Digest>,
+    pub(crate) digests: Vec<OnceLock<[u8; 32]>>,
+    pub(crate) root_digest: OnceLock<[u8; 32]>,
     pub(crate) stat_cache: Option<Mutex<StatCache>>,
     pub(crate) scan_started: SystemTime,
     dirs_read: usize,
@@ -321,26 +320,31 @@ impl Walk<'_> {
         let mut subdirs: Vec<(PathBuf, String, MatchInfo, Option<Entry>)> = Vec::new();
         for dirent in rd {
             let dirent = dirent.map_err(io("reading directory", abs))?;
-            let path = dirent.path();
             let name = dirent
                 .file_name()
                 .into_string()
-                .map_err(|_| ContextError::NonUtf8Path { path: path.clone() })?;
+                .map_err(|_| ContextError::NonUtf8Path {
+                    path: dirent.path(),
+                })?;
             let child_rel = if rel.is_empty() {
                 name
             } else {
                 format!("{rel}/{name}")
             };
-            let md = dirent.metadata().map_err(io("lstat", &path))?;
+            let md = dirent.metadata().map_err(|source| ContextError::Io {
+                op: "lstat",
+                path: dirent.path(),
+                source,
+            })?;
             let ft = md.file_type();
             let (excluded, child_info) = self.rules.excluded_in_walk(&child_rel, info);
             if ft.is_dir() {
                 let entry = Entry::from_metadata(&md, EntryKind::Dir);
                 if !excluded {
                     found.push((child_rel.clone(), entry));
-                    subdirs.push((path, child_rel, child_info, None));
+                    subdirs.push((dirent.path(), child_rel, child_info, None));
                 } else if self.rules.may_include_under(&child_rel) {
-                    subdirs.push((path, child_rel, child_info, Some(entry)));
+                    subdirs.push((dirent.path(), child_rel, child_info, Some(entry)));
                 }
                 continue;
             }
@@ -350,6 +354,7 @@ impl Walk<'_> {
             let kind = if ft.is_file() {
                 EntryKind::File
             } else if ft.is_symlink() {
+                let path = dirent.path();
                 let target = std::fs::read_link(&path).map_err(io("readlink", &path))?;
                 let target = target
                     .into_os_string()
