@@ -375,4 +375,18 @@ mod tests {
             );
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn match_never_panics(pattern in "[a-c*?\\[\\]^\\\\/-]{0,10}", name in "[a-c/é-]{0,8}") {
+            let _ = matches(&pattern, &name);
+            let _ = matches_go119(&pattern, &name);
+        }
+
+        #[test]
+        fn clean_is_idempotent(path in "[a./]{0,12}") {
+            let once = clean(&path);
+            proptest::prop_assert_eq!(clean(&once), once);
+        }
+    }
 }

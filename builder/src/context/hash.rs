@@ -26,11 +26,12 @@
 
 use std::cell::RefCell;
 use std::io::Read;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::sync::atomic::Ordering;
 
 use rayon::prelude::*;
-use rbuild_layers::{Digest, Sha256Hasher};
+use rbuild_layers::Digest;
+use sha2::{Digest as _, Sha256};
 
 use super::gopath;
 use super::scan::{Context, Entry, EntryKind};
@@ -44,18 +45,34 @@ thread_local! {
     static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-fn put_str(h: &mut Sha256Hasher, s: &str) {
+/// A raw sha256 value; converted to [`Digest`] only at the API boundary.
+type Raw = [u8; 32];
+
+fn finish(h: Sha256) -> Raw {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(&h.finalize());
+    out
+}
+
+/// Writes a digest as its 64 lower-case hex characters (record format v1).
+fn put_digest(h: &mut Sha256, raw: &Raw) {
+    let mut buf = [0u8; 64];
+    hex::encode_to_slice(raw, &mut buf).expect("64 bytes hold 32 bytes of hex");
+    h.update(buf);
+}
+
+fn put_str(h: &mut Sha256, s: &str) {
     // Context paths and symlink targets are far below 4 GiB.
-    h.update(&(s.len() as u32).to_be_bytes());
+    h.update((s.len() as u32).to_be_bytes());
     h.update(s.as_bytes());
 }
 
-fn put_header(h: &mut Sha256Hasher, tag: u8, mode: u32, uid: u32, gid: u32) {
+fn put_header(h: &mut Sha256, tag: u8, mode: u32, uid: u32, gid: u32) {
     h.update(ENTRY_VERSION);
-    h.update(&[tag]);
-    h.update(&mode.to_be_bytes());
-    h.update(&uid.to_be_bytes());
-    h.update(&gid.to_be_bytes());
+    h.update([tag]);
+    h.update(mode.to_be_bytes());
+    h.update(uid.to_be_bytes());
+    h.update(gid.to_be_bytes());
 }
 
 impl Context {
@@ -64,7 +81,7 @@ impl Context {
     pub fn content_digest(&self, rel: &str) -> Result<Digest, ContextError> {
         let target = self.resolve(rel)?;
         self.hash_files(self.files_under(target))?;
-        Ok(self.entry_digest(target))
+        Ok(Digest::from_sha256_bytes(self.entry_digest(target)))
     }
 
     /// The digest of a COPY/ADD selection (paths as returned by [`Context::select`]).
@@ -77,15 +94,15 @@ impl Context {
         files.sort_unstable();
         files.dedup();
         self.hash_files(files)?;
-        let mut h = Sha256Hasher::new();
+        let mut h = Sha256::new();
         h.update(SELECTION_VERSION);
-        h.update(&(rels.len() as u32).to_be_bytes());
+        h.update((rels.len() as u32).to_be_bytes());
         for t in targets {
             let rel = t.map_or(".", |i| self.paths[i].as_str());
             put_str(&mut h, rel);
-            h.update(self.entry_digest(t).hex().as_bytes());
+            put_digest(&mut h, &self.entry_digest(t));
         }
-        Ok(h.finish())
+        Ok(Digest::from_sha256_bytes(finish(h)))
     }
 
     /// The sha256 of each listed regular file's *contents* (no metadata), reading in
@@ -157,16 +174,32 @@ impl Context {
             // A panic elsewhere cannot leave the cache half-updated in a harmful way.
             .map(|m| m.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
         let cache = guard.as_deref();
-        let results = todo
+        // Work in batches of files sharing a directory, opened once, so each file is opened
+        // relative to it (openat) instead of resolving the full path again.
+        let batches = batches_by_dir(&self.paths, &todo);
+        let results = batches
             .par_iter()
-            .map(|&i| {
-                if let Some(d) = cache.and_then(|c| c.lookup(&self.paths[i], &self.entries[i])) {
-                    self.cache_hits.fetch_add(1, Ordering::Relaxed);
-                    return Ok((i, d, false));
+            .map(|batch| {
+                let mut out = Vec::with_capacity(batch.len());
+                let mut dir: Option<std::fs::File> = None;
+                for &i in batch.iter() {
+                    let cached = cache.and_then(|c| c.lookup(&self.paths[i], &self.entries[i]));
+                    if let Some(d) = cached {
+                        self.cache_hits.fetch_add(1, Ordering::Relaxed);
+                        out.push((i, d, false));
+                        continue;
+                    }
+                    if dir.is_none() {
+                        dir = Some(self.open_parent(i)?);
+                    }
+                    let dir = dir.as_ref().expect("opened just above");
+                    out.push((i, self.read_and_hash(dir, i)?, true));
                 }
-                Ok((i, self.read_and_hash(i)?, true))
+                Ok(out)
             })
-            .collect::<Result<Vec<_>, ContextError>>()?;
+            .collect::<Result<Vec<_>, ContextError>>()?
+            .into_iter()
+            .flatten();
         for (i, digest, fresh) in results {
             if fresh {
                 if let Some(c) = guard.as_deref_mut() {
@@ -176,88 +209,111 @@ impl Context {
             let _ = self.content[i].set(digest); // set once; a concurrent equal value is fine
         }
         if let Some(c) = guard.as_deref_mut() {
-            c.retain(|p| self.index(p).is_some());
             if c.is_dirty() {
+                // Forget files that left the context, then persist.
+                c.retain(|p| self.index(p).is_some());
                 c.save(self.scan_started)?;
             }
         }
         Ok(())
     }
 
-    /// Streams one file through sha256, checking it still is what the scan saw.
-    fn read_and_hash(&self, i: usize) -> Result<Digest, ContextError> {
+    /// Opens the directory containing entry `i`.
+    fn open_parent(&self, i: usize) -> Result<std::fs::File, ContextError> {
+        let rel = &self.paths[i];
+        let parent = rel
+            .rfind('/')
+            .map_or(self.root.clone(), |s| self.root.join(&rel[..s]));
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+            .open(&parent)
+            .map_err(|source| ContextError::Io {
+                op: "opening directory",
+                path: parent,
+                source,
+            })
+    }
+
+    /// Streams one file (opened relative to its directory `dir`) through sha256, checking it
+    /// still is what the scan saw.
+    fn read_and_hash(&self, dir: &std::fs::File, i: usize) -> Result<Raw, ContextError> {
         let path = self.root.join(&self.paths[i]);
         let entry = &self.entries[i];
         let io = |op| {
             let path = path.clone();
             move |source| ContextError::Io { op, path, source }
         };
-        // O_NOFOLLOW: a file swapped for a symlink after the scan must not be followed.
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
-            .map_err(io("opening"))?;
-        let md = file.metadata().map_err(io("fstat"))?;
-        let changed = |actual: u64| ContextError::ChangedDuringScan {
-            path: path.clone(),
-            expected: entry.size,
-            actual,
-        };
-        if md.ino() != entry.ino || md.size() != entry.size || !same_times(&md, entry) {
-            return Err(changed(md.size()));
-        }
-        let mut hasher = Sha256Hasher::new();
+        let mut file = open_at(dir, self.name(i)).map_err(io("opening"))?;
+        // Read the scanned size plus one byte: getting that extra byte means the file grew,
+        // an early EOF that it shrank. A short read of a regular file only happens at EOF, so a
+        // small file costs openat + one read + close. (A same-size rewrite after the scan is not
+        // detected here; it changes mtime/ctime, so the stat cache never serves it stale.)
+        let mut hasher = Sha256::new();
+        let mut read: u64 = 0;
+        let mut grew = false;
         BUFFER.with(|buf| -> Result<(), ContextError> {
             let mut buf = buf.borrow_mut();
             buf.resize(CHUNK, 0);
+            let mut left = entry.size;
             loop {
-                let n = match file.read(&mut buf) {
-                    Ok(0) => return Ok(()),
+                let want = usize::try_from(left.saturating_add(1)).map_or(CHUNK, |l| l.min(CHUNK));
+                let n = match file.read(&mut buf[..want]) {
                     Ok(n) => n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     Err(e) => return Err(io("reading")(e)),
                 };
+                if n as u64 > left {
+                    grew = true;
+                    return Ok(());
+                }
                 hasher.update(&buf[..n]);
+                read += n as u64;
+                left -= n as u64;
+                if n < want {
+                    return Ok(()); // EOF
+                }
             }
         })?;
-        let read = hasher.len();
-        if read != entry.size {
-            return Err(changed(read));
+        if grew || read != entry.size {
+            return Err(ContextError::ChangedDuringScan {
+                path: path.clone(),
+                expected: entry.size,
+                actual: if grew { entry.size + 1 } else { read },
+            });
         }
         self.files_read.fetch_add(1, Ordering::Relaxed);
         self.bytes_read.fetch_add(read, Ordering::Relaxed);
-        Ok(hasher.finish())
+        Ok(finish(hasher))
     }
 
     /// Memoised canonical digest; content digests must already be known.
-    fn entry_digest(&self, target: Option<usize>) -> Digest {
+    fn entry_digest(&self, target: Option<usize>) -> Raw {
         match target {
-            None => self
+            None => *self
                 .root_digest
-                .get_or_init(|| self.dir_digest(&self.root_children, 0, 0, 0))
-                .clone(),
+                .get_or_init(|| self.dir_digest(&self.root_children, 0, 0, 0)),
             Some(i) => {
                 if let Some(d) = self.digests[i].get() {
-                    return d.clone();
+                    return *d;
                 }
                 let d = self.compute_digest(i);
-                self.digests[i].get_or_init(|| d).clone()
+                *self.digests[i].get_or_init(|| d)
             }
         }
     }
 
-    fn compute_digest(&self, i: usize) -> Digest {
+    fn compute_digest(&self, i: usize) -> Raw {
         let e: &Entry = &self.entries[i];
-        let mut h = Sha256Hasher::new();
+        let mut h = Sha256::new();
         match &e.kind {
             EntryKind::File => {
                 put_header(&mut h, b'f', e.mode, e.uid, e.gid);
-                h.update(&e.size.to_be_bytes());
+                h.update(e.size.to_be_bytes());
                 let content = self.content[i]
                     .get()
                     .expect("hash_files ran for every file below the target");
-                h.update(content.hex().as_bytes());
+                put_digest(&mut h, content);
             }
             EntryKind::Symlink(target) => {
                 put_header(&mut h, b'l', e.mode, e.uid, e.gid);
@@ -265,29 +321,71 @@ impl Context {
             }
             EntryKind::Other => {
                 put_header(&mut h, b'o', e.mode, e.uid, e.gid);
-                h.update(&e.rdev.to_be_bytes());
+                h.update(e.rdev.to_be_bytes());
             }
             EntryKind::Dir => return self.dir_digest(&self.children[i], e.mode, e.uid, e.gid),
         }
-        h.finish()
+        finish(h)
     }
 
-    fn dir_digest(&self, children: &[usize], mode: u32, uid: u32, gid: u32) -> Digest {
-        let mut h = Sha256Hasher::new();
+    fn dir_digest(&self, children: &[usize], mode: u32, uid: u32, gid: u32) -> Raw {
+        // Children's digests are independent: compute them on the pool for large directories.
+        let digests: Vec<Raw> = if children.len() >= 64 {
+            children
+                .par_iter()
+                .map(|&c| self.entry_digest(Some(c)))
+                .collect()
+        } else {
+            children
+                .iter()
+                .map(|&c| self.entry_digest(Some(c)))
+                .collect()
+        };
+        let mut h = Sha256::new();
         put_header(&mut h, b'd', mode, uid, gid);
-        h.update(&(children.len() as u32).to_be_bytes());
+        h.update((children.len() as u32).to_be_bytes());
         // `children` is in sorted full-path order, which is name order within one directory.
-        for &c in children {
+        for (&c, d) in children.iter().zip(&digests) {
             put_str(&mut h, self.name(c));
-            h.update(self.entry_digest(Some(c)).hex().as_bytes());
+            put_digest(&mut h, d);
         }
-        h.finish()
+        finish(h)
     }
 }
 
-fn same_times(md: &std::fs::Metadata, e: &Entry) -> bool {
-    md.mtime().saturating_mul(1_000_000_000) + md.mtime_nsec() == e.mtime_ns
-        && md.ctime().saturating_mul(1_000_000_000) + md.ctime_nsec() == e.ctime_ns
+/// `openat(dir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)`: O_NOFOLLOW because a file swapped
+/// for a symlink after the scan must not be followed.
+fn open_at(dir: &std::fs::File, name: &str) -> std::io::Result<std::fs::File> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let name = std::ffi::CString::new(name)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: `dir` is an open directory descriptor and `name` a NUL-terminated string, both
+    // alive for the call; openat does not retain them.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by openat and is owned by nobody else.
+    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
+/// Splits sorted entry indices into runs of at most 64 files with the same parent directory.
+fn batches_by_dir(paths: &[String], todo: &[usize]) -> Vec<Vec<usize>> {
+    let parent = |i: usize| paths[i].rfind('/').map_or("", |s| &paths[i][..s]);
+    let mut batches: Vec<Vec<usize>> = Vec::new();
+    for &i in todo {
+        match batches.last_mut() {
+            Some(b) if b.len() < 64 && parent(b[0]) == parent(i) => b.push(i),
+            _ => batches.push(vec![i]),
+        }
+    }
+    batches
 }
 
 #[cfg(test)]
@@ -431,7 +529,7 @@ mod tests {
         fs::set_permissions(dir.path().join("f"), fs::Permissions::from_mode(0o644)).unwrap();
         let c = ctx(dir.path());
         let e = c.get("f").unwrap().clone();
-        let mut h = Sha256Hasher::new();
+        let mut h = rbuild_layers::Sha256Hasher::new();
         h.update(b"rbuild-context-v1\0f");
         h.update(&0o644u32.to_be_bytes());
         h.update(&e.uid.to_be_bytes());

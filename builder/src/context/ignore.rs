@@ -254,6 +254,34 @@ mod tests {
     }
 
     #[test]
+    fn error_messages_golden() {
+        let errors: Vec<String> = ["a\n[z-", "!", "x/\\", "ok\n\n  ! \n", "a?{1001}"]
+            .iter()
+            .map(|text| {
+                let err = IgnoreRules::parse(text, Path::new("ctx/.dockerignore")).unwrap_err();
+                let mut msg = err.to_string();
+                let mut source = std::error::Error::source(&err);
+                while let Some(s) = source {
+                    msg.push_str(&format!("\n  caused by: {s}"));
+                    source = s.source();
+                }
+                msg
+            })
+            .collect();
+        insta::assert_snapshot!(errors.join("\n"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics(text in "[a-c*?!#/\\[\\]\\\\ \n\r\u{feff}.{}|-]{0,40}") {
+            if let Ok(r) = IgnoreRules::parse(&text, Path::new(".dockerignore")) {
+                let _ = r.is_excluded("a/b", false);
+                let _ = r.may_include_under("a");
+            }
+        }
+    }
+
+    #[test]
     fn may_include_under_follows_fsutil() {
         let r = rules("node_modules\n");
         assert!(!r.may_include_under("node_modules"));

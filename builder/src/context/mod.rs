@@ -62,7 +62,7 @@ pub enum ContextError {
     },
     #[error("{rel:?} is not part of the scanned build context")]
     NotInContext { rel: String },
-    #[error("{path} changed while it was being hashed (size {expected} at scan time, read {actual} bytes); retry the build")]
+    #[error("{path} changed while it was being hashed (size {expected} at scan time, read at least {actual} bytes); retry the build")]
     ChangedDuringScan {
         path: PathBuf,
         expected: u64,

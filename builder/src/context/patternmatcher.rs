@@ -590,6 +590,15 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Every pattern that Go's rules accept translates to a regex Rust accepts (only
+        /// `\p{Name}` classes are passed through unchecked).
+        #[test]
+        fn accepted_patterns_always_compile(p in "[a-c*?(){}|^$.+:\\[\\]\\\\0-9xdwbQ,-]{0,12}") {
+            if let Err(e @ PatternError::RegexEngine { .. }) = PatternMatcher::compile_one(&p) {
+                proptest::prop_assert!(false, "{p:?}: {e}");
+            }
+        }
+
         #[test]
         fn never_panics(patterns in proptest::collection::vec("[a-c*?\\[\\]!^\\\\/.-]{0,6}", 0..4), path in "[a-c./]{1,8}") {
             if let Ok(pm) = PatternMatcher::new(&patterns) {

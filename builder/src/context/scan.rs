@@ -21,7 +21,6 @@ use std::sync::{Mutex, OnceLock};
 use std::time::SystemTime;
 
 use rayon::prelude::*;
-use rbuild_layers::Digest;
 
 use super::gopath;
 use super::ignore::IgnoreRules;
@@ -103,10 +102,10 @@ pub struct Context {
     pub(crate) children: Vec<Vec<usize>>,
     pub(crate) root_children: Vec<usize>,
     /// sha256 of each file's content, filled lazily.
-    pub(crate) content: Vec<OnceLock<Digest>>,
+    pub(crate) content: Vec<OnceLock<[u8; 32]>>,
     /// Canonical digest of each entry, filled lazily.
-    pub(crate) digests: Vec<OnceLock<Digest>>,
-    pub(crate) root_digest: OnceLock<Digest>,
+    pub(crate) digests: Vec<OnceLock<[u8; 32]>>,
+    pub(crate) root_digest: OnceLock<[u8; 32]>,
     pub(crate) stat_cache: Option<Mutex<StatCache>>,
     pub(crate) scan_started: SystemTime,
     dirs_read: usize,
@@ -246,7 +245,10 @@ impl Context {
 
     /// Resolves a COPY/ADD source as BuildKit does: the source is cleaned as an absolute path
     /// (so `../x` is clamped to the context root), wildcards are Go `filepath.Match` patterns
-    /// applied per path segment. Returns the matched entries' paths in sorted order.
+    /// applied per path segment, and symlinks in parent components are followed inside the
+    /// context ([`Context::resolve_in_context`]); the last component is not followed, so a
+    /// matched symlink is returned as itself. Returns the matched entries' resolved paths in
+    /// sorted order (`"."` for the root).
     pub fn select(&self, pattern: &str) -> Result<Vec<&str>, ContextError> {
         let cleaned = gopath::clean(&format!("/{pattern}"));
         let rel = cleaned.trim_start_matches('/');
@@ -254,8 +256,9 @@ impl Context {
             return Ok(vec!["."]);
         }
         if !gopath::has_meta(rel) {
-            return match self.index(rel) {
-                Some(i) => Ok(vec![self.paths[i].as_str()]),
+            return match self.resolve_in_context(rel, false) {
+                Some(None) => Ok(vec!["."]),
+                Some(Some(i)) => Ok(vec![self.paths[i].as_str()]),
                 None => Err(ContextError::SourceNotFound {
                     source_path: pattern.to_string(),
                 }),
@@ -266,10 +269,8 @@ impl Context {
         for segment in rel.split('/') {
             let mut next = Vec::new();
             for cand in &current {
-                let kids = match cand {
-                    None => &self.root_children,
-                    Some(i) if self.entries[*i].is_dir() => &self.children[*i],
-                    Some(_) => continue,
+                let Some(kids) = self.dir_children(*cand) else {
+                    continue;
                 };
                 for &k in kids {
                     let name = self.name(k);
@@ -292,12 +293,76 @@ impl Context {
             .map(|i| self.paths[i].as_str())
             .collect();
         out.sort_unstable();
+        out.dedup();
         if out.is_empty() {
             return Err(ContextError::NoSourceFiles {
                 pattern: pattern.to_string(),
             });
         }
         Ok(out)
+    }
+
+    /// The children of a directory candidate, following a symlink to a directory.
+    fn dir_children(&self, cand: Option<usize>) -> Option<&[usize]> {
+        let dir = match cand {
+            Some(i) if matches!(self.entries[i].kind, EntryKind::Symlink(_)) => {
+                self.resolve_in_context(&self.paths[i], true)?
+            }
+            other => other,
+        };
+        match dir {
+            None => Some(&self.root_children),
+            Some(d) if self.entries[d].is_dir() => Some(&self.children[d]),
+            Some(_) => None,
+        }
+    }
+
+    /// Resolves symlinks in the path components of `rel` the way BuildKit resolves COPY
+    /// sources: scoped to the context, so absolute targets start at the context root and `..`
+    /// stops there. The last component is followed only if `follow_last`. Returns `None` if a
+    /// component is missing or after 255 symlinks (a loop), `Some(None)` for the root.
+    pub fn resolve_in_context(&self, rel: &str, follow_last: bool) -> Option<Option<usize>> {
+        let parts = |p: &str| -> Vec<String> {
+            p.split('/')
+                .filter(|s| !s.is_empty() && *s != ".")
+                .map(str::to_string)
+                .collect()
+        };
+        let mut queue: std::collections::VecDeque<String> = parts(rel).into();
+        let mut cur: Option<usize> = None;
+        let mut hops = 0;
+        while let Some(seg) = queue.pop_front() {
+            if seg == ".." {
+                cur = cur.and_then(|i| {
+                    let p = &self.paths[i];
+                    p.rfind('/').and_then(|s| self.index(&p[..s]))
+                });
+                continue;
+            }
+            let cand = match cur {
+                None => seg,
+                Some(i) => format!("{}/{seg}", self.paths[i]),
+            };
+            let i = self.index(&cand)?;
+            if let EntryKind::Symlink(target) = &self.entries[i].kind {
+                if !queue.is_empty() || follow_last {
+                    hops += 1;
+                    if hops > 255 {
+                        return None;
+                    }
+                    if target.starts_with('/') {
+                        cur = None;
+                    }
+                    // A relative target continues from the link's directory (`cur`).
+                    let mut next: std::collections::VecDeque<String> = parts(target).into();
+                    next.extend(queue.drain(..));
+                    queue = next;
+                    continue;
+                }
+            }
+            cur = Some(i);
+        }
+        Some(cur)
     }
 
     /// The last path element of entry `i`.
@@ -321,26 +386,31 @@ impl Walk<'_> {
         let mut subdirs: Vec<(PathBuf, String, MatchInfo, Option<Entry>)> = Vec::new();
         for dirent in rd {
             let dirent = dirent.map_err(io("reading directory", abs))?;
-            let path = dirent.path();
             let name = dirent
                 .file_name()
                 .into_string()
-                .map_err(|_| ContextError::NonUtf8Path { path: path.clone() })?;
+                .map_err(|_| ContextError::NonUtf8Path {
+                    path: dirent.path(),
+                })?;
             let child_rel = if rel.is_empty() {
                 name
             } else {
                 format!("{rel}/{name}")
             };
-            let md = dirent.metadata().map_err(io("lstat", &path))?;
+            let md = dirent.metadata().map_err(|source| ContextError::Io {
+                op: "lstat",
+                path: dirent.path(),
+                source,
+            })?;
             let ft = md.file_type();
             let (excluded, child_info) = self.rules.excluded_in_walk(&child_rel, info);
             if ft.is_dir() {
                 let entry = Entry::from_metadata(&md, EntryKind::Dir);
                 if !excluded {
                     found.push((child_rel.clone(), entry));
-                    subdirs.push((path, child_rel, child_info, None));
+                    subdirs.push((dirent.path(), child_rel, child_info, None));
                 } else if self.rules.may_include_under(&child_rel) {
-                    subdirs.push((path, child_rel, child_info, Some(entry)));
+                    subdirs.push((dirent.path(), child_rel, child_info, Some(entry)));
                 }
                 continue;
             }
@@ -350,6 +420,7 @@ impl Walk<'_> {
             let kind = if ft.is_file() {
                 EntryKind::File
             } else if ft.is_symlink() {
+                let path = dirent.path();
                 let target = std::fs::read_link(&path).map_err(io("readlink", &path))?;
                 let target = target
                     .into_os_string()
@@ -520,6 +591,47 @@ mod tests {
             ctx.select("[").unwrap_err(),
             ContextError::BadSourcePattern { .. }
         ));
+    }
+
+    #[test]
+    fn select_follows_symlinks_in_parent_components_within_the_context() {
+        let dir = tree(&["real/file", "real/sub/x"]);
+        let link = |target: &str, name: &str| {
+            std::os::unix::fs::symlink(target, dir.path().join(name)).unwrap();
+        };
+        link("real", "rel");
+        link("/real", "abs");
+        link("../../../real", "escape");
+        link("loop", "loop");
+        link("sub", "real/sublink");
+        let ctx = scan(dir.path(), "");
+        assert_eq!(ctx.select("rel/file").unwrap(), vec!["real/file"]);
+        assert_eq!(ctx.select("abs/file").unwrap(), vec!["real/file"]);
+        assert_eq!(
+            ctx.select("escape/file").unwrap(),
+            vec!["real/file"],
+            "clamped to the root"
+        );
+        assert_eq!(ctx.select("rel/sublink/x").unwrap(), vec!["real/sub/x"]);
+        assert_eq!(
+            ctx.select("rel").unwrap(),
+            vec!["rel"],
+            "the last component is not followed"
+        );
+        assert_eq!(
+            ctx.select("rel/*").unwrap(),
+            vec!["real/file", "real/sub", "real/sublink"]
+        );
+        assert_eq!(
+            ctx.select("*/sub/x").unwrap(),
+            vec!["real/sub/x"],
+            "reached via 4 names, listed once"
+        );
+        assert!(matches!(
+            ctx.select("*/x"),
+            Err(ContextError::NoSourceFiles { .. })
+        ));
+        assert!(ctx.select("loop/x").is_err());
     }
 
     #[test]

@@ -91,21 +91,18 @@ impl StatCache {
     }
 
     /// The cached content digest of `rel`, if its stat data is unchanged.
-    pub fn lookup(&self, rel: &str, entry: &Entry) -> Option<Digest> {
+    pub fn lookup(&self, rel: &str, entry: &Entry) -> Option<[u8; 32]> {
         let r = self.records.get(rel)?;
         let same = r.size == entry.size
             && r.ino == entry.ino
             && r.mtime_ns == entry.mtime_ns
             && r.ctime_ns == entry.ctime_ns;
-        same.then(|| Digest::from_sha256_bytes(r.sha))
+        same.then_some(r.sha)
     }
 
-    /// Records a freshly computed content digest.
-    pub fn record(&mut self, rel: &str, entry: &Entry, digest: &Digest) {
-        let mut sha = [0u8; 32];
-        if hex::decode_to_slice(digest.hex(), &mut sha).is_err() {
-            return; // not a sha256 digest: never produced by the hasher, nothing to cache
-        }
+    /// Records a freshly computed content sha256.
+    pub fn record(&mut self, rel: &str, entry: &Entry, sha: &[u8; 32]) {
+        let sha = *sha;
         let record = Record {
             size: entry.size,
             ino: entry.ino,
@@ -280,7 +277,7 @@ mod tests {
         let file = dir.path().join("cache.bin");
         let session = UNIX_EPOCH + Duration::from_secs(1_000_000);
         let s = 1_000_000i64 * 1_000_000_000;
-        let d = Digest::sha256_of(b"x");
+        let d = [7u8; 32];
         let mut c = StatCache::open(&file, dir.path());
         c.record("old", &entry(s - 1_000_000_001, s - 1_000_000_000), &d);
         c.record("racy-mtime", &entry(s + 500, s - 2_000_000_000), &d);
@@ -290,11 +287,11 @@ mod tests {
         let c = StatCache::open(&file, dir.path());
         assert_eq!(
             c.lookup("old", &entry(s - 1_000_000_001, s - 1_000_000_000)),
-            Some(d.clone())
+            Some(d)
         );
         assert_eq!(
             c.lookup("late-in-previous-second-ok", &entry(s - 1, s - 1)),
-            Some(d.clone())
+            Some(d)
         );
         assert_eq!(
             c.lookup("racy-mtime", &entry(s + 500, s - 2_000_000_000)),
@@ -316,7 +313,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("cache.bin");
         let mut c = StatCache::open(&file, dir.path());
-        c.record("a", &entry(0, 0), &Digest::sha256_of(b"x"));
+        c.record("a", &entry(0, 0), &[7u8; 32]);
         c.save(UNIX_EPOCH + Duration::from_secs(10)).unwrap();
         let mut bytes = std::fs::read(&file).unwrap();
         bytes[20] ^= 1;
