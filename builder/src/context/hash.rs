@@ -121,7 +121,7 @@ impl Context {
             .map(|&i| {
                 self.content[i]
                     .get()
-                    .cloned()
+                    .map(|b| Digest::from_sha256_bytes(*b))
                     .ok_or_else(|| ContextError::NotInContext {
                         rel: self.paths[i].clone(),
                     })
