@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use super::values::{NetworkMode, ProgressMode};
+use super::values::{ByteSize, NetworkMode, ProgressMode};
 
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
@@ -42,6 +42,40 @@ pub enum Command {
     /// Parse and validate the Dockerfile and print the build plan, without building.
     #[command(after_help = EXIT_CODES_HELP)]
     Check(CheckArgs),
+    /// Show the last build of a Dockerfile: each step, whether it was cached, and why not.
+    Explain(ExplainArgs),
+    /// Remove what no tag or cache record keeps, least recently used first.
+    Prune(PruneArgs),
+    /// Show what the store holds.
+    Du(StoreArgs),
+}
+
+/// The store option, for commands that only need the store.
+#[derive(Debug, Args, Clone)]
+pub struct StoreArgs {
+    /// The local store (layers, cache) [default: $XDG_CACHE_HOME/rbuild].
+    #[arg(long, env = "RBUILD_STORE", value_name = "DIR")]
+    pub store: Option<PathBuf>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    pub plan: PlanArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct PruneArgs {
+    /// Keep up to this much data (e.g. 10GB); without it, remove everything unreferenced.
+    #[arg(long = "keep-storage", value_name = "SIZE")]
+    pub keep_storage: Option<ByteSize>,
+    /// Also remove cache records (tags are kept).
+    #[arg(long)]
+    pub all: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// Flags that choose the Dockerfile and what to build from it (shared by `build` and `check`).

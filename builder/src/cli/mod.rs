@@ -68,6 +68,9 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Some(Command::Check(a)) => crate::commands::check::run(&a),
         Some(Command::Build(a)) => crate::commands::build::run(&a),
+        Some(Command::Explain(a)) => crate::commands::explain::run(&a),
+        Some(Command::Prune(a)) => crate::commands::store::prune(&a),
+        Some(Command::Du(a)) => crate::commands::store::du(&a),
         None => crate::commands::build::run(&cli.build),
     };
     match result {

@@ -123,6 +123,14 @@ impl PlanOptions {
     }
 }
 
+/// The store directory from `--store`/`RBUILD_STORE`, else the default.
+pub fn store_dir(given: Option<&Path>) -> Result<PathBuf, UsageError> {
+    match given {
+        Some(p) => Ok(p.to_path_buf()),
+        None => default_store_dir().ok_or(UsageError::NoStore),
+    }
+}
+
 /// The default store: `$XDG_CACHE_HOME/rbuild`, else `$HOME/.cache/rbuild`.
 pub fn default_store_dir() -> Option<PathBuf> {
     if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
@@ -175,10 +183,7 @@ impl BuildOptions {
             (false, ProgressMode::Auto) => ProgressMode::Plain,
             (false, p) => p,
         };
-        let store = match &a.store {
-            Some(s) => s.clone(),
-            None => default_store_dir().ok_or(UsageError::NoStore)?,
-        };
+        let store = store_dir(a.store.as_deref())?;
         Ok(BuildOptions {
             plan,
             tags,

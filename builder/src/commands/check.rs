@@ -29,9 +29,9 @@ pub fn run(a: &CheckArgs) -> Result<(), Failure> {
             Base::Image(r) => r.clone(),
         };
         let needed = if plan.is_needed(planned.index) {
-            "built"
+            "needed"
         } else {
-            "skipped: not needed for the chosen targets"
+            "not needed for the chosen targets: skipped"
         };
         out.push_str(&format!(
             "  [{}] {} (FROM {base}) - {needed}\n",

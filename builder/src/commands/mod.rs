@@ -2,4 +2,6 @@
 
 pub mod build;
 pub mod check;
+pub mod explain;
 pub mod plan;
+pub mod store;
