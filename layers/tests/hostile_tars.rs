@@ -639,6 +639,14 @@ fn whiteout_files_are_never_created() {
 }
 
 #[test]
+fn whiteout_names_used_as_directories_are_rejected() {
+    let sb = Sandbox::new();
+    assert_invalid(&sb.apply(&tar_of([H::file(".wh.a/b", "x")])));
+    assert_invalid(&sb.apply(&tar_of([H::file("d/.wh..wh..opq/x", "x")])));
+    assert!(tree(&sb.root).is_empty());
+}
+
+#[test]
 fn overlay_whiteout_with_dotdot_target_is_rejected() {
     let sb = Sandbox::new();
     let opts = ApplyOptions {

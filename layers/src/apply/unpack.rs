@@ -136,6 +136,17 @@ impl<'o> Unpacker<'o> {
             return self.directory(e, &path);
         }
         let (parent, base) = split_parent(&path);
+        // Whiteout names are reserved (image-spec layer.md): one used as a *directory* would make
+        // the applier create a whiteout-named entry, which must never exist in a tree.
+        if parent
+            .split(|&b| b == b'/')
+            .any(|c| c.starts_with(WHITEOUT_PREFIX.as_bytes()))
+        {
+            return Err(ApplyError::InvalidEntry {
+                path: show(&e.path),
+                reason: "a whiteout name (`.wh.*`) is used as a directory",
+            });
+        }
         match whiteout_of(base) {
             Whiteout::Opaque => return self.opaque(e, parent),
             Whiteout::Delete(target) => return self.whiteout(e, parent, target),
