@@ -840,6 +840,22 @@ fn devices_are_skipped_with_a_warning_when_not_allowed() {
     assert!(fifo.file_type().is_fifo());
 }
 
+#[test]
+fn warnings_are_bounded() {
+    let sb = Sandbox::new();
+    let opts = ApplyOptions {
+        allow_devices: false,
+        ..ApplyOptions::default()
+    };
+    let devs = (0..1000).map(|i| H::new(CHAR, format!("dev/d{i}")));
+    let rep = sb.apply_with(&tar_of(devs), &opts).expect("valid");
+    assert_eq!(rep.warnings.len(), 101);
+    assert_eq!(
+        rep.warnings.last().map(String::as_str),
+        Some("... and 900 more warnings")
+    );
+}
+
 // --- scale: 100k entries, deep nesting -----------------------------------------------------------
 
 #[test]

@@ -47,7 +47,13 @@ pub struct Unpacker<'o> {
     deferred: Vec<Deferred>,
     pub entries: u64,
     pub warnings: Vec<String>,
+    /// Warnings beyond [`MAX_WARNINGS`], counted instead of stored (a hostile layer of a million
+    /// device nodes must not grow memory).
+    suppressed_warnings: u64,
 }
+
+/// Warnings kept verbatim in the report.
+const MAX_WARNINGS: usize = 100;
 
 /// What a base name means, on bytes (names need not be UTF-8).
 enum Whiteout<'a> {
@@ -104,6 +110,7 @@ impl<'o> Unpacker<'o> {
             deferred: Vec::new(),
             entries: 0,
             warnings: Vec::new(),
+            suppressed_warnings: 0,
         }
     }
 
@@ -167,7 +174,7 @@ impl<'o> Unpacker<'o> {
                     };
                     self.special(e, &path, ft)
                 } else {
-                    self.warnings.push(format!(
+                    self.warn(|| format!(
                         "skipped device node `{}` ({}:{}): devices are only created when running as root with devices allowed",
                         show(&e.path),
                         e.dev_major,
@@ -177,13 +184,23 @@ impl<'o> Unpacker<'o> {
                 }
             }
             Kind::Other(flag) => {
-                self.warnings.push(format!(
-                    "skipped entry `{}` of unsupported tar type {:?}",
-                    show(&e.path),
-                    char::from(flag)
-                ));
+                self.warn(|| {
+                    format!(
+                        "skipped entry `{}` of unsupported tar type {:?}",
+                        show(&e.path),
+                        char::from(flag)
+                    )
+                });
                 Ok(())
             }
+        }
+    }
+
+    fn warn(&mut self, message: impl FnOnce() -> String) {
+        if self.warnings.len() < MAX_WARNINGS {
+            self.warnings.push(message());
+        } else {
+            self.suppressed_warnings += 1;
         }
     }
 
@@ -231,30 +248,36 @@ impl<'o> Unpacker<'o> {
     fn set_xattrs(&mut self, fd: BorrowedFd<'_>, e: &Entry) {
         for (name, value) in &e.xattrs {
             if FORBIDDEN_XATTR_PREFIXES.iter().any(|p| name.starts_with(p)) {
-                self.warnings.push(format!(
-                    "ignored xattr `{}` on `{}`: overlay attributes may not come from a layer",
-                    show(name),
-                    show(&e.path)
-                ));
+                self.warn(|| {
+                    format!(
+                        "ignored xattr `{}` on `{}`: overlay attributes may not come from a layer",
+                        show(name),
+                        show(&e.path)
+                    )
+                });
                 continue;
             }
             if let Err(err) = rfs::fsetxattr(fd, name.as_slice(), value, rfs::XattrFlags::empty()) {
-                self.warnings.push(format!(
-                    "could not set xattr `{}` on `{}`: {err}",
-                    show(name),
-                    show(&e.path)
-                ));
+                self.warn(|| {
+                    format!(
+                        "could not set xattr `{}` on `{}`: {err}",
+                        show(name),
+                        show(&e.path)
+                    )
+                });
             }
         }
     }
 
     fn warn_xattrs_unsupported(&mut self, e: &Entry) {
         if !e.xattrs.is_empty() {
-            self.warnings.push(format!(
-                "ignored {} xattr(s) on `{}`: xattrs are only applied to files and directories",
-                e.xattrs.len(),
-                show(&e.path)
-            ));
+            self.warn(|| {
+                format!(
+                    "ignored {} xattr(s) on `{}`: xattrs are only applied to files and directories",
+                    e.xattrs.len(),
+                    show(&e.path)
+                )
+            });
         }
     }
 
@@ -549,6 +572,12 @@ impl<'o> Unpacker<'o> {
 
     /// Applies directory modes and times, after every entry is in place.
     fn finish(&mut self) -> Result<(), ApplyError> {
+        if self.suppressed_warnings > 0 {
+            self.warnings.push(format!(
+                "... and {} more warnings",
+                self.suppressed_warnings
+            ));
+        }
         self.root.invalidate();
         for d in std::mem::take(&mut self.deferred) {
             // Re-resolved inside the root; a path that is no longer a directory (replaced later
