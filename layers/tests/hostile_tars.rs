@@ -506,6 +506,26 @@ fn dir_replaced_by_symlink_to_outside_then_child_written() {
     assert_io(&r, "resolving the parent directory");
 }
 
+#[test]
+fn symlink_loops_are_a_clean_error() {
+    let sb = Sandbox::new();
+    let r = sb.apply(&tar_of([
+        H::symlink("a", "b"),
+        H::symlink("b", "a"),
+        H::file("a/x", "x"),
+    ]));
+    assert_io(&r, "resolving the parent directory");
+}
+
+#[test]
+fn existing_fifo_is_replaced_not_opened() {
+    let sb = Sandbox::new();
+    // Opening a FIFO for writing would block forever; the applier must unlink it first.
+    sb.apply(&tar_of([H::new(FIFO, "p"), H::file("p", "data")]))
+        .expect("valid");
+    assert_eq!(std::fs::read(sb.root_path("p")).expect("read"), b"data");
+}
+
 // --- hardlinks ----------------------------------------------------------------------------------
 
 #[test]
@@ -545,6 +565,14 @@ fn hardlink_to_symlink_to_outside_file_links_the_symlink_then_write_replaces_it(
         .expect("lstat")
         .file_type()
         .is_symlink());
+}
+
+#[test]
+fn hardlink_through_proc_magic_link_is_not_followed() {
+    let sb = Sandbox::new();
+    let r = sb.apply(&tar_of([H::hardlink("h", "/proc/self/root/etc/hostname")]));
+    assert_io(&r, "resolving the hardlink target");
+    assert!(!sb.root_path("h").exists());
 }
 
 #[test]
