@@ -22,7 +22,7 @@ fn escape_messages_name_the_entry() {
     );
     insta::assert_snapshot!(
         message(&tar_of([H::hardlink("h", "../root-victim/hello")])),
-        @"entry `../root-victim/hello` in layer escapes the root: rejected (the hardlink target climbs above the root)"
+        @"entry `h => ../root-victim/hello` in layer escapes the root: rejected (the hardlink target climbs above the root)"
     );
     insta::assert_snapshot!(
         message(&tar_of([H::symlink("/.", "/etc")])),

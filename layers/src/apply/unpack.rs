@@ -289,13 +289,23 @@ impl<'o> Unpacker<'o> {
     ) -> Result<(), ApplyError> {
         let (parent, base) = split_parent(path);
         let dir = self.parent_of(parent, path)?;
-        self.clear(dir.as_fd(), base, path)?;
-        let fd = rfs::openat(
-            &*dir,
-            base,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )
+        let create = || {
+            rfs::openat(
+                &*dir,
+                base,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            )
+        };
+        // Create first and clear only on EEXIST: the common case (a new file) then costs no
+        // extra lookup. O_CREAT|O_EXCL never follows or opens what is already there.
+        let fd = match create() {
+            Err(Errno::EXIST) => {
+                self.clear(dir.as_fd(), base, path)?;
+                create()
+            }
+            other => other,
+        }
         .map_err(io_err(path, "creating the file"))?;
         let mut file = std::fs::File::from(fd);
         loop {
@@ -328,14 +338,20 @@ impl<'o> Unpacker<'o> {
         } else {
             let (parent, base) = split_parent(path);
             let dir = self.parent_of(parent, path)?;
-            match rfs::statat(&*dir, base, AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {}
-                Ok(_) => {
-                    self.clear(dir.as_fd(), base, path)?;
-                    self.mkdir(&dir, base, path)?;
-                }
-                Err(Errno::NOENT) => self.mkdir(&dir, base, path)?,
-                Err(err) => return Err(io_err(path, "inspecting the existing entry")(err)),
+            // Owner-writable until the deferred chmod, so a non-root user can add children.
+            match rfs::mkdirat(&*dir, base, Mode::from_raw_mode(0o700)) {
+                Ok(()) => {}
+                Err(Errno::EXIST) => match rfs::statat(&*dir, base, AtFlags::SYMLINK_NOFOLLOW) {
+                    // A directory over a directory keeps its contents.
+                    Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {}
+                    Ok(_) => {
+                        self.clear(dir.as_fd(), base, path)?;
+                        rfs::mkdirat(&*dir, base, Mode::from_raw_mode(0o700))
+                            .map_err(io_err(path, "mkdir"))?;
+                    }
+                    Err(err) => return Err(io_err(path, "inspecting the existing entry")(err)),
+                },
+                Err(err) => return Err(io_err(path, "mkdir")(err)),
             }
             rfs::openat(
                 &*dir,
@@ -356,11 +372,6 @@ impl<'o> Unpacker<'o> {
         Ok(())
     }
 
-    fn mkdir(&mut self, dir: &OwnedFd, base: &[u8], path: &[u8]) -> Result<(), ApplyError> {
-        // Owner-writable until the deferred chmod, so children can be added by a non-root user.
-        rfs::mkdirat(dir, base, Mode::from_raw_mode(0o700)).map_err(io_err(path, "mkdir"))
-    }
-
     fn symlink(&mut self, e: &Entry, path: &[u8]) -> Result<(), ApplyError> {
         if e.link.is_empty() {
             return Err(ApplyError::InvalidEntry {
@@ -370,18 +381,28 @@ impl<'o> Unpacker<'o> {
         }
         let (parent, base) = split_parent(path);
         let dir = self.parent_of(parent, path)?;
-        self.clear(dir.as_fd(), base, path)?;
         // The target is stored verbatim: it is data, and every later lookup through it is
-        // contained by RESOLVE_IN_ROOT.
-        rfs::symlinkat(e.link.as_slice(), &*dir, base).map_err(io_err(path, "symlink"))?;
+        // contained by RESOLVE_IN_ROOT. symlinkat never follows an existing name (EEXIST).
+        match rfs::symlinkat(e.link.as_slice(), &*dir, base) {
+            Err(Errno::EXIST) => {
+                self.clear(dir.as_fd(), base, path)?;
+                rfs::symlinkat(e.link.as_slice(), &*dir, base)
+            }
+            other => other,
+        }
+        .map_err(io_err(path, "symlink"))?;
         self.name_metadata(&dir, base, e, path, false)?;
         self.created.insert(path.to_vec());
         Ok(())
     }
 
     fn hardlink(&mut self, e: &Entry, path: &[u8]) -> Result<(), ApplyError> {
-        let target = clean(&e.link)
-            .map_err(|p| name_error(&e.link, p, "the hardlink target climbs above the root"))?;
+        let target = clean(&e.link).map_err(|p| {
+            let mut shown = e.path.clone();
+            shown.extend_from_slice(b" => ");
+            shown.extend_from_slice(&e.link);
+            name_error(&shown, p, "the hardlink target climbs above the root")
+        })?;
         if target.is_empty() {
             return Err(ApplyError::InvalidEntry {
                 path: show(&e.path),
