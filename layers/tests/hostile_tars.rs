@@ -506,6 +506,26 @@ fn dir_replaced_by_symlink_to_outside_then_child_written() {
     assert_io(&r, "resolving the parent directory");
 }
 
+#[test]
+fn symlink_loops_are_a_clean_error() {
+    let sb = Sandbox::new();
+    let r = sb.apply(&tar_of([
+        H::symlink("a", "b"),
+        H::symlink("b", "a"),
+        H::file("a/x", "x"),
+    ]));
+    assert_io(&r, "resolving the parent directory");
+}
+
+#[test]
+fn existing_fifo_is_replaced_not_opened() {
+    let sb = Sandbox::new();
+    // Opening a FIFO for writing would block forever; the applier must unlink it first.
+    sb.apply(&tar_of([H::new(FIFO, "p"), H::file("p", "data")]))
+        .expect("valid");
+    assert_eq!(std::fs::read(sb.root_path("p")).expect("read"), b"data");
+}
+
 // --- hardlinks ----------------------------------------------------------------------------------
 
 #[test]
@@ -545,6 +565,14 @@ fn hardlink_to_symlink_to_outside_file_links_the_symlink_then_write_replaces_it(
         .expect("lstat")
         .file_type()
         .is_symlink());
+}
+
+#[test]
+fn hardlink_through_proc_magic_link_is_not_followed() {
+    let sb = Sandbox::new();
+    let r = sb.apply(&tar_of([H::hardlink("h", "/proc/self/root/etc/hostname")]));
+    assert_io(&r, "resolving the hardlink target");
+    assert!(!sb.root_path("h").exists());
 }
 
 #[test]
@@ -636,6 +664,14 @@ fn whiteout_files_are_never_created() {
     .expect("valid");
     assert!(!sb.root_path("a/.wh.b").exists());
     assert!(!sb.root_path(".wh..wh..opq").exists());
+}
+
+#[test]
+fn whiteout_names_used_as_directories_are_rejected() {
+    let sb = Sandbox::new();
+    assert_invalid(&sb.apply(&tar_of([H::file(".wh.a/b", "x")])));
+    assert_invalid(&sb.apply(&tar_of([H::file("d/.wh..wh..opq/x", "x")])));
+    assert!(tree(&sb.root).is_empty());
 }
 
 #[test]
@@ -830,6 +866,22 @@ fn devices_are_skipped_with_a_warning_when_not_allowed() {
     assert!(!sb.root_path("dev/null").exists());
     let fifo = std::fs::symlink_metadata(sb.root_path("fifo")).expect("fifo created");
     assert!(fifo.file_type().is_fifo());
+}
+
+#[test]
+fn warnings_are_bounded() {
+    let sb = Sandbox::new();
+    let opts = ApplyOptions {
+        allow_devices: false,
+        ..ApplyOptions::default()
+    };
+    let devs = (0..1000).map(|i| H::new(CHAR, format!("dev/d{i}")));
+    let rep = sb.apply_with(&tar_of(devs), &opts).expect("valid");
+    assert_eq!(rep.warnings.len(), 101);
+    assert_eq!(
+        rep.warnings.last().map(String::as_str),
+        Some("... and 900 more warnings")
+    );
 }
 
 // --- scale: 100k entries, deep nesting -----------------------------------------------------------

@@ -26,7 +26,7 @@ pub use error::ApplyError;
 pub use path::PATH_MAX;
 pub use tar::{MAX_LONG_NAME, MAX_PAX_BYTES};
 
-use crate::Digest;
+use crate::{Digest, Sha256Hasher};
 
 /// How OCI whiteout entries (`.wh.NAME`, `.wh..wh..opq`) are applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -85,20 +85,24 @@ pub fn apply_layer<R: Read>(
         root: root.to_path_buf(),
         source,
     })?;
+    // The magic bytes are read here, on the caller's thread (the reader need not be `Send`).
+    let (format, reader) = decompress::decompress(layer).map_err(ApplyError::Read)?;
+    let hash_while_reading = format == StreamFormat::Tar;
     let (tx, rx) = mpsc::sync_channel(pipe::IN_FLIGHT);
     let (recycle_tx, recycle_rx) = mpsc::channel();
     std::thread::scope(|s| {
         let worker = s.spawn(move || {
             let mut unpacker = unpack::Unpacker::new(root_fd, opts);
-            let mut tar = tar::TarReader::new(pipe::ChannelReader::new(rx, recycle_tx));
-            unpacker
-                .run(&mut tar)
-                .map(|()| (unpacker.entries, unpacker.warnings))
+            let hasher = (!hash_while_reading).then(Sha256Hasher::new);
+            let mut tar = tar::TarReader::new(pipe::ChannelReader::new(rx, recycle_tx, hasher));
+            unpacker.run(&mut tar).map(|()| {
+                let hasher = tar.into_inner().into_hasher();
+                (unpacker.entries, unpacker.warnings, hasher)
+            })
         });
-        // Decompression and hashing run here, on the caller's thread (the reader need not be
-        // `Send`); the tar is applied on the worker.
-        let produced = decompress::decompress(layer)
-            .and_then(|(_, reader)| pipe::produce(reader, tx, recycle_rx));
+        // Reading and decompression run here; the tar is applied on the worker.
+        let hasher = hash_while_reading.then(Sha256Hasher::new);
+        let produced = pipe::produce(reader, tx, recycle_rx, hasher);
         let applied = match worker.join() {
             Ok(r) => r,
             Err(panic) => std::panic::resume_unwind(panic),
@@ -107,12 +111,17 @@ pub fn apply_layer<R: Read>(
             // A read error explains whatever the worker saw (a truncated stream).
             (Err(e), _) => Err(ApplyError::Read(e)),
             (Ok(_), Err(e)) => Err(e),
-            (Ok((diff_id, bytes)), Ok((entries, warnings))) => Ok(ApplyReport {
-                entries,
-                bytes,
-                warnings,
-                diff_id,
-            }),
+            (Ok(read_side), Ok((entries, warnings, apply_side))) => {
+                let hasher = read_side
+                    .or(apply_side)
+                    .expect("exactly one side of the pipeline hashes the stream");
+                Ok(ApplyReport {
+                    entries,
+                    bytes: hasher.len(),
+                    warnings,
+                    diff_id: hasher.finish(),
+                })
+            }
         }
     })
 }

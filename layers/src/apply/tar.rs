@@ -93,6 +93,11 @@ impl<R: BufRead> TarReader<R> {
         }
     }
 
+    /// The underlying reader.
+    pub fn into_inner(self) -> R {
+        self.r
+    }
+
     /// Reads one block; `Ok(false)` at a clean end of stream before its first byte.
     fn read_block(&mut self, block: &mut [u8; BLOCK as usize]) -> Result<bool, ApplyError> {
         let mut filled = 0;

@@ -47,7 +47,13 @@ pub struct Unpacker<'o> {
     deferred: Vec<Deferred>,
     pub entries: u64,
     pub warnings: Vec<String>,
+    /// Warnings beyond [`MAX_WARNINGS`], counted instead of stored (a hostile layer of a million
+    /// device nodes must not grow memory).
+    suppressed_warnings: u64,
 }
+
+/// Warnings kept verbatim in the report.
+const MAX_WARNINGS: usize = 100;
 
 /// What a base name means, on bytes (names need not be UTF-8).
 enum Whiteout<'a> {
@@ -104,6 +110,7 @@ impl<'o> Unpacker<'o> {
             deferred: Vec::new(),
             entries: 0,
             warnings: Vec::new(),
+            suppressed_warnings: 0,
         }
     }
 
@@ -136,6 +143,17 @@ impl<'o> Unpacker<'o> {
             return self.directory(e, &path);
         }
         let (parent, base) = split_parent(&path);
+        // Whiteout names are reserved (image-spec layer.md): one used as a *directory* would make
+        // the applier create a whiteout-named entry, which must never exist in a tree.
+        if parent
+            .split(|&b| b == b'/')
+            .any(|c| c.starts_with(WHITEOUT_PREFIX.as_bytes()))
+        {
+            return Err(ApplyError::InvalidEntry {
+                path: show(&e.path),
+                reason: "a whiteout name (`.wh.*`) is used as a directory",
+            });
+        }
         match whiteout_of(base) {
             Whiteout::Opaque => return self.opaque(e, parent),
             Whiteout::Delete(target) => return self.whiteout(e, parent, target),
@@ -156,7 +174,7 @@ impl<'o> Unpacker<'o> {
                     };
                     self.special(e, &path, ft)
                 } else {
-                    self.warnings.push(format!(
+                    self.warn(|| format!(
                         "skipped device node `{}` ({}:{}): devices are only created when running as root with devices allowed",
                         show(&e.path),
                         e.dev_major,
@@ -166,13 +184,23 @@ impl<'o> Unpacker<'o> {
                 }
             }
             Kind::Other(flag) => {
-                self.warnings.push(format!(
-                    "skipped entry `{}` of unsupported tar type {:?}",
-                    show(&e.path),
-                    char::from(flag)
-                ));
+                self.warn(|| {
+                    format!(
+                        "skipped entry `{}` of unsupported tar type {:?}",
+                        show(&e.path),
+                        char::from(flag)
+                    )
+                });
                 Ok(())
             }
+        }
+    }
+
+    fn warn(&mut self, message: impl FnOnce() -> String) {
+        if self.warnings.len() < MAX_WARNINGS {
+            self.warnings.push(message());
+        } else {
+            self.suppressed_warnings += 1;
         }
     }
 
@@ -220,30 +248,36 @@ impl<'o> Unpacker<'o> {
     fn set_xattrs(&mut self, fd: BorrowedFd<'_>, e: &Entry) {
         for (name, value) in &e.xattrs {
             if FORBIDDEN_XATTR_PREFIXES.iter().any(|p| name.starts_with(p)) {
-                self.warnings.push(format!(
-                    "ignored xattr `{}` on `{}`: overlay attributes may not come from a layer",
-                    show(name),
-                    show(&e.path)
-                ));
+                self.warn(|| {
+                    format!(
+                        "ignored xattr `{}` on `{}`: overlay attributes may not come from a layer",
+                        show(name),
+                        show(&e.path)
+                    )
+                });
                 continue;
             }
             if let Err(err) = rfs::fsetxattr(fd, name.as_slice(), value, rfs::XattrFlags::empty()) {
-                self.warnings.push(format!(
-                    "could not set xattr `{}` on `{}`: {err}",
-                    show(name),
-                    show(&e.path)
-                ));
+                self.warn(|| {
+                    format!(
+                        "could not set xattr `{}` on `{}`: {err}",
+                        show(name),
+                        show(&e.path)
+                    )
+                });
             }
         }
     }
 
     fn warn_xattrs_unsupported(&mut self, e: &Entry) {
         if !e.xattrs.is_empty() {
-            self.warnings.push(format!(
-                "ignored {} xattr(s) on `{}`: xattrs are only applied to files and directories",
-                e.xattrs.len(),
-                show(&e.path)
-            ));
+            self.warn(|| {
+                format!(
+                    "ignored {} xattr(s) on `{}`: xattrs are only applied to files and directories",
+                    e.xattrs.len(),
+                    show(&e.path)
+                )
+            });
         }
     }
 
@@ -255,13 +289,23 @@ impl<'o> Unpacker<'o> {
     ) -> Result<(), ApplyError> {
         let (parent, base) = split_parent(path);
         let dir = self.parent_of(parent, path)?;
-        self.clear(dir.as_fd(), base, path)?;
-        let fd = rfs::openat(
-            &*dir,
-            base,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )
+        let create = || {
+            rfs::openat(
+                &*dir,
+                base,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            )
+        };
+        // Create first and clear only on EEXIST: the common case (a new file) then costs no
+        // extra lookup. O_CREAT|O_EXCL never follows or opens what is already there.
+        let fd = match create() {
+            Err(Errno::EXIST) => {
+                self.clear(dir.as_fd(), base, path)?;
+                create()
+            }
+            other => other,
+        }
         .map_err(io_err(path, "creating the file"))?;
         let mut file = std::fs::File::from(fd);
         loop {
@@ -294,14 +338,20 @@ impl<'o> Unpacker<'o> {
         } else {
             let (parent, base) = split_parent(path);
             let dir = self.parent_of(parent, path)?;
-            match rfs::statat(&*dir, base, AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {}
-                Ok(_) => {
-                    self.clear(dir.as_fd(), base, path)?;
-                    self.mkdir(&dir, base, path)?;
-                }
-                Err(Errno::NOENT) => self.mkdir(&dir, base, path)?,
-                Err(err) => return Err(io_err(path, "inspecting the existing entry")(err)),
+            // Owner-writable until the deferred chmod, so a non-root user can add children.
+            match rfs::mkdirat(&*dir, base, Mode::from_raw_mode(0o700)) {
+                Ok(()) => {}
+                Err(Errno::EXIST) => match rfs::statat(&*dir, base, AtFlags::SYMLINK_NOFOLLOW) {
+                    // A directory over a directory keeps its contents.
+                    Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {}
+                    Ok(_) => {
+                        self.clear(dir.as_fd(), base, path)?;
+                        rfs::mkdirat(&*dir, base, Mode::from_raw_mode(0o700))
+                            .map_err(io_err(path, "mkdir"))?;
+                    }
+                    Err(err) => return Err(io_err(path, "inspecting the existing entry")(err)),
+                },
+                Err(err) => return Err(io_err(path, "mkdir")(err)),
             }
             rfs::openat(
                 &*dir,
@@ -322,11 +372,6 @@ impl<'o> Unpacker<'o> {
         Ok(())
     }
 
-    fn mkdir(&mut self, dir: &OwnedFd, base: &[u8], path: &[u8]) -> Result<(), ApplyError> {
-        // Owner-writable until the deferred chmod, so children can be added by a non-root user.
-        rfs::mkdirat(dir, base, Mode::from_raw_mode(0o700)).map_err(io_err(path, "mkdir"))
-    }
-
     fn symlink(&mut self, e: &Entry, path: &[u8]) -> Result<(), ApplyError> {
         if e.link.is_empty() {
             return Err(ApplyError::InvalidEntry {
@@ -336,18 +381,28 @@ impl<'o> Unpacker<'o> {
         }
         let (parent, base) = split_parent(path);
         let dir = self.parent_of(parent, path)?;
-        self.clear(dir.as_fd(), base, path)?;
         // The target is stored verbatim: it is data, and every later lookup through it is
-        // contained by RESOLVE_IN_ROOT.
-        rfs::symlinkat(e.link.as_slice(), &*dir, base).map_err(io_err(path, "symlink"))?;
+        // contained by RESOLVE_IN_ROOT. symlinkat never follows an existing name (EEXIST).
+        match rfs::symlinkat(e.link.as_slice(), &*dir, base) {
+            Err(Errno::EXIST) => {
+                self.clear(dir.as_fd(), base, path)?;
+                rfs::symlinkat(e.link.as_slice(), &*dir, base)
+            }
+            other => other,
+        }
+        .map_err(io_err(path, "symlink"))?;
         self.name_metadata(&dir, base, e, path, false)?;
         self.created.insert(path.to_vec());
         Ok(())
     }
 
     fn hardlink(&mut self, e: &Entry, path: &[u8]) -> Result<(), ApplyError> {
-        let target = clean(&e.link)
-            .map_err(|p| name_error(&e.link, p, "the hardlink target climbs above the root"))?;
+        let target = clean(&e.link).map_err(|p| {
+            let mut shown = e.path.clone();
+            shown.extend_from_slice(b" => ");
+            shown.extend_from_slice(&e.link);
+            name_error(&shown, p, "the hardlink target climbs above the root")
+        })?;
         if target.is_empty() {
             return Err(ApplyError::InvalidEntry {
                 path: show(&e.path),
@@ -538,6 +593,12 @@ impl<'o> Unpacker<'o> {
 
     /// Applies directory modes and times, after every entry is in place.
     fn finish(&mut self) -> Result<(), ApplyError> {
+        if self.suppressed_warnings > 0 {
+            self.warnings.push(format!(
+                "... and {} more warnings",
+                self.suppressed_warnings
+            ));
+        }
         self.root.invalidate();
         for d in std::mem::take(&mut self.deferred) {
             // Re-resolved inside the root; a path that is no longer a directory (replaced later
