@@ -54,7 +54,9 @@ pub enum DigestError {
     MissingAlgorithm(String),
     #[error("digest {0:?} uses an unsupported algorithm (expected sha256 or sha512)")]
     UnsupportedAlgorithm(String),
-    #[error("digest {input:?} must have exactly {expected} lower-case hex characters after the colon")]
+    #[error(
+        "digest {input:?} must have exactly {expected} lower-case hex characters after the colon"
+    )]
     BadHex { input: String, expected: usize },
 }
 

@@ -63,12 +63,18 @@ impl MediaType {
 
     /// Whether this names an image index or a Docker manifest list.
     pub fn is_index(&self) -> bool {
-        matches!(self, MediaType::OciImageIndex | MediaType::DockerManifestList)
+        matches!(
+            self,
+            MediaType::OciImageIndex | MediaType::DockerManifestList
+        )
     }
 
     /// Whether this names a single-platform image manifest.
     pub fn is_manifest(&self) -> bool {
-        matches!(self, MediaType::OciImageManifest | MediaType::DockerManifest)
+        matches!(
+            self,
+            MediaType::OciImageManifest | MediaType::DockerManifest
+        )
     }
 }
 

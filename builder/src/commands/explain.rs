@@ -37,7 +37,12 @@ pub fn run(a: &ExplainArgs) -> Result<(), Failure> {
                 ));
                 for s in &rec.steps {
                     let status = if s.cached { "CACHED" } else { "built " };
-                    out.push_str(&format!("  {status} [{} {}] {}", s.stage_name, s.index + 1, s.name));
+                    out.push_str(&format!(
+                        "  {status} [{} {}] {}",
+                        s.stage_name,
+                        s.index + 1,
+                        s.name
+                    ));
                     if let Some(r) = &s.miss_reason {
                         out.push_str(&format!(": {r}"));
                     } else if !s.cached && s.inputs.op != "from" {
