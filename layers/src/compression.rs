@@ -225,8 +225,19 @@ impl<W: Write> ParallelGzip<W> {
             let handle = std::thread::Builder::new()
                 .name(format!("gzip-{i}"))
                 .spawn(move || {
+                    // One deflate state per worker, reset between blocks (as pigz does): a
+                    // reset state compresses exactly like a new one, without reallocating.
+                    let mut state: Option<Compress> = None;
                     for job in rx {
-                        let result = compress_block(&job.data, &job.dict, job.level, job.last);
+                        let c = match state.as_mut() {
+                            Some(c) => {
+                                c.reset();
+                                c
+                            }
+                            None => state
+                                .insert(Compress::new(flate2::Compression::new(job.level), false)),
+                        };
+                        let result = compress_block(c, &job.data, &job.dict, job.last);
                         // The receiver may be gone if the compressor was dropped mid-stream.
                         let _ = job.reply.send(result);
                     }
@@ -330,10 +341,11 @@ impl<W: Write> Write for ParallelGzip<W> {
 }
 
 /// Compresses one block as raw deflate primed with `dict`; see the module doc.
-fn compress_block(data: &[u8], dict: &[u8], level: u32, last: bool) -> io::Result<BlockOut> {
+fn compress_block(c: &mut Compress, data: &[u8], dict: &[u8], last: bool) -> io::Result<BlockOut> {
     let mut crc = Crc::new();
     crc.update(data);
-    let mut c = Compress::new(flate2::Compression::new(level), false);
+    // Counters are only compared relative to their start, whatever `reset` does to them.
+    let start_in = c.total_in();
     if !dict.is_empty() {
         c.set_dictionary(dict)
             .map_err(|e| io::Error::other(format!("priming a deflate block: {e}")))?;
@@ -348,13 +360,14 @@ fn compress_block(data: &[u8], dict: &[u8], level: u32, last: bool) -> io::Resul
         if compressed.capacity() - compressed.len() < 4096 {
             compressed.reserve(data.len() / 4 + 4096);
         }
-        let consumed = usize::try_from(c.total_in()).expect("a block is smaller than usize");
+        let consumed =
+            usize::try_from(c.total_in() - start_in).expect("a block is smaller than usize");
         let before_out = compressed.len();
         let spare = compressed.capacity() - compressed.len();
         let status = c
             .compress_vec(&data[consumed..], &mut compressed, flush)
             .map_err(|e| io::Error::other(format!("deflating a block: {e}")))?;
-        let all_in = c.total_in() == data.len() as u64;
+        let all_in = c.total_in() - start_in == data.len() as u64;
         let produced = compressed.len() - before_out;
         let done = match status {
             Status::StreamEnd => true,
