@@ -127,11 +127,26 @@ fn make_tree(root: &Path, total: u64) -> io::Result<()> {
 struct Row {
     tool: String,
     secs: f64,
+    /// user + system CPU seconds: steadier than wall time on a shared machine.
+    cpu: f64,
     input: u64,
     output: u64,
 }
 
-fn shell(cmd: &str) -> f64 {
+/// user + system CPU seconds used so far by this process (`who = RUSAGE_SELF`) or by its
+/// waited-for children (`RUSAGE_CHILDREN`).
+fn cpu_secs(who: libc::c_int) -> f64 {
+    // SAFETY: getrusage only writes into the zeroed struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid, writable rusage.
+    unsafe { libc::getrusage(who, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Runs `cmd` with `sh -c`; returns (wall seconds, CPU seconds of the whole pipeline).
+fn shell(cmd: &str) -> (f64, f64) {
+    let cpu0 = cpu_secs(libc::RUSAGE_CHILDREN);
     let t = Instant::now();
     let status = Command::new("sh")
         .arg("-c")
@@ -140,10 +155,14 @@ fn shell(cmd: &str) -> f64 {
         .status()
         .expect("run sh");
     assert!(status.success(), "{cmd} failed");
-    t.elapsed().as_secs_f64()
+    (
+        t.elapsed().as_secs_f64(),
+        cpu_secs(libc::RUSAGE_CHILDREN) - cpu0,
+    )
 }
 
-fn rbuild(store: &Store, tree: &Path, kind: Compression) -> (f64, u64, u64) {
+fn rbuild(store: &Store, tree: &Path, kind: Compression) -> Row {
+    let cpu0 = cpu_secs(libc::RUSAGE_SELF);
     let t = Instant::now();
     let entries = entries_from_dir(tree, &DirOptions::default()).expect("walk");
     let info = write_layer(
@@ -155,7 +174,13 @@ fn rbuild(store: &Store, tree: &Path, kind: Compression) -> (f64, u64, u64) {
         },
     )
     .expect("write layer");
-    (t.elapsed().as_secs_f64(), info.uncompressed_size, info.size)
+    Row {
+        tool: String::new(),
+        secs: t.elapsed().as_secs_f64(),
+        cpu: cpu_secs(libc::RUSAGE_SELF) - cpu0,
+        input: info.uncompressed_size,
+        output: info.size,
+    }
 }
 
 /// Child mode: write a gzip layer from `tree`, then extract it; print peak RSS of each phase.
@@ -199,6 +224,20 @@ fn main() {
         rss_child(Path::new(&args[2]), Path::new(&args[3]));
         return;
     }
+    if args.len() == 5 && args[1] == "--compress-file" {
+        // Diagnostic: compress one file with rbuild's compressor only (no tar, no hashing).
+        let kind: Compression = args[2].parse().expect("compression");
+        let threads: usize = args[3].parse().expect("threads");
+        let t = Instant::now();
+        let mut input = fs::File::open(&args[4]).expect("input");
+        let mut c =
+            rbuild_layers::compression::compressor_with_threads(kind, None, threads, io::sink())
+                .expect("compressor");
+        io::copy(&mut input, &mut c).expect("compress");
+        c.finish().expect("finish");
+        println!("{:.2}s", t.elapsed().as_secs_f64());
+        return;
+    }
     let size_mib = env_mib("RBUILD_BENCH_MIB", 512);
     let rss_mib = env_mib("RBUILD_BENCH_RSS_MIB", 1024);
     let base = std::env::temp_dir().join("rbuild-bench");
@@ -215,60 +254,53 @@ fn main() {
     let t = tree.display();
 
     // Warm the page cache so every contender reads from memory.
-    shell(&format!("tar -cf - -C {t} . > /dev/null"));
+    let _ = shell(&format!("tar -cf - -C {t} . > /dev/null"));
     let tar_size = {
-        shell(&format!("tar -cf {} -C {t} .", out("plain.tar").display()));
+        let _ = shell(&format!("tar -cf {} -C {t} .", out("plain.tar").display()));
         size_of(&out("plain.tar"))
     };
     let _ = fs::remove_file(out("plain.tar"));
 
     let mut rows = Vec::new();
-    let (secs, input, output) = rbuild(&store, &tree, Compression::None);
     rows.push(Row {
         tool: "rbuild uncompressed (walk + tar + sha256)".into(),
-        secs,
-        input,
-        output,
+        ..rbuild(&store, &tree, Compression::None)
     });
-    let (secs, input, output) = rbuild(&store, &tree, Compression::Gzip);
     rows.push(Row {
         tool: "rbuild gzip (level 6)".into(),
-        secs,
-        input,
-        output,
+        ..rbuild(&store, &tree, Compression::Gzip)
     });
     for (tool, cmd, file) in [
         ("tar -c | pigz -6", "pigz -6", "pigz.tgz"),
         ("tar -c | gzip -6", "gzip -6", "gzip.tgz"),
     ] {
         let p = out(file);
-        let secs = shell(&format!(
+        let (secs, cpu) = shell(&format!(
             "tar -cf - -C {t} . | {cmd} > {0} && sync {0}",
             p.display()
         ));
         rows.push(Row {
             tool: tool.into(),
             secs,
+            cpu,
             input: tar_size,
             output: size_of(&p),
         });
         let _ = fs::remove_file(p);
     }
-    let (secs, input, output) = rbuild(&store, &tree, Compression::Zstd);
     rows.push(Row {
         tool: "rbuild zstd (level 3)".into(),
-        secs,
-        input,
-        output,
+        ..rbuild(&store, &tree, Compression::Zstd)
     });
     let p = out("zstd.tzst");
-    let secs = shell(&format!(
+    let (secs, cpu) = shell(&format!(
         "tar -cf - -C {t} . | zstd -q -3 -T0 > {0} && sync {0}",
         p.display()
     ));
     rows.push(Row {
         tool: "tar -c | zstd -3 -T0".into(),
         secs,
+        cpu,
         input: tar_size,
         output: size_of(&p),
     });
@@ -281,13 +313,14 @@ fn main() {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     println!();
-    println!("| tool | time (s) | MiB/s | compressed (MiB) | ratio |");
-    println!("|---|---:|---:|---:|---:|");
+    println!("| tool | wall (s) | CPU (s) | MiB/s | compressed (MiB) | ratio |");
+    println!("|---|---:|---:|---:|---:|---:|");
     for r in &rows {
         println!(
-            "| {} | {:.2} | {:.0} | {:.1} | {:.2} |",
+            "| {} | {:.2} | {:.2} | {:.0} | {:.1} | {:.2} |",
             r.tool,
             r.secs,
+            r.cpu,
             r.input as f64 / MIB as f64 / r.secs,
             r.output as f64 / MIB as f64,
             r.input as f64 / r.output.max(1) as f64
