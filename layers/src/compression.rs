@@ -565,6 +565,17 @@ mod tests {
     }
 
     #[test]
+    fn output_does_not_depend_on_write_sizes() {
+        let data = sample(9 << 20);
+        for kind in [Compression::Gzip, Compression::Zstd] {
+            let chunked = compress(kind, None, 2, &data);
+            let mut c = compressor_with_threads(kind, None, 2, Vec::new()).unwrap();
+            c.write_all(&data).unwrap();
+            assert_eq!(c.finish().unwrap(), chunked, "{kind:?}");
+        }
+    }
+
+    #[test]
     fn bad_levels_are_rejected() {
         assert!(matches!(
             compressor_with_threads(Compression::Gzip, Some(10), 1, Vec::new()),
