@@ -4,7 +4,21 @@
 //!
 //! `cargo bench -p rbuild-layers --bench layer_write` prints a markdown table.
 //! Sizes: `RBUILD_BENCH_MIB` (default 512) for the speed tree, `RBUILD_BENCH_RSS_MIB` (default
-//! 1024) for the memory run. The machine is shared, so take single runs with a grain of salt.
+//! 1024) for the memory run. The machine is shared, so take single runs with a grain of salt;
+//! the CPU column (user + system seconds of the whole pipeline) is steadier than wall time.
+//!
+//! A run on the 2-core development VM (512 MiB tree, 3.5× compressible):
+//!
+//! | tool | wall (s) | CPU (s) | MiB/s | compressed (MiB) | ratio |
+//! |---|---:|---:|---:|---:|---:|
+//! | rbuild uncompressed (walk + tar + sha256) | 1.15 | 0.99 | 449 | 514.7 | 1.00 |
+//! | rbuild gzip (level 6) | 4.95 | 8.73 | 104 | 146.1 | 3.52 |
+//! | tar -c \| pigz -6 | 12.06 | 20.29 | 43 | 148.5 | 3.47 |
+//! | tar -c \| gzip -6 | 35.10 | 26.64 | 15 | 148.7 | 3.46 |
+//! | rbuild zstd (level 3) | 2.76 | 4.35 | 187 | 147.6 | 3.49 |
+//! | tar -c \| zstd -3 -T0 | 3.40 | 4.16 | 151 | 148.1 | 3.47 |
+//!
+//! Peak RSS for a 1029 MiB gzip layer: write + compress 12.0 MiB, decompress + extract 6.7 MiB.
 
 use std::fs;
 use std::io::{self, Write};
