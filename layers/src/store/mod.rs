@@ -29,6 +29,8 @@
 //!   match its name is removed and reported as [`StoreError::CorruptBlob`], never used.
 //! * A process killed mid-write leaves only a temp file whose lock died with it; the next
 //!   [`Store::open`] removes such files (after a short grace, see `fsutil::STALE_TEMP_GRACE`).
+//! * `open` takes `locks/gc.lock` shared, so it waits while a prune runs, and a prune refuses
+//!   to start while any other process has the store open.
 //! * What is kept: blobs reachable from `index.json` or from a cache record, following the
 //!   descriptors inside JSON blobs (index → manifest → config and layers). Everything else may be
 //!   removed by [`Store::prune`], least recently used first.
@@ -231,6 +233,22 @@ impl Store {
     /// Marks a blob as just used (LRU). Best effort: a failure only affects prune order.
     fn touch_blob(&self, digest: &Digest) {
         let _ = filetime::set_file_mtime(self.blob_path(digest), filetime::FileTime::now());
+    }
+
+    /// Marks a blob as used for LRU pruning without reading it (e.g. a cache hit that only
+    /// needs to know the blob is there). [`Store::open_blob`] does this itself.
+    pub fn mark_blob_used(&self, digest: &Digest) {
+        self.touch_blob(digest);
+    }
+
+    /// Marks snapshot `snapshots/<name>/` as used for LRU pruning. Best effort.
+    pub fn mark_snapshot_used(&self, name: &str) {
+        if !name.is_empty() && !name.contains('/') && name != "." && name != ".." {
+            let _ = filetime::set_file_mtime(
+                self.snapshots_dir().join(name),
+                filetime::FileTime::now(),
+            );
+        }
     }
 }
 

@@ -37,6 +37,19 @@ fn spawn_child(mode: &str, dir: &Path) -> std::process::Child {
         .unwrap()
 }
 
+/// Child body for `layer:<store>|<tree>`: write a layer like a build step would, then tag it.
+fn layer_child(dir: &str) {
+    let (store_dir, tree) = dir.split_once('|').unwrap();
+    let store = Store::open(Path::new(store_dir)).unwrap();
+    let entries =
+        crate::entries_from_dir(Path::new(tree), &crate::tar::DirOptions::default()).unwrap();
+    let info = crate::write_layer(&store, entries, &crate::LayerOptions::default()).unwrap();
+    let desc = Descriptor::new(info.media_type, info.digest, info.size);
+    store
+        .set_ref(&format!("child-{}", std::process::id()), &desc)
+        .unwrap();
+}
+
 /// Not a test on its own: when the env var is set, this is the body of a helper process.
 /// `same:<dir>` writes [`big_blob`] in small pieces and tags it with the pid;
 /// `slow:<dir>` writes a blob slowly forever (the parent kills it).
@@ -46,6 +59,9 @@ fn child_process_entry() {
         return;
     };
     let (mode, dir) = spec.split_once(':').unwrap();
+    if mode == "layer" {
+        return layer_child(dir);
+    }
     let store = Store::open(Path::new(dir)).unwrap();
     match mode {
         "same" => {
@@ -464,4 +480,35 @@ fn disk_usage_prints_a_table() {
     let text = du.to_string();
     assert!(text.contains("blobs"), "{text}");
     assert!(text.contains("2.0 KiB"), "{text}");
+}
+
+#[test]
+fn two_processes_writing_the_same_layer_into_one_store_both_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    for i in 0..40 {
+        let d = tree.join(format!("d{}", i % 5));
+        fs::create_dir_all(&d).unwrap();
+        fs::write(
+            d.join(format!("f{i}")),
+            format!("file {i}\n").repeat(2000 * (i + 1)),
+        )
+        .unwrap();
+    }
+    let store_dir = dir.path().join("store");
+    let spec = format!("{}|{}", store_dir.display(), tree.display());
+    let mut a = spawn_child("layer", Path::new(&spec));
+    let mut b = spawn_child("layer", Path::new(&spec));
+    assert!(a.wait().unwrap().success());
+    assert!(b.wait().unwrap().success());
+    let store = Store::open(&store_dir).unwrap();
+    let refs = store.list_refs().unwrap();
+    assert_eq!(refs.len(), 2);
+    assert_eq!(
+        refs[0].1.digest, refs[1].1.digest,
+        "same tree, same layer digest"
+    );
+    store.verify_blob(&refs[0].1.digest).unwrap();
+    assert!(entries(&store.tmp_dir()).is_empty());
+    assert_eq!(entries(&store_dir.join("blobs/sha256")).len(), 1);
 }

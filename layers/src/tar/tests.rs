@@ -344,6 +344,36 @@ fn source_date_epoch_clamps_only_later_mtimes() {
 }
 
 #[test]
+fn unreadable_source_fails_naming_it_and_leaves_no_temp_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("store")).unwrap();
+    let missing = dir.path().join("missing.txt");
+    let entries = vec![LayerEntry {
+        path: "a".into(),
+        kind: EntryKind::File {
+            source: missing.clone(),
+        },
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        mtime: 0,
+        xattrs: BTreeMap::new(),
+    }];
+    let err = write_layer(&store, entries, &opts(Compression::Gzip, 2)).unwrap_err();
+    assert!(
+        matches!(&err, LayerError::Io { op: "opening", path, .. } if *path == missing),
+        "{err}"
+    );
+    assert_eq!(fs::read_dir(store.tmp_dir()).unwrap().count(), 0);
+    assert_eq!(
+        fs::read_dir(store.root().join("blobs/sha256"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+#[test]
 fn empty_layer_is_two_zero_blocks() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();

@@ -2,18 +2,21 @@
 //!
 //! The whole layer is streamed once: each file is read from disk exactly once, the uncompressed
 //! sha256 (diffID) is computed on the tar bytes as they are produced, and the compressed sha256
-//! by the store's [`crate::BlobWriter`] as they are written. Memory stays bounded by the
-//! compressor's in-flight blocks and one copy buffer.
+//! by the store's [`crate::BlobWriter`] as they are written. Reading and hashing run on the
+//! calling thread; compressing and storing run on a second thread fed through a small bounded
+//! channel (like `tar | pigz`), so reading files overlaps with compression. Memory stays
+//! bounded by that channel, the compressor's in-flight blocks and one copy buffer.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::MetadataExt;
+use std::thread::JoinHandle;
 
 use super::entry::{sort_entries, validate_sorted, EntryKind, LayerEntry};
 use super::header::{self, HeaderFields};
 use super::LayerError;
-use crate::compression::{compressor_with_threads, default_threads};
-use crate::{Compression, Digest, MediaType, Sha256Hasher, Store};
+use crate::compression::{compressor_with_threads, default_threads, Compressor};
+use crate::{BlobWriter, Compression, Digest, MediaType, Sha256Hasher, Store};
 
 /// How to write a layer.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -60,6 +63,78 @@ impl<W: Write> Write for DiffHasher<W> {
 
 /// Size of the buffer files are copied through (and of the writes into the compressor).
 const COPY_BUF: usize = 256 * 1024;
+/// Chunks of `COPY_BUF` bytes queued between the reading and the compressing thread.
+const PIPE_DEPTH: usize = 8;
+
+/// Sends the tar stream to a thread that compresses it into the blob writer.
+struct Pipe {
+    tx: Option<crossbeam_channel::Sender<Vec<u8>>>,
+    worker: Option<JoinHandle<io::Result<BlobWriter>>>,
+}
+
+impl Pipe {
+    fn new(mut comp: Compressor<BlobWriter>) -> Result<Pipe, LayerError> {
+        let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(PIPE_DEPTH);
+        let worker = std::thread::Builder::new()
+            .name("layer-compress".into())
+            .spawn(move || {
+                for chunk in rx {
+                    comp.write_all(&chunk)?;
+                }
+                comp.finish()
+            })
+            .map_err(LayerError::Write)?;
+        Ok(Pipe {
+            tx: Some(tx),
+            worker: Some(worker),
+        })
+    }
+
+    /// Closes the stream and returns the blob writer with everything compressed into it.
+    fn finish(mut self) -> io::Result<BlobWriter> {
+        self.tx = None;
+        self.join()
+    }
+
+    fn join(&mut self) -> io::Result<BlobWriter> {
+        match self.worker.take() {
+            Some(h) => h
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the compression thread panicked"))),
+            None => Err(io::Error::other("the compression thread already finished")),
+        }
+    }
+}
+
+impl Write for Pipe {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let sent = self.tx.as_ref().map(|tx| tx.send(buf.to_vec()));
+        match sent {
+            Some(Ok(())) => Ok(buf.len()),
+            // The worker stopped early: it failed, and its error is the one to report.
+            _ => {
+                self.tx = None;
+                Err(match self.join() {
+                    Err(e) => e,
+                    Ok(_) => io::Error::other("the compression thread stopped early"),
+                })
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        self.tx = None;
+        // On an early return the worker finishes what was queued; its result is dropped and the
+        // blob writer inside removes its temp file.
+        let _ = self.join();
+    }
+}
 
 /// Writes `entries` as one layer blob into `store`. Entries are sorted into the canonical order
 /// first (see [`super::sort_entries`]) and validated; the same entries and file contents always
@@ -77,7 +152,7 @@ pub fn write_layer(
     let mut out = BufWriter::with_capacity(
         COPY_BUF,
         DiffHasher {
-            inner: comp,
+            inner: Pipe::new(comp)?,
             hasher: Sha256Hasher::new(),
         },
     );
