@@ -7,18 +7,19 @@
 //! 1024) for the memory run. The machine is shared, so take single runs with a grain of salt;
 //! the CPU column (user + system seconds of the whole pipeline) is steadier than wall time.
 //!
-//! A run on the 2-core development VM (512 MiB tree, 3.5× compressible):
+//! A run on the shared 2-core development VM (512 MiB tree, 3.5× compressible); zstd wall
+//! times varied between runs (rbuild 1.5–2.8 s, CLI 1.5–3.4 s) with the load of other jobs:
 //!
 //! | tool | wall (s) | CPU (s) | MiB/s | compressed (MiB) | ratio |
 //! |---|---:|---:|---:|---:|---:|
-//! | rbuild uncompressed (walk + tar + sha256) | 1.15 | 0.99 | 449 | 514.7 | 1.00 |
-//! | rbuild gzip (level 6) | 4.95 | 8.73 | 104 | 146.1 | 3.52 |
-//! | tar -c \| pigz -6 | 12.06 | 20.29 | 43 | 148.5 | 3.47 |
-//! | tar -c \| gzip -6 | 35.10 | 26.64 | 15 | 148.7 | 3.46 |
-//! | rbuild zstd (level 3) | 2.76 | 4.35 | 187 | 147.6 | 3.49 |
-//! | tar -c \| zstd -3 -T0 | 3.40 | 4.16 | 151 | 148.1 | 3.47 |
+//! | rbuild uncompressed (walk + tar + sha256) | 0.76 | 1.00 | 676 | 514.7 | 1.00 |
+//! | rbuild gzip (level 6) | 4.90 | 9.16 | 105 | 146.1 | 3.52 |
+//! | tar -c \| pigz -6 | 10.95 | 21.01 | 47 | 148.5 | 3.47 |
+//! | tar -c \| gzip -6 | 23.37 | 23.92 | 22 | 148.7 | 3.46 |
+//! | rbuild zstd (level 3) | 2.20 | 3.99 | 234 | 147.6 | 3.49 |
+//! | tar -c \| zstd -3 -T0 | 1.51 | 2.80 | 342 | 148.1 | 3.47 |
 //!
-//! Peak RSS for a 1029 MiB gzip layer: write + compress 12.0 MiB, decompress + extract 6.7 MiB.
+//! Peak RSS for a 1029 MiB gzip layer: write + compress 16.5 MiB, decompress + extract 11.6 MiB.
 
 use std::fs;
 use std::io::{self, Write};
