@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `rbuild` binary against real tools and servers.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod build_devprod;
 mod cli;
 mod fixtures;
