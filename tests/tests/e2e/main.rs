@@ -2,5 +2,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod build_devprod;
+mod build_git;
 mod cli;
 mod fixtures;
