@@ -2,6 +2,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod build_devprod;
+mod build_errors;
 mod build_git;
+mod build_multistage;
 mod cli;
 mod fixtures;
