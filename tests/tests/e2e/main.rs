@@ -4,6 +4,7 @@
 mod build_devprod;
 mod build_errors;
 mod build_git;
+mod build_instructions;
 mod build_multistage;
 mod cli;
 mod fixtures;
