@@ -151,7 +151,7 @@ fn default_name_revision_label_and_created_time_come_from_the_commit() {
     );
     assert_eq!(
         oci::ref_names(&out),
-        [sha.clone()],
+        std::slice::from_ref(&sha),
         "the layout names it by the commit"
     );
     let cfg = oci::read_config(&out, &sha);
