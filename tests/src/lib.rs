@@ -10,7 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+pub mod build;
+pub mod crun;
 pub mod image;
+pub mod oci;
+pub mod progress;
 
 /// The `rbuild` binary built by `cargo build` (or `$RBUILD_BIN`).
 pub fn rbuild_bin() -> PathBuf {

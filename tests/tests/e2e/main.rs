@@ -1,5 +1,13 @@
 //! End-to-end tests: the real `rbuild` binary against real tools and servers.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod build_concurrency;
+mod build_copy;
+mod build_devprod;
+mod build_errors;
+mod build_git;
+mod build_instructions;
+mod build_multistage;
+mod build_outputs;
 mod cli;
 mod fixtures;
