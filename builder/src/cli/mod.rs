@@ -39,7 +39,8 @@ impl From<UsageError> for Failure {
     }
 }
 
-/// Formats an error and its sources as `top: cause: cause`.
+/// Formats an error and its sources as `top: cause: cause`, skipping a cause whose text the
+/// message already contains (some library errors quote their cause).
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut cur = e.source();
@@ -80,7 +81,7 @@ pub fn main() -> i32 {
             EXIT_USAGE
         }
         Err(Failure::Build(e)) => {
-            let _ = writeln!(std::io::stderr(), "error: {e:#}");
+            let _ = writeln!(std::io::stderr(), "error: {}", error_chain(e.as_ref()));
             EXIT_BUILD_FAILED
         }
     }

@@ -135,6 +135,7 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
         no_cache: opts.no_cache,
         no_cache_stages,
         epoch,
+        epoch_in_key: sde.as_deref().is_some_and(|v| !v.is_empty()),
         compression,
         compression_level,
         normalize_modes: git.is_some(),

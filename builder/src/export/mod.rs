@@ -138,7 +138,6 @@ pub fn write_outputs(
                     .collect()
             })
             .collect();
-        let out_err = |e: output::OutputError| BuildError::Internal(crate::cli::error_chain(&e));
         match &spec.kind {
             OutputKind::Oci(d) => {
                 let list: Vec<ExportImage<'_>> = images
@@ -149,7 +148,7 @@ pub fn write_outputs(
                         names: n,
                     })
                     .collect();
-                output::oci::write_oci(&out_dest(d), &list, store).map_err(out_err)?;
+                output::oci::write_oci(&out_dest(d), &list, store)?;
             }
             OutputKind::Docker(d) => {
                 let list: Vec<ExportImage<'_>> = images
@@ -160,7 +159,7 @@ pub fn write_outputs(
                         names: n,
                     })
                     .collect();
-                output::docker::write_docker(&out_dest(d), &list, store).map_err(out_err)?;
+                output::docker::write_docker(&out_dest(d), &list, store)?;
             }
             OutputKind::Local(dir) => {
                 for b in images {
@@ -178,8 +177,7 @@ pub fn write_outputs(
                         .map(|_| ())
                         .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
                     };
-                    output::local::write_local(&OutDest::Dir(dest), &b.image, store, &applier)
-                        .map_err(out_err)?;
+                    output::local::write_local(&OutDest::Dir(dest), &b.image, store, &applier)?;
                 }
             }
             OutputKind::Registry { .. } => {

@@ -42,6 +42,11 @@ struct Item {
     mode: u32,
     /// Content digest for the key (files and heredocs); link target for symlinks.
     digest: Option<Digest>,
+    /// For a single file copied to a destination not spelled as a directory: the name it takes
+    /// if the destination turns out to be an existing directory in the image (BuildKit copies
+    /// it inside, fsutil's `prepareTargetDir`). Decided on a miss, against the parent's
+    /// filesystem, which the parent key already pins.
+    name_if_dir: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -173,7 +178,6 @@ pub fn prepare(
         )
     };
     let mut items: Vec<Item> = Vec::new();
-    // (item dest relative to dest_abs or absolute?, whether a source was a single file)
     let mut matched_count = 0usize;
     let mut plans: Vec<(String, PlanKind)> = Vec::new();
     for src in &c.sources {
@@ -268,6 +272,7 @@ pub fn prepare(
                         kind: ItemKind::Dir,
                         mode: md.permissions().mode(),
                         digest: None,
+                        name_if_dir: None,
                     });
                 }
                 for (child_rel, child_kind, mode) in walk_source(source, &rel, &root_path(&rel))? {
@@ -282,18 +287,21 @@ pub fn prepare(
                             kind: ItemKind::Dir,
                             mode,
                             digest: None,
+                            name_if_dir: None,
                         },
                         PlanKind::File => Item {
                             dest,
                             kind: ItemKind::File(full),
                             mode,
                             digest: None,
+                            name_if_dir: None,
                         },
                         PlanKind::Symlink(t) => Item {
                             dest,
                             kind: ItemKind::Symlink(t),
                             mode,
                             digest: None,
+                            name_if_dir: None,
                         },
                     });
                 }
@@ -323,11 +331,15 @@ pub fn prepare(
                 } else {
                     dest
                 };
+                let name_if_dir =
+                    (!dest_is_dir && !c.parents && !matches!(kind, ItemKind::Archive(_)))
+                        .then(|| base_name.clone());
                 items.push(Item {
                     dest,
                     kind,
                     mode: md.permissions().mode(),
                     digest: None,
+                    name_if_dir,
                 });
             }
         }
@@ -346,6 +358,7 @@ pub fn prepare(
             kind: ItemKind::File(path),
             mode: 0o644,
             digest: None,
+            name_if_dir: (!dest_is_dir).then(|| h.name.clone()),
         });
     }
 
@@ -652,11 +665,25 @@ pub fn entries(
         xattrs: BTreeMap::new(),
     };
 
+    // A single file copied onto an existing directory goes inside it.
+    let into_dir = !prepared.dest_is_dir
+        && !c.link
+        && !prepared.dest_abs.is_empty()
+        && rootfs
+            .lookup(&prepared.dest_abs)
+            .is_some_and(|f| f.meta.is_dir());
+    let dest_of = |item: &Item| -> String {
+        match (&item.name_if_dir, into_dir) {
+            (Some(name), true) => join_dest(&prepared.dest_abs, name),
+            _ => item.dest.clone(),
+        }
+    };
+
     // Missing parents of every destination (and the destination directory itself) are
     // created, owned like the copied files. With --link nothing below is consulted.
     let mut needed_dirs: BTreeSet<String> = BTreeSet::new();
     for item in &prepared.items {
-        let comps = components(&item.dest);
+        let comps = components(&dest_of(item));
         for i in 1..comps.len() {
             needed_dirs.insert(comps[..i].join("/"));
         }
@@ -664,9 +691,9 @@ pub fn entries(
     if prepared.dest_is_dir && !prepared.dest_abs.is_empty() {
         needed_dirs.insert(prepared.dest_abs.clone());
     }
-    let item_paths: BTreeSet<&str> = prepared.items.iter().map(|i| i.dest.as_str()).collect();
+    let item_paths: BTreeSet<String> = prepared.items.iter().map(dest_of).collect();
     for d in needed_dirs {
-        if item_paths.contains(d.as_str()) {
+        if item_paths.contains(&d) {
             continue;
         }
         let exists = !c.link
@@ -686,39 +713,32 @@ pub fn entries(
         if let (Some(ch), false) = (&chmod, is_link) {
             mode = ch.apply(mode, is_dir);
         }
-        match &item.kind {
+        let dest = dest_of(item);
+        let kind = match &item.kind {
             ItemKind::Archive(path) => {
-                out.extend(extract_archive(path, &item.dest, scratch, env)?);
+                out.extend(extract_archive(path, &dest, scratch, env)?);
+                continue;
             }
-            kind => {
-                let lk = match kind {
-                    ItemKind::File(p) => LayerKind::File { source: p.clone() },
-                    ItemKind::Dir => LayerKind::Dir,
-                    ItemKind::Symlink(t) => LayerKind::Symlink { target: t.clone() },
-                    ItemKind::Archive(_) => unreachable_kind(),
-                };
-                if item.dest.is_empty() {
-                    // Copying onto "/" itself only changes the root's metadata; BuildKit
-                    // keeps the root as it is.
-                    continue;
-                }
-                out.push(LayerEntry {
-                    path: item.dest.clone(),
-                    kind: lk,
-                    mode,
-                    uid: owner.uid,
-                    gid: owner.gid,
-                    mtime: env.epoch,
-                    xattrs: BTreeMap::new(),
-                });
-            }
+            ItemKind::File(p) => LayerKind::File { source: p.clone() },
+            ItemKind::Dir => LayerKind::Dir,
+            ItemKind::Symlink(t) => LayerKind::Symlink { target: t.clone() },
+        };
+        if dest.is_empty() {
+            // Copying onto "/" itself would only change the root's metadata; BuildKit keeps
+            // the root as it is.
+            continue;
         }
+        out.push(LayerEntry {
+            path: dest,
+            kind,
+            mode,
+            uid: owner.uid,
+            gid: owner.gid,
+            mtime: env.epoch,
+            xattrs: BTreeMap::new(),
+        });
     }
     Ok(out)
-}
-
-fn unreachable_kind() -> LayerKind {
-    LayerKind::Dir
 }
 
 /// Extracts a local archive (ADD) safely into a scratch directory, then lists it as entries

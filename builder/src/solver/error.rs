@@ -1,4 +1,6 @@
-//! The build engine's error type: every variant names what failed and where.
+//! The build engine's error type. Each message names what failed; the cause is the error's
+//! `source()`, printed after it by the CLI (`error: Dockerfile:7: `COPY . .`: …: cause`), never
+//! repeated inside the message.
 
 use std::path::PathBuf;
 
@@ -8,7 +10,7 @@ use rbuild_layers::Digest;
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     /// A step failed; `location` is `Dockerfile:LINE` and `step` the instruction as written.
-    #[error("{location}: `{step}`: {source}")]
+    #[error("{location}: `{step}`")]
     Step {
         location: String,
         step: String,
@@ -25,27 +27,29 @@ pub enum BuildError {
     User(#[from] super::users::UserError),
     #[error("base image {reference:?}: {reason}")]
     Base { reference: String, reason: String },
-    #[error("{what} {}: {source}", path.display())]
+    #[error("{what} {}", path.display())]
     Io {
         what: &'static str,
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("store: {0}")]
+    #[error(transparent)]
     Store(#[from] rbuild_layers::store::StoreError),
-    #[error("writing a layer: {0}")]
+    #[error("writing a layer")]
     Layer(#[from] rbuild_layers::tar::LayerError),
-    #[error("unpacking layer {digest}: {source}")]
+    #[error("unpacking layer {digest}")]
     Apply {
         digest: Digest,
         #[source]
         source: rbuild_layers::apply::ApplyError,
     },
-    #[error("snapshot: {0}")]
+    #[error("unpacking a layer snapshot")]
     Snapshot(#[from] rbuild_layers::snapshot::SnapshotError),
-    #[error("image: {0}")]
+    #[error("assembling the image")]
     Image(#[from] rbuild_layers::image::ImageError),
+    #[error("writing an output")]
+    Output(#[from] rbuild_layers::output::OutputError),
     #[error("RUN is not supported by this version of rbuild yet: the sandboxed executor is still being built. Nothing was run on the host.")]
     RunUnsupported,
     #[error("internal error: {0}")]

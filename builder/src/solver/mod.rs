@@ -50,6 +50,11 @@ pub struct EngineOptions {
     pub no_cache_stages: BTreeSet<usize>,
     /// Timestamp for created times and the mtimes of files rbuild writes.
     pub epoch: i64,
+    /// Whether the epoch enters the keys of steps that write files. True when the user set
+    /// `SOURCE_DATE_EPOCH`: they asked for those timestamps, so a layer cached with other ones
+    /// must not be reused. False when the epoch is the commit time: dependency layers then stay
+    /// cached across commits (they keep the timestamp of the build that wrote them).
+    pub epoch_in_key: bool,
     pub compression: Compression,
     pub compression_level: Option<i32>,
     /// In a git work tree, file modes are normalised to what git records (0644/0755), so that

@@ -366,6 +366,7 @@ fn run_instruction(
                 platform.to_string(),
             )
             .input("user", user.clone());
+            let inputs = with_epoch(engine, inputs);
             run_op(
                 runner,
                 state,
@@ -500,17 +501,20 @@ fn run_copy(
     let from_key = from_stage
         .as_ref()
         .map(|s| (c.from.as_deref().unwrap_or_default(), &s.key));
-    let inputs = copy::key_inputs(
-        &prepared,
-        &canonical,
-        op,
-        Some(state.key.clone()),
-        platform,
-        c,
-        from_key,
-    )
-    .input("chown", c.chown.clone().unwrap_or_default())
-    .input("chmod", c.chmod.clone().unwrap_or_default());
+    let inputs = with_epoch(
+        engine,
+        copy::key_inputs(
+            &prepared,
+            &canonical,
+            op,
+            Some(state.key.clone()),
+            platform,
+            c,
+            from_key,
+        )
+        .input("chown", c.chown.clone().unwrap_or_default())
+        .input("chmod", c.chmod.clone().unwrap_or_default()),
+    );
     record::save_selection(
         engine.store,
         &prepared.selection_digest,
@@ -534,6 +538,15 @@ fn run_copy(
             copy::entries(&prepared, c, &env, &rootfs, scratch.path())
         },
     )
+}
+
+/// Adds the epoch to the key of a step that writes files, when it was asked for explicitly.
+fn with_epoch(engine: &Engine<'_>, inputs: KeyInputs) -> KeyInputs {
+    if engine.opts.epoch_in_key {
+        inputs.input("epoch", engine.opts.epoch.to_string())
+    } else {
+        inputs
+    }
 }
 
 fn rootfs_single(r: &RootFs) -> std::path::PathBuf {

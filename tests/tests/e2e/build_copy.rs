@@ -217,7 +217,6 @@ fn dockerfile_specific_ignore_file_takes_precedence() {
 }
 
 #[test]
-#[ignore = "bug: COPY file /existing-dir (no trailing slash) replaces the directory instead of copying into it"]
 fn a_file_copied_onto_an_existing_directory_goes_inside_it() {
     // BuildKit (fsutil copy, prepareTargetDir): a non-directory source whose destination exists
     // as a directory is copied to <dest>/<basename>, with or without a trailing slash.

@@ -85,9 +85,9 @@ fn check_prints_stages_steps_and_order_without_touching_the_store() {
     let r = run(rbuild(&store).arg("check").arg(&ctx)).success();
     let text = r.stdout;
     for needle in [
-        "[0] builder (FROM scratch) - built",
-        "[1] unused (FROM oci-layout:///nonexistent/layout:tag) - skipped",
-        "[2] other (FROM scratch) - skipped",
+        "[0] builder (FROM scratch) - needed",
+        "[1] unused (FROM oci-layout:///nonexistent/layout:tag) - not needed for the chosen targets: skipped",
+        "[2] other (FROM scratch) - not needed for the chosen targets: skipped",
         "line 2    WORKDIR /out",
         "line 10   COPY --from=builder /out/x /x",
         "reads: builder",
@@ -102,7 +102,8 @@ fn check_prints_stages_steps_and_order_without_touching_the_store() {
     .success();
     assert!(r.stdout.contains("Build order: other"), "{}", r.stdout);
     assert!(
-        r.stdout.contains("[0] builder (FROM scratch) - skipped"),
+        r.stdout
+            .contains("[0] builder (FROM scratch) - not needed for the chosen targets: skipped"),
         "{}",
         r.stdout
     );
