@@ -68,6 +68,21 @@ impl KeyInputs {
     }
 }
 
+/// The identity of a filesystem state after a layer: `sha256("rbuild-state-v1\0" parent "\0"
+/// diff_id)`. Chaining on content rather than on the producing step's key is BuildKit's rule
+/// that lookups continue after a miss: a step that reruns (after `--no-cache`, a changed
+/// instruction spelling, or inputs that changed without changing the result) and writes the
+/// same layer leaves every later key unchanged. A step that changes nothing keeps its parent's
+/// identity.
+pub fn content_key(parent: &Digest, diff_id: &Digest) -> Digest {
+    let mut h = Sha256Hasher::new();
+    h.update(b"rbuild-state-v1\0");
+    h.update(parent.to_string().as_bytes());
+    h.update(b"\0");
+    h.update(diff_id.to_string().as_bytes());
+    h.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::base;
 use super::copy::{self, CopyEnv, Source};
 use super::explain;
-use super::key::KeyInputs;
+use super::key::{self, KeyInputs};
 use super::meta::{self, MetaState};
 use super::record::{self, StepRecord, StepResult};
 use super::rootfs::{components, RootFs};
@@ -46,7 +46,9 @@ pub struct StageState {
     pub index: usize,
     pub config: ImageConfig,
     pub layers: Vec<LayerRef>,
-    /// The key of the filesystem state (chain of FROM/COPY/ADD/RUN/WORKDIR keys).
+    /// The identity of the filesystem state: the base's digest chained with the diffID of
+    /// every layer since (see `key::content_key`). A step's key names its parent by this, so a
+    /// step that reruns and produces the same layer leaves later keys unchanged.
     pub key: Digest,
     /// ARG values in scope in this stage.
     pub args: BTreeMap<String, String>,
@@ -687,6 +689,7 @@ fn run_op(
     };
     match result.layer {
         Some(l) => {
+            state.key = key::content_key(&state.key, &l.diff_id);
             state.config.add_layer(
                 l.diff_id.clone(),
                 history(created_by.to_string(), engine.opts.epoch),
@@ -701,7 +704,6 @@ fn run_op(
             }
         }
     }
-    state.key = key.clone();
     engine.record_step(StepRecord {
         stage: stage_index,
         stage_name: runner.stage_label.clone(),
