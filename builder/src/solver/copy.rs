@@ -47,6 +47,8 @@ struct Item {
     /// it inside, fsutil's `prepareTargetDir`). Decided on a miss, against the parent's
     /// filesystem, which the parent key already pins.
     name_if_dir: Option<String>,
+    /// The path in the build context of a file copied from it (for its content digest).
+    ctx_rel: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -76,8 +78,8 @@ pub enum Source<'a> {
 
 /// A prepared COPY: its key inputs (known before any layer work) and the items to write.
 pub struct PreparedCopy {
-    pub selection: Selection,
     pub selection_digest: Digest,
+    normalize_modes: bool,
     items: Vec<Item>,
     dest_abs: String,
     dest_is_dir: bool,
@@ -255,6 +257,7 @@ pub fn prepare(
         }
     };
 
+    let is_ctx = matches!(source, Source::Context(_));
     for (rel, kind) in plans {
         let base_name = rel.rsplit('/').next().unwrap_or(&rel).to_string();
         match kind {
@@ -273,6 +276,7 @@ pub fn prepare(
                         mode: md.permissions().mode(),
                         digest: None,
                         name_if_dir: None,
+                        ctx_rel: None,
                     });
                 }
                 for (child_rel, child_kind, mode) in walk_source(source, &rel, &root_path(&rel))? {
@@ -288,6 +292,7 @@ pub fn prepare(
                             mode,
                             digest: None,
                             name_if_dir: None,
+                            ctx_rel: None,
                         },
                         PlanKind::File => Item {
                             dest,
@@ -295,6 +300,7 @@ pub fn prepare(
                             mode,
                             digest: None,
                             name_if_dir: None,
+                            ctx_rel: is_ctx.then(|| join_rel(&rel, &child_rel)),
                         },
                         PlanKind::Symlink(t) => Item {
                             dest,
@@ -302,6 +308,7 @@ pub fn prepare(
                             mode,
                             digest: None,
                             name_if_dir: None,
+                            ctx_rel: None,
                         },
                     });
                 }
@@ -334,12 +341,15 @@ pub fn prepare(
                 let name_if_dir =
                     (!dest_is_dir && !c.parents && !matches!(kind, ItemKind::Archive(_)))
                         .then(|| base_name.clone());
+                let ctx_rel =
+                    (is_ctx && !matches!(kind, ItemKind::Symlink(_))).then(|| rel.clone());
                 items.push(Item {
                     dest,
                     kind,
                     mode: md.permissions().mode(),
                     digest: None,
                     name_if_dir,
+                    ctx_rel,
                 });
             }
         }
@@ -359,39 +369,24 @@ pub fn prepare(
             mode: 0o644,
             digest: None,
             name_if_dir: (!dest_is_dir).then(|| h.name.clone()),
+            ctx_rel: None,
         });
     }
 
     // Content digests (the context's hashing is parallel and stat-cached).
     if let Source::Context(ctx) = source {
-        let files: Vec<String> = items
+        let wanted: Vec<(usize, &str)> = items
             .iter()
-            .filter_map(|i| match &i.kind {
-                ItemKind::File(p) | ItemKind::Archive(p) => p
-                    .strip_prefix(ctx.root())
-                    .ok()
-                    .map(|r| r.to_string_lossy().into_owned()),
-                _ => None,
-            })
+            .enumerate()
+            .filter_map(|(i, item)| item.ctx_rel.as_deref().map(|r| (i, r)))
             .collect();
+        let rels: Vec<&str> = wanted.iter().map(|(_, r)| *r).collect();
         let digests = ctx
-            .file_digests(&files.iter().map(String::as_str).collect::<Vec<_>>())
+            .file_digests(&rels)
             .map_err(|e| BuildError::Context(crate::cli::error_chain(&e)))?;
-        let by_path: BTreeMap<&str, &Digest> = files
-            .iter()
-            .map(String::as_str)
-            .zip(digests.iter())
-            .collect();
-        for item in &mut items {
-            if let ItemKind::File(p) | ItemKind::Archive(p) = &item.kind {
-                if let Some(d) = p
-                    .strip_prefix(ctx.root())
-                    .ok()
-                    .and_then(|r| by_path.get(r.to_string_lossy().as_ref()).copied())
-                {
-                    item.digest = Some(d.clone());
-                }
-            }
+        let indices: Vec<usize> = wanted.iter().map(|(i, _)| *i).collect();
+        for (i, d) in indices.into_iter().zip(digests) {
+            items[i].digest = Some(d);
         }
     }
     for item in &mut items {
@@ -402,45 +397,54 @@ pub fn prepare(
         }
     }
 
-    let mut selection = Selection::default();
     let mut h = Sha256Hasher::new();
     h.update(b"rbuild-copy-selection-v1\0");
     for item in &items {
-        let is_dir = matches!(item.kind, ItemKind::Dir);
-        let is_link = matches!(item.kind, ItemKind::Symlink(_));
-        let mode = normalized_mode(item.mode, is_dir, is_link, env.normalize_modes);
-        let (tag, extra) = match &item.kind {
-            ItemKind::File(_) => (
-                "f",
-                item.digest
-                    .as_ref()
-                    .map(ToString::to_string)
-                    .unwrap_or_default(),
-            ),
-            ItemKind::Archive(_) => (
-                "a",
-                item.digest
-                    .as_ref()
-                    .map(ToString::to_string)
-                    .unwrap_or_default(),
-            ),
-            ItemKind::Dir => ("d", String::new()),
-            ItemKind::Symlink(t) => ("l", t.clone()),
-        };
-        let line = format!("{tag}\0{}\0{mode:o}\0{extra}\n", item.dest);
-        h.update(line.as_bytes());
-        let per_file = Digest::sha256_of(line.as_bytes());
-        selection
-            .files
-            .insert(display_rel(&item.dest, &dest_abs), per_file);
+        item_record(item, env.normalize_modes, &mut h);
     }
     Ok(PreparedCopy {
-        selection,
         selection_digest: h.finish(),
+        normalize_modes: env.normalize_modes,
         items,
         dest_abs,
         dest_is_dir,
     })
+}
+
+/// Feeds one item's canonical record (type, destination, mode, content or link target) into
+/// `h`: the selection digest is over these, in order.
+fn item_record(item: &Item, normalize_modes: bool, h: &mut Sha256Hasher) {
+    let is_dir = matches!(item.kind, ItemKind::Dir);
+    let is_link = matches!(item.kind, ItemKind::Symlink(_));
+    let mode = normalized_mode(item.mode, is_dir, is_link, normalize_modes);
+    let (tag, extra): (&[u8], &str) = match &item.kind {
+        ItemKind::File(_) => (b"f", item.digest.as_ref().map_or("", Digest::hex)),
+        ItemKind::Archive(_) => (b"a", item.digest.as_ref().map_or("", Digest::hex)),
+        ItemKind::Dir => (b"d", ""),
+        ItemKind::Symlink(t) => (b"l", t),
+    };
+    h.update(tag);
+    h.update(b"\0");
+    h.update(item.dest.as_bytes());
+    h.update(format!("\0{mode:o}\0").as_bytes());
+    h.update(extra.as_bytes());
+    h.update(b"\n");
+}
+
+impl PreparedCopy {
+    /// Per-file digests of the selection, for explaining a later miss by file name; built only
+    /// when the selection is new to the store.
+    pub fn selection(&self) -> Selection {
+        let mut selection = Selection::default();
+        for item in &self.items {
+            let mut h = Sha256Hasher::new();
+            item_record(item, self.normalize_modes, &mut h);
+            selection
+                .files
+                .insert(display_rel(&item.dest, &self.dest_abs), h.finish());
+        }
+        selection
+    }
 }
 
 fn display_rel(dest: &str, dest_abs: &str) -> String {

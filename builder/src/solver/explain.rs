@@ -219,8 +219,8 @@ mod tests {
         b.files
             .insert("requirements.txt".into(), Digest::sha256_of(b"3"));
         let (da, db) = (Digest::sha256_of(b"sel-a"), Digest::sha256_of(b"sel-b"));
-        save_selection(&store, &da, &a);
-        save_selection(&store, &db, &b);
+        save_selection(&store, &da, || a.clone());
+        save_selection(&store, &db, || b.clone());
         let prev = rec(inputs().input("files", da.to_string()));
         let cur = inputs().input("files", db.to_string());
         assert_eq!(

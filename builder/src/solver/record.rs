@@ -67,10 +67,11 @@ pub struct Selection {
     pub files: BTreeMap<String, Digest>,
 }
 
-pub fn save_selection(store: &Store, digest: &Digest, s: &Selection) {
-    // Best effort: only `explain` reads these.
-    if store.get_record(SELECTION, digest).ok().flatten().is_none() {
-        let json = serde_json::to_vec(s).expect("Selection serialises");
+/// Saves the per-file digests of a selection unless the store has them already (`make` runs
+/// only then). Best effort: only explanations read these.
+pub fn save_selection(store: &Store, digest: &Digest, make: impl FnOnce() -> Selection) {
+    if !store.has_record(SELECTION, digest) {
+        let json = serde_json::to_vec(&make()).expect("Selection serialises");
         let _ = store.put_record(SELECTION, digest, &json);
     }
 }

@@ -517,11 +517,9 @@ fn run_copy(
         .input("chown", c.chown.clone().unwrap_or_default())
         .input("chmod", c.chmod.clone().unwrap_or_default()),
     );
-    record::save_selection(
-        engine.store,
-        &prepared.selection_digest,
-        &prepared.selection,
-    );
+    record::save_selection(engine.store, &prepared.selection_digest, || {
+        prepared.selection()
+    });
     let created_by = format!("{canonical} # rbuild");
     let link = c.link;
     run_op(

@@ -52,6 +52,11 @@ impl Store {
         fsutil::write_atomic(&self.tmp_dir(), &path, json).map_err(StoreError::io("writing", path))
     }
 
+    /// Whether the record `kind`/`key` exists (without reading it or marking it used).
+    pub fn has_record(&self, kind: &str, key: &Digest) -> bool {
+        self.record_path(kind, key).is_ok_and(|p| p.is_file())
+    }
+
     /// Reads the record `kind`/`key`, marking it used.
     pub fn get_record(&self, kind: &str, key: &Digest) -> Result<Option<Vec<u8>>, StoreError> {
         let path = self.record_path(kind, key)?;
