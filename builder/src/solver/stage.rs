@@ -661,11 +661,16 @@ fn run_op(
             let r = if entries.is_empty() {
                 StepResult::new(None)
             } else {
-                let info = match rbuild_layers::tar::write_layer(
+                let report = |bytes: u64| {
+                    step.progress(crate::progress::ProgressKind::Compressing, bytes, None)
+                };
+                let written = rbuild_layers::tar::write_layer_with_progress(
                     engine.store,
                     entries,
                     &layer_options(engine),
-                ) {
+                    &report,
+                );
+                let info = match written {
                     Ok(i) => i,
                     Err(e) => {
                         step.failed(&e);

@@ -22,7 +22,7 @@ mod write;
 pub use entry::{sort_entries, EntryKind, LayerEntry};
 pub use error::LayerError;
 pub use walk::{entries_from_dir, entries_from_overlay_upper, DirOptions};
-pub use write::{write_layer, LayerInfo, LayerOptions};
+pub use write::{write_layer, write_layer_with_progress, LayerInfo, LayerOptions};
 
 #[cfg(test)]
 mod tests;

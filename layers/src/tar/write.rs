@@ -44,15 +44,25 @@ pub struct LayerInfo {
 }
 
 /// Hashes the uncompressed tar on its way to the compressor.
-struct DiffHasher<W> {
+struct DiffHasher<'p, W> {
     inner: W,
     hasher: Sha256Hasher,
+    progress: &'p dyn Fn(u64),
+    reported: u64,
 }
 
-impl<W: Write> Write for DiffHasher<W> {
+/// How often (in uncompressed bytes) `write_layer_with_progress` reports.
+const PROGRESS_EVERY: u64 = 4 << 20;
+
+impl<W: Write> Write for DiffHasher<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
         self.hasher.update(&buf[..n]);
+        let done = self.hasher.len();
+        if done - self.reported >= PROGRESS_EVERY {
+            self.reported = done;
+            (self.progress)(done);
+        }
         Ok(n)
     }
 
@@ -141,8 +151,19 @@ impl Drop for Pipe {
 /// give the same diffID and digest, whatever the thread count.
 pub fn write_layer(
     store: &Store,
+    entries: Vec<LayerEntry>,
+    opts: &LayerOptions,
+) -> Result<LayerInfo, LayerError> {
+    write_layer_with_progress(store, entries, opts, &|_| {})
+}
+
+/// [`write_layer`], calling `progress` with the number of uncompressed bytes written so far
+/// every few MiB (for progress bars).
+pub fn write_layer_with_progress(
+    store: &Store,
     mut entries: Vec<LayerEntry>,
     opts: &LayerOptions,
+    progress: &dyn Fn(u64),
 ) -> Result<LayerInfo, LayerError> {
     sort_entries(&mut entries);
     validate_sorted(&entries)?;
@@ -154,6 +175,8 @@ pub fn write_layer(
         DiffHasher {
             inner: Pipe::new(comp)?,
             hasher: Sha256Hasher::new(),
+            progress,
+            reported: 0,
         },
     );
     let mut buf = vec![0u8; COPY_BUF];
@@ -167,6 +190,7 @@ pub fn write_layer(
         .into_inner()
         .map_err(|e| LayerError::Write(e.into_error()))?;
     let uncompressed_size = hashing.hasher.len();
+    progress(uncompressed_size);
     let diff_id = hashing.hasher.finish();
     let blob = hashing.inner.finish().map_err(LayerError::Write)?;
     let (digest, size) = blob.commit(None, None)?;
