@@ -109,6 +109,16 @@ impl Context {
     /// parallel what neither this context nor the stat cache has hashed yet. COPY keys use
     /// these, with modes normalised by the engine, so they do not depend on who checked out.
     pub fn file_digests(&self, rels: &[&str]) -> Result<Vec<Digest>, ContextError> {
+        self.file_digests_with_progress(rels, &|_, _| {})
+    }
+
+    /// [`Context::file_digests`], calling `progress(bytes done, bytes to do)` from the hashing
+    /// threads as files are read (files the stat cache vouches for count as done at once).
+    pub fn file_digests_with_progress(
+        &self,
+        rels: &[&str],
+        progress: &(dyn Fn(u64, u64) + Sync),
+    ) -> Result<Vec<Digest>, ContextError> {
         let idx = rels
             .iter()
             .map(|r| match self.resolve(r)? {
@@ -116,7 +126,7 @@ impl Context {
                 _ => Err(ContextError::NotInContext { rel: r.to_string() }),
             })
             .collect::<Result<Vec<usize>, _>>()?;
-        self.hash_files(idx.clone())?;
+        self.hash_files_reporting(idx.clone(), progress)?;
         idx.iter()
             .map(|&i| {
                 self.content[i]
@@ -161,6 +171,14 @@ impl Context {
     /// Makes sure every listed file has its content digest, reading in parallel what the stat
     /// cache cannot vouch for, then persists the cache if it learned something.
     fn hash_files(&self, files: Vec<usize>) -> Result<(), ContextError> {
+        self.hash_files_reporting(files, &|_, _| {})
+    }
+
+    fn hash_files_reporting(
+        &self,
+        files: Vec<usize>,
+        progress: &(dyn Fn(u64, u64) + Sync),
+    ) -> Result<(), ContextError> {
         let todo: Vec<usize> = files
             .into_iter()
             .filter(|&i| self.content[i].get().is_none())
@@ -168,6 +186,12 @@ impl Context {
         if todo.is_empty() {
             return Ok(());
         }
+        let total: u64 = todo.iter().map(|&i| self.entries[i].size).sum();
+        let done = std::sync::atomic::AtomicU64::new(0);
+        let advance = |bytes: u64| {
+            let now = done.fetch_add(bytes, Ordering::Relaxed) + bytes;
+            progress(now, total);
+        };
         let mut guard = self
             .stat_cache
             .as_ref()
@@ -194,6 +218,7 @@ impl Context {
                     }
                     let dir = dir.as_ref().expect("opened just above");
                     out.push((i, self.read_and_hash(dir, i)?, true));
+                    advance(self.entries[i].size);
                 }
                 Ok(out)
             })

@@ -169,6 +169,7 @@ pub fn prepare(
     source: &Source<'_>,
     env: &CopyEnv<'_>,
     scratch: &Path,
+    hashing: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<PreparedCopy, BuildError> {
     let dest_abs = absolute_dest(&c.dest, env.workdir);
     let exclude = if c.exclude.is_empty() {
@@ -382,7 +383,7 @@ pub fn prepare(
             .collect();
         let rels: Vec<&str> = wanted.iter().map(|(_, r)| *r).collect();
         let digests = ctx
-            .file_digests(&rels)
+            .file_digests_with_progress(&rels, hashing)
             .map_err(|e| BuildError::Context(crate::cli::error_chain(&e)))?;
         let indices: Vec<usize> = wanted.iter().map(|(i, _)| *i).collect();
         for (i, d) in indices.into_iter().zip(digests) {

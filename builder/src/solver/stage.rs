@@ -499,43 +499,54 @@ fn run_copy(
             Source::Context(&ctx)
         }
     };
-    let prepared = copy::prepare(c, &source, &env, scratch.path())?;
     let from_key = from_stage
         .as_ref()
-        .map(|s| (c.from.as_deref().unwrap_or_default(), &s.key));
-    let inputs = with_epoch(
-        engine,
-        copy::key_inputs(
-            &prepared,
-            &canonical,
-            op,
-            Some(state.key.clone()),
-            platform,
-            c,
-            from_key,
-        )
-        .input("chown", c.chown.clone().unwrap_or_default())
-        .input("chmod", c.chmod.clone().unwrap_or_default()),
-    );
-    record::save_selection(engine.store, &prepared.selection_digest, || {
-        prepared.selection()
-    });
+        .map(|s| (c.from.as_deref().unwrap_or_default(), s.key.clone()));
     let created_by = format!("{canonical} # rbuild");
     let link = c.link;
-    run_op(
+    let parent = state.key.clone();
+    // The step is shown while its sources are hashed (with a byte count), then as CACHED or
+    // built: the key needs the hashes.
+    let prepared: std::cell::OnceCell<copy::PreparedCopy> = std::cell::OnceCell::new();
+    run_op_with(
         runner,
         state,
         stage_index,
         text,
-        inputs,
+        |step| {
+            let hashing = |done: u64, total: u64| {
+                step.progress(crate::progress::ProgressKind::Hashing, done, Some(total))
+            };
+            let p = copy::prepare(c, &source, &env, scratch.path(), &hashing)?;
+            let inputs = with_epoch(
+                engine,
+                copy::key_inputs(
+                    &p,
+                    &canonical,
+                    op,
+                    Some(parent),
+                    platform,
+                    c,
+                    from_key.as_ref().map(|(n, k)| (*n, k)),
+                )
+                .input("chown", c.chown.clone().unwrap_or_default())
+                .input("chmod", c.chmod.clone().unwrap_or_default()),
+            );
+            record::save_selection(engine.store, &p.selection_digest, || p.selection());
+            let _ = prepared.set(p);
+            Ok(inputs)
+        },
         &created_by,
         |engine, state| {
+            let p = prepared
+                .get()
+                .ok_or_else(|| BuildError::Internal("COPY was not prepared".into()))?;
             let rootfs = if link {
                 RootFs::default()
             } else {
                 snapshot_rootfs(engine, &state.layers)?
             };
-            copy::entries(&prepared, c, &env, &rootfs, scratch.path())
+            copy::entries(p, c, &env, &rootfs, scratch.path())
         },
     )
 }
@@ -621,10 +632,39 @@ fn run_op(
     created_by: &str,
     make: impl FnOnce(&Engine<'_>, &StageState) -> Result<Vec<LayerEntry>, BuildError>,
 ) -> Result<(), BuildError> {
+    run_op_with(
+        runner,
+        state,
+        stage_index,
+        text,
+        |_| Ok(inputs),
+        created_by,
+        make,
+    )
+}
+
+/// [`run_op`] for a step whose key inputs take work to compute (hashing sources): `inputs`
+/// runs after the step is shown, with its handle for progress.
+fn run_op_with(
+    runner: &mut Runner<'_, '_>,
+    state: &mut StageState,
+    stage_index: usize,
+    text: &str,
+    inputs: impl FnOnce(&crate::progress::StepHandle) -> Result<KeyInputs, BuildError>,
+    created_by: &str,
+    make: impl FnOnce(&Engine<'_>, &StageState) -> Result<Vec<LayerEntry>, BuildError>,
+) -> Result<(), BuildError> {
     let engine = runner.engine;
-    let key = inputs.key();
     let (idx, label) = runner.step_name(text);
     let step = engine.progress.step(&label);
+    let inputs = match inputs(&step) {
+        Ok(i) => i,
+        Err(e) => {
+            step.failed(&e);
+            return Err(e);
+        }
+    };
+    let key = inputs.key();
     let cached = if runner.no_cache {
         None
     } else {
