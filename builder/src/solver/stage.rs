@@ -101,6 +101,9 @@ pub fn created_time(epoch: i64) -> String {
 
 const HISTORY_COMMENT: &str = "rbuild.dockerfile.v0";
 
+/// Selections smaller than this hash too fast to be worth a progress bar.
+const HASH_PROGRESS_MIN_BYTES: u64 = 8 << 20;
+
 fn history(created_by: String, epoch: i64) -> History {
     let mut h = History::new(created_by);
     h.created = Some(rfc3339(epoch));
@@ -514,8 +517,18 @@ fn run_copy(
         stage_index,
         text,
         |step| {
+            // Called once per file from the hashing threads: report big selections only,
+            // about every 2%, so no renderer (json in particular) is flooded.
+            let next = std::sync::atomic::AtomicU64::new(0);
             let hashing = |done: u64, total: u64| {
-                step.progress(crate::progress::ProgressKind::Hashing, done, Some(total))
+                use std::sync::atomic::Ordering::Relaxed;
+                if total < HASH_PROGRESS_MIN_BYTES {
+                    return;
+                }
+                if done >= next.load(Relaxed) || done >= total {
+                    next.store(done + total / 50, Relaxed);
+                    step.progress(crate::progress::ProgressKind::Hashing, done, Some(total));
+                }
             };
             let p = copy::prepare(c, &source, &env, scratch.path(), &hashing)?;
             let inputs = with_epoch(
