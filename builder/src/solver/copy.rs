@@ -32,6 +32,40 @@ use crate::context::patternmatcher::PatternMatcher;
 use crate::context::{Context, EntryKind};
 use crate::dockerfile::CopyInstruction;
 
+/// Why a COPY or ADD could not be prepared or written.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    #[error("invalid --exclude pattern")]
+    Exclude(#[source] crate::context::patternmatcher::PatternError),
+    #[error("{instruction} of a URL or git repository ({url}) is not supported yet: download it in a RUN step or add it to the build context")]
+    Remote {
+        instruction: &'static str,
+        url: String,
+    },
+    #[error("selecting the sources in the build context")]
+    Select(#[source] crate::context::ContextError),
+    #[error("when copying several sources the destination must be a directory ending in '/': write `{0}/`")]
+    DestNotDir(String),
+    #[error("invalid source pattern {0:?}")]
+    BadPattern(String),
+    #[error("{0}: no such file or directory in the source stage")]
+    NotInStage(String),
+    #[error(transparent)]
+    Chmod(#[from] super::chmod::ChmodError),
+    #[error("extracting the archive {}", path.display())]
+    Extract {
+        path: PathBuf,
+        #[source]
+        source: rbuild_layers::apply::ApplyError,
+    },
+    #[error("ADD does not take --from: use COPY --from")]
+    AddFrom,
+    #[error(
+        "--from={0}: copying from an image is not supported yet; name a stage of this Dockerfile"
+    )]
+    FromImage(String),
+}
+
 /// One file-system object to put in the layer, before ownership and mode rules.
 #[derive(Debug, Clone)]
 struct Item {
@@ -175,26 +209,22 @@ pub fn prepare(
     let exclude = if c.exclude.is_empty() {
         None
     } else {
-        Some(
-            PatternMatcher::new(&c.exclude)
-                .map_err(|e| BuildError::Copy(format!("invalid --exclude pattern: {e}")))?,
-        )
+        Some(PatternMatcher::new(&c.exclude).map_err(CopyError::Exclude)?)
     };
     let mut items: Vec<Item> = Vec::new();
     let mut matched_count = 0usize;
     let mut plans: Vec<(String, PlanKind)> = Vec::new();
     for src in &c.sources {
         if is_remote(src) {
-            return Err(BuildError::Copy(format!(
-                "{} of a URL or git repository ({src}) is not supported yet: download it in a RUN step or add it to the build context",
-                if env.is_add { "ADD" } else { "COPY" }
-            )));
+            return Err(CopyError::Remote {
+                instruction: if env.is_add { "ADD" } else { "COPY" },
+                url: src.clone(),
+            }
+            .into());
         }
         match source {
             Source::Context(ctx) => {
-                let rels = ctx
-                    .select(src)
-                    .map_err(|e| BuildError::Copy(crate::cli::error_chain(&e)))?;
+                let rels = ctx.select(src).map_err(CopyError::Select)?;
                 for rel in rels {
                     matched_count += 1;
                     let e = ctx.get(rel).ok_or_else(|| {
@@ -233,10 +263,7 @@ pub fn prepare(
     matched_count += c.heredocs.len();
     let dest_is_dir = dest_names_dir(&c.dest) || matched_count > 1;
     if matched_count > 1 && !dest_names_dir(&c.dest) {
-        return Err(BuildError::Copy(format!(
-            "when copying several sources the destination must be a directory ending in '/': write `{}/`",
-            c.dest.trim_end_matches('/')
-        )));
+        return Err(CopyError::DestNotDir(c.dest.trim_end_matches('/').to_string()).into());
     }
 
     let root_path = |rel: &str| -> PathBuf {
@@ -384,7 +411,7 @@ pub fn prepare(
         let rels: Vec<&str> = wanted.iter().map(|(_, r)| *r).collect();
         let digests = ctx
             .file_digests_with_progress(&rels, hashing)
-            .map_err(|e| BuildError::Context(crate::cli::error_chain(&e)))?;
+            .map_err(|e| BuildError::Context(std::sync::Arc::new(e)))?;
         let indices: Vec<usize> = wanted.iter().map(|(i, _)| *i).collect();
         for (i, d) in indices.into_iter().zip(digests) {
             items[i].digest = Some(d);
@@ -585,7 +612,7 @@ fn select_in_dir(root: &Path, pattern: &str) -> Result<Vec<String>, BuildError> 
             names.sort();
             for n in names {
                 let hit = gopath::matches(seg, &n)
-                    .map_err(|_| BuildError::Copy(format!("invalid pattern {pattern:?}")))?;
+                    .map_err(|_| CopyError::BadPattern(pattern.to_string()))?;
                 if hit {
                     next.push(if cur.is_empty() {
                         n
@@ -598,9 +625,7 @@ fn select_in_dir(root: &Path, pattern: &str) -> Result<Vec<String>, BuildError> 
         current = next;
     }
     if current.is_empty() {
-        return Err(BuildError::Copy(format!(
-            "{pattern}: no such file or directory in the source stage"
-        )));
+        return Err(CopyError::NotInStage(pattern.to_string()).into());
     }
     Ok(current)
 }
@@ -657,7 +682,7 @@ pub fn entries(
         .as_deref()
         .map(Chmod::parse)
         .transpose()
-        .map_err(|e| BuildError::Copy(e.to_string()))?;
+        .map_err(CopyError::from)?;
     let mut out: Vec<LayerEntry> = Vec::new();
     let mut created: BTreeSet<String> = BTreeSet::new();
     let dir_entry = |path: &str, mode: u32| LayerEntry {
@@ -763,12 +788,9 @@ fn extract_archive(
     std::fs::create_dir_all(&dir).map_err(BuildError::io("creating", &dir))?;
     let f = std::fs::File::open(path).map_err(BuildError::io("reading", path))?;
     let opts = rbuild_layers::apply::ApplyOptions::default();
-    rbuild_layers::apply::apply_layer(&dir, f, &opts).map_err(|e| {
-        BuildError::Copy(format!(
-            "extracting {}: {}",
-            path.display(),
-            crate::cli::error_chain(&e)
-        ))
+    rbuild_layers::apply::apply_layer(&dir, f, &opts).map_err(|source| CopyError::Extract {
+        path: path.to_path_buf(),
+        source,
     })?;
     let mut entries =
         rbuild_layers::tar::entries_from_dir(&dir, &rbuild_layers::tar::DirOptions::default())?;

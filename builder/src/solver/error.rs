@@ -17,12 +17,18 @@ pub enum BuildError {
         #[source]
         source: Box<BuildError>,
     },
-    #[error("reading the build context: {0}")]
-    Context(String),
-    #[error("{0}")]
-    Expand(String),
-    #[error("{0}")]
-    Copy(String),
+    #[error("reading the build context")]
+    Context(#[source] std::sync::Arc<crate::context::ContextError>),
+    #[error(transparent)]
+    Expand(#[from] crate::dockerfile::expand::ExpandError),
+    #[error(transparent)]
+    Meta(#[from] super::meta::MetaError),
+    #[error(
+        "the base image's ONBUILD trigger {trigger:?} is not a valid instruction:\n{rendered}"
+    )]
+    OnbuildTrigger { trigger: String, rendered: String },
+    #[error(transparent)]
+    Copy(#[from] super::copy::CopyError),
     #[error(transparent)]
     User(#[from] super::users::UserError),
     #[error("base image {reference:?}: {reason}")]

@@ -72,7 +72,7 @@ pub struct Engine<'a> {
     pub dockerfile: &'a Path,
     pub progress: Progress,
     pub snapshots: SnapshotCache,
-    context: OnceLock<Result<Arc<Context>, String>>,
+    context: OnceLock<Result<Arc<Context>, Arc<crate::context::ContextError>>>,
     results: Mutex<BTreeMap<usize, Arc<StageState>>>,
     steps: Mutex<Vec<record::StepRecord>>,
 }
@@ -107,12 +107,12 @@ impl<'a> Engine<'a> {
     pub fn context(&self) -> Result<Arc<Context>, BuildError> {
         self.context
             .get_or_init(|| {
-                let rules = IgnoreRules::load(self.context_dir, self.dockerfile)
-                    .map_err(|e| crate::cli::error_chain(&e))?;
+                let rules =
+                    IgnoreRules::load(self.context_dir, self.dockerfile).map_err(Arc::new)?;
                 let statcache = self.store.statcache_dir();
                 Context::scan(self.context_dir, &rules, Some(statcache.as_path()))
                     .map(Arc::new)
-                    .map_err(|e| crate::cli::error_chain(&e))
+                    .map_err(Arc::new)
             })
             .clone()
             .map_err(BuildError::Context)

@@ -257,10 +257,10 @@ pub fn build_stage(engine: &Engine<'_>, i: usize) -> Result<StageState, BuildErr
     let mut trigger_instructions = Vec::new();
     for t in &triggers {
         let df = crate::dockerfile::parse(&format!("FROM scratch\n{t}\n")).map_err(|e| {
-            BuildError::Expand(format!(
-                "ONBUILD trigger {t:?} of the base image is invalid: {}",
-                e.render("ONBUILD", t)
-            ))
+            BuildError::OnbuildTrigger {
+                trigger: t.clone(),
+                rendered: e.render("ONBUILD", t),
+            }
         })?;
         for s in df.stages.into_iter().flat_map(|s| s.instructions) {
             trigger_instructions.push((stage.from.line, s.node));
@@ -285,7 +285,7 @@ pub fn build_stage(engine: &Engine<'_>, i: usize) -> Result<StageState, BuildErr
                 args: &state.args,
             };
             ins.expand(&vars, escape)
-                .map_err(|e| located(engine, line, &text, BuildError::Expand(e.to_string())))?
+                .map_err(|e| located(engine, line, &text, BuildError::Expand(e)))?
         };
         let result = run_instruction(
             &mut runner,
@@ -417,16 +417,13 @@ fn run_instruction(
         }
         Instruction::Add(c) => {
             if c.from.is_some() {
-                return Err(BuildError::Copy(
-                    "ADD does not take --from: use COPY --from".into(),
-                ));
+                return Err(copy::CopyError::AddFrom.into());
             }
             run_copy(runner, state, stage_index, text, c, true, platform, epoch)
         }
         other => {
             let mut meta_state = state.meta.clone();
-            meta::apply(&mut state.config, &mut meta_state, other)
-                .map_err(|e| BuildError::Expand(e.to_string()))?;
+            meta::apply(&mut state.config, &mut meta_state, other)?;
             state.meta = meta_state;
             state.config.add_empty_history(other.to_string());
             if let Some(h) = state.config.history.last_mut() {
@@ -600,12 +597,10 @@ fn resolve_from(
         .map(|s| s.index)
         .or_else(|| name.parse::<usize>().ok().filter(|i| *i < current));
     match idx {
-        Some(i) => engine
-            .stage_result(i)
-            .ok_or_else(|| BuildError::Internal(format!("stage {name} was not built before it was read"))),
-        None => Err(BuildError::Copy(format!(
-            "--from={name}: copying from an image is not supported yet; name a stage of this Dockerfile"
-        ))),
+        Some(i) => engine.stage_result(i).ok_or_else(|| {
+            BuildError::Internal(format!("stage {name} was not built before it was read"))
+        }),
+        None => Err(copy::CopyError::FromImage(name.to_string()).into()),
     }
 }
 
