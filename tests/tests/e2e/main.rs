@@ -12,3 +12,4 @@ mod build_multistage;
 mod build_outputs;
 mod cli;
 mod fixtures;
+mod store_commands;
