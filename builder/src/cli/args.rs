@@ -48,6 +48,8 @@ pub enum Command {
     Prune(PruneArgs),
     /// Show what the store holds.
     Du(StoreArgs),
+    /// Verify every blob in the store (removing corrupt ones) and every tag's image.
+    Fsck(StoreArgs),
 }
 
 /// The store option, for commands that only need the store.

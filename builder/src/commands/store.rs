@@ -1,4 +1,4 @@
-//! `rbuild prune` and `rbuild du`: managing the local store.
+//! `rbuild prune`, `rbuild du` and `rbuild fsck`: managing the local store.
 
 use std::io::Write;
 
@@ -46,4 +46,62 @@ pub fn du(a: &StoreArgs) -> Result<(), Failure> {
         .map_err(Failure::Build)?;
     let _ = writeln!(std::io::stdout(), "{}", usage.to_string().trim_end());
     Ok(())
+}
+
+/// Verifies every blob (a corrupt one is removed, so the cache misses and rebuilds it) and that
+/// every tag's manifest, config and layers are present. Exit 0 when the store is consistent.
+pub fn fsck(a: &StoreArgs) -> Result<(), Failure> {
+    let store = open(a)?;
+    let report = store
+        .fsck()
+        .context("verifying the store")
+        .map_err(Failure::Build)?;
+    let mut out = format!("checked {} blobs\n", report.checked);
+    for d in &report.corrupt {
+        out.push_str(&format!("corrupt blob removed: {d}\n"));
+    }
+    for p in &report.stray {
+        out.push_str(&format!("stray file (not a blob name): {}\n", p.display()));
+    }
+    let mut dangling = Vec::new();
+    let refs = store
+        .list_refs()
+        .context("reading the store's tags")
+        .map_err(Failure::Build)?;
+    for (name, desc) in &refs {
+        if let Err(e) = rbuild_layers::image::Image::load(&store, desc.clone()).and_then(|img| {
+            img.manifest
+                .layers
+                .iter()
+                .find(|l| !store.has_blob(&l.digest))
+                .map_or(Ok(()), |l| {
+                    Err(rbuild_layers::image::ImageError::Read {
+                        what: "layer",
+                        source: std::io::Error::new(
+                            std::io::ErrorKind::NotFound,
+                            format!("layer {} is missing", l.digest),
+                        ),
+                    })
+                })
+        }) {
+            dangling.push(format!("{name}: {}", crate::cli::error_chain(&e)));
+        }
+    }
+    for d in &dangling {
+        out.push_str(&format!("broken tag {d}\n"));
+    }
+    let consistent = report.corrupt.is_empty() && dangling.is_empty();
+    out.push_str(if consistent {
+        "the store is consistent\n"
+    } else {
+        "problems found (corrupt blobs were removed; broken tags need a rebuild or `rbuild prune`)\n"
+    });
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    if consistent {
+        Ok(())
+    } else {
+        Err(Failure::Build(anyhow::anyhow!(
+            "the store had problems (see above)"
+        )))
+    }
 }

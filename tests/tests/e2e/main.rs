@@ -4,6 +4,7 @@
 mod build_cache;
 mod build_concurrency;
 mod build_copy;
+mod build_crash;
 mod build_devprod;
 mod build_errors;
 mod build_git;
