@@ -583,7 +583,9 @@ fn layer_options(engine: &Engine<'_>) -> LayerOptions {
     }
 }
 
-/// Resolves `COPY --from=NAME` to a built stage.
+/// Resolves `COPY --from=NAME`: a stage of this Dockerfile (by name, or by index for an
+/// earlier stage), else an image reference resolved like a `FROM` (its manifest digest is what
+/// the COPY's key depends on).
 fn resolve_from(
     engine: &Engine<'_>,
     name: &str,
@@ -596,12 +598,31 @@ fn resolve_from(
         .find(|s| s.name.as_deref() == Some(name.to_ascii_lowercase().as_str()))
         .map(|s| s.index)
         .or_else(|| name.parse::<usize>().ok().filter(|i| *i < current));
-    match idx {
-        Some(i) => engine.stage_result(i).ok_or_else(|| {
+    if let Some(i) = idx {
+        return engine.stage_result(i).ok_or_else(|| {
             BuildError::Internal(format!("stage {name} was not built before it was read"))
-        }),
-        None => Err(copy::CopyError::FromImage(name.to_string()).into()),
+        });
     }
+    let cwd = std::env::current_dir().unwrap_or_else(|_| engine.context_dir.to_path_buf());
+    let image = base::resolve(engine.store, name, &engine.opts.platform, &cwd)?;
+    let platform = crate::cli::values::platform_string(&engine.opts.platform);
+    let key = KeyInputs::new("from", None, format!("FROM {name}"), platform)
+        .input("base", image.manifest_digest.to_string())
+        .key();
+    Ok(Arc::new(StageState {
+        index: current,
+        config: image.config,
+        layers: image.layers,
+        key,
+        args: BTreeMap::new(),
+        base: BaseInfo {
+            name: Some(name.to_string()),
+            digest: Some(image.manifest_digest),
+        },
+        steps_total: 0,
+        steps_cached: 0,
+        meta: MetaState::default(),
+    }))
 }
 
 /// Unpacks (or reuses) every layer's snapshot and returns the stack.

@@ -109,3 +109,31 @@ fn check_prints_stages_steps_and_order_without_touching_the_store() {
     );
     assert!(!store.exists(), "check must not create or touch the store");
 }
+
+#[test]
+fn copy_from_an_image_reads_its_filesystem() {
+    let dir = scratch();
+    let Some(layout) = rbuild_tests::image::busybox_layout(dir.path(), "base") else {
+        return;
+    };
+    let ctx = dir.path().join("img-ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!(
+            "FROM scratch\nCOPY --from=oci-layout://{}:base /etc/passwd /copied/passwd\n",
+            layout.display()
+        ),
+    )
+    .unwrap();
+    let store = dir.path().join("store");
+    let out = dir.path().join("out");
+    rbuild_tests::build::build(
+        &store,
+        &ctx,
+        &["--output", &format!("type=local,dest={}", out.display())],
+    )
+    .success();
+    let copied = std::fs::read_to_string(out.join("copied/passwd")).unwrap();
+    assert!(copied.contains("app:x:1000:1000"), "{copied}");
+}
