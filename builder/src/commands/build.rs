@@ -309,9 +309,8 @@ fn secret_values(secrets: &[crate::cli::secret::SecretSpec]) -> Vec<Vec<u8>> {
         .iter()
         .filter_map(|s| match &s.source {
             crate::cli::secret::SecretSource::File(p) => std::fs::read(p).ok(),
-            crate::cli::secret::SecretSource::Env(v) => {
-                std::env::var_os(v).map(|v| std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str()).to_vec())
-            }
+            crate::cli::secret::SecretSource::Env(v) => std::env::var_os(v)
+                .map(|v| std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str()).to_vec()),
         })
         .filter(|v| !v.is_empty())
         .collect()

@@ -132,7 +132,8 @@ fn run(spec: &SandboxSpec) -> SysResult<Status> {
     // SAFETY: dup2 onto fd 0 of a valid fd.
     unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&devnull), 0) };
 
-    let mut flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+    let mut flags =
+        libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
     let mut what = "mount, PID, UTS and IPC namespaces".to_string();
     if spec.network == SandboxNetwork::None {
         flags |= libc::CLONE_NEWNET;
@@ -214,7 +215,13 @@ fn fd_path(fd: libc::c_int) -> String {
 }
 
 fn bind_fd(fd: libc::c_int, target: &Path, readonly: bool) -> SysResult<()> {
-    sys::mount(&fd_path(fd), target, None, libc::MS_BIND | libc::MS_REC, None)?;
+    sys::mount(
+        &fd_path(fd),
+        target,
+        None,
+        libc::MS_BIND | libc::MS_REC,
+        None,
+    )?;
     if readonly {
         sys::mount(
             "none",
@@ -287,9 +294,9 @@ fn setup(spec: &SandboxSpec) -> SysResult<Never> {
             SandboxMount::Bind { source, .. } => bind_fds.push(sys::open_path(source)?),
             SandboxMount::Secret { id, from, .. } => {
                 let value = match from {
-                    Some(SecretFrom::File(p)) => Some(
-                        std::fs::read(p).map_err(io_fail(format!("reading secret {id:?}")))?,
-                    ),
+                    Some(SecretFrom::File(p)) => {
+                        Some(std::fs::read(p).map_err(io_fail(format!("reading secret {id:?}")))?)
+                    }
                     Some(SecretFrom::Env(var)) => {
                         std::env::var_os(var).map(|v| v.as_bytes().to_vec())
                     }
@@ -307,7 +314,13 @@ fn setup(spec: &SandboxSpec) -> SysResult<Never> {
     sys::pivot_to_cwd(Path::new(OLD_ROOT_IN_MERGED))?;
     let nosuid_nodev_noexec = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
     mkdir_p(Path::new("/proc"))?;
-    sys::mount("proc", Path::new("/proc"), Some("proc"), nosuid_nodev_noexec, None)?;
+    sys::mount(
+        "proc",
+        Path::new("/proc"),
+        Some("proc"),
+        nosuid_nodev_noexec,
+        None,
+    )?;
 
     // 4. A minimal /dev on a tmpfs (never in the layer).
     let dev = Path::new("/dev");
@@ -492,8 +505,7 @@ fn lookup(name: &str, env: &[String]) -> PathBuf {
         .unwrap_or(super::DEFAULT_PATH);
     for dir in path.split(':').filter(|d| !d.is_empty()) {
         let p = Path::new(dir).join(name);
-        if std::fs::metadata(&p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        {
+        if std::fs::metadata(&p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0) {
             return p;
         }
     }

@@ -50,8 +50,12 @@ pub fn mount(
 ) -> SysResult<()> {
     let src = cstring(source.as_bytes(), "mount source")?;
     let tgt = cpath(target)?;
-    let fs = fstype.map(|f| cstring(f.as_bytes(), "fstype")).transpose()?;
-    let dat = data.map(|d| cstring(d.as_bytes(), "mount data")).transpose()?;
+    let fs = fstype
+        .map(|f| cstring(f.as_bytes(), "fstype"))
+        .transpose()?;
+    let dat = data
+        .map(|d| cstring(d.as_bytes(), "mount data"))
+        .transpose()?;
     // SAFETY: all pointers are valid NUL-terminated strings (or null) for the call's duration.
     let rc = unsafe {
         libc::mount(
@@ -140,14 +144,7 @@ pub fn open_path(p: &Path) -> SysResult<libc::c_int> {
 pub fn cloexec_from(first: u32) -> SysResult<()> {
     const CLOSE_RANGE_CLOEXEC: libc::c_int = 4;
     // SAFETY: plain syscall.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            first,
-            u32::MAX,
-            CLOSE_RANGE_CLOEXEC,
-        )
-    };
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
     check(|| "close_range".into(), rc as libc::c_int).map(|_| ())
 }
 

@@ -50,7 +50,9 @@ pub enum RunError {
     NoUser(String),
     #[error("unable to find group {0:?} in /etc/group of the image")]
     NoGroup(String),
-    #[error("secret {0:?} is required but was not given: pass --secret id={0},src=FILE (or env=VAR)")]
+    #[error(
+        "secret {0:?} is required but was not given: pass --secret id={0},src=FILE (or env=VAR)"
+    )]
     MissingSecret(String),
     #[error("RUN --mount: {0}")]
     Mount(#[from] crate::dockerfile::MountError),
@@ -193,7 +195,10 @@ pub fn prepare(
     )
     .input("user", user.clone())
     .input("workdir", workdir.clone())
-    .input("network", r.network.unwrap_or(NetworkMode::Default).as_str())
+    .input(
+        "network",
+        r.network.unwrap_or(NetworkMode::Default).as_str(),
+    )
     .input(
         "mounts",
         serde_json::to_string(&r.mounts).expect("mount specs serialise"),
@@ -214,10 +219,7 @@ pub fn prepare(
 }
 
 /// The user a RUN process runs as (runc's `GetExecUser`): uid, gid, supplementary groups, home.
-fn resolve_user(
-    spec: &str,
-    rootfs: &RootFs,
-) -> Result<(u32, u32, Vec<u32>, String), RunError> {
+fn resolve_user(spec: &str, rootfs: &RootFs) -> Result<(u32, u32, Vec<u32>, String), RunError> {
     if spec.is_empty() {
         return Ok((0, 0, Vec::new(), "/root".into()));
     }
@@ -512,7 +514,11 @@ pub fn execute(
 
 /// Drops directories overlay only copied up (same mode and owner as below, nothing changed
 /// under them) and directories made only to hold an excluded mount point.
-pub fn prune_copied_up(entries: Vec<LayerEntry>, rootfs: &RootFs, exclude: &[&str]) -> Vec<LayerEntry> {
+pub fn prune_copied_up(
+    entries: Vec<LayerEntry>,
+    rootfs: &RootFs,
+    exclude: &[&str],
+) -> Vec<LayerEntry> {
     let mut order: Vec<usize> = (0..entries.len()).collect();
     let depth = |p: &str| p.matches('/').count();
     order.sort_by_key(|&i| std::cmp::Reverse(depth(&entries[i].path)));
@@ -579,7 +585,10 @@ mod tests {
         let (a, _) = command_line(&run(CommandForm::Shell("echo hi".into()), vec![]), &sh());
         assert_eq!(a, ["/bin/sh", "-c", "echo hi"]);
         let (a, _) = command_line(
-            &run(CommandForm::Exec(vec!["/bin/echo".into(), "x".into()]), vec![]),
+            &run(
+                CommandForm::Exec(vec!["/bin/echo".into(), "x".into()]),
+                vec![],
+            ),
             &sh(),
         );
         assert_eq!(a, ["/bin/echo", "x"]);
@@ -597,7 +606,10 @@ mod tests {
         assert_eq!(a, [HEREDOC_SCRIPT]);
         assert_eq!(script.as_deref(), Some("#!/bin/busybox ash\necho hi\n"));
         let (a, script) = command_line(
-            &run(CommandForm::Shell("<<-'EOF'".into()), vec![heredoc("EOF", "echo hi\n")]),
+            &run(
+                CommandForm::Shell("<<-'EOF'".into()),
+                vec![heredoc("EOF", "echo hi\n")],
+            ),
             &sh(),
         );
         assert_eq!(a, ["/bin/sh", "-c", "echo hi\n"]);
@@ -607,7 +619,10 @@ mod tests {
     #[test]
     fn a_heredoc_fed_to_a_command_is_appended_for_the_shell() {
         let (a, _) = command_line(
-            &run(CommandForm::Shell("cat <<EOF > /x".into()), vec![heredoc("EOF", "a\n")]),
+            &run(
+                CommandForm::Shell("cat <<EOF > /x".into()),
+                vec![heredoc("EOF", "a\n")],
+            ),
             &sh(),
         );
         assert_eq!(a, ["/bin/sh", "-c", "cat <<EOF > /x\na\nEOF"]);
@@ -636,9 +651,18 @@ mod tests {
         );
         assert_eq!(resolve_user("app:0", &fs).unwrap().1, 0);
         // A uid not in passwd runs with gid 0 and home /.
-        assert_eq!(resolve_user("4242", &fs).unwrap(), (4242, 0, vec![0], "/".into()));
-        assert!(matches!(resolve_user("nobody", &fs), Err(RunError::NoUser(_))));
-        assert!(matches!(resolve_user("app:wheel", &fs), Err(RunError::NoGroup(_))));
+        assert_eq!(
+            resolve_user("4242", &fs).unwrap(),
+            (4242, 0, vec![0], "/".into())
+        );
+        assert!(matches!(
+            resolve_user("nobody", &fs),
+            Err(RunError::NoUser(_))
+        ));
+        assert!(matches!(
+            resolve_user("app:wheel", &fs),
+            Err(RunError::NoGroup(_))
+        ));
     }
 
     #[test]
@@ -659,7 +683,12 @@ mod tests {
             xattrs: BTreeMap::new(),
         };
         let m = meta.mode() & 0o7777;
-        let entries = vec![dir("etc", m), dir("new", 0o755), dir("mnt", 0o755), dir("x", 0o700)];
+        let entries = vec![
+            dir("etc", m),
+            dir("new", 0o755),
+            dir("mnt", 0o755),
+            dir("x", 0o700),
+        ];
         let kept = prune_copied_up(entries, &fs, &["mnt/cache"]);
         let paths: Vec<&str> = kept.iter().map(|e| e.path.as_str()).collect();
         // etc: copied up unchanged; mnt: only holds a mount point; x and new: created.

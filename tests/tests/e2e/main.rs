@@ -11,3 +11,4 @@ mod build_multistage;
 mod build_outputs;
 mod cli;
 mod fixtures;
+mod run_sandbox;
