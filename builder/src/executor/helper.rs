@@ -259,6 +259,9 @@ enum Never {}
 
 fn setup(spec: &SandboxSpec) -> SysResult<Never> {
     sys::parent_death_signal(libc::SIGKILL)?;
+    // A mount namespace of PID 1's own: pivot_root switches the root of every process of the
+    // namespace, and the helper must keep the host's view to clean up after a kill.
+    sys::unshare(libc::CLONE_NEWNS, "a mount namespace for PID 1")?;
     if spec.network == SandboxNetwork::None {
         sys::loopback_up()?;
     }

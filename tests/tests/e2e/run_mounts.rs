@@ -1,0 +1,156 @@
+//! `RUN --mount`: secrets (file and env; never in a blob of the store, in the output or in the
+//! log), cache mounts (persist across builds, never in the layer), tmpfs.
+
+use std::path::Path;
+use std::process::Command;
+
+use rbuild_tests::build::{build, write_tree};
+use rbuild_tests::{run, scratch};
+
+use super::run_sandbox::{setup, BASE};
+
+/// Paths of files under `root` whose bytes, or whose gzip/zstd-decompressed bytes, contain
+/// `needle`.
+fn files_containing(root: &Path, needle: &str) -> Vec<String> {
+    let script = r#"find "$1" -type f | while read -r f; do
+        if grep -qF -- "$2" "$f" || (zcat -f -- "$f" 2>/dev/null | grep -qF -- "$2") \
+           || (zstdcat -- "$f" 2>/dev/null | grep -qF -- "$2"); then echo "$f"; fi
+    done"#;
+    run(Command::new("sh")
+        .args(["-c", script, "sh"])
+        .arg(root)
+        .arg(needle))
+    .success()
+    .stdout
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+#[test]
+fn secrets_reach_the_command_but_no_blob_output_or_log() {
+    let dir = scratch();
+    let secret = format!("s3cr3t-{}-value", std::process::id());
+    let df = format!(
+        "FROM {BASE}\n\
+         RUN --mount=type=secret,id=tok sha256sum /run/secrets/tok | cut -d' ' -f1 > /file-sum \
+             && stat -c '%a %u' /run/secrets/tok > /file-perm && echo \"leak: $(cat /run/secrets/tok)\"\n\
+         RUN --mount=type=secret,id=tok,env=TOKEN,uid=1000,mode=0440 printf %s \"$TOKEN\" | sha256sum | cut -d' ' -f1 > /env-sum \
+             && [ ! -e /run/secrets/tok ] && echo env-only > /env-only\n\
+         RUN --mount=type=secret,id=tok,target=/etc/tok.conf sha256sum /etc/tok.conf | cut -d' ' -f1 > /target-sum\n\
+         RUN --mount=type=secret,id=absent [ ! -e /run/secrets/absent ] && echo skipped > /absent\n"
+    );
+    let Some((store, ctx)) = setup(dir.path(), &df) else {
+        return;
+    };
+    let secret_file = dir.path().join("secret.txt");
+    write_tree(dir.path(), &[("secret.txt", &secret)]);
+    let out = dir.path().join("out");
+    let fs = dir.path().join("fs");
+    let r = build(
+        &store,
+        &ctx,
+        &[
+            "--secret",
+            &format!("id=tok,src={}", secret_file.display()),
+            "--output",
+            &format!("type=oci,dest={}", out.display()),
+            "--output",
+            &format!("type=local,dest={}", fs.display()),
+        ],
+    )
+    .success();
+    let want = run(Command::new("sh")
+        .arg("-c")
+        .arg("printf %s \"$1\" | sha256sum | cut -d' ' -f1")
+        .arg("sh")
+        .arg(&secret))
+    .success()
+    .stdout;
+    let read = |p: &str| std::fs::read_to_string(fs.join(p)).unwrap();
+    assert_eq!(read("file-sum"), want);
+    assert_eq!(
+        read("file-perm"),
+        "400 0\n",
+        "default mode 0400, owner root"
+    );
+    assert_eq!(read("env-sum"), want);
+    assert_eq!(read("env-only"), "env-only\n");
+    assert_eq!(read("target-sum"), want);
+    assert_eq!(
+        read("absent"),
+        "skipped\n",
+        "a secret that is not required may be absent"
+    );
+    assert!(
+        !fs.join("etc/tok.conf").exists(),
+        "the secret's mount point is not in the layer"
+    );
+    assert!(!fs.join("run/secrets").exists());
+    assert!(
+        !r.stderr.contains(&secret),
+        "log masks the secret: {}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("leak: "), "{}", r.stderr);
+    assert_eq!(files_containing(&store, &secret), Vec::<String>::new());
+    assert_eq!(files_containing(&out, &secret), Vec::<String>::new());
+}
+
+#[test]
+fn a_missing_required_secret_is_an_error_naming_it() {
+    let dir = scratch();
+    let df = format!("FROM {BASE}\nRUN --mount=type=secret,id=npmrc,required=true true\n");
+    let Some((store, ctx)) = setup(dir.path(), &df) else {
+        return;
+    };
+    let r = build(&store, &ctx, &[]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("\"npmrc\" is required"), "{}", r.stderr);
+    assert!(r.stderr.contains("--secret id=npmrc"), "{}", r.stderr);
+}
+
+#[test]
+fn cache_mounts_persist_across_builds_and_tmpfs_mounts_are_empty_and_neither_is_in_the_layer() {
+    let dir = scratch();
+    let df = format!(
+        "FROM {BASE}\n\
+         RUN --mount=type=cache,target=/var/cache/app --mount=type=tmpfs,target=/scratch \
+             echo run >> /var/cache/app/log && wc -l < /var/cache/app/log > /count \
+             && ls -A /scratch > /scratch-listing && echo x > /scratch/f \
+             && grep -q ' /scratch tmpfs ' /proc/mounts && echo tmpfs > /scratch-type\n\
+         RUN --mount=type=cache,id=shared,target=/a,sharing=locked echo a > /a/f\n\
+         RUN --mount=type=cache,id=shared,target=/b,sharing=shared cat /b/f > /from-shared\n"
+    );
+    let Some((store, ctx)) = setup(dir.path(), &df) else {
+        return;
+    };
+    for expected in ["1\n", "2\n"] {
+        let fs = dir.path().join(format!("fs{}", expected.trim()));
+        build(
+            &store,
+            &ctx,
+            &[
+                "--no-cache",
+                "--output",
+                &format!("type=local,dest={}", fs.display()),
+            ],
+        )
+        .success();
+        let read = |p: &str| std::fs::read_to_string(fs.join(p)).unwrap();
+        assert_eq!(
+            read("count"),
+            expected,
+            "the cache mount kept the first build's file"
+        );
+        assert_eq!(read("scratch-listing"), "");
+        assert_eq!(read("scratch-type"), "tmpfs\n");
+        assert_eq!(read("from-shared"), "a\n", "same id, same directory");
+        assert!(
+            !fs.join("var/cache/app").exists(),
+            "cache mount point is not in the layer"
+        );
+        assert!(!fs.join("scratch").exists());
+        assert!(!fs.join("a").exists() && !fs.join("b").exists());
+    }
+}
