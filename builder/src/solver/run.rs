@@ -269,7 +269,7 @@ fn resolve_user(spec: &str, rootfs: &RootFs) -> Result<(u32, u32, Vec<u32>, Stri
     let mut extra = Vec::new();
     if let Some(e) = entry {
         for (_, id, members) in &groups {
-            if members.iter().any(|m| *m == e.name) {
+            if members.contains(&e.name) {
                 let id = to32(*id)?;
                 if !extra.contains(&id) {
                     extra.push(id);
