@@ -222,3 +222,60 @@ fn a_missing_shell_is_a_clear_error_not_a_host_command() {
     assert!(r.stderr.contains("/bin/sh"), "{}", r.stderr);
     assert!(!r.stderr.contains("\nhi\n"), "{}", r.stderr);
 }
+
+#[test]
+fn run_is_cached_by_command_env_args_and_network_and_an_unchanged_run_is_an_empty_layer() {
+    let dir = scratch();
+    let df = format!(
+        "FROM {BASE} AS final\nARG V=1\nRUN echo $V > /v\nRUN true\nRUN --network=none true\n"
+    );
+    let Some((store, ctx)) = setup(dir.path(), &df) else {
+        return;
+    };
+    let out = dir.path().join("out");
+    let args = |v: &str| {
+        vec![
+            "--build-arg".to_string(),
+            format!("V={v}"),
+            "--tag".into(),
+            "localhost/run-cache:final".into(),
+            "--output".into(),
+            format!("type=oci,dest={}", out.display()),
+        ]
+    };
+    let go = |v: &str| {
+        let a = args(v);
+        build(
+            &store,
+            &ctx,
+            &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        )
+        .success()
+    };
+    let first = go("1");
+    assert!(!first.stderr.contains("CACHED\n#"), "{}", first.stderr);
+    let again = go("1");
+    let steps = rbuild_tests::progress::op_steps(&again.stderr);
+    assert!(steps.iter().all(|s| s.cached), "{}", again.stderr);
+    let changed = go("2");
+    let steps = rbuild_tests::progress::op_steps(&changed.stderr);
+    assert!(
+        steps
+            .iter()
+            .filter(|s| s.name.contains("RUN"))
+            .all(|s| !s.cached),
+        "{}",
+        changed.stderr
+    );
+    // `RUN true` changes nothing: no layer, history marks it empty (BuildKit does the same).
+    let c = oci::read_config(&out, "final");
+    let history = c["history"].as_array().unwrap();
+    let run_true: Vec<_> = history
+        .iter()
+        .filter(|h| h["created_by"].as_str().unwrap_or("").contains("-c true"))
+        .collect();
+    assert_eq!(run_true.len(), 2, "{c}");
+    assert!(run_true.iter().all(|h| h["empty_layer"] == true), "{c}");
+    let m = oci::manifest(&out, "final");
+    assert_eq!(m["layers"].as_array().unwrap().len(), 2, "base + RUN echo");
+}
