@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use rbuild_layers::tar::{EntryKind, LayerEntry};
 
 use super::key::KeyInputs;
-use super::rootfs::RootFs;
+use super::rootfs::{MountGuard, RootFs};
 use super::stage::StageState;
 use super::users::{parse_group, parse_passwd};
 use super::{BuildError, Engine};
@@ -58,6 +58,12 @@ pub enum RunError {
     Mount(#[from] crate::dockerfile::MountError),
     #[error("RUN --mount={0} is not supported by this version of rbuild yet; nothing was run")]
     UnsupportedMount(&'static str),
+    #[error("RUN --mount=type=bind,from={0}: no stage of this Dockerfile has that name (binding an image is not supported yet)")]
+    UnknownStage(String),
+    #[error("RUN --mount=type=bind,source={0}: the path goes through a symlink; name the target instead")]
+    SymlinkSource(String),
+    #[error("RUN --mount=type=bind,source={0}: not found in the build context (or excluded by .dockerignore)")]
+    NotInContext(String),
     #[error("locking cache mount {}", .0.display())]
     Lock(PathBuf, #[source] std::io::Error),
     #[error(transparent)]
@@ -74,7 +80,15 @@ pub struct PreparedRun {
     user: String,
     network: SandboxNetwork,
     mounts: Vec<MountSpec>,
+    /// For each `type=bind` mount (same order): where it reads from.
+    binds: Vec<BindFrom>,
     heredoc_script: Option<String>,
+}
+
+/// The source of a `RUN --mount=type=bind`.
+enum BindFrom {
+    Stage(std::sync::Arc<StageState>),
+    Context(std::sync::Arc<crate::context::Context>),
 }
 
 fn shell_of(state: &StageState) -> Vec<String> {
@@ -145,8 +159,29 @@ pub fn prepare(
         return Err(BuildError::Run(RunError::UnsafeWorkdir(workdir)));
     }
     let user = cfg.user.clone().unwrap_or_default();
+    let mut binds = Vec::new();
+    let mut bind_keys = Vec::new();
     for m in &r.mounts {
         m.check_paths().map_err(|e| BuildError::Run(e.into()))?;
+        if let MountSpec::Bind { source, from, .. } = m {
+            // The key gets what is bound: the stage's key, or the digest of the context subtree.
+            let rel = clean_rel(source.as_deref().unwrap_or("."));
+            match from {
+                Some(name) => {
+                    let st = stage_named(engine, name, state.index)?;
+                    bind_keys.push(format!("stage:{name}:{}:{rel}", st.key));
+                    binds.push(BindFrom::Stage(st));
+                }
+                None => {
+                    let ctx = engine.context()?;
+                    let d = ctx
+                        .content_digest(&rel)
+                        .map_err(|e| BuildError::Context(crate::cli::error_chain(&e)))?;
+                    bind_keys.push(format!("context:{rel}:{d}"));
+                    binds.push(BindFrom::Context(ctx));
+                }
+            }
+        }
     }
     // Environment: the image's, then every ARG in scope that ENV does not set (BuildKit).
     let env_names: HashSet<&str> = cfg
@@ -203,6 +238,9 @@ pub fn prepare(
         "mounts",
         serde_json::to_string(&r.mounts).expect("mount specs serialise"),
     );
+    if !bind_keys.is_empty() {
+        inputs = inputs.input("binds", bind_keys.join("\n"));
+    }
     inputs.env = key_env;
     inputs.args = state.args.clone();
     Ok(PreparedRun {
@@ -214,6 +252,7 @@ pub fn prepare(
         user,
         network,
         mounts: r.mounts.clone(),
+        binds,
         heredoc_script,
     })
 }
@@ -294,16 +333,33 @@ fn io(what: &'static str, p: &Path) -> impl FnOnce(std::io::Error) -> BuildError
 /// Holds what must outlive the command: cache-mount locks.
 struct Held {
     _locks: Vec<std::fs::File>,
+    _mounts: Vec<MountGuard>,
+    _overlays: Vec<UnmountOnDrop>,
+}
+
+/// A writable overlay rbuild mounted (in its private mount namespace) for an `rw` bind.
+struct UnmountOnDrop(PathBuf);
+
+impl Drop for UnmountOnDrop {
+    fn drop(&mut self) {
+        // Detach: nothing may keep it busy once the sandbox is gone; errors leave a mount that
+        // dies with rbuild's private namespace anyway.
+        let _ = crate::executor::sys::umount2(&self.0, libc::MNT_DETACH);
+    }
 }
 
 /// Turns the RUN's `--mount`s into sandbox mounts (host paths prepared), keeping locks.
 fn sandbox_mounts(
     engine: &Engine<'_>,
-    mounts: &[MountSpec],
+    p: &PreparedRun,
     scratch: &Path,
 ) -> Result<(Vec<SandboxMount>, Held), BuildError> {
+    let mounts = &p.mounts;
+    let mut binds = p.binds.iter();
     let mut out = Vec::new();
     let mut locks = Vec::new();
+    let mut guards = Vec::new();
+    let mut overlays = Vec::new();
     for (n, m) in mounts.iter().enumerate() {
         match m {
             MountSpec::Tmpfs { target, size } => out.push(SandboxMount::Tmpfs {
@@ -403,12 +459,176 @@ fn sandbox_mounts(
                     readonly: *readonly,
                 });
             }
-            MountSpec::Bind { .. } => {
-                return Err(BuildError::Run(RunError::UnsupportedMount("type=bind")));
+            MountSpec::Bind {
+                source, target, rw, ..
+            } => {
+                let from = binds
+                    .next()
+                    .ok_or_else(|| BuildError::Internal("bind mount sources out of step".into()))?;
+                let rel = clean_rel(source.as_deref().unwrap_or("."));
+                let dir = scratch.join(format!("bind-{n}"));
+                let source = match from {
+                    BindFrom::Stage(st) => {
+                        let rootfs = super::stage::snapshot_rootfs(engine, &st.layers)?;
+                        std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
+                        if *rw {
+                            overlays.push(mount_writable(&rootfs, &dir, scratch, n)?);
+                        } else {
+                            guards.push(
+                                rootfs
+                                    .mount_readonly(&dir)
+                                    .map_err(io("mounting the bind source at", &dir))?,
+                            );
+                        }
+                        inside_without_symlinks(&dir, &rel)?
+                    }
+                    BindFrom::Context(ctx) => {
+                        materialize(ctx, &rel, &dir, *rw)?;
+                        dir
+                    }
+                };
+                out.push(SandboxMount::Bind {
+                    source,
+                    target: abs(target),
+                    readonly: !*rw,
+                });
             }
         }
     }
-    Ok((out, Held { _locks: locks }))
+    Ok((
+        out,
+        Held {
+            _locks: locks,
+            _mounts: guards,
+            _overlays: overlays,
+        },
+    ))
+}
+
+/// `p` cleaned to a relative context/stage path (`"."` for the root).
+fn clean_rel(p: &str) -> String {
+    let c = super::rootfs::components(p).join("/");
+    if c.is_empty() {
+        ".".into()
+    } else {
+        c
+    }
+}
+
+/// A built stage named `name` (or numbered, before `current`).
+fn stage_named(
+    engine: &Engine<'_>,
+    name: &str,
+    current: usize,
+) -> Result<std::sync::Arc<StageState>, BuildError> {
+    let idx = engine
+        .plan
+        .stages
+        .iter()
+        .find(|s| s.name.as_deref() == Some(name.to_ascii_lowercase().as_str()))
+        .map(|s| s.index)
+        .or_else(|| name.parse::<usize>().ok().filter(|i| *i < current));
+    match idx.and_then(|i| engine.stage_result(i)) {
+        Some(s) => Ok(s),
+        None => Err(BuildError::Run(RunError::UnknownStage(name.into()))),
+    }
+}
+
+/// `dir/rel`, refusing any symlink on the way: the helper opens bind sources on the host,
+/// where an image's symlink would point outside the stage.
+fn inside_without_symlinks(dir: &Path, rel: &str) -> Result<PathBuf, BuildError> {
+    let mut p = dir.to_path_buf();
+    for c in super::rootfs::components(rel) {
+        p.push(c);
+        let m = std::fs::symlink_metadata(&p).map_err(io("finding the bind source", &p))?;
+        if m.file_type().is_symlink() {
+            return Err(BuildError::Run(RunError::SymlinkSource(rel.into())));
+        }
+    }
+    Ok(p)
+}
+
+/// Mounts `rootfs` writable at `dir` with a throw-away upper directory (writes to an `rw`
+/// bind are discarded, as in BuildKit).
+fn mount_writable(
+    rootfs: &RootFs,
+    dir: &Path,
+    scratch: &Path,
+    n: usize,
+) -> Result<UnmountOnDrop, BuildError> {
+    let upper = scratch.join(format!("bind-{n}-upper"));
+    let work = scratch.join(format!("bind-{n}-work"));
+    let empty = scratch.join(format!("bind-{n}-empty"));
+    for d in [&upper, &work, &empty] {
+        std::fs::create_dir_all(d).map_err(io("creating", d))?;
+    }
+    let lowers = if rootfs.lowers.is_empty() {
+        vec![empty]
+    } else {
+        rootfs.lowers.iter().rev().cloned().collect()
+    };
+    let esc = |p: &Path| {
+        p.to_string_lossy()
+            .replace('\\', "\\\\")
+            .replace(':', "\\:")
+            .replace(',', "\\,")
+    };
+    let data = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lowers.iter().map(|p| esc(p)).collect::<Vec<_>>().join(":"),
+        esc(&upper),
+        esc(&work)
+    );
+    crate::executor::sys::mount("overlay", dir, Some("overlay"), 0, Some(&data)).map_err(|e| {
+        BuildError::Io {
+            what: "mounting a writable bind source at",
+            path: dir.to_path_buf(),
+            source: e.source,
+        }
+    })?;
+    Ok(UnmountOnDrop(dir.to_path_buf()))
+}
+
+/// Lays out the context subtree `rel` at `dest` as the context sees it (ignored files are not
+/// there): hard links for a read-only bind, copies for an `rw` one (whose writes must not
+/// reach the context).
+fn materialize(
+    ctx: &crate::context::Context,
+    rel: &str,
+    dest: &Path,
+    rw: bool,
+) -> Result<(), BuildError> {
+    use crate::context::EntryKind as K;
+    let root = ctx.root();
+    let entry = ctx
+        .get(rel)
+        .ok_or_else(|| BuildError::Run(RunError::NotInContext(rel.into())))?;
+    let place = |src: &Path, dst: &Path, kind: &K| -> Result<(), BuildError> {
+        match kind {
+            K::Dir => std::fs::create_dir_all(dst).map_err(io("creating", dst)),
+            K::Symlink(t) => std::os::unix::fs::symlink(t, dst).map_err(io("creating", dst)),
+            K::File => {
+                if rw || std::fs::hard_link(src, dst).is_err() {
+                    std::fs::copy(src, dst).map_err(io("copying", src))?;
+                }
+                Ok(())
+            }
+            K::Other => Ok(()),
+        }
+    };
+    let src = if rel == "." {
+        root.to_path_buf()
+    } else {
+        root.join(rel)
+    };
+    place(&src, dest, &entry.kind)?;
+    if entry.is_dir() {
+        let prefix_len = if rel == "." { 0 } else { rel.len() + 1 };
+        for (p, e) in ctx.walk_under(rel) {
+            place(&root.join(p), &dest.join(&p[prefix_len..]), &e.kind)?;
+        }
+    }
+    Ok(())
 }
 
 fn abs(p: &str) -> String {
@@ -456,7 +676,7 @@ pub fn execute(
     if Path::new("/etc/resolv.conf").exists() {
         etc_files.push(("resolv.conf".into(), PathBuf::from("/etc/resolv.conf")));
     }
-    let (mut mounts, _held) = sandbox_mounts(engine, &p.mounts, scratch)?;
+    let (mut mounts, _held) = sandbox_mounts(engine, p, scratch)?;
     if let Some(script) = &p.heredoc_script {
         let path = scratch.join("heredoc");
         std::fs::write(&path, script).map_err(io("writing", &path))?;

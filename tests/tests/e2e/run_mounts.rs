@@ -154,3 +154,95 @@ fn cache_mounts_persist_across_builds_and_tmpfs_mounts_are_empty_and_neither_is_
         assert!(!fs.join("a").exists() && !fs.join("b").exists());
     }
 }
+
+#[test]
+fn bind_mounts_of_the_context_and_of_a_stage_are_read_only_unless_rw_and_rw_writes_are_discarded() {
+    let dir = scratch();
+    let df = format!(
+        "FROM {BASE} AS tools\n\
+         RUN mkdir -p /opt/tool && echo tool-v1 > /opt/tool/version\n\
+         FROM {BASE} AS final\n\
+         RUN --mount=type=bind,target=/src cat /src/data/a.txt > /from-context \
+             && (echo x > /src/data/a.txt 2>/dev/null && echo writable || echo read-only) > /ctx-ro \
+             && ([ -e /src/ignored.txt ] && echo visible || echo hidden) > /ignored\n\
+         RUN --mount=type=bind,from=tools,source=/opt/tool,target=/t cat /t/version > /from-stage\n\
+         RUN --mount=type=bind,source=data,target=/d,rw echo changed > /d/a.txt && cat /d/a.txt > /rw-seen\n\
+         RUN --mount=type=bind,from=tools,target=/t,rw echo changed > /t/opt/tool/version && echo ok > /rw-stage\n"
+    );
+    let Some((store, ctx)) = setup(dir.path(), &df) else {
+        return;
+    };
+    write_tree(
+        &ctx,
+        &[
+            ("data/a.txt", "context-a\n"),
+            ("ignored.txt", "no\n"),
+            (".dockerignore", "ignored.txt\n"),
+        ],
+    );
+    let fs = dir.path().join("fs");
+    let r = build(
+        &store,
+        &ctx,
+        &[
+            "--target",
+            "final",
+            "--output",
+            &format!("type=local,dest={}", fs.display()),
+        ],
+    )
+    .success();
+    let read = |p: &str| std::fs::read_to_string(fs.join(p)).unwrap();
+    assert_eq!(read("from-context"), "context-a\n");
+    assert_eq!(read("ctx-ro"), "read-only\n");
+    assert_eq!(
+        read("ignored"),
+        "hidden\n",
+        ".dockerignore applies to bind mounts"
+    );
+    assert_eq!(read("from-stage"), "tool-v1\n");
+    assert_eq!(read("rw-seen"), "changed\n");
+    assert_eq!(read("rw-stage"), "ok\n");
+    assert_eq!(
+        std::fs::read_to_string(ctx.join("data/a.txt")).unwrap(),
+        "context-a\n",
+        "rw writes never reach the context"
+    );
+    for p in ["src", "t", "d"] {
+        assert!(!fs.join(p).exists(), "mount point {p} is not in the layer");
+    }
+    // A later build of the same stage still sees the original file (writes were discarded).
+    let fs2 = dir.path().join("fs2");
+    let again = build(
+        &store,
+        &ctx,
+        &[
+            "--target",
+            "final",
+            "--no-cache",
+            "--output",
+            &format!("type=local,dest={}", fs2.display()),
+        ],
+    )
+    .success();
+    let from_stage = std::fs::read_to_string(fs2.join("from-stage")).unwrap();
+    assert_eq!(from_stage, "tool-v1\n", "{}{}", r.stderr, again.stderr);
+    // Changing the bound context file changes the key of the step that binds it.
+    write_tree(&ctx, &[("data/a.txt", "context-b\n")]);
+    let fs3 = dir.path().join("fs3");
+    build(
+        &store,
+        &ctx,
+        &[
+            "--target",
+            "final",
+            "--output",
+            &format!("type=local,dest={}", fs3.display()),
+        ],
+    )
+    .success();
+    assert_eq!(
+        std::fs::read_to_string(fs3.join("from-context")).unwrap(),
+        "context-b\n"
+    );
+}
