@@ -279,3 +279,30 @@ fn run_is_cached_by_command_env_args_and_network_and_an_unchanged_run_is_an_empt
     let m = oci::manifest(&out, "final");
     assert_eq!(m["layers"].as_array().unwrap().len(), 2, "base + RUN echo");
 }
+
+#[test]
+fn without_cap_sys_admin_rbuild_names_the_refused_operation_and_runs_nothing() {
+    let dir = scratch();
+    let Some((store, ctx)) = setup(dir.path(), &format!("FROM {BASE}\nRUN echo ran > /proof\n"))
+    else {
+        return;
+    };
+    if !have_tool("setpriv") {
+        return;
+    }
+    // Like an unprivileged container: the capability is gone from the bounding set.
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--bounding-set", "-sys_admin"])
+        .arg(rbuild_tests::rbuild_bin())
+        .arg("build")
+        .arg(&ctx)
+        .args(["--progress", "plain"])
+        .env("RBUILD_STORE", &store);
+    let r = run(&mut cmd);
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("unshare("), "{}", r.stderr);
+    assert!(r.stderr.contains("was refused"), "{}", r.stderr);
+    assert!(r.stderr.contains("CAP_SYS_ADMIN"), "{}", r.stderr);
+    assert!(r.stderr.contains("nothing was run on the host"), "{}", r.stderr);
+    assert!(!Path::new("/proof").exists());
+}
