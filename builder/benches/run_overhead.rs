@@ -66,7 +66,14 @@ fn run_true(lower: &Path, tmp: &Path) -> Duration {
         mounts: Vec::new(),
     };
     executor::run(&spec, |_, _| {}).expect("RUN true succeeds");
-    let exclude = ["proc", "dev", "sys", "run", "etc/resolv.conf", ".rbuild-oldroot"];
+    let exclude = [
+        "proc",
+        "dev",
+        "sys",
+        "run",
+        "etc/resolv.conf",
+        ".rbuild-oldroot",
+    ];
     let entries =
         rbuild_layers::tar::entries_from_overlay_upper(&scratch.path().join("upper"), &exclude)
             .unwrap();
@@ -93,7 +100,11 @@ fn crun_cmd(bundle: &Path, state: &Path, id: &str, hide_cgroup2: bool) -> Comman
     } else {
         Command::new("crun")
     };
-    c.arg("--root").arg(state).args(["run", "-b"]).arg(bundle).arg(id);
+    c.arg("--root")
+        .arg(state)
+        .args(["run", "-b"])
+        .arg(bundle)
+        .arg(id);
     c
 }
 
@@ -149,11 +160,20 @@ fn main() {
             .output()
             .unwrap();
         theirs.push(t.elapsed());
-        assert!(out.status.success(), "crun: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "crun: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         if hybrid {
             let t = Instant::now();
             Command::new("unshare")
-                .args(["-m", "sh", "-c", "umount /sys/fs/cgroup/unified && exec true"])
+                .args([
+                    "-m",
+                    "sh",
+                    "-c",
+                    "umount /sys/fs/cgroup/unified && exec true",
+                ])
                 .status()
                 .unwrap();
             wrapper.push(t.elapsed());

@@ -725,11 +725,48 @@ pub fn execute(
         };
         step.log(s, line);
     })
-    .map_err(|e| BuildError::Run(e.into()))?;
+    .map_err(|e| BuildError::Run(mask_tail(engine, e).into()))?;
     let upper = scratch.join("upper");
     let excl: Vec<&str> = exclude.iter().map(String::as_str).collect();
     let entries = rbuild_layers::tar::entries_from_overlay_upper(&upper, &excl)?;
     Ok(prune_copied_up(entries, rootfs, &excl))
+}
+
+/// The output tail of a failed command goes into the error, which the CLI prints outside the
+/// progress display and its masks: mask the build's secrets in it here (their values are read
+/// again only on this failure path).
+fn mask_tail(engine: &Engine<'_>, e: executor::ExecError) -> executor::ExecError {
+    use executor::ExecError;
+    let masker = || {
+        let values: Vec<Vec<u8>> = engine
+            .opts
+            .secrets
+            .iter()
+            .filter_map(|s| match &s.source {
+                SecretSource::File(p) => std::fs::read(p).ok(),
+                SecretSource::Env(v) => std::env::var_os(v)
+                    .map(|v| std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str()).to_vec()),
+            })
+            .collect();
+        crate::progress::Masker::new(&values)
+    };
+    match e {
+        ExecError::Failed { code, tail } if !engine.opts.secrets.is_empty() => {
+            let m = masker();
+            ExecError::Failed {
+                code,
+                tail: tail.iter().map(|l| m.mask(l)).collect(),
+            }
+        }
+        ExecError::Killed { signal, tail } if !engine.opts.secrets.is_empty() => {
+            let m = masker();
+            ExecError::Killed {
+                signal,
+                tail: tail.iter().map(|l| m.mask(l)).collect(),
+            }
+        }
+        other => other,
+    }
 }
 
 /// Drops directories overlay only copied up (same mode and owner as below, nothing changed

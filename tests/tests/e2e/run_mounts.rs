@@ -98,6 +98,29 @@ fn secrets_reach_the_command_but_no_blob_output_or_log() {
 }
 
 #[test]
+fn a_failing_command_that_prints_a_secret_has_it_masked_in_the_error() {
+    let dir = scratch();
+    let secret = format!("hunter2-{}-pw", std::process::id());
+    let df = format!("FROM {BASE}\nRUN --mount=type=secret,id=pw cat /run/secrets/pw; exit 1\n");
+    let Some((store, ctx)) = setup(dir.path(), &df) else {
+        return;
+    };
+    write_tree(dir.path(), &[("pw.txt", &secret)]);
+    let r = build(
+        &store,
+        &ctx,
+        &[
+            "--secret",
+            &format!("id=pw,src={}", dir.path().join("pw.txt").display()),
+        ],
+    );
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("exited with code 1"), "{}", r.stderr);
+    assert!(!r.stderr.contains(&secret), "{}", r.stderr);
+    assert_eq!(files_containing(&store, &secret), Vec::<String>::new());
+}
+
+#[test]
 fn a_missing_required_secret_is_an_error_naming_it() {
     let dir = scratch();
     let df = format!("FROM {BASE}\nRUN --mount=type=secret,id=npmrc,required=true true\n");

@@ -303,6 +303,10 @@ fn without_cap_sys_admin_rbuild_names_the_refused_operation_and_runs_nothing() {
     assert!(r.stderr.contains("unshare("), "{}", r.stderr);
     assert!(r.stderr.contains("was refused"), "{}", r.stderr);
     assert!(r.stderr.contains("CAP_SYS_ADMIN"), "{}", r.stderr);
-    assert!(r.stderr.contains("nothing was run on the host"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("nothing was run on the host"),
+        "{}",
+        r.stderr
+    );
     assert!(!Path::new("/proof").exists());
 }
