@@ -11,6 +11,7 @@ mod build_multistage;
 mod build_outputs;
 mod cli;
 mod fixtures;
+mod run_debian;
 mod run_interrupt;
 mod run_mounts;
 mod run_network;
