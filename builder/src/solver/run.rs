@@ -36,8 +36,9 @@ const INJECTED: [&str; 8] = [
     "etc/hostname",
 ];
 
-/// Where a heredoc script is bound inside the sandbox (on the /dev tmpfs).
-const HEREDOC_SCRIPT: &str = "/dev/.rbuild-heredoc";
+/// Where a heredoc script with a `#!` line is bound inside the sandbox, as `<dir>/<NAME>`
+/// (BuildKit's path; on the /dev tmpfs, so never in the layer).
+const HEREDOC_DIR: &str = "/dev/pipes";
 
 /// Why a RUN step could not run.
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +83,8 @@ pub struct PreparedRun {
     mounts: Vec<MountSpec>,
     /// For each `type=bind` mount (same order): where it reads from.
     binds: Vec<BindFrom>,
-    heredoc_script: Option<String>,
+    /// A heredoc script: its path in the sandbox and its content.
+    heredoc_script: Option<(String, String)>,
 }
 
 /// The source of a `RUN --mount=type=bind`.
@@ -113,7 +115,7 @@ fn is_bare_heredoc(cmd: &str, name: &str) -> bool {
 /// The argv of a RUN (BuildKit's `dispatchRun`): exec form as written; shell form through
 /// SHELL; a command that is a single heredoc runs its body (with a `#!` line, as a script file
 /// of that interpreter); other heredocs are appended to the command for the shell to read.
-fn command_line(r: &RunInstruction, shell: &[String]) -> (Vec<String>, Option<String>) {
+fn command_line(r: &RunInstruction, shell: &[String]) -> (Vec<String>, Option<(String, String)>) {
     match &r.command {
         CommandForm::Exec(v) => (v.clone(), None),
         CommandForm::Shell(cmd) => {
@@ -121,7 +123,8 @@ fn command_line(r: &RunInstruction, shell: &[String]) -> (Vec<String>, Option<St
                 if is_bare_heredoc(cmd, &h.name) {
                     let body = h.body();
                     if body.starts_with("#!") {
-                        return (vec![HEREDOC_SCRIPT.into()], Some(body));
+                        let path = format!("{HEREDOC_DIR}/{}", h.name);
+                        return (vec![path.clone()], Some((path, body)));
                     }
                     let mut argv = shell.to_vec();
                     argv.push(body);
@@ -238,6 +241,10 @@ pub fn prepare(
         "mounts",
         serde_json::to_string(&r.mounts).expect("mount specs serialise"),
     );
+    if let Some((path, body)) = &heredoc_script {
+        // The script is not in argv: its content must be in the key.
+        inputs = inputs.input("heredoc-script", format!("{path}\n{body}"));
+    }
     if !bind_keys.is_empty() {
         inputs = inputs.input("binds", bind_keys.join("\n"));
     }
@@ -677,14 +684,14 @@ pub fn execute(
         etc_files.push(("resolv.conf".into(), PathBuf::from("/etc/resolv.conf")));
     }
     let (mut mounts, _held) = sandbox_mounts(engine, p, scratch)?;
-    if let Some(script) = &p.heredoc_script {
+    if let Some((target, script)) = &p.heredoc_script {
         let path = scratch.join("heredoc");
         std::fs::write(&path, script).map_err(io("writing", &path))?;
         std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .map_err(io("setting the mode of", &path))?;
         mounts.push(SandboxMount::Bind {
             source: path,
-            target: HEREDOC_SCRIPT.into(),
+            target: target.clone(),
             readonly: true,
         });
     }
@@ -860,8 +867,14 @@ mod tests {
             ),
             &sh(),
         );
-        assert_eq!(a, [HEREDOC_SCRIPT]);
-        assert_eq!(script.as_deref(), Some("#!/bin/busybox ash\necho hi\n"));
+        assert_eq!(a, ["/dev/pipes/EOF"]);
+        assert_eq!(
+            script,
+            Some((
+                "/dev/pipes/EOF".into(),
+                "#!/bin/busybox ash\necho hi\n".into()
+            ))
+        );
         let (a, script) = command_line(
             &run(
                 CommandForm::Shell("<<-'EOF'".into()),

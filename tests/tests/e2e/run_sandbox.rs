@@ -310,3 +310,35 @@ fn without_cap_sys_admin_rbuild_names_the_refused_operation_and_runs_nothing() {
     );
     assert!(!Path::new("/proof").exists());
 }
+
+#[test]
+fn a_heredoc_scripts_content_is_in_the_key() {
+    let dir = scratch();
+    let df = |word: &str| {
+        format!(
+            "FROM {BASE}\nRUN <<EOF\n#!/bin/sh\necho {word} > /word\necho \"$0\" > /argv0\nEOF\n"
+        )
+    };
+    let Some((store, ctx)) = setup(dir.path(), &df("first")) else {
+        return;
+    };
+    for word in ["first", "second"] {
+        write_tree(&ctx, &[("Dockerfile", &df(word))]);
+        let fs = dir.path().join(word);
+        build(
+            &store,
+            &ctx,
+            &["--output", &format!("type=local,dest={}", fs.display())],
+        )
+        .success();
+        assert_eq!(
+            std::fs::read_to_string(fs.join("word")).unwrap(),
+            format!("{word}\n")
+        );
+        assert_eq!(
+            std::fs::read_to_string(fs.join("argv0")).unwrap(),
+            "/dev/pipes/EOF\n"
+        );
+        assert!(!fs.join("dev").exists());
+    }
+}
