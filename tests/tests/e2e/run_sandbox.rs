@@ -342,3 +342,36 @@ fn a_heredoc_scripts_content_is_in_the_key() {
         assert!(!fs.join("dev").exists());
     }
 }
+
+#[test]
+fn the_command_is_pid_1_with_only_fds_0_1_2_and_workdir_under_proc_self_fd_is_refused() {
+    let dir = scratch();
+    let df = format!(
+        "FROM {BASE} AS final\n\
+         RUN ls /proc/$$/fd | tr '\\n' ' ' > /fds && echo $$ > /pid\n"
+    );
+    let Some((store, ctx)) = setup(dir.path(), &df) else {
+        return;
+    };
+    let fs = dir.path().join("fs");
+    build(
+        &store,
+        &ctx,
+        &["--output", &format!("type=local,dest={}", fs.display())],
+    )
+    .success();
+    assert_eq!(std::fs::read_to_string(fs.join("fds")).unwrap(), "0 1 2 ");
+    assert_eq!(std::fs::read_to_string(fs.join("pid")).unwrap(), "1\n");
+
+    // runc CVE-2024-21626: a working directory under /proc/self/fd could reach a leaked fd.
+    write_tree(
+        &ctx,
+        &[(
+            "Dockerfile",
+            &format!("FROM {BASE}\nWORKDIR /proc/self/fd/7\nRUN true\n"),
+        )],
+    );
+    let r = build(&store, &ctx, &[]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("CVE-2024-21626"), "{}", r.stderr);
+}
