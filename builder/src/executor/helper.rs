@@ -543,3 +543,38 @@ fn exec(argv: &[String], env: &[String]) -> SysResult<Never> {
         source: std::io::Error::last_os_error(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn programs_are_found_in_the_images_path_not_rbuilds() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let tool = bin.join("tool");
+        std::fs::write(&tool, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(bin.join("data"), "").unwrap();
+        let env = vec![format!("PATH=/nonexistent:{}", bin.display())];
+        assert_eq!(lookup("tool", &env), tool);
+        // Not executable: left for execve to report.
+        assert_eq!(lookup("data", &env), PathBuf::from("data"));
+        assert_eq!(lookup("./rel/x", &env), PathBuf::from("./rel/x"));
+        assert_eq!(lookup("/abs", &env), PathBuf::from("/abs"));
+    }
+
+    #[test]
+    fn refusals_come_with_what_to_do() {
+        assert!(
+            hint_for("unshare(mount, PID, UTS and IPC namespaces)", libc::EPERM)
+                .unwrap()
+                .contains("CAP_SYS_ADMIN")
+        );
+        assert!(hint_for("mount overlay (overlay) on /x", libc::EINVAL)
+            .unwrap()
+            .contains("--store"));
+        assert!(hint_for("mkdir /x", libc::ENOSPC).is_none());
+    }
+}

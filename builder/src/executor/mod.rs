@@ -189,3 +189,93 @@ pub fn run(spec: &SandboxSpec, mut on_line: impl FnMut(Stream, &str)) -> Result<
         _ => Err(ExecError::NoStatus(exit.to_string())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_is_split_into_lines_without_line_endings_and_long_lines_are_cut() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut input = b"one\r\ntwo\n\nno newline at end".to_vec();
+        let long = vec![b'x'; 64 * 1024 + 10];
+        input.push(b'\n');
+        input.extend_from_slice(&long);
+        pump(&input[..], Stream::Stderr, tx);
+        let lines: Vec<String> = rx
+            .iter()
+            .map(|(s, l)| {
+                assert_eq!(s, Stream::Stderr);
+                l
+            })
+            .collect();
+        assert_eq!(lines[..4], ["one", "two", "", "no newline at end"]);
+        assert_eq!(lines[4].len(), 64 * 1024);
+        assert_eq!(lines[5].len(), 10);
+    }
+
+    #[test]
+    fn the_error_of_a_failed_command_shows_its_code_and_tail() {
+        let e = ExecError::Failed {
+            code: 3,
+            tail: vec!["a".into(), "b".into()],
+        };
+        assert_eq!(
+            e.to_string(),
+            "the command exited with code 3; last 2 lines of output:\n  a\n  b"
+        );
+        let e = ExecError::Setup {
+            op: "unshare(mount namespace)".into(),
+            cause: std::io::Error::from_raw_os_error(libc::EPERM),
+            hint: Some("run as root".into()),
+        };
+        let text = e.to_string();
+        assert!(
+            text.starts_with("setting up the RUN sandbox: unshare(mount namespace) was refused"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("run as root; nothing was run on the host"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_spec_survives_the_trip_to_the_helper() {
+        let spec = SandboxSpec {
+            lowers: vec!["/s/1".into(), "/s/2".into()],
+            empty_lower: "/t/empty".into(),
+            upper: "/t/upper".into(),
+            work: "/t/work".into(),
+            merged: "/t/merged".into(),
+            scratch: "/t".into(),
+            argv: vec!["/bin/sh".into(), "-c".into(), "true".into()],
+            env: vec!["PATH=/bin".into()],
+            cwd: "/".into(),
+            uid: 1000,
+            gid: 1000,
+            groups: vec![1000, 50],
+            hostname: "h".into(),
+            network: SandboxNetwork::None,
+            etc_files: vec![("hosts".into(), "/t/hosts".into())],
+            mounts: vec![
+                SandboxMount::Tmpfs {
+                    target: "/tmp".into(),
+                    size: Some(1 << 20),
+                },
+                SandboxMount::Secret {
+                    id: "tok".into(),
+                    from: Some(SecretFrom::Env("TOKEN".into())),
+                    target: None,
+                    env: Some("TOKEN".into()),
+                    mode: 0o400,
+                    uid: 0,
+                    gid: 0,
+                },
+            ],
+        };
+        let json = serde_json::to_vec(&spec).unwrap();
+        let back: SandboxSpec = serde_json::from_slice(&json).unwrap();
+        assert_eq!(back, spec);
+    }
+}

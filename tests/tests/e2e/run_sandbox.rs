@@ -375,3 +375,38 @@ fn the_command_is_pid_1_with_only_fds_0_1_2_and_workdir_under_proc_self_fd_is_re
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("CVE-2024-21626"), "{}", r.stderr);
 }
+
+#[test]
+fn undeclared_proxy_build_args_reach_run_but_not_its_key() {
+    let dir = scratch();
+    let df = format!("FROM {BASE}\nRUN echo \"$HTTP_PROXY|$OTHER\" > /proxy\n");
+    let Some((store, ctx)) = setup(dir.path(), &df) else {
+        return;
+    };
+    let go = |proxy: &str, out: &str| {
+        let fs = dir.path().join(out);
+        let r = build(
+            &store,
+            &ctx,
+            &[
+                "--build-arg",
+                &format!("HTTP_PROXY={proxy}"),
+                "--output",
+                &format!("type=local,dest={}", fs.display()),
+            ],
+        )
+        .success();
+        (r, std::fs::read_to_string(fs.join("proxy")).unwrap())
+    };
+    let (_, first) = go("http://proxy-a:3128", "a");
+    assert_eq!(
+        first, "http://proxy-a:3128|\n",
+        "BuildKit passes proxy args undeclared"
+    );
+    // Another proxy: same key (BuildKit keeps proxies out of the cache key), so the cached
+    // layer, made with the first proxy, is reused.
+    let (r, second) = go("http://proxy-b:3128", "b");
+    let steps = rbuild_tests::progress::op_steps(&r.stderr);
+    assert!(steps.iter().all(|s| s.cached), "{}", r.stderr);
+    assert_eq!(second, first);
+}
