@@ -93,8 +93,45 @@ fn secrets_reach_the_command_but_no_blob_output_or_log() {
         r.stderr
     );
     assert!(r.stderr.contains("leak: "), "{}", r.stderr);
-    assert_eq!(files_containing(&store, &secret), Vec::<String>::new());
-    assert_eq!(files_containing(&out, &secret), Vec::<String>::new());
+    // SECURITY.md: searched raw, base64, hex and URL-encoded, in every blob (decompressed too),
+    // config, record and output.
+    for form in encodings(&secret) {
+        assert_eq!(
+            files_containing(&store, &form),
+            Vec::<String>::new(),
+            "{form}"
+        );
+        assert_eq!(
+            files_containing(&out, &form),
+            Vec::<String>::new(),
+            "{form}"
+        );
+        assert!(!r.stderr.contains(&form), "{form}");
+    }
+}
+
+/// `secret` raw, base64, hex and URL-encoded.
+fn encodings(secret: &str) -> Vec<String> {
+    let b64 = run(Command::new("sh").args(["-c", "printf %s \"$1\" | base64 -w0", "sh", secret]))
+        .success()
+        .stdout;
+    let hex: String = secret.bytes().map(|b| format!("{b:02x}")).collect();
+    let url: String = secret
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    vec![
+        secret.to_string(),
+        b64.trim_end_matches('=').to_string(),
+        hex,
+        url,
+    ]
 }
 
 #[test]
@@ -268,4 +305,28 @@ fn bind_mounts_of_the_context_and_of_a_stage_are_read_only_unless_rw_and_rw_writ
         std::fs::read_to_string(fs3.join("from-context")).unwrap(),
         "context-b\n"
     );
+}
+
+#[test]
+fn teardown_never_follows_a_symlink_the_step_put_over_a_mount_stub() {
+    // BuildKit CVE-2024-23652: the step replaces the parent of its mount stubs with a symlink
+    // to a host path; cleaning up must not delete anything through it.
+    let dir = scratch();
+    let canary = dir.path().join("canary");
+    write_tree(&canary, &[("keep.txt", "precious\n")]);
+    let df = format!(
+        "FROM {BASE}\n\
+         RUN --mount=type=tmpfs,target=/m/stub --mount=type=cache,target=/c/stub \
+             mv /m /m-moved && ln -s {canary} /m && mv /c /c-moved && ln -s {canary} /c\n",
+        canary = canary.display()
+    );
+    let Some((store, ctx)) = setup(dir.path(), &df) else {
+        return;
+    };
+    build(&store, &ctx, &[]).success();
+    assert_eq!(
+        std::fs::read_to_string(canary.join("keep.txt")).unwrap(),
+        "precious\n"
+    );
+    assert_eq!(std::fs::read_dir(&canary).unwrap().count(), 1);
 }
