@@ -10,6 +10,7 @@ pub mod cli;
 pub mod commands;
 pub mod context;
 pub mod dockerfile;
+pub mod executor;
 pub mod export;
 pub mod git;
 pub mod graph;

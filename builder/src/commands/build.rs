@@ -92,21 +92,6 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
         ..
     } = load_plan(&opts.plan)?;
 
-    // RUN needs the sandboxed executor; refuse before building anything rather than skip.
-    for &i in &plan.order {
-        if let Some(run) = df.stages[i]
-            .instructions
-            .iter()
-            .find(|s| matches!(s.node, crate::dockerfile::Instruction::Run(_)))
-        {
-            return Err(Failure::Usage(format!(
-                "error: {}:{}: RUN is not supported by this version of rbuild yet (the sandboxed executor is still being built); nothing was run",
-                opts.plan.dockerfile.display(),
-                run.line
-            )));
-        }
-    }
-
     let git = crate::git::git_info(&opts.plan.context)
         .map_err(|e| Failure::Usage(format!("error: reading git metadata: {e}")))?;
     let sde = std::env::var("SOURCE_DATE_EPOCH").ok();
@@ -139,6 +124,7 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
         compression,
         compression_level,
         normalize_modes: git.is_some(),
+        secrets: opts.secrets.clone(),
     };
 
     let store = Store::open(&opts.store)
@@ -150,7 +136,10 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
         ProgressMode::Json => progress::Mode::Json,
         ProgressMode::Quiet => progress::Mode::Quiet,
     };
-    let progress = progress::renderer(mode, Box::new(std::io::stderr()));
+    // Secret values are masked in every line of output (they are read again, onto a tmpfs,
+    // only by the sandbox that mounts them).
+    let progress = progress::renderer(mode, Box::new(std::io::stderr()))
+        .with_masks(secret_values(&opts.secrets));
     for unused in &plan.unused_build_args {
         progress.warn(format!(
             "build-arg {unused} was given but no ARG in the Dockerfile declares it"
@@ -311,4 +300,18 @@ fn write_metadata(path: &Path, built: &[BuiltImage], summary: &BuildSummary) -> 
 #[allow(dead_code)]
 fn host() -> rbuild_layers::Platform {
     host_platform()
+}
+
+/// The values of the given secrets, for masking output; unreadable ones are skipped here (the
+/// step that mounts one reports the error).
+fn secret_values(secrets: &[crate::cli::secret::SecretSpec]) -> Vec<Vec<u8>> {
+    secrets
+        .iter()
+        .filter_map(|s| match &s.source {
+            crate::cli::secret::SecretSource::File(p) => std::fs::read(p).ok(),
+            crate::cli::secret::SecretSource::Env(v) => std::env::var_os(v)
+                .map(|v| std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str()).to_vec()),
+        })
+        .filter(|v| !v.is_empty())
+        .collect()
 }

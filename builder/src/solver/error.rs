@@ -58,6 +58,8 @@ pub enum BuildError {
     Output(#[from] rbuild_layers::output::OutputError),
     #[error("RUN is not supported by this version of rbuild yet: the sandboxed executor is still being built. Nothing was run on the host.")]
     RunUnsupported,
+    #[error(transparent)]
+    Run(#[from] super::run::RunError),
     #[error("internal error: {0}")]
     Internal(String),
 }

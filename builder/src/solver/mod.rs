@@ -18,6 +18,7 @@ pub mod key;
 pub mod meta;
 pub mod record;
 pub mod rootfs;
+pub mod run;
 pub mod stage;
 pub mod users;
 
@@ -60,6 +61,8 @@ pub struct EngineOptions {
     /// In a git work tree, file modes are normalised to what git records (0644/0755), so that
     /// clones made with different umasks build identical images.
     pub normalize_modes: bool,
+    /// `--secret` sources (never their values), for `RUN --mount=type=secret`.
+    pub secrets: Vec<crate::cli::secret::SecretSpec>,
 }
 
 /// A build in progress.

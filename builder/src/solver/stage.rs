@@ -348,7 +348,23 @@ fn run_instruction(
             }
             Ok(())
         }
-        Instruction::Run(_) => Err(BuildError::RunUnsupported),
+        Instruction::Run(r) => {
+            let prepared = super::run::prepare(engine, state, r, platform)?;
+            let inputs = with_epoch(engine, prepared.inputs.clone());
+            let scratch = engine.scratch_dir("run-")?;
+            run_op(
+                runner,
+                state,
+                stage_index,
+                text,
+                inputs,
+                &prepared.created_by.clone(),
+                |engine, state, step| {
+                    let rootfs = snapshot_rootfs(engine, &state.layers)?;
+                    super::run::execute(engine, &prepared, &rootfs, scratch.path(), step)
+                },
+            )
+        }
         Instruction::Workdir(path) => {
             let current = state
                 .config
@@ -379,7 +395,7 @@ fn run_instruction(
                 text,
                 inputs,
                 &format!("WORKDIR {abs}"),
-                |engine, state| {
+                |engine, state, _step| {
                     let rootfs = snapshot_rootfs(engine, &state.layers)?;
                     if rootfs.lookup(&abs).is_some() {
                         return Ok(Vec::new());
@@ -547,7 +563,7 @@ fn run_copy(
             Ok(inputs)
         },
         &created_by,
-        |engine, state| {
+        |engine, state, _step| {
             let p = prepared
                 .get()
                 .ok_or_else(|| BuildError::Internal("COPY was not prepared".into()))?;
@@ -659,7 +675,11 @@ fn run_op(
     text: &str,
     inputs: KeyInputs,
     created_by: &str,
-    make: impl FnOnce(&Engine<'_>, &StageState) -> Result<Vec<LayerEntry>, BuildError>,
+    make: impl FnOnce(
+        &Engine<'_>,
+        &StageState,
+        &crate::progress::StepHandle,
+    ) -> Result<Vec<LayerEntry>, BuildError>,
 ) -> Result<(), BuildError> {
     run_op_with(
         runner,
@@ -681,7 +701,11 @@ fn run_op_with(
     text: &str,
     inputs: impl FnOnce(&crate::progress::StepHandle) -> Result<KeyInputs, BuildError>,
     created_by: &str,
-    make: impl FnOnce(&Engine<'_>, &StageState) -> Result<Vec<LayerEntry>, BuildError>,
+    make: impl FnOnce(
+        &Engine<'_>,
+        &StageState,
+        &crate::progress::StepHandle,
+    ) -> Result<Vec<LayerEntry>, BuildError>,
 ) -> Result<(), BuildError> {
     let engine = runner.engine;
     let (idx, label) = runner.step_name(text);
@@ -720,7 +744,7 @@ fn run_op_with(
             if runner.first_miss.is_none() {
                 runner.first_miss = Some(text.to_string());
             }
-            let entries = match make(engine, state) {
+            let entries = match make(engine, state, &step) {
                 Ok(e) => e,
                 Err(e) => {
                     step.failed(&e);

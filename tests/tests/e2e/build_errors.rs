@@ -29,20 +29,6 @@ fn syntax_error_is_exit_2_with_file_line_column_and_caret() {
 }
 
 #[test]
-fn run_is_refused_with_exit_2_before_anything_is_built() {
-    let (r, dir) = try_build(
-        "FROM scratch\nCOPY a /a\nRUN echo hi\n",
-        &[("a", "a\n")],
-        &[],
-    );
-    assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("Dockerfile:3"), "{}", r.stderr);
-    assert!(r.stderr.contains("RUN is not supported"), "{}", r.stderr);
-    assert!(!r.stderr.contains("#1 "), "no step started: {}", r.stderr);
-    assert!(store_has_no_blobs(&dir), "nothing was built");
-}
-
-#[test]
 fn unknown_target_is_exit_2_listing_the_stages() {
     let (r, _dir) = try_build(
         "FROM scratch AS first\nFROM scratch AS second\n",

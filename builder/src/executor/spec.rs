@@ -1,0 +1,94 @@
+//! What the build engine asks the sandbox helper to do: one serde struct, written as JSON to the
+//! helper's stdin, and the status lines the helper writes back on fd 3.
+//!
+//! The spec names paths and numbers only: secret values never travel in it (the helper reads a
+//! secret's file or variable itself, straight onto a tmpfs).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The network a RUN step gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SandboxNetwork {
+    /// The host's network namespace (`--network=default` and `--network=host`).
+    Host,
+    /// A new network namespace with only loopback, up (`--network=none`).
+    None,
+}
+
+/// Where a secret's bytes come from (read by the helper only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SecretFrom {
+    File(PathBuf),
+    Env(String),
+}
+
+/// One mount inside the sandbox, made after the standard ones, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SandboxMount {
+    /// Bind `source` (host path) at `target` (path in the root).
+    Bind {
+        source: PathBuf,
+        target: String,
+        readonly: bool,
+    },
+    /// An empty tmpfs.
+    Tmpfs { target: String, size: Option<u64> },
+    /// A secret as a read-only file on a tmpfs (`target`) and/or an environment variable (`env`).
+    Secret {
+        id: String,
+        from: Option<SecretFrom>,
+        target: Option<String>,
+        env: Option<String>,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+}
+
+/// Everything the helper needs to run one RUN step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxSpec {
+    /// Unpacked parent layers in overlay format, bottom first (may be empty).
+    pub lowers: Vec<PathBuf>,
+    /// An empty directory used as the only lower layer when `lowers` is empty.
+    pub empty_lower: PathBuf,
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    /// Where the overlay is mounted before `pivot_root`.
+    pub merged: PathBuf,
+    /// The step's scratch directory (holds the dirs above); the helper removes it when rbuild
+    /// dies under it, so that nothing is left behind.
+    pub scratch: PathBuf,
+    /// `argv[0]` is looked up in the `PATH` of `env` when it has no `/`.
+    pub argv: Vec<String>,
+    /// `KEY=VALUE`, in order.
+    pub env: Vec<String>,
+    /// Absolute working directory in the root (created when missing).
+    pub cwd: String,
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups.
+    pub groups: Vec<u32>,
+    pub hostname: String,
+    pub network: SandboxNetwork,
+    /// Host files bound read-only at `/etc/<name>` (resolv.conf, hosts, hostname).
+    pub etc_files: Vec<(String, PathBuf)>,
+    pub mounts: Vec<SandboxMount>,
+}
+
+/// A line the helper writes on its status pipe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Status {
+    /// Setting up the sandbox failed: `op` is the refused operation, `errno` the kernel's answer.
+    SetupFailed {
+        op: String,
+        errno: i32,
+        hint: Option<String>,
+    },
+    /// The command exited with `code`.
+    Exited(i32),
+    /// The command was killed by `signal`.
+    Signaled(i32),
+}

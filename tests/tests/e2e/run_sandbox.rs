@@ -1,0 +1,412 @@
+//! RUN in the sandbox, on a busybox base image built in the test: the layer a RUN writes
+//! (created, modified and deleted files, an opaque directory), read back with `umoci unpack`
+//! and run with `crun`; the process's environment, user, working directory and command forms;
+//! and a failing command.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use rbuild_tests::build::{build, busybox_base, write_tree};
+use rbuild_tests::{have_tool, oci, run, scratch};
+
+pub const BASE: &str = "localhost/rbuild-run/busybox:1";
+
+/// A store with the busybox base image plus a context holding `dockerfile`.
+pub fn setup(dir: &Path, dockerfile: &str) -> Option<(PathBuf, PathBuf)> {
+    let store = dir.join("store");
+    if !busybox_base(dir, &store, BASE) {
+        return None;
+    }
+    let ctx = dir.join("ctx");
+    write_tree(&ctx, &[("Dockerfile", dockerfile)]);
+    Some((store, ctx))
+}
+
+/// The lines of `find` run in the built image by crun after `umoci unpack`.
+fn tree_in_crun(dir: &Path, out: &Path, args: &[&str]) -> Option<Vec<String>> {
+    let bundle = dir.join("bundle");
+    run(Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{}:final", out.display()))
+        .arg(&bundle))
+    .success();
+    let r = rbuild_tests::crun::run_bundle(&bundle, args)?.success();
+    let mut lines: Vec<String> = r.stdout.lines().map(str::to_string).collect();
+    lines.sort();
+    Some(lines)
+}
+
+#[test]
+fn run_changes_lower_layers_and_the_image_unpacks_to_exactly_that_tree() {
+    let dir = scratch();
+    let df = format!(
+        "FROM {BASE} AS lower\n\
+         RUN mkdir -p /data/keep /data/gone /data/opq/sub && echo k > /data/keep/f \
+             && echo g > /data/gone/f && echo o > /data/opq/old && echo s > /data/opq/sub/s \
+             && echo x > /data/file\n\
+         FROM lower AS final\n\
+         RUN rm -r /data/gone /data/file && echo changed > /data/keep/f \
+             && rm -r /data/opq && mkdir /data/opq && echo n > /data/opq/new \
+             && mkdir /data/made && touch /data/made/empty\n"
+    );
+    let Some((store, ctx)) = setup(dir.path(), &df) else {
+        return;
+    };
+    if !have_tool("umoci") {
+        return;
+    }
+    let out = dir.path().join("out");
+    build(
+        &store,
+        &ctx,
+        &[
+            "--target",
+            "final",
+            "--tag",
+            "localhost/run-tree:final",
+            "--output",
+            &format!("type=oci,dest={}", out.display()),
+        ],
+    )
+    .success();
+    // The last layer holds only the changes, with OCI whiteouts (checked in the tar itself).
+    let m = oci::manifest(&out, "final");
+    let layers = m["layers"].as_array().unwrap();
+    let last = layers.last().unwrap()["digest"].as_str().unwrap();
+    let listing = run(Command::new("tar")
+        .arg("tzf")
+        .arg(oci::blob_path(&out, last)))
+    .success()
+    .stdout;
+    let mut names: Vec<&str> = listing.lines().collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "data/",
+            "data/.wh.file",
+            "data/.wh.gone",
+            "data/keep/",
+            "data/keep/f",
+            "data/made/",
+            "data/made/empty",
+            "data/opq/",
+            "data/opq/.wh..wh..opq",
+            "data/opq/new",
+        ],
+        "nothing injected (/proc, /dev, /etc/hosts, ...) and no untouched copied-up directory"
+    );
+    let Some(tree) = tree_in_crun(
+        dir.path(),
+        &out,
+        &["/bin/sh", "-c", "find /data | while read p; do if [ -f \"$p\" ]; then echo \"$p=$(cat \"$p\")\"; else echo \"$p\"; fi; done"],
+    ) else {
+        return;
+    };
+    assert_eq!(
+        tree,
+        [
+            "/data",
+            "/data/keep",
+            "/data/keep/f=changed",
+            "/data/made",
+            "/data/made/empty=",
+            "/data/opq",
+            "/data/opq/new=n",
+        ]
+    );
+}
+
+#[test]
+fn the_process_gets_env_args_user_workdir_and_command_forms_as_buildkit_gives_them() {
+    let dir = scratch();
+    let df = format!(
+        "FROM {BASE} AS final\n\
+         ARG GREETING=hello\n\
+         ENV FROM_ENV=env-value\n\
+         WORKDIR /work\n\
+         RUN echo \"$GREETING $FROM_ENV $(pwd) $(hostname)\" > /work/shell.txt\n\
+         RUN [\"/bin/sh\", \"-c\", \"echo exec-form $0 > /work/exec.txt\"]\n\
+         RUN <<EOF\n\
+         #!/bin/busybox sh\n\
+         echo script > /work/heredoc.txt\n\
+         EOF\n\
+         RUN chown app /work\n\
+         USER app\n\
+         RUN id > /work/id.txt && echo $HOME > /work/home.txt\n\
+         SHELL [\"/bin/busybox\", \"sh\", \"-c\"]\n\
+         RUN echo shell-instruction > /work/shell2.txt\n"
+    );
+    let Some((store, ctx)) = setup(dir.path(), &df) else {
+        return;
+    };
+    let fs = dir.path().join("fs");
+    let r = build(
+        &store,
+        &ctx,
+        &["--output", &format!("type=local,dest={}", fs.display())],
+    )
+    .success();
+    let read = |p: &str| std::fs::read_to_string(fs.join(p)).unwrap();
+    assert_eq!(
+        read("work/shell.txt"),
+        "hello env-value /work buildkitsandbox\n"
+    );
+    assert_eq!(read("work/exec.txt"), "exec-form /bin/sh\n");
+    assert_eq!(read("work/heredoc.txt"), "script\n");
+    assert_eq!(
+        read("work/id.txt"),
+        "uid=1000(app) gid=1000(app) groups=1000(app)\n"
+    );
+    assert_eq!(read("work/home.txt"), "/home/app\n");
+    assert_eq!(read("work/shell2.txt"), "shell-instruction\n");
+    // Nothing the sandbox injects lands in the image.
+    for injected in [
+        "proc",
+        "sys",
+        "dev",
+        "run",
+        "etc/hosts",
+        "etc/resolv.conf",
+        "etc/hostname",
+    ] {
+        assert!(
+            std::fs::symlink_metadata(fs.join(injected)).is_err(),
+            "{injected} leaked into the image\n{}",
+            r.stderr
+        );
+    }
+}
+
+#[test]
+fn a_failing_command_fails_the_build_with_its_exit_code_and_output_tail_and_caches_nothing() {
+    let dir = scratch();
+    let df = format!(
+        "FROM {BASE}\nRUN i=0; while [ $i -lt 30 ]; do echo line-$i; i=$((i+1)); done; echo broken >&2; exit 3\n"
+    );
+    let Some((store, ctx)) = setup(dir.path(), &df) else {
+        return;
+    };
+    let r = build(&store, &ctx, &[]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("Dockerfile:2"), "{}", r.stderr);
+    assert!(r.stderr.contains("exited with code 3"), "{}", r.stderr);
+    let error = r.stderr.split("error:").last().unwrap();
+    assert!(
+        error.contains("broken"),
+        "the tail is in the error: {error}"
+    );
+    assert!(
+        error.contains("line-29") && error.contains("line-11"),
+        "{error}"
+    );
+    assert!(
+        !error.contains("line-10\n"),
+        "only the last 20 lines: {error}"
+    );
+    // A retry runs the command again (no cache record), and the store holds no scratch dirs.
+    let again = build(&store, &ctx, &[]);
+    assert!(again.stderr.contains("line-0"), "{}", again.stderr);
+    let tmp: Vec<_> = std::fs::read_dir(store.join("tmp")).unwrap().collect();
+    assert!(tmp.is_empty(), "{tmp:?}");
+}
+
+#[test]
+fn a_missing_shell_is_a_clear_error_not_a_host_command() {
+    let dir = scratch();
+    let Some((store, ctx)) = setup(dir.path(), "FROM scratch\nRUN echo hi\n") else {
+        return;
+    };
+    let r = build(&store, &ctx, &[]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("/bin/sh"), "{}", r.stderr);
+    assert!(!r.stderr.contains("\nhi\n"), "{}", r.stderr);
+}
+
+#[test]
+fn run_is_cached_by_command_env_args_and_network_and_an_unchanged_run_is_an_empty_layer() {
+    let dir = scratch();
+    let df = format!(
+        "FROM {BASE} AS final\nARG V=1\nRUN echo $V > /v\nRUN true\nRUN --network=none true\n"
+    );
+    let Some((store, ctx)) = setup(dir.path(), &df) else {
+        return;
+    };
+    let out = dir.path().join("out");
+    let args = |v: &str| {
+        vec![
+            "--build-arg".to_string(),
+            format!("V={v}"),
+            "--tag".into(),
+            "localhost/run-cache:final".into(),
+            "--output".into(),
+            format!("type=oci,dest={}", out.display()),
+        ]
+    };
+    let go = |v: &str| {
+        let a = args(v);
+        build(
+            &store,
+            &ctx,
+            &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        )
+        .success()
+    };
+    let first = go("1");
+    assert!(!first.stderr.contains("CACHED\n#"), "{}", first.stderr);
+    let again = go("1");
+    let steps = rbuild_tests::progress::op_steps(&again.stderr);
+    assert!(steps.iter().all(|s| s.cached), "{}", again.stderr);
+    let changed = go("2");
+    let steps = rbuild_tests::progress::op_steps(&changed.stderr);
+    assert!(
+        steps
+            .iter()
+            .filter(|s| s.name.contains("RUN"))
+            .all(|s| !s.cached),
+        "{}",
+        changed.stderr
+    );
+    // `RUN true` changes nothing: no layer, history marks it empty (BuildKit does the same).
+    let c = oci::read_config(&out, "final");
+    let history = c["history"].as_array().unwrap();
+    let run_true: Vec<_> = history
+        .iter()
+        .filter(|h| h["created_by"].as_str().unwrap_or("").contains("-c true"))
+        .collect();
+    assert_eq!(run_true.len(), 2, "{c}");
+    assert!(run_true.iter().all(|h| h["empty_layer"] == true), "{c}");
+    let m = oci::manifest(&out, "final");
+    assert_eq!(m["layers"].as_array().unwrap().len(), 2, "base + RUN echo");
+}
+
+#[test]
+fn without_cap_sys_admin_rbuild_names_the_refused_operation_and_runs_nothing() {
+    let dir = scratch();
+    let Some((store, ctx)) = setup(dir.path(), &format!("FROM {BASE}\nRUN echo ran > /proof\n"))
+    else {
+        return;
+    };
+    if !have_tool("setpriv") {
+        return;
+    }
+    // Like an unprivileged container: the capability is gone from the bounding set.
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--bounding-set", "-sys_admin"])
+        .arg(rbuild_tests::rbuild_bin())
+        .arg("build")
+        .arg(&ctx)
+        .args(["--progress", "plain"])
+        .env("RBUILD_STORE", &store);
+    let r = run(&mut cmd);
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("unshare("), "{}", r.stderr);
+    assert!(r.stderr.contains("was refused"), "{}", r.stderr);
+    assert!(r.stderr.contains("CAP_SYS_ADMIN"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("nothing was run on the host"),
+        "{}",
+        r.stderr
+    );
+    assert!(!Path::new("/proof").exists());
+}
+
+#[test]
+fn a_heredoc_scripts_content_is_in_the_key() {
+    let dir = scratch();
+    let df = |word: &str| {
+        format!(
+            "FROM {BASE}\nRUN <<EOF\n#!/bin/sh\necho {word} > /word\necho \"$0\" > /argv0\nEOF\n"
+        )
+    };
+    let Some((store, ctx)) = setup(dir.path(), &df("first")) else {
+        return;
+    };
+    for word in ["first", "second"] {
+        write_tree(&ctx, &[("Dockerfile", &df(word))]);
+        let fs = dir.path().join(word);
+        build(
+            &store,
+            &ctx,
+            &["--output", &format!("type=local,dest={}", fs.display())],
+        )
+        .success();
+        assert_eq!(
+            std::fs::read_to_string(fs.join("word")).unwrap(),
+            format!("{word}\n")
+        );
+        assert_eq!(
+            std::fs::read_to_string(fs.join("argv0")).unwrap(),
+            "/dev/pipes/EOF\n"
+        );
+        assert!(!fs.join("dev").exists());
+    }
+}
+
+#[test]
+fn the_command_is_pid_1_with_only_fds_0_1_2_and_workdir_under_proc_self_fd_is_refused() {
+    let dir = scratch();
+    let df = format!(
+        "FROM {BASE} AS final\n\
+         RUN ls /proc/$$/fd | tr '\\n' ' ' > /fds && echo $$ > /pid\n"
+    );
+    let Some((store, ctx)) = setup(dir.path(), &df) else {
+        return;
+    };
+    let fs = dir.path().join("fs");
+    build(
+        &store,
+        &ctx,
+        &["--output", &format!("type=local,dest={}", fs.display())],
+    )
+    .success();
+    assert_eq!(std::fs::read_to_string(fs.join("fds")).unwrap(), "0 1 2 ");
+    assert_eq!(std::fs::read_to_string(fs.join("pid")).unwrap(), "1\n");
+
+    // runc CVE-2024-21626: a working directory under /proc/self/fd could reach a leaked fd.
+    write_tree(
+        &ctx,
+        &[(
+            "Dockerfile",
+            &format!("FROM {BASE}\nWORKDIR /proc/self/fd/7\nRUN true\n"),
+        )],
+    );
+    let r = build(&store, &ctx, &[]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("CVE-2024-21626"), "{}", r.stderr);
+}
+
+#[test]
+fn undeclared_proxy_build_args_reach_run_but_not_its_key() {
+    let dir = scratch();
+    let df = format!("FROM {BASE}\nRUN echo \"$HTTP_PROXY|$OTHER\" > /proxy\n");
+    let Some((store, ctx)) = setup(dir.path(), &df) else {
+        return;
+    };
+    let go = |proxy: &str, out: &str| {
+        let fs = dir.path().join(out);
+        let r = build(
+            &store,
+            &ctx,
+            &[
+                "--build-arg",
+                &format!("HTTP_PROXY={proxy}"),
+                "--output",
+                &format!("type=local,dest={}", fs.display()),
+            ],
+        )
+        .success();
+        (r, std::fs::read_to_string(fs.join("proxy")).unwrap())
+    };
+    let (_, first) = go("http://proxy-a:3128", "a");
+    assert_eq!(
+        first, "http://proxy-a:3128|\n",
+        "BuildKit passes proxy args undeclared"
+    );
+    // Another proxy: same key (BuildKit keeps proxies out of the cache key), so the cached
+    // layer, made with the first proxy, is reused.
+    let (r, second) = go("http://proxy-b:3128", "b");
+    let steps = rbuild_tests::progress::op_steps(&r.stderr);
+    assert!(steps.iter().all(|s| s.cached), "{}", r.stderr);
+    assert_eq!(second, first);
+}
