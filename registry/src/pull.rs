@@ -55,7 +55,11 @@ pub fn choose<'a>(
         .manifests
         .iter()
         .filter(|m| m.media_type.is_manifest())
-        .find(|m| m.platform.as_ref().is_some_and(|p| platform_matches(p, platform)))
+        .find(|m| {
+            m.platform
+                .as_ref()
+                .is_some_and(|p| platform_matches(p, platform))
+        })
         .ok_or_else(|| RegistryError::NoPlatform {
             image: image.to_string(),
             platform: describe(platform),
@@ -100,13 +104,12 @@ pub fn pull(
     };
     let top = reg.get_manifest(repo, &wanted)?;
     let (fetched, platform_field, index_digest) = if top.is_index() {
-        let index = ImageIndex::from_slice(&top.bytes).map_err(|source| {
-            RegistryError::Document {
+        let index =
+            ImageIndex::from_slice(&top.bytes).map_err(|source| RegistryError::Document {
                 registry: reg.host().to_string(),
                 path: format!("/v2/{repo}/manifests/{wanted}"),
                 source: Box::new(source),
-            }
-        })?;
+            })?;
         let entry = choose(&index, platform, &reference.to_string())?;
         let child = reg.get_manifest(repo, &entry.digest.to_string())?;
         if child.is_index() {
@@ -121,13 +124,12 @@ pub fn pull(
     } else {
         (top, None, None)
     };
-    let parsed = ImageManifest::from_slice(&fetched.bytes).map_err(|source| {
-        RegistryError::Document {
+    let parsed =
+        ImageManifest::from_slice(&fetched.bytes).map_err(|source| RegistryError::Document {
             registry: reg.host().to_string(),
             path: format!("/v2/{repo}/manifests/{}", fetched.digest),
             source: Box::new(source),
-        }
-    })?;
+        })?;
     if !matches!(
         parsed.config.media_type,
         MediaType::OciImageConfig | MediaType::DockerImageConfig

@@ -127,7 +127,13 @@ fn upload_one(
             Err(e)
                 if attempt < BLOB_ATTEMPTS
                     && (e.is_unreachable()
-                        || matches!(e, RegistryError::Status { status: 404 | 416, .. })) => {}
+                        || matches!(
+                            e,
+                            RegistryError::Status {
+                                status: 404 | 416,
+                                ..
+                            }
+                        )) => {}
             Err(e) => return Err(e),
         }
     }

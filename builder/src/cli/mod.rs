@@ -72,6 +72,7 @@ pub fn main() -> i32 {
         Some(Command::Explain(a)) => crate::commands::explain::run(&a),
         Some(Command::Prune(a)) => crate::commands::store::prune(&a),
         Some(Command::Du(a)) => crate::commands::store::du(&a),
+        Some(Command::Login(a)) => crate::commands::login::run(&a),
         None => crate::commands::build::run(&cli.build),
     };
     match result {

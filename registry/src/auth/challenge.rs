@@ -38,7 +38,8 @@ fn parse_params(s: &str) -> BTreeMap<String, String> {
         while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
             chars.next();
         }
-        let key: String = std::iter::from_fn(|| chars.next_if(|c| *c != '=' && *c != ',')).collect();
+        let key: String =
+            std::iter::from_fn(|| chars.next_if(|c| *c != '=' && *c != ',')).collect();
         if key.is_empty() {
             break;
         }
@@ -68,7 +69,9 @@ mod tests {
 
     #[test]
     fn bearer_challenge_with_quoted_comma_in_scope() {
-        let c = parse(r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push""#);
+        let c = parse(
+            r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push""#,
+        );
         assert_eq!(
             c,
             Some(Challenge::Bearer {
@@ -81,8 +84,15 @@ mod tests {
 
     #[test]
     fn basic_and_unknown_schemes() {
-        assert_eq!(parse(r#"Basic realm="Registry Realm""#), Some(Challenge::Basic));
+        assert_eq!(
+            parse(r#"Basic realm="Registry Realm""#),
+            Some(Challenge::Basic)
+        );
         assert_eq!(parse("Negotiate abc"), None);
-        assert_eq!(parse("Bearer service=\"x\""), None, "a bearer challenge needs a realm");
+        assert_eq!(
+            parse("Bearer service=\"x\""),
+            None,
+            "a bearer challenge needs a realm"
+        );
     }
 }

@@ -51,7 +51,10 @@ impl fmt::Display for Secret {
 /// Credentials for one registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential {
-    Basic { username: String, password: Secret },
+    Basic {
+        username: String,
+        password: Secret,
+    },
     /// An OAuth2 refresh token (`identitytoken`), exchanged at the token endpoint.
     IdentityToken(Secret),
 }
@@ -319,13 +322,14 @@ pub fn store_login(
         .map_err(io("creating a temp file in", dir))?;
     let bytes = serde_json::to_vec_pretty(&doc).expect("a JSON value always serialises");
     tmp.write_all(&bytes).map_err(io("writing", tmp.path()))?;
-    tmp.as_file().sync_all().map_err(io("syncing", tmp.path()))?;
-    tmp.persist(path)
-        .map_err(|e| RegistryError::Io {
-            op: "writing",
-            path: path.to_path_buf(),
-            source: e.error,
-        })?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(io("syncing", tmp.path()))?;
+    tmp.persist(path).map_err(|e| RegistryError::Io {
+        op: "writing",
+        path: path.to_path_buf(),
+        source: e.error,
+    })?;
     Ok(())
 }
 

@@ -13,6 +13,7 @@ use base64::Engine as _;
 pub(crate) fn basic_header(username: &str, password: &Secret) -> String {
     format!(
         "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{username}:{}", password.expose()))
+        base64::engine::general_purpose::STANDARD
+            .encode(format!("{username}:{}", password.expose()))
     )
 }

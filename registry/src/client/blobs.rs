@@ -180,13 +180,15 @@ impl Registry {
                     Registry::display_path(request)
                 ),
             })?;
-        Ok(if loc.starts_with("http://") || loc.starts_with("https://") {
-            loc.to_string()
-        } else if loc.starts_with('/') {
-            format!("{}{loc}", self.base_url())
-        } else {
-            format!("{}/{loc}", self.base_url())
-        })
+        Ok(
+            if loc.starts_with("http://") || loc.starts_with("https://") {
+                loc.to_string()
+            } else if loc.starts_with('/') {
+                format!("{}{loc}", self.base_url())
+            } else {
+                format!("{}/{loc}", self.base_url())
+            },
+        )
     }
 }
 
@@ -238,6 +240,9 @@ mod tests {
             Registry::display_path("https://h:5000/v2/a/blobs/uploads/u?_state=secret"),
             "/v2/a/blobs/uploads/u"
         );
-        assert_eq!(Registry::display_path("/v2/x/manifests/t"), "/v2/x/manifests/t");
+        assert_eq!(
+            Registry::display_path("/v2/x/manifests/t"),
+            "/v2/x/manifests/t"
+        );
     }
 }

@@ -60,13 +60,14 @@ impl Registry {
             .map_err(|e| not_found(e, "manifest", &format!("{repository}:{reference}")))?;
         let declared = resp.header("content-type").map(str::to_string);
         let header = header_digest(self, &resp, &target)?;
-        let bytes = read_capped(resp.into_reader(), MAX_MANIFEST_BYTES, "manifest").map_err(
-            |source| RegistryError::Document {
-                registry: self.host().to_string(),
-                path: target.clone(),
-                source: Box::new(source),
-            },
-        )?;
+        let bytes =
+            read_capped(resp.into_reader(), MAX_MANIFEST_BYTES, "manifest").map_err(|source| {
+                RegistryError::Document {
+                    registry: self.host().to_string(),
+                    path: target.clone(),
+                    source: Box::new(source),
+                }
+            })?;
         let actual = Digest::sha256_of(&bytes);
         let expected = reference.parse::<Digest>().ok().or(header);
         if let Some(expected) = expected {

@@ -91,7 +91,8 @@ impl Registry {
         let mut scheme = "https";
         if transport::may_use_http(host, &opts.insecure) {
             // Docker tries HTTPS first for insecure registries, then plain HTTP.
-            if let Err(ureq::Error::Transport(_)) = agent.get(&format!("https://{host}/v2/")).call() {
+            if let Err(ureq::Error::Transport(_)) = agent.get(&format!("https://{host}/v2/")).call()
+            {
                 scheme = "http";
             }
         }
@@ -260,7 +261,11 @@ impl Registry {
             let result = match req.body {
                 Body::Empty => r.call(),
                 Body::Bytes(b) => r.send_bytes(b),
-                Body::File { path: p, offset, len } => {
+                Body::File {
+                    path: p,
+                    offset,
+                    len,
+                } => {
                     let mut f = File::open(p).map_err(|source| RegistryError::Io {
                         op: "opening",
                         path: p.to_path_buf(),
@@ -283,7 +288,9 @@ impl Registry {
                     let h = resp.header("www-authenticate").map(str::to_string);
                     self.authenticate(h.as_deref(), &req.scope, req.method, &path, 401)?;
                 }
-                Err(ureq::Error::Status(s @ (401 | 403), _)) if self.credential.is_some() || s == 401 => {
+                Err(ureq::Error::Status(s @ (401 | 403), _))
+                    if self.credential.is_some() || s == 401 =>
+                {
                     return Err(RegistryError::Unauthorized {
                         registry: self.host.clone(),
                         method: req.method,
@@ -292,7 +299,9 @@ impl Registry {
                         credential_source: self.source(),
                     })
                 }
-                Err(ureq::Error::Status(s, resp)) if retry::retryable(s) && attempt < self.max_attempts => {
+                Err(ureq::Error::Status(s, resp))
+                    if retry::retryable(s) && attempt < self.max_attempts =>
+                {
                     std::thread::sleep(retry::delay(attempt, resp.header("retry-after")));
                 }
                 Err(ureq::Error::Status(s, resp)) => {

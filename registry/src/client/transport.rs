@@ -22,13 +22,18 @@ pub fn may_use_http(host: &str, insecure: &[String]) -> bool {
     if insecure.iter().any(|i| i == host || i == name) {
         return true;
     }
-    name == "localhost" || name.parse::<Ipv4Addr>().is_ok_and(|ip| ip.octets()[0] == 127)
+    name == "localhost"
+        || name
+            .parse::<Ipv4Addr>()
+            .is_ok_and(|ip| ip.octets()[0] == 127)
 }
 
 /// `host:port` → `host` (IPv6 literals keep their brackets).
 fn host_name(host: &str) -> &str {
     if host.starts_with('[') {
-        return host.split_once(']').map_or(host, |(h, _)| &host[..h.len() + 1]);
+        return host
+            .split_once(']')
+            .map_or(host, |(h, _)| &host[..h.len() + 1]);
     }
     host.rsplit_once(':').map_or(host, |(h, _)| h)
 }
@@ -63,7 +68,10 @@ fn tls_error(host: &str, reason: String) -> RegistryError {
 }
 
 /// A rustls configuration trusting the system roots and `extra_cas`.
-pub fn tls_config(host: &str, extra_cas: &[PathBuf]) -> Result<Arc<rustls::ClientConfig>, RegistryError> {
+pub fn tls_config(
+    host: &str,
+    extra_cas: &[PathBuf],
+) -> Result<Arc<rustls::ClientConfig>, RegistryError> {
     let mut roots = rustls::RootCertStore::empty();
     // Unreadable system certificates are skipped, as every TLS client does.
     if let Ok(certs) = rustls_native_certs::load_native_certs() {
@@ -74,8 +82,8 @@ pub fn tls_config(host: &str, extra_cas: &[PathBuf]) -> Result<Arc<rustls::Clien
             .map_err(|e| tls_error(host, format!("reading CA file {}: {e}", path.display())))?;
         let mut added = 0;
         for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-            let cert = cert
-                .map_err(|e| tls_error(host, format!("CA file {}: {e}", path.display())))?;
+            let cert =
+                cert.map_err(|e| tls_error(host, format!("CA file {}: {e}", path.display())))?;
             roots
                 .add(cert)
                 .map_err(|e| tls_error(host, format!("CA file {}: {e}", path.display())))?;
@@ -122,8 +130,14 @@ mod tests {
         assert!(may_use_http("localhost:5000", &[]));
         assert!(!may_use_http("128.0.0.1:5000", &[]));
         assert!(!may_use_http("registry.example:5000", &[]));
-        assert!(may_use_http("registry.example:5000", &["registry.example:5000".into()]));
-        assert!(may_use_http("registry.example:5000", &["registry.example".into()]));
+        assert!(may_use_http(
+            "registry.example:5000",
+            &["registry.example:5000".into()]
+        ));
+        assert!(may_use_http(
+            "registry.example:5000",
+            &["registry.example".into()]
+        ));
         assert!(!may_use_http("[::1]:5000", &["[::2]".into()]));
     }
 }
