@@ -313,7 +313,9 @@ impl Registry {
                         detail: error_detail(resp),
                     })
                 }
-                Err(ureq::Error::Transport(_)) if attempt < self.max_attempts => {
+                Err(ureq::Error::Transport(t))
+                    if attempt < self.max_attempts && !is_certificate_error(&t) =>
+                {
                     std::thread::sleep(retry::delay(attempt, None));
                 }
                 Err(ureq::Error::Transport(t)) => {
@@ -340,6 +342,12 @@ impl Registry {
         })
         .map(|_| ())
     }
+}
+
+/// Whether a transport error is the server's certificate being rejected (retrying or
+/// falling back to HTTP cannot help).
+fn is_certificate_error(t: &ureq::Transport) -> bool {
+    t.to_string().to_ascii_lowercase().contains("certificate")
 }
 
 /// `repository:NAME:ACTIONS`.
