@@ -91,9 +91,13 @@ impl Registry {
         let mut scheme = "https";
         if transport::may_use_http(host, &opts.insecure) {
             // Docker tries HTTPS first for insecure registries, then plain HTTP.
-            if let Err(ureq::Error::Transport(_)) = agent.get(&format!("https://{host}/v2/")).call()
+            // A certificate the server presented but we do not trust is no reason to downgrade:
+            // the server speaks TLS, and the TLS error is the one to report.
+            if let Err(ureq::Error::Transport(t)) = agent.get(&format!("https://{host}/v2/")).call()
             {
-                scheme = "http";
+                if !is_certificate_error(&t) {
+                    scheme = "http";
+                }
             }
         }
         let credential = match &opts.credential {
