@@ -11,3 +11,6 @@ mod build_multistage;
 mod build_outputs;
 mod cli;
 mod fixtures;
+mod registry_auth;
+mod registry_faults;
+mod registry_roundtrip;
