@@ -96,6 +96,14 @@ pub fn resolve(
             let desc = local.expect("checked above");
             from_store(store, name, &desc, platform)
         }
+        Err(e) if local.is_none() => Err(err(
+            name,
+            format!(
+                "{}; it is not in rbuild's local store ({}) either: check the name, or build it here with rbuild --tag {name}",
+                registry_error_text(&e),
+                store.root().display()
+            ),
+        )),
         Err(e) => Err(err(name, registry_error_text(&e))),
     }
 }
