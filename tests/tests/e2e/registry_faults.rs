@@ -87,3 +87,68 @@ fn too_many_requests_with_retry_after_is_waited_out() {
         started.elapsed()
     );
 }
+
+#[test]
+fn a_registry_restarted_in_the_middle_of_a_push_is_retried_and_the_push_succeeds() {
+    use rbuild_tests::registry_server::RegistryServer;
+    use std::process::Stdio;
+    if !rbuild_tests::have_tool("skopeo") {
+        return;
+    }
+    let dir = scratch();
+    let Some(mut server) = RegistryServer::start(&dir.path().join("registry")) else {
+        return;
+    };
+    // A layer big enough for chunked upload (over 64 MiB), incompressible.
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY big /big\n").unwrap();
+    rbuild_tests::run(
+        std::process::Command::new("head")
+            .args(["-c", "100000000", "/dev/urandom"])
+            .stdout(std::fs::File::create(ctx.join("big")).unwrap()),
+    )
+    .success();
+    let store = dir.path().join("store");
+    let name = format!("{}/e2e/restart:v1", server.addr);
+    build(&store, &ctx, &["--tag", &name]).success();
+
+    let push = rbuild_tests::build::build_cmd(&store, &ctx)
+        .args(["--tag", &name, "--push"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Crash the registry as soon as an upload session exists, bring it back a second later.
+    let uploads = server
+        .data
+        .join("docker/registry/v2/repositories/e2e/restart/_uploads");
+    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    while !uploads.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the push never started an upload"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    server.stop();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    server.restart();
+    let out = rbuild_tests::Run::from_output(push.wait_with_output().unwrap()).success();
+    assert!(
+        out.stdout.contains(&format!("pushed {name}")),
+        "{}",
+        out.stdout
+    );
+
+    // Nothing corrupt: an independent client copies every blob, verifying digests.
+    let copied = dir.path().join("copied");
+    rbuild_tests::run(
+        std::process::Command::new("skopeo")
+            .args(["copy", "--src-tls-verify=false"])
+            .arg(format!("docker://{name}"))
+            .arg(format!("oci:{}:v1", copied.display())),
+    )
+    .success();
+}
