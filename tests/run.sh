@@ -77,6 +77,51 @@ wait_http "http://127.0.0.1:$port/v2/" "the registry" "$work/registry/log"
 
 export RBUILD_TEST_REGISTRY="127.0.0.1:$port"
 export RBUILD_TEST_REGISTRY_LOG="$work/registry/log"
+
+say "starting a TLS registry with htpasswd Basic auth on 127.0.0.1 (CA and certificate made here)"
+tls="$work/tls-registry"
+mkdir -p "$tls"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=rbuild test CA" \
+  -keyout "$tls/ca.key" -out "$tls/ca.crt" 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+  -keyout "$tls/server.key" -out "$tls/server.csr" 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' > "$tls/san.ext"
+openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" -CAcreateserial \
+  -days 2 -extfile "$tls/san.ext" -out "$tls/server.crt" 2>/dev/null
+tls_user=rbuild-tester
+tls_password=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+htpasswd -Bbn "$tls_user" "$tls_password" > "$tls/htpasswd"
+tls_port=$(free_port)
+cat > "$tls/config.yml" <<YAML
+version: 0.1
+log:
+  level: info
+  formatter: text
+storage:
+  filesystem:
+    rootdirectory: $tls/data
+auth:
+  htpasswd:
+    realm: rbuild-test
+    path: $tls/htpasswd
+http:
+  addr: 127.0.0.1:$tls_port
+  tls:
+    certificate: $tls/server.crt
+    key: $tls/server.key
+YAML
+docker-registry serve "$tls/config.yml" > "$tls/log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do
+  code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$tls/ca.crt" "https://127.0.0.1:$tls_port/v2/" || true)
+  [ "$code" = 401 ] && break
+  sleep 0.1
+done
+[ "$code" = 401 ] || { echo "tests/run.sh: the TLS registry did not start; its log:" >&2; cat "$tls/log" >&2; exit 1; }
+export RBUILD_TEST_TLS_REGISTRY="127.0.0.1:$tls_port"
+export RBUILD_TEST_TLS_CA="$tls/ca.crt"
+export RBUILD_TEST_TLS_USER="$tls_user"
+export RBUILD_TEST_TLS_PASSWORD="$tls_password"
 # In this suite, a missing tool is a failure, not a skip.
 export RBUILD_REQUIRE_TOOLS=1
 export RBUILD_REQUIRE_DIFFERENTIAL=1

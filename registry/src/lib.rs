@@ -1,10 +1,20 @@
 //! rbuild-registry: talking to OCI distribution registries.
 //!
-//! This crate owns image references, and will own the distribution client (blobs, manifests,
-//! retries), authentication with credential redaction, and the cache-manifest format used to move
-//! build cache between pipeline runs. It knows nothing of Dockerfiles.
+//! This crate owns image references ([`reference`]), the distribution client ([`client`]:
+//! blobs, manifests, retries, TLS), authentication with credential redaction ([`auth`]), and
+//! pulling into / pushing from rbuild's store ([`pull`], [`push`]). It is synchronous: callers
+//! run it on their own threads, and it uses a few threads per pull or push for blobs. It knows
+//! nothing of Dockerfiles.
 
+pub mod auth;
+pub mod client;
+pub mod error;
+pub mod pull;
+pub mod push;
 pub mod reference;
 
+pub use auth::{Credential, CredentialSource, Secret};
+pub use client::{ClientOptions, Registry};
+pub use error::RegistryError;
 pub use rbuild_layers::Digest;
 pub use reference::{Reference, ReferenceError, DEFAULT_REGISTRY};

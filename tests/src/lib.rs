@@ -12,9 +12,11 @@ use std::sync::OnceLock;
 
 pub mod build;
 pub mod crun;
+pub mod fault_proxy;
 pub mod image;
 pub mod oci;
 pub mod progress;
+pub mod registry_server;
 
 /// The `rbuild` binary built by `cargo build` (or `$RBUILD_BIN`).
 pub fn rbuild_bin() -> PathBuf {

@@ -34,6 +34,8 @@ pub struct Cli {
     pub build: BuildArgs,
 }
 
+// Parsed once per process; boxing the build flags would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build images from a Dockerfile (the default command).
@@ -50,6 +52,40 @@ pub enum Command {
     Du(StoreArgs),
     /// Verify every blob in the store (removing corrupt ones) and every tag's image.
     Fsck(StoreArgs),
+    /// Log in to a registry: checks the credentials and stores them in Docker's config.json.
+    Login(LoginArgs),
+}
+
+/// How registries are reached (shared by `build` and `login`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct RegistryArgs {
+    /// Allow plain HTTP for this registry (HOST[:PORT]; repeatable). localhost and 127.0.0.0/8
+    /// are always allowed, after HTTPS is tried, as Docker does.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
+
+    /// Trust this CA certificate (PEM) for one registry: HOST[:PORT]=FILE (repeatable).
+    #[arg(long = "registry-ca", value_name = "HOST=FILE")]
+    pub registry_cas: Vec<String>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct LoginArgs {
+    /// The registry host (HOST[:PORT]); default Docker Hub.
+    #[arg(value_name = "REGISTRY", default_value = "docker.io")]
+    pub registry: String,
+
+    /// User name.
+    #[arg(short = 'u', long = "username", value_name = "USER")]
+    pub username: String,
+
+    /// Read the password from standard input (the only way: a password on the command line
+    /// would be visible to every process).
+    #[arg(long = "password-stdin", required = true)]
+    pub password_stdin: bool,
+
+    #[command(flatten)]
+    pub registry_opts: RegistryArgs,
 }
 
 /// The store option, for commands that only need the store.
@@ -166,4 +202,7 @@ pub struct BuildArgs {
     /// Print only the image digest(s).
     #[arg(short, long)]
     pub quiet: bool,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }

@@ -73,6 +73,7 @@ pub fn main() -> i32 {
         Some(Command::Prune(a)) => crate::commands::store::prune(&a),
         Some(Command::Du(a)) => crate::commands::store::du(&a),
         Some(Command::Fsck(a)) => crate::commands::store::fsck(&a),
+        Some(Command::Login(a)) => crate::commands::login::run(&a),
         None => crate::commands::build::run(&cli.build),
     };
     match result {

@@ -22,23 +22,16 @@ use crate::solver::{Engine, EngineOptions};
 
 use super::plan::{load_plan, LoadedPlan};
 
-fn not_yet(what: &str) -> Failure {
-    Failure::Usage(format!(
-        "error: {what} is not supported by this version of rbuild yet (it arrives with the registry client); use --output type=oci|docker|local"
-    ))
-}
-
 /// Refuses, before any work, what this version cannot do, so nothing is half-built.
 fn check_supported(opts: &BuildOptions) -> Result<(), Failure> {
-    if opts.push {
-        return Err(not_yet("--push"));
-    }
     if opts
         .outputs
         .iter()
-        .any(|o| matches!(o.kind, OutputKind::Registry { .. }))
+        .any(|o| matches!(o.kind, OutputKind::Registry { .. }) && o.names.is_empty())
     {
-        return Err(not_yet("--output type=registry"));
+        return Err(Failure::Usage(
+            "error: --output type=registry needs name=REGISTRY/REPOSITORY[:TAG]".into(),
+        ));
     }
     for c in &opts.cache_to {
         if matches!(
@@ -76,6 +69,8 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
     let started = Instant::now();
     let opts = BuildOptions::from_args(a)?;
     check_supported(&opts)?;
+    let registry_opts = super::login::registry_options(&a.registry)?;
+    crate::solver::base::configure_registries(registry_opts.clone());
     let tag_specs = a
         .tags
         .iter()
@@ -175,9 +170,15 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
         let annotations = image_annotations(state, &names, git.as_ref(), epoch);
         let image =
             assemble(&store, state, annotations, epoch).map_err(|e| Failure::Build(e.into()))?;
+        // Tags rbuild sets are marked as built here: FROM uses them without asking a registry.
+        let mut local_desc = image.manifest_descriptor.clone();
+        local_desc.annotations.insert(
+            crate::solver::base::ORIGIN_ANNOTATION.to_string(),
+            "build".to_string(),
+        );
         for n in &names {
             store
-                .set_ref(&n.to_string(), &image.manifest_descriptor)
+                .set_ref(&n.to_string(), &local_desc)
                 .with_context(|| format!("tagging {n} in the store"))
                 .map_err(Failure::Build)?;
         }
@@ -202,6 +203,15 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
 
     write_outputs(&store, &built, &opts.outputs, compression)
         .map_err(|e| Failure::Build(e.into()))?;
+    let pushed = crate::export::push::push_images(
+        &store,
+        &built,
+        opts.push,
+        &opts.outputs,
+        &registry_opts,
+        &progress,
+    )
+    .map_err(|e| Failure::Build(e.into()))?;
 
     // Remember this build for cache-miss explanations and `rbuild explain`.
     let steps = engine.step_records();
@@ -232,9 +242,15 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
         imported_cache_bytes: 0,
     };
     if let Some(path) = &opts.metadata_file {
-        write_metadata(path, &built, &summary).map_err(Failure::Build)?;
+        write_metadata(path, &built, &pushed, &summary).map_err(Failure::Build)?;
     }
     progress.summary(summary);
+    if opts.progress != ProgressMode::Quiet {
+        let mut out = std::io::stdout().lock();
+        for p in &pushed {
+            let _ = writeln!(out, "pushed {}: digest: {}", p.reference, p.digest);
+        }
+    }
     if opts.progress == ProgressMode::Quiet {
         let mut out = std::io::stdout().lock();
         for b in &built {
@@ -266,14 +282,28 @@ fn stages_needed_by(plan: &crate::graph::BuildPlan, target: usize) -> BTreeSet<u
 }
 
 /// `--metadata-file`: BuildKit's keys for one target; an object per target for several.
-fn write_metadata(path: &Path, built: &[BuiltImage], summary: &BuildSummary) -> anyhow::Result<()> {
+fn write_metadata(
+    path: &Path,
+    built: &[BuiltImage],
+    pushed: &[crate::export::push::Pushed],
+    summary: &BuildSummary,
+) -> anyhow::Result<()> {
     let one = |b: &BuiltImage| {
-        serde_json::json!({
+        let pushed_refs: Vec<String> = pushed
+            .iter()
+            .filter(|p| p.target == b.target)
+            .map(|p| format!("{}@{}", p.reference, p.digest))
+            .collect();
+        let mut v = serde_json::json!({
             "containerimage.digest": b.image.manifest_descriptor.digest.to_string(),
             "containerimage.config.digest": b.image.config_descriptor.digest.to_string(),
             "containerimage.descriptor": b.image.manifest_descriptor,
             "image.name": b.names.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","),
-        })
+        });
+        if !pushed_refs.is_empty() {
+            v["rbuild.pushed"] = serde_json::json!(pushed_refs);
+        }
+        v
     };
     let doc = if built.len() == 1 {
         one(&built[0])

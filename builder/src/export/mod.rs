@@ -1,6 +1,7 @@
 //! From built stages to images and outputs: annotations and labels, assembling the config and
 //! manifest into the store, tagging them there, and writing `--output`s.
 
+pub mod push;
 pub mod tags;
 
 use std::collections::BTreeMap;
@@ -180,11 +181,8 @@ pub fn write_outputs(
                     output::local::write_local(&OutDest::Dir(dest), &b.image, store, &applier)?;
                 }
             }
-            OutputKind::Registry { .. } => {
-                return Err(BuildError::Internal(
-                    "type=registry outputs are validated before the build".into(),
-                ))
-            }
+            // Pushed after the other outputs, by `push::push_images`.
+            OutputKind::Registry { .. } => {}
         }
     }
     Ok(())

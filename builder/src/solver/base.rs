@@ -1,21 +1,44 @@
 //! `FROM`: resolving a base image to a manifest digest, its config and its layers.
 //!
-//! Sources, in order: `oci-layout://DIR[:TAG|@DIGEST]` (an OCI image layout on disk, its
-//! blobs imported into the store and verified), then an image tagged in rbuild's local store.
-//! Registry pulls come with the registry client; until then a registry reference that is not in
-//! the local store is a clear error. The resolved manifest digest pins the cache key, so a tag
-//! that moves invalidates exactly the stages built on it.
+//! Sources: `oci-layout://DIR[:TAG|@DIGEST]` (an OCI image layout on disk, its blobs imported
+//! into the store and verified); otherwise a reference. Policy for references:
+//! - a name rbuild built here (its store tag annotated [`ORIGIN_ANNOTATION`]`=build`, or a tag
+//!   without the annotation, from before it existed) is used from the store, no registry asked;
+//! - any other name is resolved against its registry on every build and pulled (blobs already
+//!   in the store are not downloaded again); the store tag is then annotated `=pull`;
+//! - when the registry cannot be reached (connection errors or 5xx after retries) and a pulled
+//!   copy is in the store, that copy is used with a warning.
+//!
+//! The resolved manifest digest pins the cache key, so a tag that moves invalidates exactly the
+//! stages built on it.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use rbuild_layers::image::config::ImageConfig;
 use rbuild_layers::image::manifest::{ImageIndex, ImageManifest};
 use rbuild_layers::store::Store;
 use rbuild_layers::{Descriptor, Digest, MediaType, Platform};
-use rbuild_registry::Reference;
+use rbuild_registry::{ClientOptions, Reference, Registry};
 
 use super::stage::LayerRef;
 use super::BuildError;
+
+/// Annotation on a store tag saying where the image came from: `build` or `pull`.
+pub const ORIGIN_ANNOTATION: &str = "io.rbuild.origin";
+
+static REGISTRY_OPTIONS: OnceLock<ClientOptions> = OnceLock::new();
+
+/// Sets how registries are reached for the rest of the process (`--insecure-registry`,
+/// `--registry-ca`); called once by the CLI before a build. Later calls are ignored.
+pub fn configure_registries(opts: ClientOptions) {
+    let _ = REGISTRY_OPTIONS.set(opts);
+}
+
+/// The registry options configured for this process.
+pub fn registry_options() -> ClientOptions {
+    REGISTRY_OPTIONS.get().cloned().unwrap_or_default()
+}
 
 /// Largest manifest, index or config rbuild reads.
 const MAX_JSON: u64 = 4 * 1024 * 1024;
@@ -57,16 +80,63 @@ pub fn resolve(
             .to_string(),
         _ => reference.to_string(),
     };
-    if let Some(desc) = store.get_ref(&local_name)? {
-        return from_store(store, name, &desc, platform);
+    let local = store.get_ref(&local_name)?;
+    if let Some(desc) = &local {
+        if desc.annotations.get(ORIGIN_ANNOTATION).map(String::as_str) != Some("pull") {
+            return from_store(store, name, desc, platform);
+        }
     }
-    Err(err(
-        name,
-        format!(
-            "not found in rbuild's local store ({}), and pulling from registries is not available in this version yet; build it with rbuild and --tag, or use FROM oci-layout://DIR:TAG",
-            store.root().display()
-        ),
-    ))
+    match pull(store, &reference, platform, &local_name) {
+        Ok(desc) => from_store(store, name, &desc, platform),
+        Err(e) if e.is_unreachable() && local.is_some() => {
+            // The build goes on with what was pulled before; say so, since the tag may have moved.
+            eprintln!(
+                "warning: FROM {name}: {e}; using the copy pulled earlier from the local store"
+            );
+            let desc = local.expect("checked above");
+            from_store(store, name, &desc, platform)
+        }
+        Err(e) if local.is_none() => Err(err(
+            name,
+            format!(
+                "{}; it is not in rbuild's local store ({}) either: check the name, or build it here with rbuild --tag {name}",
+                registry_error_text(&e),
+                store.root().display()
+            ),
+        )),
+        Err(e) => Err(err(name, registry_error_text(&e))),
+    }
+}
+
+/// The error and its causes on one line.
+fn registry_error_text(e: &rbuild_registry::RegistryError) -> String {
+    let mut out = e.to_string();
+    let mut cur = std::error::Error::source(e);
+    while let Some(s) = cur {
+        let msg = s.to_string();
+        if !out.contains(&msg) {
+            out.push_str(": ");
+            out.push_str(&msg);
+        }
+        cur = s.source();
+    }
+    out
+}
+
+/// Pulls `reference` into the store and tags it `local_name` (annotated as pulled).
+fn pull(
+    store: &Store,
+    reference: &Reference,
+    platform: &Platform,
+    local_name: &str,
+) -> Result<Descriptor, rbuild_registry::RegistryError> {
+    let reg = Registry::connect(reference.registry(), &registry_options())?;
+    let pulled = rbuild_registry::pull::pull(&reg, store, reference, platform, &|_| {})?;
+    let mut desc = pulled.manifest;
+    desc.annotations
+        .insert(ORIGIN_ANNOTATION.to_string(), "pull".to_string());
+    store.set_ref(local_name, &desc)?;
+    Ok(desc)
 }
 
 fn read_json_blob(store: &Store, name: &str, d: &Digest) -> Result<Vec<u8>, BuildError> {

@@ -1,0 +1,74 @@
+//! `rbuild login REGISTRY -u USER --password-stdin`: checks the credentials against the
+//! registry (`GET /v2/`, answering its Basic or Bearer challenge) and stores them in Docker's
+//! config.json the way `docker login` does without a credential store. The password is read
+//! from standard input only, and never printed.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use rbuild_registry::auth::credentials;
+use rbuild_registry::{ClientOptions, Credential, Registry, Secret};
+
+use crate::cli::args::{LoginArgs, RegistryArgs};
+use crate::cli::{error_chain, Failure};
+
+/// `--insecure-registry` and `--registry-ca HOST=FILE` as client options.
+pub fn registry_options(a: &RegistryArgs) -> Result<ClientOptions, Failure> {
+    let mut opts = ClientOptions {
+        insecure: a.insecure_registries.clone(),
+        ..ClientOptions::default()
+    };
+    for spec in &a.registry_cas {
+        let (host, file) = spec
+            .split_once('=')
+            .filter(|(h, f)| !h.is_empty() && !f.is_empty())
+            .ok_or_else(|| {
+                Failure::Usage(format!(
+                    "error: --registry-ca {spec:?}: expected HOST[:PORT]=FILE"
+                ))
+            })?;
+        opts.ca_files.push((host.to_string(), PathBuf::from(file)));
+    }
+    Ok(opts)
+}
+
+pub fn run(a: &LoginArgs) -> Result<(), Failure> {
+    let mut opts = registry_options(&a.registry_opts)?;
+    let mut password = String::new();
+    std::io::stdin()
+        .read_to_string(&mut password)
+        .map_err(|e| Failure::Usage(format!("error: reading the password from stdin: {e}")))?;
+    // `echo pw | rbuild login` sends a trailing newline, which docker strips too.
+    let password = Secret::new(password.trim_end_matches(['\n', '\r']));
+    if password.expose().is_empty() {
+        return Err(Failure::Usage(
+            "error: the password read from stdin is empty".into(),
+        ));
+    }
+    let host = a.registry.trim_end_matches('/');
+    let host = host
+        .strip_prefix("https://")
+        .or_else(|| host.strip_prefix("http://"))
+        .unwrap_or(host);
+    opts.credential = Some(Credential::Basic {
+        username: a.username.clone(),
+        password: password.clone(),
+    });
+    let reg = Registry::connect(host, &opts)
+        .and_then(|r| r.ping().map(|()| r))
+        .map_err(|e| {
+            Failure::Build(anyhow::anyhow!(
+                "login to {host} failed: {}",
+                error_chain(&e)
+            ))
+        })?;
+    let path = credentials::docker_config_path().ok_or_else(|| {
+        Failure::Usage(
+            "error: neither DOCKER_CONFIG nor HOME is set; nowhere to store the login".into(),
+        )
+    })?;
+    credentials::store_login(&path, reg.host(), &a.username, &password)
+        .map_err(|e| Failure::Build(anyhow::Error::new(e)))?;
+    eprintln!("Login Succeeded (credentials stored in {})", path.display());
+    Ok(())
+}

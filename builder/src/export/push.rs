@@ -1,0 +1,135 @@
+//! `--push` and `--output type=registry`: which references each built image goes to, and
+//! pushing it there with the registry client (blobs first, the manifest last, then each tag).
+//!
+//! `--push` pushes every `--tag` name of a target; a `type=registry` output pushes to its
+//! `name=` references, or, with `push-by-digest=true`, to their repositories without tags.
+
+use std::collections::BTreeMap;
+
+use rbuild_layers::store::Store;
+use rbuild_layers::Digest;
+use rbuild_registry::{ClientOptions, Reference, Registry, RegistryError};
+
+use super::BuiltImage;
+use crate::cli::output::{OutputKind, OutputSpec};
+use crate::progress::{LogStream, Progress};
+
+/// Why a push failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("pushing {target} to {repository}: {source}")]
+    Registry {
+        target: String,
+        repository: String,
+        #[source]
+        source: Box<RegistryError>,
+    },
+}
+
+/// One pushed reference.
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    pub target: String,
+    pub reference: Reference,
+    pub digest: Digest,
+}
+
+/// Where one image goes: `registry/repository` → tags (empty: by digest only).
+fn destinations(
+    b: &BuiltImage,
+    push_tags: bool,
+    outputs: &[OutputSpec],
+) -> BTreeMap<(String, String), Vec<String>> {
+    let mut out: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    let mut add = |r: &Reference, by_digest: bool| {
+        let entry = out
+            .entry((r.registry().to_string(), r.repository().to_string()))
+            .or_default();
+        if !by_digest {
+            if let Some(t) = r.tag_or_latest() {
+                if !entry.iter().any(|e| e == t) {
+                    entry.push(t.to_string());
+                }
+            }
+        }
+    };
+    if push_tags {
+        for n in &b.names {
+            add(n, false);
+        }
+    }
+    for spec in outputs {
+        if let OutputKind::Registry { push_by_digest } = spec.kind {
+            for n in &spec.names {
+                add(n, push_by_digest);
+            }
+        }
+    }
+    out
+}
+
+/// Pushes every built image to its destinations; returns what was pushed.
+pub fn push_images(
+    store: &Store,
+    built: &[BuiltImage],
+    push_tags: bool,
+    outputs: &[OutputSpec],
+    opts: &ClientOptions,
+    progress: &Progress,
+) -> Result<Vec<Pushed>, PushError> {
+    let mut registries: BTreeMap<String, Registry> = BTreeMap::new();
+    let mut pushed = Vec::new();
+    for b in built {
+        for ((host, repo), tags) in destinations(b, push_tags, outputs) {
+            let fail = |source| PushError::Registry {
+                target: b.target.clone(),
+                repository: format!("{host}/{repo}"),
+                source: Box::new(source),
+            };
+            if !registries.contains_key(&host) {
+                let r = Registry::connect(&host, opts).map_err(fail)?;
+                registries.insert(host.clone(), r);
+            }
+            let reg = &registries[&host];
+            let step = progress.step(format!("pushing {host}/{repo}"));
+            let report = match rbuild_registry::push::push(
+                reg,
+                store,
+                &repo,
+                &b.image.manifest_descriptor,
+                &tags,
+            ) {
+                Ok(r) => r,
+                Err(e) => {
+                    step.failed(&e);
+                    return Err(fail(e));
+                }
+            };
+            let digest = b.image.manifest_descriptor.digest.clone();
+            step.log(
+                LogStream::Stdout,
+                format!(
+                    "{} blob(s) uploaded, {} mounted, {} already there; digest {digest}",
+                    report.blobs_uploaded, report.blobs_mounted, report.blobs_existing
+                ),
+            );
+            step.done();
+            let base: Reference = format!("{host}/{repo}")
+                .parse()
+                .expect("a registry/repository pair taken from a valid reference");
+            let refs: Vec<Reference> = if tags.is_empty() {
+                vec![base.with_digest(digest.clone())]
+            } else {
+                tags.iter().filter_map(|t| base.with_tag(t).ok()).collect()
+            };
+            for reference in refs {
+                pushed.push(Pushed {
+                    target: b.target.clone(),
+                    reference,
+                    digest: digest.clone(),
+                });
+            }
+        }
+    }
+    Ok(pushed)
+}

@@ -1,0 +1,388 @@
+//! Credentials: a type that never prints its secret, and the places Docker and the containers
+//! tools keep them.
+//!
+//! Lookup order for a registry host (first hit wins): `$REGISTRY_AUTH_FILE`, then Docker's
+//! `$DOCKER_CONFIG/config.json` (else `~/.docker/config.json`: `credHelpers[host]`, then `auths`
+//! with `auth` (base64 `user:password`) or `identitytoken`, then `credsStore`), then the
+//! containers `auth.json` (`$XDG_RUNTIME_DIR/containers/auth.json`). Keys of `auths` may be
+//! written as URLs (`https://host/v1/`); Docker Hub's key is `https://index.docker.io/v1/`.
+//! A helper is run as `docker-credential-<name> get` with the host on stdin (docker-credential-
+//! helpers protocol); a `Username` of `<token>` means the secret is an identity token.
+
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use base64::Engine as _;
+use serde_json::Value;
+
+use crate::error::RegistryError;
+
+/// Docker Hub's key in `auths` and for credential helpers.
+const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
+
+/// A secret string: `Debug` and `Display` print `****`, so it cannot leak into logs or errors.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret itself, for the one place that sends it (an HTTP header).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("****")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("****")
+    }
+}
+
+/// Credentials for one registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    Basic {
+        username: String,
+        password: Secret,
+    },
+    /// An OAuth2 refresh token (`identitytoken`), exchanged at the token endpoint.
+    IdentityToken(Secret),
+}
+
+/// Where a credential was found (named in authentication errors; never the secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialSource {
+    None,
+    File(PathBuf),
+    Helper(String),
+    Explicit,
+}
+
+impl fmt::Display for CredentialSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CredentialSource::None => f.write_str("nowhere (anonymous)"),
+            CredentialSource::File(p) => write!(f, "{}", p.display()),
+            CredentialSource::Helper(h) => write!(f, "credential helper docker-credential-{h}"),
+            CredentialSource::Explicit => f.write_str("the command line"),
+        }
+    }
+}
+
+/// The key a host has in config files.
+fn config_key(host: &str) -> &str {
+    if host == crate::DEFAULT_REGISTRY {
+        DOCKER_HUB_KEY
+    } else {
+        host
+    }
+}
+
+/// `https://host/v1/` → `host`, as Docker normalises `auths` keys.
+fn normalise_key(key: &str) -> &str {
+    let k = key
+        .strip_prefix("https://")
+        .or_else(|| key.strip_prefix("http://"))
+        .unwrap_or(key);
+    let k = k.split('/').next().unwrap_or(k);
+    if k == "index.docker.io" || k == "registry-1.docker.io" {
+        crate::DEFAULT_REGISTRY
+    } else {
+        k
+    }
+}
+
+/// Docker's config.json path.
+pub fn docker_config_path() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(d).join("config.json"));
+    }
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(|h| PathBuf::from(h).join(".docker/config.json"))
+}
+
+fn read_json(path: &Path) -> Result<Option<Value>, RegistryError> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| RegistryError::Config {
+                path: path.to_path_buf(),
+                reason: format!("invalid JSON: {e}"),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(RegistryError::Io {
+            op: "reading",
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// The `auths` entry for `host` in a parsed config file.
+fn from_auths(doc: &Value, host: &str, path: &Path) -> Result<Option<Credential>, RegistryError> {
+    let Some(auths) = doc.get("auths").and_then(Value::as_object) else {
+        return Ok(None);
+    };
+    let Some(entry) = auths
+        .iter()
+        .find(|(k, _)| normalise_key(k) == host)
+        .map(|(_, v)| v)
+    else {
+        return Ok(None);
+    };
+    if let Some(t) = entry
+        .get("identitytoken")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+    {
+        return Ok(Some(Credential::IdentityToken(Secret::new(t))));
+    }
+    let Some(auth) = entry
+        .get("auth")
+        .and_then(Value::as_str)
+        .filter(|a| !a.is_empty())
+    else {
+        return Ok(None);
+    };
+    let bad = |reason: &str| RegistryError::Config {
+        path: path.to_path_buf(),
+        reason: format!("auths[{host:?}].auth {reason}"),
+    };
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(auth.trim())
+        .map_err(|_| bad("is not base64"))?;
+    let decoded = String::from_utf8(decoded).map_err(|_| bad("is not UTF-8"))?;
+    let (user, pass) = decoded
+        .split_once(':')
+        .ok_or_else(|| bad("is not base64 of user:password"))?;
+    Ok(Some(Credential::Basic {
+        username: user.to_string(),
+        password: Secret::new(pass),
+    }))
+}
+
+/// Runs `docker-credential-<helper> get` for `host`.
+fn from_helper(helper: &str, host: &str) -> Result<Option<Credential>, RegistryError> {
+    let err = |reason: String| RegistryError::CredentialHelper {
+        helper: helper.to_string(),
+        registry: host.to_string(),
+        reason,
+    };
+    let mut child = Command::new(format!("docker-credential-{helper}"))
+        .arg("get")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| err(format!("cannot run it: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(config_key(host).as_bytes())
+            .map_err(|e| err(format!("writing to it: {e}")))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| err(format!("waiting for it: {e}")))?;
+    if !out.status.success() {
+        // "credentials not found in native keychain" is the protocol's not-found answer.
+        if String::from_utf8_lossy(&out.stdout).contains("not found") {
+            return Ok(None);
+        }
+        return Err(err(format!("it exited with {}", out.status)));
+    }
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .map_err(|_| err("it did not print a JSON object".into()))?;
+    let user = v.get("Username").and_then(Value::as_str).unwrap_or("");
+    let secret = v.get("Secret").and_then(Value::as_str).unwrap_or("");
+    if secret.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(if user == "<token>" {
+        Credential::IdentityToken(Secret::new(secret))
+    } else {
+        Credential::Basic {
+            username: user.to_string(),
+            password: Secret::new(secret),
+        }
+    }))
+}
+
+fn from_docker_config(
+    path: &Path,
+    host: &str,
+) -> Result<Option<(Credential, CredentialSource)>, RegistryError> {
+    let Some(doc) = read_json(path)? else {
+        return Ok(None);
+    };
+    let helper = doc
+        .get("credHelpers")
+        .and_then(Value::as_object)
+        .and_then(|h| {
+            h.iter()
+                .find(|(k, _)| normalise_key(k) == host)
+                .and_then(|(_, v)| v.as_str())
+        });
+    if let Some(h) = helper {
+        return Ok(from_helper(h, host)?.map(|c| (c, CredentialSource::Helper(h.to_string()))));
+    }
+    if let Some(c) = from_auths(&doc, host, path)? {
+        return Ok(Some((c, CredentialSource::File(path.to_path_buf()))));
+    }
+    if let Some(store) = doc
+        .get("credsStore")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    {
+        return Ok(from_helper(store, host)?.map(|c| (c, CredentialSource::Helper(store.into()))));
+    }
+    Ok(None)
+}
+
+/// Finds credentials for `host` (see the module doc for the order).
+pub fn lookup(host: &str) -> Result<Option<(Credential, CredentialSource)>, RegistryError> {
+    if let Some(p) = std::env::var_os("REGISTRY_AUTH_FILE").filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        if let Some(doc) = read_json(&p)? {
+            if let Some(c) = from_auths(&doc, host, &p)? {
+                return Ok(Some((c, CredentialSource::File(p))));
+            }
+        }
+    }
+    if let Some(p) = docker_config_path() {
+        if let Some(found) = from_docker_config(&p, host)? {
+            return Ok(Some(found));
+        }
+    }
+    if let Some(run) = std::env::var_os("XDG_RUNTIME_DIR").filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(run).join("containers/auth.json");
+        if let Some(doc) = read_json(&p)? {
+            if let Some(c) = from_auths(&doc, host, &p)? {
+                return Ok(Some((c, CredentialSource::File(p))));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Stores `username`/`password` for `host` in Docker's config.json the way `docker login` does
+/// without a credential store (`auths[host].auth = base64(user:password)`), keeping every
+/// other key. Written to a temp file (mode 0600), fsynced and renamed.
+pub fn store_login(
+    path: &Path,
+    host: &str,
+    username: &str,
+    password: &Secret,
+) -> Result<(), RegistryError> {
+    let mut doc = read_json(path)?.unwrap_or_else(|| Value::Object(Default::default()));
+    let obj = doc.as_object_mut().ok_or_else(|| RegistryError::Config {
+        path: path.to_path_buf(),
+        reason: "the top level is not a JSON object".into(),
+    })?;
+    let auths = obj
+        .entry("auths")
+        .or_insert_with(|| Value::Object(Default::default()));
+    let auths = auths.as_object_mut().ok_or_else(|| RegistryError::Config {
+        path: path.to_path_buf(),
+        reason: "`auths` is not a JSON object".into(),
+    })?;
+    let encoded = base64::engine::general_purpose::STANDARD
+        .encode(format!("{username}:{}", password.expose()));
+    auths.retain(|k, _| normalise_key(k) != host);
+    auths.insert(
+        config_key(host).to_string(),
+        serde_json::json!({ "auth": encoded }),
+    );
+    let io = |op: &'static str, p: &Path| {
+        let p = p.to_path_buf();
+        move |source| RegistryError::Io {
+            op,
+            path: p,
+            source,
+        }
+    };
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".config.json")
+        .tempfile_in(dir)
+        .map_err(io("creating a temp file in", dir))?;
+    let bytes = serde_json::to_vec_pretty(&doc).expect("a JSON value always serialises");
+    tmp.write_all(&bytes).map_err(io("writing", tmp.path()))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(io("syncing", tmp.path()))?;
+    tmp.persist(path).map_err(|e| RegistryError::Io {
+        op: "writing",
+        path: path.to_path_buf(),
+        source: e.error,
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let c = Credential::Basic {
+            username: "u".into(),
+            password: Secret::new("hunter2"),
+        };
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert_eq!(Secret::new("x").to_string(), "****");
+    }
+
+    #[test]
+    fn auths_entries_decode_and_keys_normalise() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("config.json");
+        let doc = serde_json::json!({"auths": {
+            "https://index.docker.io/v1/": {"auth": "dTpw"},
+            "127.0.0.1:5000": {"identitytoken": "tok"},
+        }});
+        assert_eq!(
+            from_auths(&doc, "docker.io", &p).expect("parse"),
+            Some(Credential::Basic {
+                username: "u".into(),
+                password: Secret::new("p")
+            })
+        );
+        assert_eq!(
+            from_auths(&doc, "127.0.0.1:5000", &p).expect("parse"),
+            Some(Credential::IdentityToken(Secret::new("tok")))
+        );
+        assert_eq!(from_auths(&doc, "other", &p).expect("parse"), None);
+    }
+
+    #[test]
+    fn login_writes_what_lookup_reads_and_keeps_other_keys() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("config.json");
+        std::fs::write(&p, r#"{"auths":{"h:1":{"auth":"eDp5"}},"psFormat":"x"}"#).expect("write");
+        store_login(&p, "h:1", "me", &Secret::new("s3cret")).expect("login");
+        let doc = read_json(&p).expect("read").expect("exists");
+        assert_eq!(doc["psFormat"], "x");
+        assert_eq!(
+            from_auths(&doc, "h:1", &p).expect("parse"),
+            Some(Credential::Basic {
+                username: "me".into(),
+                password: Secret::new("s3cret")
+            })
+        );
+    }
+}

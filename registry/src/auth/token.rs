@@ -1,0 +1,99 @@
+//! Bearer tokens from a token service (distribution `docs/spec/auth/token.md` for GET with Basic
+//! credentials or anonymously, `oauth.md` for the POST refresh-token grant used with an
+//! `identitytoken`). Tokens are cached per scope until shortly before they expire.
+
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use super::{Credential, Secret};
+
+/// The spec's default lifetime when the response has no `expires_in`.
+const DEFAULT_EXPIRES_IN: u64 = 60;
+
+/// A bearer token and when to stop using it.
+#[derive(Debug, Clone)]
+pub struct Token {
+    pub value: Secret,
+    pub valid_until: Instant,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    access_token: Option<String>,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+/// Why a token request failed (turned into a `RegistryError` by the caller, who knows the
+/// registry and the request).
+#[derive(Debug)]
+pub enum TokenError {
+    Status(u16),
+    Transport(Box<ureq::Transport>),
+    Invalid(String),
+}
+
+/// Asks `realm` for a token for `scopes` (space-separated, as distribution joins them).
+pub fn fetch(
+    agent: &ureq::Agent,
+    realm: &str,
+    service: Option<&str>,
+    scopes: &str,
+    credential: Option<&Credential>,
+) -> Result<Token, TokenError> {
+    let result = match credential {
+        Some(Credential::IdentityToken(refresh)) => {
+            let mut form: Vec<(&str, &str)> = vec![
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh.expose()),
+                ("client_id", "rbuild"),
+            ];
+            if let Some(s) = service {
+                form.push(("service", s));
+            }
+            let scope_list: Vec<&str> = scopes.split(' ').filter(|s| !s.is_empty()).collect();
+            let joined = scope_list.join(" ");
+            if !joined.is_empty() {
+                form.push(("scope", &joined));
+            }
+            agent.post(realm).send_form(&form)
+        }
+        other => {
+            let mut req = agent.get(realm);
+            if let Some(s) = service {
+                req = req.query("service", s);
+            }
+            for s in scopes.split(' ').filter(|s| !s.is_empty()) {
+                req = req.query("scope", s);
+            }
+            if let Some(Credential::Basic { username, password }) = other {
+                req = req.set("Authorization", &super::basic_header(username, password));
+            }
+            req.call()
+        }
+    };
+    let resp = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(s, _)) => return Err(TokenError::Status(s)),
+        Err(ureq::Error::Transport(t)) => return Err(TokenError::Transport(Box::new(t))),
+    };
+    let body = rbuild_layers::image::manifest::read_capped(resp.into_reader(), 1 << 20, "token")
+        .map_err(|e| TokenError::Invalid(e.to_string()))?;
+    let parsed: TokenResponse = serde_json::from_slice(&body)
+        .map_err(|e| TokenError::Invalid(format!("invalid token response JSON: {e}")))?;
+    let value = parsed
+        .token
+        .or(parsed.access_token)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| TokenError::Invalid("the response has no token".into()))?;
+    // Renew a little early so a token does not expire between check and use.
+    let secs = parsed.expires_in.unwrap_or(DEFAULT_EXPIRES_IN).max(10);
+    Ok(Token {
+        value: Secret::new(value),
+        valid_until: Instant::now() + Duration::from_secs(secs - 5),
+    })
+}

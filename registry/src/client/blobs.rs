@@ -1,0 +1,248 @@
+//! Blobs: `HEAD`, `GET` streamed into the verifying store, and uploads (cross-repository mount
+//! with the 202 fallback, monolithic `PUT` for small blobs, chunked `PATCH` for large ones).
+
+use std::io::{self, Read, Write};
+use std::path::Path;
+
+use rbuild_layers::store::Store;
+use rbuild_layers::{Descriptor, Digest};
+
+use super::manifests::not_found;
+use super::{scope, Body, Registry, Req};
+use crate::error::RegistryError;
+
+/// Blobs up to this size are uploaded with one `PUT`; larger ones in `PATCH` chunks this big.
+pub const CHUNK_SIZE: u64 = 64 << 20;
+
+/// What an upload did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Uploaded {
+    AlreadyThere,
+    Mounted,
+    Sent,
+}
+
+impl Registry {
+    /// Whether `repository` has blob `digest` (`HEAD`; a 404 is `false`).
+    pub fn has_blob(&self, repository: &str, digest: &Digest) -> Result<bool, RegistryError> {
+        let r = self.send(&Req {
+            method: "HEAD",
+            target: format!("/v2/{repository}/blobs/{digest}"),
+            scope: scope(repository, "pull"),
+            headers: vec![],
+            body: Body::Empty,
+        });
+        match r {
+            Ok(_) => Ok(true),
+            Err(RegistryError::Status { status: 404, .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Downloads `desc` into `store` unless it is there already. The bytes are hashed while
+    /// they are written; a wrong digest or size (a corrupting proxy, a truncated body) is
+    /// rejected and nothing is stored. `on_bytes` is called as bytes arrive (progress).
+    pub fn fetch_blob(
+        &self,
+        store: &Store,
+        repository: &str,
+        desc: &Descriptor,
+        on_bytes: &(dyn Fn(u64) + Sync),
+    ) -> Result<bool, RegistryError> {
+        if store.blob_size(&desc.digest) == Some(desc.size) {
+            return Ok(false);
+        }
+        let target = format!("/v2/{repository}/blobs/{}", desc.digest);
+        let mut last_err = None;
+        // A body cut off mid-stream is retried as a whole (bounded), like a failed request.
+        for _ in 0..3 {
+            let resp = self
+                .send(&Req {
+                    method: "GET",
+                    target: target.clone(),
+                    scope: scope(repository, "pull"),
+                    headers: vec![],
+                    body: Body::Empty,
+                })
+                .map_err(|e| not_found(e, "blob", &desc.digest.to_string()))?;
+            let mut w = store.begin_blob()?;
+            let mut reader = resp.into_reader().take(desc.size.saturating_add(1));
+            match copy_counting(&mut reader, &mut w, on_bytes) {
+                Ok(_) => {}
+                Err(e) => {
+                    last_err = Some(RegistryError::Protocol {
+                        registry: self.host().to_string(),
+                        what: format!("GET {target}: reading the body: {e}"),
+                    });
+                    continue;
+                }
+            }
+            return match w.commit(Some(&desc.digest), Some(desc.size)) {
+                Ok(_) => Ok(true),
+                Err(source) => Err(RegistryError::Store {
+                    registry: self.host().to_string(),
+                    path: target,
+                    digest: desc.digest.clone(),
+                    source: Box::new(source),
+                }),
+            };
+        }
+        Err(last_err.expect("the loop ran at least once"))
+    }
+
+    /// Uploads blob `desc` from `file` to `repository`, unless the registry has it; mounts it
+    /// from `mount_from` (another repository on this registry) when given.
+    pub fn upload_blob(
+        &self,
+        repository: &str,
+        desc: &Descriptor,
+        file: &Path,
+        mount_from: Option<&str>,
+    ) -> Result<Uploaded, RegistryError> {
+        if self.has_blob(repository, &desc.digest)? {
+            return Ok(Uploaded::AlreadyThere);
+        }
+        let mut start = format!("/v2/{repository}/blobs/uploads/");
+        let mut scopes = scope(repository, "pull,push");
+        if let Some(from) = mount_from.filter(|f| *f != repository) {
+            start.push_str(&format!("?mount={}&from={from}", desc.digest));
+            scopes.push(' ');
+            scopes.push_str(&scope(from, "pull"));
+        }
+        let resp = self.send(&Req {
+            method: "POST",
+            target: start.clone(),
+            scope: scopes,
+            headers: vec![("Content-Length", "0".into())],
+            body: Body::Empty,
+        })?;
+        // 201: mounted. 202: the registry declined the mount (or none was asked) and opened an
+        // upload session instead — continue with it.
+        if resp.status() == 201 {
+            return Ok(Uploaded::Mounted);
+        }
+        let mut location = self.location(&resp, &start)?;
+        let push_scope = scope(repository, "pull,push");
+        if desc.size > CHUNK_SIZE {
+            let mut offset = 0;
+            while offset < desc.size {
+                let len = CHUNK_SIZE.min(desc.size - offset);
+                let resp = self.send(&Req {
+                    method: "PATCH",
+                    target: location.clone(),
+                    scope: push_scope.clone(),
+                    headers: vec![
+                        ("Content-Type", "application/octet-stream".into()),
+                        ("Content-Range", format!("{offset}-{}", offset + len - 1)),
+                    ],
+                    body: Body::File {
+                        path: file,
+                        offset,
+                        len,
+                    },
+                })?;
+                location = self.location(&resp, &location)?;
+                offset += len;
+            }
+            let target = with_digest(&location, &desc.digest);
+            self.send(&Req {
+                method: "PUT",
+                target,
+                scope: push_scope,
+                headers: vec![("Content-Length", "0".into())],
+                body: Body::Empty,
+            })?;
+        } else {
+            let target = with_digest(&location, &desc.digest);
+            self.send(&Req {
+                method: "PUT",
+                target,
+                scope: push_scope,
+                headers: vec![("Content-Type", "application/octet-stream".into())],
+                body: Body::File {
+                    path: file,
+                    offset: 0,
+                    len: desc.size,
+                },
+            })?;
+        }
+        Ok(Uploaded::Sent)
+    }
+
+    /// The upload URL from a `Location` header, made absolute.
+    fn location(&self, resp: &ureq::Response, request: &str) -> Result<String, RegistryError> {
+        let loc = resp
+            .header("location")
+            .ok_or_else(|| RegistryError::Protocol {
+                registry: self.host().to_string(),
+                what: format!(
+                    "{}: the response has no Location header",
+                    Registry::display_path(request)
+                ),
+            })?;
+        Ok(
+            if loc.starts_with("http://") || loc.starts_with("https://") {
+                loc.to_string()
+            } else if loc.starts_with('/') {
+                format!("{}{loc}", self.base_url())
+            } else {
+                format!("{}/{loc}", self.base_url())
+            },
+        )
+    }
+}
+
+fn with_digest(location: &str, digest: &Digest) -> String {
+    let sep = if location.contains('?') { '&' } else { '?' };
+    format!("{location}{sep}digest={digest}")
+}
+
+fn copy_counting(
+    r: &mut dyn Read,
+    w: &mut dyn Write,
+    on_bytes: &(dyn Fn(u64) + Sync),
+) -> io::Result<u64> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0;
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        w.write_all(&buf[..n])?;
+        total += n as u64;
+        on_bytes(n as u64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_is_appended_to_upload_locations_with_or_without_a_query() {
+        let d = Digest::sha256_of(b"");
+        assert_eq!(
+            with_digest("http://h/v2/a/blobs/uploads/u?_state=x", &d),
+            format!("http://h/v2/a/blobs/uploads/u?_state=x&digest={d}")
+        );
+        assert_eq!(
+            with_digest("http://h/u", &d),
+            format!("http://h/u?digest={d}")
+        );
+    }
+
+    #[test]
+    fn error_paths_drop_host_and_query() {
+        assert_eq!(
+            Registry::display_path("https://h:5000/v2/a/blobs/uploads/u?_state=secret"),
+            "/v2/a/blobs/uploads/u"
+        );
+        assert_eq!(
+            Registry::display_path("/v2/x/manifests/t"),
+            "/v2/x/manifests/t"
+        );
+    }
+}

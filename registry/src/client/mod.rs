@@ -1,0 +1,390 @@
+//! The distribution-spec HTTP client for one registry: requests with authentication, retries
+//! and error mapping. [`blobs`] and [`manifests`] build the protocol's calls on [`Registry::send`].
+//!
+//! Why a hand-written client on `ureq` rather than `oci-client` or async `reqwest`: the builder
+//! is synchronous (threads), so a blocking client with a few worker threads per pull or push
+//! needs no async runtime at all, and every behaviour `oci-client` lacks (bounded retries with
+//! `Retry-After`, refresh on 401, the 202 cross-mount fallback, streaming straight into the
+//! verifying store) is simpler to own here than to wrap. `ureq` brings rustls (ring) and
+//! streaming request/response bodies, nothing else.
+
+pub mod blobs;
+pub mod manifests;
+pub mod retry;
+pub mod transport;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use crate::auth::challenge::{self, Challenge};
+use crate::auth::token::{self, Token, TokenError};
+use crate::auth::{basic_header, credentials, Credential, CredentialSource};
+use crate::error::RegistryError;
+
+/// How to reach registries (from the command line).
+#[derive(Debug, Clone, Default)]
+pub struct ClientOptions {
+    /// `--insecure-registry HOST[:PORT]`: plain HTTP allowed.
+    pub insecure: Vec<String>,
+    /// `--registry-ca HOST=FILE`.
+    pub ca_files: Vec<(String, PathBuf)>,
+    /// Attempts per request (connection errors, 429, 5xx); 0 means the default.
+    pub max_attempts: u32,
+    /// Credentials given explicitly (e.g. `rbuild login`), overriding the config files.
+    pub credential: Option<Credential>,
+}
+
+/// The body of a request; files are re-opened on every attempt so a retry resends all of it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Body<'a> {
+    Empty,
+    Bytes(&'a [u8]),
+    File {
+        path: &'a Path,
+        offset: u64,
+        len: u64,
+    },
+}
+
+/// One request: `target` is a path (`/v2/…`, optionally with a query) or an absolute URL (an
+/// upload `Location`); `scope` is the token scope it needs.
+pub(crate) struct Req<'a> {
+    pub method: &'static str,
+    pub target: String,
+    pub scope: String,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Body<'a>,
+}
+
+/// A connection to one registry host, shared by the threads of a pull or push.
+pub struct Registry {
+    host: String,
+    base: String,
+    agent: ureq::Agent,
+    credential: Option<(Credential, CredentialSource)>,
+    tokens: Mutex<HashMap<String, Token>>,
+    /// The registry answered with a Basic challenge: send Basic credentials up front.
+    basic: AtomicBool,
+    max_attempts: u32,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("base", &self.base)
+            .field("credential_source", &self.credential.as_ref().map(|c| &c.1))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Registry {
+    /// Connects to `host` (`HOST[:PORT]`), choosing HTTPS or (where allowed and HTTPS fails)
+    /// HTTP, and looks up its credentials.
+    pub fn connect(host: &str, opts: &ClientOptions) -> Result<Registry, RegistryError> {
+        let cas = transport::ca_files_for(host, &opts.ca_files);
+        let agent = transport::agent(transport::tls_config(host, &cas)?);
+        let mut scheme = "https";
+        if transport::may_use_http(host, &opts.insecure) {
+            // Docker tries HTTPS first for insecure registries, then plain HTTP.
+            // A certificate the server presented but we do not trust is no reason to downgrade:
+            // the server speaks TLS, and the TLS error is the one to report.
+            if let Err(ureq::Error::Transport(t)) = agent.get(&format!("https://{host}/v2/")).call()
+            {
+                if !is_certificate_error(&t) {
+                    scheme = "http";
+                }
+            }
+        }
+        let credential = match &opts.credential {
+            Some(c) => Some((c.clone(), CredentialSource::Explicit)),
+            None => credentials::lookup(host)?,
+        };
+        // Docker Hub's API lives at registry-1.docker.io.
+        let api_host = if host == crate::DEFAULT_REGISTRY {
+            "registry-1.docker.io"
+        } else {
+            host
+        };
+        Ok(Registry {
+            host: host.to_string(),
+            base: format!("{scheme}://{api_host}"),
+            agent,
+            credential,
+            tokens: Mutex::new(HashMap::new()),
+            basic: AtomicBool::new(false),
+            max_attempts: if opts.max_attempts == 0 {
+                retry::DEFAULT_ATTEMPTS
+            } else {
+                opts.max_attempts
+            },
+        })
+    }
+
+    /// The registry host as named in references.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// `scheme://host`.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    fn source(&self) -> String {
+        self.credential
+            .as_ref()
+            .map_or(CredentialSource::None.to_string(), |c| c.1.to_string())
+    }
+
+    fn url(&self, target: &str) -> String {
+        if target.starts_with("http://") || target.starts_with("https://") {
+            target.to_string()
+        } else {
+            format!("{}{target}", self.base)
+        }
+    }
+
+    /// A request's path for messages: no scheme/host, no query (upload state, digests).
+    pub(crate) fn display_path(target: &str) -> String {
+        let no_scheme = target
+            .strip_prefix("https://")
+            .or_else(|| target.strip_prefix("http://"))
+            .map(|rest| rest.find('/').map_or("/", |i| &rest[i..]))
+            .unwrap_or(target);
+        no_scheme.split('?').next().unwrap_or(no_scheme).to_string()
+    }
+
+    fn auth_header(&self, scope: &str) -> Option<String> {
+        let tokens = self.tokens.lock().expect("token cache lock poisoned");
+        if let Some(t) = tokens.get(scope).filter(|t| t.valid_until > Instant::now()) {
+            return Some(format!("Bearer {}", t.value.expose()));
+        }
+        drop(tokens);
+        if self.basic.load(Ordering::Relaxed) {
+            if let Some((Credential::Basic { username, password }, _)) = &self.credential {
+                return Some(basic_header(username, password));
+            }
+        }
+        None
+    }
+
+    /// Answers a 401's challenge: remembers Basic, or fetches a token for `scope`.
+    fn authenticate(
+        &self,
+        header: Option<&str>,
+        scope: &str,
+        method: &'static str,
+        path: &str,
+        status: u16,
+    ) -> Result<(), RegistryError> {
+        let unauthorized = || RegistryError::Unauthorized {
+            registry: self.host.clone(),
+            method,
+            path: path.to_string(),
+            status,
+            credential_source: self.source(),
+        };
+        match header.and_then(challenge::parse) {
+            Some(Challenge::Basic) => {
+                if !matches!(self.credential, Some((Credential::Basic { .. }, _))) {
+                    return Err(unauthorized());
+                }
+                self.basic.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+            Some(Challenge::Bearer {
+                realm,
+                service,
+                scope: challenged,
+            }) => {
+                let scopes = if scope.is_empty() {
+                    challenged.unwrap_or_default()
+                } else {
+                    scope.to_string()
+                };
+                let t = token::fetch(
+                    &self.agent,
+                    &realm,
+                    service.as_deref(),
+                    &scopes,
+                    self.credential.as_ref().map(|c| &c.0),
+                )
+                .map_err(|e| match e {
+                    TokenError::Status(401 | 403) => unauthorized(),
+                    TokenError::Status(s) => RegistryError::Status {
+                        registry: self.host.clone(),
+                        method: "GET",
+                        path: format!("token service {}", Self::display_path(&realm)),
+                        status: s,
+                        detail: String::new(),
+                    },
+                    TokenError::Transport(source) => RegistryError::Transport {
+                        registry: self.host.clone(),
+                        method: "GET",
+                        path: format!("token service {}", Self::display_path(&realm)),
+                        attempts: 1,
+                        source,
+                    },
+                    TokenError::Invalid(what) => RegistryError::Protocol {
+                        registry: self.host.clone(),
+                        what: format!("token service {}: {what}", Self::display_path(&realm)),
+                    },
+                })?;
+                self.tokens
+                    .lock()
+                    .expect("token cache lock poisoned")
+                    .insert(scope.to_string(), t);
+                Ok(())
+            }
+            None => Err(unauthorized()),
+        }
+    }
+
+    /// Sends `req`, answering one authentication challenge and retrying connection errors,
+    /// 429 and 5xx with backoff (`Retry-After` honoured). Returns a 2xx/3xx response; any other
+    /// status is an error naming the registry, request and status.
+    pub(crate) fn send(&self, req: &Req<'_>) -> Result<ureq::Response, RegistryError> {
+        let url = self.url(&req.target);
+        let path = Self::display_path(&req.target);
+        let mut attempt = 0;
+        let mut auth_answered = false;
+        loop {
+            attempt += 1;
+            let mut r = self.agent.request(req.method, &url);
+            for (k, v) in &req.headers {
+                r = r.set(k, v);
+            }
+            if let Some(h) = self.auth_header(&req.scope) {
+                r = r.set("Authorization", &h);
+            }
+            let result = match req.body {
+                Body::Empty => r.call(),
+                Body::Bytes(b) => r.send_bytes(b),
+                Body::File {
+                    path: p,
+                    offset,
+                    len,
+                } => {
+                    let mut f = File::open(p).map_err(|source| RegistryError::Io {
+                        op: "opening",
+                        path: p.to_path_buf(),
+                        source,
+                    })?;
+                    f.seek(SeekFrom::Start(offset))
+                        .map_err(|source| RegistryError::Io {
+                            op: "seeking in",
+                            path: p.to_path_buf(),
+                            source,
+                        })?;
+                    r.set("Content-Length", &len.to_string()).send(f.take(len))
+                }
+            };
+            match result {
+                Ok(resp) => return Ok(resp),
+                Err(ureq::Error::Status(401, resp)) if !auth_answered => {
+                    auth_answered = true;
+                    attempt -= 1;
+                    let h = resp.header("www-authenticate").map(str::to_string);
+                    self.authenticate(h.as_deref(), &req.scope, req.method, &path, 401)?;
+                }
+                Err(ureq::Error::Status(s @ (401 | 403), _))
+                    if self.credential.is_some() || s == 401 =>
+                {
+                    return Err(RegistryError::Unauthorized {
+                        registry: self.host.clone(),
+                        method: req.method,
+                        path,
+                        status: s,
+                        credential_source: self.source(),
+                    })
+                }
+                Err(ureq::Error::Status(s, resp))
+                    if retry::retryable(s) && attempt < self.max_attempts =>
+                {
+                    std::thread::sleep(retry::delay(attempt, resp.header("retry-after")));
+                }
+                Err(ureq::Error::Status(s, resp)) => {
+                    return Err(RegistryError::Status {
+                        registry: self.host.clone(),
+                        method: req.method,
+                        path,
+                        status: s,
+                        detail: error_detail(resp),
+                    })
+                }
+                Err(ureq::Error::Transport(t))
+                    if attempt < self.max_attempts && !is_certificate_error(&t) =>
+                {
+                    std::thread::sleep(retry::delay(attempt, None));
+                }
+                Err(ureq::Error::Transport(t)) => {
+                    return Err(RegistryError::Transport {
+                        registry: self.host.clone(),
+                        method: req.method,
+                        path,
+                        attempts: attempt,
+                        source: Box::new(t),
+                    })
+                }
+            }
+        }
+    }
+
+    /// `GET /v2/`: checks that the registry answers and the credentials are accepted.
+    pub fn ping(&self) -> Result<(), RegistryError> {
+        self.send(&Req {
+            method: "GET",
+            target: "/v2/".into(),
+            scope: String::new(),
+            headers: vec![],
+            body: Body::Empty,
+        })
+        .map(|_| ())
+    }
+}
+
+/// Whether a transport error is the server's certificate being rejected (retrying or
+/// falling back to HTTP cannot help).
+fn is_certificate_error(t: &ureq::Transport) -> bool {
+    t.to_string().to_ascii_lowercase().contains("certificate")
+}
+
+/// `repository:NAME:ACTIONS`.
+pub(crate) fn scope(repository: &str, actions: &str) -> String {
+    format!("repository:{repository}:{actions}")
+}
+
+/// The distribution-spec error body (`{"errors":[{"code","message"}]}`) as `: CODE: message`.
+fn error_detail(resp: ureq::Response) -> String {
+    let mut buf = Vec::new();
+    let _ = resp.into_reader().take(16 * 1024).read_to_end(&mut buf);
+    let v: serde_json::Value = match serde_json::from_slice(&buf) {
+        Ok(v) => v,
+        Err(_) => return String::new(),
+    };
+    let parts: Vec<String> = v
+        .get("errors")
+        .and_then(|e| e.as_array())
+        .map(|errs| {
+            errs.iter()
+                .map(|e| {
+                    let code = e.get("code").and_then(|c| c.as_str()).unwrap_or("");
+                    let msg = e.get("message").and_then(|c| c.as_str()).unwrap_or("");
+                    let mut s = format!("{code}: {msg}");
+                    s.truncate(200);
+                    s
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join("; "))
+    }
+}

@@ -1,0 +1,203 @@
+//! Pulling an image into the store: tag → manifest (an index or manifest list → the entry for
+//! the platform), config and layers fetched concurrently and verified while streaming; blobs
+//! already in the store are not downloaded again. Each pulled blob is recorded as coming from
+//! its repository (store record kind [`SOURCE_RECORD`]) so a later push to another repository
+//! on the same registry can mount it instead of uploading it.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rbuild_layers::image::manifest::{ImageIndex, ImageManifest};
+use rbuild_layers::store::Store;
+use rbuild_layers::{Descriptor, Digest, MediaType, Platform};
+
+use crate::client::Registry;
+use crate::error::RegistryError;
+use crate::Reference;
+
+/// Store record kind: `{"registry": HOST, "repository": NAME}` for a blob's origin.
+pub const SOURCE_RECORD: &str = "registry-source";
+/// Blobs fetched at once.
+const PARALLEL_BLOBS: usize = 3;
+
+/// A pulled image: its (platform-specific) manifest, stored with its config and layers.
+#[derive(Debug, Clone)]
+pub struct Pulled {
+    /// The manifest's descriptor (media type, digest, size, and the platform when it was
+    /// chosen from an index).
+    pub manifest: Descriptor,
+    pub parsed: ImageManifest,
+    /// The index the manifest was chosen from, when the reference named one.
+    pub index_digest: Option<Digest>,
+}
+
+/// Whether an index entry's platform is what `want` asks for (image-spec: os and architecture
+/// must match; a variant is compared only when asked for).
+fn platform_matches(have: &Platform, want: &Platform) -> bool {
+    have.os == want.os
+        && have.architecture == want.architecture
+        && (want.variant.is_none() || have.variant == want.variant)
+}
+
+fn describe(p: &Platform) -> String {
+    match &p.variant {
+        Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+        None => format!("{}/{}", p.os, p.architecture),
+    }
+}
+
+/// Picks the entry of `index` for `platform`.
+pub fn choose<'a>(
+    index: &'a ImageIndex,
+    platform: &Platform,
+    image: &str,
+) -> Result<&'a Descriptor, RegistryError> {
+    index
+        .manifests
+        .iter()
+        .filter(|m| m.media_type.is_manifest())
+        .find(|m| {
+            m.platform
+                .as_ref()
+                .is_some_and(|p| platform_matches(p, platform))
+        })
+        .ok_or_else(|| RegistryError::NoPlatform {
+            image: image.to_string(),
+            platform: describe(platform),
+            available: index
+                .manifests
+                .iter()
+                .filter_map(|m| m.platform.as_ref())
+                .map(describe)
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+/// Records that `digest` is in `repository` on `registry` (best effort: only mounts use it).
+pub fn record_source(store: &Store, registry: &str, repository: &str, digest: &Digest) {
+    let doc = serde_json::json!({ "registry": registry, "repository": repository });
+    let _ = store.put_record(SOURCE_RECORD, digest, doc.to_string().as_bytes());
+}
+
+/// The repository on `registry` a blob is known to come from.
+pub fn known_source(store: &Store, registry: &str, digest: &Digest) -> Option<String> {
+    let bytes = store.get_record(SOURCE_RECORD, digest).ok()??;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    (v.get("registry")?.as_str()? == registry)
+        .then(|| v.get("repository")?.as_str().map(str::to_string))
+        .flatten()
+}
+
+/// Pulls `reference` for `platform` into `store`.
+pub fn pull(
+    reg: &Registry,
+    store: &Store,
+    reference: &Reference,
+    platform: &Platform,
+    on_bytes: &(dyn Fn(u64) + Sync),
+) -> Result<Pulled, RegistryError> {
+    let repo = reference.repository();
+    let wanted = match (reference.digest(), reference.tag_or_latest()) {
+        (Some(d), _) => d.to_string(),
+        (None, Some(t)) => t.to_string(),
+        (None, None) => "latest".to_string(),
+    };
+    let top = reg.get_manifest(repo, &wanted)?;
+    let (fetched, platform_field, index_digest) = if top.is_index() {
+        let index =
+            ImageIndex::from_slice(&top.bytes).map_err(|source| RegistryError::Document {
+                registry: reg.host().to_string(),
+                path: format!("/v2/{repo}/manifests/{wanted}"),
+                source: Box::new(source),
+            })?;
+        let entry = choose(&index, platform, &reference.to_string())?;
+        let child = reg.get_manifest(repo, &entry.digest.to_string())?;
+        if child.is_index() {
+            return Err(RegistryError::UnexpectedMediaType {
+                registry: reg.host().to_string(),
+                path: format!("/v2/{repo}/manifests/{}", entry.digest),
+                media_type: child.media_type,
+            });
+        }
+        store.put_bytes(top.media_type.clone(), &top.bytes)?;
+        (child, entry.platform.clone(), Some(top.digest.clone()))
+    } else {
+        (top, None, None)
+    };
+    let parsed =
+        ImageManifest::from_slice(&fetched.bytes).map_err(|source| RegistryError::Document {
+            registry: reg.host().to_string(),
+            path: format!("/v2/{repo}/manifests/{}", fetched.digest),
+            source: Box::new(source),
+        })?;
+    if !matches!(
+        parsed.config.media_type,
+        MediaType::OciImageConfig | MediaType::DockerImageConfig
+    ) {
+        return Err(RegistryError::UnexpectedMediaType {
+            registry: reg.host().to_string(),
+            path: format!("/v2/{repo}/blobs/{}", parsed.config.digest),
+            media_type: parsed.config.media_type.clone(),
+        });
+    }
+    if let Some(bad) = parsed
+        .layers
+        .iter()
+        .find(|l| l.media_type.layer_compression().is_none())
+    {
+        return Err(RegistryError::UnexpectedMediaType {
+            registry: reg.host().to_string(),
+            path: format!("/v2/{repo}/blobs/{}", bad.digest),
+            media_type: bad.media_type.clone(),
+        });
+    }
+    let blobs: Vec<&Descriptor> = std::iter::once(&parsed.config)
+        .chain(&parsed.layers)
+        .collect();
+    fetch_all(reg, store, repo, &blobs, on_bytes)?;
+    let stored = store.put_bytes(fetched.media_type.clone(), &fetched.bytes)?;
+    let mut manifest = stored;
+    manifest.platform = platform_field;
+    Ok(Pulled {
+        manifest,
+        parsed,
+        index_digest,
+    })
+}
+
+/// Fetches `blobs` on a few threads; the first error stops the others from starting more.
+fn fetch_all(
+    reg: &Registry,
+    store: &Store,
+    repo: &str,
+    blobs: &[&Descriptor],
+    on_bytes: &(dyn Fn(u64) + Sync),
+) -> Result<(), RegistryError> {
+    let next = AtomicUsize::new(0);
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let errors = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..PARALLEL_BLOBS.min(blobs.len()))
+            .map(|_| {
+                s.spawn(|| -> Result<(), RegistryError> {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= blobs.len() || failed.load(Ordering::Relaxed) {
+                            return Ok(());
+                        }
+                        let d = blobs[i];
+                        if let Err(e) = reg.fetch_blob(store, repo, d, on_bytes) {
+                            failed.store(true, Ordering::Relaxed);
+                            return Err(e);
+                        }
+                        record_source(store, reg.host(), repo, &d.digest);
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("a blob worker panicked"))
+            .collect::<Vec<_>>()
+    });
+    errors.into_iter().collect()
+}

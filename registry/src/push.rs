@@ -1,0 +1,181 @@
+//! Pushing an image (a manifest, or an index and its manifests) from the store: every blob is
+//! checked with `HEAD` and skipped when present, mounted from another repository on the same
+//! registry when the store knows it came from there, otherwise uploaded (monolithic or
+//! chunked), several at a time; manifests go last, the children of an index before it, then
+//! every tag. A blob upload that fails because the registry went away or lost the session is
+//! started again (bounded), so a registry restarted mid-push does not fail the push.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use rbuild_layers::image::manifest::{read_capped, ImageIndex, ImageManifest, MAX_MANIFEST_BYTES};
+use rbuild_layers::store::Store;
+use rbuild_layers::{Descriptor, Digest};
+
+use crate::client::blobs::Uploaded;
+use crate::client::Registry;
+use crate::error::RegistryError;
+use crate::pull::{known_source, record_source};
+
+const PARALLEL_BLOBS: usize = 3;
+/// Whole-blob attempts (each request inside also retries on its own).
+const BLOB_ATTEMPTS: u32 = 3;
+
+/// What a push did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PushReport {
+    pub digest: Option<Digest>,
+    pub blobs_uploaded: usize,
+    pub blobs_mounted: usize,
+    pub blobs_existing: usize,
+}
+
+fn read_doc(store: &Store, d: &Digest) -> Result<Vec<u8>, RegistryError> {
+    let r = store.open_blob(d)?;
+    read_capped(r, MAX_MANIFEST_BYTES, "manifest").map_err(|e| RegistryError::Protocol {
+        registry: "local store".into(),
+        what: format!("reading manifest {d}: {e}"),
+    })
+}
+
+/// Pushes `top` (a manifest or an index in `store`) to `repository`, tagged with each of
+/// `tags` (none: by digest only). Returns the pushed digest.
+pub fn push(
+    reg: &Registry,
+    store: &Store,
+    repository: &str,
+    top: &Descriptor,
+    tags: &[String],
+) -> Result<PushReport, RegistryError> {
+    let mut report = PushReport::default();
+    push_tree(reg, store, repository, top, &mut report)?;
+    let bytes = read_doc(store, &top.digest)?;
+    if tags.is_empty() {
+        reg.put_manifest(repository, &top.digest.to_string(), &top.media_type, &bytes)?;
+    }
+    for t in tags {
+        reg.put_manifest(repository, t, &top.media_type, &bytes)?;
+    }
+    report.digest = Some(top.digest.clone());
+    Ok(report)
+}
+
+/// Pushes everything `desc` refers to (not `desc` itself when it is the top).
+fn push_tree(
+    reg: &Registry,
+    store: &Store,
+    repository: &str,
+    desc: &Descriptor,
+    report: &mut PushReport,
+) -> Result<(), RegistryError> {
+    let bytes = read_doc(store, &desc.digest)?;
+    let doc_err = |source| RegistryError::Document {
+        registry: "local store".into(),
+        path: desc.digest.to_string(),
+        source: Box::new(source),
+    };
+    if desc.media_type.is_index() {
+        let index = ImageIndex::from_slice(&bytes).map_err(doc_err)?;
+        for child in &index.manifests {
+            push_tree(reg, store, repository, child, report)?;
+            let child_bytes = read_doc(store, &child.digest)?;
+            reg.put_manifest(
+                repository,
+                &child.digest.to_string(),
+                &child.media_type,
+                &child_bytes,
+            )?;
+        }
+        return Ok(());
+    }
+    let manifest = ImageManifest::from_slice(&bytes).map_err(doc_err)?;
+    let blobs: Vec<&Descriptor> = std::iter::once(&manifest.config)
+        .chain(&manifest.layers)
+        .collect();
+    for r in upload_all(reg, store, repository, &blobs)? {
+        match r {
+            Uploaded::AlreadyThere => report.blobs_existing += 1,
+            Uploaded::Mounted => report.blobs_mounted += 1,
+            Uploaded::Sent => report.blobs_uploaded += 1,
+        }
+    }
+    Ok(())
+}
+
+fn upload_one(
+    reg: &Registry,
+    store: &Store,
+    repository: &str,
+    d: &Descriptor,
+) -> Result<Uploaded, RegistryError> {
+    let path = store.blob_path(&d.digest);
+    if store.blob_size(&d.digest) != Some(d.size) {
+        return Err(RegistryError::Protocol {
+            registry: reg.host().to_string(),
+            what: format!("blob {} is missing from the local store", d.digest),
+        });
+    }
+    let from = known_source(store, reg.host(), &d.digest);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match reg.upload_blob(repository, d, &path, from.as_deref()) {
+            Ok(u) => {
+                record_source(store, reg.host(), repository, &d.digest);
+                return Ok(u);
+            }
+            // The registry went away, or lost the upload session (404 after a restart).
+            Err(e)
+                if attempt < BLOB_ATTEMPTS
+                    && (e.is_unreachable()
+                        || matches!(
+                            e,
+                            RegistryError::Status {
+                                status: 404 | 416,
+                                ..
+                            }
+                        )) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn upload_all(
+    reg: &Registry,
+    store: &Store,
+    repository: &str,
+    blobs: &[&Descriptor],
+) -> Result<Vec<Uploaded>, RegistryError> {
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let results = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..PARALLEL_BLOBS.min(blobs.len()))
+            .map(|_| {
+                s.spawn(|| -> Result<Vec<Uploaded>, RegistryError> {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= blobs.len() || failed.load(Ordering::Relaxed) {
+                            return Ok(done);
+                        }
+                        match upload_one(reg, store, repository, blobs[i]) {
+                            Ok(u) => done.push(u),
+                            Err(e) => {
+                                failed.store(true, Ordering::Relaxed);
+                                return Err(e);
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("a blob worker panicked"))
+            .collect::<Vec<_>>()
+    });
+    let mut all = Vec::new();
+    for r in results {
+        all.extend(r?);
+    }
+    Ok(all)
+}

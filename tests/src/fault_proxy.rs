@@ -1,0 +1,145 @@
+//! A tiny HTTP/1.1 proxy in front of a test registry that injects faults a real network or a
+//! broken middlebox produces: a blob body with one byte flipped, a blob body cut short, or
+//! `429 Too Many Requests` with `Retry-After` on the first manifest requests. One request per
+//! connection (`Connection: close` is forced both ways), which is all the tests need.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// What the proxy does wrong.
+#[derive(Debug, Clone, Copy)]
+pub enum Fault {
+    /// Flip the last byte of every `GET …/blobs/sha256:…` body.
+    CorruptBlobs,
+    /// Send half of every `GET …/blobs/sha256:…` body, then close.
+    TruncateBlobs,
+    /// Answer the first `times` manifest requests with 429 and `Retry-After: secs`.
+    TooManyRequests { times: usize, retry_after_secs: u64 },
+}
+
+/// A running proxy; it lives as long as the test process.
+pub struct FaultProxy {
+    /// `127.0.0.1:PORT`, usable as a registry host in references.
+    pub addr: String,
+    /// Faults injected so far.
+    pub injected: Arc<AtomicUsize>,
+}
+
+/// Starts a proxy to `upstream` (`HOST:PORT`, plain HTTP).
+pub fn start(upstream: &str, fault: Fault) -> FaultProxy {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let injected = Arc::new(AtomicUsize::new(0));
+    let count = injected.clone();
+    let upstream = upstream.to_string();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let upstream = upstream.clone();
+            let count = count.clone();
+            std::thread::spawn(move || {
+                let _ = serve(conn, &upstream, fault, &count);
+            });
+        }
+    });
+    FaultProxy { addr, injected }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn serve(
+    mut client: TcpStream,
+    upstream: &str,
+    fault: Fault,
+    count: &AtomicUsize,
+) -> std::io::Result<()> {
+    // The request head, then a body of Content-Length bytes.
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        let n = client.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        // A TLS ClientHello (a client trying HTTPS first): this proxy speaks plain HTTP only.
+        if buf[0] == 0x16 {
+            return Ok(());
+        }
+        if let Some(i) = find(&buf, b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let request_line = lines.next().unwrap_or("").to_string();
+    let mut parts = request_line.split(' ');
+    let method = parts.next().unwrap_or("").to_string();
+    let path = parts.next().unwrap_or("").to_string();
+    let mut content_length = 0usize;
+    let mut headers = Vec::new();
+    for l in lines.filter(|l| !l.is_empty()) {
+        let lower = l.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            content_length = v.trim().parse().unwrap_or(0);
+        }
+        if lower.starts_with("connection:") {
+            continue;
+        }
+        headers.push(l.to_string());
+    }
+    while buf.len() < head_end + content_length {
+        let n = client.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let body = &buf[head_end..];
+
+    if let Fault::TooManyRequests {
+        times,
+        retry_after_secs,
+    } = fault
+    {
+        if path.contains("/manifests/") && count.load(Ordering::SeqCst) < times {
+            count.fetch_add(1, Ordering::SeqCst);
+            let resp = format!("HTTP/1.1 429 Too Many Requests\r\nRetry-After: {retry_after_secs}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            return client.write_all(resp.as_bytes());
+        }
+    }
+
+    let mut up = TcpStream::connect(upstream)?;
+    let mut out = format!("{request_line}\r\n");
+    for h in &headers {
+        out.push_str(h);
+        out.push_str("\r\n");
+    }
+    out.push_str("Connection: close\r\n\r\n");
+    up.write_all(out.as_bytes())?;
+    up.write_all(body)?;
+    let mut resp = Vec::new();
+    up.read_to_end(&mut resp)?;
+
+    let is_blob_get = method == "GET" && path.contains("/blobs/sha256:");
+    let resp_head_end = find(&resp, b"\r\n\r\n").map_or(resp.len(), |i| i + 4);
+    let ok = resp.starts_with(b"HTTP/1.1 200");
+    match fault {
+        Fault::CorruptBlobs if is_blob_get && ok && resp.len() > resp_head_end => {
+            count.fetch_add(1, Ordering::SeqCst);
+            if let Some(last) = resp.last_mut() {
+                *last ^= 0x01;
+            }
+            client.write_all(&resp)
+        }
+        Fault::TruncateBlobs if is_blob_get && ok && resp.len() > resp_head_end + 1 => {
+            count.fetch_add(1, Ordering::SeqCst);
+            let half = resp_head_end + (resp.len() - resp_head_end) / 2;
+            client.write_all(&resp[..half])
+        }
+        _ => client.write_all(&resp),
+    }
+}

@@ -1,0 +1,140 @@
+//! The TLS registry with htpasswd Basic auth that tests/run.sh starts (its CA made by the
+//! script): `rbuild login`, push and pull with the CA given by `--registry-ca`, and the
+//! wrong-password error.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::registry_roundtrip::{child_context, tiny_context};
+use rbuild_tests::build::build_cmd;
+use rbuild_tests::{rbuild, run, scratch, Run};
+
+struct Tls {
+    host: String,
+    ca: String,
+    user: String,
+    password: String,
+}
+
+fn tls_registry() -> Option<Tls> {
+    let get = |k: &str| std::env::var(k).ok();
+    match (
+        get("RBUILD_TEST_TLS_REGISTRY"),
+        get("RBUILD_TEST_TLS_CA"),
+        get("RBUILD_TEST_TLS_USER"),
+        get("RBUILD_TEST_TLS_PASSWORD"),
+    ) {
+        (Some(host), Some(ca), Some(user), Some(password)) => Some(Tls {
+            host,
+            ca,
+            user,
+            password,
+        }),
+        _ => {
+            assert!(
+                !rbuild_tests::tools_required(),
+                "tests/run.sh must start the TLS registry"
+            );
+            eprintln!("SKIPPED: no TLS test registry (run bash tests/run.sh)");
+            None
+        }
+    }
+}
+
+fn login(docker_config: &Path, t: &Tls, password: &str) -> Run {
+    let mut child = rbuild(docker_config)
+        .args(["login", &t.host, "-u", &t.user, "--password-stdin"])
+        .arg("--registry-ca")
+        .arg(format!("{}={}", t.host, t.ca))
+        .env("DOCKER_CONFIG", docker_config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    Run::from_output(child.wait_with_output().unwrap())
+}
+
+fn build_with(dir: &Path, store: &str, ctx: &Path, t: &Tls, args: &[&str]) -> Run {
+    run(build_cmd(&dir.join(store), ctx)
+        .env("DOCKER_CONFIG", dir.join("docker"))
+        .arg("--registry-ca")
+        .arg(format!("{}={}", t.host, t.ca))
+        .args(args))
+}
+
+#[test]
+fn login_then_push_and_pull_over_tls_with_basic_auth() {
+    let Some(t) = tls_registry() else { return };
+    let dir = scratch();
+    let cfg = dir.path().join("docker");
+    let out = login(&cfg, &t, &t.password).success();
+    assert!(out.stderr.contains("Login Succeeded"), "{}", out.stderr);
+    let written = std::fs::read_to_string(cfg.join("config.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&written).unwrap();
+    assert!(v["auths"][&t.host]["auth"].is_string(), "{written}");
+
+    let ctx = dir.path().join("base");
+    tiny_context(&ctx, "tls\n");
+    let name = format!("{}/e2e/tls:v1", t.host);
+    build_with(dir.path(), "s1", &ctx, &t, &["--tag", &name, "--push"]).success();
+    let child = dir.path().join("child");
+    child_context(&child, &name);
+    build_with(dir.path(), "s2", &child, &t, &[]).success();
+
+    // Without the CA the server is not trusted, and rbuild does not fall back to HTTP.
+    let out = run(build_cmd(&dir.path().join("s3"), &child).env("DOCKER_CONFIG", &cfg));
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("certificate"), "{}", out.stderr);
+}
+
+#[test]
+fn a_wrong_password_is_a_clear_error_naming_the_registry_and_source_without_the_secret() {
+    let Some(t) = tls_registry() else { return };
+    let dir = scratch();
+    let cfg = dir.path().join("docker");
+    let wrong = "not-the-password-5f2c";
+    let out = login(&cfg, &t, wrong);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains(&t.host), "{}", out.stderr);
+    assert!(!out.stderr.contains(wrong) && !out.stdout.contains(wrong));
+    assert!(
+        !cfg.join("config.json").exists(),
+        "a failed login stores nothing"
+    );
+
+    // The same wrong password in config.json, used by a build.
+    std::fs::create_dir_all(&cfg).unwrap();
+    let auth = run(Command::new("sh")
+        .arg("-c")
+        .arg(format!("printf '%s' '{}:{wrong}' | base64 -w0", t.user)))
+    .success()
+    .stdout;
+    let config_json = cfg.join("config.json");
+    std::fs::write(
+        &config_json,
+        format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, t.host),
+    )
+    .unwrap();
+    let ctx = dir.path().join("child");
+    child_context(&ctx, &format!("{}/e2e/tls:v1", t.host));
+    let out = build_with(dir.path(), "s", &ctx, &t, &[]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!("registry {}", t.host))
+            && out.stderr.contains("authentication failed")
+            && out.stderr.contains(config_json.to_str().unwrap()),
+        "{}",
+        out.stderr
+    );
+    for secret in [wrong, auth.trim()] {
+        assert!(!out.stderr.contains(secret) && !out.stdout.contains(secret));
+    }
+}
