@@ -245,6 +245,68 @@ fn escape_lower(p: &Path) -> String {
 /// which is the current directory then); it is removed before the command runs.
 pub const OLD_ROOT_IN_MERGED: &str = ".rbuild-oldroot";
 
+/// Longest `lowerdir=` list rbuild puts in one mount (mount options must fit in one page).
+const MAX_LOWERDIR: usize = 3000;
+
+/// The `lowerdir=` value for the step's overlay. Layers are named relative to the store's
+/// snapshot directory (the current directory then) to keep it short; when they still do not fit
+/// in one page, groups of layers are first mounted as read-only overlays under the scratch
+/// directory and those are the lower layers (overlayfs allows this one level of nesting).
+fn lowerdir(spec: &SandboxSpec) -> SysResult<String> {
+    if spec.lowers.is_empty() {
+        return Ok(escape_lower(&spec.empty_lower));
+    }
+    let common = spec
+        .lowers
+        .first()
+        .and_then(|p| p.parent())
+        .filter(|dir| spec.lowers.iter().all(|p| p.parent() == Some(*dir)));
+    if let Some(dir) = common {
+        sys::chdir(dir)?;
+    }
+    // Bottom first.
+    let names: Vec<String> = spec
+        .lowers
+        .iter()
+        .map(|p| match (common, p.file_name()) {
+            (Some(_), Some(name)) => escape_lower(Path::new(name)),
+            _ => escape_lower(p),
+        })
+        .collect();
+    let top_first = |v: &[String]| v.iter().rev().cloned().collect::<Vec<_>>().join(":");
+    if names.iter().map(|n| n.len() + 1).sum::<usize>() <= MAX_LOWERDIR {
+        return Ok(top_first(&names));
+    }
+    let mut groups: Vec<Vec<String>> = vec![Vec::new()];
+    let mut len = 0;
+    for n in names {
+        if len + n.len() + 1 > MAX_LOWERDIR {
+            groups.push(Vec::new());
+            len = 0;
+        }
+        len += n.len() + 1;
+        groups.last_mut().expect("groups is never empty").push(n);
+    }
+    let mut mounted = Vec::new();
+    for (k, g) in groups.iter().enumerate() {
+        if let [single] = g.as_slice() {
+            mounted.push(single.clone());
+            continue;
+        }
+        let target = spec.scratch.join(format!("lower-{k}"));
+        mkdir_p(&target)?;
+        sys::mount(
+            "overlay",
+            &target,
+            Some("overlay"),
+            libc::MS_RDONLY,
+            Some(&format!("lowerdir={}", top_first(g))),
+        )?;
+        mounted.push(escape_lower(&target));
+    }
+    Ok(top_first(&mounted))
+}
+
 const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
 /// PID 1 of the sandbox: set up the root and exec the command. Returns only on failure.
@@ -268,14 +330,9 @@ fn setup(spec: &SandboxSpec) -> SysResult<Never> {
     sys::sethostname(&spec.hostname)?;
 
     // 1. The overlay: top layer first in lowerdir.
-    let lowers: Vec<String> = if spec.lowers.is_empty() {
-        vec![escape_lower(&spec.empty_lower)]
-    } else {
-        spec.lowers.iter().rev().map(|p| escape_lower(p)).collect()
-    };
+    let lowers = lowerdir(spec)?;
     let data = format!(
-        "lowerdir={},upperdir={},workdir={},redirect_dir=off,metacopy=off",
-        lowers.join(":"),
+        "lowerdir={lowers},upperdir={},workdir={},redirect_dir=off,metacopy=off",
         escape_lower(&spec.upper),
         escape_lower(&spec.work)
     );

@@ -410,3 +410,38 @@ fn undeclared_proxy_build_args_reach_run_but_not_its_key() {
     assert!(steps.iter().all(|s| s.cached), "{}", r.stderr);
     assert_eq!(second, first);
 }
+
+#[test]
+fn a_run_over_more_layers_than_fit_in_one_mount_option_page_sees_them_all() {
+    // 1 + 80 layers: their snapshot names alone overflow one overlay mount's option page.
+    const LAYERS: usize = 80;
+    let dir = scratch();
+    let mut df = format!("FROM {BASE} AS final\n");
+    for i in 0..LAYERS {
+        df.push_str(&format!("COPY f{i} /layers/f{i}\n"));
+    }
+    df.push_str(
+        "RUN ls /layers | wc -l > /count && cat /layers/f0 /layers/f79 > /ends && rm /layers/f0\n",
+    );
+    let Some((store, ctx)) = setup(dir.path(), &df) else {
+        return;
+    };
+    for i in 0..LAYERS {
+        write_tree(&ctx, &[(&format!("f{i}"), &format!("{i}\n"))]);
+    }
+    let fs = dir.path().join("fs");
+    build(
+        &store,
+        &ctx,
+        &["--output", &format!("type=local,dest={}", fs.display())],
+    )
+    .success();
+    let read = |p: &str| std::fs::read_to_string(fs.join(p)).unwrap();
+    assert_eq!(read("count").trim(), LAYERS.to_string());
+    assert_eq!(read("ends"), "0\n79\n");
+    assert!(
+        !fs.join("layers/f0").exists(),
+        "the whiteout hides the bottom layer's file"
+    );
+    assert!(fs.join("layers/f1").exists());
+}
