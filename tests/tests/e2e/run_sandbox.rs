@@ -196,14 +196,12 @@ fn a_failing_command_fails_the_build_with_its_exit_code_and_output_tail_and_cach
         error.contains("broken"),
         "the tail is in the error: {error}"
     );
-    assert!(
-        error.contains("line-29") && error.contains("line-11"),
-        "{error}"
-    );
-    assert!(
-        !error.contains("line-10\n"),
-        "only the last 20 lines: {error}"
-    );
+    assert!(error.contains("line-29"), "{error}");
+    // stdout and stderr are separate pipes, so where `broken` falls among the others may vary;
+    // the error shows exactly the last 20 lines either way.
+    let shown = error.lines().filter(|l| l.starts_with("  ")).count();
+    assert_eq!(shown, 20, "only the last 20 lines: {error}");
+    assert!(!error.contains("line-9\n"), "{error}");
     // A retry runs the command again (no cache record), and the store holds no scratch dirs.
     let again = build(&store, &ctx, &[]);
     assert!(again.stderr.contains("line-0"), "{}", again.stderr);
