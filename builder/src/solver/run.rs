@@ -35,7 +35,7 @@ pub const HOSTNAME: &str = "buildkitsandbox";
 
 /// Paths the sandbox mounts or injects; never part of a layer.
 const INJECTED: [&str; 8] = [
-    crate::executor::helper::OLD_ROOT_IN_MERGED,
+    crate::executor::OLD_ROOT_IN_MERGED,
     "proc",
     "dev",
     "sys",
