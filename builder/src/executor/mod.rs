@@ -11,6 +11,7 @@
 //! (rbuild has no bridge or CNI set-up); `--network=none` gets a new namespace with only `lo`.
 
 pub mod helper;
+mod pid1;
 pub mod spec;
 pub mod sys;
 
@@ -19,6 +20,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
+pub use pid1::OLD_ROOT_IN_MERGED;
 pub use spec::{SandboxMount, SandboxNetwork, SandboxSpec, SecretFrom, Status};
 
 /// The argument that makes `rbuild` act as the sandbox helper.

@@ -18,6 +18,11 @@ pub struct SysError {
 
 pub type SysResult<T> = Result<T, SysError>;
 
+/// Wraps an `std::io::Error` from operation `op`.
+pub fn io_fail(op: String) -> impl FnOnce(io::Error) -> SysError {
+    move |source| SysError { op, source }
+}
+
 fn check(op: impl FnOnce() -> String, rc: libc::c_int) -> SysResult<libc::c_int> {
     if rc < 0 {
         Err(SysError {

@@ -56,8 +56,6 @@ pub enum BuildError {
     Image(#[from] rbuild_layers::image::ImageError),
     #[error("writing an output")]
     Output(#[from] rbuild_layers::output::OutputError),
-    #[error("RUN is not supported by this version of rbuild yet: the sandboxed executor is still being built. Nothing was run on the host.")]
-    RunUnsupported,
     #[error(transparent)]
     Run(#[from] super::run::RunError),
     #[error("internal error: {0}")]

@@ -330,3 +330,45 @@ fn teardown_never_follows_a_symlink_the_step_put_over_a_mount_stub() {
     );
     assert_eq!(std::fs::read_dir(&canary).unwrap().count(), 1);
 }
+
+#[test]
+fn concurrent_stages_share_a_locked_cache_mount_one_at_a_time() {
+    let dir = scratch();
+    let step = |name: &str| {
+        format!(
+            "FROM {BASE} AS {name}\n\
+             RUN --mount=type=cache,id=shared-log,target=/c,sharing=locked \
+                 for i in 1 2 3 4 5; do echo {name}-start >> /c/log; sleep 0.05; echo {name}-end >> /c/log; done\n"
+        )
+    };
+    let df = format!(
+        "{}{}FROM {BASE} AS final\n\
+         COPY --from=a /etc/passwd /a\n\
+         COPY --from=b /etc/passwd /b\n\
+         RUN --mount=type=cache,id=shared-log,target=/c,sharing=locked cp /c/log /log\n",
+        step("a"),
+        step("b")
+    );
+    let Some((store, ctx)) = setup(dir.path(), &df) else {
+        return;
+    };
+    let fs = dir.path().join("fs");
+    build(
+        &store,
+        &ctx,
+        &[
+            "--target",
+            "final",
+            "--output",
+            &format!("type=local,dest={}", fs.display()),
+        ],
+    )
+    .success();
+    let log = std::fs::read_to_string(fs.join("log")).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 20, "{log}");
+    // Locked: one step's ten lines, then the other's; never interleaved.
+    let first = lines[0].split('-').next().unwrap();
+    assert!(lines[..10].iter().all(|l| l.starts_with(first)), "{log}");
+    assert!(lines[10..].iter().all(|l| !l.starts_with(first)), "{log}");
+}

@@ -1,0 +1,332 @@
+//! `RUN --mount`s turned into sandbox mounts: cache directories in the store (with `locked`
+//! held by flock), secrets (sources only: the helper reads the values), tmpfs, and bind sources
+//! prepared on the host — a stage mounted read-only (or writable over a throw-away upper), or
+//! the context subtree laid out as the context sees it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::{PreparedRun, RunError};
+use crate::cli::secret::SecretSource;
+use crate::context::Context;
+use crate::dockerfile::{CacheSharing, MountSpec};
+use crate::executor::{SandboxMount, SecretFrom};
+use crate::solver::rootfs::{MountGuard, RootFs};
+use crate::solver::stage::StageState;
+use crate::solver::{BuildError, Engine};
+
+/// The source of a `RUN --mount=type=bind`.
+pub(super) enum BindFrom {
+    Stage(Arc<StageState>),
+    Context(Arc<Context>),
+}
+
+pub(super) fn io(what: &'static str, p: &Path) -> impl FnOnce(std::io::Error) -> BuildError {
+    BuildError::io(what, p.to_path_buf())
+}
+
+/// Holds what must outlive the command: cache-mount locks.
+pub(super) struct Held {
+    _locks: Vec<std::fs::File>,
+    _mounts: Vec<MountGuard>,
+    _overlays: Vec<UnmountOnDrop>,
+}
+
+/// A writable overlay rbuild mounted (in its private mount namespace) for an `rw` bind.
+struct UnmountOnDrop(PathBuf);
+
+impl Drop for UnmountOnDrop {
+    fn drop(&mut self) {
+        // Detach: nothing may keep it busy once the sandbox is gone; errors leave a mount that
+        // dies with rbuild's private namespace anyway.
+        let _ = crate::executor::sys::umount2(&self.0, libc::MNT_DETACH);
+    }
+}
+
+/// Turns the RUN's `--mount`s into sandbox mounts (host paths prepared), keeping locks.
+pub(super) fn sandbox_mounts(
+    engine: &Engine<'_>,
+    p: &PreparedRun,
+    scratch: &Path,
+) -> Result<(Vec<SandboxMount>, Held), BuildError> {
+    let mounts = &p.mounts;
+    let mut binds = p.binds.iter();
+    let mut out = Vec::new();
+    let mut locks = Vec::new();
+    let mut guards = Vec::new();
+    let mut overlays = Vec::new();
+    for (n, m) in mounts.iter().enumerate() {
+        match m {
+            MountSpec::Tmpfs { target, size } => out.push(SandboxMount::Tmpfs {
+                target: abs(target),
+                size: *size,
+            }),
+            MountSpec::Secret {
+                id,
+                target,
+                env,
+                required,
+                mode,
+                uid,
+                gid,
+            } => {
+                let id = id
+                    .clone()
+                    .or_else(|| target.as_ref().map(|t| base_name(t)))
+                    .unwrap_or_default();
+                let given = engine.opts.secrets.iter().find(|s| s.id == id);
+                let from = match given.map(|s| &s.source) {
+                    Some(SecretSource::File(p)) => Some(SecretFrom::File(p.clone())),
+                    Some(SecretSource::Env(v)) => Some(SecretFrom::Env(v.clone())),
+                    None if *required => {
+                        return Err(BuildError::Run(RunError::MissingSecret(id)));
+                    }
+                    None => continue,
+                };
+                let target = match (target, env) {
+                    (Some(t), _) => Some(abs(t)),
+                    (None, Some(_)) => None,
+                    (None, None) => Some(format!("/run/secrets/{id}")),
+                };
+                out.push(SandboxMount::Secret {
+                    id,
+                    from,
+                    target,
+                    env: env.clone(),
+                    mode: mode.unwrap_or(0o400),
+                    uid: uid.unwrap_or(0),
+                    gid: gid.unwrap_or(0),
+                });
+            }
+            MountSpec::Cache {
+                id,
+                target,
+                sharing,
+                from,
+                mode,
+                uid,
+                gid,
+                readonly,
+                ..
+            } => {
+                if from.is_some() {
+                    return Err(BuildError::Run(RunError::UnsupportedMount(
+                        "type=cache,from=…",
+                    )));
+                }
+                let id = id.clone().unwrap_or_else(|| target.clone());
+                // The id is hashed into the directory name: never a path on the host.
+                let name = rbuild_layers::Digest::sha256_of(id.as_bytes());
+                let root = engine.store.root().join("cache-mounts");
+                let dir = if *sharing == CacheSharing::Private {
+                    scratch.join(format!("cache-{n}"))
+                } else {
+                    root.join(name.hex())
+                };
+                if !dir.exists() {
+                    std::fs::create_dir_all(&dir).map_err(io("creating cache mount", &dir))?;
+                    std::fs::set_permissions(
+                        &dir,
+                        std::os::unix::fs::PermissionsExt::from_mode(mode.unwrap_or(0o755)),
+                    )
+                    .map_err(io("setting the mode of cache mount", &dir))?;
+                    std::os::unix::fs::chown(&dir, Some(uid.unwrap_or(0)), Some(gid.unwrap_or(0)))
+                        .map_err(io("setting the owner of cache mount", &dir))?;
+                }
+                if *sharing == CacheSharing::Locked {
+                    let lock_path = root.join(format!("{}.lock", name.hex()));
+                    let f = std::fs::File::create(&lock_path)
+                        .map_err(|e| BuildError::Run(RunError::Lock(lock_path.clone(), e)))?;
+                    // SAFETY: flock on an fd we own.
+                    if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX) }
+                        != 0
+                    {
+                        return Err(BuildError::Run(RunError::Lock(
+                            lock_path,
+                            std::io::Error::last_os_error(),
+                        )));
+                    }
+                    locks.push(f);
+                }
+                out.push(SandboxMount::Bind {
+                    source: dir,
+                    target: abs(target),
+                    readonly: *readonly,
+                });
+            }
+            MountSpec::Bind {
+                source, target, rw, ..
+            } => {
+                let from = binds
+                    .next()
+                    .ok_or_else(|| BuildError::Internal("bind mount sources out of step".into()))?;
+                let rel = clean_rel(source.as_deref().unwrap_or("."));
+                let dir = scratch.join(format!("bind-{n}"));
+                let source = match from {
+                    BindFrom::Stage(st) => {
+                        let rootfs = crate::solver::stage::snapshot_rootfs(engine, &st.layers)?;
+                        std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
+                        if *rw {
+                            overlays.push(mount_writable(&rootfs, &dir, scratch, n)?);
+                        } else {
+                            guards.push(
+                                rootfs
+                                    .mount_readonly(&dir)
+                                    .map_err(io("mounting the bind source at", &dir))?,
+                            );
+                        }
+                        inside_without_symlinks(&dir, &rel)?
+                    }
+                    BindFrom::Context(ctx) => {
+                        materialize(ctx, &rel, &dir, *rw)?;
+                        dir
+                    }
+                };
+                out.push(SandboxMount::Bind {
+                    source,
+                    target: abs(target),
+                    readonly: !*rw,
+                });
+            }
+        }
+    }
+    Ok((
+        out,
+        Held {
+            _locks: locks,
+            _mounts: guards,
+            _overlays: overlays,
+        },
+    ))
+}
+
+/// `p` cleaned to a relative context/stage path (`"."` for the root).
+pub(super) fn clean_rel(p: &str) -> String {
+    let c = crate::solver::rootfs::components(p).join("/");
+    if c.is_empty() {
+        ".".into()
+    } else {
+        c
+    }
+}
+
+/// A built stage named `name` (or numbered, before `current`).
+pub(super) fn stage_named(
+    engine: &Engine<'_>,
+    name: &str,
+    current: usize,
+) -> Result<Arc<StageState>, BuildError> {
+    let idx = engine
+        .plan
+        .stages
+        .iter()
+        .find(|s| s.name.as_deref() == Some(name.to_ascii_lowercase().as_str()))
+        .map(|s| s.index)
+        .or_else(|| name.parse::<usize>().ok().filter(|i| *i < current));
+    match idx.and_then(|i| engine.stage_result(i)) {
+        Some(s) => Ok(s),
+        None => Err(BuildError::Run(RunError::UnknownStage(name.into()))),
+    }
+}
+
+/// `dir/rel`, refusing any symlink on the way: the helper opens bind sources on the host,
+/// where an image's symlink would point outside the stage.
+fn inside_without_symlinks(dir: &Path, rel: &str) -> Result<PathBuf, BuildError> {
+    let mut p = dir.to_path_buf();
+    for c in crate::solver::rootfs::components(rel) {
+        p.push(c);
+        let m = std::fs::symlink_metadata(&p).map_err(io("finding the bind source", &p))?;
+        if m.file_type().is_symlink() {
+            return Err(BuildError::Run(RunError::SymlinkSource(rel.into())));
+        }
+    }
+    Ok(p)
+}
+
+/// Mounts `rootfs` writable at `dir` with a throw-away upper directory (writes to an `rw`
+/// bind are discarded, as in BuildKit).
+fn mount_writable(
+    rootfs: &RootFs,
+    dir: &Path,
+    scratch: &Path,
+    n: usize,
+) -> Result<UnmountOnDrop, BuildError> {
+    let upper = scratch.join(format!("bind-{n}-upper"));
+    let work = scratch.join(format!("bind-{n}-work"));
+    let empty = scratch.join(format!("bind-{n}-empty"));
+    for d in [&upper, &work, &empty] {
+        std::fs::create_dir_all(d).map_err(io("creating", d))?;
+    }
+    let lowers = if rootfs.lowers.is_empty() {
+        vec![empty]
+    } else {
+        rootfs.lowers.iter().rev().cloned().collect()
+    };
+    let esc = |p: &Path| {
+        p.to_string_lossy()
+            .replace('\\', "\\\\")
+            .replace(':', "\\:")
+            .replace(',', "\\,")
+    };
+    let data = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lowers.iter().map(|p| esc(p)).collect::<Vec<_>>().join(":"),
+        esc(&upper),
+        esc(&work)
+    );
+    crate::executor::sys::mount("overlay", dir, Some("overlay"), 0, Some(&data)).map_err(|e| {
+        BuildError::Io {
+            what: "mounting a writable bind source at",
+            path: dir.to_path_buf(),
+            source: e.source,
+        }
+    })?;
+    Ok(UnmountOnDrop(dir.to_path_buf()))
+}
+
+/// Lays out the context subtree `rel` at `dest` as the context sees it (ignored files are not
+/// there): hard links for a read-only bind, copies for an `rw` one (whose writes must not
+/// reach the context).
+fn materialize(ctx: &Context, rel: &str, dest: &Path, rw: bool) -> Result<(), BuildError> {
+    use crate::context::EntryKind as K;
+    let root = ctx.root();
+    let entry = ctx
+        .get(rel)
+        .ok_or_else(|| BuildError::Run(RunError::NotInContext(rel.into())))?;
+    let place = |src: &Path, dst: &Path, kind: &K| -> Result<(), BuildError> {
+        match kind {
+            K::Dir => std::fs::create_dir_all(dst).map_err(io("creating", dst)),
+            K::Symlink(t) => std::os::unix::fs::symlink(t, dst).map_err(io("creating", dst)),
+            K::File => {
+                if rw || std::fs::hard_link(src, dst).is_err() {
+                    std::fs::copy(src, dst).map_err(io("copying", src))?;
+                }
+                Ok(())
+            }
+            K::Other => Ok(()),
+        }
+    };
+    let src = if rel == "." {
+        root.to_path_buf()
+    } else {
+        root.join(rel)
+    };
+    place(&src, dest, &entry.kind)?;
+    if entry.is_dir() {
+        let prefix_len = if rel == "." { 0 } else { rel.len() + 1 };
+        for (p, e) in ctx.walk_under(rel) {
+            place(&root.join(p), &dest.join(&p[prefix_len..]), &e.kind)?;
+        }
+    }
+    Ok(())
+}
+
+fn abs(p: &str) -> String {
+    format!("/{}", crate::solver::rootfs::components(p).join("/"))
+}
+
+fn base_name(p: &str) -> String {
+    crate::solver::rootfs::components(p)
+        .pop()
+        .unwrap_or_default()
+}
