@@ -388,3 +388,6 @@ fn error_detail(resp: ureq::Response) -> String {
         format!(" ({})", parts.join("; "))
     }
 }
+
+#[cfg(test)]
+mod tests;
