@@ -14,3 +14,4 @@ mod fixtures;
 mod registry_auth;
 mod registry_faults;
 mod registry_roundtrip;
+mod registry_token;
