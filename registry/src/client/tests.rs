@@ -43,6 +43,27 @@ fn fake_registry(lie_about_digest: bool) -> Fake {
                     break;
                 }
             }
+            // A form body (the OAuth2 refresh-token grant) follows the head.
+            let head_len = buf
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map_or(buf.len(), |i| i + 4);
+            let body_len: usize = String::from_utf8_lossy(&buf[..head_len])
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())
+                        .flatten()
+                })
+                .unwrap_or(0);
+            while buf.len() < head_len + body_len {
+                let n = conn.read(&mut chunk).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
             let req = String::from_utf8_lossy(&buf).into_owned();
             if req.is_empty() {
                 continue;
@@ -60,7 +81,22 @@ fn fake_registry(lie_about_digest: bool) -> Fake {
                 "Basic {}",
                 base64::engine::general_purpose::STANDARD.encode("u:p")
             );
-            let (status, headers, body) = if line.starts_with("GET /token?") {
+            let (status, headers, body) = if line.starts_with("POST /token") {
+                count.fetch_add(1, Ordering::SeqCst);
+                let form = &req[head_len.min(req.len())..];
+                if form.contains("grant_type=refresh_token")
+                    && form.contains("refresh_token=R1")
+                    && form.contains("scope=repository%3Aa%2Fb%3Apull")
+                {
+                    (
+                        "200 OK",
+                        String::new(),
+                        r#"{"access_token":"T1","expires_in":300}"#.to_string(),
+                    )
+                } else {
+                    ("401 Unauthorized", String::new(), String::new())
+                }
+            } else if line.starts_with("GET /token?") {
                 count.fetch_add(1, Ordering::SeqCst);
                 if auth == good_basic && line.contains("scope=repository%3Aa%2Fb%3Apull") {
                     (
@@ -150,4 +186,17 @@ fn a_docker_content_digest_that_disagrees_with_the_body_is_rejected() {
     let reg = Registry::connect(&fake.addr, &options("p")).expect("connect");
     let e = reg.get_manifest("a/b", "x").expect_err("must fail");
     assert!(matches!(e, RegistryError::DigestMismatch { .. }), "{e}");
+}
+
+#[test]
+fn an_identity_token_is_exchanged_with_the_oauth2_refresh_token_grant() {
+    let fake = fake_registry(false);
+    let opts = ClientOptions {
+        credential: Some(Credential::IdentityToken(Secret::new("R1"))),
+        max_attempts: 2,
+        ..ClientOptions::default()
+    };
+    let reg = Registry::connect(&fake.addr, &opts).expect("connect");
+    reg.get_manifest("a/b", "x").expect("manifest");
+    assert_eq!(fake.token_requests.load(Ordering::SeqCst), 1);
 }
