@@ -200,3 +200,83 @@ fn an_identity_token_is_exchanged_with_the_oauth2_refresh_token_grant() {
     reg.get_manifest("a/b", "x").expect("manifest");
     assert_eq!(fake.token_requests.load(Ordering::SeqCst), 1);
 }
+
+/// A one-request-per-connection HTTP server answering with `respond(request head)`.
+fn serve(respond: impl Fn(&str) -> Vec<u8> + Send + 'static) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            loop {
+                let n = conn.read(&mut chunk).unwrap_or(0);
+                if n == 0 || (buf.is_empty() && chunk[0] == 0x16) {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                if buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+            }
+            if buf.is_empty() || buf[0] == 0x16 {
+                continue;
+            }
+            let _ = conn.write_all(&respond(&String::from_utf8_lossy(&buf)));
+        }
+    });
+    addr
+}
+
+fn has_authorization(req: &str) -> bool {
+    req.lines().any(|l| {
+        l.split_once(':')
+            .is_some_and(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+    })
+}
+
+/// containerd CVE-2020-15157 / docker CVE-2021-41092: a blob download redirected to another
+/// host must not carry the registry's credentials there.
+#[test]
+fn a_redirect_to_another_host_carries_no_credentials() {
+    let blob = b"layer bytes".to_vec();
+    let digest = Digest::sha256_of(&blob);
+    let saw_auth = Arc::new(AtomicUsize::new(0));
+    let seen = saw_auth.clone();
+    let body = blob.clone();
+    let storage = serve(move |req| {
+        if has_authorization(req) {
+            seen.fetch_add(1, Ordering::SeqCst);
+        }
+        let mut r = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        r.extend_from_slice(&body);
+        r
+    });
+    let registry = serve(move |req| {
+        if !has_authorization(req) {
+            return b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"r\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec();
+        }
+        format!("HTTP/1.1 307 Temporary Redirect\r\nLocation: http://{storage}/blob\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").into_bytes()
+    });
+    let reg = Registry::connect(&registry, &options("p")).expect("connect");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = rbuild_layers::store::Store::open(dir.path()).expect("store");
+    let desc = rbuild_layers::Descriptor::new(
+        rbuild_layers::MediaType::OciLayerGzip,
+        digest.clone(),
+        blob.len() as u64,
+    );
+    assert!(reg
+        .fetch_blob(&store, "a/b", &desc, &|_| {})
+        .expect("fetch"));
+    assert!(store.has_blob(&digest));
+    assert_eq!(
+        saw_auth.load(Ordering::SeqCst),
+        0,
+        "credentials leaked to the redirect target"
+    );
+}
