@@ -17,6 +17,7 @@ pub mod image;
 pub mod oci;
 pub mod progress;
 pub mod registry_server;
+pub mod token_server;
 
 /// The `rbuild` binary built by `cargo build` (or `$RBUILD_BIN`).
 pub fn rbuild_bin() -> PathBuf {

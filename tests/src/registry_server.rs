@@ -23,6 +23,11 @@ impl RegistryServer {
     /// Starts a registry with its files under `dir`; `None` when docker-registry is missing
     /// and tools are optional.
     pub fn start(dir: &Path) -> Option<RegistryServer> {
+        Self::start_with(dir, "")
+    }
+
+    /// Like [`RegistryServer::start`], with `extra` appended to the configuration (YAML).
+    pub fn start_with(dir: &Path, extra: &str) -> Option<RegistryServer> {
         if !crate::have_tool("docker-registry") {
             return None;
         }
@@ -33,7 +38,7 @@ impl RegistryServer {
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n{extra}",
                 data.display()
             ),
         )

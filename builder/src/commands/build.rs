@@ -79,6 +79,12 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
                 .map_err(|e| Failure::Usage(format!("error: invalid --tag {t:?}: {e}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    // The default name (`<dir>:<commit>`) would go to Docker Hub; pushing needs a chosen name.
+    if opts.push && tag_specs.is_empty() {
+        return Err(Failure::Usage(
+            "error: --push pushes the --tag names; give --tag REGISTRY/REPOSITORY[:TAG]".into(),
+        ));
+    }
     let LoadedPlan {
         dockerfile: df,
         plan,

@@ -95,4 +95,23 @@ mod tests {
             "a bearer challenge needs a realm"
         );
     }
+
+    proptest::proptest! {
+        /// The header comes from the registry: any text must parse or be refused, never panic.
+        #[test]
+        fn parse_never_panics(s in "\\PC{0,200}") {
+            let _ = parse(&s);
+        }
+
+        /// A quoted realm with escaped quotes and backslashes comes back as it was.
+        #[test]
+        fn quoted_values_round_trip(realm in "[!-~][ -~]{0,38}[!-~]") {
+            let quoted = realm.replace('\\', "\\\\").replace('"', "\\\"");
+            let parsed = parse(&format!("Bearer realm=\"{quoted}\",service=\"s\""));
+            proptest::prop_assert_eq!(
+                parsed,
+                Some(Challenge::Bearer { realm: realm.clone(), service: Some("s".into()), scope: None })
+            );
+        }
+    }
 }

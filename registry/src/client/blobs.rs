@@ -11,8 +11,12 @@ use super::manifests::not_found;
 use super::{scope, Body, Registry, Req};
 use crate::error::RegistryError;
 
-/// Blobs up to this size are uploaded with one `PUT`; larger ones in `PATCH` chunks this big.
-pub const CHUNK_SIZE: u64 = 64 << 20;
+/// Blobs up to this size are uploaded with one `PUT`; larger ones with `PATCH` chunks.
+pub const MONOLITHIC_MAX: u64 = 64 << 20;
+/// The size of a `PATCH` chunk. Large, because distribution re-reads what it has stored to
+/// resume its hash when a chunk arrives, and a failed upload is restarted whole anyway
+/// (measured: 64 MiB chunks made a 512 MiB push 15% slower than one stream).
+pub const CHUNK_SIZE: u64 = 1 << 30;
 
 /// What an upload did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,7 +127,7 @@ impl Registry {
         }
         let mut location = self.location(&resp, &start)?;
         let push_scope = scope(repository, "pull,push");
-        if desc.size > CHUNK_SIZE {
+        if desc.size > MONOLITHIC_MAX {
             let mut offset = 0;
             while offset < desc.size {
                 let len = CHUNK_SIZE.min(desc.size - offset);

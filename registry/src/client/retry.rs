@@ -8,9 +8,10 @@ use std::time::Duration;
 pub const DEFAULT_ATTEMPTS: u32 = 5;
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 
-/// 429 Too Many Requests and server errors are worth retrying; other 4xx are final.
+/// 408 Request Timeout, 429 Too Many Requests and server errors are worth retrying; other
+/// 4xx are final.
 pub fn retryable(status: u16) -> bool {
-    status == 429 || (500..600).contains(&status)
+    status == 408 || status == 429 || (500..600).contains(&status)
 }
 
 /// The wait before attempt `attempt + 1`.
@@ -35,7 +36,7 @@ mod tests {
 
     #[test]
     fn only_throttling_and_server_errors_retry() {
-        assert!(retryable(429) && retryable(503) && retryable(500));
+        assert!(retryable(408) && retryable(429) && retryable(503) && retryable(500));
         assert!(!retryable(404) && !retryable(400) && !retryable(401));
     }
 }

@@ -114,6 +114,10 @@ pub fn agent(tls: Arc<rustls::ClientConfig>) -> ureq::Agent {
         .timeout_read(Duration::from_secs(60))
         .timeout_write(Duration::from_secs(60))
         .redirects(5)
+        // Blob downloads are often redirected to storage elsewhere: credentials never follow a
+        // redirect (ureq's `SameHost` ignores the port, so it would send them to another
+        // service on the same machine — found by the redirect test).
+        .redirect_auth_headers(ureq::RedirectAuthHeaders::Never)
         .user_agent(concat!("rbuild/", env!("CARGO_PKG_VERSION")))
         .build()
 }

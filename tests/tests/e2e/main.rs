@@ -16,6 +16,7 @@ mod fixtures;
 mod registry_auth;
 mod registry_faults;
 mod registry_roundtrip;
+mod registry_token;
 mod run_debian;
 mod run_interrupt;
 mod run_mounts;

@@ -138,3 +138,68 @@ fn a_wrong_password_is_a_clear_error_naming_the_registry_and_source_without_the_
         assert!(!out.stderr.contains(secret) && !out.stdout.contains(secret));
     }
 }
+
+#[test]
+fn credentials_come_from_a_credential_helper_and_from_registry_auth_file() {
+    let Some(t) = tls_registry() else { return };
+    let dir = scratch();
+    let ctx = dir.path().join("base");
+    tiny_context(&ctx, "helpers\n");
+    let name = format!("{}/e2e/helper:v1", t.host);
+
+    // credHelpers → docker-credential-rbuildtest get (host on stdin, JSON on stdout).
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-rbuildtest");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread host\n[ \"$host\" = \"{}\" ] || {{ echo 'credentials not found in native keychain'; exit 1; }}\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"{}\",\"Secret\":\"{}\"}}' \"$host\"\n",
+            t.host, t.user, t.password
+        ),
+    )
+    .unwrap();
+    run(Command::new("chmod").arg("755").arg(&helper)).success();
+    let cfg = dir.path().join("docker");
+    std::fs::create_dir_all(&cfg).unwrap();
+    std::fs::write(
+        cfg.join("config.json"),
+        format!(r#"{{"credHelpers":{{"{}":"rbuildtest"}}}}"#, t.host),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    run(build_cmd(&dir.path().join("s1"), &ctx)
+        .env("DOCKER_CONFIG", &cfg)
+        .env("PATH", &path)
+        .arg("--registry-ca")
+        .arg(format!("{}={}", t.host, t.ca))
+        .args(["--tag", &name, "--push"]))
+    .success();
+
+    // REGISTRY_AUTH_FILE (containers auth.json format), with an empty Docker config.
+    let auth_file = dir.path().join("auth.json");
+    let b64 = run(Command::new("sh").arg("-c").arg(format!(
+        "printf '%s' '{}:{}' | base64 -w0",
+        t.user, t.password
+    )))
+    .success()
+    .stdout;
+    std::fs::write(
+        &auth_file,
+        format!(r#"{{"auths":{{"{}":{{"auth":"{b64}"}}}}}}"#, t.host),
+    )
+    .unwrap();
+    let empty = dir.path().join("empty-docker");
+    let child = dir.path().join("child");
+    child_context(&child, &name);
+    run(build_cmd(&dir.path().join("s2"), &child)
+        .env("DOCKER_CONFIG", &empty)
+        .env("REGISTRY_AUTH_FILE", &auth_file)
+        .arg("--registry-ca")
+        .arg(format!("{}={}", t.host, t.ca)))
+    .success();
+}

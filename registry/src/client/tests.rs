@@ -1,0 +1,282 @@
+//! The client against a tiny in-process registry that speaks distribution's token auth: a 401
+//! with a Bearer challenge, a token service that wants Basic credentials, and manifests that
+//! need the token. Checks the token is fetched once and reused, a wrong password is an
+//! Unauthorized error naming the source and not the secret, and a digest mismatch is rejected.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use base64::Engine as _;
+
+use super::*;
+use crate::auth::Secret;
+use crate::Digest;
+
+const MANIFEST: &str = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","size":0},"layers":[]}"#;
+
+struct Fake {
+    addr: String,
+    token_requests: Arc<AtomicUsize>,
+}
+
+/// Serves until the test process ends. `lie_about_digest` sends a wrong Docker-Content-Digest.
+fn fake_registry(lie_about_digest: bool) -> Fake {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let token_requests = Arc::new(AtomicUsize::new(0));
+    let count = token_requests.clone();
+    let me = addr.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let mut conn = conn;
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            loop {
+                let n = conn.read(&mut chunk).unwrap_or(0);
+                if n == 0 || chunk[0] == 0x16 && buf.is_empty() {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                if buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+            }
+            // A form body (the OAuth2 refresh-token grant) follows the head.
+            let head_len = buf
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map_or(buf.len(), |i| i + 4);
+            let body_len: usize = String::from_utf8_lossy(&buf[..head_len])
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())
+                        .flatten()
+                })
+                .unwrap_or(0);
+            while buf.len() < head_len + body_len {
+                let n = conn.read(&mut chunk).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let req = String::from_utf8_lossy(&buf).into_owned();
+            if req.is_empty() {
+                continue;
+            }
+            let line = req.lines().next().unwrap_or("").to_string();
+            let auth = req
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("Authorization: ")
+                        .or(l.strip_prefix("authorization: "))
+                })
+                .unwrap_or("")
+                .to_string();
+            let good_basic = format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode("u:p")
+            );
+            let (status, headers, body) = if line.starts_with("POST /token") {
+                count.fetch_add(1, Ordering::SeqCst);
+                let form = &req[head_len.min(req.len())..];
+                if form.contains("grant_type=refresh_token")
+                    && form.contains("refresh_token=R1")
+                    && form.contains("scope=repository%3Aa%2Fb%3Apull")
+                {
+                    (
+                        "200 OK",
+                        String::new(),
+                        r#"{"access_token":"T1","expires_in":300}"#.to_string(),
+                    )
+                } else {
+                    ("401 Unauthorized", String::new(), String::new())
+                }
+            } else if line.starts_with("GET /token?") {
+                count.fetch_add(1, Ordering::SeqCst);
+                if auth == good_basic && line.contains("scope=repository%3Aa%2Fb%3Apull") {
+                    (
+                        "200 OK",
+                        String::new(),
+                        r#"{"token":"T1","expires_in":300}"#.to_string(),
+                    )
+                } else {
+                    ("401 Unauthorized", String::new(), String::new())
+                }
+            } else if auth != "Bearer T1" {
+                (
+                    "401 Unauthorized",
+                    format!(
+                        "WWW-Authenticate: Bearer realm=\"http://{me}/token\",service=\"fake\"\r\n"
+                    ),
+                    r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#
+                        .to_string(),
+                )
+            } else if line.starts_with("GET /v2/a/b/manifests/x ") {
+                let digest = if lie_about_digest {
+                    Digest::sha256_of(b"something else")
+                } else {
+                    Digest::sha256_of(MANIFEST.as_bytes())
+                };
+                (
+                    "200 OK",
+                    format!("Content-Type: application/vnd.oci.image.manifest.v1+json\r\nDocker-Content-Digest: {digest}\r\n"),
+                    MANIFEST.to_string(),
+                )
+            } else {
+                ("404 Not Found", String::new(), String::new())
+            };
+            let resp = format!(
+                "HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = conn.write_all(resp.as_bytes());
+        }
+    });
+    Fake {
+        addr,
+        token_requests,
+    }
+}
+
+fn options(password: &str) -> ClientOptions {
+    ClientOptions {
+        credential: Some(Credential::Basic {
+            username: "u".into(),
+            password: Secret::new(password),
+        }),
+        max_attempts: 2,
+        ..ClientOptions::default()
+    }
+}
+
+#[test]
+fn bearer_token_is_fetched_with_basic_credentials_once_and_reused() {
+    let fake = fake_registry(false);
+    let reg = Registry::connect(&fake.addr, &options("p")).expect("connect");
+    for _ in 0..3 {
+        let m = reg.get_manifest("a/b", "x").expect("manifest");
+        assert_eq!(m.digest, Digest::sha256_of(MANIFEST.as_bytes()));
+        assert_eq!(m.media_type, rbuild_layers::MediaType::OciImageManifest);
+    }
+    assert_eq!(fake.token_requests.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_rejected_password_is_unauthorized_naming_the_source_not_the_secret() {
+    let fake = fake_registry(false);
+    let reg = Registry::connect(&fake.addr, &options("wrong-secret-77")).expect("connect");
+    let e = reg.get_manifest("a/b", "x").expect_err("must fail");
+    let text = format!("{e} {e:?}");
+    assert!(matches!(e, RegistryError::Unauthorized { .. }), "{text}");
+    assert!(
+        text.contains(&fake.addr) && text.contains("the command line"),
+        "{text}"
+    );
+    assert!(!text.contains("wrong-secret-77"), "{text}");
+}
+
+#[test]
+fn a_docker_content_digest_that_disagrees_with_the_body_is_rejected() {
+    let fake = fake_registry(true);
+    let reg = Registry::connect(&fake.addr, &options("p")).expect("connect");
+    let e = reg.get_manifest("a/b", "x").expect_err("must fail");
+    assert!(matches!(e, RegistryError::DigestMismatch { .. }), "{e}");
+}
+
+#[test]
+fn an_identity_token_is_exchanged_with_the_oauth2_refresh_token_grant() {
+    let fake = fake_registry(false);
+    let opts = ClientOptions {
+        credential: Some(Credential::IdentityToken(Secret::new("R1"))),
+        max_attempts: 2,
+        ..ClientOptions::default()
+    };
+    let reg = Registry::connect(&fake.addr, &opts).expect("connect");
+    reg.get_manifest("a/b", "x").expect("manifest");
+    assert_eq!(fake.token_requests.load(Ordering::SeqCst), 1);
+}
+
+/// A one-request-per-connection HTTP server answering with `respond(request head)`.
+fn serve(respond: impl Fn(&str) -> Vec<u8> + Send + 'static) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            loop {
+                let n = conn.read(&mut chunk).unwrap_or(0);
+                if n == 0 || (buf.is_empty() && chunk[0] == 0x16) {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                if buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+            }
+            if buf.is_empty() || buf[0] == 0x16 {
+                continue;
+            }
+            let _ = conn.write_all(&respond(&String::from_utf8_lossy(&buf)));
+        }
+    });
+    addr
+}
+
+fn has_authorization(req: &str) -> bool {
+    req.lines().any(|l| {
+        l.split_once(':')
+            .is_some_and(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+    })
+}
+
+/// containerd CVE-2020-15157 / docker CVE-2021-41092: a blob download redirected to another
+/// host must not carry the registry's credentials there.
+#[test]
+fn a_redirect_to_another_host_carries_no_credentials() {
+    let blob = b"layer bytes".to_vec();
+    let digest = Digest::sha256_of(&blob);
+    let saw_auth = Arc::new(AtomicUsize::new(0));
+    let seen = saw_auth.clone();
+    let body = blob.clone();
+    let storage = serve(move |req| {
+        if has_authorization(req) {
+            seen.fetch_add(1, Ordering::SeqCst);
+        }
+        let mut r = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        r.extend_from_slice(&body);
+        r
+    });
+    let registry = serve(move |req| {
+        if !has_authorization(req) {
+            return b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"r\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec();
+        }
+        format!("HTTP/1.1 307 Temporary Redirect\r\nLocation: http://{storage}/blob\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").into_bytes()
+    });
+    let reg = Registry::connect(&registry, &options("p")).expect("connect");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = rbuild_layers::store::Store::open(dir.path()).expect("store");
+    let desc = rbuild_layers::Descriptor::new(
+        rbuild_layers::MediaType::OciLayerGzip,
+        digest.clone(),
+        blob.len() as u64,
+    );
+    assert!(reg
+        .fetch_blob(&store, "a/b", &desc, &|_| {})
+        .expect("fetch"));
+    assert!(store.has_blob(&digest));
+    assert_eq!(
+        saw_auth.load(Ordering::SeqCst),
+        0,
+        "credentials leaked to the redirect target"
+    );
+}
