@@ -122,6 +122,11 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
         no_cache_stages,
         epoch,
         epoch_in_key: sde.as_deref().is_some_and(|v| !v.is_empty()),
+        default_network: match opts.network {
+            crate::cli::values::NetworkMode::None => crate::dockerfile::NetworkMode::None,
+            crate::cli::values::NetworkMode::Host => crate::dockerfile::NetworkMode::Host,
+            crate::cli::values::NetworkMode::Default => crate::dockerfile::NetworkMode::Default,
+        },
         compression,
         compression_level,
         normalize_modes: git.is_some(),

@@ -56,6 +56,8 @@ pub struct EngineOptions {
     /// must not be reused. False when the epoch is the commit time: dependency layers then stay
     /// cached across commits (they keep the timestamp of the build that wrote them).
     pub epoch_in_key: bool,
+    /// The network of RUN steps that do not choose one (`rbuild --network`).
+    pub default_network: crate::dockerfile::NetworkMode,
     pub compression: Compression,
     pub compression_level: Option<i32>,
     /// In a git work tree, file modes are normalised to what git records (0644/0755), so that

@@ -208,7 +208,9 @@ pub fn prepare(
             env.push(format!("{k}={v}"));
         }
     }
-    let network = match r.network.unwrap_or(NetworkMode::Default) {
+    // `RUN --network=…` wins over the command line's `--network` (BuildKit).
+    let network_mode = r.network.unwrap_or(engine.opts.default_network);
+    let network = match network_mode {
         NetworkMode::None => SandboxNetwork::None,
         NetworkMode::Default | NetworkMode::Host => SandboxNetwork::Host,
     };
@@ -236,10 +238,7 @@ pub fn prepare(
     )
     .input("user", user.clone())
     .input("workdir", workdir.clone())
-    .input(
-        "network",
-        r.network.unwrap_or(NetworkMode::Default).as_str(),
-    )
+    .input("network", network_mode.as_str())
     .input(
         "mounts",
         serde_json::to_string(&r.mounts).expect("mount specs serialise"),

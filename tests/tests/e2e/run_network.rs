@@ -59,3 +59,43 @@ fn network_none_cannot_reach_a_host_server_that_the_default_network_can() {
     // IFF_UP (0x1) | IFF_LOOPBACK (0x8), plus IFF_RUNNING which sysfs does not show.
     assert_eq!(read("none-lo-flags.txt"), "0x9\n", "loopback is up");
 }
+
+#[test]
+fn the_command_line_network_none_applies_to_every_run_that_does_not_choose() {
+    let port = serve();
+    let dir = scratch();
+    let df = format!(
+        "FROM {BASE}\n\
+         ARG PORT\n\
+         RUN (wget -q -O - http://127.0.0.1:$PORT/ || echo unreachable) > /implicit.txt\n\
+         RUN --network=host wget -q -O /explicit.txt http://127.0.0.1:$PORT/\n"
+    );
+    let Some((store, ctx)) = setup(dir.path(), &df) else {
+        return;
+    };
+    let fs = dir.path().join("fs");
+    build(
+        &store,
+        &ctx,
+        &[
+            "--network",
+            "none",
+            "--build-arg",
+            &format!("PORT={port}"),
+            "--output",
+            &format!("type=local,dest={}", fs.display()),
+        ],
+    )
+    .success();
+    let read = |p: &str| std::fs::read_to_string(fs.join(p)).unwrap();
+    assert_eq!(
+        read("implicit.txt"),
+        "unreachable\n",
+        "--network none is the default"
+    );
+    assert_eq!(
+        read("explicit.txt"),
+        "reachable\n",
+        "RUN --network=host wins"
+    );
+}
