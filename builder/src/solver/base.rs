@@ -67,6 +67,17 @@ pub fn resolve(
     platform: &Platform,
     cwd: &Path,
 ) -> Result<BaseImage, BuildError> {
+    resolve_with_progress(store, name, platform, cwd, &|_| {})
+}
+
+/// [`resolve`], calling `on_bytes` with each chunk of blob bytes pulled from a registry.
+pub fn resolve_with_progress(
+    store: &Store,
+    name: &str,
+    platform: &Platform,
+    cwd: &Path,
+    on_bytes: &(dyn Fn(u64) + Sync),
+) -> Result<BaseImage, BuildError> {
     if let Some(rest) = name.strip_prefix("oci-layout://") {
         return from_layout(store, name, rest, platform, cwd);
     }
@@ -86,7 +97,7 @@ pub fn resolve(
             return from_store(store, name, desc, platform);
         }
     }
-    match pull(store, &reference, platform, &local_name) {
+    match pull(store, &reference, platform, &local_name, on_bytes) {
         Ok(desc) => from_store(store, name, &desc, platform),
         Err(e) if e.is_unreachable() && local.is_some() => {
             // The build goes on with what was pulled before; say so, since the tag may have moved.
@@ -129,9 +140,10 @@ fn pull(
     reference: &Reference,
     platform: &Platform,
     local_name: &str,
+    on_bytes: &(dyn Fn(u64) + Sync),
 ) -> Result<Descriptor, rbuild_registry::RegistryError> {
     let reg = Registry::connect(reference.registry(), &registry_options())?;
-    let pulled = rbuild_registry::pull::pull(&reg, store, reference, platform, &|_| {})?;
+    let pulled = rbuild_registry::pull::pull(&reg, store, reference, platform, on_bytes)?;
     let mut desc = pulled.manifest;
     desc.annotations
         .insert(ORIGIN_ANNOTATION.to_string(), "pull".to_string());

@@ -101,6 +101,9 @@ pub fn created_time(epoch: i64) -> String {
 
 const HISTORY_COMMENT: &str = "rbuild.dockerfile.v0";
 
+/// Pull progress is reported every this many bytes.
+const PULL_PROGRESS_EVERY: u64 = 4 << 20;
+
 /// Selections smaller than this hash too fast to be worth a progress bar.
 const HASH_PROGRESS_MIN_BYTES: u64 = 8 << 20;
 
@@ -207,7 +210,24 @@ pub fn build_stage(engine: &Engine<'_>, i: usize) -> Result<StageState, BuildErr
             let (idx, label) = runner.step_name(&format!("FROM {name}"));
             let step = engine.progress.step(&label);
             let cwd = std::env::current_dir().unwrap_or_else(|_| engine.context_dir.to_path_buf());
-            let resolved = match base::resolve(engine.store, name, &engine.opts.platform, &cwd) {
+            // Pulled bytes, reported every few MiB as they arrive from the parallel fetches.
+            let pulled = std::sync::atomic::AtomicU64::new(0);
+            let reported = std::sync::atomic::AtomicU64::new(0);
+            let on_bytes = |n: u64| {
+                use std::sync::atomic::Ordering::Relaxed;
+                let now = pulled.fetch_add(n, Relaxed) + n;
+                if now - reported.load(Relaxed) >= PULL_PROGRESS_EVERY {
+                    reported.store(now, Relaxed);
+                    step.progress(crate::progress::ProgressKind::Pulling, now, None);
+                }
+            };
+            let resolved = match base::resolve_with_progress(
+                engine.store,
+                name,
+                &engine.opts.platform,
+                &cwd,
+                &on_bytes,
+            ) {
                 Ok(b) => b,
                 Err(e) => {
                     step.failed(&e);
