@@ -46,8 +46,21 @@ pub fn push(
     top: &Descriptor,
     tags: &[String],
 ) -> Result<PushReport, RegistryError> {
+    push_with_progress(reg, store, repository, top, tags, &|_| {})
+}
+
+/// [`push`], calling `on_bytes` with the size of each blob once it is on the registry
+/// (uploaded, mounted or already there), from the upload threads.
+pub fn push_with_progress(
+    reg: &Registry,
+    store: &Store,
+    repository: &str,
+    top: &Descriptor,
+    tags: &[String],
+    on_bytes: &(dyn Fn(u64) + Sync),
+) -> Result<PushReport, RegistryError> {
     let mut report = PushReport::default();
-    push_tree(reg, store, repository, top, &mut report)?;
+    push_tree(reg, store, repository, top, &mut report, on_bytes)?;
     let bytes = read_doc(store, &top.digest)?;
     if tags.is_empty() {
         reg.put_manifest(repository, &top.digest.to_string(), &top.media_type, &bytes)?;
@@ -66,6 +79,7 @@ fn push_tree(
     repository: &str,
     desc: &Descriptor,
     report: &mut PushReport,
+    on_bytes: &(dyn Fn(u64) + Sync),
 ) -> Result<(), RegistryError> {
     let bytes = read_doc(store, &desc.digest)?;
     let doc_err = |source| RegistryError::Document {
@@ -76,7 +90,7 @@ fn push_tree(
     if desc.media_type.is_index() {
         let index = ImageIndex::from_slice(&bytes).map_err(doc_err)?;
         for child in &index.manifests {
-            push_tree(reg, store, repository, child, report)?;
+            push_tree(reg, store, repository, child, report, on_bytes)?;
             let child_bytes = read_doc(store, &child.digest)?;
             reg.put_manifest(
                 repository,
@@ -91,7 +105,7 @@ fn push_tree(
     let blobs: Vec<&Descriptor> = std::iter::once(&manifest.config)
         .chain(&manifest.layers)
         .collect();
-    for r in upload_all(reg, store, repository, &blobs)? {
+    for r in upload_all(reg, store, repository, &blobs, on_bytes)? {
         match r {
             Uploaded::AlreadyThere => report.blobs_existing += 1,
             Uploaded::Mounted => report.blobs_mounted += 1,
@@ -144,6 +158,7 @@ fn upload_all(
     store: &Store,
     repository: &str,
     blobs: &[&Descriptor],
+    on_bytes: &(dyn Fn(u64) + Sync),
 ) -> Result<Vec<Uploaded>, RegistryError> {
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
@@ -158,7 +173,10 @@ fn upload_all(
                             return Ok(done);
                         }
                         match upload_one(reg, store, repository, blobs[i]) {
-                            Ok(u) => done.push(u),
+                            Ok(u) => {
+                                on_bytes(blobs[i].size);
+                                done.push(u);
+                            }
                             Err(e) => {
                                 failed.store(true, Ordering::Relaxed);
                                 return Err(e);

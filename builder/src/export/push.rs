@@ -92,12 +92,20 @@ pub fn push_images(
             }
             let reg = &registries[&host];
             let step = progress.step(format!("pushing {host}/{repo}"));
-            let report = match rbuild_registry::push::push(
+            let sent = std::sync::atomic::AtomicU64::new(0);
+            let total = b.image.manifest.layers.iter().map(|l| l.size).sum::<u64>()
+                + b.image.config_descriptor.size;
+            let on_bytes = |n: u64| {
+                let now = sent.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
+                step.progress(crate::progress::ProgressKind::Pushing, now, Some(total));
+            };
+            let report = match rbuild_registry::push::push_with_progress(
                 reg,
                 store,
                 &repo,
                 &b.image.manifest_descriptor,
                 &tags,
+                &on_bytes,
             ) {
                 Ok(r) => r,
                 Err(e) => {

@@ -80,6 +80,12 @@ fn push_then_skopeo_inspect_and_copy_then_pull_back_into_an_empty_store() {
         metadata(&meta)["rbuild.pushed"][0],
         format!("{name}@{digest}")
     );
+    // The push is a step of its own that reports the bytes it put on the registry.
+    assert!(
+        out.stderr.contains("pushing") && out.stderr.contains(" done"),
+        "push progress: {}",
+        out.stderr
+    );
 
     // An independent client sees the same digest and can copy the image out.
     let inspect = run(Command::new("skopeo")
