@@ -104,16 +104,30 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
         .first()
         .map_or(Compression::Gzip, |o| o.compression);
     let compression_level = opts.outputs.first().and_then(|o| o.compression_level);
-    let no_cache_stages: BTreeSet<usize> = opts
+    let no_cache_stages = opts
         .no_cache_filter
         .iter()
-        .filter_map(|name| {
+        .map(|given| {
+            // A stage's name, the `stage-N` rbuild shows for an unnamed one, or its index.
+            let name = given.to_ascii_lowercase();
             plan.stages
                 .iter()
-                .find(|s| s.name.as_deref() == Some(name.to_ascii_lowercase().as_str()))
+                .find(|s| {
+                    s.name.as_deref() == Some(name.as_str())
+                        || s.display_name() == name
+                        || s.index.to_string() == name
+                })
                 .map(|s| s.index)
+                .ok_or_else(|| {
+                    let stages: Vec<String> =
+                        plan.stages.iter().map(|s| s.display_name()).collect();
+                    Failure::Usage(format!(
+                        "error: --no-cache-filter {given}: no such stage (stages: {})",
+                        stages.join(", ")
+                    ))
+                })
         })
-        .collect();
+        .collect::<Result<BTreeSet<usize>, Failure>>()?;
     let engine_opts = EngineOptions {
         platform: opts.plan.platform.clone(),
         platform_vars,

@@ -68,6 +68,8 @@ pub enum RunError {
     Mount(#[from] crate::dockerfile::MountError),
     #[error("RUN --mount={0} is not supported by this version of rbuild yet; nothing was run")]
     UnsupportedMount(&'static str),
+    #[error("RUN --mount=type=cache,source={0}: the seed must be a directory of the `from` stage")]
+    CacheSeedNotDir(String),
     #[error("RUN --mount=type=bind,from={0}: no stage of this Dockerfile has that name (binding an image is not supported yet)")]
     UnknownStage(String),
     #[error("RUN --mount=type=bind,source={0}: the path goes through a symlink; name the target instead")]
@@ -92,6 +94,9 @@ pub struct PreparedRun {
     mounts: Vec<MountSpec>,
     /// For each `type=bind` mount (same order): where it reads from.
     binds: Vec<BindFrom>,
+    /// For each cache mount, in order: the stage and subpath that seed it when it is created
+    /// (`from=`, `source=`).
+    cache_seeds: Vec<Option<(std::sync::Arc<StageState>, String)>>,
     /// A heredoc script: its path in the sandbox and its content.
     heredoc_script: Option<(String, String)>,
 }
@@ -167,8 +172,19 @@ pub fn prepare(
     let user = cfg.user.clone().unwrap_or_default();
     let mut binds = Vec::new();
     let mut bind_keys = Vec::new();
+    let mut cache_seeds = Vec::new();
     for m in &r.mounts {
         m.check_paths().map_err(|e| BuildError::Run(e.into()))?;
+        if let MountSpec::Cache { from, source, .. } = m {
+            // Only what seeds an empty cache; the cache's contents never enter the key.
+            cache_seeds.push(match from {
+                Some(name) => Some((
+                    stage_named(engine, name, state.index)?,
+                    clean_rel(source.as_deref().unwrap_or(".")),
+                )),
+                None => None,
+            });
+        }
         if let MountSpec::Bind { source, from, .. } = m {
             // The key gets what is bound: the stage's key, or the digest of the context subtree.
             let rel = clean_rel(source.as_deref().unwrap_or("."));
@@ -262,6 +278,7 @@ pub fn prepare(
         network,
         mounts: r.mounts.clone(),
         binds,
+        cache_seeds,
         heredoc_script,
     })
 }

@@ -372,3 +372,40 @@ fn concurrent_stages_share_a_locked_cache_mount_one_at_a_time() {
     assert!(lines[..10].iter().all(|l| l.starts_with(first)), "{log}");
     assert!(lines[10..].iter().all(|l| !l.starts_with(first)), "{log}");
 }
+
+#[test]
+fn a_cache_mount_from_a_stage_is_seeded_once_with_that_stages_files() {
+    let dir = scratch();
+    let df = format!(
+        "FROM {BASE} AS seed\n\
+         RUN mkdir -p /seed/sub && echo seeded > /seed/sub/x && chown 1000:1000 /seed/sub/x\n\
+         FROM {BASE}\n\
+         RUN --mount=type=cache,id=seeded,target=/c,from=seed,source=/seed \
+             cat /c/sub/x > /got && stat -c %u /c/sub/x > /owner && echo more >> /c/sub/x\n"
+    );
+    let Some((store, ctx)) = setup(dir.path(), &df) else {
+        return;
+    };
+    for (round, expected) in [(1, "seeded\n"), (2, "seeded\nmore\n")] {
+        let fs = dir.path().join(format!("fs{round}"));
+        build(
+            &store,
+            &ctx,
+            &[
+                "--no-cache-filter",
+                "stage-1",
+                "--output",
+                &format!("type=local,dest={}", fs.display()),
+            ],
+        )
+        .success();
+        let read = |p: &str| std::fs::read_to_string(fs.join(p)).unwrap();
+        // The second build finds the cache that the first one changed: seeding happens once.
+        assert_eq!(read("got"), expected, "round {round}");
+        assert_eq!(read("owner"), "1000\n");
+        assert!(
+            !fs.join("c").exists(),
+            "the cache mount point is not in the layer"
+        );
+    }
+}

@@ -105,3 +105,16 @@ fn prune_refuses_a_bad_size() {
     let r = run(rbuild(&dir.path().join("store")).args(["prune", "--keep-storage", "ten"]));
     assert_eq!(r.code, 2, "{}", r.stderr);
 }
+
+#[test]
+fn an_unknown_no_cache_filter_stage_is_a_usage_error() {
+    let dir = scratch();
+    let ctx = context(dir.path());
+    let r = build(
+        &dir.path().join("store"),
+        &ctx,
+        &["--no-cache-filter", "nosuch"],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("stages: deps, app"), "{}", r.stderr);
+}

@@ -51,6 +51,7 @@ pub(super) fn sandbox_mounts(
 ) -> Result<(Vec<SandboxMount>, Held), BuildError> {
     let mounts = &p.mounts;
     let mut binds = p.binds.iter();
+    let mut seeds = p.cache_seeds.iter();
     let mut out = Vec::new();
     let mut locks = Vec::new();
     let mut guards = Vec::new();
@@ -109,11 +110,8 @@ pub(super) fn sandbox_mounts(
                 readonly,
                 ..
             } => {
-                if from.is_some() {
-                    return Err(BuildError::Run(RunError::UnsupportedMount(
-                        "type=cache,from=…",
-                    )));
-                }
+                let seed = seeds.next().and_then(Option::as_ref);
+                debug_assert_eq!(seed.is_some(), from.is_some());
                 let id = id.clone().unwrap_or_else(|| target.clone());
                 // The id is hashed into the directory name: never a path on the host.
                 let name = rbuild_layers::Digest::sha256_of(id.as_bytes());
@@ -125,6 +123,9 @@ pub(super) fn sandbox_mounts(
                 };
                 if !dir.exists() {
                     std::fs::create_dir_all(&dir).map_err(io("creating cache mount", &dir))?;
+                    if let Some((st, rel)) = seed {
+                        seed_cache(engine, st, rel, &dir, scratch, n)?;
+                    }
                     std::fs::set_permissions(
                         &dir,
                         std::os::unix::fs::PermissionsExt::from_mode(mode.unwrap_or(0o755)),
@@ -329,4 +330,69 @@ fn base_name(p: &str) -> String {
     crate::solver::rootfs::components(p)
         .pop()
         .unwrap_or_default()
+}
+
+/// Fills a new cache directory with `rel` of stage `st` (`type=cache,from=…,source=…`): the
+/// stage is mounted read-only in rbuild's private namespace and its tree copied, symlinks as
+/// symlinks (never followed), ownership and modes kept.
+fn seed_cache(
+    engine: &Engine<'_>,
+    st: &StageState,
+    rel: &str,
+    dir: &Path,
+    scratch: &Path,
+    n: usize,
+) -> Result<(), BuildError> {
+    let rootfs = crate::solver::stage::snapshot_rootfs(engine, &st.layers)?;
+    let view = scratch.join(format!("cache-seed-{n}"));
+    std::fs::create_dir_all(&view).map_err(io("creating", &view))?;
+    let root = if rootfs.lowers.len() == 1 {
+        rootfs.lowers[0].clone()
+    } else {
+        view.clone()
+    };
+    let _guard = if rootfs.lowers.len() > 1 {
+        Some(
+            rootfs
+                .mount_readonly(&view)
+                .map_err(io("mounting the cache seed at", &view))?,
+        )
+    } else {
+        None
+    };
+    let src = if rel == "." { root } else { root.join(rel) };
+    let md = std::fs::symlink_metadata(&src).map_err(io("reading the cache seed", &src))?;
+    if !md.is_dir() {
+        return Err(BuildError::Run(RunError::CacheSeedNotDir(rel.to_string())));
+    }
+    copy_tree(&src, dir)
+}
+
+fn copy_tree(src: &Path, dst: &Path) -> Result<(), BuildError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    for entry in std::fs::read_dir(src).map_err(io("listing", src))? {
+        let entry = entry.map_err(io("listing", src))?;
+        let from = entry.path();
+        let to = dst.join(entry.file_name());
+        let md = std::fs::symlink_metadata(&from).map_err(io("reading", &from))?;
+        let ft = md.file_type();
+        if ft.is_dir() {
+            std::fs::create_dir(&to).map_err(io("creating", &to))?;
+            copy_tree(&from, &to)?;
+        } else if ft.is_symlink() {
+            let target = std::fs::read_link(&from).map_err(io("reading link", &from))?;
+            std::os::unix::fs::symlink(&target, &to).map_err(io("creating link", &to))?;
+        } else if ft.is_file() {
+            std::fs::copy(&from, &to).map_err(io("copying", &from))?;
+        } else {
+            continue;
+        }
+        std::os::unix::fs::lchown(&to, Some(md.uid()), Some(md.gid()))
+            .map_err(io("setting the owner of", &to))?;
+        if !ft.is_symlink() {
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(md.mode() & 0o7777))
+                .map_err(io("setting the mode of", &to))?;
+        }
+    }
+    Ok(())
 }
