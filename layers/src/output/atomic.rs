@@ -31,6 +31,23 @@ pub(crate) fn parent_of(path: &Path) -> PathBuf {
     }
 }
 
+/// A temporary directory next to `dest` (same filesystem, so it can be renamed into place),
+/// mode [`DIR_MODE`], named `.rbuild-<what>-…`.
+pub(crate) fn temp_dir_for(dest: &Path, what: &str) -> Result<tempfile::TempDir, OutputError> {
+    let parent = parent_of(dest);
+    fs::create_dir_all(&parent).map_err(OutputError::io("creating directory", &parent))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".rbuild-{what}-"))
+        .tempdir_in(&parent)
+        .map_err(OutputError::io(
+            "creating a temporary directory in",
+            &parent,
+        ))?;
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(DIR_MODE))
+        .map_err(OutputError::io("setting permissions of", tmp.path()))?;
+    Ok(tmp)
+}
+
 /// A temp file next to `dest`, mode [`FILE_MODE`], to be filled and then [`persist`]ed.
 pub(crate) fn temp_file_for(dest: &Path) -> Result<tempfile::NamedTempFile, OutputError> {
     let dir = parent_of(dest);

@@ -11,10 +11,9 @@
 use std::error::Error;
 use std::fs;
 use std::io::{self, Read};
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use super::atomic::{self, fsync_dir, DIR_MODE};
+use super::atomic::{self, fsync_dir};
 use super::{Destination, OutputError};
 use crate::image::{BlobSource, Image};
 use crate::Compression;
@@ -85,17 +84,8 @@ pub fn write_local_dir(
         Err(e) => return Err(OutputError::io("inspecting", dest)(e)),
     }
     let parent = atomic::parent_of(dest);
-    fs::create_dir_all(&parent).map_err(OutputError::io("creating directory", &parent))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".rbuild-local-")
-        .tempdir_in(&parent)
-        .map_err(OutputError::io(
-            "creating a temporary directory in",
-            &parent,
-        ))?;
+    let tmp = atomic::temp_dir_for(dest, "local")?;
     let root = tmp.path();
-    fs::set_permissions(root, fs::Permissions::from_mode(DIR_MODE))
-        .map_err(OutputError::io("setting permissions of", root))?;
     for layer in &image.manifest.layers {
         let compression =
             layer

@@ -26,10 +26,9 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use super::atomic::{self, fsync_dir, put_layout_blob, write_file_atomic, DirLock, DIR_MODE};
+use super::atomic::{self, fsync_dir, put_layout_blob, write_file_atomic, DirLock};
 use super::tarball::Entries;
 use super::{Destination, ExportImage, OutputError};
 use crate::image::{BlobSource, ImageIndex};
@@ -188,17 +187,8 @@ pub fn write_oci_dir(
         Err(e) => return Err(OutputError::io("inspecting", dest)(e)),
     }
     let parent = atomic::parent_of(dest);
-    fs::create_dir_all(&parent).map_err(OutputError::io("creating directory", &parent))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".rbuild-oci-")
-        .tempdir_in(&parent)
-        .map_err(OutputError::io(
-            "creating a temporary directory in",
-            &parent,
-        ))?;
+    let tmp = atomic::temp_dir_for(dest, "oci")?;
     let root = tmp.path();
-    fs::set_permissions(root, fs::Permissions::from_mode(DIR_MODE))
-        .map_err(OutputError::io("setting permissions of", root))?;
     // image-layout: `blobs` must exist even when empty.
     let sha_dir = root.join("blobs/sha256");
     fs::create_dir_all(&sha_dir).map_err(OutputError::io("creating directory", &sha_dir))?;
