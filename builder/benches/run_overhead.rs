@@ -87,25 +87,7 @@ fn run_true(lower: &Path, tmp: &Path) -> Duration {
 }
 
 fn crun_cmd(bundle: &Path, state: &Path, id: &str, hide_cgroup2: bool) -> Command {
-    let mut c = if hide_cgroup2 {
-        let mut c = Command::new("unshare");
-        c.args([
-            "-m",
-            "sh",
-            "-c",
-            "umount /sys/fs/cgroup/unified && exec crun \"$@\"",
-            "sh",
-        ]);
-        c
-    } else {
-        Command::new("crun")
-    };
-    c.arg("--root")
-        .arg(state)
-        .args(["run", "-b"])
-        .arg(bundle)
-        .arg(id);
-    c
+    rbuild_tests::crun::crun_command(state, bundle, id, hide_cgroup2)
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {

@@ -318,24 +318,7 @@ fn oci_layout_is_read_by_skopeo_unpacked_by_umoci_and_runs_in_crun() {
 
 /// `crun run`; with `hide_cgroup2`, inside `unshare -m` after unmounting the cgroup2 mount.
 fn crun_run(state: &Path, bundle: &Path, id: &str, hide_cgroup2: bool) -> Output {
-    let mut cmd = if hide_cgroup2 {
-        let mut c = Command::new("unshare");
-        c.args([
-            "-m",
-            "sh",
-            "-c",
-            "umount /sys/fs/cgroup/unified && exec crun \"$@\"",
-            "sh",
-        ]);
-        c
-    } else {
-        Command::new("crun")
-    };
-    cmd.arg("--root")
-        .arg(state)
-        .args(["run", "-b"])
-        .arg(bundle)
-        .arg(id);
+    let mut cmd = rbuild_tests::crun::crun_command(state, bundle, id, hide_cgroup2);
     cmd.output()
         .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
 }

@@ -9,7 +9,10 @@ use std::process::Command;
 
 use crate::{run, Run};
 
-fn crun(state: &Path, bundle: &Path, id: &str, hide_cgroup2: bool) -> Run {
+/// `crun --root STATE run -b BUNDLE ID`; with `hide_cgroup2`, inside `unshare -m` after
+/// unmounting the cgroup2 mount (see the module doc). Shared with tests and benchmarks of the
+/// other crates.
+pub fn crun_command(state: &Path, bundle: &Path, id: &str, hide_cgroup2: bool) -> Command {
     let mut cmd = if hide_cgroup2 {
         let mut c = Command::new("unshare");
         c.args([
@@ -28,7 +31,11 @@ fn crun(state: &Path, bundle: &Path, id: &str, hide_cgroup2: bool) -> Run {
         .args(["run", "-b"])
         .arg(bundle)
         .arg(id);
-    run(&mut cmd)
+    cmd
+}
+
+fn crun(state: &Path, bundle: &Path, id: &str, hide_cgroup2: bool) -> Run {
+    run(&mut crun_command(state, bundle, id, hide_cgroup2))
 }
 
 /// Runs the bundle (made by `umoci unpack`) with its process args replaced by `args` and no
