@@ -101,6 +101,9 @@ pub fn created_time(epoch: i64) -> String {
 
 const HISTORY_COMMENT: &str = "rbuild.dockerfile.v0";
 
+/// Layers smaller than this are written without a progress line.
+const COMPRESS_PROGRESS_MIN_BYTES: u64 = 1 << 20;
+
 /// Pull progress is reported every this many bytes.
 const PULL_PROGRESS_EVERY: u64 = 4 << 20;
 
@@ -774,8 +777,11 @@ fn run_op_with(
             let r = if entries.is_empty() {
                 StepResult::new(None)
             } else {
+                // Small layers finish before a byte count means anything.
                 let report = |bytes: u64| {
-                    step.progress(crate::progress::ProgressKind::Compressing, bytes, None)
+                    if bytes >= COMPRESS_PROGRESS_MIN_BYTES {
+                        step.progress(crate::progress::ProgressKind::Compressing, bytes, None)
+                    }
                 };
                 let written = rbuild_layers::tar::write_layer_with_progress(
                     engine.store,
