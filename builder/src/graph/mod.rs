@@ -345,6 +345,18 @@ impl BuildPlan {
         })
     }
 
+    /// The stage that `name` (a `COPY --from` or `RUN --mount from=` value) names when read
+    /// from stage `current`: a stage's `AS` name (case-insensitive), or the index of an earlier
+    /// stage. `None` means it names an image.
+    pub fn stage_ref(&self, name: &str, current: usize) -> Option<usize> {
+        let lower = name.to_ascii_lowercase();
+        self.stages
+            .iter()
+            .find(|s| s.name.as_deref() == Some(lower.as_str()))
+            .map(|s| s.index)
+            .or_else(|| name.parse::<usize>().ok().filter(|i| *i < current))
+    }
+
     /// Whether stage `i` is built for the chosen targets.
     pub fn is_needed(&self, i: usize) -> bool {
         self.order.contains(&i)

@@ -630,14 +630,7 @@ fn resolve_from(
     name: &str,
     current: usize,
 ) -> Result<Arc<StageState>, BuildError> {
-    let idx = engine
-        .plan
-        .stages
-        .iter()
-        .find(|s| s.name.as_deref() == Some(name.to_ascii_lowercase().as_str()))
-        .map(|s| s.index)
-        .or_else(|| name.parse::<usize>().ok().filter(|i| *i < current));
-    if let Some(i) = idx {
+    if let Some(i) = engine.plan.stage_ref(name, current) {
         return engine.stage_result(i).ok_or_else(|| {
             BuildError::Internal(format!("stage {name} was not built before it was read"))
         });

@@ -217,14 +217,11 @@ pub(super) fn stage_named(
     name: &str,
     current: usize,
 ) -> Result<Arc<StageState>, BuildError> {
-    let idx = engine
+    match engine
         .plan
-        .stages
-        .iter()
-        .find(|s| s.name.as_deref() == Some(name.to_ascii_lowercase().as_str()))
-        .map(|s| s.index)
-        .or_else(|| name.parse::<usize>().ok().filter(|i| *i < current));
-    match idx.and_then(|i| engine.stage_result(i)) {
+        .stage_ref(name, current)
+        .and_then(|i| engine.stage_result(i))
+    {
         Some(s) => Ok(s),
         None => Err(BuildError::Run(RunError::UnknownStage(name.into()))),
     }
