@@ -117,30 +117,59 @@ pub fn validate_cache_id(id: &str) -> Result<(), String> {
     }
 }
 
+/// Reads a spec's `type=` and returns it (lower-cased) with the other `key=value` pairs, each
+/// checked against the keys `allowed_keys` gives for that type (`None`: an unknown type).
+fn typed_pairs(
+    flag: &'static str,
+    input: &str,
+    inline: &'static str,
+    allowed_keys: impl Fn(&str) -> Option<&'static str>,
+) -> Result<(String, Vec<(String, String)>), CacheSpecError> {
+    let pairs = key_values(input)?;
+    let kind = pairs
+        .iter()
+        .find(|(k, _)| k == "type")
+        .map(|(_, v)| v.to_ascii_lowercase())
+        .unwrap_or_default();
+    let Some(allowed) = allowed_keys(&kind) else {
+        return Err(CacheSpecError::UnknownType {
+            flag,
+            input: input.to_string(),
+            kind,
+            inline,
+        });
+    };
+    let mut rest = Vec::with_capacity(pairs.len());
+    for (key, value) in pairs {
+        if key == "type" {
+            continue;
+        }
+        if !allowed.split(", ").any(|a| a == key) {
+            return Err(CacheSpecError::UnknownKey {
+                flag,
+                kind,
+                key,
+                allowed,
+            });
+        }
+        rest.push((key, value));
+    }
+    Ok((kind, rest))
+}
+
 impl CacheExportSpec {
     pub fn parse(input: &str) -> Result<Self, CacheSpecError> {
         const FLAG: &str = "--cache-to";
-        let pairs = key_values(input)?;
-        let kind = pairs
-            .iter()
-            .find(|(k, _)| k == "type")
-            .map(|(_, v)| v.to_ascii_lowercase())
-            .unwrap_or_default();
-        let allowed: &'static str = match kind.as_str() {
-            "registry" => {
-                "ref, mode, compression, compression-level, ignore-error, cache-mounts, oci-mediatypes, image-manifest"
-            }
-            "local" => "dest, mode, compression, compression-level, ignore-error, cache-mounts",
-            "inline" => "ignore-error",
-            _ => {
-                return Err(CacheSpecError::UnknownType {
-                    flag: FLAG,
-                    input: input.to_string(),
-                    kind,
-                    inline: " or type=inline",
-                })
-            }
-        };
+        let (kind, pairs) = typed_pairs(FLAG, input, " or type=inline", |kind| {
+            match kind {
+            "registry" => Some(
+                "ref, mode, compression, compression-level, ignore-error, cache-mounts, oci-mediatypes, image-manifest",
+            ),
+            "local" => Some("dest, mode, compression, compression-level, ignore-error, cache-mounts"),
+            "inline" => Some("ignore-error"),
+            _ => None,
+        }
+        })?;
         let mut spec = CacheExportSpec {
             target: CacheExportTarget::Inline,
             mode: CacheMode::Min,
@@ -152,17 +181,6 @@ impl CacheExportSpec {
         let mut reference = None;
         let mut dest = None;
         for (key, value) in pairs {
-            if key == "type" {
-                continue;
-            }
-            if !allowed.split(", ").any(|a| a == key) {
-                return Err(CacheSpecError::UnknownKey {
-                    flag: FLAG,
-                    kind,
-                    key,
-                    allowed,
-                });
-            }
             let bad = |reason: String| CacheSpecError::BadValue {
                 flag: FLAG,
                 key: key.clone(),
@@ -231,38 +249,14 @@ impl CacheImportSpec {
                 source: CacheImportSource::Registry(parse_ref(FLAG, input)?),
             });
         }
-        let pairs = key_values(input)?;
-        let kind = pairs
-            .iter()
-            .find(|(k, _)| k == "type")
-            .map(|(_, v)| v.to_ascii_lowercase())
-            .unwrap_or_default();
-        let allowed: &'static str = match kind.as_str() {
-            "registry" => "ref",
-            "local" => "src, digest, tag",
-            _ => {
-                return Err(CacheSpecError::UnknownType {
-                    flag: FLAG,
-                    input: input.to_string(),
-                    kind,
-                    inline: "",
-                })
-            }
-        };
+        let (kind, pairs) = typed_pairs(FLAG, input, "", |kind| match kind {
+            "registry" => Some("ref"),
+            "local" => Some("src, digest, tag"),
+            _ => None,
+        })?;
         let mut reference = None;
         let mut src = None;
         for (key, value) in pairs {
-            if key == "type" {
-                continue;
-            }
-            if !allowed.split(", ").any(|a| a == key) {
-                return Err(CacheSpecError::UnknownKey {
-                    flag: FLAG,
-                    kind,
-                    key,
-                    allowed,
-                });
-            }
             match key.as_str() {
                 "ref" => reference = Some(parse_ref(FLAG, &value)?),
                 "src" => src = Some(PathBuf::from(value)),
