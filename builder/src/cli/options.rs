@@ -159,6 +159,19 @@ impl BuildOptions {
             .iter()
             .map(|o| o.parse::<OutputSpec>())
             .collect::<Result<Vec<_>, _>>()?;
+        // Layers are written once, in the first output's compression (BuildKit reuses layers
+        // as they are unless forced); an output that forces another one cannot be honoured.
+        if let Some(first) = outputs.first() {
+            if let Some(o) = outputs
+                .iter()
+                .find(|o| o.force_compression && o.compression != first.compression)
+            {
+                return Err(UsageError::Value(format!(
+                    "--output: force-compression asks for {:?} layers but the first --output writes {:?}; rbuild writes each layer once: give every --output the same compression",
+                    o.compression, first.compression
+                )));
+            }
+        }
         let cache_from = a
             .cache_from
             .iter()

@@ -226,8 +226,7 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
         });
     }
 
-    write_outputs(&store, &built, &opts.outputs, compression)
-        .map_err(|e| Failure::Build(e.into()))?;
+    write_outputs(&store, &built, &opts.outputs).map_err(|e| Failure::Build(e.into()))?;
     let pushed = crate::export::push::push_images(
         &store,
         &built,

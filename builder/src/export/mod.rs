@@ -89,27 +89,13 @@ fn out_dest(d: &Destination) -> OutDest {
     }
 }
 
-/// Re-compresses nothing: rbuild writes layers once, in the build's compression. An output
-/// that asks for another compression with `force-compression=true` is refused for now.
-fn check_compression(spec: &OutputSpec, build: Compression) -> Result<(), BuildError> {
-    if spec.force_compression && spec.compression != build {
-        return Err(BuildError::Internal(format!(
-            "force-compression={:?} differs from the build's layer compression; pass the same compression to every --output",
-            spec.compression
-        )));
-    }
-    Ok(())
-}
-
 /// Writes every `--output`.
 pub fn write_outputs(
     store: &Store,
     images: &[BuiltImage],
     outputs: &[OutputSpec],
-    build_compression: Compression,
 ) -> Result<(), BuildError> {
     for spec in outputs {
-        check_compression(spec, build_compression)?;
         let oci_names: Vec<Vec<String>> = images
             .iter()
             .map(|b| {

@@ -133,3 +133,20 @@ fn secrets_never_reach_error_output() {
     assert_eq!(out.code, 2);
     assert!(!out.stderr.contains("s3cr3t-canary-value"));
 }
+
+#[test]
+fn conflicting_forced_output_compression_is_refused_before_building() {
+    let dir = scratch();
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY Dockerfile /x\n").unwrap();
+    let store = dir.path().join("store");
+    let out = run(rbuild(&store)
+        .arg("build")
+        .arg(&ctx)
+        .args(["--output", "type=oci,dest=a,compression=zstd"])
+        .args(["--output", "type=oci,dest=b,compression=gzip,force-compression=true"]));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("same compression"), "{}", out.stderr);
+    assert!(!store.join("blobs").exists(), "nothing was built");
+}
