@@ -12,7 +12,7 @@ use rbuild_layers::Compression;
 use crate::cli::args::BuildArgs;
 use crate::cli::cache_spec::{CacheExportTarget, CacheImportSource};
 use crate::cli::output::OutputKind;
-use crate::cli::values::{host_platform, ProgressMode};
+use crate::cli::values::ProgressMode;
 use crate::cli::{BuildOptions, Failure};
 use crate::export::tags::{default_repository, names_for_target, TagSpec};
 use crate::export::{assemble, image_annotations, write_outputs, BuiltImage};
@@ -349,11 +349,6 @@ fn write_metadata(
     tmp.persist(path)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
-}
-
-#[allow(dead_code)]
-fn host() -> rbuild_layers::Platform {
-    host_platform()
 }
 
 /// The values of the given secrets, for masking output; unreadable ones are skipped here (the

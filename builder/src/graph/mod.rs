@@ -262,7 +262,6 @@ impl BuildPlan {
                                 name,
                             })
                         }
-                        StageRef::Context => {}
                         StageRef::Image => {
                             read_images.insert(name);
                         }
@@ -367,7 +366,6 @@ impl BuildPlan {
 enum StageRef {
     Stage(usize),
     Forward,
-    Context,
     Image,
 }
 
@@ -381,9 +379,6 @@ fn resolve_stage_ref(name: &str, names: &BTreeMap<String, usize>, current: usize
         } else {
             StageRef::Forward
         };
-    }
-    if name == "context" {
-        return StageRef::Context;
     }
     StageRef::Image
 }

@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 use rbuild_layers::image::config::ImageConfig;
 use rbuild_layers::image::manifest::{ImageIndex, ImageManifest};
 use rbuild_layers::store::Store;
-use rbuild_layers::{Descriptor, Digest, MediaType, Platform};
+use rbuild_layers::{Descriptor, Digest, Platform};
 use rbuild_registry::{ClientOptions, Reference, Registry};
 
 use super::stage::LayerRef;
@@ -387,7 +387,6 @@ fn from_layout(
     for l in &manifest.layers {
         copy_blob_in(store, name, &layout, &l.digest, Some(l.size))?;
     }
-    let _ = MediaType::OciImageManifest;
     finish(store, name, mdigest, &manifest)
 }
 

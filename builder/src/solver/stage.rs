@@ -53,8 +53,6 @@ pub struct StageState {
     /// ARG values in scope in this stage.
     pub args: BTreeMap<String, String>,
     pub base: BaseInfo,
-    pub steps_total: usize,
-    pub steps_cached: usize,
     pub meta: MetaState,
 }
 
@@ -190,8 +188,6 @@ pub fn build_stage(engine: &Engine<'_>, i: usize) -> Result<StageState, BuildErr
             key: KeyInputs::new("from", None, "FROM scratch".into(), platform.clone()).key(),
             args: BTreeMap::new(),
             base: BaseInfo::default(),
-            steps_total: 0,
-            steps_cached: 0,
             meta: MetaState::default(),
         },
         Base::Stage(j) => {
@@ -201,15 +197,13 @@ pub fn build_stage(engine: &Engine<'_>, i: usize) -> Result<StageState, BuildErr
             let mut s = (*parent).clone();
             s.index = i;
             s.args = BTreeMap::new();
-            s.steps_total = 0;
-            s.steps_cached = 0;
             s.meta = MetaState::default();
             s
         }
         Base::Image(name) => {
-            let trigger_count = 0;
-            runner.steps_total =
-                1 + trigger_count + stage.instructions.iter().filter(|s| is_op(&s.node)).count();
+            // ONBUILD triggers are known only once the base is resolved; the total is
+            // corrected below (it only matters for the `[stage i/n]` labels).
+            runner.steps_total = 1 + stage.instructions.iter().filter(|s| is_op(&s.node)).count();
             let (idx, label) = runner.step_name(&format!("FROM {name}"));
             let step = engine.progress.step(&label);
             let cwd = std::env::current_dir().unwrap_or_else(|_| engine.context_dir.to_path_buf());
@@ -263,8 +257,6 @@ pub fn build_stage(engine: &Engine<'_>, i: usize) -> Result<StageState, BuildErr
                     name: Some(name.clone()),
                     digest: Some(resolved.manifest_digest),
                 },
-                steps_total: 1,
-                steps_cached: 1,
                 meta: MetaState::default(),
             }
         }
@@ -293,11 +285,9 @@ pub fn build_stage(engine: &Engine<'_>, i: usize) -> Result<StageState, BuildErr
         .into_iter()
         .chain(stage.instructions.iter().map(|s| (s.line, s.node.clone())))
         .collect();
-    if runner.steps_total == 0 {
-        runner.steps_total = all.iter().filter(|(_, i)| is_op(i)).count();
-    } else {
-        runner.steps_total = 1 + all.iter().filter(|(_, i)| is_op(i)).count();
-    }
+    // FROM an image is step 1 of the stage; FROM scratch or a stage is not shown.
+    let from_step = usize::from(matches!(planned.base, Base::Image(_)));
+    runner.steps_total = from_step + all.iter().filter(|(_, i)| is_op(i)).count();
 
     let escape = engine.df.directives.escape;
     for (line, ins) in all {
@@ -321,7 +311,6 @@ pub fn build_stage(engine: &Engine<'_>, i: usize) -> Result<StageState, BuildErr
         );
         result.map_err(|e| located(engine, line, &text, e))?;
     }
-    state.steps_total += runner.step_no - usize::from(matches!(planned.base, Base::Image(_)));
     Ok(state)
 }
 
@@ -651,8 +640,6 @@ fn resolve_from(
             name: Some(name.to_string()),
             digest: Some(image.manifest_digest),
         },
-        steps_total: 0,
-        steps_cached: 0,
         meta: MetaState::default(),
     }))
 }
@@ -744,7 +731,6 @@ fn run_op_with(
     let result = match cached {
         Some(r) => {
             step.cached();
-            state.steps_cached += 1;
             r
         }
         None => {

@@ -145,7 +145,10 @@ fn conflicting_forced_output_compression_is_refused_before_building() {
         .arg("build")
         .arg(&ctx)
         .args(["--output", "type=oci,dest=a,compression=zstd"])
-        .args(["--output", "type=oci,dest=b,compression=gzip,force-compression=true"]));
+        .args([
+            "--output",
+            "type=oci,dest=b,compression=gzip,force-compression=true",
+        ]));
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("same compression"), "{}", out.stderr);
     assert!(!store.join("blobs").exists(), "nothing was built");
