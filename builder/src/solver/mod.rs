@@ -80,6 +80,9 @@ pub struct Engine<'a> {
     context: OnceLock<Result<Arc<Context>, Arc<crate::context::ContextError>>>,
     results: Mutex<BTreeMap<usize, Arc<StageState>>>,
     steps: Mutex<Vec<record::StepRecord>>,
+    /// The steps of the previous build of this Dockerfile's targets, by (stage name, position),
+    /// read once: what misses are explained against.
+    previous: BTreeMap<(String, usize), record::StepRecord>,
 }
 
 impl<'a> Engine<'a> {
@@ -92,6 +95,15 @@ impl<'a> Engine<'a> {
         dockerfile: &'a Path,
         progress: Progress,
     ) -> Result<Engine<'a>, BuildError> {
+        let mut previous = BTreeMap::new();
+        for &t in &plan.targets {
+            let target = plan.stages[t].display_name();
+            if let Some(rec) = record::load_build(store, dockerfile, &target) {
+                for s in rec.steps {
+                    previous.insert((s.stage_name.clone(), s.index), s);
+                }
+            }
+        }
         Ok(Engine {
             store,
             df,
@@ -104,6 +116,7 @@ impl<'a> Engine<'a> {
             context: OnceLock::new(),
             results: Mutex::new(BTreeMap::new()),
             steps: Mutex::new(Vec::new()),
+            previous,
         })
     }
 
@@ -130,6 +143,11 @@ impl<'a> Engine<'a> {
             .expect("results lock poisoned")
             .get(&i)
             .cloned()
+    }
+
+    /// The previous build's step at this place, if one was recorded.
+    pub(crate) fn previous_step(&self, stage: &str, index: usize) -> Option<&record::StepRecord> {
+        self.previous.get(&(stage.to_string(), index))
     }
 
     pub(crate) fn record_step(&self, r: record::StepRecord) {

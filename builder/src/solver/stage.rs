@@ -128,7 +128,6 @@ struct Runner<'e, 'a> {
     stage_label: String,
     step_no: usize,
     steps_total: usize,
-    prev: BTreeMap<(String, usize), StepRecord>,
     first_miss: Option<String>,
     no_cache: bool,
 }
@@ -153,21 +152,11 @@ pub fn build_stage(engine: &Engine<'_>, i: usize) -> Result<StageState, BuildErr
     let platform = crate::cli::values::platform_string(&engine.opts.platform);
     let epoch = engine.opts.epoch;
 
-    let mut prev = BTreeMap::new();
-    for t in &engine.plan.targets {
-        let tname = engine.plan.stages[*t].display_name();
-        if let Some(rec) = record::load_build(engine.store, engine.dockerfile, &tname) {
-            for s in rec.steps {
-                prev.insert((s.stage_name.clone(), s.index), s);
-            }
-        }
-    }
     let mut runner = Runner {
         engine,
         stage_label: planned.display_name(),
         step_no: 0,
         steps_total: 0,
-        prev,
         first_miss: None,
         no_cache: engine.opts.no_cache || engine.opts.no_cache_stages.contains(&i),
     };
@@ -734,7 +723,7 @@ fn run_op_with(
             r
         }
         None => {
-            if let Some(prev) = runner.prev.get(&(runner.stage_label.clone(), idx)) {
+            if let Some(prev) = engine.previous_step(&runner.stage_label, idx) {
                 let reason = if runner.no_cache {
                     "--no-cache was given".to_string()
                 } else {
