@@ -7,6 +7,7 @@
 //! nothing of Dockerfiles.
 
 pub mod auth;
+pub mod cache;
 pub mod client;
 pub mod error;
 pub mod pull;

@@ -1,0 +1,277 @@
+//! rbuild's cache map: the document that lets a build on another machine reuse this one's steps.
+//!
+//! A cache (in a registry, in a directory, or inline in an image config) is a map from step key
+//! (see the builder's `solver::key`) to what the step produced: the layer (or none, for a step
+//! that changed nothing), the key of the state it ran on, the image config after it, and a short
+//! description for people. Keys are content-addressed and contain no path, time or host, so
+//! they mean the same thing on every machine. The layout of the surrounding manifest is in
+//! `docs/cache-format.md`.
+//!
+//! Versioning: [`CACHE_MAP_VERSION`] is bumped whenever the meaning of a field changes; a reader
+//! that meets another version refuses the map ([`CacheFormatError::UnknownVersion`]) and the
+//! builder warns and builds without it, so an old and a new rbuild can share a cache ref without
+//! ever misreading each other.
+
+use std::collections::BTreeMap;
+
+use rbuild_layers::image::config::ImageConfig;
+use rbuild_layers::{Descriptor, Digest};
+use serde::{Deserialize, Serialize};
+
+/// The version of the cache map this rbuild reads and writes.
+pub const CACHE_MAP_VERSION: u32 = 1;
+
+/// The top-level image-config field that carries an inline cache map (`--cache-to type=inline`).
+pub const INLINE_FIELD: &str = "io.rbuild.cache.v1";
+
+/// Largest cache map rbuild reads (a map of thousands of steps is a few MiB).
+pub const MAX_CACHE_MAP_BYTES: u64 = 32 * 1024 * 1024;
+
+/// A layer as the cache names it: the blob (compressed) and its uncompressed digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CacheLayer {
+    pub descriptor: Descriptor,
+    pub diff_id: Digest,
+}
+
+/// What one step produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CacheEntry {
+    /// The key of the filesystem state the step ran on (`None` for a step that depends on no
+    /// earlier state, such as `COPY --link`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Digest>,
+    /// The layer the step wrote; `None` when it changed nothing (no layer, as BuildKit drops
+    /// empty layers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer: Option<CacheLayer>,
+    /// The image config after the step (informational: the importing build recomputes the
+    /// config from its Dockerfile). Left out of inline caches to keep image configs small.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<ImageConfig>,
+    /// The step as progress shows it (`[base 3/4] RUN pip install -r requirements.txt`).
+    #[serde(default)]
+    pub description: String,
+}
+
+/// A `RUN --mount=type=cache` directory exported with `--cache-to …,cache-mounts=ID`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CacheMountLayer {
+    /// The directory's contents as a layer tar (no whiteouts).
+    pub layer: CacheLayer,
+}
+
+/// The whole cache map.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CacheMap {
+    pub version: u32,
+    /// `os/arch[/variant]` the steps were built for. Keys include the platform, so entries of
+    /// another platform never match; the field lets the importer say so instead of missing
+    /// silently.
+    pub platform: String,
+    /// Step key → result.
+    #[serde(default)]
+    pub entries: BTreeMap<Digest, CacheEntry>,
+    /// Cache mount id → its contents.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cache_mounts: BTreeMap<String, CacheMountLayer>,
+}
+
+/// Why a cache map cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheFormatError {
+    #[error("the cache map has version {found}; this rbuild reads version {CACHE_MAP_VERSION}")]
+    UnknownVersion { found: u64 },
+    #[error("the cache map is not valid JSON of version {CACHE_MAP_VERSION}: {0}")]
+    Json(#[source] serde_json::Error),
+    #[error("the cache map names {digest} as a layer with media type {media_type}, which is not a layer type")]
+    NotALayer { digest: Digest, media_type: String },
+}
+
+impl CacheMap {
+    /// An empty map for `platform`.
+    pub fn new(platform: impl Into<String>) -> CacheMap {
+        CacheMap {
+            version: CACHE_MAP_VERSION,
+            platform: platform.into(),
+            entries: BTreeMap::new(),
+            cache_mounts: BTreeMap::new(),
+        }
+    }
+
+    /// Parses and checks a map. The version is read first, so a map of a later format is
+    /// reported as such rather than as invalid JSON.
+    pub fn from_slice(bytes: &[u8]) -> Result<CacheMap, CacheFormatError> {
+        #[derive(Deserialize)]
+        struct VersionOnly {
+            version: u64,
+        }
+        let v: VersionOnly = serde_json::from_slice(bytes).map_err(CacheFormatError::Json)?;
+        if v.version != u64::from(CACHE_MAP_VERSION) {
+            return Err(CacheFormatError::UnknownVersion { found: v.version });
+        }
+        let map: CacheMap = serde_json::from_slice(bytes).map_err(CacheFormatError::Json)?;
+        map.check()?;
+        Ok(map)
+    }
+
+    /// Reads a map from a JSON value (the inline form inside an image config).
+    pub fn from_value(v: &serde_json::Value) -> Result<CacheMap, CacheFormatError> {
+        let bytes = serde_json::to_vec(v).map_err(CacheFormatError::Json)?;
+        CacheMap::from_slice(&bytes)
+    }
+
+    fn check(&self) -> Result<(), CacheFormatError> {
+        for l in self.all_layers() {
+            if l.descriptor.media_type.layer_compression().is_none() {
+                return Err(CacheFormatError::NotALayer {
+                    digest: l.descriptor.digest.clone(),
+                    media_type: l.descriptor.media_type.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn all_layers(&self) -> impl Iterator<Item = &CacheLayer> {
+        self.entries
+            .values()
+            .filter_map(|e| e.layer.as_ref())
+            .chain(self.cache_mounts.values().map(|m| &m.layer))
+    }
+
+    /// The canonical bytes (maps are sorted, so equal maps give equal bytes and digests).
+    pub fn to_vec(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a cache map of strings, numbers and maps serialises")
+    }
+
+    /// Every blob the map refers to, once each, in digest order (the cache manifest's layers).
+    pub fn layer_descriptors(&self) -> Vec<Descriptor> {
+        let mut by_digest: BTreeMap<&Digest, &Descriptor> = BTreeMap::new();
+        for l in self.all_layers() {
+            by_digest
+                .entry(&l.descriptor.digest)
+                .or_insert(&l.descriptor);
+        }
+        by_digest.into_values().cloned().collect()
+    }
+
+    /// The inline map of an image config, if it has one.
+    pub fn from_image_config(config: &ImageConfig) -> Option<Result<CacheMap, CacheFormatError>> {
+        config.extra.get(INLINE_FIELD).map(CacheMap::from_value)
+    }
+
+    /// Puts this map into `config` as its inline cache (configs are left out of the entries).
+    pub fn embed_in(&self, config: &mut ImageConfig) {
+        let mut slim = self.clone();
+        for e in slim.entries.values_mut() {
+            e.config = None;
+        }
+        let v = serde_json::to_value(&slim).expect("a cache map serialises");
+        config.extra.insert(INLINE_FIELD.to_string(), v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rbuild_layers::MediaType;
+
+    fn layer(seed: &[u8]) -> CacheLayer {
+        CacheLayer {
+            descriptor: Descriptor::new(MediaType::OciLayerGzip, Digest::sha256_of(seed), 42),
+            diff_id: Digest::sha256_of(&[seed, b"-diff"].concat()),
+        }
+    }
+
+    fn sample() -> CacheMap {
+        let mut m = CacheMap::new("linux/amd64");
+        m.entries.insert(
+            Digest::sha256_of(b"k1"),
+            CacheEntry {
+                parent: Some(Digest::sha256_of(b"p")),
+                layer: Some(layer(b"a")),
+                config: None,
+                description: "[base 2/3] COPY requirements.txt .".into(),
+            },
+        );
+        m.entries.insert(
+            Digest::sha256_of(b"k2"),
+            CacheEntry {
+                parent: Some(Digest::sha256_of(b"k1")),
+                layer: None,
+                config: None,
+                description: "[base 3/3] RUN true".into(),
+            },
+        );
+        m.cache_mounts
+            .insert("pip".into(), CacheMountLayer { layer: layer(b"a") });
+        m
+    }
+
+    #[test]
+    fn round_trips_and_is_canonical() {
+        let m = sample();
+        let bytes = m.to_vec();
+        let back = CacheMap::from_slice(&bytes).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(back.to_vec(), bytes);
+    }
+
+    #[test]
+    fn layers_are_listed_once_in_digest_order() {
+        let d = sample().layer_descriptors();
+        assert_eq!(d.len(), 1, "the mount and the step share a blob");
+    }
+
+    #[test]
+    fn a_later_version_is_reported_as_such() {
+        let doc = br#"{"version": 2, "platform": "linux/amd64", "entries": {"x": 1}}"#;
+        match CacheMap::from_slice(doc) {
+            Err(CacheFormatError::UnknownVersion { found: 2 }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn non_layer_media_types_are_refused() {
+        let mut m = sample();
+        for l in m.entries.values_mut().filter_map(|e| e.layer.as_mut()) {
+            l.descriptor.media_type = MediaType::OciImageConfig;
+        }
+        assert!(matches!(
+            CacheMap::from_slice(&m.to_vec()),
+            Err(CacheFormatError::NotALayer { .. })
+        ));
+    }
+
+    #[test]
+    fn garbage_is_a_json_error() {
+        assert!(matches!(
+            CacheMap::from_slice(b"{\"version\":1,\"entries\":[]}"),
+            Err(CacheFormatError::Json(_))
+        ));
+        assert!(matches!(
+            CacheMap::from_slice(b"not json"),
+            Err(CacheFormatError::Json(_))
+        ));
+    }
+
+    #[test]
+    fn inline_maps_round_trip_through_an_image_config_without_configs() {
+        let mut m = sample();
+        let cfg = ImageConfig::new("linux", "amd64");
+        if let Some(e) = m.entries.values_mut().next() {
+            e.config = Some(cfg.clone());
+        }
+        let mut image = cfg;
+        m.embed_in(&mut image);
+        let back = CacheMap::from_image_config(&image).unwrap().unwrap();
+        assert!(back.entries.values().all(|e| e.config.is_none()));
+        assert_eq!(back.entries.len(), 2);
+    }
+}
