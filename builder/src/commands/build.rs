@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
@@ -10,7 +11,10 @@ use rbuild_layers::store::Store;
 use rbuild_layers::Compression;
 
 use crate::cli::args::BuildArgs;
-use crate::cli::cache_spec::{CacheExportTarget, CacheImportSource};
+use crate::cache::blobs::{BlobFetcher, Registries};
+use crate::cache::export::{cache_map, export_all, stages_for, ExportInput};
+use crate::cache::import::{error_text, ImportedCaches};
+use crate::cli::cache_spec::{CacheExportTarget, CacheMode};
 use crate::cli::output::OutputKind;
 use crate::cli::values::ProgressMode;
 use crate::cli::{BuildOptions, Failure};
@@ -33,27 +37,20 @@ fn check_supported(opts: &BuildOptions) -> Result<(), Failure> {
             "error: --output type=registry needs name=REGISTRY/REPOSITORY[:TAG]".into(),
         ));
     }
-    for c in &opts.cache_to {
-        if matches!(
-            c.target,
-            CacheExportTarget::Registry(_)
-                | CacheExportTarget::Inline
-                | CacheExportTarget::Local(_)
-        ) {
-            return Err(Failure::Usage(
-                "error: --cache-to is not supported by this version of rbuild yet; the local store already keeps the cache between builds on this machine".into(),
-            ));
-        }
-    }
-    for c in &opts.cache_from {
-        if matches!(
-            c.source,
-            CacheImportSource::Registry(_) | CacheImportSource::Local(_)
-        ) {
-            return Err(Failure::Usage(
-                "error: --cache-from is not supported by this version of rbuild yet".into(),
-            ));
-        }
+    let inline = opts
+        .cache_to
+        .iter()
+        .any(|c| c.target == CacheExportTarget::Inline);
+    let pushes = opts.push
+        || opts
+            .outputs
+            .iter()
+            .any(|o| matches!(o.kind, OutputKind::Registry { .. }));
+    if inline && !pushes {
+        // BuildKit silently exports nothing here; saying so is kinder.
+        return Err(Failure::Usage(
+            "error: --cache-to type=inline puts the cache in the pushed image's config: add --push (or --output type=registry,name=…)".into(),
+        ));
     }
     Ok(())
 }
@@ -166,19 +163,60 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
         ));
     }
 
-    let engine = Engine::new(
-        &store,
-        &df,
-        &plan,
-        &engine_opts,
-        &opts.plan.context,
-        &opts.plan.dockerfile,
-        progress.clone(),
-    )
-    .map_err(|e| Failure::Build(anyhow::Error::new(e)))?;
-    let states = engine
-        .run()
-        .map_err(|e| Failure::Build(anyhow::Error::new(e)))?;
+    let registries = Arc::new(Registries::new(registry_opts.clone()));
+    let fetcher = Arc::new(BlobFetcher::new(registries.clone()));
+    let mut imports = if opts.cache_from.is_empty() {
+        ImportedCaches::none()
+    } else {
+        ImportedCaches::load(&opts.cache_from, &opts.plan.platform, &registries, &progress)
+    };
+    // Outputs other than a registry need every layer's bytes here.
+    let outputs_need_bytes = opts
+        .outputs
+        .iter()
+        .any(|o| !matches!(o.kind, OutputKind::Registry { .. }));
+    let (engine, states) = loop {
+        let engine = Engine::new(
+            &store,
+            &df,
+            &plan,
+            &engine_opts,
+            &opts.plan.context,
+            &opts.plan.dockerfile,
+            progress.clone(),
+        )
+        .map_err(|e| Failure::Build(anyhow::Error::new(e)))?
+        .with_cache(fetcher.clone(), imports);
+        let built = engine.run().and_then(|states| {
+            if outputs_need_bytes {
+                for t in &plan.targets {
+                    if let Some(s) = states.get(t) {
+                        engine.fetch_layers(&s.layers)?;
+                    }
+                }
+            }
+            Ok(states)
+        });
+        match built {
+            Ok(states) => break (engine, states),
+            // The imported cache named something it could not deliver: it never fails the
+            // build or decides the image — build again without it.
+            Err(e) if e.is_imported_cache_failure() && !engine.imports.is_empty() => {
+                progress.warn(format!(
+                    "{}; building again without the imported cache",
+                    error_text(&e)
+                ));
+                imports = ImportedCaches::none();
+            }
+            Err(e) => return Err(Failure::Build(anyhow::Error::new(e))),
+        }
+    };
+    let platform = crate::cli::values::platform_string(&opts.plan.platform);
+    let inline_cache = opts
+        .cache_to
+        .iter()
+        .any(|c| c.target == CacheExportTarget::Inline);
+    let built_stages: BTreeSet<usize> = states.keys().copied().collect();
 
     let repo = default_repository(&repo_dir_name(&opts.plan.context, git.as_ref()));
     let default_tag = git.as_ref().map(crate::git::default_tag);
@@ -193,8 +231,18 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
         let names = names_for_target(&target, multiple, &tag_specs, &repo, default_tag.as_deref())
             .map_err(|e| Failure::Usage(format!("error: --tag: {e}")))?;
         let annotations = image_annotations(state, &names, git.as_ref(), epoch);
-        let image =
-            assemble(&store, state, annotations, epoch).map_err(|e| Failure::Build(e.into()))?;
+        let image = if inline_cache {
+            // The image carries the cache map of its own steps (min mode), as BuildKit's
+            // inline cache does.
+            let stages = stages_for(&plan, &[t], CacheMode::Min, &built_stages);
+            let map = cache_map(&engine.outcomes(), &stages, &platform, false);
+            let mut with_cache = (**state).clone();
+            map.embed_in(&mut with_cache.config);
+            assemble(&store, &with_cache, annotations, epoch)
+        } else {
+            assemble(&store, state, annotations, epoch)
+        }
+        .map_err(|e| Failure::Build(e.into()))?;
         // Tags rbuild sets are marked as built here: FROM uses them without asking a registry.
         let mut local_desc = image.manifest_descriptor.clone();
         local_desc.annotations.insert(
@@ -227,15 +275,35 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
     }
 
     write_outputs(&store, &built, &opts.outputs).map_err(|e| Failure::Build(e.into()))?;
-    let pushed = crate::export::push::push_images(
-        &store,
-        &built,
-        opts.push,
-        &opts.outputs,
-        &registry_opts,
-        &progress,
-    )
-    .map_err(|e| Failure::Build(e.into()))?;
+    // Pushing the images and exporting the cache run side by side.
+    let export_input = ExportInput {
+        store: &store,
+        fetcher: &fetcher,
+        imports: &engine.imports,
+        plan: &plan,
+        targets: &plan.targets,
+        built: built_stages.clone(),
+        outcomes: engine.outcomes(),
+        platform: platform.clone(),
+        progress: &progress,
+    };
+    let (pushed, exported) = std::thread::scope(|s| {
+        let export = s.spawn(|| export_all(&export_input, &opts.cache_to));
+        let pushed = crate::export::push::push_images(
+            &store,
+            &built,
+            opts.push,
+            &opts.outputs,
+            &fetcher,
+            &progress,
+        );
+        (
+            pushed,
+            export.join().expect("the cache export thread panicked"),
+        )
+    });
+    let pushed = pushed.map_err(|e| Failure::Build(e.into()))?;
+    exported.map_err(|e| Failure::Build(e.into()))?;
 
     // Remember this build for cache-miss explanations and `rbuild explain`.
     let steps = engine.step_records();
@@ -262,8 +330,8 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
     let summary = BuildSummary {
         targets: summaries,
         wall_time: started.elapsed(),
-        imported_cache_steps: 0,
-        imported_cache_bytes: 0,
+        imported_cache_steps: engine.imports.steps(),
+        imported_cache_bytes: fetcher.imported_bytes(),
     };
     if let Some(path) = &opts.metadata_file {
         write_metadata(path, &built, &pushed, &summary).map_err(Failure::Build)?;
@@ -327,6 +395,9 @@ fn write_metadata(
         if !pushed_refs.is_empty() {
             v["rbuild.pushed"] = serde_json::json!(pushed_refs);
         }
+        // Build-wide: what came from `--cache-from`.
+        v["rbuild.cache.imported.steps"] = serde_json::json!(summary.imported_cache_steps);
+        v["rbuild.cache.imported.bytes"] = serde_json::json!(summary.imported_cache_bytes);
         v
     };
     let doc = if built.len() == 1 {
@@ -336,7 +407,6 @@ fn write_metadata(
             built.iter().map(|b| (b.target.clone(), one(b))).collect();
         serde_json::to_value(m)?
     };
-    let _ = summary;
     let bytes = serde_json::to_vec_pretty(&doc)?;
     let dir = path
         .parent()

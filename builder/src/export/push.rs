@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 
 use rbuild_layers::store::Store;
 use rbuild_layers::Digest;
-use rbuild_registry::{ClientOptions, Reference, Registry, RegistryError};
+use rbuild_registry::{Reference, RegistryError};
+
+use crate::cache::blobs::BlobFetcher;
 
 use super::BuiltImage;
 use crate::cli::output::{OutputKind, OutputSpec};
@@ -69,15 +71,18 @@ fn destinations(
 }
 
 /// Pushes every built image to its destinations; returns what was pushed.
+///
+/// Layers the store does not have (lazily pulled or imported) are mounted from their repository
+/// when it is on the same registry, and fetched through `fetcher` otherwise.
 pub fn push_images(
     store: &Store,
     built: &[BuiltImage],
     push_tags: bool,
     outputs: &[OutputSpec],
-    opts: &ClientOptions,
+    fetcher: &BlobFetcher,
     progress: &Progress,
 ) -> Result<Vec<Pushed>, PushError> {
-    let mut registries: BTreeMap<String, Registry> = BTreeMap::new();
+    let fetch = fetcher.fetch_for_push(store);
     let mut pushed = Vec::new();
     for b in built {
         for ((host, repo), tags) in destinations(b, push_tags, outputs) {
@@ -86,11 +91,7 @@ pub fn push_images(
                 repository: format!("{host}/{repo}"),
                 source: Box::new(source),
             };
-            if !registries.contains_key(&host) {
-                let r = Registry::connect(&host, opts).map_err(fail)?;
-                registries.insert(host.clone(), r);
-            }
-            let reg = &registries[&host];
+            let reg = fetcher.registries().get(&host).map_err(fail)?;
             let step = progress.step(format!("pushing {host}/{repo}"));
             let sent = std::sync::atomic::AtomicU64::new(0);
             let total = b.image.manifest.layers.iter().map(|l| l.size).sum::<u64>()
@@ -99,13 +100,17 @@ pub fn push_images(
                 let now = sent.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
                 step.progress(crate::progress::ProgressKind::Pushing, now, Some(total));
             };
-            let report = match rbuild_registry::push::push_with_progress(
-                reg,
+            let opts = rbuild_registry::push::PushOptions {
+                on_bytes: &on_bytes,
+                fetch_missing: Some(&fetch),
+            };
+            let report = match rbuild_registry::push::push_with(
+                &reg,
                 store,
                 &repo,
                 &b.image.manifest_descriptor,
                 &tags,
-                &on_bytes,
+                &opts,
             ) {
                 Ok(r) => r,
                 Err(e) => {

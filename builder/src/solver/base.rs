@@ -4,8 +4,9 @@
 //! into the store and verified); otherwise a reference. Policy for references:
 //! - a name rbuild built here (its store tag annotated [`ORIGIN_ANNOTATION`]`=build`, or a tag
 //!   without the annotation, from before it existed) is used from the store, no registry asked;
-//! - any other name is resolved against its registry on every build and pulled (blobs already
-//!   in the store are not downloaded again); the store tag is then annotated `=pull`;
+//! - any other name is resolved against its registry on every build and pulled lazily (the
+//!   manifest and config now; each layer only when something needs its bytes, see
+//!   `crate::cache::blobs`); the store tag is then annotated `=pull`;
 //! - when the registry cannot be reached (connection errors or 5xx after retries) and a pulled
 //!   copy is in the store, that copy is used with a warning.
 //!
@@ -143,7 +144,14 @@ fn pull(
     on_bytes: &(dyn Fn(u64) + Sync),
 ) -> Result<Descriptor, rbuild_registry::RegistryError> {
     let reg = Registry::connect(reference.registry(), &registry_options())?;
-    let pulled = rbuild_registry::pull::pull(&reg, store, reference, platform, on_bytes)?;
+    // Layers are fetched when a step needs the base's files or an output its bytes (see
+    // `cache::blobs`); a build that only adds layers and pushes to the same registry never
+    // downloads them.
+    let opts = rbuild_registry::pull::PullOptions {
+        layers: false,
+        on_bytes,
+    };
+    let pulled = rbuild_registry::pull::pull_with(&reg, store, reference, platform, &opts)?;
     let mut desc = pulled.manifest;
     desc.annotations
         .insert(ORIGIN_ANNOTATION.to_string(), "pull".to_string());
@@ -264,7 +272,10 @@ fn from_store(
     let read = |d: &Digest| read_json_blob(store, name, d);
     let (digest, manifest) = pick_manifest(name, desc, platform, &read)?;
     for l in &manifest.layers {
-        if !store.has_blob(&l.digest) {
+        // A layer may be absent when the store knows where to fetch it from (a lazy pull).
+        if !store.has_blob(&l.digest)
+            && rbuild_registry::pull::source_of(store, &l.digest).is_none()
+        {
             return Err(err(
                 name,
                 format!("layer {} is missing from the local store", l.digest),

@@ -58,11 +58,33 @@ pub enum BuildError {
     Output(#[from] rbuild_layers::output::OutputError),
     #[error(transparent)]
     Run(#[from] super::run::RunError),
+    #[error(transparent)]
+    Fetch(#[from] crate::cache::blobs::FetchError),
+    /// A layer an imported cache named could not be fetched or did not match: the cache was
+    /// wrong, and the build is run again without it.
+    #[error("the imported cache's layer {digest} cannot be used: {reason}")]
+    ImportedCache { digest: Digest, reason: String },
+    #[error("layer {digest} unpacks to {actual}, but the image config says its diffID is {expected}")]
+    LayerMismatch {
+        digest: Digest,
+        expected: Digest,
+        actual: Digest,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }
 
 impl BuildError {
+    /// Whether the build failed because an imported cache was wrong (see
+    /// [`BuildError::ImportedCache`]), however deep in a step's error.
+    pub fn is_imported_cache_failure(&self) -> bool {
+        match self {
+            BuildError::ImportedCache { .. } => true,
+            BuildError::Step { source, .. } => source.is_imported_cache_failure(),
+            _ => false,
+        }
+    }
+
     pub fn io(
         what: &'static str,
         path: impl Into<PathBuf>,

@@ -30,6 +30,8 @@ use rbuild_layers::snapshot::SnapshotCache;
 use rbuild_layers::store::Store;
 use rbuild_layers::{Compression, Platform};
 
+use crate::cache::blobs::{BlobFetcher, FetchError, Registries};
+use crate::cache::import::ImportedCaches;
 use crate::context::{Context, IgnoreRules};
 use crate::dockerfile::Dockerfile;
 use crate::graph::BuildPlan;
@@ -83,6 +85,25 @@ pub struct Engine<'a> {
     /// The steps of the previous build of this Dockerfile's targets, by (stage name, position),
     /// read once: what misses are explained against.
     previous: BTreeMap<(String, usize), record::StepRecord>,
+    /// Fetches layers that are not in the store yet (lazily pulled bases, imported caches).
+    pub fetcher: Arc<BlobFetcher>,
+    /// `--cache-from` caches, consulted after the store.
+    pub imports: ImportedCaches,
+    /// What every filesystem step produced, for `--cache-to`.
+    outcomes: Mutex<Vec<StepOutcome>>,
+}
+
+/// What one filesystem step produced, as a cache export records it.
+#[derive(Debug, Clone)]
+pub struct StepOutcome {
+    pub stage: usize,
+    pub key: rbuild_layers::Digest,
+    pub parent: Option<rbuild_layers::Digest>,
+    pub layer: Option<LayerRef>,
+    /// The image config after the step.
+    pub config: rbuild_layers::image::config::ImageConfig,
+    /// The step as progress showed it.
+    pub description: String,
 }
 
 impl<'a> Engine<'a> {
@@ -117,7 +138,83 @@ impl<'a> Engine<'a> {
             results: Mutex::new(BTreeMap::new()),
             steps: Mutex::new(Vec::new()),
             previous,
+            fetcher: Arc::new(BlobFetcher::new(Arc::new(Registries::new(
+                base::registry_options(),
+            )))),
+            imports: ImportedCaches::none(),
+            outcomes: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Uses `fetcher` for missing layers and consults `imports` after the store.
+    pub fn with_cache(mut self, fetcher: Arc<BlobFetcher>, imports: ImportedCaches) -> Self {
+        self.fetcher = fetcher;
+        self.imports = imports;
+        self
+    }
+
+    pub(crate) fn record_outcome(&self, o: StepOutcome) {
+        self.outcomes
+            .lock()
+            .expect("outcomes lock poisoned")
+            .push(o);
+    }
+
+    /// What every filesystem step produced, in stage and step order.
+    pub fn outcomes(&self) -> Vec<StepOutcome> {
+        self.outcomes.lock().expect("outcomes lock poisoned").clone()
+    }
+
+    /// Makes sure every layer is in the store, downloading the missing ones (one progress line
+    /// for them all). A layer an imported cache named that cannot be had is
+    /// [`BuildError::ImportedCache`]: the caller builds again without the cache.
+    pub fn fetch_layers(&self, layers: &[LayerRef]) -> Result<(), BuildError> {
+        use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+        let missing: Vec<rbuild_layers::Descriptor> = layers
+            .iter()
+            .map(|l| l.descriptor.clone())
+            .filter(|d| self.store.blob_size(&d.digest) != Some(d.size))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let total: u64 = missing.iter().map(|d| d.size).sum();
+        let step = self.progress.step(format!(
+            "fetching {} layer{}",
+            missing.len(),
+            if missing.len() == 1 { "" } else { "s" }
+        ));
+        let got = AtomicU64::new(0);
+        let reported = AtomicU64::new(0);
+        let on_bytes = |n: u64| {
+            let now = got.fetch_add(n, Relaxed) + n;
+            if now - reported.load(Relaxed) >= 4 << 20 || now == total {
+                reported.store(now, Relaxed);
+                step.progress(crate::progress::ProgressKind::Pulling, now, Some(total));
+            }
+        };
+        match self.fetcher.ensure_all(self.store, &missing, &on_bytes) {
+            Ok(()) => {
+                step.done();
+                Ok(())
+            }
+            Err(e) => {
+                step.failed(crate::cache::import::error_text(&e));
+                Err(self.fetch_error(e))
+            }
+        }
+    }
+
+    /// Classifies a failed fetch: a layer from an imported cache, or any other.
+    pub fn fetch_error(&self, e: FetchError) -> BuildError {
+        if self.fetcher.is_imported(e.digest()) {
+            BuildError::ImportedCache {
+                digest: e.digest().clone(),
+                reason: crate::cache::import::error_text(&e),
+            }
+        } else {
+            BuildError::Fetch(e)
+        }
     }
 
     /// The scanned build context, read once on first use (a build that copies nothing from

@@ -634,12 +634,29 @@ fn resolve_from(
 }
 
 /// Unpacks (or reuses) every layer's snapshot and returns the stack.
+///
+/// Layers not in the store yet (a lazily pulled base, an imported cache) are fetched first,
+/// only for the snapshots that do not exist. Unpacking checks each layer's diffID against what
+/// the config or cache said, so a layer that is not what it claims never becomes a root.
 pub fn snapshot_rootfs(engine: &Engine<'_>, layers: &[LayerRef]) -> Result<RootFs, BuildError> {
-    let mut lowers = Vec::with_capacity(layers.len());
+    let mut chains = Vec::with_capacity(layers.len());
     let mut parent: Option<Digest> = None;
     for l in layers {
         let chain = chain_id(parent.as_ref(), &l.diff_id);
-        let path = engine.snapshots.get_or_create(&chain, |dir| {
+        chains.push(chain.clone());
+        parent = Some(chain);
+    }
+    let unpacked: Vec<LayerRef> = layers
+        .iter()
+        .zip(&chains)
+        .filter(|(_, c)| !engine.snapshots.path(c).is_dir())
+        .map(|(l, _)| l.clone())
+        .collect();
+    engine.fetch_layers(&unpacked)?;
+    let mut lowers = Vec::with_capacity(layers.len());
+    for (l, chain) in layers.iter().zip(&chains) {
+        let mismatch: std::cell::Cell<Option<Digest>> = std::cell::Cell::new(None);
+        let created = engine.snapshots.get_or_create(chain, |dir| {
             let blob = engine
                 .store
                 .open_blob(&l.descriptor.digest)
@@ -648,12 +665,34 @@ pub fn snapshot_rootfs(engine: &Engine<'_>, layers: &[LayerRef]) -> Result<RootF
                 whiteouts: WhiteoutMode::Overlay,
                 ..ApplyOptions::default()
             };
-            rbuild_layers::apply::apply_layer(dir, blob, &opts)
-                .map(|_| ())
-                .map_err(std::io::Error::other)
-        })?;
-        lowers.push(path);
-        parent = Some(chain);
+            let report = rbuild_layers::apply::apply_layer(dir, blob, &opts)
+                .map_err(std::io::Error::other)?;
+            if report.diff_id != l.diff_id {
+                mismatch.set(Some(report.diff_id));
+                return Err(std::io::Error::other("the layer's diffID does not match"));
+            }
+            Ok(())
+        });
+        match (created, mismatch.take()) {
+            (Ok(path), _) => lowers.push(path),
+            (Err(_), Some(actual)) if engine.fetcher.is_imported(&l.descriptor.digest) => {
+                return Err(BuildError::ImportedCache {
+                    digest: l.descriptor.digest.clone(),
+                    reason: format!(
+                        "it unpacks to {actual}, not to the diffID {} the cache names",
+                        l.diff_id
+                    ),
+                })
+            }
+            (Err(_), Some(actual)) => {
+                return Err(BuildError::LayerMismatch {
+                    digest: l.descriptor.digest.clone(),
+                    expected: l.diff_id.clone(),
+                    actual,
+                })
+            }
+            (Err(e), None) => return Err(e.into()),
+        }
     }
     Ok(RootFs { lowers })
 }
@@ -701,7 +740,7 @@ fn run_op_with(
 ) -> Result<(), BuildError> {
     let engine = runner.engine;
     let (idx, label) = runner.step_name(text);
-    let step = engine.progress.step(&label);
+    let step = engine.progress.step(label.clone());
     let inputs = match inputs(&step) {
         Ok(i) => i,
         Err(e) => {
@@ -713,7 +752,13 @@ fn run_op_with(
     let cached = if runner.no_cache {
         None
     } else {
-        record::lookup(engine.store, &key)
+        record::lookup(engine.store, &key).or_else(|| {
+            // An imported cache's hit is remembered in the store like a local one (it is
+            // used locally only once its layer is here).
+            let r = engine.imports.lookup(engine.store, &engine.fetcher, &key)?;
+            let _ = record::save(engine.store, &key, &r);
+            Some(r)
+        })
     };
     let mut miss_reason = None;
     let hit = cached.is_some();
@@ -777,7 +822,7 @@ fn run_op_with(
             r
         }
     };
-    match result.layer {
+    match result.layer.clone() {
         Some(l) => {
             state.key = key::content_key(&state.key, &l.diff_id);
             state.config.add_layer(
@@ -794,6 +839,14 @@ fn run_op_with(
             }
         }
     }
+    engine.record_outcome(super::StepOutcome {
+        stage: stage_index,
+        key: key.clone(),
+        parent: inputs.parent.clone(),
+        layer: result.layer.clone(),
+        config: state.config.clone(),
+        description: label,
+    });
     engine.record_step(StepRecord {
         stage: stage_index,
         stage_name: runner.stage_label.clone(),

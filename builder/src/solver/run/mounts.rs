@@ -113,26 +113,57 @@ pub(super) fn sandbox_mounts(
                 let seed = seeds.next().and_then(Option::as_ref);
                 debug_assert_eq!(seed.is_some(), from.is_some());
                 let id = id.clone().unwrap_or_else(|| target.clone());
-                // The id is hashed into the directory name: never a path on the host.
                 let name = rbuild_layers::Digest::sha256_of(id.as_bytes());
                 let root = engine.store.root().join("cache-mounts");
                 let dir = if *sharing == CacheSharing::Private {
                     scratch.join(format!("cache-{n}"))
                 } else {
-                    root.join(name.hex())
+                    crate::cache::mounts::shared_dir(engine.store, &id)
                 };
                 if !dir.exists() {
-                    std::fs::create_dir_all(&dir).map_err(io("creating cache mount", &dir))?;
+                    // Filled aside and renamed into place, so a build that is killed (or a
+                    // concurrent one) never sees a half-seeded cache.
+                    let parent = dir.parent().unwrap_or(scratch);
+                    std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
+                    let fresh = tempfile::Builder::new()
+                        .prefix(".new-")
+                        .tempdir_in(parent)
+                        .map_err(io("creating cache mount in", parent))?;
                     if let Some((st, rel)) = seed {
-                        seed_cache(engine, st, rel, &dir, scratch, n)?;
+                        seed_cache(engine, st, rel, fresh.path(), scratch, n)?;
+                    } else if *sharing != CacheSharing::Private {
+                        if let Some(layer) =
+                            engine
+                                .imports
+                                .cache_mount(engine.store, &engine.fetcher, &id)
+                        {
+                            crate::cache::mounts::import_mount(
+                                engine,
+                                &engine.fetcher,
+                                &layer,
+                                fresh.path(),
+                            )?;
+                        }
                     }
                     std::fs::set_permissions(
-                        &dir,
+                        fresh.path(),
                         std::os::unix::fs::PermissionsExt::from_mode(mode.unwrap_or(0o755)),
                     )
                     .map_err(io("setting the mode of cache mount", &dir))?;
-                    std::os::unix::fs::chown(&dir, Some(uid.unwrap_or(0)), Some(gid.unwrap_or(0)))
-                        .map_err(io("setting the owner of cache mount", &dir))?;
+                    std::os::unix::fs::chown(
+                        fresh.path(),
+                        Some(uid.unwrap_or(0)),
+                        Some(gid.unwrap_or(0)),
+                    )
+                    .map_err(io("setting the owner of cache mount", &dir))?;
+                    let fresh = fresh.keep();
+                    if let Err(e) = std::fs::rename(&fresh, &dir) {
+                        // Another build made it first: use theirs.
+                        let _ = std::fs::remove_dir_all(&fresh);
+                        if !dir.is_dir() {
+                            return Err(io("creating cache mount", &dir)(e));
+                        }
+                    }
                 }
                 if *sharing == CacheSharing::Locked {
                     let lock_path = root.join(format!("{}.lock", name.hex()));

@@ -1,0 +1,222 @@
+//! Getting blobs into the store only when something needs their bytes.
+//!
+//! Base images are pulled lazily (manifest and config only) and an imported cache names layers
+//! that stay in their registry. Each such layer has a source record in the store (registry and
+//! repository, see `rbuild_registry::pull::source_of`); [`BlobFetcher::ensure`] downloads it —
+//! verified by digest while streaming — when a step that missed needs it in its root, or an
+//! output needs its bytes. A push to the same registry mounts it instead and never downloads.
+//!
+//! Layers that came from an imported cache are marked: if one of them cannot be fetched or does
+//! not match, the cache was wrong, and the caller builds again without it rather than failing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rbuild_layers::store::Store;
+use rbuild_layers::{Descriptor, Digest};
+use rbuild_registry::{ClientOptions, Registry, RegistryError};
+
+/// Blobs fetched at once.
+const PARALLEL_FETCHES: usize = 3;
+
+/// One connection (with its auth state) per registry host, shared by every thread of a build.
+pub struct Registries {
+    opts: ClientOptions,
+    pool: Mutex<BTreeMap<String, Arc<Registry>>>,
+}
+
+impl Registries {
+    pub fn new(opts: ClientOptions) -> Registries {
+        Registries {
+            opts,
+            pool: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The client for `host`, connected on first use.
+    pub fn get(&self, host: &str) -> Result<Arc<Registry>, RegistryError> {
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = pool.get(host) {
+            return Ok(r.clone());
+        }
+        let r = Arc::new(Registry::connect(host, &self.opts)?);
+        pool.insert(host.to_string(), r.clone());
+        Ok(r)
+    }
+}
+
+/// Why a blob could not be put in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("layer {digest} is not in the local store and no registry is known to have it")]
+    NoSource { digest: Digest },
+    #[error("fetching layer {digest} from {registry}/{repository}")]
+    Registry {
+        digest: Digest,
+        registry: String,
+        repository: String,
+        #[source]
+        source: Box<RegistryError>,
+    },
+}
+
+impl FetchError {
+    pub fn digest(&self) -> &Digest {
+        match self {
+            FetchError::NoSource { digest } | FetchError::Registry { digest, .. } => digest,
+        }
+    }
+}
+
+/// Fetches missing blobs from where the store says they are; counts what it moved.
+pub struct BlobFetcher {
+    registries: Arc<Registries>,
+    imported: Mutex<BTreeSet<Digest>>,
+    /// Bytes downloaded for layers named by an imported cache.
+    imported_bytes: AtomicU64,
+    /// Bytes downloaded for other layers (lazily pulled base images).
+    other_bytes: AtomicU64,
+}
+
+impl BlobFetcher {
+    pub fn new(registries: Arc<Registries>) -> BlobFetcher {
+        BlobFetcher {
+            registries,
+            imported: Mutex::new(BTreeSet::new()),
+            imported_bytes: AtomicU64::new(0),
+            other_bytes: AtomicU64::new(0),
+        }
+    }
+
+    pub fn registries(&self) -> &Arc<Registries> {
+        &self.registries
+    }
+
+    /// Marks `digest` as named by an imported cache.
+    pub fn mark_imported(&self, digest: &Digest) {
+        self.imported
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(digest.clone());
+    }
+
+    /// Whether `digest` came from an imported cache.
+    pub fn is_imported(&self, digest: &Digest) -> bool {
+        self.imported
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(digest)
+    }
+
+    /// Adds bytes copied for an imported cache outside this fetcher (a local cache directory).
+    pub fn count_imported(&self, bytes: u64) {
+        self.imported_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Bytes downloaded for imported-cache layers so far.
+    pub fn imported_bytes(&self) -> u64 {
+        self.imported_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Bytes downloaded for other layers so far.
+    pub fn other_bytes(&self) -> u64 {
+        self.other_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Puts blob `desc` in the store unless it is there; returns whether it was downloaded.
+    pub fn ensure(
+        &self,
+        store: &Store,
+        desc: &Descriptor,
+        on_bytes: &(dyn Fn(u64) + Sync),
+    ) -> Result<bool, FetchError> {
+        if store.blob_size(&desc.digest) == Some(desc.size) {
+            return Ok(false);
+        }
+        let (host, repository) = rbuild_registry::pull::source_of(store, &desc.digest)
+            .ok_or_else(|| FetchError::NoSource {
+                digest: desc.digest.clone(),
+            })?;
+        let fail = |source: RegistryError| FetchError::Registry {
+            digest: desc.digest.clone(),
+            registry: host.clone(),
+            repository: repository.clone(),
+            source: Box::new(source),
+        };
+        let reg = self.registries.get(&host).map_err(fail)?;
+        let counter = if self.is_imported(&desc.digest) {
+            &self.imported_bytes
+        } else {
+            &self.other_bytes
+        };
+        let count = |n: u64| {
+            counter.fetch_add(n, Ordering::Relaxed);
+            on_bytes(n);
+        };
+        reg.fetch_blob(store, &repository, desc, &count)
+            .map_err(fail)
+    }
+
+    /// [`BlobFetcher::ensure`] for several blobs, a few at a time; the first error stops the
+    /// rest from starting.
+    pub fn ensure_all(
+        &self,
+        store: &Store,
+        descs: &[Descriptor],
+        on_bytes: &(dyn Fn(u64) + Sync),
+    ) -> Result<(), FetchError> {
+        let missing: Vec<&Descriptor> = descs
+            .iter()
+            .filter(|d| store.blob_size(&d.digest) != Some(d.size))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let next = AtomicUsize::new(0);
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        let results = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..PARALLEL_FETCHES.min(missing.len()))
+                .map(|_| {
+                    s.spawn(|| -> Result<(), FetchError> {
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            if i >= missing.len() || failed.load(Ordering::Relaxed) {
+                                return Ok(());
+                            }
+                            if let Err(e) = self.ensure(store, missing[i], on_bytes) {
+                                failed.store(true, Ordering::Relaxed);
+                                return Err(e);
+                            }
+                        }
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().expect("a fetch worker panicked"))
+                .collect::<Vec<_>>()
+        });
+        results.into_iter().collect()
+    }
+
+    /// A `fetch_missing` callback for the registry client's push.
+    pub fn fetch_for_push<'s>(
+        &'s self,
+        store: &'s Store,
+    ) -> impl Fn(&Descriptor) -> Result<(), RegistryError> + Sync + 's {
+        move |d: &Descriptor| {
+            self.ensure(store, d, &|_| {})
+                .map(|_| ())
+                .map_err(|e| match e {
+                    FetchError::Registry { source, .. } => *source,
+                    FetchError::NoSource { digest } => RegistryError::Protocol {
+                        registry: "local store".into(),
+                        what: format!(
+                            "blob {digest} is missing from the local store and no registry is known to have it"
+                        ),
+                    },
+                })
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! `--cache-to`: writes the cache map of this build's steps where the next build can find it.
+//!
+//! `mode=min` carries the steps whose layers are in the final images (the target stages and the
+//! stages they are built `FROM`); `mode=max` every step of every stage that was built, so the
+//! intermediate stages of a multi-stage build (a compiler stage read with `COPY --from`) hit too.
+//! Layers are exported as they were built (the `compression=` of a cache export applies to the
+//! layers it writes itself: cache mounts), so the image and the cache share their blobs.
+//!
+//! Blobs go only where they are missing (`HEAD` first); a layer the store never downloaded
+//! (lazily imported or pulled) is mounted from its repository on the same registry, and fetched
+//! only when it must be uploaded elsewhere.
+
+use std::collections::BTreeSet;
+
+use rbuild_layers::store::Store;
+use rbuild_registry::cache::{CacheEntry, CacheLayer, CacheMap, CacheMountLayer};
+use rbuild_registry::push::PushOptions;
+
+use super::blobs::BlobFetcher;
+use super::import::{error_text, ImportedCaches};
+use crate::cli::cache_spec::{CacheExportSpec, CacheExportTarget, CacheMode};
+use crate::graph::{Base, BuildPlan};
+use crate::progress::{LogStream, Progress};
+use crate::solver::StepOutcome;
+
+/// Why a cache export failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("exporting the cache to {target}")]
+    Write {
+        target: String,
+        #[source]
+        source: rbuild_registry::cache::CacheWriteError,
+    },
+    #[error("exporting the cache to {target}: connecting to the registry")]
+    Connect {
+        target: String,
+        #[source]
+        source: rbuild_registry::RegistryError,
+    },
+    #[error("exporting cache mount {id:?}")]
+    Mount {
+        id: String,
+        #[source]
+        source: rbuild_layers::tar::LayerError,
+    },
+}
+
+/// The stages whose steps a cache export of `targets` carries.
+pub fn stages_for(
+    plan: &BuildPlan,
+    targets: &[usize],
+    mode: CacheMode,
+    built: &BTreeSet<usize>,
+) -> BTreeSet<usize> {
+    match mode {
+        CacheMode::Max => built.clone(),
+        CacheMode::Min => {
+            let mut out = BTreeSet::new();
+            for &t in targets {
+                let mut cur = Some(t);
+                while let Some(i) = cur {
+                    if !out.insert(i) {
+                        break;
+                    }
+                    cur = match &plan.stages[i].base {
+                        Base::Stage(j) => Some(*j),
+                        _ => None,
+                    };
+                }
+            }
+            out
+        }
+    }
+}
+
+/// The cache map of the steps of `stages`.
+pub fn cache_map(
+    outcomes: &[StepOutcome],
+    stages: &BTreeSet<usize>,
+    platform: &str,
+    with_configs: bool,
+) -> CacheMap {
+    let mut map = CacheMap::new(platform);
+    for o in outcomes.iter().filter(|o| stages.contains(&o.stage)) {
+        map.entries.entry(o.key.clone()).or_insert_with(|| CacheEntry {
+            parent: o.parent.clone(),
+            layer: o.layer.as_ref().map(|l| CacheLayer {
+                descriptor: l.descriptor.clone(),
+                diff_id: l.diff_id.clone(),
+            }),
+            config: with_configs.then(|| o.config.clone()),
+            description: o.description.clone(),
+        });
+    }
+    map
+}
+
+/// Everything an export needs from the finished build.
+pub struct ExportInput<'a> {
+    pub store: &'a Store,
+    pub fetcher: &'a BlobFetcher,
+    pub imports: &'a ImportedCaches,
+    pub plan: &'a BuildPlan,
+    pub targets: &'a [usize],
+    pub built: BTreeSet<usize>,
+    pub outcomes: Vec<StepOutcome>,
+    pub platform: String,
+    pub progress: &'a Progress,
+}
+
+fn target_name(spec: &CacheExportSpec) -> String {
+    match &spec.target {
+        CacheExportTarget::Registry(r) => r.to_string(),
+        CacheExportTarget::Local(d) => d.display().to_string(),
+        CacheExportTarget::Inline => "the image (inline)".to_string(),
+    }
+}
+
+/// Runs every registry and local `--cache-to` (inline ones are part of image assembly). An
+/// export with `ignore-error=true` that fails is a warning; the first other failure is returned
+/// after the rest have run.
+pub fn export_all(input: &ExportInput<'_>, specs: &[CacheExportSpec]) -> Result<(), ExportError> {
+    let mut first_error = None;
+    for spec in specs {
+        if spec.target == CacheExportTarget::Inline {
+            continue;
+        }
+        let step = input
+            .progress
+            .step(format!("exporting cache to {}", target_name(spec)));
+        match export_one(input, spec, &step) {
+            Ok(()) => step.done(),
+            Err(e) => {
+                step.failed(error_text(&e));
+                if spec.ignore_error {
+                    input.progress.warn(format!(
+                        "{}; ignored (ignore-error=true)",
+                        error_text(&e)
+                    ));
+                } else if first_error.is_none() {
+                    first_error = Some(e);
+                }
+            }
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+fn export_one(
+    input: &ExportInput<'_>,
+    spec: &CacheExportSpec,
+    step: &crate::progress::StepHandle,
+) -> Result<(), ExportError> {
+    let stages = stages_for(input.plan, input.targets, spec.mode, &input.built);
+    let mut map = cache_map(&input.outcomes, &stages, &input.platform, true);
+    for id in &spec.cache_mounts {
+        let layer = super::mounts::export_mount(
+            input.store,
+            id,
+            spec.compression,
+            spec.compression_level,
+        )
+        .map_err(|source| ExportError::Mount {
+            id: id.clone(),
+            source,
+        })?
+        // Not used by this build: carry the imported one forward, so it is not lost.
+        .or_else(|| {
+            input
+                .imports
+                .cache_mount(input.store, input.fetcher, id)
+        });
+        match layer {
+            Some(layer) => {
+                map.cache_mounts
+                    .insert(id.clone(), CacheMountLayer { layer });
+            }
+            None => input.progress.warn(format!(
+                "cache mount {id:?} was not used by this build and is in no imported cache; it is not exported"
+            )),
+        }
+    }
+    let fetch = input.fetcher.fetch_for_push(input.store);
+    let target = target_name(spec);
+    let sent = std::sync::atomic::AtomicU64::new(0);
+    let total: u64 = map.layer_descriptors().iter().map(|d| d.size).sum();
+    let on_bytes = |n: u64| {
+        let now = sent.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
+        step.progress(crate::progress::ProgressKind::Pushing, now, Some(total));
+    };
+    let write_err = |source| ExportError::Write {
+        target: target.clone(),
+        source,
+    };
+    match &spec.target {
+        CacheExportTarget::Registry(r) => {
+            let reg = input
+                .fetcher
+                .registries()
+                .get(r.registry())
+                .map_err(|source| ExportError::Connect {
+                    target: target.clone(),
+                    source,
+                })?;
+            let opts = PushOptions {
+                on_bytes: &on_bytes,
+                fetch_missing: Some(&fetch),
+            };
+            let report = rbuild_registry::cache::remote::push_cache(
+                &reg,
+                input.store,
+                r,
+                &map,
+                &opts,
+            )
+            .map_err(write_err)?;
+            step.log(
+                LogStream::Stdout,
+                format!(
+                    "{} step(s), {} blob(s) uploaded, {} mounted, {} already there",
+                    map.entries.len(),
+                    report.blobs_uploaded,
+                    report.blobs_mounted,
+                    report.blobs_existing
+                ),
+            );
+        }
+        CacheExportTarget::Local(dir) => {
+            rbuild_registry::cache::layout::write_layout_cache(
+                dir,
+                input.store,
+                &map,
+                Some(&fetch),
+            )
+            .map_err(write_err)?;
+            step.log(
+                LogStream::Stdout,
+                format!("{} step(s) written to {}", map.entries.len(), dir.display()),
+            );
+        }
+        CacheExportTarget::Inline => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rbuild_layers::image::config::ImageConfig;
+    use rbuild_layers::{Descriptor, Digest, MediaType};
+
+    fn outcome(stage: usize, seed: &str, layer: bool) -> StepOutcome {
+        StepOutcome {
+            stage,
+            key: Digest::sha256_of(seed.as_bytes()),
+            parent: None,
+            layer: layer.then(|| crate::solver::LayerRef {
+                descriptor: Descriptor::new(
+                    MediaType::OciLayerGzip,
+                    Digest::sha256_of(format!("{seed}-blob").as_bytes()),
+                    10,
+                ),
+                diff_id: Digest::sha256_of(format!("{seed}-diff").as_bytes()),
+            }),
+            config: ImageConfig::new("linux", "amd64"),
+            description: seed.to_string(),
+        }
+    }
+
+    #[test]
+    fn maps_hold_only_the_chosen_stages_and_configs_only_when_asked() {
+        let outcomes = vec![outcome(0, "a", true), outcome(1, "b", false), outcome(2, "c", true)];
+        let stages: BTreeSet<usize> = [0, 2].into_iter().collect();
+        let m = cache_map(&outcomes, &stages, "linux/amd64", false);
+        assert_eq!(m.entries.len(), 2);
+        assert!(m.entries.values().all(|e| e.config.is_none()));
+        assert_eq!(m.layer_descriptors().len(), 2);
+        let m = cache_map(&outcomes, &stages, "linux/amd64", true);
+        assert!(m.entries.values().all(|e| e.config.is_some()));
+    }
+}

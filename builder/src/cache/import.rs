@@ -1,0 +1,305 @@
+//! `--cache-from`: caches exported by other builds (a registry cache manifest, an image's
+//! inline cache, or an OCI layout directory), consulted when the local store misses.
+//!
+//! Loading reads only the cache maps. A lookup that finds a step's key trusts it only once its
+//! layer is confirmed: in a registry by a `HEAD` of the blob (no bytes move — the layer is
+//! fetched, verified by digest, only if something later needs it); in a directory by copying it
+//! into the store, verified. Every problem — a missing ref, an unreadable or foreign-version map,
+//! another platform, a blob that is gone — is one warning per cache, never a failed build: the
+//! step is built instead. Sources are tried in the order given.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rbuild_layers::store::Store;
+use rbuild_layers::{Descriptor, Digest, Platform};
+use rbuild_registry::cache::{CacheLayer, CacheMap};
+use rbuild_registry::Registry;
+
+use super::blobs::{BlobFetcher, Registries};
+use crate::cli::cache_spec::{CacheImportSource, CacheImportSpec};
+use crate::progress::Progress;
+use crate::solver::record::StepResult;
+use crate::solver::LayerRef;
+
+/// Where an imported cache's blobs are.
+enum Location {
+    Registry {
+        reg: Arc<Registry>,
+        host: String,
+        repository: String,
+    },
+    Layout(PathBuf),
+}
+
+struct Source {
+    /// The ref or directory as the user gave it (for warnings).
+    label: String,
+    map: CacheMap,
+    location: Location,
+}
+
+/// The caches given with `--cache-from`, in order.
+pub struct ImportedCaches {
+    sources: Vec<Source>,
+    /// (source, blob) → whether the blob is available there.
+    checked: Mutex<BTreeMap<(usize, Digest), bool>>,
+    warned: Mutex<BTreeSet<usize>>,
+    steps: AtomicUsize,
+    progress: Option<Progress>,
+}
+
+fn platform_string(p: &Platform) -> String {
+    crate::cli::values::platform_string(p)
+}
+
+impl ImportedCaches {
+    /// No imported cache.
+    pub fn none() -> ImportedCaches {
+        ImportedCaches {
+            sources: Vec::new(),
+            checked: Mutex::new(BTreeMap::new()),
+            warned: Mutex::new(BTreeSet::new()),
+            steps: AtomicUsize::new(0),
+            progress: None,
+        }
+    }
+
+    /// Reads the cache map of every `--cache-from`; a source that cannot be used is a warning.
+    pub fn load(
+        specs: &[CacheImportSpec],
+        platform: &Platform,
+        registries: &Registries,
+        progress: &Progress,
+    ) -> ImportedCaches {
+        let want = platform_string(platform);
+        let mut sources = Vec::new();
+        for spec in specs {
+            let loaded = match &spec.source {
+                CacheImportSource::Registry(r) => {
+                    let label = r.to_string();
+                    match registries.get(r.registry()) {
+                        Err(e) => Err((label, e.to_string())),
+                        Ok(reg) => {
+                            match rbuild_registry::cache::remote::fetch_cache(&reg, r, platform) {
+                                Ok(c) => Ok(Source {
+                                    label,
+                                    map: c.map,
+                                    location: Location::Registry {
+                                        reg,
+                                        host: c.registry,
+                                        repository: c.repository,
+                                    },
+                                }),
+                                Err(e) => Err((label, error_text(&e))),
+                            }
+                        }
+                    }
+                }
+                CacheImportSource::Local(dir) => {
+                    let label = dir.display().to_string();
+                    match rbuild_registry::cache::layout::read_layout_cache(dir) {
+                        Ok(c) => Ok(Source {
+                            label,
+                            map: c.map,
+                            location: Location::Layout(c.dir),
+                        }),
+                        Err(e) => Err((label, error_text(&e))),
+                    }
+                }
+            };
+            match loaded {
+                Ok(s) if s.map.platform != want => progress.warn(format!(
+                    "cache {}: it was built for {}, this build is for {want}; not using it",
+                    s.label, s.map.platform
+                )),
+                Ok(s) => sources.push(s),
+                Err((label, why)) => {
+                    progress.warn(format!("cache {label}: {why}; building without it"))
+                }
+            }
+        }
+        ImportedCaches {
+            sources,
+            checked: Mutex::new(BTreeMap::new()),
+            warned: Mutex::new(BTreeSet::new()),
+            steps: AtomicUsize::new(0),
+            progress: Some(progress.clone()),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sources.is_empty()
+    }
+
+    /// Steps taken from an imported cache so far.
+    pub fn steps(&self) -> usize {
+        self.steps.load(Ordering::Relaxed)
+    }
+
+    fn warn_once(&self, source: usize, message: String) {
+        let first = self
+            .warned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(source);
+        if first {
+            if let Some(p) = &self.progress {
+                p.warn(message);
+            }
+        }
+    }
+
+    /// Whether blob `desc` of source `i` can be had; on success the store knows where to fetch
+    /// it from (registry) or has it (directory).
+    fn available(
+        &self,
+        i: usize,
+        store: &Store,
+        fetcher: &BlobFetcher,
+        desc: &Descriptor,
+    ) -> bool {
+        let memo = (i, desc.digest.clone());
+        if let Some(&known) = self
+            .checked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&memo)
+        {
+            return known;
+        }
+        let s = &self.sources[i];
+        let ok = if store.blob_size(&desc.digest) == Some(desc.size) {
+            true
+        } else {
+            match &s.location {
+                Location::Registry {
+                    reg,
+                    host,
+                    repository,
+                } => match reg.has_blob(repository, &desc.digest) {
+                    Ok(true) => {
+                        rbuild_registry::pull::record_source(store, host, repository, &desc.digest);
+                        fetcher.mark_imported(&desc.digest);
+                        true
+                    }
+                    Ok(false) => {
+                        self.warn_once(
+                            i,
+                            format!(
+                                "cache {}: layer {} is missing from the registry; the steps that made it are built again",
+                                s.label, desc.digest
+                            ),
+                        );
+                        false
+                    }
+                    Err(e) => {
+                        self.warn_once(
+                            i,
+                            format!(
+                                "cache {}: checking layer {}: {}; the steps that made it are built again",
+                                s.label,
+                                desc.digest,
+                                error_text(&e)
+                            ),
+                        );
+                        false
+                    }
+                },
+                Location::Layout(dir) => {
+                    match rbuild_registry::cache::layout::import_layout_blob(dir, store, desc) {
+                        Ok(()) => {
+                            fetcher.count_imported(desc.size);
+                            true
+                        }
+                        Err(e) => {
+                            self.warn_once(
+                                i,
+                                format!(
+                                    "cache {}: layer {}: {}; the steps that made it are built again",
+                                    s.label,
+                                    desc.digest,
+                                    error_text(&e)
+                                ),
+                            );
+                            false
+                        }
+                    }
+                }
+            }
+        };
+        self.checked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(memo, ok);
+        ok
+    }
+
+    /// The imported result of step `key`, from the first cache that has it and whose layer is
+    /// available.
+    pub fn lookup(&self, store: &Store, fetcher: &BlobFetcher, key: &Digest) -> Option<StepResult> {
+        for (i, s) in self.sources.iter().enumerate() {
+            let Some(e) = s.map.entries.get(key) else {
+                continue;
+            };
+            let result = match &e.layer {
+                None => StepResult::new(None),
+                Some(l) if self.available(i, store, fetcher, &l.descriptor) => {
+                    StepResult::new(Some(layer_ref(l)))
+                }
+                Some(_) => continue,
+            };
+            self.steps.fetch_add(1, Ordering::Relaxed);
+            return Some(result);
+        }
+        None
+    }
+
+    /// The contents of cache mount `id` from the first cache that exported it and whose blob is
+    /// available (its source is recorded; the caller fetches it).
+    pub fn cache_mount(&self, store: &Store, fetcher: &BlobFetcher, id: &str) -> Option<CacheLayer> {
+        for (i, s) in self.sources.iter().enumerate() {
+            if let Some(m) = s.map.cache_mounts.get(id) {
+                if self.available(i, store, fetcher, &m.layer.descriptor) {
+                    return Some(m.layer.clone());
+                }
+            }
+        }
+        None
+    }
+
+    /// The ids of every imported cache mount (an export carries forward the ones this build
+    /// did not use).
+    pub fn cache_mount_ids(&self) -> BTreeSet<String> {
+        self.sources
+            .iter()
+            .flat_map(|s| s.map.cache_mounts.keys().cloned())
+            .collect()
+    }
+}
+
+fn layer_ref(l: &CacheLayer) -> LayerRef {
+    let mut descriptor = l.descriptor.clone();
+    descriptor.annotations.clear();
+    LayerRef {
+        descriptor,
+        diff_id: l.diff_id.clone(),
+    }
+}
+
+/// An error and its causes on one line (warnings are single lines).
+pub fn error_text(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let msg = s.to_string();
+        if !out.contains(&msg) {
+            out.push_str(": ");
+            out.push_str(&msg);
+        }
+        cur = s.source();
+    }
+    out
+}
