@@ -2,8 +2,8 @@
 //! checked with `HEAD` and skipped when present, mounted from another repository on the same
 //! registry when the store knows it came from there, otherwise uploaded (monolithic or
 //! chunked), several at a time; a blob the store lacks (a lazily pulled layer) is mounted from
-//! its source, or fetched through the caller's `fetch_missing` and uploaded; manifests go last, the children of an index before it, then
-//! every tag. A blob upload that fails because the registry went away or lost the session is
+//! its source, or fetched through the caller's `fetch_missing` and uploaded. Manifests go
+//! last, the children of an index before it, then every tag. A blob upload that fails because the registry went away or lost the session is
 //! started again (bounded), so a registry restarted mid-push does not fail the push.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
