@@ -49,6 +49,13 @@ pub enum RegistryError {
         expected: Digest,
         actual: Digest,
     },
+    #[error("registry {registry}: {path}: the blob is {size} bytes, more than the {max} bytes rbuild reads into memory for it")]
+    TooLarge {
+        registry: String,
+        path: String,
+        size: u64,
+        max: u64,
+    },
     #[error("registry {registry}: {path}: unexpected media type {media_type}")]
     UnexpectedMediaType {
         registry: String,

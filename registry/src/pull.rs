@@ -2,7 +2,8 @@
 //! the platform), config and layers fetched concurrently and verified while streaming; blobs
 //! already in the store are not downloaded again. Each pulled blob is recorded as coming from
 //! its repository (store record kind [`SOURCE_RECORD`]) so a later push to another repository
-//! on the same registry can mount it instead of uploading it.
+//! on the same registry can mount it instead of uploading it. [`pull_with`] can leave the
+//! layers on the registry (lazy pull): only their sources are recorded.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -88,13 +89,54 @@ pub fn known_source(store: &Store, registry: &str, digest: &Digest) -> Option<St
         .flatten()
 }
 
-/// Pulls `reference` for `platform` into `store`.
+/// How [`pull_with`] pulls.
+pub struct PullOptions<'a> {
+    /// Whether to download the layers. Without them only the manifest(s) and the config are
+    /// stored, and each layer is recorded as coming from the repository, so that it can be
+    /// fetched when it is needed or mounted by a push to the same registry (a build whose
+    /// steps are all cached never needs its base image's layers).
+    pub layers: bool,
+    /// Called with byte counts as blobs arrive (progress), from the download threads.
+    pub on_bytes: &'a (dyn Fn(u64) + Sync),
+}
+
+/// The registry and repository a blob is known to come from, whatever the registry.
+pub fn source_of(store: &Store, digest: &Digest) -> Option<(String, String)> {
+    let bytes = store.get_record(SOURCE_RECORD, digest).ok()??;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    Some((
+        v.get("registry")?.as_str()?.to_string(),
+        v.get("repository")?.as_str()?.to_string(),
+    ))
+}
+
+/// Pulls `reference` for `platform` into `store`, layers included.
 pub fn pull(
     reg: &Registry,
     store: &Store,
     reference: &Reference,
     platform: &Platform,
     on_bytes: &(dyn Fn(u64) + Sync),
+) -> Result<Pulled, RegistryError> {
+    pull_with(
+        reg,
+        store,
+        reference,
+        platform,
+        &PullOptions {
+            layers: true,
+            on_bytes,
+        },
+    )
+}
+
+/// Pulls `reference` for `platform` into `store` as `opts` says.
+pub fn pull_with(
+    reg: &Registry,
+    store: &Store,
+    reference: &Reference,
+    platform: &Platform,
+    opts: &PullOptions,
 ) -> Result<Pulled, RegistryError> {
     let repo = reference.repository();
     let wanted = match (reference.digest(), reference.tag_or_latest()) {
@@ -151,10 +193,17 @@ pub fn pull(
             media_type: bad.media_type.clone(),
         });
     }
-    let blobs: Vec<&Descriptor> = std::iter::once(&parsed.config)
-        .chain(&parsed.layers)
-        .collect();
-    fetch_all(reg, store, repo, &blobs, on_bytes)?;
+    let blobs: Vec<&Descriptor> = if opts.layers {
+        std::iter::once(&parsed.config)
+            .chain(&parsed.layers)
+            .collect()
+    } else {
+        for l in &parsed.layers {
+            record_source(store, reg.host(), repo, &l.digest);
+        }
+        vec![&parsed.config]
+    };
+    fetch_all(reg, store, repo, &blobs, opts.on_bytes)?;
     let stored = store.put_bytes(fetched.media_type.clone(), &fetched.bytes)?;
     let mut manifest = stored;
     manifest.platform = platform_field;

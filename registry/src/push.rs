@@ -1,8 +1,9 @@
 //! Pushing an image (a manifest, or an index and its manifests) from the store: every blob is
 //! checked with `HEAD` and skipped when present, mounted from another repository on the same
 //! registry when the store knows it came from there, otherwise uploaded (monolithic or
-//! chunked), several at a time; manifests go last, the children of an index before it, then
-//! every tag. A blob upload that fails because the registry went away or lost the session is
+//! chunked), several at a time; a blob the store lacks (a lazily pulled layer) is mounted from
+//! its source, or fetched through the caller's `fetch_missing` and uploaded. Manifests go
+//! last, the children of an index before it, then every tag. A blob upload that fails because the registry went away or lost the session is
 //! started again (bounded), so a registry restarted mid-push does not fail the push.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -37,6 +38,17 @@ fn read_doc(store: &Store, d: &Digest) -> Result<Vec<u8>, RegistryError> {
     })
 }
 
+/// How [`push_with`] pushes.
+pub struct PushOptions<'a> {
+    /// Called with the size of each blob once it is on the registry (uploaded, mounted or
+    /// already there), from the upload threads.
+    pub on_bytes: &'a (dyn Fn(u64) + Sync),
+    /// Puts a blob the store lacks into it, verified (e.g. downloads a lazily pulled layer
+    /// from its source registry). Called only for blobs the destination lacks and cannot
+    /// mount; without it such a blob is an error.
+    pub fetch_missing: Option<&'a (dyn Fn(&Descriptor) -> Result<(), RegistryError> + Sync)>,
+}
+
 /// Pushes `top` (a manifest or an index in `store`) to `repository`, tagged with each of
 /// `tags` (none: by digest only). Returns the pushed digest.
 pub fn push(
@@ -59,8 +71,31 @@ pub fn push_with_progress(
     tags: &[String],
     on_bytes: &(dyn Fn(u64) + Sync),
 ) -> Result<PushReport, RegistryError> {
+    push_with(
+        reg,
+        store,
+        repository,
+        top,
+        tags,
+        &PushOptions {
+            on_bytes,
+            fetch_missing: None,
+        },
+    )
+}
+
+/// Pushes `top` (a manifest or an index in `store`) to `repository` as `opts` says. The
+/// documents must be in the store; blobs need not be (see [`PushOptions::fetch_missing`]).
+pub fn push_with(
+    reg: &Registry,
+    store: &Store,
+    repository: &str,
+    top: &Descriptor,
+    tags: &[String],
+    opts: &PushOptions,
+) -> Result<PushReport, RegistryError> {
     let mut report = PushReport::default();
-    push_tree(reg, store, repository, top, &mut report, on_bytes)?;
+    push_tree(reg, store, repository, top, &mut report, opts)?;
     let bytes = read_doc(store, &top.digest)?;
     if tags.is_empty() {
         reg.put_manifest(repository, &top.digest.to_string(), &top.media_type, &bytes)?;
@@ -79,7 +114,7 @@ fn push_tree(
     repository: &str,
     desc: &Descriptor,
     report: &mut PushReport,
-    on_bytes: &(dyn Fn(u64) + Sync),
+    opts: &PushOptions,
 ) -> Result<(), RegistryError> {
     let bytes = read_doc(store, &desc.digest)?;
     let doc_err = |source| RegistryError::Document {
@@ -90,7 +125,7 @@ fn push_tree(
     if desc.media_type.is_index() {
         let index = ImageIndex::from_slice(&bytes).map_err(doc_err)?;
         for child in &index.manifests {
-            push_tree(reg, store, repository, child, report, on_bytes)?;
+            push_tree(reg, store, repository, child, report, opts)?;
             let child_bytes = read_doc(store, &child.digest)?;
             reg.put_manifest(
                 repository,
@@ -105,7 +140,7 @@ fn push_tree(
     let blobs: Vec<&Descriptor> = std::iter::once(&manifest.config)
         .chain(&manifest.layers)
         .collect();
-    for r in upload_all(reg, store, repository, &blobs, on_bytes)? {
+    for r in upload_all(reg, store, repository, &blobs, opts)? {
         match r {
             Uploaded::AlreadyThere => report.blobs_existing += 1,
             Uploaded::Mounted => report.blobs_mounted += 1,
@@ -120,15 +155,41 @@ fn upload_one(
     store: &Store,
     repository: &str,
     d: &Descriptor,
+    fetch_missing: Option<&(dyn Fn(&Descriptor) -> Result<(), RegistryError> + Sync)>,
 ) -> Result<Uploaded, RegistryError> {
     let path = store.blob_path(&d.digest);
+    let mut from = known_source(store, reg.host(), &d.digest);
     if store.blob_size(&d.digest) != Some(d.size) {
-        return Err(RegistryError::Protocol {
-            registry: reg.host().to_string(),
-            what: format!("blob {} is missing from the local store", d.digest),
-        });
+        // Not local (a lazily pulled layer, a remote cache hit): the destination may have it,
+        // or get it by a mount, without a byte passing through this machine.
+        if reg.has_blob(repository, &d.digest)? {
+            return Ok(Uploaded::AlreadyThere);
+        }
+        if let Some(source) = from.as_deref().filter(|f| *f != repository) {
+            if reg.mount_blob(repository, &d.digest, source)? {
+                record_source(store, reg.host(), repository, &d.digest);
+                return Ok(Uploaded::Mounted);
+            }
+        }
+        let Some(fetch) = fetch_missing else {
+            return Err(RegistryError::Protocol {
+                registry: reg.host().to_string(),
+                what: format!("blob {} is missing from the local store", d.digest),
+            });
+        };
+        fetch(d)?;
+        if store.blob_size(&d.digest) != Some(d.size) {
+            return Err(RegistryError::Protocol {
+                registry: reg.host().to_string(),
+                what: format!(
+                    "blob {} is still missing from the local store after fetching it",
+                    d.digest
+                ),
+            });
+        }
+        // The mount was declined or impossible; upload_blob need not ask again.
+        from = None;
     }
-    let from = known_source(store, reg.host(), &d.digest);
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -158,7 +219,7 @@ fn upload_all(
     store: &Store,
     repository: &str,
     blobs: &[&Descriptor],
-    on_bytes: &(dyn Fn(u64) + Sync),
+    opts: &PushOptions,
 ) -> Result<Vec<Uploaded>, RegistryError> {
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
@@ -172,9 +233,9 @@ fn upload_all(
                         if i >= blobs.len() || failed.load(Ordering::Relaxed) {
                             return Ok(done);
                         }
-                        match upload_one(reg, store, repository, blobs[i]) {
+                        match upload_one(reg, store, repository, blobs[i], opts.fetch_missing) {
                             Ok(u) => {
-                                on_bytes(blobs[i].size);
+                                (opts.on_bytes)(blobs[i].size);
                                 done.push(u);
                             }
                             Err(e) => {

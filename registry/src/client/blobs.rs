@@ -94,6 +94,107 @@ impl Registry {
         Err(last_err.expect("the loop ran at least once"))
     }
 
+    /// Downloads a small blob (a config, a cache map) into memory, refusing one larger than
+    /// `max` (by its descriptor before asking, and by the bytes received), and checks its size
+    /// and sha256 digest against `desc`.
+    pub fn get_blob_bytes(
+        &self,
+        repository: &str,
+        desc: &Descriptor,
+        max: u64,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let target = format!("/v2/{repository}/blobs/{}", desc.digest);
+        let too_large = |size| RegistryError::TooLarge {
+            registry: self.host().to_string(),
+            path: target.clone(),
+            size,
+            max,
+        };
+        if desc.size > max {
+            return Err(too_large(desc.size));
+        }
+        let resp = self
+            .send(&Req {
+                method: "GET",
+                target: target.clone(),
+                scope: scope(repository, "pull"),
+                headers: vec![],
+                body: Body::Empty,
+            })
+            .map_err(|e| not_found(e, "blob", &desc.digest.to_string()))?;
+        let mut bytes = Vec::new();
+        // One byte past the expected size, so a longer body is detected, not truncated.
+        resp.into_reader()
+            .take(desc.size.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .map_err(|e| RegistryError::Protocol {
+                registry: self.host().to_string(),
+                what: format!("GET {target}: reading the body: {e}"),
+            })?;
+        if bytes.len() as u64 != desc.size {
+            return Err(RegistryError::Protocol {
+                registry: self.host().to_string(),
+                what: format!(
+                    "GET {target}: the blob has {}{} bytes, but its descriptor says {}",
+                    bytes.len(),
+                    if bytes.len() as u64 > desc.size {
+                        " or more"
+                    } else {
+                        ""
+                    },
+                    desc.size
+                ),
+            });
+        }
+        let actual = Digest::sha256_of(&bytes);
+        if actual != desc.digest {
+            return Err(RegistryError::DigestMismatch {
+                registry: self.host().to_string(),
+                path: target,
+                expected: desc.digest.clone(),
+                actual,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Asks the registry to mount `digest` into `repository` from `from` (distribution-spec
+    /// "Mounting a blob from another repository"): `Ok(true)` when it did (201). When it
+    /// declines it opens an upload session instead (202); that session is cancelled (best
+    /// effort: an abandoned session only costs the registry until it expires) and the answer
+    /// is `Ok(false)`, so the caller can fetch and upload the blob itself.
+    pub fn mount_blob(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        from: &str,
+    ) -> Result<bool, RegistryError> {
+        if from == repository {
+            return self.has_blob(repository, digest);
+        }
+        let start = format!("/v2/{repository}/blobs/uploads/?mount={digest}&from={from}");
+        let resp = self.send(&Req {
+            method: "POST",
+            target: start.clone(),
+            scope: format!("{} {}", scope(repository, "pull,push"), scope(from, "pull")),
+            headers: vec![("Content-Length", "0".into())],
+            body: Body::Empty,
+        })?;
+        if resp.status() == 201 {
+            return Ok(true);
+        }
+        if let Ok(location) = self.location(&resp, &start) {
+            let _ = self.send(&Req {
+                method: "DELETE",
+                target: location,
+                scope: scope(repository, "pull,push"),
+                headers: vec![],
+                body: Body::Empty,
+            });
+        }
+        Ok(false)
+    }
+
     /// Uploads blob `desc` from `file` to `repository`, unless the registry has it; mounts it
     /// from `mount_from` (another repository on this registry) when given.
     pub fn upload_blob(

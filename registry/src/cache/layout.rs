@@ -1,0 +1,408 @@
+//! Caches in a directory (`--cache-to type=local,dest=DIR` / `--cache-from type=local,src=DIR`):
+//! an OCI image layout (image-spec `image-layout.md`) holding the same cache manifest a
+//! registry cache has ([`super::remote`]), tagged `latest` in `index.json`.
+//!
+//! Writing is crash-safe and exclusive: blobs and `index.json` go through a temp file that is
+//! fsynced and renamed, the new `index.json` is in place before blobs it no longer references
+//! are removed, and an flock on `<dir>/.rbuild-cache.lock` keeps two exports to one directory
+//! from interleaving. Reading verifies every document it parses and every blob it imports by
+//! digest and size, and caps how much it reads: the directory may come from anywhere (a CI
+//! cache restored from elsewhere).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use rbuild_layers::digest::Algorithm;
+use rbuild_layers::image::manifest::{read_capped, ImageIndex, ImageManifest, MAX_MANIFEST_BYTES};
+use rbuild_layers::store::{Store, StoreError};
+use rbuild_layers::{Descriptor, Digest, MediaType};
+
+use super::error::{CacheLoadError, CacheWriteError};
+use super::format::{CacheMap, MAX_CACHE_MAP_BYTES};
+use super::remote::{check_listed, put_cache_manifest};
+use crate::error::RegistryError;
+
+/// `index.json`'s annotation naming an entry (image-spec `annotations.md`).
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// The name of the cache's entry in `index.json`.
+pub const CACHE_TAG: &str = "latest";
+/// The lock file held while a cache is written.
+pub const LOCK_FILE: &str = ".rbuild-cache.lock";
+/// Prefix of temp files in the layout (removed by the next writer if a crash left them).
+const TEMP_PREFIX: &str = ".rbuild-tmp-";
+const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+/// Mode of files written into the layout (another user may restore or read it).
+const FILE_MODE: u32 = 0o644;
+
+/// A cache map read from a layout directory.
+#[derive(Debug, Clone)]
+pub struct LayoutCache {
+    pub map: CacheMap,
+    pub dir: PathBuf,
+    pub manifest_digest: Digest,
+}
+
+fn what(dir: &Path) -> String {
+    dir.display().to_string()
+}
+
+/// `<dir>/blobs/sha256/<hex>`; the store and this layout hold sha256 blobs only.
+fn blob_path(dir: &Path, digest: &Digest) -> Option<PathBuf> {
+    (digest.algorithm() == Algorithm::Sha256)
+        .then(|| dir.join("blobs").join("sha256").join(digest.hex()))
+}
+
+/// Reads a small blob of the layout, checking its size against `max` first and its size and
+/// digest against `desc` after.
+fn read_verified(dir: &Path, desc: &Descriptor, max: u64) -> Result<Vec<u8>, CacheLoadError> {
+    let inconsistent = |reason: String| CacheLoadError::Inconsistent {
+        what: what(dir),
+        reason,
+    };
+    let path = blob_path(dir, &desc.digest)
+        .ok_or_else(|| inconsistent(format!("{} is not a sha256 digest", desc.digest)))?;
+    if desc.size > max {
+        return Err(inconsistent(format!(
+            "blob {} is {} bytes, more than the {max} bytes rbuild reads for it",
+            desc.digest, desc.size
+        )));
+    }
+    let io_err = |op| {
+        let path = path.clone();
+        move |source| CacheLoadError::Io {
+            what: what(dir),
+            op,
+            path,
+            source,
+        }
+    };
+    let mut bytes = Vec::new();
+    File::open(&path)
+        .map_err(io_err("opening"))?
+        .take(desc.size.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(io_err("reading"))?;
+    if bytes.len() as u64 != desc.size || Digest::sha256_of(&bytes) != desc.digest {
+        return Err(inconsistent(format!(
+            "blob {} does not match its digest and size ({} bytes); the directory is corrupt",
+            desc.digest, desc.size
+        )));
+    }
+    Ok(bytes)
+}
+
+/// Reads the cache in `dir`: `index.json` → the entry named `latest` (else the only entry) →
+/// the cache manifest → the map. Copies no layer.
+pub fn read_layout_cache(dir: &Path) -> Result<LayoutCache, CacheLoadError> {
+    let index_path = dir.join("index.json");
+    let file = match File::open(&index_path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(CacheLoadError::NotFound { what: what(dir) })
+        }
+        Err(source) => {
+            return Err(CacheLoadError::Io {
+                what: what(dir),
+                op: "opening",
+                path: index_path,
+                source,
+            })
+        }
+    };
+    let document = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| CacheLoadError::Document {
+            what: what(dir),
+            path,
+            source,
+        }
+    };
+    let bytes =
+        read_capped(file, MAX_MANIFEST_BYTES, "image index").map_err(document(&index_path))?;
+    let index = ImageIndex::from_slice(&bytes).map_err(document(&index_path))?;
+    let named = index
+        .manifests
+        .iter()
+        .find(|m| m.annotations.get(REF_NAME).map(String::as_str) == Some(CACHE_TAG));
+    let entry = match (named, index.manifests.as_slice()) {
+        (Some(e), _) => e,
+        (None, [only]) => only,
+        (None, all) => {
+            return Err(CacheLoadError::Inconsistent {
+                what: what(dir),
+                reason: format!(
+                    "index.json has {} entries and none is named {CACHE_TAG:?} ({REF_NAME})",
+                    all.len()
+                ),
+            })
+        }
+    };
+    if !entry.media_type.is_manifest() {
+        return Err(CacheLoadError::NotACache {
+            what: what(dir),
+            media_type: entry.media_type.clone(),
+        });
+    }
+    let manifest_bytes = read_verified(dir, entry, MAX_MANIFEST_BYTES)?;
+    let manifest_path = blob_path(dir, &entry.digest).unwrap_or_default();
+    let manifest = ImageManifest::from_slice(&manifest_bytes).map_err(document(&manifest_path))?;
+    if manifest.config.media_type != MediaType::RbuildCacheConfig {
+        return Err(CacheLoadError::NotACache {
+            what: what(dir),
+            media_type: manifest.config.media_type,
+        });
+    }
+    let map_bytes = read_verified(dir, &manifest.config, MAX_CACHE_MAP_BYTES)?;
+    let map = CacheMap::from_slice(&map_bytes).map_err(|source| CacheLoadError::Format {
+        what: what(dir),
+        source,
+    })?;
+    check_listed(&map, &manifest.layers, &what(dir), "the cache manifest")?;
+    Ok(LayoutCache {
+        map,
+        dir: dir.to_path_buf(),
+        manifest_digest: entry.digest.clone(),
+    })
+}
+
+/// Copies blob `desc` from the layout in `dir` into `store`, streaming, verified by digest
+/// and size (a corrupt or truncated blob is refused and nothing is stored). Nothing to do when
+/// the store has it.
+pub fn import_layout_blob(
+    dir: &Path,
+    store: &Store,
+    desc: &Descriptor,
+) -> Result<(), CacheLoadError> {
+    if store.blob_size(&desc.digest) == Some(desc.size) {
+        store.mark_blob_used(&desc.digest);
+        return Ok(());
+    }
+    let path = blob_path(dir, &desc.digest).ok_or_else(|| CacheLoadError::Inconsistent {
+        what: what(dir),
+        reason: format!("{} is not a sha256 digest", desc.digest),
+    })?;
+    let io_err = |op| {
+        let path = path.clone();
+        move |source| CacheLoadError::Io {
+            what: what(dir),
+            op,
+            path,
+            source,
+        }
+    };
+    let store_err = |source| CacheLoadError::Store {
+        what: what(dir),
+        digest: desc.digest.clone(),
+        source,
+    };
+    let file = File::open(&path).map_err(io_err("opening"))?;
+    let mut w = store.begin_blob().map_err(store_err)?;
+    io::copy(&mut file.take(desc.size.saturating_add(1)), &mut w).map_err(io_err("copying"))?;
+    w.commit(Some(&desc.digest), Some(desc.size))
+        .map_err(store_err)?;
+    Ok(())
+}
+
+/// A write in progress: the directory and its `what` for errors.
+struct Writer<'a> {
+    dir: &'a Path,
+    blobs: PathBuf,
+}
+
+impl Writer<'_> {
+    fn io_err(&self, op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> CacheWriteError {
+        let what = what(self.dir);
+        let path = path.to_path_buf();
+        move |source| CacheWriteError::Io {
+            what,
+            op,
+            path,
+            source,
+        }
+    }
+
+    /// Writes `bytes` to `dest` through a fsynced temp file in the same directory.
+    fn write_atomic(&self, dest: &Path, bytes: &[u8]) -> Result<(), CacheWriteError> {
+        let dir = dest.parent().unwrap_or(self.dir);
+        let mut tmp = self.temp_in(dir)?;
+        tmp.write_all(bytes)
+            .map_err(self.io_err("writing", tmp.path()))?;
+        self.persist(tmp, dest)
+    }
+
+    fn temp_in(&self, dir: &Path) -> Result<tempfile::NamedTempFile, CacheWriteError> {
+        let tmp = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .tempfile_in(dir)
+            .map_err(self.io_err("creating a temporary file in", dir))?;
+        tmp.as_file()
+            .set_permissions(fs::Permissions::from_mode(FILE_MODE))
+            .map_err(self.io_err("setting permissions of", tmp.path()))?;
+        Ok(tmp)
+    }
+
+    fn persist(&self, tmp: tempfile::NamedTempFile, dest: &Path) -> Result<(), CacheWriteError> {
+        tmp.as_file()
+            .sync_all()
+            .map_err(self.io_err("syncing", tmp.path()))?;
+        tmp.persist(dest)
+            .map_err(|e| self.io_err("renaming a temporary file to", dest)(e.error))?;
+        Ok(())
+    }
+
+    fn sync_dir(&self, dir: &Path) -> Result<(), CacheWriteError> {
+        File::open(dir)
+            .and_then(|f| f.sync_all())
+            .map_err(self.io_err("syncing directory", dir))
+    }
+
+    /// Copies blob `desc` from the store into the layout, verified, unless a file of its size
+    /// is there already (blob names are digests; a reader verifies them anyway).
+    fn put_blob(&self, store: &Store, desc: &Descriptor) -> Result<(), CacheWriteError> {
+        let dest =
+            blob_path(self.dir, &desc.digest).ok_or_else(|| CacheWriteError::MissingBlob {
+                what: what(self.dir),
+                digest: desc.digest.clone(),
+            })?;
+        if fs::symlink_metadata(&dest).is_ok_and(|m| m.is_file() && m.len() == desc.size) {
+            return Ok(());
+        }
+        let corrupt = || CacheWriteError::CorruptBlob {
+            what: what(self.dir),
+            digest: desc.digest.clone(),
+        };
+        let mut r = store
+            .open_blob(&desc.digest)
+            .map_err(|source| CacheWriteError::Store {
+                what: what(self.dir),
+                source,
+            })?;
+        let mut tmp = self.temp_in(&self.blobs)?;
+        // The store's reader checks the digest at end of file; one byte past the size catches
+        // a longer blob.
+        let n = match io::copy(
+            &mut (&mut r).take(desc.size.saturating_add(1)),
+            tmp.as_file_mut(),
+        ) {
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    StoreError::from_io(&e),
+                    Some(StoreError::CorruptBlob { .. })
+                ) =>
+            {
+                return Err(corrupt())
+            }
+            Err(e) => return Err(self.io_err("copying a blob into", &dest)(e)),
+        };
+        if n != desc.size {
+            return Err(corrupt());
+        }
+        self.persist(tmp, &dest)
+    }
+
+    /// Removes blobs `keep` does not name, and temp files a crashed writer left (the lock is
+    /// held, so no live writer owns one). Only names that are sha256 digests are touched.
+    fn remove_unreferenced(&self, keep: &BTreeSet<&str>) -> Result<(), CacheWriteError> {
+        let entries = fs::read_dir(&self.blobs).map_err(self.io_err("listing", &self.blobs))?;
+        for entry in entries {
+            let entry = entry.map_err(self.io_err("listing", &self.blobs))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let is_digest = name.len() == 64
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            if (is_digest && !keep.contains(name)) || name.starts_with(TEMP_PREFIX) {
+                let path = entry.path();
+                match fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(self.io_err("removing", &path)(e)),
+                }
+            }
+        }
+        self.sync_dir(&self.blobs)
+    }
+}
+
+/// Writes `map` as the cache in `dir` (created if needed), replacing what was there: blobs the
+/// layout lacks are copied from `store` (those the store lacks are first fetched with
+/// `fetch_missing`), then the map and manifest, then `index.json`, then blobs the new index
+/// does not reference are removed. Returns the manifest's descriptor.
+pub fn write_layout_cache(
+    dir: &Path,
+    store: &Store,
+    map: &CacheMap,
+    fetch_missing: Option<&(dyn Fn(&Descriptor) -> Result<(), RegistryError> + Sync)>,
+) -> Result<Descriptor, CacheWriteError> {
+    let w = Writer {
+        dir,
+        blobs: dir.join("blobs").join("sha256"),
+    };
+    fs::create_dir_all(&w.blobs).map_err(w.io_err("creating directory", &w.blobs))?;
+    let lock_path = dir.join(LOCK_FILE);
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(w.io_err("opening", &lock_path))?;
+    lock.lock().map_err(w.io_err("locking", &lock_path))?;
+
+    let layout = dir.join("oci-layout");
+    if !layout.is_file() {
+        w.write_atomic(&layout, OCI_LAYOUT)?;
+    }
+    let layers = map.layer_descriptors();
+    for d in &layers {
+        let present = blob_path(dir, &d.digest)
+            .and_then(|p| fs::symlink_metadata(p).ok())
+            .is_some_and(|m| m.is_file() && m.len() == d.size);
+        if present {
+            continue;
+        }
+        if store.blob_size(&d.digest) != Some(d.size) {
+            if let Some(fetch) = fetch_missing {
+                fetch(d).map_err(|source| CacheWriteError::Registry {
+                    what: what(dir),
+                    source,
+                })?;
+            }
+            if store.blob_size(&d.digest) != Some(d.size) {
+                return Err(CacheWriteError::MissingBlob {
+                    what: what(dir),
+                    digest: d.digest.clone(),
+                });
+            }
+        }
+        w.put_blob(store, d)?;
+    }
+    let (config, manifest) =
+        put_cache_manifest(store, map).map_err(|source| CacheWriteError::Store {
+            what: what(dir),
+            source,
+        })?;
+    w.put_blob(store, &config)?;
+    w.put_blob(store, &manifest)?;
+    w.sync_dir(&w.blobs)?;
+
+    let mut entry = manifest.clone();
+    entry.annotations = BTreeMap::from([(REF_NAME.to_string(), CACHE_TAG.to_string())]);
+    let mut index = ImageIndex::new_oci();
+    index.manifests.push(entry);
+    w.write_atomic(&dir.join("index.json"), &index.to_canonical_json())?;
+    w.sync_dir(dir)?;
+
+    let keep: BTreeSet<&str> = layers
+        .iter()
+        .map(|d| d.digest.hex())
+        .chain([config.digest.hex(), manifest.digest.hex()])
+        .collect();
+    w.remove_unreferenced(&keep)?;
+    drop(lock);
+    Ok(manifest)
+}
