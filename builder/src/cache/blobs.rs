@@ -134,9 +134,11 @@ impl BlobFetcher {
         if store.blob_size(&desc.digest) == Some(desc.size) {
             return Ok(false);
         }
-        let (host, repository) = rbuild_registry::pull::source_of(store, &desc.digest)
-            .ok_or_else(|| FetchError::NoSource {
-                digest: desc.digest.clone(),
+        let (host, repository) =
+            rbuild_registry::pull::source_of(store, &desc.digest).ok_or_else(|| {
+                FetchError::NoSource {
+                    digest: desc.digest.clone(),
+                }
             })?;
         let fail = |source: RegistryError| FetchError::Registry {
             digest: desc.digest.clone(),

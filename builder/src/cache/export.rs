@@ -83,15 +83,17 @@ pub fn cache_map(
 ) -> CacheMap {
     let mut map = CacheMap::new(platform);
     for o in outcomes.iter().filter(|o| stages.contains(&o.stage)) {
-        map.entries.entry(o.key.clone()).or_insert_with(|| CacheEntry {
-            parent: o.parent.clone(),
-            layer: o.layer.as_ref().map(|l| CacheLayer {
-                descriptor: l.descriptor.clone(),
-                diff_id: l.diff_id.clone(),
-            }),
-            config: with_configs.then(|| o.config.clone()),
-            description: o.description.clone(),
-        });
+        map.entries
+            .entry(o.key.clone())
+            .or_insert_with(|| CacheEntry {
+                parent: o.parent.clone(),
+                layer: o.layer.as_ref().map(|l| CacheLayer {
+                    descriptor: l.descriptor.clone(),
+                    diff_id: l.diff_id.clone(),
+                }),
+                config: with_configs.then(|| o.config.clone()),
+                description: o.description.clone(),
+            });
     }
     map
 }
@@ -134,10 +136,9 @@ pub fn export_all(input: &ExportInput<'_>, specs: &[CacheExportSpec]) -> Result<
             Err(e) => {
                 step.failed(error_text(&e));
                 if spec.ignore_error {
-                    input.progress.warn(format!(
-                        "{}; ignored (ignore-error=true)",
-                        error_text(&e)
-                    ));
+                    input
+                        .progress
+                        .warn(format!("{}; ignored (ignore-error=true)", error_text(&e)));
                 } else if first_error.is_none() {
                     first_error = Some(e);
                 }
@@ -155,22 +156,14 @@ fn export_one(
     let stages = stages_for(input.plan, input.targets, spec.mode, &input.built);
     let mut map = cache_map(&input.outcomes, &stages, &input.platform, true);
     for id in &spec.cache_mounts {
-        let layer = super::mounts::export_mount(
-            input.store,
-            id,
-            spec.compression,
-            spec.compression_level,
-        )
-        .map_err(|source| ExportError::Mount {
-            id: id.clone(),
-            source,
-        })?
-        // Not used by this build: carry the imported one forward, so it is not lost.
-        .or_else(|| {
-            input
-                .imports
-                .cache_mount(input.store, input.fetcher, id)
-        });
+        let layer =
+            super::mounts::export_mount(input.store, id, spec.compression, spec.compression_level)
+                .map_err(|source| ExportError::Mount {
+                    id: id.clone(),
+                    source,
+                })?
+                // Not used by this build: carry the imported one forward, so it is not lost.
+                .or_else(|| input.imports.cache_mount(input.store, input.fetcher, id));
         match layer {
             Some(layer) => {
                 map.cache_mounts
@@ -184,10 +177,9 @@ fn export_one(
     let fetch = input.fetcher.fetch_for_push(input.store);
     let target = target_name(spec);
     let sent = std::sync::atomic::AtomicU64::new(0);
-    let total: u64 = map.layer_descriptors().iter().map(|d| d.size).sum();
     let on_bytes = |n: u64| {
         let now = sent.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
-        step.progress(crate::progress::ProgressKind::Pushing, now, Some(total));
+        step.progress(crate::progress::ProgressKind::Pushing, now, None);
     };
     let write_err = |source| ExportError::Write {
         target: target.clone(),
@@ -207,14 +199,9 @@ fn export_one(
                 on_bytes: &on_bytes,
                 fetch_missing: Some(&fetch),
             };
-            let report = rbuild_registry::cache::remote::push_cache(
-                &reg,
-                input.store,
-                r,
-                &map,
-                &opts,
-            )
-            .map_err(write_err)?;
+            let report =
+                rbuild_registry::cache::remote::push_cache(&reg, input.store, r, &map, &opts)
+                    .map_err(write_err)?;
             step.log(
                 LogStream::Stdout,
                 format!(
@@ -270,7 +257,11 @@ mod tests {
 
     #[test]
     fn maps_hold_only_the_chosen_stages_and_configs_only_when_asked() {
-        let outcomes = vec![outcome(0, "a", true), outcome(1, "b", false), outcome(2, "c", true)];
+        let outcomes = vec![
+            outcome(0, "a", true),
+            outcome(1, "b", false),
+            outcome(2, "c", true),
+        ];
         let stages: BTreeSet<usize> = [0, 2].into_iter().collect();
         let m = cache_map(&outcomes, &stages, "linux/amd64", false);
         assert_eq!(m.entries.len(), 2);

@@ -81,7 +81,7 @@ impl ImportedCaches {
                 CacheImportSource::Registry(r) => {
                     let label = r.to_string();
                     match registries.get(r.registry()) {
-                        Err(e) => Err((label, e.to_string())),
+                        Err(e) => Err(format!("cache {label}: {}", error_text(&e))),
                         Ok(reg) => {
                             match rbuild_registry::cache::remote::fetch_cache(&reg, r, platform) {
                                 Ok(c) => Ok(Source {
@@ -93,7 +93,7 @@ impl ImportedCaches {
                                         repository: c.repository,
                                     },
                                 }),
-                                Err(e) => Err((label, error_text(&e))),
+                                Err(e) => Err(error_text(&e)),
                             }
                         }
                     }
@@ -106,7 +106,7 @@ impl ImportedCaches {
                             map: c.map,
                             location: Location::Layout(c.dir),
                         }),
-                        Err(e) => Err((label, error_text(&e))),
+                        Err(e) => Err(error_text(&e)),
                     }
                 }
             };
@@ -116,9 +116,7 @@ impl ImportedCaches {
                     s.label, s.map.platform
                 )),
                 Ok(s) => sources.push(s),
-                Err((label, why)) => {
-                    progress.warn(format!("cache {label}: {why}; building without it"))
-                }
+                Err(why) => progress.warn(format!("{why}; building without it")),
             }
         }
         ImportedCaches {
@@ -154,13 +152,7 @@ impl ImportedCaches {
 
     /// Whether blob `desc` of source `i` can be had; on success the store knows where to fetch
     /// it from (registry) or has it (directory).
-    fn available(
-        &self,
-        i: usize,
-        store: &Store,
-        fetcher: &BlobFetcher,
-        desc: &Descriptor,
-    ) -> bool {
+    fn available(&self, i: usize, store: &Store, fetcher: &BlobFetcher, desc: &Descriptor) -> bool {
         let memo = (i, desc.digest.clone());
         if let Some(&known) = self
             .checked
@@ -259,7 +251,12 @@ impl ImportedCaches {
 
     /// The contents of cache mount `id` from the first cache that exported it and whose blob is
     /// available (its source is recorded; the caller fetches it).
-    pub fn cache_mount(&self, store: &Store, fetcher: &BlobFetcher, id: &str) -> Option<CacheLayer> {
+    pub fn cache_mount(
+        &self,
+        store: &Store,
+        fetcher: &BlobFetcher,
+        id: &str,
+    ) -> Option<CacheLayer> {
         for (i, s) in self.sources.iter().enumerate() {
             if let Some(m) = s.map.cache_mounts.get(id) {
                 if self.available(i, store, fetcher, &m.layer.descriptor) {

@@ -64,12 +64,11 @@ pub fn import_mount(
         diff_id: layer.diff_id.clone(),
     }])?;
     let blob = engine.store.open_blob(&layer.descriptor.digest)?;
-    let report = apply_layer(dir, blob, &ApplyOptions::default()).map_err(|source| {
-        BuildError::Apply {
+    let report =
+        apply_layer(dir, blob, &ApplyOptions::default()).map_err(|source| BuildError::Apply {
             digest: layer.descriptor.digest.clone(),
             source,
-        }
-    })?;
+        })?;
     if report.diff_id == layer.diff_id {
         Ok(())
     } else if fetcher.is_imported(&layer.descriptor.digest) {

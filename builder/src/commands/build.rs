@@ -10,10 +10,10 @@ use anyhow::Context as _;
 use rbuild_layers::store::Store;
 use rbuild_layers::Compression;
 
-use crate::cli::args::BuildArgs;
 use crate::cache::blobs::{BlobFetcher, Registries};
 use crate::cache::export::{cache_map, export_all, stages_for, ExportInput};
 use crate::cache::import::{error_text, ImportedCaches};
+use crate::cli::args::BuildArgs;
 use crate::cli::cache_spec::{CacheExportTarget, CacheMode};
 use crate::cli::output::OutputKind;
 use crate::cli::values::ProgressMode;
@@ -168,7 +168,12 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
     let mut imports = if opts.cache_from.is_empty() {
         ImportedCaches::none()
     } else {
-        ImportedCaches::load(&opts.cache_from, &opts.plan.platform, &registries, &progress)
+        ImportedCaches::load(
+            &opts.cache_from,
+            &opts.plan.platform,
+            &registries,
+            &progress,
+        )
     };
     // Outputs other than a registry need every layer's bytes here.
     let outputs_need_bytes = opts

@@ -64,7 +64,9 @@ pub enum BuildError {
     /// wrong, and the build is run again without it.
     #[error("the imported cache's layer {digest} cannot be used: {reason}")]
     ImportedCache { digest: Digest, reason: String },
-    #[error("layer {digest} unpacks to {actual}, but the image config says its diffID is {expected}")]
+    #[error(
+        "layer {digest} unpacks to {actual}, but the image config says its diffID is {expected}"
+    )]
     LayerMismatch {
         digest: Digest,
         expected: Digest,

@@ -162,7 +162,10 @@ impl<'a> Engine<'a> {
 
     /// What every filesystem step produced, in stage and step order.
     pub fn outcomes(&self) -> Vec<StepOutcome> {
-        self.outcomes.lock().expect("outcomes lock poisoned").clone()
+        self.outcomes
+            .lock()
+            .expect("outcomes lock poisoned")
+            .clone()
     }
 
     /// Makes sure every layer is in the store, downloading the missing ones (one progress line
