@@ -223,3 +223,7 @@ pub fn push_cache(
     push_with(reg, store, reference.repository(), &top, &tags, opts)
         .map_err(|source| CacheWriteError::Registry { what, source })
 }
+
+#[cfg(test)]
+#[path = "remote_tests.rs"]
+mod tests;
