@@ -38,6 +38,9 @@ fn read_doc(store: &Store, d: &Digest) -> Result<Vec<u8>, RegistryError> {
     })
 }
 
+/// Puts a blob the store lacks into it, verified (see [`PushOptions::fetch_missing`]).
+pub type FetchMissing<'a> = &'a (dyn Fn(&Descriptor) -> Result<(), RegistryError> + Sync);
+
 /// How [`push_with`] pushes.
 pub struct PushOptions<'a> {
     /// Called with the size of each blob once it is on the registry (uploaded, mounted or
@@ -46,7 +49,7 @@ pub struct PushOptions<'a> {
     /// Puts a blob the store lacks into it, verified (e.g. downloads a lazily pulled layer
     /// from its source registry). Called only for blobs the destination lacks and cannot
     /// mount; without it such a blob is an error.
-    pub fetch_missing: Option<&'a (dyn Fn(&Descriptor) -> Result<(), RegistryError> + Sync)>,
+    pub fetch_missing: Option<FetchMissing<'a>>,
 }
 
 /// Pushes `top` (a manifest or an index in `store`) to `repository`, tagged with each of
@@ -155,7 +158,7 @@ fn upload_one(
     store: &Store,
     repository: &str,
     d: &Descriptor,
-    fetch_missing: Option<&(dyn Fn(&Descriptor) -> Result<(), RegistryError> + Sync)>,
+    fetch_missing: Option<FetchMissing<'_>>,
 ) -> Result<Uploaded, RegistryError> {
     let path = store.blob_path(&d.digest);
     let mut from = known_source(store, reg.host(), &d.digest);

@@ -21,7 +21,7 @@ pub enum CacheLoadError {
     Registry {
         what: String,
         #[source]
-        source: RegistryError,
+        source: Box<RegistryError>,
     },
     #[error("cache {what}: {source}")]
     Format {
@@ -40,7 +40,7 @@ pub enum CacheLoadError {
         what: String,
         path: PathBuf,
         #[source]
-        source: ImageError,
+        source: Box<ImageError>,
     },
     #[error("cache {what}: {op} {}: {source}", path.display())]
     Io {
@@ -63,14 +63,8 @@ impl CacheLoadError {
     /// Whether the cache simply does not exist yet (the first build with a `--cache-from`
     /// that a later `--cache-to` will create): callers say so quietly rather than warn.
     pub fn is_not_found(&self) -> bool {
-        matches!(
-            self,
-            CacheLoadError::NotFound { .. }
-                | CacheLoadError::Registry {
-                    source: RegistryError::NotFound { .. },
-                    ..
-                }
-        )
+        matches!(self, CacheLoadError::NotFound { .. })
+            || matches!(self, CacheLoadError::Registry { source, .. } if matches!(**source, RegistryError::NotFound { .. }))
     }
 }
 
@@ -81,7 +75,7 @@ pub enum CacheWriteError {
     Registry {
         what: String,
         #[source]
-        source: RegistryError,
+        source: Box<RegistryError>,
     },
     #[error("writing cache {what}: the local store: {source}")]
     Store {

@@ -336,7 +336,14 @@ fn a_declined_mount_is_false_and_small_blobs_are_verified_in_memory() {
     let empty = testutil::repo("mount-empty");
     let dest = testutil::repo("mount-dest");
     // The source repository does not have the blob: distribution answers 202.
-    push(&reg, &store, &repo, &image(&store, &[l.clone()], None), &[]).expect("push");
+    push(
+        &reg,
+        &store,
+        &repo,
+        &image(&store, std::slice::from_ref(&l), None),
+        &[],
+    )
+    .expect("push");
     assert!(!reg
         .mount_blob(&dest, &l.descriptor.digest, &empty)
         .expect("declined"));
