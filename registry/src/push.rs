@@ -169,9 +169,17 @@ fn upload_one(
             return Ok(Uploaded::AlreadyThere);
         }
         if let Some(source) = from.as_deref().filter(|f| *f != repository) {
-            if reg.mount_blob(repository, &d.digest, source)? {
-                record_source(store, reg.host(), repository, &d.digest);
-                return Ok(Uploaded::Mounted);
+            match reg.mount_blob(repository, &d.digest, source) {
+                Ok(true) => {
+                    record_source(store, reg.host(), repository, &d.digest);
+                    return Ok(Uploaded::Mounted);
+                }
+                Ok(false) => {}
+                // A refused mount (no pull access to the source, a registry without mounts)
+                // is a declined one: the blob can still be fetched and uploaded. A registry
+                // that cannot be reached cannot take an upload either.
+                Err(e) if e.is_unreachable() || fetch_missing.is_none() => return Err(e),
+                Err(_) => {}
             }
         }
         let Some(fetch) = fetch_missing else {

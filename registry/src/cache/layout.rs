@@ -46,6 +46,16 @@ pub struct LayoutCache {
     pub manifest_digest: Digest,
 }
 
+impl LayoutCache {
+    /// Whether the layout holds blob `desc` (by name and size; [`import_layout_blob`] verifies
+    /// the content). A key match is used only when its layer is there.
+    pub fn has_blob(&self, desc: &Descriptor) -> bool {
+        blob_path(&self.dir, &desc.digest)
+            .and_then(|p| fs::symlink_metadata(p).ok())
+            .is_some_and(|m| m.is_file() && m.len() == desc.size)
+    }
+}
+
 fn what(dir: &Path) -> String {
     dir.display().to_string()
 }
@@ -456,6 +466,8 @@ mod tests {
 
         let got = read_layout_cache(&dir).expect("read");
         assert_eq!(got.map, map);
+        assert!(layers.iter().all(|l| got.has_blob(&l.descriptor)));
+        assert!(!got.has_blob(&layer(&store, "elsewhere").descriptor));
         assert_eq!(got.manifest_digest, desc.digest);
         assert_eq!(got.dir, dir);
 

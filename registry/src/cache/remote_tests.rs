@@ -368,3 +368,51 @@ fn a_declined_mount_is_false_and_small_blobs_are_verified_in_memory() {
         .expect_err("longer than its descriptor");
     assert!(e.to_string().contains("descriptor says"), "{e}");
 }
+
+#[test]
+fn a_declined_mount_falls_back_to_fetch_missing_and_upload() {
+    let Some(reg) = testutil::registry() else {
+        return;
+    };
+    let (_d1, origin) = testutil::store();
+    let layers = [layer(&origin, "decl")];
+    let top = image(&origin, &layers, None);
+    let (_d2, store) = testutil::store();
+    let manifest =
+        ImageManifest::from_slice(&origin.read_blob(&top.digest).expect("m")).expect("parse");
+    for d in [&top, &manifest.config] {
+        store
+            .put_bytes(
+                d.media_type.clone(),
+                &origin.read_blob(&d.digest).expect("read"),
+            )
+            .expect("copy document");
+    }
+    // The store believes the layer is in a repository that does not have it.
+    let empty = testutil::repo("declines");
+    crate::pull::record_source(&store, reg.host(), &empty, &layers[0].descriptor.digest);
+    let fetched = AtomicUsize::new(0);
+    let fetch = |d: &Descriptor| -> Result<(), RegistryError> {
+        fetched.fetch_add(1, Ordering::Relaxed);
+        store.put_bytes(d.media_type.clone(), &origin.read_blob(&d.digest)?)?;
+        Ok(())
+    };
+    let report = push_with(
+        &reg,
+        &store,
+        &testutil::repo("declined-dest"),
+        &top,
+        &[],
+        &PushOptions {
+            on_bytes: &|_| {},
+            fetch_missing: Some(&fetch),
+        },
+    )
+    .expect("push");
+    assert_eq!(fetched.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        (report.blobs_uploaded, report.blobs_mounted),
+        (2, 0),
+        "{report:?}"
+    );
+}
