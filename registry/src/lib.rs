@@ -13,6 +13,8 @@ pub mod error;
 pub mod pull;
 pub mod push;
 pub mod reference;
+#[cfg(test)]
+pub(crate) mod testutil;
 
 pub use auth::{Credential, CredentialSource, Secret};
 pub use client::{ClientOptions, Registry};

@@ -38,6 +38,9 @@ fn read_doc(store: &Store, d: &Digest) -> Result<Vec<u8>, RegistryError> {
     })
 }
 
+/// Puts a blob the store lacks into it, verified (see [`PushOptions::fetch_missing`]).
+pub type FetchMissing<'a> = &'a (dyn Fn(&Descriptor) -> Result<(), RegistryError> + Sync);
+
 /// How [`push_with`] pushes.
 pub struct PushOptions<'a> {
     /// Called with the size of each blob once it is on the registry (uploaded, mounted or
@@ -46,7 +49,7 @@ pub struct PushOptions<'a> {
     /// Puts a blob the store lacks into it, verified (e.g. downloads a lazily pulled layer
     /// from its source registry). Called only for blobs the destination lacks and cannot
     /// mount; without it such a blob is an error.
-    pub fetch_missing: Option<&'a (dyn Fn(&Descriptor) -> Result<(), RegistryError> + Sync)>,
+    pub fetch_missing: Option<FetchMissing<'a>>,
 }
 
 /// Pushes `top` (a manifest or an index in `store`) to `repository`, tagged with each of
@@ -155,7 +158,7 @@ fn upload_one(
     store: &Store,
     repository: &str,
     d: &Descriptor,
-    fetch_missing: Option<&(dyn Fn(&Descriptor) -> Result<(), RegistryError> + Sync)>,
+    fetch_missing: Option<FetchMissing<'_>>,
 ) -> Result<Uploaded, RegistryError> {
     let path = store.blob_path(&d.digest);
     let mut from = known_source(store, reg.host(), &d.digest);
@@ -166,9 +169,17 @@ fn upload_one(
             return Ok(Uploaded::AlreadyThere);
         }
         if let Some(source) = from.as_deref().filter(|f| *f != repository) {
-            if reg.mount_blob(repository, &d.digest, source)? {
-                record_source(store, reg.host(), repository, &d.digest);
-                return Ok(Uploaded::Mounted);
+            match reg.mount_blob(repository, &d.digest, source) {
+                Ok(true) => {
+                    record_source(store, reg.host(), repository, &d.digest);
+                    return Ok(Uploaded::Mounted);
+                }
+                Ok(false) => {}
+                // A refused mount (no pull access to the source, a registry without mounts)
+                // is a declined one: the blob can still be fetched and uploaded. A registry
+                // that cannot be reached cannot take an upload either.
+                Err(e) if e.is_unreachable() || fetch_missing.is_none() => return Err(e),
+                Err(_) => {}
             }
         }
         let Some(fetch) = fetch_missing else {

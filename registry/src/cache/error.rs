@@ -21,7 +21,7 @@ pub enum CacheLoadError {
     Registry {
         what: String,
         #[source]
-        source: RegistryError,
+        source: Box<RegistryError>,
     },
     #[error("cache {what}: {source}")]
     Format {
@@ -40,7 +40,7 @@ pub enum CacheLoadError {
         what: String,
         path: PathBuf,
         #[source]
-        source: ImageError,
+        source: Box<ImageError>,
     },
     #[error("cache {what}: {op} {}: {source}", path.display())]
     Io {
@@ -50,7 +50,7 @@ pub enum CacheLoadError {
         #[source]
         source: io::Error,
     },
-    #[error("cache {what}: blob {digest}: {source}")]
+    #[error("cache {what}: importing blob {digest} into the local store: {source}")]
     Store {
         what: String,
         digest: Digest,
@@ -63,14 +63,8 @@ impl CacheLoadError {
     /// Whether the cache simply does not exist yet (the first build with a `--cache-from`
     /// that a later `--cache-to` will create): callers say so quietly rather than warn.
     pub fn is_not_found(&self) -> bool {
-        matches!(
-            self,
-            CacheLoadError::NotFound { .. }
-                | CacheLoadError::Registry {
-                    source: RegistryError::NotFound { .. },
-                    ..
-                }
-        )
+        matches!(self, CacheLoadError::NotFound { .. })
+            || matches!(self, CacheLoadError::Registry { source, .. } if matches!(**source, RegistryError::NotFound { .. }))
     }
 }
 
@@ -81,7 +75,7 @@ pub enum CacheWriteError {
     Registry {
         what: String,
         #[source]
-        source: RegistryError,
+        source: Box<RegistryError>,
     },
     #[error("writing cache {what}: the local store: {source}")]
     Store {
@@ -101,4 +95,79 @@ pub enum CacheWriteError {
     },
     #[error("writing cache {what}: blob {digest} in the local store does not match its digest or size; it was not written")]
     CorruptBlob { what: String, digest: Digest },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::CacheFormatError;
+
+    /// Every message names the cache (ref or directory) and says what to do where it can.
+    #[test]
+    fn messages_name_the_cache() {
+        let d = Digest::sha256_of(b"blob");
+        let dir = "/ci/cache".to_string();
+        let r = "registry.example/app:buildcache".to_string();
+        let load = [
+            CacheLoadError::NotFound { what: dir.clone() },
+            CacheLoadError::Registry {
+                what: r.clone(),
+                source: Box::new(RegistryError::NotFound {
+                    registry: "registry.example".into(),
+                    what: "manifest",
+                    reference: "app:buildcache".into(),
+                    path: "/v2/app/manifests/buildcache".into(),
+                }),
+            },
+            CacheLoadError::Format {
+                what: r.clone(),
+                source: CacheFormatError::UnknownVersion { found: 2 },
+            },
+            CacheLoadError::NotACache {
+                what: r.clone(),
+                media_type: MediaType::Other("application/vnd.example+json".into()),
+            },
+            CacheLoadError::NoInlineCache { what: r.clone() },
+            CacheLoadError::Inconsistent {
+                what: dir.clone(),
+                reason: format!("blob {d} does not match its digest and size (3 bytes); the directory is corrupt"),
+            },
+            CacheLoadError::Io {
+                what: dir.clone(),
+                op: "opening",
+                path: format!("{dir}/blobs/sha256/{}", d.hex()).into(),
+                source: io::Error::from(io::ErrorKind::PermissionDenied),
+            },
+            CacheLoadError::Store {
+                what: dir.clone(),
+                digest: d.clone(),
+                source: StoreError::DigestMismatch {
+                    expected: d.clone(),
+                    actual: Digest::sha256_of(b"other"),
+                },
+            },
+        ];
+        let write = [
+            CacheWriteError::MissingBlob {
+                what: dir.clone(),
+                digest: d.clone(),
+            },
+            CacheWriteError::CorruptBlob {
+                what: dir.clone(),
+                digest: d.clone(),
+            },
+            CacheWriteError::Io {
+                what: dir.clone(),
+                op: "locking",
+                path: format!("{dir}/.rbuild-cache.lock").into(),
+                source: io::Error::from(io::ErrorKind::PermissionDenied),
+            },
+        ];
+        let text: Vec<String> = load
+            .iter()
+            .map(|e| format!("{e} [not found: {}]", e.is_not_found()))
+            .chain(write.iter().map(ToString::to_string))
+            .collect();
+        insta::assert_snapshot!(text.join("\n"));
+    }
 }

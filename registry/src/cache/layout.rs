@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use rbuild_layers::digest::Algorithm;
@@ -23,7 +24,7 @@ use rbuild_layers::{Descriptor, Digest, MediaType};
 use super::error::{CacheLoadError, CacheWriteError};
 use super::format::{CacheMap, MAX_CACHE_MAP_BYTES};
 use super::remote::{check_listed, put_cache_manifest};
-use crate::error::RegistryError;
+use crate::push::FetchMissing;
 
 /// `index.json`'s annotation naming an entry (image-spec `annotations.md`).
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -43,6 +44,16 @@ pub struct LayoutCache {
     pub map: CacheMap,
     pub dir: PathBuf,
     pub manifest_digest: Digest,
+}
+
+impl LayoutCache {
+    /// Whether the layout holds blob `desc` (by name and size; [`import_layout_blob`] verifies
+    /// the content). A key match is used only when its layer is there.
+    pub fn has_blob(&self, desc: &Descriptor) -> bool {
+        blob_path(&self.dir, &desc.digest)
+            .and_then(|p| fs::symlink_metadata(p).ok())
+            .is_some_and(|m| m.is_file() && m.len() == desc.size)
+    }
 }
 
 fn what(dir: &Path) -> String {
@@ -117,7 +128,7 @@ pub fn read_layout_cache(dir: &Path) -> Result<LayoutCache, CacheLoadError> {
         move |source| CacheLoadError::Document {
             what: what(dir),
             path,
-            source,
+            source: Box::new(source),
         }
     };
     let bytes =
@@ -204,6 +215,21 @@ pub fn import_layout_blob(
     w.commit(Some(&desc.digest), Some(desc.size))
         .map_err(store_err)?;
     Ok(())
+}
+
+/// Takes an exclusive flock on `f`, waiting for it; released when `f` is closed. (libc rather
+/// than `File::lock`, which is newer than the workspace's minimum Rust version.)
+fn flock_exclusive(f: &File) -> io::Result<()> {
+    loop {
+        // SAFETY: flock on a descriptor `f` owns and keeps open for the call.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
 }
 
 /// A write in progress: the directory and its `what` for errors.
@@ -337,7 +363,7 @@ pub fn write_layout_cache(
     dir: &Path,
     store: &Store,
     map: &CacheMap,
-    fetch_missing: Option<&(dyn Fn(&Descriptor) -> Result<(), RegistryError> + Sync)>,
+    fetch_missing: Option<FetchMissing<'_>>,
 ) -> Result<Descriptor, CacheWriteError> {
     let w = Writer {
         dir,
@@ -351,7 +377,7 @@ pub fn write_layout_cache(
         .write(true)
         .open(&lock_path)
         .map_err(w.io_err("opening", &lock_path))?;
-    lock.lock().map_err(w.io_err("locking", &lock_path))?;
+    flock_exclusive(&lock).map_err(w.io_err("locking", &lock_path))?;
 
     let layout = dir.join("oci-layout");
     if !layout.is_file() {
@@ -369,7 +395,7 @@ pub fn write_layout_cache(
             if let Some(fetch) = fetch_missing {
                 fetch(d).map_err(|source| CacheWriteError::Registry {
                     what: what(dir),
-                    source,
+                    source: Box::new(source),
                 })?;
             }
             if store.blob_size(&d.digest) != Some(d.size) {
@@ -405,4 +431,202 @@ pub fn write_layout_cache(
     w.remove_unreferenced(&keep)?;
     drop(lock);
     Ok(manifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{self, layer, map_of};
+    use crate::RegistryError;
+
+    fn files_in(dir: &Path) -> BTreeSet<String> {
+        fs::read_dir(dir.join("blobs/sha256"))
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_written_cache_reads_back_and_its_blobs_import_verified() {
+        let (_d, store) = testutil::store();
+        let layers = [layer(&store, "l1"), layer(&store, "l2")];
+        let map = map_of(&layers);
+        let out = tempfile::tempdir().expect("tempdir");
+        let dir = out.path().join("cache");
+        let desc = write_layout_cache(&dir, &store, &map, None).expect("write");
+        assert_eq!(
+            fs::read(dir.join("oci-layout")).expect("oci-layout"),
+            OCI_LAYOUT
+        );
+        let index: serde_json::Value =
+            serde_json::from_slice(&fs::read(dir.join("index.json")).expect("index"))
+                .expect("json");
+        assert_eq!(index["manifests"][0]["annotations"][REF_NAME], "latest");
+        assert_eq!(index["manifests"][0]["digest"], desc.digest.to_string());
+
+        let got = read_layout_cache(&dir).expect("read");
+        assert_eq!(got.map, map);
+        assert!(layers.iter().all(|l| got.has_blob(&l.descriptor)));
+        assert!(!got.has_blob(&layer(&store, "elsewhere").descriptor));
+        assert_eq!(got.manifest_digest, desc.digest);
+        assert_eq!(got.dir, dir);
+
+        let (_d2, fresh) = testutil::store();
+        for l in &layers {
+            import_layout_blob(&dir, &fresh, &l.descriptor).expect("import");
+            fresh.verify_blob(&l.descriptor.digest).expect("verified");
+        }
+        // Writing the same map again changes nothing.
+        assert_eq!(
+            write_layout_cache(&dir, &store, &map, None).expect("rewrite"),
+            desc
+        );
+        assert_eq!(files_in(&dir).len(), 4, "two layers, the map, the manifest");
+    }
+
+    #[test]
+    fn a_rewrite_removes_blobs_the_new_cache_does_not_reference() {
+        let (_d, store) = testutil::store();
+        let [a, b, c] = [layer(&store, "a"), layer(&store, "b"), layer(&store, "c")];
+        let out = tempfile::tempdir().expect("tempdir");
+        let dir = out.path();
+        let old =
+            write_layout_cache(dir, &store, &map_of(&[a.clone(), b.clone()]), None).expect("first");
+        fs::write(dir.join("blobs/sha256/README"), b"not a blob").expect("write");
+        let new = write_layout_cache(dir, &store, &map_of(&[b.clone(), c.clone()]), None)
+            .expect("second");
+        let files = files_in(dir);
+        assert!(!files.contains(a.descriptor.digest.hex()), "{files:?}");
+        assert!(!files.contains(old.digest.hex()), "{files:?}");
+        assert!(files.contains(b.descriptor.digest.hex()));
+        assert!(files.contains(c.descriptor.digest.hex()));
+        assert!(files.contains(new.digest.hex()));
+        assert!(files.contains("README"), "only digest names are removed");
+        assert_eq!(files.len(), 5);
+        assert_eq!(
+            read_layout_cache(dir).expect("read").manifest_digest,
+            new.digest
+        );
+    }
+
+    #[test]
+    fn a_corrupt_blob_in_the_layout_is_refused_on_import() {
+        let (_d, store) = testutil::store();
+        let l = layer(&store, "bad");
+        let out = tempfile::tempdir().expect("tempdir");
+        write_layout_cache(out.path(), &store, &map_of(std::slice::from_ref(&l)), None)
+            .expect("write");
+        let path = out
+            .path()
+            .join("blobs/sha256")
+            .join(l.descriptor.digest.hex());
+        let mut bytes = fs::read(&path).expect("read");
+        bytes[0] ^= 1;
+        fs::remove_file(&path).expect("remove");
+        fs::write(&path, &bytes).expect("corrupt, same size");
+
+        let (_d2, fresh) = testutil::store();
+        let e = import_layout_blob(out.path(), &fresh, &l.descriptor).expect_err("corrupt");
+        assert!(
+            matches!(
+                e,
+                CacheLoadError::Store {
+                    source: StoreError::DigestMismatch { .. },
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(
+            e.to_string().contains(&out.path().display().to_string()),
+            "{e}"
+        );
+        assert!(!fresh.has_blob(&l.descriptor.digest), "nothing was stored");
+    }
+
+    #[test]
+    fn a_missing_directory_or_index_is_not_found() {
+        let out = tempfile::tempdir().expect("tempdir");
+        let e = read_layout_cache(&out.path().join("nope")).expect_err("missing");
+        assert!(e.is_not_found(), "{e}");
+        let e = read_layout_cache(out.path()).expect_err("no index");
+        assert!(e.is_not_found(), "{e}");
+    }
+
+    #[test]
+    fn a_corrupt_manifest_or_a_layout_of_an_image_is_refused() {
+        let (_d, store) = testutil::store();
+        let l = layer(&store, "m");
+        let out = tempfile::tempdir().expect("tempdir");
+        let desc = write_layout_cache(out.path(), &store, &map_of(std::slice::from_ref(&l)), None)
+            .expect("write");
+        let path = out.path().join("blobs/sha256").join(desc.digest.hex());
+        let mut bytes = fs::read(&path).expect("read");
+        bytes.push(b' ');
+        fs::remove_file(&path).expect("remove");
+        fs::write(&path, &bytes).expect("write");
+        let e = read_layout_cache(out.path()).expect_err("corrupt manifest");
+        assert!(matches!(e, CacheLoadError::Inconsistent { .. }), "{e}");
+
+        // An image layout (config is an image config) is not a cache.
+        let img = tempfile::tempdir().expect("tempdir");
+        let top = testutil::image(&store, &[l], None);
+        let manifest =
+            ImageManifest::from_slice(&store.read_blob(&top.digest).expect("m")).expect("parse");
+        let blobs = img.path().join("blobs/sha256");
+        fs::create_dir_all(&blobs).expect("mkdir");
+        for d in [&top.digest, &manifest.config.digest] {
+            fs::write(blobs.join(d.hex()), store.read_blob(d).expect("read")).expect("write");
+        }
+        let mut index = ImageIndex::new_oci();
+        index.manifests.push(top);
+        fs::write(img.path().join("index.json"), index.to_canonical_json()).expect("write");
+        let e = read_layout_cache(img.path()).expect_err("an image");
+        assert!(matches!(e, CacheLoadError::NotACache { .. }), "{e}");
+    }
+
+    #[test]
+    fn blobs_the_store_lacks_are_fetched_first_or_the_write_fails_untouched() {
+        let (_d, origin) = testutil::store();
+        let l = layer(&origin, "remote");
+        let map = map_of(std::slice::from_ref(&l));
+        let (_d2, store) = testutil::store();
+        let out = tempfile::tempdir().expect("tempdir");
+        let e = write_layout_cache(out.path(), &store, &map, None).expect_err("missing");
+        assert!(matches!(e, CacheWriteError::MissingBlob { .. }), "{e}");
+        assert!(
+            !out.path().join("index.json").exists(),
+            "no index was written"
+        );
+
+        let fetch = |d: &Descriptor| -> Result<(), RegistryError> {
+            store.put_bytes(d.media_type.clone(), &origin.read_blob(&d.digest)?)?;
+            Ok(())
+        };
+        write_layout_cache(out.path(), &store, &map, Some(&fetch)).expect("write");
+        assert_eq!(read_layout_cache(out.path()).expect("read").map, map);
+    }
+
+    #[test]
+    fn concurrent_writers_to_one_directory_leave_one_consistent_cache() {
+        let (_d, store) = testutil::store();
+        let maps: Vec<CacheMap> = (0..4)
+            .map(|i| map_of(&[layer(&store, &format!("w{i}")), layer(&store, "shared")]))
+            .collect();
+        let out = tempfile::tempdir().expect("tempdir");
+        std::thread::scope(|s| {
+            for m in &maps {
+                let (dir, store) = (out.path(), &store);
+                s.spawn(move || write_layout_cache(dir, store, m, None).expect("write"));
+            }
+        });
+        let got = read_layout_cache(out.path()).expect("read");
+        assert!(maps.contains(&got.map));
+        // Exactly the winner's blobs remain, and every one of them imports.
+        assert_eq!(files_in(out.path()).len(), 4, "two layers, map, manifest");
+        let (_d2, fresh) = testutil::store();
+        for d in got.map.layer_descriptors() {
+            import_layout_blob(out.path(), &fresh, &d).expect("import");
+        }
+    }
 }

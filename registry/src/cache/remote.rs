@@ -89,7 +89,7 @@ pub fn fetch_cache(
     let what = reference.to_string();
     let registry = |source| CacheLoadError::Registry {
         what: what.clone(),
-        source,
+        source: Box::new(source),
     };
     let repo = reference.repository();
     let wanted = match (reference.digest(), reference.tag_or_latest()) {
@@ -220,6 +220,14 @@ pub fn push_cache(
         .map(str::to_string)
         .into_iter()
         .collect();
-    push_with(reg, store, reference.repository(), &top, &tags, opts)
-        .map_err(|source| CacheWriteError::Registry { what, source })
+    push_with(reg, store, reference.repository(), &top, &tags, opts).map_err(|source| {
+        CacheWriteError::Registry {
+            what,
+            source: Box::new(source),
+        }
+    })
 }
+
+#[cfg(test)]
+#[path = "remote_tests.rs"]
+mod tests;
