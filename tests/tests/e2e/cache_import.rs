@@ -1,7 +1,8 @@
 //! Importing build caches, beyond the four-run pipeline of cache_pipeline.rs: the counting proxy
 //! really sees what a cold run downloads (so "no layer downloaded" is not vacuous), a cache map
-//! of an unknown version is refused with a warning, `--cache-from` sources are tried in order,
-//! and `RUN --mount=type=cache` contents travel with `cache-mounts=ID`.
+//! of an unknown version, of another platform or not JSON at all is refused with a warning and
+//! never fails the build, `--cache-from` sources are tried in order, and
+//! `RUN --mount=type=cache` contents travel with `cache-mounts=ID`.
 
 use std::collections::BTreeSet;
 
@@ -56,10 +57,10 @@ fn cache_counting_proxy_sees_the_base_layers_a_cold_run_pulls() {
     }
 }
 
-/// Pushes a cache manifest whose cache map has `"version": 99` to `<ns>/app-cache:corrupt`.
-fn push_future_cache(p: &Pipeline) -> String {
+/// Pushes a cache manifest whose config (the cache map) is `map` to `<ns>/app-cache:<tag>`;
+/// returns its reference.
+fn push_cache_map(p: &Pipeline, tag: &str, map: &[u8]) -> String {
     let repo = p.path("app-cache");
-    let map = br#"{"version":99,"platform":"linux/amd64","entries":{}}"#;
     let config = registry_http::put_blob(&p.registry, &repo, map);
     let manifest = serde_json::json!({
         "schemaVersion": 2,
@@ -70,32 +71,53 @@ fn push_future_cache(p: &Pipeline) -> String {
     let status = registry_http::put_manifest(
         &p.registry,
         &repo,
-        "corrupt",
+        tag,
         "application/vnd.oci.image.manifest.v1+json",
         &serde_json::to_vec(&manifest).unwrap(),
     );
-    assert_eq!(status, 201, "PUT the version-99 cache manifest");
-    format!("{}:corrupt", p.repo("app-cache"))
+    assert_eq!(status, 201, "PUT the cache manifest {tag}");
+    format!("{}:{tag}", p.repo("app-cache"))
 }
 
 #[test]
-fn cache_map_of_an_unknown_version_is_refused_with_a_warning_and_the_build_succeeds() {
+fn cache_maps_of_an_unknown_version_another_platform_or_not_json_warn_and_the_build_succeeds() {
     let Some(reg) = registry() else { return };
     let dir = scratch();
     let Some(p) = Pipeline::new(dir.path(), &reg, "corrupt") else {
         return;
     };
     let plain = p.run("app", &[]).ok();
-    let corrupt = push_future_cache(&p);
-    let r = p
-        .run(
-            "app-imported",
-            &["--cache-from", &format!("type=registry,ref={corrupt}")],
-        )
-        .ok();
-    r.assert_cache_warning(&corrupt);
+    let refs = [
+        // A later rbuild's format: refused by version, not misread.
+        push_cache_map(
+            &p,
+            "version-99",
+            br#"{"version":99,"platform":"linux/amd64","entries":{}}"#,
+        ),
+        // A cache built for another platform: its keys can never match; rbuild says so.
+        push_cache_map(
+            &p,
+            "other-platform",
+            br#"{"version":1,"platform":"linux/s390x","entries":{}}"#,
+        ),
+        push_cache_map(&p, "not-json", b"\x00 this is not a cache map"),
+    ];
+    let mut args = Vec::new();
+    for r in &refs {
+        args.push("--cache-from".to_string());
+        args.push(format!("type=registry,ref={r}"));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let r = p.run("app-imported", &args).ok();
+    for cache in &refs {
+        r.assert_cache_warning(cache);
+    }
     assert!(r.steps.iter().all(|s| !s.cached), "{:?}", r.step_table());
-    assert_eq!(r.digests(), plain.digests(), "the same image as without it");
+    assert_eq!(
+        r.digests(),
+        plain.digests(),
+        "the same image as without them"
+    );
 }
 
 #[test]
