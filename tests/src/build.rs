@@ -76,6 +76,12 @@ pub fn busybox_rootfs(rootfs: &Path) -> bool {
 /// into `store` and tags it `tag` there. Work files go under `dir`. Returns false when busybox
 /// is missing and tools are optional.
 pub fn busybox_base(dir: &Path, store: &Path, tag: &str) -> bool {
+    busybox_base_with(dir, store, tag, &[])
+}
+
+/// [`busybox_base`] with more `rbuild build` arguments (e.g. `--push`, to put the base image in
+/// a test registry when `tag` names one).
+pub fn busybox_base_with(dir: &Path, store: &Path, tag: &str, extra: &[&str]) -> bool {
     let ctx = dir.join("busybox-base");
     if !busybox_rootfs(&ctx.join("rootfs")) {
         return false;
@@ -89,6 +95,7 @@ pub fn busybox_base(dir: &Path, store: &Path, tag: &str) -> bool {
         .arg("build")
         .arg(&ctx)
         .args(["--progress", "quiet", "--tag", tag])
+        .args(extra)
         .env("SOURCE_DATE_EPOCH", "0"))
     .success();
     true

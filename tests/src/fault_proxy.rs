@@ -1,16 +1,20 @@
-//! A tiny HTTP/1.1 proxy in front of a test registry that injects faults a real network or a
-//! broken middlebox produces: a blob body with one byte flipped, a blob body cut short, or
-//! `429 Too Many Requests` with `Retry-After` on the first manifest requests. One request per
-//! connection (`Connection: close` is forced both ways), which is all the tests need.
+//! A tiny HTTP/1.1 proxy in front of a test registry that records every request it forwards
+//! (so a test can count exactly what one build downloaded, whatever else runs against the shared
+//! registry) and can inject faults a real network or a broken middlebox produces: a blob body
+//! with one byte flipped, a blob body cut short, or `429 Too Many Requests` with `Retry-After`
+//! on the first manifest requests. One request per connection (`Connection: close` is forced
+//! both ways), which is all the tests need.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// What the proxy does wrong.
 #[derive(Debug, Clone, Copy)]
 pub enum Fault {
+    /// Nothing: forward faithfully and only record (a counting proxy).
+    None,
     /// Flip the last byte of every `GET …/blobs/sha256:…` body.
     CorruptBlobs,
     /// Send half of every `GET …/blobs/sha256:…` body, then close.
@@ -25,6 +29,46 @@ pub struct FaultProxy {
     pub addr: String,
     /// Faults injected so far.
     pub injected: Arc<AtomicUsize>,
+    /// Every request forwarded so far, in the order the responses completed.
+    pub requests: Arc<Mutex<Vec<Request>>>,
+}
+
+/// One forwarded request and what came back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub method: String,
+    /// The request target as sent (`/v2/<name>/blobs/sha256:…`, with any query).
+    pub path: String,
+    /// The upstream's status code (0 when it sent no parsable status line).
+    pub status: u16,
+    /// Bytes of the response body the client was sent.
+    pub body_bytes: u64,
+}
+
+impl Request {
+    /// `(repository, digest)` when this is a `GET /v2/<repository>/blobs/<digest>` (not an
+    /// upload URL), as the distribution spec spells blob fetches.
+    pub fn blob_get(&self) -> Option<(&str, &str)> {
+        if self.method != "GET" {
+            return None;
+        }
+        let rest = self.path.strip_prefix("/v2/")?;
+        let rest = rest.split('?').next().unwrap_or(rest);
+        let (repo, digest) = rest.rsplit_once("/blobs/")?;
+        digest.starts_with("sha256:").then_some((repo, digest))
+    }
+}
+
+impl FaultProxy {
+    /// A copy of the requests recorded so far.
+    pub fn requests(&self) -> Vec<Request> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// Forgets the requests recorded so far (between the runs of a pipeline).
+    pub fn clear(&self) {
+        self.requests.lock().unwrap().clear();
+    }
 }
 
 /// Starts a proxy to `upstream` (`HOST:PORT`, plain HTTP).
@@ -32,18 +76,25 @@ pub fn start(upstream: &str, fault: Fault) -> FaultProxy {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let injected = Arc::new(AtomicUsize::new(0));
+    let requests = Arc::new(Mutex::new(Vec::new()));
     let count = injected.clone();
+    let log = requests.clone();
     let upstream = upstream.to_string();
     std::thread::spawn(move || {
         for conn in listener.incoming().flatten() {
             let upstream = upstream.clone();
             let count = count.clone();
+            let log = log.clone();
             std::thread::spawn(move || {
-                let _ = serve(conn, &upstream, fault, &count);
+                let _ = serve(conn, &upstream, fault, &count, &log);
             });
         }
     });
-    FaultProxy { addr, injected }
+    FaultProxy {
+        addr,
+        injected,
+        requests,
+    }
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -55,6 +106,7 @@ fn serve(
     upstream: &str,
     fault: Fault,
     count: &AtomicUsize,
+    log: &Mutex<Vec<Request>>,
 ) -> std::io::Result<()> {
     // The request head, then a body of Content-Length bytes.
     let mut buf = Vec::new();
@@ -127,6 +179,19 @@ fn serve(
     let is_blob_get = method == "GET" && path.contains("/blobs/sha256:");
     let resp_head_end = find(&resp, b"\r\n\r\n").map_or(resp.len(), |i| i + 4);
     let ok = resp.starts_with(b"HTTP/1.1 200");
+    let status = resp
+        .get(9..12)
+        .and_then(|s| std::str::from_utf8(s).ok())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    // HEAD responses announce a Content-Length but carry no body: counting what was actually
+    // relayed gives 0 for them.
+    log.lock().unwrap().push(Request {
+        method: method.clone(),
+        path: path.clone(),
+        status,
+        body_bytes: (resp.len() - resp_head_end) as u64,
+    });
     match fault {
         Fault::CorruptBlobs if is_blob_get && ok && resp.len() > resp_head_end => {
             count.fetch_add(1, Ordering::SeqCst);

@@ -15,7 +15,9 @@ pub mod crun;
 pub mod fault_proxy;
 pub mod image;
 pub mod oci;
+pub mod pipeline;
 pub mod progress;
+pub mod registry_http;
 pub mod registry_server;
 pub mod token_server;
 

@@ -11,6 +11,8 @@ mod build_git;
 mod build_instructions;
 mod build_multistage;
 mod build_outputs;
+mod cache_import;
+mod cache_pipeline;
 mod cli;
 mod fixtures;
 mod registry_auth;

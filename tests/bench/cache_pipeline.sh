@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# Benchmark of build-cache export/import between CI pipeline runs (--cache-to / --cache-from),
+# on testdata/cache/python-style with a dependency layer of DEPS_MIB MiB (default 128):
+#
+#   run 1  cold: empty store, build development + production, push, export the cache (mode=max)
+#   run 2  fresh empty store, same sources, import the cache (expected: every step cached,
+#          no layer downloaded)
+#   run 3  fresh empty store, one application file changed (expected: only production's
+#          COPY . . reruns)
+#
+# Prints a Markdown table: wall time, % of run 1, blob bytes downloaded (GET /v2/…/blobs/… as the
+# registry logged them), bytes of new blobs the registry stored, what each push did, and the
+# steps cached; then run 1's last stage (production) time from its progress, to judge the
+# target "run 3 <= run 1's last stage + 20%" (run 3 also pays for resolving the base image,
+# reading the cache and pushing).
+#
+# Starts its own registry on 127.0.0.1 and removes everything it made on exit.
+# Usage: bash tests/bench/cache_pipeline.sh
+# Environment: KEEP_WORK=1 keeps the scratch directory; DEPS_MIB (default 128); RBUILD_BIN (default target/release/rbuild, built when
+# missing); CACHE_FLAGS=0 runs the same three runs without --cache-to/--cache-from (the baseline:
+# every run is cold).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$(pwd)
+deps_mib=${DEPS_MIB:-128}
+cache_flags=${CACHE_FLAGS:-1}
+epoch=1700000000
+
+rbuild=${RBUILD_BIN:-$root/target/release/rbuild}
+if [ ! -x "$rbuild" ]; then
+  echo "building $rbuild (cargo build --release -p rbuild)" >&2
+  cargo build --release -q -p rbuild
+fi
+for tool in docker-registry busybox python3 curl; do
+  command -v "$tool" >/dev/null || { echo "cache_pipeline.sh: $tool is required" >&2; exit 1; }
+done
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/rbuild-cache-bench.XXXXXX")
+registry_pid=
+cleanup() {
+  if [ -n "$registry_pid" ]; then
+    kill "$registry_pid" 2>/dev/null || true
+    wait "$registry_pid" 2>/dev/null || true
+  fi
+  if [ "${KEEP_WORK:-0}" = 1 ]; then
+    echo "kept $work" >&2
+  else
+    rm -rf "$work"
+  fi
+}
+trap cleanup EXIT INT TERM
+
+# The registry, as tests/run.sh configures it (info-level log: one line per request).
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+reg=127.0.0.1:$port
+cat > "$work/registry.yml" <<YAML
+version: 0.1
+log:
+  level: info
+  formatter: text
+storage:
+  filesystem:
+    rootdirectory: $work/registry
+  delete:
+    enabled: true
+http:
+  addr: $reg
+YAML
+docker-registry serve "$work/registry.yml" > "$work/registry.log" 2>&1 &
+registry_pid=$!
+for _ in $(seq 1 100); do
+  curl -fsS -o /dev/null "http://$reg/v2/" 2>/dev/null && break
+  sleep 0.1
+done
+curl -fsS -o /dev/null "http://$reg/v2/" || { echo "the registry did not start:" >&2; cat "$work/registry.log" >&2; exit 1; }
+
+# The busybox base image (as tests/src/build.rs makes it), pushed to the registry.
+bb=$work/busybox
+mkdir -p "$bb/rootfs/bin" "$bb/rootfs/etc" "$bb/rootfs/tmp"
+cp "$(command -v busybox)" "$bb/rootfs/bin/busybox"
+for applet in $(busybox --list); do
+  [ "$applet" = busybox ] || ln -s busybox "$bb/rootfs/bin/$applet"
+done
+printf 'root:x:0:0:root:/root:/bin/sh\n' > "$bb/rootfs/etc/passwd"
+printf 'root:x:0:\n' > "$bb/rootfs/etc/group"
+printf 'FROM scratch\nCOPY rootfs/ /\nENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\nCMD ["/bin/sh"]\n' > "$bb/Dockerfile"
+base=$reg/bench/busybox:1
+SOURCE_DATE_EPOCH=0 RBUILD_STORE=$work/base-store "$rbuild" build "$bb" --progress quiet --tag "$base" --push \
+  > "$work/base.log" 2>&1 || { echo "building the base image failed:" >&2; cat "$work/base.log" >&2; exit 1; }
+
+src=$work/src
+cp -R "$root/testdata/cache/python-style" "$src"
+cache_ref=$reg/bench/app-cache:main
+
+blob_store_bytes() {
+  du -sb "$work/registry/docker/registry/v2/blobs" 2>/dev/null | cut -f1 || echo 0
+}
+
+# Sums http.response.written of successful blob GETs in registry log lines after line $1.
+blob_get_bytes_since() {
+  tail -n +"$(($1 + 1))" "$work/registry.log" |
+    grep 'http.request.method=GET' | grep 'http.response.status=200' |
+    grep -E 'http.request.uri="/v2/[^"]*/blobs/sha256:' |
+    sed -n 's/.*http.response.written=\([0-9]*\).*/\1/p' |
+    awk '{ s += $1 } END { print s + 0 }'
+}
+
+human() {
+  awk -v b="$1" 'BEGIN { split("B KiB MiB GiB", u, " "); i = 1; while (b >= 1024 && i < 4) { b /= 1024; i++ } printf (i == 1 ? "%d %s" : "%.1f %s"), b, u[i] }'
+}
+
+declare -A wall down stored pushes cached
+run() { # name, store, extra args...
+  local name=$1 store=$2
+  shift 2
+  local lines_before stored_before start end
+  lines_before=$(wc -l < "$work/registry.log")
+  stored_before=$(blob_store_bytes)
+  start=$(date +%s.%N)
+  if ! SOURCE_DATE_EPOCH=$epoch RBUILD_STORE=$store "$rbuild" build "$src" --progress plain \
+    --target development --target production \
+    --build-arg "BASE=$base" --build-arg "DEPS_MIB=$deps_mib" \
+    --tag "$reg/bench/app:main" --push "$@" > "$work/$name.out" 2> "$work/$name.err"; then
+    echo "cache_pipeline.sh: $name failed:" >&2
+    tail -n 30 "$work/$name.err" >&2
+    exit 1
+  fi
+  end=$(date +%s.%N)
+  wall[$name]=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }')
+  down[$name]=$(blob_get_bytes_since "$lines_before")
+  stored[$name]=$(($(blob_store_bytes) - stored_before))
+  # "N blob(s) uploaded, M mounted, K already there" of each push, summed.
+  pushes[$name]=$(grep -o '[0-9]* blob(s) uploaded, [0-9]* mounted, [0-9]* already there' "$work/$name.err" |
+    awk '{ u += $1; m += $4; t += $6 } END { printf "%d up / %d mounted / %d there", u, m, t }')
+  local total hits
+  total=$(grep -cE '^#[0-9]+ \[' "$work/$name.err" || true)
+  hits=$(grep -cE '^#[0-9]+ CACHED$' "$work/$name.err" || true)
+  cached[$name]="$hits/$total"
+}
+
+cache_args() { # import too?
+  [ "$cache_flags" = 1 ] || return 0
+  printf '%s\n' --cache-to "type=registry,ref=$cache_ref,mode=max"
+  [ "$1" = import ] && printf '%s\n' --cache-from "type=registry,ref=$cache_ref"
+  return 0
+}
+
+mapfile -t args1 < <(cache_args export)
+mapfile -t args23 < <(cache_args import)
+echo "run 1 (cold, DEPS_MIB=$deps_mib)..." >&2
+run "run 1" "$work/store1" "${args1[@]}"
+echo "run 2 (fresh store, same sources)..." >&2
+run "run 2" "$work/store2" "${args23[@]}"
+printf '\n# edited by the benchmark\n' >> "$src/lib/greeting.py"
+echo "run 3 (fresh store, one app file changed)..." >&2
+run "run 3" "$work/store3" "${args23[@]}"
+
+# Run 1's last stage: the DONE times of its [production …] steps.
+last_stage=$(awk '
+  /^#[0-9]+ \[production / { split($1, a, " "); prod[a[1]] = 1 }
+  /^#[0-9]+ DONE / { if (prod[$1]) { t = $3; sub(/s$/, "", t); s += t } }
+  END { printf "%.2f", s + 0 }' "$work/run 1.err")
+
+echo
+echo "DEPS_MIB=$deps_mib, cache flags: $([ "$cache_flags" = 1 ] && echo "--cache-to/--cache-from type=registry,mode=max" || echo none), rbuild: $rbuild"
+echo
+echo "| run | wall time | % of run 1 | blob bytes downloaded | new blob bytes stored | pushes (blobs) | steps cached |"
+echo "|---|---:|---:|---:|---:|---|---:|"
+for name in "run 1" "run 2" "run 3"; do
+  pct=$(awk -v a="${wall[$name]}" -v b="${wall[run 1]}" 'BEGIN { printf "%.0f%%", (b > 0 ? 100 * a / b : 0) }')
+  echo "| $name | ${wall[$name]} s | $pct | $(human "${down[$name]}") | $(human "${stored[$name]}") | ${pushes[$name]} | ${cached[$name]} |"
+done
+echo
+limit=$(awk -v s="$last_stage" 'BEGIN { printf "%.2f", s * 1.2 }')
+echo "run 1's last stage (production steps): ${last_stage} s; target for run 3: <= ${limit} s (+20%); run 3 took ${wall[run 3]} s."
