@@ -214,12 +214,12 @@ impl PipelineRun {
         self.requests.iter().map(|r| r.body_bytes).sum()
     }
 
-    /// The `warning: ` lines rbuild printed on stderr.
+    /// The `WARNING: ` lines rbuild printed on stderr (BuildKit's spelling).
     pub fn warnings(&self) -> Vec<&str> {
         self.run
             .stderr
             .lines()
-            .filter(|l| l.starts_with("warning: "))
+            .filter(|l| l.starts_with("WARNING: "))
             .collect()
     }
 
@@ -229,7 +229,7 @@ impl PipelineRun {
             self.warnings()
                 .iter()
                 .any(|w| w.contains("cache") && w.contains(what)),
-            "expected a `warning: ` line about the cache {what}; stderr:\n{}",
+            "expected a `WARNING: ` line about the cache {what}; stderr:\n{}",
             self.run.stderr
         );
     }
