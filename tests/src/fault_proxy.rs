@@ -11,12 +11,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// What the proxy does wrong.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Fault {
     /// Nothing: forward faithfully and only record (a counting proxy).
     None,
     /// Flip the last byte of every `GET …/blobs/sha256:…` body.
     CorruptBlobs,
+    /// Flip the last byte of the `GET …/blobs/sha256:…` bodies whose path contains this
+    /// (`/app-cache/`: one repository's blobs, e.g. a cache's, while a base image stays intact).
+    CorruptBlobsIn(String),
     /// Send half of every `GET …/blobs/sha256:…` body, then close.
     TruncateBlobs,
     /// Answer the first `times` manifest requests with 429 and `Retry-After: secs`.
@@ -85,8 +88,9 @@ pub fn start(upstream: &str, fault: Fault) -> FaultProxy {
             let upstream = upstream.clone();
             let count = count.clone();
             let log = log.clone();
+            let fault = fault.clone();
             std::thread::spawn(move || {
-                let _ = serve(conn, &upstream, fault, &count, &log);
+                let _ = serve(conn, &upstream, &fault, &count, &log);
             });
         }
     });
@@ -104,7 +108,7 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 fn serve(
     mut client: TcpStream,
     upstream: &str,
-    fault: Fault,
+    fault: &Fault,
     count: &AtomicUsize,
     log: &Mutex<Vec<Request>>,
 ) -> std::io::Result<()> {
@@ -157,7 +161,7 @@ fn serve(
         retry_after_secs,
     } = fault
     {
-        if path.contains("/manifests/") && count.load(Ordering::SeqCst) < times {
+        if path.contains("/manifests/") && count.load(Ordering::SeqCst) < *times {
             count.fetch_add(1, Ordering::SeqCst);
             let resp = format!("HTTP/1.1 429 Too Many Requests\r\nRetry-After: {retry_after_secs}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
             return client.write_all(resp.as_bytes());
@@ -194,6 +198,15 @@ fn serve(
     });
     match fault {
         Fault::CorruptBlobs if is_blob_get && ok && resp.len() > resp_head_end => {
+            count.fetch_add(1, Ordering::SeqCst);
+            if let Some(last) = resp.last_mut() {
+                *last ^= 0x01;
+            }
+            client.write_all(&resp)
+        }
+        Fault::CorruptBlobsIn(part)
+            if is_blob_get && ok && resp.len() > resp_head_end && path.contains(part.as_str()) =>
+        {
             count.fetch_add(1, Ordering::SeqCst);
             if let Some(last) = resp.last_mut() {
                 *last ^= 0x01;

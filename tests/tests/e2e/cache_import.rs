@@ -8,8 +8,10 @@ use std::collections::BTreeSet;
 
 use crate::cache_pipeline::CACHE_CONFIG_TYPE;
 use crate::registry_roundtrip::registry;
+use rbuild_tests::build::{build_cmd, metadata};
+use rbuild_tests::fault_proxy::{self, Fault};
 use rbuild_tests::pipeline::{Pipeline, TAG};
-use rbuild_tests::{registry_http, scratch};
+use rbuild_tests::{registry_http, run, scratch};
 
 #[test]
 fn cache_counting_proxy_sees_the_base_layers_a_cold_run_pulls() {
@@ -216,5 +218,76 @@ fn cache_mounts_exported_to_a_directory_are_seen_by_a_later_fresh_runner() {
         "mounts-local",
         "type=local,dest={DIR},mode=max,cache-mounts=pip",
         "type=local,src={DIR}",
+    );
+}
+
+#[test]
+fn cache_layers_that_do_not_verify_when_fetched_make_rbuild_build_again_without_the_cache() {
+    let Some(reg) = registry() else { return };
+    let dir = scratch();
+    let Some(p) = Pipeline::new(dir.path(), &reg, "corrupt-blobs") else {
+        return;
+    };
+    let cache = format!("{}:{TAG}", p.repo("app-cache"));
+    p.run(
+        "app",
+        &["--cache-to", &format!("type=registry,ref={cache},mode=max")],
+    )
+    .ok();
+    // A second way into the same registry that corrupts one of the cache's layers only: the
+    // cache map reads fine and every HEAD says the layers are there, but a layer that
+    // is downloaded does not verify — after its steps were already taken as cached.
+    let layers = registry_http::layer_digests(&p.manifest("app-cache", TAG).expect("cache pushed"));
+    let layer = layers.first().expect("the cache has layers");
+    let bad = fault_proxy::start(
+        &reg,
+        Fault::CorruptBlobsIn(format!("/{}/blobs/{layer}", p.path("app-cache"))),
+    );
+    // The base through the good proxy: its name is part of the FROM step's key.
+    let base = p.base.clone();
+    let cache_bad = cache.replace(&p.proxy.addr, &bad.addr);
+    let build = |name: &str, extra: &[&str]| {
+        let meta = dir.path().join(format!("{name}.json"));
+        let out = run(build_cmd(&dir.path().join(name), &p.src)
+            .args(["--target", "production"])
+            .args(["--build-arg", &format!("BASE={base}")])
+            // An OCI directory needs every layer's bytes.
+            .args([
+                "--output",
+                &format!(
+                    "type=oci,dest={}",
+                    dir.path().join(format!("{name}-oci")).display()
+                ),
+            ])
+            .args(["--metadata-file", meta.to_str().unwrap()])
+            .args(extra));
+        (out, meta)
+    };
+    let (clean, clean_meta) = build("clean", &[]);
+    assert_eq!(clean.code, 0, "{}", clean.stderr);
+    let (r, meta) = build(
+        "imported",
+        &["--cache-from", &format!("type=registry,ref={cache_bad}")],
+    );
+    assert_eq!(
+        r.code, 0,
+        "a broken cache never fails the build:\n{}",
+        r.stderr
+    );
+    assert!(
+        bad.injected.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "a cache layer was downloaded (and corrupted):\n{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.lines().any(|l| l.starts_with("WARNING: ")
+            && l.contains("building again without the imported cache")),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        metadata(&meta)["containerimage.digest"],
+        metadata(&clean_meta)["containerimage.digest"],
+        "the image is the one built without the cache"
     );
 }

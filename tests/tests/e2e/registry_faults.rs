@@ -43,7 +43,7 @@ fn corrupted_and_truncated_blobs_are_rejected_and_not_stored() {
             &format!("e2e/fault{i}"),
             &format!("{i}\n"),
         );
-        let proxy = fault_proxy::start(&reg, fault);
+        let proxy = fault_proxy::start(&reg, fault.clone());
         let child = dir.path().join(format!("child{i}"));
         child_context(&child, &format!("{}/{image}", proxy.addr));
         let store = dir.path().join(format!("store{i}"));
