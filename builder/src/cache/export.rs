@@ -36,7 +36,7 @@ pub enum ExportError {
     Connect {
         target: String,
         #[source]
-        source: rbuild_registry::RegistryError,
+        source: Box<rbuild_registry::RegistryError>,
     },
     #[error("exporting cache mount {id:?}")]
     Mount {
@@ -193,7 +193,7 @@ fn export_one(
                 .get(r.registry())
                 .map_err(|source| ExportError::Connect {
                     target: target.clone(),
-                    source,
+                    source: Box::new(source),
                 })?;
             let opts = PushOptions {
                 on_bytes: &on_bytes,
