@@ -256,6 +256,27 @@ mod tests {
     }
 
     #[test]
+    fn min_mode_follows_the_from_chain_and_max_mode_takes_every_built_stage() {
+        let df = crate::dockerfile::parse(
+            "FROM scratch AS deps\nCOPY a /a\n\
+             FROM scratch AS compiler\nCOPY b /b\n\
+             FROM deps AS runtime\nCOPY --from=compiler /b /b\n\
+             FROM runtime AS production\nCOPY c /c\n",
+        )
+        .unwrap();
+        let empty = std::collections::BTreeMap::new();
+        let plan = BuildPlan::new(&df, &["production".to_string()], &empty, &empty).unwrap();
+        let built: BTreeSet<usize> = [0, 1, 2, 3].into_iter().collect();
+        // The image's layers come from production, runtime and deps; the compiler stage is
+        // only read by a COPY --from, so min mode leaves it out (BuildKit's rule).
+        assert_eq!(
+            stages_for(&plan, &[3], CacheMode::Min, &built),
+            [0, 2, 3].into_iter().collect()
+        );
+        assert_eq!(stages_for(&plan, &[3], CacheMode::Max, &built), built);
+    }
+
+    #[test]
     fn maps_hold_only_the_chosen_stages_and_configs_only_when_asked() {
         let outcomes = vec![
             outcome(0, "a", true),
