@@ -249,6 +249,28 @@ mod tests {
         ));
     }
 
+    proptest::proptest! {
+        // SECURITY.md "Fuzzing: cache-config import": whatever a registry serves, parsing
+        // returns an error or a checked map, never panics.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = CacheMap::from_slice(&bytes);
+        }
+
+        // Mutating one byte of a valid map gives an error or a map that still passes `check`
+        // (every layer has a layer media type) and round-trips.
+        #[test]
+        fn mutated_maps_are_refused_or_still_valid(pos in 0usize..4096, byte in proptest::num::u8::ANY) {
+            let mut bytes = sample().to_vec();
+            let i = pos % bytes.len();
+            bytes[i] = byte;
+            if let Ok(m) = CacheMap::from_slice(&bytes) {
+                proptest::prop_assert!(m.check().is_ok());
+                proptest::prop_assert_eq!(CacheMap::from_slice(&m.to_vec()).ok(), Some(m));
+            }
+        }
+    }
+
     #[test]
     fn garbage_is_a_json_error() {
         assert!(matches!(

@@ -47,6 +47,7 @@ fn secrets_reach_the_command_but_no_blob_output_or_log() {
     write_tree(dir.path(), &[("secret.txt", &secret)]);
     let out = dir.path().join("out");
     let fs = dir.path().join("fs");
+    let cache = dir.path().join("cache");
     let r = build(
         &store,
         &ctx,
@@ -57,6 +58,9 @@ fn secrets_reach_the_command_but_no_blob_output_or_log() {
             &format!("type=oci,dest={}", out.display()),
             "--output",
             &format!("type=local,dest={}", fs.display()),
+            // SECURITY.md: secrets leaked through cache exports in mode=max (CVE-2023-26054).
+            "--cache-to",
+            &format!("type=local,dest={},mode=max", cache.display()),
         ],
     )
     .success();
@@ -94,7 +98,7 @@ fn secrets_reach_the_command_but_no_blob_output_or_log() {
     );
     assert!(r.stderr.contains("leak: "), "{}", r.stderr);
     // SECURITY.md: searched raw, base64, hex and URL-encoded, in every blob (decompressed too),
-    // config, record and output.
+    // config, record, output and exported cache.
     for form in encodings(&secret) {
         assert_eq!(
             files_containing(&store, &form),
@@ -103,6 +107,11 @@ fn secrets_reach_the_command_but_no_blob_output_or_log() {
         );
         assert_eq!(
             files_containing(&out, &form),
+            Vec::<String>::new(),
+            "{form}"
+        );
+        assert_eq!(
+            files_containing(&cache, &form),
             Vec::<String>::new(),
             "{form}"
         );
