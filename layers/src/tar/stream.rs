@@ -33,7 +33,10 @@ pub(super) enum CopyError {
 pub(super) struct TarStream<'p> {
     chunk: Box<[u8]>,
     len: usize,
-    hasher: Sha256Hasher,
+    /// The diffID hasher; `None` when the caller gets the diffID another way.
+    hasher: Option<Sha256Hasher>,
+    /// Bytes written so far.
+    written: u64,
     progress: &'p dyn Fn(u64),
     reported: u64,
     full: Option<crossbeam_channel::Sender<Filled>>,
@@ -46,8 +49,10 @@ const PROGRESS_EVERY: u64 = 4 << 20;
 
 impl<'p> TarStream<'p> {
     /// Starts the compressing thread, which writes everything it is sent into `comp`.
+    /// `hash` says whether to compute the sha256 of the stream.
     pub(super) fn new(
         mut comp: Compressor<BlobWriter>,
+        hash: bool,
         progress: &'p dyn Fn(u64),
     ) -> io::Result<Self> {
         let (full_tx, full_rx) = crossbeam_channel::bounded::<Filled>(POOL);
@@ -70,7 +75,8 @@ impl<'p> TarStream<'p> {
         Ok(TarStream {
             chunk: vec![0u8; CHUNK].into_boxed_slice(),
             len: 0,
-            hasher: Sha256Hasher::new(),
+            hasher: hash.then(Sha256Hasher::new),
+            written: 0,
             progress,
             reported: 0,
             full: Some(full_tx),
@@ -103,11 +109,13 @@ impl<'p> TarStream<'p> {
 
     /// Hashes the current chunk, hands it to the compressing thread and takes an empty one.
     fn send_chunk(&mut self) -> io::Result<()> {
-        self.hasher.update(&self.chunk[..self.len]);
-        let done = self.hasher.len();
-        if done - self.reported >= PROGRESS_EVERY {
-            self.reported = done;
-            (self.progress)(done);
+        if let Some(h) = self.hasher.as_mut() {
+            h.update(&self.chunk[..self.len]);
+        }
+        self.written += self.len as u64;
+        if self.written - self.reported >= PROGRESS_EVERY {
+            self.reported = self.written;
+            (self.progress)(self.written);
         }
         let next = match self.empty.recv() {
             Ok(next) => next,
@@ -142,16 +150,16 @@ impl<'p> TarStream<'p> {
         }
     }
 
-    /// Ends the stream: returns the diffID hasher (over every byte written) and the blob writer
-    /// with everything compressed into it.
-    pub(super) fn finish(mut self) -> io::Result<(Sha256Hasher, BlobWriter)> {
+    /// Ends the stream: returns the hasher (over every byte written, if asked for), the number
+    /// of bytes written and the blob writer with everything compressed into it.
+    pub(super) fn finish(mut self) -> io::Result<(Option<Sha256Hasher>, u64, BlobWriter)> {
         if self.len > 0 {
             self.send_chunk()?;
         }
         self.full = None;
         let blob = self.join()?;
-        (self.progress)(self.hasher.len());
-        Ok((std::mem::take(&mut self.hasher), blob))
+        (self.progress)(self.written);
+        Ok((self.hasher.take(), self.written, blob))
     }
 }
 
@@ -188,12 +196,12 @@ mod tests {
     use crate::compression::compressor_with_threads;
     use crate::{Compression, Store};
 
-    fn stream_bytes(pieces: &[&[u8]]) -> (Sha256Hasher, Vec<u8>) {
+    fn stream_bytes(pieces: &[&[u8]]) -> (Sha256Hasher, u64, Vec<u8>) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let comp = compressor_with_threads(Compression::None, None, 1, store.begin_blob().unwrap())
             .unwrap();
-        let mut s = TarStream::new(comp, &|_| {}).unwrap();
+        let mut s = TarStream::new(comp, true, &|_| {}).unwrap();
         for p in pieces {
             // Alternate the two ways bytes enter: small writes and file reads.
             if p.len() % 2 == 0 {
@@ -202,7 +210,7 @@ mod tests {
                 assert_eq!(s.copy_from(*p, p.len() as u64).ok(), Some(p.len() as u64));
             }
         }
-        let (hasher, blob) = s.finish().unwrap();
+        let (hasher, written, blob) = s.finish().unwrap();
         let (digest, _) = blob.commit(None, None).unwrap();
         let mut stored = Vec::new();
         store
@@ -210,7 +218,7 @@ mod tests {
             .unwrap()
             .read_to_end(&mut stored)
             .unwrap();
-        (hasher, stored)
+        (hasher.expect("asked for a hash"), written, stored)
     }
 
     #[test]
@@ -218,8 +226,9 @@ mod tests {
         let big: Vec<u8> = (0..3 * CHUNK + 77).map(|i| (i % 251) as u8).collect();
         let pieces: Vec<&[u8]> = vec![b"ab", &big[..CHUNK - 1], b"c", &big, b"", &big[..5]];
         let expected: Vec<u8> = pieces.concat();
-        let (hasher, stored) = stream_bytes(&pieces);
-        assert_eq!(hasher.len(), expected.len() as u64);
+        let (hasher, written, stored) = stream_bytes(&pieces);
+        assert_eq!(written, expected.len() as u64);
+        assert_eq!(hasher.len(), written);
         assert_eq!(hasher.finish(), crate::Digest::sha256_of(&expected));
         assert!(stored == expected, "stored bytes differ");
     }
@@ -230,10 +239,13 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let comp = compressor_with_threads(Compression::None, None, 1, store.begin_blob().unwrap())
             .unwrap();
-        let mut s = TarStream::new(comp, &|_| {}).unwrap();
+        let mut s = TarStream::new(comp, false, &|_| {}).unwrap();
         assert_eq!(s.copy_from(&b"12345"[..], 9).ok(), Some(5));
         assert_eq!(s.copy_from(&b"12345"[..], 3).ok(), Some(3));
-        let (hasher, _) = s.finish().unwrap();
-        assert_eq!(hasher.finish(), crate::Digest::sha256_of(b"12345123"));
+        let (hasher, written, blob) = s.finish().unwrap();
+        assert!(hasher.is_none(), "no hash was asked for");
+        assert_eq!(written, 8);
+        let (digest, _) = blob.commit(None, None).unwrap();
+        assert_eq!(digest, crate::Digest::sha256_of(b"12345123"));
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! The whole layer is streamed once: each file is read from disk exactly once, the uncompressed
 //! sha256 (diffID) is computed on the tar bytes as they are produced, and the compressed sha256
-//! by the store's [`crate::BlobWriter`] as they are written. Reading and hashing run on the
+//! by the store's [`crate::BlobWriter`] as they are written (for an uncompressed layer the two
+//! are the same bytes, hashed once). Reading and hashing run on the
 //! calling thread; compressing and storing run on a second thread fed through a small pool of
 //! reused chunks (see `stream`), so reading files overlaps with compression. Memory stays
 //! bounded by that pool and the compressor's in-flight blocks.
@@ -67,17 +68,22 @@ pub fn write_layer_with_progress(
     let blob = store.begin_blob()?;
     let threads = opts.threads.unwrap_or_else(default_threads);
     let comp = compressor_with_threads(opts.compression, opts.level, threads, blob)?;
-    let mut out = TarStream::new(comp, progress).map_err(LayerError::Write)?;
+    // Uncompressed, the blob *is* the tar: its digest is the diffID, and hashing the same bytes
+    // a second time would cost a whole sha256 pass.
+    let hash_tar = !matches!(opts.compression, Compression::None);
+    let mut out = TarStream::new(comp, hash_tar, progress).map_err(LayerError::Write)?;
     for e in &entries {
         write_entry(&mut out, e, opts.source_date_epoch)?;
     }
     // End of archive: two zero blocks.
     out.write_all(&[0u8; 2 * header::BLOCK])
         .map_err(LayerError::Write)?;
-    let (hasher, blob) = out.finish().map_err(LayerError::Write)?;
-    let uncompressed_size = hasher.len();
-    let diff_id = hasher.finish();
+    let (hasher, uncompressed_size, blob) = out.finish().map_err(LayerError::Write)?;
     let (digest, size) = blob.commit(None, None)?;
+    let diff_id = match hasher {
+        Some(h) => h.finish(),
+        None => digest.clone(),
+    };
     Ok(LayerInfo {
         diff_id,
         digest,
