@@ -4,23 +4,28 @@
 //!
 //! `cargo bench -p rbuild-layers --bench layer_write` prints a markdown table.
 //! Sizes: `RBUILD_BENCH_MIB` (default 512) for the speed tree, `RBUILD_BENCH_RSS_MIB` (default
-//! 1024) for the memory run. `RBUILD_BENCH_REPEAT=N` runs every contender N times, interleaved,
-//! and reports the median; `RBUILD_BENCH_ONLY=zstd` runs only the two zstd rows (no memory run). The machine is shared, so take single runs with a grain of salt;
-//! the CPU column (user + system seconds of the whole pipeline) is steadier than wall time.
+//! 1024) for the memory run. `RBUILD_BENCH_REPEAT=N` runs every contender N times, interleaved
+//! round by round, and reports the median; `RBUILD_BENCH_ONLY=zstd` runs only the two zstd rows
+//! (no memory run). The machine is shared, so take single runs with a grain of salt; the CPU
+//! column (user + system seconds of the whole pipeline) is steadier than wall time.
 //!
-//! A run on the shared 2-core development VM (512 MiB tree, 3.5× compressible); zstd wall
-//! times varied between runs (rbuild 1.5–2.8 s, CLI 1.5–3.4 s) with the load of other jobs:
+//! A run on the shared 2-core development VM (2026-11-23, 512 MiB tree, 3.5× compressible,
+//! `RBUILD_BENCH_REPEAT=3`, load average ~2 from other jobs):
 //!
 //! | tool | wall (s) | CPU (s) | MiB/s | compressed (MiB) | ratio |
 //! |---|---:|---:|---:|---:|---:|
-//! | rbuild uncompressed (walk + tar + sha256) | 0.76 | 1.00 | 676 | 514.7 | 1.00 |
-//! | rbuild gzip (level 6) | 4.90 | 9.16 | 105 | 146.1 | 3.52 |
-//! | tar -c \| pigz -6 | 10.95 | 21.01 | 47 | 148.5 | 3.47 |
-//! | tar -c \| gzip -6 | 23.37 | 23.92 | 22 | 148.7 | 3.46 |
-//! | rbuild zstd (level 3) | 2.20 | 3.99 | 234 | 147.6 | 3.49 |
-//! | tar -c \| zstd -3 -T0 | 1.51 | 2.80 | 342 | 148.1 | 3.47 |
+//! | rbuild uncompressed (walk + tar + sha256) | 0.70 | 0.65 | 737 | 514.7 | 1.00 |
+//! | rbuild gzip (level 6) | 4.49 | 8.48 | 115 | 146.1 | 3.52 |
+//! | tar -c \| pigz -6 | 10.38 | 20.40 | 50 | 148.5 | 3.47 |
+//! | tar -c \| gzip -6 | 21.91 | 22.68 | 23 | 148.7 | 3.46 |
+//! | rbuild zstd (level 3) | 2.02 | 3.72 | 255 | 147.6 | 3.49 |
+//! | tar -c \| zstd -3 -T0 | 2.18 | 4.00 | 236 | 148.1 | 3.47 |
 //!
-//! Peak RSS for a 1029 MiB gzip layer: write + compress 16.5 MiB, decompress + extract 11.6 MiB.
+//! Peak RSS for a 1029 MiB gzip layer: write + compress 17.0 MiB, decompress + extract 11.2 MiB.
+//!
+//! Diagnostics: `--compress-file KIND THREADS FILE` (the compressor alone), `--sha256-file FILE`
+//! (this build's sha256 throughput: ~1.8 GB/s means SHA-NI is in use), `--layer-digest TREE KIND`
+//! (the diffID and digest of a layer, to check that a change kept the output bytes).
 
 use std::fs;
 use std::io::{self, Write};
