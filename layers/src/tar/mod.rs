@@ -16,6 +16,7 @@
 mod entry;
 mod error;
 mod header;
+mod stream;
 mod walk;
 mod write;
 

@@ -2,21 +2,22 @@
 //!
 //! The whole layer is streamed once: each file is read from disk exactly once, the uncompressed
 //! sha256 (diffID) is computed on the tar bytes as they are produced, and the compressed sha256
-//! by the store's [`crate::BlobWriter`] as they are written. Reading and hashing run on the
-//! calling thread; compressing and storing run on a second thread fed through a small bounded
-//! channel (like `tar | pigz`), so reading files overlaps with compression. Memory stays
-//! bounded by that channel, the compressor's in-flight blocks and one copy buffer.
+//! by the store's [`crate::BlobWriter`] as they are written (for an uncompressed layer the two
+//! are the same bytes, hashed once). Reading and hashing run on the
+//! calling thread; compressing and storing run on a second thread fed through a small pool of
+//! reused chunks (see `stream`), so reading files overlaps with compression. Memory stays
+//! bounded by that pool and the compressor's in-flight blocks.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::Write;
 use std::os::unix::fs::MetadataExt;
-use std::thread::JoinHandle;
 
 use super::entry::{sort_entries, validate_sorted, EntryKind, LayerEntry};
 use super::header::{self, HeaderFields};
+use super::stream::{CopyError, TarStream};
 use super::LayerError;
-use crate::compression::{compressor_with_threads, default_threads, Compressor};
-use crate::{BlobWriter, Compression, Digest, MediaType, Sha256Hasher, Store};
+use crate::compression::{compressor_with_threads, default_threads};
+use crate::{Compression, Digest, MediaType, Store};
 
 /// How to write a layer.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -43,109 +44,6 @@ pub struct LayerInfo {
     pub uncompressed_size: u64,
 }
 
-/// Hashes the uncompressed tar on its way to the compressor.
-struct DiffHasher<'p, W> {
-    inner: W,
-    hasher: Sha256Hasher,
-    progress: &'p dyn Fn(u64),
-    reported: u64,
-}
-
-/// How often (in uncompressed bytes) `write_layer_with_progress` reports.
-const PROGRESS_EVERY: u64 = 4 << 20;
-
-impl<W: Write> Write for DiffHasher<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        let done = self.hasher.len();
-        if done - self.reported >= PROGRESS_EVERY {
-            self.reported = done;
-            (self.progress)(done);
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// Size of the buffer files are copied through (and of the writes into the compressor).
-const COPY_BUF: usize = 256 * 1024;
-/// Chunks of `COPY_BUF` bytes queued between the reading and the compressing thread.
-const PIPE_DEPTH: usize = 8;
-
-/// Sends the tar stream to a thread that compresses it into the blob writer.
-struct Pipe {
-    tx: Option<crossbeam_channel::Sender<Vec<u8>>>,
-    worker: Option<JoinHandle<io::Result<BlobWriter>>>,
-}
-
-impl Pipe {
-    fn new(mut comp: Compressor<BlobWriter>) -> Result<Pipe, LayerError> {
-        let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(PIPE_DEPTH);
-        let worker = std::thread::Builder::new()
-            .name("layer-compress".into())
-            .spawn(move || {
-                for chunk in rx {
-                    comp.write_all(&chunk)?;
-                }
-                comp.finish()
-            })
-            .map_err(LayerError::Write)?;
-        Ok(Pipe {
-            tx: Some(tx),
-            worker: Some(worker),
-        })
-    }
-
-    /// Closes the stream and returns the blob writer with everything compressed into it.
-    fn finish(mut self) -> io::Result<BlobWriter> {
-        self.tx = None;
-        self.join()
-    }
-
-    fn join(&mut self) -> io::Result<BlobWriter> {
-        match self.worker.take() {
-            Some(h) => h
-                .join()
-                .unwrap_or_else(|_| Err(io::Error::other("the compression thread panicked"))),
-            None => Err(io::Error::other("the compression thread already finished")),
-        }
-    }
-}
-
-impl Write for Pipe {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let sent = self.tx.as_ref().map(|tx| tx.send(buf.to_vec()));
-        match sent {
-            Some(Ok(())) => Ok(buf.len()),
-            // The worker stopped early: it failed, and its error is the one to report.
-            _ => {
-                self.tx = None;
-                Err(match self.join() {
-                    Err(e) => e,
-                    Ok(_) => io::Error::other("the compression thread stopped early"),
-                })
-            }
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Drop for Pipe {
-    fn drop(&mut self) {
-        self.tx = None;
-        // On an early return the worker finishes what was queued; its result is dropped and the
-        // blob writer inside removes its temp file.
-        let _ = self.join();
-    }
-}
-
 /// Writes `entries` as one layer blob into `store`. Entries are sorted into the canonical order
 /// first (see [`super::sort_entries`]) and validated; the same entries and file contents always
 /// give the same diffID and digest, whatever the thread count.
@@ -170,30 +68,22 @@ pub fn write_layer_with_progress(
     let blob = store.begin_blob()?;
     let threads = opts.threads.unwrap_or_else(default_threads);
     let comp = compressor_with_threads(opts.compression, opts.level, threads, blob)?;
-    let mut out = BufWriter::with_capacity(
-        COPY_BUF,
-        DiffHasher {
-            inner: Pipe::new(comp)?,
-            hasher: Sha256Hasher::new(),
-            progress,
-            reported: 0,
-        },
-    );
-    let mut buf = vec![0u8; COPY_BUF];
+    // Uncompressed, the blob *is* the tar: its digest is the diffID, and hashing the same bytes
+    // a second time would cost a whole sha256 pass.
+    let hash_tar = !matches!(opts.compression, Compression::None);
+    let mut out = TarStream::new(comp, hash_tar, progress).map_err(LayerError::Write)?;
     for e in &entries {
-        write_entry(&mut out, e, opts.source_date_epoch, &mut buf)?;
+        write_entry(&mut out, e, opts.source_date_epoch)?;
     }
     // End of archive: two zero blocks.
     out.write_all(&[0u8; 2 * header::BLOCK])
         .map_err(LayerError::Write)?;
-    let hashing = out
-        .into_inner()
-        .map_err(|e| LayerError::Write(e.into_error()))?;
-    let uncompressed_size = hashing.hasher.len();
-    progress(uncompressed_size);
-    let diff_id = hashing.hasher.finish();
-    let blob = hashing.inner.finish().map_err(LayerError::Write)?;
+    let (hasher, uncompressed_size, blob) = out.finish().map_err(LayerError::Write)?;
     let (digest, size) = blob.commit(None, None)?;
+    let diff_id = match hasher {
+        Some(h) => h.finish(),
+        None => digest.clone(),
+    };
     Ok(LayerInfo {
         diff_id,
         digest,
@@ -203,12 +93,7 @@ pub fn write_layer_with_progress(
     })
 }
 
-fn write_entry<W: Write>(
-    out: &mut W,
-    e: &LayerEntry,
-    sde: Option<i64>,
-    buf: &mut [u8],
-) -> Result<(), LayerError> {
+fn write_entry(out: &mut TarStream, e: &LayerEntry, sde: Option<i64>) -> Result<(), LayerError> {
     let name = e.tar_path();
     let mtime = match sde {
         Some(epoch) if e.mtime > epoch => epoch,
@@ -240,7 +125,7 @@ fn write_entry<W: Write>(
             }
             f.size = meta.size();
             header::write_header(out, &f).map_err(LayerError::Write)?;
-            let copied = copy_exact(file, out, f.size, buf).map_err(|err| match err {
+            let copied = out.copy_from(file, f.size).map_err(|err| match err {
                 CopyError::Read(e) => LayerError::io("reading", source)(e),
                 CopyError::Write(e) => LayerError::Write(e),
             })?;
@@ -276,34 +161,4 @@ fn write_entry<W: Write>(
         EntryKind::Whiteout | EntryKind::OpaqueWhiteout => {}
     }
     header::write_header(out, &f).map_err(LayerError::Write)
-}
-
-enum CopyError {
-    Read(io::Error),
-    Write(io::Error),
-}
-
-/// Copies at most `len` bytes; returns how many there were (fewer if the file shrank). A file
-/// that grew is cut at `len`, its size at open time, and reported by the caller only if it shrank.
-fn copy_exact<R: Read, W: Write>(
-    mut r: R,
-    w: &mut W,
-    len: u64,
-    buf: &mut [u8],
-) -> Result<u64, CopyError> {
-    let mut done = 0u64;
-    while done < len {
-        let want = buf
-            .len()
-            .min(usize::try_from(len - done).unwrap_or(usize::MAX));
-        let n = match r.read(&mut buf[..want]) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(CopyError::Read(e)),
-        };
-        w.write_all(&buf[..n]).map_err(CopyError::Write)?;
-        done += n as u64;
-    }
-    Ok(done)
 }
