@@ -64,6 +64,7 @@ pub fn fsck(a: &StoreArgs) -> Result<(), Failure> {
         out.push_str(&format!("stray file (not a blob name): {}\n", p.display()));
     }
     let mut dangling = Vec::new();
+    let mut remote = std::collections::BTreeSet::new();
     let refs = store
         .list_refs()
         .context("reading the store's tags")
@@ -73,7 +74,18 @@ pub fn fsck(a: &StoreArgs) -> Result<(), Failure> {
             img.manifest
                 .layers
                 .iter()
-                .find(|l| !store.has_blob(&l.digest))
+                .find(|l| {
+                    if store.has_blob(&l.digest) {
+                        return false;
+                    }
+                    // A lazily pulled or imported layer: the store knows which registry has it
+                    // and fetches it when something needs its bytes.
+                    let held = rbuild_registry::pull::source_of(&store, &l.digest).is_some();
+                    if held {
+                        remote.insert(l.digest.clone());
+                    }
+                    !held
+                })
                 .map_or(Ok(()), |l| {
                     Err(rbuild_layers::image::ImageError::Read {
                         what: "layer",
@@ -89,6 +101,12 @@ pub fn fsck(a: &StoreArgs) -> Result<(), Failure> {
     }
     for d in &dangling {
         out.push_str(&format!("broken tag {d}\n"));
+    }
+    if !remote.is_empty() {
+        out.push_str(&format!(
+            "{} layer(s) of tagged images are held in their registry (fetched when needed)\n",
+            remote.len()
+        ));
     }
     let consistent = report.corrupt.is_empty() && dangling.is_empty();
     out.push_str(if consistent {

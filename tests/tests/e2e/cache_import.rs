@@ -291,3 +291,34 @@ fn cache_layers_that_do_not_verify_when_fetched_make_rbuild_build_again_without_
         "the image is the one built without the cache"
     );
 }
+
+#[test]
+fn cache_fsck_counts_lazily_held_layers_as_fetchable_not_broken() {
+    let Some(reg) = registry() else { return };
+    let dir = scratch();
+    let Some(p) = Pipeline::new(dir.path(), &reg, "fsck-lazy") else {
+        return;
+    };
+    let cache = format!("{}:{TAG}", p.repo("app-cache"));
+    p.run(
+        "app",
+        &["--cache-to", &format!("type=registry,ref={cache},mode=max")],
+    )
+    .ok();
+    let r2 = p
+        .run(
+            "app",
+            &["--cache-from", &format!("type=registry,ref={cache}")],
+        )
+        .ok();
+    assert!(r2.steps.iter().all(|s| s.cached), "{:?}", r2.step_table());
+    // Run 2's store tags images whose layers it never downloaded.
+    let out = run(rbuild_tests::rbuild(&dir.path().join("store-2")).arg("fsck"));
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("held in their registry"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("broken tag"), "{}", out.stdout);
+}
