@@ -14,6 +14,7 @@ use std::os::unix::fs::MetadataExt;
 
 use super::entry::{sort_entries, validate_sorted, EntryKind, LayerEntry};
 use super::header::{self, HeaderFields};
+use super::index::PathIndex;
 use super::stream::{CopyError, TarStream};
 use super::LayerError;
 use crate::compression::{compressor_with_threads, default_threads};
@@ -84,6 +85,11 @@ pub fn write_layer_with_progress(
         Some(h) => h.finish(),
         None => digest.clone(),
     };
+    // The path index lets later steps answer lookups without unpacking this layer. Best
+    // effort: without it they unpack the layer, as they always could.
+    if let Some(index) = PathIndex::from_entries(&entries) {
+        let _ = index.save(store, &diff_id);
+    }
     Ok(LayerInfo {
         diff_id,
         digest,
