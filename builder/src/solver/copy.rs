@@ -24,8 +24,9 @@ use rbuild_layers::{Digest, Sha256Hasher};
 
 use super::chmod::Chmod;
 use super::key::KeyInputs;
+use super::lazy_rootfs::LazyRootFs;
 use super::record::Selection;
-use super::rootfs::{components, RootFs};
+use super::rootfs::components;
 use super::users::{resolve_owner, Owner};
 use super::BuildError;
 use crate::context::patternmatcher::PatternMatcher;
@@ -666,13 +667,13 @@ pub fn entries(
     prepared: &PreparedCopy,
     c: &CopyInstruction,
     env: &CopyEnv<'_>,
-    rootfs: &RootFs,
+    rootfs: &LazyRootFs<'_>,
     scratch: &Path,
 ) -> Result<Vec<LayerEntry>, BuildError> {
     let owner = match &c.chown {
         Some(spec) => {
-            let passwd = rootfs.read_small_file("/etc/passwd");
-            let group = rootfs.read_small_file("/etc/group");
+            let passwd = rootfs.read_small_file("/etc/passwd")?;
+            let group = rootfs.read_small_file("/etc/group")?;
             resolve_owner(spec, passwd.as_deref(), group.as_deref())?
         }
         None => Owner { uid: 0, gid: 0 },
@@ -700,8 +701,8 @@ pub fn entries(
         && !c.link
         && !prepared.dest_abs.is_empty()
         && rootfs
-            .lookup(&prepared.dest_abs)
-            .is_some_and(|f| f.meta.is_dir());
+            .lookup(&prepared.dest_abs)?
+            .is_some_and(|f| f.is_dir());
     let dest_of = |item: &Item| -> String {
         match (&item.name_if_dir, into_dir) {
             (Some(name), true) => join_dest(&prepared.dest_abs, name),
@@ -728,8 +729,8 @@ pub fn entries(
         }
         let exists = !c.link
             && rootfs
-                .lookup(&d)
-                .is_some_and(|f| f.meta.is_dir() || f.meta.file_type().is_symlink());
+                .lookup(&d)?
+                .is_some_and(|f| f.is_dir() || f.is_symlink());
         if !(exists || c.link && d != prepared.dest_abs) {
             out.push(dir_entry(&d, 0o755));
             created.insert(d);

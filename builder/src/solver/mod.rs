@@ -15,6 +15,7 @@ pub mod copy;
 pub mod error;
 pub mod explain;
 pub mod key;
+pub mod lazy_rootfs;
 pub mod meta;
 pub mod record;
 pub mod rootfs;

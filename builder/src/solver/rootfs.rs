@@ -13,24 +13,67 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use rbuild_layers::tar::{IndexKind, PathIndex};
+
 /// Overlay's opaque-directory markers (the kernel accepts either namespace).
 const OPAQUE_XATTRS: [&str; 2] = ["trusted.overlay.opaque", "user.overlay.opaque"];
 
 /// Largest `/etc/passwd`-like file rbuild reads while resolving names.
 pub const MAX_SMALL_FILE: u64 = 4 * 1024 * 1024;
 
-/// The snapshot directories of a stage's layers, bottom first.
+/// The snapshot directories of a stage's layers, bottom first (every layer unpacked: what
+/// RUN, `COPY --from` and cache-mount seeding need).
 #[derive(Debug, Clone, Default)]
 pub struct RootFs {
     pub lowers: Vec<PathBuf>,
 }
 
-/// What [`RootFs::lookup`] found.
-#[derive(Debug)]
+/// What kind of entry a lookup found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FoundKind {
+    Dir,
+    Symlink {
+        target: String,
+    },
+    File,
+    /// A FIFO, socket or device.
+    Other,
+}
+
+/// What a lookup found.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found {
-    /// The path in the snapshot that provides the entry.
-    pub real: PathBuf,
-    pub meta: fs::Metadata,
+    pub kind: FoundKind,
+    /// The path in the snapshot that provides the entry; `None` when the answer came from a
+    /// layer's path index (the layer is not unpacked).
+    pub real: Option<PathBuf>,
+    /// Which lower (bottom first) provides the entry.
+    pub layer: usize,
+}
+
+impl Found {
+    pub fn is_dir(&self) -> bool {
+        self.kind == FoundKind::Dir
+    }
+
+    pub fn is_symlink(&self) -> bool {
+        matches!(self.kind, FoundKind::Symlink { .. })
+    }
+
+    pub fn is_file(&self) -> bool {
+        self.kind == FoundKind::File
+    }
+}
+
+/// One layer's answer for a path (overlay rules inside that layer).
+#[derive(Debug)]
+pub(super) enum Probe {
+    Found(FoundKind, Option<PathBuf>),
+    /// A whiteout, a non-directory on the way, or an opaque directory on the way without the
+    /// entry: nothing below this layer shows through.
+    Hidden,
+    /// Not in this layer; look below.
+    Absent,
 }
 
 fn is_whiteout(m: &fs::Metadata) -> bool {
@@ -59,91 +102,205 @@ pub fn components(path: &str) -> Vec<String> {
     out
 }
 
+/// Looks `comps` up in one unpacked snapshot directory.
+pub(super) fn probe_dir(layer: &Path, comps: &[String]) -> Probe {
+    if comps.is_empty() {
+        return Probe::Found(FoundKind::Dir, Some(layer.to_path_buf()));
+    }
+    let mut p = layer.to_path_buf();
+    let mut blocked = false;
+    for (i, c) in comps.iter().enumerate() {
+        p.push(c);
+        match fs::symlink_metadata(&p) {
+            Ok(m) if is_whiteout(&m) => return Probe::Hidden,
+            Ok(m) if i + 1 == comps.len() => {
+                let ft = m.file_type();
+                let kind = if ft.is_dir() {
+                    FoundKind::Dir
+                } else if ft.is_symlink() {
+                    match fs::read_link(&p) {
+                        Ok(t) => FoundKind::Symlink {
+                            target: t.to_string_lossy().into_owned(),
+                        },
+                        // Unreadable: treat as absent, as an unreadable entry always was.
+                        Err(_) => break,
+                    }
+                } else if ft.is_file() {
+                    FoundKind::File
+                } else {
+                    FoundKind::Other
+                };
+                return Probe::Found(kind, Some(p));
+            }
+            Ok(m) if m.is_dir() => {
+                if is_opaque(&p) {
+                    blocked = true;
+                }
+            }
+            // A file where a directory is expected hides everything below.
+            Ok(_) => return Probe::Hidden,
+            Err(_) => break,
+        }
+    }
+    if blocked {
+        // An opaque directory on the way hides the lower layers (if the entry were in this
+        // layer we would have returned it).
+        Probe::Hidden
+    } else {
+        Probe::Absent
+    }
+}
+
+/// Looks `comps` up in one layer's path index, with exactly [`probe_dir`]'s rules.
+pub(super) fn probe_index(index: &PathIndex, comps: &[String]) -> Probe {
+    if comps.is_empty() {
+        return Probe::Found(FoundKind::Dir, None);
+    }
+    let mut blocked = false;
+    for i in 0..comps.len() {
+        let key = comps[..=i].join("/");
+        match index.get(&key) {
+            Some(IndexKind::Whiteout) => return Probe::Hidden,
+            Some(k) if i + 1 == comps.len() => {
+                let kind = match k {
+                    IndexKind::Dir { .. } => FoundKind::Dir,
+                    IndexKind::Symlink { target } => FoundKind::Symlink {
+                        target: target.clone(),
+                    },
+                    IndexKind::File => FoundKind::File,
+                    IndexKind::Other | IndexKind::Whiteout => FoundKind::Other,
+                };
+                return Probe::Found(kind, None);
+            }
+            Some(IndexKind::Dir { opaque }) => {
+                if *opaque {
+                    blocked = true;
+                }
+            }
+            Some(_) => return Probe::Hidden,
+            None => break,
+        }
+    }
+    if blocked {
+        Probe::Hidden
+    } else {
+        Probe::Absent
+    }
+}
+
+/// The overlay lookup shared by every kind of stack: `probe(i, comps)` asks lower `i` (bottom
+/// first) of `n`; symlinks in the directories leading to the entry are followed inside the root,
+/// the last component is not.
+pub(super) fn lookup_in<E>(
+    n: usize,
+    path: &str,
+    probe: &mut dyn FnMut(usize, &[String]) -> Result<Probe, E>,
+) -> Result<Option<Found>, E> {
+    lookup_depth(n, components(path), 0, probe)
+}
+
+fn lookup_depth<E>(
+    n: usize,
+    comps: Vec<String>,
+    depth: usize,
+    probe: &mut dyn FnMut(usize, &[String]) -> Result<Probe, E>,
+) -> Result<Option<Found>, E> {
+    if depth > 40 {
+        return Ok(None);
+    }
+    // Resolve intermediate components one by one so a symlinked directory is followed.
+    for i in 0..comps.len().saturating_sub(1) {
+        let prefix = &comps[..=i];
+        let Some(found) = lookup_exact(n, prefix, probe)? else {
+            return Ok(None);
+        };
+        match found.kind {
+            FoundKind::Symlink { target } => {
+                // A relative target is resolved from the link's directory *before* cleaning,
+                // so its `..` climbs out of that directory.
+                let mut next = if target.starts_with('/') {
+                    components(&target)
+                } else {
+                    components(&format!(
+                        "{}/{target}",
+                        prefix[..prefix.len() - 1].join("/")
+                    ))
+                };
+                next.extend(comps[i + 1..].iter().cloned());
+                return lookup_depth(n, next, depth + 1, probe);
+            }
+            FoundKind::Dir => {}
+            _ => return Ok(None),
+        }
+    }
+    lookup_exact(n, &comps, probe)
+}
+
+/// Overlay lookup of a path whose directories are all real directories.
+fn lookup_exact<E>(
+    n: usize,
+    comps: &[String],
+    probe: &mut dyn FnMut(usize, &[String]) -> Result<Probe, E>,
+) -> Result<Option<Found>, E> {
+    if comps.is_empty() && n > 0 {
+        // The root is a directory; its opacity never matters (nothing is above it).
+        return match probe(n - 1, comps)? {
+            Probe::Found(kind, real) => Ok(Some(Found {
+                kind,
+                real,
+                layer: n - 1,
+            })),
+            _ => Ok(None),
+        };
+    }
+    for layer in (0..n).rev() {
+        match probe(layer, comps)? {
+            Probe::Found(kind, real) => return Ok(Some(Found { kind, real, layer })),
+            Probe::Hidden => return Ok(None),
+            Probe::Absent => {}
+        }
+    }
+    Ok(None)
+}
+
+/// Reads a small regular file through a found entry (`None` if it is not one).
+pub(super) fn read_found(found: &Found) -> Option<String> {
+    let real = found.real.as_ref()?;
+    let meta = fs::symlink_metadata(real).ok()?;
+    if !meta.is_file() || meta.len() > MAX_SMALL_FILE {
+        return None;
+    }
+    let mut s = String::new();
+    fs::File::open(real)
+        .ok()?
+        .take(MAX_SMALL_FILE)
+        .read_to_string(&mut s)
+        .ok()?;
+    Some(s)
+}
+
 impl RootFs {
     /// Finds the entry at `path` in the merged view, following symlinks in the directories
     /// leading to it (inside the root) but not in the last component.
     pub fn lookup(&self, path: &str) -> Option<Found> {
-        self.lookup_depth(components(path), 0)
-    }
-
-    fn lookup_depth(&self, comps: Vec<String>, depth: usize) -> Option<Found> {
-        if depth > 40 {
-            return None;
-        }
-        // Resolve intermediate components one by one so a symlinked directory is followed.
-        for i in 0..comps.len().saturating_sub(1) {
-            let prefix = &comps[..=i];
-            let found = self.lookup_exact(prefix)?;
-            if found.meta.file_type().is_symlink() {
-                let target = fs::read_link(&found.real).ok()?;
-                let target = target.to_string_lossy().into_owned();
-                let mut next = if target.starts_with('/') {
-                    components(&target)
-                } else {
-                    let mut base: Vec<String> = prefix[..prefix.len() - 1].to_vec();
-                    base.extend(components(&target));
-                    components(&base.join("/"))
-                };
-                next.extend(comps[i + 1..].iter().cloned());
-                return self.lookup_depth(next, depth + 1);
-            }
-            if !found.meta.is_dir() {
-                return None;
-            }
-        }
-        self.lookup_exact(&comps)
-    }
-
-    /// Overlay lookup of a path whose directories are all real directories.
-    fn lookup_exact(&self, comps: &[String]) -> Option<Found> {
-        if comps.is_empty() {
-            let top = self.lowers.last()?;
-            return Some(Found {
-                real: top.clone(),
-                meta: fs::symlink_metadata(top).ok()?,
+        let never =
+            lookup_in::<std::convert::Infallible>(self.lowers.len(), path, &mut |i, comps| {
+                Ok(probe_dir(&self.lowers[i], comps))
             });
+        match never {
+            Ok(f) => f,
+            Err(e) => match e {},
         }
-        for layer in self.lowers.iter().rev() {
-            let mut p = layer.clone();
-            let mut blocked = false;
-            for (i, c) in comps.iter().enumerate() {
-                p.push(c);
-                match fs::symlink_metadata(&p) {
-                    Ok(m) if is_whiteout(&m) => return None,
-                    Ok(m) if i + 1 == comps.len() => return Some(Found { real: p, meta: m }),
-                    Ok(m) if m.is_dir() => {
-                        if is_opaque(&p) {
-                            blocked = true;
-                        }
-                    }
-                    // A file where a directory is expected hides everything below.
-                    Ok(_) => return None,
-                    Err(_) => break,
-                }
-            }
-            if blocked {
-                // An opaque directory on the way hides the lower layers (if the entry were in
-                // this layer we would have returned it).
-                return None;
-            }
-        }
-        None
     }
 
     /// Reads a small regular file (e.g. `/etc/passwd`) from the merged view; `None` when it is
     /// missing or not a regular file (never reads FIFOs or devices: CVE-2024-9676).
     pub fn read_small_file(&self, path: &str) -> Option<String> {
         let found = self.lookup(path)?;
-        if !found.meta.is_file() || found.meta.len() > MAX_SMALL_FILE {
+        if !found.is_file() {
             return None;
         }
-        let mut s = String::new();
-        fs::File::open(&found.real)
-            .ok()?
-            .take(MAX_SMALL_FILE)
-            .read_to_string(&mut s)
-            .ok()?;
-        Some(s)
+        read_found(&found)
     }
 
     /// Mounts the stack read-only at `target` (an existing empty directory). The mount lives in
@@ -307,7 +464,7 @@ mod tests {
         assert!(fs_.read_small_file("/etc/passwd").unwrap().contains("app"));
         assert!(fs_.read_small_file("etc/group").is_some());
         assert!(fs_.lookup("/nope").is_none());
-        assert!(fs_.lookup("/").unwrap().meta.is_dir());
+        assert!(fs_.lookup("/").unwrap().is_dir());
 
         // A whiteout in the upper layer hides the lower file (needs root for mknod).
         if mknod_whiteout(&l1.join("etc/group")) {
@@ -342,12 +499,17 @@ mod tests {
         fs::write(l0.join("real/dir/f"), "x").unwrap();
         symlink("/real", l0.join("link")).unwrap();
         symlink("../../../../real", l0.join("up")).unwrap();
-        let fs_ = RootFs { lowers: vec![l0] };
-        assert!(fs_.lookup("/link/dir/f").unwrap().meta.is_file());
+        let fs_ = RootFs {
+            lowers: vec![l0.clone()],
+        };
+        assert!(fs_.lookup("/link/dir/f").unwrap().is_file());
         // `..` past the root stays at the root.
-        assert!(fs_.lookup("/up/dir/f").unwrap().meta.is_file());
+        assert!(fs_.lookup("/up/dir/f").unwrap().is_file());
+        // A relative `..` target climbs out of the link's own directory.
+        symlink("../real", l0.join("real/back")).unwrap();
+        assert!(fs_.lookup("/real/back/dir/f").unwrap().is_file());
         // The last component is not followed.
-        assert!(fs_.lookup("/link").unwrap().meta.file_type().is_symlink());
+        assert!(fs_.lookup("/link").unwrap().is_symlink());
     }
 
     #[test]

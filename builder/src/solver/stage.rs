@@ -7,7 +7,7 @@ use std::sync::Arc;
 use rbuild_layers::apply::{ApplyOptions, WhiteoutMode};
 use rbuild_layers::image::config::{History, ImageConfig};
 use rbuild_layers::snapshot::chain_id;
-use rbuild_layers::tar::{EntryKind as LayerKind, LayerEntry, LayerOptions};
+use rbuild_layers::tar::{EntryKind as LayerKind, LayerEntry, LayerOptions, PathIndex};
 use rbuild_layers::{Descriptor, Digest};
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +15,7 @@ use super::base;
 use super::copy::{self, CopyEnv, Source};
 use super::explain;
 use super::key::{self, KeyInputs};
+use super::lazy_rootfs::{LazyRootFs, Lower};
 use super::meta::{self, MetaState};
 use super::record::{self, StepRecord, StepResult};
 use super::rootfs::{components, RootFs};
@@ -397,22 +398,22 @@ fn run_instruction(
                 inputs,
                 &format!("WORKDIR {abs}"),
                 |engine, state, _step| {
-                    let rootfs = snapshot_rootfs(engine, &state.layers)?;
-                    if rootfs.lookup(&abs).is_some() {
+                    let rootfs = lazy_rootfs(engine, &state.layers);
+                    if rootfs.lookup(&abs)?.is_some() {
                         return Ok(Vec::new());
                     }
                     let owner = if user.is_empty() {
                         Owner { uid: 0, gid: 0 }
                     } else {
-                        let passwd = rootfs.read_small_file("/etc/passwd");
-                        let group = rootfs.read_small_file("/etc/group");
+                        let passwd = rootfs.read_small_file("/etc/passwd")?;
+                        let group = rootfs.read_small_file("/etc/group")?;
                         resolve_owner(&user, passwd.as_deref(), group.as_deref())?
                     };
                     let comps = components(&abs);
                     let mut entries = Vec::new();
                     for n in 1..=comps.len() {
                         let p = comps[..n].join("/");
-                        if rootfs.lookup(&p).is_some() {
+                        if rootfs.lookup(&p)?.is_some() {
                             continue;
                         }
                         entries.push(LayerEntry {
@@ -568,12 +569,14 @@ fn run_copy(
             let p = prepared
                 .get()
                 .ok_or_else(|| BuildError::Internal("COPY was not prepared".into()))?;
-            let rootfs = if link {
-                RootFs::default()
+            // Only lookups (and /etc/passwd with --chown) below a COPY: no layer is unpacked
+            // unless an answer needs it.
+            if link {
+                copy::entries(p, c, &env, &LazyRootFs::empty(), scratch.path())
             } else {
-                snapshot_rootfs(engine, &state.layers)?
-            };
-            copy::entries(p, c, &env, &rootfs, scratch.path())
+                let rootfs = lazy_rootfs(engine, &state.layers);
+                copy::entries(p, c, &env, &rootfs, scratch.path())
+            }
         },
     )
 }
@@ -639,13 +642,7 @@ fn resolve_from(
 /// only for the snapshots that do not exist. Unpacking checks each layer's diffID against what
 /// the config or cache said, so a layer that is not what it claims never becomes a root.
 pub fn snapshot_rootfs(engine: &Engine<'_>, layers: &[LayerRef]) -> Result<RootFs, BuildError> {
-    let mut chains = Vec::with_capacity(layers.len());
-    let mut parent: Option<Digest> = None;
-    for l in layers {
-        let chain = chain_id(parent.as_ref(), &l.diff_id);
-        chains.push(chain.clone());
-        parent = Some(chain);
-    }
+    let chains = layer_chains(layers);
     let unpacked: Vec<LayerRef> = layers
         .iter()
         .zip(&chains)
@@ -655,46 +652,97 @@ pub fn snapshot_rootfs(engine: &Engine<'_>, layers: &[LayerRef]) -> Result<RootF
     engine.fetch_layers(&unpacked)?;
     let mut lowers = Vec::with_capacity(layers.len());
     for (l, chain) in layers.iter().zip(&chains) {
-        let mismatch: std::cell::Cell<Option<Digest>> = std::cell::Cell::new(None);
-        let created = engine.snapshots.get_or_create(chain, |dir| {
-            let blob = engine
-                .store
-                .open_blob(&l.descriptor.digest)
-                .map_err(std::io::Error::other)?;
-            let opts = ApplyOptions {
-                whiteouts: WhiteoutMode::Overlay,
-                ..ApplyOptions::default()
-            };
-            let report = rbuild_layers::apply::apply_layer(dir, blob, &opts)
-                .map_err(std::io::Error::other)?;
-            if report.diff_id != l.diff_id {
-                mismatch.set(Some(report.diff_id));
-                return Err(std::io::Error::other("the layer's diffID does not match"));
-            }
-            Ok(())
-        });
-        match (created, mismatch.take()) {
-            (Ok(path), _) => lowers.push(path),
-            (Err(_), Some(actual)) if engine.fetcher.is_imported(&l.descriptor.digest) => {
-                return Err(BuildError::ImportedCache {
-                    digest: l.descriptor.digest.clone(),
-                    reason: format!(
-                        "it unpacks to {actual}, not to the diffID {} the cache names",
-                        l.diff_id
-                    ),
-                })
-            }
-            (Err(_), Some(actual)) => {
-                return Err(BuildError::LayerMismatch {
-                    digest: l.descriptor.digest.clone(),
-                    expected: l.diff_id.clone(),
-                    actual,
-                })
-            }
-            (Err(e), None) => return Err(e.into()),
-        }
+        lowers.push(unpack_layer(engine, l, chain)?);
     }
     Ok(RootFs { lowers })
+}
+
+/// The filesystem below a step that only looks paths up (COPY's destination, WORKDIR): layers
+/// already unpacked are used as they are, layers with a path index answer from it, and the
+/// rest are fetched and unpacked only if a lookup reaches them (see [`LazyRootFs`]).
+pub fn lazy_rootfs<'e>(engine: &'e Engine<'_>, layers: &[LayerRef]) -> LazyRootFs<'e> {
+    let chains = layer_chains(layers);
+    let lowers = layers
+        .iter()
+        .zip(&chains)
+        .map(|(l, chain)| {
+            let dir = engine.snapshots.path(chain);
+            if dir.is_dir() {
+                Lower::Dir(dir)
+            } else if let Some(index) = PathIndex::load(engine.store, &l.diff_id) {
+                Lower::Index(Arc::new(index))
+            } else {
+                Lower::Lazy
+            }
+        })
+        .collect();
+    let layers = layers.to_vec();
+    LazyRootFs::new(
+        lowers,
+        Box::new(move |i| {
+            let (l, chain) = layers.get(i).zip(chains.get(i)).ok_or_else(|| {
+                BuildError::Internal(format!("lower {i} of a lazy filesystem does not exist"))
+            })?;
+            engine.fetch_layers(std::slice::from_ref(l))?;
+            unpack_layer(engine, l, chain)
+        }),
+    )
+}
+
+fn layer_chains(layers: &[LayerRef]) -> Vec<Digest> {
+    let mut chains = Vec::with_capacity(layers.len());
+    let mut parent: Option<Digest> = None;
+    for l in layers {
+        let chain = chain_id(parent.as_ref(), &l.diff_id);
+        chains.push(chain.clone());
+        parent = Some(chain);
+    }
+    chains
+}
+
+/// Unpacks (or reuses) the snapshot of one layer whose blob is in the store, checking its
+/// diffID.
+fn unpack_layer(
+    engine: &Engine<'_>,
+    l: &LayerRef,
+    chain: &Digest,
+) -> Result<std::path::PathBuf, BuildError> {
+    let mismatch: std::cell::Cell<Option<Digest>> = std::cell::Cell::new(None);
+    let created = engine.snapshots.get_or_create(chain, |dir| {
+        let blob = engine
+            .store
+            .open_blob(&l.descriptor.digest)
+            .map_err(std::io::Error::other)?;
+        let opts = ApplyOptions {
+            whiteouts: WhiteoutMode::Overlay,
+            ..ApplyOptions::default()
+        };
+        let report =
+            rbuild_layers::apply::apply_layer(dir, blob, &opts).map_err(std::io::Error::other)?;
+        if report.diff_id != l.diff_id {
+            mismatch.set(Some(report.diff_id));
+            return Err(std::io::Error::other("the layer's diffID does not match"));
+        }
+        Ok(())
+    });
+    match (created, mismatch.take()) {
+        (Ok(path), _) => Ok(path),
+        (Err(_), Some(actual)) if engine.fetcher.is_imported(&l.descriptor.digest) => {
+            Err(BuildError::ImportedCache {
+                digest: l.descriptor.digest.clone(),
+                reason: format!(
+                    "it unpacks to {actual}, not to the diffID {} the cache names",
+                    l.diff_id
+                ),
+            })
+        }
+        (Err(_), Some(actual)) => Err(BuildError::LayerMismatch {
+            digest: l.descriptor.digest.clone(),
+            expected: l.diff_id.clone(),
+            actual,
+        }),
+        (Err(e), None) => Err(e.into()),
+    }
 }
 
 /// Runs a filesystem step: key → cache lookup → (on a miss) `make` the entries and write the

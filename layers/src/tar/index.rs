@@ -36,8 +36,12 @@ const OPAQUE_XATTRS: [&str; 2] = ["trusted.overlay.opaque", "user.overlay.opaque
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IndexKind {
     /// A directory; `opaque` when it hides the same directory of the layers below.
-    Dir { opaque: bool },
-    Symlink { target: String },
+    Dir {
+        opaque: bool,
+    },
+    Symlink {
+        target: String,
+    },
     /// A regular file (or a hard link to one).
     File,
     /// A FIFO (devices make a layer unindexable).
@@ -49,7 +53,10 @@ pub enum IndexKind {
 /// The entries of one layer by clean relative path (`a/b`, no leading or trailing slash).
 /// Every parent of an indexed path is itself indexed as a directory (as unpacking creates it).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(try_from = "BTreeMap<String, String>", into = "BTreeMap<String, String>")]
+#[serde(
+    try_from = "BTreeMap<String, String>",
+    into = "BTreeMap<String, String>"
+)]
 pub struct PathIndex {
     entries: BTreeMap<String, IndexKind>,
 }
@@ -90,8 +97,7 @@ impl PathIndex {
         }
         let mut idx = PathIndex::default();
         for e in entries {
-            if e
-                .xattrs
+            if e.xattrs
                 .keys()
                 .any(|k| k.starts_with("trusted.overlay.") || k.starts_with("user.overlay."))
             {
@@ -336,11 +342,31 @@ mod tests {
         fs::write(&src, "x").unwrap();
         let entries = vec![
             e("app", EntryKind::Dir),
-            e("app/main.py", EntryKind::File { source: src.clone() }),
-            e("app/link", EntryKind::Symlink { target: "../etc".into() }),
-            e("app/z-hard", EntryKind::Hardlink { target: "app/main.py".into() }),
+            e(
+                "app/main.py",
+                EntryKind::File {
+                    source: src.clone(),
+                },
+            ),
+            e(
+                "app/link",
+                EntryKind::Symlink {
+                    target: "../etc".into(),
+                },
+            ),
+            e(
+                "app/z-hard",
+                EntryKind::Hardlink {
+                    target: "app/main.py".into(),
+                },
+            ),
             // Parents not listed are created by unpacking.
-            e("deep/er/file", EntryKind::File { source: src.clone() }),
+            e(
+                "deep/er/file",
+                EntryKind::File {
+                    source: src.clone(),
+                },
+            ),
             e("gone", EntryKind::Whiteout),
             e("usr/lib/old", EntryKind::Whiteout),
             e("opq", EntryKind::Dir),
@@ -360,11 +386,11 @@ mod tests {
         apply_layer(&dir, store.open_blob(&info.digest).unwrap(), &opts).unwrap();
         let unpacked = PathIndex::from_dir(&dir).unwrap().unwrap();
         assert_eq!(written, unpacked);
+        assert_eq!(written.get("opq"), Some(&IndexKind::Dir { opaque: true }));
         assert_eq!(
-            written.get("opq"),
-            Some(&IndexKind::Dir { opaque: true })
+            written.get("usr/lib"),
+            Some(&IndexKind::Dir { opaque: false })
         );
-        assert_eq!(written.get("usr/lib"), Some(&IndexKind::Dir { opaque: false }));
         assert_eq!(written.get("usr/lib/old"), Some(&IndexKind::Whiteout));
     }
 
@@ -381,14 +407,20 @@ mod tests {
         let under = [e("a", EntryKind::Fifo), e("a/b", EntryKind::Fifo)];
         assert!(PathIndex::from_entries(&under).is_none());
         let mut x = e("a", EntryKind::Dir);
-        x.xattrs.insert("trusted.overlay.opaque".into(), b"y".to_vec());
+        x.xattrs
+            .insert("trusted.overlay.opaque".into(), b"y".to_vec());
         assert!(PathIndex::from_entries(&[x]).is_none());
     }
 
     #[test]
     fn json_round_trips_and_is_checked() {
         let idx = PathIndex::from_entries(&[
-            e("a/b", EntryKind::Symlink { target: "/x:y".into() }),
+            e(
+                "a/b",
+                EntryKind::Symlink {
+                    target: "/x:y".into(),
+                },
+            ),
             e("a/c", EntryKind::Whiteout),
             e("o", EntryKind::OpaqueWhiteout),
         ])

@@ -26,12 +26,16 @@ pub fn prune_copied_up(
             let holds_mount_point = exclude
                 .iter()
                 .any(|x| x.starts_with(&format!("{}/", e.path)));
-            let unchanged = rootfs.lookup(&e.path).is_some_and(|f| {
-                f.meta.is_dir()
-                    && f.meta.mode() & 0o7777 == e.mode
-                    && u64::from(f.meta.uid()) == e.uid
-                    && u64::from(f.meta.gid()) == e.gid
-            });
+            let unchanged = rootfs
+                .lookup(&e.path)
+                .filter(|f| f.is_dir())
+                .and_then(|f| std::fs::symlink_metadata(f.real?).ok())
+                .is_some_and(|meta| {
+                    meta.is_dir()
+                        && meta.mode() & 0o7777 == e.mode
+                        && u64::from(meta.uid()) == e.uid
+                        && u64::from(meta.gid()) == e.gid
+                });
             if holds_mount_point || unchanged {
                 keep[i] = false;
                 continue;
