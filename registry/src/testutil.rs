@@ -71,6 +71,7 @@ pub fn layer(store: &Store, seed: &str) -> CacheLayer {
     CacheLayer {
         descriptor,
         diff_id: Digest::sha256_of(format!("diff {seed}").as_bytes()),
+        index: None,
     }
 }
 

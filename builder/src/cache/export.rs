@@ -13,6 +13,7 @@
 use std::collections::BTreeSet;
 
 use rbuild_layers::store::Store;
+use rbuild_layers::tar::PathIndex;
 use rbuild_registry::cache::{CacheEntry, CacheLayer, CacheMap, CacheMountLayer};
 use rbuild_registry::push::PushOptions;
 
@@ -90,12 +91,23 @@ pub fn cache_map(
                 layer: o.layer.as_ref().map(|l| CacheLayer {
                     descriptor: l.descriptor.clone(),
                     diff_id: l.diff_id.clone(),
+                    index: None,
                 }),
                 config: with_configs.then(|| o.config.clone()),
                 description: o.description.clone(),
             });
     }
     map
+}
+
+/// Fills each layer's path index from the store's `layer-index` record (written with the layer,
+/// or imported with it), so an importing build can look paths up without fetching the layer.
+pub fn attach_indexes(map: &mut CacheMap, store: &Store) {
+    for l in map.entries.values_mut().filter_map(|e| e.layer.as_mut()) {
+        if l.index.is_none() {
+            l.index = PathIndex::load(store, &l.diff_id);
+        }
+    }
 }
 
 /// Everything an export needs from the finished build.
@@ -155,6 +167,7 @@ fn export_one(
 ) -> Result<(), ExportError> {
     let stages = stages_for(input.plan, input.targets, spec.mode, &input.built);
     let mut map = cache_map(&input.outcomes, &stages, &input.platform, true);
+    attach_indexes(&mut map, input.store);
     for id in &spec.cache_mounts {
         let layer =
             super::mounts::export_mount(input.store, id, spec.compression, spec.compression_level)

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rbuild_layers::store::Store;
+use rbuild_layers::tar::INDEX_RECORD;
 use rbuild_layers::{Descriptor, Digest, Platform};
 use rbuild_registry::cache::{CacheLayer, CacheMap};
 use rbuild_registry::Registry;
@@ -239,6 +240,7 @@ impl ImportedCaches {
             let result = match &e.layer {
                 None => StepResult::new(None),
                 Some(l) if self.available(i, store, fetcher, &l.descriptor) => {
+                    save_index(store, l);
                     StepResult::new(Some(layer_ref(l)))
                 }
                 Some(_) => continue,
@@ -274,6 +276,18 @@ impl ImportedCaches {
             .iter()
             .flat_map(|s| s.map.cache_mounts.keys().cloned())
             .collect()
+    }
+}
+
+/// Keeps the imported layer's path index in the store, so lookups on top of the layer need not
+/// fetch it. An index the store already has (written with the layer here, or imported before)
+/// is kept: a cache cannot replace what this machine knows about a layer. Best effort — without
+/// an index the layer is fetched and unpacked when a lookup reaches it.
+fn save_index(store: &Store, l: &CacheLayer) {
+    if let Some(index) = &l.index {
+        if !store.has_record(INDEX_RECORD, &l.diff_id) {
+            let _ = index.save(store, &l.diff_id);
+        }
     }
 }
 

@@ -49,6 +49,7 @@ pub fn export_mount(
     Ok(Some(CacheLayer {
         descriptor: rbuild_layers::Descriptor::new(info.media_type, info.digest, info.size),
         diff_id: info.diff_id,
+        index: None,
     }))
 }
 

@@ -15,6 +15,7 @@
 use std::collections::BTreeMap;
 
 use rbuild_layers::image::config::ImageConfig;
+use rbuild_layers::tar::PathIndex;
 use rbuild_layers::{Descriptor, Digest};
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +34,11 @@ pub const MAX_CACHE_MAP_BYTES: u64 = 32 * 1024 * 1024;
 pub struct CacheLayer {
     pub descriptor: Descriptor,
     pub diff_id: Digest,
+    /// The layer's path index (path → kind), so an importing build can answer the lookups of
+    /// a COPY or WORKDIR on top of this layer without fetching it. Absent for layers too large
+    /// to index, or whose unpacked form an index cannot predict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<PathIndex>,
 }
 
 /// What one step produced.
@@ -165,11 +171,15 @@ impl CacheMap {
         config.extra.get(INLINE_FIELD).map(CacheMap::from_value)
     }
 
-    /// Puts this map into `config` as its inline cache (configs are left out of the entries).
+    /// Puts this map into `config` as its inline cache (configs and path indexes are left out
+    /// of the entries, to keep the image config small).
     pub fn embed_in(&self, config: &mut ImageConfig) {
         let mut slim = self.clone();
         for e in slim.entries.values_mut() {
             e.config = None;
+            if let Some(l) = e.layer.as_mut() {
+                l.index = None;
+            }
         }
         let v = serde_json::to_value(&slim).expect("a cache map serialises");
         config.extra.insert(INLINE_FIELD.to_string(), v);
@@ -185,6 +195,7 @@ mod tests {
         CacheLayer {
             descriptor: Descriptor::new(MediaType::OciLayerGzip, Digest::sha256_of(seed), 42),
             diff_id: Digest::sha256_of(&[seed, b"-diff"].concat()),
+            index: None,
         }
     }
 
@@ -194,7 +205,12 @@ mod tests {
             Digest::sha256_of(b"k1"),
             CacheEntry {
                 parent: Some(Digest::sha256_of(b"p")),
-                layer: Some(layer(b"a")),
+                layer: Some(CacheLayer {
+                    index: Some(
+                        PathIndex::from_json(br#"{"app":"d","app/x":"l:../y","etc":"o"}"#).unwrap(),
+                    ),
+                    ..layer(b"a")
+                }),
                 config: None,
                 description: "[base 2/3] COPY requirements.txt .".into(),
             },
@@ -295,5 +311,32 @@ mod tests {
         let back = CacheMap::from_image_config(&image).unwrap().unwrap();
         assert!(back.entries.values().all(|e| e.config.is_none()));
         assert_eq!(back.entries.len(), 2);
+        assert!(
+            back.entries
+                .values()
+                .filter_map(|e| e.layer.as_ref())
+                .all(|l| l.index.is_none()),
+            "path indexes stay out of image configs"
+        );
+    }
+
+    #[test]
+    fn a_layer_carries_its_path_index_as_a_compact_map() {
+        let bytes = sample().to_vec();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(
+            text.contains(r#""index":{"app":"d","app/x":"l:../y","etc":"o"}"#),
+            "{text}"
+        );
+        let back = CacheMap::from_slice(&bytes).unwrap();
+        let idx = back.entries[&Digest::sha256_of(b"k1")]
+            .layer
+            .as_ref()
+            .and_then(|l| l.index.as_ref())
+            .unwrap();
+        assert_eq!(idx.len(), 3);
+        // An index that could not come from a layer makes the map unreadable.
+        let bad = text.replace(r#""app":"d""#, r#""app":"f""#);
+        assert!(CacheMap::from_slice(bad.as_bytes()).is_err());
     }
 }
