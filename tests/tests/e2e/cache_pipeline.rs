@@ -302,3 +302,47 @@ fn cache_local_max_pipeline_reuses_everything_downloads_no_layer_and_survives_br
 fn cache_inline_pipeline_reuses_everything_downloads_no_layer_and_survives_broken_caches() {
     pipeline("inline", Kind::Inline);
 }
+
+/// The CI run that matters most: only the application code changed, so the one step that
+/// reruns is production's `COPY . .`. That COPY only asks whether /app and its parents exist
+/// below it, which the imported layers' path indexes answer: a fresh runner downloads no layer
+/// at all (not the dependency layer below the COPY, not the base), and still makes exactly the
+/// image a cache-less build of the same sources makes.
+#[test]
+fn cache_registry_code_change_reruns_the_code_copy_without_downloading_any_layer() {
+    let Some(reg) = registry() else { return };
+    let dir = scratch();
+    let Some(p) = Pipeline::new(dir.path(), &reg, "code-change-no-download") else {
+        return;
+    };
+    let c = cache_for(&p, Kind::Registry);
+    let r1 = run_with(&p, "app", &with_flags(&c.to, &[])).ok();
+    assert!(r1.steps.iter().all(|s| !s.cached), "{:?}", r1.step_table());
+    let mut layers = p.image_layers("app");
+    layers.extend(cache_layers(&p, &c));
+
+    p.edit_app();
+    let r3 = run_with(&p, "app", &with_flags(&c.to, &c.from)).ok();
+    for step in DEPENDENCY_STEPS {
+        assert!(
+            r3.cached(step),
+            "{step} is a cache hit: {:?}",
+            r3.step_table()
+        );
+    }
+    assert!(!r3.cached(CODE_STEP), "{:?}", r3.step_table());
+    let fetched = r3.layer_gets(&layers);
+    assert!(
+        fetched.is_empty(),
+        "the code COPY looks paths up in the imported layers' indexes, it does not fetch them; blob GETs:\n{}",
+        r3.blob_gets().join("\n")
+    );
+
+    // The same sources built without any cache (a fresh store, another repository).
+    let cold = p.run("app-cold", &[]).ok();
+    assert_eq!(
+        r3.digests(),
+        cold.digests(),
+        "an index-answered COPY makes the same image as a full build"
+    );
+}
