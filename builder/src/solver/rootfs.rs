@@ -188,13 +188,16 @@ pub(super) fn probe_index(index: &PathIndex, comps: &[String]) -> Probe {
     }
 }
 
+/// Asks lower `i` (bottom first) about a path's components.
+pub(super) type ProbeFn<'p, E> = dyn FnMut(usize, &[String]) -> Result<Probe, E> + 'p;
+
 /// The overlay lookup shared by every kind of stack: `probe(i, comps)` asks lower `i` (bottom
 /// first) of `n`; symlinks in the directories leading to the entry are followed inside the root,
 /// the last component is not.
 pub(super) fn lookup_in<E>(
     n: usize,
     path: &str,
-    probe: &mut dyn FnMut(usize, &[String]) -> Result<Probe, E>,
+    probe: &mut ProbeFn<'_, E>,
 ) -> Result<Option<Found>, E> {
     lookup_depth(n, components(path), 0, probe)
 }
@@ -203,7 +206,7 @@ fn lookup_depth<E>(
     n: usize,
     comps: Vec<String>,
     depth: usize,
-    probe: &mut dyn FnMut(usize, &[String]) -> Result<Probe, E>,
+    probe: &mut ProbeFn<'_, E>,
 ) -> Result<Option<Found>, E> {
     if depth > 40 {
         return Ok(None);
@@ -240,7 +243,7 @@ fn lookup_depth<E>(
 fn lookup_exact<E>(
     n: usize,
     comps: &[String],
-    probe: &mut dyn FnMut(usize, &[String]) -> Result<Probe, E>,
+    probe: &mut ProbeFn<'_, E>,
 ) -> Result<Option<Found>, E> {
     if comps.is_empty() && n > 0 {
         // The root is a directory; its opacity never matters (nothing is above it).
