@@ -100,12 +100,30 @@ pub fn cache_map(
     map
 }
 
+/// Most bytes of path indexes one cache map carries: the map must stay well under the
+/// importer's `MAX_CACHE_MAP_BYTES`, and an index is an optimisation (a layer without one is
+/// fetched when a lookup reaches it).
+pub const MAX_INDEX_BYTES_PER_MAP: usize = 8 * 1024 * 1024;
+
 /// Fills each layer's path index from the store's `layer-index` record (written with the layer,
 /// or imported with it), so an importing build can look paths up without fetching the layer.
+/// Indexes past [`MAX_INDEX_BYTES_PER_MAP`] in all are left out.
 pub fn attach_indexes(map: &mut CacheMap, store: &Store) {
+    attach_indexes_within(map, store, MAX_INDEX_BYTES_PER_MAP);
+}
+
+fn attach_indexes_within(map: &mut CacheMap, store: &Store, mut budget: usize) {
     for l in map.entries.values_mut().filter_map(|e| e.layer.as_mut()) {
         if l.index.is_none() {
             l.index = PathIndex::load(store, &l.diff_id);
+        }
+        if let Some(index) = &l.index {
+            let size = index.to_json().len();
+            if size > budget {
+                l.index = None;
+            } else {
+                budget -= size;
+            }
         }
     }
 }
@@ -303,5 +321,34 @@ mod tests {
         assert_eq!(m.layer_descriptors().len(), 2);
         let m = cache_map(&outcomes, &stages, "linux/amd64", true);
         assert!(m.entries.values().all(|e| e.config.is_some()));
+    }
+
+    #[test]
+    fn exported_layers_carry_their_stored_index_within_a_budget() {
+        let t = tempfile::tempdir().unwrap();
+        let store = Store::open(t.path()).unwrap();
+        let outcomes = vec![outcome(0, "a", true), outcome(0, "b", true)];
+        let stages: BTreeSet<usize> = [0].into_iter().collect();
+        let small = PathIndex::from_json(br#"{"app":"d"}"#).unwrap();
+        let big = PathIndex::from_json(br#"{"app":"d","app/a":"f","app/b":"f"}"#).unwrap();
+        small.save(&store, &Digest::sha256_of(b"a-diff")).unwrap();
+        big.save(&store, &Digest::sha256_of(b"b-diff")).unwrap();
+        let index_of = |m: &CacheMap, seed: &str| {
+            m.entries[&Digest::sha256_of(seed.as_bytes())]
+                .layer
+                .as_ref()
+                .and_then(|l| l.index.clone())
+        };
+
+        let mut m = cache_map(&outcomes, &stages, "linux/amd64", false);
+        attach_indexes(&mut m, &store);
+        assert_eq!(index_of(&m, "a"), Some(small.clone()));
+        assert_eq!(index_of(&m, "b"), Some(big.clone()));
+
+        // Room for the small one only.
+        let mut m = cache_map(&outcomes, &stages, "linux/amd64", false);
+        attach_indexes_within(&mut m, &store, small.to_json().len() + 5);
+        assert_eq!(index_of(&m, "a"), Some(small));
+        assert_eq!(index_of(&m, "b"), None);
     }
 }

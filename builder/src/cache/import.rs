@@ -314,3 +314,31 @@ pub fn error_text(e: &dyn std::error::Error) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rbuild_layers::tar::PathIndex;
+    use rbuild_layers::MediaType;
+
+    #[test]
+    fn an_imported_index_is_kept_unless_the_store_has_one_for_that_layer() {
+        let t = tempfile::tempdir().unwrap();
+        let store = Store::open(t.path()).unwrap();
+        let diff_id = Digest::sha256_of(b"diff");
+        let imported = PathIndex::from_json(br#"{"app":"d"}"#).unwrap();
+        let layer = CacheLayer {
+            descriptor: Descriptor::new(MediaType::OciLayerGzip, Digest::sha256_of(b"b"), 1),
+            diff_id: diff_id.clone(),
+            index: Some(imported.clone()),
+        };
+        save_index(&store, &layer);
+        assert_eq!(PathIndex::load(&store, &diff_id), Some(imported));
+
+        // This machine's own index of the layer wins over any cache's.
+        let local = PathIndex::from_json(br#"{"etc":"d"}"#).unwrap();
+        local.save(&store, &diff_id).unwrap();
+        save_index(&store, &layer);
+        assert_eq!(PathIndex::load(&store, &diff_id), Some(local));
+    }
+}

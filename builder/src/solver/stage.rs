@@ -662,7 +662,7 @@ pub fn snapshot_rootfs(engine: &Engine<'_>, layers: &[LayerRef]) -> Result<RootF
 /// rest are fetched and unpacked only if a lookup reaches them (see [`LazyRootFs`]).
 pub fn lazy_rootfs<'e>(engine: &'e Engine<'_>, layers: &[LayerRef]) -> LazyRootFs<'e> {
     let chains = layer_chains(layers);
-    let lowers = layers
+    let lowers: Vec<Lower> = layers
         .iter()
         .zip(&chains)
         .map(|(l, chain)| {
@@ -676,6 +676,11 @@ pub fn lazy_rootfs<'e>(engine: &'e Engine<'_>, layers: &[LayerRef]) -> LazyRootF
             }
         })
         .collect();
+    // A lookup that reaches a lower with no index goes on through every lower below it unless
+    // it finds the path there, so the first such lower fetches the blobs of all of them at once
+    // (in parallel, as a full materialization would); each is still unpacked only when reached.
+    let lazy: Vec<bool> = lowers.iter().map(|l| matches!(l, Lower::Lazy)).collect();
+    let prefetched = std::cell::Cell::new(false);
     let layers = layers.to_vec();
     LazyRootFs::new(
         lowers,
@@ -683,7 +688,17 @@ pub fn lazy_rootfs<'e>(engine: &'e Engine<'_>, layers: &[LayerRef]) -> LazyRootF
             let (l, chain) = layers.get(i).zip(chains.get(i)).ok_or_else(|| {
                 BuildError::Internal(format!("lower {i} of a lazy filesystem does not exist"))
             })?;
-            engine.fetch_layers(std::slice::from_ref(l))?;
+            if lazy[i] && !prefetched.replace(true) {
+                let below: Vec<LayerRef> = layers[..=i]
+                    .iter()
+                    .zip(&lazy)
+                    .filter(|(_, is_lazy)| **is_lazy)
+                    .map(|(l, _)| l.clone())
+                    .collect();
+                engine.fetch_layers(&below)?;
+            } else {
+                engine.fetch_layers(std::slice::from_ref(l))?;
+            }
             unpack_layer(engine, l, chain)
         }),
     )
