@@ -16,7 +16,8 @@
 #
 # Starts its own registry on 127.0.0.1 and removes everything it made on exit.
 # Usage: bash tests/bench/cache_pipeline.sh
-# Environment: LINK=1 makes production's code COPY a `COPY --link`; KEEP_WORK=1 keeps the scratch directory; DEPS_MIB (default 128); RBUILD_BIN (default target/release/rbuild, built when
+# Environment: APP_MIB=N adds N MiB of generated source files (a code stage worth timing);
+# LINK=1 makes production's code COPY a `COPY --link`; KEEP_WORK=1 keeps the scratch directory; DEPS_MIB (default 128); RBUILD_BIN (default target/release/rbuild, built when
 # missing); CACHE_FLAGS=0 runs the same three runs without --cache-to/--cache-from (the baseline:
 # every run is cold).
 set -euo pipefail
@@ -95,6 +96,25 @@ if [ "${LINK:-0}" = 1 ]; then
   # download the dependency layer to add the code (BuildKit's reason for --link).
   sed -i 's/^COPY \. \.$/COPY --link . ./' "$src/Dockerfile"
   grep -q '^COPY --link \. \.$' "$src/Dockerfile"
+fi
+if [ "${APP_MIB:-0}" -gt 0 ]; then
+  # A code base of APP_MIB MiB (text files, 64 KiB each, same bytes every run), so that the code
+  # stage is large enough to time against run 3.
+  python3 - "$src/vendor_code" "$APP_MIB" <<'PY'
+import os, sys, random
+root, mib = sys.argv[1], int(sys.argv[2])
+rng = random.Random(7)
+words = [''.join(rng.choice('abcdefghijklmnopqrstuvwxyz_') for _ in range(rng.randint(2, 12))) for _ in range(4000)]
+for i in range(mib * 16):
+    d = os.path.join(root, f"pkg{i // 64:03d}")
+    os.makedirs(d, exist_ok=True)
+    out, size = [], 0
+    while size < 65536:
+        line = "def " + "_".join(rng.choice(words) for _ in range(3)) + "(x):\n    return x\n"
+        out.append(line); size += len(line)
+    with open(os.path.join(d, f"mod{i:05d}.py"), "w") as f:
+        f.write("".join(out)[:65536])
+PY
 fi
 cache_ref=$reg/bench/app-cache:main
 
