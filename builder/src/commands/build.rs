@@ -280,7 +280,13 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
     }
 
     write_outputs(&store, &built, &opts.outputs).map_err(|e| Failure::Build(e.into()))?;
-    // Pushing the images and exporting the cache run side by side.
+    // Pushing the images and exporting the cache run side by side, except when the cache goes
+    // to a registry an image goes to: then the push goes first, so the export mounts the new
+    // layers from the image's repository instead of uploading them a second time.
+    let push_hosts = crate::export::push::push_hosts(&built, opts.push, &opts.outputs);
+    let same_registry = opts.cache_to.iter().any(|c| {
+        matches!(&c.target, CacheExportTarget::Registry(r) if push_hosts.contains(r.registry()))
+    });
     let export_input = ExportInput {
         store: &store,
         fetcher: &fetcher,
@@ -292,21 +298,33 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
         platform: platform.clone(),
         progress: &progress,
     };
-    let (pushed, exported) = std::thread::scope(|s| {
-        let export = s.spawn(|| export_all(&export_input, &opts.cache_to));
-        let pushed = crate::export::push::push_images(
+    let push = || {
+        crate::export::push::push_images(
             &store,
             &built,
             opts.push,
             &opts.outputs,
             &fetcher,
             &progress,
-        );
-        (
-            pushed,
-            export.join().expect("the cache export thread panicked"),
         )
-    });
+    };
+    let (pushed, exported) = if same_registry {
+        let pushed = push();
+        let exported = match &pushed {
+            Ok(_) => export_all(&export_input, &opts.cache_to),
+            Err(_) => Ok(()),
+        };
+        (pushed, exported)
+    } else {
+        std::thread::scope(|s| {
+            let export = s.spawn(|| export_all(&export_input, &opts.cache_to));
+            let pushed = push();
+            (
+                pushed,
+                export.join().expect("the cache export thread panicked"),
+            )
+        })
+    };
     let pushed = pushed.map_err(|e| Failure::Build(e.into()))?;
     exported.map_err(|e| Failure::Build(e.into()))?;
 

@@ -70,6 +70,19 @@ fn destinations(
     out
 }
 
+/// The registry hosts the images go to.
+pub fn push_hosts(
+    built: &[BuiltImage],
+    push_tags: bool,
+    outputs: &[OutputSpec],
+) -> std::collections::BTreeSet<String> {
+    built
+        .iter()
+        .flat_map(|b| destinations(b, push_tags, outputs).into_keys())
+        .map(|(host, _)| host)
+        .collect()
+}
+
 /// Pushes every built image to its destinations; returns what was pushed.
 ///
 /// Layers the store does not have (lazily pulled or imported) are mounted from their repository

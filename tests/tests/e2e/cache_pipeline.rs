@@ -254,6 +254,21 @@ fn pipeline(name: &str, kind: Kind) {
     let d3 = r3.digests();
     assert_eq!(d3.0, d1.0, "development has no application code");
     assert_ne!(d3.1, d1.1, "production has the edited file");
+    // The new code layer goes to the registry once: the image push uploads it and a cache
+    // export to the same registry mounts it from there.
+    let mut uploads: std::collections::BTreeMap<String, usize> = Default::default();
+    for r in &r3.requests {
+        if r.method == "PUT" && r.path.contains("/blobs/uploads/") {
+            if let Some(d) = r.path.split("digest=").nth(1) {
+                *uploads.entry(d.to_string()).or_default() += 1;
+            }
+        }
+    }
+    assert!(!uploads.is_empty(), "run 3 uploads its new layer");
+    assert!(
+        uploads.values().all(|&n| n == 1),
+        "no blob is uploaded twice in one run: {uploads:?}"
+    );
 
     // Run 4a, a cache that does not exist: a warning, a full build, run 1's images.
     p.restore_app();
