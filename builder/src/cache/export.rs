@@ -18,8 +18,9 @@ use rbuild_registry::cache::{CacheEntry, CacheLayer, CacheMap, CacheMountLayer};
 use rbuild_registry::push::PushOptions;
 
 use super::blobs::BlobFetcher;
-use super::import::{error_text, ImportedCaches};
+use super::import::ImportedCaches;
 use crate::cli::cache_spec::{CacheExportSpec, CacheExportTarget, CacheMode};
+use crate::cli::error_chain;
 use crate::graph::{Base, BuildPlan};
 use crate::progress::{LogStream, Progress};
 use crate::solver::StepOutcome;
@@ -164,11 +165,11 @@ pub fn export_all(input: &ExportInput<'_>, specs: &[CacheExportSpec]) -> Result<
         match export_one(input, spec, &step) {
             Ok(()) => step.done(),
             Err(e) => {
-                step.failed(error_text(&e));
+                step.failed(error_chain(&e));
                 if spec.ignore_error {
                     input
                         .progress
-                        .warn(format!("{}; ignored (ignore-error=true)", error_text(&e)));
+                        .warn(format!("{}; ignored (ignore-error=true)", error_chain(&e)));
                 } else if first_error.is_none() {
                     first_error = Some(e);
                 }

@@ -21,6 +21,7 @@ use rbuild_registry::Registry;
 
 use super::blobs::{BlobFetcher, Registries};
 use crate::cli::cache_spec::{CacheImportSource, CacheImportSpec};
+use crate::cli::error_chain;
 use crate::progress::Progress;
 use crate::solver::record::StepResult;
 use crate::solver::LayerRef;
@@ -82,7 +83,7 @@ impl ImportedCaches {
                 CacheImportSource::Registry(r) => {
                     let label = r.to_string();
                     match registries.get(r.registry()) {
-                        Err(e) => Err(format!("cache {label}: {}", error_text(&e))),
+                        Err(e) => Err(format!("cache {label}: {}", error_chain(&e))),
                         Ok(reg) => {
                             match rbuild_registry::cache::remote::fetch_cache(&reg, r, platform) {
                                 Ok(c) => Ok(Source {
@@ -94,7 +95,7 @@ impl ImportedCaches {
                                         repository: c.repository,
                                     },
                                 }),
-                                Err(e) => Err(error_text(&e)),
+                                Err(e) => Err(error_chain(&e)),
                             }
                         }
                     }
@@ -107,7 +108,7 @@ impl ImportedCaches {
                             map: c.map,
                             location: Location::Layout(c.dir),
                         }),
-                        Err(e) => Err(error_text(&e)),
+                        Err(e) => Err(error_chain(&e)),
                     }
                 }
             };
@@ -195,7 +196,7 @@ impl ImportedCaches {
                                 "cache {}: checking layer {}: {}; the steps that made it are built again",
                                 s.label,
                                 desc.digest,
-                                error_text(&e)
+                                error_chain(&e)
                             ),
                         );
                         false
@@ -214,7 +215,7 @@ impl ImportedCaches {
                                     "cache {}: layer {}: {}; the steps that made it are built again",
                                     s.label,
                                     desc.digest,
-                                    error_text(&e)
+                                    error_chain(&e)
                                 ),
                             );
                             false
@@ -298,21 +299,6 @@ fn layer_ref(l: &CacheLayer) -> LayerRef {
         descriptor,
         diff_id: l.diff_id.clone(),
     }
-}
-
-/// An error and its causes on one line (warnings are single lines).
-pub fn error_text(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let msg = s.to_string();
-        if !out.contains(&msg) {
-            out.push_str(": ");
-            out.push_str(&msg);
-        }
-        cur = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

@@ -12,9 +12,10 @@ use rbuild_layers::Compression;
 
 use crate::cache::blobs::{BlobFetcher, Registries};
 use crate::cache::export::{cache_map, export_all, stages_for, ExportInput};
-use crate::cache::import::{error_text, ImportedCaches};
+use crate::cache::import::ImportedCaches;
 use crate::cli::args::BuildArgs;
 use crate::cli::cache_spec::{CacheExportTarget, CacheMode};
+use crate::cli::error_chain;
 use crate::cli::output::OutputKind;
 use crate::cli::values::ProgressMode;
 use crate::cli::{BuildOptions, Failure};
@@ -209,7 +210,7 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
             Err(e) if e.is_imported_cache_failure() && !engine.imports.is_empty() => {
                 progress.warn(format!(
                     "{}; building again without the imported cache",
-                    error_text(&e)
+                    error_chain(&e)
                 ));
                 imports = ImportedCaches::none();
             }

@@ -112,27 +112,12 @@ pub fn resolve_with_progress(
             name,
             format!(
                 "{}; it is not in rbuild's local store ({}) either: check the name, or build it here with rbuild --tag {name}",
-                registry_error_text(&e),
+                crate::cli::error_chain(&e),
                 store.root().display()
             ),
         )),
-        Err(e) => Err(err(name, registry_error_text(&e))),
+        Err(e) => Err(err(name, crate::cli::error_chain(&e))),
     }
-}
-
-/// The error and its causes on one line.
-fn registry_error_text(e: &rbuild_registry::RegistryError) -> String {
-    let mut out = e.to_string();
-    let mut cur = std::error::Error::source(e);
-    while let Some(s) = cur {
-        let msg = s.to_string();
-        if !out.contains(&msg) {
-            out.push_str(": ");
-            out.push_str(&msg);
-        }
-        cur = s.source();
-    }
-    out
 }
 
 /// Pulls `reference` into the store and tags it `local_name` (annotated as pulled).

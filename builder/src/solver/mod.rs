@@ -203,7 +203,7 @@ impl<'a> Engine<'a> {
                 Ok(())
             }
             Err(e) => {
-                step.failed(crate::cache::import::error_text(&e));
+                step.failed(crate::cli::error_chain(&e));
                 Err(self.fetch_error(e))
             }
         }
@@ -214,7 +214,7 @@ impl<'a> Engine<'a> {
         if self.fetcher.is_imported(e.digest()) {
             BuildError::ImportedCache {
                 digest: e.digest().clone(),
-                reason: crate::cache::import::error_text(&e),
+                reason: crate::cli::error_chain(&e),
             }
         } else {
             BuildError::Fetch(e)
