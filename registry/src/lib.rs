@@ -10,6 +10,7 @@ pub mod auth;
 pub mod cache;
 pub mod client;
 pub mod error;
+pub mod parallel;
 pub mod pull;
 pub mod push;
 pub mod reference;

@@ -5,8 +5,6 @@
 //! on the same registry can mount it instead of uploading it. [`pull_with`] can leave the
 //! layers on the registry (lazy pull): only their sources are recorded.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use rbuild_layers::image::manifest::{ImageIndex, ImageManifest};
 use rbuild_layers::store::Store;
 use rbuild_layers::{Descriptor, Digest, MediaType, Platform};
@@ -222,31 +220,10 @@ fn fetch_all(
     blobs: &[&Descriptor],
     on_bytes: &(dyn Fn(u64) + Sync),
 ) -> Result<(), RegistryError> {
-    let next = AtomicUsize::new(0);
-    let failed = std::sync::atomic::AtomicBool::new(false);
-    let errors = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..PARALLEL_BLOBS.min(blobs.len()))
-            .map(|_| {
-                s.spawn(|| -> Result<(), RegistryError> {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= blobs.len() || failed.load(Ordering::Relaxed) {
-                            return Ok(());
-                        }
-                        let d = blobs[i];
-                        if let Err(e) = reg.fetch_blob(store, repo, d, on_bytes) {
-                            failed.store(true, Ordering::Relaxed);
-                            return Err(e);
-                        }
-                        record_source(store, reg.host(), repo, &d.digest);
-                    }
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().expect("a blob worker panicked"))
-            .collect::<Vec<_>>()
-    });
-    errors.into_iter().collect()
+    crate::parallel::try_for_each(blobs, PARALLEL_BLOBS, |d| {
+        reg.fetch_blob(store, repo, d, on_bytes)?;
+        record_source(store, reg.host(), repo, &d.digest);
+        Ok(())
+    })
+    .map(|_| ())
 }

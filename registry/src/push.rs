@@ -6,8 +6,6 @@
 //! last, the children of an index before it, then every tag. A blob upload that fails because the registry went away or lost the session is
 //! started again (bounded), so a registry restarted mid-push does not fail the push.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
 use rbuild_layers::image::manifest::{read_capped, ImageIndex, ImageManifest, MAX_MANIFEST_BYTES};
 use rbuild_layers::store::Store;
 use rbuild_layers::{Descriptor, Digest};
@@ -232,40 +230,9 @@ fn upload_all(
     blobs: &[&Descriptor],
     opts: &PushOptions,
 ) -> Result<Vec<Uploaded>, RegistryError> {
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let results = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..PARALLEL_BLOBS.min(blobs.len()))
-            .map(|_| {
-                s.spawn(|| -> Result<Vec<Uploaded>, RegistryError> {
-                    let mut done = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= blobs.len() || failed.load(Ordering::Relaxed) {
-                            return Ok(done);
-                        }
-                        match upload_one(reg, store, repository, blobs[i], opts.fetch_missing) {
-                            Ok(u) => {
-                                (opts.on_bytes)(blobs[i].size);
-                                done.push(u);
-                            }
-                            Err(e) => {
-                                failed.store(true, Ordering::Relaxed);
-                                return Err(e);
-                            }
-                        }
-                    }
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().expect("a blob worker panicked"))
-            .collect::<Vec<_>>()
-    });
-    let mut all = Vec::new();
-    for r in results {
-        all.extend(r?);
-    }
-    Ok(all)
+    crate::parallel::try_for_each(blobs, PARALLEL_BLOBS, |d| {
+        let u = upload_one(reg, store, repository, d, opts.fetch_missing)?;
+        (opts.on_bytes)(d.size);
+        Ok(u)
+    })
 }

@@ -10,7 +10,7 @@
 //! not match, the cache was wrong, and the caller builds again without it rather than failing.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rbuild_layers::store::Store;
@@ -172,34 +172,10 @@ impl BlobFetcher {
             .iter()
             .filter(|d| store.blob_size(&d.digest) != Some(d.size))
             .collect();
-        if missing.is_empty() {
-            return Ok(());
-        }
-        let next = AtomicUsize::new(0);
-        let failed = std::sync::atomic::AtomicBool::new(false);
-        let results = std::thread::scope(|s| {
-            let workers: Vec<_> = (0..PARALLEL_FETCHES.min(missing.len()))
-                .map(|_| {
-                    s.spawn(|| -> Result<(), FetchError> {
-                        loop {
-                            let i = next.fetch_add(1, Ordering::Relaxed);
-                            if i >= missing.len() || failed.load(Ordering::Relaxed) {
-                                return Ok(());
-                            }
-                            if let Err(e) = self.ensure(store, missing[i], on_bytes) {
-                                failed.store(true, Ordering::Relaxed);
-                                return Err(e);
-                            }
-                        }
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .map(|w| w.join().expect("a fetch worker panicked"))
-                .collect::<Vec<_>>()
-        });
-        results.into_iter().collect()
+        rbuild_registry::parallel::try_for_each(&missing, PARALLEL_FETCHES, |d| {
+            self.ensure(store, d, on_bytes)
+        })
+        .map(|_| ())
     }
 
     /// A `fetch_missing` callback for the registry client's push.
