@@ -48,6 +48,9 @@ pub struct PushOptions<'a> {
     /// from its source registry). Called only for blobs the destination lacks and cannot
     /// mount; without it such a blob is an error.
     pub fetch_missing: Option<FetchMissing<'a>>,
+    /// Blobs this build already uploaded to this repository (streamed while they were
+    /// written): counted as uploaded without asking the registry again.
+    pub sent_ahead: &'a [Digest],
 }
 
 /// Pushes `top` (a manifest or an index in `store`) to `repository`, tagged with each of
@@ -81,6 +84,7 @@ pub fn push_with_progress(
         &PushOptions {
             on_bytes,
             fetch_missing: None,
+            sent_ahead: &[],
         },
     )
 }
@@ -231,7 +235,11 @@ fn upload_all(
     opts: &PushOptions,
 ) -> Result<Vec<Uploaded>, RegistryError> {
     crate::parallel::try_for_each(blobs, PARALLEL_BLOBS, |d| {
-        let u = upload_one(reg, store, repository, d, opts.fetch_missing)?;
+        let u = if opts.sent_ahead.contains(&d.digest) {
+            Uploaded::Sent
+        } else {
+            upload_one(reg, store, repository, d, opts.fetch_missing)?
+        };
         (opts.on_bytes)(d.size);
         Ok(u)
     })

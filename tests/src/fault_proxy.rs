@@ -24,6 +24,9 @@ pub enum Fault {
     TruncateBlobs,
     /// Answer the first `times` manifest requests with 429 and `Retry-After: secs`.
     TooManyRequests { times: usize, retry_after_secs: u64 },
+    /// Answer every upload `PATCH` sent with chunked transfer encoding (a streamed layer) with
+    /// 400, as a registry that insists on `Content-Range` chunks would.
+    RefuseStreamedUploads,
 }
 
 /// A running proxy; it lives as long as the test process.
@@ -101,6 +104,60 @@ pub fn start(upstream: &str, fault: Fault) -> FaultProxy {
     }
 }
 
+/// Reads a chunked request body (RFC 9112 §7.1) whose first bytes are in `buf`; returns it
+/// decoded. Trailers are read and dropped.
+fn read_chunked(client: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    let mut pos = 0;
+    let mut more = |buf: &mut Vec<u8>| -> std::io::Result<()> {
+        let mut chunk = [0u8; 65536];
+        let n = client.read(&mut chunk)?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the client closed in the middle of a chunked body",
+            ));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        Ok(())
+    };
+    loop {
+        let line_end = loop {
+            if let Some(i) = find(&buf[pos..], b"\r\n") {
+                break pos + i;
+            }
+            more(buf)?;
+        };
+        let size_text = String::from_utf8_lossy(&buf[pos..line_end]).into_owned();
+        let size_hex = size_text.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(size_hex, 16).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "a bad chunk size line")
+        })?;
+        pos = line_end + 2;
+        if size == 0 {
+            // Trailer fields, then an empty line.
+            loop {
+                let end = loop {
+                    if let Some(i) = find(&buf[pos..], b"\r\n") {
+                        break pos + i;
+                    }
+                    more(buf)?;
+                };
+                let empty = end == pos;
+                pos = end + 2;
+                if empty {
+                    return Ok(body);
+                }
+            }
+        }
+        while buf.len() < pos + size + 2 {
+            more(buf)?;
+        }
+        body.extend_from_slice(&buf[pos..pos + size]);
+        pos += size + 2;
+    }
+}
+
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
@@ -136,25 +193,55 @@ fn serve(
     let method = parts.next().unwrap_or("").to_string();
     let path = parts.next().unwrap_or("").to_string();
     let mut content_length = 0usize;
+    let mut chunked = false;
     let mut headers = Vec::new();
     for l in lines.filter(|l| !l.is_empty()) {
         let lower = l.to_ascii_lowercase();
         if let Some(v) = lower.strip_prefix("content-length:") {
             content_length = v.trim().parse().unwrap_or(0);
         }
+        if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
+            // Decoded here and forwarded with a Content-Length instead.
+            chunked = true;
+            continue;
+        }
         if lower.starts_with("connection:") {
             continue;
         }
         headers.push(l.to_string());
     }
-    while buf.len() < head_end + content_length {
-        let n = client.read(&mut chunk)?;
-        if n == 0 {
-            break;
+    let body = if chunked {
+        let mut rest = buf.split_off(head_end);
+        let body = read_chunked(&mut client, &mut rest)?;
+        headers.push(format!("Content-Length: {}", body.len()));
+        body
+    } else {
+        while buf.len() < head_end + content_length {
+            let n = client.read(&mut chunk)?;
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
         }
-        buf.extend_from_slice(&chunk[..n]);
+        buf.split_off(head_end)
+    };
+    let body = &body[..];
+
+    if chunked && method == "PATCH" && matches!(fault, Fault::RefuseStreamedUploads) {
+        count.fetch_add(1, Ordering::SeqCst);
+        log.lock().unwrap().push(Request {
+            method: method.clone(),
+            path: path.clone(),
+            status: 400,
+            body_bytes: 0,
+        });
+        let msg = r#"{"errors":[{"code":"BLOB_UPLOAD_INVALID","message":"streamed uploads are not accepted here"}]}"#;
+        let resp = format!(
+            "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{msg}",
+            msg.len()
+        );
+        return client.write_all(resp.as_bytes());
     }
-    let body = &buf[head_end..];
 
     if let Fault::TooManyRequests {
         times,

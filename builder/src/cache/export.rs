@@ -230,6 +230,7 @@ fn export_one(
             let opts = PushOptions {
                 on_bytes: &on_bytes,
                 fetch_missing: Some(&fetch),
+                sent_ahead: &[],
             };
             let report =
                 rbuild_registry::cache::remote::push_cache(&reg, input.store, r, &map, &opts)

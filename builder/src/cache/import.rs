@@ -11,7 +11,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
 
 use rbuild_layers::store::Store;
 use rbuild_layers::tar::INDEX_RECORD;
@@ -45,12 +46,40 @@ struct Source {
 
 /// The caches given with `--cache-from`, in order.
 pub struct ImportedCaches {
-    sources: Vec<Source>,
+    sources: Sources,
     /// (source, blob) → whether the blob is available there.
     checked: Mutex<BTreeMap<(usize, Digest), bool>>,
     warned: Mutex<BTreeSet<usize>>,
     steps: AtomicUsize,
     progress: Option<Progress>,
+}
+
+/// The loaded sources, or the thread still reading their maps (see
+/// [`ImportedCaches::load_in_background`]); the first use waits for it.
+struct Sources {
+    loaded: OnceLock<Vec<Source>>,
+    loading: Mutex<Option<JoinHandle<Vec<Source>>>>,
+}
+
+impl Sources {
+    fn ready(sources: Vec<Source>) -> Sources {
+        Sources {
+            loaded: OnceLock::from(sources),
+            loading: Mutex::new(None),
+        }
+    }
+
+    fn get(&self) -> &[Source] {
+        self.loaded.get_or_init(|| {
+            let handle = self
+                .loading
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            // A panicked loader has printed its panic; the build goes on without the caches.
+            handle.and_then(|h| h.join().ok()).unwrap_or_default()
+        })
+    }
 }
 
 fn platform_string(p: &Platform) -> String {
@@ -61,7 +90,7 @@ impl ImportedCaches {
     /// No imported cache.
     pub fn none() -> ImportedCaches {
         ImportedCaches {
-            sources: Vec::new(),
+            sources: Sources::ready(Vec::new()),
             checked: Mutex::new(BTreeMap::new()),
             warned: Mutex::new(BTreeSet::new()),
             steps: AtomicUsize::new(0),
@@ -69,58 +98,37 @@ impl ImportedCaches {
         }
     }
 
-    /// Reads the cache map of every `--cache-from`; a source that cannot be used is a warning.
-    pub fn load(
-        specs: &[CacheImportSpec],
-        platform: &Platform,
-        registries: &Registries,
-        progress: &Progress,
+    /// Reads the cache map of every `--cache-from` (a source that cannot be used is a warning),
+    /// on a background thread: the maps are read while the build hashes its context and
+    /// resolves its base images, and the first lookup waits for them.
+    pub fn load_in_background(
+        specs: Vec<CacheImportSpec>,
+        platform: Platform,
+        registries: Arc<Registries>,
+        progress: Progress,
     ) -> ImportedCaches {
-        let want = platform_string(platform);
-        let mut sources = Vec::new();
-        for spec in specs {
-            let loaded = match &spec.source {
-                CacheImportSource::Registry(r) => {
-                    let label = r.to_string();
-                    match registries.get(r.registry()) {
-                        Err(e) => Err(format!("cache {label}: {}", error_chain(&e))),
-                        Ok(reg) => {
-                            match rbuild_registry::cache::remote::fetch_cache(&reg, r, platform) {
-                                Ok(c) => Ok(Source {
-                                    label,
-                                    map: c.map,
-                                    location: Location::Registry {
-                                        reg,
-                                        host: c.registry,
-                                        repository: c.repository,
-                                    },
-                                }),
-                                Err(e) => Err(error_chain(&e)),
-                            }
-                        }
-                    }
-                }
-                CacheImportSource::Local(dir) => {
-                    let label = dir.display().to_string();
-                    match rbuild_registry::cache::layout::read_layout_cache(dir) {
-                        Ok(c) => Ok(Source {
-                            label,
-                            map: c.map,
-                            location: Location::Layout(c.dir),
-                        }),
-                        Err(e) => Err(error_chain(&e)),
-                    }
-                }
-            };
-            match loaded {
-                Ok(s) if s.map.platform != want => progress.warn(format!(
-                    "cache {}: it was built for {}, this build is for {want}; not using it",
-                    s.label, s.map.platform
-                )),
-                Ok(s) => sources.push(s),
-                Err(why) => progress.warn(format!("{why}; building without it")),
+        let p = progress.clone();
+        let spawned = std::thread::Builder::new()
+            .name("cache-import".into())
+            .spawn(move || load_sources(&specs, &platform, &registries, &p));
+        match spawned {
+            Ok(handle) => ImportedCaches::with_sources(
+                Sources {
+                    loaded: OnceLock::new(),
+                    loading: Mutex::new(Some(handle)),
+                },
+                &progress,
+            ),
+            Err(e) => {
+                progress.warn(format!(
+                    "could not start reading the imported caches: {e}; building without them"
+                ));
+                ImportedCaches::none()
             }
         }
+    }
+
+    fn with_sources(sources: Sources, progress: &Progress) -> ImportedCaches {
         ImportedCaches {
             sources,
             checked: Mutex::new(BTreeMap::new()),
@@ -131,7 +139,7 @@ impl ImportedCaches {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.sources.is_empty()
+        self.sources.get().is_empty()
     }
 
     /// Steps taken from an imported cache so far.
@@ -164,7 +172,7 @@ impl ImportedCaches {
         {
             return known;
         }
-        let s = &self.sources[i];
+        let s = &self.sources.get()[i];
         let ok = if store.blob_size(&desc.digest) == Some(desc.size) {
             true
         } else {
@@ -234,7 +242,7 @@ impl ImportedCaches {
     /// The imported result of step `key`, from the first cache that has it and whose layer is
     /// available.
     pub fn lookup(&self, store: &Store, fetcher: &BlobFetcher, key: &Digest) -> Option<StepResult> {
-        for (i, s) in self.sources.iter().enumerate() {
+        for (i, s) in self.sources.get().iter().enumerate() {
             let Some(e) = s.map.entries.get(key) else {
                 continue;
             };
@@ -260,7 +268,7 @@ impl ImportedCaches {
         fetcher: &BlobFetcher,
         id: &str,
     ) -> Option<CacheLayer> {
-        for (i, s) in self.sources.iter().enumerate() {
+        for (i, s) in self.sources.get().iter().enumerate() {
             if let Some(m) = s.map.cache_mounts.get(id) {
                 if self.available(i, store, fetcher, &m.layer.descriptor) {
                     return Some(m.layer.clone());
@@ -274,10 +282,66 @@ impl ImportedCaches {
     /// did not use).
     pub fn cache_mount_ids(&self) -> BTreeSet<String> {
         self.sources
+            .get()
             .iter()
             .flat_map(|s| s.map.cache_mounts.keys().cloned())
             .collect()
     }
+}
+
+/// Reads the cache map of every `--cache-from`; a source that cannot be used is a warning.
+fn load_sources(
+    specs: &[CacheImportSpec],
+    platform: &Platform,
+    registries: &Registries,
+    progress: &Progress,
+) -> Vec<Source> {
+    let want = platform_string(platform);
+    let mut sources = Vec::new();
+    for spec in specs {
+        let loaded = match &spec.source {
+            CacheImportSource::Registry(r) => {
+                let label = r.to_string();
+                match registries.get(r.registry()) {
+                    Err(e) => Err(format!("cache {label}: {}", error_chain(&e))),
+                    Ok(reg) => {
+                        match rbuild_registry::cache::remote::fetch_cache(&reg, r, platform) {
+                            Ok(c) => Ok(Source {
+                                label,
+                                map: c.map,
+                                location: Location::Registry {
+                                    reg,
+                                    host: c.registry,
+                                    repository: c.repository,
+                                },
+                            }),
+                            Err(e) => Err(error_chain(&e)),
+                        }
+                    }
+                }
+            }
+            CacheImportSource::Local(dir) => {
+                let label = dir.display().to_string();
+                match rbuild_registry::cache::layout::read_layout_cache(dir) {
+                    Ok(c) => Ok(Source {
+                        label,
+                        map: c.map,
+                        location: Location::Layout(c.dir),
+                    }),
+                    Err(e) => Err(error_chain(&e)),
+                }
+            }
+        };
+        match loaded {
+            Ok(s) if s.map.platform != want => progress.warn(format!(
+                "cache {}: it was built for {}, this build is for {want}; not using it",
+                s.label, s.map.platform
+            )),
+            Ok(s) => sources.push(s),
+            Err(why) => progress.warn(format!("{why}; building without it")),
+        }
+    }
+    sources
 }
 
 /// Keeps the imported layer's path index in the store, so lookups on top of the layer need not

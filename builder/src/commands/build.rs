@@ -19,6 +19,8 @@ use crate::cli::error_chain;
 use crate::cli::output::OutputKind;
 use crate::cli::values::ProgressMode;
 use crate::cli::{BuildOptions, Failure};
+use crate::export::ahead::{stage_destinations, UploadAhead};
+use crate::export::push::destinations;
 use crate::export::tags::{default_repository, names_for_target, TagSpec};
 use crate::export::{assemble, image_annotations, write_outputs, BuiltImage};
 use crate::progress::{self, BuildSummary, TargetSummary};
@@ -91,6 +93,25 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
         ..
     } = load_plan(&opts.plan)?;
 
+    // A build that talks to a registry needs the system's TLS roots before its first request:
+    // read them meanwhile (the git metadata below is a subprocess).
+    let uses_registry = opts.push
+        || !opts.cache_from.is_empty()
+        || opts
+            .cache_to
+            .iter()
+            .any(|c| matches!(c.target, CacheExportTarget::Registry(_)))
+        || opts
+            .outputs
+            .iter()
+            .any(|o| matches!(o.kind, OutputKind::Registry { .. }))
+        || plan.stages.iter().any(|s| {
+            matches!(&s.base, crate::graph::Base::Image(n) if !n.starts_with("oci-layout://"))
+                || !s.read_images.is_empty()
+        });
+    if uses_registry {
+        rbuild_registry::client::transport::preload_system_roots();
+    }
     let git = crate::git::git_info(&opts.plan.context)
         .map_err(|e| Failure::Usage(format!("error: reading git metadata: {e}")))?;
     let sde = std::env::var("SOURCE_DATE_EPOCH").ok();
@@ -166,14 +187,50 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
 
     let registries = Arc::new(Registries::new(registry_opts.clone()));
     let fetcher = Arc::new(BlobFetcher::new(registries.clone()));
+
+    // Each target's names, known before building: layers of pushed images are streamed to
+    // their first repository while they are written (see `export::ahead`).
+    let repo = default_repository(&repo_dir_name(&opts.plan.context, git.as_ref()));
+    let default_tag = git.as_ref().map(crate::git::default_tag);
+    let multiple = plan.targets.len() > 1;
+    let mut target_names = BTreeMap::new();
+    for &t in &plan.targets {
+        let target = plan.stages[t].display_name();
+        let names = names_for_target(&target, multiple, &tag_specs, &repo, default_tag.as_deref())
+            .map_err(|e| Failure::Usage(format!("error: --tag: {e}")))?;
+        target_names.insert(t, names);
+    }
+    let pushed_targets: Vec<(usize, (String, String))> = plan
+        .targets
+        .iter()
+        .filter_map(|t| {
+            let names = target_names.get(t)?;
+            let first = destinations(names, opts.push, &opts.outputs)
+                .into_keys()
+                .next()?;
+            Some((*t, first))
+        })
+        .collect();
+    // `RBUILD_UPLOAD_AHEAD=0` turns this off (for a proxy that mishandles chunked uploads, or
+    // to compare): the push then uploads every new layer after the build.
+    let ahead = Arc::new(
+        if std::env::var("RBUILD_UPLOAD_AHEAD").as_deref() == Ok("0") {
+            UploadAhead::none(registries.clone())
+        } else {
+            UploadAhead::new(
+                registries.clone(),
+                stage_destinations(&plan, &pushed_targets),
+            )
+        },
+    );
     let mut imports = if opts.cache_from.is_empty() {
         ImportedCaches::none()
     } else {
-        ImportedCaches::load(
-            &opts.cache_from,
-            &opts.plan.platform,
-            &registries,
-            &progress,
+        ImportedCaches::load_in_background(
+            opts.cache_from.clone(),
+            opts.plan.platform.clone(),
+            registries.clone(),
+            progress.clone(),
         )
     };
     // Outputs other than a registry need every layer's bytes here.
@@ -192,7 +249,8 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
             progress.clone(),
         )
         .map_err(|e| Failure::Build(anyhow::Error::new(e)))?
-        .with_cache(fetcher.clone(), imports);
+        .with_cache(fetcher.clone(), imports)
+        .with_upload_ahead(ahead.clone());
         let built = engine.run().and_then(|states| {
             if outputs_need_bytes {
                 for t in &plan.targets {
@@ -224,9 +282,6 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
         .any(|c| c.target == CacheExportTarget::Inline);
     let built_stages: BTreeSet<usize> = states.keys().copied().collect();
 
-    let repo = default_repository(&repo_dir_name(&opts.plan.context, git.as_ref()));
-    let default_tag = git.as_ref().map(crate::git::default_tag);
-    let multiple = plan.targets.len() > 1;
     let mut built = Vec::new();
     let mut summaries = Vec::new();
     for &t in &plan.targets {
@@ -234,8 +289,7 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
             .get(&t)
             .ok_or_else(|| Failure::Build(anyhow::anyhow!("target stage {t} was not built")))?;
         let target = plan.stages[t].display_name();
-        let names = names_for_target(&target, multiple, &tag_specs, &repo, default_tag.as_deref())
-            .map_err(|e| Failure::Usage(format!("error: --tag: {e}")))?;
+        let names = target_names.get(&t).cloned().unwrap_or_default();
         let annotations = image_annotations(state, &names, git.as_ref(), epoch);
         let image = if inline_cache {
             // The image carries the cache map of its own steps (min mode), as BuildKit's
@@ -281,13 +335,17 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
     }
 
     write_outputs(&store, &built, &opts.outputs).map_err(|e| Failure::Build(e.into()))?;
+    // The layers streamed while building: the last ones may still be on their way.
+    let ahead_report = ahead.finish(&store);
     // Pushing the images and exporting the cache run side by side, except when the cache goes
-    // to a registry an image goes to: then the push goes first, so the export mounts the new
-    // layers from the image's repository instead of uploading them a second time.
+    // to a registry an image goes to and some new layer is not there yet (its upload ahead
+    // failed): then the push goes first, so the export mounts that layer from the image's
+    // repository instead of uploading it a second time.
     let push_hosts = crate::export::push::push_hosts(&built, opts.push, &opts.outputs);
-    let same_registry = opts.cache_to.iter().any(|c| {
-        matches!(&c.target, CacheExportTarget::Registry(r) if push_hosts.contains(r.registry()))
-    });
+    let push_first = !ahead_report.complete()
+        && opts.cache_to.iter().any(|c| {
+            matches!(&c.target, CacheExportTarget::Registry(r) if push_hosts.contains(r.registry()))
+        });
     let export_input = ExportInput {
         store: &store,
         fetcher: &fetcher,
@@ -306,10 +364,11 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
             opts.push,
             &opts.outputs,
             &fetcher,
+            &ahead_report.sent,
             &progress,
         )
     };
-    let (pushed, exported) = if same_registry {
+    let (pushed, exported) = if push_first {
         let pushed = push();
         let exported = match &pushed {
             Ok(_) => export_all(&export_input, &opts.cache_to),

@@ -1,6 +1,7 @@
 //! From built stages to images and outputs: annotations and labels, assembling the config and
 //! manifest into the store, tagging them there, and writing `--output`s.
 
+pub mod ahead;
 pub mod push;
 pub mod tags;
 

@@ -12,6 +12,7 @@ use rbuild_registry::{Reference, RegistryError};
 
 use crate::cache::blobs::BlobFetcher;
 
+use super::ahead::SentAhead;
 use super::BuiltImage;
 use crate::cli::output::{OutputKind, OutputSpec};
 use crate::progress::{LogStream, Progress};
@@ -36,9 +37,9 @@ pub struct Pushed {
     pub digest: Digest,
 }
 
-/// Where one image goes: `registry/repository` → tags (empty: by digest only).
-fn destinations(
-    b: &BuiltImage,
+/// Where an image named `names` goes: `registry/repository` → tags (empty: by digest only).
+pub fn destinations(
+    names: &[Reference],
     push_tags: bool,
     outputs: &[OutputSpec],
 ) -> BTreeMap<(String, String), Vec<String>> {
@@ -56,7 +57,7 @@ fn destinations(
         }
     };
     if push_tags {
-        for n in &b.names {
+        for n in names {
             add(n, false);
         }
     }
@@ -78,7 +79,7 @@ pub fn push_hosts(
 ) -> std::collections::BTreeSet<String> {
     built
         .iter()
-        .flat_map(|b| destinations(b, push_tags, outputs).into_keys())
+        .flat_map(|b| destinations(&b.names, push_tags, outputs).into_keys())
         .map(|(host, _)| host)
         .collect()
 }
@@ -87,18 +88,21 @@ pub fn push_hosts(
 ///
 /// Layers the store does not have (lazily pulled or imported) are mounted from their repository
 /// when it is on the same registry, and fetched through `fetcher` otherwise.
+/// Layers in `sent_ahead` (streamed while the build wrote them) count as uploaded to their
+/// repository without being asked for again.
 pub fn push_images(
     store: &Store,
     built: &[BuiltImage],
     push_tags: bool,
     outputs: &[OutputSpec],
     fetcher: &BlobFetcher,
+    sent_ahead: &[SentAhead],
     progress: &Progress,
 ) -> Result<Vec<Pushed>, PushError> {
     let fetch = fetcher.fetch_for_push(store);
     let mut pushed = Vec::new();
     for b in built {
-        for ((host, repo), tags) in destinations(b, push_tags, outputs) {
+        for ((host, repo), tags) in destinations(&b.names, push_tags, outputs) {
             let fail = |source| PushError::Registry {
                 target: b.target.clone(),
                 repository: format!("{host}/{repo}"),
@@ -113,9 +117,15 @@ pub fn push_images(
                 let now = sent.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
                 step.progress(crate::progress::ProgressKind::Pushing, now, Some(total));
             };
+            let ahead: Vec<Digest> = sent_ahead
+                .iter()
+                .filter(|s| s.host == host && s.repository == repo)
+                .map(|s| s.digest.clone())
+                .collect();
             let opts = rbuild_registry::push::PushOptions {
                 on_bytes: &on_bytes,
                 fetch_missing: Some(&fetch),
+                sent_ahead: &ahead,
             };
             let report = match rbuild_registry::push::push_with(
                 &reg,

@@ -20,7 +20,9 @@ use rbuild_layers::image::config::ImageConfig;
 use rbuild_layers::image::manifest::{ImageIndex, ImageManifest};
 use rbuild_layers::store::Store;
 use rbuild_layers::{Descriptor, Digest, Platform};
-use rbuild_registry::{ClientOptions, Reference, Registry};
+use rbuild_registry::{ClientOptions, Reference};
+
+use crate::cache::blobs::Registries;
 
 use super::stage::LayerRef;
 use super::BuildError;
@@ -64,16 +66,18 @@ fn err(reference: &str, reason: impl Into<String>) -> BuildError {
 /// Resolves `name` for `platform`, importing what it needs into `store`.
 pub fn resolve(
     store: &Store,
+    registries: &Registries,
     name: &str,
     platform: &Platform,
     cwd: &Path,
 ) -> Result<BaseImage, BuildError> {
-    resolve_with_progress(store, name, platform, cwd, &|_| {})
+    resolve_with_progress(store, registries, name, platform, cwd, &|_| {})
 }
 
 /// [`resolve`], calling `on_bytes` with each chunk of blob bytes pulled from a registry.
 pub fn resolve_with_progress(
     store: &Store,
+    registries: &Registries,
     name: &str,
     platform: &Platform,
     cwd: &Path,
@@ -98,7 +102,7 @@ pub fn resolve_with_progress(
             return from_store(store, name, desc, platform);
         }
     }
-    match pull(store, &reference, platform, &local_name, on_bytes) {
+    match pull(store, registries, &reference, platform, &local_name, on_bytes) {
         Ok(desc) => from_store(store, name, &desc, platform),
         Err(e) if e.is_unreachable() && local.is_some() => {
             // The build goes on with what was pulled before; say so, since the tag may have moved.
@@ -123,12 +127,14 @@ pub fn resolve_with_progress(
 /// Pulls `reference` into the store and tags it `local_name` (annotated as pulled).
 fn pull(
     store: &Store,
+    registries: &Registries,
     reference: &Reference,
     platform: &Platform,
     local_name: &str,
     on_bytes: &(dyn Fn(u64) + Sync),
 ) -> Result<Descriptor, rbuild_registry::RegistryError> {
-    let reg = Registry::connect(reference.registry(), &registry_options())?;
+    // The build's shared client: one connection, one auth handshake per registry.
+    let reg = registries.get(reference.registry())?;
     // Layers are fetched when a step needs the base's files or an output its bytes (see
     // `cache::blobs`); a build that only adds layers and pushes to the same registry never
     // downloads them.

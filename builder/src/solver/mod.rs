@@ -35,6 +35,7 @@ use crate::cache::blobs::{BlobFetcher, FetchError, Registries};
 use crate::cache::import::ImportedCaches;
 use crate::context::{Context, IgnoreRules};
 use crate::dockerfile::Dockerfile;
+use crate::export::ahead::UploadAhead;
 use crate::graph::BuildPlan;
 use crate::progress::Progress;
 
@@ -90,6 +91,8 @@ pub struct Engine<'a> {
     pub fetcher: Arc<BlobFetcher>,
     /// `--cache-from` caches, consulted after the store.
     pub imports: ImportedCaches,
+    /// Uploads of new layers started while they are written (see `export::ahead`).
+    pub(crate) ahead: Arc<UploadAhead>,
     /// What every filesystem step produced, for `--cache-to`.
     outcomes: Mutex<Vec<StepOutcome>>,
 }
@@ -126,6 +129,9 @@ impl<'a> Engine<'a> {
                 }
             }
         }
+        let fetcher = Arc::new(BlobFetcher::new(Arc::new(Registries::new(
+            base::registry_options(),
+        ))));
         Ok(Engine {
             store,
             df,
@@ -139,12 +145,17 @@ impl<'a> Engine<'a> {
             results: Mutex::new(BTreeMap::new()),
             steps: Mutex::new(Vec::new()),
             previous,
-            fetcher: Arc::new(BlobFetcher::new(Arc::new(Registries::new(
-                base::registry_options(),
-            )))),
+            fetcher: fetcher.clone(),
+            ahead: Arc::new(UploadAhead::none(fetcher.registries().clone())),
             imports: ImportedCaches::none(),
             outcomes: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Streams the layers of pushed stages to their registry while writing them.
+    pub fn with_upload_ahead(mut self, ahead: Arc<UploadAhead>) -> Self {
+        self.ahead = ahead;
+        self
     }
 
     /// Uses `fetcher` for missing layers and consults `imports` after the store.

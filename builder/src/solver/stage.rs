@@ -210,6 +210,7 @@ pub fn build_stage(engine: &Engine<'_>, i: usize) -> Result<StageState, BuildErr
             };
             let resolved = match base::resolve_with_progress(
                 engine.store,
+                engine.fetcher.registries(),
                 name,
                 &engine.opts.platform,
                 &cwd,
@@ -617,7 +618,13 @@ fn resolve_from(
         });
     }
     let cwd = std::env::current_dir().unwrap_or_else(|_| engine.context_dir.to_path_buf());
-    let image = base::resolve(engine.store, name, &engine.opts.platform, &cwd)?;
+    let image = base::resolve(
+        engine.store,
+        engine.fetcher.registries(),
+        name,
+        &engine.opts.platform,
+        &cwd,
+    )?;
     let platform = crate::cli::values::platform_string(&engine.opts.platform);
     let key = KeyInputs::new("from", None, format!("FROM {name}"), platform)
         .input("base", image.manifest_digest.to_string())
@@ -859,11 +866,18 @@ fn run_op_with(
                         step.progress(crate::progress::ProgressKind::Compressing, bytes, None)
                     }
                 };
-                let written = rbuild_layers::tar::write_layer_with_progress(
+                // A layer of a pushed image is uploaded while it is compressed.
+                let mut upload = engine.ahead.follower(stage_index);
+                let written = rbuild_layers::tar::write_layer_with(
                     engine.store,
                     entries,
                     &layer_options(engine),
-                    &report,
+                    rbuild_layers::tar::WriteHooks {
+                        progress: Some(&report),
+                        follow: upload
+                            .as_mut()
+                            .map(|f| f as &mut dyn FnMut(rbuild_layers::store::GrowingBlob)),
+                    },
                 );
                 let info = match written {
                     Ok(i) => i,

@@ -36,6 +36,7 @@
 //!   removed by [`Store::prune`], least recently used first.
 
 mod error;
+mod follow;
 mod fsutil;
 mod image_io;
 mod prune;
@@ -49,6 +50,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 pub use error::StoreError;
+pub use follow::{CommitWatch, GrowingBlob};
 pub use prune::{DiskUsage, FsckReport, PruneOptions, PruneReport};
 
 use crate::digest::Algorithm;
@@ -156,6 +158,7 @@ impl Store {
             temp_path: path,
             blobs_dir: self.root.join("blobs/sha256"),
             hasher: Sha256Hasher::new(),
+            followers: None,
         })
     }
 
@@ -270,12 +273,26 @@ pub struct BlobWriter {
     temp_path: PathBuf,
     blobs_dir: PathBuf,
     hasher: Sha256Hasher,
+    /// Set once something follows the write ([`BlobWriter::follow`]).
+    followers: Option<std::sync::Arc<follow::Shared>>,
 }
 
 impl BlobWriter {
     /// Bytes written so far.
     pub fn bytes_written(&self) -> u64 {
         self.hasher.len()
+    }
+
+    /// A reader of this blob as it is written (e.g. to upload a layer while it is compressed):
+    /// see [`GrowingBlob`]. Call before the first write; the writer never waits for it.
+    pub fn follow(&mut self) -> Result<GrowingBlob, StoreError> {
+        let file = File::open(&self.temp_path)
+            .map_err(StoreError::io("opening temp file", &self.temp_path))?;
+        let shared = self
+            .followers
+            .get_or_insert_with(follow::Shared::new)
+            .clone();
+        Ok(GrowingBlob::new(file, shared))
     }
 
     /// Verifies the digest (and size) against what the caller expected, fsyncs, renames the blob
@@ -328,6 +345,12 @@ impl BlobWriter {
             Ok(()) => {
                 // Renamed away: nothing for Drop to remove.
                 self.temp_path = PathBuf::new();
+                if let Some(f) = self.followers.take() {
+                    f.finish(follow::WriteStatus::Committed {
+                        digest: digest.clone(),
+                        size,
+                    });
+                }
                 Ok((digest, size))
             }
             Err(e) => Err(e), // Drop removes the temp file.
@@ -353,6 +376,10 @@ impl Write for BlobWriter {
 
 impl Drop for BlobWriter {
     fn drop(&mut self) {
+        // Not committed (a failed write or commit): followers must not take what they read.
+        if let Some(f) = self.followers.take() {
+            f.finish(follow::WriteStatus::Abandoned);
+        }
         if !self.temp_path.as_os_str().is_empty() {
             let _ = fs::remove_file(&self.temp_path);
         }

@@ -18,6 +18,7 @@ use super::index::PathIndex;
 use super::stream::{CopyError, TarStream};
 use super::LayerError;
 use crate::compression::{compressor_with_threads, default_threads};
+use crate::store::GrowingBlob;
 use crate::{Compression, Digest, MediaType, Store};
 
 /// How to write a layer.
@@ -53,20 +54,34 @@ pub fn write_layer(
     entries: Vec<LayerEntry>,
     opts: &LayerOptions,
 ) -> Result<LayerInfo, LayerError> {
-    write_layer_with_progress(store, entries, opts, &|_| {})
+    write_layer_with(store, entries, opts, WriteHooks::default())
 }
 
-/// [`write_layer`], calling `progress` with the number of uncompressed bytes written so far
-/// every few MiB (for progress bars).
-pub fn write_layer_with_progress(
+/// What a caller sees of a layer while it is written.
+#[derive(Default)]
+pub struct WriteHooks<'a> {
+    /// Called with the number of uncompressed bytes written so far, every few MiB (for
+    /// progress bars).
+    pub progress: Option<&'a dyn Fn(u64)>,
+    /// Called once, before the first byte is written, with a reader of the compressed blob as
+    /// it grows (see [`GrowingBlob`]): e.g. to upload the layer while it is compressed.
+    pub follow: Option<&'a mut dyn FnMut(GrowingBlob)>,
+}
+
+/// [`write_layer`] with [`WriteHooks`].
+pub fn write_layer_with(
     store: &Store,
     mut entries: Vec<LayerEntry>,
     opts: &LayerOptions,
-    progress: &dyn Fn(u64),
+    hooks: WriteHooks<'_>,
 ) -> Result<LayerInfo, LayerError> {
     sort_entries(&mut entries);
     validate_sorted(&entries)?;
-    let blob = store.begin_blob()?;
+    let mut blob = store.begin_blob()?;
+    if let Some(follow) = hooks.follow {
+        follow(blob.follow()?);
+    }
+    let progress = hooks.progress.unwrap_or(&|_| {});
     let threads = opts.threads.unwrap_or_else(default_threads);
     let comp = compressor_with_threads(opts.compression, opts.level, threads, blob)?;
     // Uncompressed, the blob *is* the tar: its digest is the diffID, and hashing the same bytes

@@ -22,6 +22,7 @@ fn no_progress() -> PushOptions<'static> {
     PushOptions {
         on_bytes: &|_| {},
         fetch_missing: None,
+        sent_ahead: &[],
     }
 }
 
@@ -244,6 +245,7 @@ fn lazily_pulled_layers_are_mounted_not_downloaded_when_pushed() {
         &PushOptions {
             on_bytes: &|_| {},
             fetch_missing: Some(&fetch),
+            sent_ahead: &[],
         },
     )
     .expect("push");
@@ -312,6 +314,7 @@ fn blobs_without_a_source_are_fetched_with_fetch_missing_then_uploaded() {
         &PushOptions {
             on_bytes: &|_| {},
             fetch_missing: Some(&fetch),
+            sent_ahead: &[],
         },
     )
     .expect("push");
@@ -406,6 +409,7 @@ fn a_declined_mount_falls_back_to_fetch_missing_and_upload() {
         &PushOptions {
             on_bytes: &|_| {},
             fetch_missing: Some(&fetch),
+            sent_ahead: &[],
         },
     )
     .expect("push");

@@ -8,7 +8,7 @@ use rbuild_layers::store::Store;
 use rbuild_layers::{Descriptor, Digest};
 
 use super::manifests::not_found;
-use super::{scope, Body, Registry, Req};
+use super::{scope, Body, Registry, Req, StreamBody};
 use crate::error::RegistryError;
 
 /// Blobs up to this size are uploaded with one `PUT`; larger ones with `PATCH` chunks.
@@ -29,6 +29,9 @@ pub enum Uploaded {
 impl Registry {
     /// Whether `repository` has blob `digest` (`HEAD`; a 404 is `false`).
     pub fn has_blob(&self, repository: &str, digest: &Digest) -> Result<bool, RegistryError> {
+        if self.known_present(repository, digest) {
+            return Ok(true);
+        }
         let r = self.send(&Req {
             method: "HEAD",
             target: format!("/v2/{repository}/blobs/{digest}"),
@@ -37,10 +40,27 @@ impl Registry {
             body: Body::Empty,
         });
         match r {
-            Ok(_) => Ok(true),
+            Ok(_) => {
+                self.mark_present(repository, digest);
+                Ok(true)
+            }
             Err(RegistryError::Status { status: 404, .. }) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    fn known_present(&self, repository: &str, digest: &Digest) -> bool {
+        self.present
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&(repository.to_string(), digest.clone()))
+    }
+
+    fn mark_present(&self, repository: &str, digest: &Digest) {
+        self.present
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((repository.to_string(), digest.clone()));
     }
 
     /// Downloads `desc` into `store` unless it is there already. The bytes are hashed while
@@ -181,6 +201,7 @@ impl Registry {
             body: Body::Empty,
         })?;
         if resp.status() == 201 {
+            self.mark_present(repository, digest);
             return Ok(true);
         }
         if let Ok(location) = self.location(&resp, &start) {
@@ -224,6 +245,7 @@ impl Registry {
         // 201: mounted. 202: the registry declined the mount (or none was asked) and opened an
         // upload session instead — continue with it.
         if resp.status() == 201 {
+            self.mark_present(repository, &desc.digest);
             return Ok(Uploaded::Mounted);
         }
         let mut location = self.location(&resp, &start)?;
@@ -271,7 +293,66 @@ impl Registry {
                 },
             })?;
         }
+        self.mark_present(repository, &desc.digest);
         Ok(Uploaded::Sent)
+    }
+
+    /// Uploads a blob whose bytes are still being produced (a layer being compressed): opens an
+    /// upload session, sends `body` to it in one chunked `PATCH` as the bytes arrive, and once
+    /// `body` has ended closes the session with `PUT ?digest=` naming what `committed` says it
+    /// held (the way `docker push` streams a layer). The registry checks that digest against
+    /// what it received, so a body that ended early or differs is refused, never stored under
+    /// the name. On failure the session is cancelled (best effort) and the error returned; the
+    /// blob can still be uploaded from its file afterwards.
+    pub fn upload_streamed(
+        &self,
+        repository: &str,
+        body: Box<dyn Read + Send>,
+        committed: &dyn Fn() -> Option<(Digest, u64)>,
+    ) -> Result<(Digest, u64), RegistryError> {
+        let start = format!("/v2/{repository}/blobs/uploads/");
+        let push_scope = scope(repository, "pull,push");
+        let resp = self.send(&Req {
+            method: "POST",
+            target: start.clone(),
+            scope: push_scope.clone(),
+            headers: vec![("Content-Length", "0".into())],
+            body: Body::Empty,
+        })?;
+        let location = self.location(&resp, &start)?;
+        let stream = StreamBody::new(body);
+        let finish = || -> Result<(Digest, u64), RegistryError> {
+            let resp = self.send(&Req {
+                method: "PATCH",
+                target: location.clone(),
+                scope: push_scope.clone(),
+                headers: vec![("Content-Type", "application/octet-stream".into())],
+                body: Body::Stream(&stream),
+            })?;
+            let location = self.location(&resp, &location)?;
+            let (digest, size) = committed().ok_or_else(|| RegistryError::Protocol {
+                registry: self.host().to_string(),
+                what: "the streamed blob ended before it was complete".into(),
+            })?;
+            self.send(&Req {
+                method: "PUT",
+                target: with_digest(&location, &digest),
+                scope: push_scope.clone(),
+                headers: vec![("Content-Length", "0".into())],
+                body: Body::Empty,
+            })?;
+            self.mark_present(repository, &digest);
+            Ok((digest, size))
+        };
+        finish().inspect_err(|_| {
+            let _ = self.send(&Req {
+                method: "DELETE",
+                target: location.clone(),
+                scope: push_scope.clone(),
+                headers: vec![],
+                body: Body::Empty,
+            });
+        })
     }
 
     /// The upload URL from a `Location` header, made absolute.

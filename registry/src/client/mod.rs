@@ -49,6 +49,24 @@ pub(crate) enum Body<'a> {
         offset: u64,
         len: u64,
     },
+    /// Bytes still being produced, sent with chunked transfer encoding. They can be sent once:
+    /// a retry of such a request fails instead of sending a partial body.
+    Stream(&'a StreamBody),
+}
+
+/// The body of a [`Body::Stream`] request, taken by its first send.
+pub(crate) struct StreamBody(std::cell::Cell<Option<Box<dyn std::io::Read + Send>>>);
+
+impl StreamBody {
+    pub(crate) fn new(body: Box<dyn std::io::Read + Send>) -> StreamBody {
+        StreamBody(std::cell::Cell::new(Some(body)))
+    }
+}
+
+impl std::fmt::Debug for StreamBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StreamBody")
+    }
 }
 
 /// One request: `target` is a path (`/v2/…`, optionally with a query) or an absolute URL (an
@@ -71,6 +89,10 @@ pub struct Registry {
     /// The registry answered with a Basic challenge: send Basic credentials up front.
     basic: AtomicBool,
     max_attempts: u32,
+    /// (repository, blob) pairs known to be on the registry — a `HEAD` found the blob, or this
+    /// client uploaded or mounted it — so a build that checks the same blob for its cache
+    /// lookup, two images and a cache export asks once.
+    present: Mutex<std::collections::HashSet<(String, rbuild_layers::Digest)>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -122,6 +144,7 @@ impl Registry {
             } else {
                 opts.max_attempts
             },
+            present: Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -285,6 +308,18 @@ impl Registry {
                     r.set("Content-Length", &len.to_string())
                         .send(std::io::BufReader::with_capacity(1 << 20, f.take(len)))
                 }
+                Body::Stream(body) => match body.0.take() {
+                    Some(body) => r.send(std::io::BufReader::with_capacity(1 << 20, body)),
+                    None => {
+                        return Err(RegistryError::Protocol {
+                            registry: self.host.clone(),
+                            what: format!(
+                                "{} {path}: a streamed body cannot be sent again",
+                                req.method
+                            ),
+                        })
+                    }
+                },
             };
             match result {
                 Ok(resp) => return Ok(resp),

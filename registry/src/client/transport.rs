@@ -8,7 +8,7 @@
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::error::RegistryError;
@@ -67,16 +67,46 @@ fn tls_error(host: &str, reason: String) -> RegistryError {
     }
 }
 
-/// A rustls configuration trusting the system roots and `extra_cas`.
+/// The system's trusted roots, read once per process: reading and parsing the few hundred
+/// files of `/etc/ssl/certs` costs tens of milliseconds, which every registry client paid
+/// before its first request.
+fn system_roots() -> &'static rustls::RootCertStore {
+    static ROOTS: OnceLock<rustls::RootCertStore> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let mut roots = rustls::RootCertStore::empty();
+        // Unreadable system certificates are skipped, as every TLS client does.
+        if let Ok(certs) = rustls_native_certs::load_native_certs() {
+            let _ = roots.add_parsable_certificates(certs);
+        }
+        roots
+    })
+}
+
+/// Starts reading the system roots on a background thread, so that a build's first registry
+/// request does not wait for them (the caller goes on parsing the Dockerfile meanwhile).
+pub fn preload_system_roots() {
+    let _ = std::thread::Builder::new()
+        .name("tls-roots".into())
+        .spawn(|| {
+            system_roots();
+        });
+}
+
+/// A rustls configuration trusting the system roots and `extra_cas`. Without extra CAs every
+/// host shares one configuration.
 pub fn tls_config(
     host: &str,
     extra_cas: &[PathBuf],
 ) -> Result<Arc<rustls::ClientConfig>, RegistryError> {
-    let mut roots = rustls::RootCertStore::empty();
-    // Unreadable system certificates are skipped, as every TLS client does.
-    if let Ok(certs) = rustls_native_certs::load_native_certs() {
-        let _ = roots.add_parsable_certificates(certs);
+    if extra_cas.is_empty() {
+        static SYSTEM_ONLY: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+        if let Some(c) = SYSTEM_ONLY.get() {
+            return Ok(c.clone());
+        }
+        let c = build_config(host, system_roots().clone())?;
+        return Ok(SYSTEM_ONLY.get_or_init(|| c).clone());
     }
+    let mut roots = system_roots().clone();
     for path in extra_cas {
         let pem = std::fs::read(path)
             .map_err(|e| tls_error(host, format!("reading CA file {}: {e}", path.display())))?;
@@ -96,6 +126,13 @@ pub fn tls_config(
             ));
         }
     }
+    build_config(host, roots)
+}
+
+fn build_config(
+    host: &str,
+    roots: rustls::RootCertStore,
+) -> Result<Arc<rustls::ClientConfig>, RegistryError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -15,6 +15,7 @@ mod cache_import;
 mod cache_pipeline;
 mod cli;
 mod fixtures;
+mod push_ahead;
 mod registry_auth;
 mod registry_faults;
 mod registry_roundtrip;
