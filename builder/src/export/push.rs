@@ -89,7 +89,8 @@ pub fn push_hosts(
 /// Layers the store does not have (lazily pulled or imported) are mounted from their repository
 /// when it is on the same registry, and fetched through `fetcher` otherwise.
 /// Layers in `sent_ahead` (streamed while the build wrote them) count as uploaded to their
-/// repository without being asked for again.
+/// repository — by the first image pushed there that has them; for the next ones they are
+/// already there — without being asked for again.
 pub fn push_images(
     store: &Store,
     built: &[BuiltImage],
@@ -101,6 +102,7 @@ pub fn push_images(
 ) -> Result<Vec<Pushed>, PushError> {
     let fetch = fetcher.fetch_for_push(store);
     let mut pushed = Vec::new();
+    let mut unreported: Vec<&SentAhead> = sent_ahead.iter().collect();
     for b in built {
         for ((host, repo), tags) in destinations(&b.names, push_tags, outputs) {
             let fail = |source| PushError::Registry {
@@ -117,11 +119,12 @@ pub fn push_images(
                 let now = sent.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
                 step.progress(crate::progress::ProgressKind::Pushing, now, Some(total));
             };
-            let ahead: Vec<Digest> = sent_ahead
-                .iter()
-                .filter(|s| s.host == host && s.repository == repo)
-                .map(|s| s.digest.clone())
-                .collect();
+            let in_image = |d: &Digest| b.image.manifest.layers.iter().any(|l| l.digest == *d);
+            let (mine, rest): (Vec<&SentAhead>, Vec<&SentAhead>) = unreported
+                .into_iter()
+                .partition(|s| s.host == host && s.repository == repo && in_image(&s.digest));
+            unreported = rest;
+            let ahead: Vec<Digest> = mine.iter().map(|s| s.digest.clone()).collect();
             let opts = rbuild_registry::push::PushOptions {
                 on_bytes: &on_bytes,
                 fetch_missing: Some(&fetch),

@@ -66,7 +66,8 @@ fn a_pushed_build_streams_each_new_layer_once_while_writing_it() {
     let dir = scratch();
     let proxy = fault_proxy::start(&reg, Fault::None);
     let ctx = dir.path().join("ctx");
-    two_layer_context(&ctx, "streamed");
+    // Unique bytes per run: the registry must not have these blobs yet.
+    two_layer_context(&ctx, &format!("streamed {}", dir.path().display()));
     let name = format!("{}/e2e/ahead:v1", proxy.addr);
     let out = build(&dir.path().join("store"), &ctx, &["--tag", &name, "--push"]).success();
     // The push counts the streamed layers as uploaded (two layers and the config).
@@ -107,7 +108,7 @@ fn a_registry_that_refuses_streamed_uploads_gets_the_layers_from_the_push() {
     let dir = scratch();
     let proxy = fault_proxy::start(&reg, Fault::RefuseStreamedUploads);
     let ctx = dir.path().join("ctx");
-    two_layer_context(&ctx, "refused");
+    two_layer_context(&ctx, &format!("refused {}", dir.path().display()));
     let name = format!("{}/e2e/no-stream:v1", proxy.addr);
     let out = build(&dir.path().join("store"), &ctx, &["--tag", &name, "--push"]).success();
     assert_eq!(proxy.injected.load(Ordering::SeqCst), 2, "{}", out.stderr);
@@ -128,4 +129,50 @@ fn a_registry_that_refuses_streamed_uploads_gets_the_layers_from_the_push() {
         &format!("{reg}/e2e/no-stream:v1"),
         &dir.path().join("copied"),
     );
+}
+
+#[test]
+fn a_layer_two_pushed_targets_share_is_streamed_once_and_counted_once() {
+    let Some(reg) = registry() else { return };
+    let dir = scratch();
+    let proxy = fault_proxy::start(&reg, Fault::None);
+    let ctx = dir.path().join("ctx");
+    two_layer_context(&ctx, &format!("shared {}", dir.path().display()));
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch AS base\nCOPY big /big\n\nFROM base AS app\nCOPY small /small\n",
+    )
+    .unwrap();
+    let out = build(
+        &dir.path().join("store"),
+        &ctx,
+        &[
+            "--target",
+            "base",
+            "--target",
+            "app",
+            "--tag",
+            &format!("{}/e2e/shared:v1", proxy.addr),
+            "--push",
+        ],
+    )
+    .success();
+    // base: its layer and config; app: its own layer and config, base's layer already there.
+    assert!(
+        out.stderr
+            .contains("2 blob(s) uploaded, 0 mounted, 0 already there"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("2 blob(s) uploaded, 0 mounted, 1 already there"),
+        "{}",
+        out.stderr
+    );
+    let log = proxy.requests();
+    let m = manifest(&reg, "e2e/shared", "v1-app").expect("app was pushed");
+    for l in layer_digests(&m) {
+        assert_eq!(completed_uploads(&log, &l), 1, "{l}: {log:#?}");
+    }
 }
