@@ -36,6 +36,8 @@ pub struct UploadAhead {
     registries: Arc<Registries>,
     /// Stage index → (registry host, repository).
     destinations: BTreeMap<usize, (String, String)>,
+    /// False for [`UploadAhead::none`]: the push uploads every new layer.
+    enabled: bool,
     running: Mutex<Vec<JoinHandle<Option<SentAhead>>>>,
 }
 
@@ -48,13 +50,17 @@ impl UploadAhead {
         UploadAhead {
             registries,
             destinations,
+            enabled: true,
             running: Mutex::new(Vec::new()),
         }
     }
 
     /// Uploads nothing ahead.
     pub fn none(registries: Arc<Registries>) -> UploadAhead {
-        UploadAhead::new(registries, BTreeMap::new())
+        UploadAhead {
+            enabled: false,
+            ..UploadAhead::new(registries, BTreeMap::new())
+        }
     }
 
     /// For a layer about to be written in `stage`: a hook that starts its upload (see
@@ -104,16 +110,22 @@ impl UploadAhead {
         for s in &sent {
             rbuild_registry::pull::record_source(store, &s.host, &s.repository, &s.digest);
         }
-        AheadReport { sent, failed }
+        AheadReport {
+            sent,
+            failed,
+            enabled: self.enabled,
+        }
     }
 }
 
 /// What the uploads ahead did.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct AheadReport {
     pub sent: Vec<SentAhead>,
     /// Uploads that did not complete (their layers are uploaded by the push).
     pub failed: usize,
+    /// Whether layers were streamed at all (not with [`UploadAhead::none`]).
+    pub enabled: bool,
 }
 
 impl AheadReport {
@@ -121,7 +133,7 @@ impl AheadReport {
     /// push then uploads only configs and manifests, so nothing it sends can be a blob a cache
     /// export to the same registry would upload too.
     pub fn complete(&self) -> bool {
-        self.failed == 0
+        self.enabled && self.failed == 0
     }
 }
 
@@ -144,4 +156,74 @@ pub fn stage_destinations(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::graph::PlannedStage;
+
+    fn stage(index: usize, base: Base) -> PlannedStage {
+        PlannedStage {
+            index,
+            name: None,
+            base,
+            reads: BTreeSet::new(),
+            read_images: BTreeSet::new(),
+        }
+    }
+
+    fn plan(stages: Vec<PlannedStage>, targets: Vec<usize>) -> BuildPlan {
+        BuildPlan {
+            order: (0..stages.len()).collect(),
+            stages,
+            targets,
+            global_vars: BTreeMap::new(),
+            unused_build_args: Vec::new(),
+        }
+    }
+
+    fn dest(repo: &str) -> (String, String) {
+        ("reg:5000".to_string(), repo.to_string())
+    }
+
+    #[test]
+    fn each_stage_of_a_from_chain_goes_to_the_first_pushed_target_that_holds_it() {
+        // 0: base (scratch); 1: builder FROM scratch, only read by COPY --from;
+        // 2: dev FROM base; 3: prod FROM dev.
+        let mut prod = stage(3, Base::Stage(2));
+        prod.reads.insert(1);
+        let p = plan(
+            vec![
+                stage(0, Base::Scratch),
+                stage(1, Base::Image("reg:5000/golang:1".into())),
+                stage(2, Base::Stage(0)),
+                prod,
+            ],
+            vec![2, 3],
+        );
+        let d = stage_destinations(&p, &[(2, dest("dev")), (3, dest("prod"))]);
+        assert_eq!(d.get(&0), Some(&dest("dev")));
+        assert_eq!(d.get(&2), Some(&dest("dev")));
+        assert_eq!(d.get(&3), Some(&dest("prod")));
+        // A stage no image holds has nothing to stream.
+        assert_eq!(d.get(&1), None);
+    }
+
+    #[test]
+    fn without_streaming_the_push_cannot_count_on_layers_being_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let registries = Arc::new(Registries::new(Default::default()));
+        let off = UploadAhead::none(registries.clone());
+        assert!(off.follower(0).is_none());
+        assert!(!off.finish(&store).complete());
+        let on = UploadAhead::new(registries, BTreeMap::from([(0, dest("app"))]));
+        assert!(on.follower(1).is_none());
+        assert!(on.follower(0).is_some());
+        // Nothing was written, so nothing is missing.
+        assert!(on.finish(&store).complete());
+    }
 }

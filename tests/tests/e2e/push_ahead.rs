@@ -176,3 +176,36 @@ fn a_layer_two_pushed_targets_share_is_streamed_once_and_counted_once() {
         assert_eq!(completed_uploads(&log, &l), 1, "{l}: {log:#?}");
     }
 }
+
+#[test]
+fn without_streaming_a_cache_export_to_the_same_registry_waits_and_mounts_the_new_layers() {
+    let Some(reg) = registry() else { return };
+    let dir = scratch();
+    let proxy = fault_proxy::start(&reg, Fault::None);
+    let ctx = dir.path().join("ctx");
+    two_layer_context(&ctx, &format!("off {}", dir.path().display()));
+    let out = rbuild_tests::run(
+        rbuild_tests::build::build_cmd(&dir.path().join("store"), &ctx)
+            .env("RBUILD_UPLOAD_AHEAD", "0")
+            .args(["--tag", &format!("{}/e2e/off:v1", proxy.addr), "--push"])
+            .args([
+                "--cache-to",
+                &format!("type=registry,ref={}/e2e/off-cache:v1,mode=max", proxy.addr),
+            ]),
+    )
+    .success();
+    let log = proxy.requests();
+    assert!(
+        !log.iter().any(|r| r.method == "PATCH"),
+        "RBUILD_UPLOAD_AHEAD=0 streams nothing: {log:#?}"
+    );
+    let m = manifest(&reg, "e2e/off", "v1").expect("the image was pushed");
+    for l in layer_digests(&m) {
+        assert_eq!(
+            completed_uploads(&log, &l),
+            1,
+            "{l} is uploaded by the push and mounted by the export: {}\n{log:#?}",
+            out.stderr
+        );
+    }
+}
