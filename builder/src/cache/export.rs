@@ -21,7 +21,7 @@ use super::blobs::BlobFetcher;
 use super::import::ImportedCaches;
 use crate::cli::cache_spec::{CacheExportSpec, CacheExportTarget, CacheMode};
 use crate::cli::error_chain;
-use crate::graph::{Base, BuildPlan};
+use crate::graph::BuildPlan;
 use crate::progress::{LogStream, Progress};
 use crate::solver::StepOutcome;
 
@@ -60,16 +60,7 @@ pub fn stages_for(
         CacheMode::Min => {
             let mut out = BTreeSet::new();
             for &t in targets {
-                let mut cur = Some(t);
-                while let Some(i) = cur {
-                    if !out.insert(i) {
-                        break;
-                    }
-                    cur = match &plan.stages[i].base {
-                        Base::Stage(j) => Some(*j),
-                        _ => None,
-                    };
-                }
+                out.extend(plan.from_chain(t));
             }
             out
         }

@@ -21,7 +21,7 @@ use rbuild_layers::store::{GrowingBlob, Store};
 use rbuild_layers::Digest;
 
 use crate::cache::blobs::Registries;
-use crate::graph::{Base, BuildPlan};
+use crate::graph::BuildPlan;
 
 /// A layer uploaded ahead: where it went.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -146,13 +146,8 @@ pub fn stage_destinations(
 ) -> BTreeMap<usize, (String, String)> {
     let mut out = BTreeMap::new();
     for (target, dest) in pushed_targets {
-        let mut stage = Some(*target);
-        while let Some(i) = stage {
+        for i in plan.from_chain(*target) {
             out.entry(i).or_insert_with(|| dest.clone());
-            stage = match plan.stages.get(i).map(|s| &s.base) {
-                Some(Base::Stage(base)) => Some(*base),
-                _ => None,
-            };
         }
     }
     out
@@ -163,7 +158,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::graph::PlannedStage;
+    use crate::graph::{Base, PlannedStage};
 
     fn stage(index: usize, base: Base) -> PlannedStage {
         PlannedStage {

@@ -160,6 +160,17 @@ pub fn global_scope(
 }
 
 impl BuildPlan {
+    /// `stage` and the stages it is built `FROM`, in turn (the layers of its image, top down).
+    /// Stages only read by `COPY --from` are not in it.
+    pub fn from_chain(&self, stage: usize) -> impl Iterator<Item = usize> + '_ {
+        std::iter::successors(Some(stage), |&i| {
+            match self.stages.get(i).map(|s| &s.base) {
+                Some(Base::Stage(base)) => Some(*base),
+                _ => None,
+            }
+        })
+    }
+
     /// Resolves stages and dependencies, and picks the stages `targets` need (default: the
     /// last stage).
     pub fn new(

@@ -205,13 +205,7 @@ impl Registry {
             return Ok(true);
         }
         if let Ok(location) = self.location(&resp, &start) {
-            let _ = self.send(&Req {
-                method: "DELETE",
-                target: location,
-                scope: scope(repository, "pull,push"),
-                headers: vec![],
-                body: Body::Empty,
-            });
+            self.cancel_upload(repository, location);
         }
         Ok(false)
     }
@@ -344,15 +338,19 @@ impl Registry {
             self.mark_present(repository, &digest);
             Ok((digest, size))
         };
-        finish().inspect_err(|_| {
-            let _ = self.send(&Req {
-                method: "DELETE",
-                target: location.clone(),
-                scope: push_scope.clone(),
-                headers: vec![],
-                body: Body::Empty,
-            });
-        })
+        finish().inspect_err(|_| self.cancel_upload(repository, location.clone()))
+    }
+
+    /// Cancels an upload session. Best effort: an abandoned session only costs the registry
+    /// until it expires.
+    fn cancel_upload(&self, repository: &str, location: String) {
+        let _ = self.send(&Req {
+            method: "DELETE",
+            target: location,
+            scope: scope(repository, "pull,push"),
+            headers: vec![],
+            body: Body::Empty,
+        });
     }
 
     /// The upload URL from a `Location` header, made absolute.
