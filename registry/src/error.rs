@@ -109,6 +109,8 @@ pub enum RegistryError {
         registry: String,
         reason: String,
     },
+    #[error("registry {registry}: not a valid registry host ({reason}); write it as HOST[:PORT]")]
+    InvalidHost { registry: String, reason: String },
     #[error("TLS setup for {registry}: {reason}")]
     Tls { registry: String, reason: String },
 }

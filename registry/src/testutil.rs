@@ -1,8 +1,13 @@
 //! Test helpers: the real registry tests/run.sh starts (`RBUILD_TEST_REGISTRY`, a plain-HTTP
-//! CNCF distribution on 127.0.0.1 with deletes enabled), unique repository names, and small
-//! images built in a store.
+//! CNCF distribution on 127.0.0.1 with deletes enabled), unique repository names, small
+//! images built in a store, and [`recorder`]: a scripted loopback HTTP server that records
+//! what each request carried (for the tests of what a hostile registry can make the client
+//! do).
 
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rbuild_layers::image::config::{History, ImageConfig};
 use rbuild_layers::image::manifest::ImageManifest;
@@ -115,4 +120,110 @@ pub fn image(store: &Store, layers: &[CacheLayer], inline: Option<&CacheMap>) ->
     store
         .put_bytes(MediaType::OciImageManifest, &manifest.to_canonical_json())
         .expect("put manifest")
+}
+
+/// One request a [`recorder`] server received.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    /// The request target as sent (path and query).
+    pub target: String,
+    /// The `Authorization` header, if the request had one.
+    pub authorization: Option<String>,
+}
+
+/// A running [`recorder`] server; it serves until the test process ends.
+pub struct Recorder {
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Recorder {
+    /// The requests received so far, in order.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// A loopback HTTP/1.1 server (one request per connection) that records every request and
+/// answers it with `respond(request, own address)`, a whole raw response (see [`reply`]).
+/// Request bodies (`Content-Length` or chunked) are read and dropped. A TLS hello (the
+/// client's HTTPS probe of a loopback registry) is hung up on, so the client falls back to
+/// HTTP.
+pub fn recorder(respond: impl Fn(&Seen, &str) -> String + Send + 'static) -> Recorder {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let me = addr.clone();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let Some(req) = read_request(&mut conn) else {
+                continue;
+            };
+            log.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(req.clone());
+            let _ = conn.write_all(respond(&req, &me).as_bytes());
+        }
+    });
+    Recorder { addr, seen }
+}
+
+/// A raw HTTP/1.1 response: `status` (`"202 Accepted"`), extra header lines (each ending in
+/// `\r\n`) and a body.
+pub fn reply(status: &str, headers: &str, body: &str) -> String {
+    format!(
+        "HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Reads one request (head and body); `None` for a TLS hello or a connection closed early.
+fn read_request(conn: &mut TcpStream) -> Option<Seen> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = conn.read(&mut chunk).ok().filter(|n| *n > 0)?;
+        if buf.is_empty() && chunk[0] == 0x16 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let header = |name: &str| {
+        head.lines().skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    };
+    let mut parts = head.lines().next().unwrap_or("").split(' ');
+    let seen = Seen {
+        method: parts.next().unwrap_or("").to_string(),
+        target: parts.next().unwrap_or("").to_string(),
+        authorization: header("authorization"),
+    };
+    let chunked = header("transfer-encoding").is_some_and(|v| v.contains("chunked"));
+    let length: usize = header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    // Enough for the tests' small bodies: a chunked body ends with the zero-size chunk.
+    let complete = |body: &[u8]| {
+        if chunked {
+            body.ends_with(b"0\r\n\r\n")
+        } else {
+            body.len() >= length
+        }
+    };
+    while !complete(&buf[head_end..]) {
+        let n = conn.read(&mut chunk).ok().filter(|n| *n > 0)?;
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Some(seen)
 }

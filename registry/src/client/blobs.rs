@@ -353,26 +353,32 @@ impl Registry {
         });
     }
 
-    /// The upload URL from a `Location` header, made absolute.
+    /// The upload URL from a `Location` header, resolved against the URL of the request that
+    /// returned it (RFC 9110 §10.2.2), so a relative Location on a storage host stays there.
+    /// It may name another host; [`Registry::send`] sends no credentials there.
     fn location(&self, resp: &ureq::Response, request: &str) -> Result<String, RegistryError> {
+        let path = Registry::display_path(request);
         let loc = resp
             .header("location")
             .ok_or_else(|| RegistryError::Protocol {
                 registry: self.host().to_string(),
-                what: format!(
-                    "{}: the response has no Location header",
-                    Registry::display_path(request)
-                ),
+                what: format!("{path}: the response has no Location header"),
             })?;
-        Ok(
-            if loc.starts_with("http://") || loc.starts_with("https://") {
-                loc.to_string()
-            } else if loc.starts_with('/') {
-                format!("{}{loc}", self.base_url())
-            } else {
-                format!("{}/{loc}", self.base_url())
-            },
-        )
+        let bad = || RegistryError::BadHeader {
+            registry: self.host().to_string(),
+            path: path.clone(),
+            header: "Location",
+            value: loc.chars().take(100).collect(),
+        };
+        let mut url = url::Url::parse(&self.url(request))
+            .and_then(|base| base.join(loc))
+            .map_err(|_| bad())?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(bad());
+        }
+        // `?digest=` is appended to it; a fragment would swallow that.
+        url.set_fragment(None);
+        Ok(url.into())
     }
 }
 

@@ -83,6 +83,8 @@ pub(crate) struct Req<'a> {
 pub struct Registry {
     host: String,
     base: String,
+    /// Scheme, host and port of `base`: the only place credentials and tokens are sent.
+    origin: url::Origin,
     agent: ureq::Agent,
     credential: Option<(Credential, CredentialSource)>,
     tokens: Mutex<HashMap<String, Token>>,
@@ -132,9 +134,17 @@ impl Registry {
         } else {
             host
         };
+        let base = format!("{scheme}://{api_host}");
+        let origin = url::Url::parse(&base)
+            .map_err(|e| RegistryError::InvalidHost {
+                registry: host.to_string(),
+                reason: e.to_string(),
+            })?
+            .origin();
         Ok(Registry {
             host: host.to_string(),
-            base: format!("{scheme}://{api_host}"),
+            base,
+            origin,
             agent,
             credential,
             tokens: Mutex::new(HashMap::new()),
@@ -169,6 +179,25 @@ impl Registry {
             target.to_string()
         } else {
             format!("{}{target}", self.base)
+        }
+    }
+
+    /// Whether `url` is on this registry (same scheme, host and port): credentials and tokens
+    /// go nowhere else (containerd CVE-2020-15157, docker CVE-2021-41092). An upload
+    /// `Location` on another host — a storage service, or a hostile registry pointing at a
+    /// service of its choosing — is still used, anonymously. A URL that does not parse is
+    /// treated as foreign.
+    fn is_own(&self, url: &str) -> bool {
+        url::Url::parse(url).is_ok_and(|u| u.origin() == self.origin)
+    }
+
+    /// A request target for messages: the path (see [`Self::display_path`]), prefixed with
+    /// `scheme://host:port` when it is on another host, so an error there names that host.
+    fn display_target(&self, url: &str, own: bool) -> String {
+        let path = Self::display_path(url);
+        match url::Url::parse(url) {
+            Ok(u) if !own => format!("{}{path}", u.origin().ascii_serialization()),
+            _ => path,
         }
     }
 
@@ -273,7 +302,8 @@ impl Registry {
     /// status is an error naming the registry, request and status.
     pub(crate) fn send(&self, req: &Req<'_>) -> Result<ureq::Response, RegistryError> {
         let url = self.url(&req.target);
-        let path = Self::display_path(&req.target);
+        let own = self.is_own(&url);
+        let path = self.display_target(&url, own);
         let mut attempt = 0;
         let mut auth_answered = false;
         loop {
@@ -282,7 +312,7 @@ impl Registry {
             for (k, v) in &req.headers {
                 r = r.set(k, v);
             }
-            if let Some(h) = self.auth_header(&req.scope) {
+            if let Some(h) = self.auth_header(&req.scope).filter(|_| own) {
                 r = r.set("Authorization", &h);
             }
             let result = match req.body {
@@ -323,14 +353,16 @@ impl Registry {
             };
             match result {
                 Ok(resp) => return Ok(resp),
-                Err(ureq::Error::Status(401, resp)) if !auth_answered => {
+                // Another host's challenge is not answered: that would fetch a token for this
+                // registry's scope with its credentials and hand it to that host.
+                Err(ureq::Error::Status(401, resp)) if own && !auth_answered => {
                     auth_answered = true;
                     attempt -= 1;
                     let h = resp.header("www-authenticate").map(str::to_string);
                     self.authenticate(h.as_deref(), &req.scope, req.method, &path, 401)?;
                 }
                 Err(ureq::Error::Status(s @ (401 | 403), _))
-                    if self.credential.is_some() || s == 401 =>
+                    if own && (self.credential.is_some() || s == 401) =>
                 {
                     return Err(RegistryError::Unauthorized {
                         registry: self.host.clone(),
@@ -426,5 +458,7 @@ fn error_detail(resp: ureq::Response) -> String {
     }
 }
 
+#[cfg(test)]
+mod credential_scope_tests;
 #[cfg(test)]
 mod tests;
