@@ -10,6 +10,9 @@ use super::{Credential, Secret};
 
 /// The spec's default lifetime when the response has no `expires_in`.
 const DEFAULT_EXPIRES_IN: u64 = 60;
+/// The longest a token is kept, whatever `expires_in` says: `Instant + u64::MAX` seconds
+/// panics, and a registry that revokes a token early answers 401, which fetches a new one.
+const MAX_EXPIRES_IN: u64 = 24 * 60 * 60;
 
 /// A bearer token and when to stop using it.
 #[derive(Debug, Clone)]
@@ -90,10 +93,35 @@ pub fn fetch(
         .or(parsed.access_token)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| TokenError::Invalid("the response has no token".into()))?;
-    // Renew a little early so a token does not expire between check and use.
-    let secs = parsed.expires_in.unwrap_or(DEFAULT_EXPIRES_IN).max(10);
     Ok(Token {
         value: Secret::new(value),
-        valid_until: Instant::now() + Duration::from_secs(secs - 5),
+        valid_until: valid_until(Instant::now(), parsed.expires_in),
     })
+}
+
+/// When to stop using a token issued at `now` that lives `expires_in` seconds: a little early,
+/// so it does not expire between check and use, and never later than [`MAX_EXPIRES_IN`].
+fn valid_until(now: Instant, expires_in: Option<u64>) -> Instant {
+    let secs = expires_in
+        .unwrap_or(DEFAULT_EXPIRES_IN)
+        .clamp(10, MAX_EXPIRES_IN);
+    // Cannot overflow after the clamp on any platform Rust supports; if it did, the token
+    // is simply not reused.
+    now.checked_add(Duration::from_secs(secs - 5))
+        .unwrap_or(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_lifetime_is_clamped_and_renewed_early() {
+        let now = Instant::now();
+        let day = Duration::from_secs(MAX_EXPIRES_IN - 5);
+        assert_eq!(valid_until(now, Some(u64::MAX)), now + day);
+        assert_eq!(valid_until(now, Some(300)), now + Duration::from_secs(295));
+        assert_eq!(valid_until(now, Some(0)), now + Duration::from_secs(5));
+        assert_eq!(valid_until(now, None), now + Duration::from_secs(55));
+    }
 }

@@ -428,6 +428,21 @@ pub(crate) fn scope(repository: &str, actions: &str) -> String {
     format!("repository:{repository}:{actions}")
 }
 
+/// Bytes kept of each error message a registry sends.
+const MAX_ERROR_MESSAGE: usize = 200;
+
+/// Cuts `s` to at most `max` bytes without splitting a character (`String::truncate` panics
+/// inside one, and the text comes from the registry).
+pub(crate) fn truncate_on_char_boundary(s: &mut String, max: usize) {
+    if s.len() > max {
+        let end = (0..=max)
+            .rev()
+            .find(|i| s.is_char_boundary(*i))
+            .unwrap_or(0);
+        s.truncate(end);
+    }
+}
+
 /// The distribution-spec error body (`{"errors":[{"code","message"}]}`) as `: CODE: message`.
 fn error_detail(resp: ureq::Response) -> String {
     let mut buf = Vec::new();
@@ -445,7 +460,7 @@ fn error_detail(resp: ureq::Response) -> String {
                     let code = e.get("code").and_then(|c| c.as_str()).unwrap_or("");
                     let msg = e.get("message").and_then(|c| c.as_str()).unwrap_or("");
                     let mut s = format!("{code}: {msg}");
-                    s.truncate(200);
+                    truncate_on_char_boundary(&mut s, MAX_ERROR_MESSAGE);
                     s
                 })
                 .collect()
@@ -460,5 +475,7 @@ fn error_detail(resp: ureq::Response) -> String {
 
 #[cfg(test)]
 mod credential_scope_tests;
+#[cfg(test)]
+mod hostile_response_tests;
 #[cfg(test)]
 mod tests;

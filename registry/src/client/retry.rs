@@ -30,6 +30,13 @@ mod tests {
     fn retry_after_is_honoured_and_capped() {
         assert_eq!(delay(1, Some("2")), Duration::from_secs(2));
         assert_eq!(delay(1, Some("86400")), MAX_RETRY_AFTER);
+        // Hostile values: the largest u64, and one past it (not a number: the backoff).
+        assert_eq!(delay(1, Some("18446744073709551615")), MAX_RETRY_AFTER);
+        assert_eq!(
+            delay(1, Some("18446744073709551616")),
+            Duration::from_millis(500)
+        );
+        assert_eq!(delay(u32::MAX, None), Duration::from_secs(32));
         assert_eq!(delay(1, Some("soon")), Duration::from_millis(500));
         assert_eq!(delay(3, None), Duration::from_secs(2));
     }
