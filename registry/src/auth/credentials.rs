@@ -7,12 +7,12 @@
 //! containers `auth.json` (`$XDG_RUNTIME_DIR/containers/auth.json`). Keys of `auths` may be
 //! written as URLs (`https://host/v1/`); Docker Hub's key is `https://index.docker.io/v1/`.
 //! A helper is run as `docker-credential-<name> get` with the host on stdin (docker-credential-
-//! helpers protocol); a `Username` of `<token>` means the secret is an identity token.
+//! helpers protocol; run under a timeout and an output cap by [`super::helper`]); a `Username`
+//! of `<token>` means the secret is an identity token.
 
 use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use base64::Engine as _;
 use serde_json::Value;
@@ -172,50 +172,9 @@ fn from_auths(doc: &Value, host: &str, path: &Path) -> Result<Option<Credential>
     }))
 }
 
-/// Runs `docker-credential-<helper> get` for `host`.
+/// Runs `docker-credential-<helper> get` for `host` (bounded: see [`super::helper`]).
 fn from_helper(helper: &str, host: &str) -> Result<Option<Credential>, RegistryError> {
-    let err = |reason: String| RegistryError::CredentialHelper {
-        helper: helper.to_string(),
-        registry: host.to_string(),
-        reason,
-    };
-    let mut child = Command::new(format!("docker-credential-{helper}"))
-        .arg("get")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| err(format!("cannot run it: {e}")))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(config_key(host).as_bytes())
-            .map_err(|e| err(format!("writing to it: {e}")))?;
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| err(format!("waiting for it: {e}")))?;
-    if !out.status.success() {
-        // "credentials not found in native keychain" is the protocol's not-found answer.
-        if String::from_utf8_lossy(&out.stdout).contains("not found") {
-            return Ok(None);
-        }
-        return Err(err(format!("it exited with {}", out.status)));
-    }
-    let v: Value = serde_json::from_slice(&out.stdout)
-        .map_err(|_| err("it did not print a JSON object".into()))?;
-    let user = v.get("Username").and_then(Value::as_str).unwrap_or("");
-    let secret = v.get("Secret").and_then(Value::as_str).unwrap_or("");
-    if secret.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(if user == "<token>" {
-        Credential::IdentityToken(Secret::new(secret))
-    } else {
-        Credential::Basic {
-            username: user.to_string(),
-            password: Secret::new(secret),
-        }
-    }))
+    super::helper::get(helper, host, config_key(host))
 }
 
 fn from_docker_config(

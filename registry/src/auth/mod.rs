@@ -1,8 +1,10 @@
 //! Registry authentication: credentials and where they come from ([`credentials`]),
-//! `WWW-Authenticate` challenges ([`challenge`]) and bearer tokens ([`token`]).
+//! credential helpers run under bounds ([`helper`]), `WWW-Authenticate` challenges
+//! ([`challenge`]) and bearer tokens ([`token`]).
 
 pub mod challenge;
 pub mod credentials;
+pub mod helper;
 pub mod token;
 
 pub use credentials::{Credential, CredentialSource, Secret};
