@@ -128,9 +128,14 @@ fn run(mut cmd: Command, input: &str, timeout: Duration) -> Result<(ExitStatus, 
     };
     if let Some(mut stdin) = child.stdin.take() {
         // A few bytes: they fit in the pipe, so this does not block on a helper that never
-        // reads. Dropping `stdin` closes it, which is the end of the request.
-        if let Err(e) = stdin.write_all(input.as_bytes()) {
-            return fail(&mut child, Failure::Io("writing to", e));
+        // reads. Dropping `stdin` closes it, which is the end of the request. A helper that
+        // exited without reading (broken pipe) has answered anyway, as Go's os/exec (Docker)
+        // takes it.
+        match stdin.write_all(input.as_bytes()) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                return fail(&mut child, Failure::Io("writing to", e));
+            }
+            _ => {}
         }
     }
     let Some(stdout) = child.stdout.take() else {

@@ -8,8 +8,17 @@ use super::*;
 
 const HOST: &str = "registry.example:5000";
 
+/// Held while a script is written and while a helper runs: a process forked by another test
+/// while a script is still open for writing would make its exec fail with ETXTBSY.
+static SPAWN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn spawn_lock() -> std::sync::MutexGuard<'static, ()> {
+    SPAWN.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// `docker-credential-NAME` with `body` in a fresh temp dir.
 fn helper(name: &str, body: &str) -> tempfile::TempDir {
+    let _guard = spawn_lock();
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join(format!("docker-credential-{name}"));
     std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write helper");
@@ -32,6 +41,7 @@ fn get_from(
         std::env::var("PATH").unwrap_or_default()
     );
     let name = name.to_string();
+    let _guard = spawn_lock();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let mut cmd = Command::new(format!("docker-credential-{name}"));
