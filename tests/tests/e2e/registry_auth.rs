@@ -1,6 +1,6 @@
 //! The TLS registry with htpasswd Basic auth that tests/run.sh starts (its CA made by the
 //! script): `rbuild login`, push and pull with the CA given by `--registry-ca`, and the
-//! wrong-password error.
+//! wrong-password error; and a credential helper that hangs (no registry needed).
 
 use std::io::Write;
 use std::path::Path;
@@ -202,4 +202,51 @@ fn credentials_come_from_a_credential_helper_and_from_registry_auth_file() {
         .arg("--registry-ca")
         .arg(format!("{}={}", t.host, t.ca)))
     .success();
+}
+
+/// A `credHelpers` helper that never answers (a keychain waiting to be unlocked) fails the
+/// build after `RBUILD_CREDENTIAL_HELPER_TIMEOUT`, naming the helper and the registry, instead
+/// of hanging it. Nothing listens on the registry's port: credentials are looked up first.
+#[test]
+fn a_credential_helper_that_hangs_fails_the_build_after_the_timeout() {
+    let dir = scratch();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-rbuildhang");
+    std::fs::write(&helper, "#!/bin/sh\nprintf canary-9d3e\nsleep 1000\n").unwrap();
+    run(Command::new("chmod").arg("755").arg(&helper)).success();
+    let host = "127.0.0.1:1";
+    let cfg = dir.path().join("docker");
+    std::fs::create_dir_all(&cfg).unwrap();
+    std::fs::write(
+        cfg.join("config.json"),
+        format!(r#"{{"credHelpers":{{"{host}":"rbuildhang"}}}}"#),
+    )
+    .unwrap();
+    let ctx = dir.path().join("child");
+    child_context(&ctx, &format!("{host}/e2e/hang:v1"));
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let started = std::time::Instant::now();
+    let out = run(build_cmd(&dir.path().join("s"), &ctx)
+        .env("DOCKER_CONFIG", &cfg)
+        .env("PATH", &path)
+        .env("RBUILD_CREDENTIAL_HELPER_TIMEOUT", "1"));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    for part in [
+        "docker-credential-rbuildhang",
+        host,
+        "RBUILD_CREDENTIAL_HELPER_TIMEOUT",
+    ] {
+        assert!(out.stderr.contains(part), "{part}: {}", out.stderr);
+    }
+    assert!(!out.stderr.contains("canary-9d3e") && !out.stdout.contains("canary-9d3e"));
 }
