@@ -41,7 +41,7 @@ pub fn load_plan(opts: &PlanOptions) -> Result<LoadedPlan, Failure> {
         .collect();
     let platform_vars = platform_args(&opts.platform, &host_platform());
     let plan = BuildPlan::new(&dockerfile, &opts.targets, &build_args, &platform_vars)
-        .map_err(|e| Failure::Usage(format!("error: {name}: {e}")))?;
+        .map_err(|e| Failure::Usage(format!("error: {}", e.render(&name))))?;
     Ok(LoadedPlan {
         dockerfile,
         source,
