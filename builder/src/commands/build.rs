@@ -164,6 +164,7 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
         compression_level,
         normalize_modes: git.is_some(),
         secrets: opts.secrets.clone(),
+        workdir: opts.workdir.clone(),
     };
 
     let store = Store::open(&opts.store)

@@ -69,6 +69,8 @@ pub struct EngineOptions {
     pub normalize_modes: bool,
     /// `--secret` sources (never their values), for `RUN --mount=type=secret`.
     pub secrets: Vec<crate::cli::secret::SecretSpec>,
+    /// The working directory rbuild started in: `FROM oci-layout://DIR` is relative to it.
+    pub workdir: std::path::PathBuf,
 }
 
 /// A build in progress.

@@ -197,7 +197,7 @@ pub fn build_stage(engine: &Engine<'_>, i: usize) -> Result<StageState, BuildErr
             runner.steps_total = 1 + stage.instructions.iter().filter(|s| is_op(&s.node)).count();
             let (idx, label) = runner.step_name(&format!("FROM {name}"));
             let step = engine.progress.step(&label);
-            let cwd = std::env::current_dir().unwrap_or_else(|_| engine.context_dir.to_path_buf());
+            let cwd = engine.opts.workdir.clone();
             // Pulled bytes, reported every few MiB as they arrive from the parallel fetches.
             let pulled = std::sync::atomic::AtomicU64::new(0);
             let reported = std::sync::atomic::AtomicU64::new(0);
@@ -642,7 +642,7 @@ fn resolve_from(
             BuildError::Internal(format!("stage {name} was not built before it was read"))
         });
     }
-    let cwd = std::env::current_dir().unwrap_or_else(|_| engine.context_dir.to_path_buf());
+    let cwd = engine.opts.workdir.clone();
     let image = base::resolve(
         engine.store,
         engine.fetcher.registries(),

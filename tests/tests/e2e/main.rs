@@ -14,6 +14,7 @@ mod build_outputs;
 mod cache_import;
 mod cache_pipeline;
 mod cli;
+mod cli_paths;
 mod dockerfile_limits;
 mod fixtures;
 mod push_ahead;
