@@ -11,6 +11,7 @@ mod build_git;
 mod build_instructions;
 mod build_multistage;
 mod build_outputs;
+mod build_store_in_context;
 mod cache_import;
 mod cache_pipeline;
 mod cli;
