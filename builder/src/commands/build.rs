@@ -90,6 +90,7 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
         plan,
         build_args,
         platform_vars,
+        warnings,
         ..
     } = load_plan(&opts.plan)?;
 
@@ -182,6 +183,9 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
     let progress = progress::renderer(mode, Box::new(std::io::stderr()))
         .with_masks(secret_values(&opts.secrets));
     note_skipped_in_context(&opts, &engine_opts.context_skip, &progress);
+    for w in warnings {
+        progress.warn(w);
+    }
     for unused in &plan.unused_build_args {
         progress.warn(format!(
             "build-arg {unused} was given but no ARG in the Dockerfile declares it"

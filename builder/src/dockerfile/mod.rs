@@ -21,7 +21,7 @@
 //! Modules: `lexer` (physical → logical lines, directives, heredoc bodies), `parser` (one line
 //! → one instruction), `flags`/`mount` (instruction flags and `--mount` specs), `heredoc`
 //! (heredoc markers), `expand` (BuildKit `shell.Lex`), `substitute` (which fields expand),
-//! `limits` (the size bounds on expansion), `display` (canonical one-line form), `diagnostic`
+//! `limits` (the size bounds on expansion), `lint` (build checks that warn), `display` (canonical one-line form), `diagnostic`
 //! (errors and rendering).
 
 mod diagnostic;
@@ -32,6 +32,7 @@ mod heredoc;
 mod instruction;
 mod lexer;
 pub mod limits;
+pub mod lint;
 mod mount;
 mod parser;
 mod substitute;

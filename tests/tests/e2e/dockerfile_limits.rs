@@ -1,6 +1,8 @@
-//! Hostile Dockerfiles against the real binary under a memory limit: a tiny file must not be
-//! able to expand into gigabytes (the project rule: no input under 1 MB may drive memory past
-//! 1 GiB). The exact messages are golden-tested in `builder/src/dockerfile/limits/tests.rs`.
+//! Hostile or risky Dockerfiles against the real binary: a tiny file must not be able to
+//! expand into gigabytes (the project rule: no input under 1 MB may drive memory past 1 GiB),
+//! and secret-looking ARG/ENV/--build-arg names are warned about without printing the value.
+//! The exact messages are golden-tested in `builder/src/dockerfile/limits/tests.rs` and
+//! `builder/src/dockerfile/lint.rs`.
 
 use std::process::Command;
 
@@ -52,5 +54,47 @@ fn forty_doubling_args_fail_check_within_1_gib_naming_the_line() {
             "{command}: {}",
             r.stderr
         );
+    }
+}
+
+#[test]
+fn secret_looking_build_args_warn_in_check_and_build_without_the_value() {
+    let dir = scratch();
+    let ctx = dir.path().join("ctx");
+    let canary = format!("canary-{}-value", std::process::id());
+    write_tree(
+        &ctx,
+        &[
+            (
+                "Dockerfile",
+                "FROM scratch\nARG GITHUB_TOKEN\nENV AUTH_TOKEN=$GITHUB_TOKEN VERSION=1\nCOPY f /f\n",
+            ),
+            ("f", "f\n"),
+        ],
+    );
+    let store = dir.path().join("store");
+    let arg = format!("GITHUB_TOKEN={canary}");
+    for command in ["check", "build"] {
+        let r = run(rbuild_tests::rbuild(&store)
+            .arg(command)
+            .arg(&ctx)
+            .args(["--build-arg", &arg, "--build-arg", "PUBLIC_KEY=not-secret"])
+            .args(if command == "build" {
+                &["--progress", "plain"][..]
+            } else {
+                &[]
+            }));
+        assert_eq!(r.code, 0, "{command}: {}", r.stderr);
+        let out = format!("{}{}", r.stdout, r.stderr);
+        assert!(!out.contains(&canary), "{command} printed the value: {out}");
+        for expected in [
+            "Dockerfile:2: SecretsUsedInArgOrEnv: Do not use ARG or ENV instructions for sensitive data (ARG \"GITHUB_TOKEN\")",
+            "Dockerfile:3: SecretsUsedInArgOrEnv: Do not use ARG or ENV instructions for sensitive data (ENV \"AUTH_TOKEN\")",
+            "--build-arg GITHUB_TOKEN: SecretsUsedInArgOrEnv",
+            "--mount=type=secret,id=github_token",
+        ] {
+            assert!(out.contains(expected), "{command}: no {expected:?} in {out}");
+        }
+        assert!(!out.contains("PUBLIC_KEY: Secrets"), "{command}: {out}");
     }
 }
