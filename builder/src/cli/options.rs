@@ -1,4 +1,10 @@
 //! Validated options: raw flags turned into ready-to-use values before any work starts.
+//!
+//! Every path from the command line (context, `-f`, `--store`, `--secret src=`, `--output
+//! dest=`, `--cache-to/--cache-from type=local`, `--metadata-file`, `--registry-ca`) is made
+//! absolute here, once, against the working directory (see [`absolute`]); nothing past this
+//! module sees a relative path. A relative path would otherwise mean another file to the RUN
+//! sandbox helper, which opens secret sources and cache-mount directories after `chdir`.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -7,9 +13,11 @@ use rbuild_layers::Platform;
 use rbuild_registry::Reference;
 
 use super::args::{BuildArgs, PlanArgs};
-use super::cache_spec::{CacheExportSpec, CacheImportSpec, CacheSpecError};
-use super::output::{OutputSpec, OutputSpecError};
-use super::secret::{SecretSpec, SecretSpecError};
+use super::cache_spec::{
+    CacheExportSpec, CacheExportTarget, CacheImportSource, CacheImportSpec, CacheSpecError,
+};
+use super::output::{Destination, OutputKind, OutputSpec, OutputSpecError};
+use super::secret::{SecretSource, SecretSpec, SecretSpecError};
 use super::values::{host_platform, parse_platform, BuildArg, NetworkMode, ProgressMode};
 
 /// A usage error: bad flags or values (exit code 2).
@@ -45,6 +53,22 @@ pub enum UsageError {
         "cannot find a store directory: set --store DIR or RBUILD_STORE, or XDG_CACHE_HOME/HOME"
     )]
     NoStore,
+    #[error("cannot make the path {path:?} absolute (is the working directory still there?)")]
+    Absolute {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// `path` made absolute against the working directory. Symlinks and `..` are left as they are
+/// (`std::path::absolute`, not `canonicalize`): the path keeps the meaning the user's shell
+/// gave it, and a store or output that does not exist yet can still be named.
+pub fn absolute(path: &Path) -> Result<PathBuf, UsageError> {
+    std::path::absolute(path).map_err(|source| UsageError::Absolute {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// What `check` and `build` both need: which Dockerfile, which targets, which args.
@@ -74,6 +98,9 @@ pub struct BuildOptions {
     pub progress: ProgressMode,
     pub metadata_file: Option<PathBuf>,
     pub store: PathBuf,
+    /// The working directory when rbuild started, against which `FROM oci-layout://DIR`
+    /// (a path in the Dockerfile) is resolved.
+    pub workdir: PathBuf,
 }
 
 fn env_var(k: &str) -> Option<String> {
@@ -82,13 +109,14 @@ fn env_var(k: &str) -> Option<String> {
 
 impl PlanOptions {
     pub fn from_args(a: &PlanArgs) -> Result<Self, UsageError> {
-        if !a.context.is_dir() {
+        let context = absolute(&a.context)?;
+        if !context.is_dir() {
             return Err(UsageError::ContextNotDir(a.context.clone()));
         }
-        let dockerfile = a
-            .file
-            .clone()
-            .unwrap_or_else(|| a.context.join("Dockerfile"));
+        let dockerfile = match &a.file {
+            Some(f) => absolute(f)?,
+            None => context.join("Dockerfile"),
+        };
         if let Err(source) = std::fs::metadata(&dockerfile) {
             return Err(UsageError::DockerfileMissing {
                 path: dockerfile,
@@ -114,7 +142,7 @@ impl PlanOptions {
             platform = parsed;
         }
         Ok(PlanOptions {
-            context: a.context.clone(),
+            context,
             dockerfile,
             targets: a.targets.clone(),
             build_args,
@@ -123,12 +151,49 @@ impl PlanOptions {
     }
 }
 
-/// The store directory from `--store`/`RBUILD_STORE`, else the default.
+/// The store directory from `--store`/`RBUILD_STORE`, else the default; absolute.
 pub fn store_dir(given: Option<&Path>) -> Result<PathBuf, UsageError> {
     match given {
-        Some(p) => Ok(p.to_path_buf()),
-        None => default_store_dir().ok_or(UsageError::NoStore),
+        Some(p) => absolute(p),
+        None => absolute(&default_store_dir().ok_or(UsageError::NoStore)?),
     }
+}
+
+/// An `--output` with its `dest=` made absolute.
+fn absolute_output(mut o: OutputSpec) -> Result<OutputSpec, UsageError> {
+    match &mut o.kind {
+        OutputKind::Oci(Destination::Directory(p) | Destination::Tarball(p))
+        | OutputKind::Docker(Destination::Directory(p) | Destination::Tarball(p))
+        | OutputKind::Local(p) => *p = absolute(p)?,
+        OutputKind::Oci(Destination::Stdout)
+        | OutputKind::Docker(Destination::Stdout)
+        | OutputKind::Registry { .. } => {}
+    }
+    Ok(o)
+}
+
+/// A `--cache-to` with its `type=local,dest=` made absolute.
+fn absolute_cache_to(mut c: CacheExportSpec) -> Result<CacheExportSpec, UsageError> {
+    if let CacheExportTarget::Local(p) = &mut c.target {
+        *p = absolute(p)?;
+    }
+    Ok(c)
+}
+
+/// A `--cache-from` with its `type=local,src=` made absolute.
+fn absolute_cache_from(mut c: CacheImportSpec) -> Result<CacheImportSpec, UsageError> {
+    if let CacheImportSource::Local(p) = &mut c.source {
+        *p = absolute(p)?;
+    }
+    Ok(c)
+}
+
+/// A `--secret` with its `src=` file made absolute.
+fn absolute_secret(mut s: SecretSpec) -> Result<SecretSpec, UsageError> {
+    if let SecretSource::File(p) = &mut s.source {
+        *p = absolute(p)?;
+    }
+    Ok(s)
 }
 
 /// The default store: `$XDG_CACHE_HOME/rbuild`, else `$HOME/.cache/rbuild`.
@@ -157,8 +222,8 @@ impl BuildOptions {
         let outputs = a
             .outputs
             .iter()
-            .map(|o| o.parse::<OutputSpec>())
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|o| absolute_output(o.parse::<OutputSpec>()?))
+            .collect::<Result<Vec<_>, UsageError>>()?;
         // Layers are written once, in the first output's compression (BuildKit reuses layers
         // as they are unless forced); an output that forces another one cannot be honoured.
         if let Some(first) = outputs.first() {
@@ -175,16 +240,16 @@ impl BuildOptions {
         let cache_from = a
             .cache_from
             .iter()
-            .map(|s| CacheImportSpec::parse(s))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|s| absolute_cache_from(CacheImportSpec::parse(s)?))
+            .collect::<Result<Vec<_>, UsageError>>()?;
         let cache_to = a
             .cache_to
             .iter()
-            .map(|s| CacheExportSpec::parse(s))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|s| absolute_cache_to(CacheExportSpec::parse(s)?))
+            .collect::<Result<Vec<_>, UsageError>>()?;
         let mut secrets: Vec<SecretSpec> = Vec::new();
         for s in &a.secrets {
-            let spec = SecretSpec::parse(s, |k| std::env::var_os(k).is_some())?;
+            let spec = absolute_secret(SecretSpec::parse(s, |k| std::env::var_os(k).is_some())?)?;
             if secrets.iter().any(|x| x.id == spec.id) {
                 return Err(UsageError::DuplicateSecret(spec.id));
             }
@@ -209,8 +274,38 @@ impl BuildOptions {
             secrets,
             network: a.network,
             progress,
-            metadata_file: a.metadata_file.clone(),
+            metadata_file: a.metadata_file.as_deref().map(absolute).transpose()?,
             store,
+            workdir: std::env::current_dir().map_err(|source| UsageError::Absolute {
+                path: PathBuf::from("."),
+                source,
+            })?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_output_cache_and_secret_paths_become_absolute() {
+        let cwd = std::env::current_dir().unwrap();
+        let out = absolute_output("type=local,dest=out".parse().unwrap()).unwrap();
+        assert_eq!(out.kind, OutputKind::Local(cwd.join("out")));
+        let out = absolute_output("type=oci,dest=o/x.tar".parse().unwrap()).unwrap();
+        assert_eq!(
+            out.kind,
+            OutputKind::Oci(Destination::Tarball(cwd.join("o/x.tar")))
+        );
+        let to = absolute_cache_to(CacheExportSpec::parse("type=local,dest=c").unwrap()).unwrap();
+        assert_eq!(to.target, CacheExportTarget::Local(cwd.join("c")));
+        let from =
+            absolute_cache_from(CacheImportSpec::parse("type=local,src=../c").unwrap()).unwrap();
+        // `..` is kept: made absolute, not canonicalized through symlinks.
+        assert_eq!(from.source, CacheImportSource::Local(cwd.join("../c")));
+        let secret = absolute_secret(SecretSpec::parse("id=x,src=s.txt", |_| false).unwrap());
+        assert!(matches!(secret.unwrap().source, SecretSource::File(p) if p == cwd.join("s.txt")));
+        assert_eq!(store_dir(Some(Path::new("s2"))).unwrap(), cwd.join("s2"));
     }
 }

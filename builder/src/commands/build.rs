@@ -90,6 +90,7 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
         plan,
         build_args,
         platform_vars,
+        warnings,
         ..
     } = load_plan(&opts.plan)?;
 
@@ -164,6 +165,8 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
         compression_level,
         normalize_modes: git.is_some(),
         secrets: opts.secrets.clone(),
+        workdir: opts.workdir.clone(),
+        context_skip: context_skip(&opts),
     };
 
     let store = Store::open(&opts.store)
@@ -179,6 +182,10 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
     // only by the sandbox that mounts them).
     let progress = progress::renderer(mode, Box::new(std::io::stderr()))
         .with_masks(secret_values(&opts.secrets));
+    note_skipped_in_context(&opts, &engine_opts.context_skip, &progress);
+    for w in warnings {
+        progress.warn(w);
+    }
     for unused in &plan.unused_build_args {
         progress.warn(format!(
             "build-arg {unused} was given but no ARG in the Dockerfile declares it"
@@ -433,6 +440,51 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// What rbuild itself writes during a build: the store, output destinations, local cache
+/// exports and the metadata file. The context scan never reads these (see
+/// `Context::scan_skipping`).
+fn context_skip(opts: &BuildOptions) -> Vec<std::path::PathBuf> {
+    let outputs = opts.outputs.iter().filter_map(|o| match &o.kind {
+        OutputKind::Oci(d) | OutputKind::Docker(d) => match d {
+            crate::cli::output::Destination::Directory(p)
+            | crate::cli::output::Destination::Tarball(p) => Some(p.clone()),
+            crate::cli::output::Destination::Stdout => None,
+        },
+        OutputKind::Local(p) => Some(p.clone()),
+        OutputKind::Registry { .. } => None,
+    });
+    let caches = opts.cache_to.iter().filter_map(|c| match &c.target {
+        CacheExportTarget::Local(p) => Some(p.clone()),
+        _ => None,
+    });
+    std::iter::once(opts.store.clone())
+        .chain(outputs)
+        .chain(caches)
+        .chain(opts.metadata_file.clone())
+        .collect()
+}
+
+/// Says once which of `skip` lie inside the context, and so are left out of it.
+fn note_skipped_in_context(
+    opts: &BuildOptions,
+    skip: &[std::path::PathBuf],
+    progress: &progress::Progress,
+) {
+    let Ok(root) = std::fs::canonicalize(&opts.plan.context) else {
+        return;
+    };
+    let inside: Vec<String> = skip
+        .iter()
+        .filter_map(|p| crate::context::scan::relative_inside(&root, p))
+        .collect();
+    if !inside.is_empty() {
+        progress.warn(format!(
+            "note: {} inside the build context: rbuild's store and outputs are left out of the context (never sent, hashed or copied), as if listed in .dockerignore",
+            inside.join(", ")
+        ));
+    }
 }
 
 fn repo_dir_name(context: &Path, git: Option<&crate::git::GitInfo>) -> String {

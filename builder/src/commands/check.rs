@@ -11,7 +11,10 @@ use super::plan::{load_plan, LoadedPlan};
 pub fn run(a: &CheckArgs) -> Result<(), Failure> {
     let opts = PlanOptions::from_args(&a.plan)?;
     let LoadedPlan {
-        dockerfile, plan, ..
+        dockerfile,
+        plan,
+        warnings,
+        ..
     } = load_plan(&opts)?;
     let mut out = String::new();
     out.push_str(&format!("Dockerfile: {}\n", opts.dockerfile.display()));
@@ -65,6 +68,9 @@ pub fn run(a: &CheckArgs) -> Result<(), Failure> {
         out.push_str(&format!(
             "warning: build-arg {unused} is not declared by any ARG\n"
         ));
+    }
+    for w in &warnings {
+        out.push_str(&format!("warning: {w}\n"));
     }
     let _ = std::io::stdout().lock().write_all(out.as_bytes());
     Ok(())

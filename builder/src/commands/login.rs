@@ -27,7 +27,8 @@ pub fn registry_options(a: &RegistryArgs) -> Result<ClientOptions, Failure> {
                     "error: --registry-ca {spec:?}: expected HOST[:PORT]=FILE"
                 ))
             })?;
-        opts.ca_files.push((host.to_string(), PathBuf::from(file)));
+        let file = crate::cli::options::absolute(&PathBuf::from(file))?;
+        opts.ca_files.push((host.to_string(), file));
     }
     Ok(opts)
 }

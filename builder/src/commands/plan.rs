@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use crate::cli::values::host_platform;
 use crate::cli::{Failure, PlanOptions};
+use crate::dockerfile::lint::secrets_in_args_or_env;
 use crate::dockerfile::Dockerfile;
 use crate::graph::{platform_args, BuildPlan};
 
@@ -16,6 +17,9 @@ pub struct LoadedPlan {
     /// dropped, as Docker does).
     pub build_args: BTreeMap<String, String>,
     pub platform_vars: BTreeMap<String, String>,
+    /// Build-check warnings (`SecretsUsedInArgOrEnv`), ready to print: `build` and `check`
+    /// both show them.
+    pub warnings: Vec<String>,
 }
 
 /// Reads and parses the Dockerfile and plans the build; every failure is a usage error (exit 2)
@@ -41,12 +45,20 @@ pub fn load_plan(opts: &PlanOptions) -> Result<LoadedPlan, Failure> {
         .collect();
     let platform_vars = platform_args(&opts.platform, &host_platform());
     let plan = BuildPlan::new(&dockerfile, &opts.targets, &build_args, &platform_vars)
-        .map_err(|e| Failure::Usage(format!("error: {name}: {e}")))?;
+        .map_err(|e| Failure::Usage(format!("error: {}", e.render(&name))))?;
+    let file = path
+        .file_name()
+        .map_or_else(|| name.clone(), |n| n.to_string_lossy().into_owned());
+    let warnings = secrets_in_args_or_env(&dockerfile, build_args.keys().map(String::as_str))
+        .iter()
+        .map(|w| w.render(&file))
+        .collect();
     Ok(LoadedPlan {
         dockerfile,
         source,
         plan,
         build_args,
         platform_vars,
+        warnings,
     })
 }

@@ -116,7 +116,29 @@ pub struct Context {
 
 struct Walk<'a> {
     rules: &'a IgnoreRules,
+    /// Context-relative paths never read at all (rbuild's own store and outputs).
+    skip: &'a [String],
     dirs_read: AtomicUsize,
+}
+
+/// Where `path` lies inside the context directory `root` (canonical), as a context-relative
+/// path, or `None` when it is outside (or is the context itself). `path` need not exist yet
+/// (an output directory): its longest existing ancestor is resolved and the rest appended.
+pub fn relative_inside(root: &Path, path: &Path) -> Option<String> {
+    let mut existing = path;
+    let mut rest = Vec::new();
+    let resolved = loop {
+        match std::fs::canonicalize(existing) {
+            Ok(p) => break p,
+            Err(_) => {
+                rest.push(existing.file_name()?);
+                existing = existing.parent()?;
+            }
+        }
+    };
+    let full = rest.iter().rev().fold(resolved, |p, c| p.join(c));
+    let rel = full.strip_prefix(root).ok()?.to_str()?;
+    (!rel.is_empty()).then(|| rel.to_owned())
 }
 
 type Found = Vec<(String, Entry)>;
@@ -129,6 +151,21 @@ impl Context {
         dir: &Path,
         rules: &IgnoreRules,
         stat_cache: Option<&Path>,
+    ) -> Result<Context, ContextError> {
+        Context::scan_skipping(dir, rules, stat_cache, &[])
+    }
+
+    /// [`Context::scan`] that also leaves out `skip` (absolute paths; those outside the
+    /// context are ignored) completely: not walked, not sent, not hashed, as if they did not
+    /// exist. rbuild's store and output directories go here, so that a store inside the
+    /// context is not copied into images and another build's temporary files appearing and
+    /// vanishing in it cannot fail the walk. Since a skipped path is absent rather than
+    /// excluded, the context's digests are the same whether the store is inside or elsewhere.
+    pub fn scan_skipping(
+        dir: &Path,
+        rules: &IgnoreRules,
+        stat_cache: Option<&Path>,
+        skip: &[PathBuf],
     ) -> Result<Context, ContextError> {
         let scan_started = SystemTime::now();
         let io = |op, path: &Path| {
@@ -145,8 +182,13 @@ impl Context {
             });
         }
         let root_entry = Entry::from_metadata(&md, EntryKind::Dir);
+        let skip: Vec<String> = skip
+            .iter()
+            .filter_map(|p| relative_inside(&root, p))
+            .collect();
         let walk = Walk {
             rules,
+            skip: &skip,
             dirs_read: AtomicUsize::new(0),
         };
         let mut found = walk.dir(&root, "", &MatchInfo::default())?;
@@ -397,6 +439,9 @@ impl Walk<'_> {
             } else {
                 format!("{rel}/{name}")
             };
+            if self.skip.contains(&child_rel) {
+                continue;
+            }
             let md = dirent.metadata().map_err(|source| ContextError::Io {
                 op: "lstat",
                 path: dirent.path(),

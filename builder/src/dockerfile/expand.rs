@@ -10,8 +10,18 @@
 //!
 //! Scanning works on `char`s, so any input (including invalid escapes, lone `$` or unbalanced
 //! braces) terminates: every step consumes at least one character or returns.
+//!
+//! Expansion is bounded (see [`super::limits`]): every append to a word checks the word size
+//! and debits a [`Budget`] shared by all words of one instruction, nesting is capped, and
+//! pattern operations count their matcher steps; so a tiny Dockerfile cannot expand into
+//! gigabytes or take quadratic time.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
+
+use super::limits::{
+    mib, LIMIT_HINT, MAX_INSTRUCTION_BYTES, MAX_NESTING, MAX_PATTERN_STEPS, MAX_WORD_BYTES,
+};
 
 /// Where variable values come from while expanding one instruction.
 ///
@@ -70,15 +80,81 @@ pub enum ExpandErrorKind {
     /// A `--mount` option that is unsafe once expanded (e.g. a cache id becoming `../x`).
     #[error("{0}")]
     Mount(super::mount::MountError),
+    #[error("the expanded word would be larger than {limit}, the limit for one expanded word: {LIMIT_HINT}", limit = mib(MAX_WORD_BYTES))]
+    WordTooLarge,
+    #[error("the expansions of this instruction would total more than {limit}, the limit for one instruction: {LIMIT_HINT}", limit = mib(MAX_INSTRUCTION_BYTES))]
+    InstructionTooLarge,
+    #[error("${{...}} is nested more than {MAX_NESTING} levels deep: write the inner values into ARGs first")]
+    NestingTooDeep,
+    #[error("the pattern operation would take more than {MAX_PATTERN_STEPS} matcher steps (a pattern of {pattern_len} tokens on a value of {value_len} characters): use a shorter pattern or value, or do the editing in a RUN step")]
+    PatternTooExpensive {
+        pattern_len: usize,
+        value_len: usize,
+    },
 }
 
-/// Expanding `word` failed; the message names the word as BuildKit's does.
+impl ExpandErrorKind {
+    /// Whether this is one of the size or work bounds of [`super::limits`] (which is never
+    /// ignored, unlike the other errors that some best-effort pre-passes skip).
+    pub fn is_limit(&self) -> bool {
+        matches!(
+            self,
+            ExpandErrorKind::WordTooLarge
+                | ExpandErrorKind::InstructionTooLarge
+                | ExpandErrorKind::NestingTooDeep
+                | ExpandErrorKind::PatternTooExpensive { .. }
+        )
+    }
+}
+
+/// The bytes the expansions of one instruction may still produce ([`MAX_INSTRUCTION_BYTES`]),
+/// shared by all its words and nesting levels.
+#[derive(Debug)]
+pub struct Budget {
+    remaining: Cell<usize>,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget {
+            remaining: Cell::new(MAX_INSTRUCTION_BYTES),
+        }
+    }
+}
+
+impl Budget {
+    /// Checks that a word of `len` bytes may grow by `add` bytes, and debits them.
+    fn grow(&self, len: usize, add: usize) -> Result<(), ExpandErrorKind> {
+        if len.saturating_add(add) > MAX_WORD_BYTES {
+            return Err(ExpandErrorKind::WordTooLarge);
+        }
+        let left = self.remaining.get();
+        if add > left {
+            return Err(ExpandErrorKind::InstructionTooLarge);
+        }
+        self.remaining.set(left - add);
+        Ok(())
+    }
+}
+
+/// Expanding `word` failed; the message names the word as BuildKit's does (shortened when it
+/// is long, so that a hostile word does not become a megabyte of error message).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("failed to process {word:?}: {kind}")]
 pub struct ExpandError {
     pub word: String,
     #[source]
     pub kind: ExpandErrorKind,
+}
+
+/// How much of a word an error message quotes.
+const QUOTED_WORD_CHARS: usize = 200;
+
+fn quoted_word(word: &str) -> String {
+    match word.char_indices().nth(QUOTED_WORD_CHARS) {
+        Some((cut, _)) => format!("{}...", &word[..cut]),
+        None => word.to_owned(),
+    }
 }
 
 /// The switches of BuildKit's `Lex` struct that change how a word is scanned.
@@ -97,7 +173,17 @@ pub(crate) struct LexOptions {
 /// Expands one word (quotes removed, escapes processed, variables substituted), keeping
 /// unquoted whitespace: BuildKit's `ProcessWord`.
 pub fn expand_word(word: &str, vars: &dyn VarLookup, escape: char) -> Result<String, ExpandError> {
-    process(word, vars, escape, LexOptions::default()).map(|(w, _)| w)
+    expand_word_in(word, vars, escape, &Budget::default())
+}
+
+/// [`expand_word`] drawing on an instruction's shared [`Budget`].
+pub fn expand_word_in(
+    word: &str,
+    vars: &dyn VarLookup,
+    escape: char,
+    budget: &Budget,
+) -> Result<String, ExpandError> {
+    process_in(word, vars, escape, LexOptions::default(), budget).map(|(w, _)| w)
 }
 
 /// Expands `word` and splits the result into words on unquoted whitespace, where whitespace
@@ -107,7 +193,17 @@ pub fn expand_words(
     vars: &dyn VarLookup,
     escape: char,
 ) -> Result<Vec<String>, ExpandError> {
-    process(word, vars, escape, LexOptions::default()).map(|(_, w)| w)
+    expand_words_in(word, vars, escape, &Budget::default())
+}
+
+/// [`expand_words`] drawing on an instruction's shared [`Budget`].
+pub fn expand_words_in(
+    word: &str,
+    vars: &dyn VarLookup,
+    escape: char,
+    budget: &Budget,
+) -> Result<Vec<String>, ExpandError> {
+    process_in(word, vars, escape, LexOptions::default(), budget).map(|(_, w)| w)
 }
 
 /// Expands the body of an unquoted heredoc (`COPY <<EOF`): variables and escapes are processed
@@ -117,11 +213,21 @@ pub fn expand_heredoc(
     vars: &dyn VarLookup,
     escape: char,
 ) -> Result<String, ExpandError> {
+    expand_heredoc_in(content, vars, escape, &Budget::default())
+}
+
+/// [`expand_heredoc`] drawing on an instruction's shared [`Budget`].
+pub fn expand_heredoc_in(
+    content: &str,
+    vars: &dyn VarLookup,
+    escape: char,
+    budget: &Budget,
+) -> Result<String, ExpandError> {
     let options = LexOptions {
         skip_quotes: true,
         ..LexOptions::default()
     };
-    process(content, vars, escape, options).map(|(w, _)| w)
+    process_in(content, vars, escape, options, budget).map(|(w, _)| w)
 }
 
 /// Runs the scanner over `word`, returning the joined result and the split words.
@@ -131,6 +237,16 @@ pub(crate) fn process(
     escape: char,
     options: LexOptions,
 ) -> Result<(String, Vec<String>), ExpandError> {
+    process_in(word, vars, escape, options, &Budget::default())
+}
+
+fn process_in(
+    word: &str,
+    vars: &dyn VarLookup,
+    escape: char,
+    options: LexOptions,
+    budget: &Budget,
+) -> Result<(String, Vec<String>), ExpandError> {
     let mut scanner = Scanner {
         chars: word.chars().collect(),
         pos: 0,
@@ -138,11 +254,13 @@ pub(crate) fn process(
         escape,
         options,
         raw_escapes: options.raw_escapes,
+        budget,
+        depth: 0,
     };
     scanner
         .process_stop_on(None, options.raw_escapes)
         .map_err(|kind| ExpandError {
-            word: word.to_owned(),
+            word: quoted_word(word),
             kind,
         })
 }
@@ -198,9 +316,26 @@ struct Scanner<'a> {
     escape: char,
     options: LexOptions,
     raw_escapes: bool,
+    budget: &'a Budget,
+    /// How many `process_stop_on` levels are active (bounded by [`MAX_NESTING`]).
+    depth: usize,
 }
 
 impl Scanner<'_> {
+    /// Appends `s` to `out` within the word and instruction bounds.
+    fn push_str(&self, out: &mut String, s: &str) -> Result<(), ExpandErrorKind> {
+        self.budget.grow(out.len(), s.len())?;
+        out.push_str(s);
+        Ok(())
+    }
+
+    /// Appends `ch` to `out` within the word and instruction bounds.
+    fn push(&self, out: &mut String, ch: char) -> Result<(), ExpandErrorKind> {
+        self.budget.grow(out.len(), ch.len_utf8())?;
+        out.push(ch);
+        Ok(())
+    }
+
     fn peek(&self) -> Option<char> {
         self.chars.get(self.pos).copied()
     }
@@ -220,9 +355,14 @@ impl Scanner<'_> {
         stop: Option<char>,
         raw_escapes: bool,
     ) -> Result<(String, Vec<String>), ExpandErrorKind> {
+        if self.depth >= MAX_NESTING {
+            return Err(ExpandErrorKind::NestingTooDeep);
+        }
         let saved = self.raw_escapes;
         self.raw_escapes = raw_escapes;
+        self.depth += 1;
         let result = self.process_stop_on_inner(stop);
+        self.depth -= 1;
         self.raw_escapes = saved;
         result
     }
@@ -241,22 +381,22 @@ impl Scanner<'_> {
             match ch {
                 '$' => {
                     let value = self.process_dollar()?;
-                    result.push_str(&value);
+                    self.push_str(&mut result, &value)?;
                     words.add_string(&value);
                 }
                 '<' => {
                     let value = self.process_possible_heredoc();
-                    result.push_str(&value);
+                    self.push_str(&mut result, &value)?;
                     words.add_raw_string(&value);
                 }
                 '\'' if !self.options.skip_quotes => {
                     let value = self.process_single_quote()?;
-                    result.push_str(&value);
+                    self.push_str(&mut result, &value)?;
                     words.add_raw_string(&value);
                 }
                 '"' if !self.options.skip_quotes => {
                     let value = self.process_double_quote()?;
-                    result.push_str(&value);
+                    self.push_str(&mut result, &value)?;
                     words.add_raw_string(&value);
                 }
                 _ => {
@@ -264,15 +404,15 @@ impl Scanner<'_> {
                     if ch == self.escape {
                         if self.raw_escapes {
                             words.add_raw_char(ch);
-                            result.push(ch);
+                            self.push(&mut result, ch)?;
                         }
                         // An escape at the very end is dropped.
                         let Some(escaped) = self.next() else { break };
                         words.add_raw_char(escaped);
-                        result.push(escaped);
+                        self.push(&mut result, escaped)?;
                     } else {
                         words.add_char(ch);
-                        result.push(ch);
+                        self.push(&mut result, ch)?;
                     }
                 }
             }
@@ -321,7 +461,7 @@ impl Scanner<'_> {
                 }
                 Some('$') => {
                     let value = self.process_dollar()?;
-                    result.push_str(&value);
+                    self.push_str(&mut result, &value)?;
                 }
                 Some(mut ch) => {
                     self.pos += 1;
@@ -449,7 +589,7 @@ impl Scanner<'_> {
                     return Ok(String::new());
                 };
                 let glob = Glob::compile(&pattern)?;
-                Ok(glob.replace(&value, &replacement, replace_all))
+                glob.replace(&value, &replacement, replace_all, self.budget)
             }
             _ => Err(ExpandErrorKind::UnsupportedModifier(modifier)),
         }
@@ -560,19 +700,28 @@ impl Glob {
         }
     }
 
-    /// Every `end` such that the pattern matches exactly `text[start..end]`, ascending.
-    /// A linear NFA simulation, so long values cannot blow up.
-    fn match_ends(&self, text: &[char], start: usize) -> Vec<usize> {
+    /// Every `end <= limit` such that the pattern matches exactly `text[start..end]`,
+    /// ascending. An NFA simulation: each character costs one step per pattern token, counted
+    /// in `steps`.
+    fn match_ends(
+        &self,
+        text: &[char],
+        start: usize,
+        limit: usize,
+        steps: &mut Steps,
+    ) -> Result<Vec<usize>, ExpandErrorKind> {
         let m = self.0.len();
         let mut states = vec![false; m + 1];
+        let mut next = vec![false; m + 1];
         states[0] = true;
         self.close(&mut states);
         let mut ends = Vec::new();
         if states[m] {
             ends.push(start);
         }
-        for (j, &c) in text.iter().enumerate().skip(start) {
-            let mut next = vec![false; m + 1];
+        for (j, &c) in text.iter().enumerate().take(limit).skip(start) {
+            steps.take(m as u64 + 1)?;
+            next.fill(false);
             let mut any = false;
             for (p, tok) in self.0.iter().enumerate() {
                 if !states[p] {
@@ -597,19 +746,25 @@ impl Glob {
             if next[m] {
                 ends.push(j + 1);
             }
-            states = next;
+            std::mem::swap(&mut states, &mut next);
         }
-        ends
+        Ok(ends)
     }
 
     /// The end of the shortest (or longest, when `greedy`) match starting at `start`.
-    fn match_at(&self, text: &[char], start: usize, greedy: bool) -> Option<usize> {
-        let ends = self.match_ends(text, start);
-        if greedy {
+    fn match_at(
+        &self,
+        text: &[char],
+        start: usize,
+        greedy: bool,
+        steps: &mut Steps,
+    ) -> Result<Option<usize>, ExpandErrorKind> {
+        let ends = self.match_ends(text, start, text.len(), steps)?;
+        Ok(if greedy {
             ends.last().copied()
         } else {
             ends.first().copied()
-        }
+        })
     }
 
     fn reversed(self) -> Glob {
@@ -618,8 +773,39 @@ impl Glob {
         Glob(toks)
     }
 
-    fn replace(&self, value: &str, replacement: &str, all: bool) -> String {
+    /// Whether the tokens before the first `*` (`first_star` of them, each one character)
+    /// match `text` at `start`.
+    fn prefix_matches(&self, text: &[char], start: usize, first_star: usize) -> bool {
+        text.get(start..start + first_star).is_some_and(|t| {
+            self.0.iter().zip(t).all(|(tok, &c)| match *tok {
+                PatTok::Any => c != '\n',
+                PatTok::Lit(x) => x == c,
+                PatTok::Star => true,
+            })
+        })
+    }
+
+    /// `value` with the longest match at the leftmost position (or every such match, when
+    /// `all`) replaced. The result grows within the instruction's [`Budget`].
+    ///
+    /// Trying every start would be quadratic with a `*` in the pattern (each try scans to
+    /// the end), so tries learn from each other: the part of the pattern from its first `*` on
+    /// matches from position `j` whatever it matches from any later position (the `*` takes
+    /// the difference), so once it has been tried from `s`, no later try can end after the
+    /// longest end found then (or anywhere, if none was). Each try is then cut at that
+    /// `limit`, which makes the whole replace O(pattern × value); the matcher's steps are
+    /// still bounded ([`MAX_PATTERN_STEPS`]) for long patterns.
+    fn replace(
+        &self,
+        value: &str,
+        replacement: &str,
+        all: bool,
+        budget: &Budget,
+    ) -> Result<String, ExpandErrorKind> {
         let text: Vec<char> = value.chars().collect();
+        let mut steps = Steps::new(self, &text);
+        let first_star = self.0.iter().position(|t| matches!(t, PatTok::Star));
+        let mut limit = text.len();
         let mut out = String::new();
         let mut i = 0;
         let mut replaced = false;
@@ -627,8 +813,13 @@ impl Glob {
         let mut last_end = None;
         while i <= text.len() {
             if !replaced || all {
-                if let Some(end) = self.match_at(&text, i, true) {
+                let ends = self.match_ends(&text, i, limit, &mut steps)?;
+                if let Some(f) = first_star.filter(|&f| self.prefix_matches(&text, i, f)) {
+                    limit = limit.min(ends.last().copied().unwrap_or(i + f));
+                }
+                if let Some(end) = ends.last().copied() {
                     if end > i || last_end != Some(i) {
+                        budget.grow(out.len(), replacement.len())?;
                         out.push_str(replacement);
                         replaced = true;
                         last_end = Some(end);
@@ -638,20 +829,58 @@ impl Glob {
                         }
                     }
                 }
+            } else {
+                // Nothing more to replace: the rest is copied as it is.
+                let rest: String = text[i..].iter().collect();
+                budget.grow(out.len(), rest.len())?;
+                out.push_str(&rest);
+                break;
             }
             if let Some(&c) = text.get(i) {
+                budget.grow(out.len(), c.len_utf8())?;
                 out.push(c);
             }
             i += 1;
         }
-        out
+        Ok(out)
+    }
+}
+
+/// The matcher steps one pattern operation may still take ([`MAX_PATTERN_STEPS`]).
+struct Steps {
+    left: u64,
+    pattern_len: usize,
+    value_len: usize,
+}
+
+impl Steps {
+    fn new(glob: &Glob, text: &[char]) -> Steps {
+        Steps {
+            left: MAX_PATTERN_STEPS,
+            pattern_len: glob.0.len(),
+            value_len: text.len(),
+        }
+    }
+
+    fn take(&mut self, n: u64) -> Result<(), ExpandErrorKind> {
+        match self.left.checked_sub(n) {
+            Some(left) => {
+                self.left = left;
+                Ok(())
+            }
+            None => Err(ExpandErrorKind::PatternTooExpensive {
+                pattern_len: self.pattern_len,
+                value_len: self.value_len,
+            }),
+        }
     }
 }
 
 fn trim_prefix(pattern: &str, value: &str, greedy: bool) -> Result<String, ExpandErrorKind> {
     let glob = Glob::compile(pattern)?;
     let text: Vec<char> = value.chars().collect();
-    Ok(match glob.match_at(&text, 0, greedy) {
+    let mut steps = Steps::new(&glob, &text);
+    Ok(match glob.match_at(&text, 0, greedy, &mut steps)? {
         Some(end) => text[end..].iter().collect(),
         None => value.to_owned(),
     })
@@ -661,7 +890,8 @@ fn trim_suffix(pattern: &str, value: &str, greedy: bool) -> Result<String, Expan
     // As BuildKit does: match the reversed pattern against the reversed value.
     let glob = Glob::compile(pattern)?.reversed();
     let reversed: Vec<char> = value.chars().rev().collect();
-    Ok(match glob.match_at(&reversed, 0, greedy) {
+    let mut steps = Steps::new(&glob, &reversed);
+    Ok(match glob.match_at(&reversed, 0, greedy, &mut steps)? {
         Some(cut) => {
             let keep = reversed.len() - cut;
             value.chars().take(keep).collect()

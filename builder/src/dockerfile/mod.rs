@@ -21,7 +21,8 @@
 //! Modules: `lexer` (physical → logical lines, directives, heredoc bodies), `parser` (one line
 //! → one instruction), `flags`/`mount` (instruction flags and `--mount` specs), `heredoc`
 //! (heredoc markers), `expand` (BuildKit `shell.Lex`), `substitute` (which fields expand),
-//! `display` (canonical one-line form), `diagnostic` (errors and rendering).
+//! `limits` (the size bounds on expansion), `lint` (build checks that warn), `display` (canonical one-line form), `diagnostic`
+//! (errors and rendering).
 
 mod diagnostic;
 mod display;
@@ -30,6 +31,8 @@ mod flags;
 mod heredoc;
 mod instruction;
 mod lexer;
+pub mod limits;
+pub mod lint;
 mod mount;
 mod parser;
 mod substitute;
@@ -38,7 +41,8 @@ use serde::Serialize;
 
 pub use diagnostic::{Diagnostic, ParseError};
 pub use expand::{
-    expand_heredoc, expand_word, expand_words, ExpandError, ExpandErrorKind, NoVars, VarLookup,
+    expand_heredoc, expand_word, expand_words, Budget, ExpandError, ExpandErrorKind, NoVars,
+    VarLookup,
 };
 pub use flags::NetworkMode;
 pub use instruction::{

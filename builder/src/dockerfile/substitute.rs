@@ -7,10 +7,13 @@
 //! literal, and ONBUILD triggers are expanded only when a child build runs them.
 //!
 //! Every field of one instruction is expanded against the same `vars` (the environment before
-//! the instruction), so `ENV a=1 b=$a` sees the old `a`.
+//! the instruction), so `ENV a=1 b=$a` sees the old `a`; and every field draws on one
+//! expansion [`Budget`], so the instruction as a whole stays within the limits of
+//! [`super::limits`].
 
 use super::expand::{
-    expand_heredoc, expand_word, expand_words, ExpandError, ExpandErrorKind, VarLookup,
+    expand_heredoc_in, expand_word_in, expand_words_in, Budget, ExpandError, ExpandErrorKind,
+    VarLookup,
 };
 use super::instruction::{
     ArgDef, ArgInstruction, CopyInstruction, FromInstruction, Heredoc, Instruction, RunInstruction,
@@ -19,30 +22,48 @@ use super::mount::MountSpec;
 
 type Result<T> = std::result::Result<T, ExpandError>;
 
-fn word(w: &str, vars: &dyn VarLookup, escape: char) -> Result<String> {
-    expand_word(w, vars, escape)
-}
-
-fn opt(w: &Option<String>, vars: &dyn VarLookup, escape: char) -> Result<Option<String>> {
-    w.as_deref().map(|w| word(w, vars, escape)).transpose()
-}
-
-fn pairs(
-    kv: &[(String, String)],
-    vars: &dyn VarLookup,
+/// What expanding one instruction needs: its variables, the escape character and its budget.
+struct Cx<'a> {
+    vars: &'a dyn VarLookup,
     escape: char,
-) -> Result<Vec<(String, String)>> {
+    budget: Budget,
+}
+
+impl<'a> Cx<'a> {
+    fn new(vars: &'a dyn VarLookup, escape: char) -> Self {
+        Cx {
+            vars,
+            escape,
+            budget: Budget::default(),
+        }
+    }
+}
+
+fn word(w: &str, cx: &Cx<'_>) -> Result<String> {
+    expand_word_in(w, cx.vars, cx.escape, &cx.budget)
+}
+
+fn opt(w: &Option<String>, cx: &Cx<'_>) -> Result<Option<String>> {
+    w.as_deref().map(|w| word(w, cx)).transpose()
+}
+
+fn words(ws: &[String], cx: &Cx<'_>) -> Result<Vec<String>> {
+    ws.iter().map(|s| word(s, cx)).collect()
+}
+
+fn pairs(kv: &[(String, String)], cx: &Cx<'_>) -> Result<Vec<(String, String)>> {
     kv.iter()
-        .map(|(k, v)| Ok((word(k, vars, escape)?, word(v, vars, escape)?)))
+        .map(|(k, v)| Ok((word(k, cx)?, word(v, cx)?)))
         .collect()
 }
 
 impl FromInstruction {
     /// Expands the image and platform with the global ARGs (the stage name is literal).
     pub fn expand(&self, vars: &dyn VarLookup, escape: char) -> Result<FromInstruction> {
+        let cx = Cx::new(vars, escape);
         Ok(FromInstruction {
-            image: word(&self.image, vars, escape)?,
-            platform: opt(&self.platform, vars, escape)?,
+            image: word(&self.image, &cx)?,
+            platform: opt(&self.platform, &cx)?,
             name: self.name.clone(),
         })
     }
@@ -51,13 +72,17 @@ impl FromInstruction {
 impl ArgInstruction {
     /// Expands names and defaults.
     pub fn expand(&self, vars: &dyn VarLookup, escape: char) -> Result<ArgInstruction> {
+        self.expand_in(&Cx::new(vars, escape))
+    }
+
+    fn expand_in(&self, cx: &Cx<'_>) -> Result<ArgInstruction> {
         let args = self
             .args
             .iter()
             .map(|a| {
                 Ok(ArgDef {
-                    name: word(&a.name, vars, escape)?,
-                    default: opt(&a.default, vars, escape)?,
+                    name: word(&a.name, cx)?,
+                    default: opt(&a.default, cx)?,
                 })
             })
             .collect::<Result<_>>()?;
@@ -68,8 +93,12 @@ impl ArgInstruction {
 impl MountSpec {
     /// Expands the string options and re-checks them for path traversal.
     pub fn expand(&self, vars: &dyn VarLookup, escape: char) -> Result<MountSpec> {
-        let o = |v: &Option<String>| opt(v, vars, escape);
-        let w = |v: &String| word(v, vars, escape);
+        self.expand_in(&Cx::new(vars, escape))
+    }
+
+    fn expand_in(&self, cx: &Cx<'_>) -> Result<MountSpec> {
+        let o = |v: &Option<String>| opt(v, cx);
+        let w = |v: &String| word(v, cx);
         let expanded = match self {
             MountSpec::Bind {
                 source,
@@ -133,13 +162,13 @@ impl MountSpec {
     }
 }
 
-fn copy(c: &CopyInstruction, vars: &dyn VarLookup, escape: char) -> Result<CopyInstruction> {
+fn copy(c: &CopyInstruction, cx: &Cx<'_>) -> Result<CopyInstruction> {
     let heredocs = c
         .heredocs
         .iter()
         .map(|h| {
             let content = if h.expand {
-                expand_heredoc(&h.content, vars, escape)?
+                expand_heredoc_in(&h.content, cx.vars, cx.escape, &cx.budget)?
             } else {
                 h.content.clone()
             };
@@ -150,22 +179,14 @@ fn copy(c: &CopyInstruction, vars: &dyn VarLookup, escape: char) -> Result<CopyI
         })
         .collect::<Result<_>>()?;
     Ok(CopyInstruction {
-        sources: c
-            .sources
-            .iter()
-            .map(|s| word(s, vars, escape))
-            .collect::<Result<_>>()?,
-        dest: word(&c.dest, vars, escape)?,
+        sources: words(&c.sources, cx)?,
+        dest: word(&c.dest, cx)?,
         heredocs,
-        from: opt(&c.from, vars, escape)?,
-        chown: opt(&c.chown, vars, escape)?,
-        chmod: opt(&c.chmod, vars, escape)?,
+        from: opt(&c.from, cx)?,
+        chown: opt(&c.chown, cx)?,
+        chmod: opt(&c.chmod, cx)?,
         link: c.link,
-        exclude: c
-            .exclude
-            .iter()
-            .map(|s| word(s, vars, escape))
-            .collect::<Result<_>>()?,
+        exclude: words(&c.exclude, cx)?,
         parents: c.parents,
     })
 }
@@ -174,6 +195,8 @@ impl Instruction {
     /// This instruction with every field BuildKit expands expanded against `vars` (the
     /// environment before this instruction); other fields are returned unchanged.
     pub fn expand(&self, vars: &dyn VarLookup, escape: char) -> Result<Instruction> {
+        let cx = Cx::new(vars, escape);
+        let cx = &cx;
         Ok(match self {
             Instruction::Run(run) => Instruction::Run(RunInstruction {
                 command: run.command.clone(),
@@ -181,30 +204,26 @@ impl Instruction {
                 mounts: run
                     .mounts
                     .iter()
-                    .map(|m| m.expand(vars, escape))
+                    .map(|m| m.expand_in(cx))
                     .collect::<Result<_>>()?,
                 network: run.network,
             }),
-            Instruction::Copy(c) => Instruction::Copy(copy(c, vars, escape)?),
-            Instruction::Add(c) => Instruction::Add(copy(c, vars, escape)?),
-            Instruction::Env(kv) => Instruction::Env(pairs(kv, vars, escape)?),
-            Instruction::Label(kv) => Instruction::Label(pairs(kv, vars, escape)?),
-            Instruction::Arg(a) => Instruction::Arg(a.expand(vars, escape)?),
-            Instruction::Workdir(s) => Instruction::Workdir(word(s, vars, escape)?),
-            Instruction::User(s) => Instruction::User(word(s, vars, escape)?),
-            Instruction::Stopsignal(s) => Instruction::Stopsignal(word(s, vars, escape)?),
+            Instruction::Copy(c) => Instruction::Copy(copy(c, cx)?),
+            Instruction::Add(c) => Instruction::Add(copy(c, cx)?),
+            Instruction::Env(kv) => Instruction::Env(pairs(kv, cx)?),
+            Instruction::Label(kv) => Instruction::Label(pairs(kv, cx)?),
+            Instruction::Arg(a) => Instruction::Arg(a.expand_in(cx)?),
+            Instruction::Workdir(s) => Instruction::Workdir(word(s, cx)?),
+            Instruction::User(s) => Instruction::User(word(s, cx)?),
+            Instruction::Stopsignal(s) => Instruction::Stopsignal(word(s, cx)?),
             Instruction::Expose(ports) => {
                 let mut out = Vec::new();
                 for p in ports {
-                    out.extend(expand_words(p, vars, escape)?);
+                    out.extend(expand_words_in(p, cx.vars, cx.escape, &cx.budget)?);
                 }
                 Instruction::Expose(out)
             }
-            Instruction::Volume(v) => Instruction::Volume(
-                v.iter()
-                    .map(|s| word(s, vars, escape))
-                    .collect::<Result<_>>()?,
-            ),
+            Instruction::Volume(v) => Instruction::Volume(words(v, cx)?),
             Instruction::Cmd(_)
             | Instruction::Entrypoint(_)
             | Instruction::Shell(_)

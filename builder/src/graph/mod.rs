@@ -9,7 +9,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use crate::dockerfile::expand::{expand_word, VarLookup};
+use crate::dockerfile::expand::{expand_word, ExpandError, VarLookup};
+use crate::dockerfile::limits::{ScopeSize, ScopeTooLarge};
 use crate::dockerfile::{Dockerfile, Instruction, MountSpec};
 
 /// What a stage starts from.
@@ -67,30 +68,100 @@ pub struct BuildPlan {
     pub unused_build_args: Vec<String>,
 }
 
-/// Why a plan could not be made.
+/// Why a plan could not be made. The message leaves out the line; [`PlanError::render`] puts
+/// it after the file name (`Dockerfile:LINE:`).
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     #[error("the Dockerfile has no FROM instruction: add `FROM <image>` (or `FROM scratch`)")]
     NoStages,
     #[error("target stage {target:?} is not defined (stages: {available})")]
     UnknownTarget { target: String, available: String },
-    #[error("line {line}: {what}: {source}")]
+    #[error("{what}: {source}")]
     Expand {
         line: usize,
-        what: &'static str,
+        what: String,
         #[source]
-        source: crate::dockerfile::expand::ExpandError,
+        source: ExpandError,
     },
-    #[error("line {line}: FROM needs an image name, but {image:?} expands to nothing")]
+    #[error("{source}")]
+    Scope {
+        line: usize,
+        #[source]
+        source: ScopeTooLarge,
+    },
+    #[error("FROM needs an image name, but {image:?} expands to nothing")]
     EmptyFrom { line: usize, image: String },
-    #[error("line {line}: stage {index} refers to itself or to a later stage {name:?}; a stage can only use stages defined before it")]
+    #[error("stage {index} refers to itself or to a later stage {name:?}; a stage can only use stages defined before it")]
     ForwardReference {
         line: usize,
         index: usize,
         name: String,
     },
-    #[error("line {line}: stage name {name:?} is used twice")]
+    #[error("stage name {name:?} is used twice")]
     DuplicateStage { line: usize, name: String },
+}
+
+impl PlanError {
+    /// The Dockerfile line the error is about, when there is one.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            PlanError::NoStages | PlanError::UnknownTarget { .. } => None,
+            PlanError::Expand { line, .. }
+            | PlanError::Scope { line, .. }
+            | PlanError::EmptyFrom { line, .. }
+            | PlanError::ForwardReference { line, .. }
+            | PlanError::DuplicateStage { line, .. } => Some(*line),
+        }
+    }
+
+    /// `FILE:LINE: message` (or `FILE: message`), with the whole cause chain.
+    pub fn render(&self, file: &str) -> String {
+        let message = crate::cli::error_chain(self);
+        match self.line() {
+            Some(line) => format!("{file}:{line}: {message}"),
+            None => format!("{file}: {message}"),
+        }
+    }
+}
+
+/// `expand_word` for a pre-pass that may skip a value it cannot expand yet (BuildKit reports
+/// those when the step runs), but never a size limit: that would let the pass go on growing.
+fn expand_or_skip(
+    word: &str,
+    vars: &BTreeMap<String, String>,
+    escape: char,
+    line: usize,
+    what: impl FnOnce() -> String,
+) -> Result<Option<String>, PlanError> {
+    match expand_word(word, &Vars(vars), escape) {
+        Ok(v) => Ok(Some(v)),
+        Err(source) if source.kind.is_limit() => Err(PlanError::Expand {
+            line,
+            what: what(),
+            source,
+        }),
+        Err(_) => Ok(None),
+    }
+}
+
+/// Sets `name` in a plan-time scope, keeping its size within [`ScopeSize`]'s bound.
+fn set_var(
+    vars: &mut BTreeMap<String, String>,
+    size: &mut ScopeSize,
+    instruction: &'static str,
+    name: &str,
+    value: String,
+    line: usize,
+) -> Result<(), PlanError> {
+    size.set(
+        instruction,
+        name,
+        vars.get(name).map(String::as_str),
+        &value,
+    )
+    .map_err(|source| PlanError::Scope { line, source })?;
+    vars.insert(name.to_owned(), value);
+    Ok(())
 }
 
 /// The built-in platform ARGs (BuildKit's "automatic platform ARGs in the global scope").
@@ -136,6 +207,7 @@ pub fn global_scope(
     platform_vars: &BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, String>, PlanError> {
     let mut vars = platform_vars.clone();
+    let mut size = ScopeSize::of(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     for arg in &df.global_args {
         for def in &arg.node.args {
             let value = match (build_args.get(&def.name), &def.default) {
@@ -144,7 +216,7 @@ pub fn global_scope(
                     expand_word(d, &Vars(&vars), df.directives.escape).map_err(|source| {
                         PlanError::Expand {
                             line: arg.line,
-                            what: "global ARG default",
+                            what: format!("global ARG {}", def.name),
                             source,
                         }
                     })?,
@@ -152,7 +224,7 @@ pub fn global_scope(
                 (None, None) => None,
             };
             if let Some(v) = value {
-                vars.insert(def.name.clone(), v);
+                set_var(&mut vars, &mut size, "ARG", &def.name, v, arg.line)?;
             }
         }
     }
@@ -191,7 +263,7 @@ impl BuildPlan {
             let image = expand_word(&stage.from.node.image, &Vars(&global_vars), escape).map_err(
                 |source| PlanError::Expand {
                     line,
-                    what: "FROM image",
+                    what: "FROM image".into(),
                     source,
                 },
             )?;
@@ -211,30 +283,30 @@ impl BuildPlan {
             // Stage-scope variables known before building: global ARGs a stage ARG redeclares,
             // stage ARG defaults and build args, and ENV values.
             let mut vars = platform_vars.clone();
+            let mut size = ScopeSize::of(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())));
             let mut reads = BTreeSet::new();
             let mut read_images = BTreeSet::new();
             for ins in &stage.instructions {
+                let line = ins.line;
                 match &ins.node {
                     Instruction::Arg(a) => {
                         for def in &a.args {
-                            let v = build_args
-                                .get(&def.name)
-                                .cloned()
-                                .or_else(|| {
-                                    def.default
-                                        .as_ref()
-                                        .and_then(|d| expand_word(d, &Vars(&vars), escape).ok())
-                                })
-                                .or_else(|| global_vars.get(&def.name).cloned());
-                            if let Some(v) = v {
-                                vars.insert(def.name.clone(), v);
+                            let mut v = build_args.get(&def.name).cloned();
+                            if let (None, Some(d)) = (&v, &def.default) {
+                                v = expand_or_skip(d, &vars, escape, line, || {
+                                    format!("ARG {}", def.name)
+                                })?;
+                            }
+                            if let Some(v) = v.or_else(|| global_vars.get(&def.name).cloned()) {
+                                set_var(&mut vars, &mut size, "ARG", &def.name, v, line)?;
                             }
                         }
                     }
                     Instruction::Env(pairs) => {
                         for (k, v) in pairs {
-                            if let Ok(v) = expand_word(v, &Vars(&vars), escape) {
-                                vars.insert(k.clone(), v);
+                            let what = || format!("ENV {k}");
+                            if let Some(v) = expand_or_skip(v, &vars, escape, line, what)? {
+                                set_var(&mut vars, &mut size, "ENV", k, v, line)?;
                             }
                         }
                     }
@@ -258,7 +330,7 @@ impl BuildPlan {
                     let name = expand_word(raw, &Vars(&vars), escape).map_err(|source| {
                         PlanError::Expand {
                             line: ins.line,
-                            what: "--from",
+                            what: "--from".into(),
                             source,
                         }
                     })?;

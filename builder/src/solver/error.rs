@@ -22,6 +22,8 @@ pub enum BuildError {
     #[error(transparent)]
     Expand(#[from] crate::dockerfile::expand::ExpandError),
     #[error(transparent)]
+    Scope(#[from] crate::dockerfile::limits::ScopeTooLarge),
+    #[error(transparent)]
     Meta(#[from] super::meta::MetaError),
     #[error(
         "the base image's ONBUILD trigger {trigger:?} is not a valid instruction:\n{rendered}"

@@ -69,6 +69,11 @@ pub struct EngineOptions {
     pub normalize_modes: bool,
     /// `--secret` sources (never their values), for `RUN --mount=type=secret`.
     pub secrets: Vec<crate::cli::secret::SecretSpec>,
+    /// The working directory rbuild started in: `FROM oci-layout://DIR` is relative to it.
+    pub workdir: std::path::PathBuf,
+    /// Absolute paths the context scan never reads (the store and the build's outputs, when
+    /// they lie inside the context).
+    pub context_skip: Vec<std::path::PathBuf>,
 }
 
 /// A build in progress.
@@ -240,7 +245,8 @@ impl<'a> Engine<'a> {
                 let rules =
                     IgnoreRules::load(self.context_dir, self.dockerfile).map_err(Arc::new)?;
                 let statcache = self.store.statcache_dir();
-                Context::scan(self.context_dir, &rules, Some(statcache.as_path()))
+                let skip = &self.opts.context_skip;
+                Context::scan_skipping(self.context_dir, &rules, Some(statcache.as_path()), skip)
                     .map(Arc::new)
                     .map_err(Arc::new)
             })

@@ -22,6 +22,7 @@ use super::rootfs::{components, RootFs};
 use super::users::{resolve_owner, Owner};
 use super::{BuildError, Engine};
 use crate::dockerfile::expand::VarLookup;
+use crate::dockerfile::limits::ScopeSize;
 use crate::dockerfile::{CopyInstruction, Instruction};
 use crate::graph::{is_proxy_arg, Base};
 
@@ -196,7 +197,7 @@ pub fn build_stage(engine: &Engine<'_>, i: usize) -> Result<StageState, BuildErr
             runner.steps_total = 1 + stage.instructions.iter().filter(|s| is_op(&s.node)).count();
             let (idx, label) = runner.step_name(&format!("FROM {name}"));
             let step = engine.progress.step(&label);
-            let cwd = std::env::current_dir().unwrap_or_else(|_| engine.context_dir.to_path_buf());
+            let cwd = engine.opts.workdir.clone();
             // Pulled bytes, reported every few MiB as they arrive from the parallel fetches.
             let pulled = std::sync::atomic::AtomicU64::new(0);
             let reported = std::sync::atomic::AtomicU64::new(0);
@@ -299,10 +300,34 @@ pub fn build_stage(engine: &Engine<'_>, i: usize) -> Result<StageState, BuildErr
             i,
             &platform,
             epoch,
-        );
+        )
+        .and_then(|()| check_scope(&state, &expanded));
         result.map_err(|e| located(engine, line, &text, e))?;
     }
     Ok(state)
+}
+
+/// After an ARG, ENV or LABEL: the stage's variables and labels stay within
+/// [`MAX_SCOPE_BYTES`](crate::dockerfile::limits::MAX_SCOPE_BYTES), whatever the base image's
+/// ENV and ONBUILD triggers added (the plan checked only what the Dockerfile says).
+fn check_scope(state: &StageState, ins: &Instruction) -> Result<(), BuildError> {
+    let name = match ins {
+        Instruction::Arg(a) => a.args.last().map(|d| d.name.as_str()),
+        Instruction::Env(kv) | Instruction::Label(kv) => kv.last().map(|(k, _)| k.as_str()),
+        _ => return Ok(()),
+    };
+    let config = state.config.config.as_ref();
+    let env = config.into_iter().flat_map(|c| {
+        c.env
+            .iter()
+            .map(|e| e.split_once('=').unwrap_or((e.as_str(), "")))
+    });
+    let labels = config
+        .into_iter()
+        .flat_map(|c| c.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let args = state.args.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    ScopeSize::of(env.chain(labels).chain(args)).check(ins.keyword(), name.unwrap_or_default())?;
+    Ok(())
 }
 
 fn located(engine: &Engine<'_>, line: usize, text: &str, e: BuildError) -> BuildError {
@@ -617,7 +642,7 @@ fn resolve_from(
             BuildError::Internal(format!("stage {name} was not built before it was read"))
         });
     }
-    let cwd = std::env::current_dir().unwrap_or_else(|_| engine.context_dir.to_path_buf());
+    let cwd = engine.opts.workdir.clone();
     let image = base::resolve(
         engine.store,
         engine.fetcher.registries(),
