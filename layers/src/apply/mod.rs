@@ -24,7 +24,7 @@ use std::sync::mpsc;
 pub use decompress::{decompress, detect, StreamFormat};
 pub use error::ApplyError;
 pub use path::PATH_MAX;
-pub use tar::{MAX_LONG_NAME, MAX_PAX_BYTES};
+pub use tar::{MAX_ENTRY_SIZE, MAX_LONG_NAME, MAX_PAX_BYTES};
 
 use crate::{Digest, Sha256Hasher};
 
