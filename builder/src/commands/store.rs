@@ -60,6 +60,14 @@ pub fn fsck(a: &StoreArgs) -> Result<(), Failure> {
     for d in &report.corrupt {
         out.push_str(&format!("corrupt blob removed: {d}\n"));
     }
+    if !report.stale_temps.is_empty() {
+        out.push_str(&format!(
+            "removed {} stale temporary entries ({}) left in {} by builds that were killed\n",
+            report.stale_temps.entries.len(),
+            ByteSize(report.stale_temps.bytes),
+            store.tmp_dir().display()
+        ));
+    }
     for p in &report.stray {
         out.push_str(&format!("stray file (not a blob name): {}\n", p.display()));
     }
