@@ -13,7 +13,8 @@
 //!                              fields `"blobs": ["sha256:…"]` and `"snapshots": ["<name>"]`;
 //!                              mtime = last use
 //!   snapshots/<name>/          unpacked layer trees (name: a digest's hex, e.g. a chain ID);
-//!                              mtime of the directory = last use
+//!                              mtime of the directory = last use; `tmp-<pid>-<start>-…` while
+//!                              one is being unpacked (owner-named and locked, as in `tmp/`)
 //!   statcache/                 file-stat cache of the build engine (format owned by the engine)
 //!   locks/index.lock           flock: held exclusively while index.json is read-modified-written
 //!   locks/gc.lock              flock: every open Store holds it shared; prune takes it exclusive
@@ -45,7 +46,7 @@ mod image_io;
 mod prune;
 mod records;
 mod refs;
-mod temps;
+pub(crate) mod temps;
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
@@ -110,8 +111,14 @@ impl Store {
             .map_err(StoreError::io("opening lock file", &gc_path))?;
         fsutil::flock(&gc, libc::LOCK_SH).map_err(StoreError::io("locking", &gc_path))?;
         let tmp = dir.join("tmp");
-        let reclaimed_at_open = temps::reclaim(&tmp, temps::ReclaimMode::Open)
+        let mut reclaimed_at_open = temps::reclaim(&tmp, temps::ReclaimMode::Open)
             .map_err(StoreError::io("removing stale temporary data in", &tmp))?;
+        // Snapshots being unpacked live beside the committed ones (a rename publishes them).
+        let snaps = dir.join("snapshots");
+        reclaimed_at_open.add(
+            temps::reclaim(&snaps, temps::ReclaimMode::OwnedOnly)
+                .map_err(StoreError::io("removing stale temporary data in", &snaps))?,
+        );
         let store = Store {
             root: dir.to_path_buf(),
             gc_lock: Mutex::new(Some(gc)),

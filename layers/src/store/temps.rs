@@ -157,10 +157,18 @@ impl ScratchDir {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Keeps the directory (it has been renamed into place): dropping no longer removes it.
+    pub(crate) fn keep(mut self) {
+        self.path = PathBuf::new();
+    }
 }
 
 impl Drop for ScratchDir {
     fn drop(&mut self) {
+        if self.path.as_os_str().is_empty() {
+            return;
+        }
         // Best effort: whatever is left is reclaimed by the next build or prune.
         let _ = remove_tree(&self.path);
     }
@@ -186,11 +194,14 @@ impl Reclaimed {
     }
 }
 
-/// Who is asking: `prune` has the store to itself and may also remove owner-less directories.
+/// Who is asking and where: `prune` has the store to itself and may also remove owner-less
+/// directories of `tmp/`; in a directory that also holds permanent entries (`snapshots/`) only
+/// owner-named ones are considered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ReclaimMode {
     Open,
     Prune,
+    OwnedOnly,
 }
 
 /// Removes the stale entries of `tmp_dir` (see the module doc).
@@ -238,6 +249,7 @@ fn stale_by_name(name: &str, meta: &fs::Metadata, mode: ReclaimMode) -> bool {
     match owner.map(Owner::liveness) {
         Some(Liveness::Alive) => false,
         Some(Liveness::Dead) => true,
+        _ if mode == ReclaimMode::OwnedOnly => false,
         // No owner in the name, or /proc cannot tell: the old rule.
         _ if meta.is_dir() => mode == ReclaimMode::Prune,
         _ => {

@@ -589,6 +589,44 @@ mod temp_reclaim {
     }
 
     #[test]
+    fn a_snapshot_unpack_killed_midway_is_reclaimed_and_committed_snapshots_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        let snaps = dir.path().join("snapshots");
+        let dead = dead_scratch(&dir.path().join("tmp"));
+        let partial = snaps.join(
+            dead.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .replacen("run-", "tmp-", 1),
+        );
+        fs::rename(&dead, &partial).unwrap();
+        fs::write(partial.join("half-written"), vec![1u8; 1000]).unwrap();
+        let committed = snaps.join("ab".repeat(32));
+        fs::create_dir(&committed).unwrap();
+        let legacy = snaps.join("tmp-AbC123");
+        fs::create_dir(&legacy).unwrap();
+
+        let store = Store::open(dir.path()).unwrap();
+        assert!(!partial.exists());
+        assert!(committed.exists() && legacy.exists());
+        assert_eq!(store.reclaimed_at_open().entries.len(), 1);
+        // A live creator's directory (this process) is left alone.
+        let cache = crate::SnapshotCache::new(&snaps).unwrap();
+        let chain = Digest::sha256_of(b"chain");
+        cache
+            .get_or_create(&chain, |d| {
+                let name = d.file_name().unwrap().to_string_lossy().into_owned();
+                assert!(temps::Owner::from_name(&name).is_some(), "{name}");
+                drop(Store::open(dir.path()).unwrap());
+                assert!(d.exists());
+                fs::write(d.join("f"), b"x")
+            })
+            .unwrap();
+        assert!(cache.path(&chain).join("f").exists());
+    }
+
+    #[test]
     fn a_recycled_pid_is_not_mistaken_for_the_owner() {
         let dir = tempfile::tempdir().unwrap();
         drop(Store::open(dir.path()).unwrap());
