@@ -68,6 +68,11 @@ pub fn fsck(a: &StoreArgs) -> Result<(), Failure> {
             store.tmp_dir().display()
         ));
     }
+    for (name, why) in &report.stale_temps.failed {
+        out.push_str(&format!(
+            "could not remove stale temporary entry {name}: {why} (retried by the next build and `rbuild prune`)\n"
+        ));
+    }
     for p in &report.stray {
         out.push_str(&format!("stray file (not a blob name): {}\n", p.display()));
     }

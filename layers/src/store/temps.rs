@@ -23,7 +23,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -181,6 +181,9 @@ pub struct Reclaimed {
     pub entries: Vec<String>,
     /// Bytes of file data they held.
     pub bytes: u64,
+    /// Stale entries that could not be removed (e.g. a mount inside), with why; they are
+    /// retried next time and never stop a build.
+    pub failed: Vec<(String, String)>,
 }
 
 impl Reclaimed {
@@ -191,6 +194,7 @@ impl Reclaimed {
     pub(crate) fn add(&mut self, other: Reclaimed) {
         self.entries.extend(other.entries);
         self.bytes += other.bytes;
+        self.failed.extend(other.failed);
     }
 }
 
@@ -217,8 +221,13 @@ pub(crate) fn reclaim(tmp_dir: &Path, mode: ReclaimMode) -> io::Result<Reclaimed
         if !stale_by_name(&name, &meta, mode) {
             continue;
         }
-        // The lock decides last: a live owner (in any PID namespace) holds it.
-        let Ok(lock) = File::open(&path) else {
+        // The lock decides last: a live owner (in any PID namespace) holds it. Opened without
+        // following a symlink or blocking on a FIFO someone may have put there.
+        let Ok(lock) = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&path)
+        else {
             continue;
         };
         match fsutil::flock(&lock, libc::LOCK_EX | libc::LOCK_NB) {
@@ -226,18 +235,20 @@ pub(crate) fn reclaim(tmp_dir: &Path, mode: ReclaimMode) -> io::Result<Reclaimed
             Err(e) if fsutil::would_block(&e) => continue,
             Err(e) => return Err(e),
         }
-        let bytes = if meta.is_dir() {
-            remove_tree(&path)?
+        let removed = if meta.is_dir() {
+            remove_tree(&path)
         } else {
-            match fs::remove_file(&path) {
-                Ok(()) => meta.len(),
-                // Another cleaner was first.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            }
+            fs::remove_file(&path).map(|()| meta.len())
         };
-        out.entries.push(name);
-        out.bytes += bytes;
+        match removed {
+            Ok(bytes) => {
+                out.entries.push(name);
+                out.bytes += bytes;
+            }
+            // Another cleaner was first.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => out.failed.push((name, e.to_string())),
+        }
     }
     Ok(out)
 }

@@ -724,6 +724,9 @@ mod temp_reclaim {
         }
         fs::write(m.join("other-fs"), b"not ours").unwrap();
         let res = temps::remove_tree(&p);
+        // Opening the store goes on regardless, and says what it could not remove.
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.reclaimed_at_open().failed.len(), 1);
         let survived = fs::read(m.join("other-fs")).ok();
         // SAFETY: as above.
         unsafe { libc::umount2(c(&m).as_ptr(), libc::MNT_DETACH) };
