@@ -5,6 +5,7 @@
 //! or Dockerfiles; the `registry` crate and the `rbuild` builder sit on top of it.
 
 pub mod descriptor;
+pub mod device;
 pub mod digest;
 pub mod media_type;
 pub mod whiteout;
@@ -24,6 +25,6 @@ pub use crate::tar::{
     LayerInfo, LayerOptions,
 };
 pub mod apply;
-pub use apply::{apply_layer, ApplyError, ApplyOptions, ApplyReport, WhiteoutMode};
+pub use apply::{apply_layer, ApplyError, ApplyOptions, ApplyReport, DeviceMode, WhiteoutMode};
 pub mod snapshot;
 pub use snapshot::{chain_id, chain_ids, SnapshotCache, SnapshotError};

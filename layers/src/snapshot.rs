@@ -3,7 +3,8 @@
 //! Each snapshot `<dir>/<chainid-hex>` is created by a caller-supplied function (normally
 //! [`crate::apply_layer`] with [`crate::WhiteoutMode::Overlay`], so the directory holds exactly
 //! one layer's diff with overlay-format whiteouts — what overlayfs expects of each `lowerdir`).
-//! Creation happens in `<dir>/tmp-<random>`; the filesystem is synced and the directory renamed
+//! Creation happens in `<dir>/tmp-<pid>-<start>-…`, named after its owner and locked (see
+//! `store::temps`, which reclaims it if the owner is killed); the filesystem is synced and the directory renamed
 //! into place with `RENAME_NOREPLACE`, so a snapshot is either absent or complete. When two
 //! creators race, the loser removes its temporary directory and returns the winner's.
 //!
@@ -112,13 +113,14 @@ impl SnapshotCache {
         if final_path.is_dir() {
             return Ok(final_path);
         }
-        let tmp = tempfile::Builder::new()
-            .prefix("tmp-")
-            .tempdir_in(&self.dir)
-            .map_err(|source| SnapshotError::TempDir {
+        // Named after this process and locked (see `store::temps`): a build killed mid-unpack
+        // leaves it for the next `Store::open` to reclaim.
+        let tmp = crate::store::temps::ScratchDir::create(&self.dir, "tmp").map_err(|source| {
+            SnapshotError::TempDir {
                 path: self.dir.clone(),
                 source,
-            })?;
+            }
+        })?;
         create(tmp.path()).map_err(|e| SnapshotError::Create {
             chain_id: chain_id.clone(),
             source: Box::new(e),
@@ -143,8 +145,8 @@ impl SnapshotCache {
         drop(tmp_fd);
         match rfs::renameat_with(CWD, tmp.path(), CWD, &final_path, RenameFlags::NOREPLACE) {
             Ok(()) => {
-                // The directory now lives at `final_path`; nothing is left for TempDir to remove.
-                let _ = tmp.keep();
+                // The directory now lives at `final_path`; nothing is left to remove.
+                tmp.keep();
                 let dir_fd = rfs::open(
                     &self.dir,
                     OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
@@ -154,7 +156,7 @@ impl SnapshotCache {
                 rfs::fsync(&dir_fd).map_err(commit_err("fsync of the cache directory"))?;
                 Ok(final_path)
             }
-            // Another creator won the race: ours is dropped (TempDir removes it), theirs is used.
+            // Another creator won the race: ours is dropped (which removes it), theirs is used.
             Err(Errno::EXIST) | Err(Errno::NOTEMPTY) => Ok(final_path),
             Err(e) => Err(commit_err("rename into place")(e)),
         }

@@ -220,7 +220,7 @@ fn applying_onto_an_existing_tree() {
 }
 
 #[test]
-fn devices_and_fifos_are_created_as_root() {
+fn devices_and_fifos_are_created_as_root_when_asked_for_type_local() {
     if !rustix::process::geteuid().is_root() {
         eprintln!("skipped: needs root");
         return;
@@ -228,8 +228,15 @@ fn devices_and_fifos_are_created_as_root() {
     let sb = Sandbox::new();
     let mut null = H::new(CHAR, "dev/null").mode(0o666);
     null.dev = (1, 3);
+    let opts = ApplyOptions {
+        devices: rbuild_layers::DeviceMode::Create,
+        ..ApplyOptions::default()
+    };
     let rep = sb
-        .apply(&tar_of([null, H::new(FIFO, "dev/initctl").mode(0o600)]))
+        .apply_with(
+            &tar_of([null, H::new(FIFO, "dev/initctl").mode(0o600)]),
+            &opts,
+        )
         .expect("valid");
     assert!(rep.warnings.is_empty());
     let md = std::fs::symlink_metadata(sb.root_path("dev/null")).expect("lstat");

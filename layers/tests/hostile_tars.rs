@@ -849,21 +849,22 @@ fn garbage_is_a_clean_error() {
 // --- devices as non-root -------------------------------------------------------------------------
 
 #[test]
-fn devices_are_skipped_with_a_warning_when_not_allowed() {
+fn devices_become_inert_placeholders_by_default() {
     let sb = Sandbox::new();
     let mut dev = H::new(CHAR, "dev/null");
     dev.dev = (1, 3);
     let mut blk = H::new(BLOCK_DEV, "dev/sda");
     blk.dev = (8, 0);
-    let opts = ApplyOptions {
-        allow_devices: false,
-        ..ApplyOptions::default()
-    };
     let rep = sb
-        .apply_with(&tar_of([dev, blk, H::new(FIFO, "fifo")]), &opts)
+        .apply(&tar_of([dev, blk, H::new(FIFO, "fifo")]))
         .expect("valid");
-    assert_eq!(rep.warnings.len(), 2, "{:?}", rep.warnings);
-    assert!(!sb.root_path("dev/null").exists());
+    assert!(rep.warnings.is_empty(), "{:?}", rep.warnings);
+    for p in ["dev/null", "dev/sda"] {
+        let md = std::fs::symlink_metadata(sb.root_path(p)).expect("placeholder");
+        assert!(md.file_type().is_file(), "{p} is a plain file");
+        assert_eq!(md.mode() & 0o7777, 0, "{p}");
+        assert_eq!(md.len(), 0);
+    }
     let fifo = std::fs::symlink_metadata(sb.root_path("fifo")).expect("fifo created");
     assert!(fifo.file_type().is_fifo());
 }
@@ -871,12 +872,8 @@ fn devices_are_skipped_with_a_warning_when_not_allowed() {
 #[test]
 fn warnings_are_bounded() {
     let sb = Sandbox::new();
-    let opts = ApplyOptions {
-        allow_devices: false,
-        ..ApplyOptions::default()
-    };
-    let devs = (0..1000).map(|i| H::new(CHAR, format!("dev/d{i}")));
-    let rep = sb.apply_with(&tar_of(devs), &opts).expect("valid");
+    let odd = (0..1000).map(|i| H::new(b'Z', format!("odd/d{i}")));
+    let rep = sb.apply(&tar_of(odd)).expect("valid");
     assert_eq!(rep.warnings.len(), 101);
     assert_eq!(
         rep.warnings.last().map(String::as_str),

@@ -60,6 +60,19 @@ pub fn fsck(a: &StoreArgs) -> Result<(), Failure> {
     for d in &report.corrupt {
         out.push_str(&format!("corrupt blob removed: {d}\n"));
     }
+    if !report.stale_temps.is_empty() {
+        out.push_str(&format!(
+            "removed {} stale temporary entries ({}) left in {} by builds that were killed\n",
+            report.stale_temps.entries.len(),
+            ByteSize(report.stale_temps.bytes),
+            store.tmp_dir().display()
+        ));
+    }
+    for (name, why) in &report.stale_temps.failed {
+        out.push_str(&format!(
+            "could not remove stale temporary entry {name}: {why} (retried by the next build and `rbuild prune`)\n"
+        ));
+    }
     for p in &report.stray {
         out.push_str(&format!("stray file (not a blob name): {}\n", p.display()));
     }

@@ -156,14 +156,17 @@ pub fn write_outputs(
                     } else {
                         dir.clone()
                     };
+                    // The user asked for the image's filesystem outside the store: device
+                    // nodes are created for real there (as root), as BuildKit's local exporter
+                    // does; everywhere under the store they stay inert placeholders.
+                    let opts = rbuild_layers::apply::ApplyOptions {
+                        devices: rbuild_layers::apply::DeviceMode::Create,
+                        ..Default::default()
+                    };
                     let applier = |root: &Path, layer: &mut dyn std::io::Read, _c: Compression| {
-                        rbuild_layers::apply::apply_layer(
-                            root,
-                            layer,
-                            &rbuild_layers::apply::ApplyOptions::default(),
-                        )
-                        .map(|_| ())
-                        .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+                        rbuild_layers::apply::apply_layer(root, layer, &opts)
+                            .map(|_| ())
+                            .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
                     };
                     output::local::write_local(&OutDest::Dir(dest), &b.image, store, &applier)?;
                 }

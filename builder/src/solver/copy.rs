@@ -564,8 +564,11 @@ fn walk_dir(
                 PlanKind::Symlink(t.to_string_lossy().into_owned()),
                 mode,
             ));
-        } else if ft.is_file() {
+        } else if ft.is_file() && rbuild_layers::device::placeholder_of(&p, &md).is_none() {
             out.push((rel, PlanKind::File, mode));
+        } else if ft.is_file() {
+            // A device node kept as data in the store (rbuild_layers::device): skipped like
+            // the device it stands for.
         } else if ft.is_fifo() || ft.is_socket() || ft.is_block_device() || ft.is_char_device() {
             // Special files are not copied (as BuildKit's copy skips them).
         }

@@ -279,17 +279,11 @@ impl<'a> Engine<'a> {
         v
     }
 
-    /// A private scratch directory in the store (removed by the caller).
-    pub fn scratch_dir(&self, prefix: &str) -> Result<tempfile::TempDir, BuildError> {
-        let tmp = self.store.tmp_dir();
-        tempfile::Builder::new()
-            .prefix(prefix)
-            .tempdir_in(&tmp)
-            .map_err(|e| BuildError::Io {
-                what: "creating a scratch directory in",
-                path: tmp,
-                source: e,
-            })
+    /// A private scratch directory in the store's `tmp/`, named after this process and locked
+    /// while it lives (removed when dropped; a killed build's is reclaimed by the next build,
+    /// `fsck` or `prune`). `tag` is lower-case letters, e.g. `run`.
+    pub fn scratch_dir(&self, tag: &str) -> Result<rbuild_layers::store::ScratchDir, BuildError> {
+        Ok(self.store.scratch_dir(tag)?)
     }
 
     /// Builds every stage the plan needs; returns each built stage's final state.

@@ -379,7 +379,7 @@ fn run_instruction(
         Instruction::Run(r) => {
             let prepared = super::run::prepare(engine, state, r, platform)?;
             let inputs = with_epoch(engine, prepared.inputs.clone());
-            let scratch = engine.scratch_dir("run-")?;
+            let scratch = engine.scratch_dir("run")?;
             run_op(
                 runner,
                 state,
@@ -504,7 +504,7 @@ fn run_copy(
         is_add,
         layer_options: layer_options(engine),
     };
-    let scratch = engine.scratch_dir("copy-")?;
+    let scratch = engine.scratch_dir("copy")?;
     let op = if is_add { "add" } else { "copy" };
     let canonical = Instruction::Copy(c.clone()).to_string();
     let canonical = if is_add {

@@ -26,6 +26,16 @@ pub enum ApplyError {
         size: u64,
         limit: u64,
     },
+    #[error(
+        "entry `{path}` at byte offset {offset} in layer declares {size} bytes of data; \
+         a tar entry holds at most {limit} (a signed 64-bit size)"
+    )]
+    BadSize {
+        path: String,
+        offset: u64,
+        size: u64,
+        limit: u64,
+    },
     #[error("entry `{path}` in layer escapes the root: rejected ({reason})")]
     Escape { path: String, reason: &'static str },
     #[error("entry `{path}` in layer is invalid: {reason}")]

@@ -24,7 +24,7 @@ use std::sync::mpsc;
 pub use decompress::{decompress, detect, StreamFormat};
 pub use error::ApplyError;
 pub use path::PATH_MAX;
-pub use tar::{MAX_LONG_NAME, MAX_PAX_BYTES};
+pub use tar::{MAX_ENTRY_SIZE, MAX_LONG_NAME, MAX_PAX_BYTES};
 
 use crate::{Digest, Sha256Hasher};
 
@@ -40,14 +40,25 @@ pub enum WhiteoutMode {
     Overlay,
 }
 
+/// What becomes of a layer's block and character devices (see [`crate::device`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceMode {
+    /// An inert placeholder: an empty mode-000 regular file recording the device in an xattr.
+    /// Never a usable device node; for every tree under the store (snapshots, scratch, cache).
+    #[default]
+    Placeholder,
+    /// A real node (`mknod`, root only; skipped with a warning otherwise). Only for a tree
+    /// written for the user outside the store (`--output type=local`, as BuildKit does).
+    Create,
+}
+
 /// Options for [`apply_layer`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApplyOptions {
     /// Restore the entries' uid/gid (`chown`). Default: true when running as root.
     pub same_owner: bool,
-    /// Create block and character devices (only effective as root; otherwise they are skipped
-    /// with a warning). Default: true.
-    pub allow_devices: bool,
+    /// Block and character devices: placeholders (default) or real nodes.
+    pub devices: DeviceMode,
     pub whiteouts: WhiteoutMode,
 }
 
@@ -55,7 +66,7 @@ impl Default for ApplyOptions {
     fn default() -> Self {
         ApplyOptions {
             same_owner: rustix::process::geteuid().is_root(),
-            allow_devices: true,
+            devices: DeviceMode::Placeholder,
             whiteouts: WhiteoutMode::Apply,
         }
     }

@@ -17,6 +17,10 @@ pub const BLOCK: u64 = 512;
 pub const MAX_PAX_BYTES: u64 = 1 << 20;
 /// Largest GNU long name / long link record accepted (`PATH_MAX` plus a terminating NUL).
 pub const MAX_LONG_NAME: u64 = PATH_MAX as u64 + 1;
+/// Largest entry size accepted: sizes are signed 64-bit integers in Go's `archive/tar` (what
+/// BuildKit and containerd write and read), which rejects anything larger or negative. Capping
+/// here also keeps every `size + padding` sum in this reader far from `u64` overflow.
+pub const MAX_ENTRY_SIZE: u64 = i64::MAX as u64;
 
 /// The type of a tar entry, from its typeflag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,7 +214,10 @@ impl<R: BufRead> TarReader<R> {
         if self.finished {
             return Ok(None);
         }
-        let leftover = self.remaining + self.padding;
+        let leftover = self
+            .remaining
+            .checked_add(self.padding)
+            .ok_or_else(|| malformed(self.offset, "entry size overflows"))?;
         self.remaining = 0;
         self.padding = 0;
         self.skip(leftover)?;
@@ -236,7 +243,16 @@ impl<R: BufRead> TarReader<R> {
                 Some(s) if !matches!(typeflag, b'x' | b'g' | b'L' | b'K') => s,
                 _ => numeric(&block[124..136], offset, "size field")?,
             };
+            check_size(size, &block, &pending, offset)?;
             match typeflag {
+                b'x' | b'g' if size > MAX_PAX_BYTES => {
+                    return Err(ApplyError::Oversized {
+                        offset,
+                        what: "PAX extended header",
+                        size,
+                        limit: MAX_PAX_BYTES,
+                    });
+                }
                 b'x' => {
                     let total = pending.pax_bytes.saturating_add(size);
                     if total > MAX_PAX_BYTES {
@@ -254,7 +270,7 @@ impl<R: BufRead> TarReader<R> {
                 b'g' => {
                     // Global PAX headers: ignored, as Go's archive/tar and containerd do; the
                     // data is skipped without being buffered.
-                    self.skip(size + padding_of(size))?;
+                    self.skip(with_padding(size, offset)?)?;
                 }
                 b'L' | b'K' => {
                     if size > MAX_LONG_NAME {
@@ -399,6 +415,35 @@ impl<R: BufRead> TarReader<R> {
 
 fn padding_of(size: u64) -> u64 {
     (BLOCK - size % BLOCK) % BLOCK
+}
+
+/// `size` rounded up to whole blocks, or an error where that overflows (only reachable for
+/// sizes [`check_size`] lets through if its limit is ever raised).
+fn with_padding(size: u64, offset: u64) -> Result<u64, ApplyError> {
+    size.checked_add(padding_of(size))
+        .ok_or_else(|| malformed(offset, "entry size overflows when rounded up to a block"))
+}
+
+/// Rejects a declared size Go's `archive/tar` would reject (over `i64::MAX`), naming the entry.
+fn check_size(
+    size: u64,
+    block: &[u8; BLOCK as usize],
+    pending: &Pending,
+    offset: u64,
+) -> Result<(), ApplyError> {
+    if size <= MAX_ENTRY_SIZE {
+        return Ok(());
+    }
+    let name = match &pending.path {
+        Some(p) => show(p),
+        None => show(cstr(&block[..100])),
+    };
+    Err(ApplyError::BadSize {
+        path: name,
+        offset,
+        size,
+        limit: MAX_ENTRY_SIZE,
+    })
 }
 
 /// The bytes of a NUL-terminated header field.

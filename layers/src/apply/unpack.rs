@@ -18,12 +18,14 @@ use super::error::{io_err, show, ApplyError};
 use super::path::{clean, join, split_parent, NameProblem};
 use super::root::{remove_all, Root};
 use super::tar::{Entry, Kind, TarReader};
-use super::{ApplyOptions, WhiteoutMode};
+use super::{ApplyOptions, DeviceMode, WhiteoutMode};
+use crate::device::{DeviceKind, DeviceRecord, DEVICE_XATTR};
 use crate::whiteout::{classify, WhiteoutKind, WHITEOUT_PREFIX};
 
 /// Xattr namespaces a layer may not set: they would inject overlayfs semantics (whiteouts,
-/// opaque dirs, redirects) into the tree.
-const FORBIDDEN_XATTR_PREFIXES: [&[u8]; 2] = [b"trusted.overlay.", b"user.overlay."];
+/// opaque dirs, redirects) or rbuild's device placeholders (see [`crate::device`]) into the tree.
+const FORBIDDEN_XATTR_PREFIXES: [&[u8]; 3] =
+    [b"trusted.overlay.", b"user.overlay.", b"user.rbuild."];
 
 /// The overlayfs opaque-directory xattr (kernel `Documentation/filesystems/overlayfs.rst`).
 const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
@@ -165,8 +167,11 @@ impl<'o> Unpacker<'o> {
             Kind::Symlink => self.symlink(e, &path),
             Kind::HardLink => self.hardlink(e, &path),
             Kind::Fifo => self.special(e, &path, FileType::Fifo),
+            Kind::Char | Kind::Block if self.opts.devices == DeviceMode::Placeholder => {
+                self.device_placeholder(e, &path)
+            }
             Kind::Char | Kind::Block => {
-                if self.opts.allow_devices && self.is_root_user {
+                if self.is_root_user {
                     let ft = if e.kind == Kind::Char {
                         FileType::CharacterDevice
                     } else {
@@ -175,7 +180,7 @@ impl<'o> Unpacker<'o> {
                     self.special(e, &path, ft)
                 } else {
                     self.warn(|| format!(
-                        "skipped device node `{}` ({}:{}): devices are only created when running as root with devices allowed",
+                        "skipped device node `{}` ({}:{}): devices are only created when running as root",
                         show(&e.path),
                         e.dev_major,
                         e.dev_minor
@@ -250,7 +255,7 @@ impl<'o> Unpacker<'o> {
             if FORBIDDEN_XATTR_PREFIXES.iter().any(|p| name.starts_with(p)) {
                 self.warn(|| {
                     format!(
-                        "ignored xattr `{}` on `{}`: overlay attributes may not come from a layer",
+                        "ignored xattr `{}` on `{}`: overlay and rbuild attributes may not come from a layer",
                         show(name),
                         show(&e.path)
                     )
@@ -428,6 +433,47 @@ impl<'o> Unpacker<'o> {
                     .map_err(io_err(path, "creating the hardlink"))?;
             }
         }
+        self.created.insert(path.to_vec());
+        Ok(())
+    }
+
+    /// A device as data (see [`crate::device`]): an empty mode-000 regular file recording it.
+    fn device_placeholder(&mut self, e: &Entry, path: &[u8]) -> Result<(), ApplyError> {
+        let (parent, base) = split_parent(path);
+        let dir = self.parent_of(parent, path)?;
+        self.clear(dir.as_fd(), base, path)?;
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW;
+        let fd = rfs::openat(&*dir, base, flags | OFlags::CLOEXEC, Mode::empty())
+            .map_err(io_err(path, "creating a device placeholder"))?;
+        self.chown_fd(fd.as_fd(), e, path)?;
+        rfs::fchmod(&fd, Mode::empty()).map_err(io_err(path, "chmod"))?;
+        let record = DeviceRecord {
+            kind: if e.kind == Kind::Char {
+                DeviceKind::Char
+            } else {
+                DeviceKind::Block
+            },
+            major: e.dev_major,
+            minor: e.dev_minor,
+            mode: e.mode,
+        };
+        if let Err(err) = rfs::fsetxattr(
+            &fd,
+            DEVICE_XATTR,
+            record.encode().as_bytes(),
+            rfs::XattrFlags::empty(),
+        ) {
+            self.warn(|| {
+                format!(
+                    "device node `{}` ({}:{}) is kept as an empty file without its record: {err}",
+                    show(&e.path),
+                    e.dev_major,
+                    e.dev_minor
+                )
+            });
+        }
+        self.warn_xattrs_unsupported(e);
+        rfs::futimens(&fd, &times_of(e)).map_err(io_err(path, "setting times"))?;
         self.created.insert(path.to_vec());
         Ok(())
     }

@@ -6,8 +6,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// `flock(2)` with `EINTR` retried.
 pub(crate) fn flock(file: &File, op: libc::c_int) -> io::Result<()> {
@@ -44,72 +43,19 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Creates a new, exclusively locked temp file in `tmp_dir`. The lock lives as long as the file
-/// handle, so it disappears with the process however that process dies.
+/// Creates a new, exclusively locked temp file in `tmp_dir`, named after this process (see
+/// `temps`). The lock lives as long as the file handle, so it disappears with the process however
+/// that process dies.
 pub(crate) fn create_locked_temp(tmp_dir: &Path, tag: &str) -> io::Result<(File, PathBuf)> {
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    loop {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = tmp_dir.join(format!("{tag}-{}-{n}-{nanos:x}.tmp", std::process::id()));
-        match OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-        {
-            Ok(file) => {
-                flock(&file, libc::LOCK_EX)?;
-                return Ok((file, path));
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
+    let (file, path) = super::temps::create_owned_file(tmp_dir, tag)?;
+    flock(&file, libc::LOCK_EX)?;
+    Ok((file, path))
 }
 
-/// How old an unlocked temp file must be before `Store::open` removes it. A writer creates its
-/// temp file and locks it a moment later; the grace keeps a cleaner out of that window.
+/// How old an unlocked temp file whose name names no owner (older rbuild versions) must be
+/// before it is removed. Such a writer created its file and locked it a moment later; the grace
+/// keeps a cleaner out of that window.
 pub(crate) const STALE_TEMP_GRACE: Duration = Duration::from_secs(10);
-
-/// Removes temp files in `tmp_dir` that no live process holds locked and that are older than
-/// [`STALE_TEMP_GRACE`]. Returns the number removed.
-pub(crate) fn clean_stale_temps(tmp_dir: &Path) -> io::Result<usize> {
-    let mut removed = 0;
-    for entry in fs::read_dir(tmp_dir)? {
-        let entry = entry?;
-        let path = entry.path();
-        let Ok(meta) = entry.metadata() else { continue };
-        let old = meta
-            .modified()
-            .ok()
-            .and_then(|m| m.elapsed().ok())
-            .is_some_and(|age| age >= STALE_TEMP_GRACE);
-        if !old || !meta.is_file() {
-            continue;
-        }
-        let Ok(file) = OpenOptions::new().read(true).open(&path) else {
-            continue;
-        };
-        match flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
-            Ok(()) => {
-                // Nobody holds it: its writer died. Another cleaner may have beaten us to it.
-                match fs::remove_file(&path) {
-                    Ok(()) => removed += 1,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            Err(e) if would_block(&e) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(removed)
-}
 
 /// Writes `bytes` to `dest` atomically: locked temp file in `tmp_dir`, fsync, rename, fsync of the
 /// destination directory. A reader sees the old content or the new, never a mix.

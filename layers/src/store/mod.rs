@@ -13,11 +13,14 @@
 //!                              fields `"blobs": ["sha256:…"]` and `"snapshots": ["<name>"]`;
 //!                              mtime = last use
 //!   snapshots/<name>/          unpacked layer trees (name: a digest's hex, e.g. a chain ID);
-//!                              mtime of the directory = last use
+//!                              mtime of the directory = last use; `tmp-<pid>-<start>-…` while
+//!                              one is being unpacked (owner-named and locked, as in `tmp/`)
 //!   statcache/                 file-stat cache of the build engine (format owned by the engine)
 //!   locks/index.lock           flock: held exclusively while index.json is read-modified-written
 //!   locks/gc.lock              flock: every open Store holds it shared; prune takes it exclusive
-//!   tmp/<tag>-<pid>-….tmp      files being written; each is flock-ed by its writer while alive
+//!   tmp/<tag>-<pid>-<start>-…  files being written (`.tmp`) and scratch directories (RUN overlay
+//!                              upper/work dirs); named after the owning process and its start
+//!                              time, and flock-ed by it while alive (see `temps`)
 //! ```
 //!
 //! # Guarantees
@@ -27,8 +30,9 @@
 //!   identical content is harmless).
 //! * A blob is verified again while it is read ([`VerifyingReader`]): a blob whose bytes do not
 //!   match its name is removed and reported as [`StoreError::CorruptBlob`], never used.
-//! * A process killed mid-write leaves only a temp file whose lock died with it; the next
-//!   [`Store::open`] removes such files (after a short grace, see `fsutil::STALE_TEMP_GRACE`).
+//! * A process killed mid-write leaves only temp files and scratch directories whose owner is
+//!   gone and whose lock died with it; every [`Store::open`] (so the start of every build),
+//!   `prune` and `fsck` remove them (see `temps`).
 //! * `open` takes `locks/gc.lock` shared, so it waits while a prune runs, and a prune refuses
 //!   to start while any other process has the store open.
 //! * What is kept: blobs reachable from `index.json` or from a cache record, following the
@@ -42,6 +46,7 @@ mod image_io;
 mod prune;
 mod records;
 mod refs;
+pub(crate) mod temps;
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
@@ -52,6 +57,7 @@ use std::sync::Mutex;
 pub use error::StoreError;
 pub use follow::{CommitWatch, GrowingBlob};
 pub use prune::{DiskUsage, FsckReport, PruneOptions, PruneReport};
+pub use temps::{Reclaimed, ScratchDir};
 
 use crate::digest::Algorithm;
 use crate::{Descriptor, Digest, MediaType, Sha256Hasher};
@@ -65,6 +71,8 @@ pub struct Store {
     root: PathBuf,
     /// The shared `locks/gc.lock` held for the store's lifetime (see the module doc).
     gc_lock: Mutex<Option<File>>,
+    /// Stale temp data that opening the store removed (reported by `fsck` and `prune`).
+    reclaimed_at_open: Reclaimed,
 }
 
 impl Store {
@@ -102,9 +110,19 @@ impl Store {
         let gc = fsutil::open_lock_file(&gc_path)
             .map_err(StoreError::io("opening lock file", &gc_path))?;
         fsutil::flock(&gc, libc::LOCK_SH).map_err(StoreError::io("locking", &gc_path))?;
+        let tmp = dir.join("tmp");
+        let mut reclaimed_at_open = temps::reclaim(&tmp, temps::ReclaimMode::Open)
+            .map_err(StoreError::io("removing stale temporary data in", &tmp))?;
+        // Snapshots being unpacked live beside the committed ones (a rename publishes them).
+        let snaps = dir.join("snapshots");
+        reclaimed_at_open.add(
+            temps::reclaim(&snaps, temps::ReclaimMode::OwnedOnly)
+                .map_err(StoreError::io("removing stale temporary data in", &snaps))?,
+        );
         let store = Store {
             root: dir.to_path_buf(),
             gc_lock: Mutex::new(Some(gc)),
+            reclaimed_at_open,
         };
         let layout = dir.join("oci-layout");
         if !layout.exists() {
@@ -112,11 +130,20 @@ impl Store {
                 .map_err(StoreError::io("writing", &layout))?;
         }
         store.init_index()?;
-        fsutil::clean_stale_temps(&store.tmp_dir()).map_err(StoreError::io(
-            "cleaning stale temp files in",
-            store.tmp_dir(),
-        ))?;
         Ok(store)
+    }
+
+    /// Stale temporary data (left by killed processes) that [`Store::open`] removed.
+    pub fn reclaimed_at_open(&self) -> &Reclaimed {
+        &self.reclaimed_at_open
+    }
+
+    /// A private scratch directory in `tmp/`, named after this process and locked while the
+    /// value lives; dropping it removes it. `tag` (lower-case letters) says what it is for.
+    pub fn scratch_dir(&self, tag: &str) -> Result<ScratchDir, StoreError> {
+        let tmp = self.tmp_dir();
+        ScratchDir::create(&tmp, tag)
+            .map_err(StoreError::io("creating a scratch directory in", tmp))
     }
 
     /// The store's root directory.

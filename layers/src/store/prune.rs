@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use super::records::{keeps_of, Keeps};
+use super::temps::{self, ReclaimMode, Reclaimed};
 use super::{fsutil, Store, StoreError};
 use crate::Digest;
 
@@ -39,6 +40,7 @@ pub struct PruneReport {
     pub removed_blobs: Vec<Digest>,
     pub removed_snapshots: Vec<String>,
     pub removed_records: usize,
+    /// Temporary files and scratch directories of processes that are gone.
     pub removed_temp_files: usize,
     pub bytes_freed: u64,
 }
@@ -130,6 +132,9 @@ fn human(bytes: u64) -> String {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FsckReport {
     pub checked: usize,
+    /// Temporary data of processes that are gone (killed builds), removed by opening the store
+    /// and by the fsck itself.
+    pub stale_temps: Reclaimed,
     /// Blobs whose bytes did not match their name; they have been removed.
     pub corrupt: Vec<Digest>,
     /// Files in `blobs/sha256/` whose name is not a digest (left in place, reported).
@@ -340,10 +345,16 @@ impl Store {
     }
 
     fn prune_locked(&self, opts: PruneOptions) -> Result<PruneReport, StoreError> {
+        let mut temps = self.reclaimed_at_open.clone();
+        temps.add(
+            temps::reclaim(&self.tmp_dir(), ReclaimMode::Prune).map_err(StoreError::io(
+                "removing stale temporary data in",
+                self.tmp_dir(),
+            ))?,
+        );
         let mut report = PruneReport {
-            removed_temp_files: fsutil::clean_stale_temps(&self.tmp_dir()).map_err(
-                StoreError::io("cleaning stale temp files in", self.tmp_dir()),
-            )?,
+            removed_temp_files: temps.entries.len(),
+            bytes_freed: temps.bytes,
             ..PruneReport::default()
         };
         let (blobs, _) = self.list_blobs()?;
@@ -429,8 +440,13 @@ impl Store {
     /// Verifies every blob; corrupt ones are removed and reported.
     pub fn fsck(&self) -> Result<FsckReport, StoreError> {
         let (blobs, stray) = self.list_blobs()?;
+        let mut stale_temps = self.reclaimed_at_open.clone();
+        stale_temps.add(temps::reclaim(&self.tmp_dir(), ReclaimMode::Open).map_err(
+            StoreError::io("removing stale temporary data in", self.tmp_dir()),
+        )?);
         let mut report = FsckReport {
             stray,
+            stale_temps,
             ..FsckReport::default()
         };
         for b in blobs {

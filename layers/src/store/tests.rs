@@ -52,7 +52,8 @@ fn layer_child(dir: &str) {
 
 /// Not a test on its own: when the env var is set, this is the body of a helper process.
 /// `same:<dir>` writes [`big_blob`] in small pieces and tags it with the pid;
-/// `slow:<dir>` writes a blob slowly forever (the parent kills it).
+/// `slow:<dir>` writes a blob slowly forever (the parent kills it);
+/// `scratch:<dir>` makes a scratch directory with a file `data` and waits to be killed.
 #[test]
 fn child_process_entry() {
     let Ok(spec) = std::env::var(CHILD_ENV) else {
@@ -76,6 +77,13 @@ fn child_process_entry() {
             store
                 .set_ref(&format!("child-{}", std::process::id()), &desc)
                 .unwrap();
+        }
+        "scratch" => {
+            let scratch = store.scratch_dir("run").unwrap();
+            fs::write(scratch.path().join("data"), b"in use").unwrap();
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
         }
         "slow" => {
             let mut w = store.begin_blob().unwrap();
@@ -282,15 +290,34 @@ fn killed_writer_leaves_only_a_temp_file_that_open_removes() {
     let leftovers = entries(&tmp);
     assert_eq!(leftovers.len(), 1, "{leftovers:?}");
 
-    // Fresh leftovers are kept for a grace period (a live writer may be about to lock them)...
+    // The name says whose it was; that process is gone, so the very next open removes it
+    // (before, a fresh leftover was kept for a grace period and a build right after the kill
+    // kept it).
+    assert!(
+        temps::Owner::from_name(&leftovers[0]).is_some(),
+        "{leftovers:?}"
+    );
+    let store = Store::open(dir.path()).unwrap();
+    assert!(entries(&tmp).is_empty());
+    assert_eq!(store.reclaimed_at_open().entries, leftovers);
+    assert!(store.reclaimed_at_open().bytes > 0);
+    assert!(entries(&dir.path().join("blobs/sha256")).is_empty());
+}
+
+#[test]
+fn ownerless_temp_file_is_removed_after_the_grace_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("tmp");
+    fs::create_dir_all(&tmp).unwrap();
+    // A name that names no owner.
+    let legacy = tmp.join("blob-legacy.tmp");
+    fs::write(&legacy, b"partial").unwrap();
     drop(Store::open(dir.path()).unwrap());
     assert_eq!(entries(&tmp).len(), 1);
-    // ...and removed once older than that, because no live process holds their lock.
     let old = SystemTime::now() - fsutil::STALE_TEMP_GRACE - Duration::from_secs(1);
-    filetime::set_file_mtime(tmp.join(&leftovers[0]), filetime::FileTime::from(old)).unwrap();
+    filetime::set_file_mtime(&legacy, filetime::FileTime::from(old)).unwrap();
     drop(Store::open(dir.path()).unwrap());
     assert!(entries(&tmp).is_empty());
-    assert!(entries(&dir.path().join("blobs/sha256")).is_empty());
 }
 
 #[test]
@@ -511,4 +538,203 @@ fn two_processes_writing_the_same_layer_into_one_store_both_succeed() {
     store.verify_blob(&refs[0].1.digest).unwrap();
     assert!(entries(&store.tmp_dir()).is_empty());
     assert_eq!(entries(&store_dir.join("blobs/sha256")).len(), 1);
+}
+
+mod temp_reclaim {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A scratch tree as a killed RUN step leaves it: overlay `work/work` with mode 000, files
+    /// and directories made read-only, and a symlink pointing out of the store.
+    fn fill_like_a_run_step(dir: &Path, outside: &Path) {
+        fs::create_dir_all(dir.join("upper/etc/ro")).unwrap();
+        fs::write(dir.join("upper/etc/ro/file"), vec![7u8; 4096]).unwrap();
+        fs::set_permissions(
+            dir.join("upper/etc/ro/file"),
+            fs::Permissions::from_mode(0o444),
+        )
+        .unwrap();
+        fs::set_permissions(dir.join("upper/etc/ro"), fs::Permissions::from_mode(0o555)).unwrap();
+        fs::create_dir_all(dir.join("work/work")).unwrap();
+        fs::set_permissions(dir.join("work/work"), fs::Permissions::from_mode(0o000)).unwrap();
+        std::os::unix::fs::symlink(outside, dir.join("upper/escape")).unwrap();
+        std::os::unix::fs::symlink(outside.join("canary"), dir.join("upper/canary-link")).unwrap();
+    }
+
+    /// A scratch directory named after a process that has exited.
+    fn dead_scratch(tmp: &Path) -> PathBuf {
+        let mut child = Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        let start = temps::Owner::current().unwrap().start;
+        child.wait().unwrap();
+        let p = tmp.join(format!("run-{pid}-{start}-0-dead"));
+        fs::create_dir(&p).unwrap();
+        p
+    }
+
+    #[test]
+    fn killed_run_steps_scratch_dir_is_reclaimed_without_following_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("canary"), b"keep").unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        let scratch = dead_scratch(&dir.path().join("tmp"));
+        fill_like_a_run_step(&scratch, outside.path());
+
+        let store = Store::open(dir.path()).unwrap();
+        assert!(entries(&store.tmp_dir()).is_empty());
+        assert_eq!(store.reclaimed_at_open().entries.len(), 1);
+        assert!(store.reclaimed_at_open().bytes >= 4096);
+        assert_eq!(fs::read(outside.path().join("canary")).unwrap(), b"keep");
+    }
+
+    #[test]
+    fn a_snapshot_unpack_killed_midway_is_reclaimed_and_committed_snapshots_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        let snaps = dir.path().join("snapshots");
+        let dead = dead_scratch(&dir.path().join("tmp"));
+        let partial = snaps.join(
+            dead.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .replacen("run-", "tmp-", 1),
+        );
+        fs::rename(&dead, &partial).unwrap();
+        fs::write(partial.join("half-written"), vec![1u8; 1000]).unwrap();
+        let committed = snaps.join("ab".repeat(32));
+        fs::create_dir(&committed).unwrap();
+        let legacy = snaps.join("tmp-AbC123");
+        fs::create_dir(&legacy).unwrap();
+
+        let store = Store::open(dir.path()).unwrap();
+        assert!(!partial.exists());
+        assert!(committed.exists() && legacy.exists());
+        assert_eq!(store.reclaimed_at_open().entries.len(), 1);
+        // A live creator's directory (this process) is left alone.
+        let cache = crate::SnapshotCache::new(&snaps).unwrap();
+        let chain = Digest::sha256_of(b"chain");
+        cache
+            .get_or_create(&chain, |d| {
+                let name = d.file_name().unwrap().to_string_lossy().into_owned();
+                assert!(temps::Owner::from_name(&name).is_some(), "{name}");
+                drop(Store::open(dir.path()).unwrap());
+                assert!(d.exists());
+                fs::write(d.join("f"), b"x")
+            })
+            .unwrap();
+        assert!(cache.path(&chain).join("f").exists());
+    }
+
+    #[test]
+    fn a_recycled_pid_is_not_mistaken_for_the_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        // Our own PID, but a start time that is not ours: the owner that wrote it is gone.
+        let me = temps::Owner::current().unwrap();
+        let p = dir
+            .path()
+            .join(format!("tmp/run-{}-{}-0-old", me.pid, me.start + 1));
+        fs::create_dir(&p).unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        assert!(!p.exists());
+    }
+
+    #[test]
+    fn live_concurrent_builds_scratch_dir_is_never_touched() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        let tmp = dir.path().join("tmp");
+        let mut child = spawn_child("scratch", dir.path());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let theirs = loop {
+            let found = fs::read_dir(&tmp)
+                .unwrap()
+                .flatten()
+                .find(|e| e.path().join("data").exists());
+            if let Some(e) = found {
+                break e.path();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "child never made its scratch dir"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // A second build starting, and an fsck, while the first is alive: nothing is touched.
+        let store = Store::open(dir.path()).unwrap();
+        assert!(store.reclaimed_at_open().is_empty());
+        assert!(store.fsck().unwrap().stale_temps.is_empty());
+        assert_eq!(fs::read(theirs.join("data")).unwrap(), b"in use");
+        // Our own scratch dir goes away when dropped.
+        let mine = store.scratch_dir("run").unwrap();
+        let mine_path = mine.path().to_path_buf();
+        drop(mine);
+        assert!(!mine_path.exists());
+        // Once the owner is killed, the next open reclaims its dir.
+        child.kill().unwrap();
+        child.wait().unwrap();
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert!(!theirs.exists());
+        assert_eq!(store.reclaimed_at_open().entries.len(), 1);
+    }
+
+    #[test]
+    fn a_locked_entry_with_a_dead_looking_name_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        let p = dead_scratch(&dir.path().join("tmp"));
+        let lock = fs::File::open(&p).unwrap();
+        fsutil::flock(&lock, libc::LOCK_EX).unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        assert!(p.exists());
+        drop(lock);
+        drop(Store::open(dir.path()).unwrap());
+        assert!(!p.exists());
+    }
+
+    #[test]
+    fn a_mount_point_inside_a_stale_tree_is_not_entered() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("SKIPPED: mounting a tmpfs needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        let p = dead_scratch(&dir.path().join("tmp"));
+        let m = p.join("mnt");
+        fs::create_dir(&m).unwrap();
+        // A private mount namespace for this test thread would need unshare before threads;
+        // mount for real and always unmount.
+        let c = |s: &Path| std::ffi::CString::new(s.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: plain mount/umount syscalls with valid C strings.
+        let rc = unsafe {
+            libc::mount(
+                c"tmpfs".as_ptr(),
+                c(&m).as_ptr(),
+                c"tmpfs".as_ptr(),
+                0,
+                std::ptr::null(),
+            )
+        };
+        if rc != 0 {
+            eprintln!("SKIPPED: mount refused");
+            return;
+        }
+        fs::write(m.join("other-fs"), b"not ours").unwrap();
+        let res = temps::remove_tree(&p);
+        // Opening the store goes on regardless, and says what it could not remove.
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.reclaimed_at_open().failed.len(), 1);
+        let survived = fs::read(m.join("other-fs")).ok();
+        // SAFETY: as above.
+        unsafe { libc::umount2(c(&m).as_ptr(), libc::MNT_DETACH) };
+        assert!(
+            res.is_err(),
+            "a tree with a mount point inside is not removed"
+        );
+        assert_eq!(survived.as_deref(), Some(&b"not ours"[..]));
+        temps::remove_tree(&p).unwrap();
+    }
 }

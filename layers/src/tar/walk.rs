@@ -27,7 +27,7 @@ pub struct DirOptions {
 /// build host, ACLs (`system.*`) are not carried by OCI layers, and overlayfs's own bookkeeping
 /// (`trusted.overlay.*`, `user.overlay.*`) is never content.
 fn keep_xattr(name: &str) -> bool {
-    if name.starts_with("user.overlay.") {
+    if name.starts_with("user.overlay.") || name.starts_with(crate::device::RBUILD_XATTR_PREFIX) {
         return false;
     }
     name == "security.capability" || name.starts_with("user.")
@@ -154,8 +154,16 @@ fn visit(path: &Path, rel: &str, exclude: &[&str], mode: Mode) -> Result<Vec<Wal
     let meta = fs::symlink_metadata(path).map_err(LayerError::io("reading metadata of", path))?;
     let ft = meta.file_type();
     let mut link_id = None;
+    let placeholder = crate::device::placeholder_of(path, &meta);
     let kind = if ft.is_dir() {
         EntryKind::Dir
+    } else if let Some(d) = placeholder {
+        // A device kept as data (see `crate::device`): the layer gets the device back.
+        let (major, minor) = (d.major, d.minor);
+        match d.kind {
+            crate::device::DeviceKind::Char => EntryKind::CharDev { major, minor },
+            crate::device::DeviceKind::Block => EntryKind::BlockDev { major, minor },
+        }
     } else if ft.is_file() {
         if meta.nlink() > 1 {
             link_id = Some((meta.dev(), meta.ino()));
@@ -195,7 +203,11 @@ fn visit(path: &Path, rel: &str, exclude: &[&str], mode: Mode) -> Result<Vec<Wal
     let whiteout = matches!(kind, EntryKind::Whiteout);
     let entry = LayerEntry {
         path: rel.to_string(),
-        mode: if whiteout { 0 } else { meta.mode() & 0o7777 },
+        mode: match placeholder {
+            _ if whiteout => 0,
+            Some(d) => d.mode,
+            None => meta.mode() & 0o7777,
+        },
         uid: if whiteout { 0 } else { u64::from(meta.uid()) },
         gid: if whiteout { 0 } else { u64::from(meta.gid()) },
         mtime: meta.mtime(),

@@ -125,3 +125,183 @@ fn fsck_removes_a_corrupt_blob_and_the_next_build_rebuilds_it() {
     let fsck = run(rbuild(&store).arg("fsck"));
     assert_eq!(fsck.code, 0, "{}", fsck.stdout);
 }
+
+/// Where a build is killed with SIGKILL.
+#[derive(Clone, Copy)]
+enum Kill {
+    /// rbuild alone, while it compresses the layer of a RUN step that wrote a big file: the
+    /// step's scratch dir (overlay upper and work) and the blob temp file are left.
+    RbuildMidCompression,
+    /// rbuild's whole process group (the sandbox helper too, which would otherwise clean up)
+    /// while the RUN command runs: the step's scratch dir is left.
+    GroupMidRun,
+}
+
+/// Names in `<store>/tmp`.
+fn tmp_names(store: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(store.join("tmp"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn tmp_bytes(store: &std::path::Path) -> u64 {
+    let out = run(std::process::Command::new("du")
+        .args(["-sb"])
+        .arg(store.join("tmp")))
+    .success();
+    out.stdout
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A busybox store plus a build of `RUN <big write>` killed as `kill` says; returns the store
+/// and the context dir, after asserting what the kill left in `<store>/tmp`. `None` when
+/// busybox is missing and tools are optional.
+fn killed_build(dir: &std::path::Path, kill: Kill) -> Option<(std::path::PathBuf, Vec<String>)> {
+    let df = match kill {
+        Kill::RbuildMidCompression => {
+            "FROM localhost/rbuild-run/busybox:1\nRUN dd if=/dev/urandom of=/big bs=1048576 count=96 2>/dev/null\n".to_string()
+        }
+        Kill::GroupMidRun => {
+            // A unique duration marks this test's sleep.
+            let n = 200_000 + std::process::id() % 50_000;
+            format!("FROM localhost/rbuild-run/busybox:1\nRUN head -c 8388608 /dev/zero > /z; echo sta\"\"rted; sleep {n}\n")
+        }
+    };
+    let (store, ctx) = super::run_sandbox::setup(dir, &df)?;
+    assert!(tmp_names(&store).is_empty(), "{:?}", tmp_names(&store));
+    let log = dir.join("log");
+    let mut cmd = build_cmd(&store, &ctx);
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let start = Instant::now();
+    let ready = || match kill {
+        Kill::RbuildMidCompression => std::fs::read_dir(store.join("tmp")).is_ok_and(|d| {
+            d.flatten().any(|e| {
+                e.file_name().to_string_lossy().starts_with("blob-")
+                    && e.metadata().is_ok_and(|m| m.len() > 0)
+            })
+        }),
+        Kill::GroupMidRun => std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("started"),
+    };
+    while !ready() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the build ended before the kill: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "never got there"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let target = match kill {
+        Kill::RbuildMidCompression => pid.to_string(),
+        Kill::GroupMidRun => format!("-{pid}"),
+    };
+    run(std::process::Command::new("kill").args(["-KILL", "--", &target])).success();
+    let _ = child.wait();
+    // Let the helper (if alive) do what it does on rbuild's death.
+    std::thread::sleep(Duration::from_millis(500));
+    let left = tmp_names(&store);
+    assert!(
+        left.iter().any(|n| n.starts_with("run-")),
+        "the kill left the step's scratch dir: {left:?}"
+    );
+    if matches!(kill, Kill::RbuildMidCompression) {
+        assert!(
+            left.iter().any(|n| n.starts_with("blob-")),
+            "the kill left the blob temp file: {left:?}"
+        );
+    }
+    assert!(
+        tmp_bytes(&store) > 4 << 20,
+        "{left:?}: {}",
+        run(std::process::Command::new("ls")
+            .arg("-laR")
+            .arg(store.join("tmp")))
+        .stdout
+    );
+    // The sandbox's mounts lived in namespaces that died with it.
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mountinfo.contains(store.to_str().unwrap()),
+        "no mount of the store is left: {mountinfo}"
+    );
+    Some((store, left))
+}
+
+#[test]
+fn next_build_reclaims_what_a_build_killed_mid_compression_left() {
+    let dir = scratch();
+    let Some((store, _)) = killed_build(dir.path(), Kill::RbuildMidCompression) else {
+        return;
+    };
+    let ctx = dir.path().join("other");
+    write_tree(
+        &ctx,
+        &[("Dockerfile", "FROM scratch\nCOPY a /a\n"), ("a", "a\n")],
+    );
+    build(&store, &ctx, &["-q"]).success();
+    assert_eq!(tmp_names(&store), Vec::<String>::new());
+}
+
+#[test]
+fn fsck_reports_and_reclaims_what_a_build_killed_mid_compression_left() {
+    let dir = scratch();
+    let Some((store, left)) = killed_build(dir.path(), Kill::RbuildMidCompression) else {
+        return;
+    };
+    let fsck = run(rbuild(&store).arg("fsck"));
+    assert_eq!(fsck.code, 0, "{}\n{}", fsck.stdout, fsck.stderr);
+    assert!(
+        fsck.stdout
+            .contains(&format!("removed {} stale temporary entries", left.len())),
+        "{}",
+        fsck.stdout
+    );
+    assert_eq!(tmp_names(&store), Vec::<String>::new());
+}
+
+#[test]
+fn prune_reclaims_what_a_build_killed_mid_compression_left() {
+    let dir = scratch();
+    let Some((store, left)) = killed_build(dir.path(), Kill::RbuildMidCompression) else {
+        return;
+    };
+    let prune = run(rbuild(&store).arg("prune")).success();
+    assert!(
+        prune
+            .stdout
+            .contains(&format!("{} temporary files", left.len())),
+        "{}",
+        prune.stdout
+    );
+    assert_eq!(tmp_names(&store), Vec::<String>::new());
+}
+
+#[test]
+fn prune_all_reclaims_the_scratch_dir_of_a_build_killed_mid_run() {
+    let dir = scratch();
+    let Some((store, _)) = killed_build(dir.path(), Kill::GroupMidRun) else {
+        return;
+    };
+    run(rbuild(&store).args(["prune", "--all"])).success();
+    assert_eq!(tmp_names(&store), Vec::<String>::new());
+}

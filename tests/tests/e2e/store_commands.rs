@@ -118,3 +118,64 @@ fn an_unknown_no_cache_filter_stage_is_a_usage_error() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("stages: deps, app"), "{}", r.stderr);
 }
+
+/// Every block or character device under `dir` except overlay whiteouts (0:0), as `ls` would
+/// name them.
+fn device_nodes_under(dir: &std::path::Path) -> Vec<String> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let Ok(md) = std::fs::symlink_metadata(e.path()) else {
+            continue;
+        };
+        let ft = md.file_type();
+        if ft.is_dir() {
+            out.extend(device_nodes_under(&e.path()));
+        } else if (ft.is_block_device() || ft.is_char_device()) && md.rdev() != 0 {
+            out.push(e.path().display().to_string());
+        }
+    }
+    out
+}
+
+#[test]
+fn a_world_writable_block_device_in_an_image_is_no_device_node_in_the_store() {
+    if !rbuild_tests::have_tool("python3") {
+        return;
+    }
+    let dir = scratch();
+    let df = "FROM localhost/rbuild-run/busybox:1\nADD dev.tar /\nRUN ls -ln /devs > /listing\n";
+    let Some((store, ctx)) = super::run_sandbox::setup(dir.path(), df) else {
+        return;
+    };
+    // The attack: the host's first disk, 0666, in a layer (here an ADDed archive).
+    let make = "import tarfile,sys\n\
+                t=tarfile.open(sys.argv[1],'w',format=tarfile.PAX_FORMAT)\n\
+                d=tarfile.TarInfo('devs');d.type=tarfile.DIRTYPE;d.mode=0o755;t.addfile(d)\n\
+                for n,k,ma,mi in (('devs/sda',tarfile.BLKTYPE,8,0),('devs/null',tarfile.CHRTYPE,1,3)):\n\
+                \x20 i=tarfile.TarInfo(n);i.type=k;i.mode=0o666;i.devmajor=ma;i.devminor=mi;t.addfile(i)\n\
+                t.close()\n";
+    run(std::process::Command::new("python3")
+        .args(["-c", make])
+        .arg(ctx.join("dev.tar")))
+    .success();
+    build(&store, &ctx, &["-q"]).success();
+
+    assert_eq!(device_nodes_under(&store), Vec::<String>::new());
+    // The image still carries the devices, as the archive had them.
+    let list = "import tarfile,sys,os\n\
+                d=sys.argv[1]\n\
+                for b in sorted(os.listdir(d)):\n\
+                \x20 try:\n\
+                \x20  t=tarfile.open(os.path.join(d,b),'r:*')\n\
+                \x20  for m in t.getmembers():\n\
+                \x20   if m.isdev(): print(m.name,m.type.decode(),oct(m.mode),m.devmajor,m.devminor)\n\
+                \x20 except Exception: pass\n";
+    let devs = run(std::process::Command::new("python3")
+        .args(["-c", list])
+        .arg(store.join("blobs/sha256")))
+    .success()
+    .stdout;
+    assert!(devs.contains("devs/sda 4 0o666 8 0"), "{devs}");
+    assert!(devs.contains("devs/null 3 0o666 1 3"), "{devs}");
+}
