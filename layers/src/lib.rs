@@ -6,6 +6,7 @@
 
 pub mod descriptor;
 pub mod digest;
+pub mod failpoint;
 pub mod media_type;
 pub mod whiteout;
 

@@ -250,13 +250,20 @@ impl Writer<'_> {
         }
     }
 
-    /// Writes `bytes` to `dest` through a fsynced temp file in the same directory.
-    fn write_atomic(&self, dest: &Path, bytes: &[u8]) -> Result<(), CacheWriteError> {
+    /// Writes `bytes` to `dest` through a fsynced temp file in the same directory;
+    /// `before_rename` runs once the temp file is durable (a crash-test failpoint, see
+    /// [`rbuild_layers::failpoint`]).
+    fn write_atomic(
+        &self,
+        dest: &Path,
+        bytes: &[u8],
+        before_rename: fn(),
+    ) -> Result<(), CacheWriteError> {
         let dir = dest.parent().unwrap_or(self.dir);
         let mut tmp = self.temp_in(dir)?;
         tmp.write_all(bytes)
             .map_err(self.io_err("writing", tmp.path()))?;
-        self.persist(tmp, dest)
+        self.persist(tmp, dest, before_rename)
     }
 
     fn temp_in(&self, dir: &Path) -> Result<tempfile::NamedTempFile, CacheWriteError> {
@@ -270,10 +277,16 @@ impl Writer<'_> {
         Ok(tmp)
     }
 
-    fn persist(&self, tmp: tempfile::NamedTempFile, dest: &Path) -> Result<(), CacheWriteError> {
+    fn persist(
+        &self,
+        tmp: tempfile::NamedTempFile,
+        dest: &Path,
+        before_rename: fn(),
+    ) -> Result<(), CacheWriteError> {
         tmp.as_file()
             .sync_all()
             .map_err(self.io_err("syncing", tmp.path()))?;
+        before_rename();
         tmp.persist(dest)
             .map_err(|e| self.io_err("renaming a temporary file to", dest)(e.error))?;
         Ok(())
@@ -327,7 +340,7 @@ impl Writer<'_> {
         if n != desc.size {
             return Err(corrupt());
         }
-        self.persist(tmp, &dest)
+        self.persist(tmp, &dest, || {})
     }
 
     /// Removes blobs `keep` does not name, and temp files a crashed writer left (the lock is
@@ -381,7 +394,7 @@ pub fn write_layout_cache(
 
     let layout = dir.join("oci-layout");
     if !layout.is_file() {
-        w.write_atomic(&layout, OCI_LAYOUT)?;
+        w.write_atomic(&layout, OCI_LAYOUT, || {})?;
     }
     let layers = map.layer_descriptors();
     for d in &layers {
@@ -406,6 +419,7 @@ pub fn write_layout_cache(
             }
         }
         w.put_blob(store, d)?;
+        rbuild_layers::failpoint::hit("cache_local.mid_blobs");
     }
     let (config, manifest) =
         put_cache_manifest(store, map).map_err(|source| CacheWriteError::Store {
@@ -420,7 +434,9 @@ pub fn write_layout_cache(
     entry.annotations = BTreeMap::from([(REF_NAME.to_string(), CACHE_TAG.to_string())]);
     let mut index = ImageIndex::new_oci();
     index.manifests.push(entry);
-    w.write_atomic(&dir.join("index.json"), &index.to_canonical_json())?;
+    w.write_atomic(&dir.join("index.json"), &index.to_canonical_json(), || {
+        rbuild_layers::failpoint::hit("cache_local.before_index_rename")
+    })?;
     w.sync_dir(dir)?;
 
     let keep: BTreeSet<&str> = layers
