@@ -214,13 +214,17 @@ wait "$build_pid" || { cat "$work/ref.log" >&2; die "the clean build failed"; }
 end=$(date +%s.%N)
 ref_digest=$(image_digest "$work/cases/ref/metadata.json")
 [ -n "$ref_digest" ] || { cat "$work/cases/ref/metadata.json" >&2; die "no digest in the metadata file"; }
-clean_ms=$(python3 -c "print(int(($end - $start) * 1000))")
-say "reference $ref_digest in ${clean_ms} ms"
+say "reference $ref_digest"
 # The local cache variant gives the same image.
+start2=$(date +%s.%N)
 run_build ref-local local "$work/ref-local.log"
 wait "$build_pid" || { cat "$work/ref-local.log" >&2; die "the clean build with a local cache failed"; }
+end2=$(date +%s.%N)
 [ "$(image_digest "$work/cases/ref-local/metadata.json")" = "$ref_digest" ] ||
   die "the clean build with a local cache gave another digest"
+# The time offsets spread over the faster of the two (the first also warms the page cache).
+clean_ms=$(python3 -c "print(int(min($end - $start, $end2 - $start2) * 1000))")
+say "a clean build takes ${clean_ms} ms"
 
 # --- the cases ----------------------------------------------------------------------------
 # The failpoints: read from the source, so that a new point is a new case.
@@ -251,6 +255,7 @@ done
 for k in $(seq 1 "$offsets"); do cases+=("t:$((clean_ms * k / (offsets + 1)))"); done
 
 failures=0
+kills=0
 rows=()
 i=0
 for c in "${cases[@]}"; do
@@ -330,7 +335,11 @@ for c in "${cases[@]}"; do
   [ -z "$procs" ] || left="FAIL (pids $procs)"
   [ "$mounts" = 0 ] || left="FAIL ($mounts mounts)"
   ok=1
-  [ "$killed" = yes ] || ok=0
+  if [ "$killed" = yes ]; then
+    kills=$((kills + 1))
+  elif [ -n "$point" ]; then
+    ok=0 # a failpoint that kills nothing tests nothing
+  fi
   for v in "$fsck" "$left" "$rebuild" "$tmp"; do [ "${v#FAIL}" = "$v" ] || ok=0; done
   if [ "$ok" = 0 ]; then
     failures=$((failures + 1))
@@ -346,6 +355,6 @@ done
 printf '\n%-36s %-9s %-15s %-5s %-14s %-10s %s\n' "kill point" "cache" "killed?" "fsck" \
   "leftovers" "tmp" "rebuild digest"
 printf '%s\n' "${rows[@]}"
-printf '\n%d kill points, %d failed; clean build %d ms; reference %s\n' "${#cases[@]}" \
-  "$failures" "$clean_ms" "$ref_digest"
+printf '\n%d cases, %d killed, %d failed; clean build %d ms; reference %s\n' "${#cases[@]}" \
+  "$kills" "$failures" "$clean_ms" "$ref_digest"
 [ "$failures" = 0 ]
