@@ -45,8 +45,11 @@ fi
 
 work=$(mktemp -d "${RBUILD_TEST_SCRATCH:-${TMPDIR:-/tmp}}/rbuild-crash.XXXXXX")
 registry_pid=
+build_pid=
 cleanup() {
   # (Under set -e: a failing command here would replace the script's exit status.)
+  # Interrupted mid-case: the build's process group goes too.
+  if [ -n "$build_pid" ]; then kill -9 -- "-$build_pid" 2>/dev/null || true; fi
   # A failed case may have left mounts: never let rm -rf walk into them.
   { grep -F " $work/" /proc/self/mountinfo || true; } | awk '{print $5}' | sort -r |
     while read -r m; do umount -l "$m" 2>/dev/null || true; done
