@@ -7,6 +7,7 @@
 pub mod descriptor;
 pub mod device;
 pub mod digest;
+pub mod failpoint;
 pub mod media_type;
 pub mod whiteout;
 

@@ -143,6 +143,7 @@ impl SnapshotCache {
         .map_err(commit_err("opening the temporary directory"))?;
         rfs::syncfs(&tmp_fd).map_err(commit_err("syncfs"))?;
         drop(tmp_fd);
+        crate::failpoint::hit("snapshot.before_rename");
         match rfs::renameat_with(CWD, tmp.path(), CWD, &final_path, RenameFlags::NOREPLACE) {
             Ok(()) => {
                 // The directory now lives at `final_path`; nothing is left to remove.

@@ -99,14 +99,35 @@ pub fn push_with(
     tags: &[String],
     opts: &PushOptions,
 ) -> Result<PushReport, RegistryError> {
+    push_then_tag(reg, store, repository, top, tags, opts, || {
+        rbuild_layers::failpoint::hit("push.before_manifest")
+    })
+}
+
+/// [`push_with`]; `before_manifest` runs once every blob is on the registry, before the first
+/// manifest PUT (a crash-test failpoint, see [`rbuild_layers::failpoint`]).
+pub(crate) fn push_then_tag(
+    reg: &Registry,
+    store: &Store,
+    repository: &str,
+    top: &Descriptor,
+    tags: &[String],
+    opts: &PushOptions,
+    before_manifest: fn(),
+) -> Result<PushReport, RegistryError> {
     let mut report = PushReport::default();
     push_tree(reg, store, repository, top, &mut report, opts)?;
     let bytes = read_doc(store, &top.digest)?;
-    if tags.is_empty() {
-        reg.put_manifest(repository, &top.digest.to_string(), &top.media_type, &bytes)?;
-    }
-    for t in tags {
-        reg.put_manifest(repository, t, &top.media_type, &bytes)?;
+    before_manifest();
+    let by_digest = [top.digest.to_string()];
+    let references = if tags.is_empty() {
+        &by_digest[..]
+    } else {
+        tags
+    };
+    for r in references {
+        reg.put_manifest(repository, r, &top.media_type, &bytes)?;
+        rbuild_layers::failpoint::hit("push.after_manifest");
     }
     report.digest = Some(top.digest.clone());
     Ok(report)
@@ -241,6 +262,7 @@ fn upload_all(
             upload_one(reg, store, repository, d, opts.fetch_missing)?
         };
         (opts.on_bytes)(d.size);
+        rbuild_layers::failpoint::hit("push.after_blob");
         Ok(u)
     })
 }

@@ -130,6 +130,7 @@ pub fn run(spec: &SandboxSpec, mut on_line: impl FnMut(Stream, &str)) -> Result<
     if let Some(mut stdin) = child.stdin.take() {
         stdin.write_all(&json).map_err(ExecError::Pipe)?;
     }
+    rbuild_layers::failpoint::hit("run.started");
     let (tx, rx) = crossbeam_channel::unbounded();
     let out = child.stdout.take();
     let err = child.stderr.take();

@@ -370,6 +370,7 @@ pub fn execute(
         step.log(s, line);
     })
     .map_err(|e| BuildError::Run(mask_tail(engine, e).into()))?;
+    rbuild_layers::failpoint::hit("run.before_diff");
     let upper = scratch.join("upper");
     let excl: Vec<&str> = exclude.iter().map(String::as_str).collect();
     let entries = rbuild_layers::tar::entries_from_overlay_upper(&upper, &excl)?;

@@ -59,11 +59,19 @@ pub(crate) const STALE_TEMP_GRACE: Duration = Duration::from_secs(10);
 
 /// Writes `bytes` to `dest` atomically: locked temp file in `tmp_dir`, fsync, rename, fsync of the
 /// destination directory. A reader sees the old content or the new, never a mix.
-pub(crate) fn write_atomic(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> io::Result<()> {
+/// `before_rename` runs once the temp file is durable (a crash-test failpoint, see
+/// [`crate::failpoint`]).
+pub(crate) fn write_atomic(
+    tmp_dir: &Path,
+    dest: &Path,
+    bytes: &[u8],
+    before_rename: fn(),
+) -> io::Result<()> {
     let (mut file, tmp) = create_locked_temp(tmp_dir, "atomic")?;
     let result = (|| {
         file.write_all(bytes)?;
         file.sync_all()?;
+        before_rename();
         fs::rename(&tmp, dest)?;
         if let Some(parent) = dest.parent() {
             sync_dir(parent)?;

@@ -126,7 +126,7 @@ impl Store {
         };
         let layout = dir.join("oci-layout");
         if !layout.exists() {
-            fsutil::write_atomic(&store.tmp_dir(), &layout, OCI_LAYOUT)
+            fsutil::write_atomic(&store.tmp_dir(), &layout, OCI_LAYOUT, || {})
                 .map_err(StoreError::io("writing", &layout))?;
         }
         store.init_index()?;
@@ -358,12 +358,15 @@ impl BlobWriter {
                     });
                 }
             }
+            crate::failpoint::hit("blob.before_fsync");
             file.sync_all()
                 .map_err(StoreError::io("fsyncing temp file", &temp))?;
             file.set_permissions(fs::Permissions::from_mode(0o444))
                 .map_err(StoreError::io("making blob read-only", &temp))?;
             let dest = self.blobs_dir.join(digest.hex());
+            crate::failpoint::hit("blob.before_rename");
             fs::rename(&temp, &dest).map_err(StoreError::io("renaming blob into", &dest))?;
+            crate::failpoint::hit("blob.after_rename");
             fsutil::sync_dir(&self.blobs_dir)
                 .map_err(StoreError::io("fsyncing directory", &self.blobs_dir))?;
             Ok(())

@@ -49,7 +49,10 @@ impl Store {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(StoreError::io("creating directory", dir))?;
         }
-        fsutil::write_atomic(&self.tmp_dir(), &path, json).map_err(StoreError::io("writing", path))
+        fsutil::write_atomic(&self.tmp_dir(), &path, json, || {
+            crate::failpoint::hit("record.before_rename")
+        })
+        .map_err(StoreError::io("writing", path))
     }
 
     /// Whether the record `kind`/`key` exists (without reading it or marking it used).

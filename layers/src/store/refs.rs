@@ -46,6 +46,11 @@ fn validate_ref_name(name: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The failpoint of a tag change (not of creating the empty index of a new store).
+fn tag_write_point() {
+    crate::failpoint::hit("tag.before_rename");
+}
+
 /// Holds `locks/index.lock` exclusively until dropped.
 struct IndexLock(#[allow(dead_code)] File);
 
@@ -68,7 +73,8 @@ impl Store {
         }
     }
 
-    fn write_index(&self, mut index: Index) -> Result<(), StoreError> {
+    /// Writes `index.json`; `before_rename` is a crash-test failpoint (see [`crate::failpoint`]).
+    fn write_index(&self, mut index: Index, before_rename: fn()) -> Result<(), StoreError> {
         // Deterministic order: tagged entries by name, untagged ones (from other tools) after,
         // in their original order.
         index
@@ -83,7 +89,7 @@ impl Store {
         let mut bytes =
             serde_json::to_vec_pretty(&index).expect("an index always serialises to JSON");
         bytes.push(b'\n');
-        fsutil::write_atomic(&self.tmp_dir(), &path, &bytes)
+        fsutil::write_atomic(&self.tmp_dir(), &path, &bytes, before_rename)
             .map_err(StoreError::io("writing", path))
     }
 
@@ -96,7 +102,7 @@ impl Store {
         if self.root.join("index.json").exists() {
             return Ok(());
         }
-        self.write_index(Index::empty())
+        self.write_index(Index::empty(), || {})
     }
 
     /// Points tag `name` at `desc` (replacing any previous target).
@@ -109,7 +115,7 @@ impl Store {
         desc.annotations
             .insert(REF_NAME_ANNOTATION.to_string(), name.to_string());
         index.manifests.push(desc);
-        self.write_index(index)
+        self.write_index(index, tag_write_point)
     }
 
     /// The descriptor tag `name` points at.
@@ -129,7 +135,7 @@ impl Store {
         index.manifests.retain(|d| ref_name(d) != Some(name));
         let removed = index.manifests.len() != before;
         if removed {
-            self.write_index(index)?;
+            self.write_index(index, tag_write_point)?;
         }
         Ok(removed)
     }

@@ -67,6 +67,7 @@ impl<'p> TarStream<'p> {
             .spawn(move || {
                 for (chunk, len) in full_rx {
                     comp.write_all(&chunk[..len])?;
+                    crate::failpoint::hit("layer.mid_compress");
                     // The reader may have stopped early; the chunk is then simply dropped.
                     let _ = empty_tx.send(chunk);
                 }

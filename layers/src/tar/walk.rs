@@ -128,6 +128,9 @@ fn walk_dir(
     exclude: &[&str],
     mode: Mode,
 ) -> Result<Vec<Walked>, LayerError> {
+    if mode == Mode::OverlayUpper {
+        crate::failpoint::hit("run.mid_diff");
+    }
     let mut children = Vec::new();
     for de in fs::read_dir(dir).map_err(LayerError::io("listing", dir))? {
         let de = de.map_err(LayerError::io("listing", dir))?;

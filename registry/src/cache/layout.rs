@@ -250,13 +250,20 @@ impl Writer<'_> {
         }
     }
 
-    /// Writes `bytes` to `dest` through a fsynced temp file in the same directory.
-    fn write_atomic(&self, dest: &Path, bytes: &[u8]) -> Result<(), CacheWriteError> {
+    /// Writes `bytes` to `dest` through a fsynced temp file in the same directory;
+    /// `before_rename` runs once the temp file is durable (a crash-test failpoint, see
+    /// [`rbuild_layers::failpoint`]).
+    fn write_atomic(
+        &self,
+        dest: &Path,
+        bytes: &[u8],
+        before_rename: fn(),
+    ) -> Result<(), CacheWriteError> {
         let dir = dest.parent().unwrap_or(self.dir);
         let mut tmp = self.temp_in(dir)?;
         tmp.write_all(bytes)
             .map_err(self.io_err("writing", tmp.path()))?;
-        self.persist(tmp, dest)
+        self.persist(tmp, dest, before_rename)
     }
 
     fn temp_in(&self, dir: &Path) -> Result<tempfile::NamedTempFile, CacheWriteError> {
@@ -270,10 +277,16 @@ impl Writer<'_> {
         Ok(tmp)
     }
 
-    fn persist(&self, tmp: tempfile::NamedTempFile, dest: &Path) -> Result<(), CacheWriteError> {
+    fn persist(
+        &self,
+        tmp: tempfile::NamedTempFile,
+        dest: &Path,
+        before_rename: fn(),
+    ) -> Result<(), CacheWriteError> {
         tmp.as_file()
             .sync_all()
             .map_err(self.io_err("syncing", tmp.path()))?;
+        before_rename();
         tmp.persist(dest)
             .map_err(|e| self.io_err("renaming a temporary file to", dest)(e.error))?;
         Ok(())
@@ -327,31 +340,44 @@ impl Writer<'_> {
         if n != desc.size {
             return Err(corrupt());
         }
-        self.persist(tmp, &dest)
+        self.persist(tmp, &dest, || {})
     }
 
-    /// Removes blobs `keep` does not name, and temp files a crashed writer left (the lock is
-    /// held, so no live writer owns one). Only names that are sha256 digests are touched.
+    /// Removes blobs `keep` does not name, and temp files a crashed writer left in `blobs/`
+    /// and next to `index.json` (the lock is held, so no live writer owns one). Only names that
+    /// are sha256 digests or start with [`TEMP_PREFIX`] are touched.
     fn remove_unreferenced(&self, keep: &BTreeSet<&str>) -> Result<(), CacheWriteError> {
-        let entries = fs::read_dir(&self.blobs).map_err(self.io_err("listing", &self.blobs))?;
-        for entry in entries {
-            let entry = entry.map_err(self.io_err("listing", &self.blobs))?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
+        self.remove_where(&self.blobs, |name| {
             let is_digest = name.len() == 64
                 && name
                     .bytes()
                     .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-            if (is_digest && !keep.contains(name)) || name.starts_with(TEMP_PREFIX) {
-                let path = entry.path();
-                match fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(self.io_err("removing", &path)(e)),
-                }
+            (is_digest && !keep.contains(name)) || name.starts_with(TEMP_PREFIX)
+        })?;
+        self.remove_where(self.dir, |name| name.starts_with(TEMP_PREFIX))
+    }
+
+    /// Removes the files of `dir` whose names `doomed` picks, then syncs `dir`.
+    fn remove_where(
+        &self,
+        dir: &Path,
+        doomed: impl Fn(&str) -> bool,
+    ) -> Result<(), CacheWriteError> {
+        let entries = fs::read_dir(dir).map_err(self.io_err("listing", dir))?;
+        for entry in entries {
+            let entry = entry.map_err(self.io_err("listing", dir))?;
+            let name = entry.file_name();
+            if !name.to_str().is_some_and(&doomed) {
+                continue;
+            }
+            let path = entry.path();
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(self.io_err("removing", &path)(e)),
             }
         }
-        self.sync_dir(&self.blobs)
+        self.sync_dir(dir)
     }
 }
 
@@ -381,7 +407,7 @@ pub fn write_layout_cache(
 
     let layout = dir.join("oci-layout");
     if !layout.is_file() {
-        w.write_atomic(&layout, OCI_LAYOUT)?;
+        w.write_atomic(&layout, OCI_LAYOUT, || {})?;
     }
     let layers = map.layer_descriptors();
     for d in &layers {
@@ -406,6 +432,7 @@ pub fn write_layout_cache(
             }
         }
         w.put_blob(store, d)?;
+        rbuild_layers::failpoint::hit("cache_local.mid_blobs");
     }
     let (config, manifest) =
         put_cache_manifest(store, map).map_err(|source| CacheWriteError::Store {
@@ -420,7 +447,9 @@ pub fn write_layout_cache(
     entry.annotations = BTreeMap::from([(REF_NAME.to_string(), CACHE_TAG.to_string())]);
     let mut index = ImageIndex::new_oci();
     index.manifests.push(entry);
-    w.write_atomic(&dir.join("index.json"), &index.to_canonical_json())?;
+    w.write_atomic(&dir.join("index.json"), &index.to_canonical_json(), || {
+        rbuild_layers::failpoint::hit("cache_local.before_index_rename")
+    })?;
     w.sync_dir(dir)?;
 
     let keep: BTreeSet<&str> = layers
@@ -507,6 +536,33 @@ mod tests {
             read_layout_cache(dir).expect("read").manifest_digest,
             new.digest
         );
+    }
+
+    /// A writer killed after writing `index.json`'s temp file and before renaming it (crash
+    /// script failpoint `cache_local.before_index_rename`) left that temp file in the cache
+    /// directory itself; the next write removes it, as it does those in `blobs/`.
+    #[test]
+    fn a_temp_index_left_by_a_killed_writer_is_removed_by_the_next_write() {
+        let (_d, store) = testutil::store();
+        let out = tempfile::tempdir().expect("tempdir");
+        let dir = out.path();
+        let map = map_of(&[layer(&store, "a")]);
+        write_layout_cache(dir, &store, &map, None).expect("first");
+        let dead_index = dir.join(format!("{TEMP_PREFIX}index"));
+        let dead_blob = dir.join(format!("blobs/sha256/{TEMP_PREFIX}blob"));
+        fs::write(&dead_index, b"{\"half\":").expect("write");
+        fs::write(&dead_blob, b"half a blob").expect("write");
+        fs::write(dir.join("notes.txt"), b"the user's").expect("write");
+        write_layout_cache(dir, &store, &map, None).expect("second");
+        assert!(
+            !dead_index.exists(),
+            "the dead writer's temp index.json is removed"
+        );
+        assert!(
+            !dead_blob.exists(),
+            "the dead writer's temp blob is removed"
+        );
+        assert!(dir.join("notes.txt").exists(), "other files are left alone");
     }
 
     #[test]

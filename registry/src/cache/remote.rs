@@ -18,7 +18,7 @@ use super::format::{CacheMap, MAX_CACHE_MAP_BYTES};
 use crate::client::Registry;
 use crate::error::RegistryError;
 use crate::pull::{choose, record_source};
-use crate::push::{push_with, PushOptions, PushReport};
+use crate::push::{push_then_tag, PushOptions, PushReport};
 use crate::Reference;
 
 /// Where a registry cache's map was found.
@@ -202,7 +202,7 @@ pub(crate) fn put_cache_manifest(
 }
 
 /// Pushes `map` as a cache manifest to `reference` (its tag, `latest` by default). Blobs the
-/// store lacks are mounted or fetched as [`push_with`] does.
+/// store lacks are mounted or fetched as [`crate::push::push_with`] does.
 pub fn push_cache(
     reg: &Registry,
     store: &Store,
@@ -220,11 +220,18 @@ pub fn push_cache(
         .map(str::to_string)
         .into_iter()
         .collect();
-    push_with(reg, store, reference.repository(), &top, &tags, opts).map_err(|source| {
-        CacheWriteError::Registry {
-            what,
-            source: Box::new(source),
-        }
+    push_then_tag(
+        reg,
+        store,
+        reference.repository(),
+        &top,
+        &tags,
+        opts,
+        || rbuild_layers::failpoint::hit("cache.before_manifest"),
+    )
+    .map_err(|source| CacheWriteError::Registry {
+        what,
+        source: Box::new(source),
     })
 }
 

@@ -92,7 +92,7 @@ impl Registry {
             let mut w = store.begin_blob()?;
             let mut reader = resp.into_reader().take(desc.size.saturating_add(1));
             match copy_counting(&mut reader, &mut w, on_bytes) {
-                Ok(_) => {}
+                Ok(_) => rbuild_layers::failpoint::hit("pull.before_verify"),
                 Err(e) => {
                     last_err = Some(RegistryError::Protocol {
                         registry: self.host().to_string(),
@@ -402,6 +402,7 @@ fn copy_counting(
             Err(e) => return Err(e),
         };
         w.write_all(&buf[..n])?;
+        rbuild_layers::failpoint::hit("pull.mid_download");
         total += n as u64;
         on_bytes(n as u64);
     }

@@ -305,3 +305,29 @@ fn prune_all_reclaims_the_scratch_dir_of_a_build_killed_mid_run() {
     run(rbuild(&store).args(["prune", "--all"])).success();
     assert_eq!(tmp_names(&store), Vec::<String>::new());
 }
+
+/// The short version of `tests/crash/crash.sh` (6 failpoints and 2 `kill -9` time offsets of a
+/// build that pulls, runs, compresses, pushes and exports its cache to the test registry):
+/// after every kill, fsck is clean, nothing is left running or mounted, no dead owner's temp
+/// data outlives the next build, and the rebuild pushes the clean build's digest.
+#[test]
+fn crash_script_short_run_kills_a_pushing_build_at_eight_points_and_every_rebuild_matches() {
+    let Some(registry) = crate::registry_roundtrip::registry() else {
+        return;
+    };
+    for tool in ["skopeo", "busybox", "findmnt", "setsid"] {
+        if !rbuild_tests::have_tool(tool) {
+            return;
+        }
+    }
+    let out = run(std::process::Command::new("bash")
+        .arg(rbuild_tests::repo_root().join("tests/crash/crash.sh"))
+        .env("CRASH_POINTS", "short")
+        .env("RBUILD", rbuild_tests::rbuild_bin())
+        .env("RBUILD_TEST_REGISTRY", registry)
+        .env_remove("RBUILD_FAILPOINT")
+        .env_remove("CRASH_OFFSETS"));
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("8 cases, "), "{}", out.stdout);
+    assert!(out.stdout.contains(" killed, 0 failed"), "{}", out.stdout);
+}
