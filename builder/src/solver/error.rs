@@ -24,6 +24,8 @@ pub enum BuildError {
     #[error(transparent)]
     Scope(#[from] crate::dockerfile::limits::ScopeTooLarge),
     #[error(transparent)]
+    Budget(#[from] super::budget::BudgetExceeded),
+    #[error(transparent)]
     Meta(#[from] super::meta::MetaError),
     #[error(
         "the base image's ONBUILD trigger {trigger:?} is not a valid instruction:\n{rendered}"

@@ -10,6 +10,7 @@
 //!   ([`explain`]).
 
 pub mod base;
+pub mod budget;
 pub mod chmod;
 pub mod copy;
 pub mod error;
@@ -100,6 +101,8 @@ pub struct Engine<'a> {
     pub(crate) ahead: Arc<UploadAhead>,
     /// What every filesystem step produced, for `--cache-to`.
     outcomes: Mutex<Vec<StepOutcome>>,
+    /// What the build keeps per step, bounded (see [`budget`]).
+    pub(crate) kept: budget::KeptBytes,
 }
 
 /// What one filesystem step produced, as a cache export records it.
@@ -154,6 +157,7 @@ impl<'a> Engine<'a> {
             ahead: Arc::new(UploadAhead::none(fetcher.registries().clone())),
             imports: ImportedCaches::none(),
             outcomes: Mutex::new(Vec::new()),
+            kept: budget::KeptBytes::default(),
         })
     }
 

@@ -185,6 +185,10 @@ pub fn build_stage(engine: &Engine<'_>, i: usize) -> Result<StageState, BuildErr
             let parent = engine.stage_result(*j).ok_or_else(|| {
                 BuildError::Internal(format!("stage {j} was not built before {i}"))
             })?;
+            engine.kept.charge(&parent.config).map_err(|e| {
+                let text = format!("FROM {}", stage.from.node.image);
+                located(engine, stage.from.line, &text, e.into())
+            })?;
             let mut s = (*parent).clone();
             s.index = i;
             s.args = BTreeMap::new();
@@ -941,6 +945,9 @@ fn run_op_with(
             }
         }
     }
+    // The outcome below clones the config, and the step record keeps the inputs.
+    engine.kept.charge(&state.config)?;
+    engine.kept.charge(&inputs)?;
     engine.record_outcome(super::StepOutcome {
         stage: stage_index,
         key: key.clone(),

@@ -98,3 +98,48 @@ fn secret_looking_build_args_warn_in_check_and_build_without_the_value() {
         assert!(!out.contains("PUBLIC_KEY: Secrets"), "{command}: {out}");
     }
 }
+
+/// A 3 MiB environment (under the 4 MiB scope bound) followed by 600 `WORKDIR` steps: each
+/// step keeps the config so far (its cache-export outcome and record), so without a
+/// build-wide bound 6 KB of Dockerfile kept over 1.5 GiB. The build must stop at the bound
+/// (`solver::budget`) with an error naming the step, inside 1 GiB.
+#[test]
+fn many_steps_under_a_large_environment_stop_at_the_kept_bytes_bound_within_1_gib() {
+    if !rbuild_tests::have_tool("prlimit") {
+        return;
+    }
+    let dir = scratch();
+    let ctx = dir.path().join("ctx");
+    let mut df = String::from("FROM scratch\nARG A1=xxxxxxxx\n");
+    for i in 2..=17 {
+        df.push_str(&format!("ARG A{i}=${{A{p}}}${{A{p}}}\n", p = i - 1));
+    }
+    df.push_str("ENV E1=$A17 E2=$A17 E3=$A17 E4=$A17 E5=$A17\n");
+    for _ in 0..600 {
+        df.push_str("WORKDIR /w\n");
+    }
+    assert!(
+        df.len() < 8 * 1024,
+        "the attack is under 8 KiB: {}",
+        df.len()
+    );
+    write_tree(&ctx, &[("Dockerfile", &df)]);
+    let store = dir.path().join("store");
+    let r = rbuild_within_1_gib(
+        &store,
+        &[
+            "build".as_ref(),
+            ctx.as_os_str(),
+            "--progress".as_ref(),
+            "plain".as_ref(),
+        ],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(": `WORKDIR /w`")
+            && r.stderr.contains("would exceed 256 MiB")
+            && r.stderr.contains("COPY it"),
+        "{}",
+        r.stderr
+    );
+}
