@@ -14,6 +14,9 @@ pub mod context;
 pub mod dockerfile;
 pub mod executor;
 pub mod export;
+// Oracles for the cargo-fuzz targets in `tests/fuzz` and the corpus regression tests; not API.
+#[doc(hidden)]
+pub mod fuzz;
 pub mod git;
 pub mod graph;
 pub mod progress;

@@ -29,3 +29,6 @@ pub mod apply;
 pub use apply::{apply_layer, ApplyError, ApplyOptions, ApplyReport, DeviceMode, WhiteoutMode};
 pub mod snapshot;
 pub use snapshot::{chain_id, chain_ids, SnapshotCache, SnapshotError};
+// Oracles for the cargo-fuzz targets in `tests/fuzz` and the corpus regression tests; not API.
+#[doc(hidden)]
+pub mod fuzz;

@@ -10,6 +10,9 @@ pub mod auth;
 pub mod cache;
 pub mod client;
 pub mod error;
+// Oracles for the cargo-fuzz targets in `tests/fuzz` and the corpus regression tests; not API.
+#[doc(hidden)]
+pub mod fuzz;
 pub mod parallel;
 pub mod pull;
 pub mod push;

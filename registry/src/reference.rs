@@ -14,6 +14,8 @@ use rbuild_layers::Digest;
 
 /// The registry host used for names without one.
 pub const DEFAULT_REGISTRY: &str = "docker.io";
+/// The old name of Docker Hub, normalised to [`DEFAULT_REGISTRY`] as Docker does.
+const LEGACY_DEFAULT_REGISTRY: &str = "index.docker.io";
 const MAX_NAME_LEN: usize = 255;
 const MAX_TAG_LEN: usize = 128;
 
@@ -265,7 +267,18 @@ impl FromStr for Reference {
                         "the registry host is not a valid host[:port]",
                     ));
                 }
-                (first.to_string(), remainder.to_string())
+                // Docker Hub under its explicit name normalises as a bare name does:
+                // `docker.io/busybox` is `docker.io/library/busybox` (`splitDockerDomain`).
+                let registry = match first {
+                    LEGACY_DEFAULT_REGISTRY => DEFAULT_REGISTRY,
+                    other => other,
+                };
+                let repository = if registry == DEFAULT_REGISTRY && !remainder.contains('/') {
+                    format!("library/{remainder}")
+                } else {
+                    remainder.to_string()
+                };
+                (registry.to_string(), repository)
             }
             _ => {
                 let repo = if name.contains('/') {
@@ -306,6 +319,24 @@ mod tests {
         assert_eq!(r.repository(), "library/busybox");
         assert_eq!(r.tag_or_latest(), Some("latest"));
         assert_eq!(r.familiar(), "busybox");
+    }
+
+    /// Found by the `image_reference` fuzz target: `docker.io/librlatest` parsed to repository
+    /// `librlatest`, so its familiar form `librlatest` named another image
+    /// (`docker.io/library/librlatest`). Docker adds `library/` whenever the host is Docker Hub.
+    #[test]
+    fn explicit_docker_hub_single_component_gets_library_prefix() {
+        for s in [
+            "docker.io/busybox:1.36",
+            "index.docker.io/busybox:1.36",
+            "busybox:1.36",
+        ] {
+            let r = parse(s);
+            assert_eq!(r.registry(), "docker.io", "{s}");
+            assert_eq!(r.repository(), "library/busybox", "{s}");
+            assert_eq!(parse(&r.familiar()), r, "{s}");
+        }
+        assert_eq!(parse("docker.io/user/app").repository(), "user/app");
     }
 
     #[test]

@@ -73,6 +73,15 @@ fn marker(h: &Heredoc) -> String {
     }
 }
 
+/// Writes a bare `--` (end of flags) when the first argument would otherwise be read as a
+/// flag: `COPY -- --x /d` stores the source `--x`, and `COPY --x /d` would not re-parse.
+fn end_flags_before(f: &mut Formatter<'_>, first: &str) -> fmt::Result {
+    if first.starts_with("--") {
+        f.write_str(" --")?;
+    }
+    Ok(())
+}
+
 fn key_values(f: &mut Formatter<'_>, kw: &str, pairs: &[(String, String)]) -> fmt::Result {
     f.write_str(kw)?;
     if let [(k, v)] = pairs {
@@ -111,6 +120,9 @@ fn copy(f: &mut Formatter<'_>, kw: &str, c: &CopyInstruction) -> fmt::Result {
         all.push(c.dest.clone());
         return write!(f, " {}", json(&all));
     }
+    if let Some(first) = c.sources.first() {
+        end_flags_before(f, first)?;
+    }
     for s in &c.sources {
         write!(f, " {s}")?;
     }
@@ -130,6 +142,9 @@ impl Display for Instruction {
                 }
                 if let Some(n) = run.network {
                     write!(f, " --network={}", n.as_str())?;
+                }
+                if let CommandForm::Shell(command) = &run.command {
+                    end_flags_before(f, command)?;
                 }
                 write!(f, " {}", run.command)
             }

@@ -88,6 +88,21 @@ fn golden_dockerfiles() {
     });
 }
 
+/// Found by the `dockerfile_parse` fuzz target: `COPY -- -- x` copies a source named `--`, but
+/// its canonical line `COPY -- x` read the `--` as the end of flags and lost the source (the
+/// same for a RUN command starting with `--`). The line is part of cache keys and `rbuild check`.
+#[test]
+fn arguments_that_look_like_flags_keep_their_end_of_flags_marker() {
+    let src = "FROM a\nCOPY -- --x --y /d\nRUN -- --version\n";
+    let df = parse(src).expect("parses");
+    for i in &df.stages[0].instructions {
+        let line = i.node.to_string();
+        let again = parse(&format!("FROM a\n{line}\n"))
+            .unwrap_or_else(|e| panic!("{line:?} does not re-parse: {e}"));
+        assert_eq!(again.stages[0].instructions[0].node, i.node, "{line:?}");
+    }
+}
+
 #[test]
 fn golden_negative_dockerfiles() {
     insta::glob!(

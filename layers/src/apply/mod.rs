@@ -14,7 +14,7 @@ mod error;
 mod path;
 mod pipe;
 mod root;
-mod tar;
+pub(crate) mod tar;
 mod unpack;
 
 use std::io::Read;

@@ -462,6 +462,17 @@ mod tests {
         assert_eq!(again.to_canonical_json(), c.to_canonical_json());
     }
 
+    /// Found by the `manifest_parse` fuzz target: a number in an unknown config field
+    /// (`184467440737.95514`) came back one ulp off after a round trip, so a re-serialised base
+    /// config was not the document read. Needs serde_json's `float_roundtrip`.
+    #[test]
+    fn config_extra_floats_round_trip_exactly() {
+        let doc = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},"big":184467440737.95514,"small":2.2250738585072014e-308}"#;
+        let c: ImageConfig = serde_json::from_slice(doc).unwrap();
+        let again: ImageConfig = serde_json::from_slice(&c.to_canonical_json()).unwrap();
+        assert_eq!(again, c);
+    }
+
     #[test]
     fn derive_child_drops_legacy_docker_fields_like_buildkit() {
         let c: ImageConfig = serde_json::from_str(DOCKER_CONFIG).unwrap();
