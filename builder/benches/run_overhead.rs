@@ -64,6 +64,7 @@ fn run_true(lower: &Path, tmp: &Path) -> Duration {
         network: SandboxNetwork::Host,
         etc_files: vec![("resolv.conf".into(), "/etc/resolv.conf".into())],
         mounts: Vec::new(),
+        devices: Vec::new(),
     };
     executor::run(&spec, |_, _| {}).expect("RUN true succeeds");
     let exclude = [

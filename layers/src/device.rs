@@ -14,6 +14,16 @@
 //!
 //! A layer cannot forge a placeholder: the applier refuses `user.rbuild.*` xattrs from layers,
 //! and listing never emits them.
+//!
+//! A RUN step sees the real node, as with BuildKit: the applier reports the placeholders it
+//! wrote ([`Placeholder`]), the snapshot cache keeps that list beside each snapshot, and the
+//! sandbox's PID 1 turns each one still visible into the node inside the overlay before the
+//! command runs ([`materialize`]); afterwards the engine takes back the nodes the command left
+//! untouched ([`remove_if_untouched`]), so they add nothing to the step's layer.
+
+mod materialize;
+
+pub use materialize::{materialize, remove_if_untouched, Materialized, NodeMeta};
 
 /// The xattr of a placeholder file: `"<c|b> <major> <minor> <mode in octal>"`.
 pub const DEVICE_XATTR: &str = "user.rbuild.device";
@@ -72,6 +82,40 @@ impl DeviceRecord {
     }
 }
 
+/// Most placeholders one applied layer reports (and one snapshot lists): beyond it, devices
+/// still become placeholders but a RUN sees them as such (a hostile layer of a million device
+/// nodes must not grow memory or the sandbox spec).
+pub const MAX_REPORTED_PLACEHOLDERS: usize = 4096;
+
+/// A placeholder written by applying a layer: where (a cleaned path relative to the root,
+/// bytes as in the tar) and the device it stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placeholder {
+    pub path: Vec<u8>,
+    pub record: DeviceRecord,
+}
+
+impl Placeholder {
+    /// One line of a snapshot's placeholder list: the record, a space, the path in hex (paths
+    /// may hold any byte but NUL and `/`-separated names, newlines included).
+    pub fn to_line(&self) -> String {
+        format!("{} {}", self.record.encode(), hex::encode(&self.path))
+    }
+
+    /// Parses a line written by [`Placeholder::to_line`].
+    pub fn from_line(line: &str) -> Option<Placeholder> {
+        let (record, path) = line.rsplit_once(' ')?;
+        let path = hex::decode(path).ok()?;
+        if path.is_empty() || path.contains(&0) {
+            return None;
+        }
+        Some(Placeholder {
+            path,
+            record: DeviceRecord::parse(record.as_bytes())?,
+        })
+    }
+}
+
 /// The device a file at `path` with metadata `meta` stands for, if it is a placeholder (an
 /// empty regular file, mode 000, with a valid [`DEVICE_XATTR`]).
 pub fn placeholder_of(path: &std::path::Path, meta: &std::fs::Metadata) -> Option<DeviceRecord> {
@@ -107,6 +151,23 @@ mod tests {
             "c 1 2 0 x",
         ] {
             assert_eq!(DeviceRecord::parse(bad.as_bytes()), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn placeholder_lines_round_trip_any_path_bytes() {
+        let p = Placeholder {
+            path: b"dev/od d\nname\xff".to_vec(),
+            record: DeviceRecord {
+                kind: DeviceKind::Char,
+                major: 1,
+                minor: 3,
+                mode: 0o666,
+            },
+        };
+        assert_eq!(Placeholder::from_line(&p.to_line()), Some(p));
+        for bad in ["c 1 3 666", "c 1 3 666 zz", "c 1 3 666 ", "c 1 3 666 6100"] {
+            assert_eq!(Placeholder::from_line(bad), None, "{bad:?}");
         }
     }
 }

@@ -105,7 +105,7 @@ fn block_device_from_a_layer_is_never_a_device_node_in_the_store() {
                 whiteouts: WhiteoutMode::Overlay,
                 ..ApplyOptions::default()
             };
-            apply_layer(d, store.open_blob(&layer.digest).unwrap(), &opts).map(|_| ())
+            apply_layer(d, store.open_blob(&layer.digest).unwrap(), &opts).map(|r| r.placeholders)
         })
         .unwrap();
     // And flattened, as ADD and cache mounts unpack into the store's scratch space.
@@ -121,6 +121,13 @@ fn block_device_from_a_layer_is_never_a_device_node_in_the_store() {
     assert_eq!(devices_under(store.root()), Vec::<String>::new());
     let sda = std::fs::symlink_metadata(snap.join("dev/sda")).unwrap();
     assert!(sda.is_file() && sda.len() == 0 && sda.mode() & 0o7777 == 0);
+    // The snapshot lists its placeholders, for a RUN to make real nodes of in its sandbox.
+    let listed: Vec<String> = rbuild_layers::snapshot::placeholders_of(&snap)
+        .unwrap()
+        .iter()
+        .map(|p| format!("{} {}", String::from_utf8_lossy(&p.path), p.record.encode()))
+        .collect();
+    assert_eq!(listed, ["dev/null c 1 3 666", "dev/sda b 8 0 666"]);
 
     // Written back from either tree, the layer is byte-identical: same device entries.
     for tree in [&snap, &flat] {

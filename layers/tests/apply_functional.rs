@@ -349,7 +349,7 @@ fn snapshot_cache_race_has_one_winner() {
                     cache
                         .get_or_create(&id, |tmp: &Path| {
                             barrier.wait(); // both are creating at once
-                            apply_layer(tmp, &layer[..], &overlay()).map(|_| ())
+                            apply_layer(tmp, &layer[..], &overlay()).map(|r| r.placeholders)
                         })
                         .expect("snapshot")
                 })
@@ -358,20 +358,21 @@ fn snapshot_cache_race_has_one_winner() {
         hs.into_iter().map(|h| h.join().expect("thread")).collect()
     });
     assert_eq!(paths[0], paths[1]);
-    assert_eq!(paths[0], dir.path().join(id.hex()));
+    let entry = format!("{}{}", rbuild_layers::snapshot::SNAPSHOT_PREFIX, id.hex());
+    assert_eq!(paths[0], dir.path().join(&entry).join("tree"));
     let names: Vec<_> = std::fs::read_dir(dir.path())
         .expect("list")
         .map(|e| e.expect("entry").file_name())
         .collect();
     assert_eq!(
         names,
-        [std::ffi::OsString::from(id.hex())],
+        [std::ffi::OsString::from(entry)],
         "temporaries removed"
     );
     assert_eq!(tree(&paths[0]).len(), 9);
     // A second call reuses the snapshot without creating.
     let again = cache
-        .get_or_create(&id, |_: &Path| -> Result<(), std::io::Error> {
+        .get_or_create(&id, |_: &Path| -> Result<Vec<_>, std::io::Error> {
             panic!("must not be called for a cached snapshot")
         })
         .expect("cached");
@@ -404,12 +405,12 @@ fn overlay_snapshots_stack_like_the_flattened_tree() {
     let c1 = chain_id(Some(&c0), &Digest::sha256_of(&upper));
     let s0 = cache
         .get_or_create(&c0, |p: &Path| {
-            apply_layer(p, &lower()[..], &overlay()).map(|_| ())
+            apply_layer(p, &lower()[..], &overlay()).map(|r| r.placeholders)
         })
         .expect("s0");
     let s1 = cache
         .get_or_create(&c1, |p: &Path| {
-            apply_layer(p, &upper[..], &overlay()).map(|_| ())
+            apply_layer(p, &upper[..], &overlay()).map(|r| r.placeholders)
         })
         .expect("s1");
     let mnt = dir.path().join("mnt");

@@ -21,7 +21,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
 pub use pid1::OLD_ROOT_IN_MERGED;
-pub use spec::{SandboxMount, SandboxNetwork, SandboxSpec, SecretFrom, Status};
+pub use spec::{SandboxDevice, SandboxMount, SandboxNetwork, SandboxSpec, SecretFrom, Status};
 
 /// The argument that makes `rbuild` act as the sandbox helper.
 pub const HELPER_ARG: &str = "__sandbox";
@@ -261,6 +261,13 @@ mod tests {
             hostname: "h".into(),
             network: SandboxNetwork::None,
             etc_files: vec![("hosts".into(), "/t/hosts".into())],
+            devices: vec![SandboxDevice {
+                path: b"dev/sd\xffa".to_vec(),
+                block: true,
+                major: 8,
+                minor: 0,
+                mode: 0o660,
+            }],
             mounts: vec![
                 SandboxMount::Tmpfs {
                     target: "/tmp".into(),

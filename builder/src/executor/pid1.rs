@@ -71,6 +71,17 @@ pub const OLD_ROOT_IN_MERGED: &str = ".rbuild-oldroot";
 /// Longest `lowerdir=` list rbuild puts in one mount (mount options must fit in one page).
 const MAX_LOWERDIR: usize = 3000;
 
+/// The store's snapshot directory when every lower is in it (`snapshots/<name>/tree`), or
+/// another directory holding them all directly.
+fn common_dir(lowers: &[PathBuf]) -> Option<&Path> {
+    let first = lowers.first()?;
+    first
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .find(|dir| !dir.as_os_str().is_empty() && lowers.iter().all(|p| p.starts_with(dir)))
+}
+
 /// The `lowerdir=` value for the step's overlay. Layers are named relative to the store's
 /// snapshot directory (the current directory then) to keep it short; when they still do not fit
 /// in one page, groups of layers are first mounted as read-only overlays under the scratch
@@ -79,11 +90,7 @@ fn lowerdir(spec: &SandboxSpec) -> SysResult<String> {
     if spec.lowers.is_empty() {
         return Ok(escape_lower(&spec.empty_lower));
     }
-    let common = spec
-        .lowers
-        .first()
-        .and_then(|p| p.parent())
-        .filter(|dir| spec.lowers.iter().all(|p| p.parent() == Some(*dir)));
+    let common = common_dir(&spec.lowers);
     if let Some(dir) = common {
         sys::chdir(dir)?;
     }
@@ -91,8 +98,8 @@ fn lowerdir(spec: &SandboxSpec) -> SysResult<String> {
     let names: Vec<String> = spec
         .lowers
         .iter()
-        .map(|p| match (common, p.file_name()) {
-            (Some(_), Some(name)) => escape_lower(Path::new(name)),
+        .map(|p| match common.and_then(|dir| p.strip_prefix(dir).ok()) {
+            Some(rel) if !rel.as_os_str().is_empty() => escape_lower(rel),
             _ => escape_lower(p),
         })
         .collect();
@@ -130,6 +137,23 @@ fn lowerdir(spec: &SandboxSpec) -> SysResult<String> {
     Ok(top_first(&mounted))
 }
 
+/// The image's device nodes, kept as placeholders in the store, become real nodes here, in
+/// the overlay (so in the step's upper directory, inside its 0700 scratch directory), before
+/// anything of the image runs: the command sees them as with BuildKit. The engine takes back
+/// the untouched ones afterwards (`solver::run::devices`).
+fn materialize_devices(spec: &SandboxSpec) -> SysResult<()> {
+    for d in &spec.devices {
+        let p = d.placeholder();
+        rbuild_layers::device::materialize(&spec.merged, &p).map_err(io_fail(format!(
+            "making device node /{} ({}:{})",
+            String::from_utf8_lossy(&p.path),
+            p.record.major,
+            p.record.minor
+        )))?;
+    }
+    Ok(())
+}
+
 const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
 /// Never constructed: `setup` returns only on failure.
@@ -154,6 +178,7 @@ pub(super) fn setup(spec: &SandboxSpec) -> SysResult<Never> {
         escape_lower(&spec.work)
     );
     sys::mount("overlay", &spec.merged, Some("overlay"), 0, Some(&data))?;
+    materialize_devices(spec)?;
 
     // 2. Host objects reachable only before the pivot: keep O_PATH fds to them.
     let mut dev_fds = Vec::new();
@@ -421,6 +446,16 @@ fn exec(argv: &[String], env: &[String]) -> SysResult<Never> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lowers_are_named_relative_to_the_snapshot_directory() {
+        let l = |s: &str| PathBuf::from(s);
+        let snaps = [l("/st/snapshots/v2-a/tree"), l("/st/snapshots/v2-b/tree")];
+        assert_eq!(common_dir(&snaps), Some(Path::new("/st/snapshots")));
+        let flat = [l("/s/1"), l("/s/2")];
+        assert_eq!(common_dir(&flat), Some(Path::new("/s")));
+        assert_eq!(common_dir(&[l("/a/x/tree"), l("/b/y/tree")]), None);
+    }
 
     #[test]
     fn programs_are_found_in_the_images_path_not_rbuilds() {

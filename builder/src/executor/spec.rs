@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 
+use rbuild_layers::device::{DeviceKind, DeviceRecord, Placeholder};
 use serde::{Deserialize, Serialize};
 
 /// The network a RUN step gets.
@@ -47,6 +48,49 @@ pub enum SandboxMount {
     },
 }
 
+/// A device node of the image kept as a placeholder in the store (see
+/// `rbuild_layers::device`): PID 1 makes the real node in the sandbox's root if the
+/// placeholder is still visible there with exactly this record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxDevice {
+    /// Cleaned path relative to the root, as bytes (names need not be UTF-8).
+    pub path: Vec<u8>,
+    /// Block (`true`) or character device.
+    pub block: bool,
+    pub major: u32,
+    pub minor: u32,
+    /// Permission bits plus setuid/setgid/sticky.
+    pub mode: u32,
+}
+
+impl SandboxDevice {
+    pub fn from_placeholder(p: &Placeholder) -> SandboxDevice {
+        SandboxDevice {
+            path: p.path.clone(),
+            block: p.record.kind == DeviceKind::Block,
+            major: p.record.major,
+            minor: p.record.minor,
+            mode: p.record.mode,
+        }
+    }
+
+    pub fn placeholder(&self) -> Placeholder {
+        Placeholder {
+            path: self.path.clone(),
+            record: DeviceRecord {
+                kind: if self.block {
+                    DeviceKind::Block
+                } else {
+                    DeviceKind::Char
+                },
+                major: self.major,
+                minor: self.minor,
+                mode: self.mode & 0o7777,
+            },
+        }
+    }
+}
+
 /// Everything the helper needs to run one RUN step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SandboxSpec {
@@ -76,6 +120,8 @@ pub struct SandboxSpec {
     /// Host files bound read-only at `/etc/<name>` (resolv.conf, hosts, hostname).
     pub etc_files: Vec<(String, PathBuf)>,
     pub mounts: Vec<SandboxMount>,
+    /// Device placeholders of the lower layers to turn into real nodes before the command runs.
+    pub devices: Vec<SandboxDevice>,
 }
 
 /// A line the helper writes on its status pipe.

@@ -3,8 +3,10 @@
 //! directory into the step's layer entries.
 //!
 //! Submodules: [`user`] (who the process runs as), [`mounts`] (`--mount` to sandbox mounts),
-//! [`diff`] (upper directory to layer entries).
+//! [`devices`] (the image's device nodes, real in the sandbox), [`diff`] (upper directory to
+//! layer entries).
 
+mod devices;
 mod diff;
 mod mounts;
 mod user;
@@ -344,6 +346,7 @@ pub fn execute(
             exclude.push(t.trim_start_matches('/').to_string());
         }
     }
+    let device_candidates = devices::candidates(rootfs)?;
     let spec = SandboxSpec {
         lowers: rootfs.lowers.clone(),
         empty_lower: scratch.join("empty"),
@@ -361,6 +364,7 @@ pub fn execute(
         network: p.network,
         etc_files,
         mounts,
+        devices: devices::for_sandbox(&device_candidates),
     };
     executor::run(&spec, |stream, line| {
         let s = match stream {
@@ -372,6 +376,7 @@ pub fn execute(
     .map_err(|e| BuildError::Run(mask_tail(engine, e).into()))?;
     rbuild_layers::failpoint::hit("run.before_diff");
     let upper = scratch.join("upper");
+    devices::take_back_untouched(&upper, rootfs, &device_candidates)?;
     let excl: Vec<&str> = exclude.iter().map(String::as_str).collect();
     let entries = rbuild_layers::tar::entries_from_overlay_upper(&upper, &excl)?;
     Ok(prune_copied_up(entries, rootfs, &excl))

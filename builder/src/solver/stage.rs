@@ -774,7 +774,7 @@ fn unpack_layer(
             mismatch.set(Some(report.diff_id));
             return Err(std::io::Error::other("the layer's diffID does not match"));
         }
-        Ok(())
+        Ok(report.placeholders)
     });
     match (created, mismatch.take()) {
         (Ok(path), _) => Ok(path),

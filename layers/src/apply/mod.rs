@@ -83,6 +83,10 @@ pub struct ApplyReport {
     pub warnings: Vec<String>,
     /// sha256 of the uncompressed tar stream (the OCI DiffID).
     pub diff_id: Digest,
+    /// The device placeholders written (see [`crate::device`]), in tar order, at most
+    /// [`crate::device::MAX_REPORTED_PLACEHOLDERS`]; a later entry of the same layer may have
+    /// replaced one.
+    pub placeholders: Vec<crate::device::Placeholder>,
 }
 
 /// Applies the layer tar read from `layer` (plain, gzip, zstd, bzip2 or xz: autodetected) onto
@@ -108,7 +112,12 @@ pub fn apply_layer<R: Read>(
             let mut tar = tar::TarReader::new(pipe::ChannelReader::new(rx, recycle_tx, hasher));
             unpacker.run(&mut tar).map(|()| {
                 let hasher = tar.into_inner().into_hasher();
-                (unpacker.entries, unpacker.warnings, hasher)
+                (
+                    unpacker.entries,
+                    unpacker.warnings,
+                    unpacker.placeholders,
+                    hasher,
+                )
             })
         });
         // Reading and decompression run here; the tar is applied on the worker.
@@ -122,7 +131,7 @@ pub fn apply_layer<R: Read>(
             // A read error explains whatever the worker saw (a truncated stream).
             (Err(e), _) => Err(ApplyError::Read(e)),
             (Ok(_), Err(e)) => Err(e),
-            (Ok(read_side), Ok((entries, warnings, apply_side))) => {
+            (Ok(read_side), Ok((entries, warnings, placeholders, apply_side))) => {
                 let hasher = read_side
                     .or(apply_side)
                     .expect("exactly one side of the pipeline hashes the stream");
@@ -131,6 +140,7 @@ pub fn apply_layer<R: Read>(
                     bytes: hasher.len(),
                     warnings,
                     diff_id: hasher.finish(),
+                    placeholders,
                 })
             }
         }

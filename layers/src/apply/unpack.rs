@@ -19,7 +19,9 @@ use super::path::{clean, join, split_parent, NameProblem};
 use super::root::{remove_all, Root};
 use super::tar::{Entry, Kind, TarReader};
 use super::{ApplyOptions, DeviceMode, WhiteoutMode};
-use crate::device::{DeviceKind, DeviceRecord, DEVICE_XATTR};
+use crate::device::{
+    DeviceKind, DeviceRecord, Placeholder, DEVICE_XATTR, MAX_REPORTED_PLACEHOLDERS,
+};
 use crate::whiteout::{classify, WhiteoutKind, WHITEOUT_PREFIX};
 
 /// Xattr namespaces a layer may not set: they would inject overlayfs semantics (whiteouts,
@@ -49,6 +51,9 @@ pub struct Unpacker<'o> {
     deferred: Vec<Deferred>,
     pub entries: u64,
     pub warnings: Vec<String>,
+    /// The device placeholders written, at most [`MAX_REPORTED_PLACEHOLDERS`].
+    pub placeholders: Vec<Placeholder>,
+    placeholders_truncated: bool,
     /// Warnings beyond [`MAX_WARNINGS`], counted instead of stored (a hostile layer of a million
     /// device nodes must not grow memory).
     suppressed_warnings: u64,
@@ -112,6 +117,8 @@ impl<'o> Unpacker<'o> {
             deferred: Vec::new(),
             entries: 0,
             warnings: Vec::new(),
+            placeholders: Vec::new(),
+            placeholders_truncated: false,
             suppressed_warnings: 0,
         }
     }
@@ -457,25 +464,41 @@ impl<'o> Unpacker<'o> {
             minor: e.dev_minor,
             mode: e.mode,
         };
-        if let Err(err) = rfs::fsetxattr(
+        match rfs::fsetxattr(
             &fd,
             DEVICE_XATTR,
             record.encode().as_bytes(),
             rfs::XattrFlags::empty(),
         ) {
-            self.warn(|| {
+            Ok(()) => self.report_placeholder(path, record),
+            Err(err) => self.warn(|| {
                 format!(
                     "device node `{}` ({}:{}) is kept as an empty file without its record: {err}",
                     show(&e.path),
                     e.dev_major,
                     e.dev_minor
                 )
-            });
+            }),
         }
         self.warn_xattrs_unsupported(e);
         rfs::futimens(&fd, &times_of(e)).map_err(io_err(path, "setting times"))?;
         self.created.insert(path.to_vec());
         Ok(())
+    }
+
+    /// Lists a placeholder for the report (so a RUN can see the real node), up to a bound.
+    fn report_placeholder(&mut self, path: &[u8], record: DeviceRecord) {
+        if self.placeholders.len() < MAX_REPORTED_PLACEHOLDERS {
+            self.placeholders.push(Placeholder {
+                path: path.to_vec(),
+                record,
+            });
+        } else if !self.placeholders_truncated {
+            self.placeholders_truncated = true;
+            self.warn(|| {
+                format!("more than {MAX_REPORTED_PLACEHOLDERS} device nodes: the others stay placeholders in RUN steps")
+            });
+        }
     }
 
     fn special(&mut self, e: &Entry, path: &[u8], ft: FileType) -> Result<(), ApplyError> {

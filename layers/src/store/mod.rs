@@ -12,9 +12,11 @@
 //!                              A record keeps blobs and snapshots alive through optional top-level
 //!                              fields `"blobs": ["sha256:…"]` and `"snapshots": ["<name>"]`;
 //!                              mtime = last use
-//!   snapshots/<name>/          unpacked layer trees (name: a digest's hex, e.g. a chain ID);
-//!                              mtime of the directory = last use; `tmp-<pid>-<start>-…` while
-//!                              one is being unpacked (owner-named and locked, as in `tmp/`)
+//!   snapshots/<name>/          unpacked layer trees (name: `v2-` and a chain ID's hex, holding
+//!                              `tree/` and `placeholders`, see `crate::snapshot`; a bare hex name
+//!                              is an earlier format, pruned first); mtime of the directory =
+//!                              last use; `tmp-<pid>-<start>-…` while one is being unpacked
+//!                              (owner-named and locked, as in `tmp/`)
 //!   statcache/                 file-stat cache of the build engine (format owned by the engine)
 //!   locks/index.lock           flock: held exclusively while index.json is read-modified-written
 //!   locks/gc.lock              flock: every open Store holds it shared; prune takes it exclusive

@@ -252,10 +252,18 @@ impl Store {
         let mut out = Vec::new();
         for e in read_dir_or_empty(&self.snapshots_dir())? {
             let Ok(meta) = e.metadata() else { continue };
+            let name = e.file_name().to_string_lossy().into_owned();
+            // Snapshots of an earlier format hold real device nodes and are never used again:
+            // least recently used of all, so they go first.
+            let used = if crate::snapshot::is_legacy_snapshot_name(&name) {
+                SystemTime::UNIX_EPOCH
+            } else {
+                mtime(&meta)
+            };
             out.push(SnapshotInfo {
-                name: e.file_name().to_string_lossy().into_owned(),
                 size: tree_size(&e.path()),
-                used: mtime(&meta),
+                name,
+                used,
             });
         }
         Ok(out)

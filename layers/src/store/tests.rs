@@ -616,11 +616,12 @@ mod temp_reclaim {
         let chain = Digest::sha256_of(b"chain");
         cache
             .get_or_create(&chain, |d| {
-                let name = d.file_name().unwrap().to_string_lossy().into_owned();
+                let owner = d.parent().unwrap();
+                let name = owner.file_name().unwrap().to_string_lossy().into_owned();
                 assert!(temps::Owner::from_name(&name).is_some(), "{name}");
                 drop(Store::open(dir.path()).unwrap());
                 assert!(d.exists());
-                fs::write(d.join("f"), b"x")
+                fs::write(d.join("f"), b"x").map(|()| Vec::new())
             })
             .unwrap();
         assert!(cache.path(&chain).join("f").exists());
@@ -737,4 +738,32 @@ mod temp_reclaim {
         assert_eq!(survived.as_deref(), Some(&b"not ours"[..]));
         temps::remove_tree(&p).unwrap();
     }
+}
+
+#[test]
+fn snapshots_of_the_format_with_real_device_nodes_are_pruned_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let legacy = "ab".repeat(32);
+    let current = format!("v2-{}", "cd".repeat(32));
+    for name in [&legacy, &current] {
+        let d = store.snapshots_dir().join(name).join("tree");
+        fs::create_dir_all(&d).unwrap();
+        fs::write(d.join("f"), vec![0u8; 10_000]).unwrap();
+    }
+    // The current-format snapshot is the least recently used by time; the legacy one still
+    // goes first.
+    filetime::set_file_mtime(
+        store.snapshots_dir().join(&current),
+        filetime::FileTime::from_unix_time(1_000_000, 0),
+    )
+    .unwrap();
+    let report = store
+        .prune(PruneOptions {
+            keep_storage: Some(15_000),
+            ..PruneOptions::default()
+        })
+        .unwrap();
+    assert_eq!(report.removed_snapshots, vec![legacy.clone()]);
+    assert!(store.snapshots_dir().join(&current).is_dir());
 }

@@ -179,3 +179,111 @@ fn a_world_writable_block_device_in_an_image_is_no_device_node_in_the_store() {
     assert!(devs.contains("devs/sda 4 0o666 8 0"), "{devs}");
     assert!(devs.contains("devs/null 3 0o666 1 3"), "{devs}");
 }
+
+/// Per layer of the image `reference` in the OCI layout `out` (bottom first): one line per
+/// member, `name type mode major:minor`, and the text of `seen` if a layer has it.
+fn layer_members(out: &std::path::Path, reference: &str) -> Vec<Vec<String>> {
+    let m = rbuild_tests::oci::manifest(out, reference);
+    let list = "import tarfile,sys\n\
+                t=tarfile.open(sys.argv[1],'r:*')\n\
+                for m in t.getmembers():\n\
+                \x20 print(m.name,m.type.decode(),oct(m.mode),f'{m.devmajor}:{m.devminor}')\n\
+                \x20 if m.name=='seen': print(t.extractfile(m).read().decode(),end='')\n";
+    m["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| {
+            let blob = rbuild_tests::oci::blob_path(out, l["digest"].as_str().expect("digest"));
+            run(std::process::Command::new("python3")
+                .args(["-c", list])
+                .arg(blob))
+            .success()
+            .stdout
+            .lines()
+            .map(str::to_string)
+            .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn a_run_sees_the_images_device_nodes_and_its_layer_holds_only_what_it_changed() {
+    if !rbuild_tests::have_tool("python3") {
+        return;
+    }
+    let dir = scratch();
+    let df = "FROM localhost/rbuild-run/busybox:1\nADD dev.tar /\n\
+              RUN stat -c '%n %F %t:%T %a %u:%g' /devs/sda /devs/null > /seen\n\
+              RUN true\n\
+              RUN chmod 600 /devs/sda\n\
+              RUN rm /devs/null\n";
+    let Some((store, ctx)) = super::run_sandbox::setup(dir.path(), df) else {
+        return;
+    };
+    let make = "import tarfile,sys\n\
+                t=tarfile.open(sys.argv[1],'w',format=tarfile.PAX_FORMAT)\n\
+                d=tarfile.TarInfo('devs');d.type=tarfile.DIRTYPE;d.mode=0o755;t.addfile(d)\n\
+                for n,k,ma,mi in (('devs/sda',tarfile.BLKTYPE,8,0),('devs/null',tarfile.CHRTYPE,1,3)):\n\
+                \x20 i=tarfile.TarInfo(n);i.type=k;i.mode=0o666;i.uid=7;i.gid=9;i.devmajor=ma;i.devminor=mi;t.addfile(i)\n\
+                t.close()\n";
+    run(std::process::Command::new("python3")
+        .args(["-c", make])
+        .arg(ctx.join("dev.tar")))
+    .success();
+    let out = dir.path().join("out");
+    build(
+        &store,
+        &ctx,
+        &[
+            "-q",
+            "--tag",
+            "localhost/devices:final",
+            "--output",
+            &format!("type=oci,dest={}", out.display()),
+        ],
+    )
+    .success();
+
+    let layers = layer_members(&out, "final");
+    let n = layers.len();
+    assert!(n >= 4, "{layers:?}");
+    let (seen, chmod, rm) = (&layers[n - 3], &layers[n - 2], &layers[n - 1]);
+    // The RUN saw real nodes, with the layer's mode and owner; its layer holds only its file.
+    assert_eq!(
+        seen,
+        &[
+            "seen 0 0o644 0:0",
+            "/devs/sda block special file 8:0 666 7:9",
+            "/devs/null character special file 1:3 666 7:9",
+        ],
+        "{layers:?}"
+    );
+    // Untouched devices add nothing, not even their copied-up directory: `RUN true` has an
+    // empty diff, so no layer (as BuildKit).
+    let config = rbuild_tests::oci::read_config(&out, "final");
+    let history = config["history"].as_array().expect("history");
+    let run_true = history
+        .iter()
+        .find(|h| {
+            h["created_by"]
+                .as_str()
+                .is_some_and(|c| c.contains("-c true"))
+        })
+        .unwrap_or_else(|| panic!("no RUN true in {history:?}"));
+    assert_eq!(run_true["empty_layer"], true, "{history:?}");
+    // A chmod gives the device with its new mode (tar type 4: block), as BuildKit's diff.
+    assert_eq!(
+        chmod,
+        &["devs 5 0o755 0:0", "devs/sda 4 0o600 8:0"],
+        "{layers:?}"
+    );
+    // A removal gives a whiteout.
+    assert_eq!(
+        rm,
+        &["devs 5 0o755 0:0", "devs/.wh.null 0 0o0 0:0"],
+        "{layers:?}"
+    );
+    // And no device node was left anywhere in the store.
+    assert_eq!(device_nodes_under(&store), Vec::<String>::new());
+}
