@@ -73,3 +73,25 @@ fn a_token_expiring_in_u64_max_seconds_does_not_panic() {
     }
     assert_eq!(issued.load(Ordering::SeqCst), 1, "the token is kept");
 }
+
+#[test]
+fn a_redirect_answering_a_manifest_put_is_an_error_not_a_stored_manifest() {
+    let reg = recorder(|_, me| {
+        reply(
+            "307 Temporary Redirect",
+            &format!("Location: http://{me}/elsewhere/manifest\r\n"),
+            "",
+        )
+    });
+    let media = rbuild_layers::MediaType::OciImageManifest;
+    let e = connect(&reg.addr)
+        .put_manifest("a/b", "latest", &media, MANIFEST.as_bytes())
+        .expect_err("a 307 stores nothing");
+    assert!(
+        matches!(e, RegistryError::Status { status: 307, .. }),
+        "{e}"
+    );
+    assert!(e.to_string().contains("/elsewhere/manifest"), "{e}");
+    // The redirect was not followed with the body.
+    assert_eq!(reg.seen().len(), 1);
+}

@@ -352,6 +352,25 @@ impl Registry {
                 },
             };
             match result {
+                // ureq follows redirects only where it may (GET and HEAD); a 3xx it hands back
+                // answers a request whose body cannot be sent again (PUT, PATCH, POST). Taking
+                // it as success would count a blob or manifest as stored that is not.
+                Ok(resp) if (300..400).contains(&resp.status()) => {
+                    let location = resp.header("location").unwrap_or("no Location").to_string();
+                    let mut detail = format!(
+                        " (a redirect to {}; rbuild does not resend a {} body to another URL)",
+                        Self::display_path(&location),
+                        req.method
+                    );
+                    truncate_on_char_boundary(&mut detail, MAX_ERROR_MESSAGE);
+                    return Err(RegistryError::Status {
+                        registry: self.host.clone(),
+                        method: req.method,
+                        path,
+                        status: resp.status(),
+                        detail,
+                    });
+                }
                 Ok(resp) => return Ok(resp),
                 // Another host's challenge is not answered: that would fetch a token for this
                 // registry's scope with its credentials and hand it to that host.
