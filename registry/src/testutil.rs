@@ -171,6 +171,20 @@ pub fn recorder(respond: impl Fn(&Seen, &str) -> String + Send + 'static) -> Rec
     Recorder { addr, seen }
 }
 
+/// A client of the registry at `addr` with Basic credentials `u`/`p` and no retries, for tests
+/// against a [`recorder`].
+pub fn connect_basic(addr: &str) -> Registry {
+    let opts = ClientOptions {
+        credential: Some(crate::auth::Credential::Basic {
+            username: "u".into(),
+            password: crate::auth::Secret::new("p"),
+        }),
+        max_attempts: 1,
+        ..ClientOptions::default()
+    };
+    Registry::connect(addr, &opts).expect("connect")
+}
+
 /// A raw HTTP/1.1 response: `status` (`"202 Accepted"`), extra header lines (each ending in
 /// `\r\n`) and a body.
 pub fn reply(status: &str, headers: &str, body: &str) -> String {

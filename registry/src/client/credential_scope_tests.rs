@@ -10,7 +10,6 @@ use std::sync::Arc;
 use base64::Engine as _;
 
 use super::*;
-use crate::auth::Secret;
 use crate::testutil::{recorder, reply, Recorder, Seen};
 use crate::Digest;
 
@@ -110,15 +109,7 @@ fn registry(auth: Auth, storage: &str) -> Recorder {
 }
 
 fn connect(reg: &Recorder) -> Registry {
-    let opts = ClientOptions {
-        credential: Some(Credential::Basic {
-            username: "u".into(),
-            password: Secret::new("p"),
-        }),
-        max_attempts: 1,
-        ..ClientOptions::default()
-    };
-    Registry::connect(&reg.addr, &opts).expect("connect")
+    crate::testutil::connect_basic(&reg.addr)
 }
 
 fn methods(seen: &[Seen]) -> Vec<&str> {

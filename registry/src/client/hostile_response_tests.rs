@@ -6,22 +6,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::*;
-use crate::auth::Secret;
-use crate::testutil::{recorder, reply};
+use crate::testutil::{connect_basic as connect, recorder, reply};
 
 const MANIFEST: &str = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","size":0},"layers":[]}"#;
-
-fn connect(addr: &str) -> Registry {
-    let opts = ClientOptions {
-        credential: Some(Credential::Basic {
-            username: "u".into(),
-            password: Secret::new("p"),
-        }),
-        max_attempts: 1,
-        ..ClientOptions::default()
-    };
-    Registry::connect(addr, &opts).expect("connect")
-}
 
 #[test]
 fn an_error_message_cut_inside_a_multibyte_character_does_not_panic() {

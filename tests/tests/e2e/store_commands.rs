@@ -119,6 +119,25 @@ fn an_unknown_no_cache_filter_stage_is_a_usage_error() {
     assert!(r.stderr.contains("stages: deps, app"), "{}", r.stderr);
 }
 
+/// Writes an archive (made by Python's tarfile, an independent writer) holding `devs/` with
+/// the block device `devs/sda` (8:0) and the character device `devs/null` (1:3), both 0666 and
+/// owned by `uid:gid`.
+fn write_device_archive(path: &std::path::Path, uid: u32, gid: u32) {
+    let make = "import tarfile,sys\n\
+                t=tarfile.open(sys.argv[1],'w',format=tarfile.PAX_FORMAT)\n\
+                d=tarfile.TarInfo('devs');d.type=tarfile.DIRTYPE;d.mode=0o755;t.addfile(d)\n\
+                for n,k,ma,mi in (('devs/sda',tarfile.BLKTYPE,8,0),('devs/null',tarfile.CHRTYPE,1,3)):\n\
+                \x20 i=tarfile.TarInfo(n);i.type=k;i.mode=0o666;i.uid=int(sys.argv[2]);i.gid=int(sys.argv[3])\n\
+                \x20 i.devmajor=ma;i.devminor=mi;t.addfile(i)\n\
+                t.close()\n";
+    run(std::process::Command::new("python3")
+        .args(["-c", make])
+        .arg(path)
+        .arg(uid.to_string())
+        .arg(gid.to_string()))
+    .success();
+}
+
 /// Every block or character device under `dir` except overlay whiteouts (0:0), as `ls` would
 /// name them.
 fn device_nodes_under(dir: &std::path::Path) -> Vec<String> {
@@ -149,16 +168,7 @@ fn a_world_writable_block_device_in_an_image_is_no_device_node_in_the_store() {
         return;
     };
     // The attack: the host's first disk, 0666, in a layer (here an ADDed archive).
-    let make = "import tarfile,sys\n\
-                t=tarfile.open(sys.argv[1],'w',format=tarfile.PAX_FORMAT)\n\
-                d=tarfile.TarInfo('devs');d.type=tarfile.DIRTYPE;d.mode=0o755;t.addfile(d)\n\
-                for n,k,ma,mi in (('devs/sda',tarfile.BLKTYPE,8,0),('devs/null',tarfile.CHRTYPE,1,3)):\n\
-                \x20 i=tarfile.TarInfo(n);i.type=k;i.mode=0o666;i.devmajor=ma;i.devminor=mi;t.addfile(i)\n\
-                t.close()\n";
-    run(std::process::Command::new("python3")
-        .args(["-c", make])
-        .arg(ctx.join("dev.tar")))
-    .success();
+    write_device_archive(&ctx.join("dev.tar"), 0, 0);
     build(&store, &ctx, &["-q"]).success();
 
     assert_eq!(device_nodes_under(&store), Vec::<String>::new());
@@ -221,16 +231,7 @@ fn a_run_sees_the_images_device_nodes_and_its_layer_holds_only_what_it_changed()
     let Some((store, ctx)) = super::run_sandbox::setup(dir.path(), df) else {
         return;
     };
-    let make = "import tarfile,sys\n\
-                t=tarfile.open(sys.argv[1],'w',format=tarfile.PAX_FORMAT)\n\
-                d=tarfile.TarInfo('devs');d.type=tarfile.DIRTYPE;d.mode=0o755;t.addfile(d)\n\
-                for n,k,ma,mi in (('devs/sda',tarfile.BLKTYPE,8,0),('devs/null',tarfile.CHRTYPE,1,3)):\n\
-                \x20 i=tarfile.TarInfo(n);i.type=k;i.mode=0o666;i.uid=7;i.gid=9;i.devmajor=ma;i.devminor=mi;t.addfile(i)\n\
-                t.close()\n";
-    run(std::process::Command::new("python3")
-        .args(["-c", make])
-        .arg(ctx.join("dev.tar")))
-    .success();
+    write_device_archive(&ctx.join("dev.tar"), 7, 9);
     let out = dir.path().join("out");
     build(
         &store,
