@@ -17,6 +17,7 @@ pub const DEFAULT_REGISTRY: &str = "docker.io";
 /// The old name of Docker Hub, normalised to [`DEFAULT_REGISTRY`] as Docker does.
 const LEGACY_DEFAULT_REGISTRY: &str = "index.docker.io";
 const MAX_NAME_LEN: usize = 255;
+const NAME_TOO_LONG: &str = "the repository name (with its registry) is longer than 255 characters";
 const MAX_TAG_LEN: usize = 128;
 
 /// A parsed, normalised image reference.
@@ -249,11 +250,9 @@ impl FromStr for Reference {
         if let Some(t) = tag {
             validate_tag(input, t)?;
         }
-        if name.len() > MAX_NAME_LEN {
-            return Err(invalid(
-                input,
-                "the repository name is longer than 255 characters",
-            ));
+        // Bounds the work below; the rule itself is checked on the normalised name.
+        if name.len() > 2 * MAX_NAME_LEN {
+            return Err(invalid(input, NAME_TOO_LONG));
         }
         let (registry, repository) = match name.split_once('/') {
             Some((first, remainder))
@@ -289,6 +288,11 @@ impl FromStr for Reference {
                 (DEFAULT_REGISTRY.to_string(), repo)
             }
         };
+        // Docker's `ParseNormalizedNamed` checks the length of the normalised name
+        // (`docker.io/library/…` included), so a bare name of 250 characters is too long.
+        if registry.len() + 1 + repository.len() > MAX_NAME_LEN {
+            return Err(invalid(input, NAME_TOO_LONG));
+        }
         if !repository.split('/').all(valid_path_component) {
             return Err(invalid(
                 input,
@@ -319,6 +323,23 @@ mod tests {
         assert_eq!(r.repository(), "library/busybox");
         assert_eq!(r.tag_or_latest(), Some("latest"));
         assert_eq!(r.familiar(), "busybox");
+    }
+
+    /// Found by the `image_reference` fuzz target: a bare name under 255 characters whose
+    /// normalised form (`docker.io/library/NAME`) is longer parsed, but its display did not.
+    /// Docker (`ParseNormalizedNamed`) checks the normalised name, so both are refused.
+    #[test]
+    fn the_255_character_limit_applies_to_the_normalised_name() {
+        let bare = "a".repeat(240);
+        let e = bare
+            .parse::<Reference>()
+            .expect_err("docker.io/library/ + 240 > 255");
+        assert!(e.to_string().contains("longer than 255"), "{e}");
+        let fits = "a".repeat(255 - "docker.io/library/".len());
+        assert_eq!(parse(&fits).to_string().len(), 255);
+        // `index.docker.io/` normalises to the shorter `docker.io/`.
+        let long_alias = format!("index.docker.io/org/{}", "b".repeat(241));
+        assert_eq!(parse(&long_alias).to_string().len(), 255);
     }
 
     /// Found by the `image_reference` fuzz target: `docker.io/librlatest` parsed to repository
