@@ -101,7 +101,13 @@ impl Reference {
     /// The shortest form Docker would print (`busybox:1.36` rather than
     /// `docker.io/library/busybox:1.36`).
     pub fn familiar(&self) -> String {
-        let mut out = if self.registry == DEFAULT_REGISTRY {
+        // A Docker Hub path whose first component reads as a host (`docker.io/a.b/c`) keeps
+        // its `docker.io/`: Docker's FamiliarName drops it, and `a.b/c` then names another
+        // registry when parsed again (a docker-archive's RepoTags are parsed by `docker load`).
+        let first = self.repository.split('/').next().unwrap_or_default();
+        let reads_as_host =
+            self.repository.contains('/') && (first.contains(['.', ':']) || first == "localhost");
+        let mut out = if self.registry == DEFAULT_REGISTRY && !reads_as_host {
             self.repository
                 .strip_prefix("library/")
                 .filter(|rest| !rest.contains('/'))
@@ -323,6 +329,23 @@ mod tests {
         assert_eq!(r.repository(), "library/busybox");
         assert_eq!(r.tag_or_latest(), Some("latest"));
         assert_eq!(r.familiar(), "busybox");
+    }
+
+    /// Found by the `image_reference` fuzz target: the familiar form of
+    /// `docker.io/llocker.io/x` was `llocker.io/x`, another registry's image.
+    #[test]
+    fn a_docker_hub_path_that_starts_like_a_host_keeps_docker_io_in_its_familiar_form() {
+        for s in [
+            "docker.io/llocker.io/x:1",
+            "docker.io/localhost/x",
+            "docker.io/a.b/c/d",
+        ] {
+            let r = parse(s);
+            assert_eq!(r.registry(), "docker.io", "{s}");
+            assert_eq!(r.familiar(), s);
+            assert_eq!(parse(&r.familiar()), r, "{s}");
+        }
+        assert_eq!(parse("docker.io/org/x").familiar(), "org/x");
     }
 
     /// Found by the `image_reference` fuzz target: a bare name under 255 characters whose
