@@ -52,10 +52,11 @@ impl Display for ArgInstruction {
 }
 
 /// A flag value as it must be written to survive flag extraction: double-quoted (with `"` and
-/// `\` escaped for the default escape character) when it holds whitespace or quotes.
+/// `\` escaped for the default escape character) when it holds whitespace, quotes or a
+/// backslash (`--chown=\\` stores `\`; printed bare it would escape the space after it).
 fn flag_value(v: &str) -> String {
     if v.chars()
-        .any(|c| c.is_whitespace() || c == '"' || c == '\'')
+        .any(|c| c.is_whitespace() || c == '"' || c == '\'' || c == '\\')
     {
         let escaped = v.replace('\\', "\\\\").replace('"', "\\\"");
         format!("\"{escaped}\"")
@@ -85,9 +86,11 @@ fn end_flags_before(f: &mut Formatter<'_>, first: &str) -> fmt::Result {
 fn key_values(f: &mut Formatter<'_>, kw: &str, pairs: &[(String, String)]) -> fmt::Result {
     f.write_str(kw)?;
     if let [(k, v)] = pairs {
-        if v.chars().any(char::is_whitespace) {
+        if v.chars().any(char::is_whitespace) && !v.starts_with(char::is_whitespace) {
             // The legacy `ENV key value` form keeps the value verbatim, so it round-trips
-            // values with unquoted whitespace (which only that form can produce).
+            // values with unquoted whitespace (which only that form can produce). It drops
+            // leading whitespace, which only the `key=value` form (a quote opened in the key)
+            // can produce, so such a value is printed in that form.
             return write!(f, " {k} {v}");
         }
     }
