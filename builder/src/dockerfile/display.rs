@@ -86,11 +86,15 @@ fn end_flags_before(f: &mut Formatter<'_>, first: &str) -> fmt::Result {
 fn key_values(f: &mut Formatter<'_>, kw: &str, pairs: &[(String, String)]) -> fmt::Result {
     f.write_str(kw)?;
     if let [(k, v)] = pairs {
-        if v.chars().any(char::is_whitespace) && !v.starts_with(char::is_whitespace) {
+        let legacy_can_hold = !k.contains(|c: char| c.is_whitespace() || c == '"' || c == '\'')
+            && !v.starts_with(char::is_whitespace);
+        if v.contains(char::is_whitespace) && legacy_can_hold {
             // The legacy `ENV key value` form keeps the value verbatim, so it round-trips
-            // values with unquoted whitespace (which only that form can produce). It drops
-            // leading whitespace, which only the `key=value` form (a quote opened in the key)
-            // can produce, so such a value is printed in that form.
+            // values with unquoted whitespace (which only that form can produce). It ends the
+            // key at the first whitespace and drops the value's leading whitespace, and a quote
+            // in the key would make the line read as `key=value` again; a key or value like
+            // that comes from the `key=value` form (a quote opened in the key), which printing
+            // that form reproduces.
             return write!(f, " {k} {v}");
         }
     }
