@@ -83,18 +83,29 @@ fn end_flags_before(f: &mut Formatter<'_>, first: &str) -> fmt::Result {
     Ok(())
 }
 
+/// Whether `KW key value` parses back to exactly `(key, value)` (`parseNameVal`): the line is
+/// read in the legacy form only when its first word (quotes span whitespace) has no `=`; the
+/// key then ends at the first whitespace and the value loses its leading whitespace. A pair that
+/// fails this came from the `key=value` form (a quote opened in the key), which printing that
+/// form reproduces.
+fn legacy_reads_back(k: &str, v: &str) -> bool {
+    use super::parser::{is_ws, parse_words};
+    let line = format!("{k} {v}");
+    let legacy = parse_words(&line, '\\')
+        .first()
+        .is_some_and(|w| !w.contains('='));
+    legacy
+        && line
+            .split_once(is_ws)
+            .is_some_and(|(key, rest)| key == k && rest.trim_start_matches(is_ws) == v)
+}
+
 fn key_values(f: &mut Formatter<'_>, kw: &str, pairs: &[(String, String)]) -> fmt::Result {
     f.write_str(kw)?;
     if let [(k, v)] = pairs {
-        let legacy_can_hold = !k.contains(|c: char| c.is_whitespace() || c == '"' || c == '\'')
-            && !v.starts_with(char::is_whitespace);
-        if v.contains(char::is_whitespace) && legacy_can_hold {
+        if v.contains(super::parser::is_ws) && legacy_reads_back(k, v) {
             // The legacy `ENV key value` form keeps the value verbatim, so it round-trips
-            // values with unquoted whitespace (which only that form can produce). It ends the
-            // key at the first whitespace and drops the value's leading whitespace, and a quote
-            // in the key would make the line read as `key=value` again; a key or value like
-            // that comes from the `key=value` form (a quote opened in the key), which printing
-            // that form reproduces.
+            // values with unquoted whitespace (which only that form can produce).
             return write!(f, " {k} {v}");
         }
     }

@@ -24,7 +24,7 @@ pub(crate) enum Parsed {
 }
 
 /// BuildKit's `reWhitespace` (`[\t\v\f\r ]+`).
-fn is_ws(c: char) -> bool {
+pub(super) fn is_ws(c: char) -> bool {
     matches!(c, '\t' | '\x0b' | '\x0c' | '\r' | ' ')
 }
 
@@ -89,7 +89,7 @@ fn split_ws(args: &str) -> Vec<String> {
 }
 
 /// Quote-aware word split that keeps quotes and escapes (`parseWords`).
-fn parse_words(rest: &str, escape: char) -> Vec<String> {
+pub(super) fn parse_words(rest: &str, escape: char) -> Vec<String> {
     let mut words = Vec::new();
     let mut word = String::new();
     let mut in_word = false;
