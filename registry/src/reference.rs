@@ -100,7 +100,10 @@ impl Reference {
     /// The shortest form Docker would print (`busybox:1.36` rather than
     /// `docker.io/library/busybox:1.36`).
     pub fn familiar(&self) -> String {
-        let mut out = if self.registry == DEFAULT_REGISTRY {
+        // `docker.io/a.b/c` must keep its host: `a.b/c` alone names the registry `a.b`.
+        let first = self.repository.split('/').next().unwrap_or_default();
+        let hub_short = self.registry == DEFAULT_REGISTRY && !looks_like_registry(first);
+        let mut out = if hub_short {
             self.repository
                 .strip_prefix("library/")
                 .filter(|rest| !rest.contains('/'))
@@ -218,6 +221,14 @@ fn valid_domain(d: &str) -> bool {
     host_ok && port_ok
 }
 
+/// Whether the first component of a name is read as a registry host rather than a Docker Hub
+/// namespace (`distribution/reference`'s `splitDockerDomain`).
+fn looks_like_registry(first: &str) -> bool {
+    first.contains(['.', ':'])
+        || first == "localhost"
+        || first.chars().any(|c| c.is_ascii_uppercase())
+}
+
 impl FromStr for Reference {
     type Err = ReferenceError;
 
@@ -249,18 +260,8 @@ impl FromStr for Reference {
         if let Some(t) = tag {
             validate_tag(input, t)?;
         }
-        if name.len() > MAX_NAME_LEN {
-            return Err(invalid(
-                input,
-                "the repository name is longer than 255 characters",
-            ));
-        }
         let (registry, repository) = match name.split_once('/') {
-            Some((first, remainder))
-                if first.contains(['.', ':'])
-                    || first == "localhost"
-                    || first.chars().any(|c| c.is_ascii_uppercase()) =>
-            {
+            Some((first, remainder)) if looks_like_registry(first) => {
                 if !valid_domain(first) {
                     return Err(invalid(
                         input,
@@ -289,6 +290,14 @@ impl FromStr for Reference {
                 (DEFAULT_REGISTRY.to_string(), repo)
             }
         };
+        // Docker limits the normalised name (`docker.io/library/x`), not the text as written,
+        // so that every reference it accepts can be printed in full and read back.
+        if registry.len() + 1 + repository.len() > MAX_NAME_LEN {
+            return Err(invalid(
+                input,
+                "the full repository name (registry/repository) is longer than 255 characters",
+            ));
+        }
         if !repository.split('/').all(valid_path_component) {
             return Err(invalid(
                 input,
@@ -337,6 +346,35 @@ mod tests {
             assert_eq!(parse(&r.familiar()), r, "{s}");
         }
         assert_eq!(parse("docker.io/user/app").repository(), "user/app");
+    }
+
+    /// Found by the `image_reference` fuzz target: the familiar form of `docker.io/t.io/t` was
+    /// `t.io/t`, which names the repository `t` on the registry `t.io`.
+    #[test]
+    fn familiar_form_keeps_docker_io_when_the_namespace_looks_like_a_host() {
+        for s in ["docker.io/t.io/t", "docker.io/localhost/x:1"] {
+            let r = parse(s);
+            assert_eq!(r.familiar(), s);
+            assert_eq!(parse(&r.familiar()), r);
+        }
+        assert_eq!(parse("docker.io/user/app").familiar(), "user/app");
+    }
+
+    /// Found by the `image_reference` fuzz target: a 255-character bare name was accepted but
+    /// its full form `docker.io/library/<name>` (too long) did not parse back. Docker checks the
+    /// normalised name.
+    #[test]
+    fn name_length_limit_applies_to_the_normalised_name() {
+        let bare = "a".repeat(255 - "docker.io/library/".len());
+        assert_eq!(parse(&parse(&bare).to_string()), parse(&bare));
+        let too_long = format!("{bare}b");
+        assert!(too_long.parse::<Reference>().is_err());
+        assert!(format!("127.0.0.1:5000/{}", "x".repeat(240))
+            .parse::<Reference>()
+            .is_ok());
+        assert!(format!("127.0.0.1:5000/{}", "x".repeat(241))
+            .parse::<Reference>()
+            .is_err());
     }
 
     #[test]
