@@ -100,10 +100,18 @@ fn legacy_reads_back(k: &str, v: &str) -> bool {
             .is_some_and(|(key, rest)| key == k && rest.trim_start_matches(is_ws) == v)
 }
 
+/// Whether `KW key=value` parses back to exactly `(key, value)`: one word (the parser splits
+/// words on Unicode whitespace outside quotes), split at its first `=`.
+fn key_value_reads_back(k: &str, v: &str) -> bool {
+    let word = format!("{k}={v}");
+    !k.contains('=') && super::parser::parse_words(&word, '\\') == [word]
+}
+
 fn key_values(f: &mut Formatter<'_>, kw: &str, pairs: &[(String, String)]) -> fmt::Result {
     f.write_str(kw)?;
     if let [(k, v)] = pairs {
-        if v.contains(super::parser::is_ws) && legacy_reads_back(k, v) {
+        let legacy = legacy_reads_back(k, v);
+        if legacy && (v.contains(char::is_whitespace) || !key_value_reads_back(k, v)) {
             // The legacy `ENV key value` form keeps the value verbatim, so it round-trips
             // values with unquoted whitespace (which only that form can produce).
             return write!(f, " {k} {v}");
