@@ -10,7 +10,7 @@ say() { printf '\n==> %s\n' "$*"; }
 
 # 1. Packages the tests drive (independent clients and real servers), installed only when missing.
 packages=(docker-registry skopeo umoci crun busybox-static golang-go golang-github-moby-patternmatcher-dev
-          pigz zstd openssl curl apache2-utils xz-utils bzip2 debootstrap)
+          pigz zstd openssl curl apache2-utils xz-utils bzip2 debootstrap docker.io)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -22,7 +22,16 @@ if [ ${#missing[@]} -gt 0 ]; then
     exit 1
   fi
   apt-get update -qq
+  # docker.io is only a client and a daemon binary here: the differential corpus starts its own
+  # dockerd on a private socket. policy-rc.d keeps the package from starting the system service
+  # (there is no systemd; invoke-rc.d honours exit 101 as "not allowed").
+  policy=/usr/sbin/policy-rc.d
+  made_policy=
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 0755 "$policy" && made_policy=1
+  fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  [ -z "$made_policy" ] || rm -f "$policy"
 fi
 
 # 2. Formatting and lints are part of the suite.

@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 
 pub mod build;
 pub mod crun;
+pub mod differential;
 pub mod fault_proxy;
 pub mod image;
 pub mod oci;
