@@ -42,6 +42,9 @@ pub fn unavailable() -> Option<String> {
 /// A private `dockerd`, stopped when dropped.
 pub struct Dockerd {
     child: Child,
+    /// One reference build at a time: BuildKit shares an in-flight step between concurrent
+    /// builds whose keys match, and proxy build args are not part of a step's key.
+    building: std::sync::Mutex<()>,
     dir: PathBuf,
     host: String,
     pub version: String,
@@ -70,6 +73,7 @@ impl Dockerd {
             .map_err(|e| format!("starting dockerd: {e}"))?;
         let mut d = Dockerd {
             child,
+            building: std::sync::Mutex::new(()),
             dir: dir.to_path_buf(),
             host,
             version: String::new(),
@@ -112,8 +116,11 @@ impl Dockerd {
     ) -> Result<Outcome, String> {
         let tag = format!("rbuild-differential/{}:1", case.name);
         let mut cmd = self.docker();
+        // --no-cache: BuildKit leaves the proxy build args out of its cache keys, so one case's
+        // RUN could otherwise be answered from another case's build.
         cmd.args([
             "build",
+            "--no-cache",
             "--network",
             "host",
             "--progress",
@@ -129,6 +136,10 @@ impl Dockerd {
         if let Some(t) = &case.spec.target {
             cmd.arg("--target").arg(t);
         }
+        let _one_at_a_time = self
+            .building
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let out = cmd
             .arg(ctx)
             .output()

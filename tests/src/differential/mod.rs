@@ -108,7 +108,6 @@ pub fn run(opts: &Options) -> Result<Vec<CaseReport>, String> {
         daemon: Mutex::new(None),
         dir: docker_dir.path().to_path_buf(),
     });
-    let store = opts.scratch.join("rbuild-store");
     std::thread::scope(|s| {
         for _ in 0..opts.jobs.max(1) {
             let (queue, reports, base, reference) = (
@@ -117,14 +116,13 @@ pub fn run(opts: &Options) -> Result<Vec<CaseReport>, String> {
                 base.clone(),
                 reference.clone(),
             );
-            let store = store.clone();
             s.spawn(move || loop {
                 let next = queue
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .pop_front();
                 let Some(case) = next else { break };
-                let report = run_case(opts, &case, &base, &reference, &store);
+                let report = run_case(opts, &case, &base, &reference);
                 eprintln!("differential: {} {}", case.name, short(&report.verdict));
                 reports
                     .lock()
@@ -154,17 +152,11 @@ fn short(v: &Verdict) -> &'static str {
     }
 }
 
-fn run_case(
-    opts: &Options,
-    case: &Case,
-    base: &Base,
-    reference: &ReferenceBuilder,
-    store: &Path,
-) -> CaseReport {
+fn run_case(opts: &Options, case: &Case, base: &Base, reference: &ReferenceBuilder) -> CaseReport {
     let start = Instant::now();
     let work = opts.scratch.join(format!("case-{}", case.name));
     let mut rebuilt = false;
-    let verdict = match judge(opts, case, base, reference, store, &work, &mut rebuilt) {
+    let verdict = match judge(opts, case, base, reference, &work, &mut rebuilt) {
         Ok(v) => v,
         Err(e) => Verdict::Broken(e),
     };
@@ -182,14 +174,14 @@ fn judge(
     case: &Case,
     base: &Base,
     reference: &ReferenceBuilder,
-    store: &Path,
     work: &Path,
     rebuilt: &mut bool,
 ) -> Result<Verdict, String> {
     std::fs::create_dir_all(work).map_err(|e| format!("mkdir {}: {e}", work.display()))?;
     let ctx = work.join("context");
     case.prepare_context(&ctx)?;
-    let ours = rbuild_side::build(case, &ctx, base, store, work)?;
+    // A store per case: no case's result may come from another case's cache.
+    let ours = rbuild_side::build(case, &ctx, base, &work.join("store"), work)?;
     if case.spec.expect == Expect::Refused {
         return Ok(refused_verdict(case, &ours));
     }
