@@ -11,7 +11,7 @@ use super::run_sandbox::{setup, BASE};
 
 /// Paths of files under `root` whose bytes, or whose gzip/zstd-decompressed bytes, contain
 /// `needle`.
-fn files_containing(root: &Path, needle: &str) -> Vec<String> {
+pub(super) fn files_containing(root: &Path, needle: &str) -> Vec<String> {
     let script = r#"find "$1" -type f | while read -r f; do
         if grep -qF -- "$2" "$f" || (zcat -f -- "$f" 2>/dev/null | grep -qF -- "$2") \
            || (zstdcat -- "$f" 2>/dev/null | grep -qF -- "$2"); then echo "$f"; fi
