@@ -225,9 +225,14 @@ pub fn prepare(
             env.push(format!("{k}={v}"));
         }
     }
-    // BuildKit points SSH_AUTH_SOCK at the first ssh mount unless the stage sets it.
+    // BuildKit points SSH_AUTH_SOCK at the first ssh mount unless the stage sets it; a
+    // relative target goes in as written (Docker 20.10's BuildKit; the socket itself is
+    // mounted in the WORKDIR, which is where the command starts).
     let first_ssh = r.mounts.iter().find_map(|m| match m {
-        MountSpec::Ssh { target, .. } => Some(ssh_target(target.as_deref(), 0)),
+        MountSpec::Ssh { target, .. } => Some(match target.as_deref() {
+            Some(t) if !t.is_empty() && !t.starts_with('/') => t.to_owned(),
+            t => ssh_target(&workdir, t, 0),
+        }),
         _ => None,
     });
     if let Some(sock) = first_ssh {

@@ -325,7 +325,9 @@ fn an_agent_that_is_not_given_is_an_error_when_required_and_absent_otherwise() {
     assert!(r.stderr.contains("Dockerfile:3"), "{}", r.stderr);
     let df = format!(
         "FROM {BASE}\n\
-         RUN --mount=type=ssh [ ! -e /run/buildkit/ssh_agent.0 ] && echo \"$SSH_AUTH_SOCK\" > /optional\n"
+         RUN --mount=type=ssh [ ! -e /run/buildkit/ssh_agent.0 ] && echo \"$SSH_AUTH_SOCK\" > /optional\n\
+         WORKDIR /w\n\
+         RUN --mount=type=ssh,target=agent.sock echo \"$SSH_AUTH_SOCK\" > /relative\n"
     );
     write_tree(&ctx, &[("Dockerfile", &df)]);
     build(
@@ -338,6 +340,11 @@ fn an_agent_that_is_not_given_is_an_error_when_required_and_absent_otherwise() {
         std::fs::read_to_string(fs.join("optional")).unwrap(),
         "/run/buildkit/ssh_agent.0\n",
         "BuildKit sets SSH_AUTH_SOCK even when the optional agent is not forwarded"
+    );
+    assert_eq!(
+        std::fs::read_to_string(fs.join("relative")).unwrap(),
+        "agent.sock\n",
+        "a relative target goes into SSH_AUTH_SOCK as written (Docker 20.10's BuildKit)"
     );
 }
 

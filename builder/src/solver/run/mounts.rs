@@ -71,7 +71,7 @@ pub(super) fn sandbox_mounts(
                 uid,
                 gid,
             } => {
-                let target = ssh_target(target.as_deref(), ssh_n);
+                let target = ssh_target(&p.workdir, target.as_deref(), ssh_n);
                 ssh_n += 1;
                 let id = ssh_id(id.as_deref());
                 let Some(agent) = engine.opts.ssh.iter().find(|s| s.id == id) else {
@@ -98,7 +98,7 @@ pub(super) fn sandbox_mounts(
                 agents.push(proxy);
             }
             MountSpec::Tmpfs { target, size } => out.push(SandboxMount::Tmpfs {
-                target: abs(target),
+                target: in_workdir(&p.workdir, target),
                 size: *size,
             }),
             MountSpec::Secret {
@@ -124,7 +124,7 @@ pub(super) fn sandbox_mounts(
                     None => continue,
                 };
                 let target = match (target, env) {
-                    (Some(t), _) => Some(abs(t)),
+                    (Some(t), _) => Some(in_workdir(&p.workdir, t)),
                     (None, Some(_)) => None,
                     (None, None) => Some(format!("/run/secrets/{id}")),
                 };
@@ -221,7 +221,7 @@ pub(super) fn sandbox_mounts(
                 }
                 out.push(SandboxMount::Bind {
                     source: dir,
-                    target: abs(target),
+                    target: in_workdir(&p.workdir, target),
                     readonly: *readonly,
                 });
             }
@@ -255,7 +255,7 @@ pub(super) fn sandbox_mounts(
                 };
                 out.push(SandboxMount::Bind {
                     source,
-                    target: abs(target),
+                    target: in_workdir(&p.workdir, target),
                     readonly: !*rw,
                 });
             }
@@ -397,15 +397,22 @@ fn ssh_id(id: Option<&str>) -> &str {
 }
 
 /// Where the `n`th ssh mount of a RUN appears in the sandbox.
-pub(super) fn ssh_target(target: Option<&str>, n: usize) -> String {
+pub(super) fn ssh_target(workdir: &str, target: Option<&str>, n: usize) -> String {
     match target.filter(|t| !t.is_empty()) {
-        Some(t) => abs(t),
+        Some(t) => in_workdir(workdir, t),
         None => super::ssh::default_target(n),
     }
 }
 
-fn abs(p: &str) -> String {
-    format!("/{}", crate::solver::rootfs::components(p).join("/"))
+/// A mount target as an absolute, clean path: a relative one is relative to the WORKDIR
+/// (BuildKit's `path.Join("/", workdir, target)`).
+pub(super) fn in_workdir(workdir: &str, target: &str) -> String {
+    let joined = if target.starts_with('/') {
+        target.to_owned()
+    } else {
+        format!("{workdir}/{target}")
+    };
+    format!("/{}", crate::solver::rootfs::components(&joined).join("/"))
 }
 
 fn base_name(p: &str) -> String {
@@ -477,4 +484,19 @@ fn copy_tree(src: &Path, dst: &Path) -> Result<(), BuildError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_mount_targets_are_relative_to_the_workdir() {
+        assert_eq!(in_workdir("/w/x", "b"), "/w/x/b");
+        assert_eq!(in_workdir("/w/x", "../t"), "/w/t");
+        assert_eq!(in_workdir("/w/x", "/abs/"), "/abs");
+        assert_eq!(in_workdir("/", "../../etc"), "/etc");
+        assert_eq!(ssh_target("/w", Some("agent.sock"), 0), "/w/agent.sock");
+        assert_eq!(ssh_target("/w", None, 1), "/run/buildkit/ssh_agent.1");
+    }
 }
