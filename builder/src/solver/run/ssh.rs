@@ -6,8 +6,10 @@
 //! So rbuild listens on a fresh socket in the step's scratch directory, with those, which the
 //! sandbox binds at the target; every connection the step makes is relayed, byte for byte, to a
 //! new connection to the agent. Only agent protocol messages pass (signatures, never a key), and
-//! rbuild neither reads nor logs them. The listener lives as long as the step: dropping the
-//! [`AgentProxy`] closes it and removes its socket.
+//! rbuild neither reads nor logs them. The socket lives in a directory only root may enter, so
+//! that no other user of the host can reach the agent through it (the mount's `uid` makes the
+//! socket itself theirs). The listener lives as long as the step: dropping the [`AgentProxy`]
+//! closes it and removes its socket.
 
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -31,7 +33,8 @@ pub(super) struct AgentProxy {
 }
 
 impl AgentProxy {
-    /// Listens on `dir/name` (owned `uid:gid`, mode `mode`) and relays to `agent`.
+    /// Listens on `dir/ssh-agents/name` (owned `uid:gid`, mode `mode`; the directory is made
+    /// mode 0700) and relays to `agent`.
     pub(super) fn start(
         agent: &Path,
         dir: &Path,
@@ -40,8 +43,9 @@ impl AgentProxy {
         uid: u32,
         gid: u32,
     ) -> std::io::Result<AgentProxy> {
+        let dir = private_dir(dir)?;
         let path = dir.join(name);
-        let listener = bind_in(dir, name)?;
+        let listener = bind_in(&dir, name)?;
         std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
         std::os::unix::fs::lchown(&path, Some(uid), Some(gid))?;
         let handle = OwnedFd::from(listener.try_clone()?);
@@ -74,6 +78,18 @@ impl Drop for AgentProxy {
             let _ = t.join();
         }
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// `parent/ssh-agents`, created mode 0700 (or already there from an earlier ssh mount of the
+/// step).
+fn private_dir(parent: &Path) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = parent.join("ssh-agents");
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => Ok(dir),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(dir),
+        Err(e) => Err(e),
     }
 }
 
@@ -170,7 +186,11 @@ mod tests {
         let md = std::fs::metadata(proxy.path()).unwrap();
         assert_eq!(md.permissions().mode() & 0o7777, 0o640);
         assert_eq!((md.uid(), md.gid()), (1000, 5));
-        let deep_fd = std::fs::File::open(&deep).unwrap();
+        let private = proxy.path().parent().unwrap();
+        assert_eq!(private, deep.join("ssh-agents"));
+        let private_mode = std::fs::metadata(private).unwrap().permissions().mode();
+        assert_eq!(private_mode & 0o777, 0o700, "no other host user reaches it");
+        let deep_fd = std::fs::File::open(private).unwrap();
         for msg in ["hello", "again"] {
             let mut c =
                 UnixStream::connect(format!("/proc/self/fd/{}/ssh-0.sock", deep_fd.as_raw_fd()))
