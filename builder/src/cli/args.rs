@@ -183,6 +183,12 @@ pub struct BuildArgs {
     #[arg(long = "secret", value_name = "SPEC")]
     pub secrets: Vec<String>,
 
+    /// An ssh agent for RUN --mount=type=ssh: default (the agent of $SSH_AUTH_SOCK), ID (the
+    /// same agent under another id) or ID=SOCKET (repeatable). Agent sockets only: key files
+    /// are refused (load them with ssh-add).
+    #[arg(long = "ssh", value_name = "ID[=SOCKET]")]
+    pub ssh: Vec<String>,
+
     /// Network for RUN steps.
     #[arg(long, value_enum, default_value_t = NetworkMode::Default)]
     pub network: NetworkMode,

@@ -8,6 +8,7 @@ pub mod csv;
 pub mod options;
 pub mod output;
 pub mod secret;
+pub mod ssh;
 pub mod values;
 
 use std::io::Write;

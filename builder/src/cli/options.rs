@@ -18,6 +18,7 @@ use super::cache_spec::{
 };
 use super::output::{Destination, OutputKind, OutputSpec, OutputSpecError};
 use super::secret::{SecretSource, SecretSpec, SecretSpecError};
+use super::ssh::{SshSpec, SshSpecError};
 use super::values::{host_platform, parse_platform, BuildArg, NetworkMode, ProgressMode};
 
 /// A usage error: bad flags or values (exit code 2).
@@ -47,6 +48,8 @@ pub enum UsageError {
     Secret(#[from] SecretSpecError),
     #[error("--secret id={0} is given twice")]
     DuplicateSecret(String),
+    #[error("invalid --ssh: {0}")]
+    Ssh(#[from] SshSpecError),
     #[error("--platform {0} is not the host's platform ({1}); rbuild builds for the host platform only (no emulation)")]
     ForeignPlatform(String, String),
     #[error(
@@ -93,6 +96,8 @@ pub struct BuildOptions {
     pub no_cache: bool,
     pub no_cache_filter: Vec<String>,
     pub secrets: Vec<SecretSpec>,
+    /// `--ssh` agents (sockets, absolute), for `RUN --mount=type=ssh`.
+    pub ssh: Vec<SshSpec>,
     pub network: NetworkMode,
     /// `Auto` is resolved here: never `Auto` after validation.
     pub progress: ProgressMode,
@@ -255,6 +260,12 @@ impl BuildOptions {
             }
             secrets.push(spec);
         }
+        let cwd = std::env::current_dir().map_err(|source| UsageError::Absolute {
+            path: PathBuf::from("."),
+            source,
+        })?;
+        let auth_sock = env_var("SSH_AUTH_SOCK");
+        let ssh = SshSpec::parse_all(&a.ssh, auth_sock.as_deref(), &cwd)?;
         let progress = match (a.quiet, a.progress) {
             (true, _) => ProgressMode::Quiet,
             (false, ProgressMode::Auto) if std::io::stderr().is_terminal() => ProgressMode::Tty,
@@ -272,6 +283,7 @@ impl BuildOptions {
             no_cache: a.no_cache,
             no_cache_filter: a.no_cache_filter.clone(),
             secrets,
+            ssh,
             network: a.network,
             progress,
             metadata_file: a.metadata_file.as_deref().map(absolute).transpose()?,

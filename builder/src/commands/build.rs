@@ -165,6 +165,7 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
         compression_level,
         normalize_modes: git.is_some(),
         secrets: opts.secrets.clone(),
+        ssh: opts.ssh.clone(),
         workdir: opts.workdir.clone(),
         context_skip: context_skip(&opts),
     };

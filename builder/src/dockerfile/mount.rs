@@ -60,6 +60,16 @@ pub enum MountSpec {
         uid: Option<u32>,
         gid: Option<u32>,
     },
+    /// The client's ssh agent, forwarded as a socket (`target`, default
+    /// `/run/buildkit/ssh_agent.<N>`); `id` defaults to `default`.
+    Ssh {
+        id: Option<String>,
+        target: Option<String>,
+        required: bool,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    },
     /// An empty tmpfs.
     Tmpfs { target: String, size: Option<u64> },
 }
@@ -73,8 +83,6 @@ pub enum MountError {
     NotKeyValue { field: String },
     #[error("unsupported mount type `{value}`")]
     UnknownType { value: String },
-    #[error("mount type `ssh` is not supported by rbuild")]
-    SshNotSupported,
     #[error("unexpected key '{key}' for mount type '{mount_type}'")]
     UnexpectedKey {
         key: String,
@@ -106,8 +114,8 @@ pub enum MountError {
 impl MountError {
     pub fn help(&self) -> Option<String> {
         match self {
-            MountError::UnknownType { .. } | MountError::SshNotSupported => {
-                Some("supported mount types: bind, cache, secret, tmpfs".to_owned())
+            MountError::UnknownType { .. } => {
+                Some("supported mount types: bind, cache, secret, ssh, tmpfs".to_owned())
             }
             MountError::UnexpectedKey { key, allowed, .. } => {
                 let list = allowed.join(", ");
@@ -174,6 +182,21 @@ const SECRET_KEYS: &[&str] = &[
     "dst",
     "destination",
     "env",
+    "required",
+    "mode",
+    "uid",
+    "gid",
+    "readonly",
+    "ro",
+    "readwrite",
+    "rw",
+];
+const SSH_KEYS: &[&str] = &[
+    "type",
+    "id",
+    "target",
+    "dst",
+    "destination",
     "required",
     "mode",
     "uid",
@@ -328,7 +351,7 @@ pub(crate) fn parse_mount(value: &str) -> Result<MountSpec, MountError> {
                     "cache" => "cache",
                     "secret" => "secret",
                     "tmpfs" => "tmpfs",
-                    "ssh" => return Err(MountError::SshNotSupported),
+                    "ssh" => "ssh",
                     _ => {
                         return Err(MountError::UnknownType {
                             value: v.to_owned(),
@@ -341,6 +364,7 @@ pub(crate) fn parse_mount(value: &str) -> Result<MountSpec, MountError> {
     let allowed = match mount_type {
         "cache" => CACHE_KEYS,
         "secret" => SECRET_KEYS,
+        "ssh" => SSH_KEYS,
         "tmpfs" => TMPFS_KEYS,
         _ => BIND_KEYS,
     };
@@ -465,6 +489,14 @@ pub(crate) fn parse_mount(value: &str) -> Result<MountSpec, MountError> {
                 gid,
             }
         }
+        "ssh" => MountSpec::Ssh {
+            id,
+            target,
+            required,
+            mode,
+            uid,
+            gid,
+        },
         "tmpfs" => MountSpec::Tmpfs {
             target: need_target(target)?,
             size,
@@ -513,7 +545,7 @@ impl MountSpec {
                     return Err(unsafe_path("id", id, "secret ids must not contain `..`"));
                 }
             }
-            MountSpec::Tmpfs { .. } => {}
+            MountSpec::Ssh { .. } | MountSpec::Tmpfs { .. } => {}
         }
         Ok(())
     }
@@ -592,6 +624,24 @@ impl std::fmt::Display for MountSpec {
                 push(&mut p, "uid", num(uid));
                 push(&mut p, "gid", num(gid));
             }
+            MountSpec::Ssh {
+                id,
+                target,
+                required,
+                mode,
+                uid,
+                gid,
+            } => {
+                p.push("type=ssh".to_owned());
+                push(&mut p, "id", id.clone());
+                push(&mut p, "target", target.clone());
+                if *required {
+                    p.push("required".to_owned());
+                }
+                push(&mut p, "mode", octal(mode));
+                push(&mut p, "uid", num(uid));
+                push(&mut p, "gid", num(gid));
+            }
             MountSpec::Tmpfs { target, size } => {
                 p.push("type=tmpfs".to_owned());
                 push(&mut p, "target", Some(target.clone()));
@@ -659,15 +709,68 @@ mod tests {
     }
 
     #[test]
-    fn rejects_unknown_keys_per_type_and_ssh() {
+    fn rejects_unknown_keys_per_type() {
         assert!(matches!(
             parse_mount("type=tmpfs,target=/t,id=x"),
             Err(MountError::UnexpectedKey { .. })
         ));
-        assert_eq!(parse_mount("type=ssh"), Err(MountError::SshNotSupported));
         assert!(parse_mount("type=secret").is_err());
         assert_eq!(parse_size("64m").expect("valid"), 64 << 20);
         assert_eq!(parse_size("1GiB").expect("valid"), 1 << 30);
+    }
+
+    #[test]
+    fn ssh_mount_defaults_and_options() {
+        assert_eq!(
+            parse_mount("type=ssh").expect("valid"),
+            MountSpec::Ssh {
+                id: None,
+                target: None,
+                required: false,
+                mode: None,
+                uid: None,
+                gid: None,
+            }
+        );
+        let m =
+            parse_mount("type=ssh,id=gh,dst=/root/agent.sock,required,mode=0640,uid=1000,gid=5")
+                .expect("valid");
+        assert_eq!(
+            m,
+            MountSpec::Ssh {
+                id: Some("gh".into()),
+                target: Some("/root/agent.sock".into()),
+                required: true,
+                mode: Some(0o640),
+                uid: Some(1000),
+                gid: Some(5),
+            }
+        );
+        assert_eq!(
+            m.to_string(),
+            "type=ssh,id=gh,target=/root/agent.sock,required,mode=640,uid=1000,gid=5"
+        );
+        assert!(matches!(
+            parse_mount("type=ssh,required=false").expect("valid"),
+            MountSpec::Ssh {
+                required: false,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn ssh_mount_rejects_keys_of_other_types() {
+        for bad in [
+            "type=ssh,src=/x",
+            "type=ssh,from=build",
+            "type=ssh,env=SOCK",
+        ] {
+            assert!(
+                matches!(parse_mount(bad), Err(MountError::UnexpectedKey { .. })),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

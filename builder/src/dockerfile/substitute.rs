@@ -149,6 +149,21 @@ impl MountSpec {
                 uid: *uid,
                 gid: *gid,
             },
+            MountSpec::Ssh {
+                id,
+                target,
+                required,
+                mode,
+                uid,
+                gid,
+            } => MountSpec::Ssh {
+                id: o(id)?,
+                target: o(target)?,
+                required: *required,
+                mode: *mode,
+                uid: *uid,
+                gid: *gid,
+            },
             MountSpec::Tmpfs { target, size } => MountSpec::Tmpfs {
                 target: w(target)?,
                 size: *size,

@@ -70,6 +70,9 @@ pub struct EngineOptions {
     pub normalize_modes: bool,
     /// `--secret` sources (never their values), for `RUN --mount=type=secret`.
     pub secrets: Vec<crate::cli::secret::SecretSpec>,
+    /// `--ssh` agent sockets, for `RUN --mount=type=ssh` (the engine connects to them; keys
+    /// never pass through rbuild).
+    pub ssh: Vec<crate::cli::ssh::SshSpec>,
     /// The working directory rbuild started in: `FROM oci-layout://DIR` is relative to it.
     pub workdir: std::path::PathBuf,
     /// Absolute paths the context scan never reads (the store and the build's outputs, when

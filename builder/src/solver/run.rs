@@ -3,16 +3,18 @@
 //! directory into the step's layer entries.
 //!
 //! Submodules: [`user`] (who the process runs as), [`mounts`] (`--mount` to sandbox mounts),
+//! [`ssh`] (the relay that forwards an ssh agent into the sandbox),
 //! [`devices`] (the image's device nodes, real in the sandbox), [`diff`] (upper directory to
 //! layer entries).
 
 mod devices;
 mod diff;
 mod mounts;
+mod ssh;
 mod user;
 
 pub use diff::prune_copied_up;
-use mounts::{clean_rel, io, sandbox_mounts, stage_named, BindFrom};
+use mounts::{clean_rel, io, sandbox_mounts, ssh_target, stage_named, BindFrom};
 use user::resolve_user;
 
 use std::collections::HashSet;
@@ -66,6 +68,10 @@ pub enum RunError {
         "secret {0:?} is required but was not given: pass --secret id={0},src=FILE (or env=VAR)"
     )]
     MissingSecret(String),
+    #[error("ssh agent {0:?} is required but was not given: pass --ssh {0} (the agent of $SSH_AUTH_SOCK) or --ssh {0}=SOCKET")]
+    MissingSsh(String),
+    #[error("forwarding ssh agent {0:?} into the sandbox")]
+    SshRelay(String, #[source] std::io::Error),
     #[error("RUN --mount: {0}")]
     Mount(#[from] crate::dockerfile::MountError),
     #[error("RUN --mount={0} is not supported by this version of rbuild yet; nothing was run")]
@@ -217,6 +223,21 @@ pub fn prepare(
     for (k, v) in &state.args {
         if !env_names.contains(k.as_str()) {
             env.push(format!("{k}={v}"));
+        }
+    }
+    // BuildKit points SSH_AUTH_SOCK at the first ssh mount unless the stage sets it; a
+    // relative target goes in as written (Docker 20.10's BuildKit; the socket itself is
+    // mounted in the WORKDIR, which is where the command starts).
+    let first_ssh = r.mounts.iter().find_map(|m| match m {
+        MountSpec::Ssh { target, .. } => Some(match target.as_deref() {
+            Some(t) if !t.is_empty() && !t.starts_with('/') => t.to_owned(),
+            t => ssh_target(&workdir, t, 0),
+        }),
+        _ => None,
+    });
+    if let Some(sock) = first_ssh {
+        if !env.iter().any(|e| e.starts_with("SSH_AUTH_SOCK=")) {
+            env.push(format!("SSH_AUTH_SOCK={sock}"));
         }
     }
     let key_env = env.clone();

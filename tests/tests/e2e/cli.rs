@@ -30,6 +30,7 @@ fn help_documents_exit_codes() {
         "--cache-to",
         "--no-cache",
         "--secret",
+        "--ssh",
         "--network",
         "--progress",
         "--store",
@@ -89,6 +90,11 @@ fn bad_flag_values_are_usage_errors_with_what_is_allowed() {
             "cache id",
         ),
         (&["--secret", "id=s"], "src=FILE or env=VARIABLE"),
+        (&["--ssh", "default"], "SSH_AUTH_SOCK is not set"),
+        (
+            &["--ssh", "gh=/nonexistent/agent.sock"],
+            "cannot use the agent socket",
+        ),
         (&["--tag", "Upper/Case"], "invalid --tag"),
         (&["--build-arg", "=x"], "--build-arg"),
         (&["--network", "bridge"], "bridge"),
@@ -99,7 +105,8 @@ fn bad_flag_values_are_usage_errors_with_what_is_allowed() {
             .arg("build")
             .arg(&ctx)
             .args(*args)
-            .env_remove("s"));
+            .env_remove("s")
+            .env_remove("SSH_AUTH_SOCK"));
         assert_eq!(
             out.code, 2,
             "{args:?} should be a usage error: {}",

@@ -28,4 +28,5 @@ mod run_interrupt;
 mod run_mounts;
 mod run_network;
 mod run_sandbox;
+mod run_ssh;
 mod store_commands;

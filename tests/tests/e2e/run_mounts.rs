@@ -11,7 +11,7 @@ use super::run_sandbox::{setup, BASE};
 
 /// Paths of files under `root` whose bytes, or whose gzip/zstd-decompressed bytes, contain
 /// `needle`.
-fn files_containing(root: &Path, needle: &str) -> Vec<String> {
+pub(super) fn files_containing(root: &Path, needle: &str) -> Vec<String> {
     let script = r#"find "$1" -type f | while read -r f; do
         if grep -qF -- "$2" "$f" || (zcat -f -- "$f" 2>/dev/null | grep -qF -- "$2") \
            || (zstdcat -- "$f" 2>/dev/null | grep -qF -- "$2"); then echo "$f"; fi
@@ -417,4 +417,38 @@ fn a_cache_mount_from_a_stage_is_seeded_once_with_that_stages_files() {
             "the cache mount point is not in the layer"
         );
     }
+}
+
+#[test]
+fn relative_mount_targets_are_relative_to_the_workdir() {
+    // BuildKit joins a relative target onto the WORKDIR; rbuild used to put it under `/`.
+    let dir = scratch();
+    let df = format!(
+        "FROM {BASE}\n\
+         WORKDIR /w/x\n\
+         RUN --mount=type=secret,id=tok,target=tok --mount=type=tmpfs,target=../t \
+             --mount=type=bind,source=sub,target=b \
+             cat tok b/f > /seen && grep -o ' /w/t ' /proc/mounts > /tmpfs-at\n"
+    );
+    let Some((store, ctx)) = setup(dir.path(), &df) else {
+        return;
+    };
+    write_tree(&ctx, &[("sub/f", "bound\n")]);
+    write_tree(dir.path(), &[("tok.txt", "token\n")]);
+    let fs = dir.path().join("fs");
+    build(
+        &store,
+        &ctx,
+        &[
+            "--secret",
+            &format!("id=tok,src={}", dir.path().join("tok.txt").display()),
+            "--output",
+            &format!("type=local,dest={}", fs.display()),
+        ],
+    )
+    .success();
+    let read = |p: &str| std::fs::read_to_string(fs.join(p)).unwrap();
+    assert_eq!(read("seen"), "token\nbound\n");
+    assert_eq!(read("tmpfs-at"), " /w/t \n");
+    assert!(!fs.join("w/x/tok").exists() && !fs.join("w/x/b").exists());
 }

@@ -1,11 +1,13 @@
 //! `RUN --mount`s turned into sandbox mounts: cache directories in the store (with `locked`
 //! held by flock), secrets (sources only: the helper reads the values), tmpfs, and bind sources
 //! prepared on the host — a stage mounted read-only (or writable over a throw-away upper), or
-//! the context subtree laid out as the context sees it.
+//! the context subtree laid out as the context sees it — and ssh agents (a relaying socket of
+//! rbuild's, see [`super::ssh`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::ssh::AgentProxy;
 use super::{PreparedRun, RunError};
 use crate::cli::secret::SecretSource;
 use crate::context::Context;
@@ -25,9 +27,10 @@ pub(super) fn io(what: &'static str, p: &Path) -> impl FnOnce(std::io::Error) ->
     BuildError::io(what, p.to_path_buf())
 }
 
-/// Holds what must outlive the command: cache-mount locks.
+/// Holds what must outlive the command: cache-mount locks, mounts, ssh agent relays.
 pub(super) struct Held {
     _locks: Vec<std::fs::File>,
+    _agents: Vec<AgentProxy>,
     _mounts: Vec<MountGuard>,
     _overlays: Vec<UnmountOnDrop>,
 }
@@ -56,10 +59,46 @@ pub(super) fn sandbox_mounts(
     let mut locks = Vec::new();
     let mut guards = Vec::new();
     let mut overlays = Vec::new();
+    let mut agents = Vec::new();
+    let mut ssh_n = 0;
     for (n, m) in mounts.iter().enumerate() {
         match m {
+            MountSpec::Ssh {
+                id,
+                target,
+                required,
+                mode,
+                uid,
+                gid,
+            } => {
+                let target = ssh_target(&p.workdir, target.as_deref(), ssh_n);
+                ssh_n += 1;
+                let id = ssh_id(id.as_deref());
+                let Some(agent) = engine.opts.ssh.iter().find(|s| s.id == id) else {
+                    if *required {
+                        return Err(BuildError::Run(RunError::MissingSsh(id.to_owned())));
+                    }
+                    // BuildKit: an optional agent that is not forwarded is not mounted.
+                    continue;
+                };
+                let proxy = AgentProxy::start(
+                    &agent.socket,
+                    scratch,
+                    &format!("ssh-{n}.sock"),
+                    mode.unwrap_or(0o600),
+                    uid.unwrap_or(0),
+                    gid.unwrap_or(0),
+                )
+                .map_err(|e| BuildError::Run(RunError::SshRelay(id.to_owned(), e)))?;
+                out.push(SandboxMount::Bind {
+                    source: proxy.path().to_path_buf(),
+                    target,
+                    readonly: false,
+                });
+                agents.push(proxy);
+            }
             MountSpec::Tmpfs { target, size } => out.push(SandboxMount::Tmpfs {
-                target: abs(target),
+                target: in_workdir(&p.workdir, target),
                 size: *size,
             }),
             MountSpec::Secret {
@@ -85,7 +124,7 @@ pub(super) fn sandbox_mounts(
                     None => continue,
                 };
                 let target = match (target, env) {
-                    (Some(t), _) => Some(abs(t)),
+                    (Some(t), _) => Some(in_workdir(&p.workdir, t)),
                     (None, Some(_)) => None,
                     (None, None) => Some(format!("/run/secrets/{id}")),
                 };
@@ -182,7 +221,7 @@ pub(super) fn sandbox_mounts(
                 }
                 out.push(SandboxMount::Bind {
                     source: dir,
-                    target: abs(target),
+                    target: in_workdir(&p.workdir, target),
                     readonly: *readonly,
                 });
             }
@@ -216,7 +255,7 @@ pub(super) fn sandbox_mounts(
                 };
                 out.push(SandboxMount::Bind {
                     source,
-                    target: abs(target),
+                    target: in_workdir(&p.workdir, target),
                     readonly: !*rw,
                 });
             }
@@ -226,6 +265,7 @@ pub(super) fn sandbox_mounts(
         out,
         Held {
             _locks: locks,
+            _agents: agents,
             _mounts: guards,
             _overlays: overlays,
         },
@@ -350,8 +390,29 @@ fn materialize(ctx: &Context, rel: &str, dest: &Path, rw: bool) -> Result<(), Bu
     Ok(())
 }
 
-fn abs(p: &str) -> String {
-    format!("/{}", crate::solver::rootfs::components(p).join("/"))
+/// The id of an ssh mount (`default` when it names none, as BuildKit).
+fn ssh_id(id: Option<&str>) -> &str {
+    id.filter(|i| !i.is_empty())
+        .unwrap_or(crate::cli::ssh::DEFAULT_ID)
+}
+
+/// Where the `n`th ssh mount of a RUN appears in the sandbox.
+pub(super) fn ssh_target(workdir: &str, target: Option<&str>, n: usize) -> String {
+    match target.filter(|t| !t.is_empty()) {
+        Some(t) => in_workdir(workdir, t),
+        None => super::ssh::default_target(n),
+    }
+}
+
+/// A mount target as an absolute, clean path: a relative one is relative to the WORKDIR
+/// (BuildKit's `path.Join("/", workdir, target)`).
+pub(super) fn in_workdir(workdir: &str, target: &str) -> String {
+    let joined = if target.starts_with('/') {
+        target.to_owned()
+    } else {
+        format!("{workdir}/{target}")
+    };
+    format!("/{}", crate::solver::rootfs::components(&joined).join("/"))
 }
 
 fn base_name(p: &str) -> String {
@@ -423,4 +484,19 @@ fn copy_tree(src: &Path, dst: &Path) -> Result<(), BuildError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_mount_targets_are_relative_to_the_workdir() {
+        assert_eq!(in_workdir("/w/x", "b"), "/w/x/b");
+        assert_eq!(in_workdir("/w/x", "../t"), "/w/t");
+        assert_eq!(in_workdir("/w/x", "/abs/"), "/abs");
+        assert_eq!(in_workdir("/", "../../etc"), "/etc");
+        assert_eq!(ssh_target("/w", Some("agent.sock"), 0), "/w/agent.sock");
+        assert_eq!(ssh_target("/w", None, 1), "/run/buildkit/ssh_agent.1");
+    }
 }
