@@ -17,7 +17,7 @@ pub use diff::prune_copied_up;
 use mounts::{clean_rel, io, sandbox_mounts, ssh_target, stage_named, BindFrom};
 use user::resolve_user;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use rbuild_layers::tar::LayerEntry;
@@ -241,10 +241,21 @@ pub fn prepare(
         }
     }
     let key_env = env.clone();
-    // Undeclared proxy build args reach the process but not the key (BuildKit).
+    // Undeclared proxy build args reach the process but not the key, in both spellings:
+    // BuildKit's ProxyEnv takes `HTTP_PROXY` or `http_proxy` (case-insensitively, the later
+    // in sorted order winning) and sets `HTTP_PROXY` and `http_proxy` (ops/exec.go,
+    // proxyEnvList).
+    let mut proxies: BTreeMap<String, &str> = BTreeMap::new();
     for (k, v) in &engine.opts.build_args {
         if is_proxy_arg(k) && !state.args.contains_key(k) && !env_names.contains(k.as_str()) {
-            env.push(format!("{k}={v}"));
+            proxies.insert(k.to_ascii_uppercase(), v);
+        }
+    }
+    for (upper, v) in proxies {
+        for name in [upper.clone(), upper.to_ascii_lowercase()] {
+            if !state.args.contains_key(&name) && !env_names.contains(name.as_str()) {
+                env.push(format!("{name}={v}"));
+            }
         }
     }
     // `RUN --network=…` wins over the command line's `--network` (BuildKit).

@@ -43,6 +43,22 @@ pub struct Spec {
     /// For a refused case: text rbuild's error must contain.
     #[serde(default)]
     pub error: Option<String>,
+    /// Files where current BuildKit deliberately differs from the Docker 20.10 reference and
+    /// rbuild follows current BuildKit (each with the BuildKit change that says so).
+    #[serde(default)]
+    pub newer_buildkit: Vec<NewerBuildkit>,
+}
+
+/// A file whose content current BuildKit makes differently from the Docker 20.10 reference:
+/// the reference's entry at `path` takes `text` as its content before the comparison; every
+/// other field of it (kind, mode, owner) and every other path are still compared.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewerBuildkit {
+    pub path: String,
+    pub text: String,
+    /// The BuildKit change (version, commit or CVE) that made the difference.
+    pub why: String,
 }
 
 /// A loaded case.

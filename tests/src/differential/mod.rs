@@ -213,6 +213,7 @@ fn judge(
             outcome
         }
     };
+    let theirs = outcome::with_newer_buildkit(theirs, &case.spec.newer_buildkit)?;
     let diffs = outcome::differences(&theirs, &ours.outcome, opts.limit);
     Ok(if diffs.is_empty() {
         Verdict::Identical

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sha2::Digest;
 
 use super::config;
 use super::listing::{self, Entry, FsDelta};
@@ -56,6 +57,43 @@ pub fn built(base: &[Entry], rootfs: &Path, config_doc: &Value) -> Result<Outcom
         config: config::compared(config_doc),
         filesystem: listing::delta(base, &entries),
     })
+}
+
+/// BuildKit's `reference` with the contents that current BuildKit makes differently (see
+/// [`super::case::NewerBuildkit`]); an override naming no changed file of the reference is an
+/// error in the case, so a stale override cannot hide anything.
+pub fn with_newer_buildkit(
+    reference: Outcome,
+    overrides: &[super::case::NewerBuildkit],
+) -> Result<Outcome, String> {
+    let Outcome::Built {
+        config,
+        mut filesystem,
+    } = reference
+    else {
+        return if overrides.is_empty() {
+            Ok(reference)
+        } else {
+            Err("newer_buildkit overrides a file, but BuildKit's build failed".into())
+        };
+    };
+    for o in overrides {
+        let entry = filesystem
+            .changed
+            .iter_mut()
+            .find(|e| e.path == o.path && e.kind == "file")
+            .ok_or_else(|| {
+                format!(
+                    "newer_buildkit names {}, which is no file BuildKit's image adds or changes",
+                    o.path
+                )
+            })?;
+        let len = o.text.len() as u64;
+        entry.size = Some(len);
+        entry.sha256 = Some(hex::encode(sha2::Sha256::digest(o.text.as_bytes())));
+        entry.text = (len <= listing::TEXT_LIMIT).then(|| o.text.clone());
+    }
+    Ok(Outcome::Built { config, filesystem })
 }
 
 /// The last `n` non-empty lines of a builder's output.

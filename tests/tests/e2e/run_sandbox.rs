@@ -377,9 +377,9 @@ fn the_command_is_pid_1_with_only_fds_0_1_2_and_workdir_under_proc_self_fd_is_re
 }
 
 #[test]
-fn undeclared_proxy_build_args_reach_run_but_not_its_key() {
+fn undeclared_proxy_build_args_reach_run_in_both_spellings_but_not_its_key() {
     let dir = scratch();
-    let df = format!("FROM {BASE}\nRUN echo \"$HTTP_PROXY|$OTHER\" > /proxy\n");
+    let df = format!("FROM {BASE}\nRUN echo \"$HTTP_PROXY|$http_proxy|$OTHER\" > /proxy\n");
     let Some((store, ctx)) = setup(dir.path(), &df) else {
         return;
     };
@@ -400,8 +400,8 @@ fn undeclared_proxy_build_args_reach_run_but_not_its_key() {
     };
     let (_, first) = go("http://proxy-a:3128", "a");
     assert_eq!(
-        first, "http://proxy-a:3128|\n",
-        "BuildKit passes proxy args undeclared"
+        first, "http://proxy-a:3128|http://proxy-a:3128|\n",
+        "BuildKit passes proxy args undeclared, as HTTP_PROXY and http_proxy"
     );
     // Another proxy: same key (BuildKit keeps proxies out of the cache key), so the cached
     // layer, made with the first proxy, is reused.
