@@ -435,3 +435,79 @@ fn add_git_branch_that_moved_misses_with_commit_changed() {
         "2\n"
     );
 }
+
+/// A forward proxy on loopback that sends every request (absolute-form GET or CONNECT) to
+/// 127.0.0.1 at the requested port, logging what it was asked.
+const PROXY_PY: &str = r#"
+import http.server, http.client, socket, select, sys, urllib.parse
+class P(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        sys.stderr.write("PROXY GET %s\n" % self.path); sys.stderr.flush()
+        u = urllib.parse.urlsplit(self.path)
+        c = http.client.HTTPConnection('127.0.0.1', u.port)
+        c.request('GET', u.path)
+        r = c.getresponse(); body = r.read()
+        self.send_response(r.status)
+        for k, v in r.getheaders():
+            if k.lower() in ('content-length', 'last-modified'):
+                self.send_header(k, v)
+        self.end_headers(); self.wfile.write(body)
+    def do_CONNECT(self):
+        sys.stderr.write("PROXY CONNECT %s\n" % self.path); sys.stderr.flush()
+        s = socket.create_connection(('127.0.0.1', int(self.path.rsplit(':', 1)[1])))
+        self.send_response(200); self.end_headers()
+        c = self.connection
+        while True:
+            r, _, _ = select.select([c, s], [], [], 10)
+            if not r: return
+            for x in r:
+                d = x.recv(65536)
+                if not d: return
+                (s if x is c else c).sendall(d)
+http.server.ThreadingHTTPServer(('127.0.0.1', int(sys.argv[1])), P).serve_forever()
+"#;
+
+#[test]
+fn add_url_goes_through_the_proxy_from_the_environment() {
+    if !have_tool("python3") {
+        return;
+    }
+    let dir = scratch();
+    let srv = dir.path().join("srv");
+    write_tree(&srv, &[("p.txt", "via proxy\n")]);
+    let server = http_server(&srv, &dir.path().join("http.log"));
+    let port = free_port();
+    let proxy_log = dir.path().join("proxy.log");
+    let child = Command::new("python3")
+        .args(["-c", PROXY_PY, &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&proxy_log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for(port);
+    let _proxy = Server { child, port };
+    // A name that does not resolve: only the proxy can reach it.
+    let url = format!("http://rbuild-proxy-test.invalid:{}/p.txt", server.port);
+    let ctx = dir.path().join("ctx");
+    write_tree(
+        &ctx,
+        &[("Dockerfile", &format!("FROM scratch\nADD {url} /p\n"))],
+    );
+    let fs = dir.path().join("fs");
+    let dest = format!("type=local,dest={}", fs.display());
+    rbuild_tests::run(
+        rbuild_tests::build::build_cmd(&dir.path().join("store"), &ctx)
+            .args(["--output", dest.as_str()])
+            .env("HTTP_PROXY", format!("http://127.0.0.1:{port}"))
+            .env_remove("http_proxy")
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy"),
+    )
+    .success();
+    assert_eq!(
+        std::fs::read_to_string(fs.join("p")).unwrap(),
+        "via proxy\n"
+    );
+    let log = std::fs::read_to_string(&proxy_log).unwrap();
+    assert!(log.contains("rbuild-proxy-test.invalid"), "{log}");
+}
