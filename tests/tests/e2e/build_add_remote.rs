@@ -84,11 +84,12 @@ fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// `git daemon` exporting every repository under `base`.
+/// `git daemon` exporting every repository under `base`. `git-daemon` is started directly:
+/// `git daemon` would fork it, and killing `git` would leave the daemon running.
 fn git_daemon(base: &Path) -> Server {
     let port = free_port();
-    let child = Command::new("git")
-        .arg("daemon")
+    let exec_path = git(base, &["--exec-path"]);
+    let child = Command::new(Path::new(&exec_path).join("git-daemon"))
         .arg("--reuseaddr")
         .arg("--export-all")
         .arg("--listen=127.0.0.1")
