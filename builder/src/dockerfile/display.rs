@@ -139,6 +139,12 @@ fn copy(f: &mut Formatter<'_>, kw: &str, c: &CopyInstruction) -> fmt::Result {
     for e in &c.exclude {
         write!(f, " --exclude={}", flag_value(e))?;
     }
+    if let Some(sum) = &c.checksum {
+        write!(f, " --checksum={}", flag_value(sum))?;
+    }
+    if c.keep_git_dir {
+        f.write_str(" --keep-git-dir")?;
+    }
     let has_space = |w: &String| w.chars().any(char::is_whitespace);
     if c.heredocs.is_empty() && (c.sources.iter().any(has_space) || has_space(&c.dest)) {
         // Only the JSON form can carry whitespace inside a path.

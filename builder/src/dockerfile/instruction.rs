@@ -96,6 +96,12 @@ pub struct CopyInstruction {
     pub link: bool,
     pub exclude: Vec<String>,
     pub parents: bool,
+    /// `ADD --checksum=sha256:<hex>`: the digest a downloaded URL must have.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
+    /// `ADD --keep-git-dir`: keep the `.git` directory of a git source.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub keep_git_dir: bool,
 }
 
 /// `HEALTHCHECK NONE` or `HEALTHCHECK [options] CMD <command>`.

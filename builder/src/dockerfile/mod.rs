@@ -35,6 +35,7 @@ pub mod limits;
 pub mod lint;
 mod mount;
 mod parser;
+pub mod remote;
 mod substitute;
 
 use serde::Serialize;

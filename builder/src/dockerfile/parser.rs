@@ -270,14 +270,8 @@ const ADD_FLAGS: &[(&str, FlagKind)] = &[
     ("chmod", FlagKind::String),
     ("link", FlagKind::Bool),
     ("exclude", FlagKind::Strings),
-    (
-        "checksum",
-        FlagKind::Unsupported("ADD of remote URLs with checksums is not implemented"),
-    ),
-    (
-        "keep-git-dir",
-        FlagKind::Unsupported("ADD of git repositories is not implemented"),
-    ),
+    ("checksum", FlagKind::String),
+    ("keep-git-dir", FlagKind::Bool),
     (
         "unpack",
         FlagKind::Unsupported("ADD --unpack is not implemented"),
@@ -692,6 +686,13 @@ fn parse_copy(
             _ => sources.push(word),
         }
     }
+    check_remote_sources(
+        ctx,
+        parts,
+        kw,
+        &sources,
+        flags.string("checksum").as_deref(),
+    )?;
     Ok(CopyInstruction {
         sources,
         dest,
@@ -702,7 +703,65 @@ fn parse_copy(
         link: flags.bool("link"),
         exclude: flags.strings("exclude"),
         parents: flags.bool("parents"),
+        checksum: flags.string("checksum"),
+        keep_git_dir: flags.bool("keep-git-dir"),
     })
+}
+
+/// What BuildKit rejects about remote sources, checked here when the words hold no variable
+/// (otherwise the build checks the expanded words): COPY takes no URL or git repository, and
+/// `ADD --checksum` needs one HTTP(S) source and a sha256 digest.
+fn check_remote_sources(
+    ctx: &Ctx<'_>,
+    parts: &Parts<'_>,
+    kw: &'static str,
+    sources: &[String],
+    checksum: Option<&str>,
+) -> Result<(), Diagnostic> {
+    let word_diag = |word: &str, message: String, help: &str| {
+        let range = ctx.find(word, parts.args_range.0, parts.args_range);
+        ctx.diag(range, message, Some(help.to_owned()))
+    };
+    for src in sources.iter().filter(|s| !s.contains('$')) {
+        let class = super::remote::classify(src)
+            .map_err(|e| word_diag(src, e.to_string(), "fix the URL's fragment"))?;
+        if kw == "COPY" && class.is_some() {
+            return Err(word_diag(
+                src,
+                "COPY does not accept a URL or git repository as a source".into(),
+                "use ADD to download it",
+            ));
+        }
+    }
+    let Some(sum) = checksum else {
+        return Ok(());
+    };
+    if !sum.contains('$') {
+        super::remote::parse_checksum(sum).map_err(|e| {
+            let range = ctx.find("--checksum", parts.kw_range.1, parts.kw_range);
+            ctx.diag(
+                range,
+                e.to_string(),
+                Some("write `--checksum=sha256:<hex>`".into()),
+            )
+        })?;
+    }
+    if sources.len() != 1 {
+        return Err(ctx.args_diag(
+            parts,
+            "--checksum can't be specified for multiple sources".into(),
+            Some("give --checksum on an ADD of one URL".into()),
+        ));
+    }
+    let src = &sources[0];
+    if !src.contains('$') && !super::remote::is_http(src) {
+        return Err(word_diag(
+            src,
+            "--checksum can't be specified for non-HTTP(S) sources".into(),
+            "remove --checksum, or ADD an http:// or https:// URL",
+        ));
+    }
+    Ok(())
 }
 
 fn parse_healthcheck(ctx: &Ctx<'_>, parts: &Parts<'_>) -> Result<Healthcheck, Diagnostic> {

@@ -203,6 +203,8 @@ fn copy(c: &CopyInstruction, cx: &Cx<'_>) -> Result<CopyInstruction> {
         link: c.link,
         exclude: words(&c.exclude, cx)?,
         parents: c.parents,
+        checksum: opt(&c.checksum, cx)?,
+        keep_git_dir: c.keep_git_dir,
     })
 }
 

@@ -35,6 +35,8 @@ pub enum BuildError {
     Copy(#[from] super::copy::CopyError),
     #[error(transparent)]
     User(#[from] super::users::UserError),
+    #[error(transparent)]
+    Remote(#[from] super::remote::RemoteError),
     #[error("base image {reference:?}: {reason}")]
     Base { reference: String, reason: String },
     #[error("{what} {}", path.display())]

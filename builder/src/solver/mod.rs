@@ -19,6 +19,7 @@ pub mod key;
 pub mod lazy_rootfs;
 pub mod meta;
 pub mod record;
+pub mod remote;
 pub mod rootfs;
 pub mod run;
 pub mod stage;

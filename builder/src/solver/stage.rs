@@ -287,7 +287,13 @@ pub fn build_stage(engine: &Engine<'_>, i: usize) -> Result<StageState, BuildErr
 
     let escape = engine.df.directives.escape;
     for (line, ins) in all {
-        let text = ins.to_string();
+        // URLs in COPY/ADD are shown with credentials masked (progress, errors, records).
+        let text = match &ins {
+            Instruction::Copy(_) | Instruction::Add(_) => {
+                super::remote::shown_instruction(&ins.to_string())
+            }
+            _ => ins.to_string(),
+        };
         let expanded = {
             let vars = StageVars {
                 config: &state.config,
@@ -461,11 +467,15 @@ fn run_instruction(
             )
         }
         Instruction::Copy(c) => {
+            super::remote::remote_sources(c, false)?;
             run_copy(runner, state, stage_index, text, c, false, platform, epoch)
         }
         Instruction::Add(c) => {
             if c.from.is_some() {
                 return Err(copy::CopyError::AddFrom.into());
+            }
+            if let Some(sources) = super::remote::remote_sources(c, true)? {
+                return run_add_remote(runner, state, stage_index, text, c, sources, platform);
             }
             run_copy(runner, state, stage_index, text, c, true, platform, epoch)
         }
@@ -606,6 +616,84 @@ fn run_copy(
             } else {
                 let rootfs = lazy_rootfs(engine, &state.layers);
                 copy::entries(p, c, &env, &rootfs, scratch.path())
+            }
+        },
+    )
+}
+
+/// `ADD` of URLs or git repositories (see [`super::remote`]): downloads and ref resolution
+/// happen while the step is shown (they give the key); the git checkout only on a miss.
+#[allow(clippy::too_many_arguments)]
+fn run_add_remote(
+    runner: &mut Runner<'_, '_>,
+    state: &mut StageState,
+    stage_index: usize,
+    text: &str,
+    c: &CopyInstruction,
+    sources: Vec<crate::dockerfile::remote::RemoteSource>,
+    platform: &str,
+) -> Result<(), BuildError> {
+    use super::remote;
+    let engine = runner.engine;
+    let workdir = state
+        .config
+        .config
+        .as_ref()
+        .and_then(|c| c.working_dir.clone())
+        .unwrap_or_else(|| "/".into());
+    let scratch = engine.scratch_dir("addremote")?;
+    let canonical = remote::shown_instruction(&Instruction::Add(c.clone()).to_string());
+    let created_by = format!("{canonical} # rbuild");
+    let parent = (!c.link).then(|| state.key.clone());
+    let epoch = engine.opts.epoch;
+    let prepared: std::cell::OnceCell<remote::PreparedRemote> = std::cell::OnceCell::new();
+    run_op_with(
+        runner,
+        state,
+        stage_index,
+        text,
+        |step| {
+            // Downloaded bytes, every few MiB (a renderer must not be flooded).
+            let next = std::cell::Cell::new(PULL_PROGRESS_EVERY);
+            let on_bytes = |done: u64, total: Option<u64>| {
+                if done >= next.get() {
+                    next.set(done + PULL_PROGRESS_EVERY);
+                    step.progress(crate::progress::ProgressKind::Pulling, done, total);
+                }
+            };
+            let p = remote::prepare(
+                engine.store,
+                c,
+                sources,
+                &workdir,
+                scratch.path(),
+                &on_bytes,
+            )?;
+            let base = KeyInputs::new("add", parent, canonical.clone(), platform.to_string())
+                .input("chown", c.chown.clone().unwrap_or_default())
+                .input("chmod", c.chmod.clone().unwrap_or_default())
+                .input("exclude", c.exclude.join("\n"));
+            let inputs = with_epoch(engine, p.key_inputs(base, c));
+            let _ = prepared.set(p);
+            Ok(inputs)
+        },
+        &created_by,
+        |engine, state, _step| {
+            let p = prepared
+                .get()
+                .ok_or_else(|| BuildError::Internal("ADD was not prepared".into()))?;
+            if c.link {
+                remote::entries(
+                    engine.store,
+                    p,
+                    c,
+                    epoch,
+                    &LazyRootFs::empty(),
+                    scratch.path(),
+                )
+            } else {
+                let rootfs = lazy_rootfs(engine, &state.layers);
+                remote::entries(engine.store, p, c, epoch, &rootfs, scratch.path())
             }
         },
     )
