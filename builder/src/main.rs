@@ -10,5 +10,19 @@ fn main() {
     // makes (read-only views of stages for COPY --from) disappears with the process, even if it
     // is killed. Harmless without privileges: mount-needing steps then report what was refused.
     rbuild::sandbox_init::private_mount_namespace();
+    exit_on_panic();
     std::process::exit(rbuild::cli::main());
+}
+
+/// A panic on any thread is a bug in rbuild, and the build cannot go on: the other threads may
+/// be waiting for the one that panicked, which would hang the build forever. Print the panic as
+/// usual, say what it means, and end the process with Rust's panic status (101). What the build
+/// left half-written is reclaimed by the next run, as after a kill (`layers::store::temps`).
+fn exit_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        eprintln!("rbuild: internal error (a bug in rbuild, please report it); the build stopped");
+        std::process::exit(101);
+    }));
 }

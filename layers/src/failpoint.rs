@@ -1,8 +1,10 @@
 //! Test-only failpoints for crash-consistency tests (`tests/crash/crash.sh`).
 //!
-//! `RBUILD_FAILPOINT=<name>[@N][,<name>[@N]…]` makes the process kill itself with `SIGKILL` the
+//! `RBUILD_FAILPOINT=<name>[@N][:panic][,…]` makes the process kill itself with `SIGKILL` the
 //! `N`th time (default: the first) it reaches the named point — `kill -9` exactly there: no
-//! destructor runs, no buffer is flushed, no lock is released other than by the kernel. The
+//! destructor runs, no buffer is flushed, no lock is released other than by the kernel. With
+//! `:panic` the point panics instead, on whatever thread reached it: the test that a bug on a
+//! worker thread ends the build instead of hanging it. The
 //! points are the moments where a crash could leave the store, a cache or a registry half
 //! written; every one is listed in [`FAILPOINTS`] and placed exactly once in the code (a unit
 //! test checks both).
@@ -49,11 +51,12 @@ pub const FAILPOINTS: &[&str] = &[
     "cache_local.before_index_rename",
 ];
 
-/// One armed point: kill on the `nth` hit (1-based).
+/// One armed point: kill (or panic) on the `nth` hit (1-based).
 #[derive(Debug)]
 struct Armed {
     name: String,
     nth: u64,
+    panic: bool,
     hits: AtomicU64,
 }
 
@@ -69,27 +72,35 @@ pub fn hit(name: &'static str) {
     }
     for a in armed.iter().filter(|a| a.name == name) {
         if a.hits.fetch_add(1, Ordering::SeqCst) + 1 == a.nth {
+            if a.panic {
+                panic!("failpoint {name}@{}: panic", a.nth);
+            }
             kill_self(name, a.nth);
         }
     }
 }
 
-/// Parses `name[@N],…`; names not in [`FAILPOINTS`] are reported (a typo would otherwise make a
+/// Parses `name[@N][:panic],…`; names not in [`FAILPOINTS`] are reported (a typo would otherwise make a
 /// crash test silently kill nothing) and ignored.
 fn parse(spec: &str) -> Vec<Armed> {
     let mut out = Vec::new();
     for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let (name, nth) = match item.split_once('@') {
+        let (point, panic) = match item.strip_suffix(":panic") {
+            Some(point) => (point, true),
+            None => (item, false),
+        };
+        let (name, nth) = match point.split_once('@') {
             Some((n, k)) => (n, k.parse::<u64>().ok().filter(|k| *k > 0)),
-            None => (item, Some(1)),
+            None => (point, Some(1)),
         };
         match nth {
             Some(nth) if FAILPOINTS.contains(&name) => out.push(Armed {
                 name: name.to_string(),
                 nth,
+                panic,
                 hits: AtomicU64::new(0),
             }),
-            _ => eprintln!("rbuild: {ENV}: ignoring {item:?} (not a failpoint[@N>0])"),
+            _ => eprintln!("rbuild: {ENV}: ignoring {item:?} (not a failpoint[@N>0][:panic])"),
         }
     }
     out
@@ -114,9 +125,21 @@ mod tests {
 
     #[test]
     fn a_spec_arms_named_points_on_their_nth_hit_and_ignores_unknown_names() {
-        let armed = parse("blob.before_rename@3, tag.before_rename,no.such,push.after_blob@0");
-        let got: Vec<(&str, u64)> = armed.iter().map(|a| (a.name.as_str(), a.nth)).collect();
-        assert_eq!(got, [("blob.before_rename", 3), ("tag.before_rename", 1)]);
+        let armed = parse(
+            "blob.before_rename@3, tag.before_rename,no.such,push.after_blob@0,run.started@2:panic",
+        );
+        let got: Vec<(&str, u64, bool)> = armed
+            .iter()
+            .map(|a| (a.name.as_str(), a.nth, a.panic))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("blob.before_rename", 3, false),
+                ("tag.before_rename", 1, false),
+                ("run.started", 2, true)
+            ]
+        );
         assert!(parse("").is_empty());
     }
 

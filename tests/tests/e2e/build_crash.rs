@@ -331,3 +331,48 @@ fn crash_script_short_run_kills_a_pushing_build_at_eight_points_and_every_rebuil
     assert!(out.stdout.contains("8 cases, "), "{}", out.stdout);
     assert!(out.stdout.contains(" killed, 0 failed"), "{}", out.stdout);
 }
+
+/// A panic on a worker thread (here the layer compressor) is a bug, and it must end the build
+/// with Rust's panic status and a plain "internal error" line, not leave the other threads
+/// waiting for the dead one (which once hung `rbuild` forever). The next build in the same
+/// store succeeds.
+#[test]
+fn a_panic_on_a_worker_thread_ends_the_build_instead_of_hanging_it() {
+    let dir = scratch();
+    let ctx = dir.path().join("ctx");
+    write_tree(
+        &ctx,
+        &[
+            ("Dockerfile", "FROM scratch\nCOPY a.txt /a.txt\n"),
+            ("a.txt", "a\n"),
+        ],
+    );
+    let store = dir.path().join("store");
+    let mut child = build_cmd(&store, &ctx)
+        .args(["-q"])
+        .env("RBUILD_FAILPOINT", "layer.mid_compress:panic")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("rbuild still running 60 s after a worker thread panicked");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(101), "{stderr}");
+    assert!(
+        stderr.contains("failpoint layer.mid_compress@1: panic"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("internal error"), "{stderr}");
+    build(&store, &ctx, &["-q"]).success();
+}
