@@ -30,7 +30,7 @@ use super::rootfs::components;
 use super::users::{resolve_owner, Owner};
 use super::BuildError;
 use crate::context::patternmatcher::PatternMatcher;
-use crate::context::{Context, EntryKind};
+use crate::context::{Context, ContextError, EntryKind};
 use crate::dockerfile::CopyInstruction;
 
 /// Why a COPY or ADD could not be prepared or written.
@@ -118,6 +118,9 @@ pub struct PreparedCopy {
     items: Vec<Item>,
     dest_abs: String,
     dest_is_dir: bool,
+    /// No source matched (only wildcards, each matching nothing): BuildKit succeeds without
+    /// creating anything, not even the destination directory.
+    matched_nothing: bool,
 }
 
 fn clean_abs(p: &str) -> String {
@@ -225,7 +228,13 @@ pub fn prepare(
         }
         match source {
             Source::Context(ctx) => {
-                let rels = ctx.select(src).map_err(CopyError::Select)?;
+                let rels = match ctx.select(src) {
+                    Ok(rels) => rels,
+                    // BuildKit's Dockerfile frontend copies with AllowEmptyWildcard: a wildcard
+                    // that matches nothing is skipped, even when no source matches at all.
+                    Err(ContextError::NoSourceFiles { .. }) => Vec::new(),
+                    Err(e) => return Err(CopyError::Select(e).into()),
+                };
                 for rel in rels {
                     matched_count += 1;
                     let e = ctx.get(rel).ok_or_else(|| {
@@ -437,6 +446,7 @@ pub fn prepare(
         items,
         dest_abs,
         dest_is_dir,
+        matched_nothing: matched_count == 0,
     })
 }
 
@@ -628,7 +638,9 @@ fn select_in_dir(root: &Path, pattern: &str) -> Result<Vec<String>, BuildError> 
         }
         current = next;
     }
-    if current.is_empty() {
+    // As in the build context, only a plain path that is missing is an error; a wildcard that
+    // matches nothing is skipped (BuildKit's AllowEmptyWildcard).
+    if current.is_empty() && !gopath::has_meta(rel) {
         return Err(CopyError::NotInStage(pattern.to_string()).into());
     }
     Ok(current)
@@ -687,6 +699,9 @@ pub fn entries(
         .map(Chmod::parse)
         .transpose()
         .map_err(CopyError::from)?;
+    if prepared.matched_nothing {
+        return Ok(Vec::new());
+    }
     let mut out: Vec<LayerEntry> = Vec::new();
     let mut created: BTreeSet<String> = BTreeSet::new();
     let dir_entry = |path: &str, mode: u32| LayerEntry {
@@ -808,4 +823,112 @@ fn extract_archive(
         }
     }
     Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::IgnoreRules;
+    use crate::dockerfile::Instruction;
+
+    /// The COPY or ADD on the line after `FROM scratch`.
+    fn instruction(line: &str) -> (CopyInstruction, bool) {
+        let df = crate::dockerfile::parse(&format!("FROM scratch\n{line}\n")).unwrap();
+        match &df.stages[0].instructions[0].node {
+            Instruction::Copy(c) => (c.clone(), false),
+            Instruction::Add(c) => (c.clone(), true),
+            other => panic!("not a COPY: {other:?}"),
+        }
+    }
+
+    /// Runs `line` against the build context in `ctx` over an empty image and returns the
+    /// layer's entries as `(path, kind letter, mode, uid)`.
+    fn copy_entries(ctx: &Path, line: &str) -> Result<Vec<(String, char, u32, u64)>, BuildError> {
+        let (c, is_add) = instruction(line);
+        let context = Context::scan(ctx, &IgnoreRules::empty(), None).unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let env = CopyEnv {
+            workdir: "/",
+            epoch: 0,
+            normalize_modes: false,
+            is_add,
+            layer_options: LayerOptions::default(),
+        };
+        let p = prepare(
+            &c,
+            &Source::Context(&context),
+            &env,
+            scratch.path(),
+            &|_, _| {},
+        )?;
+        let out = entries(&p, &c, &env, &LazyRootFs::empty(), scratch.path())?;
+        Ok(out
+            .into_iter()
+            .map(|e| {
+                let kind = match e.kind {
+                    LayerKind::File { .. } => 'f',
+                    LayerKind::Dir => 'd',
+                    LayerKind::Symlink { .. } => 'l',
+                    _ => '?',
+                };
+                (e.path, kind, e.mode, e.uid)
+            })
+            .collect())
+    }
+
+    fn paths(entries: &[(String, char, u32, u64)]) -> Vec<&str> {
+        entries.iter().map(|e| e.0.as_str()).collect()
+    }
+
+    fn context(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (p, content) in files {
+            let p = dir.path().join(p);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, content).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn copy_with_one_unmatched_wildcard_copies_the_others() {
+        // BuildKit (docker 20.10): `COPY a.txt *.nomatch /d/` copies a.txt into /d/.
+        let ctx = context(&[("a.txt", "A")]);
+        let out = copy_entries(ctx.path(), "COPY a.txt *.nomatch /d/").unwrap();
+        assert_eq!(paths(&out), ["d", "d/a.txt"]);
+        // One match left: a destination without a slash is that file (BuildKit: /d is a file).
+        let out = copy_entries(ctx.path(), "COPY a.txt *.nomatch /d").unwrap();
+        assert_eq!(paths(&out), ["d"]);
+        assert_eq!(out[0].1, 'f');
+    }
+
+    #[test]
+    fn copy_whose_wildcards_all_match_nothing_copies_nothing() {
+        // BuildKit (AllowEmptyWildcard): no error, and /d/ is not even created.
+        let ctx = context(&[("a.txt", "A")]);
+        let out = copy_entries(ctx.path(), "COPY *.nomatch *.none /d/").unwrap();
+        assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn copy_of_a_missing_plain_source_is_still_an_error() {
+        // BuildKit: `"/missing" not found: not found`, even beside a source that matches.
+        let ctx = context(&[("a.txt", "A")]);
+        let err = copy_entries(ctx.path(), "COPY a.txt missing /d/").unwrap_err();
+        assert!(format!("{:?}", err).contains("SourceNotFound"), "{err:?}");
+    }
+
+    #[test]
+    fn copy_from_a_stage_skips_a_wildcard_that_matches_nothing() {
+        let root = context(&[("src/a.txt", "A")]);
+        assert_eq!(
+            select_in_dir(root.path(), "/src/*.nomatch").unwrap(),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            select_in_dir(root.path(), "/src/a*").unwrap(),
+            ["src/a.txt"]
+        );
+        assert!(select_in_dir(root.path(), "/src/missing").is_err());
+    }
 }
