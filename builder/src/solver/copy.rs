@@ -118,6 +118,9 @@ pub struct PreparedCopy {
     items: Vec<Item>,
     dest_abs: String,
     dest_is_dir: bool,
+    /// The directories that directory sources are copied into: created (0755, owned like the
+    /// files) when missing even if the source is empty, left as they are when they exist.
+    dir_targets: BTreeSet<String>,
     /// No source matched (only wildcards, each matching nothing): BuildKit succeeds without
     /// creating anything, not even the destination directory.
     matched_nothing: bool,
@@ -296,6 +299,7 @@ pub fn prepare(
     };
 
     let is_ctx = matches!(source, Source::Context(_));
+    let mut dir_targets = BTreeSet::new();
     for (rel, kind) in plans {
         let base_name = rel.rsplit('/').next().unwrap_or(&rel).to_string();
         match kind {
@@ -305,6 +309,11 @@ pub fn prepare(
                 } else {
                     dest_abs.clone()
                 };
+                // BuildKit creates the target of a directory copy even when the directory is
+                // empty (`COPY emptydir /dest` makes /dest).
+                if !target.is_empty() {
+                    dir_targets.insert(target.clone());
+                }
                 if c.parents && rel != "." {
                     let md = std::fs::symlink_metadata(root_path(&rel))
                         .map_err(BuildError::io("reading", root_path(&rel)))?;
@@ -440,12 +449,18 @@ pub fn prepare(
     for item in &items {
         item_record(item, env.normalize_modes, &mut h);
     }
+    for d in &dir_targets {
+        h.update(b"t\0");
+        h.update(d.as_bytes());
+        h.update(b"\n");
+    }
     Ok(PreparedCopy {
         selection_digest: h.finish(),
         normalize_modes: env.normalize_modes,
         items,
         dest_abs,
         dest_is_dir,
+        dir_targets,
         matched_nothing: matched_count == 0,
     })
 }
@@ -740,6 +755,12 @@ pub fn entries(
     if prepared.dest_is_dir && !prepared.dest_abs.is_empty() {
         needed_dirs.insert(prepared.dest_abs.clone());
     }
+    for d in &prepared.dir_targets {
+        let comps = components(d);
+        for i in 1..=comps.len() {
+            needed_dirs.insert(comps[..i].join("/"));
+        }
+    }
     let item_paths: BTreeSet<String> = prepared.items.iter().map(dest_of).collect();
     for d in needed_dirs {
         if item_paths.contains(&d) {
@@ -916,6 +937,29 @@ mod tests {
         let ctx = context(&[("a.txt", "A")]);
         let err = copy_entries(ctx.path(), "COPY a.txt missing /d/").unwrap_err();
         assert!(format!("{:?}", err).contains("SourceNotFound"), "{err:?}");
+    }
+
+    #[test]
+    fn copy_of_an_empty_directory_creates_the_destination() {
+        // BuildKit (docker 20.10): `COPY empty /dest` makes /dest, 0755 whatever the source's
+        // mode and whatever --chmod says, owned by --chown like its missing parents.
+        let ctx = context(&[]);
+        std::fs::create_dir(ctx.path().join("empty")).unwrap();
+        std::fs::set_permissions(
+            ctx.path().join("empty"),
+            std::fs::Permissions::from_mode(0o700),
+        )
+        .unwrap();
+        let out = copy_entries(ctx.path(), "COPY --chmod=700 empty /dest").unwrap();
+        assert_eq!(out, [("dest".to_string(), 'd', 0o755, 0)]);
+        let out = copy_entries(ctx.path(), "COPY --chown=1000:1000 empty /p1/p2").unwrap();
+        assert_eq!(
+            out,
+            [
+                ("p1".to_string(), 'd', 0o755, 1000),
+                ("p1/p2".to_string(), 'd', 0o755, 1000)
+            ]
+        );
     }
 
     #[test]
