@@ -181,27 +181,16 @@ fn excluded(m: Option<&PatternMatcher>, rel: &str) -> bool {
     m.is_some_and(|m| m.matches_or_parent_matches(rel))
 }
 
-fn archive_format(path: &Path) -> bool {
-    use std::io::Read;
-    let mut head = [0u8; 512];
-    let Ok(mut f) = std::fs::File::open(path) else {
-        return false;
-    };
-    let mut n = 0;
-    while n < head.len() {
-        match f.read(&mut head[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(_) => return false,
-        }
-    }
-    let h = &head[..n];
-    let compressed = h.starts_with(&[0x1f, 0x8b])
-        || h.starts_with(b"BZh")
-        || h.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0])
-        || h.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
-    let plain_tar = n >= 262 && &h[257..262] == b"ustar";
-    compressed || plain_tar
+/// Whether `ADD` extracts the local file at `path`: by content, never by name (BuildKit, docker
+/// 20.10: a tar, plain or gzip/bzip2/xz-compressed, is extracted; a `.tar.gz` that is not one,
+/// a compressed file that holds no tar, and a zstd-compressed tar are copied as they are).
+fn is_extracted_archive(path: &Path) -> Result<bool, BuildError> {
+    use rbuild_layers::apply::StreamFormat;
+    let f = std::fs::File::open(path).map_err(BuildError::io("reading", path))?;
+    Ok(matches!(
+        rbuild_layers::apply::archive_format(f),
+        Some(StreamFormat::Tar | StreamFormat::Gzip | StreamFormat::Bzip2 | StreamFormat::Xz)
+    ))
 }
 
 /// Selects the sources of `c` and computes the selection digest (the COPY's content input).
@@ -376,7 +365,7 @@ pub fn prepare(
                     std::fs::symlink_metadata(&full).map_err(BuildError::io("reading", &full))?;
                 let kind = match kind {
                     PlanKind::Symlink(t) => ItemKind::Symlink(t),
-                    _ if env.is_add && archive_format(&full) => ItemKind::Archive(full),
+                    _ if env.is_add && is_extracted_archive(&full)? => ItemKind::Archive(full),
                     _ => ItemKind::File(full),
                 };
                 let dest = if matches!(kind, ItemKind::Archive(_)) {
@@ -748,7 +737,8 @@ pub fn entries(
     let mut needed_dirs: BTreeSet<String> = BTreeSet::new();
     for item in &prepared.items {
         let comps = components(&dest_of(item));
-        for i in 1..comps.len() {
+        let last = usize::from(matches!(item.kind, ItemKind::Archive(_)));
+        for i in 1..comps.len() + last {
             needed_dirs.insert(comps[..i].join("/"));
         }
     }
@@ -761,7 +751,13 @@ pub fn entries(
             needed_dirs.insert(comps[..i].join("/"));
         }
     }
-    let item_paths: BTreeSet<String> = prepared.items.iter().map(dest_of).collect();
+    // An archive's destination is the directory it is extracted into: created like any other.
+    let item_paths: BTreeSet<String> = prepared
+        .items
+        .iter()
+        .filter(|i| !matches!(i.kind, ItemKind::Archive(_)))
+        .map(dest_of)
+        .collect();
     for d in needed_dirs {
         if item_paths.contains(&d) {
             continue;
@@ -960,6 +956,36 @@ mod tests {
                 ("p1/p2".to_string(), 'd', 0o755, 1000)
             ]
         );
+    }
+
+    #[test]
+    fn add_decides_extraction_by_content_not_by_name() {
+        // BuildKit (docker 20.10): a `.tar.gz` that is text and a gzip that holds no tar are
+        // copied; a tar named `.bin` is extracted; a zstd tar is copied as it is.
+        let ctx = context(&[("fake.tar.gz", "not an archive\n"), ("t/inside", "in\n")]);
+        let tar = |args: &[&str]| {
+            let ok = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(args.join(" "))
+                .current_dir(ctx.path())
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "{args:?}");
+        };
+        tar(&["gzip -c t/inside > notes.txt.gz"]);
+        tar(&["tar -czf real.bin -C t inside"]);
+        tar(&["tar -cf - -C t inside | zstd -q -c > z.tar.zst"]);
+        for (line, want) in [
+            ("ADD fake.tar.gz /a/", vec!["a", "a/fake.tar.gz"]),
+            ("ADD notes.txt.gz /a/", vec!["a", "a/notes.txt.gz"]),
+            ("ADD real.bin /a/", vec!["a", "a/inside"]),
+            ("ADD real.bin /b", vec!["b", "b/inside"]),
+            ("ADD z.tar.zst /a/", vec!["a", "a/z.tar.zst"]),
+        ] {
+            let out = copy_entries(ctx.path(), line).unwrap();
+            assert_eq!(paths(&out), want, "{line}");
+        }
     }
 
     #[test]
