@@ -51,6 +51,8 @@ pub enum CopyError {
     BadPattern(String),
     #[error("{0}: no such file or directory in the source stage")]
     NotInStage(String),
+    #[error("COPY/ADD source {source_path:?}: {link:?} is a symlink whose target is not there (a source symlink is followed inside the build context or stage root, as BuildKit does: its target must be in it and not excluded by .dockerignore)")]
+    LinkTargetMissing { source_path: String, link: String },
     #[error(transparent)]
     Chmod(#[from] super::chmod::ChmodError),
     #[error("extracting the archive {}", path.display())]
@@ -209,7 +211,7 @@ pub fn prepare(
     };
     let mut items: Vec<Item> = Vec::new();
     let mut matched_count = 0usize;
-    let mut plans: Vec<(String, PlanKind)> = Vec::new();
+    let mut plans: Vec<Plan> = Vec::new();
     for src in &c.sources {
         if is_remote(src) {
             return Err(CopyError::Remote {
@@ -218,49 +220,9 @@ pub fn prepare(
             }
             .into());
         }
-        match source {
-            Source::Context(ctx) => {
-                let rels = match ctx.select(src) {
-                    Ok(rels) => rels,
-                    // BuildKit's Dockerfile frontend copies with AllowEmptyWildcard: a wildcard
-                    // that matches nothing is skipped, even when no source matches at all.
-                    Err(ContextError::NoSourceFiles { .. }) => Vec::new(),
-                    Err(e) => return Err(CopyError::Select(e).into()),
-                };
-                for rel in rels {
-                    matched_count += 1;
-                    let e = ctx.get(rel).ok_or_else(|| {
-                        BuildError::Internal(format!("selected path {rel} vanished"))
-                    })?;
-                    let kind = match &e.kind {
-                        EntryKind::Dir => PlanKind::Dir,
-                        EntryKind::File => PlanKind::File,
-                        EntryKind::Symlink(t) => PlanKind::Symlink(t.clone()),
-                        EntryKind::Other => continue,
-                    };
-                    plans.push((rel.to_string(), kind));
-                }
-            }
-            Source::Dir(root) => {
-                for rel in select_in_dir(root, src)? {
-                    matched_count += 1;
-                    let md = std::fs::symlink_metadata(root.join(&rel))
-                        .map_err(BuildError::io("reading", root.join(&rel)))?;
-                    let kind = if md.is_dir() {
-                        PlanKind::Dir
-                    } else if md.file_type().is_symlink() {
-                        let t = std::fs::read_link(root.join(&rel))
-                            .map_err(BuildError::io("reading link", root.join(&rel)))?;
-                        PlanKind::Symlink(t.to_string_lossy().into_owned())
-                    } else if md.is_file() {
-                        PlanKind::File
-                    } else {
-                        continue;
-                    };
-                    plans.push((rel, kind));
-                }
-            }
-        }
+        let selected = select_sources(source, src)?;
+        matched_count += selected.len();
+        plans.extend(selected.into_iter().flatten());
     }
     matched_count += c.heredocs.len();
     let dest_is_dir = dest_names_dir(&c.dest) || matched_count > 1;
@@ -289,12 +251,17 @@ pub fn prepare(
 
     let is_ctx = matches!(source, Source::Context(_));
     let mut dir_targets = BTreeSet::new();
-    for (rel, kind) in plans {
-        let base_name = rel.rsplit('/').next().unwrap_or(&rel).to_string();
+    for Plan {
+        name,
+        src: rel,
+        kind,
+    } in plans
+    {
+        let base_name = name.rsplit('/').next().unwrap_or(&name).to_string();
         match kind {
             PlanKind::Dir => {
-                let target = if c.parents && rel != "." {
-                    join_dest(&dest_abs, &rel)
+                let target = if c.parents && name != "." {
+                    join_dest(&dest_abs, &name)
                 } else {
                     dest_abs.clone()
                 };
@@ -303,7 +270,7 @@ pub fn prepare(
                 if !target.is_empty() {
                     dir_targets.insert(target.clone());
                 }
-                if c.parents && rel != "." {
+                if c.parents && name != "." {
                     let md = std::fs::symlink_metadata(root_path(&rel))
                         .map_err(BuildError::io("reading", root_path(&rel)))?;
                     items.push(Item {
@@ -354,7 +321,7 @@ pub fn prepare(
                     continue;
                 }
                 let dest = if c.parents {
-                    join_dest(&dest_abs, &rel)
+                    join_dest(&dest_abs, &name)
                 } else if dest_is_dir {
                     join_dest(&dest_abs, &base_name)
                 } else {
@@ -516,6 +483,85 @@ enum PlanKind {
     Symlink(String),
 }
 
+/// One matched source: `name` as matched (its last component names the copy), `src` the entry
+/// it resolves to (a symlink source is followed).
+struct Plan {
+    name: String,
+    src: String,
+    kind: PlanKind,
+}
+
+/// The sources `pattern` matches, in order; `None` for a match that is not copied (a special
+/// file). A source that is itself a symlink is followed inside its root, as BuildKit does
+/// (`FollowSymlinks` on COPY/ADD): its target's content and mode are copied under the link's
+/// name. Symlinks *inside* a copied directory stay symlinks.
+fn select_sources(source: &Source<'_>, pattern: &str) -> Result<Vec<Option<Plan>>, BuildError> {
+    let missing_target = |name: &str| CopyError::LinkTargetMissing {
+        source_path: pattern.to_string(),
+        link: name.to_string(),
+    };
+    match source {
+        Source::Context(ctx) => {
+            let rels = match ctx.select(pattern) {
+                Ok(rels) => rels,
+                // BuildKit's Dockerfile frontend copies with AllowEmptyWildcard: a wildcard
+                // that matches nothing is skipped, even when no source matches at all.
+                Err(ContextError::NoSourceFiles { .. }) => Vec::new(),
+                Err(e) => return Err(CopyError::Select(e).into()),
+            };
+            let mut out = Vec::with_capacity(rels.len());
+            for name in rels {
+                let src = ctx
+                    .resolve_source(name)
+                    .ok_or_else(|| missing_target(name))?;
+                let kind = if src == "." {
+                    Some(PlanKind::Dir)
+                } else {
+                    match ctx.get(src).map(|e| &e.kind) {
+                        Some(EntryKind::Dir) => Some(PlanKind::Dir),
+                        Some(EntryKind::File) => Some(PlanKind::File),
+                        Some(EntryKind::Other) => None,
+                        Some(EntryKind::Symlink(_)) | None => {
+                            return Err(BuildError::Internal(format!(
+                                "source {name} resolved to {src}, which is not an entry"
+                            )))
+                        }
+                    }
+                };
+                out.push(kind.map(|kind| Plan {
+                    name: name.to_string(),
+                    src: src.to_string(),
+                    kind,
+                }));
+            }
+            Ok(out)
+        }
+        Source::Dir(root) => {
+            let mut out = Vec::new();
+            for name in select_in_dir(root, pattern)? {
+                let src = super::in_root::resolve(root, &name, true)
+                    .ok_or_else(|| missing_target(&name))?;
+                let full = if src == "." {
+                    root.to_path_buf()
+                } else {
+                    root.join(&src)
+                };
+                let md =
+                    std::fs::symlink_metadata(&full).map_err(BuildError::io("reading", &full))?;
+                let kind = if md.is_dir() {
+                    Some(PlanKind::Dir)
+                } else if md.is_file() {
+                    Some(PlanKind::File)
+                } else {
+                    None
+                };
+                out.push(kind.map(|kind| Plan { name, src, kind }));
+            }
+            Ok(out)
+        }
+    }
+}
+
 /// Everything below a source directory, relative to it, with permission bits.
 fn walk_source(
     source: &Source<'_>,
@@ -603,10 +649,21 @@ fn select_in_dir(root: &Path, pattern: &str) -> Result<Vec<String>, BuildError> 
     for seg in rel.split('/') {
         let mut next = Vec::new();
         for cur in &current {
+            // The directory so far, resolved inside the stage: a symlink on the way is never
+            // followed by the kernel (it could point at the host's files).
+            let cur = if cur.is_empty() {
+                String::new()
+            } else {
+                match super::in_root::resolve(root, cur, true) {
+                    Some(r) if r == "." => String::new(),
+                    Some(r) => r,
+                    None => continue,
+                }
+            };
             let dir = if cur.is_empty() {
                 root.to_path_buf()
             } else {
-                root.join(cur)
+                root.join(&cur)
             };
             if !gopath::has_meta(seg) {
                 let cand = if cur.is_empty() {
@@ -614,7 +671,7 @@ fn select_in_dir(root: &Path, pattern: &str) -> Result<Vec<String>, BuildError> 
                 } else {
                     format!("{cur}/{seg}")
                 };
-                // Never follow a symlink out of the stage: lstat inside root only.
+                // lstat: the last component is not followed here.
                 if std::fs::symlink_metadata(root.join(&cand)).is_ok() {
                     next.push(cand);
                 }
@@ -860,9 +917,15 @@ mod tests {
 
     /// Runs `line` against the build context in `ctx` over an empty image and returns the
     /// layer's entries as `(path, kind letter, mode, uid)`.
-    fn copy_entries(ctx: &Path, line: &str) -> Result<Vec<(String, char, u32, u64)>, BuildError> {
-        let (c, is_add) = instruction(line);
+    fn copy_entries(ctx: &Path, line: &str) -> Result<Vec<Summary>, BuildError> {
         let context = Context::scan(ctx, &IgnoreRules::empty(), None).unwrap();
+        copy_entries_from(&Source::Context(&context), line)
+    }
+
+    type Summary = (String, char, u32, u64);
+
+    fn copy_entries_from(source: &Source<'_>, line: &str) -> Result<Vec<Summary>, BuildError> {
+        let (c, is_add) = instruction(line);
         let scratch = tempfile::tempdir().unwrap();
         let env = CopyEnv {
             workdir: "/",
@@ -871,13 +934,7 @@ mod tests {
             is_add,
             layer_options: LayerOptions::default(),
         };
-        let p = prepare(
-            &c,
-            &Source::Context(&context),
-            &env,
-            scratch.path(),
-            &|_, _| {},
-        )?;
+        let p = prepare(&c, source, &env, scratch.path(), &|_, _| {})?;
         let out = entries(&p, &c, &env, &LazyRootFs::empty(), scratch.path())?;
         Ok(out
             .into_iter()
@@ -986,6 +1043,76 @@ mod tests {
             let out = copy_entries(ctx.path(), line).unwrap();
             assert_eq!(paths(&out), want, "{line}");
         }
+    }
+
+    /// A tree with `real.txt` (0600), links to it (relative and absolute), a link to a
+    /// directory, a directory holding a link, and links out of the tree.
+    fn tree_with_links() -> tempfile::TempDir {
+        use std::os::unix::fs::symlink;
+        let t = context(&[("real.txt", "real\n"), ("sub/f", "f\n"), ("dir/x", "x\n")]);
+        let p = t.path();
+        std::fs::set_permissions(p.join("real.txt"), std::fs::Permissions::from_mode(0o600))
+            .unwrap();
+        symlink("real.txt", p.join("link")).unwrap();
+        symlink("/real.txt", p.join("abslink")).unwrap();
+        symlink("sub", p.join("dlink")).unwrap();
+        symlink("../real.txt", p.join("dir/inner")).unwrap();
+        symlink("../../../../../../etc/hostname", p.join("outlink")).unwrap();
+        symlink("/etc/hostname", p.join("outabs")).unwrap();
+        symlink("/etc", p.join("hostetc")).unwrap();
+        t
+    }
+
+    fn symlink_cases(source: &Source<'_>) {
+        // BuildKit (docker 20.10): the link is followed, its target's content and mode are
+        // copied under the link's own name; an absolute target resolves inside the root.
+        for line in ["COPY link /d/", "COPY lin* /d/", "ADD link /d/"] {
+            let out = copy_entries_from(source, line).unwrap();
+            assert_eq!(out[1], ("d/link".to_string(), 'f', 0o600, 0), "{line}");
+        }
+        let out = copy_entries_from(source, "COPY link /d2").unwrap();
+        assert_eq!(out, [("d2".to_string(), 'f', 0o600, 0)]);
+        let out = copy_entries_from(source, "COPY abslink /d/").unwrap();
+        assert_eq!(out[1], ("d/abslink".to_string(), 'f', 0o600, 0));
+        // A link to a directory copies the directory's contents.
+        let out = copy_entries_from(source, "COPY dlink /d/").unwrap();
+        assert_eq!(paths(&out), ["d", "d/f"]);
+        // Links inside a copied directory stay links.
+        let out = copy_entries_from(source, "COPY dir /d/").unwrap();
+        assert!(
+            out.contains(&("d/inner".to_string(), 'l', 0o777, 0)),
+            "{out:?}"
+        );
+        // Out of the root: resolved inside it, where there is no etc/hostname (BuildKit:
+        // `"/etc/hostname" not found`).
+        for line in ["COPY outlink /d/", "COPY outabs /d/"] {
+            let err = copy_entries_from(source, line).unwrap_err();
+            assert!(
+                format!("{err:?}").contains("LinkTargetMissing"),
+                "{line}: {err:?}"
+            );
+        }
+        // A symlinked parent is resolved inside the root too: never the host's /etc/passwd.
+        for line in ["COPY hostetc/passwd /d", "COPY hostetc/pass* /d"] {
+            let out = copy_entries_from(source, line);
+            assert!(
+                out.as_ref().is_ok_and(Vec::is_empty) || out.is_err(),
+                "{line}: {out:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn copy_of_a_symlink_source_copies_its_target_under_the_link_name() {
+        let t = tree_with_links();
+        let context = Context::scan(t.path(), &IgnoreRules::empty(), None).unwrap();
+        symlink_cases(&Source::Context(&context));
+    }
+
+    #[test]
+    fn copy_from_a_stage_follows_a_symlink_source_inside_the_stage() {
+        let t = tree_with_links();
+        symlink_cases(&Source::Dir(t.path()));
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod chmod;
 pub mod copy;
 pub mod error;
 pub mod explain;
+pub mod in_root;
 pub mod key;
 pub mod lazy_rootfs;
 pub mod meta;
