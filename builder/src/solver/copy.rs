@@ -731,6 +731,7 @@ pub fn key_inputs(
         platform.to_string(),
     )
     .input("files", prepared.selection_digest.to_string())
+    .input(super::parents::KEY_INPUT.0, super::parents::KEY_INPUT.1)
     .input("dest", format!("/{}", prepared.dest_abs));
     if let Some((stage, key)) = from_key {
         k = k.input(&format!("from:{stage}"), key.to_string());
@@ -861,6 +862,12 @@ pub fn entries(
             xattrs: BTreeMap::new(),
         });
     }
+    // Existing parents go into the layer as they are (BuildKit's layers hold them); with
+    // --link there is nothing below to consult.
+    if !c.link {
+        let parents = super::parents::existing_parents(rootfs, &out, env.epoch)?;
+        out.extend(parents);
+    }
     Ok(out)
 }
 
@@ -904,6 +911,7 @@ mod tests {
     use super::*;
     use crate::context::IgnoreRules;
     use crate::dockerfile::Instruction;
+    use std::os::unix::fs::MetadataExt;
 
     /// The COPY or ADD on the line after `FROM scratch`.
     fn instruction(line: &str) -> (CopyInstruction, bool) {
@@ -925,6 +933,14 @@ mod tests {
     type Summary = (String, char, u32, u64);
 
     fn copy_entries_from(source: &Source<'_>, line: &str) -> Result<Vec<Summary>, BuildError> {
+        copy_entries_over(source, line, &LazyRootFs::empty())
+    }
+
+    fn copy_entries_over(
+        source: &Source<'_>,
+        line: &str,
+        rootfs: &LazyRootFs<'_>,
+    ) -> Result<Vec<Summary>, BuildError> {
         let (c, is_add) = instruction(line);
         let scratch = tempfile::tempdir().unwrap();
         let env = CopyEnv {
@@ -935,7 +951,8 @@ mod tests {
             layer_options: LayerOptions::default(),
         };
         let p = prepare(&c, source, &env, scratch.path(), &|_, _| {})?;
-        let out = entries(&p, &c, &env, &LazyRootFs::empty(), scratch.path())?;
+        let mut out = entries(&p, &c, &env, rootfs, scratch.path())?;
+        rbuild_layers::tar::sort_entries(&mut out);
         Ok(out
             .into_iter()
             .map(|e| {
@@ -1113,6 +1130,49 @@ mod tests {
     fn copy_from_a_stage_follows_a_symlink_source_inside_the_stage() {
         let t = tree_with_links();
         symlink_cases(&Source::Dir(t.path()));
+    }
+
+    #[test]
+    fn copy_keeps_the_mode_and_owner_of_existing_parent_directories() {
+        // BuildKit's layer for `COPY --chown=1000 f /srv/a/b/` holds srv/ as it was (0700 and
+        // its owner) and the new srv/a, srv/a/b 0755 1000:1000; `COPY f /tmp/y/` holds tmp/
+        // 1777. Without them a layer applied on its own (Docker's overlay2, rbuild's
+        // snapshots) shows /tmp as 0755.
+        use super::super::lazy_rootfs::Lower;
+        let lower = context(&[]);
+        let l = lower.path();
+        for (d, mode) in [("tmp", 0o1777), ("srv", 0o700), ("opt", 0o711)] {
+            std::fs::create_dir(l.join(d)).unwrap();
+            std::fs::set_permissions(l.join(d), std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        std::os::unix::fs::symlink("tmp", l.join("tlink")).unwrap();
+        let rootfs = LazyRootFs::new(
+            vec![Lower::Dir(l.to_path_buf())],
+            Box::new(|_| unreachable!("the lower is unpacked")),
+        );
+        let ctx = context(&[("f", "f")]);
+        let context = Context::scan(ctx.path(), &IgnoreRules::empty(), None).unwrap();
+        let source = Source::Context(&context);
+        let root_uid = u64::from(std::fs::metadata(l.join("srv")).unwrap().uid());
+        let out = copy_entries_over(&source, "COPY --chown=1000 f /srv/a/b/", &rootfs).unwrap();
+        assert_eq!(
+            out,
+            [
+                ("srv".to_string(), 'd', 0o700, root_uid),
+                ("srv/a".to_string(), 'd', 0o755, 1000),
+                ("srv/a/b".to_string(), 'd', 0o755, 1000),
+                ("srv/a/b/f".to_string(), 'f', 0o644, 1000),
+            ]
+        );
+        let out = copy_entries_over(&source, "COPY f /tmp/y/", &rootfs).unwrap();
+        assert_eq!(out[0], ("tmp".to_string(), 'd', 0o1777, root_uid));
+        // A file copied onto an existing directory: the directory is kept too.
+        let out = copy_entries_over(&source, "COPY f /opt", &rootfs).unwrap();
+        assert_eq!(paths(&out), ["opt", "opt/f"]);
+        assert_eq!(out[0].2, 0o711);
+        // Nothing is written for a parent that is a symlink (it would replace the link).
+        let out = copy_entries_over(&source, "COPY f /tlink/y/", &rootfs).unwrap();
+        assert!(!paths(&out).contains(&"tlink"), "{out:?}");
     }
 
     #[test]

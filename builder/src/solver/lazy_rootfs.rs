@@ -125,6 +125,55 @@ impl<'m> LazyRootFs<'m> {
     }
 }
 
+/// What a path is, with a directory's own permission bits and owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirMeta {
+    Dir {
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    Symlink,
+    /// A file or special file.
+    NotDir,
+    Missing,
+}
+
+impl LazyRootFs<'_> {
+    /// The directory at `path` with its mode (setuid/setgid/sticky included) and owner; the
+    /// layer that holds it is unpacked if only its index is here (an index has no modes).
+    pub fn dir_meta(&self, path: &str) -> Result<DirMeta, BuildError> {
+        use std::os::unix::fs::MetadataExt;
+        let Some(found) = self.lookup(path)? else {
+            return Ok(DirMeta::Missing);
+        };
+        if found.is_symlink() {
+            return Ok(DirMeta::Symlink);
+        }
+        if !found.is_dir() {
+            return Ok(DirMeta::NotDir);
+        }
+        let real = match found.real {
+            Some(real) => real,
+            None => {
+                self.materialize_lower(found.layer)?;
+                self.lookup(path)?.and_then(|f| f.real).ok_or_else(|| {
+                    BuildError::Internal(format!(
+                        "{path} is a directory in lower {}'s path index but not once it is unpacked",
+                        found.layer
+                    ))
+                })?
+            }
+        };
+        let md = std::fs::symlink_metadata(&real).map_err(BuildError::io("reading", &real))?;
+        Ok(DirMeta::Dir {
+            mode: md.mode() & 0o7777,
+            uid: md.uid(),
+            gid: md.gid(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

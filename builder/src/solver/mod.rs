@@ -19,6 +19,7 @@ pub mod in_root;
 pub mod key;
 pub mod lazy_rootfs;
 pub mod meta;
+pub mod parents;
 pub mod record;
 pub mod rootfs;
 pub mod run;
