@@ -36,20 +36,22 @@ pub fn existing_parents(
         let comps = components(&e.path);
         for i in 1..comps.len() {
             let p = comps[..i].join("/");
+            // The step writes this directory itself (whatever was there is replaced).
+            if written.contains(p.as_str()) {
+                continue;
+            }
             let meta = match known.get(&p) {
                 Some(m) => *m,
                 None => {
                     let m = rootfs.dir_meta(&p)?;
                     known.insert(p.clone(), m);
-                    if let (DirMeta::Dir { mode, uid, gid }, false) =
-                        (m, written.contains(p.as_str()))
-                    {
+                    if let DirMeta::Dir { mode, uid, gid } = m {
                         out.push(LayerEntry {
                             path: p,
                             kind: EntryKind::Dir,
                             mode,
-                            uid: u64::from(uid),
-                            gid: u64::from(gid),
+                            uid,
+                            gid,
                             mtime: epoch,
                             xattrs: BTreeMap::new(),
                         });
