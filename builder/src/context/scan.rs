@@ -407,6 +407,13 @@ impl Context {
         Some(cur)
     }
 
+    /// The entry a COPY/ADD source at `rel` names: symlinks followed in every component, the
+    /// last one too, inside the context ([`Context::resolve_in_context`]); `"."` for the root.
+    pub fn resolve_source(&self, rel: &str) -> Option<&str> {
+        let resolved = self.resolve_in_context(rel, true)?;
+        Some(resolved.map_or(".", |i| self.paths[i].as_str()))
+    }
+
     /// The last path element of entry `i`.
     pub(crate) fn name(&self, i: usize) -> &str {
         let p = &self.paths[i];

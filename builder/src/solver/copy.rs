@@ -30,7 +30,7 @@ use super::rootfs::components;
 use super::users::{resolve_owner, Owner};
 use super::BuildError;
 use crate::context::patternmatcher::PatternMatcher;
-use crate::context::{Context, EntryKind};
+use crate::context::{Context, ContextError, EntryKind};
 use crate::dockerfile::CopyInstruction;
 
 /// Why a COPY or ADD could not be prepared or written.
@@ -51,6 +51,8 @@ pub enum CopyError {
     BadPattern(String),
     #[error("{0}: no such file or directory in the source stage")]
     NotInStage(String),
+    #[error("COPY/ADD source {source_path:?}: {link:?} is a symlink whose target is not there (a source symlink is followed inside the build context or stage root, as BuildKit does: its target must be in it and not excluded by .dockerignore)")]
+    LinkTargetMissing { source_path: String, link: String },
     #[error(transparent)]
     Chmod(#[from] super::chmod::ChmodError),
     #[error("extracting the archive {}", path.display())]
@@ -118,6 +120,12 @@ pub struct PreparedCopy {
     items: Vec<Item>,
     dest_abs: String,
     dest_is_dir: bool,
+    /// The directories that directory sources are copied into: created (0755, owned like the
+    /// files) when missing even if the source is empty, left as they are when they exist.
+    dir_targets: BTreeSet<String>,
+    /// No source matched (only wildcards, each matching nothing): BuildKit succeeds without
+    /// creating anything, not even the destination directory.
+    matched_nothing: bool,
 }
 
 fn clean_abs(p: &str) -> String {
@@ -175,27 +183,16 @@ fn excluded(m: Option<&PatternMatcher>, rel: &str) -> bool {
     m.is_some_and(|m| m.matches_or_parent_matches(rel))
 }
 
-fn archive_format(path: &Path) -> bool {
-    use std::io::Read;
-    let mut head = [0u8; 512];
-    let Ok(mut f) = std::fs::File::open(path) else {
-        return false;
-    };
-    let mut n = 0;
-    while n < head.len() {
-        match f.read(&mut head[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(_) => return false,
-        }
-    }
-    let h = &head[..n];
-    let compressed = h.starts_with(&[0x1f, 0x8b])
-        || h.starts_with(b"BZh")
-        || h.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0])
-        || h.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
-    let plain_tar = n >= 262 && &h[257..262] == b"ustar";
-    compressed || plain_tar
+/// Whether `ADD` extracts the local file at `path`: by content, never by name (BuildKit, docker
+/// 20.10: a tar, plain or gzip/bzip2/xz-compressed, is extracted; a `.tar.gz` that is not one,
+/// a compressed file that holds no tar, and a zstd-compressed tar are copied as they are).
+fn is_extracted_archive(path: &Path) -> Result<bool, BuildError> {
+    use rbuild_layers::apply::StreamFormat;
+    let f = std::fs::File::open(path).map_err(BuildError::io("reading", path))?;
+    Ok(matches!(
+        rbuild_layers::apply::archive_format(f),
+        Some(StreamFormat::Tar | StreamFormat::Gzip | StreamFormat::Bzip2 | StreamFormat::Xz)
+    ))
 }
 
 /// Selects the sources of `c` and computes the selection digest (the COPY's content input).
@@ -214,7 +211,7 @@ pub fn prepare(
     };
     let mut items: Vec<Item> = Vec::new();
     let mut matched_count = 0usize;
-    let mut plans: Vec<(String, PlanKind)> = Vec::new();
+    let mut plans: Vec<Plan> = Vec::new();
     for src in &c.sources {
         if is_remote(src) {
             return Err(CopyError::Remote {
@@ -223,43 +220,9 @@ pub fn prepare(
             }
             .into());
         }
-        match source {
-            Source::Context(ctx) => {
-                let rels = ctx.select(src).map_err(CopyError::Select)?;
-                for rel in rels {
-                    matched_count += 1;
-                    let e = ctx.get(rel).ok_or_else(|| {
-                        BuildError::Internal(format!("selected path {rel} vanished"))
-                    })?;
-                    let kind = match &e.kind {
-                        EntryKind::Dir => PlanKind::Dir,
-                        EntryKind::File => PlanKind::File,
-                        EntryKind::Symlink(t) => PlanKind::Symlink(t.clone()),
-                        EntryKind::Other => continue,
-                    };
-                    plans.push((rel.to_string(), kind));
-                }
-            }
-            Source::Dir(root) => {
-                for rel in select_in_dir(root, src)? {
-                    matched_count += 1;
-                    let md = std::fs::symlink_metadata(root.join(&rel))
-                        .map_err(BuildError::io("reading", root.join(&rel)))?;
-                    let kind = if md.is_dir() {
-                        PlanKind::Dir
-                    } else if md.file_type().is_symlink() {
-                        let t = std::fs::read_link(root.join(&rel))
-                            .map_err(BuildError::io("reading link", root.join(&rel)))?;
-                        PlanKind::Symlink(t.to_string_lossy().into_owned())
-                    } else if md.is_file() {
-                        PlanKind::File
-                    } else {
-                        continue;
-                    };
-                    plans.push((rel, kind));
-                }
-            }
-        }
+        let selected = select_sources(source, src)?;
+        matched_count += selected.len();
+        plans.extend(selected.into_iter().flatten());
     }
     matched_count += c.heredocs.len();
     let dest_is_dir = dest_names_dir(&c.dest) || matched_count > 1;
@@ -287,16 +250,27 @@ pub fn prepare(
     };
 
     let is_ctx = matches!(source, Source::Context(_));
-    for (rel, kind) in plans {
-        let base_name = rel.rsplit('/').next().unwrap_or(&rel).to_string();
+    let mut dir_targets = BTreeSet::new();
+    for Plan {
+        name,
+        src: rel,
+        kind,
+    } in plans
+    {
+        let base_name = name.rsplit('/').next().unwrap_or(&name).to_string();
         match kind {
             PlanKind::Dir => {
-                let target = if c.parents && rel != "." {
-                    join_dest(&dest_abs, &rel)
+                let target = if c.parents && name != "." {
+                    join_dest(&dest_abs, &name)
                 } else {
                     dest_abs.clone()
                 };
-                if c.parents && rel != "." {
+                // BuildKit creates the target of a directory copy even when the directory is
+                // empty (`COPY emptydir /dest` makes /dest).
+                if !target.is_empty() {
+                    dir_targets.insert(target.clone());
+                }
+                if c.parents && name != "." {
                     let md = std::fs::symlink_metadata(root_path(&rel))
                         .map_err(BuildError::io("reading", root_path(&rel)))?;
                     items.push(Item {
@@ -347,7 +321,7 @@ pub fn prepare(
                     continue;
                 }
                 let dest = if c.parents {
-                    join_dest(&dest_abs, &rel)
+                    join_dest(&dest_abs, &name)
                 } else if dest_is_dir {
                     join_dest(&dest_abs, &base_name)
                 } else {
@@ -358,7 +332,7 @@ pub fn prepare(
                     std::fs::symlink_metadata(&full).map_err(BuildError::io("reading", &full))?;
                 let kind = match kind {
                     PlanKind::Symlink(t) => ItemKind::Symlink(t),
-                    _ if env.is_add && archive_format(&full) => ItemKind::Archive(full),
+                    _ if env.is_add && is_extracted_archive(&full)? => ItemKind::Archive(full),
                     _ => ItemKind::File(full),
                 };
                 let dest = if matches!(kind, ItemKind::Archive(_)) {
@@ -431,12 +405,19 @@ pub fn prepare(
     for item in &items {
         item_record(item, env.normalize_modes, &mut h);
     }
+    for d in &dir_targets {
+        h.update(b"t\0");
+        h.update(d.as_bytes());
+        h.update(b"\n");
+    }
     Ok(PreparedCopy {
         selection_digest: h.finish(),
         normalize_modes: env.normalize_modes,
         items,
         dest_abs,
         dest_is_dir,
+        dir_targets,
+        matched_nothing: matched_count == 0,
     })
 }
 
@@ -500,6 +481,85 @@ enum PlanKind {
     File,
     Dir,
     Symlink(String),
+}
+
+/// One matched source: `name` as matched (its last component names the copy), `src` the entry
+/// it resolves to (a symlink source is followed).
+struct Plan {
+    name: String,
+    src: String,
+    kind: PlanKind,
+}
+
+/// The sources `pattern` matches, in order; `None` for a match that is not copied (a special
+/// file). A source that is itself a symlink is followed inside its root, as BuildKit does
+/// (`FollowSymlinks` on COPY/ADD): its target's content and mode are copied under the link's
+/// name. Symlinks *inside* a copied directory stay symlinks.
+fn select_sources(source: &Source<'_>, pattern: &str) -> Result<Vec<Option<Plan>>, BuildError> {
+    let missing_target = |name: &str| CopyError::LinkTargetMissing {
+        source_path: pattern.to_string(),
+        link: name.to_string(),
+    };
+    match source {
+        Source::Context(ctx) => {
+            let rels = match ctx.select(pattern) {
+                Ok(rels) => rels,
+                // BuildKit's Dockerfile frontend copies with AllowEmptyWildcard: a wildcard
+                // that matches nothing is skipped, even when no source matches at all.
+                Err(ContextError::NoSourceFiles { .. }) => Vec::new(),
+                Err(e) => return Err(CopyError::Select(e).into()),
+            };
+            let mut out = Vec::with_capacity(rels.len());
+            for name in rels {
+                let src = ctx
+                    .resolve_source(name)
+                    .ok_or_else(|| missing_target(name))?;
+                let kind = if src == "." {
+                    Some(PlanKind::Dir)
+                } else {
+                    match ctx.get(src).map(|e| &e.kind) {
+                        Some(EntryKind::Dir) => Some(PlanKind::Dir),
+                        Some(EntryKind::File) => Some(PlanKind::File),
+                        Some(EntryKind::Other) => None,
+                        Some(EntryKind::Symlink(_)) | None => {
+                            return Err(BuildError::Internal(format!(
+                                "source {name} resolved to {src}, which is not an entry"
+                            )))
+                        }
+                    }
+                };
+                out.push(kind.map(|kind| Plan {
+                    name: name.to_string(),
+                    src: src.to_string(),
+                    kind,
+                }));
+            }
+            Ok(out)
+        }
+        Source::Dir(root) => {
+            let mut out = Vec::new();
+            for name in select_in_dir(root, pattern)? {
+                let src = super::in_root::resolve(root, &name, true)
+                    .ok_or_else(|| missing_target(&name))?;
+                let full = if src == "." {
+                    root.to_path_buf()
+                } else {
+                    root.join(&src)
+                };
+                let md =
+                    std::fs::symlink_metadata(&full).map_err(BuildError::io("reading", &full))?;
+                let kind = if md.is_dir() {
+                    Some(PlanKind::Dir)
+                } else if md.is_file() {
+                    Some(PlanKind::File)
+                } else {
+                    None
+                };
+                out.push(kind.map(|kind| Plan { name, src, kind }));
+            }
+            Ok(out)
+        }
+    }
 }
 
 /// Everything below a source directory, relative to it, with permission bits.
@@ -589,10 +649,21 @@ fn select_in_dir(root: &Path, pattern: &str) -> Result<Vec<String>, BuildError> 
     for seg in rel.split('/') {
         let mut next = Vec::new();
         for cur in &current {
+            // The directory so far, resolved inside the stage: a symlink on the way is never
+            // followed by the kernel (it could point at the host's files).
+            let cur = if cur.is_empty() {
+                String::new()
+            } else {
+                match super::in_root::resolve(root, cur, true) {
+                    Some(r) if r == "." => String::new(),
+                    Some(r) => r,
+                    None => continue,
+                }
+            };
             let dir = if cur.is_empty() {
                 root.to_path_buf()
             } else {
-                root.join(cur)
+                root.join(&cur)
             };
             if !gopath::has_meta(seg) {
                 let cand = if cur.is_empty() {
@@ -600,7 +671,7 @@ fn select_in_dir(root: &Path, pattern: &str) -> Result<Vec<String>, BuildError> 
                 } else {
                     format!("{cur}/{seg}")
                 };
-                // Never follow a symlink out of the stage: lstat inside root only.
+                // lstat: the last component is not followed here.
                 if std::fs::symlink_metadata(root.join(&cand)).is_ok() {
                     next.push(cand);
                 }
@@ -628,7 +699,9 @@ fn select_in_dir(root: &Path, pattern: &str) -> Result<Vec<String>, BuildError> 
         }
         current = next;
     }
-    if current.is_empty() {
+    // As in the build context, only a plain path that is missing is an error; a wildcard that
+    // matches nothing is skipped (BuildKit's AllowEmptyWildcard).
+    if current.is_empty() && !gopath::has_meta(rel) {
         return Err(CopyError::NotInStage(pattern.to_string()).into());
     }
     Ok(current)
@@ -658,6 +731,7 @@ pub fn key_inputs(
         platform.to_string(),
     )
     .input("files", prepared.selection_digest.to_string())
+    .input(super::parents::KEY_INPUT.0, super::parents::KEY_INPUT.1)
     .input("dest", format!("/{}", prepared.dest_abs));
     if let Some((stage, key)) = from_key {
         k = k.input(&format!("from:{stage}"), key.to_string());
@@ -687,6 +761,9 @@ pub fn entries(
         .map(Chmod::parse)
         .transpose()
         .map_err(CopyError::from)?;
+    if prepared.matched_nothing {
+        return Ok(Vec::new());
+    }
     let mut out: Vec<LayerEntry> = Vec::new();
     let mut created: BTreeSet<String> = BTreeSet::new();
     let dir_entry = |path: &str, mode: u32| LayerEntry {
@@ -718,14 +795,27 @@ pub fn entries(
     let mut needed_dirs: BTreeSet<String> = BTreeSet::new();
     for item in &prepared.items {
         let comps = components(&dest_of(item));
-        for i in 1..comps.len() {
+        let last = usize::from(matches!(item.kind, ItemKind::Archive(_)));
+        for i in 1..comps.len() + last {
             needed_dirs.insert(comps[..i].join("/"));
         }
     }
     if prepared.dest_is_dir && !prepared.dest_abs.is_empty() {
         needed_dirs.insert(prepared.dest_abs.clone());
     }
-    let item_paths: BTreeSet<String> = prepared.items.iter().map(dest_of).collect();
+    for d in &prepared.dir_targets {
+        let comps = components(d);
+        for i in 1..=comps.len() {
+            needed_dirs.insert(comps[..i].join("/"));
+        }
+    }
+    // An archive's destination is the directory it is extracted into: created like any other.
+    let item_paths: BTreeSet<String> = prepared
+        .items
+        .iter()
+        .filter(|i| !matches!(i.kind, ItemKind::Archive(_)))
+        .map(dest_of)
+        .collect();
     for d in needed_dirs {
         if item_paths.contains(&d) {
             continue;
@@ -772,6 +862,12 @@ pub fn entries(
             xattrs: BTreeMap::new(),
         });
     }
+    // Existing parents go into the layer as they are (BuildKit's layers hold them); with
+    // --link there is nothing below to consult.
+    if !c.link {
+        let parents = super::parents::existing_parents(rootfs, &out, env.epoch)?;
+        out.extend(parents);
+    }
     Ok(out)
 }
 
@@ -808,4 +904,288 @@ fn extract_archive(
         }
     }
     Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::IgnoreRules;
+    use crate::dockerfile::Instruction;
+    use std::os::unix::fs::MetadataExt;
+
+    /// The COPY or ADD on the line after `FROM scratch`.
+    fn instruction(line: &str) -> (CopyInstruction, bool) {
+        let df = crate::dockerfile::parse(&format!("FROM scratch\n{line}\n")).unwrap();
+        match &df.stages[0].instructions[0].node {
+            Instruction::Copy(c) => (c.clone(), false),
+            Instruction::Add(c) => (c.clone(), true),
+            other => panic!("not a COPY: {other:?}"),
+        }
+    }
+
+    /// Runs `line` against the build context in `ctx` over an empty image and returns the
+    /// layer's entries as `(path, kind letter, mode, uid)`.
+    fn copy_entries(ctx: &Path, line: &str) -> Result<Vec<Summary>, BuildError> {
+        let context = Context::scan(ctx, &IgnoreRules::empty(), None).unwrap();
+        copy_entries_from(&Source::Context(&context), line)
+    }
+
+    type Summary = (String, char, u32, u64);
+
+    fn copy_entries_from(source: &Source<'_>, line: &str) -> Result<Vec<Summary>, BuildError> {
+        copy_entries_over(source, line, &LazyRootFs::empty())
+    }
+
+    fn copy_entries_over(
+        source: &Source<'_>,
+        line: &str,
+        rootfs: &LazyRootFs<'_>,
+    ) -> Result<Vec<Summary>, BuildError> {
+        let (c, is_add) = instruction(line);
+        let scratch = tempfile::tempdir().unwrap();
+        let env = CopyEnv {
+            workdir: "/",
+            epoch: 0,
+            normalize_modes: false,
+            is_add,
+            layer_options: LayerOptions::default(),
+        };
+        let p = prepare(&c, source, &env, scratch.path(), &|_, _| {})?;
+        let mut out = entries(&p, &c, &env, rootfs, scratch.path())?;
+        rbuild_layers::tar::sort_entries(&mut out);
+        Ok(out
+            .into_iter()
+            .map(|e| {
+                let kind = match e.kind {
+                    LayerKind::File { .. } => 'f',
+                    LayerKind::Dir => 'd',
+                    LayerKind::Symlink { .. } => 'l',
+                    _ => '?',
+                };
+                (e.path, kind, e.mode, e.uid)
+            })
+            .collect())
+    }
+
+    fn paths(entries: &[(String, char, u32, u64)]) -> Vec<&str> {
+        entries.iter().map(|e| e.0.as_str()).collect()
+    }
+
+    fn context(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (p, content) in files {
+            let p = dir.path().join(p);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, content).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn copy_with_one_unmatched_wildcard_copies_the_others() {
+        // BuildKit (docker 20.10): `COPY a.txt *.nomatch /d/` copies a.txt into /d/.
+        let ctx = context(&[("a.txt", "A")]);
+        let out = copy_entries(ctx.path(), "COPY a.txt *.nomatch /d/").unwrap();
+        assert_eq!(paths(&out), ["d", "d/a.txt"]);
+        // One match left: a destination without a slash is that file (BuildKit: /d is a file).
+        let out = copy_entries(ctx.path(), "COPY a.txt *.nomatch /d").unwrap();
+        assert_eq!(paths(&out), ["d"]);
+        assert_eq!(out[0].1, 'f');
+    }
+
+    #[test]
+    fn copy_whose_wildcards_all_match_nothing_copies_nothing() {
+        // BuildKit (AllowEmptyWildcard): no error, and /d/ is not even created.
+        let ctx = context(&[("a.txt", "A")]);
+        let out = copy_entries(ctx.path(), "COPY *.nomatch *.none /d/").unwrap();
+        assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn copy_of_a_missing_plain_source_is_still_an_error() {
+        // BuildKit: `"/missing" not found: not found`, even beside a source that matches.
+        let ctx = context(&[("a.txt", "A")]);
+        let err = copy_entries(ctx.path(), "COPY a.txt missing /d/").unwrap_err();
+        assert!(format!("{:?}", err).contains("SourceNotFound"), "{err:?}");
+    }
+
+    #[test]
+    fn copy_of_an_empty_directory_creates_the_destination() {
+        // BuildKit (docker 20.10): `COPY empty /dest` makes /dest, 0755 whatever the source's
+        // mode and whatever --chmod says, owned by --chown like its missing parents.
+        let ctx = context(&[]);
+        std::fs::create_dir(ctx.path().join("empty")).unwrap();
+        std::fs::set_permissions(
+            ctx.path().join("empty"),
+            std::fs::Permissions::from_mode(0o700),
+        )
+        .unwrap();
+        let out = copy_entries(ctx.path(), "COPY --chmod=700 empty /dest").unwrap();
+        assert_eq!(out, [("dest".to_string(), 'd', 0o755, 0)]);
+        let out = copy_entries(ctx.path(), "COPY --chown=1000:1000 empty /p1/p2").unwrap();
+        assert_eq!(
+            out,
+            [
+                ("p1".to_string(), 'd', 0o755, 1000),
+                ("p1/p2".to_string(), 'd', 0o755, 1000)
+            ]
+        );
+    }
+
+    #[test]
+    fn add_decides_extraction_by_content_not_by_name() {
+        // BuildKit (docker 20.10): a `.tar.gz` that is text and a gzip that holds no tar are
+        // copied; a tar named `.bin` is extracted; a zstd tar is copied as it is.
+        let ctx = context(&[("fake.tar.gz", "not an archive\n"), ("t/inside", "in\n")]);
+        let tar = |args: &[&str]| {
+            let ok = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(args.join(" "))
+                .current_dir(ctx.path())
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "{args:?}");
+        };
+        tar(&["gzip -c t/inside > notes.txt.gz"]);
+        tar(&["tar -czf real.bin -C t inside"]);
+        tar(&["tar -cf - -C t inside | zstd -q -c > z.tar.zst"]);
+        for (line, want) in [
+            ("ADD fake.tar.gz /a/", vec!["a", "a/fake.tar.gz"]),
+            ("ADD notes.txt.gz /a/", vec!["a", "a/notes.txt.gz"]),
+            ("ADD real.bin /a/", vec!["a", "a/inside"]),
+            ("ADD real.bin /b", vec!["b", "b/inside"]),
+            ("ADD z.tar.zst /a/", vec!["a", "a/z.tar.zst"]),
+        ] {
+            let out = copy_entries(ctx.path(), line).unwrap();
+            assert_eq!(paths(&out), want, "{line}");
+        }
+    }
+
+    /// A tree with `real.txt` (0600), links to it (relative and absolute), a link to a
+    /// directory, a directory holding a link, and links out of the tree.
+    fn tree_with_links() -> tempfile::TempDir {
+        use std::os::unix::fs::symlink;
+        let t = context(&[("real.txt", "real\n"), ("sub/f", "f\n"), ("dir/x", "x\n")]);
+        let p = t.path();
+        std::fs::set_permissions(p.join("real.txt"), std::fs::Permissions::from_mode(0o600))
+            .unwrap();
+        symlink("real.txt", p.join("link")).unwrap();
+        symlink("/real.txt", p.join("abslink")).unwrap();
+        symlink("sub", p.join("dlink")).unwrap();
+        symlink("../real.txt", p.join("dir/inner")).unwrap();
+        symlink("../../../../../../etc/hostname", p.join("outlink")).unwrap();
+        symlink("/etc/hostname", p.join("outabs")).unwrap();
+        symlink("/etc", p.join("hostetc")).unwrap();
+        t
+    }
+
+    fn symlink_cases(source: &Source<'_>) {
+        // BuildKit (docker 20.10): the link is followed, its target's content and mode are
+        // copied under the link's own name; an absolute target resolves inside the root.
+        for line in ["COPY link /d/", "COPY lin* /d/", "ADD link /d/"] {
+            let out = copy_entries_from(source, line).unwrap();
+            assert_eq!(out[1], ("d/link".to_string(), 'f', 0o600, 0), "{line}");
+        }
+        let out = copy_entries_from(source, "COPY link /d2").unwrap();
+        assert_eq!(out, [("d2".to_string(), 'f', 0o600, 0)]);
+        let out = copy_entries_from(source, "COPY abslink /d/").unwrap();
+        assert_eq!(out[1], ("d/abslink".to_string(), 'f', 0o600, 0));
+        // A link to a directory copies the directory's contents.
+        let out = copy_entries_from(source, "COPY dlink /d/").unwrap();
+        assert_eq!(paths(&out), ["d", "d/f"]);
+        // Links inside a copied directory stay links.
+        let out = copy_entries_from(source, "COPY dir /d/").unwrap();
+        assert!(
+            out.contains(&("d/inner".to_string(), 'l', 0o777, 0)),
+            "{out:?}"
+        );
+        // Out of the root: resolved inside it, where there is no etc/hostname (BuildKit:
+        // `"/etc/hostname" not found`).
+        for line in ["COPY outlink /d/", "COPY outabs /d/"] {
+            let err = copy_entries_from(source, line).unwrap_err();
+            assert!(
+                format!("{err:?}").contains("LinkTargetMissing"),
+                "{line}: {err:?}"
+            );
+        }
+        // A symlinked parent is resolved inside the root too: never the host's /etc/passwd.
+        for line in ["COPY hostetc/passwd /d", "COPY hostetc/pass* /d"] {
+            let out = copy_entries_from(source, line);
+            assert!(
+                out.as_ref().is_ok_and(Vec::is_empty) || out.is_err(),
+                "{line}: {out:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn copy_of_a_symlink_source_copies_its_target_under_the_link_name() {
+        let t = tree_with_links();
+        let context = Context::scan(t.path(), &IgnoreRules::empty(), None).unwrap();
+        symlink_cases(&Source::Context(&context));
+    }
+
+    #[test]
+    fn copy_from_a_stage_follows_a_symlink_source_inside_the_stage() {
+        let t = tree_with_links();
+        symlink_cases(&Source::Dir(t.path()));
+    }
+
+    #[test]
+    fn copy_keeps_the_mode_and_owner_of_existing_parent_directories() {
+        // BuildKit's layer for `COPY --chown=1000 f /srv/a/b/` holds srv/ as it was (0700 and
+        // its owner) and the new srv/a, srv/a/b 0755 1000:1000; `COPY f /tmp/y/` holds tmp/
+        // 1777. Without them a layer applied on its own (Docker's overlay2, rbuild's
+        // snapshots) shows /tmp as 0755.
+        use super::super::lazy_rootfs::Lower;
+        let lower = context(&[]);
+        let l = lower.path();
+        for (d, mode) in [("tmp", 0o1777), ("srv", 0o700), ("opt", 0o711)] {
+            std::fs::create_dir(l.join(d)).unwrap();
+            std::fs::set_permissions(l.join(d), std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        std::os::unix::fs::symlink("tmp", l.join("tlink")).unwrap();
+        let rootfs = LazyRootFs::new(
+            vec![Lower::Dir(l.to_path_buf())],
+            Box::new(|_| unreachable!("the lower is unpacked")),
+        );
+        let ctx = context(&[("f", "f")]);
+        let context = Context::scan(ctx.path(), &IgnoreRules::empty(), None).unwrap();
+        let source = Source::Context(&context);
+        let root_uid = u64::from(std::fs::metadata(l.join("srv")).unwrap().uid());
+        let out = copy_entries_over(&source, "COPY --chown=1000 f /srv/a/b/", &rootfs).unwrap();
+        assert_eq!(
+            out,
+            [
+                ("srv".to_string(), 'd', 0o700, root_uid),
+                ("srv/a".to_string(), 'd', 0o755, 1000),
+                ("srv/a/b".to_string(), 'd', 0o755, 1000),
+                ("srv/a/b/f".to_string(), 'f', 0o644, 1000),
+            ]
+        );
+        let out = copy_entries_over(&source, "COPY f /tmp/y/", &rootfs).unwrap();
+        assert_eq!(out[0], ("tmp".to_string(), 'd', 0o1777, root_uid));
+        // A file copied onto an existing directory: the directory is kept too.
+        let out = copy_entries_over(&source, "COPY f /opt", &rootfs).unwrap();
+        assert_eq!(paths(&out), ["opt", "opt/f"]);
+        assert_eq!(out[0].2, 0o711);
+        // Nothing is written for a parent that is a symlink (it would replace the link).
+        let out = copy_entries_over(&source, "COPY f /tlink/y/", &rootfs).unwrap();
+        assert!(!paths(&out).contains(&"tlink"), "{out:?}");
+    }
+
+    #[test]
+    fn copy_from_a_stage_skips_a_wildcard_that_matches_nothing() {
+        let root = context(&[("src/a.txt", "A")]);
+        assert_eq!(
+            select_in_dir(root.path(), "/src/*.nomatch").unwrap(),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            select_in_dir(root.path(), "/src/a*").unwrap(),
+            ["src/a.txt"]
+        );
+        assert!(select_in_dir(root.path(), "/src/missing").is_err());
+    }
 }

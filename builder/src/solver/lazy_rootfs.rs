@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use rbuild_layers::tar::PathIndex;
 
-use super::rootfs::{lookup_in, probe_dir, probe_index, read_found, Found, Probe};
+use super::rootfs::{components, lookup_in, probe_dir, probe_index, read_found, Found, Probe};
 use super::BuildError;
 
 /// One layer of a [`LazyRootFs`].
@@ -122,6 +122,70 @@ impl<'m> LazyRootFs<'m> {
                 found.layer
             ))),
         }
+    }
+}
+
+/// What a path is, with a directory's own permission bits and owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirMeta {
+    Dir {
+        mode: u32,
+        uid: u64,
+        gid: u64,
+    },
+    Symlink,
+    /// A file or special file.
+    NotDir,
+    Missing,
+}
+
+impl LazyRootFs<'_> {
+    /// The directory at `path` with its mode (setuid/setgid/sticky included) and owner, from
+    /// the index of the layer that holds it when it records them, else from the unpacked layer.
+    /// `path` must not go through a symlink (callers walk down from the root and stop at one),
+    /// so it is the path inside that layer too.
+    pub fn dir_meta(&self, path: &str) -> Result<DirMeta, BuildError> {
+        use std::os::unix::fs::MetadataExt;
+        let Some(found) = self.lookup(path)? else {
+            return Ok(DirMeta::Missing);
+        };
+        if found.is_symlink() {
+            return Ok(DirMeta::Symlink);
+        }
+        if !found.is_dir() {
+            return Ok(DirMeta::NotDir);
+        }
+        if found.real.is_none() {
+            let owner = match &self.lowers.borrow()[found.layer] {
+                Lower::Index(idx) => idx.dir_owner(&components(path).join("/")),
+                _ => None,
+            };
+            if let Some(o) = owner {
+                return Ok(DirMeta::Dir {
+                    mode: o.mode,
+                    uid: o.uid,
+                    gid: o.gid,
+                });
+            }
+        }
+        let real = match found.real {
+            Some(real) => real,
+            None => {
+                self.materialize_lower(found.layer)?;
+                self.lookup(path)?.and_then(|f| f.real).ok_or_else(|| {
+                    BuildError::Internal(format!(
+                        "{path} is a directory in lower {}'s path index but not once it is unpacked",
+                        found.layer
+                    ))
+                })?
+            }
+        };
+        let md = std::fs::symlink_metadata(&real).map_err(BuildError::io("reading", &real))?;
+        Ok(DirMeta::Dir {
+            mode: md.mode() & 0o7777,
+            uid: u64::from(md.uid()),
+            gid: u64::from(md.gid()),
+        })
     }
 }
 
@@ -344,6 +408,30 @@ mod tests {
         assert_eq!(calls.get(), 1);
         assert!(lazy.lookup("/nope").unwrap().is_none());
         assert_eq!(calls.get(), 1, "unpacked once");
+    }
+
+    #[test]
+    fn dir_meta_of_a_listed_directory_comes_from_the_index_without_unpacking() {
+        let mut tmp = entry("tmp", EntryKind::Dir);
+        tmp.mode = 0o1777;
+        let top = PathIndex::from_entries(&[tmp, entry("tmp/x/y", EntryKind::Dir)]).unwrap();
+        let lazy = LazyRootFs::new(
+            vec![Lower::Index(Arc::new(top))],
+            Box::new(|i| {
+                Err(BuildError::Internal(format!(
+                    "lower {i} was unpacked for a listed directory"
+                )))
+            }),
+        );
+        let want = DirMeta::Dir {
+            mode: 0o1777,
+            uid: 0,
+            gid: 0,
+        };
+        assert_eq!(lazy.dir_meta("/tmp").unwrap(), want);
+        assert_eq!(lazy.dir_meta("/nope").unwrap(), DirMeta::Missing);
+        // A parent the layer only implies has no metadata in the index: the layer is unpacked.
+        assert!(lazy.dir_meta("/tmp/x").is_err());
     }
 
     fn node() -> impl Strategy<Value = Node> {

@@ -424,7 +424,8 @@ fn run_instruction(
                 format!("WORKDIR {abs}"),
                 platform.to_string(),
             )
-            .input("user", user.clone());
+            .input("user", user.clone())
+            .input(super::parents::KEY_INPUT.0, super::parents::KEY_INPUT.1);
             let inputs = with_epoch(engine, inputs);
             run_op(
                 runner,
@@ -462,6 +463,9 @@ fn run_instruction(
                             xattrs: BTreeMap::new(),
                         });
                     }
+                    // /tmp stays 1777 under `WORKDIR /tmp/x` (see solver::parents).
+                    let parents = super::parents::existing_parents(&rootfs, &entries, epoch)?;
+                    entries.extend(parents);
                     Ok(entries)
                 },
             )

@@ -28,6 +28,16 @@ pub use tar::{MAX_ENTRY_SIZE, MAX_LONG_NAME, MAX_PAX_BYTES};
 
 use crate::{Digest, Sha256Hasher};
 
+/// The format of a tar archive, plain or compressed, decided by content the way Docker's `ADD`
+/// decides (moby's `archive.IsArchivePath`): the stream decompresses (by magic bytes) and its
+/// first tar header reads, checksum and all. `None` for anything else — including a file named
+/// like an archive, and a compressed file whose content is not a tar.
+pub fn archive_format<R: Read>(r: R) -> Option<StreamFormat> {
+    let (format, stream) = decompress(r).ok()?;
+    let mut reader = tar::TarReader::new(std::io::BufReader::new(stream));
+    matches!(reader.next_entry(), Ok(Some(_))).then_some(format)
+}
+
 /// How OCI whiteout entries (`.wh.NAME`, `.wh..wh..opq`) are applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WhiteoutMode {
@@ -145,4 +155,54 @@ pub fn apply_layer<R: Read>(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn one_file_tar(format: ::tar::HeaderMode) -> Vec<u8> {
+        let mut b = ::tar::Builder::new(Vec::new());
+        b.mode(format);
+        let mut h = ::tar::Header::new_old();
+        h.set_path("inside").unwrap();
+        h.set_size(3);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append(&h, &b"in\n"[..]).unwrap();
+        b.into_inner().unwrap()
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn archive_format_is_decided_by_content_not_name() {
+        // moby's IsArchivePath, as ADD uses it: decompress, then read one tar header.
+        let v7 = one_file_tar(::tar::HeaderMode::Deterministic);
+        assert_eq!(archive_format(&v7[..]), Some(StreamFormat::Tar), "a v7 tar");
+        let mut trailing = v7.clone();
+        trailing.extend_from_slice(b"junk\n");
+        assert_eq!(archive_format(&trailing[..]), Some(StreamFormat::Tar));
+        assert_eq!(archive_format(&gzip(&v7)[..]), Some(StreamFormat::Gzip));
+        let xz = {
+            let mut e = liblzma::write::XzEncoder::new(Vec::new(), 1);
+            e.write_all(&v7).unwrap();
+            e.finish().unwrap()
+        };
+        assert_eq!(archive_format(&xz[..]), Some(StreamFormat::Xz));
+        // Not archives: text, a compressed text, an empty tar (two zero blocks), nothing.
+        assert_eq!(archive_format(&b"not an archive\n"[..]), None);
+        assert_eq!(archive_format(&gzip(b"plain text\n")[..]), None);
+        assert_eq!(archive_format(&[0u8; 1024][..]), None);
+        assert_eq!(archive_format(&b""[..]), None);
+        // A header whose checksum is wrong is not a tar header.
+        let mut bad = v7;
+        bad[148] ^= 1;
+        assert_eq!(archive_format(&bad[..]), None);
+    }
 }

@@ -59,6 +59,19 @@ pub enum IndexKind {
 )]
 pub struct PathIndex {
     entries: BTreeMap<String, IndexKind>,
+    /// Mode and owner of the directories the layer lists itself (not of the parents unpacking
+    /// creates): a step that writes below an existing directory carries it into its own layer
+    /// unchanged, without unpacking the layer that holds it. Serialised after the kind code,
+    /// `d:1777:0:0` (octal mode, uid, gid).
+    dirs: BTreeMap<String, DirOwner>,
+}
+
+/// A listed directory's permission bits (setuid/setgid/sticky included) and owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirOwner {
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
 }
 
 /// Why a serialised index was refused.
@@ -102,6 +115,17 @@ impl PathIndex {
                 .any(|k| k.starts_with("trusted.overlay.") || k.starts_with("user.overlay."))
             {
                 return None;
+            }
+            if matches!(e.kind, EntryKind::Dir) {
+                // A directory listed twice takes the metadata of the last entry, as unpacking.
+                idx.dirs.insert(
+                    e.path.clone(),
+                    DirOwner {
+                        mode: e.mode & 0o7777,
+                        uid: e.uid,
+                        gid: e.gid,
+                    },
+                );
             }
             let kind = match &e.kind {
                 EntryKind::File { .. } | EntryKind::Hardlink { .. } => IndexKind::File,
@@ -211,6 +235,12 @@ impl PathIndex {
         self.entries.get(path)
     }
 
+    /// Mode and owner of a directory the layer lists (`None` for a parent it only implies, or
+    /// an index written before they were recorded).
+    pub fn dir_owner(&self, path: &str) -> Option<DirOwner> {
+        self.dirs.get(path).copied()
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -250,12 +280,17 @@ fn is_opaque_dir(dir: &Path) -> bool {
 
 impl From<PathIndex> for BTreeMap<String, String> {
     fn from(idx: PathIndex) -> Self {
+        let dirs = idx.dirs;
         idx.entries
             .into_iter()
             .map(|(p, k)| {
+                let owner = |c: &str| match dirs.get(&p) {
+                    Some(o) => format!("{c}:{:o}:{}:{}", o.mode, o.uid, o.gid),
+                    None => c.to_string(),
+                };
                 let code = match k {
-                    IndexKind::Dir { opaque: false } => "d".to_string(),
-                    IndexKind::Dir { opaque: true } => "o".to_string(),
+                    IndexKind::Dir { opaque: false } => owner("d"),
+                    IndexKind::Dir { opaque: true } => owner("o"),
                     IndexKind::File => "f".to_string(),
                     IndexKind::Other => "x".to_string(),
                     IndexKind::Whiteout => "w".to_string(),
@@ -275,9 +310,20 @@ impl TryFrom<BTreeMap<String, String>> for PathIndex {
             return Err(IndexError::TooLarge { count: map.len() });
         }
         let mut entries = BTreeMap::new();
+        let mut dirs = BTreeMap::new();
         for (path, code) in map {
             if !clean(&path) {
                 return Err(IndexError::BadPath { path });
+            }
+            let (code, owner) = match code.split_once(':') {
+                Some((c @ ("d" | "o"), rest)) => match parse_owner(rest) {
+                    Some(o) => (c.to_string(), Some(o)),
+                    None => return Err(IndexError::UnknownKind { path, code }),
+                },
+                _ => (code, None),
+            };
+            if let Some(o) = owner {
+                dirs.insert(path.clone(), o);
             }
             let kind = match code.as_str() {
                 "d" => IndexKind::Dir { opaque: false },
@@ -303,8 +349,19 @@ impl TryFrom<BTreeMap<String, String>> for PathIndex {
                 }
             }
         }
-        Ok(PathIndex { entries })
+        Ok(PathIndex { entries, dirs })
     }
+}
+
+/// `MODE:UID:GID` (octal mode of at most 0o7777, decimal ids).
+fn parse_owner(s: &str) -> Option<DirOwner> {
+    let mut it = s.splitn(3, ':');
+    let mode = u32::from_str_radix(it.next()?, 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)?;
+    let uid = it.next()?.parse().ok()?;
+    let gid = it.next()?.parse().ok()?;
+    Some(DirOwner { mode, uid, gid })
 }
 
 #[cfg(test)]
@@ -323,6 +380,41 @@ mod tests {
             gid: 0,
             mtime: 0,
             xattrs: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn index_records_the_mode_and_owner_of_listed_directories() {
+        // So a step writing below /tmp carries `tmp/` 1777 into its layer without unpacking
+        // the layer that holds it.
+        let mut tmp = e("tmp", EntryKind::Dir);
+        tmp.mode = 0o41777;
+        tmp.uid = 7;
+        tmp.gid = 8;
+        let idx = PathIndex::from_entries(&[tmp, e("tmp/x/y", EntryKind::Dir)]).unwrap();
+        let want = DirOwner {
+            mode: 0o1777,
+            uid: 7,
+            gid: 8,
+        };
+        assert_eq!(idx.dir_owner("tmp"), Some(want));
+        assert_eq!(
+            idx.dir_owner("tmp/x"),
+            None,
+            "an implied parent has no metadata"
+        );
+        let json = idx.to_json();
+        assert!(String::from_utf8_lossy(&json).contains(r#""tmp":"d:1777:7:8""#));
+        assert_eq!(PathIndex::from_json(&json).unwrap(), idx);
+        // Indexes written before, with bare codes, still read (without metadata).
+        let old = PathIndex::from_json(br#"{"tmp":"d","tmp/x":"o"}"#).unwrap();
+        assert_eq!(old.dir_owner("tmp"), None);
+        for bad in [
+            r#"{"tmp":"d:99999:0:0"}"#,
+            r#"{"tmp":"d:1777:0"}"#,
+            r#"{"tmp":"f:1:2:3"}"#,
+        ] {
+            assert!(PathIndex::from_json(bad.as_bytes()).is_err(), "{bad}");
         }
     }
 
@@ -385,7 +477,12 @@ mod tests {
         };
         apply_layer(&dir, store.open_blob(&info.digest).unwrap(), &opts).unwrap();
         let unpacked = PathIndex::from_dir(&dir).unwrap().unwrap();
-        assert_eq!(written, unpacked);
+        // The kinds agree; only the written index knows which directories the layer listed.
+        assert_eq!(written.entries, unpacked.entries);
+        for (path, owner) in &written.dirs {
+            let md = fs::symlink_metadata(dir.join(path)).unwrap();
+            assert_eq!(md.mode() & 0o7777, owner.mode, "{path}");
+        }
         assert_eq!(written.get("opq"), Some(&IndexKind::Dir { opaque: true }));
         assert_eq!(
             written.get("usr/lib"),

@@ -150,13 +150,12 @@ fn copy_and_add_follow_dockers_rules() {
         std::fs::read(fs.join("not-extracted.tar.gz")).unwrap(),
         std::fs::read(ctx.join("archive.tar.gz")).unwrap()
     );
-    // A symlink in the context is copied as a symlink.
+    // A source that is a symlink is followed (BuildKit): its target's content and mode under
+    // the link's name.
     let link = fs.join("copied-link");
-    assert!(std::fs::symlink_metadata(&link)
-        .unwrap()
-        .file_type()
-        .is_symlink());
-    assert_eq!(std::fs::read_link(&link).unwrap(), Path::new("a.txt"));
+    assert!(std::fs::symlink_metadata(&link).unwrap().is_file());
+    assert_eq!(read(&link), "A\n");
+    assert_eq!(mode(&link), 0o640);
 }
 
 fn ignore_context(dir: &Path) -> PathBuf {
@@ -240,4 +239,44 @@ fn a_file_copied_onto_an_existing_directory_goes_inside_it() {
     );
     assert_eq!(read(&fs.join("existing/a.txt")), "A\n");
     assert_eq!(read(&fs.join("existing/notes.md")), "notes\n");
+}
+
+#[test]
+fn workdir_and_copy_below_tmp_keep_it_sticky_for_later_runs() {
+    // BuildKit's layers for `WORKDIR /tmp/x` and `COPY f /tmp/y/` hold `tmp/` as it is below
+    // (1777). Without it a layer applied on its own (rbuild's snapshots, Docker's overlay2)
+    // re-creates /tmp 0755: a non-root RUN could not write there, and a root RUN that did
+    // carried the 0755 into the image.
+    let dir = scratch();
+    let base = dir.path().join("base");
+    if !rbuild_tests::build::busybox_rootfs(&base.join("rootfs")) {
+        return;
+    }
+    std::fs::set_permissions(
+        base.join("rootfs/tmp"),
+        std::fs::Permissions::from_mode(0o1777),
+    )
+    .unwrap();
+    std::fs::write(base.join("Dockerfile"), "FROM scratch\nCOPY rootfs/ /\n").unwrap();
+    build(
+        &dir.path().join("store"),
+        &base,
+        &["--tag", "localhost/i13/sticky-tmp:1"],
+    )
+    .success();
+    let ctx = dir.path().join("ctx");
+    write_tree(
+        &ctx,
+        &[
+            (
+                "Dockerfile",
+                "FROM localhost/i13/sticky-tmp:1\nWORKDIR /tmp/x\nCOPY f /tmp/y/\nUSER app\nRUN touch /tmp/by-app\nUSER root\nRUN touch /tmp/by-root\n",
+            ),
+            ("f", "f\n"),
+        ],
+    );
+    let fs = build_local(dir.path(), &ctx, &[]);
+    assert_eq!(mode(&fs.join("tmp")), 0o1777);
+    assert_eq!(owner(&fs.join("tmp/by-app")), (1000, 1000));
+    assert!(fs.join("tmp/by-root").is_file());
 }

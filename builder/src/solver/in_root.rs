@@ -1,0 +1,94 @@
+//! Resolving a `COPY --from` source path inside another stage's root directory, as BuildKit
+//! does (fsutil's `fs.RootPath`): every symlink met on the way is followed *inside* the root —
+//! an absolute target starts again at the root, `..` stops there — so no path of a stage ever
+//! reaches the host's files, and a source that is itself a symlink names what it points to.
+
+use std::collections::VecDeque;
+use std::fs;
+use std::path::Path;
+
+/// Most symlinks followed while resolving one path (Linux's own limit is 40; BuildKit's 255).
+const MAX_HOPS: usize = 255;
+
+fn parts(p: &str) -> VecDeque<String> {
+    p.split('/')
+        .filter(|s| !s.is_empty() && *s != ".")
+        .map(str::to_string)
+        .collect()
+}
+
+/// Resolves `rel` inside `root`, following symlinks in every component (the last one too when
+/// `follow_last`). Returns the resolved path relative to `root` (`"."` for the root itself), or
+/// `None` when a component is missing, is not a directory where one is needed, or after
+/// [`MAX_HOPS`] symlinks (a loop).
+///
+/// Only paths whose every directory was checked not to be a symlink are handed to the kernel,
+/// so `root.join` never follows a link out of the root.
+pub fn resolve(root: &Path, rel: &str, follow_last: bool) -> Option<String> {
+    let mut queue = parts(rel);
+    let mut cur: Vec<String> = Vec::new();
+    let mut hops = 0;
+    while let Some(seg) = queue.pop_front() {
+        if seg == ".." {
+            cur.pop();
+            continue;
+        }
+        cur.push(seg);
+        let path = root.join(cur.join("/"));
+        let md = fs::symlink_metadata(&path).ok()?;
+        if md.file_type().is_symlink() && (follow_last || !queue.is_empty()) {
+            hops += 1;
+            if hops > MAX_HOPS {
+                return None;
+            }
+            let target = fs::read_link(&path).ok()?;
+            let target = target.to_string_lossy();
+            cur.pop();
+            if target.starts_with('/') {
+                cur.clear();
+            }
+            let mut next = parts(&target);
+            next.extend(queue.drain(..));
+            queue = next;
+            continue;
+        }
+        if !queue.is_empty() && !md.is_dir() {
+            return None;
+        }
+    }
+    Some(if cur.is_empty() {
+        ".".to_string()
+    } else {
+        cur.join("/")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn links_resolve_inside_the_root_never_on_the_host() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        fs::create_dir_all(r.join("src/dd")).unwrap();
+        fs::create_dir(r.join("etc")).unwrap();
+        fs::write(r.join("src/f"), "f").unwrap();
+        symlink("f", r.join("src/rel")).unwrap();
+        symlink("/src/f", r.join("src/abs")).unwrap();
+        symlink("../../../../../../etc", r.join("src/up")).unwrap();
+        symlink("/etc", r.join("src/etc")).unwrap();
+        symlink("loop", r.join("src/loop")).unwrap();
+        assert_eq!(resolve(r, "src/rel", true).as_deref(), Some("src/f"));
+        assert_eq!(resolve(r, "src/rel", false).as_deref(), Some("src/rel"));
+        assert_eq!(resolve(r, "src/abs", true).as_deref(), Some("src/f"));
+        // Out of the root: clamped to the root's own /etc, which does not exist here.
+        assert_eq!(resolve(r, "src/up/passwd", true), None);
+        assert_eq!(resolve(r, "src/etc/passwd", true), None);
+        assert_eq!(resolve(r, "src/up", true).as_deref(), Some("etc"));
+        assert_eq!(resolve(r, "src/loop", true), None);
+        assert_eq!(resolve(r, "src/f/x", true), None);
+        assert_eq!(resolve(r, "/", true).as_deref(), Some("."));
+    }
+}
