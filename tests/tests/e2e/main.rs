@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `rbuild` binary against real tools and servers.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod build_buildkit_parity;
 mod build_cache;
 mod build_concurrency;
 mod build_copy;

@@ -1,0 +1,207 @@
+//! Divergences from BuildKit found by building the same Dockerfile with both (issue 13), each
+//! checked on the image rbuild writes: stage ARG inheritance, the empty image's defaults, and
+//! images that do not depend on their tags.
+
+use std::path::Path;
+use std::process::Command;
+
+use rbuild_tests::build::{build, metadata, write_tree};
+use rbuild_tests::oci::{env, read_config};
+use rbuild_tests::{have_tool, oci, rbuild, run, scratch};
+use serde_json::Value;
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+fn oci_out(dir: &Path, name: &str) -> (std::path::PathBuf, String) {
+    let out = dir.join(name);
+    let spec = format!("type=oci,dest={},tar=false", out.display());
+    (out, spec)
+}
+
+#[test]
+fn stage_from_a_stage_starts_with_that_stages_arg_values() {
+    let dir = scratch();
+    let ctx = dir.path().join("ctx");
+    write_tree(
+        &ctx,
+        &[(
+            "Dockerfile",
+            "ARG G=global\n\
+             FROM scratch AS one\n\
+             ARG A=adef\n\
+             ARG B\n\
+             ARG NOVALUE\n\
+             ARG G\n\
+             FROM one AS two\n\
+             ENV FROM_A=$A FROM_B=$B FROM_G=$G FROM_NOVALUE=x${NOVALUE}x\n\
+             FROM two\n\
+             ENV THIRD_A=$A\n",
+        )],
+    );
+    let (out, spec) = oci_out(dir.path(), "out");
+    build(
+        &dir.path().join("store"),
+        &ctx,
+        &["--build-arg", "B=bover", "-t", "t:x", "--output", &spec],
+    )
+    .success();
+    let c = read_config(&out, "x");
+    let e: Vec<(String, String)> = env(&c);
+    let get = |k: &str| e.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    assert_eq!(get("FROM_A"), Some("adef"), "{c}");
+    assert_eq!(get("FROM_B"), Some("bover"), "{c}");
+    assert_eq!(get("FROM_G"), Some("global"), "{c}");
+    assert_eq!(
+        get("FROM_NOVALUE"),
+        Some("xx"),
+        "an ARG without value stays unset"
+    );
+    assert_eq!(get("THIRD_A"), Some("adef"), "carried through two FROMs");
+}
+
+#[test]
+fn scratch_image_has_buildkit_default_path_and_workdir() {
+    let dir = scratch();
+    let ctx = dir.path().join("ctx");
+    write_tree(
+        &ctx,
+        &[
+            ("Dockerfile", "FROM scratch\nENV A=b\nCOPY f /f\n"),
+            ("f", "hi\n"),
+        ],
+    );
+    let (out, spec) = oci_out(dir.path(), "out");
+    build(
+        &dir.path().join("store"),
+        &ctx,
+        &["-t", "t:x", "--output", &spec],
+    )
+    .success();
+    let c = read_config(&out, "x");
+    assert_eq!(
+        c["config"]["Env"],
+        serde_json::json!([format!("PATH={DEFAULT_PATH}"), "A=b"]),
+        "{c}"
+    );
+    assert_eq!(c["config"]["WorkingDir"], "/", "{c}");
+}
+
+#[test]
+fn base_image_without_path_gets_buildkit_default_path_appended() {
+    if !have_tool("umoci") {
+        return;
+    }
+    let dir = scratch();
+    let store = dir.path().join("store");
+    // A base from another builder (umoci): an environment, no PATH and no WorkingDir.
+    let base = dir.path().join("base");
+    let image = format!("{}:base", base.display());
+    run(Command::new("umoci").args(["init", "--layout"]).arg(&base)).success();
+    run(Command::new("umoci").args(["new", "--image", &image])).success();
+    run(Command::new("umoci").args(["config", "--image", &image, "--config.env=FOO=bar"]))
+        .success();
+    let ctx = dir.path().join("ctx");
+    write_tree(
+        &ctx,
+        &[(
+            "Dockerfile",
+            &format!("FROM oci-layout://{}:base\nLABEL a=b\n", base.display()),
+        )],
+    );
+    let (out, spec) = oci_out(dir.path(), "out");
+    build(&store, &ctx, &["-t", "t:x", "--output", &spec]).success();
+    let c = read_config(&out, "x");
+    assert_eq!(
+        c["config"]["Env"],
+        serde_json::json!(["FOO=bar", format!("PATH={DEFAULT_PATH}")]),
+        "{c}"
+    );
+    assert_eq!(
+        c["config"]["WorkingDir"],
+        Value::Null,
+        "only scratch gets `/`: {c}"
+    );
+}
+
+#[test]
+fn same_build_under_two_tags_has_the_same_manifest_digest() {
+    let dir = scratch();
+    let store = dir.path().join("store");
+    let ctx = dir.path().join("ctx");
+    write_tree(
+        &ctx,
+        &[("Dockerfile", "FROM scratch\nCOPY f /f\n"), ("f", "hi\n")],
+    );
+    let mut digests = Vec::new();
+    for tag in ["1", "2"] {
+        let (out, spec) = oci_out(dir.path(), &format!("oci-{tag}"));
+        let archive = dir.path().join(format!("docker-{tag}.tar"));
+        let meta = dir.path().join(format!("meta-{tag}.json"));
+        build(
+            &store,
+            &ctx,
+            &[
+                "-t",
+                &format!("app:{tag}"),
+                "--output",
+                &spec,
+                "--output",
+                &format!("type=docker,dest={}", archive.display()),
+                "--metadata-file",
+                meta.to_str().unwrap(),
+            ],
+        )
+        .success();
+        // The tag is the layout's ref.name on the index descriptor, and nowhere in the image.
+        assert_eq!(oci::ref_names(&out), [tag]);
+        let manifest = oci::manifest(&out, tag);
+        let config = read_config(&out, tag);
+        for (what, doc) in [("manifest", &manifest), ("config", &config)] {
+            let text = doc.to_string();
+            assert!(!text.contains("image.version"), "{what}: {text}");
+            assert!(!text.contains("image.ref.name"), "{what}: {text}");
+        }
+        let digest = oci::manifest_digest(&out, tag);
+        assert_eq!(metadata(&meta)["containerimage.digest"], digest.as_str());
+        digests.push(digest);
+    }
+    assert_eq!(digests[0], digests[1]);
+}
+
+#[test]
+fn from_platform_other_than_the_target_is_refused_by_check_and_build() {
+    let dir = scratch();
+    let store = dir.path().join("store");
+    let ctx = dir.path().join("ctx");
+    write_tree(
+        &ctx,
+        &[(
+            "Dockerfile",
+            "FROM --platform=$BUILDPLATFORM scratch AS tools\n\
+             FROM --platform=linux/s390x scratch\n\
+             COPY --from=tools / /\n",
+        )],
+    );
+    for command in ["check", "build"] {
+        let r = run(rbuild(&store)
+            .arg(command)
+            .arg(&ctx)
+            .args(["--platform", "linux/amd64"]));
+        assert_eq!(r.code, 2, "{command}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("Dockerfile:2: "),
+            "{command}: {}",
+            r.stderr
+        );
+        assert!(r.stderr.contains("linux/s390x"), "{command}: {}", r.stderr);
+    }
+    // Equal to the target (here spelled as the build platform): honoured.
+    write_tree(
+        &ctx,
+        &[(
+            "Dockerfile",
+            "FROM --platform=$BUILDPLATFORM scratch\nENV A=b\n",
+        )],
+    );
+    run(rbuild(&store).arg("check").arg(&ctx)).success();
+}
