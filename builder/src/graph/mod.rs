@@ -6,11 +6,13 @@
 //! resolved after expanding the global `ARG`s (for `FROM`) or the stage's own `ARG`/`ENV` values
 //! known before the build (for `--from`), as BuildKit does when it builds its dispatch states.
 
+mod checks;
 mod platform;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use crate::dockerfile::chmod::ChmodError;
 use crate::dockerfile::expand::{expand_word, ExpandError, VarLookup};
 use crate::dockerfile::limits::{ScopeSize, ScopeTooLarge};
 use crate::dockerfile::{Dockerfile, Instruction, MountSpec};
@@ -101,6 +103,12 @@ pub enum PlanError {
     },
     #[error("stage name {name:?} is used twice")]
     DuplicateStage { line: usize, name: String },
+    #[error("{source}")]
+    BadChmod {
+        line: usize,
+        #[source]
+        source: ChmodError,
+    },
     #[error("FROM --platform: {reason}")]
     BadFromPlatform { line: usize, reason: String },
     #[error("FROM --platform={platform} names another platform than this build's target ({target}); rbuild builds one platform per build: remove --platform from this FROM, or build with `--platform {platform}` if every stage it needs is for that platform")]
@@ -121,6 +129,7 @@ impl PlanError {
             | PlanError::EmptyFrom { line, .. }
             | PlanError::ForwardReference { line, .. }
             | PlanError::DuplicateStage { line, .. }
+            | PlanError::BadChmod { line, .. }
             | PlanError::BadFromPlatform { line, .. }
             | PlanError::ForeignFromPlatform { line, .. } => Some(*line),
         }
@@ -140,12 +149,12 @@ impl PlanError {
 /// those when the step runs), but never a size limit: that would let the pass go on growing.
 fn expand_or_skip(
     word: &str,
-    vars: &BTreeMap<String, String>,
+    vars: &dyn VarLookup,
     escape: char,
     line: usize,
     what: impl FnOnce() -> String,
 ) -> Result<Option<String>, PlanError> {
-    match expand_word(word, &Vars(vars), escape) {
+    match expand_word(word, vars, escape) {
         Ok(v) => Ok(Some(v)),
         Err(source) if source.kind.is_limit() => Err(PlanError::Expand {
             line,
@@ -327,6 +336,9 @@ impl BuildPlan {
                                 set_var(&mut vars, &mut size, "ENV", k, v, line)?;
                             }
                         }
+                    }
+                    Instruction::Copy(_) | Instruction::Add(_) | Instruction::Run(_) => {
+                        checks::typed_values(&ins.node, &vars, escape, line)?;
                     }
                     _ => {}
                 }

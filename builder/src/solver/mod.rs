@@ -11,7 +11,8 @@
 
 pub mod base;
 pub mod budget;
-pub mod chmod;
+/// `--chmod` values are validated by the parser and applied by COPY.
+pub use crate::dockerfile::chmod;
 pub mod copy;
 pub mod error;
 pub mod explain;

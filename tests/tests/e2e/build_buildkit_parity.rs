@@ -205,3 +205,49 @@ fn from_platform_other_than_the_target_is_refused_by_check_and_build() {
     );
     run(rbuild(&store).arg("check").arg(&ctx)).success();
 }
+
+#[test]
+fn check_rejects_what_the_build_would_reject() {
+    let dir = scratch();
+    let store = dir.path().join("store");
+    let ctx = dir.path().join("ctx");
+    let check = |dockerfile: &str| {
+        write_tree(&ctx, &[("Dockerfile", dockerfile), ("a", "a")]);
+        run(rbuild(&store).arg("check").arg(&ctx))
+    };
+    for (dockerfile, line, says) in [
+        ("FROM scratch\nCOPY --chmod=0999 a /a\n", 2, "--chmod"),
+        (
+            "FROM scratch\nARG M=u*x\nCOPY --chmod=$M a /a\n",
+            3,
+            "--chmod",
+        ),
+        (
+            "FROM scratch\nRUN --security=insecure true\n",
+            2,
+            "security.insecure",
+        ),
+        (
+            "FROM scratch\nARG M=zz\nRUN --mount=type=cache,target=/c,mode=$M true\n",
+            3,
+            "mode",
+        ),
+    ] {
+        let r = check(dockerfile);
+        assert_eq!(r.code, 2, "{dockerfile}: {}", r.stderr);
+        assert!(
+            r.stderr.contains(&format!("Dockerfile:{line}")),
+            "{}",
+            r.stderr
+        );
+        assert!(r.stderr.contains(says), "{}", r.stderr);
+    }
+    for ok in [
+        "FROM scratch\nRUN --security=sandbox true\n",
+        "FROM scratch\nARG M=0640\nCOPY --chmod=$M a /a\n",
+        "FROM scratch\nARG UID=1000 M=0750\nRUN --mount=type=cache,target=/c,uid=$UID,mode=$M true\n",
+    ] {
+        let r = check(ok);
+        assert_eq!(r.code, 0, "{ok}: {}", r.stderr);
+    }
+}
