@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use rbuild_tests::build::{build, metadata, write_tree};
+use rbuild_tests::build::{build, busybox_base_with, metadata, write_tree};
 use rbuild_tests::oci::{env, read_config};
 use rbuild_tests::{have_tool, oci, rbuild, run, scratch};
 use serde_json::Value;
@@ -250,4 +250,78 @@ fn check_rejects_what_the_build_would_reject() {
         let r = check(ok);
         assert_eq!(r.code, 0, "{ok}: {}", r.stderr);
     }
+}
+
+#[test]
+fn layer_entry_under_a_symlinked_parent_is_written_inside_the_root() {
+    if !have_tool("umoci") || !have_tool("tar") {
+        return;
+    }
+    let dir = scratch();
+    let store = dir.path().join("store");
+    let base = dir.path().join("base");
+    let spec = format!("type=oci,dest={},tar=false", base.display());
+    if !busybox_base_with(
+        dir.path(),
+        &store,
+        "localhost/parity/busybox:1",
+        &["--output", &spec],
+    ) {
+        return;
+    }
+    // A layer from another tool: `link -> /etc`, then `link/x` (containerd writes /etc/x; this
+    // layer's snapshot has no /etc, which used to fail with "File exists").
+    let (s1, s2) = (dir.path().join("s1"), dir.path().join("s2"));
+    std::fs::create_dir_all(&s1).unwrap();
+    write_tree(&s2, &[("d/x", "x\n")]);
+    std::os::unix::fs::symlink("/etc", s1.join("link")).unwrap();
+    let layer = dir.path().join("layer.tar");
+    let tar = |args: &[&str]| {
+        run(Command::new("tar")
+            .args(["--owner=0", "--group=0", "--numeric-owner"])
+            .args(args))
+        .success();
+    };
+    tar(&[
+        "-cf",
+        layer.to_str().unwrap(),
+        "-C",
+        s1.to_str().unwrap(),
+        "link",
+    ]);
+    tar(&[
+        "-rf",
+        layer.to_str().unwrap(),
+        "-C",
+        s2.to_str().unwrap(),
+        "--transform",
+        "s,^d/,link/,",
+        "d/x",
+    ]);
+    let image = format!("{}:1", base.display());
+    run(Command::new("umoci")
+        .args(["raw", "add-layer", "--image", &image])
+        .arg(&layer))
+    .success();
+    let ctx = dir.path().join("ctx");
+    write_tree(
+        &ctx,
+        &[(
+            "Dockerfile",
+            &format!("FROM oci-layout://{image}\nRUN cat /etc/x /link/x > /both\n"),
+        )],
+    );
+    let fs = dir.path().join("fs");
+    build(
+        &store,
+        &ctx,
+        &["--output", &format!("type=local,dest={}", fs.display())],
+    )
+    .success();
+    assert_eq!(std::fs::read_to_string(fs.join("both")).unwrap(), "x\nx\n");
+    assert_eq!(std::fs::read_to_string(fs.join("etc/x")).unwrap(), "x\n");
+    assert!(std::fs::symlink_metadata(fs.join("link"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
 }
