@@ -178,14 +178,15 @@ fn moby_invalid_symlink_slash_dotdot_is_stored_verbatim_and_contained() {
 
 #[test]
 fn moby_invalid_symlink_then_write_through() {
-    // `loophole-victim` resolves (in root) to `<root>/root-victim`, which does not exist, so the
-    // implicit parent cannot be created: a clean error, nothing written outside.
+    // `loophole-victim` resolves (in root, `..` stopping there) to `<root>/root-victim`, which
+    // is created, as containerd's `fs.RootPath` does; nothing is written outside (canary).
     let sb = Sandbox::new();
-    let r = sb.apply(&tar_of([
+    sb.apply(&tar_of([
         H::symlink("loophole-victim", "../root-victim"),
         H::file("loophole-victim/file", "pwned"),
-    ]));
-    assert_io(&r, "resolving the parent directory");
+    ]))
+    .expect("resolved inside the root");
+    assert_eq!(read_in(&sb, "root-victim/file"), b"pwned");
 }
 
 #[test]
@@ -240,7 +241,8 @@ fn moby_invalid_symlink_nested_loophole() {
         H::symlink("dir/loophole", "../../root-victim"),
         H::file("dir/loophole/newdir/newfile", "pwned"),
     ]));
-    assert_io(&r, "resolving the parent directory");
+    r.expect("resolved inside the root");
+    assert_eq!(read_in(&sb, "root-victim/newdir/newfile"), b"pwned");
 }
 
 // --- moby TestUntarSymlinkBreakout (two-hop chain) and TestUntarParentTraversalContained --------
@@ -254,10 +256,11 @@ fn moby_two_hop_symlink_chain_is_contained() {
         H::symlink("inner/go_up/escape", "../root-victim"),
         H::file("inner/go_up/escape/newfile", "pwned"),
     ]));
-    // go_up resolves to the root, so `escape` is created at `<root>/escape`; it points to the
-    // (missing) `<root>/root-victim`, so the file's parent cannot be made.
-    assert_io(&r, "resolving the parent directory");
+    // go_up resolves to the root, so `escape` is created at `<root>/escape`; it points to
+    // `<root>/root-victim` (`..` stops at the root), which is created for the file.
+    r.expect("resolved inside the root");
     assert!(is_symlink_to(&sb.root_path("escape"), "../root-victim"));
+    assert_eq!(read_in(&sb, "root-victim/newfile"), b"pwned");
 }
 
 #[test]
@@ -419,12 +422,19 @@ fn directory_over_a_symlink_to_outside_replaces_the_symlink() {
 
 #[test]
 fn symlink_then_write_through_to_absolute_outside_dir() {
+    // The absolute target means that path inside the root (containerd's `fs.RootPath`): the
+    // file is written there, and the host directory of the same name is untouched (canary).
     let sb = Sandbox::new();
-    let r = sb.apply(&tar_of([
+    sb.apply(&tar_of([
         H::symlink("d", sb.abs_link_bytes()),
         H::file("d/newfile", "pwned"),
-    ]));
-    assert_io(&r, "resolving the parent directory");
+    ]))
+    .expect("resolved inside the root");
+    let inside = sb
+        .root
+        .join(sb.abs_link.strip_prefix("/").expect("absolute"))
+        .join("newfile");
+    assert_eq!(std::fs::read(inside).expect("read"), b"pwned");
 }
 
 #[test]
@@ -462,20 +472,24 @@ fn deep_relative_symlink_escape_is_clamped_at_the_root() {
 #[test]
 fn magic_link_through_proc_is_not_followed() {
     let sb = Sandbox::new();
-    let r = sb.apply(&tar_of([
+    // `/proc/self/root` is a path inside the root like any other: never the host's procfs.
+    sb.apply(&tar_of([
         H::symlink("p", "/proc/self/root"),
         H::file("p/pwned", "x"),
-    ]));
-    assert_io(&r, "resolving the parent directory");
-    // Even with a real /proc inside the root, RESOLVE_NO_MAGICLINKS refuses the magic link.
+    ]))
+    .expect("resolved inside the root");
+    assert_eq!(read_in(&sb, "proc/self/root/pwned"), b"x");
+    // A symlink in the tree to `/proc/self/fd/0` is read, never opened: it names
+    // `<root>/proc/self/fd/0`.
     let sb = Sandbox::new();
     std::fs::create_dir_all(sb.root_path("proc/self")).expect("mkdir");
     std::os::unix::fs::symlink("/proc/self/fd/0", sb.root_path("proc/self/root")).expect("link");
-    let r = sb.apply(&tar_of([
+    sb.apply(&tar_of([
         H::symlink("p", "/proc/self/root"),
         H::file("p/pwned", "x"),
-    ]));
-    assert!(r.is_err(), "{r:?}");
+    ]))
+    .expect("resolved inside the root");
+    assert_eq!(read_in(&sb, "proc/self/fd/0/pwned"), b"x");
 }
 
 #[test]
@@ -503,7 +517,12 @@ fn dir_replaced_by_symlink_to_outside_then_child_written() {
         H::symlink("d", sb.abs_link_bytes()),
         H::file("d/hello", "pwned"),
     ]));
-    assert_io(&r, "resolving the parent directory");
+    r.expect("resolved inside the root");
+    let inside = sb
+        .root
+        .join(sb.abs_link.strip_prefix("/").expect("absolute"))
+        .join("hello");
+    assert_eq!(std::fs::read(inside).expect("read"), b"pwned");
 }
 
 #[test]
@@ -952,4 +971,9 @@ fn layer_cannot_inject_overlay_xattrs() {
     assert!(xattr::get(sb.root_path("d"), "trusted.overlay.opaque")
         .expect("getxattr")
         .is_none());
+}
+
+/// The content of `rel` under the root (a trusted test path).
+fn read_in(sb: &Sandbox, rel: &str) -> Vec<u8> {
+    std::fs::read(sb.root_path(rel)).unwrap_or_else(|e| panic!("reading {rel}: {e}"))
 }

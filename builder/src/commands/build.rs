@@ -298,7 +298,7 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
             .ok_or_else(|| Failure::Build(anyhow::anyhow!("target stage {t} was not built")))?;
         let target = plan.stages[t].display_name();
         let names = target_names.get(&t).cloned().unwrap_or_default();
-        let annotations = image_annotations(state, &names, git.as_ref(), epoch);
+        let annotations = image_annotations(state, git.as_ref(), epoch);
         let image = if inline_cache {
             // The image carries the cache map of its own steps (min mode), as BuildKit's
             // inline cache does.

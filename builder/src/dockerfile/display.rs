@@ -169,8 +169,13 @@ impl Display for Instruction {
         match self {
             Instruction::Run(run) => {
                 f.write_str("RUN")?;
-                for m in &run.mounts {
-                    write!(f, " --mount={}", flag_value(&m.to_string()))?;
+                for (i, m) in run.mounts.iter().enumerate() {
+                    // Options with variables are not in `m` until expanded: show them as written.
+                    let text = match run.deferred_mounts.get(i) {
+                        Some(Some(raw)) => raw.clone(),
+                        _ => m.to_string(),
+                    };
+                    write!(f, " --mount={}", flag_value(&text))?;
                 }
                 if let Some(n) = run.network {
                     write!(f, " --network={}", n.as_str())?;

@@ -142,6 +142,8 @@ pub enum FlagError {
     },
     #[error("invalid `--mount` value: {0}")]
     Mount(#[from] MountError),
+    #[error("`RUN --security=insecure` needs the `security.insecure` entitlement (`--allow security.insecure` in BuildKit), which rbuild does not grant: RUN steps always run in the sandbox")]
+    InsecureNotAllowed,
 }
 
 impl FlagError {
@@ -168,6 +170,9 @@ impl FlagError {
             )),
             FlagError::BadValue { expected, .. } => Some(format!("expected {expected}")),
             FlagError::Mount(e) => e.help(),
+            FlagError::InsecureNotAllowed => {
+                Some("remove the flag, or write `--security=sandbox`".to_owned())
+            }
         }
     }
 
@@ -181,6 +186,7 @@ impl FlagError {
             | FlagError::BadBool { name, .. }
             | FlagError::BadValue { name, .. } => Some(name),
             FlagError::Mount(_) => Some("mount"),
+            FlagError::InsecureNotAllowed => Some("security"),
         }
     }
 }
@@ -301,6 +307,20 @@ pub(crate) fn parse_network(value: &str) -> Result<NetworkMode, FlagError> {
             name: "network".to_owned(),
             value: value.to_owned(),
             expected: "one of `default`, `none`, `host`",
+        }),
+    }
+}
+
+/// `RUN --security`: `sandbox` is what every RUN gets; `insecure` needs an entitlement rbuild
+/// does not grant, so it is refused rather than run sandboxed.
+pub(crate) fn check_run_security(value: &str) -> Result<(), FlagError> {
+    match value {
+        "sandbox" => Ok(()),
+        "insecure" => Err(FlagError::InsecureNotAllowed),
+        _ => Err(FlagError::BadValue {
+            name: "security".to_owned(),
+            value: value.to_owned(),
+            expected: "`sandbox` or `insecure`",
         }),
     }
 }

@@ -79,6 +79,11 @@ pub struct RunInstruction {
     pub command: CommandForm,
     pub heredocs: Vec<Heredoc>,
     pub mounts: Vec<MountSpec>,
+    /// One per entry of `mounts`: the `--mount` value as written when it has typed options
+    /// with variables (`uid=$UID`), which only expansion can read (see
+    /// `mount::parse_mount_expanded`); `None` when `mounts` holds all of it.
+    #[serde(skip)]
+    pub deferred_mounts: Vec<Option<String>>,
     pub network: Option<NetworkMode>,
 }
 

@@ -24,6 +24,7 @@
 //! `limits` (the size bounds on expansion), `lint` (build checks that warn), `display` (canonical one-line form), `diagnostic`
 //! (errors and rendering).
 
+pub mod chmod;
 mod diagnostic;
 mod display;
 pub mod expand;

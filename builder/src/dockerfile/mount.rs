@@ -264,17 +264,7 @@ fn csv_fields(value: &str) -> Result<Vec<String>, MountError> {
     }
 }
 
-fn literal(key: &str, value: &str) -> Result<(), MountError> {
-    if value.contains('$') {
-        return Err(MountError::VariableNotAllowed {
-            key: key.to_owned(),
-        });
-    }
-    Ok(())
-}
-
 fn parse_bool(key: &str, value: &str) -> Result<bool, MountError> {
-    literal(key, value)?;
     // Go's strconv.ParseBool.
     match value {
         "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
@@ -293,7 +283,6 @@ fn parse_u32(
     radix: u32,
     expected: &'static str,
 ) -> Result<u32, MountError> {
-    literal(key, value)?;
     u32::from_str_radix(value, radix).map_err(|_| MountError::BadValue {
         key: key.to_owned(),
         value: value.to_owned(),
@@ -303,7 +292,6 @@ fn parse_u32(
 
 /// Docker's `units.RAMInBytes`: a number with an optional binary suffix (`64m`, `1GiB`).
 fn parse_size(value: &str) -> Result<u64, MountError> {
-    literal("size", value)?;
     let bad = || MountError::BadValue {
         key: "size".to_owned(),
         value: value.to_owned(),
@@ -338,14 +326,91 @@ fn has_dotdot(path: &str) -> bool {
     path.split(['/', '\\']).any(|c| c == "..")
 }
 
-/// Parses one `--mount` value (quotes already removed by flag extraction).
+/// Options whose value is parsed into a type (a number, a boolean, a keyword): one written
+/// with a variable can only be read once the variable is known.
+const TYPED_KEYS: &[&str] = &[
+    "type",
+    "sharing",
+    "mode",
+    "uid",
+    "gid",
+    "size",
+    "readonly",
+    "ro",
+    "readwrite",
+    "rw",
+    "required",
+];
+
+/// Every option of every mount type, for a mount whose `type` is a variable.
+const ALL_KEYS: &[&str] = &[
+    "type",
+    "source",
+    "src",
+    "target",
+    "dst",
+    "destination",
+    "from",
+    "id",
+    "env",
+    "sharing",
+    "mode",
+    "uid",
+    "gid",
+    "size",
+    "readonly",
+    "ro",
+    "readwrite",
+    "rw",
+    "required",
+];
+
+fn is_deferred(key: &str, value: &str) -> bool {
+    value.contains('$') && TYPED_KEYS.contains(&key.to_ascii_lowercase().as_str())
+}
+
+/// Parses one `--mount` value (quotes already removed by flag extraction) as written: typed
+/// options with variables (`uid=$UID`, `mode=$M`) are left at their defaults here and read
+/// when the instruction is expanded ([`parse_mount_expanded`]), as BuildKit does.
 pub(crate) fn parse_mount(value: &str) -> Result<MountSpec, MountError> {
-    let fields = csv_fields(value)?;
+    parse_fields(csv_fields(value)?, true)
+}
+
+/// Parses one `--mount` value with every option's value expanded by `expand` (BuildKit
+/// expands all of them; `from` cannot hold a variable, which [`parse_mount`] refused).
+pub(crate) fn parse_mount_expanded<E: From<MountError>>(
+    value: &str,
+    mut expand: impl FnMut(&str) -> Result<String, E>,
+) -> Result<MountSpec, E> {
+    let mut fields = Vec::new();
+    for field in csv_fields(value)? {
+        fields.push(match field.split_once('=') {
+            Some((k, v)) if !k.eq_ignore_ascii_case("from") => format!("{k}={}", expand(v)?),
+            _ => field,
+        });
+    }
+    Ok(parse_fields(fields, false)?)
+}
+
+/// Whether a `--mount` value has options that [`parse_mount`] could not read yet.
+pub(crate) fn has_deferred_options(value: &str) -> bool {
+    csv_fields(value).is_ok_and(|fields| {
+        fields
+            .iter()
+            .any(|f| f.split_once('=').is_some_and(|(k, v)| is_deferred(k, v)))
+    })
+}
+
+fn parse_fields(fields: Vec<String>, defer: bool) -> Result<MountSpec, MountError> {
     let mut mount_type = "bind";
+    let mut type_deferred = false;
     for field in &fields {
         if let Some((k, v)) = field.split_once('=') {
             if k.eq_ignore_ascii_case("type") {
-                literal("type", v)?;
+                if defer && v.contains('$') {
+                    type_deferred = true;
+                    continue;
+                }
                 mount_type = match v.to_ascii_lowercase().as_str() {
                     "bind" => "bind",
                     "cache" => "cache",
@@ -362,6 +427,7 @@ pub(crate) fn parse_mount(value: &str) -> Result<MountSpec, MountError> {
         }
     }
     let allowed = match mount_type {
+        _ if type_deferred => ALL_KEYS,
         "cache" => CACHE_KEYS,
         "secret" => SECRET_KEYS,
         "ssh" => SSH_KEYS,
@@ -394,6 +460,9 @@ pub(crate) fn parse_mount(value: &str) -> Result<MountSpec, MountError> {
                 allowed,
             });
         }
+        if value.is_some_and(|v| defer && is_deferred(&key, v)) {
+            continue;
+        }
         let Some(value) = value else {
             match key.as_str() {
                 "readonly" | "ro" => readonly = Some(true),
@@ -422,7 +491,6 @@ pub(crate) fn parse_mount(value: &str) -> Result<MountSpec, MountError> {
             "id" => id = Some(value.to_owned()),
             "env" => env = Some(value.to_owned()),
             "sharing" => {
-                literal("sharing", value)?;
                 sharing = match value.to_ascii_lowercase().as_str() {
                     "shared" => CacheSharing::Shared,
                     "private" => CacheSharing::Private,
@@ -780,5 +848,57 @@ mod tests {
             vec!["a", "b,c", "d\"e"]
         );
         assert!(csv_fields("a\"b").is_err());
+    }
+
+    #[test]
+    fn typed_options_with_variables_are_read_when_expanded() {
+        let raw = "type=cache,target=$T,id=$ID,uid=$UID,gid=${UID},mode=$M,sharing=$S";
+        assert!(has_deferred_options(raw));
+        assert!(!has_deferred_options("type=cache,target=$T,id=$ID"));
+        parse_mount(raw).expect("deferred, not refused");
+        let vars: std::collections::BTreeMap<&str, &str> = [
+            ("T", "/cache"),
+            ("ID", "myid"),
+            ("UID", "1000"),
+            ("M", "0750"),
+            ("S", "locked"),
+        ]
+        .into();
+        let expand = |v: &str| -> Result<String, MountError> {
+            let mut out = v.to_string();
+            for (k, val) in &vars {
+                out = out
+                    .replace(&format!("${{{k}}}"), val)
+                    .replace(&format!("${k}"), val);
+            }
+            Ok(out)
+        };
+        let m = parse_mount_expanded(raw, expand).expect("valid once expanded");
+        assert_eq!(
+            m,
+            MountSpec::Cache {
+                id: Some("myid".into()),
+                target: "/cache".into(),
+                sharing: CacheSharing::Locked,
+                from: None,
+                source: None,
+                mode: Some(0o750),
+                uid: Some(1000),
+                gid: Some(1000),
+                readonly: false,
+            }
+        );
+        let bad = parse_mount_expanded("type=cache,target=/c,mode=$M", |v| {
+            Ok::<_, MountError>(v.replace("$M", "zz"))
+        });
+        assert!(matches!(bad, Err(MountError::BadValue { .. })), "{bad:?}");
+    }
+
+    #[test]
+    fn from_with_a_variable_is_still_refused() {
+        assert!(matches!(
+            parse_mount("type=bind,target=/t,from=$STAGE"),
+            Err(MountError::VariableNotAllowed { .. })
+        ));
     }
 }

@@ -2,10 +2,11 @@
 //! instruction's arguments are split) and `instructions/parse.go` (argument counts, flags,
 //! errors). Errors become [`Diagnostic`]s pointing at the offending token.
 
+use super::chmod::{Chmod, CHMOD_EXPECTED};
 use super::diagnostic::{suggest, Diagnostic};
 use super::flags::{
-    extract_builder_flags, parse_flags, parse_health_duration, parse_network, FlagError, FlagKind,
-    ParsedFlags,
+    check_run_security, extract_builder_flags, parse_flags, parse_health_duration, parse_network,
+    FlagError, FlagKind, ParsedFlags,
 };
 use super::heredoc::parse_marker;
 use super::instruction::{
@@ -14,7 +15,7 @@ use super::instruction::{
     SUPPORTED_INSTRUCTIONS,
 };
 use super::lexer::LogicalLine;
-use super::mount::parse_mount;
+use super::mount::{has_deferred_options, parse_mount};
 
 /// What one line parsed to.
 #[derive(Debug)]
@@ -280,10 +281,7 @@ const ADD_FLAGS: &[(&str, FlagKind)] = &[
 const RUN_FLAGS: &[(&str, FlagKind)] = &[
     ("mount", FlagKind::Strings),
     ("network", FlagKind::String),
-    (
-        "security",
-        FlagKind::Unsupported("RUN --security (insecure mode) is not implemented"),
-    ),
+    ("security", FlagKind::String),
     (
         "device",
         FlagKind::Unsupported("RUN --device (CDI devices) is not implemented"),
@@ -609,6 +607,7 @@ fn maybe_json_list(ctx: &Ctx<'_>, parts: &Parts<'_>) -> Result<Vec<String>, Diag
 fn parse_run(ctx: &Ctx<'_>, parts: &Parts<'_>) -> Result<RunInstruction, Diagnostic> {
     let flags = ctx.flags(parts, "RUN", RUN_FLAGS)?;
     let mut mounts = Vec::new();
+    let mut deferred_mounts = Vec::new();
     for value in flags.strings("mount") {
         let mount = parse_mount(&value).map_err(|e| {
             let range = ctx.find(&value, parts.kw_range.1, parts.kw_range);
@@ -616,11 +615,15 @@ fn parse_run(ctx: &Ctx<'_>, parts: &Parts<'_>) -> Result<RunInstruction, Diagnos
             ctx.diag(range, e.to_string(), e.help())
         })?;
         mounts.push(mount);
+        deferred_mounts.push(has_deferred_options(&value).then_some(value));
     }
     let network = match flags.string("network") {
         Some(v) => Some(parse_network(&v).map_err(|e| ctx.flag_diag(parts, &e))?),
         None => None,
     };
+    if let Some(v) = flags.string("security") {
+        check_run_security(&v).map_err(|e| ctx.flag_diag(parts, &e))?;
+    }
     if parts.args.is_empty() {
         return Err(at_least_one(ctx, parts, "RUN", "RUN make install"));
     }
@@ -633,6 +636,7 @@ fn parse_run(ctx: &Ctx<'_>, parts: &Parts<'_>) -> Result<RunInstruction, Diagnos
         command,
         heredocs,
         mounts,
+        deferred_mounts,
         network,
     })
 }
@@ -644,6 +648,8 @@ fn parse_copy(
     allowed: &[(&'static str, FlagKind)],
 ) -> Result<CopyInstruction, Diagnostic> {
     let flags = ctx.flags(parts, kw, allowed)?;
+    let chmod = flags.string("chmod");
+    check_literal_chmod(ctx, parts, chmod.as_deref())?;
     let is_json = matches!(parse_json(parts.args), Json::Array(_));
     let mut words = maybe_json_list(ctx, parts)?;
     if words.len() < 2 {
@@ -699,7 +705,7 @@ fn parse_copy(
         heredocs,
         from: flags.string("from"),
         chown: flags.string("chown"),
-        chmod: flags.string("chmod"),
+        chmod,
         link: flags.bool("link"),
         exclude: flags.strings("exclude"),
         parents: flags.bool("parents"),
@@ -762,6 +768,26 @@ fn check_remote_sources(
         ));
     }
     Ok(())
+}
+
+/// A `--chmod` without variables is checked here, so that `rbuild check` rejects what the
+/// build would; one with variables is checked once expanded (by the plan, or the COPY step).
+fn check_literal_chmod(
+    ctx: &Ctx<'_>,
+    parts: &Parts<'_>,
+    chmod: Option<&str>,
+) -> Result<(), Diagnostic> {
+    match chmod {
+        Some(v) if !v.contains('$') && Chmod::parse(v).is_err() => {
+            let e = FlagError::BadValue {
+                name: "chmod".to_owned(),
+                value: v.to_owned(),
+                expected: CHMOD_EXPECTED,
+            };
+            Err(ctx.flag_diag(parts, &e))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn parse_healthcheck(ctx: &Ctx<'_>, parts: &Parts<'_>) -> Result<Healthcheck, Diagnostic> {

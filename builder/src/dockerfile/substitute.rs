@@ -18,7 +18,7 @@ use super::expand::{
 use super::instruction::{
     ArgDef, ArgInstruction, CopyInstruction, FromInstruction, Heredoc, Instruction, RunInstruction,
 };
-use super::mount::MountSpec;
+use super::mount::{parse_mount_expanded, MountError, MountSpec};
 
 type Result<T> = std::result::Result<T, ExpandError>;
 
@@ -177,6 +177,27 @@ impl MountSpec {
     }
 }
 
+/// A `--mount` whose typed options have variables, read again with every value expanded.
+fn expand_mount_value(raw: &str, cx: &Cx<'_>) -> Result<MountSpec> {
+    /// Either failure of [`parse_mount_expanded`] with an expanding closure.
+    enum Failed {
+        Expand(ExpandError),
+        Mount(MountError),
+    }
+    impl From<MountError> for Failed {
+        fn from(e: MountError) -> Self {
+            Failed::Mount(e)
+        }
+    }
+    parse_mount_expanded(raw, |v| word(v, cx).map_err(Failed::Expand)).map_err(|e| match e {
+        Failed::Expand(e) => e,
+        Failed::Mount(e) => ExpandError {
+            word: raw.to_string(),
+            kind: ExpandErrorKind::Mount(e),
+        },
+    })
+}
+
 fn copy(c: &CopyInstruction, cx: &Cx<'_>) -> Result<CopyInstruction> {
     let heredocs = c
         .heredocs
@@ -221,8 +242,13 @@ impl Instruction {
                 mounts: run
                     .mounts
                     .iter()
-                    .map(|m| m.expand_in(cx))
+                    .enumerate()
+                    .map(|(i, m)| match run.deferred_mounts.get(i) {
+                        Some(Some(raw)) => expand_mount_value(raw, cx),
+                        _ => m.expand_in(cx),
+                    })
                     .collect::<Result<_>>()?,
+                deferred_mounts: Vec::new(),
                 network: run.network,
             }),
             Instruction::Copy(c) => Instruction::Copy(copy(c, cx)?),

@@ -292,3 +292,38 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn run_mount_typed_options_with_variables_are_expanded_with_the_instruction() {
+    let df = crate::dockerfile::parse(
+        "FROM scratch\nRUN --mount=type=cache,target=/c,uid=$UID,mode=$M true\n",
+    )
+    .expect("parses");
+    let ins = &df.stages[0].instructions[0].node;
+    assert_eq!(
+        ins.to_string(),
+        "RUN --mount=type=cache,target=/c,uid=$UID,mode=$M true",
+        "shown as written until expanded"
+    );
+    let vars: std::collections::BTreeMap<String, String> = [
+        ("UID".to_string(), "7".to_string()),
+        ("M".to_string(), "0700".to_string()),
+    ]
+    .into();
+    let expanded = ins.expand(&vars, '\\').expect("expands");
+    let Instruction::Run(r) = expanded else {
+        panic!("not a RUN: {expanded:?}");
+    };
+    assert!(
+        matches!(
+            r.mounts[0],
+            crate::dockerfile::MountSpec::Cache {
+                uid: Some(7),
+                mode: Some(0o700),
+                ..
+            }
+        ),
+        "{:?}",
+        r.mounts
+    );
+}

@@ -20,9 +20,12 @@ use crate::solver::stage::created_time;
 use crate::solver::{BuildError, StageState};
 
 /// The annotations (on the manifest) and labels (in the config) rbuild puts on every image.
+///
+/// Nothing here is derived from the image's names: the same build under two tags is the same
+/// image (same manifest digest). A tag is an OCI layout's `ref.name`, which lives only on that
+/// layout's index descriptor (see `write_outputs`), as BuildKit does.
 pub fn image_annotations(
     state: &StageState,
-    names: &[Reference],
     git: Option<&GitInfo>,
     epoch: i64,
 ) -> BTreeMap<String, String> {
@@ -35,12 +38,6 @@ pub fn image_annotations(
         a.insert("org.opencontainers.image.revision".into(), g.commit.clone());
         if let Some(url) = &g.origin_url {
             a.insert("org.opencontainers.image.source".into(), url.clone());
-        }
-    }
-    if let Some(first) = names.first() {
-        if let Some(tag) = first.tag() {
-            a.insert("org.opencontainers.image.version".into(), tag.to_string());
-            a.insert("org.opencontainers.image.ref.name".into(), tag.to_string());
         }
     }
     if let Some(name) = &state.base.name {

@@ -6,9 +6,13 @@
 //! resolved after expanding the global `ARG`s (for `FROM`) or the stage's own `ARG`/`ENV` values
 //! known before the build (for `--from`), as BuildKit does when it builds its dispatch states.
 
+mod checks;
+mod platform;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use crate::dockerfile::chmod::ChmodError;
 use crate::dockerfile::expand::{expand_word, ExpandError, VarLookup};
 use crate::dockerfile::limits::{ScopeSize, ScopeTooLarge};
 use crate::dockerfile::{Dockerfile, Instruction, MountSpec};
@@ -99,6 +103,20 @@ pub enum PlanError {
     },
     #[error("stage name {name:?} is used twice")]
     DuplicateStage { line: usize, name: String },
+    #[error("{source}")]
+    BadChmod {
+        line: usize,
+        #[source]
+        source: ChmodError,
+    },
+    #[error("FROM --platform: {reason}")]
+    BadFromPlatform { line: usize, reason: String },
+    #[error("FROM --platform={platform} names another platform than this build's target ({target}); rbuild builds one platform per build: remove --platform from this FROM, or build with `--platform {platform}` if every stage it needs is for that platform")]
+    ForeignFromPlatform {
+        line: usize,
+        platform: String,
+        target: String,
+    },
 }
 
 impl PlanError {
@@ -110,7 +128,10 @@ impl PlanError {
             | PlanError::Scope { line, .. }
             | PlanError::EmptyFrom { line, .. }
             | PlanError::ForwardReference { line, .. }
-            | PlanError::DuplicateStage { line, .. } => Some(*line),
+            | PlanError::DuplicateStage { line, .. }
+            | PlanError::BadChmod { line, .. }
+            | PlanError::BadFromPlatform { line, .. }
+            | PlanError::ForeignFromPlatform { line, .. } => Some(*line),
         }
     }
 
@@ -128,12 +149,12 @@ impl PlanError {
 /// those when the step runs), but never a size limit: that would let the pass go on growing.
 fn expand_or_skip(
     word: &str,
-    vars: &BTreeMap<String, String>,
+    vars: &dyn VarLookup,
     escape: char,
     line: usize,
     what: impl FnOnce() -> String,
 ) -> Result<Option<String>, PlanError> {
-    match expand_word(word, &Vars(vars), escape) {
+    match expand_word(word, vars, escape) {
         Ok(v) => Ok(Some(v)),
         Err(source) if source.kind.is_limit() => Err(PlanError::Expand {
             line,
@@ -258,6 +279,8 @@ impl BuildPlan {
         let global_vars = global_scope(df, build_args, platform_vars)?;
         let mut names: BTreeMap<String, usize> = BTreeMap::new();
         let mut stages = Vec::with_capacity(df.stages.len());
+        // Each stage's variables after its last instruction.
+        let mut end_vars: Vec<BTreeMap<String, String>> = Vec::with_capacity(df.stages.len());
         for stage in &df.stages {
             let line = stage.from.line;
             let image = expand_word(&stage.from.node.image, &Vars(&global_vars), escape).map_err(
@@ -282,7 +305,11 @@ impl BuildPlan {
             };
             // Stage-scope variables known before building: global ARGs a stage ARG redeclares,
             // stage ARG defaults and build args, and ENV values.
-            let mut vars = platform_vars.clone();
+            // A stage FROM another stage starts with that stage's ARG and ENV values.
+            let mut vars = match &base {
+                Base::Stage(i) => end_vars.get(*i).cloned().unwrap_or_default(),
+                _ => platform_vars.clone(),
+            };
             let mut size = ScopeSize::of(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())));
             let mut reads = BTreeSet::new();
             let mut read_images = BTreeSet::new();
@@ -309,6 +336,9 @@ impl BuildPlan {
                                 set_var(&mut vars, &mut size, "ENV", k, v, line)?;
                             }
                         }
+                    }
+                    Instruction::Copy(_) | Instruction::Add(_) | Instruction::Run(_) => {
+                        checks::typed_values(&ins.node, &vars, escape, line)?;
                     }
                     _ => {}
                 }
@@ -359,6 +389,7 @@ impl BuildPlan {
                     });
                 }
             }
+            end_vars.push(vars);
             stages.push(PlannedStage {
                 index: stage.index,
                 name: stage.name.clone(),
@@ -402,6 +433,7 @@ impl BuildPlan {
                 todo.extend(stages[i].depends_on());
             }
         }
+        platform::check_from_platforms(df, needed.iter().copied(), &global_vars)?;
         let declared: BTreeSet<&str> = df
             .global_args
             .iter()

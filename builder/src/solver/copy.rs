@@ -132,15 +132,15 @@ fn clean_abs(p: &str) -> String {
     components(p).join("/")
 }
 
-fn normalized_mode(mode: u32, is_dir: bool, is_symlink: bool, normalize: bool) -> u32 {
+fn normalized_mode(mode: u32, is_symlink: bool, normalize: bool) -> u32 {
     if is_symlink {
         0o777
     } else if !normalize {
         mode & 0o7777
-    } else if is_dir || mode & 0o111 != 0 {
-        0o755
     } else {
-        0o644
+        // Only the bits a umask decides (group/other write) are cleared: never widen a mode,
+        // so a 0600 file stays 0600 while 0664/0775 checkouts give 0644/0755.
+        mode & 0o7777 & !0o022
     }
 }
 
@@ -424,9 +424,8 @@ pub fn prepare(
 /// Feeds one item's canonical record (type, destination, mode, content or link target) into
 /// `h`: the selection digest is over these, in order.
 fn item_record(item: &Item, normalize_modes: bool, h: &mut Sha256Hasher) {
-    let is_dir = matches!(item.kind, ItemKind::Dir);
     let is_link = matches!(item.kind, ItemKind::Symlink(_));
-    let mode = normalized_mode(item.mode, is_dir, is_link, normalize_modes);
+    let mode = normalized_mode(item.mode, is_link, normalize_modes);
     let (tag, extra): (&[u8], &str) = match &item.kind {
         ItemKind::File(_) => (b"f", item.digest.as_ref().map_or("", Digest::hex)),
         ItemKind::Archive(_) => (b"a", item.digest.as_ref().map_or("", Digest::hex)),
@@ -833,7 +832,7 @@ pub fn entries(
     for item in &prepared.items {
         let is_dir = matches!(item.kind, ItemKind::Dir);
         let is_link = matches!(item.kind, ItemKind::Symlink(_));
-        let mut mode = normalized_mode(item.mode, is_dir, is_link, env.normalize_modes);
+        let mut mode = normalized_mode(item.mode, is_link, env.normalize_modes);
         if let (Some(ch), false) = (&chmod, is_link) {
             mode = ch.apply(mode, is_dir);
         }

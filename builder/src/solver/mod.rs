@@ -11,7 +11,8 @@
 
 pub mod base;
 pub mod budget;
-pub mod chmod;
+/// `--chmod` values are validated by the parser and applied by COPY.
+pub use crate::dockerfile::chmod;
 pub mod copy;
 pub mod error;
 pub mod explain;
@@ -68,8 +69,9 @@ pub struct EngineOptions {
     pub default_network: crate::dockerfile::NetworkMode,
     pub compression: Compression,
     pub compression_level: Option<i32>,
-    /// In a git work tree, file modes are normalised to what git records (0644/0755), so that
-    /// clones made with different umasks build identical images.
+    /// In a git work tree, the group/other write bits (what a umask decides) are cleared from
+    /// file and directory modes, so that clones made with umask 022 or 002 build identical
+    /// images; no mode is ever widened (a 0600 file stays 0600).
     pub normalize_modes: bool,
     /// `--secret` sources (never their values), for `RUN --mount=type=secret`.
     pub secrets: Vec<crate::cli::secret::SecretSpec>,

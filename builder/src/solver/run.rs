@@ -474,6 +474,7 @@ mod tests {
             command: cmd,
             heredocs,
             mounts: Vec::new(),
+            deferred_mounts: Vec::new(),
             network: None,
         }
     }

@@ -117,6 +117,15 @@ fn history(created_by: String, epoch: i64) -> History {
     h
 }
 
+/// A stage's starting config with BuildKit's default `PATH` appended when its base has none
+/// (BuildKit writes it into the image config, not only into RUN's environment).
+fn with_default_path(mut config: ImageConfig) -> ImageConfig {
+    if config.env_get("PATH").is_none() {
+        config.env_set("PATH", crate::executor::DEFAULT_PATH);
+    }
+    config
+}
+
 fn is_op(ins: &Instruction) -> bool {
     matches!(
         ins,
@@ -173,7 +182,9 @@ pub fn build_stage(engine: &Engine<'_>, i: usize) -> Result<StageState, BuildErr
                     engine.opts.platform.architecture.clone(),
                 );
                 c.variant = engine.opts.platform.variant.clone();
-                c
+                // BuildKit's empty image: the default PATH and WorkingDir `/`.
+                c.config_mut().working_dir = Some("/".into());
+                with_default_path(c)
             },
             layers: Vec::new(),
             key: KeyInputs::new("from", None, "FROM scratch".into(), platform.clone()).key(),
@@ -191,7 +202,8 @@ pub fn build_stage(engine: &Engine<'_>, i: usize) -> Result<StageState, BuildErr
             })?;
             let mut s = (*parent).clone();
             s.index = i;
-            s.args = BTreeMap::new();
+            // The ARG values in scope at the end of the parent stay in scope (BuildKit copies
+            // the parent's build args into the child's dispatch state).
             s.meta = MetaState::default();
             s
         }
@@ -241,7 +253,7 @@ pub fn build_stage(engine: &Engine<'_>, i: usize) -> Result<StageState, BuildErr
                 miss_reason: None,
             });
             step.done();
-            let mut config = resolved.config.derive_child();
+            let mut config = with_default_path(resolved.config.derive_child());
             config.os = engine.opts.platform.os.clone();
             StageState {
                 index: i,

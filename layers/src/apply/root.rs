@@ -8,9 +8,15 @@
 //! (`O_NOFOLLOW`, `AT_SYMLINK_NOFOLLOW`), so a symlink already in the tree is replaced, never
 //! written through. `Path::join` is never used on untrusted names.
 //!
+//! When a parent does not exist yet, it is walked one component at a time and created; a symlink
+//! on the way is then read (never followed) and resolved lexically inside the root, as
+//! containerd's `fs.RootPath` does, so `link -> /etc` followed by `link/x` writes `<root>/etc/x`
+//! even before `/etc` exists.
+//!
 //! The parent of the previous entry is cached: tar writers emit siblings together, so most
 //! entries reuse it and unpacking stays linear in the number of entries.
 
+use std::collections::VecDeque;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::rc::Rc;
@@ -89,25 +95,94 @@ impl Root {
         self.cached = None;
     }
 
+    /// Walks `rel` one component at a time from the root, creating missing directories.
+    ///
+    /// A symlink on the way is resolved inside the root as containerd's `fs.RootPath` does,
+    /// even when its target does not exist yet (then the target's directories are created): an
+    /// absolute target starts again at the root, a relative one at the link's directory, and
+    /// `..` stops at the root. Every call is one normal name relative to a directory fd opened
+    /// inside the root with `O_NOFOLLOW`, so nothing outside the root is reached.
     fn create_dirs(&self, rel: &[u8], created: &mut dyn FnMut(&[u8])) -> Result<OwnedFd, Errno> {
+        let mut todo: VecDeque<Vec<u8>> = components(rel).collect();
         let mut cur = self.open_dir(b"", false)?;
         let mut prefix: Vec<u8> = Vec::with_capacity(rel.len());
-        for comp in rel.split(|&b| b == b'/') {
-            prefix = join(&prefix, comp);
-            cur = match self.open_dir(&prefix, false) {
-                Ok(fd) => fd,
+        let mut links = 0;
+        while let Some(comp) = todo.pop_front() {
+            let next = join(&prefix, &comp);
+            match rfs::openat(
+                &cur,
+                comp.as_slice(),
+                DIR_FLAGS | OFlags::NOFOLLOW,
+                Mode::empty(),
+            ) {
+                Ok(fd) => cur = fd,
                 Err(Errno::NOENT) => {
                     // `cur` was resolved inside the root and `comp` is one normal component,
                     // so the new directory is inside the root too.
-                    rfs::mkdirat(&cur, comp, Mode::from_raw_mode(0o755))?;
-                    created(&prefix);
-                    rfs::openat(&cur, comp, DIR_FLAGS | OFlags::NOFOLLOW, Mode::empty())?
+                    rfs::mkdirat(&cur, comp.as_slice(), Mode::from_raw_mode(0o755))?;
+                    created(&next);
+                    cur = rfs::openat(
+                        &cur,
+                        comp.as_slice(),
+                        DIR_FLAGS | OFlags::NOFOLLOW,
+                        Mode::empty(),
+                    )?;
+                }
+                // `O_NOFOLLOW` on a symlink: ELOOP; on another non-directory: ENOTDIR.
+                Err(Errno::LOOP) | Err(Errno::NOTDIR) => {
+                    let target = match rfs::readlinkat(&cur, comp.as_slice(), Vec::new()) {
+                        Ok(t) => t.into_bytes(),
+                        Err(Errno::INVAL) => return Err(Errno::NOTDIR),
+                        Err(e) => return Err(e),
+                    };
+                    links += 1;
+                    if links > MAX_SYMLINKS {
+                        return Err(Errno::LOOP);
+                    }
+                    let base = if target.starts_with(b"/") {
+                        &[][..]
+                    } else {
+                        &prefix[..]
+                    };
+                    let mut resolved: VecDeque<Vec<u8>> = resolve_in_root(base, &target).into();
+                    resolved.extend(todo);
+                    todo = resolved;
+                    prefix.clear();
+                    cur = self.open_dir(b"", false)?;
+                    continue;
                 }
                 Err(e) => return Err(e),
-            };
+            }
+            prefix = next;
         }
         Ok(cur)
     }
+}
+
+/// Symlinks followed while resolving one path before giving up (Linux's `MAXSYMLINKS`).
+const MAX_SYMLINKS: usize = 40;
+
+/// The normal components of a cleaned path.
+fn components(rel: &[u8]) -> impl Iterator<Item = Vec<u8>> + '_ {
+    rel.split(|&b| b == b'/')
+        .filter(|c| !c.is_empty())
+        .map(<[u8]>::to_vec)
+}
+
+/// `target` taken from directory `base` (components of a resolved directory), lexically, with
+/// `.` dropped and `..` stopping at the root.
+fn resolve_in_root(base: &[u8], target: &[u8]) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = components(base).collect();
+    for comp in target.split(|&b| b == b'/') {
+        match comp {
+            b"" | b"." => {}
+            b".." => {
+                out.pop();
+            }
+            other => out.push(other.to_vec()),
+        }
+    }
+    out
 }
 
 /// Removes `name` in `dir` whatever it is; directories recursively. Nothing is followed: each

@@ -186,3 +186,63 @@ fn default_name_revision_label_and_created_time_come_from_the_commit() {
         "dirty work tree: {name:?}"
     );
 }
+
+#[test]
+fn git_work_tree_mode_normalisation_never_widens_a_mode() {
+    let dir = scratch();
+    if !have_tool("git") {
+        return;
+    }
+    let repo = dir.path().join("repo");
+    rbuild_tests::build::write_tree(
+        &repo,
+        &[
+            ("Dockerfile", "FROM scratch\nCOPY . /c/\n"),
+            ("f600", "a"),
+            ("f664", "b"),
+            ("f755", "c"),
+            ("f775", "d"),
+            ("d700/x", "e"),
+            ("d775/x", "f"),
+        ],
+    );
+    for (p, m) in [
+        ("f600", 0o600),
+        ("f664", 0o664),
+        ("f755", 0o755),
+        ("f775", 0o775),
+        ("d700", 0o700),
+        ("d775", 0o775),
+    ] {
+        std::fs::set_permissions(repo.join(p), std::fs::Permissions::from_mode(m)).unwrap();
+    }
+    run(git(&repo).args(["init", "-q", "-b", "main"])).success();
+    run(git(&repo).args(["add", "-A"])).success();
+    run(git(&repo).args(["commit", "-q", "-m", "modes"])).success();
+    let fs = dir.path().join("fs");
+    build_git(
+        &dir.path().join("store"),
+        &repo,
+        &dir.path().join("meta.json"),
+        &["--output", &format!("type=local,dest={}", fs.display())],
+        Some("0"),
+    );
+    let mode = |p: &str| {
+        std::fs::metadata(fs.join("c").join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    };
+    // Only the group/other write bits (what a umask decides) are cleared.
+    for (p, want) in [
+        ("f600", 0o600),
+        ("f664", 0o644),
+        ("f755", 0o755),
+        ("f775", 0o755),
+        ("d700", 0o700),
+        ("d775", 0o755),
+    ] {
+        assert_eq!(mode(p), want, "{p}: {:o}", mode(p));
+    }
+}

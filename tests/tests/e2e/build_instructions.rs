@@ -55,7 +55,12 @@ fn env_arg_label_expose_volume_and_friends_in_the_config() {
     let c = read_config(&b.out, "first");
     // ENV replaces a variable in place (Docker keeps the original position).
     let names: Vec<String> = env(&c).into_iter().map(|(k, _)| k).collect();
-    assert_eq!(names, ["SHADOW", "A", "B", "C", "D", "E", "F"], "{c}");
+    // FROM scratch starts with BuildKit's default PATH.
+    assert_eq!(
+        names,
+        ["PATH", "SHADOW", "A", "B", "C", "D", "E", "F"],
+        "{c}"
+    );
     assert_eq!(env_var(&c, "A").as_deref(), Some("two"));
     assert_eq!(
         env_var(&c, "B").as_deref(),
@@ -118,13 +123,13 @@ fn env_arg_label_expose_volume_and_friends_in_the_config() {
 }
 
 #[test]
-fn args_do_not_cross_stages_and_entrypoint_resets_only_an_inherited_cmd() {
+fn args_carry_into_a_stage_built_from_a_stage_and_entrypoint_resets_only_an_inherited_cmd() {
     let b = build_fixture();
     let second = read_config(&b.out, "second");
     assert_eq!(
         env_var(&second, "G").as_deref(),
-        Some("-"),
-        "ARGs of stage `first` are not visible in `second`"
+        Some("g1-default"),
+        "a stage FROM `first` starts with the ARG values of `first` (BuildKit)"
     );
     assert_eq!(
         env_var(&second, "A").as_deref(),

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod build_add_remote;
+mod build_buildkit_parity;
 mod build_cache;
 mod build_concurrency;
 mod build_copy;

@@ -18,6 +18,9 @@ pub struct Clause {
     perms: String,
 }
 
+/// What a `--chmod` value may be, for error messages.
+pub const CHMOD_EXPECTED: &str = "an octal mode such as 0755 or a symbolic one such as u+x,go-w";
+
 /// Why a `--chmod` value is invalid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid --chmod {0:?}: use an octal mode such as 0755 or a symbolic one such as u+x,go-w")]
