@@ -1,6 +1,8 @@
 //! Entries whose parent path goes through a symlink (`link -> /etc`, then `link/x`) are
 //! written where the symlink points *inside the root*, as containerd's `fs.RootPath` resolves
 //! them, even when the target does not exist yet; nothing outside the root changes (canary).
+//! And directories a layer only implies take their metadata from the parent snapshots, as
+//! containerd's overlay apply (`WithParents`) does.
 
 mod apply_common;
 
@@ -153,4 +155,45 @@ proptest! {
             Err(e) => prop_assert_eq!(parent_errno(&sb, &dirs.join("/")), Some(Errno::LOOP), "{}: {}", name, e),
         }
     }
+}
+
+#[test]
+fn implied_directories_take_their_metadata_from_the_parent_snapshots() {
+    // containerd's `WithParents`: a layer unpacked on its own (an overlay snapshot) that has
+    // `tmp/x` but no `tmp/` entry creates `tmp` with the lower layer's mode, owner and times,
+    // so the merged view keeps `/tmp` 1777 instead of turning it 0755.
+    let lower = Sandbox::new();
+    lower
+        .apply(&tar_of([
+            H::dir("tmp").mode(0o1777).owner(7, 8).mtime(1_000),
+            H::dir("etc").mode(0o700),
+            H::symlink("link", "/etc"),
+        ]))
+        .expect("lower");
+    let upper = Sandbox::new();
+    let opts = ApplyOptions {
+        whiteouts: WhiteoutMode::Overlay,
+        parents: vec![lower.root.clone()],
+        ..ApplyOptions::default()
+    };
+    upper
+        .apply_with(
+            &tar_of([
+                H::file("tmp/x", "x"),
+                H::file("link/y", "y"),
+                H::file("new/z", "z"),
+            ]),
+            &opts,
+        )
+        .expect("upper");
+    let md = |p: &str| std::fs::symlink_metadata(upper.root_path(p)).expect("lstat");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(md("tmp").mode() & 0o7777, 0o1777);
+    assert_eq!((md("tmp").uid(), md("tmp").gid()), (7, 8));
+    assert_eq!(md("tmp").mtime(), 1_000);
+    // The parent snapshot's symlink is resolved inside it: `link` takes /etc's metadata (the
+    // upper's `link` is a directory, as containerd's overlay apply makes it).
+    assert!(md("link").is_dir());
+    assert_eq!(md("link").mode() & 0o7777, 0o700);
+    assert_eq!(md("new").mode() & 0o7777, 0o755, "not in a parent: 0755");
 }

@@ -792,7 +792,8 @@ pub fn snapshot_rootfs(engine: &Engine<'_>, layers: &[LayerRef]) -> Result<RootF
     engine.fetch_layers(&unpacked)?;
     let mut lowers = Vec::with_capacity(layers.len());
     for (l, chain) in layers.iter().zip(&chains) {
-        lowers.push(unpack_layer(engine, l, chain)?);
+        let dir = unpack_layer(engine, l, chain, &lowers)?;
+        lowers.push(dir);
     }
     Ok(RootFs { lowers })
 }
@@ -839,7 +840,9 @@ pub fn lazy_rootfs<'e>(engine: &'e Engine<'_>, layers: &[LayerRef]) -> LazyRootF
             } else {
                 engine.fetch_layers(std::slice::from_ref(l))?;
             }
-            unpack_layer(engine, l, chain)
+            // A snapshot is unpacked over the snapshots below it (see `unpack_layer`).
+            let below = snapshot_rootfs(engine, &layers[..i])?;
+            unpack_layer(engine, l, chain, &below.lowers)
         }),
     )
 }
@@ -856,11 +859,14 @@ fn layer_chains(layers: &[LayerRef]) -> Vec<Digest> {
 }
 
 /// Unpacks (or reuses) the snapshot of one layer whose blob is in the store, checking its
-/// diffID.
+/// diffID. `below` are the snapshots of the layers under it, bottom first: directories the
+/// layer only implies take their metadata from them (containerd's `WithParents`), so a
+/// snapshot depends only on its chain.
 fn unpack_layer(
     engine: &Engine<'_>,
     l: &LayerRef,
     chain: &Digest,
+    below: &[std::path::PathBuf],
 ) -> Result<std::path::PathBuf, BuildError> {
     let mismatch: std::cell::Cell<Option<Digest>> = std::cell::Cell::new(None);
     let created = engine.snapshots.get_or_create(chain, |dir| {
@@ -870,6 +876,7 @@ fn unpack_layer(
             .map_err(std::io::Error::other)?;
         let opts = ApplyOptions {
             whiteouts: WhiteoutMode::Overlay,
+            parents: below.iter().rev().cloned().collect(),
             ..ApplyOptions::default()
         };
         let report =

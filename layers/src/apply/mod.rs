@@ -70,6 +70,11 @@ pub struct ApplyOptions {
     /// Block and character devices: placeholders (default) or real nodes.
     pub devices: DeviceMode,
     pub whiteouts: WhiteoutMode,
+    /// The snapshot directories of the layers below, topmost first, when this layer is unpacked
+    /// on its own (overlay snapshots): a directory the layer only implies (`etc/x` without
+    /// `etc/`) takes its mode, owner and times from the first of them that has it, as
+    /// containerd's `WithParents` does, so the merged view keeps `/tmp` 1777. Empty: 0755.
+    pub parents: Vec<std::path::PathBuf>,
 }
 
 impl Default for ApplyOptions {
@@ -78,6 +83,7 @@ impl Default for ApplyOptions {
             same_owner: rustix::process::geteuid().is_root(),
             devices: DeviceMode::Placeholder,
             whiteouts: WhiteoutMode::Apply,
+            parents: Vec::new(),
         }
     }
 }
@@ -110,6 +116,16 @@ pub fn apply_layer<R: Read>(
         root: root.to_path_buf(),
         source,
     })?;
+    let parents = opts
+        .parents
+        .iter()
+        .map(|p| {
+            root::Root::open(p).map_err(|source| ApplyError::OpenRoot {
+                root: p.clone(),
+                source,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     // The magic bytes are read here, on the caller's thread (the reader need not be `Send`).
     let (format, reader) = decompress::decompress(layer).map_err(ApplyError::Read)?;
     let hash_while_reading = format == StreamFormat::Tar;
@@ -117,7 +133,7 @@ pub fn apply_layer<R: Read>(
     let (recycle_tx, recycle_rx) = mpsc::channel();
     std::thread::scope(|s| {
         let worker = s.spawn(move || {
-            let mut unpacker = unpack::Unpacker::new(root_fd, opts);
+            let mut unpacker = unpack::Unpacker::new(root_fd, parents, opts);
             let hasher = (!hash_while_reading).then(Sha256Hasher::new);
             let mut tar = tar::TarReader::new(pipe::ChannelReader::new(rx, recycle_tx, hasher));
             unpacker.run(&mut tar).map(|()| {

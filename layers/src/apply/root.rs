@@ -67,6 +67,20 @@ impl Root {
         }
     }
 
+    /// `stat` of cleaned path `rel` inside the (trusted, caller-opened) directory `dir`, with
+    /// symlinks resolved inside it and never through magic links.
+    pub fn stat_in(dir: BorrowedFd<'_>, rel: &[u8]) -> Result<rfs::Stat, Errno> {
+        let path: &[u8] = if rel.is_empty() { b"." } else { rel };
+        let fd = rfs::openat2(
+            dir,
+            path,
+            OFlags::PATH | OFlags::CLOEXEC,
+            Mode::empty(),
+            RESOLVE,
+        )?;
+        rfs::fstat(&fd)
+    }
+
     /// The directory `rel`, creating missing components (mode 0755, as containerd's implicit
     /// parents) and reporting each created path to `created`.
     pub fn parent(

@@ -42,6 +42,8 @@ struct Deferred {
 /// State of one layer application.
 pub struct Unpacker<'o> {
     root: Root,
+    /// [`ApplyOptions::parents`], opened.
+    parents: Vec<OwnedFd>,
     opts: &'o ApplyOptions,
     is_root_user: bool,
     /// Paths this layer created (including implicit parents): whiteouts and opaque markers must
@@ -108,9 +110,10 @@ fn name_error(path: &[u8], problem: NameProblem, what: &'static str) -> ApplyErr
 }
 
 impl<'o> Unpacker<'o> {
-    pub fn new(root_fd: OwnedFd, opts: &'o ApplyOptions) -> Self {
+    pub fn new(root_fd: OwnedFd, parents: Vec<OwnedFd>, opts: &'o ApplyOptions) -> Self {
         Unpacker {
             root: Root::new(root_fd),
+            parents,
             opts,
             is_root_user: rustix::process::geteuid().is_root(),
             created: BTreeSet::new(),
@@ -222,15 +225,62 @@ impl<'o> Unpacker<'o> {
         parent: &[u8],
         path: &[u8],
     ) -> Result<std::rc::Rc<OwnedFd>, ApplyError> {
-        let created = &mut self.created;
-        self.root
-            .parent(parent, &mut |p: &[u8]| {
-                created.insert(p.to_vec());
-            })
+        let mut implied = Vec::new();
+        let fd = self
+            .root
+            .parent(parent, &mut |p: &[u8]| implied.push(p.to_vec()))
             .map_err(io_err(
                 path,
                 "resolving the parent directory inside the root",
-            ))
+            ))?;
+        for dir in implied {
+            self.copy_parent_info(&dir)?;
+            self.created.insert(dir);
+        }
+        Ok(fd)
+    }
+
+    /// Gives a directory this layer created implicitly the metadata of the same path in the
+    /// first parent snapshot that has it (containerd's `mkparent` with `WithParents`: the path
+    /// is resolved inside that snapshot; a non-directory there means "replaced", no copy).
+    fn copy_parent_info(&mut self, dir: &[u8]) -> Result<(), ApplyError> {
+        for parent in &self.parents {
+            let found = match Root::stat_in(parent.as_fd(), dir) {
+                Ok(st) => st,
+                Err(Errno::NOENT) => continue,
+                Err(Errno::NOTDIR) | Err(Errno::LOOP) => return Ok(()),
+                Err(e) => return Err(io_err(dir, "reading the parent snapshot")(e)),
+            };
+            if FileType::from_raw_mode(found.st_mode) != FileType::Directory {
+                return Ok(());
+            }
+            if self.opts.same_owner {
+                let fd = self
+                    .root
+                    .open_dir(dir, true)
+                    .map_err(io_err(dir, "reopening the directory"))?;
+                rfs::fchown(
+                    &fd,
+                    Some(Uid::from_raw(found.st_uid)),
+                    Some(Gid::from_raw(found.st_gid)),
+                )
+                .map_err(io_err(dir, "chown"))?;
+            }
+            let at = |sec: i64, nsec: u64| Timespec {
+                tv_sec: sec,
+                tv_nsec: nsec.try_into().unwrap_or(0),
+            };
+            self.deferred.push(Deferred {
+                path: dir.to_vec(),
+                mode: found.st_mode & 0o7777,
+                times: Timestamps {
+                    last_access: at(found.st_atime, found.st_atime_nsec),
+                    last_modification: at(found.st_mtime, found.st_mtime_nsec),
+                },
+            });
+            return Ok(());
+        }
+        Ok(())
     }
 
     /// Makes room for a new non-directory at `base` in `dir`: removes whatever is there (a

@@ -2,6 +2,7 @@
 //! checked on the image rbuild writes: stage ARG inheritance, the empty image's defaults, and
 //! images that do not depend on their tags.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
@@ -324,4 +325,60 @@ fn layer_entry_under_a_symlinked_parent_is_written_inside_the_root() {
         .unwrap()
         .file_type()
         .is_symlink());
+}
+
+#[test]
+fn directory_a_layer_only_implies_keeps_the_lower_layers_mode_in_run() {
+    if !have_tool("umoci") || !have_tool("tar") {
+        return;
+    }
+    let dir = scratch();
+    let store = dir.path().join("store");
+    let base = dir.path().join("base");
+    let spec = format!("type=oci,dest={},tar=false", base.display());
+    if !busybox_base_with(
+        dir.path(),
+        &store,
+        "localhost/parity/busybox:2",
+        &["--output", &spec],
+    ) {
+        return;
+    }
+    let image = format!("{}:2", base.display());
+    // Layer 1: /tmp 1777. Layer 2 (another tool's): `tmp/x` with no `tmp/` entry.
+    let (s1, s2) = (dir.path().join("s1"), dir.path().join("s2"));
+    std::fs::create_dir_all(s1.join("tmp")).unwrap();
+    std::fs::set_permissions(s1.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    write_tree(&s2, &[("tmp/x", "x\n")]);
+    for (src, what) in [(&s1, "tmp"), (&s2, "tmp/x")] {
+        let layer = dir.path().join(format!("{}.tar", what.replace('/', "-")));
+        run(Command::new("tar")
+            .args(["--owner=0", "--group=0", "--numeric-owner", "-cf"])
+            .arg(&layer)
+            .arg("-C")
+            .arg(src)
+            .arg(what))
+        .success();
+        run(Command::new("umoci")
+            .args(["raw", "add-layer", "--image", &image])
+            .arg(&layer))
+        .success();
+    }
+    let ctx = dir.path().join("ctx");
+    write_tree(
+        &ctx,
+        &[(
+            "Dockerfile",
+            &format!("FROM oci-layout://{image}\nRUN stat -c %a /tmp > /mode\n"),
+        )],
+    );
+    let fs = dir.path().join("fs");
+    build(
+        &store,
+        &ctx,
+        &["--output", &format!("type=local,dest={}", fs.display())],
+    )
+    .success();
+    // containerd's overlay apply copies the lower /tmp's metadata (`WithParents`).
+    assert_eq!(std::fs::read_to_string(fs.join("mode")).unwrap(), "1777\n");
 }
