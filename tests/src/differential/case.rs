@@ -49,14 +49,18 @@ pub struct Spec {
     pub newer_buildkit: Vec<NewerBuildkit>,
 }
 
-/// A file whose content current BuildKit makes differently from the Docker 20.10 reference:
-/// the reference's entry at `path` takes `text` as its content before the comparison; every
-/// other field of it (kind, mode, owner) and every other path are still compared.
+/// A file that current BuildKit makes differently from the Docker 20.10 reference: the
+/// reference's entry at `path` takes `text` as its content and/or `mode` as its permission bits
+/// (octal, as listed) before the comparison; every other field of it and every other path are
+/// still compared.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewerBuildkit {
     pub path: String,
-    pub text: String,
+    #[serde(default)]
+    pub text: Option<String>,
+    #[serde(default)]
+    pub mode: Option<String>,
     /// The BuildKit change (version, commit or CVE) that made the difference.
     pub why: String,
 }
@@ -67,6 +71,9 @@ pub struct Case {
     pub name: String,
     pub dir: PathBuf,
     pub spec: Spec,
+    /// For a case with a `served/` directory: its URL on the run's file server
+    /// ([`super::served`]), passed to both builders as `--build-arg HTTP=…`.
+    pub http: Option<String>,
 }
 
 impl Case {
@@ -78,9 +85,17 @@ impl Case {
         self.dir.join("buildkit.json")
     }
 
-    /// The build arguments both builders get, `BASE` first.
+    /// The case's files for `ADD <URL>`, served over HTTP during the run.
+    pub fn served_dir(&self) -> PathBuf {
+        self.dir.join("served")
+    }
+
+    /// The build arguments both builders get, `BASE` first, then `HTTP` for a served case.
     pub fn build_args(&self, base: &str) -> Vec<String> {
         let mut args = vec![format!("BASE={base}")];
+        if let Some(url) = &self.http {
+            args.push(format!("HTTP={url}"));
+        }
         args.extend(self.spec.build_args.iter().cloned());
         args
     }
@@ -201,6 +216,7 @@ pub fn load_all(root: &Path, only: Option<&str>) -> Result<Vec<Case>, String> {
             name,
             dir: d.path(),
             spec,
+            http: None,
         });
     }
     cases.sort_by(|a, b| a.name.cmp(&b.name));

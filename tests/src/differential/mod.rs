@@ -7,7 +7,8 @@
 //!
 //! Modules: [`case`] (the case directory and its key), [`base`] (the base image), [`buildkit`]
 //! (the private dockerd), [`rbuild_side`], [`unpack`] and [`listing`] (flattening), [`config`]
-//! (the compared config fields) and [`outcome`] (the cached result and the readable diff).
+//! (the compared config fields), [`outcome`] (the cached result and the readable diff) and
+//! [`served`] (the HTTP server for `ADD <URL>` cases).
 
 pub mod base;
 pub mod buildkit;
@@ -16,6 +17,7 @@ pub mod config;
 pub mod listing;
 pub mod outcome;
 pub mod rbuild_side;
+pub mod served;
 pub mod unpack;
 
 use std::collections::VecDeque;
@@ -96,7 +98,18 @@ impl ReferenceBuilder {
 /// Runs the corpus: the base image first, then every case, `jobs` at a time.
 pub fn run(opts: &Options) -> Result<Vec<CaseReport>, String> {
     let base = Arc::new(base::make(&opts.scratch, &opts.registry)?);
-    let cases = case::load_all(&opts.cases_root, opts.only.as_deref())?;
+    let mut cases = case::load_all(&opts.cases_root, opts.only.as_deref())?;
+    // One file server for the run, started only when a case serves files (`served/`).
+    let server = if cases.iter().any(|c| c.served_dir().is_dir()) {
+        Some(served::Server::start(&opts.cases_root, &opts.scratch)?)
+    } else {
+        None
+    };
+    if let Some(server) = &server {
+        for c in cases.iter_mut().filter(|c| c.served_dir().is_dir()) {
+            c.http = Some(format!("{}/{}/served", server.url, c.name));
+        }
+    }
     let queue = Arc::new(Mutex::new(cases.into_iter().collect::<VecDeque<Case>>()));
     let reports = Arc::new(Mutex::new(Vec::new()));
     // A short path: dockerd's and containerd's sockets live under it (108-byte limit).
@@ -133,6 +146,7 @@ pub fn run(opts: &Options) -> Result<Vec<CaseReport>, String> {
     });
     // Stop the daemon (its Drop) before its directory is removed.
     drop(reference);
+    drop(server);
     drop(docker_dir);
     let mut reports = Arc::try_unwrap(reports)
         .map_err(|_| "reports still shared".to_string())?

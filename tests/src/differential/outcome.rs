@@ -88,10 +88,18 @@ pub fn with_newer_buildkit(
                     o.path
                 )
             })?;
-        let len = o.text.len() as u64;
-        entry.size = Some(len);
-        entry.sha256 = Some(hex::encode(sha2::Sha256::digest(o.text.as_bytes())));
-        entry.text = (len <= listing::TEXT_LIMIT).then(|| o.text.clone());
+        if o.text.is_none() && o.mode.is_none() {
+            return Err(format!("newer_buildkit for {} overrides nothing", o.path));
+        }
+        if let Some(text) = &o.text {
+            let len = text.len() as u64;
+            entry.size = Some(len);
+            entry.sha256 = Some(hex::encode(sha2::Sha256::digest(text.as_bytes())));
+            entry.text = (len <= listing::TEXT_LIMIT).then(|| text.clone());
+        }
+        if let Some(mode) = &o.mode {
+            entry.mode = mode.clone();
+        }
     }
     Ok(Outcome::Built { config, filesystem })
 }
