@@ -5,12 +5,13 @@
 //! Submodules: [`user`] (who the process runs as), [`mounts`] (`--mount` to sandbox mounts),
 //! [`ssh`] (the relay that forwards an ssh agent into the sandbox),
 //! [`devices`] (the image's device nodes, real in the sandbox), [`diff`] (upper directory to
-//! layer entries).
+//! layer entries), [`stubs`] (the mount points runc leaves in the layer).
 
 mod devices;
 mod diff;
 mod mounts;
 mod ssh;
+mod stubs;
 mod user;
 
 pub use diff::prune_copied_up;
@@ -37,7 +38,9 @@ use crate::progress::{LogStream, StepHandle};
 /// Hostname of every RUN sandbox (BuildKit's).
 pub const HOSTNAME: &str = "buildkitsandbox";
 
-/// Paths the sandbox mounts or injects; never part of a layer.
+/// Paths the sandbox mounts or injects; never part of a layer as the upper directory has them
+/// (the mount points runc would leave, a root without `/dev`, `/proc` or `/sys`, are added by
+/// [`stubs`]).
 const INJECTED: [&str; 8] = [
     crate::executor::OLD_ROOT_IN_MERGED,
     "proc",
@@ -292,7 +295,8 @@ pub fn prepare(
     .input(
         "mounts",
         serde_json::to_string(&r.mounts).expect("mount specs serialise"),
-    );
+    )
+    .input(stubs::KEY_INPUT.0, stubs::KEY_INPUT.1);
     if let Some((path, body)) = &heredoc_script {
         // The script is not in argv: its content must be in the key.
         inputs = inputs.input("heredoc-script", format!("{path}\n{body}"));
@@ -411,7 +415,9 @@ pub fn execute(
     devices::take_back_untouched(&upper, rootfs, &device_candidates)?;
     let excl: Vec<&str> = exclude.iter().map(String::as_str).collect();
     let entries = rbuild_layers::tar::entries_from_overlay_upper(&upper, &excl)?;
-    Ok(prune_copied_up(entries, rootfs, &excl))
+    let mut entries = prune_copied_up(entries, rootfs, &excl);
+    stubs::add_runc_mount_points(&mut entries, rootfs, engine.opts.epoch);
+    Ok(entries)
 }
 
 /// The output tail of a failed command goes into the error, which the CLI prints outside the
