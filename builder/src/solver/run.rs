@@ -41,15 +41,13 @@ pub const HOSTNAME: &str = "buildkitsandbox";
 /// Paths the sandbox mounts or injects; never part of a layer as the upper directory has them
 /// (the mount points runc would leave, a root without `/dev`, `/proc` or `/sys`, are added by
 /// [`stubs`]).
-const INJECTED: [&str; 8] = [
+const INJECTED: [&str; 6] = [
     crate::executor::OLD_ROOT_IN_MERGED,
     "proc",
     "dev",
     "sys",
-    "run",
     "etc/resolv.conf",
     "etc/hosts",
-    "etc/hostname",
 ];
 
 /// Where a heredoc script with a `#!` line is bound inside the sandbox, as `<dir>/<NAME>`
@@ -349,12 +347,8 @@ pub fn execute(
         format!("127.0.0.1\tlocalhost {HOSTNAME}\n::1\tlocalhost ip6-localhost ip6-loopback\n"),
     )
     .map_err(io("writing", &hosts))?;
-    let hostname = scratch.join("hostname");
-    std::fs::write(&hostname, format!("{HOSTNAME}\n")).map_err(io("writing", &hostname))?;
-    let mut etc_files = vec![
-        ("hosts".to_string(), hosts),
-        ("hostname".to_string(), hostname),
-    ];
+    // BuildKit binds no /etc/hostname: the image's (or none) is what the command sees.
+    let mut etc_files = vec![("hosts".to_string(), hosts)];
     if Path::new("/etc/resolv.conf").exists() {
         etc_files.push(("resolv.conf".into(), PathBuf::from("/etc/resolv.conf")));
     }

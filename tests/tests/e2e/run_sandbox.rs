@@ -261,6 +261,34 @@ fn a_run_on_a_root_without_dev_proc_sys_leaves_them_as_root_owned_0755_dirs_as_b
 }
 
 #[test]
+fn writes_to_run_and_etc_hostname_stay_in_the_image_as_with_buildkit() {
+    let dir = scratch();
+    // BuildKit mounts no tmpfs on /run and binds no /etc/hostname: the image has none, and
+    // what the command writes in either place is part of the layer.
+    let df = format!(
+        "FROM {BASE}
+         RUN (cat /etc/hostname 2>/dev/null || echo none) > /hostname-seen              && mkdir -p /run/x && echo hi > /run/x/f
+         RUN echo h > /etc/hostname && ls /run/x > /run-seen
+"
+    );
+    let Some((store, ctx)) = setup(dir.path(), &df) else {
+        return;
+    };
+    let fs = dir.path().join("fs");
+    let r = build(
+        &store,
+        &ctx,
+        &["--output", &format!("type=local,dest={}", fs.display())],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let read = |p: &str| std::fs::read_to_string(fs.join(p)).unwrap();
+    assert_eq!(read("hostname-seen"), "none\n");
+    assert_eq!(read("run/x/f"), "hi\n");
+    assert_eq!(read("run-seen"), "f\n");
+    assert_eq!(read("etc/hostname"), "h\n");
+}
+
+#[test]
 fn a_failing_command_fails_the_build_with_its_exit_code_and_output_tail_and_caches_nothing() {
     let dir = scratch();
     let df = format!(
