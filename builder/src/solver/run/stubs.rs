@@ -15,8 +15,9 @@ use crate::solver::rootfs::RootFs;
 /// The mount points runc creates in the root and nobody removes.
 const RUNC_MOUNT_POINTS: [&str; 3] = ["dev", "proc", "sys"];
 
-/// A key input of RUN steps, so layers written before they carried the mount points are not
-/// reused from an old cache.
+/// A key input of RUN steps, so layers written before the sandbox matched runc's (without these
+/// mount points, with a `/run` tmpfs and an `/etc/hostname` that hid what the command wrote
+/// there) are not reused from an old cache.
 pub const KEY_INPUT: (&str, &str) = ("mount-points", "runc");
 
 /// Adds to `entries` the mount points runc would have created: each of `/dev`, `/proc`, `/sys`
