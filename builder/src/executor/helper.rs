@@ -5,7 +5,7 @@
 //!
 //! The helper reads a [`SandboxSpec`] from stdin, unshares mount, PID, UTS and IPC (and, for
 //! `--network=none`, network) namespaces, and forks the namespace's PID 1, which mounts the
-//! overlay, pivots into it, mounts /proc, /dev, /sys, /run and the step's mounts, drops to the
+//! overlay, pivots into it, mounts /proc, /dev, /sys and the step's mounts, drops to the
 //! step's user and execs the command. The helper waits and reports a [`Status`] on fd 3.
 //!
 //! Lifetime: the helper dies with rbuild (`PR_SET_PDEATHSIG`); it then kills PID 1 (which takes

@@ -1,6 +1,7 @@
 //! PID 1 of the sandbox, forked by the helper into new namespaces: mounts the overlay of the
-//! step's layers, pivots into it, mounts /proc, a minimal /dev, read-only /sys, a tmpfs /run,
-//! the build's /etc files and the step's mounts, drops to the step's user with only fds 0-2
+//! step's layers, pivots into it, mounts /proc, a minimal /dev, read-only /sys (runc's mounts
+//! under BuildKit: no /run tmpfs, so what the command writes there stays in the layer), the
+//! build's /etc/hosts and /etc/resolv.conf and the step's mounts, drops to the step's user with only fds 0-2
 //! open, and execs the command. Mount targets are created after `pivot_root`, so a symlink in
 //! the image resolves inside the new root; host objects (devices, /etc files, bind sources)
 //! are opened with `O_PATH` before the pivot and bound through `/proc/self/fd/N` while the old
@@ -265,7 +266,7 @@ pub(super) fn setup(spec: &SandboxSpec) -> SysResult<Never> {
         symlink(target, dev.join(link)).map_err(io_fail(format!("symlink /dev/{link}")))?;
     }
 
-    // 5. /sys read-only, /run a tmpfs.
+    // 5. /sys read-only.
     let sysdir = Path::new("/sys");
     mkdir_p(sysdir)?;
     sys::mount(
@@ -275,17 +276,8 @@ pub(super) fn setup(spec: &SandboxSpec) -> SysResult<Never> {
         nosuid_nodev_noexec | libc::MS_RDONLY,
         None,
     )?;
-    let rundir = Path::new("/run");
-    mkdir_p(rundir)?;
-    sys::mount(
-        "tmpfs",
-        rundir,
-        Some("tmpfs"),
-        libc::MS_NOSUID | libc::MS_NODEV,
-        Some("mode=755"),
-    )?;
 
-    // 6. /etc/resolv.conf, hosts, hostname (an image's symlink there is left alone).
+    // 6. /etc/resolv.conf and hosts (an image's symlink there is left alone).
     for (name, fd) in &etc_fds {
         let t = Path::new("/etc").join(name);
         match std::fs::symlink_metadata(&t) {

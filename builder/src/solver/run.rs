@@ -5,12 +5,13 @@
 //! Submodules: [`user`] (who the process runs as), [`mounts`] (`--mount` to sandbox mounts),
 //! [`ssh`] (the relay that forwards an ssh agent into the sandbox),
 //! [`devices`] (the image's device nodes, real in the sandbox), [`diff`] (upper directory to
-//! layer entries).
+//! layer entries), [`stubs`] (the mount points runc leaves in the layer).
 
 mod devices;
 mod diff;
 mod mounts;
 mod ssh;
+mod stubs;
 mod user;
 
 pub use diff::prune_copied_up;
@@ -37,16 +38,16 @@ use crate::progress::{LogStream, StepHandle};
 /// Hostname of every RUN sandbox (BuildKit's).
 pub const HOSTNAME: &str = "buildkitsandbox";
 
-/// Paths the sandbox mounts or injects; never part of a layer.
-const INJECTED: [&str; 8] = [
+/// Paths the sandbox mounts or injects; never part of a layer as the upper directory has them
+/// (the mount points runc would leave, a root without `/dev`, `/proc` or `/sys`, are added by
+/// [`stubs`]).
+const INJECTED: [&str; 6] = [
     crate::executor::OLD_ROOT_IN_MERGED,
     "proc",
     "dev",
     "sys",
-    "run",
     "etc/resolv.conf",
     "etc/hosts",
-    "etc/hostname",
 ];
 
 /// Where a heredoc script with a `#!` line is bound inside the sandbox, as `<dir>/<NAME>`
@@ -292,7 +293,8 @@ pub fn prepare(
     .input(
         "mounts",
         serde_json::to_string(&r.mounts).expect("mount specs serialise"),
-    );
+    )
+    .input(stubs::KEY_INPUT.0, stubs::KEY_INPUT.1);
     if let Some((path, body)) = &heredoc_script {
         // The script is not in argv: its content must be in the key.
         inputs = inputs.input("heredoc-script", format!("{path}\n{body}"));
@@ -345,12 +347,8 @@ pub fn execute(
         format!("127.0.0.1\tlocalhost {HOSTNAME}\n::1\tlocalhost ip6-localhost ip6-loopback\n"),
     )
     .map_err(io("writing", &hosts))?;
-    let hostname = scratch.join("hostname");
-    std::fs::write(&hostname, format!("{HOSTNAME}\n")).map_err(io("writing", &hostname))?;
-    let mut etc_files = vec![
-        ("hosts".to_string(), hosts),
-        ("hostname".to_string(), hostname),
-    ];
+    // BuildKit binds no /etc/hostname: the image's (or none) is what the command sees.
+    let mut etc_files = vec![("hosts".to_string(), hosts)];
     if Path::new("/etc/resolv.conf").exists() {
         etc_files.push(("resolv.conf".into(), PathBuf::from("/etc/resolv.conf")));
     }
@@ -411,7 +409,9 @@ pub fn execute(
     devices::take_back_untouched(&upper, rootfs, &device_candidates)?;
     let excl: Vec<&str> = exclude.iter().map(String::as_str).collect();
     let entries = rbuild_layers::tar::entries_from_overlay_upper(&upper, &excl)?;
-    Ok(prune_copied_up(entries, rootfs, &excl))
+    let mut entries = prune_copied_up(entries, rootfs, &excl);
+    stubs::add_runc_mount_points(&mut entries, rootfs, engine.opts.epoch);
+    Ok(entries)
 }
 
 /// The output tail of a failed command goes into the error, which the CLI prints outside the
