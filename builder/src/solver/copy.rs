@@ -6,9 +6,11 @@
 //! * a destination ending in `/` (or `.`), or any copy of several sources, is a directory; so is
 //!   a destination that already exists as a directory in the image;
 //! * a source directory's *contents* are copied (`--parents` keeps the source path);
-//! * files get uid/gid 0 unless `--chown` names a user (resolved through the image's
-//!   `/etc/passwd` and `/etc/group`), their own mode unless `--chmod`, and the build's epoch as
-//!   mtime (so the image does not depend on when the checkout happened);
+//! * files get `--chown`'s user if given (resolved through the image's `/etc/passwd` and
+//!   `/etc/group`), else their own uid/gid when copied from a stage or image and 0:0 from the
+//!   build context; directories the step creates are 0:0 without `--chown`; files keep their
+//!   mode unless `--chmod`, and get the build's epoch as mtime (so the image does not depend
+//!   on when the checkout happened);
 //! * `--exclude` patterns use `.dockerignore` syntax relative to each source;
 //! * `--link` makes the layer independent of what is below it: its key ignores the parent and
 //!   no existing path is consulted;
@@ -16,7 +18,7 @@
 //!   destination; `ADD` of a URL or git repository is refused for now.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rbuild_layers::tar::{EntryKind as LayerKind, LayerEntry, LayerOptions};
@@ -86,6 +88,9 @@ struct Item {
     name_if_dir: Option<String>,
     /// The path in the build context of a file copied from it (for its content digest).
     ctx_rel: Option<String>,
+    /// The source's uid/gid, kept without `--chown` when copying from a stage or image
+    /// (BuildKit keeps them); `None` for the build context, whose files become 0:0.
+    owner: Option<(u32, u32)>,
 }
 
 #[derive(Debug, Clone)]
@@ -280,39 +285,30 @@ pub fn prepare(
                         digest: None,
                         name_if_dir: None,
                         ctx_rel: None,
+                        owner: (!is_ctx).then(|| (md.uid(), md.gid())),
                     });
                 }
-                for (child_rel, child_kind, mode) in walk_source(source, &rel, &root_path(&rel))? {
-                    if excluded(exclude.as_ref(), &child_rel) {
+                for w in walk_source(source, &rel, &root_path(&rel))? {
+                    if excluded(exclude.as_ref(), &w.rel) {
                         continue;
                     }
-                    let dest = join_dest(&target, &child_rel);
-                    let full = root_path(&join_rel(&rel, &child_rel));
-                    items.push(match child_kind {
-                        PlanKind::Dir => Item {
-                            dest,
-                            kind: ItemKind::Dir,
-                            mode,
-                            digest: None,
-                            name_if_dir: None,
-                            ctx_rel: None,
-                        },
-                        PlanKind::File => Item {
-                            dest,
-                            kind: ItemKind::File(full),
-                            mode,
-                            digest: None,
-                            name_if_dir: None,
-                            ctx_rel: is_ctx.then(|| join_rel(&rel, &child_rel)),
-                        },
-                        PlanKind::Symlink(t) => Item {
-                            dest,
-                            kind: ItemKind::Symlink(t),
-                            mode,
-                            digest: None,
-                            name_if_dir: None,
-                            ctx_rel: None,
-                        },
+                    let dest = join_dest(&target, &w.rel);
+                    let (kind, ctx_rel) = match w.kind {
+                        PlanKind::Dir => (ItemKind::Dir, None),
+                        PlanKind::File => (
+                            ItemKind::File(root_path(&join_rel(&rel, &w.rel))),
+                            is_ctx.then(|| join_rel(&rel, &w.rel)),
+                        ),
+                        PlanKind::Symlink(t) => (ItemKind::Symlink(t), None),
+                    };
+                    items.push(Item {
+                        dest,
+                        kind,
+                        mode: w.mode,
+                        digest: None,
+                        name_if_dir: None,
+                        ctx_rel,
+                        owner: w.owner,
                     });
                 }
             }
@@ -353,6 +349,7 @@ pub fn prepare(
                     digest: None,
                     name_if_dir,
                     ctx_rel,
+                    owner: (!is_ctx).then(|| (md.uid(), md.gid())),
                 });
             }
         }
@@ -373,6 +370,7 @@ pub fn prepare(
             digest: None,
             name_if_dir: (!dest_is_dir).then(|| h.name.clone()),
             ctx_rel: None,
+            owner: None,
         });
     }
 
@@ -438,6 +436,9 @@ fn item_record(item: &Item, normalize_modes: bool, h: &mut Sha256Hasher) {
     h.update(item.dest.as_bytes());
     h.update(format!("\0{mode:o}\0").as_bytes());
     h.update(extra.as_bytes());
+    if let Some((uid, gid)) = item.owner {
+        h.update(format!("\0o{uid}:{gid}").as_bytes());
+    }
     h.update(b"\n");
 }
 
@@ -562,12 +563,19 @@ fn select_sources(source: &Source<'_>, pattern: &str) -> Result<Vec<Option<Plan>
     }
 }
 
-/// Everything below a source directory, relative to it, with permission bits.
-fn walk_source(
-    source: &Source<'_>,
-    rel: &str,
-    full: &Path,
-) -> Result<Vec<(String, PlanKind, u32)>, BuildError> {
+/// One entry below a source directory.
+struct Walked {
+    /// Path relative to the source directory.
+    rel: String,
+    kind: PlanKind,
+    /// Permission bits.
+    mode: u32,
+    /// uid/gid kept from a stage or image (see [`Item::owner`]).
+    owner: Option<(u32, u32)>,
+}
+
+/// Everything below a source directory, in sorted order.
+fn walk_source(source: &Source<'_>, rel: &str, full: &Path) -> Result<Vec<Walked>, BuildError> {
     match source {
         Source::Context(ctx) => {
             let prefix_len = if rel == "." { 0 } else { rel.len() + 1 };
@@ -580,7 +588,12 @@ fn walk_source(
                         EntryKind::Symlink(t) => PlanKind::Symlink(t.clone()),
                         EntryKind::Other => return None,
                     };
-                    Some((p[prefix_len..].to_string(), kind, e.mode))
+                    Some(Walked {
+                        rel: p[prefix_len..].to_string(),
+                        kind,
+                        mode: e.mode,
+                        owner: None,
+                    })
                 })
                 .collect())
         }
@@ -592,11 +605,7 @@ fn walk_source(
     }
 }
 
-fn walk_dir(
-    dir: &Path,
-    prefix: &str,
-    out: &mut Vec<(String, PlanKind, u32)>,
-) -> Result<(), BuildError> {
+fn walk_dir(dir: &Path, prefix: &str, out: &mut Vec<Walked>) -> Result<(), BuildError> {
     let mut names: Vec<_> = std::fs::read_dir(dir)
         .map_err(BuildError::io("listing", dir))?
         .filter_map(Result::ok)
@@ -613,24 +622,26 @@ fn walk_dir(
         let p = dir.join(&name);
         let md = std::fs::symlink_metadata(&p).map_err(BuildError::io("reading", &p))?;
         let ft = md.file_type();
-        let mode = md.permissions().mode();
-        if ft.is_dir() {
-            out.push((rel.clone(), PlanKind::Dir, mode));
-            walk_dir(&p, &rel, out)?;
+        let kind = if ft.is_dir() {
+            PlanKind::Dir
         } else if ft.is_symlink() {
             let t = std::fs::read_link(&p).map_err(BuildError::io("reading link", &p))?;
-            out.push((
-                rel,
-                PlanKind::Symlink(t.to_string_lossy().into_owned()),
-                mode,
-            ));
+            PlanKind::Symlink(t.to_string_lossy().into_owned())
         } else if ft.is_file() && rbuild_layers::device::placeholder_of(&p, &md).is_none() {
-            out.push((rel, PlanKind::File, mode));
-        } else if ft.is_file() {
-            // A device node kept as data in the store (rbuild_layers::device): skipped like
-            // the device it stands for.
-        } else if ft.is_fifo() || ft.is_socket() || ft.is_block_device() || ft.is_char_device() {
-            // Special files are not copied (as BuildKit's copy skips them).
+            PlanKind::File
+        } else {
+            // Special files are not copied (as BuildKit's copy skips them), nor the inert
+            // placeholders that stand for device nodes in the store (rbuild_layers::device).
+            continue;
+        };
+        out.push(Walked {
+            rel: rel.clone(),
+            kind: kind.clone(),
+            mode: md.permissions().mode(),
+            owner: Some((md.uid(), md.gid())),
+        });
+        if matches!(kind, PlanKind::Dir) {
+            walk_dir(&p, &rel, out)?;
         }
     }
     Ok(())
@@ -747,14 +758,16 @@ pub fn entries(
     rootfs: &LazyRootFs<'_>,
     scratch: &Path,
 ) -> Result<Vec<LayerEntry>, BuildError> {
-    let owner = match &c.chown {
+    let chown = match &c.chown {
         Some(spec) => {
             let passwd = rootfs.read_small_file("/etc/passwd")?;
             let group = rootfs.read_small_file("/etc/group")?;
-            resolve_owner(spec, passwd.as_deref(), group.as_deref())?
+            Some(resolve_owner(spec, passwd.as_deref(), group.as_deref())?)
         }
-        None => Owner { uid: 0, gid: 0 },
+        None => None,
     };
+    // Directories the step creates are 0:0 without --chown, whatever the source's owner.
+    let owner = chown.unwrap_or(Owner { uid: 0, gid: 0 });
     let chmod = c
         .chmod
         .as_deref()
@@ -852,12 +865,19 @@ pub fn entries(
             // the root as it is.
             continue;
         }
+        let item_owner = match (chown, item.owner) {
+            (None, Some((uid, gid))) => Owner {
+                uid: uid.into(),
+                gid: gid.into(),
+            },
+            _ => owner,
+        };
         out.push(LayerEntry {
             path: dest,
             kind,
             mode,
-            uid: owner.uid,
-            gid: owner.gid,
+            uid: item_owner.uid,
+            gid: item_owner.gid,
             mtime: env.epoch,
             xattrs: BTreeMap::new(),
         });
@@ -1173,6 +1193,55 @@ mod tests {
         // Nothing is written for a parent that is a symlink (it would replace the link).
         let out = copy_entries_over(&source, "COPY f /tlink/y/", &rootfs).unwrap();
         assert!(!paths(&out).contains(&"tlink"), "{out:?}");
+    }
+
+    /// Changes the owner of `p` (not following a link); false when not permitted (not root).
+    fn lchown(p: &Path, uid: u32, gid: u32) -> bool {
+        std::os::unix::fs::lchown(p, Some(uid), Some(gid)).is_ok()
+    }
+
+    #[test]
+    fn copy_from_a_stage_keeps_the_owner_of_what_it_copies() {
+        // BuildKit (docker 20.10): COPY --from keeps the uid/gid of files, directories and
+        // links (a followed source link: its target's); directories the COPY creates are 0:0;
+        // --chown wins over all; files from the build context are 0:0.
+        let root = context(&[("out/f", "x"), ("out/sub/g", "y")]);
+        let r = root.path();
+        std::os::unix::fs::symlink("f", r.join("out/lnk")).unwrap();
+        let owned = [
+            ("out", 1000),
+            ("out/f", 1000),
+            ("out/sub", 1000),
+            ("out/sub/g", 1001),
+            ("out/lnk", 1004),
+        ];
+        for (p, uid) in owned {
+            if !lchown(&r.join(p), uid, uid) {
+                eprintln!("SKIPPED: chown needs root");
+                return;
+            }
+        }
+        let stage = Source::Dir(r);
+        let out = copy_entries_from(&stage, "COPY --from=build /out /o1").unwrap();
+        let uids: Vec<(&str, u64)> = out.iter().map(|e| (e.0.as_str(), e.3)).collect();
+        assert_eq!(
+            uids,
+            [
+                ("o1", 0),
+                ("o1/f", 1000),
+                ("o1/lnk", 1004),
+                ("o1/sub", 1000),
+                ("o1/sub/g", 1001)
+            ]
+        );
+        let out = copy_entries_from(&stage, "COPY --from=build /out/lnk /out/f /o3/").unwrap();
+        let uids: Vec<(&str, u64)> = out.iter().map(|e| (e.0.as_str(), e.3)).collect();
+        assert_eq!(uids, [("o3", 0), ("o3/f", 1000), ("o3/lnk", 1000)]);
+        let out = copy_entries_from(&stage, "COPY --from=build --chown=5:6 /out /o5").unwrap();
+        assert!(out.iter().all(|e| e.3 == 5), "{out:?}");
+        // The same tree as the build context: 0:0.
+        let out = copy_entries(r, "COPY out /c/").unwrap();
+        assert!(out.iter().all(|e| e.3 == 0), "{out:?}");
     }
 
     #[test]
