@@ -91,6 +91,10 @@ struct Item {
     /// The source's uid/gid, kept without `--chown` when copying from a stage or image
     /// (BuildKit keeps them); `None` for the build context, whose files become 0:0.
     owner: Option<(u32, u32)>,
+    /// The hard-link group of a file that shares its inode with other files copied from the
+    /// same source directory: they stay one inode in the layer, as in BuildKit (whose copy
+    /// links what one source's walk meets twice; files of different sources are not linked).
+    link_group: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -256,6 +260,7 @@ pub fn prepare(
 
     let is_ctx = matches!(source, Source::Context(_));
     let mut dir_targets = BTreeSet::new();
+    let mut link_groups = 0usize;
     for Plan {
         name,
         src: rel,
@@ -286,8 +291,10 @@ pub fn prepare(
                         name_if_dir: None,
                         ctx_rel: None,
                         owner: (!is_ctx).then(|| (md.uid(), md.gid())),
+                        link_group: None,
                     });
                 }
+                let mut inodes: BTreeMap<(u64, u64), Vec<usize>> = BTreeMap::new();
                 for w in walk_source(source, &rel, &root_path(&rel))? {
                     if excluded(exclude.as_ref(), &w.rel) {
                         continue;
@@ -301,6 +308,9 @@ pub fn prepare(
                         ),
                         PlanKind::Symlink(t) => (ItemKind::Symlink(t), None),
                     };
+                    if let Some(inode) = w.inode {
+                        inodes.entry(inode).or_default().push(items.len());
+                    }
                     items.push(Item {
                         dest,
                         kind,
@@ -309,7 +319,14 @@ pub fn prepare(
                         name_if_dir: None,
                         ctx_rel,
                         owner: w.owner,
+                        link_group: None,
                     });
+                }
+                for members in inodes.into_values().filter(|m| m.len() > 1) {
+                    for i in members {
+                        items[i].link_group = Some(link_groups);
+                    }
+                    link_groups += 1;
                 }
             }
             PlanKind::File | PlanKind::Symlink(_) => {
@@ -350,6 +367,7 @@ pub fn prepare(
                     name_if_dir,
                     ctx_rel,
                     owner: (!is_ctx).then(|| (md.uid(), md.gid())),
+                    link_group: None,
                 });
             }
         }
@@ -371,6 +389,7 @@ pub fn prepare(
             name_if_dir: (!dest_is_dir).then(|| h.name.clone()),
             ctx_rel: None,
             owner: None,
+            link_group: None,
         });
     }
 
@@ -438,6 +457,9 @@ fn item_record(item: &Item, normalize_modes: bool, h: &mut Sha256Hasher) {
     h.update(extra.as_bytes());
     if let Some((uid, gid)) = item.owner {
         h.update(format!("\0o{uid}:{gid}").as_bytes());
+    }
+    if let Some(g) = item.link_group {
+        h.update(format!("\0g{g}").as_bytes());
     }
     h.update(b"\n");
 }
@@ -572,6 +594,8 @@ struct Walked {
     mode: u32,
     /// uid/gid kept from a stage or image (see [`Item::owner`]).
     owner: Option<(u32, u32)>,
+    /// Device and inode of a regular file that may have other names (see [`Item::link_group`]).
+    inode: Option<(u64, u64)>,
 }
 
 /// Everything below a source directory, in sorted order.
@@ -588,11 +612,14 @@ fn walk_source(source: &Source<'_>, rel: &str, full: &Path) -> Result<Vec<Walked
                         EntryKind::Symlink(t) => PlanKind::Symlink(t.clone()),
                         EntryKind::Other => return None,
                     };
+                    let inode =
+                        (matches!(kind, PlanKind::File) && e.ino != 0).then_some((e.dev, e.ino));
                     Some(Walked {
                         rel: p[prefix_len..].to_string(),
                         kind,
                         mode: e.mode,
                         owner: None,
+                        inode,
                     })
                 })
                 .collect())
@@ -634,11 +661,14 @@ fn walk_dir(dir: &Path, prefix: &str, out: &mut Vec<Walked>) -> Result<(), Build
             // placeholders that stand for device nodes in the store (rbuild_layers::device).
             continue;
         };
+        let inode =
+            (matches!(kind, PlanKind::File) && md.nlink() > 1).then_some((md.dev(), md.ino()));
         out.push(Walked {
             rel: rel.clone(),
             kind: kind.clone(),
             mode: md.permissions().mode(),
             owner: Some((md.uid(), md.gid())),
+            inode,
         });
         if matches!(kind, PlanKind::Dir) {
             walk_dir(&p, &rel, out)?;
@@ -888,7 +918,40 @@ pub fn entries(
         let parents = super::parents::existing_parents(rootfs, &out, env.epoch)?;
         out.extend(parents);
     }
+    link_hardlinks(&mut out, &prepared.items);
     Ok(out)
+}
+
+/// Sorts `out` and turns every file of a hard-link group after the first (in layer order) into
+/// a hard link to it.
+fn link_hardlinks(out: &mut [LayerEntry], items: &[Item]) {
+    rbuild_layers::tar::sort_entries(out);
+    let groups: BTreeMap<&str, usize> = items
+        .iter()
+        .filter_map(|i| Some((i.dest.as_str(), i.link_group?)))
+        .collect();
+    if groups.is_empty() {
+        return;
+    }
+    let mut first: BTreeMap<usize, String> = BTreeMap::new();
+    for e in out.iter_mut() {
+        let Some(&g) = groups.get(e.path.as_str()) else {
+            continue;
+        };
+        if !matches!(e.kind, LayerKind::File { .. }) {
+            continue;
+        }
+        match first.get(&g) {
+            Some(target) => {
+                e.kind = LayerKind::Hardlink {
+                    target: target.clone(),
+                }
+            }
+            None => {
+                first.insert(g, e.path.clone());
+            }
+        }
+    }
 }
 
 /// Extracts a local archive (ADD) safely into a scratch directory, then lists it as entries
@@ -980,6 +1043,7 @@ mod tests {
                     LayerKind::File { .. } => 'f',
                     LayerKind::Dir => 'd',
                     LayerKind::Symlink { .. } => 'l',
+                    LayerKind::Hardlink { .. } => 'h',
                     _ => '?',
                 };
                 (e.path, kind, e.mode, e.uid)
@@ -1242,6 +1306,72 @@ mod tests {
         // The same tree as the build context: 0:0.
         let out = copy_entries(r, "COPY out /c/").unwrap();
         assert!(out.iter().all(|e| e.3 == 0), "{out:?}");
+    }
+
+    /// `dir/a` and `dir/b` one inode, `dir/c` linked to `other/c2`, `x1` to `x2` and `dir/x3`.
+    fn tree_with_hardlinks() -> tempfile::TempDir {
+        let t = context(&[
+            ("dir/a", "A"),
+            ("dir/c", "C"),
+            ("x1", "X"),
+            ("other/.keep", ""),
+        ]);
+        let p = t.path();
+        std::fs::hard_link(p.join("dir/a"), p.join("dir/b")).unwrap();
+        std::fs::hard_link(p.join("dir/c"), p.join("other/c2")).unwrap();
+        std::fs::hard_link(p.join("x1"), p.join("x2")).unwrap();
+        std::fs::hard_link(p.join("x1"), p.join("dir/x3")).unwrap();
+        t
+    }
+
+    fn hardlink_cases(source: &Source<'_>) {
+        let kinds = |line: &str| -> Vec<(String, char)> {
+            copy_entries_from(source, line)
+                .unwrap()
+                .into_iter()
+                .map(|e| (e.0, e.1))
+                .collect()
+        };
+        let k = |p: &str, c: char| (p.to_string(), c);
+        // BuildKit (docker 20.10): the files a directory source's walk meets twice stay one
+        // inode; a link to a file outside that directory is not kept.
+        assert_eq!(
+            kinds("COPY dir /d/"),
+            [
+                k("d", 'd'),
+                k("d/a", 'f'),
+                k("d/b", 'h'),
+                k("d/c", 'f'),
+                k("d/x3", 'f')
+            ]
+        );
+        // Each source is walked on its own: no link across two sources.
+        let out = kinds("COPY dir other /e/");
+        assert!(out.contains(&k("e/b", 'h')), "{out:?}");
+        assert!(
+            out.contains(&k("e/c", 'f')) && out.contains(&k("e/c2", 'f')),
+            "{out:?}"
+        );
+        assert_eq!(
+            kinds("COPY x1 x2 /f/"),
+            [k("f", 'd'), k("f/x1", 'f'), k("f/x2", 'f')]
+        );
+        // An excluded member leaves the other one a plain file.
+        let out = kinds("COPY --exclude=b dir /g/");
+        assert!(out.contains(&k("g/a", 'f')), "{out:?}");
+    }
+
+    #[test]
+    fn copy_keeps_hardlinks_inside_a_context_directory() {
+        let t = tree_with_hardlinks();
+        let context = Context::scan(t.path(), &IgnoreRules::empty(), None).unwrap();
+        hardlink_cases(&Source::Context(&context));
+    }
+
+    #[test]
+    fn copy_from_a_stage_keeps_hardlinks_inside_a_directory() {
+        let t = tree_with_hardlinks();
+        hardlink_cases(&Source::Dir(t.path()));
     }
 
     #[test]
