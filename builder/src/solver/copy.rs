@@ -63,6 +63,8 @@ pub enum CopyError {
         #[source]
         source: rbuild_layers::apply::ApplyError,
     },
+    #[error(transparent)]
+    Dest(#[from] super::in_root::DestError),
     #[error("ADD does not take --from: use COPY --from")]
     AddFrom,
     #[error(
@@ -465,6 +467,37 @@ fn item_record(item: &Item, normalize_modes: bool, h: &mut Sha256Hasher) {
 }
 
 impl PreparedCopy {
+    /// The same copy with its destination `dest_abs` replaced by `to` (where it resolves in the
+    /// image, through symlinks): every item below it moves along.
+    fn rebased(&self, to: &str) -> PreparedCopy {
+        let from = &self.dest_abs;
+        let move_path = |p: &str| -> String {
+            match p.strip_prefix(from.as_str()) {
+                Some("") => to.to_string(),
+                Some(rest) if from.is_empty() || rest.starts_with('/') => {
+                    join_dest(to, rest.trim_start_matches('/'))
+                }
+                _ => p.to_string(),
+            }
+        };
+        PreparedCopy {
+            selection_digest: self.selection_digest.clone(),
+            normalize_modes: self.normalize_modes,
+            items: self
+                .items
+                .iter()
+                .map(|i| Item {
+                    dest: move_path(&i.dest),
+                    ..i.clone()
+                })
+                .collect(),
+            dest_abs: to.to_string(),
+            dest_is_dir: self.dest_is_dir,
+            dir_targets: self.dir_targets.iter().map(|d| move_path(d)).collect(),
+            matched_nothing: self.matched_nothing,
+        }
+    }
+
     /// Per-file digests of the selection, for explaining a later miss by file name; built only
     /// when the selection is new to the store.
     pub fn selection(&self) -> Selection {
@@ -807,6 +840,21 @@ pub fn entries(
     if prepared.matched_nothing {
         return Ok(Vec::new());
     }
+    // The destination is written through a symlink, resolved inside the image (BuildKit:
+    // `COPY a /bin/vi` over `vi -> busybox` replaces busybox; a dangling link's target is
+    // created). With --link there is nothing below to resolve against.
+    let resolved;
+    let prepared = if c.link {
+        prepared
+    } else {
+        let to = super::in_root::resolve_dest(rootfs, &prepared.dest_abs)?;
+        if to == prepared.dest_abs {
+            prepared
+        } else {
+            resolved = prepared.rebased(&to);
+            &resolved
+        }
+    };
     let mut out: Vec<LayerEntry> = Vec::new();
     let mut created: BTreeSet<String> = BTreeSet::new();
     let dir_entry = |path: &str, mode: u32| LayerEntry {
@@ -822,7 +870,6 @@ pub fn entries(
     // A single file copied onto an existing directory goes inside it.
     let into_dir = !prepared.dest_is_dir
         && !c.link
-        && !prepared.dest_abs.is_empty()
         && rootfs
             .lookup(&prepared.dest_abs)?
             .is_some_and(|f| f.is_dir());
@@ -1372,6 +1419,73 @@ mod tests {
     fn copy_from_a_stage_keeps_hardlinks_inside_a_directory() {
         let t = tree_with_hardlinks();
         hardlink_cases(&Source::Dir(t.path()));
+    }
+
+    #[test]
+    fn copy_onto_a_symlink_writes_through_it_inside_the_image() {
+        // BuildKit (docker 20.10) resolves the destination in the image, its last component
+        // too, every link inside the root: `COPY a.txt /bin/vi` over `vi -> busybox` replaces
+        // busybox; a dangling link's target (and its missing parents) is created.
+        use super::super::lazy_rootfs::Lower;
+        use std::os::unix::fs::symlink;
+        let lower = context(&[
+            ("bin/busybox", "bb"),
+            ("etc/t1", "1"),
+            ("etc/t2", "2"),
+            ("etc/t4", "4"),
+            ("etc/passwd", "root:x:0:0::/:/bin/sh\n"),
+            ("opt/d/.keep", ""),
+            ("opt/p/.keep", ""),
+        ]);
+        let l = lower.path();
+        for (target, link) in [
+            ("busybox", "bin/vi"),
+            ("/etc/t1", "labs"),
+            ("etc/t2", "lrel"),
+            ("/opt/d", "ldir"),
+            ("/nonexist/x", "ldang"),
+            ("nothere", "ldang2"),
+            ("../../../../etc/t4", "lout"),
+            ("/opt/p", "pl"),
+            ("loop", "loop"),
+        ] {
+            symlink(target, l.join(link)).unwrap();
+        }
+        let rootfs = LazyRootFs::new(
+            vec![Lower::Dir(l.to_path_buf())],
+            Box::new(|_| unreachable!("the lower is unpacked")),
+        );
+        let ctx = context(&[("a.txt", "A"), ("sdir/s", "S")]);
+        let context = Context::scan(ctx.path(), &IgnoreRules::empty(), None).unwrap();
+        let source = Source::Context(&context);
+        let written = |line: &str| -> Vec<String> {
+            copy_entries_over(&source, line, &rootfs)
+                .unwrap()
+                .into_iter()
+                .filter(|e| e.1 == 'f' || e.2 == 0o755 && !l.join(&e.0).exists())
+                .map(|e| e.0)
+                .collect()
+        };
+        for (line, want) in [
+            ("COPY a.txt /bin/vi", vec!["bin/busybox"]),
+            ("COPY a.txt /labs", vec!["etc/t1"]),
+            ("COPY a.txt /lrel", vec!["etc/t2"]),
+            ("COPY a.txt /ldir/", vec!["opt/d/a.txt"]),
+            ("COPY a.txt /ldir", vec!["opt/d/a.txt"]),
+            ("COPY sdir /ldir", vec!["opt/d/s"]),
+            ("COPY a.txt /ldang", vec!["nonexist", "nonexist/x"]),
+            ("COPY a.txt /ldang2", vec!["nothere"]),
+            ("COPY a.txt /lout", vec!["etc/t4"]),
+            ("COPY a.txt /pl/sub/f", vec!["opt/p/sub", "opt/p/sub/f"]),
+            // --link builds the layer on its own: nothing below to resolve through.
+            ("COPY --link a.txt /bin/vi", vec!["bin/vi"]),
+        ] {
+            assert_eq!(written(line), want, "{line}");
+        }
+        for line in ["COPY a.txt /loop", "COPY a.txt /etc/passwd/x"] {
+            let err = copy_entries_over(&source, line, &rootfs).unwrap_err();
+            assert!(format!("{err:?}").contains("Dest("), "{line}: {err:?}");
+        }
     }
 
     #[test]
