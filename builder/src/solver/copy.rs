@@ -164,15 +164,6 @@ fn is_remote(src: &str) -> bool {
         || lower.ends_with(".git") && lower.contains("://")
 }
 
-/// Whether a destination names a directory by its spelling (BuildKit: trailing `/`, or `.`).
-fn dest_names_dir(dest: &str) -> bool {
-    dest.ends_with('/')
-        || dest == "."
-        || dest.ends_with("/.")
-        || dest == ".."
-        || dest.ends_with("/..")
-}
-
 /// Joins the destination to the working directory.
 pub fn absolute_dest(dest: &str, workdir: &str) -> String {
     if dest.starts_with('/') {
@@ -236,8 +227,8 @@ pub fn prepare(
         plans.extend(selected.into_iter().flatten());
     }
     matched_count += c.heredocs.len();
-    let dest_is_dir = dest_names_dir(&c.dest) || matched_count > 1;
-    if matched_count > 1 && !dest_names_dir(&c.dest) {
+    let dest_is_dir = c.dest_names_dir() || matched_count > 1;
+    if matched_count > 1 && !c.dest_names_dir() {
         return Err(CopyError::DestNotDir(c.dest.trim_end_matches('/').to_string()).into());
     }
 
