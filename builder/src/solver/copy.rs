@@ -3,19 +3,25 @@
 //! staging copy), following BuildKit's rules:
 //!
 //! * a relative destination is taken from the current `WORKDIR`;
-//! * a destination ending in `/` (or `.`), or any copy of several sources, is a directory; so is
-//!   a destination that already exists as a directory in the image;
+//! * a destination ending in `/` (or `.`) is a directory; so is a destination that already
+//!   exists as a directory in the image; several sources need the former (BuildKit 20.10 would
+//!   copy them onto one file: rbuild refuses, a Dockerfile error);
+//! * a destination that is a symlink in the image is written through, resolved inside the
+//!   image ([`super::in_root::resolve_dest`]);
 //! * a source directory's *contents* are copied (`--parents` keeps the source path);
 //! * files get `--chown`'s user if given (resolved through the image's `/etc/passwd` and
 //!   `/etc/group`), else their own uid/gid when copied from a stage or image and 0:0 from the
 //!   build context; directories the step creates are 0:0 without `--chown`; files keep their
 //!   mode unless `--chmod`, and get the build's epoch as mtime (so the image does not depend
 //!   on when the checkout happened);
+//! * files that one directory source's walk meets twice (hard links) stay one inode;
 //! * `--exclude` patterns use `.dockerignore` syntax relative to each source;
 //! * `--link` makes the layer independent of what is below it: its key ignores the parent and
 //!   no existing path is consulted;
-//! * `ADD` of a local tar archive (plain, gzip, bzip2, xz or zstd) extracts it at the
-//!   destination; `ADD` of a URL or git repository is refused for now.
+//! * `ADD` of a local tar archive (plain, gzip, bzip2 or xz; decided by content) extracts it at
+//!   the destination. URLs and git repositories never reach this module: `ADD` of them is
+//!   [`super::remote`]'s, `COPY` of them is refused before (BuildKit's own rules on what is a
+//!   URL; anything else, `HTTP://x` included, is a path in the build context).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -40,11 +46,6 @@ use crate::dockerfile::CopyInstruction;
 pub enum CopyError {
     #[error("invalid --exclude pattern")]
     Exclude(#[source] crate::context::patternmatcher::PatternError),
-    #[error("{instruction} of a URL or git repository ({url}) is not supported yet: download it in a RUN step or add it to the build context")]
-    Remote {
-        instruction: &'static str,
-        url: String,
-    },
     #[error("selecting the sources in the build context")]
     Select(#[source] crate::context::ContextError),
     #[error("when copying several sources the destination must be a directory ending in '/': write `{0}/`")]
@@ -67,10 +68,6 @@ pub enum CopyError {
     Dest(#[from] super::in_root::DestError),
     #[error("ADD does not take --from: use COPY --from")]
     AddFrom,
-    #[error(
-        "--from={0}: copying from an image is not supported yet; name a stage of this Dockerfile"
-    )]
-    FromImage(String),
 }
 
 /// One file-system object to put in the layer, before ownership and mode rules.
@@ -155,15 +152,6 @@ fn normalized_mode(mode: u32, is_dir: bool, is_symlink: bool, normalize: bool) -
     }
 }
 
-fn is_remote(src: &str) -> bool {
-    let lower = src.to_ascii_lowercase();
-    lower.starts_with("http://")
-        || lower.starts_with("https://")
-        || lower.starts_with("git@")
-        || lower.starts_with("git://")
-        || lower.ends_with(".git") && lower.contains("://")
-}
-
 /// Joins the destination to the working directory.
 pub fn absolute_dest(dest: &str, workdir: &str) -> String {
     if dest.starts_with('/') {
@@ -215,13 +203,6 @@ pub fn prepare(
     let mut matched_count = 0usize;
     let mut plans: Vec<Plan> = Vec::new();
     for src in &c.sources {
-        if is_remote(src) {
-            return Err(CopyError::Remote {
-                instruction: if env.is_add { "ADD" } else { "COPY" },
-                url: src.clone(),
-            }
-            .into());
-        }
         let selected = select_sources(source, src)?;
         matched_count += selected.len();
         plans.extend(selected.into_iter().flatten());
