@@ -1165,6 +1165,41 @@ mod tests {
         }
     }
 
+    #[test]
+    fn add_of_an_archive_with_chown_creates_its_destination_owned_by_that_user() {
+        // BuildKit (docker 20.10): the directories ADD creates for the archive (the
+        // destination and its missing parents) are --chown's; the extracted entries keep the
+        // archive's owners.
+        let ctx = context(&[("t/sub/f", "in\n")]);
+        let ok = std::process::Command::new("tar")
+            .args(["-cf", "arch.tar", "t"])
+            .current_dir(ctx.path())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        for (line, created) in [
+            ("ADD --chown=1000:1000 arch.tar /x", vec!["x"]),
+            ("ADD --chown=1000:1000 arch.tar /x/", vec!["x"]),
+            ("ADD --chown=1000:1000 arch.tar /p/q", vec!["p", "p/q"]),
+        ] {
+            let out = copy_entries(ctx.path(), line).unwrap();
+            let archived = u64::from(std::fs::metadata(ctx.path().join("t")).unwrap().uid());
+            for e in &out {
+                let want = if created.contains(&e.0.as_str()) {
+                    1000
+                } else {
+                    archived
+                };
+                assert_eq!(e.3, want, "{line}: {e:?}");
+            }
+            assert!(
+                out.iter().any(|e| e.0.ends_with("t/sub/f")),
+                "{line}: {out:?}"
+            );
+        }
+    }
+
     /// A tree with `real.txt` (0600), links to it (relative and absolute), a link to a
     /// directory, a directory holding a link, and links out of the tree.
     fn tree_with_links() -> tempfile::TempDir {
