@@ -280,6 +280,9 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
                 ));
                 imports = ImportedCaches::none();
             }
+            Err(e) if e.is_dockerfile_error() => {
+                return Err(Failure::Usage(format!("error: {}", error_chain(&e))))
+            }
             Err(e) => return Err(Failure::Build(anyhow::Error::new(e))),
         }
     };

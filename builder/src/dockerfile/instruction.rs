@@ -109,6 +109,21 @@ pub struct CopyInstruction {
     pub keep_git_dir: bool,
 }
 
+impl CopyInstruction {
+    /// Whether the destination names a directory by its spelling (BuildKit: a trailing `/`, or
+    /// `.`/`..` as its last component); an existing directory in the image is one too, but that
+    /// is known only when the step runs.
+    pub fn dest_names_dir(&self) -> bool {
+        let d = self.dest.as_str();
+        d.ends_with('/') || d == "." || d.ends_with("/.") || d == ".." || d.ends_with("/..")
+    }
+
+    /// How many sources this copy has (heredocs included).
+    pub fn source_count(&self) -> usize {
+        self.sources.len() + self.heredocs.len()
+    }
+}
+
 /// `HEALTHCHECK NONE` or `HEALTHCHECK [options] CMD <command>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum Healthcheck {

@@ -699,7 +699,7 @@ fn parse_copy(
         &sources,
         flags.string("checksum").as_deref(),
     )?;
-    Ok(CopyInstruction {
+    let c = CopyInstruction {
         sources,
         dest,
         heredocs,
@@ -711,7 +711,43 @@ fn parse_copy(
         parents: flags.bool("parents"),
         checksum: flags.string("checksum"),
         keep_git_dir: flags.bool("keep-git-dir"),
-    })
+    };
+    check_several_sources(ctx, parts, kw, &c)?;
+    Ok(c)
+}
+
+/// Several sources need a destination spelled as a directory. BuildKit 20.10 would copy them
+/// one after the other onto the file (the last one wins), newer builders refuse; rbuild
+/// refuses, here when every source is a literal path (a wildcard may match one file or none,
+/// a variable is known only later: the build checks those).
+fn check_several_sources(
+    ctx: &Ctx<'_>,
+    parts: &Parts<'_>,
+    kw: &'static str,
+    c: &CopyInstruction,
+) -> Result<(), Diagnostic> {
+    let literal = |w: &str| !w.contains(['$', '*', '?', '[', '\\']);
+    if c.source_count() < 2
+        || c.dest_names_dir()
+        || !literal(&c.dest)
+        || !c.sources.iter().all(|s| literal(s))
+    {
+        return Ok(());
+    }
+    let dest = c.dest.trim_end_matches('/');
+    // The destination is the last word: search from the end (a source may contain its text).
+    let (start, end) = parts.args_range;
+    let range = ctx
+        .line
+        .text
+        .get(start..end)
+        .and_then(|t| t.rfind(c.dest.as_str()))
+        .map_or(parts.args_range, |i| (start + i, start + i + c.dest.len()));
+    Err(ctx.diag(
+        range,
+        format!("{kw} of several sources needs a directory as its destination, ending in '/'"),
+        Some(format!("write `{dest}/`")),
+    ))
 }
 
 /// What BuildKit rejects about remote sources, checked here when the words hold no variable

@@ -93,7 +93,7 @@ fn golden_dockerfiles() {
 /// same for a RUN command starting with `--`). The line is part of cache keys and `rbuild check`.
 #[test]
 fn arguments_that_look_like_flags_keep_their_end_of_flags_marker() {
-    let src = "FROM a\nCOPY -- --x --y /d\nRUN -- --version\n";
+    let src = "FROM a\nCOPY -- --x --y /d/\nRUN -- --version\n";
     let df = parse(src).expect("parses");
     for i in &df.stages[0].instructions {
         let line = i.node.to_string();

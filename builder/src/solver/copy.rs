@@ -3,20 +3,28 @@
 //! staging copy), following BuildKit's rules:
 //!
 //! * a relative destination is taken from the current `WORKDIR`;
-//! * a destination ending in `/` (or `.`), or any copy of several sources, is a directory; so is
-//!   a destination that already exists as a directory in the image;
+//! * a destination ending in `/` (or `.`) is a directory; so is a destination that already
+//!   exists as a directory in the image; several sources need the former (BuildKit 20.10 would
+//!   copy them onto one file: rbuild refuses, a Dockerfile error);
+//! * a destination that is a symlink in the image is written through, resolved inside the
+//!   image ([`super::in_root::resolve_dest`]);
 //! * a source directory's *contents* are copied (`--parents` keeps the source path);
-//! * files get uid/gid 0 unless `--chown` names a user (resolved through the image's
-//!   `/etc/passwd` and `/etc/group`), their own mode unless `--chmod`, and the build's epoch as
-//!   mtime (so the image does not depend on when the checkout happened);
+//! * files get `--chown`'s user if given (resolved through the image's `/etc/passwd` and
+//!   `/etc/group`), else their own uid/gid when copied from a stage or image and 0:0 from the
+//!   build context; directories the step creates are 0:0 without `--chown`; files keep their
+//!   mode unless `--chmod`, and get the build's epoch as mtime (so the image does not depend
+//!   on when the checkout happened);
+//! * files that one directory source's walk meets twice (hard links) stay one inode;
 //! * `--exclude` patterns use `.dockerignore` syntax relative to each source;
 //! * `--link` makes the layer independent of what is below it: its key ignores the parent and
 //!   no existing path is consulted;
-//! * `ADD` of a local tar archive (plain, gzip, bzip2, xz or zstd) extracts it at the
-//!   destination; `ADD` of a URL or git repository is refused for now.
+//! * `ADD` of a local tar archive (plain, gzip, bzip2 or xz; decided by content) extracts it at
+//!   the destination. URLs and git repositories never reach this module: `ADD` of them is
+//!   [`super::remote`]'s, `COPY` of them is refused before (BuildKit's own rules on what is a
+//!   URL; anything else, `HTTP://x` included, is a path in the build context).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rbuild_layers::tar::{EntryKind as LayerKind, LayerEntry, LayerOptions};
@@ -38,11 +46,6 @@ use crate::dockerfile::CopyInstruction;
 pub enum CopyError {
     #[error("invalid --exclude pattern")]
     Exclude(#[source] crate::context::patternmatcher::PatternError),
-    #[error("{instruction} of a URL or git repository ({url}) is not supported yet: download it in a RUN step or add it to the build context")]
-    Remote {
-        instruction: &'static str,
-        url: String,
-    },
     #[error("selecting the sources in the build context")]
     Select(#[source] crate::context::ContextError),
     #[error("when copying several sources the destination must be a directory ending in '/': write `{0}/`")]
@@ -61,12 +64,10 @@ pub enum CopyError {
         #[source]
         source: rbuild_layers::apply::ApplyError,
     },
+    #[error(transparent)]
+    Dest(#[from] super::in_root::DestError),
     #[error("ADD does not take --from: use COPY --from")]
     AddFrom,
-    #[error(
-        "--from={0}: copying from an image is not supported yet; name a stage of this Dockerfile"
-    )]
-    FromImage(String),
 }
 
 /// One file-system object to put in the layer, before ownership and mode rules.
@@ -86,6 +87,13 @@ struct Item {
     name_if_dir: Option<String>,
     /// The path in the build context of a file copied from it (for its content digest).
     ctx_rel: Option<String>,
+    /// The source's uid/gid, kept without `--chown` when copying from a stage or image
+    /// (BuildKit keeps them); `None` for the build context, whose files become 0:0.
+    owner: Option<(u32, u32)>,
+    /// The hard-link group of a file that shares its inode with other files copied from the
+    /// same source directory: they stay one inode in the layer, as in BuildKit (whose copy
+    /// links what one source's walk meets twice; files of different sources are not linked).
+    link_group: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -144,24 +152,6 @@ fn normalized_mode(mode: u32, is_symlink: bool, normalize: bool) -> u32 {
     }
 }
 
-fn is_remote(src: &str) -> bool {
-    let lower = src.to_ascii_lowercase();
-    lower.starts_with("http://")
-        || lower.starts_with("https://")
-        || lower.starts_with("git@")
-        || lower.starts_with("git://")
-        || lower.ends_with(".git") && lower.contains("://")
-}
-
-/// Whether a destination names a directory by its spelling (BuildKit: trailing `/`, or `.`).
-fn dest_names_dir(dest: &str) -> bool {
-    dest.ends_with('/')
-        || dest == "."
-        || dest.ends_with("/.")
-        || dest == ".."
-        || dest.ends_with("/..")
-}
-
 /// Joins the destination to the working directory.
 pub fn absolute_dest(dest: &str, workdir: &str) -> String {
     if dest.starts_with('/') {
@@ -213,20 +203,13 @@ pub fn prepare(
     let mut matched_count = 0usize;
     let mut plans: Vec<Plan> = Vec::new();
     for src in &c.sources {
-        if is_remote(src) {
-            return Err(CopyError::Remote {
-                instruction: if env.is_add { "ADD" } else { "COPY" },
-                url: src.clone(),
-            }
-            .into());
-        }
         let selected = select_sources(source, src)?;
         matched_count += selected.len();
         plans.extend(selected.into_iter().flatten());
     }
     matched_count += c.heredocs.len();
-    let dest_is_dir = dest_names_dir(&c.dest) || matched_count > 1;
-    if matched_count > 1 && !dest_names_dir(&c.dest) {
+    let dest_is_dir = c.dest_names_dir() || matched_count > 1;
+    if matched_count > 1 && !c.dest_names_dir() {
         return Err(CopyError::DestNotDir(c.dest.trim_end_matches('/').to_string()).into());
     }
 
@@ -251,6 +234,7 @@ pub fn prepare(
 
     let is_ctx = matches!(source, Source::Context(_));
     let mut dir_targets = BTreeSet::new();
+    let mut link_groups = 0usize;
     for Plan {
         name,
         src: rel,
@@ -280,40 +264,43 @@ pub fn prepare(
                         digest: None,
                         name_if_dir: None,
                         ctx_rel: None,
+                        owner: (!is_ctx).then(|| (md.uid(), md.gid())),
+                        link_group: None,
                     });
                 }
-                for (child_rel, child_kind, mode) in walk_source(source, &rel, &root_path(&rel))? {
-                    if excluded(exclude.as_ref(), &child_rel) {
+                let mut inodes: BTreeMap<(u64, u64), Vec<usize>> = BTreeMap::new();
+                for w in walk_source(source, &rel, &root_path(&rel))? {
+                    if excluded(exclude.as_ref(), &w.rel) {
                         continue;
                     }
-                    let dest = join_dest(&target, &child_rel);
-                    let full = root_path(&join_rel(&rel, &child_rel));
-                    items.push(match child_kind {
-                        PlanKind::Dir => Item {
-                            dest,
-                            kind: ItemKind::Dir,
-                            mode,
-                            digest: None,
-                            name_if_dir: None,
-                            ctx_rel: None,
-                        },
-                        PlanKind::File => Item {
-                            dest,
-                            kind: ItemKind::File(full),
-                            mode,
-                            digest: None,
-                            name_if_dir: None,
-                            ctx_rel: is_ctx.then(|| join_rel(&rel, &child_rel)),
-                        },
-                        PlanKind::Symlink(t) => Item {
-                            dest,
-                            kind: ItemKind::Symlink(t),
-                            mode,
-                            digest: None,
-                            name_if_dir: None,
-                            ctx_rel: None,
-                        },
+                    let dest = join_dest(&target, &w.rel);
+                    let (kind, ctx_rel) = match w.kind {
+                        PlanKind::Dir => (ItemKind::Dir, None),
+                        PlanKind::File => (
+                            ItemKind::File(root_path(&join_rel(&rel, &w.rel))),
+                            is_ctx.then(|| join_rel(&rel, &w.rel)),
+                        ),
+                        PlanKind::Symlink(t) => (ItemKind::Symlink(t), None),
+                    };
+                    if let Some(inode) = w.inode {
+                        inodes.entry(inode).or_default().push(items.len());
+                    }
+                    items.push(Item {
+                        dest,
+                        kind,
+                        mode: w.mode,
+                        digest: None,
+                        name_if_dir: None,
+                        ctx_rel,
+                        owner: w.owner,
+                        link_group: None,
                     });
+                }
+                for members in inodes.into_values().filter(|m| m.len() > 1) {
+                    for i in members {
+                        items[i].link_group = Some(link_groups);
+                    }
+                    link_groups += 1;
                 }
             }
             PlanKind::File | PlanKind::Symlink(_) => {
@@ -353,6 +340,8 @@ pub fn prepare(
                     digest: None,
                     name_if_dir,
                     ctx_rel,
+                    owner: (!is_ctx).then(|| (md.uid(), md.gid())),
+                    link_group: None,
                 });
             }
         }
@@ -373,6 +362,8 @@ pub fn prepare(
             digest: None,
             name_if_dir: (!dest_is_dir).then(|| h.name.clone()),
             ctx_rel: None,
+            owner: None,
+            link_group: None,
         });
     }
 
@@ -437,10 +428,47 @@ fn item_record(item: &Item, normalize_modes: bool, h: &mut Sha256Hasher) {
     h.update(item.dest.as_bytes());
     h.update(format!("\0{mode:o}\0").as_bytes());
     h.update(extra.as_bytes());
+    if let Some((uid, gid)) = item.owner {
+        h.update(format!("\0o{uid}:{gid}").as_bytes());
+    }
+    if let Some(g) = item.link_group {
+        h.update(format!("\0g{g}").as_bytes());
+    }
     h.update(b"\n");
 }
 
 impl PreparedCopy {
+    /// The same copy with its destination `dest_abs` replaced by `to` (where it resolves in the
+    /// image, through symlinks): every item below it moves along.
+    fn rebased(&self, to: &str) -> PreparedCopy {
+        let from = &self.dest_abs;
+        let move_path = |p: &str| -> String {
+            match p.strip_prefix(from.as_str()) {
+                Some("") => to.to_string(),
+                Some(rest) if from.is_empty() || rest.starts_with('/') => {
+                    join_dest(to, rest.trim_start_matches('/'))
+                }
+                _ => p.to_string(),
+            }
+        };
+        PreparedCopy {
+            selection_digest: self.selection_digest.clone(),
+            normalize_modes: self.normalize_modes,
+            items: self
+                .items
+                .iter()
+                .map(|i| Item {
+                    dest: move_path(&i.dest),
+                    ..i.clone()
+                })
+                .collect(),
+            dest_abs: to.to_string(),
+            dest_is_dir: self.dest_is_dir,
+            dir_targets: self.dir_targets.iter().map(|d| move_path(d)).collect(),
+            matched_nothing: self.matched_nothing,
+        }
+    }
+
     /// Per-file digests of the selection, for explaining a later miss by file name; built only
     /// when the selection is new to the store.
     pub fn selection(&self) -> Selection {
@@ -561,12 +589,21 @@ fn select_sources(source: &Source<'_>, pattern: &str) -> Result<Vec<Option<Plan>
     }
 }
 
-/// Everything below a source directory, relative to it, with permission bits.
-fn walk_source(
-    source: &Source<'_>,
-    rel: &str,
-    full: &Path,
-) -> Result<Vec<(String, PlanKind, u32)>, BuildError> {
+/// One entry below a source directory.
+struct Walked {
+    /// Path relative to the source directory.
+    rel: String,
+    kind: PlanKind,
+    /// Permission bits.
+    mode: u32,
+    /// uid/gid kept from a stage or image (see [`Item::owner`]).
+    owner: Option<(u32, u32)>,
+    /// Device and inode of a regular file that may have other names (see [`Item::link_group`]).
+    inode: Option<(u64, u64)>,
+}
+
+/// Everything below a source directory, in sorted order.
+fn walk_source(source: &Source<'_>, rel: &str, full: &Path) -> Result<Vec<Walked>, BuildError> {
     match source {
         Source::Context(ctx) => {
             let prefix_len = if rel == "." { 0 } else { rel.len() + 1 };
@@ -579,7 +616,15 @@ fn walk_source(
                         EntryKind::Symlink(t) => PlanKind::Symlink(t.clone()),
                         EntryKind::Other => return None,
                     };
-                    Some((p[prefix_len..].to_string(), kind, e.mode))
+                    let inode =
+                        (matches!(kind, PlanKind::File) && e.ino != 0).then_some((e.dev, e.ino));
+                    Some(Walked {
+                        rel: p[prefix_len..].to_string(),
+                        kind,
+                        mode: e.mode,
+                        owner: None,
+                        inode,
+                    })
                 })
                 .collect())
         }
@@ -591,11 +636,7 @@ fn walk_source(
     }
 }
 
-fn walk_dir(
-    dir: &Path,
-    prefix: &str,
-    out: &mut Vec<(String, PlanKind, u32)>,
-) -> Result<(), BuildError> {
+fn walk_dir(dir: &Path, prefix: &str, out: &mut Vec<Walked>) -> Result<(), BuildError> {
     let mut names: Vec<_> = std::fs::read_dir(dir)
         .map_err(BuildError::io("listing", dir))?
         .filter_map(Result::ok)
@@ -612,24 +653,29 @@ fn walk_dir(
         let p = dir.join(&name);
         let md = std::fs::symlink_metadata(&p).map_err(BuildError::io("reading", &p))?;
         let ft = md.file_type();
-        let mode = md.permissions().mode();
-        if ft.is_dir() {
-            out.push((rel.clone(), PlanKind::Dir, mode));
-            walk_dir(&p, &rel, out)?;
+        let kind = if ft.is_dir() {
+            PlanKind::Dir
         } else if ft.is_symlink() {
             let t = std::fs::read_link(&p).map_err(BuildError::io("reading link", &p))?;
-            out.push((
-                rel,
-                PlanKind::Symlink(t.to_string_lossy().into_owned()),
-                mode,
-            ));
+            PlanKind::Symlink(t.to_string_lossy().into_owned())
         } else if ft.is_file() && rbuild_layers::device::placeholder_of(&p, &md).is_none() {
-            out.push((rel, PlanKind::File, mode));
-        } else if ft.is_file() {
-            // A device node kept as data in the store (rbuild_layers::device): skipped like
-            // the device it stands for.
-        } else if ft.is_fifo() || ft.is_socket() || ft.is_block_device() || ft.is_char_device() {
-            // Special files are not copied (as BuildKit's copy skips them).
+            PlanKind::File
+        } else {
+            // Special files are not copied (as BuildKit's copy skips them), nor the inert
+            // placeholders that stand for device nodes in the store (rbuild_layers::device).
+            continue;
+        };
+        let inode =
+            (matches!(kind, PlanKind::File) && md.nlink() > 1).then_some((md.dev(), md.ino()));
+        out.push(Walked {
+            rel: rel.clone(),
+            kind: kind.clone(),
+            mode: md.permissions().mode(),
+            owner: Some((md.uid(), md.gid())),
+            inode,
+        });
+        if matches!(kind, PlanKind::Dir) {
+            walk_dir(&p, &rel, out)?;
         }
     }
     Ok(())
@@ -746,14 +792,16 @@ pub fn entries(
     rootfs: &LazyRootFs<'_>,
     scratch: &Path,
 ) -> Result<Vec<LayerEntry>, BuildError> {
-    let owner = match &c.chown {
+    let chown = match &c.chown {
         Some(spec) => {
             let passwd = rootfs.read_small_file("/etc/passwd")?;
             let group = rootfs.read_small_file("/etc/group")?;
-            resolve_owner(spec, passwd.as_deref(), group.as_deref())?
+            Some(resolve_owner(spec, passwd.as_deref(), group.as_deref())?)
         }
-        None => Owner { uid: 0, gid: 0 },
+        None => None,
     };
+    // Directories the step creates are 0:0 without --chown, whatever the source's owner.
+    let owner = chown.unwrap_or(Owner { uid: 0, gid: 0 });
     let chmod = c
         .chmod
         .as_deref()
@@ -763,6 +811,21 @@ pub fn entries(
     if prepared.matched_nothing {
         return Ok(Vec::new());
     }
+    // The destination is written through a symlink, resolved inside the image (BuildKit:
+    // `COPY a /bin/vi` over `vi -> busybox` replaces busybox; a dangling link's target is
+    // created). With --link there is nothing below to resolve against.
+    let resolved;
+    let prepared = if c.link {
+        prepared
+    } else {
+        let to = super::in_root::resolve_dest(rootfs, &prepared.dest_abs)?;
+        if to == prepared.dest_abs {
+            prepared
+        } else {
+            resolved = prepared.rebased(&to);
+            &resolved
+        }
+    };
     let mut out: Vec<LayerEntry> = Vec::new();
     let mut created: BTreeSet<String> = BTreeSet::new();
     let dir_entry = |path: &str, mode: u32| LayerEntry {
@@ -778,7 +841,6 @@ pub fn entries(
     // A single file copied onto an existing directory goes inside it.
     let into_dir = !prepared.dest_is_dir
         && !c.link
-        && !prepared.dest_abs.is_empty()
         && rootfs
             .lookup(&prepared.dest_abs)?
             .is_some_and(|f| f.is_dir());
@@ -851,12 +913,19 @@ pub fn entries(
             // the root as it is.
             continue;
         }
+        let item_owner = match (chown, item.owner) {
+            (None, Some((uid, gid))) => Owner {
+                uid: uid.into(),
+                gid: gid.into(),
+            },
+            _ => owner,
+        };
         out.push(LayerEntry {
             path: dest,
             kind,
             mode,
-            uid: owner.uid,
-            gid: owner.gid,
+            uid: item_owner.uid,
+            gid: item_owner.gid,
             mtime: env.epoch,
             xattrs: BTreeMap::new(),
         });
@@ -867,7 +936,40 @@ pub fn entries(
         let parents = super::parents::existing_parents(rootfs, &out, env.epoch)?;
         out.extend(parents);
     }
+    link_hardlinks(&mut out, &prepared.items);
     Ok(out)
+}
+
+/// Sorts `out` and turns every file of a hard-link group after the first (in layer order) into
+/// a hard link to it.
+fn link_hardlinks(out: &mut [LayerEntry], items: &[Item]) {
+    rbuild_layers::tar::sort_entries(out);
+    let groups: BTreeMap<&str, usize> = items
+        .iter()
+        .filter_map(|i| Some((i.dest.as_str(), i.link_group?)))
+        .collect();
+    if groups.is_empty() {
+        return;
+    }
+    let mut first: BTreeMap<usize, String> = BTreeMap::new();
+    for e in out.iter_mut() {
+        let Some(&g) = groups.get(e.path.as_str()) else {
+            continue;
+        };
+        if !matches!(e.kind, LayerKind::File { .. }) {
+            continue;
+        }
+        match first.get(&g) {
+            Some(target) => {
+                e.kind = LayerKind::Hardlink {
+                    target: target.clone(),
+                }
+            }
+            None => {
+                first.insert(g, e.path.clone());
+            }
+        }
+    }
 }
 
 /// Extracts a local archive (ADD) safely into a scratch directory, then lists it as entries
@@ -959,6 +1061,7 @@ mod tests {
                     LayerKind::File { .. } => 'f',
                     LayerKind::Dir => 'd',
                     LayerKind::Symlink { .. } => 'l',
+                    LayerKind::Hardlink { .. } => 'h',
                     _ => '?',
                 };
                 (e.path, kind, e.mode, e.uid)
@@ -1058,6 +1161,41 @@ mod tests {
         ] {
             let out = copy_entries(ctx.path(), line).unwrap();
             assert_eq!(paths(&out), want, "{line}");
+        }
+    }
+
+    #[test]
+    fn add_of_an_archive_with_chown_creates_its_destination_owned_by_that_user() {
+        // BuildKit (docker 20.10): the directories ADD creates for the archive (the
+        // destination and its missing parents) are --chown's; the extracted entries keep the
+        // archive's owners.
+        let ctx = context(&[("t/sub/f", "in\n")]);
+        let ok = std::process::Command::new("tar")
+            .args(["-cf", "arch.tar", "t"])
+            .current_dir(ctx.path())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        for (line, created) in [
+            ("ADD --chown=1000:1000 arch.tar /x", vec!["x"]),
+            ("ADD --chown=1000:1000 arch.tar /x/", vec!["x"]),
+            ("ADD --chown=1000:1000 arch.tar /p/q", vec!["p", "p/q"]),
+        ] {
+            let out = copy_entries(ctx.path(), line).unwrap();
+            let archived = u64::from(std::fs::metadata(ctx.path().join("t")).unwrap().uid());
+            for e in &out {
+                let want = if created.contains(&e.0.as_str()) {
+                    1000
+                } else {
+                    archived
+                };
+                assert_eq!(e.3, want, "{line}: {e:?}");
+            }
+            assert!(
+                out.iter().any(|e| e.0.ends_with("t/sub/f")),
+                "{line}: {out:?}"
+            );
         }
     }
 
@@ -1172,6 +1310,188 @@ mod tests {
         // Nothing is written for a parent that is a symlink (it would replace the link).
         let out = copy_entries_over(&source, "COPY f /tlink/y/", &rootfs).unwrap();
         assert!(!paths(&out).contains(&"tlink"), "{out:?}");
+    }
+
+    /// Changes the owner of `p` (not following a link); false when not permitted (not root).
+    fn lchown(p: &Path, uid: u32, gid: u32) -> bool {
+        std::os::unix::fs::lchown(p, Some(uid), Some(gid)).is_ok()
+    }
+
+    #[test]
+    fn copy_from_a_stage_keeps_the_owner_of_what_it_copies() {
+        // BuildKit (docker 20.10): COPY --from keeps the uid/gid of files, directories and
+        // links (a followed source link: its target's); directories the COPY creates are 0:0;
+        // --chown wins over all; files from the build context are 0:0.
+        let root = context(&[("out/f", "x"), ("out/sub/g", "y")]);
+        let r = root.path();
+        std::os::unix::fs::symlink("f", r.join("out/lnk")).unwrap();
+        let owned = [
+            ("out", 1000),
+            ("out/f", 1000),
+            ("out/sub", 1000),
+            ("out/sub/g", 1001),
+            ("out/lnk", 1004),
+        ];
+        for (p, uid) in owned {
+            if !lchown(&r.join(p), uid, uid) {
+                eprintln!("SKIPPED: chown needs root");
+                return;
+            }
+        }
+        let stage = Source::Dir(r);
+        let out = copy_entries_from(&stage, "COPY --from=build /out /o1").unwrap();
+        let uids: Vec<(&str, u64)> = out.iter().map(|e| (e.0.as_str(), e.3)).collect();
+        assert_eq!(
+            uids,
+            [
+                ("o1", 0),
+                ("o1/f", 1000),
+                ("o1/lnk", 1004),
+                ("o1/sub", 1000),
+                ("o1/sub/g", 1001)
+            ]
+        );
+        let out = copy_entries_from(&stage, "COPY --from=build /out/lnk /out/f /o3/").unwrap();
+        let uids: Vec<(&str, u64)> = out.iter().map(|e| (e.0.as_str(), e.3)).collect();
+        assert_eq!(uids, [("o3", 0), ("o3/f", 1000), ("o3/lnk", 1000)]);
+        let out = copy_entries_from(&stage, "COPY --from=build --chown=5:6 /out /o5").unwrap();
+        assert!(out.iter().all(|e| e.3 == 5), "{out:?}");
+        // The same tree as the build context: 0:0.
+        let out = copy_entries(r, "COPY out /c/").unwrap();
+        assert!(out.iter().all(|e| e.3 == 0), "{out:?}");
+    }
+
+    /// `dir/a` and `dir/b` one inode, `dir/c` linked to `other/c2`, `x1` to `x2` and `dir/x3`.
+    fn tree_with_hardlinks() -> tempfile::TempDir {
+        let t = context(&[
+            ("dir/a", "A"),
+            ("dir/c", "C"),
+            ("x1", "X"),
+            ("other/.keep", ""),
+        ]);
+        let p = t.path();
+        std::fs::hard_link(p.join("dir/a"), p.join("dir/b")).unwrap();
+        std::fs::hard_link(p.join("dir/c"), p.join("other/c2")).unwrap();
+        std::fs::hard_link(p.join("x1"), p.join("x2")).unwrap();
+        std::fs::hard_link(p.join("x1"), p.join("dir/x3")).unwrap();
+        t
+    }
+
+    fn hardlink_cases(source: &Source<'_>) {
+        let kinds = |line: &str| -> Vec<(String, char)> {
+            copy_entries_from(source, line)
+                .unwrap()
+                .into_iter()
+                .map(|e| (e.0, e.1))
+                .collect()
+        };
+        let k = |p: &str, c: char| (p.to_string(), c);
+        // BuildKit (docker 20.10): the files a directory source's walk meets twice stay one
+        // inode; a link to a file outside that directory is not kept.
+        assert_eq!(
+            kinds("COPY dir /d/"),
+            [
+                k("d", 'd'),
+                k("d/a", 'f'),
+                k("d/b", 'h'),
+                k("d/c", 'f'),
+                k("d/x3", 'f')
+            ]
+        );
+        // Each source is walked on its own: no link across two sources.
+        let out = kinds("COPY dir other /e/");
+        assert!(out.contains(&k("e/b", 'h')), "{out:?}");
+        assert!(
+            out.contains(&k("e/c", 'f')) && out.contains(&k("e/c2", 'f')),
+            "{out:?}"
+        );
+        assert_eq!(
+            kinds("COPY x1 x2 /f/"),
+            [k("f", 'd'), k("f/x1", 'f'), k("f/x2", 'f')]
+        );
+        // An excluded member leaves the other one a plain file.
+        let out = kinds("COPY --exclude=b dir /g/");
+        assert!(out.contains(&k("g/a", 'f')), "{out:?}");
+    }
+
+    #[test]
+    fn copy_keeps_hardlinks_inside_a_context_directory() {
+        let t = tree_with_hardlinks();
+        let context = Context::scan(t.path(), &IgnoreRules::empty(), None).unwrap();
+        hardlink_cases(&Source::Context(&context));
+    }
+
+    #[test]
+    fn copy_from_a_stage_keeps_hardlinks_inside_a_directory() {
+        let t = tree_with_hardlinks();
+        hardlink_cases(&Source::Dir(t.path()));
+    }
+
+    #[test]
+    fn copy_onto_a_symlink_writes_through_it_inside_the_image() {
+        // BuildKit (docker 20.10) resolves the destination in the image, its last component
+        // too, every link inside the root: `COPY a.txt /bin/vi` over `vi -> busybox` replaces
+        // busybox; a dangling link's target (and its missing parents) is created.
+        use super::super::lazy_rootfs::Lower;
+        use std::os::unix::fs::symlink;
+        let lower = context(&[
+            ("bin/busybox", "bb"),
+            ("etc/t1", "1"),
+            ("etc/t2", "2"),
+            ("etc/t4", "4"),
+            ("etc/passwd", "root:x:0:0::/:/bin/sh\n"),
+            ("opt/d/.keep", ""),
+            ("opt/p/.keep", ""),
+        ]);
+        let l = lower.path();
+        for (target, link) in [
+            ("busybox", "bin/vi"),
+            ("/etc/t1", "labs"),
+            ("etc/t2", "lrel"),
+            ("/opt/d", "ldir"),
+            ("/nonexist/x", "ldang"),
+            ("nothere", "ldang2"),
+            ("../../../../etc/t4", "lout"),
+            ("/opt/p", "pl"),
+            ("loop", "loop"),
+        ] {
+            symlink(target, l.join(link)).unwrap();
+        }
+        let rootfs = LazyRootFs::new(
+            vec![Lower::Dir(l.to_path_buf())],
+            Box::new(|_| unreachable!("the lower is unpacked")),
+        );
+        let ctx = context(&[("a.txt", "A"), ("sdir/s", "S")]);
+        let context = Context::scan(ctx.path(), &IgnoreRules::empty(), None).unwrap();
+        let source = Source::Context(&context);
+        let written = |line: &str| -> Vec<String> {
+            copy_entries_over(&source, line, &rootfs)
+                .unwrap()
+                .into_iter()
+                .filter(|e| e.1 == 'f' || e.2 == 0o755 && !l.join(&e.0).exists())
+                .map(|e| e.0)
+                .collect()
+        };
+        for (line, want) in [
+            ("COPY a.txt /bin/vi", vec!["bin/busybox"]),
+            ("COPY a.txt /labs", vec!["etc/t1"]),
+            ("COPY a.txt /lrel", vec!["etc/t2"]),
+            ("COPY a.txt /ldir/", vec!["opt/d/a.txt"]),
+            ("COPY a.txt /ldir", vec!["opt/d/a.txt"]),
+            ("COPY sdir /ldir", vec!["opt/d/s"]),
+            ("COPY a.txt /ldang", vec!["nonexist", "nonexist/x"]),
+            ("COPY a.txt /ldang2", vec!["nothere"]),
+            ("COPY a.txt /lout", vec!["etc/t4"]),
+            ("COPY a.txt /pl/sub/f", vec!["opt/p/sub", "opt/p/sub/f"]),
+            // --link builds the layer on its own: nothing below to resolve through.
+            ("COPY --link a.txt /bin/vi", vec!["bin/vi"]),
+        ] {
+            assert_eq!(written(line), want, "{line}");
+        }
+        for line in ["COPY a.txt /loop", "COPY a.txt /etc/passwd/x"] {
+            let err = copy_entries_over(&source, line, &rootfs).unwrap_err();
+            assert!(format!("{err:?}").contains("Dest("), "{line}: {err:?}");
+        }
     }
 
     #[test]

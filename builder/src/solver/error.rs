@@ -93,6 +93,17 @@ impl BuildError {
         }
     }
 
+    /// Whether the build failed on an error in the Dockerfile that only showed once the step's
+    /// sources were expanded (several wildcard matches onto a destination that is not a
+    /// directory): reported like one found while planning (exit 2), however deep in a step.
+    pub fn is_dockerfile_error(&self) -> bool {
+        match self {
+            BuildError::Copy(super::copy::CopyError::DestNotDir(_)) => true,
+            BuildError::Step { source, .. } => source.is_dockerfile_error(),
+            _ => false,
+        }
+    }
+
     pub fn io(
         what: &'static str,
         path: impl Into<PathBuf>,

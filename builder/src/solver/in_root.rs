@@ -1,11 +1,18 @@
-//! Resolving a `COPY --from` source path inside another stage's root directory, as BuildKit
-//! does (fsutil's `fs.RootPath`): every symlink met on the way is followed *inside* the root —
-//! an absolute target starts again at the root, `..` stops there — so no path of a stage ever
-//! reaches the host's files, and a source that is itself a symlink names what it points to.
+//! Resolving paths inside a root as BuildKit does (continuity's `fs.RootPath`): every symlink
+//! met on the way is followed *inside* the root — an absolute target starts again at the root,
+//! `..` stops there — so no path ever reaches the host's files. [`resolve`] does it for a
+//! `COPY --from` source in another stage's root directory (a source that is itself a symlink
+//! names what it points to); [`resolve_dest`] for a COPY/ADD destination in the image being
+//! built, over its layers (a destination that is a symlink is written through).
 
 use std::collections::VecDeque;
 use std::fs;
 use std::path::Path;
+
+use super::copy::CopyError;
+use super::lazy_rootfs::LazyRootFs;
+use super::rootfs::FoundKind;
+use super::BuildError;
 
 /// Most symlinks followed while resolving one path (Linux's own limit is 40; BuildKit's 255).
 const MAX_HOPS: usize = 255;
@@ -61,6 +68,71 @@ pub fn resolve(root: &Path, rel: &str, follow_last: bool) -> Option<String> {
     } else {
         cur.join("/")
     })
+}
+
+/// Why a destination could not be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum DestError {
+    #[error("destination {path}: more than {MAX_HOPS} symlinks on the way (a loop?)")]
+    Loop { path: String },
+    #[error("destination {path}: /{at} is not a directory")]
+    NotDir { path: String, at: String },
+}
+
+/// Resolves the destination `path` (absolute or relative to the root) in the image `rootfs`,
+/// following symlinks in every component, the last one included; from the first missing
+/// component on, the rest is kept as written (it will be created). Returns the resolved path
+/// relative to the root, cleaned, `""` for the root.
+pub fn resolve_dest(rootfs: &LazyRootFs<'_>, path: &str) -> Result<String, BuildError> {
+    let mut queue = parts(path);
+    let mut cur: Vec<String> = Vec::new();
+    let mut hops = 0;
+    let mut missing = false;
+    while let Some(seg) = queue.pop_front() {
+        if seg == ".." {
+            cur.pop();
+            continue;
+        }
+        cur.push(seg);
+        if missing {
+            continue;
+        }
+        let found = match rootfs.lookup(&cur.join("/"))? {
+            Some(f) => f,
+            None => {
+                missing = true;
+                continue;
+            }
+        };
+        match found.kind {
+            FoundKind::Symlink { target } => {
+                hops += 1;
+                if hops > MAX_HOPS {
+                    return Err(CopyError::Dest(DestError::Loop {
+                        path: path.to_string(),
+                    })
+                    .into());
+                }
+                cur.pop();
+                if target.starts_with('/') {
+                    cur.clear();
+                }
+                let mut next = parts(&target);
+                next.extend(queue.drain(..));
+                queue = next;
+            }
+            FoundKind::Dir => {}
+            _ if queue.is_empty() => {}
+            _ => {
+                return Err(CopyError::Dest(DestError::NotDir {
+                    path: path.to_string(),
+                    at: cur.join("/"),
+                })
+                .into())
+            }
+        }
+    }
+    Ok(cur.join("/"))
 }
 
 #[cfg(test)]

@@ -63,14 +63,40 @@ fn copy_of_a_missing_file_is_exit_1_naming_the_file_and_line() {
 }
 
 #[test]
-fn several_sources_need_a_destination_ending_in_slash() {
-    // BuildKit reports this when the step runs; rbuild does the same: exit 1 (build failed).
-    let (r, _dir) = try_build(
-        "FROM scratch\nCOPY a b /d\n",
-        &[("a", "a"), ("b", "b")],
+fn several_literal_sources_onto_a_non_directory_are_a_dockerfile_error_before_building() {
+    // BuildKit 20.10 copies each source onto the file /d in turn; rbuild refuses that input,
+    // as an invalid Dockerfile (exit 2) found while planning: nothing is built, and `rbuild
+    // check` says so too.
+    let (r, dir) = try_build(
+        "FROM scratch\nCOPY a.txt b /d\n",
+        &[("a.txt", "a"), ("b", "b")],
         &[],
     );
-    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("Dockerfile:2"), "{}", r.stderr);
+    assert!(r.stderr.contains("write `/d/`"), "{}", r.stderr);
+    assert!(store_has_no_blobs(&dir));
+    let ctx = dir.path().join("ctx");
+    let check = rbuild_tests::rbuild(&dir.path().join("store"))
+        .arg("check")
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(check.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("Dockerfile:2"), "{stderr}");
+}
+
+#[test]
+fn several_wildcard_matches_onto_a_non_directory_are_exit_2() {
+    // Known only once the wildcard is expanded: still a Dockerfile error (exit 2), naming
+    // the line.
+    let (r, _dir) = try_build(
+        "FROM scratch\nCOPY *.txt /d\n",
+        &[("a.txt", "a"), ("b.txt", "b")],
+        &[],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("Dockerfile:2"), "{}", r.stderr);
     assert!(r.stderr.contains("write `/d/`"), "{}", r.stderr);
 }

@@ -115,10 +115,6 @@ fn file_name(url: &str) -> String {
     }
 }
 
-fn dest_names_dir(dest: &str) -> bool {
-    dest.ends_with('/') || dest == "." || dest.ends_with("/.") || dest.ends_with("/..")
-}
-
 /// Downloads (or re-validates) every URL and resolves every git ref: what the key needs.
 pub fn prepare(
     store: &Store,
@@ -137,7 +133,7 @@ pub fn prepare(
         }
         None => None,
     };
-    if sources.len() > 1 && !dest_names_dir(&c.dest) {
+    if sources.len() > 1 && !c.dest_names_dir() {
         return Err(CopyError::DestNotDir(c.dest.trim_end_matches('/').to_string()).into());
     }
     let mut resolved = Vec::with_capacity(sources.len());
@@ -161,7 +157,7 @@ pub fn prepare(
         });
     }
     Ok(PreparedRemote {
-        dest_is_dir: dest_names_dir(&c.dest) || resolved.len() > 1,
+        dest_is_dir: c.dest_names_dir() || resolved.len() > 1,
         dest_abs: absolute_dest(&c.dest, workdir),
         sources: resolved,
     })
