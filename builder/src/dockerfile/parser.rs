@@ -764,6 +764,7 @@ fn check_remote_sources(
         let range = ctx.find(word, parts.args_range.0, parts.args_range);
         ctx.diag(range, message, Some(help.to_owned()))
     };
+    let (mut remote, mut local) = (None, None);
     for src in sources.iter().filter(|s| !s.contains('$')) {
         let class = super::remote::classify(src)
             .map_err(|e| word_diag(src, e.to_string(), "fix the URL's fragment"))?;
@@ -774,6 +775,17 @@ fn check_remote_sources(
                 "use ADD to download it",
             ));
         }
+        match class {
+            Some(_) => remote = remote.or(Some(src)),
+            None => local = local.or(Some(src)),
+        }
+    }
+    if let (Some(_), Some(l)) = (remote, local) {
+        return Err(word_diag(
+            l,
+            "ADD with both remote (URL or git) and local sources is not supported by rbuild".into(),
+            "write one ADD for the remote sources and one for the local ones",
+        ));
     }
     let Some(sum) = checksum else {
         return Ok(());

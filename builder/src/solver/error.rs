@@ -95,10 +95,18 @@ impl BuildError {
 
     /// Whether the build failed on an error in the Dockerfile that only showed once the step's
     /// sources were expanded (several wildcard matches onto a destination that is not a
-    /// directory): reported like one found while planning (exit 2), however deep in a step.
+    /// directory, an ADD whose expanded sources mix URLs and local files): reported like one
+    /// found while planning (exit 2), however deep in a step.
     pub fn is_dockerfile_error(&self) -> bool {
         match self {
             BuildError::Copy(super::copy::CopyError::DestNotDir(_)) => true,
+            // Sources that only show what they are once their variables are expanded.
+            BuildError::Remote(
+                super::remote::RemoteError::Mixed
+                | super::remote::RemoteError::CopyOfRemote(_)
+                | super::remote::RemoteError::ChecksumSource
+                | super::remote::RemoteError::Source(_),
+            ) => true,
             BuildError::Step { source, .. } => source.is_dockerfile_error(),
             _ => false,
         }
