@@ -12,6 +12,7 @@ pub mod cli;
 pub mod commands;
 pub mod context;
 pub mod dockerfile;
+pub mod errors;
 pub mod executor;
 pub mod export;
 // Oracles for the cargo-fuzz targets in `tests/fuzz` and the corpus regression tests; not API.

@@ -22,7 +22,7 @@ use rbuild_registry::Registry;
 
 use super::blobs::{BlobFetcher, Registries};
 use crate::cli::cache_spec::{CacheImportSource, CacheImportSpec};
-use crate::cli::error_chain;
+use crate::errors::error_chain;
 use crate::progress::Progress;
 use crate::solver::record::StepResult;
 use crate::solver::LayerRef;
@@ -83,7 +83,7 @@ impl Sources {
 }
 
 fn platform_string(p: &Platform) -> String {
-    crate::cli::values::platform_string(p)
+    crate::graph::platform::platform_string(p)
 }
 
 impl ImportedCaches {

@@ -15,6 +15,8 @@ use std::io::Write;
 
 use clap::Parser;
 
+use crate::errors::error_chain;
+
 pub use args::{Cli, Command};
 pub use options::{BuildOptions, PlanOptions, UsageError};
 
@@ -38,22 +40,6 @@ impl From<UsageError> for Failure {
     fn from(e: UsageError) -> Self {
         Failure::Usage(format!("error: {}", error_chain(&e)))
     }
-}
-
-/// Formats an error and its sources as `top: cause: cause`, skipping a cause whose text the
-/// message already contains (some library errors quote their cause).
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let msg = s.to_string();
-        if !out.contains(&msg) {
-            out.push_str(": ");
-            out.push_str(&msg);
-        }
-        cur = s.source();
-    }
-    out
 }
 
 /// Runs the command line and returns the process exit code.

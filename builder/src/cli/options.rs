@@ -19,7 +19,8 @@ use super::cache_spec::{
 use super::output::{Destination, OutputKind, OutputSpec, OutputSpecError};
 use super::secret::{SecretSource, SecretSpec, SecretSpecError};
 use super::ssh::{SshSpec, SshSpecError};
-use super::values::{host_platform, parse_platform, BuildArg, NetworkMode, ProgressMode};
+use super::values::{BuildArg, NetworkMode, ProgressMode};
+use crate::graph::platform::{host_platform, parse_platform};
 
 /// A usage error: bad flags or values (exit code 2).
 #[derive(Debug, thiserror::Error)]
@@ -141,7 +142,7 @@ impl PlanOptions {
             if parsed.os != host.os || parsed.architecture != host.architecture {
                 return Err(UsageError::ForeignPlatform(
                     p.clone(),
-                    super::values::platform_string(&host),
+                    crate::graph::platform::platform_string(&host),
                 ));
             }
             platform = parsed;

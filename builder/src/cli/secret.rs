@@ -1,37 +1,14 @@
-//! `--secret id=…,src=FILE|env=VAR` specifications.
+//! `--secret id=…,src=FILE|env=VAR` specifications: parsing the flag into the engine's
+//! [`SecretSpec`] (the type belongs to the engine, `solver::inputs`; the flag to the CLI).
 //!
 //! A spec names where a secret comes from, never its value: the value is read only when a
 //! `RUN --mount=type=secret` needs it, into a tmpfs. `Debug` shows the id and the kind of source
 //! but not the file path or variable name's contents.
 
-use std::fmt;
 use std::path::PathBuf;
 
 use super::csv::{key_values, CsvError};
-
-/// Where a secret's bytes come from (a path or a variable name: never the bytes themselves).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretSource {
-    File(PathBuf),
-    Env(String),
-}
-
-/// A validated `--secret`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SecretSpec {
-    pub id: String,
-    pub source: SecretSource,
-}
-
-impl fmt::Debug for SecretSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = match self.source {
-            SecretSource::File(_) => "file",
-            SecretSource::Env(_) => "env",
-        };
-        write!(f, "SecretSpec {{ id: {:?}, source: {kind} }}", self.id)
-    }
-}
+pub use crate::solver::inputs::{SecretSource, SecretSpec};
 
 /// Why a `--secret` value is not valid.
 #[derive(Debug, thiserror::Error)]

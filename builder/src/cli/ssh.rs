@@ -9,15 +9,7 @@
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
-/// The id a `RUN --mount=type=ssh` without `id=` asks for, and `--ssh default`.
-pub const DEFAULT_ID: &str = "default";
-
-/// A validated `--ssh`: an agent id and the absolute path of its socket.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SshSpec {
-    pub id: String,
-    pub socket: PathBuf,
-}
+pub use crate::solver::inputs::{SshSpec, DEFAULT_ID};
 
 /// Why an `--ssh` value is not valid.
 #[derive(Debug, thiserror::Error)]

@@ -15,10 +15,10 @@ use crate::cache::export::{cache_map, export_all, stages_for, ExportInput};
 use crate::cache::import::ImportedCaches;
 use crate::cli::args::BuildArgs;
 use crate::cli::cache_spec::{CacheExportTarget, CacheMode};
-use crate::cli::error_chain;
 use crate::cli::output::OutputKind;
 use crate::cli::values::ProgressMode;
 use crate::cli::{BuildOptions, Failure};
+use crate::errors::error_chain;
 use crate::export::ahead::{stage_destinations, UploadAhead};
 use crate::export::push::destinations;
 use crate::export::tags::{default_repository, names_for_target, TagSpec};
@@ -286,7 +286,7 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
             Err(e) => return Err(Failure::Build(anyhow::Error::new(e))),
         }
     };
-    let platform = crate::cli::values::platform_string(&opts.plan.platform);
+    let platform = crate::graph::platform::platform_string(&opts.plan.platform);
     let inline_cache = opts
         .cache_to
         .iter()

@@ -10,7 +10,8 @@ use rbuild_registry::auth::credentials;
 use rbuild_registry::{ClientOptions, Credential, Registry, Secret};
 
 use crate::cli::args::{LoginArgs, RegistryArgs};
-use crate::cli::{error_chain, Failure};
+use crate::cli::Failure;
+use crate::errors::error_chain;
 
 /// `--insecure-registry` and `--registry-ca HOST=FILE` as client options.
 pub fn registry_options(a: &RegistryArgs) -> Result<ClientOptions, Failure> {

@@ -2,10 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::cli::values::host_platform;
 use crate::cli::{Failure, PlanOptions};
 use crate::dockerfile::lint::secrets_in_args_or_env;
 use crate::dockerfile::Dockerfile;
+use crate::graph::platform::host_platform;
 use crate::graph::{platform_args, BuildPlan};
 
 /// A parsed Dockerfile and its plan.

@@ -109,7 +109,7 @@ pub fn fsck(a: &StoreArgs) -> Result<(), Failure> {
                     })
                 })
         }) {
-            dangling.push(format!("{name}: {}", crate::cli::error_chain(&e)));
+            dangling.push(format!("{name}: {}", crate::errors::error_chain(&e)));
         }
     }
     for d in &dangling {

@@ -7,7 +7,7 @@
 //! known before the build (for `--from`), as BuildKit does when it builds its dispatch states.
 
 mod checks;
-mod platform;
+pub mod platform;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -137,7 +137,7 @@ impl PlanError {
 
     /// `FILE:LINE: message` (or `FILE: message`), with the whole cause chain.
     pub fn render(&self, file: &str) -> String {
-        let message = crate::cli::error_chain(self);
+        let message = crate::errors::error_chain(self);
         match self.line() {
             Some(line) => format!("{file}:{line}: {message}"),
             None => format!("{file}: {message}"),

@@ -116,11 +116,11 @@ pub fn resolve_with_progress(
             name,
             format!(
                 "{}; it is not in rbuild's local store ({}) either: check the name, or build it here with rbuild --tag {name}",
-                crate::cli::error_chain(&e),
+                crate::errors::error_chain(&e),
                 store.root().display()
             ),
         )),
-        Err(e) => Err(err(name, crate::cli::error_chain(&e))),
+        Err(e) => Err(err(name, crate::errors::error_chain(&e))),
     }
 }
 

@@ -17,6 +17,7 @@ pub mod copy;
 pub mod error;
 pub mod explain;
 pub mod in_root;
+pub mod inputs;
 pub mod key;
 pub mod lazy_rootfs;
 pub mod meta;
@@ -74,10 +75,10 @@ pub struct EngineOptions {
     /// images; no mode is ever widened (a 0600 file stays 0600).
     pub normalize_modes: bool,
     /// `--secret` sources (never their values), for `RUN --mount=type=secret`.
-    pub secrets: Vec<crate::cli::secret::SecretSpec>,
+    pub secrets: Vec<inputs::SecretSpec>,
     /// `--ssh` agent sockets, for `RUN --mount=type=ssh` (the engine connects to them; keys
     /// never pass through rbuild).
-    pub ssh: Vec<crate::cli::ssh::SshSpec>,
+    pub ssh: Vec<inputs::SshSpec>,
     /// The working directory rbuild started in: `FROM oci-layout://DIR` is relative to it.
     pub workdir: std::path::PathBuf,
     /// Absolute paths the context scan never reads (the store and the build's outputs, when
@@ -231,7 +232,7 @@ impl<'a> Engine<'a> {
                 Ok(())
             }
             Err(e) => {
-                step.failed(crate::cli::error_chain(&e));
+                step.failed(crate::errors::error_chain(&e));
                 Err(self.fetch_error(e))
             }
         }
@@ -242,7 +243,7 @@ impl<'a> Engine<'a> {
         if self.fetcher.is_imported(e.digest()) {
             BuildError::ImportedCache {
                 digest: e.digest().clone(),
-                reason: crate::cli::error_chain(&e),
+                reason: crate::errors::error_chain(&e),
             }
         } else {
             BuildError::Fetch(e)

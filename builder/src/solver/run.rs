@@ -27,13 +27,13 @@ use super::key::KeyInputs;
 use super::rootfs::RootFs;
 use super::stage::StageState;
 use super::{BuildError, Engine};
-use crate::cli::secret::SecretSource;
 use crate::dockerfile::MountSpec;
 use crate::dockerfile::NetworkMode;
 use crate::dockerfile::{CommandForm, RunInstruction};
 use crate::executor::{self, SandboxMount, SandboxNetwork, SandboxSpec, Stream};
 use crate::graph::is_proxy_arg;
 use crate::progress::{LogStream, StepHandle};
+use crate::solver::inputs::SecretSource;
 
 /// Hostname of every RUN sandbox (BuildKit's).
 pub const HOSTNAME: &str = "buildkitsandbox";

@@ -160,7 +160,7 @@ impl Runner<'_, '_> {
 pub fn build_stage(engine: &Engine<'_>, i: usize) -> Result<StageState, BuildError> {
     let stage = &engine.df.stages[i];
     let planned = &engine.plan.stages[i];
-    let platform = crate::cli::values::platform_string(&engine.opts.platform);
+    let platform = crate::graph::platform::platform_string(&engine.opts.platform);
     let epoch = engine.opts.epoch;
 
     let mut runner = Runner {
@@ -758,7 +758,7 @@ fn resolve_from(
         &engine.opts.platform,
         &cwd,
     )?;
-    let platform = crate::cli::values::platform_string(&engine.opts.platform);
+    let platform = crate::graph::platform::platform_string(&engine.opts.platform);
     let key = KeyInputs::new("from", None, format!("FROM {name}"), platform)
         .input("base", image.manifest_digest.to_string())
         .key();

@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use super::ssh::AgentProxy;
 use super::{PreparedRun, RunError};
-use crate::cli::secret::SecretSource;
 use crate::context::Context;
 use crate::dockerfile::{CacheSharing, MountSpec};
 use crate::executor::{SandboxMount, SecretFrom};
+use crate::solver::inputs::SecretSource;
 use crate::solver::rootfs::{MountGuard, RootFs};
 use crate::solver::stage::StageState;
 use crate::solver::{BuildError, Engine};
@@ -393,7 +393,7 @@ fn materialize(ctx: &Context, rel: &str, dest: &Path, rw: bool) -> Result<(), Bu
 /// The id of an ssh mount (`default` when it names none, as BuildKit).
 fn ssh_id(id: Option<&str>) -> &str {
     id.filter(|i| !i.is_empty())
-        .unwrap_or(crate::cli::ssh::DEFAULT_ID)
+        .unwrap_or(crate::solver::inputs::DEFAULT_ID)
 }
 
 /// Where the `n`th ssh mount of a RUN appears in the sandbox.
