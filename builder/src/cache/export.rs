@@ -19,7 +19,7 @@ use rbuild_registry::push::PushOptions;
 
 use super::blobs::BlobFetcher;
 use super::import::ImportedCaches;
-use crate::cli::cache_spec::{CacheExportSpec, CacheExportTarget, CacheMode};
+use crate::cache::spec::{CacheExportSpec, CacheExportTarget, CacheMode};
 use crate::errors::error_chain;
 use crate::graph::BuildPlan;
 use crate::progress::{LogStream, Progress};

@@ -21,7 +21,7 @@ use rbuild_registry::cache::{CacheLayer, CacheMap};
 use rbuild_registry::Registry;
 
 use super::blobs::{BlobFetcher, Registries};
-use crate::cli::cache_spec::{CacheImportSource, CacheImportSpec};
+use crate::cache::spec::{CacheImportSource, CacheImportSpec};
 use crate::errors::error_chain;
 use crate::progress::Progress;
 use crate::solver::record::StepResult;

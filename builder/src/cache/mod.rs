@@ -13,3 +13,4 @@ pub mod blobs;
 pub mod export;
 pub mod import;
 pub mod mounts;
+pub mod spec;

@@ -3,6 +3,7 @@
 
 pub mod ahead;
 pub mod push;
+pub mod spec;
 pub mod tags;
 
 use std::collections::BTreeMap;
@@ -14,7 +15,7 @@ use rbuild_layers::store::Store;
 use rbuild_layers::Compression;
 use rbuild_registry::Reference;
 
-use crate::cli::output::{Destination, OutputKind, OutputSpec};
+use crate::export::spec::{Destination, OutputKind, OutputSpec};
 use crate::git::GitInfo;
 use crate::solver::stage::created_time;
 use crate::solver::{BuildError, StageState};

@@ -14,7 +14,7 @@ use crate::cache::blobs::BlobFetcher;
 
 use super::ahead::SentAhead;
 use super::BuiltImage;
-use crate::cli::output::{OutputKind, OutputSpec};
+use crate::export::spec::{OutputKind, OutputSpec};
 use crate::progress::{LogStream, Progress};
 
 /// Why a push failed.

@@ -1,0 +1,41 @@
+//! What an output is (`--output type=…`), as the exporters take it. The exporters own these
+//! types; the CLI parses `--output` into them (`cli::output`), so `export` never imports the CLI.
+
+use std::path::PathBuf;
+
+use rbuild_layers::Compression;
+use rbuild_registry::Reference;
+
+/// Where an `oci`/`docker` exporter writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    Directory(PathBuf),
+    Tarball(PathBuf),
+    Stdout,
+}
+
+/// What an `--output` produces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputKind {
+    /// An OCI image layout (directory or tarball).
+    Oci(Destination),
+    /// A docker-archive that `docker load` accepts.
+    Docker(Destination),
+    /// Push to a registry (`type=registry`, or `type=image,push=true`).
+    Registry { push_by_digest: bool },
+    /// The final filesystem, flattened into a directory.
+    Local(PathBuf),
+}
+
+/// A validated `--output`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputSpec {
+    pub kind: OutputKind,
+    /// `name=` references (comma-free; several are given as a quoted field `"name=a,b"`).
+    pub names: Vec<Reference>,
+    pub compression: Compression,
+    pub compression_level: Option<i32>,
+    pub force_compression: bool,
+    /// `oci-mediatypes=false` asks for Docker schema2 media types.
+    pub oci_media_types: bool,
+}
