@@ -11,7 +11,7 @@ fn main() {
     // is killed. Harmless without privileges: mount-needing steps then report what was refused.
     rbuild::sandbox_init::private_mount_namespace();
     exit_on_panic();
-    std::process::exit(rbuild::cli::main());
+    std::process::exit(rbuild::commands::main());
 }
 
 /// A panic on any thread is a bug in rbuild, and the build cannot go on: the other threads may

@@ -1,6 +1,6 @@
-//! Command-line interface: clap arguments turned into validated options before any work starts,
-//! then handed to the library; errors are printed with their whole cause chain and mapped to the
-//! documented exit codes (0 ok, 1 build failed, 2 usage or Dockerfile error).
+//! Command-line interface: clap arguments turned into validated options before any work starts
+//! (the types of the layers below, e.g. `export::spec`, `solver::inputs`). `commands` runs them
+//! and maps errors to exit codes; this module never calls into `commands`.
 
 pub mod args;
 pub mod cache_spec;
@@ -11,67 +11,5 @@ pub mod secret;
 pub mod ssh;
 pub mod values;
 
-use std::io::Write;
-
-use clap::Parser;
-
-use crate::errors::error_chain;
-
 pub use args::{Cli, Command};
 pub use options::{BuildOptions, PlanOptions, UsageError};
-
-/// Exit code: success.
-pub const EXIT_OK: i32 = 0;
-/// Exit code: the build failed.
-pub const EXIT_BUILD_FAILED: i32 = 1;
-/// Exit code: usage error or invalid Dockerfile.
-pub const EXIT_USAGE: i32 = 2;
-
-/// An error that ends the command, with the exit code it maps to.
-#[derive(Debug)]
-pub enum Failure {
-    /// Bad flags, Dockerfile or ignore file: exit 2. The message is printed as is.
-    Usage(String),
-    /// The build itself failed: exit 1.
-    Build(anyhow::Error),
-}
-
-impl From<UsageError> for Failure {
-    fn from(e: UsageError) -> Self {
-        Failure::Usage(format!("error: {}", error_chain(&e)))
-    }
-}
-
-/// Runs the command line and returns the process exit code.
-pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
-        Ok(c) => c,
-        Err(e) => {
-            let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
-            // Printing help to a closed pipe is not an error worth reporting.
-            let _ = e.print();
-            return code;
-        }
-    };
-    let result = match cli.command {
-        Some(Command::Check(a)) => crate::commands::check::run(&a),
-        Some(Command::Build(a)) => crate::commands::build::run(&a),
-        Some(Command::Explain(a)) => crate::commands::explain::run(&a),
-        Some(Command::Prune(a)) => crate::commands::store::prune(&a),
-        Some(Command::Du(a)) => crate::commands::store::du(&a),
-        Some(Command::Fsck(a)) => crate::commands::store::fsck(&a),
-        Some(Command::Login(a)) => crate::commands::login::run(&a),
-        None => crate::commands::build::run(&cli.build),
-    };
-    match result {
-        Ok(()) => EXIT_OK,
-        Err(Failure::Usage(msg)) => {
-            let _ = writeln!(std::io::stderr(), "{msg}");
-            EXIT_USAGE
-        }
-        Err(Failure::Build(e)) => {
-            let _ = writeln!(std::io::stderr(), "error: {}", error_chain(e.as_ref()));
-            EXIT_BUILD_FAILED
-        }
-    }
-}

@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use rbuild_layers::store::Store;
 use rbuild_layers::Compression;
 
+use super::Failure;
 use crate::cache::blobs::{BlobFetcher, Registries};
 use crate::cache::export::{cache_map, export_all, stages_for, ExportInput};
 use crate::cache::import::ImportedCaches;
@@ -17,7 +18,7 @@ use crate::cli::args::BuildArgs;
 use crate::cli::cache_spec::{CacheExportTarget, CacheMode};
 use crate::cli::output::OutputKind;
 use crate::cli::values::ProgressMode;
-use crate::cli::{BuildOptions, Failure};
+use crate::cli::BuildOptions;
 use crate::errors::error_chain;
 use crate::export::ahead::{stage_destinations, UploadAhead};
 use crate::export::push::destinations;

@@ -2,8 +2,9 @@
 
 use std::io::Write;
 
+use super::Failure;
 use crate::cli::args::CheckArgs;
-use crate::cli::{Failure, PlanOptions};
+use crate::cli::PlanOptions;
 use crate::graph::Base;
 
 use super::plan::{load_plan, LoadedPlan};

@@ -6,9 +6,10 @@ use std::io::Write;
 use anyhow::Context as _;
 use rbuild_layers::store::Store;
 
+use super::Failure;
 use crate::cli::args::ExplainArgs;
 use crate::cli::options::store_dir;
-use crate::cli::{Failure, PlanOptions};
+use crate::cli::PlanOptions;
 use crate::solver::record::load_build;
 
 use super::plan::load_plan;

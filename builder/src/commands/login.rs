@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use rbuild_registry::auth::credentials;
 use rbuild_registry::{ClientOptions, Credential, Registry, Secret};
 
+use super::Failure;
 use crate::cli::args::{LoginArgs, RegistryArgs};
-use crate::cli::Failure;
 use crate::errors::error_chain;
 
 /// `--insecure-registry` and `--registry-ca HOST=FILE` as client options.

@@ -2,7 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::cli::{Failure, PlanOptions};
+use super::Failure;
+use crate::cli::PlanOptions;
 use crate::dockerfile::lint::secrets_in_args_or_env;
 use crate::dockerfile::Dockerfile;
 use crate::graph::platform::host_platform;

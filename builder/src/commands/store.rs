@@ -5,10 +5,10 @@ use std::io::Write;
 use anyhow::Context as _;
 use rbuild_layers::store::{PruneOptions, Store};
 
+use super::Failure;
 use crate::cli::args::{PruneArgs, StoreArgs};
 use crate::cli::options::store_dir;
 use crate::cli::values::ByteSize;
-use crate::cli::Failure;
 
 fn open(a: &StoreArgs) -> Result<Store, Failure> {
     let dir = store_dir(a.store.as_deref())?;

@@ -101,5 +101,3 @@ impl ScopeSize {
     }
 }
 
-#[cfg(test)]
-mod tests;

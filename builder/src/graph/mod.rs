@@ -7,6 +7,8 @@
 //! known before the build (for `--from`), as BuildKit does when it builds its dispatch states.
 
 mod checks;
+#[cfg(test)]
+mod limits_tests;
 pub mod platform;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,16 +1,18 @@
-//! Regression tests for the expansion bounds: each reproduces an input that used to take
-//! gigabytes or quadratic time, and checks it now stops with the limit's message.
+//! Regression tests for the expansion bounds (`dockerfile::limits`): each reproduces an input
+//! that used to take gigabytes or quadratic time, and checks it now stops with the limit's
+//! message. They live with the plan because most go through it; the frontend's own tests never
+//! import the plan (the frontend stands alone).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use super::*;
+use crate::dockerfile::limits::*;
 use crate::dockerfile::expand::{expand_word, ExpandErrorKind};
 use crate::dockerfile::parse;
-use crate::graph::BuildPlan;
+use super::BuildPlan;
 
 /// The Dockerfile of the report: forty ARGs, each twice the one before (8 × 2^39 bytes).
-pub(crate) fn doubling_args_dockerfile(global: bool) -> String {
+fn doubling_args_dockerfile(global: bool) -> String {
     let mut args = String::from("ARG A1=xxxxxxxx\n");
     for i in 2..=40 {
         args.push_str(&format!("ARG A{i}=${{A{p}}}${{A{p}}}\n", p = i - 1));
