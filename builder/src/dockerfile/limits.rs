@@ -100,4 +100,3 @@ impl ScopeSize {
         Ok(())
     }
 }
-

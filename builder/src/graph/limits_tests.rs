@@ -6,10 +6,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::dockerfile::limits::*;
-use crate::dockerfile::expand::{expand_word, ExpandErrorKind};
-use crate::dockerfile::parse;
 use super::BuildPlan;
+use crate::dockerfile::expand::{expand_word, ExpandErrorKind};
+use crate::dockerfile::limits::*;
+use crate::dockerfile::parse;
 
 /// The Dockerfile of the report: forty ARGs, each twice the one before (8 × 2^39 bytes).
 fn doubling_args_dockerfile(global: bool) -> String {
