@@ -7,6 +7,7 @@ pub mod cache_spec;
 pub mod csv;
 pub mod options;
 pub mod output;
+pub mod registry;
 pub mod secret;
 pub mod ssh;
 pub mod values;

@@ -70,8 +70,7 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
     let started = Instant::now();
     let opts = BuildOptions::from_args(a)?;
     check_supported(&opts)?;
-    let registry_opts = super::login::registry_options(&a.registry)?;
-    crate::solver::base::configure_registries(registry_opts.clone());
+    let registry_opts = crate::cli::registry::registry_options(&a.registry)?;
     let tag_specs = a
         .tags
         .iter()
@@ -150,6 +149,7 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
         })
         .collect::<Result<BTreeSet<usize>, Failure>>()?;
     let engine_opts = EngineOptions {
+        registry: registry_opts.clone(),
         platform: opts.plan.platform.clone(),
         platform_vars,
         build_args,

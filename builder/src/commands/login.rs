@@ -4,35 +4,14 @@
 //! from standard input only, and never printed.
 
 use std::io::Read;
-use std::path::PathBuf;
 
 use rbuild_registry::auth::credentials;
-use rbuild_registry::{ClientOptions, Credential, Registry, Secret};
+use rbuild_registry::{Credential, Registry, Secret};
 
 use super::Failure;
-use crate::cli::args::{LoginArgs, RegistryArgs};
+use crate::cli::args::LoginArgs;
+use crate::cli::registry::registry_options;
 use crate::errors::error_chain;
-
-/// `--insecure-registry` and `--registry-ca HOST=FILE` as client options.
-pub fn registry_options(a: &RegistryArgs) -> Result<ClientOptions, Failure> {
-    let mut opts = ClientOptions {
-        insecure: a.insecure_registries.clone(),
-        ..ClientOptions::default()
-    };
-    for spec in &a.registry_cas {
-        let (host, file) = spec
-            .split_once('=')
-            .filter(|(h, f)| !h.is_empty() && !f.is_empty())
-            .ok_or_else(|| {
-                Failure::Usage(format!(
-                    "error: --registry-ca {spec:?}: expected HOST[:PORT]=FILE"
-                ))
-            })?;
-        let file = crate::cli::options::absolute(&PathBuf::from(file))?;
-        opts.ca_files.push((host.to_string(), file));
-    }
-    Ok(opts)
-}
 
 pub fn run(a: &LoginArgs) -> Result<(), Failure> {
     let mut opts = registry_options(&a.registry_opts)?;

@@ -14,13 +14,12 @@
 //! stages built on it.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use rbuild_layers::image::config::ImageConfig;
 use rbuild_layers::image::manifest::{ImageIndex, ImageManifest};
 use rbuild_layers::store::Store;
 use rbuild_layers::{Descriptor, Digest, Platform};
-use rbuild_registry::{ClientOptions, Reference};
+use rbuild_registry::Reference;
 
 use crate::cache::blobs::Registries;
 
@@ -29,19 +28,6 @@ use super::BuildError;
 
 /// Annotation on a store tag saying where the image came from: `build` or `pull`.
 pub const ORIGIN_ANNOTATION: &str = "io.rbuild.origin";
-
-static REGISTRY_OPTIONS: OnceLock<ClientOptions> = OnceLock::new();
-
-/// Sets how registries are reached for the rest of the process (`--insecure-registry`,
-/// `--registry-ca`); called once by the CLI before a build. Later calls are ignored.
-pub fn configure_registries(opts: ClientOptions) {
-    let _ = REGISTRY_OPTIONS.set(opts);
-}
-
-/// The registry options configured for this process.
-pub fn registry_options() -> ClientOptions {
-    REGISTRY_OPTIONS.get().cloned().unwrap_or_default()
-}
 
 /// Largest manifest, index or config rbuild reads.
 const MAX_JSON: u64 = 4 * 1024 * 1024;

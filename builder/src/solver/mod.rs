@@ -79,6 +79,9 @@ pub struct EngineOptions {
     /// `--ssh` agent sockets, for `RUN --mount=type=ssh` (the engine connects to them; keys
     /// never pass through rbuild).
     pub ssh: Vec<inputs::SshSpec>,
+    /// How registries are reached (`--insecure-registry`, `--registry-ca`, credentials): passed
+    /// here, never through process-wide state.
+    pub registry: rbuild_registry::ClientOptions,
     /// The working directory rbuild started in: `FROM oci-layout://DIR` is relative to it.
     pub workdir: std::path::PathBuf,
     /// Absolute paths the context scan never reads (the store and the build's outputs, when
@@ -147,7 +150,7 @@ impl<'a> Engine<'a> {
             }
         }
         let fetcher = Arc::new(BlobFetcher::new(Arc::new(Registries::new(
-            base::registry_options(),
+            opts.registry.clone(),
         ))));
         Ok(Engine {
             store,
