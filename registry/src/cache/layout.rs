@@ -16,7 +16,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use rbuild_layers::digest::Algorithm;
-use rbuild_layers::image::manifest::{read_capped, ImageIndex, ImageManifest, MAX_MANIFEST_BYTES};
+use rbuild_layers::image::manifest::{ImageIndex, ImageManifest, MAX_MANIFEST_BYTES};
 use rbuild_layers::image::{BlobReadError, BlobSource};
 use rbuild_layers::oci_layout::{self, LayoutError, LayoutWriter, LockOn, REF_NAME_ANNOTATION};
 use rbuild_layers::store::{Store, StoreError};
@@ -101,21 +101,6 @@ fn read_verified(dir: &Path, desc: &Descriptor, max: u64) -> Result<Vec<u8>, Cac
 /// Reads the cache in `dir`: `index.json` → the entry named `latest` (else the only entry) →
 /// the cache manifest → the map. Copies no layer.
 pub fn read_layout_cache(dir: &Path) -> Result<LayoutCache, CacheLoadError> {
-    let index_path = dir.join("index.json");
-    let file = match File::open(&index_path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(CacheLoadError::NotFound { what: what(dir) })
-        }
-        Err(source) => {
-            return Err(CacheLoadError::Io {
-                what: what(dir),
-                op: "opening",
-                path: index_path,
-                source,
-            })
-        }
-    };
     let document = |path: &Path| {
         let path = path.to_path_buf();
         move |source| CacheLoadError::Document {
@@ -124,9 +109,27 @@ pub fn read_layout_cache(dir: &Path) -> Result<LayoutCache, CacheLoadError> {
             source: Box::new(source),
         }
     };
-    let bytes =
-        read_capped(file, MAX_MANIFEST_BYTES, "image index").map_err(document(&index_path))?;
-    let index = ImageIndex::from_slice(&bytes).map_err(document(&index_path))?;
+    let index = match oci_layout::read_index(dir) {
+        Ok(Some(index)) => index,
+        Ok(None) => return Err(CacheLoadError::NotFound { what: what(dir) }),
+        Err(LayoutError::Index { source, .. }) => {
+            return Err(document(&dir.join("index.json"))(source))
+        }
+        Err(LayoutError::Io { op, path, source }) => {
+            return Err(CacheLoadError::Io {
+                what: what(dir),
+                op,
+                path,
+                source,
+            })
+        }
+        Err(other) => {
+            return Err(CacheLoadError::Inconsistent {
+                what: what(dir),
+                reason: other.to_string(),
+            })
+        }
+    };
     let named = index
         .manifests
         .iter()
@@ -385,6 +388,12 @@ mod tests {
             desc
         );
         assert_eq!(files_in(&dir).len(), 4, "two layers, the map, the manifest");
+        // Copies, not hard links into the store: the directory travels on its own.
+        for l in &layers {
+            let path = oci_layout::blob_path(&dir, &l.descriptor.digest);
+            let meta = fs::metadata(&path).expect("stat");
+            assert_eq!(std::os::unix::fs::MetadataExt::nlink(&meta), 1);
+        }
     }
 
     #[test]
@@ -472,6 +481,25 @@ mod tests {
             "{e}"
         );
         assert!(!fresh.has_blob(&l.descriptor.digest), "nothing was stored");
+    }
+
+    /// A layer that rotted in the local store is refused (the store's reader and the layout
+    /// writer both check it) and no index naming it is written.
+    #[test]
+    fn a_corrupt_blob_in_the_store_is_not_written() {
+        let (_d, store) = testutil::store();
+        let l = layer(&store, "rot");
+        let path = store.blob_path(&l.descriptor.digest);
+        let mut bytes = fs::read(&path).expect("read");
+        bytes[0] ^= 1;
+        fs::remove_file(&path).expect("remove");
+        fs::write(&path, &bytes).expect("corrupt, same size");
+        let out = tempfile::tempdir().expect("tempdir");
+        let e = write_layout_cache(out.path(), &store, &map_of(std::slice::from_ref(&l)), None)
+            .expect_err("corrupt");
+        assert!(matches!(e, CacheWriteError::CorruptBlob { .. }), "{e}");
+        assert!(!out.path().join("index.json").exists());
+        assert!(!oci_layout::blob_path(out.path(), &l.descriptor.digest).exists());
     }
 
     #[test]
