@@ -9,6 +9,7 @@ pub mod device;
 pub mod digest;
 pub mod failpoint;
 pub mod media_type;
+pub mod oci_layout;
 pub mod whiteout;
 
 pub use descriptor::{Descriptor, Platform};

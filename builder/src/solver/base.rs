@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use rbuild_layers::image::config::ImageConfig;
 use rbuild_layers::image::manifest::{ImageIndex, ImageManifest};
+use rbuild_layers::oci_layout;
 use rbuild_layers::store::Store;
 use rbuild_layers::{Descriptor, Digest, Platform};
 use rbuild_registry::Reference;
@@ -288,10 +289,7 @@ fn copy_blob_in(
     if store.has_blob(d) {
         return Ok(());
     }
-    let path = layout
-        .join("blobs")
-        .join(d.algorithm().as_str())
-        .join(d.hex());
+    let path = oci_layout::blob_path(layout, d);
     let mut f = std::fs::File::open(&path).map_err(|e| {
         err(
             name,
@@ -341,7 +339,7 @@ fn from_layout(
         (Some(t), None) => index
             .manifests
             .iter()
-            .find(|m| m.annotations.get("org.opencontainers.image.ref.name") == Some(t))
+            .find(|m| m.annotations.get(oci_layout::REF_NAME_ANNOTATION) == Some(t))
             .ok_or_else(|| {
                 err(
                     name,

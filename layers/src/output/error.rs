@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use crate::image::ImageError;
+use crate::image::{BlobReadError, ImageError};
+use crate::oci_layout::LayoutError;
 use crate::{Digest, MediaType};
 
 /// What went wrong writing an output; messages name the operation and the path or blob.
@@ -79,5 +80,39 @@ impl OutputError {
     ) -> impl FnOnce(std::io::Error) -> OutputError {
         let path = path.into();
         move |source| OutputError::Io { op, path, source }
+    }
+}
+
+impl From<BlobReadError> for OutputError {
+    fn from(e: BlobReadError) -> OutputError {
+        match e {
+            BlobReadError::Read { digest, source } => OutputError::ReadBlob { digest, source },
+            BlobReadError::Corrupt {
+                digest,
+                actual,
+                size,
+                expected_size,
+            } => OutputError::BlobCorrupt {
+                digest,
+                actual,
+                size,
+                expected_size,
+            },
+        }
+    }
+}
+
+/// The layout writer's errors as the outputs have always reported them (an existing layout
+/// is the `dest` the user named).
+impl From<LayoutError> for OutputError {
+    fn from(e: LayoutError) -> OutputError {
+        match e {
+            LayoutError::Io { op, path, source } => OutputError::Io { op, path, source },
+            LayoutError::Blob(e) => e.into(),
+            LayoutError::BadLayout { path, reason } => {
+                OutputError::BadExistingLayout { path, reason }
+            }
+            LayoutError::Index { path, source } => OutputError::ExistingIndex { path, source },
+        }
     }
 }

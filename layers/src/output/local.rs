@@ -15,6 +15,7 @@ use std::path::Path;
 
 use super::atomic::{self, fsync_dir};
 use super::{Destination, OutputError};
+use crate::image::verified::open_verified;
 use crate::image::{BlobSource, Image};
 use crate::Compression;
 
@@ -95,7 +96,7 @@ pub fn write_local_dir(
                     digest: layer.digest.clone(),
                     media_type: layer.media_type.clone(),
                 })?;
-        let (size, mut r) = atomic::open_verified(source, &layer.digest)?;
+        let (size, mut r) = open_verified(source, &layer.digest)?;
         applier
             .apply(root, &mut r, compression)
             .map_err(|source| OutputError::Apply {

@@ -10,12 +10,14 @@
 //! `umoci … --image DIR:app:1.0` find it. (BuildKit writes only the tag part here and the full
 //! name in `io.containerd.image.name`; the docker-archive writer follows Docker in that.)
 //!
-//! Directory semantics, decided here:
+//! The directory is written by the shared layout writer ([`crate::oci_layout`]). Directory
+//! semantics, decided here:
 //! - `dest` missing or an empty directory: the layout is built in a temporary sibling
 //!   directory and renamed into place, so the destination never holds half a layout.
 //! - `dest` an existing OCI layout: the images are ADDED to it, under an exclusive `flock` on
 //!   the directory: blobs are copied first (each atomically), then `index.json` is replaced
-//!   atomically, with entries of the same `ref.name` replaced in place and others kept.
+//!   atomically, with entries of the same `ref.name` replaced in place and others kept
+//!   ([`merge_entries`]).
 //!   Blobs no longer referenced are not removed (no garbage collection).
 //! - anything else: an error; nothing is overwritten.
 //!
@@ -28,16 +30,13 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::Path;
 
-use super::atomic::{self, fsync_dir, put_layout_blob, write_file_atomic, DirLock};
+use super::atomic::{self, fsync_dir};
 use super::tarball::Entries;
 use super::{Destination, ExportImage, OutputError};
 use crate::image::{BlobSource, ImageIndex};
+use crate::oci_layout::{merge_entries, read_index, LayoutWriter, LockOn};
+pub use crate::oci_layout::{OCI_LAYOUT_FILE, REF_NAME_ANNOTATION};
 use crate::{Descriptor, Digest};
-
-/// The annotation naming an index entry inside an image layout.
-pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
-/// The `oci-layout` file's content.
-pub const OCI_LAYOUT_FILE: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 
 /// Writes `images` as an OCI layout to `dest` (directory, `.tar` file or stdout).
 pub fn write_oci(
@@ -137,33 +136,6 @@ pub(crate) fn all_blobs<'a>(images: &[ExportImage<'a>]) -> BTreeSet<&'a Digest> 
     images.iter().flat_map(|i| i.image.blob_digests()).collect()
 }
 
-/// Adds `new` entries to `index`: a named entry replaces the entry with the same name (in
-/// place), an unnamed entry is skipped if the same manifest is already there unnamed.
-pub(crate) fn merge_index(index: &mut ImageIndex, new: Vec<Descriptor>) {
-    for d in new {
-        let name = d.annotations.get(REF_NAME_ANNOTATION).cloned();
-        let digest = d.digest.clone();
-        let same = |e: &Descriptor| match &name {
-            Some(n) => e.annotations.get(REF_NAME_ANNOTATION) == Some(n),
-            None => !e.annotations.contains_key(REF_NAME_ANNOTATION) && e.digest == digest,
-        };
-        match index.manifests.iter().position(same) {
-            Some(i) => {
-                index.manifests[i] = d;
-                // Drop any further duplicates of the name an earlier tool may have left.
-                let mut seen = false;
-                index.manifests.retain(|e| {
-                    let dup = same(e);
-                    let keep = !dup || !seen;
-                    seen |= dup;
-                    keep
-                });
-            }
-            None => index.manifests.push(d),
-        }
-    }
-}
-
 /// Writes an OCI layout directory at `dest` (see the module doc for the semantics).
 pub fn write_oci_dir(
     dest: &Path,
@@ -189,23 +161,16 @@ pub fn write_oci_dir(
     let parent = atomic::parent_of(dest);
     let tmp = atomic::temp_dir_for(dest, "oci")?;
     let root = tmp.path();
-    // image-layout: `blobs` must exist even when empty.
-    let sha_dir = root.join("blobs/sha256");
-    fs::create_dir_all(&sha_dir).map_err(OutputError::io("creating directory", &sha_dir))?;
+    let layout = LayoutWriter::create_private(root)?;
     for d in all_blobs(images) {
-        put_layout_blob(root, d, source)?;
+        layout.put_blob(d, source)?;
     }
-    for alg_dir in fs::read_dir(root.join("blobs"))
-        .map_err(OutputError::io("listing", root.join("blobs")))?
-        .flatten()
-    {
-        fsync_dir(&alg_dir.path())?;
-    }
-    fsync_dir(&root.join("blobs"))?;
-    write_file_atomic(&root.join("oci-layout"), OCI_LAYOUT_FILE)?;
+    layout.sync_blob_dirs()?;
+    layout.ensure_layout_file()?;
     let mut index = ImageIndex::new_oci();
     index.manifests = entries.clone();
-    write_file_atomic(&root.join("index.json"), &index.to_canonical_json())?;
+    layout.commit_index(&index, || {})?;
+    drop(layout);
     match fs::rename(root, dest) {
         Ok(()) => {
             let _ = tmp.keep();
@@ -235,45 +200,15 @@ fn add_to_layout(
     images: &[ExportImage<'_>],
     source: &dyn BlobSource,
 ) -> Result<(), OutputError> {
-    let _lock = DirLock::acquire(dest)?;
-    let bad = |reason: String| OutputError::BadExistingLayout {
-        path: dest.to_path_buf(),
-        reason,
-    };
-    let layout_file = dest.join("oci-layout");
-    let layout: serde_json::Value = fs::read(&layout_file)
-        .map_err(OutputError::io("reading", &layout_file))
-        .and_then(|b| {
-            serde_json::from_slice(&b).map_err(|e| bad(format!("oci-layout is not JSON: {e}")))
-        })?;
-    if layout.get("imageLayoutVersion").and_then(|v| v.as_str()) != Some("1.0.0") {
-        return Err(bad(format!(
-            "oci-layout has imageLayoutVersion {}, expected \"1.0.0\"",
-            layout["imageLayoutVersion"]
-        )));
-    }
-    let index_path = dest.join("index.json");
-    let mut index = match fs::File::open(&index_path) {
-        Ok(f) => ImageIndex::from_reader(f).map_err(|source| OutputError::ExistingIndex {
-            path: dest.to_path_buf(),
-            source,
-        })?,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => ImageIndex::new_oci(),
-        Err(e) => return Err(OutputError::io("opening", &index_path)(e)),
-    };
-    let sha_dir = dest.join("blobs/sha256");
-    fs::create_dir_all(&sha_dir).map_err(OutputError::io("creating directory", &sha_dir))?;
+    let layout = LayoutWriter::open_locked(dest, LockOn::Directory)?;
+    layout.check_layout_file()?;
+    let mut index = read_index(dest)?.unwrap_or_else(ImageIndex::new_oci);
     for d in all_blobs(images) {
-        put_layout_blob(dest, d, source)?;
+        layout.put_blob(d, source)?;
     }
-    for alg_dir in fs::read_dir(dest.join("blobs"))
-        .map_err(OutputError::io("listing", dest.join("blobs")))?
-        .flatten()
-    {
-        fsync_dir(&alg_dir.path())?;
-    }
-    merge_index(&mut index, entries);
-    write_file_atomic(&index_path, &index.to_canonical_json())
+    layout.sync_blob_dirs()?;
+    merge_entries(&mut index, entries);
+    Ok(layout.commit_index(&index, || {})?)
 }
 
 /// Streams the layout as a deterministic tar to `w`, returning `w`.
@@ -330,48 +265,5 @@ mod tests {
         fn ref_name_check_never_panics(s in ".{0,40}") {
             let _ = is_valid_ref_name(&s);
         }
-    }
-
-    fn desc(n: u8, name: Option<&str>) -> Descriptor {
-        let mut d = Descriptor::new(
-            crate::MediaType::OciImageManifest,
-            Digest::sha256_of(&[n]),
-            1,
-        );
-        if let Some(name) = name {
-            d.annotations
-                .insert(REF_NAME_ANNOTATION.into(), name.into());
-        }
-        d
-    }
-
-    #[test]
-    fn merge_replaces_same_name_in_place_and_keeps_others() {
-        let mut idx = ImageIndex::new_oci();
-        idx.manifests = vec![
-            desc(1, Some("a")),
-            desc(2, None),
-            desc(3, Some("b")),
-            desc(4, Some("a")),
-        ];
-        merge_index(
-            &mut idx,
-            vec![
-                desc(5, Some("a")),
-                desc(2, None),
-                desc(6, Some("c")),
-                desc(7, None),
-            ],
-        );
-        assert_eq!(
-            idx.manifests,
-            vec![
-                desc(5, Some("a")),
-                desc(2, None),
-                desc(3, Some("b")),
-                desc(6, Some("c")),
-                desc(7, None)
-            ]
-        );
     }
 }

@@ -7,8 +7,9 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use super::atomic::{open_verified, DIR_MODE, FILE_MODE};
+use super::atomic::{DIR_MODE, FILE_MODE};
 use super::OutputError;
+use crate::image::verified::open_verified;
 use crate::image::BlobSource;
 use crate::Digest;
 

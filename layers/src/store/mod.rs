@@ -64,8 +64,8 @@ pub use temps::{Reclaimed, ScratchDir};
 use crate::digest::Algorithm;
 use crate::{Descriptor, Digest, MediaType, Sha256Hasher};
 
-/// Content of the `oci-layout` file (image-spec `image-layout.md`).
-const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+// Content of the `oci-layout` file (image-spec `image-layout.md`).
+use crate::oci_layout::OCI_LAYOUT_FILE as OCI_LAYOUT;
 
 /// An open store. Cheap to share between threads (`&Store` is all the API needs).
 #[derive(Debug)]

@@ -10,10 +10,9 @@ use std::io;
 use serde::{Deserialize, Serialize};
 
 use super::{fsutil, Store, StoreError};
+// The annotation that names a tag in an OCI layout's index.
+use crate::oci_layout::REF_NAME_ANNOTATION;
 use crate::{Descriptor, MediaType};
-
-/// The annotation that names a tag in an OCI layout's index.
-pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

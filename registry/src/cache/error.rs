@@ -6,6 +6,7 @@ use std::io;
 use std::path::PathBuf;
 
 use rbuild_layers::image::ImageError;
+use rbuild_layers::oci_layout::LayoutError;
 use rbuild_layers::store::StoreError;
 use rbuild_layers::{Digest, MediaType};
 
@@ -95,6 +96,12 @@ pub enum CacheWriteError {
     },
     #[error("writing cache {what}: blob {digest} in the local store does not match its digest or size; it was not written")]
     CorruptBlob { what: String, digest: Digest },
+    #[error("writing cache {what}: {source}")]
+    Layout {
+        what: String,
+        #[source]
+        source: Box<LayoutError>,
+    },
 }
 
 #[cfg(test)]

@@ -2,22 +2,23 @@
 //! an OCI image layout (image-spec `image-layout.md`) holding the same cache manifest a
 //! registry cache has ([`super::remote`]), tagged `latest` in `index.json`.
 //!
-//! Writing is crash-safe and exclusive: blobs and `index.json` go through a temp file that is
-//! fsynced and renamed, the new `index.json` is in place before blobs it no longer references
-//! are removed, and an flock on `<dir>/.rbuild-cache.lock` keeps two exports to one directory
-//! from interleaving. Reading verifies every document it parses and every blob it imports by
+//! Writing goes through the shared layout writer ([`rbuild_layers::oci_layout`]), so it is
+//! crash-safe and exclusive: blobs and `index.json` go through a temp file that is fsynced and
+//! renamed, the new `index.json` is in place before blobs it no longer references are removed,
+//! and an flock on `<dir>/.rbuild-cache.lock` keeps two exports to one directory from
+//! interleaving. Reading verifies every document it parses and every blob it imports by
 //! digest and size, and caps how much it reads: the directory may come from anywhere (a CI
 //! cache restored from elsewhere).
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::io::AsRawFd;
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use rbuild_layers::digest::Algorithm;
-use rbuild_layers::image::manifest::{read_capped, ImageIndex, ImageManifest, MAX_MANIFEST_BYTES};
+use rbuild_layers::image::manifest::{ImageIndex, ImageManifest, MAX_MANIFEST_BYTES};
+use rbuild_layers::image::{BlobReadError, BlobSource};
+use rbuild_layers::oci_layout::{self, LayoutError, LayoutWriter, LockOn, REF_NAME_ANNOTATION};
 use rbuild_layers::store::{Store, StoreError};
 use rbuild_layers::{Descriptor, Digest, MediaType};
 
@@ -26,17 +27,10 @@ use super::format::{CacheMap, MAX_CACHE_MAP_BYTES};
 use super::remote::{check_listed, put_cache_manifest};
 use crate::push::FetchMissing;
 
-/// `index.json`'s annotation naming an entry (image-spec `annotations.md`).
-pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 /// The name of the cache's entry in `index.json`.
 pub const CACHE_TAG: &str = "latest";
 /// The lock file held while a cache is written.
 pub const LOCK_FILE: &str = ".rbuild-cache.lock";
-/// Prefix of temp files in the layout (removed by the next writer if a crash left them).
-const TEMP_PREFIX: &str = ".rbuild-tmp-";
-const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
-/// Mode of files written into the layout (another user may restore or read it).
-const FILE_MODE: u32 = 0o644;
 
 /// A cache map read from a layout directory.
 #[derive(Debug, Clone)]
@@ -62,8 +56,7 @@ fn what(dir: &Path) -> String {
 
 /// `<dir>/blobs/sha256/<hex>`; the store and this layout hold sha256 blobs only.
 fn blob_path(dir: &Path, digest: &Digest) -> Option<PathBuf> {
-    (digest.algorithm() == Algorithm::Sha256)
-        .then(|| dir.join("blobs").join("sha256").join(digest.hex()))
+    (digest.algorithm() == Algorithm::Sha256).then(|| oci_layout::blob_path(dir, digest))
 }
 
 /// Reads a small blob of the layout, checking its size against `max` first and its size and
@@ -108,21 +101,6 @@ fn read_verified(dir: &Path, desc: &Descriptor, max: u64) -> Result<Vec<u8>, Cac
 /// Reads the cache in `dir`: `index.json` → the entry named `latest` (else the only entry) →
 /// the cache manifest → the map. Copies no layer.
 pub fn read_layout_cache(dir: &Path) -> Result<LayoutCache, CacheLoadError> {
-    let index_path = dir.join("index.json");
-    let file = match File::open(&index_path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(CacheLoadError::NotFound { what: what(dir) })
-        }
-        Err(source) => {
-            return Err(CacheLoadError::Io {
-                what: what(dir),
-                op: "opening",
-                path: index_path,
-                source,
-            })
-        }
-    };
     let document = |path: &Path| {
         let path = path.to_path_buf();
         move |source| CacheLoadError::Document {
@@ -131,13 +109,31 @@ pub fn read_layout_cache(dir: &Path) -> Result<LayoutCache, CacheLoadError> {
             source: Box::new(source),
         }
     };
-    let bytes =
-        read_capped(file, MAX_MANIFEST_BYTES, "image index").map_err(document(&index_path))?;
-    let index = ImageIndex::from_slice(&bytes).map_err(document(&index_path))?;
+    let index = match oci_layout::read_index(dir) {
+        Ok(Some(index)) => index,
+        Ok(None) => return Err(CacheLoadError::NotFound { what: what(dir) }),
+        Err(LayoutError::Index { source, .. }) => {
+            return Err(document(&dir.join("index.json"))(source))
+        }
+        Err(LayoutError::Io { op, path, source }) => {
+            return Err(CacheLoadError::Io {
+                what: what(dir),
+                op,
+                path,
+                source,
+            })
+        }
+        Err(other) => {
+            return Err(CacheLoadError::Inconsistent {
+                what: what(dir),
+                reason: other.to_string(),
+            })
+        }
+    };
     let named = index
         .manifests
         .iter()
-        .find(|m| m.annotations.get(REF_NAME).map(String::as_str) == Some(CACHE_TAG));
+        .find(|m| m.annotations.get(REF_NAME_ANNOTATION).map(String::as_str) == Some(CACHE_TAG));
     let entry = match (named, index.manifests.as_slice()) {
         (Some(e), _) => e,
         (None, [only]) => only,
@@ -145,9 +141,9 @@ pub fn read_layout_cache(dir: &Path) -> Result<LayoutCache, CacheLoadError> {
             return Err(CacheLoadError::Inconsistent {
                 what: what(dir),
                 reason: format!(
-                    "index.json has {} entries and none is named {CACHE_TAG:?} ({REF_NAME})",
-                    all.len()
-                ),
+                "index.json has {} entries and none is named {CACHE_TAG:?} ({REF_NAME_ANNOTATION})",
+                all.len()
+            ),
             })
         }
     };
@@ -217,167 +213,60 @@ pub fn import_layout_blob(
     Ok(())
 }
 
-/// Takes an exclusive flock on `f`, waiting for it; released when `f` is closed. (libc rather
-/// than `File::lock`, which is newer than the workspace's minimum Rust version.)
-fn flock_exclusive(f: &File) -> io::Result<()> {
-    loop {
-        // SAFETY: flock on a descriptor `f` owns and keeps open for the call.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
+/// The store as a source of the blobs a cache directory gets: always copied, never
+/// hard-linked (the directory travels, e.g. as a CI cache, and must not share inodes with the
+/// store).
+struct CopyFromStore<'a>(&'a Store);
+
+impl BlobSource for CopyFromStore<'_> {
+    fn open_blob(&self, digest: &Digest) -> io::Result<Box<dyn Read + Send + '_>> {
+        BlobSource::open_blob(self.0, digest)
+    }
+
+    fn blob_size(&self, digest: &Digest) -> io::Result<u64> {
+        BlobSource::blob_size(self.0, digest)
     }
 }
 
-/// A write in progress: the directory and its `what` for errors.
-struct Writer<'a> {
-    dir: &'a Path,
-    blobs: PathBuf,
-}
-
-impl Writer<'_> {
-    fn io_err(&self, op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> CacheWriteError {
-        let what = what(self.dir);
-        let path = path.to_path_buf();
-        move |source| CacheWriteError::Io {
-            what,
-            op,
-            path,
-            source,
-        }
-    }
-
-    /// Writes `bytes` to `dest` through a fsynced temp file in the same directory;
-    /// `before_rename` runs once the temp file is durable (a crash-test failpoint, see
-    /// [`rbuild_layers::failpoint`]).
-    fn write_atomic(
-        &self,
-        dest: &Path,
-        bytes: &[u8],
-        before_rename: fn(),
-    ) -> Result<(), CacheWriteError> {
-        let dir = dest.parent().unwrap_or(self.dir);
-        let mut tmp = self.temp_in(dir)?;
-        tmp.write_all(bytes)
-            .map_err(self.io_err("writing", tmp.path()))?;
-        self.persist(tmp, dest, before_rename)
-    }
-
-    fn temp_in(&self, dir: &Path) -> Result<tempfile::NamedTempFile, CacheWriteError> {
-        let tmp = tempfile::Builder::new()
-            .prefix(TEMP_PREFIX)
-            .tempfile_in(dir)
-            .map_err(self.io_err("creating a temporary file in", dir))?;
-        tmp.as_file()
-            .set_permissions(fs::Permissions::from_mode(FILE_MODE))
-            .map_err(self.io_err("setting permissions of", tmp.path()))?;
-        Ok(tmp)
-    }
-
-    fn persist(
-        &self,
-        tmp: tempfile::NamedTempFile,
-        dest: &Path,
-        before_rename: fn(),
-    ) -> Result<(), CacheWriteError> {
-        tmp.as_file()
-            .sync_all()
-            .map_err(self.io_err("syncing", tmp.path()))?;
-        before_rename();
-        tmp.persist(dest)
-            .map_err(|e| self.io_err("renaming a temporary file to", dest)(e.error))?;
-        Ok(())
-    }
-
-    fn sync_dir(&self, dir: &Path) -> Result<(), CacheWriteError> {
-        File::open(dir)
-            .and_then(|f| f.sync_all())
-            .map_err(self.io_err("syncing directory", dir))
-    }
-
-    /// Copies blob `desc` from the store into the layout, verified, unless a file of its size
-    /// is there already (blob names are digests; a reader verifies them anyway).
-    fn put_blob(&self, store: &Store, desc: &Descriptor) -> Result<(), CacheWriteError> {
-        let dest =
-            blob_path(self.dir, &desc.digest).ok_or_else(|| CacheWriteError::MissingBlob {
-                what: what(self.dir),
-                digest: desc.digest.clone(),
-            })?;
-        if fs::symlink_metadata(&dest).is_ok_and(|m| m.is_file() && m.len() == desc.size) {
-            return Ok(());
-        }
-        let corrupt = || CacheWriteError::CorruptBlob {
-            what: what(self.dir),
-            digest: desc.digest.clone(),
+/// A layout writer's error as a cache write error: a blob the store finds corrupt (its reader
+/// checks the digest) or that does not match is `CorruptBlob`, the store's own errors are
+/// `Store`.
+fn layout_err(dir: &Path) -> impl Fn(LayoutError) -> CacheWriteError + '_ {
+    move |e| {
+        let corrupt = |digest: Digest| CacheWriteError::CorruptBlob {
+            what: what(dir),
+            digest,
         };
-        let mut r = store
-            .open_blob(&desc.digest)
-            .map_err(|source| CacheWriteError::Store {
-                what: what(self.dir),
-                source,
-            })?;
-        let mut tmp = self.temp_in(&self.blobs)?;
-        // The store's reader checks the digest at end of file; one byte past the size catches
-        // a longer blob.
-        let n = match io::copy(
-            &mut (&mut r).take(desc.size.saturating_add(1)),
-            tmp.as_file_mut(),
-        ) {
-            Ok(n) => n,
-            Err(e)
-                if matches!(
-                    StoreError::from_io(&e),
-                    Some(StoreError::CorruptBlob { .. })
-                ) =>
-            {
-                return Err(corrupt())
+        match e {
+            LayoutError::Io { op, path, source } => {
+                if let Some(StoreError::CorruptBlob { digest, .. }) = StoreError::from_io(&source) {
+                    return corrupt(digest.clone());
+                }
+                CacheWriteError::Io {
+                    what: what(dir),
+                    op,
+                    path,
+                    source,
+                }
             }
-            Err(e) => return Err(self.io_err("copying a blob into", &dest)(e)),
-        };
-        if n != desc.size {
-            return Err(corrupt());
+            LayoutError::Blob(BlobReadError::Corrupt { digest, .. }) => corrupt(digest),
+            LayoutError::Blob(BlobReadError::Read { source, digest }) => {
+                match source.into_inner().map(|e| e.downcast::<StoreError>()) {
+                    Some(Ok(source)) => CacheWriteError::Store {
+                        what: what(dir),
+                        source: *source,
+                    },
+                    _ => CacheWriteError::MissingBlob {
+                        what: what(dir),
+                        digest,
+                    },
+                }
+            }
+            other => CacheWriteError::Layout {
+                what: what(dir),
+                source: Box::new(other),
+            },
         }
-        self.persist(tmp, &dest, || {})
-    }
-
-    /// Removes blobs `keep` does not name, and temp files a crashed writer left in `blobs/`
-    /// and next to `index.json` (the lock is held, so no live writer owns one). Only names that
-    /// are sha256 digests or start with [`TEMP_PREFIX`] are touched.
-    fn remove_unreferenced(&self, keep: &BTreeSet<&str>) -> Result<(), CacheWriteError> {
-        self.remove_where(&self.blobs, |name| {
-            let is_digest = name.len() == 64
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-            (is_digest && !keep.contains(name)) || name.starts_with(TEMP_PREFIX)
-        })?;
-        self.remove_where(self.dir, |name| name.starts_with(TEMP_PREFIX))
-    }
-
-    /// Removes the files of `dir` whose names `doomed` picks, then syncs `dir`.
-    fn remove_where(
-        &self,
-        dir: &Path,
-        doomed: impl Fn(&str) -> bool,
-    ) -> Result<(), CacheWriteError> {
-        let entries = fs::read_dir(dir).map_err(self.io_err("listing", dir))?;
-        for entry in entries {
-            let entry = entry.map_err(self.io_err("listing", dir))?;
-            let name = entry.file_name();
-            if !name.to_str().is_some_and(&doomed) {
-                continue;
-            }
-            let path = entry.path();
-            match fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(self.io_err("removing", &path)(e)),
-            }
-        }
-        self.sync_dir(dir)
     }
 }
 
@@ -391,30 +280,13 @@ pub fn write_layout_cache(
     map: &CacheMap,
     fetch_missing: Option<FetchMissing<'_>>,
 ) -> Result<Descriptor, CacheWriteError> {
-    let w = Writer {
-        dir,
-        blobs: dir.join("blobs").join("sha256"),
-    };
-    fs::create_dir_all(&w.blobs).map_err(w.io_err("creating directory", &w.blobs))?;
-    let lock_path = dir.join(LOCK_FILE);
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(w.io_err("opening", &lock_path))?;
-    flock_exclusive(&lock).map_err(w.io_err("locking", &lock_path))?;
-
-    let layout = dir.join("oci-layout");
-    if !layout.is_file() {
-        w.write_atomic(&layout, OCI_LAYOUT, || {})?;
-    }
+    let err = layout_err(dir);
+    let layout = LayoutWriter::open_locked(dir, LockOn::File(LOCK_FILE)).map_err(&err)?;
+    layout.ensure_layout_file().map_err(&err)?;
+    let source = CopyFromStore(store);
     let layers = map.layer_descriptors();
     for d in &layers {
-        let present = blob_path(dir, &d.digest)
-            .and_then(|p| fs::symlink_metadata(p).ok())
-            .is_some_and(|m| m.is_file() && m.len() == d.size);
-        if present {
+        if layout.has_blob(&d.digest, d.size) {
             continue;
         }
         if store.blob_size(&d.digest) != Some(d.size) {
@@ -431,7 +303,7 @@ pub fn write_layout_cache(
                 });
             }
         }
-        w.put_blob(store, d)?;
+        layout.put_blob(&d.digest, &source).map_err(&err)?;
         rbuild_layers::failpoint::hit("cache_local.mid_blobs");
     }
     let (config, manifest) =
@@ -439,26 +311,27 @@ pub fn write_layout_cache(
             what: what(dir),
             source,
         })?;
-    w.put_blob(store, &config)?;
-    w.put_blob(store, &manifest)?;
-    w.sync_dir(&w.blobs)?;
+    for d in [&config, &manifest] {
+        layout.put_blob(&d.digest, &source).map_err(&err)?;
+    }
+    layout.sync_blob_dirs().map_err(&err)?;
 
     let mut entry = manifest.clone();
-    entry.annotations = BTreeMap::from([(REF_NAME.to_string(), CACHE_TAG.to_string())]);
+    entry.annotations = BTreeMap::from([(REF_NAME_ANNOTATION.to_string(), CACHE_TAG.to_string())]);
     let mut index = ImageIndex::new_oci();
     index.manifests.push(entry);
-    w.write_atomic(&dir.join("index.json"), &index.to_canonical_json(), || {
-        rbuild_layers::failpoint::hit("cache_local.before_index_rename")
-    })?;
-    w.sync_dir(dir)?;
+    layout
+        .commit_index(&index, || {
+            rbuild_layers::failpoint::hit("cache_local.before_index_rename")
+        })
+        .map_err(&err)?;
 
-    let keep: BTreeSet<&str> = layers
+    let keep = layers
         .iter()
-        .map(|d| d.digest.hex())
-        .chain([config.digest.hex(), manifest.digest.hex()])
-        .collect();
-    w.remove_unreferenced(&keep)?;
-    drop(lock);
+        .map(|d| &d.digest)
+        .chain([&config.digest, &manifest.digest]);
+    layout.remove_unreferenced(keep).map_err(&err)?;
+    drop(layout);
     Ok(manifest)
 }
 
@@ -467,6 +340,7 @@ mod tests {
     use super::*;
     use crate::testutil::{self, layer, map_of};
     use crate::RegistryError;
+    use std::collections::BTreeSet;
 
     fn files_in(dir: &Path) -> BTreeSet<String> {
         fs::read_dir(dir.join("blobs/sha256"))
@@ -485,12 +359,15 @@ mod tests {
         let desc = write_layout_cache(&dir, &store, &map, None).expect("write");
         assert_eq!(
             fs::read(dir.join("oci-layout")).expect("oci-layout"),
-            OCI_LAYOUT
+            oci_layout::OCI_LAYOUT_FILE
         );
         let index: serde_json::Value =
             serde_json::from_slice(&fs::read(dir.join("index.json")).expect("index"))
                 .expect("json");
-        assert_eq!(index["manifests"][0]["annotations"][REF_NAME], "latest");
+        assert_eq!(
+            index["manifests"][0]["annotations"][REF_NAME_ANNOTATION],
+            "latest"
+        );
         assert_eq!(index["manifests"][0]["digest"], desc.digest.to_string());
 
         let got = read_layout_cache(&dir).expect("read");
@@ -511,6 +388,12 @@ mod tests {
             desc
         );
         assert_eq!(files_in(&dir).len(), 4, "two layers, the map, the manifest");
+        // Copies, not hard links into the store: the directory travels on its own.
+        for l in &layers {
+            let path = oci_layout::blob_path(&dir, &l.descriptor.digest);
+            let meta = fs::metadata(&path).expect("stat");
+            assert_eq!(std::os::unix::fs::MetadataExt::nlink(&meta), 1);
+        }
     }
 
     #[test]
@@ -548,8 +431,8 @@ mod tests {
         let dir = out.path();
         let map = map_of(&[layer(&store, "a")]);
         write_layout_cache(dir, &store, &map, None).expect("first");
-        let dead_index = dir.join(format!("{TEMP_PREFIX}index"));
-        let dead_blob = dir.join(format!("blobs/sha256/{TEMP_PREFIX}blob"));
+        let dead_index = dir.join(format!("{}index", oci_layout::TEMP_PREFIX));
+        let dead_blob = dir.join(format!("blobs/sha256/{}blob", oci_layout::TEMP_PREFIX));
         fs::write(&dead_index, b"{\"half\":").expect("write");
         fs::write(&dead_blob, b"half a blob").expect("write");
         fs::write(dir.join("notes.txt"), b"the user's").expect("write");
@@ -598,6 +481,25 @@ mod tests {
             "{e}"
         );
         assert!(!fresh.has_blob(&l.descriptor.digest), "nothing was stored");
+    }
+
+    /// A layer that rotted in the local store is refused (the store's reader and the layout
+    /// writer both check it) and no index naming it is written.
+    #[test]
+    fn a_corrupt_blob_in_the_store_is_not_written() {
+        let (_d, store) = testutil::store();
+        let l = layer(&store, "rot");
+        let path = store.blob_path(&l.descriptor.digest);
+        let mut bytes = fs::read(&path).expect("read");
+        bytes[0] ^= 1;
+        fs::remove_file(&path).expect("remove");
+        fs::write(&path, &bytes).expect("corrupt, same size");
+        let out = tempfile::tempdir().expect("tempdir");
+        let e = write_layout_cache(out.path(), &store, &map_of(std::slice::from_ref(&l)), None)
+            .expect_err("corrupt");
+        assert!(matches!(e, CacheWriteError::CorruptBlob { .. }), "{e}");
+        assert!(!out.path().join("index.json").exists());
+        assert!(!oci_layout::blob_path(out.path(), &l.descriptor.digest).exists());
     }
 
     #[test]
