@@ -1,13 +1,14 @@
-//! Crash-safe file writing for the outputs: temp file + fsync + rename, verified blob copies,
+//! Crash-safe file writing for the outputs (through [`crate::atomic`]), verified blob copies,
 //! and a directory lock for updating an existing OCI layout.
 
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use super::OutputError;
+use crate::atomic::{self, AtomicFile};
 use crate::image::BlobSource;
 use crate::{Digest, Sha256Hasher};
 
@@ -18,18 +19,10 @@ pub(crate) const DIR_MODE: u32 = 0o755;
 
 /// fsyncs a directory so that renames and new entries in it survive a crash.
 pub(crate) fn fsync_dir(dir: &Path) -> Result<(), OutputError> {
-    File::open(dir)
-        .and_then(|f| f.sync_all())
-        .map_err(OutputError::io("syncing directory", dir))
+    Ok(atomic::sync_dir(dir)?)
 }
 
-/// The directory containing `path` (`.` for a bare file name).
-pub(crate) fn parent_of(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
-}
+pub(crate) use crate::atomic::parent_of;
 
 /// A temporary directory next to `dest` (same filesystem, so it can be renamed into place),
 /// mode [`DIR_MODE`], named `.rbuild-<what>-…`.
@@ -48,35 +41,17 @@ pub(crate) fn temp_dir_for(dest: &Path, what: &str) -> Result<tempfile::TempDir,
     Ok(tmp)
 }
 
-/// A temp file next to `dest`, mode [`FILE_MODE`], to be filled and then [`persist`]ed.
-pub(crate) fn temp_file_for(dest: &Path) -> Result<tempfile::NamedTempFile, OutputError> {
-    let dir = parent_of(dest);
-    let tmp = tempfile::Builder::new()
-        .prefix(".rbuild-tmp-")
-        .tempfile_in(&dir)
-        .map_err(OutputError::io("creating a temporary file in", &dir))?;
-    tmp.as_file()
-        .set_permissions(fs::Permissions::from_mode(FILE_MODE))
-        .map_err(OutputError::io("setting permissions of", tmp.path()))?;
-    Ok(tmp)
-}
+/// How the outputs write a file: mode [`FILE_MODE`], the directory fsynced.
+const WRITE: atomic::Options = atomic::Options::new().mode(atomic::Mode::Exact(FILE_MODE));
 
-/// fsyncs `tmp`, renames it to `dest` and fsyncs the directory.
-pub(crate) fn persist(tmp: tempfile::NamedTempFile, dest: &Path) -> Result<(), OutputError> {
-    tmp.as_file()
-        .sync_all()
-        .map_err(OutputError::io("syncing", tmp.path()))?;
-    tmp.persist(dest)
-        .map_err(|e| OutputError::io("renaming a temporary file to", dest)(e.error))?;
-    fsync_dir(&parent_of(dest))
+/// A temp file next to `dest`, to be filled and then [`AtomicFile::commit`]ted as [`FILE_MODE`].
+pub(crate) fn temp_file_for(dest: &Path) -> Result<AtomicFile, OutputError> {
+    Ok(AtomicFile::create(dest, WRITE)?)
 }
 
 /// Writes `bytes` to `dest` atomically.
 pub(crate) fn write_file_atomic(dest: &Path, bytes: &[u8]) -> Result<(), OutputError> {
-    let mut tmp = temp_file_for(dest)?;
-    tmp.write_all(bytes)
-        .map_err(OutputError::io("writing", tmp.path().to_path_buf()))?;
-    persist(tmp, dest)
+    Ok(atomic::write(dest, bytes, WRITE)?)
 }
 
 /// A reader that hashes and counts what passes through, to verify a blob while streaming it.
@@ -176,7 +151,7 @@ pub(crate) fn put_layout_blob(
     io::copy(&mut r, tmp.as_file_mut())
         .map_err(OutputError::io("copying blob into", dest.clone()))?;
     r.finish(digest, size)?;
-    persist(tmp, &dest)
+    Ok(tmp.commit()?)
 }
 
 /// An exclusive advisory lock (flock) on a directory, released on drop.

@@ -11,11 +11,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::io::{self, Read};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
+use rbuild_layers::atomic::{self, AtomicError, AtomicFile};
 use rbuild_layers::digest::Algorithm;
 use rbuild_layers::image::manifest::{read_capped, ImageIndex, ImageManifest, MAX_MANIFEST_BYTES};
 use rbuild_layers::store::{Store, StoreError};
@@ -33,10 +33,14 @@ pub const CACHE_TAG: &str = "latest";
 /// The lock file held while a cache is written.
 pub const LOCK_FILE: &str = ".rbuild-cache.lock";
 /// Prefix of temp files in the layout (removed by the next writer if a crash left them).
-const TEMP_PREFIX: &str = ".rbuild-tmp-";
+const TEMP_PREFIX: &str = atomic::TEMP_PREFIX;
 const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
-/// Mode of files written into the layout (another user may restore or read it).
-const FILE_MODE: u32 = 0o644;
+/// How files are written into the layout: mode 0644 (another user may restore or read it),
+/// temps named with [`TEMP_PREFIX`]; each directory is synced once, after all its files.
+const WRITE: atomic::Options = atomic::Options::new()
+    .mode(atomic::Mode::Exact(0o644))
+    .prefix(TEMP_PREFIX)
+    .without_dir_sync();
 
 /// A cache map read from a layout directory.
 #[derive(Debug, Clone)]
@@ -250,7 +254,12 @@ impl Writer<'_> {
         }
     }
 
-    /// Writes `bytes` to `dest` through a fsynced temp file in the same directory;
+    /// Keeps a failed atomic write's operation and path, naming this cache.
+    fn atomic_err(&self, e: AtomicError) -> CacheWriteError {
+        self.io_err(e.op, &e.path)(e.source)
+    }
+
+    /// Writes `bytes` to `dest` atomically (the directory is synced later, see [`WRITE`]);
     /// `before_rename` runs once the temp file is durable (a crash-test failpoint, see
     /// [`rbuild_layers::failpoint`]).
     fn write_atomic(
@@ -259,43 +268,12 @@ impl Writer<'_> {
         bytes: &[u8],
         before_rename: fn(),
     ) -> Result<(), CacheWriteError> {
-        let dir = dest.parent().unwrap_or(self.dir);
-        let mut tmp = self.temp_in(dir)?;
-        tmp.write_all(bytes)
-            .map_err(self.io_err("writing", tmp.path()))?;
-        self.persist(tmp, dest, before_rename)
-    }
-
-    fn temp_in(&self, dir: &Path) -> Result<tempfile::NamedTempFile, CacheWriteError> {
-        let tmp = tempfile::Builder::new()
-            .prefix(TEMP_PREFIX)
-            .tempfile_in(dir)
-            .map_err(self.io_err("creating a temporary file in", dir))?;
-        tmp.as_file()
-            .set_permissions(fs::Permissions::from_mode(FILE_MODE))
-            .map_err(self.io_err("setting permissions of", tmp.path()))?;
-        Ok(tmp)
-    }
-
-    fn persist(
-        &self,
-        tmp: tempfile::NamedTempFile,
-        dest: &Path,
-        before_rename: fn(),
-    ) -> Result<(), CacheWriteError> {
-        tmp.as_file()
-            .sync_all()
-            .map_err(self.io_err("syncing", tmp.path()))?;
-        before_rename();
-        tmp.persist(dest)
-            .map_err(|e| self.io_err("renaming a temporary file to", dest)(e.error))?;
-        Ok(())
+        atomic::write(dest, bytes, WRITE.before_rename(before_rename))
+            .map_err(|e| self.atomic_err(e))
     }
 
     fn sync_dir(&self, dir: &Path) -> Result<(), CacheWriteError> {
-        File::open(dir)
-            .and_then(|f| f.sync_all())
-            .map_err(self.io_err("syncing directory", dir))
+        atomic::sync_dir(dir).map_err(|e| self.atomic_err(e))
     }
 
     /// Copies blob `desc` from the store into the layout, verified, unless a file of its size
@@ -319,7 +297,7 @@ impl Writer<'_> {
                 what: what(self.dir),
                 source,
             })?;
-        let mut tmp = self.temp_in(&self.blobs)?;
+        let mut tmp = AtomicFile::create(&dest, WRITE).map_err(|e| self.atomic_err(e))?;
         // The store's reader checks the digest at end of file; one byte past the size catches
         // a longer blob.
         let n = match io::copy(
@@ -340,7 +318,7 @@ impl Writer<'_> {
         if n != desc.size {
             return Err(corrupt());
         }
-        self.persist(tmp, &dest, || {})
+        tmp.commit().map_err(|e| self.atomic_err(e))
     }
 
     /// Removes blobs `keep` does not name, and temp files a crashed writer left in `blobs/`
