@@ -8,6 +8,7 @@ use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use super::OutputError;
+pub(crate) use crate::atomic::parent_of;
 use crate::atomic::{self, AtomicFile};
 use crate::image::BlobSource;
 use crate::{Digest, Sha256Hasher};
@@ -21,8 +22,6 @@ pub(crate) const DIR_MODE: u32 = 0o755;
 pub(crate) fn fsync_dir(dir: &Path) -> Result<(), OutputError> {
     Ok(atomic::sync_dir(dir)?)
 }
-
-pub(crate) use crate::atomic::parent_of;
 
 /// A temporary directory next to `dest` (same filesystem, so it can be renamed into place),
 /// mode [`DIR_MODE`], named `.rbuild-<what>-…`.
