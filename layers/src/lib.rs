@@ -4,6 +4,7 @@
 //! whiteouts), compression, and applying layers to a directory safely. It knows nothing of HTTP
 //! or Dockerfiles; the `registry` crate and the `rbuild` builder sit on top of it.
 
+pub mod atomic;
 pub mod descriptor;
 pub mod device;
 pub mod digest;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
+use rbuild_layers::atomic;
 use rbuild_layers::store::Store;
 use rbuild_layers::Compression;
 
@@ -548,18 +549,17 @@ fn write_metadata(
         serde_json::to_value(m)?
     };
     let bytes = serde_json::to_vec_pretty(&doc)?;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    tmp.write_all(&bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path)
+    atomic::write(path, &bytes, METADATA_WRITE)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
+
+/// How `--metadata-file` is replaced: mode 0600, `.tmp` temps beside it, the directory not
+/// fsynced (the file describes this build only; a crash loses the build as well).
+const METADATA_WRITE: atomic::Options = atomic::Options::new()
+    .mode(atomic::Mode::Private)
+    .prefix(".tmp")
+    .without_dir_sync();
 
 /// The values of the given secrets, for masking output; unreadable ones are skipped here (the
 /// step that mounts one reports the error).

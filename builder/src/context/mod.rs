@@ -72,6 +72,6 @@ pub enum ContextError {
     WriteStatCache {
         path: PathBuf,
         #[source]
-        source: io::Error,
+        source: rbuild_layers::atomic::AtomicError,
     },
 }

@@ -20,11 +20,10 @@
 //! renamed over the old one.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rbuild_layers::{Digest, Sha256Hasher};
+use rbuild_layers::{atomic, Digest, Sha256Hasher};
 
 use super::scan::Entry;
 use super::ContextError;
@@ -167,27 +166,20 @@ impl StatCache {
     }
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let tmp = dir.join(format!(".{name}.{}.{nanos}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp); // best effort: the error below is what matters
-    }
-    result
+/// How the cache file is replaced: mode as `fs::write` would create it; the directory is not
+/// fsynced (a cache lost in a crash only costs re-hashing the context once).
+const WRITE: atomic::Options = atomic::Options::new()
+    .mode(atomic::Mode::Umask)
+    .without_dir_sync();
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), atomic::AtomicError> {
+    let dir = atomic::parent_of(path);
+    std::fs::create_dir_all(&dir).map_err(|source| atomic::AtomicError {
+        op: "creating directory",
+        path: dir.clone(),
+        source,
+    })?;
+    atomic::write(path, bytes, WRITE)
 }
 
 /// Parses a cache file, keeping only records that are trustworthy under the racy-git rule.

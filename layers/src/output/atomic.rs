@@ -1,27 +1,18 @@
-//! Crash-safe file writing for the outputs: temp file + fsync + rename. (Verified blob reads
-//! are in `crate::image::verified`; OCI layout directories are written by
-//! [`crate::oci_layout`].)
+//! Crash-safe file writing for the outputs, through [`crate::atomic`]. (Verified blob reads are
+//! in `crate::image::verified`; OCI layout directories are written by [`crate::oci_layout`].)
 
-use std::fs::{self, File};
+use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::OutputError;
+pub(crate) use crate::atomic::parent_of;
+use crate::atomic::{self, AtomicFile};
 pub(crate) use crate::oci_layout::{DIR_MODE, FILE_MODE};
 
 /// fsyncs a directory so that renames and new entries in it survive a crash.
 pub(crate) fn fsync_dir(dir: &Path) -> Result<(), OutputError> {
-    File::open(dir)
-        .and_then(|f| f.sync_all())
-        .map_err(OutputError::io("syncing directory", dir))
-}
-
-/// The directory containing `path` (`.` for a bare file name).
-pub(crate) fn parent_of(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
+    Ok(atomic::sync_dir(dir)?)
 }
 
 /// A temporary directory next to `dest` (same filesystem, so it can be renamed into place),
@@ -41,25 +32,10 @@ pub(crate) fn temp_dir_for(dest: &Path, what: &str) -> Result<tempfile::TempDir,
     Ok(tmp)
 }
 
-/// A temp file next to `dest`, mode [`FILE_MODE`], to be filled and then [`persist`]ed.
-pub(crate) fn temp_file_for(dest: &Path) -> Result<tempfile::NamedTempFile, OutputError> {
-    let dir = parent_of(dest);
-    let tmp = tempfile::Builder::new()
-        .prefix(".rbuild-tmp-")
-        .tempfile_in(&dir)
-        .map_err(OutputError::io("creating a temporary file in", &dir))?;
-    tmp.as_file()
-        .set_permissions(fs::Permissions::from_mode(FILE_MODE))
-        .map_err(OutputError::io("setting permissions of", tmp.path()))?;
-    Ok(tmp)
-}
+/// How the outputs write a file: mode [`FILE_MODE`], the directory fsynced.
+const WRITE: atomic::Options = atomic::Options::new().mode(atomic::Mode::Exact(FILE_MODE));
 
-/// fsyncs `tmp`, renames it to `dest` and fsyncs the directory.
-pub(crate) fn persist(tmp: tempfile::NamedTempFile, dest: &Path) -> Result<(), OutputError> {
-    tmp.as_file()
-        .sync_all()
-        .map_err(OutputError::io("syncing", tmp.path()))?;
-    tmp.persist(dest)
-        .map_err(|e| OutputError::io("renaming a temporary file to", dest)(e.error))?;
-    fsync_dir(&parent_of(dest))
+/// A temp file next to `dest`, to be filled and then [`AtomicFile::commit`]ted as [`FILE_MODE`].
+pub(crate) fn temp_file_for(dest: &Path) -> Result<AtomicFile, OutputError> {
+    Ok(AtomicFile::create(dest, WRITE)?)
 }

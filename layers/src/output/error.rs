@@ -73,6 +73,17 @@ pub enum OutputError {
     },
 }
 
+/// A failed atomic write keeps its operation and path.
+impl From<crate::atomic::AtomicError> for OutputError {
+    fn from(e: crate::atomic::AtomicError) -> OutputError {
+        OutputError::Io {
+            op: e.op,
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 impl OutputError {
     pub(crate) fn io(
         op: &'static str,

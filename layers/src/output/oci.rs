@@ -80,7 +80,7 @@ pub(crate) fn write_tar_file(
     })?;
     w.into_inner()
         .map_err(|e| OutputError::io("writing", path)(e.into_error()))?;
-    atomic::persist(tmp, path)
+    Ok(tmp.commit()?)
 }
 
 /// Whether `name` matches the image-layout `ref.name` grammar:

@@ -51,6 +51,17 @@ pub enum StoreError {
     NoCacheDir,
 }
 
+/// A failed atomic write keeps its operation and path.
+impl From<crate::atomic::AtomicError> for StoreError {
+    fn from(e: crate::atomic::AtomicError) -> StoreError {
+        StoreError::Io {
+            op: e.op,
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 impl StoreError {
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
         let path = path.into();

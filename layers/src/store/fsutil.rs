@@ -1,12 +1,14 @@
 //! Small filesystem primitives the store is built on: `flock`, temp files that are locked while
-//! alive (so a cleaner can tell a dead writer's leftovers from a live one's), fsync of a
-//! directory, and atomic replace-by-rename.
+//! alive (so a cleaner can tell a dead writer's leftovers from a live one's), and atomic
+//! replace-by-rename with the store's temps.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use crate::atomic::{self, AtomicError, AtomicFile};
 
 /// `flock(2)` with `EINTR` retried.
 pub(crate) fn flock(file: &File, op: libc::c_int) -> io::Result<()> {
@@ -38,11 +40,6 @@ pub(crate) fn open_lock_file(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
-/// fsyncs a directory so that a rename or unlink in it is durable.
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 /// Creates a new, exclusively locked temp file in `tmp_dir`, named after this process (see
 /// `temps`). The lock lives as long as the file handle, so it disappears with the process however
 /// that process dies.
@@ -57,29 +54,31 @@ pub(crate) fn create_locked_temp(tmp_dir: &Path, tag: &str) -> io::Result<(File,
 /// keeps a cleaner out of that window.
 pub(crate) const STALE_TEMP_GRACE: Duration = Duration::from_secs(10);
 
-/// Writes `bytes` to `dest` atomically: locked temp file in `tmp_dir`, fsync, rename, fsync of the
-/// destination directory. A reader sees the old content or the new, never a mix.
-/// `before_rename` runs once the temp file is durable (a crash-test failpoint, see
-/// [`crate::failpoint`]).
+/// Writes `bytes` to `dest` atomically (see [`crate::atomic`]) through a locked, owner-named temp
+/// file in `tmp_dir` (the store's convention, so that a cleaner can tell whose it is), then fsyncs
+/// the destination directory. `before_rename` runs once the temp file is durable (a crash-test
+/// failpoint, see [`crate::failpoint`]).
 pub(crate) fn write_atomic(
     tmp_dir: &Path,
     dest: &Path,
     bytes: &[u8],
     before_rename: fn(),
-) -> io::Result<()> {
-    let (mut file, tmp) = create_locked_temp(tmp_dir, "atomic")?;
-    let result = (|| {
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        before_rename();
-        fs::rename(&tmp, dest)?;
-        if let Some(parent) = dest.parent() {
-            sync_dir(parent)?;
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+) -> Result<(), AtomicError> {
+    let (file, tmp) = create_locked_temp(tmp_dir, "atomic").map_err(|source| AtomicError {
+        op: "creating a temporary file in",
+        path: tmp_dir.to_path_buf(),
+        source,
+    })?;
+    let mut file = AtomicFile::from_temp(
+        file,
+        tmp,
+        dest,
+        atomic::Options::new().before_rename(before_rename),
+    );
+    file.write_all(bytes).map_err(|source| AtomicError {
+        op: "writing",
+        path: dest.to_path_buf(),
+        source,
+    })?;
+    file.commit()
 }

@@ -52,7 +52,6 @@ pub(crate) mod temps;
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -61,11 +60,19 @@ pub use follow::{CommitWatch, GrowingBlob};
 pub use prune::{DiskUsage, FsckReport, PruneOptions, PruneReport};
 pub use temps::{Reclaimed, ScratchDir};
 
+use crate::atomic::{self, AtomicFile};
 use crate::digest::Algorithm;
 use crate::{Descriptor, Digest, MediaType, Sha256Hasher};
 
 // Content of the `oci-layout` file (image-spec `image-layout.md`).
 use crate::oci_layout::OCI_LAYOUT_FILE as OCI_LAYOUT;
+
+/// How a verified blob enters `blobs/sha256/`: read-only, renamed from its temp in `<store>/tmp/`,
+/// the directory fsynced, with the crash-test points around the rename.
+const BLOB_COMMIT: atomic::Options = atomic::Options::new()
+    .mode(atomic::Mode::Exact(0o444))
+    .before_rename(|| crate::failpoint::hit("blob.before_rename"))
+    .after_rename(|| crate::failpoint::hit("blob.after_rename"));
 
 /// An open store. Cheap to share between threads (`&Store` is all the API needs).
 #[derive(Debug)]
@@ -128,8 +135,7 @@ impl Store {
         };
         let layout = dir.join("oci-layout");
         if !layout.exists() {
-            fsutil::write_atomic(&store.tmp_dir(), &layout, OCI_LAYOUT, || {})
-                .map_err(StoreError::io("writing", &layout))?;
+            fsutil::write_atomic(&store.tmp_dir(), &layout, OCI_LAYOUT, || {})?;
         }
         store.init_index()?;
         Ok(store)
@@ -361,16 +367,8 @@ impl BlobWriter {
                 }
             }
             crate::failpoint::hit("blob.before_fsync");
-            file.sync_all()
-                .map_err(StoreError::io("fsyncing temp file", &temp))?;
-            file.set_permissions(fs::Permissions::from_mode(0o444))
-                .map_err(StoreError::io("making blob read-only", &temp))?;
             let dest = self.blobs_dir.join(digest.hex());
-            crate::failpoint::hit("blob.before_rename");
-            fs::rename(&temp, &dest).map_err(StoreError::io("renaming blob into", &dest))?;
-            crate::failpoint::hit("blob.after_rename");
-            fsutil::sync_dir(&self.blobs_dir)
-                .map_err(StoreError::io("fsyncing directory", &self.blobs_dir))?;
+            AtomicFile::from_temp(file, temp.clone(), &dest, BLOB_COMMIT).commit()?;
             Ok(())
         };
         match check() {

@@ -52,7 +52,7 @@ impl Store {
         fsutil::write_atomic(&self.tmp_dir(), &path, json, || {
             crate::failpoint::hit("record.before_rename")
         })
-        .map_err(StoreError::io("writing", path))
+        .map_err(StoreError::from)
     }
 
     /// Whether the record `kind`/`key` exists (without reading it or marking it used).

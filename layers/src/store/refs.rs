@@ -89,7 +89,7 @@ impl Store {
             serde_json::to_vec_pretty(&index).expect("an index always serialises to JSON");
         bytes.push(b'\n');
         fsutil::write_atomic(&self.tmp_dir(), &path, &bytes, before_rename)
-            .map_err(StoreError::io("writing", path))
+            .map_err(StoreError::from)
     }
 
     /// Creates `index.json` if it is missing.

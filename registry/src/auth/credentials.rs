@@ -11,10 +11,10 @@
 //! of `<token>` means the secret is an identity token.
 
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
+use rbuild_layers::atomic;
 use serde_json::Value;
 
 use crate::error::RegistryError;
@@ -270,27 +270,22 @@ pub fn store_login(
             source,
         }
     };
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".config.json")
-        .tempfile_in(dir)
-        .map_err(io("creating a temp file in", dir))?;
+    let dir = atomic::parent_of(path);
+    std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
     let bytes = serde_json::to_vec_pretty(&doc).expect("a JSON value always serialises");
-    tmp.write_all(&bytes).map_err(io("writing", tmp.path()))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(io("syncing", tmp.path()))?;
-    tmp.persist(path).map_err(|e| RegistryError::Io {
-        op: "writing",
-        path: path.to_path_buf(),
-        source: e.error,
-    })?;
-    Ok(())
+    atomic::write(path, &bytes, CONFIG_WRITE).map_err(|e| RegistryError::Io {
+        op: e.op,
+        path: e.path,
+        source: e.source,
+    })
 }
+
+/// How `config.json` is replaced: mode 0600 (it holds passwords), a temp named after it. The
+/// directory is not fsynced, like `docker login`'s own write: a login lost in a crash is redone.
+const CONFIG_WRITE: atomic::Options = atomic::Options::new()
+    .mode(atomic::Mode::Private)
+    .prefix(".config.json")
+    .without_dir_sync();
 
 #[cfg(test)]
 mod tests {
