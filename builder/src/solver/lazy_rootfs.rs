@@ -83,7 +83,7 @@ impl<'m> LazyRootFs<'m> {
         if comps.is_empty() {
             return Ok(match &self.lowers.borrow()[i] {
                 Lower::Dir(d) => probe_dir(d, comps),
-                _ => Probe::Found(super::rootfs::FoundKind::Dir, None),
+                _ => Probe::Found((super::rootfs::FoundKind::Dir, None)),
             });
         }
         let lower = self.lowers.borrow()[i].clone();

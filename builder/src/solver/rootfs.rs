@@ -2,7 +2,8 @@
 //!
 //! Two ways to read it: [`RootFs::lookup`] answers "what is at this path" with overlayfs's rules
 //! applied in user space (a whiteout hides, an opaque directory stops the search, a non-directory
-//! ends a path) — enough for `/etc/passwd`, `WORKDIR` and COPY destinations without mounting;
+//! ends a path: `rbuild_layers::whiteout::look_up_in_layer`) — enough for `/etc/passwd`,
+//! `WORKDIR` and COPY destinations without mounting;
 //! and [`RootFs::mount_readonly`] mounts the stack read-only with overlayfs for `COPY --from`,
 //! which needs the whole merged tree.
 
@@ -10,13 +11,10 @@ use std::ffi::CString;
 use std::fs;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use rbuild_layers::tar::{IndexKind, PathIndex};
-
-/// Overlay's opaque-directory markers (the kernel accepts either namespace).
-const OPAQUE_XATTRS: [&str; 2] = ["trusted.overlay.opaque", "user.overlay.opaque"];
+use rbuild_layers::whiteout::{look_up_in_layer, overlay, AtPath, InLayer, OnTheWay};
 
 /// Largest `/etc/passwd`-like file rbuild reads while resolving names.
 pub const MAX_SMALL_FILE: u64 = 4 * 1024 * 1024;
@@ -65,26 +63,9 @@ impl Found {
     }
 }
 
-/// One layer's answer for a path (overlay rules inside that layer).
-#[derive(Debug)]
-pub(super) enum Probe {
-    Found(FoundKind, Option<PathBuf>),
-    /// A whiteout, a non-directory on the way, or an opaque directory on the way without the
-    /// entry: nothing below this layer shows through.
-    Hidden,
-    /// Not in this layer; look below.
-    Absent,
-}
-
-fn is_whiteout(m: &fs::Metadata) -> bool {
-    m.file_type().is_char_device() && m.rdev() == 0
-}
-
-fn is_opaque(dir: &Path) -> bool {
-    OPAQUE_XATTRS
-        .iter()
-        .any(|name| matches!(xattr::get(dir, name), Ok(Some(v)) if v.as_slice() == b"y"))
-}
+/// One layer's answer for a path (overlay rules inside that layer): what was found there and,
+/// for an unpacked layer, its path in the snapshot.
+pub(super) type Probe = InLayer<(FoundKind, Option<PathBuf>)>;
 
 /// Splits an absolute or relative image path into clean components (`.`/`..` resolved
 /// lexically inside the root, as path.Clean on "/"+p does).
@@ -102,90 +83,82 @@ pub fn components(path: &str) -> Vec<String> {
     out
 }
 
-/// Looks `comps` up in one unpacked snapshot directory.
+/// Looks `comps` up in one unpacked snapshot directory (overlay format).
 pub(super) fn probe_dir(layer: &Path, comps: &[String]) -> Probe {
     if comps.is_empty() {
-        return Probe::Found(FoundKind::Dir, Some(layer.to_path_buf()));
+        return Probe::Found((FoundKind::Dir, Some(layer.to_path_buf())));
     }
-    let mut p = layer.to_path_buf();
-    let mut blocked = false;
-    for (i, c) in comps.iter().enumerate() {
-        p.push(c);
+    let real = |n: usize| -> PathBuf {
+        comps[..n]
+            .iter()
+            .fold(layer.to_path_buf(), |p, c| p.join(c))
+    };
+    let on_the_way = |i: usize| {
+        let p = real(i + 1);
         match fs::symlink_metadata(&p) {
-            Ok(m) if is_whiteout(&m) => return Probe::Hidden,
-            Ok(m) if i + 1 == comps.len() => {
-                let ft = m.file_type();
-                let kind = if ft.is_dir() {
-                    FoundKind::Dir
-                } else if ft.is_symlink() {
-                    match fs::read_link(&p) {
-                        Ok(t) => FoundKind::Symlink {
-                            target: t.to_string_lossy().into_owned(),
-                        },
-                        // Unreadable: treat as absent, as an unreadable entry always was.
-                        Err(_) => break,
-                    }
-                } else if ft.is_file() {
-                    FoundKind::File
-                } else {
-                    FoundKind::Other
-                };
-                return Probe::Found(kind, Some(p));
-            }
-            Ok(m) if m.is_dir() => {
-                if is_opaque(&p) {
-                    blocked = true;
-                }
-            }
-            // A file where a directory is expected hides everything below.
-            Ok(_) => return Probe::Hidden,
-            Err(_) => break,
+            Ok(m) if overlay::is_whiteout(&m) => OnTheWay::Whiteout,
+            Ok(m) if m.is_dir() => OnTheWay::Dir {
+                opaque: overlay::is_opaque(&p),
+            },
+            Ok(_) => OnTheWay::NotDir,
+            Err(_) => OnTheWay::Missing,
         }
-    }
-    if blocked {
-        // An opaque directory on the way hides the lower layers (if the entry were in this
-        // layer we would have returned it).
-        Probe::Hidden
-    } else {
-        Probe::Absent
-    }
+    };
+    let at_path = || {
+        let p = real(comps.len());
+        let Ok(m) = fs::symlink_metadata(&p) else {
+            return AtPath::Missing;
+        };
+        if overlay::is_whiteout(&m) {
+            return AtPath::Whiteout;
+        }
+        let ft = m.file_type();
+        let kind = if ft.is_dir() {
+            FoundKind::Dir
+        } else if ft.is_symlink() {
+            match fs::read_link(&p) {
+                Ok(t) => FoundKind::Symlink {
+                    target: t.to_string_lossy().into_owned(),
+                },
+                // Unreadable: treat as absent, as an unreadable entry always was.
+                Err(_) => return AtPath::Missing,
+            }
+        } else if ft.is_file() {
+            FoundKind::File
+        } else {
+            FoundKind::Other
+        };
+        AtPath::Entry((kind, Some(p)))
+    };
+    look_up_in_layer(comps.len(), on_the_way, at_path)
 }
 
 /// Looks `comps` up in one layer's path index, with exactly [`probe_dir`]'s rules.
 pub(super) fn probe_index(index: &PathIndex, comps: &[String]) -> Probe {
     if comps.is_empty() {
-        return Probe::Found(FoundKind::Dir, None);
+        return Probe::Found((FoundKind::Dir, None));
     }
-    let mut blocked = false;
-    for i in 0..comps.len() {
-        let key = comps[..=i].join("/");
-        match index.get(&key) {
-            Some(IndexKind::Whiteout) => return Probe::Hidden,
-            Some(k) if i + 1 == comps.len() => {
-                let kind = match k {
-                    IndexKind::Dir { .. } => FoundKind::Dir,
-                    IndexKind::Symlink { target } => FoundKind::Symlink {
-                        target: target.clone(),
-                    },
-                    IndexKind::File => FoundKind::File,
-                    IndexKind::Other | IndexKind::Whiteout => FoundKind::Other,
-                };
-                return Probe::Found(kind, None);
-            }
-            Some(IndexKind::Dir { opaque }) => {
-                if *opaque {
-                    blocked = true;
-                }
-            }
-            Some(_) => return Probe::Hidden,
-            None => break,
-        }
-    }
-    if blocked {
-        Probe::Hidden
-    } else {
-        Probe::Absent
-    }
+    let get = |n: usize| index.get(&comps[..n].join("/"));
+    let on_the_way = |i: usize| match get(i + 1) {
+        None => OnTheWay::Missing,
+        Some(IndexKind::Whiteout) => OnTheWay::Whiteout,
+        Some(IndexKind::Dir { opaque }) => OnTheWay::Dir { opaque: *opaque },
+        Some(_) => OnTheWay::NotDir,
+    };
+    let at_path = || {
+        let kind = match get(comps.len()) {
+            None => return AtPath::Missing,
+            Some(IndexKind::Whiteout) => return AtPath::Whiteout,
+            Some(IndexKind::Dir { .. }) => FoundKind::Dir,
+            Some(IndexKind::Symlink { target }) => FoundKind::Symlink {
+                target: target.clone(),
+            },
+            Some(IndexKind::File) => FoundKind::File,
+            Some(IndexKind::Other) => FoundKind::Other,
+        };
+        AtPath::Entry((kind, None))
+    };
+    look_up_in_layer(comps.len(), on_the_way, at_path)
 }
 
 /// Asks lower `i` (bottom first) about a path's components.
@@ -248,7 +221,7 @@ fn lookup_exact<E>(
     if comps.is_empty() && n > 0 {
         // The root is a directory; its opacity never matters (nothing is above it).
         return match probe(n - 1, comps)? {
-            Probe::Found(kind, real) => Ok(Some(Found {
+            Probe::Found((kind, real)) => Ok(Some(Found {
                 kind,
                 real,
                 layer: n - 1,
@@ -258,7 +231,7 @@ fn lookup_exact<E>(
     }
     for layer in (0..n).rev() {
         match probe(layer, comps)? {
-            Probe::Found(kind, real) => return Ok(Some(Found { kind, real, layer })),
+            Probe::Found((kind, real)) => return Ok(Some(Found { kind, real, layer })),
             Probe::Hidden => return Ok(None),
             Probe::Absent => {}
         }

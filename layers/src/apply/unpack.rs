@@ -22,15 +22,15 @@ use super::{ApplyOptions, DeviceMode, WhiteoutMode};
 use crate::device::{
     DeviceKind, DeviceRecord, Placeholder, DEVICE_XATTR, MAX_REPORTED_PLACEHOLDERS,
 };
-use crate::whiteout::{classify, WhiteoutKind, WHITEOUT_PREFIX};
+use crate::whiteout::{self, overlay};
 
 /// Xattr namespaces a layer may not set: they would inject overlayfs semantics (whiteouts,
 /// opaque dirs, redirects) or rbuild's device placeholders (see [`crate::device`]) into the tree.
-const FORBIDDEN_XATTR_PREFIXES: [&[u8]; 3] =
-    [b"trusted.overlay.", b"user.overlay.", b"user.rbuild."];
-
-/// The overlayfs opaque-directory xattr (kernel `Documentation/filesystems/overlayfs.rst`).
-const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+const FORBIDDEN_XATTR_PREFIXES: [&[u8]; 3] = [
+    overlay::XATTR_PREFIXES[0].as_bytes(),
+    overlay::XATTR_PREFIXES[1].as_bytes(),
+    b"user.rbuild.",
+];
 
 /// A directory whose final mode and times are applied after the layer.
 struct Deferred {
@@ -63,27 +63,6 @@ pub struct Unpacker<'o> {
 
 /// Warnings kept verbatim in the report.
 const MAX_WARNINGS: usize = 100;
-
-/// What a base name means, on bytes (names need not be UTF-8).
-enum Whiteout<'a> {
-    None,
-    Opaque,
-    Delete(&'a [u8]),
-}
-
-fn whiteout_of(base: &[u8]) -> Whiteout<'_> {
-    match std::str::from_utf8(base) {
-        Ok(s) => match classify(s) {
-            WhiteoutKind::None => Whiteout::None,
-            WhiteoutKind::Opaque => Whiteout::Opaque,
-            WhiteoutKind::Delete(t) => Whiteout::Delete(t.as_bytes()),
-        },
-        Err(_) => match base.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
-            Some(t) => Whiteout::Delete(t),
-            None => Whiteout::None,
-        },
-    }
-}
 
 fn times_of(e: &Entry) -> Timestamps {
     let t = Timespec {
@@ -154,22 +133,19 @@ impl<'o> Unpacker<'o> {
             }
             return self.directory(e, &path);
         }
-        let (parent, base) = split_parent(&path);
+        let (parent, _) = split_parent(&path);
         // Whiteout names are reserved (image-spec layer.md): one used as a *directory* would make
         // the applier create a whiteout-named entry, which must never exist in a tree.
-        if parent
-            .split(|&b| b == b'/')
-            .any(|c| c.starts_with(WHITEOUT_PREFIX.as_bytes()))
-        {
+        if parent.split(|&b| b == b'/').any(whiteout::is_reserved) {
             return Err(ApplyError::InvalidEntry {
                 path: show(&e.path),
                 reason: "a whiteout name (`.wh.*`) is used as a directory",
             });
         }
-        match whiteout_of(base) {
-            Whiteout::Opaque => return self.opaque(e, parent),
-            Whiteout::Delete(target) => return self.whiteout(e, parent, target),
-            Whiteout::None => {}
+        match whiteout::classify(&path) {
+            whiteout::Entry::Opaque { dir } => return self.opaque(e, dir),
+            whiteout::Entry::Whiteout { dir, target } => return self.whiteout(e, dir, target),
+            whiteout::Entry::Regular => {}
         }
         match e.kind {
             Kind::Regular => self.regular(e, &path, tar),
@@ -594,7 +570,7 @@ impl<'o> Unpacker<'o> {
     }
 
     fn check_whiteout_target(e: &Entry, target: &[u8]) -> Result<(), ApplyError> {
-        if target.is_empty() || target == b"." || target == b".." || target.contains(&b'/') {
+        if !whiteout::is_valid_target(target) {
             return Err(ApplyError::InvalidEntry {
                 path: show(&e.path),
                 reason: "a whiteout must name exactly one sibling (not empty, `.` or `..`)",
@@ -624,15 +600,8 @@ impl<'o> Unpacker<'o> {
             WhiteoutMode::Overlay => {
                 let dir = self.parent_of(parent, &e.path)?;
                 self.clear(dir.as_fd(), target, &victim)?;
-                // overlayfs whiteout: a character device 0:0 (kernel overlayfs.rst).
-                rfs::mknodat(
-                    &*dir,
-                    target,
-                    FileType::CharacterDevice,
-                    Mode::empty(),
-                    rfs::makedev(0, 0),
-                )
-                .map_err(io_err(&victim, "creating an overlay whiteout (needs root)"))?;
+                overlay::make_whiteout(&*dir, target)
+                    .map_err(io_err(&victim, "creating an overlay whiteout (needs root)"))?;
                 self.created.insert(victim);
                 Ok(())
             }
@@ -651,7 +620,7 @@ impl<'o> Unpacker<'o> {
             }
             WhiteoutMode::Overlay => {
                 let dir = self.parent_of(parent, &e.path)?;
-                rfs::fsetxattr(&*dir, OVERLAY_OPAQUE_XATTR, b"y", rfs::XattrFlags::empty())
+                overlay::mark_opaque(&*dir)
                     .map_err(io_err(&e.path, "marking the directory opaque (needs root)"))
             }
         }
@@ -731,21 +700,5 @@ impl<'o> Unpacker<'o> {
             rfs::futimens(&fd, &d.times).map_err(io_err(&d.path, "setting times"))?;
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn whiteout_names_are_classified_on_bytes() {
-        assert!(matches!(whiteout_of(b".wh..wh..opq"), Whiteout::Opaque));
-        assert!(matches!(whiteout_of(b".wh.foo"), Whiteout::Delete(b"foo")));
-        assert!(matches!(
-            whiteout_of(b".wh.\xff"),
-            Whiteout::Delete(b"\xff")
-        ));
-        assert!(matches!(whiteout_of(b"foo"), Whiteout::None));
     }
 }

@@ -17,14 +17,12 @@ use rustix::fs::{
 use rustix::io::Errno;
 
 use super::{DeviceKind, DeviceRecord, Placeholder, DEVICE_XATTR};
+use crate::whiteout::overlay;
 
 const RESOLVE: ResolveFlags = ResolveFlags::IN_ROOT
     .union(ResolveFlags::NO_SYMLINKS)
     .union(ResolveFlags::NO_MAGICLINKS)
     .union(ResolveFlags::NO_XDEV);
-
-/// Overlay's opaque-directory markers (the kernel accepts either namespace).
-const OPAQUE_XATTRS: [&str; 2] = ["trusted.overlay.opaque", "user.overlay.opaque"];
 
 /// What [`materialize`] did with one candidate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,13 +45,6 @@ pub struct NodeMeta {
     pub gid: u32,
     pub mtime_sec: i64,
     pub mtime_nsec: i64,
-}
-
-fn opaque(fd: &OwnedFd) -> bool {
-    let mut buf = [0u8; 4];
-    OPAQUE_XATTRS
-        .iter()
-        .any(|x| rfs::fgetxattr(fd, *x, &mut buf[..]).is_ok_and(|n| buf[..n] == *b"y"))
 }
 
 /// The parent directory of `path` (relative, cleaned) below `root`, and the last component;
@@ -132,7 +123,7 @@ fn placeholder_at(dir: &OwnedFd, base: &[u8]) -> Option<(DeviceRecord, rfs::Stat
 /// so an untouched node is told apart afterwards (see [`remove_if_untouched`]).
 pub fn materialize(root: &Path, p: &Placeholder) -> std::io::Result<Materialized> {
     let r = &p.record;
-    if r.kind == DeviceKind::Char && r.major == 0 && r.minor == 0 {
+    if r.kind == DeviceKind::Char && overlay::is_whiteout_device(r.major, r.minor) {
         return Ok(Materialized::Unrepresentable);
     }
     let root = open_root(root)?;
@@ -217,7 +208,7 @@ fn opaque_on_the_way(root: &OwnedFd, path: &[u8]) -> bool {
         .map(|(i, _)| &path[..i]);
     std::iter::once(&b"."[..]).chain(parents).any(|dir| {
         match rfs::openat2(root, dir, flags, Mode::empty(), RESOLVE) {
-            Ok(fd) => opaque(&fd),
+            Ok(fd) => overlay::is_opaque_fd(&fd),
             // Unreadable or replaced: keep the node rather than guess.
             Err(_) => true,
         }

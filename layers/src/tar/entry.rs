@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 
 use super::LayerError;
-use crate::whiteout::{OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
+use crate::whiteout;
 
 /// What a layer entry is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,12 +57,10 @@ pub struct LayerEntry {
 impl LayerEntry {
     /// The name this entry has in the tar (`dir/` for directories, `.wh.` names for whiteouts).
     pub fn tar_path(&self) -> String {
-        let (dir, base) = split_parent(&self.path);
         match &self.kind {
             EntryKind::Dir => format!("{}/", self.path),
-            EntryKind::Whiteout => format!("{dir}{WHITEOUT_PREFIX}{base}"),
-            EntryKind::OpaqueWhiteout if self.path.is_empty() => OPAQUE_WHITEOUT.to_string(),
-            EntryKind::OpaqueWhiteout => format!("{}/{OPAQUE_WHITEOUT}", self.path),
+            EntryKind::Whiteout => whiteout::whiteout_path(&self.path),
+            EntryKind::OpaqueWhiteout => whiteout::opaque_marker_path(&self.path),
             _ => self.path.clone(),
         }
     }
@@ -85,21 +83,9 @@ fn split_parent(path: &str) -> (&str, &str) {
     }
 }
 
-/// Rank of a base name within its directory: the opaque marker first, then whiteouts, then the
-/// rest. The OCI image spec (layer.md, "Whiteouts") requires whiteouts to precede their siblings
-/// so that an applier can process them before adding the directory's new content.
-fn rank(base: &str) -> u8 {
-    if base == OPAQUE_WHITEOUT {
-        0
-    } else if base.starts_with(WHITEOUT_PREFIX) {
-        1
-    } else {
-        2
-    }
-}
-
 /// Compares two tar paths component by component: parents before children, whiteouts before
-/// their siblings, otherwise byte order (as `filepath.Walk` orders a tree in BuildKit).
+/// their siblings ([`whiteout::compare_siblings`]), otherwise byte order (as `filepath.Walk`
+/// orders a tree in BuildKit).
 fn compare_paths(a: &str, b: &str) -> Ordering {
     let mut ai = a.split('/');
     let mut bi = b.split('/');
@@ -109,7 +95,7 @@ fn compare_paths(a: &str, b: &str) -> Ordering {
             (None, Some(_)) => return Ordering::Less,
             (Some(_), None) => return Ordering::Greater,
             (Some(x), Some(y)) => {
-                let ord = rank(x).cmp(&rank(y)).then_with(|| x.cmp(y));
+                let ord = whiteout::compare_siblings(x, y);
                 if ord != Ordering::Equal {
                     return ord;
                 }
@@ -173,7 +159,7 @@ pub(crate) fn validate_sorted(entries: &[LayerEntry]) -> Result<(), LayerError> 
         };
         check_path(&e.path, matches!(e.kind, EntryKind::OpaqueWhiteout)).map_err(invalid)?;
         let (_, base) = split_parent(&e.path);
-        if !matches!(e.kind, EntryKind::OpaqueWhiteout) && base.starts_with(WHITEOUT_PREFIX) {
+        if !matches!(e.kind, EntryKind::OpaqueWhiteout) && whiteout::is_reserved(base.as_bytes()) {
             return Err(invalid(
                 "names starting with '.wh.' are reserved for OCI whiteouts",
             ));

@@ -15,12 +15,12 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use super::entry::{EntryKind, LayerEntry};
+use crate::whiteout::overlay;
 use crate::{Digest, Store, StoreError};
 
 /// Layers with more entries than this get no index (the engine unpacks them when needed).
@@ -28,9 +28,6 @@ pub const MAX_INDEX_ENTRIES: usize = 100_000;
 
 /// The store record kind that holds a layer's index, keyed by its diffID.
 pub const INDEX_RECORD: &str = "layer-index";
-
-/// Overlay's opaque-directory markers (the kernel accepts either namespace).
-const OPAQUE_XATTRS: [&str; 2] = ["trusted.overlay.opaque", "user.overlay.opaque"];
 
 /// What a path of a layer is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,10 +107,7 @@ impl PathIndex {
         }
         let mut idx = PathIndex::default();
         for e in entries {
-            if e.xattrs
-                .keys()
-                .any(|k| k.starts_with("trusted.overlay.") || k.starts_with("user.overlay."))
-            {
+            if e.xattrs.keys().any(|k| overlay::is_overlay_xattr(k)) {
                 return None;
             }
             if matches!(e.kind, EntryKind::Dir) {
@@ -208,7 +202,7 @@ impl PathIndex {
                 let kind = if ft.is_dir() {
                     stack.push((ent.path(), path.clone()));
                     IndexKind::Dir {
-                        opaque: is_opaque_dir(&ent.path()),
+                        opaque: overlay::is_opaque(&ent.path()),
                     }
                 } else if ft.is_symlink() {
                     IndexKind::Symlink {
@@ -216,7 +210,7 @@ impl PathIndex {
                     }
                 } else if ft.is_file() {
                     IndexKind::File
-                } else if ft.is_char_device() && meta.rdev() == 0 {
+                } else if overlay::is_whiteout(&meta) {
                     IndexKind::Whiteout
                 } else {
                     IndexKind::Other
@@ -270,12 +264,6 @@ impl PathIndex {
         let bytes = store.get_record(INDEX_RECORD, diff_id).ok()??;
         PathIndex::from_json(&bytes).ok()
     }
-}
-
-fn is_opaque_dir(dir: &Path) -> bool {
-    OPAQUE_XATTRS
-        .iter()
-        .any(|name| matches!(xattr::get(dir, name), Ok(Some(v)) if v.as_slice() == b"y"))
 }
 
 impl From<PathIndex> for BTreeMap<String, String> {
@@ -370,6 +358,7 @@ mod tests {
     use crate::apply::{apply_layer, ApplyOptions, WhiteoutMode};
     use crate::tar::{write_layer, LayerOptions};
     use std::collections::BTreeMap;
+    use std::os::unix::fs::MetadataExt;
 
     fn e(path: &str, kind: EntryKind) -> LayerEntry {
         LayerEntry {

@@ -14,6 +14,7 @@ use rayon::prelude::*;
 
 use super::entry::{sort_entries, EntryKind, LayerEntry};
 use super::LayerError;
+use crate::whiteout::overlay;
 
 /// Options for [`entries_from_dir`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -27,7 +28,7 @@ pub struct DirOptions {
 /// build host, ACLs (`system.*`) are not carried by OCI layers, and overlayfs's own bookkeeping
 /// (`trusted.overlay.*`, `user.overlay.*`) is never content.
 fn keep_xattr(name: &str) -> bool {
-    if name.starts_with("user.overlay.") || name.starts_with(crate::device::RBUILD_XATTR_PREFIX) {
+    if overlay::is_overlay_xattr(name) || name.starts_with(crate::device::RBUILD_XATTR_PREFIX) {
         return false;
     }
     name == "security.capability" || name.starts_with("user.")
@@ -75,7 +76,7 @@ fn walk_root(root: &Path, exclude: &[&str], mode: Mode) -> Result<Vec<LayerEntry
         .collect();
     let mut walked = walk_dir(root, "", &exclude, mode)?;
     // Opaque root of an upper dir.
-    if mode == Mode::OverlayUpper && is_opaque(root) {
+    if mode == Mode::OverlayUpper && overlay::is_opaque(root) {
         walked.push(Walked {
             entry: opaque_entry("", root)?,
             link_id: None,
@@ -186,8 +187,7 @@ fn visit(path: &Path, rel: &str, exclude: &[&str], mode: Mode) -> Result<Vec<Wal
         EntryKind::Symlink { target }
     } else if ft.is_char_device() {
         let (major, minor) = (libc::major(meta.rdev()), libc::minor(meta.rdev()));
-        if mode == Mode::OverlayUpper && major == 0 && minor == 0 {
-            // overlayfs whiteout (Documentation/filesystems/overlayfs.rst, "whiteouts").
+        if mode == Mode::OverlayUpper && overlay::is_whiteout_device(major, minor) {
             EntryKind::Whiteout
         } else {
             EntryKind::CharDev { major, minor }
@@ -224,7 +224,7 @@ fn visit(path: &Path, rel: &str, exclude: &[&str], mode: Mode) -> Result<Vec<Wal
     let is_dir = matches!(entry.kind, EntryKind::Dir);
     let mut out = vec![Walked { entry, link_id }];
     if is_dir {
-        if mode == Mode::OverlayUpper && is_opaque(path) {
+        if mode == Mode::OverlayUpper && overlay::is_opaque(path) {
             out.push(Walked {
                 entry: opaque_entry(rel, path)?,
                 link_id: None,
@@ -233,12 +233,6 @@ fn visit(path: &Path, rel: &str, exclude: &[&str], mode: Mode) -> Result<Vec<Wal
         out.extend(walk_dir(path, rel, exclude, mode)?);
     }
     Ok(out)
-}
-
-fn is_opaque(dir: &Path) -> bool {
-    ["trusted.overlay.opaque", "user.overlay.opaque"]
-        .iter()
-        .any(|name| matches!(xattr::get(dir, name), Ok(Some(v)) if v == b"y"))
 }
 
 /// The `.wh..wh..opq` entry of an opaque directory: an empty file owned by root, with the
