@@ -416,12 +416,7 @@ fn run_instruction(
             )
         }
         Instruction::Workdir(path) => {
-            let current = state
-                .config
-                .config
-                .as_ref()
-                .and_then(|c| c.working_dir.clone())
-                .unwrap_or_else(|| "/".into());
+            let current = working_dir(state);
             let abs = format!("/{}", copy::absolute_dest(path, &current));
             state.config.config_mut().working_dir = Some(abs.clone());
             let user = state
@@ -521,12 +516,7 @@ fn run_copy(
     epoch: i64,
 ) -> Result<(), BuildError> {
     let engine = runner.engine;
-    let workdir = state
-        .config
-        .config
-        .as_ref()
-        .and_then(|c| c.working_dir.clone())
-        .unwrap_or_else(|| "/".into());
+    let workdir = working_dir(state);
     let env = CopyEnv {
         workdir: &workdir,
         epoch,
@@ -651,12 +641,7 @@ fn run_add_remote(
 ) -> Result<(), BuildError> {
     use super::remote;
     let engine = runner.engine;
-    let workdir = state
-        .config
-        .config
-        .as_ref()
-        .and_then(|c| c.working_dir.clone())
-        .unwrap_or_else(|| "/".into());
+    let workdir = working_dir(state);
     let scratch = engine.scratch_dir("addremote")?;
     let canonical = remote::shown_instruction(&Instruction::Add(c.clone()).to_string());
     let created_by = format!("{canonical} # rbuild");
@@ -1078,6 +1063,16 @@ fn run_op_with(
         miss_reason,
     });
     Ok(())
+}
+
+/// The stage's working directory so far (`/` until a WORKDIR or the base image sets one).
+fn working_dir(state: &StageState) -> String {
+    state
+        .config
+        .config
+        .as_ref()
+        .and_then(|c| c.working_dir.clone())
+        .unwrap_or_else(|| "/".into())
 }
 
 #[cfg(test)]
