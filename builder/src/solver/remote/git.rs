@@ -12,8 +12,6 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use base64::Engine as _;
-
 use crate::dockerfile::remote::{redact, GitSource};
 
 /// Why a git source could not be resolved or checked out. URLs are shown without credentials.
@@ -58,20 +56,7 @@ impl Remote {
         let mut auth_header = None;
         if let Ok(mut u) = url::Url::parse(&src.remote) {
             if matches!(u.scheme(), "http" | "https") && !u.username().is_empty() {
-                let decode = |s: &str| {
-                    percent_encoding::percent_decode_str(s)
-                        .decode_utf8_lossy()
-                        .into_owned()
-                };
-                let pair = format!(
-                    "{}:{}",
-                    decode(u.username()),
-                    decode(u.password().unwrap_or_default())
-                );
-                auth_header = Some(format!(
-                    "Authorization: Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(pair)
-                ));
+                auth_header = super::http::basic_auth(&u).map(|b| format!("Authorization: {b}"));
                 let _ = u.set_username("");
                 let _ = u.set_password(None);
                 url = u.to_string();

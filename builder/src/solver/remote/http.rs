@@ -264,7 +264,9 @@ fn download(
     })
 }
 
-fn basic_auth(url: &url::Url) -> Option<String> {
+/// The `Authorization` value (`Basic …`) for the `user:password@` of `url`, percent-decoded;
+/// `None` without credentials. Used for downloads and for git over http(s).
+pub(super) fn basic_auth(url: &url::Url) -> Option<String> {
     if url.username().is_empty() && url.password().is_none() {
         return None;
     }
