@@ -120,6 +120,21 @@ impl Case {
         } else {
             std::fs::create_dir_all(dest).map_err(|e| format!("mkdir {}: {e}", dest.display()))?;
         }
+        // A checkout gives the context files the time of the checkout; a setup that archives
+        // them (`tar -cf … | zstd`, copied as it is) would then make bytes that differ from the
+        // ones the stored BuildKit reference was built from. One fixed time makes setups repeat.
+        let out = Command::new("find")
+            .arg(dest)
+            .args(["-exec", "touch", "-h", "-d", "@946684800", "{}", "+"])
+            .output()
+            .map_err(|e| format!("find: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "fixing the times of {}: {}",
+                dest.display(),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
         if let Some(setup) = &self.spec.setup {
             let out = Command::new("sh")
                 .args(["-ec", setup])
