@@ -14,6 +14,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod parallel;
+pub mod pool;
 pub mod pull;
 pub mod push;
 pub mod reference;
@@ -23,5 +24,6 @@ pub(crate) mod testutil;
 pub use auth::{Credential, CredentialSource, Secret};
 pub use client::{ClientOptions, Registry};
 pub use error::RegistryError;
+pub use pool::Registries;
 pub use rbuild_layers::Digest;
 pub use reference::{Reference, ReferenceError, DEFAULT_REGISTRY};

@@ -7,7 +7,7 @@ use rbuild_registry::Reference;
 
 use super::csv::{key_values, CsvError};
 
-pub use crate::cache::spec::{
+pub use crate::remote_cache::spec::{
     CacheExportSpec, CacheExportTarget, CacheImportSource, CacheImportSpec, CacheMode,
 };
 

@@ -20,8 +20,8 @@ use std::thread::JoinHandle;
 use rbuild_layers::store::{GrowingBlob, Store};
 use rbuild_layers::Digest;
 
-use crate::cache::blobs::Registries;
 use crate::graph::BuildPlan;
+use rbuild_registry::Registries;
 
 /// A layer uploaded ahead: where it went.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -65,7 +65,7 @@ impl UploadAhead {
 
     /// For a layer about to be written in `stage`: a hook that starts its upload (see
     /// `rbuild_layers::tar::WriteHooks::follow`), or `None` when the stage is not pushed.
-    pub fn follower(&self, stage: usize) -> Option<impl FnMut(GrowingBlob) + '_> {
+    fn start(&self, stage: usize) -> Option<impl FnMut(GrowingBlob) + '_> {
         let (host, repository) = self.destinations.get(&stage)?.clone();
         Some(move |blob: GrowingBlob| {
             let registries = self.registries.clone();
@@ -118,6 +118,13 @@ impl UploadAhead {
     }
 }
 
+impl crate::solver::seams::LayerUploads for UploadAhead {
+    fn follower(&self, stage: usize) -> Option<Box<dyn FnMut(GrowingBlob) + '_>> {
+        self.start(stage)
+            .map(|f| Box::new(f) as Box<dyn FnMut(GrowingBlob) + '_>)
+    }
+}
+
 /// What the uploads ahead did.
 #[derive(Debug, Clone)]
 pub struct AheadReport {
@@ -159,6 +166,7 @@ mod tests {
 
     use super::*;
     use crate::graph::{Base, PlannedStage};
+    use crate::solver::seams::LayerUploads;
 
     fn stage(index: usize, base: Base) -> PlannedStage {
         PlannedStage {

@@ -10,7 +10,7 @@ use rbuild_layers::store::Store;
 use rbuild_layers::Digest;
 use rbuild_registry::{Reference, RegistryError};
 
-use crate::cache::blobs::BlobFetcher;
+use crate::lazy_pull::LayerFetcher;
 
 use super::ahead::SentAhead;
 use super::BuiltImage;
@@ -96,7 +96,7 @@ pub fn push_images(
     built: &[BuiltImage],
     push_tags: bool,
     outputs: &[OutputSpec],
-    fetcher: &BlobFetcher,
+    fetcher: &LayerFetcher,
     sent_ahead: &[SentAhead],
     progress: &Progress,
 ) -> Result<Vec<Pushed>, PushError> {

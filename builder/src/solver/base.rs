@@ -6,7 +6,7 @@
 //!   without the annotation, from before it existed) is used from the store, no registry asked;
 //! - any other name is resolved against its registry on every build and pulled lazily (the
 //!   manifest and config now; each layer only when something needs its bytes, see
-//!   `crate::cache::blobs`); the store tag is then annotated `=pull`;
+//!   `super::seams::LayerSource`); the store tag is then annotated `=pull`;
 //! - when the registry cannot be reached (connection errors or 5xx after retries) and a pulled
 //!   copy is in the store, that copy is used with a warning.
 //!
@@ -22,7 +22,7 @@ use rbuild_layers::store::Store;
 use rbuild_layers::{Descriptor, Digest, Platform};
 use rbuild_registry::Reference;
 
-use crate::cache::blobs::Registries;
+use rbuild_registry::Registries;
 
 use super::stage::LayerRef;
 use super::BuildError;

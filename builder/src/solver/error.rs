@@ -65,7 +65,7 @@ pub enum BuildError {
     #[error(transparent)]
     Run(#[from] super::run::RunError),
     #[error(transparent)]
-    Fetch(#[from] crate::cache::blobs::FetchError),
+    Fetch(#[from] super::seams::FetchError),
     /// A layer an imported cache named could not be fetched or did not match: the cache was
     /// wrong, and the build is run again without it.
     #[error("the imported cache's layer {digest} cannot be used: {reason}")]

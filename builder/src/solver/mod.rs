@@ -26,6 +26,7 @@ pub mod record;
 pub mod remote;
 pub mod rootfs;
 pub mod run;
+pub mod seams;
 pub mod stage;
 pub mod users;
 
@@ -37,20 +38,19 @@ use rbuild_layers::snapshot::SnapshotCache;
 use rbuild_layers::store::Store;
 use rbuild_layers::{Compression, Platform};
 
-use crate::cache::blobs::{BlobFetcher, FetchError, Registries};
-use crate::cache::import::ImportedCaches;
 use crate::context::{Context, IgnoreRules};
 use crate::dockerfile::Dockerfile;
-use crate::export::ahead::UploadAhead;
 use crate::graph::BuildPlan;
 use crate::progress::Progress;
 
 pub use error::BuildError;
+pub use seams::{FetchError, Seams};
 pub use stage::{LayerRef, StageState};
 
-/// Everything about a build that is not the Dockerfile itself.
+/// What the engine is asked to build, besides the Dockerfile itself: typed inputs it owns
+/// (the CLI and `commands::build` fill it in; nothing here is read from process-wide state).
 #[derive(Debug, Clone)]
-pub struct EngineOptions {
+pub struct BuildRequest {
     pub platform: Platform,
     /// Predefined platform ARGs (`TARGETPLATFORM`, …).
     pub platform_vars: BTreeMap<String, String>,
@@ -84,6 +84,11 @@ pub struct EngineOptions {
     pub registry: rbuild_registry::ClientOptions,
     /// The working directory rbuild started in: `FROM oci-layout://DIR` is relative to it.
     pub workdir: std::path::PathBuf,
+    /// The build context's directory.
+    pub context_dir: std::path::PathBuf,
+    /// The Dockerfile's path (`.dockerignore` beside it is preferred; build records are kept
+    /// per Dockerfile).
+    pub dockerfile: std::path::PathBuf,
     /// Absolute paths the context scan never reads (the store and the build's outputs, when
     /// they lie inside the context).
     pub context_skip: Vec<std::path::PathBuf>,
@@ -94,7 +99,7 @@ pub struct Engine<'a> {
     pub store: &'a Store,
     pub df: &'a Dockerfile,
     pub plan: &'a BuildPlan,
-    pub opts: &'a EngineOptions,
+    pub opts: &'a BuildRequest,
     pub context_dir: &'a Path,
     pub dockerfile: &'a Path,
     pub progress: Progress,
@@ -105,12 +110,9 @@ pub struct Engine<'a> {
     /// The steps of the previous build of this Dockerfile's targets, by (stage name, position),
     /// read once: what misses are explained against.
     previous: BTreeMap<(String, usize), record::StepRecord>,
-    /// Fetches layers that are not in the store yet (lazily pulled bases, imported caches).
-    pub fetcher: Arc<BlobFetcher>,
-    /// `--cache-from` caches, consulted after the store.
-    pub imports: ImportedCaches,
-    /// Uploads of new layers started while they are written (see `export::ahead`).
-    pub(crate) ahead: Arc<UploadAhead>,
+    /// What the engine reaches outside itself through: registries, missing layers, imported
+    /// cache records, uploads of layers while they are written.
+    pub(crate) seams: Seams,
     /// What every filesystem step produced, for `--cache-to`.
     outcomes: Mutex<Vec<StepOutcome>>,
     /// What the build keeps per step, bounded (see [`budget`]).
@@ -135,55 +137,36 @@ impl<'a> Engine<'a> {
         store: &'a Store,
         df: &'a Dockerfile,
         plan: &'a BuildPlan,
-        opts: &'a EngineOptions,
-        context_dir: &'a Path,
-        dockerfile: &'a Path,
+        opts: &'a BuildRequest,
         progress: Progress,
+        seams: Seams,
     ) -> Result<Engine<'a>, BuildError> {
         let mut previous = BTreeMap::new();
         for &t in &plan.targets {
             let target = plan.stages[t].display_name();
-            if let Some(rec) = record::load_build(store, dockerfile, &target) {
+            if let Some(rec) = record::load_build(store, &opts.dockerfile, &target) {
                 for s in rec.steps {
                     previous.insert((s.stage_name.clone(), s.index), s);
                 }
             }
         }
-        let fetcher = Arc::new(BlobFetcher::new(Arc::new(Registries::new(
-            opts.registry.clone(),
-        ))));
         Ok(Engine {
             store,
             df,
             plan,
             opts,
-            context_dir,
-            dockerfile,
+            context_dir: &opts.context_dir,
+            dockerfile: &opts.dockerfile,
             progress,
             snapshots: SnapshotCache::new(&store.snapshots_dir())?,
             context: OnceLock::new(),
             results: Mutex::new(BTreeMap::new()),
             steps: Mutex::new(Vec::new()),
             previous,
-            fetcher: fetcher.clone(),
-            ahead: Arc::new(UploadAhead::none(fetcher.registries().clone())),
-            imports: ImportedCaches::none(),
+            seams,
             outcomes: Mutex::new(Vec::new()),
             kept: budget::KeptBytes::default(),
         })
-    }
-
-    /// Streams the layers of pushed stages to their registry while writing them.
-    pub fn with_upload_ahead(mut self, ahead: Arc<UploadAhead>) -> Self {
-        self.ahead = ahead;
-        self
-    }
-
-    /// Uses `fetcher` for missing layers and consults `imports` after the store.
-    pub fn with_cache(mut self, fetcher: Arc<BlobFetcher>, imports: ImportedCaches) -> Self {
-        self.fetcher = fetcher;
-        self.imports = imports;
-        self
     }
 
     pub(crate) fn record_outcome(&self, o: StepOutcome) {
@@ -229,7 +212,7 @@ impl<'a> Engine<'a> {
                 step.progress(crate::progress::ProgressKind::Pulling, now, Some(total));
             }
         };
-        match self.fetcher.ensure_all(self.store, &missing, &on_bytes) {
+        match self.seams.layers.fetch(self.store, &missing, &on_bytes) {
             Ok(()) => {
                 step.done();
                 Ok(())
@@ -243,7 +226,7 @@ impl<'a> Engine<'a> {
 
     /// Classifies a failed fetch: a layer from an imported cache, or any other.
     pub fn fetch_error(&self, e: FetchError) -> BuildError {
-        if self.fetcher.is_imported(e.digest()) {
+        if self.seams.layers.named_by_imported_cache(e.digest()) {
             BuildError::ImportedCache {
                 digest: e.digest().clone(),
                 reason: crate::errors::error_chain(&e),

@@ -7,9 +7,11 @@
 //! [`devices`] (the image's device nodes, real in the sandbox), [`diff`] (upper directory to
 //! layer entries), [`stubs`] (the mount points runc leaves in the layer).
 
+mod cache_dirs;
 mod devices;
 mod diff;
 mod mounts;
+pub use cache_dirs::shared_dir as cache_mount_dir;
 mod ssh;
 mod stubs;
 mod user;

@@ -227,7 +227,7 @@ pub fn build_stage(engine: &Engine<'_>, i: usize) -> Result<StageState, BuildErr
             };
             let resolved = match base::resolve_with_progress(
                 engine.store,
-                engine.fetcher.registries(),
+                &engine.seams.registries,
                 name,
                 &engine.opts.platform,
                 &cwd,
@@ -738,7 +738,7 @@ fn resolve_from(
     let cwd = engine.opts.workdir.clone();
     let image = base::resolve(
         engine.store,
-        engine.fetcher.registries(),
+        &engine.seams.registries,
         name,
         &engine.opts.platform,
         &cwd,
@@ -874,7 +874,12 @@ fn unpack_layer(
     });
     match (created, mismatch.take()) {
         (Ok(path), _) => Ok(path),
-        (Err(_), Some(actual)) if engine.fetcher.is_imported(&l.descriptor.digest) => {
+        (Err(_), Some(actual))
+            if engine
+                .seams
+                .layers
+                .named_by_imported_cache(&l.descriptor.digest) =>
+        {
             Err(BuildError::ImportedCache {
                 digest: l.descriptor.digest.clone(),
                 reason: format!(
@@ -950,7 +955,7 @@ fn run_op_with(
         record::lookup(engine.store, &key).or_else(|| {
             // An imported cache's hit is remembered in the store like a local one (it is
             // used locally only once its layer is here).
-            let r = engine.imports.lookup(engine.store, &engine.fetcher, &key)?;
+            let r = engine.seams.imported.step(engine.store, &key)?;
             let _ = record::save(engine.store, &key, &r);
             Some(r)
         })
@@ -992,7 +997,7 @@ fn run_op_with(
                     }
                 };
                 // A layer of a pushed image is uploaded while it is compressed.
-                let mut upload = engine.ahead.follower(stage_index);
+                let mut upload = engine.seams.uploads.follower(stage_index);
                 let written = rbuild_layers::tar::write_layer_with(
                     engine.store,
                     entries,
@@ -1001,7 +1006,7 @@ fn run_op_with(
                         progress: Some(&report),
                         follow: upload
                             .as_mut()
-                            .map(|f| f as &mut dyn FnMut(rbuild_layers::store::GrowingBlob)),
+                            .map(|f| &mut **f as &mut dyn FnMut(rbuild_layers::store::GrowingBlob)),
                     },
                 );
                 let info = match written {

@@ -157,7 +157,7 @@ pub(super) fn sandbox_mounts(
                 let dir = if *sharing == CacheSharing::Private {
                     scratch.join(format!("cache-{n}"))
                 } else {
-                    crate::cache::mounts::shared_dir(engine.store, &id)
+                    super::cache_dirs::shared_dir(engine.store, &id)
                 };
                 if !dir.exists() {
                     // Filled aside and renamed into place, so a build that is killed (or a
@@ -169,19 +169,10 @@ pub(super) fn sandbox_mounts(
                         .tempdir_in(parent)
                         .map_err(io("creating cache mount in", parent))?;
                     if let Some((st, rel)) = seed {
-                        seed_cache(engine, st, rel, fresh.path(), scratch, n)?;
+                        super::cache_dirs::seed(engine, st, rel, fresh.path(), scratch, n)?;
                     } else if *sharing != CacheSharing::Private {
-                        if let Some(layer) =
-                            engine
-                                .imports
-                                .cache_mount(engine.store, &engine.fetcher, &id)
-                        {
-                            crate::cache::mounts::import_mount(
-                                engine,
-                                &engine.fetcher,
-                                &layer,
-                                fresh.path(),
-                            )?;
+                        if let Some(layer) = engine.seams.imported.cache_mount(engine.store, &id) {
+                            super::cache_dirs::fill_from_layer(engine, &layer, fresh.path())?;
                         }
                     }
                     std::fs::set_permissions(
@@ -419,71 +410,6 @@ fn base_name(p: &str) -> String {
     crate::solver::rootfs::components(p)
         .pop()
         .unwrap_or_default()
-}
-
-/// Fills a new cache directory with `rel` of stage `st` (`type=cache,from=…,source=…`): the
-/// stage is mounted read-only in rbuild's private namespace and its tree copied, symlinks as
-/// symlinks (never followed), ownership and modes kept.
-fn seed_cache(
-    engine: &Engine<'_>,
-    st: &StageState,
-    rel: &str,
-    dir: &Path,
-    scratch: &Path,
-    n: usize,
-) -> Result<(), BuildError> {
-    let rootfs = crate::solver::stage::snapshot_rootfs(engine, &st.layers)?;
-    let view = scratch.join(format!("cache-seed-{n}"));
-    std::fs::create_dir_all(&view).map_err(io("creating", &view))?;
-    let root = if rootfs.lowers.len() == 1 {
-        rootfs.lowers[0].clone()
-    } else {
-        view.clone()
-    };
-    let _guard = if rootfs.lowers.len() > 1 {
-        Some(
-            rootfs
-                .mount_readonly(&view)
-                .map_err(io("mounting the cache seed at", &view))?,
-        )
-    } else {
-        None
-    };
-    let src = if rel == "." { root } else { root.join(rel) };
-    let md = std::fs::symlink_metadata(&src).map_err(io("reading the cache seed", &src))?;
-    if !md.is_dir() {
-        return Err(BuildError::Run(RunError::CacheSeedNotDir(rel.to_string())));
-    }
-    copy_tree(&src, dir)
-}
-
-fn copy_tree(src: &Path, dst: &Path) -> Result<(), BuildError> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    for entry in std::fs::read_dir(src).map_err(io("listing", src))? {
-        let entry = entry.map_err(io("listing", src))?;
-        let from = entry.path();
-        let to = dst.join(entry.file_name());
-        let md = std::fs::symlink_metadata(&from).map_err(io("reading", &from))?;
-        let ft = md.file_type();
-        if ft.is_dir() {
-            std::fs::create_dir(&to).map_err(io("creating", &to))?;
-            copy_tree(&from, &to)?;
-        } else if ft.is_symlink() {
-            let target = std::fs::read_link(&from).map_err(io("reading link", &from))?;
-            std::os::unix::fs::symlink(&target, &to).map_err(io("creating link", &to))?;
-        } else if ft.is_file() {
-            std::fs::copy(&from, &to).map_err(io("copying", &from))?;
-        } else {
-            continue;
-        }
-        std::os::unix::fs::lchown(&to, Some(md.uid()), Some(md.gid()))
-            .map_err(io("setting the owner of", &to))?;
-        if !ft.is_symlink() {
-            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(md.mode() & 0o7777))
-                .map_err(io("setting the mode of", &to))?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,76 +1,30 @@
-//! Getting blobs into the store only when something needs their bytes.
+//! Getting layers into the store only when something needs their bytes: the engine's
+//! [`LayerSource`], also used by pushes and cache exports for blobs the store lacks.
 //!
 //! Base images are pulled lazily (manifest and config only) and an imported cache names layers
 //! that stay in their registry. Each such layer has a source record in the store (registry and
-//! repository, see `rbuild_registry::pull::source_of`); [`BlobFetcher::ensure`] downloads it —
+//! repository, see `rbuild_registry::pull::source_of`); [`LayerFetcher::ensure`] downloads it —
 //! verified by digest while streaming — when a step that missed needs it in its root, or an
 //! output needs its bytes. A push to the same registry mounts it instead and never downloads.
 //!
 //! Layers that came from an imported cache are marked: if one of them cannot be fetched or does
 //! not match, the cache was wrong, and the caller builds again without it rather than failing.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rbuild_layers::store::Store;
 use rbuild_layers::{Descriptor, Digest};
-use rbuild_registry::{ClientOptions, Registry, RegistryError};
+use rbuild_registry::{Registries, RegistryError};
+
+use crate::solver::seams::{FetchError, LayerSource};
 
 /// Blobs fetched at once.
 const PARALLEL_FETCHES: usize = 3;
 
-/// One connection (with its auth state) per registry host, shared by every thread of a build.
-pub struct Registries {
-    opts: ClientOptions,
-    pool: Mutex<BTreeMap<String, Arc<Registry>>>,
-}
-
-impl Registries {
-    pub fn new(opts: ClientOptions) -> Registries {
-        Registries {
-            opts,
-            pool: Mutex::new(BTreeMap::new()),
-        }
-    }
-
-    /// The client for `host`, connected on first use.
-    pub fn get(&self, host: &str) -> Result<Arc<Registry>, RegistryError> {
-        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(r) = pool.get(host) {
-            return Ok(r.clone());
-        }
-        let r = Arc::new(Registry::connect(host, &self.opts)?);
-        pool.insert(host.to_string(), r.clone());
-        Ok(r)
-    }
-}
-
-/// Why a blob could not be put in the store.
-#[derive(Debug, thiserror::Error)]
-pub enum FetchError {
-    #[error("layer {digest} is not in the local store and no registry is known to have it")]
-    NoSource { digest: Digest },
-    #[error("fetching layer {digest} from {registry}/{repository}")]
-    Registry {
-        digest: Digest,
-        registry: String,
-        repository: String,
-        #[source]
-        source: Box<RegistryError>,
-    },
-}
-
-impl FetchError {
-    pub fn digest(&self) -> &Digest {
-        match self {
-            FetchError::NoSource { digest } | FetchError::Registry { digest, .. } => digest,
-        }
-    }
-}
-
 /// Fetches missing blobs from where the store says they are; counts what it moved.
-pub struct BlobFetcher {
+pub struct LayerFetcher {
     registries: Arc<Registries>,
     imported: Mutex<BTreeSet<Digest>>,
     /// Bytes downloaded for layers named by an imported cache.
@@ -79,9 +33,9 @@ pub struct BlobFetcher {
     other_bytes: AtomicU64,
 }
 
-impl BlobFetcher {
-    pub fn new(registries: Arc<Registries>) -> BlobFetcher {
-        BlobFetcher {
+impl LayerFetcher {
+    pub fn new(registries: Arc<Registries>) -> LayerFetcher {
+        LayerFetcher {
             registries,
             imported: Mutex::new(BTreeSet::new()),
             imported_bytes: AtomicU64::new(0),
@@ -160,7 +114,7 @@ impl BlobFetcher {
             .map_err(fail)
     }
 
-    /// [`BlobFetcher::ensure`] for several blobs, a few at a time; the first error stops the
+    /// [`LayerFetcher::ensure`] for several blobs, a few at a time; the first error stops the
     /// rest from starting.
     pub fn ensure_all(
         &self,
@@ -196,5 +150,20 @@ impl BlobFetcher {
                     },
                 })
         }
+    }
+}
+
+impl LayerSource for LayerFetcher {
+    fn fetch(
+        &self,
+        store: &Store,
+        layers: &[Descriptor],
+        on_bytes: &(dyn Fn(u64) + Sync),
+    ) -> Result<(), FetchError> {
+        self.ensure_all(store, layers, on_bytes)
+    }
+
+    fn named_by_imported_cache(&self, digest: &Digest) -> bool {
+        self.is_imported(digest)
     }
 }

@@ -17,12 +17,12 @@ use rbuild_layers::tar::PathIndex;
 use rbuild_registry::cache::{CacheEntry, CacheLayer, CacheMap, CacheMountLayer};
 use rbuild_registry::push::PushOptions;
 
-use super::blobs::BlobFetcher;
 use super::import::ImportedCaches;
-use crate::cache::spec::{CacheExportSpec, CacheExportTarget, CacheMode};
 use crate::errors::error_chain;
 use crate::graph::BuildPlan;
+use crate::lazy_pull::LayerFetcher;
 use crate::progress::{LogStream, Progress};
+use crate::remote_cache::spec::{CacheExportSpec, CacheExportTarget, CacheMode};
 use crate::solver::StepOutcome;
 
 /// Why a cache export failed.
@@ -123,7 +123,7 @@ fn attach_indexes_within(map: &mut CacheMap, store: &Store, mut budget: usize) {
 /// Everything an export needs from the finished build.
 pub struct ExportInput<'a> {
     pub store: &'a Store,
-    pub fetcher: &'a BlobFetcher,
+    pub fetcher: &'a LayerFetcher,
     pub imports: &'a ImportedCaches,
     pub plan: &'a BuildPlan,
     pub targets: &'a [usize],
@@ -186,7 +186,7 @@ fn export_one(
                     source,
                 })?
                 // Not used by this build: carry the imported one forward, so it is not lost.
-                .or_else(|| input.imports.cache_mount(input.store, input.fetcher, id));
+                .or_else(|| input.imports.cache_mount(input.store, id));
         match layer {
             Some(layer) => {
                 map.cache_mounts

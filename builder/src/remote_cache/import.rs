@@ -20,12 +20,13 @@ use rbuild_layers::{Descriptor, Digest, Platform};
 use rbuild_registry::cache::{CacheLayer, CacheMap};
 use rbuild_registry::Registry;
 
-use super::blobs::{BlobFetcher, Registries};
-use crate::cache::spec::{CacheImportSource, CacheImportSpec};
 use crate::errors::error_chain;
+use crate::lazy_pull::LayerFetcher;
 use crate::progress::Progress;
+use crate::remote_cache::spec::{CacheImportSource, CacheImportSpec};
 use crate::solver::record::StepResult;
 use crate::solver::LayerRef;
+use rbuild_registry::Registries;
 
 /// Where an imported cache's blobs are.
 enum Location {
@@ -52,6 +53,8 @@ pub struct ImportedCaches {
     warned: Mutex<BTreeSet<usize>>,
     steps: AtomicUsize,
     progress: Option<Progress>,
+    /// Told which layers came from an imported cache (and the bytes copied from a directory).
+    fetcher: Option<Arc<LayerFetcher>>,
 }
 
 /// The loaded sources, or the thread still reading their maps (see
@@ -95,6 +98,7 @@ impl ImportedCaches {
             warned: Mutex::new(BTreeSet::new()),
             steps: AtomicUsize::new(0),
             progress: None,
+            fetcher: None,
         }
     }
 
@@ -104,10 +108,11 @@ impl ImportedCaches {
     pub fn load_in_background(
         specs: Vec<CacheImportSpec>,
         platform: Platform,
-        registries: Arc<Registries>,
+        fetcher: Arc<LayerFetcher>,
         progress: Progress,
     ) -> ImportedCaches {
         let p = progress.clone();
+        let registries = fetcher.registries().clone();
         let spawned = std::thread::Builder::new()
             .name("cache-import".into())
             .spawn(move || load_sources(&specs, &platform, &registries, &p));
@@ -118,6 +123,7 @@ impl ImportedCaches {
                     loading: Mutex::new(Some(handle)),
                 },
                 &progress,
+                fetcher,
             ),
             Err(e) => {
                 progress.warn(format!(
@@ -128,13 +134,18 @@ impl ImportedCaches {
         }
     }
 
-    fn with_sources(sources: Sources, progress: &Progress) -> ImportedCaches {
+    fn with_sources(
+        sources: Sources,
+        progress: &Progress,
+        fetcher: Arc<LayerFetcher>,
+    ) -> ImportedCaches {
         ImportedCaches {
             sources,
             checked: Mutex::new(BTreeMap::new()),
             warned: Mutex::new(BTreeSet::new()),
             steps: AtomicUsize::new(0),
             progress: Some(progress.clone()),
+            fetcher: Some(fetcher),
         }
     }
 
@@ -162,7 +173,7 @@ impl ImportedCaches {
 
     /// Whether blob `desc` of source `i` can be had; on success the store knows where to fetch
     /// it from (registry) or has it (directory).
-    fn available(&self, i: usize, store: &Store, fetcher: &BlobFetcher, desc: &Descriptor) -> bool {
+    fn available(&self, i: usize, store: &Store, desc: &Descriptor) -> bool {
         let memo = (i, desc.digest.clone());
         if let Some(&known) = self
             .checked
@@ -184,7 +195,9 @@ impl ImportedCaches {
                 } => match reg.has_blob(repository, &desc.digest) {
                     Ok(true) => {
                         rbuild_registry::pull::record_source(store, host, repository, &desc.digest);
-                        fetcher.mark_imported(&desc.digest);
+                        if let Some(f) = &self.fetcher {
+                            f.mark_imported(&desc.digest);
+                        }
                         true
                     }
                     Ok(false) => {
@@ -213,7 +226,9 @@ impl ImportedCaches {
                 Location::Layout(dir) => {
                     match rbuild_registry::cache::layout::import_layout_blob(dir, store, desc) {
                         Ok(()) => {
-                            fetcher.count_imported(desc.size);
+                            if let Some(f) = &self.fetcher {
+                                f.count_imported(desc.size);
+                            }
                             true
                         }
                         Err(e) => {
@@ -241,14 +256,14 @@ impl ImportedCaches {
 
     /// The imported result of step `key`, from the first cache that has it and whose layer is
     /// available.
-    pub fn lookup(&self, store: &Store, fetcher: &BlobFetcher, key: &Digest) -> Option<StepResult> {
+    pub fn lookup(&self, store: &Store, key: &Digest) -> Option<StepResult> {
         for (i, s) in self.sources.get().iter().enumerate() {
             let Some(e) = s.map.entries.get(key) else {
                 continue;
             };
             let result = match &e.layer {
                 None => StepResult::new(None),
-                Some(l) if self.available(i, store, fetcher, &l.descriptor) => {
+                Some(l) if self.available(i, store, &l.descriptor) => {
                     save_index(store, l);
                     StepResult::new(Some(layer_ref(l)))
                 }
@@ -262,15 +277,10 @@ impl ImportedCaches {
 
     /// The contents of cache mount `id` from the first cache that exported it and whose blob is
     /// available (its source is recorded; the caller fetches it).
-    pub fn cache_mount(
-        &self,
-        store: &Store,
-        fetcher: &BlobFetcher,
-        id: &str,
-    ) -> Option<CacheLayer> {
+    pub fn cache_mount(&self, store: &Store, id: &str) -> Option<CacheLayer> {
         for (i, s) in self.sources.get().iter().enumerate() {
             if let Some(m) = s.map.cache_mounts.get(id) {
-                if self.available(i, store, fetcher, &m.layer.descriptor) {
+                if self.available(i, store, &m.layer.descriptor) {
                     return Some(m.layer.clone());
                 }
             }
@@ -286,6 +296,16 @@ impl ImportedCaches {
             .iter()
             .flat_map(|s| s.map.cache_mounts.keys().cloned())
             .collect()
+    }
+}
+
+impl crate::solver::seams::ImportedRecords for ImportedCaches {
+    fn step(&self, store: &Store, key: &Digest) -> Option<StepResult> {
+        self.lookup(store, key)
+    }
+
+    fn cache_mount(&self, store: &Store, id: &str) -> Option<LayerRef> {
+        ImportedCaches::cache_mount(self, store, id).map(|l| layer_ref(&l))
     }
 }
 

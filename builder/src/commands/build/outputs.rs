@@ -1,0 +1,169 @@
+//! Phase 4 of a build, exporting: each target becomes an image (with its inline cache when
+//! asked), is tagged in the store, written to the `--output`s, pushed, and the build's cache
+//! is exported — push and cache export side by side where they cannot step on each other.
+
+use std::collections::BTreeSet;
+
+use anyhow::Context as _;
+
+use super::inputs::Inputs;
+use super::plan::Planned;
+use super::solve::{Session, Solved};
+use crate::cli::cache_spec::{CacheExportTarget, CacheMode};
+use crate::commands::Failure;
+use crate::export::push::Pushed;
+use crate::export::{assemble, image_annotations, write_outputs, BuiltImage};
+use crate::progress::TargetSummary;
+use crate::remote_cache::export::{cache_map, export_all, stages_for, ExportInput};
+
+/// The images a build made and where they went.
+pub(super) struct Exported {
+    pub built: Vec<BuiltImage>,
+    /// One per target, in target order (step counts are filled in by the report).
+    pub summaries: Vec<TargetSummary>,
+    pub pushed: Vec<Pushed>,
+}
+
+pub(super) fn export(
+    inputs: &Inputs,
+    planned: &Planned,
+    session: &Session,
+    solved: &Solved<'_>,
+) -> Result<Exported, Failure> {
+    let (built, summaries) = images(inputs, planned, session, solved)?;
+    let opts = &inputs.opts;
+    let store = &session.store;
+    let progress = &session.progress;
+    write_outputs(store, &built, &opts.outputs).map_err(|e| Failure::Build(e.into()))?;
+    // The layers streamed while building: the last ones may still be on their way.
+    let ahead_report = solved.ahead.finish(store);
+    // Pushing the images and exporting the cache run side by side, except when the cache goes
+    // to a registry an image goes to and some new layer is not there yet (its upload ahead
+    // failed): then the push goes first, so the export mounts that layer from the image's
+    // repository instead of uploading it a second time.
+    let push_hosts = crate::export::push::push_hosts(&built, opts.push, &opts.outputs);
+    let push_first = !ahead_report.complete()
+        && opts.cache_to.iter().any(|c| {
+            matches!(&c.target, CacheExportTarget::Registry(r) if push_hosts.contains(r.registry()))
+        });
+    let export_input = ExportInput {
+        store,
+        fetcher: &solved.fetcher,
+        imports: &solved.imports,
+        plan: &inputs.plan,
+        targets: &inputs.plan.targets,
+        built: solved.states.keys().copied().collect(),
+        outcomes: solved.engine.outcomes(),
+        platform: platform(inputs),
+        progress,
+    };
+    let push = || {
+        crate::export::push::push_images(
+            store,
+            &built,
+            opts.push,
+            &opts.outputs,
+            &solved.fetcher,
+            &ahead_report.sent,
+            progress,
+        )
+    };
+    let (pushed, exported) = if push_first {
+        let pushed = push();
+        let exported = match &pushed {
+            Ok(_) => export_all(&export_input, &opts.cache_to),
+            Err(_) => Ok(()),
+        };
+        (pushed, exported)
+    } else {
+        std::thread::scope(|s| {
+            let export = s.spawn(|| export_all(&export_input, &opts.cache_to));
+            let pushed = push();
+            (
+                pushed,
+                export.join().expect("the cache export thread panicked"),
+            )
+        })
+    };
+    let pushed = pushed.map_err(|e| Failure::Build(e.into()))?;
+    exported.map_err(|e| Failure::Build(e.into()))?;
+    Ok(Exported {
+        built,
+        summaries,
+        pushed,
+    })
+}
+
+fn platform(inputs: &Inputs) -> String {
+    crate::graph::platform::platform_string(&inputs.opts.plan.platform)
+}
+
+/// Assembles each target's image and tags it in the store.
+fn images(
+    inputs: &Inputs,
+    planned: &Planned,
+    session: &Session,
+    solved: &Solved<'_>,
+) -> Result<(Vec<BuiltImage>, Vec<TargetSummary>), Failure> {
+    let plan = &inputs.plan;
+    let store = &session.store;
+    let inline_cache = inputs
+        .opts
+        .cache_to
+        .iter()
+        .any(|c| c.target == CacheExportTarget::Inline);
+    let built_stages: BTreeSet<usize> = solved.states.keys().copied().collect();
+    let mut built = Vec::new();
+    let mut summaries = Vec::new();
+    for &t in &plan.targets {
+        let state = solved
+            .states
+            .get(&t)
+            .ok_or_else(|| Failure::Build(anyhow::anyhow!("target stage {t} was not built")))?;
+        let target = plan.stages[t].display_name();
+        let names = planned.target_names.get(&t).cloned().unwrap_or_default();
+        let annotations = image_annotations(state, inputs.git.as_ref(), inputs.epoch);
+        let image = if inline_cache {
+            // The image carries the cache map of its own steps (min mode), as BuildKit's
+            // inline cache does.
+            let stages = stages_for(plan, &[t], CacheMode::Min, &built_stages);
+            let map = cache_map(&solved.engine.outcomes(), &stages, &platform(inputs), false);
+            let mut with_cache = (**state).clone();
+            map.embed_in(&mut with_cache.config);
+            assemble(store, &with_cache, annotations, inputs.epoch)
+        } else {
+            assemble(store, state, annotations, inputs.epoch)
+        }
+        .map_err(|e| Failure::Build(e.into()))?;
+        // Tags rbuild sets are marked as built here: FROM uses them without asking a registry.
+        let mut local_desc = image.manifest_descriptor.clone();
+        local_desc.annotations.insert(
+            crate::solver::base::ORIGIN_ANNOTATION.to_string(),
+            "build".to_string(),
+        );
+        for n in &names {
+            store
+                .set_ref(&n.to_string(), &local_desc)
+                .with_context(|| format!("tagging {n} in the store"))
+                .map_err(Failure::Build)?;
+        }
+        let size = image.manifest.layers.iter().map(|l| l.size).sum::<u64>()
+            + image.config_descriptor.size
+            + image.manifest_descriptor.size;
+        summaries.push(TargetSummary {
+            target: target.clone(),
+            digest: image.manifest_descriptor.digest.to_string(),
+            tags: names.iter().map(|n| n.familiar()).collect(),
+            size,
+            layers: image.manifest.layers.len(),
+            steps_cached: 0,
+            steps_total: 0,
+        });
+        built.push(BuiltImage {
+            target,
+            image,
+            names,
+        });
+    }
+    Ok((built, summaries))
+}

@@ -1,0 +1,139 @@
+//! Phase 5 of a build, reporting: the build record each target leaves for cache-miss
+//! explanations and `rbuild explain`, the summary, `--metadata-file`, and what stdout gets.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use rbuild_layers::atomic;
+
+use super::inputs::Inputs;
+use super::outputs::Exported;
+use super::solve::{Session, Solved};
+use crate::cli::values::ProgressMode;
+use crate::commands::Failure;
+use crate::export::push::Pushed;
+use crate::export::BuiltImage;
+use crate::progress::BuildSummary;
+use crate::solver::record::{save_build, BuildRecord};
+
+pub(super) fn report(
+    inputs: &Inputs,
+    session: &Session,
+    solved: &Solved<'_>,
+    exported: Exported,
+    started: Instant,
+) -> Result<(), Failure> {
+    let Exported {
+        built,
+        mut summaries,
+        pushed,
+    } = exported;
+    let opts = &inputs.opts;
+    let plan = &inputs.plan;
+    // Remember this build for cache-miss explanations and `rbuild explain`.
+    let steps = solved.engine.step_records();
+    for (summary, &t) in summaries.iter_mut().zip(&plan.targets) {
+        let needed = stages_needed_by(plan, t);
+        let target_steps: Vec<_> = steps
+            .iter()
+            .filter(|s| needed.contains(&s.stage))
+            .cloned()
+            .collect();
+        summary.steps_total = target_steps.len();
+        summary.steps_cached = target_steps.iter().filter(|s| s.cached).count();
+        let record = BuildRecord {
+            version: 1,
+            dockerfile: opts.plan.dockerfile.display().to_string(),
+            target: summary.target.clone(),
+            steps: target_steps,
+        };
+        if let Err(e) = save_build(&session.store, &record, &opts.plan.dockerfile) {
+            session
+                .progress
+                .warn(format!("could not save the build record: {e}"));
+        }
+    }
+
+    let summary = BuildSummary {
+        targets: summaries,
+        wall_time: started.elapsed(),
+        imported_cache_steps: solved.imports.steps(),
+        imported_cache_bytes: solved.fetcher.imported_bytes(),
+    };
+    if let Some(path) = &opts.metadata_file {
+        write_metadata(path, &built, &pushed, &summary).map_err(Failure::Build)?;
+    }
+    session.progress.summary(summary);
+    let mut out = std::io::stdout().lock();
+    if opts.progress == ProgressMode::Quiet {
+        for b in &built {
+            let _ = writeln!(out, "{}", b.image.manifest_descriptor.digest);
+        }
+    } else {
+        for p in &pushed {
+            let _ = writeln!(out, "pushed {}: digest: {}", p.reference, p.digest);
+        }
+    }
+    Ok(())
+}
+
+fn stages_needed_by(plan: &crate::graph::BuildPlan, target: usize) -> BTreeSet<usize> {
+    let mut needed = BTreeSet::new();
+    let mut todo = vec![target];
+    while let Some(i) = todo.pop() {
+        if needed.insert(i) {
+            todo.extend(plan.stages[i].depends_on());
+        }
+    }
+    needed
+}
+
+/// `--metadata-file`: BuildKit's keys for one target; an object per target for several.
+fn write_metadata(
+    path: &Path,
+    built: &[BuiltImage],
+    pushed: &[Pushed],
+    summary: &BuildSummary,
+) -> anyhow::Result<()> {
+    let one = |b: &BuiltImage| {
+        let pushed_refs: Vec<String> = pushed
+            .iter()
+            .filter(|p| p.target == b.target)
+            .map(|p| format!("{}@{}", p.reference, p.digest))
+            .collect();
+        let mut v = serde_json::json!({
+            "containerimage.digest": b.image.manifest_descriptor.digest.to_string(),
+            "containerimage.config.digest": b.image.config_descriptor.digest.to_string(),
+            "containerimage.descriptor": b.image.manifest_descriptor,
+            "image.name": b.names.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","),
+        });
+        if !pushed_refs.is_empty() {
+            v["rbuild.pushed"] = serde_json::json!(pushed_refs);
+        }
+        // Build-wide: what came from `--cache-from`.
+        v["rbuild.cache.imported.steps"] = serde_json::json!(summary.imported_cache_steps);
+        v["rbuild.cache.imported.bytes"] = serde_json::json!(summary.imported_cache_bytes);
+        v
+    };
+    let doc = if built.len() == 1 {
+        one(&built[0])
+    } else {
+        let m: BTreeMap<String, serde_json::Value> =
+            built.iter().map(|b| (b.target.clone(), one(b))).collect();
+        serde_json::to_value(m)?
+    };
+    let bytes = serde_json::to_vec_pretty(&doc)?;
+    atomic::write(path, &bytes, METADATA_WRITE)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// How `--metadata-file` is replaced: mode 0600, `.tmp` temps beside it, the directory not
+/// fsynced (the file describes this build only; a crash loses the build as well).
+const METADATA_WRITE: atomic::Options = atomic::Options::new()
+    .mode(atomic::Mode::Private)
+    .prefix(".tmp")
+    .without_dir_sync();

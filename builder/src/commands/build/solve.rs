@@ -1,0 +1,185 @@
+//! Phase 3 of a build, solving: opens the store and the progress output, wires the engine's
+//! seams (lazy layer fetches, `--cache-from` records, uploads ahead of a push) and runs the
+//! engine — once more without the imported cache if that cache named something it could not
+//! deliver.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use rbuild_layers::store::Store;
+use rbuild_registry::Registries;
+
+use super::inputs::Inputs;
+use super::plan::Planned;
+use crate::cli::output::OutputKind;
+use crate::cli::values::ProgressMode;
+use crate::commands::Failure;
+use crate::errors::error_chain;
+use crate::export::ahead::UploadAhead;
+use crate::lazy_pull::LayerFetcher;
+use crate::progress::{self, Progress};
+use crate::remote_cache::import::ImportedCaches;
+use crate::solver::inputs::{SecretSource, SecretSpec};
+use crate::solver::{Engine, Seams, StageState};
+
+/// The store and progress output of one build.
+pub(super) struct Session {
+    pub store: Store,
+    pub progress: Progress,
+}
+
+/// Opens the store and the progress output, and shows the warnings gathered so far.
+pub(super) fn open(inputs: &Inputs, planned: &Planned) -> Result<Session, Failure> {
+    let opts = &inputs.opts;
+    let store = Store::open(&opts.store)
+        .with_context(|| format!("opening the store {}", opts.store.display()))
+        .map_err(Failure::Build)?;
+    let mode = match opts.progress {
+        ProgressMode::Plain | ProgressMode::Auto => progress::Mode::Plain,
+        ProgressMode::Tty => progress::Mode::Tty,
+        ProgressMode::Json => progress::Mode::Json,
+        ProgressMode::Quiet => progress::Mode::Quiet,
+    };
+    // Secret values are masked in every line of output (they are read again, onto a tmpfs,
+    // only by the sandbox that mounts them).
+    let progress = progress::renderer(mode, Box::new(std::io::stderr()))
+        .with_masks(secret_values(&opts.secrets));
+    note_skipped_in_context(inputs, &planned.request.context_skip, &progress);
+    for w in &inputs.warnings {
+        progress.warn(w.clone());
+    }
+    for unused in &inputs.plan.unused_build_args {
+        progress.warn(format!(
+            "build-arg {unused} was given but no ARG in the Dockerfile declares it"
+        ));
+    }
+    Ok(Session { store, progress })
+}
+
+/// The engine after a successful run, and the seams it ran with.
+pub(super) struct Solved<'a> {
+    pub engine: Engine<'a>,
+    pub states: BTreeMap<usize, Arc<StageState>>,
+    pub fetcher: Arc<LayerFetcher>,
+    /// The imported caches the successful run used (none after a retry without them).
+    pub imports: Arc<ImportedCaches>,
+    pub ahead: Arc<UploadAhead>,
+}
+
+pub(super) fn solve<'a>(
+    inputs: &'a Inputs,
+    planned: &'a Planned,
+    session: &'a Session,
+) -> Result<Solved<'a>, Failure> {
+    let opts = &inputs.opts;
+    let progress = &session.progress;
+    let registries = Arc::new(Registries::new(inputs.registry.clone()));
+    let fetcher = Arc::new(LayerFetcher::new(registries.clone()));
+    // `RBUILD_UPLOAD_AHEAD=0` turns this off (for a proxy that mishandles chunked uploads, or
+    // to compare): the push then uploads every new layer after the build.
+    let ahead = Arc::new(
+        if std::env::var("RBUILD_UPLOAD_AHEAD").as_deref() == Ok("0") {
+            UploadAhead::none(registries.clone())
+        } else {
+            UploadAhead::new(registries.clone(), planned.upload_ahead.clone())
+        },
+    );
+    let mut imports = Arc::new(if opts.cache_from.is_empty() {
+        ImportedCaches::none()
+    } else {
+        ImportedCaches::load_in_background(
+            opts.cache_from.clone(),
+            opts.plan.platform.clone(),
+            fetcher.clone(),
+            progress.clone(),
+        )
+    });
+    // Outputs other than a registry need every layer's bytes here.
+    let outputs_need_bytes = opts
+        .outputs
+        .iter()
+        .any(|o| !matches!(o.kind, OutputKind::Registry { .. }));
+    loop {
+        let seams = Seams {
+            registries: registries.clone(),
+            layers: fetcher.clone(),
+            imported: imports.clone(),
+            uploads: ahead.clone(),
+        };
+        let engine = Engine::new(
+            &session.store,
+            &inputs.df,
+            &inputs.plan,
+            &planned.request,
+            progress.clone(),
+            seams,
+        )
+        .map_err(|e| Failure::Build(anyhow::Error::new(e)))?;
+        let built = engine.run().and_then(|states| {
+            if outputs_need_bytes {
+                for t in &inputs.plan.targets {
+                    if let Some(s) = states.get(t) {
+                        engine.fetch_layers(&s.layers)?;
+                    }
+                }
+            }
+            Ok(states)
+        });
+        match built {
+            Ok(states) => {
+                return Ok(Solved {
+                    engine,
+                    states,
+                    fetcher,
+                    imports,
+                    ahead,
+                })
+            }
+            // The imported cache named something it could not deliver: it never fails the
+            // build or decides the image — build again without it.
+            Err(e) if e.is_imported_cache_failure() && !imports.is_empty() => {
+                progress.warn(format!(
+                    "{}; building again without the imported cache",
+                    error_chain(&e)
+                ));
+                imports = Arc::new(ImportedCaches::none());
+            }
+            Err(e) if e.is_dockerfile_error() => {
+                return Err(Failure::Usage(format!("error: {}", error_chain(&e))))
+            }
+            Err(e) => return Err(Failure::Build(anyhow::Error::new(e))),
+        }
+    }
+}
+
+/// Says once which of `skip` lie inside the context, and so are left out of it.
+fn note_skipped_in_context(inputs: &Inputs, skip: &[std::path::PathBuf], progress: &Progress) {
+    let Ok(root) = std::fs::canonicalize(&inputs.opts.plan.context) else {
+        return;
+    };
+    let inside: Vec<String> = skip
+        .iter()
+        .filter_map(|p| crate::context::scan::relative_inside(&root, p))
+        .collect();
+    if !inside.is_empty() {
+        progress.warn(format!(
+            "note: {} inside the build context: rbuild's store and outputs are left out of the context (never sent, hashed or copied), as if listed in .dockerignore",
+            inside.join(", ")
+        ));
+    }
+}
+
+/// The values of the given secrets, for masking output; unreadable ones are skipped here (the
+/// step that mounts one reports the error).
+fn secret_values(secrets: &[SecretSpec]) -> Vec<Vec<u8>> {
+    secrets
+        .iter()
+        .filter_map(|s| match &s.source {
+            SecretSource::File(p) => std::fs::read(p).ok(),
+            SecretSource::Env(v) => std::env::var_os(v)
+                .map(|v| std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str()).to_vec()),
+        })
+        .filter(|v| !v.is_empty())
+        .collect()
+}
