@@ -1,7 +1,8 @@
 //! `FROM`: resolving a base image to a manifest digest, its config and its layers.
 //!
-//! Sources: `oci-layout://DIR[:TAG|@DIGEST]` (an OCI image layout on disk, its blobs imported
-//! into the store and verified); otherwise a reference. Policy for references:
+//! Sources: `oci-layout://DIR[:TAG|@DIGEST]` (an OCI image layout on disk, read through the
+//! shared [`LayoutReader`], its blobs imported into the store and verified); otherwise a
+//! reference. Policy for references:
 //! - a name rbuild built here (its store tag annotated [`ORIGIN_ANNOTATION`]`=build`, or a tag
 //!   without the annotation, from before it existed) is used from the store, no registry asked;
 //! - any other name is resolved against its registry on every build and pulled lazily (the
@@ -17,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use rbuild_layers::image::config::ImageConfig;
 use rbuild_layers::image::manifest::{ImageIndex, ImageManifest};
-use rbuild_layers::oci_layout;
+use rbuild_layers::oci_layout::{LayoutReadError, LayoutReader, Select};
 use rbuild_layers::store::Store;
 use rbuild_layers::{Descriptor, Digest, Platform};
 use rbuild_registry::Reference;
@@ -279,30 +280,18 @@ fn split_layout(rest: &str) -> (String, Option<String>, Option<String>) {
     }
 }
 
-fn copy_blob_in(
-    store: &Store,
-    name: &str,
-    layout: &Path,
-    d: &Digest,
-    size: Option<u64>,
-) -> Result<(), BuildError> {
-    if store.has_blob(d) {
-        return Ok(());
-    }
-    let path = oci_layout::blob_path(layout, d);
-    let mut f = std::fs::File::open(&path).map_err(|e| {
-        err(
-            name,
+/// A layout reader's error as the reason a `FROM oci-layout://…` failed.
+fn layout_reason(e: &LayoutReadError) -> String {
+    match e {
+        // The reader does not know the `FROM` syntax; say how to name an image here.
+        LayoutReadError::NotOne { index, count } => {
             format!(
-                "blob {d} is missing from the layout ({}): {e}",
-                path.display()
-            ),
-        )
-    })?;
-    let mut w = store.begin_blob()?;
-    std::io::copy(&mut f, &mut w).map_err(BuildError::io("importing", &path))?;
-    w.commit(Some(d), size)?;
-    Ok(())
+                "{} holds {count} images: name one with :TAG",
+                index.display()
+            )
+        }
+        other => crate::errors::error_chain(other),
+    }
 }
 
 fn from_layout(
@@ -314,64 +303,31 @@ fn from_layout(
 ) -> Result<BaseImage, BuildError> {
     let (dir, tag, digest) = split_layout(rest);
     let dir = PathBuf::from(&dir);
-    let layout = if dir.is_absolute() {
+    let root = if dir.is_absolute() {
         dir
     } else {
         cwd.join(dir)
     };
-    let index_path = layout.join("index.json");
-    let index_bytes = std::fs::read(&index_path).map_err(|e| {
-        err(
-            name,
-            format!(
-                "cannot read {}: {e} (is it an OCI image layout?)",
-                index_path.display()
-            ),
-        )
-    })?;
-    let index = ImageIndex::from_slice(&index_bytes).map_err(|e| err(name, e.to_string()))?;
-    let top = match (&tag, &digest) {
-        (_, Some(d)) => index
-            .manifests
-            .iter()
-            .find(|m| m.digest.to_string() == *d)
-            .ok_or_else(|| err(name, format!("no manifest {d} in {}", index_path.display())))?,
-        (Some(t), None) => index
-            .manifests
-            .iter()
-            .find(|m| m.annotations.get(oci_layout::REF_NAME_ANNOTATION) == Some(t))
-            .ok_or_else(|| {
-                err(
-                    name,
-                    format!("no image tagged {t:?} in {}", index_path.display()),
-                )
-            })?,
-        (None, None) if index.manifests.len() == 1 => &index.manifests[0],
-        (None, None) => {
-            return Err(err(
-                name,
-                format!(
-                    "{} holds {} images: name one with :TAG",
-                    index_path.display(),
-                    index.manifests.len()
-                ),
-            ))
-        }
+    let layout_err = |e: LayoutReadError| err(name, layout_reason(&e));
+    let layout = LayoutReader::open(&root).map_err(layout_err)?;
+    let which = match (&tag, &digest) {
+        (_, Some(d)) => Select::Digest(d),
+        (Some(t), None) => Select::Tag(t),
+        (None, None) => Select::Only,
     };
+    let top = layout.resolve(which).map_err(layout_err)?;
+    let blobs = layout.blobs();
+    // Documents go through the store (imported verified, then read capped from there), so the
+    // base's manifest and config are in the store like those of a pulled image.
     let read = |d: &Digest| {
-        copy_blob_in(store, name, &layout, d, None)?;
+        blobs.import(store, d, None).map_err(layout_err)?;
         read_json_blob(store, name, d)
     };
     let (mdigest, manifest) = pick_manifest(name, top, platform, &read)?;
-    copy_blob_in(
-        store,
-        name,
-        &layout,
-        &manifest.config.digest,
-        Some(manifest.config.size),
-    )?;
-    for l in &manifest.layers {
-        copy_blob_in(store, name, &layout, &l.digest, Some(l.size))?;
+    for d in std::iter::once(&manifest.config).chain(&manifest.layers) {
+        blobs
+            .import(store, &d.digest, Some(d.size))
+            .map_err(layout_err)?;
     }
     finish(store, name, mdigest, &manifest)
 }

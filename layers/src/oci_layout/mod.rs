@@ -14,12 +14,14 @@
 //! - `index.json` is committed by the caller after its blobs, so it never names a blob that is
 //!   not on disk; [`LayoutWriter::remove_unreferenced`] runs after the commit.
 //!
-//! Also here, for the readers of layouts: [`blob_path`], [`REF_NAME_ANNOTATION`] and
-//! [`read_index`].
+//! The one reader of layouts is here too ([`LayoutReader`], [`LayoutBlobs`], in `reader.rs`):
+//! `FROM oci-layout://…` and the local cache import read through it. Also for readers:
+//! [`blob_path`], [`REF_NAME_ANNOTATION`] and [`read_index`].
 
 mod atomic;
 mod error;
 mod lock;
+mod reader;
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -28,6 +30,7 @@ use std::path::{Path, PathBuf};
 
 pub use error::LayoutError;
 pub use lock::LockOn;
+pub use reader::{LayoutBlobs, LayoutReadError, LayoutReader, Select};
 
 use atomic::{fsync_dir, parent_of, write_atomic};
 use lock::LayoutLock;

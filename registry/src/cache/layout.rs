@@ -6,19 +6,20 @@
 //! crash-safe and exclusive: blobs and `index.json` go through a temp file that is fsynced and
 //! renamed, the new `index.json` is in place before blobs it no longer references are removed,
 //! and an flock on `<dir>/.rbuild-cache.lock` keeps two exports to one directory from
-//! interleaving. Reading verifies every document it parses and every blob it imports by
-//! digest and size, and caps how much it reads: the directory may come from anywhere (a CI
-//! cache restored from elsewhere).
+//! interleaving. Reading goes through the shared layout reader ([`LayoutReader`]), which verifies
+//! every document parsed and every blob imported by digest and size, and caps how much it
+//! reads: the directory may come from anywhere (a CI cache restored from elsewhere).
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use rbuild_layers::digest::Algorithm;
 use rbuild_layers::image::manifest::{ImageIndex, ImageManifest, MAX_MANIFEST_BYTES};
 use rbuild_layers::image::{BlobReadError, BlobSource};
-use rbuild_layers::oci_layout::{self, LayoutError, LayoutWriter, LockOn, REF_NAME_ANNOTATION};
+use rbuild_layers::oci_layout::{
+    self, LayoutBlobs, LayoutError, LayoutReadError, LayoutReader, LayoutWriter, LockOn, Select,
+    REF_NAME_ANNOTATION,
+};
 use rbuild_layers::store::{Store, StoreError};
 use rbuild_layers::{Descriptor, Digest, MediaType};
 
@@ -44,9 +45,7 @@ impl LayoutCache {
     /// Whether the layout holds blob `desc` (by name and size; [`import_layout_blob`] verifies
     /// the content). A key match is used only when its layer is there.
     pub fn has_blob(&self, desc: &Descriptor) -> bool {
-        blob_path(&self.dir, &desc.digest)
-            .and_then(|p| fs::symlink_metadata(p).ok())
-            .is_some_and(|m| m.is_file() && m.len() == desc.size)
+        LayoutBlobs::new(&self.dir).has(desc)
     }
 }
 
@@ -54,115 +53,92 @@ fn what(dir: &Path) -> String {
     dir.display().to_string()
 }
 
-/// `<dir>/blobs/sha256/<hex>`; the store and this layout hold sha256 blobs only.
-fn blob_path(dir: &Path, digest: &Digest) -> Option<PathBuf> {
-    (digest.algorithm() == Algorithm::Sha256).then(|| oci_layout::blob_path(dir, digest))
-}
-
-/// Reads a small blob of the layout, checking its size against `max` first and its size and
-/// digest against `desc` after.
-fn read_verified(dir: &Path, desc: &Descriptor, max: u64) -> Result<Vec<u8>, CacheLoadError> {
-    let inconsistent = |reason: String| CacheLoadError::Inconsistent {
-        what: what(dir),
-        reason,
-    };
-    let path = blob_path(dir, &desc.digest)
-        .ok_or_else(|| inconsistent(format!("{} is not a sha256 digest", desc.digest)))?;
-    if desc.size > max {
-        return Err(inconsistent(format!(
-            "blob {} is {} bytes, more than the {max} bytes rbuild reads for it",
-            desc.digest, desc.size
-        )));
-    }
-    let io_err = |op| {
-        let path = path.clone();
-        move |source| CacheLoadError::Io {
+/// The layout reader's error as a cache load error, with the messages a cache import has
+/// always given: a missing index is `NotFound`, an unparsable document `Document`, a document
+/// that does not verify `Inconsistent`, the store's refusal `Store`.
+fn load_err(dir: &Path) -> impl Fn(LayoutReadError) -> CacheLoadError + '_ {
+    move |e| {
+        let inconsistent = |reason: String| CacheLoadError::Inconsistent {
             what: what(dir),
-            op,
-            path,
-            source,
+            reason,
+        };
+        match e {
+            LayoutReadError::NoIndex { .. } => CacheLoadError::NotFound { what: what(dir) },
+            LayoutReadError::Index { path, source } => CacheLoadError::Document {
+                what: what(dir),
+                path,
+                source: Box::new(source),
+            },
+            LayoutReadError::Io { op, path, source } => CacheLoadError::Io {
+                what: what(dir),
+                op,
+                path,
+                source,
+            },
+            LayoutReadError::MissingBlob { path, source, .. } => CacheLoadError::Io {
+                what: what(dir),
+                op: "opening",
+                path,
+                source,
+            },
+            LayoutReadError::Store { digest, source, .. } => CacheLoadError::Store {
+                what: what(dir),
+                digest,
+                source,
+            },
+            LayoutReadError::NotSha256 { digest, .. } => {
+                inconsistent(format!("{digest} is not a sha256 digest"))
+            }
+            LayoutReadError::TooLarge {
+                digest, size, max, ..
+            } => inconsistent(format!(
+                "blob {digest} is {size} bytes, more than the {max} bytes rbuild reads for it"
+            )),
+            LayoutReadError::Corrupt { digest, size, .. } => inconsistent(format!(
+                "blob {digest} does not match its digest and size ({size} bytes); the directory is corrupt"
+            )),
+            LayoutReadError::NotOne { count, .. } => inconsistent(format!(
+                "index.json has {count} entries and none is named {CACHE_TAG:?} ({REF_NAME_ANNOTATION})"
+            )),
+            other => inconsistent(other.to_string()),
         }
-    };
-    let mut bytes = Vec::new();
-    File::open(&path)
-        .map_err(io_err("opening"))?
-        .take(desc.size.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .map_err(io_err("reading"))?;
-    if bytes.len() as u64 != desc.size || Digest::sha256_of(&bytes) != desc.digest {
-        return Err(inconsistent(format!(
-            "blob {} does not match its digest and size ({} bytes); the directory is corrupt",
-            desc.digest, desc.size
-        )));
     }
-    Ok(bytes)
 }
 
 /// Reads the cache in `dir`: `index.json` → the entry named `latest` (else the only entry) →
 /// the cache manifest → the map. Copies no layer.
 pub fn read_layout_cache(dir: &Path) -> Result<LayoutCache, CacheLoadError> {
-    let document = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| CacheLoadError::Document {
-            what: what(dir),
-            path,
-            source: Box::new(source),
-        }
-    };
-    let index = match oci_layout::read_index(dir) {
-        Ok(Some(index)) => index,
-        Ok(None) => return Err(CacheLoadError::NotFound { what: what(dir) }),
-        Err(LayoutError::Index { source, .. }) => {
-            return Err(document(&dir.join("index.json"))(source))
-        }
-        Err(LayoutError::Io { op, path, source }) => {
-            return Err(CacheLoadError::Io {
-                what: what(dir),
-                op,
-                path,
-                source,
-            })
-        }
-        Err(other) => {
-            return Err(CacheLoadError::Inconsistent {
-                what: what(dir),
-                reason: other.to_string(),
-            })
-        }
-    };
-    let named = index
-        .manifests
-        .iter()
-        .find(|m| m.annotations.get(REF_NAME_ANNOTATION).map(String::as_str) == Some(CACHE_TAG));
-    let entry = match (named, index.manifests.as_slice()) {
-        (Some(e), _) => e,
-        (None, [only]) => only,
-        (None, all) => {
-            return Err(CacheLoadError::Inconsistent {
-                what: what(dir),
-                reason: format!(
-                "index.json has {} entries and none is named {CACHE_TAG:?} ({REF_NAME_ANNOTATION})",
-                all.len()
-            ),
-            })
-        }
-    };
+    let err = load_err(dir);
+    let layout = LayoutReader::open(dir).map_err(&err)?;
+    let entry = layout
+        .resolve(Select::Tag(CACHE_TAG))
+        .or_else(|_| layout.resolve(Select::Only))
+        .map_err(&err)?;
     if !entry.media_type.is_manifest() {
         return Err(CacheLoadError::NotACache {
             what: what(dir),
             media_type: entry.media_type.clone(),
         });
     }
-    let manifest_bytes = read_verified(dir, entry, MAX_MANIFEST_BYTES)?;
-    let manifest_path = blob_path(dir, &entry.digest).unwrap_or_default();
-    let manifest = ImageManifest::from_slice(&manifest_bytes).map_err(document(&manifest_path))?;
+    let blobs = layout.blobs();
+    let manifest_bytes = blobs
+        .read_document(entry, MAX_MANIFEST_BYTES)
+        .map_err(&err)?;
+    let manifest =
+        ImageManifest::from_slice(&manifest_bytes).map_err(|source| CacheLoadError::Document {
+            what: what(dir),
+            path: oci_layout::blob_path(dir, &entry.digest),
+            source: Box::new(source),
+        })?;
     if manifest.config.media_type != MediaType::RbuildCacheConfig {
         return Err(CacheLoadError::NotACache {
             what: what(dir),
             media_type: manifest.config.media_type,
         });
     }
-    let map_bytes = read_verified(dir, &manifest.config, MAX_CACHE_MAP_BYTES)?;
+    let map_bytes = blobs
+        .read_document(&manifest.config, MAX_CACHE_MAP_BYTES)
+        .map_err(&err)?;
     let map = CacheMap::from_slice(&map_bytes).map_err(|source| CacheLoadError::Format {
         what: what(dir),
         source,
@@ -183,34 +159,9 @@ pub fn import_layout_blob(
     store: &Store,
     desc: &Descriptor,
 ) -> Result<(), CacheLoadError> {
-    if store.blob_size(&desc.digest) == Some(desc.size) {
-        store.mark_blob_used(&desc.digest);
-        return Ok(());
-    }
-    let path = blob_path(dir, &desc.digest).ok_or_else(|| CacheLoadError::Inconsistent {
-        what: what(dir),
-        reason: format!("{} is not a sha256 digest", desc.digest),
-    })?;
-    let io_err = |op| {
-        let path = path.clone();
-        move |source| CacheLoadError::Io {
-            what: what(dir),
-            op,
-            path,
-            source,
-        }
-    };
-    let store_err = |source| CacheLoadError::Store {
-        what: what(dir),
-        digest: desc.digest.clone(),
-        source,
-    };
-    let file = File::open(&path).map_err(io_err("opening"))?;
-    let mut w = store.begin_blob().map_err(store_err)?;
-    io::copy(&mut file.take(desc.size.saturating_add(1)), &mut w).map_err(io_err("copying"))?;
-    w.commit(Some(&desc.digest), Some(desc.size))
-        .map_err(store_err)?;
-    Ok(())
+    LayoutBlobs::new(dir)
+        .import(store, &desc.digest, Some(desc.size))
+        .map_err(load_err(dir))
 }
 
 /// The store as a source of the blobs a cache directory gets: always copied, never
@@ -341,6 +292,7 @@ mod tests {
     use crate::testutil::{self, layer, map_of};
     use crate::RegistryError;
     use std::collections::BTreeSet;
+    use std::fs;
 
     fn files_in(dir: &Path) -> BTreeSet<String> {
         fs::read_dir(dir.join("blobs/sha256"))
