@@ -13,7 +13,7 @@
 //!   and survives being embedded in an image config (the inline cache).
 
 use crate::auth::challenge::{self, Challenge};
-use crate::cache::format::CacheMap;
+use crate::cache_map::format::CacheMap;
 use crate::reference::Reference;
 use rbuild_layers::image::config::ImageConfig;
 

@@ -7,7 +7,7 @@
 //! nothing of Dockerfiles.
 
 pub mod auth;
-pub mod cache;
+pub mod cache_map;
 pub mod client;
 pub mod error;
 // Oracles for the cargo-fuzz targets in `tests/fuzz` and the corpus regression tests; not API.

@@ -14,7 +14,7 @@ use rbuild_layers::image::manifest::ImageManifest;
 use rbuild_layers::store::Store;
 use rbuild_layers::{Descriptor, Digest, MediaType, Platform};
 
-use crate::cache::{CacheEntry, CacheLayer, CacheMap};
+use crate::cache_map::{CacheEntry, CacheLayer, CacheMap};
 use crate::{ClientOptions, Registry};
 
 /// The test registry, or `None` (with the reason printed) when none is configured; under

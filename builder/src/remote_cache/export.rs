@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 
 use rbuild_layers::store::Store;
 use rbuild_layers::tar::PathIndex;
-use rbuild_registry::cache::{CacheEntry, CacheLayer, CacheMap, CacheMountLayer};
+use rbuild_registry::cache_map::{CacheEntry, CacheLayer, CacheMap, CacheMountLayer};
 use rbuild_registry::push::PushOptions;
 
 use super::import::ImportedCaches;
@@ -32,7 +32,7 @@ pub enum ExportError {
     Write {
         target: String,
         #[source]
-        source: rbuild_registry::cache::CacheWriteError,
+        source: rbuild_registry::cache_map::CacheWriteError,
     },
     #[error("exporting the cache to {target}: connecting to the registry")]
     Connect {
@@ -224,7 +224,7 @@ fn export_one(
                 sent_ahead: &[],
             };
             let report =
-                rbuild_registry::cache::remote::push_cache(&reg, input.store, r, &map, &opts)
+                rbuild_registry::cache_map::remote::push_cache(&reg, input.store, r, &map, &opts)
                     .map_err(write_err)?;
             step.log(
                 LogStream::Stdout,
@@ -238,7 +238,7 @@ fn export_one(
             );
         }
         CacheExportTarget::Local(dir) => {
-            rbuild_registry::cache::layout::write_layout_cache(
+            rbuild_registry::cache_map::layout::write_layout_cache(
                 dir,
                 input.store,
                 &map,

@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 use rbuild_layers::store::Store;
 use rbuild_layers::tar::INDEX_RECORD;
 use rbuild_layers::{Descriptor, Digest, Platform};
-use rbuild_registry::cache::{CacheLayer, CacheMap};
+use rbuild_registry::cache_map::{CacheLayer, CacheMap};
 use rbuild_registry::Registry;
 
 use crate::errors::error_chain;
@@ -224,7 +224,7 @@ impl ImportedCaches {
                     }
                 },
                 Location::Layout(dir) => {
-                    match rbuild_registry::cache::layout::import_layout_blob(dir, store, desc) {
+                    match rbuild_registry::cache_map::layout::import_layout_blob(dir, store, desc) {
                         Ok(()) => {
                             if let Some(f) = &self.fetcher {
                                 f.count_imported(desc.size);
@@ -325,7 +325,7 @@ fn load_sources(
                 match registries.get(r.registry()) {
                     Err(e) => Err(format!("cache {label}: {}", error_chain(&e))),
                     Ok(reg) => {
-                        match rbuild_registry::cache::remote::fetch_cache(&reg, r, platform) {
+                        match rbuild_registry::cache_map::remote::fetch_cache(&reg, r, platform) {
                             Ok(c) => Ok(Source {
                                 label,
                                 map: c.map,
@@ -342,7 +342,7 @@ fn load_sources(
             }
             CacheImportSource::Local(dir) => {
                 let label = dir.display().to_string();
-                match rbuild_registry::cache::layout::read_layout_cache(dir) {
+                match rbuild_registry::cache_map::layout::read_layout_cache(dir) {
                     Ok(c) => Ok(Source {
                         label,
                         map: c.map,

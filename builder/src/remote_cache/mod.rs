@@ -6,7 +6,7 @@
 //!   or inline in the image config.
 //! * [`mounts`]: `RUN --mount=type=cache` directories exported by id (imported by the engine).
 //!
-//! The format itself is `rbuild_registry::cache` (documented in `docs/cache-format.md`).
+//! The format itself is `rbuild_registry::cache_map` (documented in `docs/cache-format.md`).
 
 pub mod export;
 pub mod import;

@@ -8,7 +8,7 @@
 use rbuild_layers::store::Store;
 use rbuild_layers::tar::{entries_from_dir, write_layer, DirOptions, LayerOptions};
 use rbuild_layers::Compression;
-use rbuild_registry::cache::CacheLayer;
+use rbuild_registry::cache_map::CacheLayer;
 
 use crate::solver::run::cache_mount_dir;
 

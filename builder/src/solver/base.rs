@@ -124,7 +124,7 @@ fn pull(
     // The build's shared client: one connection, one auth handshake per registry.
     let reg = registries.get(reference.registry())?;
     // Layers are fetched when a step needs the base's files or an output its bytes (see
-    // `cache::blobs`); a build that only adds layers and pushes to the same registry never
+    // `lazy_pull::LayerFetcher`); a build that only adds layers and pushes to the same registry never
     // downloads them.
     let opts = rbuild_registry::pull::PullOptions {
         layers: false,

@@ -7,7 +7,7 @@ use rbuild_layers::image::manifest::ImageManifest;
 use rbuild_layers::{Descriptor, MediaType};
 
 use super::*;
-use crate::cache::{CacheFormatError, CacheLoadError};
+use crate::cache_map::{CacheFormatError, CacheLoadError};
 use crate::pull::{pull_with, source_of, PullOptions};
 use crate::push::{push, push_with, PushOptions};
 use crate::testutil::{self, image, layer, linux_amd64, map_of};
@@ -35,7 +35,7 @@ fn the_cache_manifest_is_deterministic_and_lists_every_blob_once() {
     // A cache mount sharing a step's blob is listed once.
     map.cache_mounts.insert(
         "pip".into(),
-        crate::cache::CacheMountLayer {
+        crate::cache_map::CacheMountLayer {
             layer: layers[0].clone(),
         },
     );

@@ -107,7 +107,7 @@ pub enum CacheWriteError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::CacheFormatError;
+    use crate::cache_map::CacheFormatError;
 
     /// Every message names the cache (ref or directory) and says what to do where it can.
     #[test]

@@ -1,5 +1,5 @@
-//! Build caches that travel between machines (`--cache-to` / `--cache-from`): the cache map
-//! format ([`format`]), and reading and writing it in a registry ([`remote`]: a cache manifest,
+//! The cache-map format of the remote cache (`--cache-to` / `--cache-from`; the builder's
+//! side is `rbuild::remote_cache`): the map ([`format`]), and reading and writing it in a registry ([`remote`]: a cache manifest,
 //! or inline in an image config) or an OCI layout directory ([`layout`]). The format is
 //! specified in `docs/cache-format.md`.
 
