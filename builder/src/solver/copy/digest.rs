@@ -1,0 +1,173 @@
+//! What a COPY/ADD's cache key is made of, all known before any layer work: the content
+//! digest of every file, the selection digest over the items' canonical records (type,
+//! destination, mode, content or link target, owner, hard-link group), the per-file digests
+//! kept to explain a later miss, and the step's [`KeyInputs`]. Changing a record changes every
+//! COPY key: the records are versioned (`rbuild-copy-selection-v1`).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use rbuild_layers::{Digest, Sha256Hasher};
+
+use super::dest::display_rel;
+use super::item::{Item, ItemKind};
+use super::{PreparedCopy, Source};
+use crate::dockerfile::CopyInstruction;
+use crate::solver::key::KeyInputs;
+use crate::solver::record::Selection;
+use crate::solver::BuildError;
+
+/// Fills in the content digest of every file and archive: the build context's in one
+/// parallel, stat-cached pass (reporting to `hashing`), the rest (a stage's files, heredocs)
+/// by reading them.
+pub(super) fn content_digests(
+    source: &Source<'_>,
+    items: &mut [Item],
+    hashing: &(dyn Fn(u64, u64) + Sync),
+) -> Result<(), BuildError> {
+    if let Source::Context(ctx) = source {
+        let wanted: Vec<(usize, &str)> = items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| item.ctx_rel.as_deref().map(|r| (i, r)))
+            .collect();
+        let rels: Vec<&str> = wanted.iter().map(|(_, r)| *r).collect();
+        let digests = ctx
+            .file_digests_with_progress(&rels, hashing)
+            .map_err(|e| BuildError::Context(std::sync::Arc::new(e)))?;
+        let indices: Vec<usize> = wanted.iter().map(|(i, _)| *i).collect();
+        for (i, d) in indices.into_iter().zip(digests) {
+            items[i].digest = Some(d);
+        }
+    }
+    for item in items.iter_mut() {
+        if item.digest.is_none() {
+            if let ItemKind::File(p) | ItemKind::Archive(p) = &item.kind {
+                item.digest = Some(hash_file(p)?);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn hash_file(p: &Path) -> Result<Digest, BuildError> {
+    let mut f = std::fs::File::open(p).map_err(BuildError::io("reading", p))?;
+    let mut h = Sha256Hasher::new();
+    std::io::copy(&mut f, &mut h).map_err(BuildError::io("reading", p))?;
+    Ok(h.finish())
+}
+
+/// The selection digest: every item's record in order, then the directories that directory
+/// sources are copied into.
+pub(super) fn selection_digest(
+    items: &[Item],
+    dir_targets: &BTreeSet<String>,
+    normalize_modes: bool,
+) -> Digest {
+    let mut h = Sha256Hasher::new();
+    h.update(b"rbuild-copy-selection-v1\0");
+    for item in items {
+        item_record(item, normalize_modes, &mut h);
+    }
+    for d in dir_targets {
+        h.update(b"t\0");
+        h.update(d.as_bytes());
+        h.update(b"\n");
+    }
+    h.finish()
+}
+
+/// Feeds one item's canonical record (type, destination, mode, content or link target) into
+/// `h`: the selection digest is over these, in order.
+fn item_record(item: &Item, normalize_modes: bool, h: &mut Sha256Hasher) {
+    let mode = item.layer_mode(normalize_modes);
+    let (tag, extra): (&[u8], &str) = match &item.kind {
+        ItemKind::File(_) => (b"f", item.digest.as_ref().map_or("", Digest::hex)),
+        ItemKind::Archive(_) => (b"a", item.digest.as_ref().map_or("", Digest::hex)),
+        ItemKind::Dir => (b"d", ""),
+        ItemKind::Symlink(t) => (b"l", t),
+    };
+    h.update(tag);
+    h.update(b"\0");
+    h.update(item.dest.as_bytes());
+    h.update(format!("\0{mode:o}\0").as_bytes());
+    h.update(extra.as_bytes());
+    if let Some((uid, gid)) = item.owner {
+        h.update(format!("\0o{uid}:{gid}").as_bytes());
+    }
+    if let Some(g) = item.link_group {
+        h.update(format!("\0g{g}").as_bytes());
+    }
+    h.update(b"\n");
+}
+
+impl PreparedCopy {
+    /// Per-file digests of the selection, for explaining a later miss by file name; built only
+    /// when the selection is new to the store.
+    pub fn selection(&self) -> Selection {
+        let mut selection = Selection::default();
+        for item in &self.items {
+            let mut h = Sha256Hasher::new();
+            item_record(item, self.normalize_modes, &mut h);
+            selection
+                .files
+                .insert(display_rel(&item.dest, &self.dest_abs), h.finish());
+        }
+        selection
+    }
+}
+
+/// The key of a COPY/ADD.
+pub fn key_inputs(
+    prepared: &PreparedCopy,
+    instruction: &str,
+    op: &str,
+    parent: Option<Digest>,
+    platform: &str,
+    c: &CopyInstruction,
+    from_key: Option<(&str, &Digest)>,
+) -> KeyInputs {
+    let mut k = KeyInputs::new(
+        op,
+        if c.link { None } else { parent },
+        instruction.to_string(),
+        platform.to_string(),
+    )
+    .input("files", prepared.selection_digest.to_string())
+    .input(
+        crate::solver::parents::KEY_INPUT.0,
+        crate::solver::parents::KEY_INPUT.1,
+    )
+    .input("dest", format!("/{}", prepared.dest_abs));
+    if let Some((stage, key)) = from_key {
+        k = k.input(&format!("from:{stage}"), key.to_string());
+    }
+    k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_selection_digest_is_pinned() {
+        // Every COPY key holds this digest: a change to the records (their bytes, order or
+        // version) makes every cached COPY a miss, so it must be deliberate.
+        let mut file = Item::new("d/f".into(), ItemKind::File("/nowhere".into()), 0o100664);
+        file.digest = Some(Sha256Hasher::new().finish());
+        file.owner = Some((1000, 1001));
+        file.link_group = Some(0);
+        let link = Item::new("d/l".into(), ItemKind::Symlink("f".into()), 0o120777);
+        let dir = Item::new("d/s".into(), ItemKind::Dir, 0o40775);
+        let targets = BTreeSet::from(["d".to_string()]);
+        let items = [file, link, dir];
+        assert_eq!(
+            selection_digest(&items, &targets, true).to_string(),
+            "sha256:d2f58fdab7f94bb5475ebbebccb93e368db5b129a90b60321204901b37f34105"
+        );
+        assert_eq!(
+            selection_digest(&items, &targets, false).to_string(),
+            "sha256:ad023e74ab42c6ce5749558a6fc77fd4e0958d8a1a58e5848ee4c09c23a64b7f"
+        );
+    }
+}
