@@ -18,6 +18,7 @@ pub use digest::{Digest, DigestError, Sha256Hasher};
 pub use media_type::{Compression, MediaType};
 pub mod compression;
 pub mod image;
+pub mod lazy_blob;
 pub mod output;
 pub use compression::{compressor, decompressor, decompressor_auto, Compressor};
 pub mod store;

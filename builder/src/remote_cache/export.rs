@@ -266,13 +266,15 @@ mod tests {
             stage,
             key: Digest::sha256_of(seed.as_bytes()),
             parent: None,
-            layer: layer.then(|| crate::solver::LayerRef {
-                descriptor: Descriptor::new(
-                    MediaType::OciLayerGzip,
-                    Digest::sha256_of(format!("{seed}-blob").as_bytes()),
-                    10,
-                ),
-                diff_id: Digest::sha256_of(format!("{seed}-diff").as_bytes()),
+            layer: layer.then(|| {
+                crate::solver::LayerRef::new(
+                    Descriptor::new(
+                        MediaType::OciLayerGzip,
+                        Digest::sha256_of(format!("{seed}-blob").as_bytes()),
+                        10,
+                    ),
+                    Digest::sha256_of(format!("{seed}-diff").as_bytes()),
+                )
             }),
             config: ImageConfig::new("linux", "amd64"),
             description: seed.to_string(),

@@ -379,10 +379,7 @@ fn save_index(store: &Store, l: &CacheLayer) {
 fn layer_ref(l: &CacheLayer) -> LayerRef {
     let mut descriptor = l.descriptor.clone();
     descriptor.annotations.clear();
-    LayerRef {
-        descriptor,
-        diff_id: l.diff_id.clone(),
-    }
+    LayerRef::new(descriptor, l.diff_id.clone())
 }
 
 #[cfg(test)]

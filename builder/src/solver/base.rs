@@ -229,10 +229,7 @@ fn finish(
                 format!("unsupported layer media type {}", desc.media_type),
             ));
         }
-        layers.push(LayerRef {
-            descriptor: desc.clone(),
-            diff_id: diff_id.clone(),
-        });
+        layers.push(LayerRef::new(desc.clone(), diff_id.clone()));
     }
     Ok(BaseImage {
         name: name.to_string(),

@@ -50,6 +50,8 @@ pub enum BuildError {
     Store(#[from] rbuild_layers::store::StoreError),
     #[error("writing a layer")]
     Layer(#[from] rbuild_layers::tar::LayerError),
+    #[error(transparent)]
+    LazyBlob(#[from] rbuild_layers::lazy_blob::LazyBlobError),
     #[error("unpacking layer {digest}")]
     Apply {
         digest: Digest,

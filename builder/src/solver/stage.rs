@@ -32,6 +32,22 @@ use crate::graph::{is_proxy_arg, Base};
 pub struct LayerRef {
     pub descriptor: Descriptor,
     pub diff_id: Digest,
+    /// The blob is the plain tar of a layer whose compression was deferred (a stage no output
+    /// contains, see [`super::lazy_blobs`]): whatever needs it compressed asks
+    /// `lazy_blobs::compressed_layers`. False for every other layer, plain tars included.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deferred: bool,
+}
+
+impl LayerRef {
+    /// A layer whose blob is in its final form.
+    pub fn new(descriptor: Descriptor, diff_id: Digest) -> LayerRef {
+        LayerRef {
+            descriptor,
+            diff_id,
+            deferred: false,
+        }
+    }
 }
 
 /// The base image a stage (ultimately) starts from, for the `base.name`/`base.digest`
@@ -722,6 +738,24 @@ fn layer_options(engine: &Engine<'_>) -> LayerOptions {
     }
 }
 
+/// How a step of `stage` writes its layer: compressed, or — in a stage whose compression is
+/// deferred — as its plain tar (see [`super::lazy_blobs`]).
+fn step_layer_options(engine: &Engine<'_>, stage: usize) -> LayerOptions {
+    if super::lazy_blobs::defers(engine.opts, stage) {
+        return LayerOptions {
+            compression: rbuild_layers::Compression::None,
+            level: None,
+            ..layer_options(engine)
+        };
+    }
+    LayerOptions {
+        compression: engine.opts.compression,
+        level: engine.opts.compression_level,
+        source_date_epoch: Some(engine.opts.epoch),
+        threads: None,
+    }
+}
+
 /// Resolves `COPY --from=NAME`: a stage of this Dockerfile (by name, or by index for an
 /// earlier stage), else an image reference resolved like a `FROM` (its manifest digest is what
 /// the COPY's key depends on).
@@ -996,12 +1030,18 @@ fn run_op_with(
                         step.progress(crate::progress::ProgressKind::Compressing, bytes, None)
                     }
                 };
-                // A layer of a pushed image is uploaded while it is compressed.
-                let mut upload = engine.seams.uploads.follower(stage_index);
+                // A layer of a pushed image is uploaded while it is compressed; a deferred
+                // layer is in no pushed image.
+                let deferred = super::lazy_blobs::defers(engine.opts, stage_index);
+                let mut upload = if deferred {
+                    None
+                } else {
+                    engine.seams.uploads.follower(stage_index)
+                };
                 let written = rbuild_layers::tar::write_layer_with(
                     engine.store,
                     entries,
-                    &layer_options(engine),
+                    &step_layer_options(engine, stage_index),
                     rbuild_layers::tar::WriteHooks {
                         progress: Some(&report),
                         follow: upload
@@ -1022,6 +1062,7 @@ fn run_op_with(
                 StepResult::new(Some(LayerRef {
                     descriptor: d,
                     diff_id: info.diff_id,
+                    deferred,
                 }))
             };
             record::save(engine.store, &key, &r)?;

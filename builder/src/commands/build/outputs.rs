@@ -15,6 +15,7 @@ use crate::export::push::Pushed;
 use crate::export::{assemble, image_annotations, write_outputs, BuiltImage};
 use crate::progress::TargetSummary;
 use crate::remote_cache::export::{cache_map, export_all, stages_for, ExportInput};
+use crate::solver::{lazy_blobs, StepOutcome};
 
 /// The images a build made and where they went.
 pub(super) struct Exported {
@@ -46,16 +47,21 @@ pub(super) fn export(
         && opts.cache_to.iter().any(|c| {
             matches!(&c.target, CacheExportTarget::Registry(r) if push_hosts.contains(r.registry()))
         });
-    let export_input = ExportInput {
-        store,
-        fetcher: &solved.fetcher,
-        imports: &solved.imports,
-        plan: &inputs.plan,
-        targets: &inputs.plan.targets,
-        built: solved.states.keys().copied().collect(),
-        outcomes: solved.engine.outcomes(),
-        platform: platform(inputs),
-        progress,
+    // Compressing the deferred layers a cache export carries runs beside the push too.
+    let export_cache = || -> Result<(), Failure> {
+        let built_stages: BTreeSet<usize> = solved.states.keys().copied().collect();
+        let input = ExportInput {
+            store,
+            fetcher: &solved.fetcher,
+            imports: &solved.imports,
+            plan: &inputs.plan,
+            targets: &inputs.plan.targets,
+            outcomes: exported_outcomes(inputs, solved, &built_stages)?,
+            built: built_stages,
+            platform: platform(inputs),
+            progress,
+        };
+        export_all(&input, &opts.cache_to).map_err(|e| Failure::Build(e.into()))
     };
     let push = || {
         crate::export::push::push_images(
@@ -71,13 +77,13 @@ pub(super) fn export(
     let (pushed, exported) = if push_first {
         let pushed = push();
         let exported = match &pushed {
-            Ok(_) => export_all(&export_input, &opts.cache_to),
+            Ok(_) => export_cache(),
             Err(_) => Ok(()),
         };
         (pushed, exported)
     } else {
         std::thread::scope(|s| {
-            let export = s.spawn(|| export_all(&export_input, &opts.cache_to));
+            let export = s.spawn(export_cache);
             let pushed = push();
             (
                 pushed,
@@ -86,12 +92,42 @@ pub(super) fn export(
         })
     };
     let pushed = pushed.map_err(|e| Failure::Build(e.into()))?;
-    exported.map_err(|e| Failure::Build(e.into()))?;
+    exported?;
     Ok(Exported {
         built,
         summaries,
         pushed,
     })
+}
+
+/// The steps a `--cache-to` may carry, with the deferred layers of the stages some export
+/// carries compressed (see `solver::lazy_blobs`; with the build's compression, as the layers
+/// of the images are).
+fn exported_outcomes(
+    inputs: &Inputs,
+    solved: &Solved<'_>,
+    built: &BTreeSet<usize>,
+) -> Result<Vec<StepOutcome>, Failure> {
+    let outcomes = solved.engine.outcomes();
+    let stages: BTreeSet<usize> = inputs
+        .opts
+        .cache_to
+        .iter()
+        .filter(|c| c.target != CacheExportTarget::Inline)
+        .flat_map(|c| stages_for(&inputs.plan, &inputs.plan.targets, c.mode, built))
+        .collect();
+    if stages.is_empty() {
+        return Ok(outcomes);
+    }
+    let opts = solved.engine.opts;
+    lazy_blobs::compressed_outcomes(
+        solved.engine.store,
+        outcomes,
+        &stages,
+        opts.compression,
+        opts.compression_level,
+    )
+    .map_err(|e| Failure::Build(e.into()))
 }
 
 fn platform(inputs: &Inputs) -> String {
@@ -115,11 +151,23 @@ fn images(
     let built_stages: BTreeSet<usize> = solved.states.keys().copied().collect();
     let mut built = Vec::new();
     let mut summaries = Vec::new();
+    let opts = solved.engine.opts;
     for &t in &plan.targets {
-        let state = solved
+        let built_state = solved
             .states
             .get(&t)
             .ok_or_else(|| Failure::Build(anyhow::anyhow!("target stage {t} was not built")))?;
+        // A layer this stage reached through a step record written where its compression was
+        // deferred is compressed now (see `solver::lazy_blobs`).
+        let mut state = (**built_state).clone();
+        state.layers = lazy_blobs::compressed_layers(
+            store,
+            &state.layers,
+            opts.compression,
+            opts.compression_level,
+        )
+        .map_err(|e| Failure::Build(e.into()))?;
+        let state = &state;
         let target = plan.stages[t].display_name();
         let names = planned.target_names.get(&t).cloned().unwrap_or_default();
         let annotations = image_annotations(state, inputs.git.as_ref(), inputs.epoch);
@@ -127,8 +175,16 @@ fn images(
             // The image carries the cache map of its own steps (min mode), as BuildKit's
             // inline cache does.
             let stages = stages_for(plan, &[t], CacheMode::Min, &built_stages);
-            let map = cache_map(&solved.engine.outcomes(), &stages, &platform(inputs), false);
-            let mut with_cache = (**state).clone();
+            let outcomes = lazy_blobs::compressed_outcomes(
+                store,
+                solved.engine.outcomes(),
+                &stages,
+                opts.compression,
+                opts.compression_level,
+            )
+            .map_err(|e| Failure::Build(e.into()))?;
+            let map = cache_map(&outcomes, &stages, &platform(inputs), false);
+            let mut with_cache = state.clone();
             map.embed_in(&mut with_cache.config);
             assemble(store, &with_cache, annotations, inputs.epoch)
         } else {

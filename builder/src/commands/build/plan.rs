@@ -70,6 +70,7 @@ fn request(inputs: &Inputs) -> Result<BuildRequest, Failure> {
         },
         compression: first_output.map_or(Compression::Gzip, |o| o.compression),
         compression_level: first_output.and_then(|o| o.compression_level),
+        output_stages: output_stages(&inputs.plan),
         normalize_modes: inputs.git.is_some(),
         secrets: opts.secrets.clone(),
         ssh: opts.ssh.clone(),
@@ -78,6 +79,22 @@ fn request(inputs: &Inputs) -> Result<BuildRequest, Failure> {
         dockerfile: opts.plan.dockerfile.clone(),
         context_skip: context_skip(opts),
     })
+}
+
+/// The stages whose layers end up in an image this build makes: every target and the stages it
+/// is built `FROM` (their layers are compressed while written; the others' only when needed,
+/// see `solver::lazy_blobs`). `RBUILD_DEFER_COMPRESSION=0` compresses every layer while it is
+/// written (to compare, or to have every blob ready in the store).
+fn output_stages(plan: &BuildPlan) -> Option<BTreeSet<usize>> {
+    if std::env::var("RBUILD_DEFER_COMPRESSION").as_deref() == Ok("0") {
+        return None;
+    }
+    Some(
+        plan.targets
+            .iter()
+            .flat_map(|&t| plan.from_chain(t))
+            .collect(),
+    )
 }
 
 /// `--no-cache-filter`: a stage's name, the `stage-N` rbuild shows for an unnamed one, or its
