@@ -1,7 +1,9 @@
 //! What the engine keeps in the store between builds.
 //!
 //! * `cache/step/<key>.json` — a [`StepResult`]: the layer a filesystem step produced (or none,
-//!   for a step that changed nothing). Its `blobs` field keeps the layer alive in `prune`.
+//!   for a step that changed nothing). Its `blobs` field keeps the layer alive in `prune`. A
+//!   layer written in a stage no output contains is its plain tar, marked `deferred` (see
+//!   [`super::lazy_blobs`]).
 //! * `cache/selection/<digest>.json` — the per-file digests of a COPY selection, written once per
 //!   distinct selection, so that a later miss can name the files that changed.
 //! * `cache/build/<id>.json` — a [`BuildRecord`]: the steps of the last build of one
