@@ -1,7 +1,7 @@
 //! Lazy blobs: a layer no output contains is never compressed.
 //!
 //! The rule: a step of a stage that is not in [`BuildRequest::output_stages`] (a compiler stage
-//! read only by `COPY --from`) writes its layer as a plain tar — its blob digest is its diffID —
+//! read only by `COPY --from`, in a build without a `mode=max` cache export) writes its layer as a plain tar — its blob digest is its diffID —
 //! and marks it [`LayerRef::deferred`]; the step record keeps that mark, so a later build that
 //! hits the record knows it too. Snapshots unpack the tar as they would a compressed blob, and
 //! cache keys depend on diffIDs only, so nothing else in the engine sees a difference.

@@ -71,10 +71,11 @@ pub struct BuildRequest {
     pub default_network: crate::dockerfile::NetworkMode,
     pub compression: Compression,
     pub compression_level: Option<i32>,
-    /// The stages whose layers end up in an output image (the targets and the stages they are
-    /// built `FROM`): their layers are compressed while they are written. The other stages'
-    /// layers are written as plain tars and compressed only when something needs them (see
-    /// [`lazy_blobs`]). `None`: every layer is compressed while it is written.
+    /// The stages whose layers this build needs compressed (the targets and the stages they are
+    /// built `FROM`; all with a `mode=max` cache export): their layers are compressed while
+    /// they are written. The other stages' layers are written as plain tars and compressed
+    /// only when something needs them (see [`lazy_blobs`]). `None`: every layer is compressed
+    /// while it is written.
     pub output_stages: Option<BTreeSet<usize>>,
     /// In a git work tree, the group/other write bits (what a umask decides) are cleared from
     /// file and directory modes, so that clones made with umask 022 or 002 build identical

@@ -1,7 +1,8 @@
 //! Lazy blobs: the layers of a stage that no output contains are stored as plain tars and never
 //! compressed during the build; a cache export (`mode=max`) compresses them then, into exactly
 //! the blobs a build that compresses every layer while writing it makes, and the image is the
-//! same either way (`RBUILD_DEFER_COMPRESSION=0` turns deferral off).
+//! same either way (`RBUILD_DEFER_COMPRESSION=0` turns deferral off). A build that exports
+//! every step itself compresses while writing.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -92,7 +93,7 @@ fn a_stage_no_output_contains_is_not_compressed_until_a_cache_export_needs_it() 
     // 3. A cache export (mode=max, every step cached) carries every layer, compressed: the
     //    builder's layers now, with the bytes the eager build wrote.
     let cache = dir.path().join("cache");
-    build(
+    let export = build(
         &lazy,
         &ctx,
         &[
@@ -101,6 +102,11 @@ fn a_stage_no_output_contains_is_not_compressed_until_a_cache_export_needs_it() 
         ],
     )
     .success();
+    assert!(
+        export.stderr.contains("compressing 2 deferred layer(s)"),
+        "{}",
+        export.stderr
+    );
     let layers: Vec<(String, String)> = oci::index(&cache)["manifests"]
         .as_array()
         .unwrap()
@@ -138,6 +144,26 @@ fn a_stage_no_output_contains_is_not_compressed_until_a_cache_export_needs_it() 
         "the builder's layers were compressed for the export, not during the build: {layers:?}"
     );
     assert!(big_tar.is_file(), "the tar stays for later snapshots");
+
+    // 4. A cold build that exports every step (mode=max) compresses while writing: no tar.
+    let max = dir.path().join("max");
+    let cache2 = dir.path().join("cache2");
+    let cold = build(
+        &max,
+        &ctx,
+        &[
+            "--cache-to",
+            &format!("type=local,dest={},mode=max", cache2.display()),
+        ],
+    )
+    .success();
+    assert!(!cold.stderr.contains("deferred"), "{}", cold.stderr);
+    assert!(
+        store_blobs(&max)
+            .iter()
+            .all(|(d, _)| !is_plain_tar(&oci::blob_path(&max, d))),
+        "a mode=max build defers nothing"
+    );
 
     // The store is consistent with its new records.
     let fsck = run(rbuild(&lazy).arg("fsck"));

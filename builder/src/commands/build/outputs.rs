@@ -119,15 +119,45 @@ fn exported_outcomes(
     if stages.is_empty() {
         return Ok(outcomes);
     }
+    let deferred = outcomes
+        .iter()
+        .filter(|o| stages.contains(&o.stage))
+        .filter(|o| o.layer.as_ref().is_some_and(|l| l.deferred))
+        .count();
     let opts = solved.engine.opts;
-    lazy_blobs::compressed_outcomes(
-        solved.engine.store,
-        outcomes,
-        &stages,
-        opts.compression,
-        opts.compression_level,
-    )
-    .map_err(|e| Failure::Build(e.into()))
+    let compress = || {
+        lazy_blobs::compressed_outcomes(
+            solved.engine.store,
+            outcomes,
+            &stages,
+            opts.compression,
+            opts.compression_level,
+        )
+    };
+    shown_as_step(&solved.engine.progress, deferred, compress)
+}
+
+/// Runs `compress` (of `deferred` layers) as a progress step when there is anything to do, so
+/// that the time it takes is not a silent gap.
+fn shown_as_step<T>(
+    progress: &crate::progress::Progress,
+    deferred: usize,
+    compress: impl FnOnce() -> Result<T, crate::solver::BuildError>,
+) -> Result<T, Failure> {
+    if deferred == 0 {
+        return compress().map_err(|e| Failure::Build(e.into()));
+    }
+    let step = progress.step(format!("compressing {deferred} deferred layer(s)"));
+    match compress() {
+        Ok(v) => {
+            step.done();
+            Ok(v)
+        }
+        Err(e) => {
+            step.failed(crate::errors::error_chain(&e));
+            Err(Failure::Build(e.into()))
+        }
+    }
 }
 
 fn platform(inputs: &Inputs) -> String {
@@ -160,13 +190,15 @@ fn images(
         // A layer this stage reached through a step record written where its compression was
         // deferred is compressed now (see `solver::lazy_blobs`).
         let mut state = (**built_state).clone();
-        state.layers = lazy_blobs::compressed_layers(
-            store,
-            &state.layers,
-            opts.compression,
-            opts.compression_level,
-        )
-        .map_err(|e| Failure::Build(e.into()))?;
+        let deferred = state.layers.iter().filter(|l| l.deferred).count();
+        state.layers = shown_as_step(&session.progress, deferred, || {
+            lazy_blobs::compressed_layers(
+                store,
+                &state.layers,
+                opts.compression,
+                opts.compression_level,
+            )
+        })?;
         let state = &state;
         let target = plan.stages[t].display_name();
         let names = planned.target_names.get(&t).cloned().unwrap_or_default();

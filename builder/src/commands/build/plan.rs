@@ -9,7 +9,7 @@ use rbuild_layers::Compression;
 use rbuild_registry::Reference;
 
 use super::inputs::Inputs;
-use crate::cli::cache_spec::CacheExportTarget;
+use crate::cli::cache_spec::{CacheExportSpec, CacheExportTarget, CacheMode};
 use crate::cli::output::{Destination, OutputKind};
 use crate::cli::BuildOptions;
 use crate::commands::Failure;
@@ -70,7 +70,7 @@ fn request(inputs: &Inputs) -> Result<BuildRequest, Failure> {
         },
         compression: first_output.map_or(Compression::Gzip, |o| o.compression),
         compression_level: first_output.and_then(|o| o.compression_level),
-        output_stages: output_stages(&inputs.plan),
+        output_stages: output_stages(&inputs.plan, &opts.cache_to),
         normalize_modes: inputs.git.is_some(),
         secrets: opts.secrets.clone(),
         ssh: opts.ssh.clone(),
@@ -81,12 +81,17 @@ fn request(inputs: &Inputs) -> Result<BuildRequest, Failure> {
     })
 }
 
-/// The stages whose layers end up in an image this build makes: every target and the stages it
-/// is built `FROM` (their layers are compressed while written; the others' only when needed,
-/// see `solver::lazy_blobs`). `RBUILD_DEFER_COMPRESSION=0` compresses every layer while it is
-/// written (to compare, or to have every blob ready in the store).
-fn output_stages(plan: &BuildPlan) -> Option<BTreeSet<usize>> {
-    if std::env::var("RBUILD_DEFER_COMPRESSION").as_deref() == Ok("0") {
+/// The stages whose layers this build needs compressed: every target and the stages it is built
+/// `FROM` (their layers are in its images), and every stage when a `--cache-to` carries every
+/// step (`mode=max`). Their layers are compressed while written; the others' only when something
+/// needs them, see `solver::lazy_blobs` (compressing a layer at the end that is certain to be
+/// needed would only add a write and a read of its tar). `RBUILD_DEFER_COMPRESSION=0`
+/// compresses every layer while it is written (to compare, or to have every blob ready).
+fn output_stages(plan: &BuildPlan, cache_to: &[CacheExportSpec]) -> Option<BTreeSet<usize>> {
+    let max_export = cache_to
+        .iter()
+        .any(|c| c.mode == CacheMode::Max && c.target != CacheExportTarget::Inline);
+    if max_export || std::env::var("RBUILD_DEFER_COMPRESSION").as_deref() == Ok("0") {
         return None;
     }
     Some(
