@@ -130,6 +130,9 @@ pub struct StepOutcome {
     pub config: rbuild_layers::image::config::ImageConfig,
     /// The step as progress showed it.
     pub description: String,
+    /// The step's definition key, when it has one (`COPY --from`, see `copy::digest`): the
+    /// cache export lists it with the entry, so an importer finds the step without its source.
+    pub definition: Option<rbuild_layers::Digest>,
 }
 
 impl<'a> Engine<'a> {
