@@ -1090,10 +1090,9 @@ fn run_op_with(
         let def_key = d.key();
         if !found_by_definition {
             // Found by its definition key from now on, without reading its sources.
-            let inputs = (!inputs.is_definition()).then(|| inputs.clone());
             let d = record::DefinitionRecord {
                 key: key.clone(),
-                inputs,
+                inputs: Some(inputs.clone()),
             };
             record::save_definition(engine.store, &def_key, &d);
         }
