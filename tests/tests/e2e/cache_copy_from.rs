@@ -141,6 +141,35 @@ fn cache_copy_from_hit_never_downloads_the_source_stage_layers() {
     let cache_manifest =
         registry_http::manifest(&reg, &format!("{ns}/app-cache"), "main").expect("cache pushed");
     assert_eq!(cache_manifest["config"]["mediaType"], CACHE_CONFIG_TYPE);
+    let map = registry_http::request(
+        &reg,
+        "GET",
+        &format!(
+            "/v2/{ns}/app-cache/blobs/{}",
+            cache_manifest["config"]["digest"].as_str().unwrap()
+        ),
+        &[],
+        b"",
+    );
+    let map: serde_json::Value = serde_json::from_slice(&map.body).unwrap();
+    let listed: Vec<&serde_json::Value> = map["entries"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter(|e| e.get("definitionKeys").is_some())
+        .collect();
+    assert_eq!(
+        listed.len(),
+        1,
+        "the COPY --from entry lists its definition key: {map}"
+    );
+    assert!(
+        listed[0]["description"]
+            .as_str()
+            .unwrap()
+            .contains("COPY --from=builder"),
+        "{map}"
+    );
     let final_layers: BTreeSet<String> = registry_http::layer_digests(
         &registry_http::manifest(&reg, &format!("{ns}/app"), "main").expect("image pushed"),
     )
@@ -159,9 +188,14 @@ fn cache_copy_from_hit_never_downloads_the_source_stage_layers() {
     let all_layers: BTreeSet<String> = final_layers.union(&builder_layers).cloned().collect();
     let from_cache = ["--cache-from", &format!("type=registry,ref={cache}")];
 
-    // Run 2, a fresh runner pushing to the registry that holds the cache: nothing downloaded.
+    // Run 2, a fresh runner pushing to the registry that holds the cache, and re-exporting the
+    // cache there: nothing downloaded.
     let store2 = dir.path().join("store-2");
-    let mut args = vec!["--tag", &image, "--push"];
+    let cache_to = format!(
+        "type=registry,ref={}/{ns}/app-cache:rerun,mode=max",
+        proxy.addr
+    );
+    let mut args = vec!["--tag", &image, "--push", "--cache-to", &cache_to];
     args.extend(from_cache);
     let pushed = build(&proxy, &store2, &ctx, &args);
     assert!(
@@ -177,6 +211,12 @@ fn cache_copy_from_hit_never_downloads_the_source_stage_layers() {
         "a cached COPY --from downloads no source layer, a push to the same registry no image layer"
     );
     assert_eq!(pushed.imported_bytes(), 0);
+    let rerun = registry_http::manifest(&reg, &format!("{ns}/app-cache"), "rerun").unwrap();
+    assert_eq!(
+        rerun["config"], cache_manifest["config"],
+        "a build that took its COPY --from by the definition key exports the same cache map \
+         (the step under its own key, the definition key listed with it)"
+    );
     assert!(!has_blob(&store2, builder_layer));
     assert!(
         !pushed.run.stderr.contains("fetching"),
