@@ -817,16 +817,21 @@ pub fn snapshot_rootfs(engine: &Engine<'_>, layers: &[LayerRef]) -> Result<RootF
     let unpacked: Vec<LayerRef> = layers
         .iter()
         .zip(&chains)
-        .filter(|(_, c)| !engine.snapshots.path(c).is_dir())
+        .filter(|(_, c)| engine.snapshots.get(c).is_none())
         .map(|(l, _)| l.clone())
         .collect();
-    engine.fetch_layers(&unpacked)?;
-    let mut lowers = Vec::with_capacity(layers.len());
-    for (l, chain) in layers.iter().zip(&chains) {
-        let dir = unpack_layer(engine, l, chain, &lowers)?;
-        lowers.push(dir);
-    }
-    Ok(RootFs { lowers })
+    // Each layer is unpacked as soon as its blob is here, while later ones still download.
+    engine.fetch_in_background(&unpacked, |arrived| {
+        let mut lowers = Vec::with_capacity(layers.len());
+        for (l, chain) in layers.iter().zip(&chains) {
+            if engine.snapshots.get(chain).is_none() {
+                arrived(l)?;
+            }
+            let dir = unpack_layer(engine, l, chain, &lowers)?;
+            lowers.push(dir);
+        }
+        Ok(RootFs { lowers })
+    })
 }
 
 /// The filesystem below a step that only looks paths up (COPY's destination, WORKDIR): layers
@@ -838,8 +843,7 @@ pub fn lazy_rootfs<'e>(engine: &'e Engine<'_>, layers: &[LayerRef]) -> LazyRootF
         .iter()
         .zip(&chains)
         .map(|(l, chain)| {
-            let dir = engine.snapshots.path(chain);
-            if dir.is_dir() {
+            if let Some(dir) = engine.snapshots.get(chain) {
                 Lower::Dir(dir)
             } else if let Some(index) = PathIndex::load(engine.store, &l.diff_id) {
                 Lower::Index(Arc::new(index))
