@@ -599,17 +599,9 @@ fn run_copy(
             let p = copy::prepare(c, &source, &env, scratch.path(), &hashing)?;
             let inputs = with_epoch(
                 engine,
-                copy::key_inputs(
-                    &p,
-                    &canonical,
-                    op,
-                    Some(parent),
-                    platform,
-                    c,
-                    from_key.as_ref().map(|(n, k)| (*n, k)),
-                )
-                .input("chown", c.chown.clone().unwrap_or_default())
-                .input("chmod", c.chmod.clone().unwrap_or_default()),
+                copy::key_inputs(&p, &canonical, op, Some(parent), platform, c)
+                    .input("chown", c.chown.clone().unwrap_or_default())
+                    .input("chmod", c.chmod.clone().unwrap_or_default()),
             );
             record::save_selection(engine.store, &p.selection_digest, || p.selection());
             let _ = prepared.set(p);

@@ -13,10 +13,13 @@
 //! and the result. A fully cached build looks the definition key up first and, on a hit, never
 //! fetches, unpacks or hashes the source stage (a builder stage's toolchain layers); on a miss
 //! the content key is computed as before, and the result is recorded under both (in the store,
-//! and as the entry's `definitionKeys` in an exported cache map). The content key names the
-//! source stage's key too (`from:<stage>`), so the two hit and miss together on the same
-//! records; the content key stays the step's identity (what caches of older rbuilds hold, what
-//! explains a miss by file name).
+//! and as the entry's `definitionKeys` in an exported cache map). The content key does not name
+//! the source stage: like BuildKit's content-based key it depends on the selected files only,
+//! so a builder stage that runs again and makes the same files still hits (a rebuilt
+//! dependency that compiles to the same binary leaves the final stage cached). It is the
+//! step's identity (what explains a miss by file name); the selection records cover
+//! everything of a source file that reaches the layer (COPY writes the build's epoch as mtime
+//! and no xattrs).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -139,9 +142,8 @@ pub fn key_inputs(
     parent: Option<Digest>,
     platform: &str,
     c: &CopyInstruction,
-    from_key: Option<(&str, &Digest)>,
 ) -> KeyInputs {
-    let mut k = KeyInputs::new(
+    KeyInputs::new(
         op,
         if c.link { None } else { parent },
         instruction.to_string(),
@@ -152,11 +154,7 @@ pub fn key_inputs(
         crate::solver::parents::KEY_INPUT.0,
         crate::solver::parents::KEY_INPUT.1,
     )
-    .input("dest", format!("/{}", prepared.dest_abs));
-    if let Some((stage, key)) = from_key {
-        k = k.input(&format!("from:{stage}"), key.to_string());
-    }
-    k
+    .input("dest", format!("/{}", prepared.dest_abs))
 }
 
 /// The definition key of a `COPY --from` (see the module docs): every input of
