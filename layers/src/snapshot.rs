@@ -7,14 +7,24 @@
 //! [`Placeholder::to_line`] per line), which a RUN on top turns into real nodes inside its
 //! sandbox (see [`crate::device`]). Both are committed together by one rename.
 //!
-//! Format versions: `v2-` snapshots keep devices as placeholders. Snapshots of earlier rbuild
-//! versions (`<chainid-hex>` with no prefix) hold real device nodes; they are never used again
-//! (each chain is unpacked anew) and `prune` removes them before anything else.
+//! Format versions: `v3-` snapshots keep devices as placeholders and name the boot they were
+//! written in (below). Snapshots of earlier rbuild versions (`v2-…`, which were synced, and
+//! `<chainid-hex>` with no prefix, which hold real device nodes) are never used again (each
+//! chain is unpacked anew) and `prune` removes them before anything else.
 //!
 //! Creation happens in `<dir>/tmp-<pid>-<start>-…`, named after its owner and locked (see
-//! `store::temps`, which reclaims it if the owner is killed); the filesystem is synced and the directory renamed
-//! into place with `RENAME_NOREPLACE`, so a snapshot is either absent or complete. When two
-//! creators race, the loser removes its temporary directory and returns the winner's.
+//! `store::temps`, which reclaims it if the owner is killed), and the directory is renamed into
+//! place with `RENAME_NOREPLACE`, so a snapshot is either absent or complete. When two creators
+//! race, the loser removes its temporary directory and returns the winner's.
+//!
+//! **Durability without a sync.** A snapshot can always be made again from its layer, so it is
+//! not synced to disk (a `syncfs` per snapshot waited for every dirty page of the filesystem —
+//! other builds' and other tools' too — and made a base's unpack as slow as the busiest
+//! neighbour). Instead each snapshot records the kernel's boot ID (`boot`, from
+//! `/proc/sys/kernel/random/boot_id`) and is used only in that boot: a process killed mid-way
+//! loses nothing the page cache holds, and after a crash or reboot — when an unsynced tree may
+//! be torn — every older snapshot is stale, moved aside and unpacked again on first use. Where no
+//! boot ID can be read, the snapshot is synced as before and its `boot` says `synced`.
 //!
 //! Chain IDs follow the OCI image spec (`config.md`, "Layer ChainID"):
 //! `ChainID(L0) = DiffID(L0)` and `ChainID(L0|…|Ln) = sha256(ChainID(L0|…|Ln-1) + " " + DiffID(Ln))`.
@@ -30,7 +40,16 @@ use crate::device::{Placeholder, MAX_REPORTED_PLACEHOLDERS};
 use crate::Digest;
 
 /// Prefix of the snapshot directory names of the current format (see the module doc).
-pub const SNAPSHOT_PREFIX: &str = "v2-";
+pub const SNAPSHOT_PREFIX: &str = "v3-";
+
+/// Prefixes of earlier formats that are recognised (and pruned first), never used.
+const LEGACY_PREFIXES: &[&str] = &["v2-"];
+
+/// The boot-ID file inside a snapshot.
+const BOOT: &str = "boot";
+
+/// What `boot` holds for a snapshot that was synced to disk (valid in any boot).
+const SYNCED: &str = "synced";
 
 /// The lower directory inside a snapshot.
 const TREE: &str = "tree";
@@ -43,9 +62,45 @@ const MAX_PLACEHOLDERS_FILE: u64 =
     (MAX_REPORTED_PLACEHOLDERS * (2 * crate::apply::PATH_MAX + 64)) as u64;
 
 /// Whether a name in the snapshot directory is a snapshot of an earlier format (a bare
-/// sha256 hex), holding real device nodes.
+/// sha256 hex, holding real device nodes, or `v2-`, synced and without a boot ID).
 pub fn is_legacy_snapshot_name(name: &str) -> bool {
-    name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())
+    let bare = |n: &str| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit());
+    bare(name)
+        || LEGACY_PREFIXES
+            .iter()
+            .any(|p| name.strip_prefix(p).is_some_and(bare))
+}
+
+/// The running kernel's boot ID, read once; `None` where `/proc` does not have it.
+fn current_boot_id() -> Option<String> {
+    static BOOT_ID: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    BOOT_ID
+        .get_or_init(|| {
+            let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+            let id = id.trim();
+            (!id.is_empty() && id != SYNCED).then(|| id.to_string())
+        })
+        .clone()
+}
+
+/// Whether the snapshot directory `entry` may be used in a boot with ID `boot`: it was synced,
+/// or written in this boot. A missing, unreadable, empty or torn `boot` file is stale.
+fn usable_in(entry: &Path, boot: Option<&str>) -> bool {
+    use std::io::Read;
+    let mut text = String::new();
+    let read =
+        std::fs::File::open(entry.join(BOOT)).and_then(|f| f.take(128).read_to_string(&mut text));
+    if read.is_err() {
+        return false;
+    }
+    let text = text.trim();
+    text == SYNCED || boot.is_some_and(|b| b == text)
+}
+
+/// Whether the snapshot directory `entry` (of the current format) can be used in this boot;
+/// `prune` treats the others as least recently used.
+pub fn is_usable(entry: &Path) -> bool {
+    usable_in(entry, current_boot_id().as_deref())
 }
 
 /// The chain ID of a layer with DiffID `diff_id` on top of the chain `parent` (OCI image spec).
@@ -114,6 +169,8 @@ pub enum SnapshotError {
 #[derive(Debug, Clone)]
 pub struct SnapshotCache {
     dir: PathBuf,
+    /// This boot's ID (`None`: snapshots are synced instead, see the module doc).
+    boot: Option<String>,
 }
 
 impl SnapshotCache {
@@ -125,7 +182,15 @@ impl SnapshotCache {
         })?;
         Ok(SnapshotCache {
             dir: dir.to_path_buf(),
+            boot: current_boot_id(),
         })
+    }
+
+    /// The cache as a process in the boot `boot` sees it (tests stand for a reboot with it).
+    #[cfg(test)]
+    fn in_boot(mut self, boot: Option<&str>) -> SnapshotCache {
+        self.boot = boot.map(str::to_string);
+        self
     }
 
     /// The snapshot directory for `chain_id`. The hex of a validated [`Digest`] is a safe
@@ -141,10 +206,24 @@ impl SnapshotCache {
         self.entry(chain_id).join(TREE)
     }
 
-    /// The snapshot for `chain_id` if it has been committed.
+    /// The snapshot for `chain_id` if it has been committed and may be used in this boot.
     pub fn get(&self, chain_id: &Digest) -> Option<PathBuf> {
-        let p = self.path(chain_id);
-        p.is_dir().then_some(p)
+        let entry = self.entry(chain_id);
+        let tree = entry.join(TREE);
+        (tree.is_dir() && usable_in(&entry, self.boot.as_deref())).then_some(tree)
+    }
+
+    /// Moves a stale snapshot (of another boot) out of the way and removes it. Best effort: a
+    /// concurrent creator may have moved it first, and what cannot be removed now is a
+    /// `tmp-` directory the next `Store::open` or `prune` reclaims.
+    fn discard_stale(&self, entry: &Path) {
+        let Ok(aside) = crate::store::temps::ScratchDir::create(&self.dir, "tmp") else {
+            return;
+        };
+        let target = aside.path().join("stale");
+        if std::fs::rename(entry, &target).is_ok() {
+            let _ = crate::store::temps::remove_tree(&target);
+        }
     }
 
     /// Returns the tree of the snapshot for `chain_id`, calling `create` on an empty temporary
@@ -158,11 +237,14 @@ impl SnapshotCache {
     where
         E: std::error::Error + Send + Sync + 'static,
     {
-        let tree = self.path(chain_id);
-        if tree.is_dir() {
+        if let Some(tree) = self.get(chain_id) {
             return Ok(tree);
         }
+        let tree = self.path(chain_id);
         let final_path = self.entry(chain_id);
+        if final_path.exists() {
+            self.discard_stale(&final_path);
+        }
         // Named after this process and locked (see `store::temps`): a build killed mid-unpack
         // leaves it for the next `Store::open` to reclaim.
         let tmp = crate::store::temps::ScratchDir::create(&self.dir, "tmp").map_err(|source| {
@@ -186,6 +268,15 @@ impl SnapshotCache {
             path: list.clone(),
             source,
         })?;
+        let boot_file = tmp.path().join(BOOT);
+        let boot_text = self.boot.as_deref().unwrap_or(SYNCED);
+        std::fs::write(&boot_file, boot_text).map_err(|source| {
+            SnapshotError::WritePlaceholders {
+                chain_id: chain_id.clone(),
+                path: boot_file.clone(),
+                source,
+            }
+        })?;
         let commit_err = |op: &'static str| {
             let path = final_path.clone();
             move |e: Errno| SnapshotError::Commit {
@@ -195,27 +286,32 @@ impl SnapshotCache {
                 source: e.into(),
             }
         };
-        // Make the contents durable before the rename publishes them.
-        let tmp_fd = rfs::open(
-            tmp.path(),
-            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(commit_err("opening the temporary directory"))?;
-        rfs::syncfs(&tmp_fd).map_err(commit_err("syncfs"))?;
-        drop(tmp_fd);
+        // Only a snapshot that must outlive this boot is made durable before the rename
+        // publishes it (see the module doc).
+        let synced = self.boot.is_none();
+        if synced {
+            let tmp_fd = rfs::open(
+                tmp.path(),
+                OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(commit_err("opening the temporary directory"))?;
+            rfs::syncfs(&tmp_fd).map_err(commit_err("syncfs"))?;
+        }
         crate::failpoint::hit("snapshot.before_rename");
         match rfs::renameat_with(CWD, tmp.path(), CWD, &final_path, RenameFlags::NOREPLACE) {
             Ok(()) => {
                 // The directory now lives at `final_path`; nothing is left to remove.
                 tmp.keep();
-                let dir_fd = rfs::open(
-                    &self.dir,
-                    OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(commit_err("opening the cache directory"))?;
-                rfs::fsync(&dir_fd).map_err(commit_err("fsync of the cache directory"))?;
+                if synced {
+                    let dir_fd = rfs::open(
+                        &self.dir,
+                        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .map_err(commit_err("opening the cache directory"))?;
+                    rfs::fsync(&dir_fd).map_err(commit_err("fsync of the cache directory"))?;
+                }
                 Ok(tree)
             }
             // Another creator won the race: ours is dropped (which removes it), theirs is used.
@@ -306,11 +402,93 @@ mod tests {
         assert_eq!(cache.get(&d("x")), Some(tree.clone()));
         assert!(tree.join("f").is_file());
         let name = tree.parent().and_then(|e| e.file_name()).expect("entry");
-        assert_eq!(name.to_string_lossy(), format!("v2-{}", d("x").hex()));
+        assert_eq!(name.to_string_lossy(), format!("v3-{}", d("x").hex()));
         assert_eq!(placeholders_of(&tree).expect("list"), vec![p]);
         // A snapshot of an earlier format (real device nodes) is not the current one.
         assert!(is_legacy_snapshot_name(d("y").hex()));
-        assert!(!is_legacy_snapshot_name(&format!("v2-{}", d("y").hex())));
+        assert!(is_legacy_snapshot_name(&format!("v2-{}", d("y").hex())));
+        assert!(!is_legacy_snapshot_name(&format!("v3-{}", d("y").hex())));
         assert!(!is_legacy_snapshot_name("tmp-1-2-abc"));
+    }
+
+    fn make(cache: &SnapshotCache, name: &str, content: &[u8]) -> PathBuf {
+        cache
+            .get_or_create(&d(name), |t| {
+                std::fs::write(t.join("f"), content)?;
+                Ok::<_, std::io::Error>(Vec::new())
+            })
+            .expect("created")
+    }
+
+    #[test]
+    fn a_snapshot_names_the_boot_it_was_written_in_and_is_not_synced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = SnapshotCache::new(dir.path())
+            .expect("cache")
+            .in_boot(Some("boot-a"));
+        let tree = make(&cache, "x", b"a");
+        let entry = tree.parent().expect("entry");
+        assert_eq!(
+            std::fs::read_to_string(entry.join(BOOT)).expect("boot"),
+            "boot-a"
+        );
+        assert_eq!(cache.get(&d("x")), Some(tree));
+    }
+
+    #[test]
+    fn after_a_reboot_an_unsynced_snapshot_is_stale_and_unpacked_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let before = SnapshotCache::new(dir.path())
+            .expect("cache")
+            .in_boot(Some("boot-a"));
+        let tree = make(&before, "x", b"old, maybe torn");
+        let after = before.clone().in_boot(Some("boot-b"));
+        assert_eq!(
+            after.get(&d("x")),
+            None,
+            "another boot's snapshot is not used"
+        );
+        let again = make(&after, "x", b"new");
+        assert_eq!(again, tree);
+        assert_eq!(std::fs::read(again.join("f")).expect("f"), b"new");
+        assert_eq!(after.get(&d("x")), Some(again.clone()));
+        // The stale copy was moved aside and removed: only the snapshot is left.
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec![format!("v3-{}", d("x").hex())]);
+    }
+
+    #[test]
+    fn a_missing_or_torn_boot_file_makes_a_snapshot_stale() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = SnapshotCache::new(dir.path())
+            .expect("cache")
+            .in_boot(Some("boot-a"));
+        let tree = make(&cache, "x", b"a");
+        let entry = tree.parent().expect("entry").to_path_buf();
+        std::fs::write(entry.join(BOOT), b"").expect("truncate");
+        assert_eq!(
+            cache.get(&d("x")),
+            None,
+            "an empty boot file (a crash) is stale"
+        );
+        std::fs::remove_file(entry.join(BOOT)).expect("remove");
+        assert_eq!(cache.get(&d("x")), None, "no boot file is stale");
+    }
+
+    #[test]
+    fn without_a_boot_id_a_snapshot_is_synced_and_valid_in_any_boot() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = SnapshotCache::new(dir.path()).expect("cache").in_boot(None);
+        let tree = make(&cache, "x", b"a");
+        let entry = tree.parent().expect("entry");
+        assert_eq!(
+            std::fs::read_to_string(entry.join(BOOT)).expect("boot"),
+            SYNCED
+        );
+        let later = cache.clone().in_boot(Some("boot-z"));
+        assert_eq!(later.get(&d("x")), Some(tree));
     }
 }

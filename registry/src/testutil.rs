@@ -93,6 +93,7 @@ pub fn map_of(layers: &[CacheLayer]) -> CacheMap {
                 layer: Some(l.clone()),
                 config: None,
                 description: format!("[stage {i}] RUN step {i}"),
+                definition_keys: Default::default(),
             },
         );
         parent = Some(key);

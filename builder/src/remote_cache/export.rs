@@ -76,7 +76,8 @@ pub fn cache_map(
 ) -> CacheMap {
     let mut map = CacheMap::new(platform);
     for o in outcomes.iter().filter(|o| stages.contains(&o.stage)) {
-        map.entries
+        let entry = map
+            .entries
             .entry(o.key.clone())
             .or_insert_with(|| CacheEntry {
                 parent: o.parent.clone(),
@@ -87,7 +88,10 @@ pub fn cache_map(
                 }),
                 config: with_configs.then(|| o.config.clone()),
                 description: o.description.clone(),
+                definition_keys: Default::default(),
             });
+        // A `COPY --from` is found by its definition key too (no source needed to look it up).
+        entry.definition_keys.extend(o.definition.iter().cloned());
     }
     map
 }
@@ -278,6 +282,7 @@ mod tests {
             }),
             config: ImageConfig::new("linux", "amd64"),
             description: seed.to_string(),
+            definition: None,
         }
     }
 
@@ -316,6 +321,29 @@ mod tests {
         assert_eq!(m.layer_descriptors().len(), 2);
         let m = cache_map(&outcomes, &stages, "linux/amd64", true);
         assert!(m.entries.values().all(|e| e.config.is_some()));
+    }
+
+    #[test]
+    fn a_step_with_a_definition_key_is_exported_under_its_key_with_the_definition_listed() {
+        let mut copy = outcome(1, "copy", true);
+        let def = Digest::sha256_of(b"definition");
+        copy.definition = Some(def.clone());
+        // The same step met twice (two targets): one entry, its definition keys merged.
+        let mut again = copy.clone();
+        let def2 = Digest::sha256_of(b"definition 2");
+        again.definition = Some(def2.clone());
+        let outcomes = vec![outcome(0, "a", true), copy.clone(), again];
+        let stages: BTreeSet<usize> = [0, 1].into_iter().collect();
+        let m = cache_map(&outcomes, &stages, "linux/amd64", false);
+        assert_eq!(m.entries.len(), 2);
+        assert_eq!(
+            m.entries[&copy.key].definition_keys,
+            [def.clone(), def2].into_iter().collect()
+        );
+        assert!(m.entries[&Digest::sha256_of(b"a")]
+            .definition_keys
+            .is_empty());
+        assert_eq!(m.definition_index()[&def], copy.key);
     }
 
     #[test]

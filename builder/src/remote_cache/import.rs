@@ -42,7 +42,20 @@ struct Source {
     /// The ref or directory as the user gave it (for warnings).
     label: String,
     map: CacheMap,
+    /// Definition key → the key of the map's entry that lists it.
+    by_definition: BTreeMap<Digest, Digest>,
     location: Location,
+}
+
+impl Source {
+    fn new(label: String, map: CacheMap, location: Location) -> Source {
+        Source {
+            label,
+            by_definition: map.definition_index(),
+            map,
+            location,
+        }
+    }
 }
 
 /// The caches given with `--cache-from`, in order.
@@ -257,22 +270,37 @@ impl ImportedCaches {
     /// The imported result of step `key`, from the first cache that has it and whose layer is
     /// available.
     pub fn lookup(&self, store: &Store, key: &Digest) -> Option<StepResult> {
-        for (i, s) in self.sources.get().iter().enumerate() {
-            let Some(e) = s.map.entries.get(key) else {
-                continue;
-            };
-            let result = match &e.layer {
-                None => StepResult::new(None),
-                Some(l) if self.available(i, store, &l.descriptor) => {
-                    save_index(store, l);
-                    StepResult::new(Some(layer_ref(l)))
-                }
-                Some(_) => continue,
-            };
-            self.steps.fetch_add(1, Ordering::Relaxed);
-            return Some(result);
-        }
-        None
+        (0..self.sources.get().len()).find_map(|i| self.result_of(i, store, key))
+    }
+
+    /// The imported result of the step whose definition key is `definition`, with the step's
+    /// own key: from the first cache that lists the definition key and whose layer is
+    /// available.
+    pub fn lookup_definition(
+        &self,
+        store: &Store,
+        definition: &Digest,
+    ) -> Option<(Digest, StepResult)> {
+        self.sources.get().iter().enumerate().find_map(|(i, s)| {
+            let key = s.by_definition.get(definition)?;
+            Some((key.clone(), self.result_of(i, store, key)?))
+        })
+    }
+
+    /// Source `i`'s entry for `key`, once its layer is known to be available (counted as a
+    /// step taken from the imported cache).
+    fn result_of(&self, i: usize, store: &Store, key: &Digest) -> Option<StepResult> {
+        let e = self.sources.get()[i].map.entries.get(key)?;
+        let result = match &e.layer {
+            None => StepResult::new(None),
+            Some(l) if self.available(i, store, &l.descriptor) => {
+                save_index(store, l);
+                StepResult::new(Some(layer_ref(l)))
+            }
+            Some(_) => return None,
+        };
+        self.steps.fetch_add(1, Ordering::Relaxed);
+        Some(result)
     }
 
     /// The contents of cache mount `id` from the first cache that exported it and whose blob is
@@ -304,6 +332,14 @@ impl crate::solver::seams::ImportedRecords for ImportedCaches {
         self.lookup(store, key)
     }
 
+    fn step_by_definition(
+        &self,
+        store: &Store,
+        definition: &Digest,
+    ) -> Option<(Digest, StepResult)> {
+        self.lookup_definition(store, definition)
+    }
+
     fn cache_mount(&self, store: &Store, id: &str) -> Option<LayerRef> {
         ImportedCaches::cache_mount(self, store, id).map(|l| layer_ref(&l))
     }
@@ -326,15 +362,15 @@ fn load_sources(
                     Err(e) => Err(format!("cache {label}: {}", error_chain(&e))),
                     Ok(reg) => {
                         match rbuild_registry::cache_map::remote::fetch_cache(&reg, r, platform) {
-                            Ok(c) => Ok(Source {
+                            Ok(c) => Ok(Source::new(
                                 label,
-                                map: c.map,
-                                location: Location::Registry {
+                                c.map,
+                                Location::Registry {
                                     reg,
                                     host: c.registry,
                                     repository: c.repository,
                                 },
-                            }),
+                            )),
                             Err(e) => Err(error_chain(&e)),
                         }
                     }
@@ -343,11 +379,7 @@ fn load_sources(
             CacheImportSource::Local(dir) => {
                 let label = dir.display().to_string();
                 match rbuild_registry::cache_map::layout::read_layout_cache(dir) {
-                    Ok(c) => Ok(Source {
-                        label,
-                        map: c.map,
-                        location: Location::Layout(c.dir),
-                    }),
+                    Ok(c) => Ok(Source::new(label, c.map, Location::Layout(c.dir))),
                     Err(e) => Err(error_chain(&e)),
                 }
             }

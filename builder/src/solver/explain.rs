@@ -87,6 +87,21 @@ pub fn explain(
     "the result is no longer in the local store (pruned, or built elsewhere)".into()
 }
 
+/// Which of the current step's inputs compare with `prev`'s: a step that has a definition key
+/// (`COPY --from`) may have been recorded by it (taken by that key from an imported cache, so
+/// its content inputs were never computed here); the definition's inputs then compare, and a
+/// changed source stage is named as such.
+pub fn comparable<'i>(
+    prev: &StepRecord,
+    content: &'i KeyInputs,
+    definition: Option<&'i KeyInputs>,
+) -> &'i KeyInputs {
+    match definition {
+        Some(d) if prev.inputs.is_definition() => d,
+        _ => content,
+    }
+}
+
 fn short(d: &str) -> String {
     let hex = d.strip_prefix("sha256:").unwrap_or(d);
     format!("sha256:{}", &hex[..hex.len().min(12)])
@@ -205,6 +220,44 @@ mod tests {
             explain(&store, &prev, &cur, Some("COPY a b")),
             "an earlier step changed (`COPY a b`)"
         );
+    }
+
+    #[test]
+    fn a_step_recorded_by_its_definition_key_is_explained_by_its_source_stage() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (mark, value) = crate::solver::key::DEFINITION;
+        let def = |stage: &[u8]| {
+            KeyInputs::new(
+                "copy",
+                None,
+                "COPY --from=builder /app /app".into(),
+                "linux/amd64".into(),
+            )
+            .input(mark, value)
+            .input("from:builder", Digest::sha256_of(stage).to_string())
+        };
+        let content = KeyInputs::new(
+            "copy",
+            None,
+            "COPY --from=builder /app /app".into(),
+            "linux/amd64".into(),
+        )
+        .input("files", "sha256:1")
+        .input("from:builder", Digest::sha256_of(b"new").to_string());
+        let prev = rec(def(b"old"));
+        let cur_def = def(b"new");
+        let against = comparable(&prev, &content, Some(&cur_def));
+        assert_eq!(
+            explain(&store, &prev, against, None),
+            "stage builder changed"
+        );
+        // A previous step recorded by its content key compares with the content inputs.
+        let prev = rec(content.clone());
+        assert!(std::ptr::eq(
+            comparable(&prev, &content, Some(&cur_def)),
+            &content
+        ));
     }
 
     #[test]

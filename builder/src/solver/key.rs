@@ -18,6 +18,11 @@ use serde::{Deserialize, Serialize};
 /// Bump when the meaning of any field changes, so old cache records can never match.
 pub const KEY_VERSION: u32 = 1;
 
+/// The input that marks a *definition key*: a second key of a step that reads another state
+/// (`COPY --from`), computed from that state's key instead of from what is read in it (see
+/// `copy::digest`). Content keys never carry it, so the two kinds never collide.
+pub const DEFINITION: (&str, &str) = ("keyed-by", "definition");
+
 /// Everything a step's key is computed from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct KeyInputs {
@@ -54,6 +59,11 @@ impl KeyInputs {
     pub fn input(mut self, name: &str, value: impl Into<String>) -> Self {
         self.inputs.insert(name.to_string(), value.into());
         self
+    }
+
+    /// Whether these are a definition key's inputs (see [`DEFINITION`]).
+    pub fn is_definition(&self) -> bool {
+        self.inputs.get(DEFINITION.0).map(String::as_str) == Some(DEFINITION.1)
     }
 
     /// The key: sha256 of a domain tag and the canonical JSON (struct fields in declaration

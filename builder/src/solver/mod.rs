@@ -137,6 +137,9 @@ pub struct StepOutcome {
     pub config: rbuild_layers::image::config::ImageConfig,
     /// The step as progress showed it.
     pub description: String,
+    /// The step's definition key, when it has one (`COPY --from`, see `copy::digest`): the
+    /// cache export lists it with the entry, so an importer finds the step without its source.
+    pub definition: Option<rbuild_layers::Digest>,
 }
 
 impl<'a> Engine<'a> {
@@ -189,6 +192,51 @@ impl<'a> Engine<'a> {
             .lock()
             .expect("outcomes lock poisoned")
             .clone()
+    }
+
+    /// Runs `work` while the missing blobs of `layers` are fetched in the background, so that
+    /// unpacking the first layer of a base overlaps the download of the next ones. `work` is
+    /// given `arrived`, which waits until one layer's blob is in the store (it polls: a blob
+    /// appears by an atomic rename once verified, and the fetcher reports no per-layer
+    /// completion). A failed fetch is the error, as with [`Engine::fetch_layers`].
+    pub fn fetch_in_background<T>(
+        &self,
+        layers: &[LayerRef],
+        work: impl FnOnce(&dyn Fn(&LayerRef) -> Result<(), BuildError>) -> Result<T, BuildError>,
+    ) -> Result<T, BuildError> {
+        const POLL: std::time::Duration = std::time::Duration::from_millis(5);
+        let present =
+            |l: &LayerRef| self.store.blob_size(&l.descriptor.digest) == Some(l.descriptor.size);
+        if layers.iter().all(present) {
+            return work(&|_| Ok(()));
+        }
+        std::thread::scope(|s| {
+            let fetch = s.spawn(|| self.fetch_layers(layers));
+            let worked = {
+                let arrived = |l: &LayerRef| loop {
+                    if present(l) {
+                        return Ok(());
+                    }
+                    if fetch.is_finished() {
+                        return if present(l) {
+                            Ok(())
+                        } else {
+                            Err(BuildError::Internal(format!(
+                                "layer {} was not fetched",
+                                l.descriptor.digest
+                            )))
+                        };
+                    }
+                    std::thread::sleep(POLL);
+                };
+                work(&arrived)
+            };
+            let fetched = fetch
+                .join()
+                .unwrap_or_else(|_| Err(BuildError::Internal("the layer fetch panicked".into())));
+            // The fetch's own error says why a layer never arrived.
+            fetched.and(worked)
+        })
     }
 
     /// Makes sure every layer is in the store, downloading the missing ones (one progress line

@@ -4,6 +4,9 @@
 //!   for a step that changed nothing). Its `blobs` field keeps the layer alive in `prune`. A
 //!   layer written in a stage no output contains is its plain tar, marked `deferred` (see
 //!   [`super::lazy_blobs`]).
+//! * `cache/definition/<key>.json` — a [`DefinitionRecord`]: for a step with a definition key
+//!   (`COPY --from`, see `copy::digest`), the step's own key and, when this machine computed
+//!   them, its key inputs. It names no blob: the step's record does.
 //! * `cache/selection/<digest>.json` — the per-file digests of a COPY selection, written once per
 //!   distinct selection, so that a later miss can name the files that changed.
 //! * `cache/build/<id>.json` — a [`BuildRecord`]: the steps of the last build of one
@@ -23,6 +26,7 @@ use super::key::KeyInputs;
 use super::stage::LayerRef;
 
 const STEP: &str = "step";
+const DEFINITION: &str = "definition";
 const SELECTION: &str = "selection";
 const BUILD: &str = "build";
 
@@ -61,6 +65,35 @@ pub fn save(
 ) -> Result<(), rbuild_layers::store::StoreError> {
     let json = serde_json::to_vec(r).expect("StepResult serialises");
     store.put_record(STEP, key, &json)
+}
+
+/// Where a definition key leads: the step's own key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DefinitionRecord {
+    pub key: Digest,
+    /// The inputs of `key`, when this machine computed them (not when the step came from an
+    /// imported cache by its definition key): they explain a later miss by file name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<KeyInputs>,
+}
+
+/// Looks up the step recorded under definition key `definition`: its record and its result,
+/// `None` when either is missing (see [`lookup`]).
+pub fn lookup_definition(
+    store: &Store,
+    definition: &Digest,
+) -> Option<(DefinitionRecord, StepResult)> {
+    let bytes = store.get_record(DEFINITION, definition).ok()??;
+    let d: DefinitionRecord = serde_json::from_slice(&bytes).ok()?;
+    let r = lookup(store, &d.key)?;
+    Some((d, r))
+}
+
+/// Saves where definition key `definition` leads. Best effort: without it the step is found
+/// by its own key, after reading its sources.
+pub fn save_definition(store: &Store, definition: &Digest, d: &DefinitionRecord) {
+    let json = serde_json::to_vec(d).expect("DefinitionRecord serialises");
+    let _ = store.put_record(DEFINITION, definition, &json);
 }
 
 /// Per-file digests of a COPY selection (destination-relative path → content digest).
@@ -131,4 +164,38 @@ pub fn save_build(
 ) -> Result<(), rbuild_layers::store::StoreError> {
     let json = serde_json::to_vec(r).expect("BuildRecord serialises");
     store.put_record(BUILD, &build_id(dockerfile, &r.target), &json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rbuild_layers::{Descriptor, MediaType};
+
+    #[test]
+    fn a_definition_record_leads_to_the_step_while_its_layer_is_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let blob = b"layer bytes";
+        let digest = Digest::sha256_of(blob);
+        let (key, def) = (Digest::sha256_of(b"key"), Digest::sha256_of(b"def"));
+        let r = StepResult::new(Some(LayerRef::new(
+            Descriptor::new(MediaType::OciLayerGzip, digest.clone(), blob.len() as u64),
+            Digest::sha256_of(b"diff"),
+        )));
+        save(&store, &key, &r).unwrap();
+        let d = DefinitionRecord {
+            key: key.clone(),
+            inputs: None,
+        };
+        save_definition(&store, &def, &d);
+        assert!(
+            lookup_definition(&store, &def).is_none(),
+            "the step's layer is not in the store"
+        );
+        store.put_bytes(MediaType::OciLayerGzip, blob).unwrap();
+        let (found, result) = lookup_definition(&store, &def).unwrap();
+        assert_eq!(found.key, key);
+        assert_eq!(result.layer, r.layer);
+        assert!(lookup_definition(&store, &Digest::sha256_of(b"other")).is_none());
+    }
 }

@@ -66,6 +66,14 @@ pub trait ImportedRecords: Send + Sync {
     /// available (the store then knows where to fetch it from).
     fn step(&self, store: &Store, key: &Digest) -> Option<StepResult>;
 
+    /// The imported result of the step whose *definition key* is `definition` (a second key,
+    /// known without reading the step's sources: see `copy::digest`), with the step's own key.
+    fn step_by_definition(
+        &self,
+        store: &Store,
+        definition: &Digest,
+    ) -> Option<(Digest, StepResult)>;
+
     /// The layer holding cache mount `id`'s imported contents, if a cache carried it.
     fn cache_mount(&self, store: &Store, id: &str) -> Option<LayerRef>;
 }
@@ -82,6 +90,10 @@ pub struct NoImports;
 
 impl ImportedRecords for NoImports {
     fn step(&self, _: &Store, _: &Digest) -> Option<StepResult> {
+        None
+    }
+
+    fn step_by_definition(&self, _: &Store, _: &Digest) -> Option<(Digest, StepResult)> {
         None
     }
 

@@ -549,35 +549,16 @@ fn run_copy(
         canonical
     };
 
-    // Where the sources come from: another stage (mounted read-only), or the context.
+    // Where the sources come from: another stage (mounted read-only, and only once the content
+    // key needs its files: a hit by the definition key needs none), or the context.
     let from_stage = match &c.from {
         Some(name) => Some(resolve_from(engine, name, stage_index)?),
         None => None,
     };
-    let mount_dir;
-    let _mount_guard;
-    let ctx;
-    let source = match &from_stage {
-        Some(st) => {
-            mount_dir = scratch.path().join("from");
-            std::fs::create_dir_all(&mount_dir).map_err(BuildError::io("creating", &mount_dir))?;
-            let rootfs = snapshot_rootfs(engine, &st.layers)?;
-            if rootfs.lowers.len() == 1 {
-                _mount_guard = None;
-                Source::Dir(&rootfs_single(&rootfs))
-            } else {
-                _mount_guard = Some(
-                    rootfs
-                        .mount_readonly(&mount_dir)
-                        .map_err(BuildError::io("mounting the source stage at", &mount_dir))?,
-                );
-                Source::Dir(&mount_dir)
-            }
-        }
-        None => {
-            ctx = engine.context()?;
-            Source::Context(&ctx)
-        }
+    let from_root: std::cell::OnceCell<SourceRoot> = std::cell::OnceCell::new();
+    let ctx = match &from_stage {
+        Some(_) => None,
+        None => Some(engine.context()?),
     };
     let from_key = from_stage
         .as_ref()
@@ -585,6 +566,22 @@ fn run_copy(
     let created_by = format!("{canonical} # rbuild");
     let link = c.link;
     let parent = state.key.clone();
+    let definition = from_key.as_ref().map(|(name, key)| {
+        with_epoch(
+            engine,
+            copy::definition_inputs(
+                &canonical,
+                op,
+                Some(parent.clone()),
+                platform,
+                c,
+                &env,
+                (name, key),
+            )
+            .input("chown", c.chown.clone().unwrap_or_default())
+            .input("chmod", c.chmod.clone().unwrap_or_default()),
+        )
+    });
     // The step is shown while its sources are hashed (with a byte count), then as CACHED or
     // built: the key needs the hashes.
     let prepared: std::cell::OnceCell<copy::PreparedCopy> = std::cell::OnceCell::new();
@@ -593,7 +590,15 @@ fn run_copy(
         state,
         stage_index,
         text,
+        definition,
         |step| {
+            let source = match (&from_stage, &ctx) {
+                (Some(st), _) => Source::Dir(source_root(engine, st, scratch.path(), &from_root)?),
+                (None, Some(ctx)) => Source::Context(ctx),
+                (None, None) => {
+                    return Err(BuildError::Internal("COPY has no source".into()));
+                }
+            };
             // Called once per file from the hashing threads: report big selections only,
             // about every 2%, so no renderer (json in particular) is flooded.
             let next = std::sync::atomic::AtomicU64::new(0);
@@ -610,17 +615,9 @@ fn run_copy(
             let p = copy::prepare(c, &source, &env, scratch.path(), &hashing)?;
             let inputs = with_epoch(
                 engine,
-                copy::key_inputs(
-                    &p,
-                    &canonical,
-                    op,
-                    Some(parent),
-                    platform,
-                    c,
-                    from_key.as_ref().map(|(n, k)| (*n, k)),
-                )
-                .input("chown", c.chown.clone().unwrap_or_default())
-                .input("chmod", c.chmod.clone().unwrap_or_default()),
+                copy::key_inputs(&p, &canonical, op, Some(parent), platform, c)
+                    .input("chown", c.chown.clone().unwrap_or_default())
+                    .input("chmod", c.chmod.clone().unwrap_or_default()),
             );
             record::save_selection(engine.store, &p.selection_digest, || p.selection());
             let _ = prepared.set(p);
@@ -641,6 +638,46 @@ fn run_copy(
             }
         },
     )
+}
+
+/// A source stage's merged filesystem while a `COPY --from` reads it.
+struct SourceRoot {
+    path: std::path::PathBuf,
+    /// The read-only mount of a stage of several layers, removed when dropped.
+    _mount: Option<super::rootfs::MountGuard>,
+}
+
+/// Fetches and unpacks the layers of `st` (those not in the store yet) and gives the directory
+/// holding its filesystem, once: the first call fills `cell`.
+fn source_root<'c>(
+    engine: &Engine<'_>,
+    st: &StageState,
+    scratch: &std::path::Path,
+    cell: &'c std::cell::OnceCell<SourceRoot>,
+) -> Result<&'c std::path::Path, BuildError> {
+    if cell.get().is_none() {
+        let rootfs = snapshot_rootfs(engine, &st.layers)?;
+        let root = if rootfs.lowers.len() == 1 {
+            SourceRoot {
+                path: rootfs_single(&rootfs),
+                _mount: None,
+            }
+        } else {
+            let dir = scratch.join("from");
+            std::fs::create_dir_all(&dir).map_err(BuildError::io("creating", &dir))?;
+            let guard = rootfs
+                .mount_readonly(&dir)
+                .map_err(BuildError::io("mounting the source stage at", &dir))?;
+            SourceRoot {
+                path: dir,
+                _mount: Some(guard),
+            }
+        };
+        let _ = cell.set(root);
+    }
+    cell.get()
+        .map(|r| r.path.as_path())
+        .ok_or_else(|| BuildError::Internal("the source stage was not mounted".into()))
 }
 
 /// `ADD` of URLs or git repositories (see [`super::remote`]): downloads and ref resolution
@@ -669,6 +706,7 @@ fn run_add_remote(
         state,
         stage_index,
         text,
+        None,
         |step| {
             // Downloaded bytes, every few MiB (a renderer must not be flooded).
             let next = std::cell::Cell::new(PULL_PROGRESS_EVERY);
@@ -805,16 +843,21 @@ pub fn snapshot_rootfs(engine: &Engine<'_>, layers: &[LayerRef]) -> Result<RootF
     let unpacked: Vec<LayerRef> = layers
         .iter()
         .zip(&chains)
-        .filter(|(_, c)| !engine.snapshots.path(c).is_dir())
+        .filter(|(_, c)| engine.snapshots.get(c).is_none())
         .map(|(l, _)| l.clone())
         .collect();
-    engine.fetch_layers(&unpacked)?;
-    let mut lowers = Vec::with_capacity(layers.len());
-    for (l, chain) in layers.iter().zip(&chains) {
-        let dir = unpack_layer(engine, l, chain, &lowers)?;
-        lowers.push(dir);
-    }
-    Ok(RootFs { lowers })
+    // Each layer is unpacked as soon as its blob is here, while later ones still download.
+    engine.fetch_in_background(&unpacked, |arrived| {
+        let mut lowers = Vec::with_capacity(layers.len());
+        for (l, chain) in layers.iter().zip(&chains) {
+            if engine.snapshots.get(chain).is_none() {
+                arrived(l)?;
+            }
+            let dir = unpack_layer(engine, l, chain, &lowers)?;
+            lowers.push(dir);
+        }
+        Ok(RootFs { lowers })
+    })
 }
 
 /// The filesystem below a step that only looks paths up (COPY's destination, WORKDIR): layers
@@ -826,8 +869,7 @@ pub fn lazy_rootfs<'e>(engine: &'e Engine<'_>, layers: &[LayerRef]) -> LazyRootF
         .iter()
         .zip(&chains)
         .map(|(l, chain)| {
-            let dir = engine.snapshots.path(chain);
-            if dir.is_dir() {
+            if let Some(dir) = engine.snapshots.get(chain) {
                 Lower::Dir(dir)
             } else if let Some(index) = PathIndex::load(engine.store, &l.diff_id) {
                 Lower::Index(Arc::new(index))
@@ -951,6 +993,7 @@ fn run_op(
         state,
         stage_index,
         text,
+        None,
         |_| Ok(inputs),
         created_by,
         make,
@@ -958,12 +1001,16 @@ fn run_op(
 }
 
 /// [`run_op`] for a step whose key inputs take work to compute (hashing sources): `inputs`
-/// runs after the step is shown, with its handle for progress.
+/// runs after the step is shown, with its handle for progress. A step with a `definition` key
+/// (`COPY --from`, see `copy::digest`) is looked up by it first: a hit never runs `inputs`; any
+/// other outcome is recorded under it as well.
+#[allow(clippy::too_many_arguments)]
 fn run_op_with(
     runner: &mut Runner<'_, '_>,
     state: &mut StageState,
     stage_index: usize,
     text: &str,
+    definition: Option<KeyInputs>,
     inputs: impl FnOnce(&crate::progress::StepHandle) -> Result<KeyInputs, BuildError>,
     created_by: &str,
     make: impl FnOnce(
@@ -975,24 +1022,29 @@ fn run_op_with(
     let engine = runner.engine;
     let (idx, label) = runner.step_name(text);
     let step = engine.progress.step(label.clone());
-    let inputs = match inputs(&step) {
-        Ok(i) => i,
-        Err(e) => {
-            step.failed(&e);
-            return Err(e);
-        }
+    let by_definition = match &definition {
+        Some(d) if !runner.no_cache => cached_by_definition(engine, d),
+        _ => None,
     };
-    let key = inputs.key();
-    let cached = if runner.no_cache {
-        None
-    } else {
-        record::lookup(engine.store, &key).or_else(|| {
-            // An imported cache's hit is remembered in the store like a local one (it is
-            // used locally only once its layer is here).
-            let r = engine.seams.imported.step(engine.store, &key)?;
-            let _ = record::save(engine.store, &key, &r);
-            Some(r)
-        })
+    let found_by_definition = by_definition.is_some();
+    let (key, inputs, cached) = match by_definition {
+        Some((key, inputs, r)) => (key, inputs, Some(r)),
+        None => {
+            let inputs = match inputs(&step) {
+                Ok(i) => i,
+                Err(e) => {
+                    step.failed(&e);
+                    return Err(e);
+                }
+            };
+            let key = inputs.key();
+            let cached = if runner.no_cache {
+                None
+            } else {
+                cached_by_key(engine, &key)
+            };
+            (key, inputs, cached)
+        }
     };
     let mut miss_reason = None;
     let hit = cached.is_some();
@@ -1006,7 +1058,8 @@ fn run_op_with(
                 let reason = if runner.no_cache {
                     "--no-cache was given".to_string()
                 } else {
-                    explain::explain(engine.store, prev, &inputs, runner.first_miss.as_deref())
+                    let against = explain::comparable(prev, &inputs, definition.as_ref());
+                    explain::explain(engine.store, prev, against, runner.first_miss.as_deref())
                 };
                 step.cache_miss(&reason);
                 miss_reason = Some(reason);
@@ -1070,6 +1123,18 @@ fn run_op_with(
             r
         }
     };
+    let definition = definition.map(|d| {
+        let def_key = d.key();
+        if !found_by_definition {
+            // Found by its definition key from now on, without reading its sources.
+            let d = record::DefinitionRecord {
+                key: key.clone(),
+                inputs: Some(inputs.clone()),
+            };
+            record::save_definition(engine.store, &def_key, &d);
+        }
+        def_key
+    });
     match result.layer.clone() {
         Some(l) => {
             state.key = key::content_key(&state.key, &l.diff_id);
@@ -1097,6 +1162,7 @@ fn run_op_with(
         layer: result.layer.clone(),
         config: state.config.clone(),
         description: label,
+        definition,
     });
     engine.record_step(StepRecord {
         stage: stage_index,
@@ -1109,6 +1175,42 @@ fn run_op_with(
         miss_reason,
     });
     Ok(())
+}
+
+/// A step's result by its own key: the store's record, else an imported cache's. An imported
+/// hit is remembered in the store like a local one (it is used locally only once its layer is
+/// here).
+fn cached_by_key(engine: &Engine<'_>, key: &Digest) -> Option<StepResult> {
+    record::lookup(engine.store, key).or_else(|| {
+        let r = engine.seams.imported.step(engine.store, key)?;
+        let _ = record::save(engine.store, key, &r);
+        Some(r)
+    })
+}
+
+/// A step's result by its definition key (see `copy::digest`), without reading its sources:
+/// the step's own key, the inputs to record for it (its own when this store computed them,
+/// else the definition's) and its result. An imported hit is remembered in the store under
+/// both keys.
+fn cached_by_definition(
+    engine: &Engine<'_>,
+    definition: &KeyInputs,
+) -> Option<(Digest, KeyInputs, StepResult)> {
+    let def_key = definition.key();
+    if let Some((d, r)) = record::lookup_definition(engine.store, &def_key) {
+        return Some((d.key, d.inputs.unwrap_or_else(|| definition.clone()), r));
+    }
+    let (key, r) = engine
+        .seams
+        .imported
+        .step_by_definition(engine.store, &def_key)?;
+    let _ = record::save(engine.store, &key, &r);
+    let d = record::DefinitionRecord {
+        key: key.clone(),
+        inputs: None,
+    };
+    record::save_definition(engine.store, &def_key, &d);
+    Some((key, definition.clone(), r))
 }
 
 /// The stage's working directory so far (`/` until a WORKDIR or the base image sets one).

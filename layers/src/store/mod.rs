@@ -12,9 +12,10 @@
 //!                              A record keeps blobs and snapshots alive through optional top-level
 //!                              fields `"blobs": ["sha256:…"]` and `"snapshots": ["<name>"]`;
 //!                              mtime = last use
-//!   snapshots/<name>/          unpacked layer trees (name: `v2-` and a chain ID's hex, holding
-//!                              `tree/` and `placeholders`, see `crate::snapshot`; a bare hex name
-//!                              is an earlier format, pruned first); mtime of the directory =
+//!   snapshots/<name>/          unpacked layer trees (name: `v3-` and a chain ID's hex, holding
+//!                              `tree/`, `placeholders` and `boot`, the boot it is valid in, see
+//!                              `crate::snapshot`; `v2-` and bare hex names are earlier formats,
+//!                              pruned first, as are other boots' snapshots); mtime of the directory =
 //!                              last use; `tmp-<pid>-<start>-…` while one is being unpacked
 //!                              (owner-named and locked, as in `tmp/`)
 //!   statcache/                 file-stat cache of the build engine (format owned by the engine)

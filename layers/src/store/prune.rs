@@ -255,7 +255,12 @@ impl Store {
             let name = e.file_name().to_string_lossy().into_owned();
             // Snapshots of an earlier format hold real device nodes and are never used again:
             // least recently used of all, so they go first.
-            let used = if crate::snapshot::is_legacy_snapshot_name(&name) {
+            // So are snapshots of another boot, which are never used again either (see
+            // `snapshot`'s module doc).
+            let used = if crate::snapshot::is_legacy_snapshot_name(&name)
+                || (name.starts_with(crate::snapshot::SNAPSHOT_PREFIX)
+                    && !crate::snapshot::is_usable(&e.path()))
+            {
                 SystemTime::UNIX_EPOCH
             } else {
                 mtime(&meta)

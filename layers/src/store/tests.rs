@@ -746,12 +746,13 @@ fn snapshots_of_the_format_with_real_device_nodes_are_pruned_first() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let legacy = "ab".repeat(32);
-    let current = format!("v2-{}", "cd".repeat(32));
+    let current = format!("v3-{}", "cd".repeat(32));
     for name in [&legacy, &current] {
         let d = store.snapshots_dir().join(name).join("tree");
         fs::create_dir_all(&d).unwrap();
         fs::write(d.join("f"), vec![0u8; 10_000]).unwrap();
     }
+    fs::write(store.snapshots_dir().join(&current).join("boot"), "synced").unwrap();
     // The current-format snapshot is the least recently used by time; the legacy one still
     // goes first.
     filetime::set_file_mtime(
@@ -767,4 +768,45 @@ fn snapshots_of_the_format_with_real_device_nodes_are_pruned_first() {
         .unwrap();
     assert_eq!(report.removed_snapshots, vec![legacy.clone()]);
     assert!(store.snapshots_dir().join(&current).is_dir());
+}
+
+#[test]
+fn snapshots_of_an_earlier_boot_or_the_synced_v2_format_are_pruned_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let v2 = format!("v2-{}", "ab".repeat(32));
+    let other_boot = format!("v3-{}", "cd".repeat(32));
+    let this_boot = format!("v3-{}", "ef".repeat(32));
+    for name in [&v2, &other_boot, &this_boot] {
+        let d = store.snapshots_dir().join(name).join("tree");
+        fs::create_dir_all(&d).unwrap();
+        fs::write(d.join("f"), vec![0u8; 10_000]).unwrap();
+    }
+    fs::write(
+        store.snapshots_dir().join(&other_boot).join("boot"),
+        "not-this-boot",
+    )
+    .unwrap();
+    fs::write(
+        store.snapshots_dir().join(&this_boot).join("boot"),
+        "synced",
+    )
+    .unwrap();
+    // The usable snapshot is the least recently used by time; the other two still go first.
+    filetime::set_file_mtime(
+        store.snapshots_dir().join(&this_boot),
+        filetime::FileTime::from_unix_time(1_000_000, 0),
+    )
+    .unwrap();
+    let mut report = store
+        .prune(PruneOptions {
+            keep_storage: Some(15_000),
+            ..PruneOptions::default()
+        })
+        .unwrap();
+    report.removed_snapshots.sort();
+    let mut expected = vec![v2, other_boot];
+    expected.sort();
+    assert_eq!(report.removed_snapshots, expected);
+    assert!(store.snapshots_dir().join(&this_boot).is_dir());
 }

@@ -12,7 +12,7 @@
 //! builder warns and builds without it, so an old and a new rbuild can share a cache ref without
 //! ever misreading each other.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rbuild_layers::image::config::ImageConfig;
 use rbuild_layers::tar::PathIndex;
@@ -60,6 +60,13 @@ pub struct CacheEntry {
     /// The step as progress shows it (`[base 3/4] RUN pip install -r requirements.txt`).
     #[serde(default)]
     pub description: String,
+    /// Other keys of the same step: *definition keys*, computed from what the step reads
+    /// without reading it (a `COPY --from`'s source stage by its content identity rather than
+    /// the copied files' digests), so that an importing build can find the step without
+    /// fetching the source. A reader that does not compute them never looks them up, and an
+    /// older reader ignores the field (unknown entry fields are ignored): no version bump.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub definition_keys: BTreeSet<Digest>,
 }
 
 /// A `RUN --mount=type=cache` directory exported with `--cache-to …,cache-mounts=ID`.
@@ -155,6 +162,18 @@ impl CacheMap {
         serde_json::to_vec(self).expect("a cache map of strings, numbers and maps serialises")
     }
 
+    /// Definition key → the key of the entry that lists it (see
+    /// [`CacheEntry::definition_keys`]); a definition key two entries list goes to the first.
+    pub fn definition_index(&self) -> BTreeMap<Digest, Digest> {
+        let mut index = BTreeMap::new();
+        for (key, e) in &self.entries {
+            for d in &e.definition_keys {
+                index.entry(d.clone()).or_insert_with(|| key.clone());
+            }
+        }
+        index
+    }
+
     /// Every blob the map refers to, once each, in digest order (the cache manifest's layers).
     pub fn layer_descriptors(&self) -> Vec<Descriptor> {
         let mut by_digest: BTreeMap<&Digest, &Descriptor> = BTreeMap::new();
@@ -213,6 +232,7 @@ mod tests {
                 }),
                 config: None,
                 description: "[base 2/3] COPY requirements.txt .".into(),
+                definition_keys: BTreeSet::new(),
             },
         );
         m.entries.insert(
@@ -222,6 +242,7 @@ mod tests {
                 layer: None,
                 config: None,
                 description: "[base 3/3] RUN true".into(),
+                definition_keys: BTreeSet::new(),
             },
         );
         m.cache_mounts
@@ -236,6 +257,42 @@ mod tests {
         let back = CacheMap::from_slice(&bytes).unwrap();
         assert_eq!(back, m);
         assert_eq!(back.to_vec(), bytes);
+    }
+
+    #[test]
+    fn definition_keys_are_written_only_when_there_are_some_and_are_indexed() {
+        // A map without definition keys is byte-for-byte what rbuild wrote before the field
+        // existed (so an unchanged cache keeps its manifest digest).
+        let text = String::from_utf8(sample().to_vec()).unwrap();
+        assert!(!text.contains("definitionKeys"), "{text}");
+        assert!(sample().definition_index().is_empty());
+
+        let mut m = sample();
+        let k1 = Digest::sha256_of(b"k1");
+        let def = Digest::sha256_of(b"def");
+        m.entries
+            .get_mut(&k1)
+            .unwrap()
+            .definition_keys
+            .insert(def.clone());
+        let bytes = m.to_vec();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(
+            text.contains(&format!(r#""definitionKeys":["{def}"]"#)),
+            "{text}"
+        );
+        let back = CacheMap::from_slice(&bytes).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(back.definition_index(), BTreeMap::from([(def, k1)]));
+    }
+
+    #[test]
+    fn an_entry_field_this_reader_does_not_know_is_ignored() {
+        // How an older rbuild reads `definitionKeys` (and how this one reads the next
+        // forward-compatible addition): the entry is used, the field skipped.
+        let doc = br#"{"version":1,"platform":"linux/amd64","entries":{"sha256:0000000000000000000000000000000000000000000000000000000000000000":{"description":"x","aliasesOfTheFuture":["y"]}}}"#;
+        let m = CacheMap::from_slice(doc).unwrap();
+        assert_eq!(m.entries.len(), 1);
     }
 
     #[test]

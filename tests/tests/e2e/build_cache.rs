@@ -48,3 +48,52 @@ fn a_rerun_step_that_writes_the_same_layer_leaves_later_steps_cached() {
     assert_eq!(third.stdout, again.stdout);
     assert!(!first.stderr.is_empty());
 }
+
+/// BuildKit's content-based key for a `COPY --from`: the copied files decide, not the source
+/// stage as a whole. A builder stage that reruns (another of its files changed) and makes the
+/// same file leaves the final stage's `COPY --from` cached, with the image a fresh build makes.
+#[test]
+fn a_copy_from_a_rebuilt_stage_that_made_the_same_files_stays_cached() {
+    let dir = scratch();
+    let ctx = dir.path().join("ctx");
+    let store = dir.path().join("store");
+    write_tree(
+        &ctx,
+        &[
+            ("app.txt", "the binary\n"),
+            ("notes.txt", "v1\n"),
+            (
+                "Dockerfile",
+                "FROM scratch AS builder\nCOPY app.txt /out/app\nCOPY notes.txt /out/notes\n\
+                 FROM scratch\nCOPY --from=builder /out/app /app\n",
+            ),
+        ],
+    );
+    let epoch = [("SOURCE_DATE_EPOCH", "1700000000")];
+    let meta = dir.path().join("meta.json");
+    let run = |store: &std::path::Path| {
+        let mut cmd = rbuild_tests::build::build_cmd(store, &ctx);
+        cmd.envs(epoch).arg("--metadata-file").arg(&meta);
+        let r = rbuild_tests::run(&mut cmd).success();
+        let digest = rbuild_tests::build::metadata(&meta)["containerimage.digest"].clone();
+        (r, digest)
+    };
+    run(&store);
+    std::fs::write(ctx.join("notes.txt"), "v2\n").unwrap();
+    let (second, digest) = run(&store);
+    let steps = op_steps(&second.stderr);
+    let notes = steps
+        .iter()
+        .find(|s| s.name.contains("COPY notes.txt"))
+        .expect("the builder's second COPY");
+    assert!(!notes.cached, "the builder reruns: {}", second.stderr);
+    let copy_from = steps
+        .iter()
+        .find(|s| s.name.contains("COPY --from=builder"))
+        .expect("the COPY --from");
+    assert!(copy_from.cached, "same file, same key: {}", second.stderr);
+    // The image is the one an empty store builds from the same sources.
+    let (_, fresh) = run(&dir.path().join("fresh-store"));
+    assert!(digest.is_string(), "{digest}");
+    assert_eq!(digest, fresh);
+}

@@ -15,6 +15,7 @@ mod build_lazy_blobs;
 mod build_multistage;
 mod build_outputs;
 mod build_store_in_context;
+mod cache_copy_from;
 mod cache_import;
 mod cache_pipeline;
 mod cli;

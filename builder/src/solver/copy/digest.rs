@@ -3,6 +3,23 @@
 //! destination, mode, content or link target, owner, hard-link group), the per-file digests
 //! kept to explain a later miss, and the step's [`KeyInputs`]. Changing a record changes every
 //! COPY key: the records are versioned (`rbuild-copy-selection-v1`).
+//!
+//! A `COPY --from` has a second key, its *definition key* ([`definition_inputs`]), known
+//! before the source is even fetched — BuildKit's two-level cache key (an op's definition
+//! digest first, its content-based "slow" key second). The source stage's key is already a
+//! content identity (its base chained with every layer's diffID, see `key::content_key`), so
+//! that key, the instruction with every flag, the destination's parent state, the working
+//! directory and the mode normalisation determine the selection, and with it the content key
+//! and the result. A fully cached build looks the definition key up first and, on a hit, never
+//! fetches, unpacks or hashes the source stage (a builder stage's toolchain layers); on a miss
+//! the content key is computed as before, and the result is recorded under both (in the store,
+//! and as the entry's `definitionKeys` in an exported cache map). The content key does not name
+//! the source stage: like BuildKit's content-based key it depends on the selected files only,
+//! so a builder stage that runs again and makes the same files still hits (a rebuilt
+//! dependency that compiles to the same binary leaves the final stage cached). It is the
+//! step's identity (what explains a miss by file name); the selection records cover
+//! everything of a source file that reaches the layer (COPY writes the build's epoch as mtime
+//! and no xattrs).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -11,7 +28,7 @@ use rbuild_layers::{Digest, Sha256Hasher};
 
 use super::dest::display_rel;
 use super::item::{Item, ItemKind};
-use super::{PreparedCopy, Source};
+use super::{absolute_dest, CopyEnv, PreparedCopy, Source};
 use crate::dockerfile::CopyInstruction;
 use crate::solver::key::KeyInputs;
 use crate::solver::record::Selection;
@@ -125,9 +142,8 @@ pub fn key_inputs(
     parent: Option<Digest>,
     platform: &str,
     c: &CopyInstruction,
-    from_key: Option<(&str, &Digest)>,
 ) -> KeyInputs {
-    let mut k = KeyInputs::new(
+    KeyInputs::new(
         op,
         if c.link { None } else { parent },
         instruction.to_string(),
@@ -138,16 +154,164 @@ pub fn key_inputs(
         crate::solver::parents::KEY_INPUT.0,
         crate::solver::parents::KEY_INPUT.1,
     )
-    .input("dest", format!("/{}", prepared.dest_abs));
-    if let Some((stage, key)) = from_key {
-        k = k.input(&format!("from:{stage}"), key.to_string());
-    }
-    k
+    .input("dest", format!("/{}", prepared.dest_abs))
+}
+
+/// The definition key of a `COPY --from` (see the module docs): every input of
+/// [`key_inputs`] except the selection digest, and what that digest is a function of instead —
+/// the source's key (`from` is its name and key), the whole instruction (its JSON: sources,
+/// heredoc bodies, `--exclude`, `--parents`, `--link`, …), the working directory and the mode
+/// normalisation. The caller adds `--chown`, `--chmod` and the epoch as it does to the content
+/// key. Marked with [`crate::solver::key::DEFINITION`], so it never equals a content key.
+#[allow(clippy::too_many_arguments)]
+pub fn definition_inputs(
+    instruction: &str,
+    op: &str,
+    parent: Option<Digest>,
+    platform: &str,
+    c: &CopyInstruction,
+    env: &CopyEnv<'_>,
+    from: (&str, &Digest),
+) -> KeyInputs {
+    let mut h = Sha256Hasher::new();
+    h.update(b"rbuild-copy-definition-v1\0");
+    // Strings, booleans and lists of them: serialising cannot fail.
+    h.update(&serde_json::to_vec(c).expect("CopyInstruction serialises to JSON"));
+    let (mark, value) = crate::solver::key::DEFINITION;
+    KeyInputs::new(
+        op,
+        if c.link { None } else { parent },
+        instruction.to_string(),
+        platform.to_string(),
+    )
+    .input(mark, value)
+    .input("copy", h.finish().to_string())
+    .input(
+        crate::solver::parents::KEY_INPUT.0,
+        crate::solver::parents::KEY_INPUT.1,
+    )
+    .input("workdir", env.workdir)
+    .input("dest", format!("/{}", absolute_dest(&c.dest, env.workdir)))
+    .input("normalize-modes", env.normalize_modes.to_string())
+    .input(&format!("from:{}", from.0), from.1.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn env(workdir: &str, normalize_modes: bool) -> CopyEnv<'_> {
+        CopyEnv {
+            workdir,
+            epoch: 0,
+            normalize_modes,
+            is_add: false,
+            layer_options: Default::default(),
+        }
+    }
+
+    fn definition(line: &str, workdir: &str, normalize: bool, source: &[u8]) -> KeyInputs {
+        let (c, _) = super::super::testutil::instruction(line);
+        definition_inputs(
+            line,
+            "copy",
+            Some(Digest::sha256_of(b"parent")),
+            "linux/amd64",
+            &c,
+            &env(workdir, normalize),
+            ("builder", &Digest::sha256_of(source)),
+        )
+    }
+
+    const LINE: &str = "COPY --from=builder /out/app /usr/local/bin/";
+
+    #[test]
+    fn the_definition_key_is_pinned_and_marked() {
+        // Cache entries exported under this key are looked up by other rbuild versions: a
+        // change in what it covers must be deliberate (and bump KEY_VERSION if its meaning
+        // changes).
+        let k = definition(LINE, "/", false, b"builder");
+        assert!(k.is_definition());
+        assert_eq!(
+            k.key().to_string(),
+            "sha256:1cf7b8e68653e9809e522b7b5e839a214f97eba54c6aa731c86265b64e12ecf2"
+        );
+    }
+
+    #[test]
+    fn the_definition_key_changes_with_everything_the_selection_depends_on() {
+        let base = definition(LINE, "/", false, b"builder").key();
+        let variants = [
+            definition(LINE, "/", false, b"another builder state"),
+            definition(LINE, "/app", false, b"builder"),
+            definition(LINE, "/", true, b"builder"),
+            definition(
+                "COPY --from=builder /out/app /usr/bin/",
+                "/",
+                false,
+                b"builder",
+            ),
+            definition(
+                "COPY --from=builder /out/ap? /usr/local/bin/",
+                "/",
+                false,
+                b"builder",
+            ),
+            definition(
+                "COPY --from=builder --exclude=*.md /out/app /usr/local/bin/",
+                "/",
+                false,
+                b"builder",
+            ),
+            definition(
+                "COPY --from=builder --parents /out/app /usr/local/bin/",
+                "/",
+                false,
+                b"builder",
+            ),
+            definition(
+                "COPY --from=builder --link /out/app /usr/local/bin/",
+                "/",
+                false,
+                b"builder",
+            ),
+        ];
+        for v in &variants {
+            assert_ne!(v.key(), base, "{v:?}");
+        }
+        let mut other_parent = definition(LINE, "/", false, b"builder");
+        other_parent.parent = Some(Digest::sha256_of(b"another parent"));
+        assert_ne!(other_parent.key(), base);
+    }
+
+    #[test]
+    fn a_heredoc_body_is_in_the_definition_key() {
+        // The canonical instruction shows only `<<EOF`; the body must still count.
+        let a = "COPY --from=builder <<EOF /x\none\nEOF";
+        let b = "COPY --from=builder <<EOF /x\ntwo\nEOF";
+        assert_ne!(
+            definition(a, "/", false, b"s").key(),
+            definition(b, "/", false, b"s").key()
+        );
+    }
+
+    #[test]
+    fn a_linked_copy_ignores_the_parent_in_its_definition_key_too() {
+        let line = "COPY --link --from=builder /out/app /app";
+        let a = definition(line, "/", false, b"builder");
+        let (c, _) = super::super::testutil::instruction(line);
+        let b = definition_inputs(
+            line,
+            "copy",
+            Some(Digest::sha256_of(b"another parent")),
+            "linux/amd64",
+            &c,
+            &env("/", false),
+            ("builder", &Digest::sha256_of(b"builder")),
+        );
+        assert_eq!(a.parent, None);
+        assert_eq!(a.key(), b.key());
+    }
 
     #[test]
     fn the_selection_digest_is_pinned() {

@@ -54,7 +54,7 @@ use crate::dockerfile::CopyInstruction;
 use item::Item;
 
 pub use dest::absolute_dest;
-pub use digest::key_inputs;
+pub use digest::{definition_inputs, key_inputs};
 pub use entries::entries;
 
 /// Why a COPY or ADD could not be prepared or written.
