@@ -12,7 +12,7 @@ use rbuild_layers::tar::{EntryKind as LayerKind, LayerEntry};
 use super::archive::extract_archive;
 use super::dest::join_dest;
 use super::item::{Item, ItemKind};
-use super::{CopyEnv, CopyError, PreparedCopy};
+use super::{CopyEnv, PreparedCopy};
 use crate::dockerfile::CopyInstruction;
 use crate::solver::chmod::Chmod;
 use crate::solver::lazy_rootfs::LazyRootFs;
@@ -29,12 +29,7 @@ pub fn entries(
     scratch: &Path,
 ) -> Result<Vec<LayerEntry>, BuildError> {
     let chown = chown_owner(c, rootfs)?;
-    let chmod = c
-        .chmod
-        .as_deref()
-        .map(Chmod::parse)
-        .transpose()
-        .map_err(CopyError::from)?;
+    let chmod = super::chmod_of(c)?;
     if prepared.matched_nothing {
         return Ok(Vec::new());
     }

@@ -136,6 +136,15 @@ pub struct PreparedCopy {
     matched_nothing: bool,
 }
 
+/// The instruction's `--chmod`, parsed (the parser has checked a literal one; an expanded one
+/// is checked here).
+pub(crate) fn chmod_of(c: &CopyInstruction) -> Result<Option<super::chmod::Chmod>, CopyError> {
+    Ok(c.chmod
+        .as_deref()
+        .map(super::chmod::Chmod::parse)
+        .transpose()?)
+}
+
 /// Selects the sources of `c` and computes the selection digest (the COPY's content input).
 pub fn prepare(
     c: &CopyInstruction,

@@ -28,7 +28,6 @@ use std::path::Path;
 use rbuild_layers::store::Store;
 use rbuild_layers::tar::{EntryKind as LayerKind, LayerEntry};
 
-use super::chmod::Chmod;
 use super::copy::{absolute_dest, CopyError};
 use super::key::KeyInputs;
 use super::lazy_rootfs::LazyRootFs;
@@ -203,12 +202,7 @@ pub fn entries(
         }
         None => Owner { uid: 0, gid: 0 },
     };
-    let chmod = c
-        .chmod
-        .as_deref()
-        .map(Chmod::parse)
-        .transpose()
-        .map_err(CopyError::from)?;
+    let chmod = super::copy::chmod_of(c)?;
     let exclude = if c.exclude.is_empty() {
         None
     } else {
