@@ -10,9 +10,9 @@
 //! Layers that came from an imported cache are marked: if one of them cannot be fetched or does
 //! not match, the cache was wrong, and the caller builds again without it rather than failing.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use rbuild_layers::store::Store;
 use rbuild_layers::{Descriptor, Digest};
@@ -31,6 +31,49 @@ pub struct LayerFetcher {
     imported_bytes: AtomicU64,
     /// Bytes downloaded for other layers (lazily pulled base images).
     other_bytes: AtomicU64,
+    /// Blobs being downloaded now: a second caller waits for the first instead of downloading
+    /// the same bytes again (two stages built at once on one base fetch its layers together).
+    in_flight: Mutex<BTreeMap<Digest, Arc<Download>>>,
+}
+
+/// One download in flight, which other callers of [`LayerFetcher::ensure`] wait for.
+#[derive(Default)]
+struct Download {
+    finished: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl Download {
+    fn wait(&self) {
+        let mut done = self.finished.lock().unwrap_or_else(|p| p.into_inner());
+        while !*done {
+            done = self.changed.wait(done).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// Ends a download when dropped — after success, an error or a panic — so that nobody waits
+/// for it forever.
+struct Downloading<'f> {
+    fetcher: &'f LayerFetcher,
+    digest: &'f Digest,
+    download: Arc<Download>,
+}
+
+impl Drop for Downloading<'_> {
+    fn drop(&mut self) {
+        self.fetcher
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(self.digest);
+        *self
+            .download
+            .finished
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = true;
+        self.download.changed.notify_all();
+    }
 }
 
 impl LayerFetcher {
@@ -40,6 +83,7 @@ impl LayerFetcher {
             imported: Mutex::new(BTreeSet::new()),
             imported_bytes: AtomicU64::new(0),
             other_bytes: AtomicU64::new(0),
+            in_flight: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -78,16 +122,50 @@ impl LayerFetcher {
         self.other_bytes.load(Ordering::Relaxed)
     }
 
-    /// Puts blob `desc` in the store unless it is there; returns whether it was downloaded.
+    /// Puts blob `desc` in the store unless it is there; returns whether this call downloaded
+    /// it. While another caller downloads the same blob, this one waits for it (and downloads
+    /// it itself only if that one failed).
     pub fn ensure(
         &self,
         store: &Store,
         desc: &Descriptor,
         on_bytes: &(dyn Fn(u64) + Sync),
     ) -> Result<bool, FetchError> {
-        if store.blob_size(&desc.digest) == Some(desc.size) {
-            return Ok(false);
+        loop {
+            if store.blob_size(&desc.digest) == Some(desc.size) {
+                return Ok(false);
+            }
+            let (download, ours) = {
+                let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+                match in_flight.get(&desc.digest) {
+                    Some(d) => (d.clone(), false),
+                    None => {
+                        let d = Arc::new(Download::default());
+                        in_flight.insert(desc.digest.clone(), d.clone());
+                        (d, true)
+                    }
+                }
+            };
+            if !ours {
+                download.wait();
+                continue;
+            }
+            let _ending = Downloading {
+                fetcher: self,
+                digest: &desc.digest,
+                download,
+            };
+            return self.download(store, desc, on_bytes);
         }
+    }
+
+    /// Downloads blob `desc` from the registry the store names as its source.
+    fn download(
+        &self,
+        store: &Store,
+        desc: &Descriptor,
+        on_bytes: &(dyn Fn(u64) + Sync),
+    ) -> Result<bool, FetchError> {
         let (host, repository) =
             rbuild_registry::pull::source_of(store, &desc.digest).ok_or_else(|| {
                 FetchError::NoSource {

@@ -22,6 +22,7 @@ mod cli;
 mod cli_paths;
 mod dockerfile_limits;
 mod fixtures;
+mod pull_shared;
 mod push_ahead;
 mod registry_auth;
 mod registry_faults;
