@@ -26,7 +26,9 @@
 # Every phase is timed wall clock (the docker client's call for BuildKit, push included in
 # export); RUNS runs (default 3) each start from the committed sources and empty stores, and the
 # table shows medians and rbuild/BuildKit ratios against issue 19's goals. Peak memory is rbuild's
-# maximum resident set (`/usr/bin/time -f %M`) over all its builds of the app.
+# maximum resident set (`/usr/bin/time -f %M`) over all its builds of the app; after the apps, a
+# RUN writing a 1 GiB layer (compressed, pushed) and a fresh store building FROM it (downloaded,
+# unpacked) give rbuild's peak memory on a large layer.
 #
 # Bases, made once per script run outside the timed phases and pushed to the local registry:
 # debian (debootstrap --variant=minbase bookworm, with the host's CA certificates installed so
@@ -39,7 +41,7 @@
 # target/release/rbuild, built when missing); DEBIAN_ROOTFS=DIR reuses a debootstrapped bookworm
 # instead of running debootstrap; BASE_STORE=DIR keeps the rbuild store the bases are built in
 # (so that a second run of the script does not install them again); KEEP_WORK=1 keeps the scratch
-# directory.
+# directory; BIG_LAYER_MIB (default 1024, 0 skips) sizes the layer of the peak-memory check.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$(pwd)
@@ -153,18 +155,20 @@ dockerd_start() {
 
 # ---- bases (built with rbuild, outside the timed phases) ----
 base_store=${BASE_STORE:-$work/base-store}
-build_base() { # name, context dir
+build_base() { # target (stage of $work/bases/Dockerfile)
   log "base $1"
-  if ! "$rbuild" build "$2" --store "$base_store" --progress plain --tag "$reg/bench/$1:1" --push \
-    > "$work/base-$1.log" 2>&1; then
+  if ! "$rbuild" build "$work/bases" --store "$base_store" --progress plain --target "$1" \
+    --tag "$reg/bench/$1:1" --push > "$work/base-$1.log" 2>&1; then
     echo "apps.sh: building the $1 base failed:" >&2
     tail -n 30 "$work/base-$1.log" >&2
     exit 1
   fi
 }
+# One Dockerfile, a stage per base: python and node build FROM the debian stage, so that their
+# cache keys do not name this run's registry port (BASE_STORE then saves the installs).
 make_bases() {
   local b=$work/bases rootfs=${DEBIAN_ROOTFS:-}
-  mkdir -p "$b/debian/certs" "$b/python" "$b/node" "$b/busybox/rootfs/bin" "$b/busybox/rootfs/etc" "$b/busybox/rootfs/tmp"
+  mkdir -p "$b/certs" "$b/busybox/bin" "$b/busybox/etc" "$b/busybox/tmp"
   if [ -z "$rootfs" ]; then
     rootfs=$work/debootstrap
     log "debootstrap --variant=minbase bookworm"
@@ -175,43 +179,41 @@ make_bases() {
   # published Debian images.
   tar -C "$rootfs" --numeric-owner --exclude='./dev/*' --exclude='./proc/*' --exclude='./sys/*' \
     --exclude='./var/cache/apt/archives/*.deb' --exclude='./var/lib/apt/lists/*' \
-    -cf "$b/debian/rootfs.tar" .
-  cp /usr/local/share/ca-certificates/*.crt "$b/debian/certs/" 2>/dev/null || true
-  cat > "$b/debian/Dockerfile" <<'EOF'
-FROM scratch
+    -cf "$b/rootfs.tar" .
+  cp /usr/local/share/ca-certificates/*.crt "$b/certs/" 2>/dev/null || true
+  cp /bin/busybox "$b/busybox/bin/busybox"
+  for applet in $(/bin/busybox --list); do
+    [ "$applet" = busybox ] || ln -s busybox "$b/busybox/bin/$applet"
+  done
+  printf 'root:x:0:0:root:/root:/bin/sh\n' > "$b/busybox/etc/passwd"
+  printf 'root:x:0:\n' > "$b/busybox/etc/group"
+  cat > "$b/Dockerfile" <<'EOF'
+FROM scratch AS debian
 ADD rootfs.tar /
 ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive
 COPY certs/ /usr/local/share/ca-certificates/
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 CMD ["bash"]
-EOF
-  build_base debian "$b/debian"
-  cat > "$b/python/Dockerfile" <<EOF
-FROM $reg/bench/debian:1
-RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-pip python3-venv \\
+
+FROM debian AS python
+RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-pip python3-venv \
  && rm -rf /var/lib/apt/lists/*
 ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt PIP_DISABLE_PIP_VERSION_CHECK=1
 CMD ["python3"]
-EOF
-  build_base python "$b/python"
-  cat > "$b/node/Dockerfile" <<EOF
-FROM $reg/bench/debian:1
-RUN apt-get update && apt-get install -y --no-install-recommends nodejs npm \\
+
+FROM debian AS node
+RUN apt-get update && apt-get install -y --no-install-recommends nodejs npm \
  && rm -rf /var/lib/apt/lists/*
 ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt
 CMD ["node"]
+
+FROM scratch AS busybox
+COPY busybox/ /
+ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+CMD ["/bin/sh"]
 EOF
-  build_base node "$b/node"
-  cp /bin/busybox "$b/busybox/rootfs/bin/busybox"
-  for applet in $(/bin/busybox --list); do
-    [ "$applet" = busybox ] || ln -s busybox "$b/busybox/rootfs/bin/$applet"
-  done
-  printf 'root:x:0:0:root:/root:/bin/sh\n' > "$b/busybox/rootfs/etc/passwd"
-  printf 'root:x:0:\n' > "$b/busybox/rootfs/etc/group"
-  printf 'FROM scratch\nCOPY rootfs/ /\nENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\nCMD ["/bin/sh"]\n' \
-    > "$b/busybox/Dockerfile"
-  build_base busybox "$b/busybox"
+  for base in debian python node busybox; do build_base "$base"; done
 }
 
 # ---- the apps ----
@@ -352,6 +354,32 @@ for run in $(seq 1 "$runs"); do
   done
 done
 dockerd_stop
+
+# ---- peak memory on a large layer (rbuild only) ----
+# A RUN writes BIG_LAYER_MIB of random bytes (one layer, compressed and pushed), then a fresh
+# store builds FROM that image with a RUN reading the file (the layer downloaded and unpacked).
+big_mib=${BIG_LAYER_MIB:-1024}
+big_write= big_read= big_write_s= big_read_s=
+if [ "$big_mib" -gt 0 ]; then
+  big=$work/big
+  mkdir -p "$big/write" "$big/read"
+  printf 'ARG BASE\nFROM ${BASE}\nRUN head -c %d /dev/urandom > /big.bin\n' $((big_mib * 1048576)) > "$big/write/Dockerfile"
+  printf 'ARG BASE\nFROM ${BASE}\nRUN wc -c /big.bin\n' > "$big/read/Dockerfile"
+  big_step() { # name, context, store, base, extra args...
+    local name=$1 ctx=$2 st=$3 base=$4 start end
+    shift 4
+    log "big layer: $name ($big_mib MiB)"
+    start=$(date +%s.%N)
+    /usr/bin/time -f %M -o "$big/$name.mem" "$rbuild" build "$ctx" --store "$st" --progress plain \
+      --build-arg "BASE=$base" "$@" > "$big/$name.log" 2>&1 || failed "rbuild big layer $name" "$big/$name.log"
+    end=$(date +%s.%N)
+    awk -v a="$start" -v b="$end" -v k="$(tail -n 1 "$big/$name.mem")" 'BEGIN { printf "%.0f MiB in %.1f s", k / 1024, b - a }'
+  }
+  big_write=$(big_step write "$big/write" "$big/store-w" "$reg/bench/busybox:1" -t "$reg/bench/big:1" --push)
+  rm -rf "$big/store-w"
+  big_read=$(big_step read "$big/read" "$big/store-r" "$reg/bench/big:1")
+  rm -rf "$big/store-r"
+fi
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---- the table ----
@@ -389,6 +417,11 @@ for app in $apps; do
   printf ' %s %s MiB;' "$app" "$(awk -v k="${mem[$app]:-0}" 'BEGIN { printf "%.0f", k / 1024 }')"
 done
 echo
+if [ -n "$big_write" ]; then
+  echo
+  echo "rbuild peak RSS on a $big_mib MiB layer: RUN writing it, compressed and pushed: $big_write;" \
+    "FROM it in an empty store, RUN reading it (downloaded, unpacked): $big_read."
+fi
 echo
 echo "All times per phase (s): "
 for app in $apps; do
