@@ -1,0 +1,1 @@
+"""A small Flask service that proxies and summarizes an upstream JSON API."""
