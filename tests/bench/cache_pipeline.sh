@@ -55,28 +55,9 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 # The registry, as tests/run.sh configures it (info-level log: one line per request).
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-reg=127.0.0.1:$port
-cat > "$work/registry.yml" <<YAML
-version: 0.1
-log:
-  level: info
-  formatter: text
-storage:
-  filesystem:
-    rootdirectory: $work/registry
-  delete:
-    enabled: true
-http:
-  addr: $reg
-YAML
-docker-registry serve "$work/registry.yml" > "$work/registry.log" 2>&1 &
-registry_pid=$!
-for _ in $(seq 1 100); do
-  curl -fsS -o /dev/null "http://$reg/v2/" 2>/dev/null && break
-  sleep 0.1
-done
-curl -fsS -o /dev/null "http://$reg/v2/" || { echo "the registry did not start:" >&2; cat "$work/registry.log" >&2; exit 1; }
+# shellcheck source=tests/bench/registry.sh
+. "$root/tests/bench/registry.sh"
+start_registry "$work" info
 
 # The busybox base image (as tests/src/build.rs makes it), pushed to the registry.
 bb=$work/busybox
