@@ -24,6 +24,66 @@ fn parts(p: &str) -> VecDeque<String> {
         .collect()
 }
 
+/// One walk through a path inside a root: the components resolved so far and those still to
+/// go. `..` never climbs above the root, and a symlink met on the way is spliced in (an absolute
+/// target starts again at the root). [`resolve`] and [`resolve_dest`] differ only in how they
+/// look a component up.
+struct Walk {
+    cur: Vec<String>,
+    queue: VecDeque<String>,
+    hops: usize,
+}
+
+impl Walk {
+    fn new(path: &str) -> Walk {
+        Walk {
+            cur: Vec::new(),
+            queue: parts(path),
+            hops: 0,
+        }
+    }
+
+    /// Moves to the next component (applying `..` on the way); `false` at the end.
+    fn step(&mut self) -> bool {
+        while let Some(seg) = self.queue.pop_front() {
+            if seg == ".." {
+                self.cur.pop();
+                continue;
+            }
+            self.cur.push(seg);
+            return true;
+        }
+        false
+    }
+
+    /// Whether the current component is the path's last.
+    fn at_last(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// The components resolved so far, joined (`""` for the root).
+    fn current(&self) -> String {
+        self.cur.join("/")
+    }
+
+    /// Replaces the current component, a symlink, by its `target`; `false` once more than
+    /// [`MAX_HOPS`] symlinks were followed (a loop).
+    fn follow(&mut self, target: &str) -> bool {
+        self.hops += 1;
+        if self.hops > MAX_HOPS {
+            return false;
+        }
+        self.cur.pop();
+        if target.starts_with('/') {
+            self.cur.clear();
+        }
+        let mut next = parts(target);
+        next.extend(self.queue.drain(..));
+        self.queue = next;
+        true
+    }
+}
+
 /// Resolves `rel` inside `root`, following symlinks in every component (the last one too when
 /// `follow_last`). Returns the resolved path relative to `root` (`"."` for the root itself), or
 /// `None` when a component is missing, is not a directory where one is needed, or after
@@ -32,42 +92,23 @@ fn parts(p: &str) -> VecDeque<String> {
 /// Only paths whose every directory was checked not to be a symlink are handed to the kernel,
 /// so `root.join` never follows a link out of the root.
 pub fn resolve(root: &Path, rel: &str, follow_last: bool) -> Option<String> {
-    let mut queue = parts(rel);
-    let mut cur: Vec<String> = Vec::new();
-    let mut hops = 0;
-    while let Some(seg) = queue.pop_front() {
-        if seg == ".." {
-            cur.pop();
-            continue;
-        }
-        cur.push(seg);
-        let path = root.join(cur.join("/"));
+    let mut walk = Walk::new(rel);
+    while walk.step() {
+        let path = root.join(walk.current());
         let md = fs::symlink_metadata(&path).ok()?;
-        if md.file_type().is_symlink() && (follow_last || !queue.is_empty()) {
-            hops += 1;
-            if hops > MAX_HOPS {
+        if md.file_type().is_symlink() && (follow_last || !walk.at_last()) {
+            let target = fs::read_link(&path).ok()?;
+            if !walk.follow(&target.to_string_lossy()) {
                 return None;
             }
-            let target = fs::read_link(&path).ok()?;
-            let target = target.to_string_lossy();
-            cur.pop();
-            if target.starts_with('/') {
-                cur.clear();
-            }
-            let mut next = parts(&target);
-            next.extend(queue.drain(..));
-            queue = next;
             continue;
         }
-        if !queue.is_empty() && !md.is_dir() {
+        if !walk.at_last() && !md.is_dir() {
             return None;
         }
     }
-    Some(if cur.is_empty() {
-        ".".to_string()
-    } else {
-        cur.join("/")
-    })
+    let cur = walk.current();
+    Some(if cur.is_empty() { ".".to_string() } else { cur })
 }
 
 /// Why a destination could not be resolved.
@@ -84,55 +125,37 @@ pub enum DestError {
 /// component on, the rest is kept as written (it will be created). Returns the resolved path
 /// relative to the root, cleaned, `""` for the root.
 pub fn resolve_dest(rootfs: &LazyRootFs<'_>, path: &str) -> Result<String, BuildError> {
-    let mut queue = parts(path);
-    let mut cur: Vec<String> = Vec::new();
-    let mut hops = 0;
+    let mut walk = Walk::new(path);
     let mut missing = false;
-    while let Some(seg) = queue.pop_front() {
-        if seg == ".." {
-            cur.pop();
-            continue;
-        }
-        cur.push(seg);
+    while walk.step() {
         if missing {
             continue;
         }
-        let found = match rootfs.lookup(&cur.join("/"))? {
-            Some(f) => f,
-            None => {
-                missing = true;
-                continue;
-            }
+        let Some(found) = rootfs.lookup(&walk.current())? else {
+            missing = true;
+            continue;
         };
         match found.kind {
             FoundKind::Symlink { target } => {
-                hops += 1;
-                if hops > MAX_HOPS {
+                if !walk.follow(&target) {
                     return Err(CopyError::Dest(DestError::Loop {
                         path: path.to_string(),
                     })
                     .into());
                 }
-                cur.pop();
-                if target.starts_with('/') {
-                    cur.clear();
-                }
-                let mut next = parts(&target);
-                next.extend(queue.drain(..));
-                queue = next;
             }
             FoundKind::Dir => {}
-            _ if queue.is_empty() => {}
+            _ if walk.at_last() => {}
             _ => {
                 return Err(CopyError::Dest(DestError::NotDir {
                     path: path.to_string(),
-                    at: cur.join("/"),
+                    at: walk.current(),
                 })
                 .into())
             }
         }
     }
-    Ok(cur.join("/"))
+    Ok(walk.current())
 }
 
 #[cfg(test)]
