@@ -15,13 +15,16 @@
 #                c src/count.c, bigcontext one of its files)
 #   dependency   requirements.txt gains a package / package.json + package-lock.json gain one
 #                (testdata/bench-apps/node-deps-change) / packages.txt gains zlib1g-dev
-#   export       the same build, with the image pushed and the build cache exported to the
-#                registry: rbuild `--push --cache-to type=registry,mode=max`; BuildKit through
-#                Docker 20.10's `docker build` has no registry cache exporter (no buildx here), so
-#                its cache goes inline: `--build-arg BUILDKIT_INLINE_CACHE=1` + `docker push`
-#   import       a fresh runner: rbuild with an empty store and `--cache-from type=registry`;
-#                BuildKit on a freshly started dockerd with an empty data dir, `--cache-from` the
-#                image pushed by export
+#   export       the same build, with the image pushed and its build cache inline in it (Docker
+#                20.10's `docker build` has no registry cache exporter and there is no buildx
+#                here): rbuild `--push --cache-to type=inline`; BuildKit
+#                `--build-arg BUILDKIT_INLINE_CACHE=1` + `docker push`
+#   import       a fresh runner: rbuild with an empty store and `--cache-from` the image export
+#                pushed; BuildKit on a freshly started dockerd with an empty data dir,
+#                `--cache-from` its image
+#   export-max   rbuild only: the build again, pushing every stage's steps and layers to a
+#                registry cache (`--cache-to type=registry,mode=max`), which Docker 20.10 cannot
+#   import-max   rbuild only: a fresh runner importing that cache
 #
 # Every phase is timed wall clock (the docker client's call for BuildKit, push included in
 # export); RUNS runs (default 3) each start from the committed sources and empty stores, and the
@@ -328,9 +331,17 @@ for run in $(seq 1 "$runs"); do
       phase "$app" dependency "$store" "$src" "-t $reg/bench/$app:rbuild"
     fi
     phase "$app" export "$store" "$src" \
-      "-t $reg/bench/$app:rbuild-$run --push --cache-to type=registry,ref=$reg/bench/$app-cache:rbuild-$run,mode=max"
+      "-t $reg/bench/$app:rbuild-$run --push --cache-to type=inline"
     phase "$app" import "$store-fresh" "$src" \
-      "-t $reg/bench/$app:rbuild --cache-from type=registry,ref=$reg/bench/$app-cache:rbuild-$run"
+      "-t $reg/bench/$app:rbuild --cache-from type=registry,ref=$reg/bench/$app:rbuild-$run"
+    rm -rf "$store-fresh"
+    # rbuild only: every stage's steps and layers in a registry cache (mode=max), which
+    # Docker 20.10's BuildKit cannot export, and a fresh runner importing it.
+    log "$app: export-max, import-max (run $run, rbuild only)"
+    rb "$app" export-max "$store" "$src" -t "$reg/bench/$app:rbuild-$run" --push \
+      --cache-to "type=registry,ref=$reg/bench/$app-cache:rbuild-$run,mode=max"
+    rb "$app" import-max "$store-fresh" "$src" -t "$reg/bench/$app:rbuild" \
+      --cache-from "type=registry,ref=$reg/bench/$app-cache:rbuild-$run"
     rm -rf "$store" "$store-fresh"
   done
 done
@@ -377,9 +388,13 @@ echo
 echo "| app | phase | rbuild s | BuildKit s | ratio | goal | met? |"
 echo "|---|---|---:|---:|---:|---:|---|"
 for app in $apps; do
-  for p in cold no-op one-source dependency export import; do
+  for p in cold no-op one-source dependency export import export-max import-max; do
     [ -n "${times[$app|$p|rbuild]:-}" ] || continue
     r=$(echo "${times[$app|$p|rbuild]}" | median)
+    if [ -z "${times[$app|$p|buildkit]:-}" ]; then
+      printf '| %s | %s | %.2f | — | — | — | — |\n' "$app" "$p" "$r"
+      continue
+    fi
     b=$(echo "${times[$app|$p|buildkit]}" | median)
     ratio=$(awk -v r="$r" -v b="$b" 'BEGIN { printf "%.2f", (b > 0 ? r / b : 0) }')
     g=$(goal_of "$p")
@@ -406,8 +421,8 @@ fi
 echo
 echo "All times per phase (s): "
 for app in $apps; do
-  for p in cold no-op one-source dependency export import; do
+  for p in cold no-op one-source dependency export import export-max import-max; do
     [ -n "${times[$app|$p|rbuild]:-}" ] || continue
-    echo "- $app $p: rbuild${times[$app|$p|rbuild]}; BuildKit${times[$app|$p|buildkit]}"
+    echo "- $app $p: rbuild${times[$app|$p|rbuild]}; BuildKit${times[$app|$p|buildkit]:- —}"
   done
 done

@@ -31,7 +31,7 @@ pub mod seams;
 pub mod stage;
 pub mod users;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 
@@ -124,6 +124,11 @@ pub struct Engine<'a> {
     outcomes: Mutex<Vec<StepOutcome>>,
     /// What the build keeps per step, bounded (see [`budget`]).
     pub(crate) kept: budget::KeptBytes,
+    /// The scratch directories of RUN steps that made a layer this build, by the layer's diffID:
+    /// their overlay upper directory donates its files to the layer's snapshot when a later step
+    /// needs it (see `rbuild_layers::apply::ApplyOptions::donor`); removed when taken or when
+    /// the engine is dropped.
+    donors: Mutex<HashMap<rbuild_layers::Digest, rbuild_layers::store::ScratchDir>>,
 }
 
 /// What one filesystem step produced, as a cache export records it.
@@ -176,6 +181,7 @@ impl<'a> Engine<'a> {
             seams,
             outcomes: Mutex::new(Vec::new()),
             kept: budget::KeptBytes::default(),
+            donors: Mutex::new(HashMap::new()),
         })
     }
 
@@ -338,6 +344,31 @@ impl<'a> Engine<'a> {
     /// `fsck` or `prune`). `tag` is lower-case letters, e.g. `run`.
     pub fn scratch_dir(&self, tag: &str) -> Result<rbuild_layers::store::ScratchDir, BuildError> {
         Ok(self.store.scratch_dir(tag)?)
+    }
+
+    /// Keeps the scratch directory of the RUN step that made the layer with `diff_id`, whose
+    /// `upper/` the layer was written from, until the layer's snapshot is made.
+    pub(crate) fn offer_donor(
+        &self,
+        diff_id: rbuild_layers::Digest,
+        scratch: rbuild_layers::store::ScratchDir,
+    ) {
+        self.donors
+            .lock()
+            .expect("donors lock poisoned")
+            .insert(diff_id, scratch);
+    }
+
+    /// The scratch directory offered for the layer with `diff_id`, if any (given up to the
+    /// caller, which makes the snapshot and drops it).
+    pub(crate) fn take_donor(
+        &self,
+        diff_id: &rbuild_layers::Digest,
+    ) -> Option<rbuild_layers::store::ScratchDir> {
+        self.donors
+            .lock()
+            .expect("donors lock poisoned")
+            .remove(diff_id)
     }
 
     /// Builds every stage the plan needs; returns each built stage's final state.

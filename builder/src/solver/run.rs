@@ -321,6 +321,9 @@ pub fn prepare(
     })
 }
 
+/// The overlay upper directory inside a RUN's scratch directory.
+pub const UPPER: &str = "upper";
+
 /// Runs the prepared command on `rootfs` in a sandbox whose work files live in `scratch`, and
 /// returns the layer entries of what it changed.
 pub fn execute(
@@ -338,7 +341,7 @@ pub fn execute(
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={home}"));
     }
-    let dirs = ["upper", "work", "merged", "empty"];
+    let dirs = [UPPER, "work", "merged", "empty"];
     for d in dirs {
         let path = scratch.join(d);
         std::fs::create_dir_all(&path).map_err(io("creating", &path))?;
@@ -382,7 +385,7 @@ pub fn execute(
     let spec = SandboxSpec {
         lowers: rootfs.lowers.clone(),
         empty_lower: scratch.join("empty"),
-        upper: scratch.join("upper"),
+        upper: scratch.join(UPPER),
         work: scratch.join("work"),
         merged: scratch.join("merged"),
         scratch: scratch.to_path_buf(),
@@ -407,7 +410,7 @@ pub fn execute(
     })
     .map_err(|e| BuildError::Run(mask_tail(engine, e).into()))?;
     rbuild_layers::failpoint::hit("run.before_diff");
-    let upper = scratch.join("upper");
+    let upper = scratch.join(UPPER);
     devices::take_back_untouched(&upper, rootfs, &device_candidates)?;
     let excl: Vec<&str> = exclude.iter().map(String::as_str).collect();
     let entries = rbuild_layers::tar::entries_from_overlay_upper(&upper, &excl)?;

@@ -418,6 +418,7 @@ fn run_instruction(
             let prepared = super::run::prepare(engine, state, r, platform)?;
             let inputs = with_epoch(engine, prepared.inputs.clone());
             let scratch = engine.scratch_dir("run")?;
+            let layers_before = state.layers.len();
             run_op(
                 runner,
                 state,
@@ -429,7 +430,15 @@ fn run_instruction(
                     let rootfs = snapshot_rootfs(engine, &state.layers)?;
                     super::run::execute(engine, &prepared, &rootfs, scratch.path(), step)
                 },
-            )
+            )?;
+            // The command ran (its upper directory exists) and made a layer: the layer's
+            // snapshot can take its files from the upper directory instead of writing them again.
+            if let Some(layer) = state.layers.get(layers_before) {
+                if scratch.path().join(super::run::UPPER).is_dir() {
+                    engine.offer_donor(layer.diff_id.clone(), scratch);
+                }
+            }
+            Ok(())
         }
         Instruction::Workdir(path) => {
             let current = working_dir(state);
@@ -930,6 +939,9 @@ fn unpack_layer(
     below: &[std::path::PathBuf],
 ) -> Result<std::path::PathBuf, BuildError> {
     let mismatch: std::cell::Cell<Option<Digest>> = std::cell::Cell::new(None);
+    // The RUN that made this layer in this build, if any, gives its files up (dropped, and so
+    // removed, once the snapshot exists).
+    let donor = engine.take_donor(&l.diff_id);
     let created = engine.snapshots.get_or_create(chain, |dir| {
         let blob = engine
             .store
@@ -938,6 +950,7 @@ fn unpack_layer(
         let opts = ApplyOptions {
             whiteouts: WhiteoutMode::Overlay,
             parents: below.iter().rev().cloned().collect(),
+            donor: donor.as_ref().map(|d| d.path().join(super::run::UPPER)),
             ..ApplyOptions::default()
         };
         let report =

@@ -10,6 +10,7 @@
 //! unpacks into a temporary directory for exactly that reason).
 
 mod decompress;
+mod donor;
 mod error;
 mod path;
 mod pipe;
@@ -75,6 +76,10 @@ pub struct ApplyOptions {
     /// `etc/`) takes its mode, owner and times from the first of them that has it, as
     /// containerd's `WithParents` does, so the merged view keeps `/tmp` 1777. Empty: 0755.
     pub parents: Vec<std::path::PathBuf>,
+    /// The directory this layer was just written from (a RUN's overlay upper directory, which
+    /// the caller gives up): regular files are moved from it instead of written, the tar still
+    /// deciding every byte and attribute (see `donor.rs`). Unusable: ignored.
+    pub donor: Option<std::path::PathBuf>,
 }
 
 impl Default for ApplyOptions {
@@ -84,6 +89,7 @@ impl Default for ApplyOptions {
             devices: DeviceMode::Placeholder,
             whiteouts: WhiteoutMode::Apply,
             parents: Vec::new(),
+            donor: None,
         }
     }
 }
@@ -103,6 +109,8 @@ pub struct ApplyReport {
     /// [`crate::device::MAX_REPORTED_PLACEHOLDERS`]; a later entry of the same layer may have
     /// replaced one.
     pub placeholders: Vec<crate::device::Placeholder>,
+    /// Regular files whose inode was moved from [`ApplyOptions::donor`].
+    pub adopted: u64,
 }
 
 /// Applies the layer tar read from `layer` (plain, gzip, zstd, bzip2 or xz: autodetected) onto
@@ -133,7 +141,12 @@ pub fn apply_layer<R: Read>(
     let (recycle_tx, recycle_rx) = mpsc::channel();
     std::thread::scope(|s| {
         let worker = s.spawn(move || {
-            let mut unpacker = unpack::Unpacker::new(root_fd, parents, opts);
+            // The donor only saves work: one that cannot be opened is not used.
+            let donor = opts
+                .donor
+                .as_deref()
+                .and_then(|d| donor::Donor::open(d).ok());
+            let mut unpacker = unpack::Unpacker::new(root_fd, parents, donor, opts);
             let hasher = (!hash_while_reading).then(Sha256Hasher::new);
             let mut tar = tar::TarReader::new(pipe::ChannelReader::new(rx, recycle_tx, hasher));
             unpacker.run(&mut tar).map(|()| {
@@ -142,6 +155,7 @@ pub fn apply_layer<R: Read>(
                     unpacker.entries,
                     unpacker.warnings,
                     unpacker.placeholders,
+                    unpacker.adopted,
                     hasher,
                 )
             })
@@ -157,7 +171,7 @@ pub fn apply_layer<R: Read>(
             // A read error explains whatever the worker saw (a truncated stream).
             (Err(e), _) => Err(ApplyError::Read(e)),
             (Ok(_), Err(e)) => Err(e),
-            (Ok(read_side), Ok((entries, warnings, placeholders, apply_side))) => {
+            (Ok(read_side), Ok((entries, warnings, placeholders, adopted, apply_side))) => {
                 let hasher = read_side
                     .or(apply_side)
                     .expect("exactly one side of the pipeline hashes the stream");
@@ -167,6 +181,7 @@ pub fn apply_layer<R: Read>(
                     warnings,
                     diff_id: hasher.finish(),
                     placeholders,
+                    adopted,
                 })
             }
         }

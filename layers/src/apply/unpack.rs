@@ -14,6 +14,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{self as rfs, AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid};
 use rustix::io::Errno;
 
+use super::donor::{self, Donor};
 use super::error::{io_err, show, ApplyError};
 use super::path::{clean, join, split_parent, NameProblem};
 use super::root::{remove_all, Root};
@@ -31,6 +32,11 @@ const FORBIDDEN_XATTR_PREFIXES: [&[u8]; 3] = [
     overlay::XATTR_PREFIXES[1].as_bytes(),
     b"user.rbuild.",
 ];
+
+/// Whether a layer may not set xattr `name` (see [`FORBIDDEN_XATTR_PREFIXES`]).
+pub(super) fn is_forbidden_xattr(name: &[u8]) -> bool {
+    FORBIDDEN_XATTR_PREFIXES.iter().any(|p| name.starts_with(p))
+}
 
 /// A directory whose final mode and times are applied after the layer.
 struct Deferred {
@@ -51,7 +57,13 @@ pub struct Unpacker<'o> {
     /// directory?" is one range lookup.
     created: BTreeSet<Vec<u8>>,
     deferred: Vec<Deferred>,
+    /// [`ApplyOptions::donor`], opened (see [`super::donor`]).
+    donor: Option<Donor>,
+    /// Reused buffer for comparing a donor file's bytes with the tar's.
+    compare: Vec<u8>,
     pub entries: u64,
+    /// Regular files whose inode came from the donor.
+    pub adopted: u64,
     pub warnings: Vec<String>,
     /// The device placeholders written, at most [`MAX_REPORTED_PLACEHOLDERS`].
     pub placeholders: Vec<Placeholder>,
@@ -59,6 +71,28 @@ pub struct Unpacker<'o> {
     /// Warnings beyond [`MAX_WARNINGS`], counted instead of stored (a hostile layer of a million
     /// device nodes must not grow memory).
     suppressed_warnings: u64,
+}
+
+/// Writes the entry's data from `tar` into the new file `fd`.
+fn write_contents<R: std::io::BufRead>(
+    fd: OwnedFd,
+    path: &[u8],
+    tar: &mut TarReader<R>,
+) -> Result<OwnedFd, ApplyError> {
+    let mut file = std::fs::File::from(fd);
+    loop {
+        let chunk = tar.data()?;
+        if chunk.is_empty() {
+            return Ok(file.into());
+        }
+        let n = chunk.len();
+        file.write_all(chunk).map_err(|source| ApplyError::Io {
+            path: show(path),
+            op: "writing file contents",
+            source,
+        })?;
+        tar.consume_data(n);
+    }
 }
 
 /// Warnings kept verbatim in the report.
@@ -89,7 +123,12 @@ fn name_error(path: &[u8], problem: NameProblem, what: &'static str) -> ApplyErr
 }
 
 impl<'o> Unpacker<'o> {
-    pub fn new(root_fd: OwnedFd, parents: Vec<OwnedFd>, opts: &'o ApplyOptions) -> Self {
+    pub fn new(
+        root_fd: OwnedFd,
+        parents: Vec<OwnedFd>,
+        donor: Option<Donor>,
+        opts: &'o ApplyOptions,
+    ) -> Self {
         Unpacker {
             root: Root::new(root_fd),
             parents,
@@ -97,7 +136,10 @@ impl<'o> Unpacker<'o> {
             is_root_user: rustix::process::geteuid().is_root(),
             created: BTreeSet::new(),
             deferred: Vec::new(),
+            donor,
+            compare: Vec::new(),
             entries: 0,
+            adopted: 0,
             warnings: Vec::new(),
             placeholders: Vec::new(),
             placeholders_truncated: false,
@@ -285,7 +327,7 @@ impl<'o> Unpacker<'o> {
 
     fn set_xattrs(&mut self, fd: BorrowedFd<'_>, e: &Entry) {
         for (name, value) in &e.xattrs {
-            if FORBIDDEN_XATTR_PREFIXES.iter().any(|p| name.starts_with(p)) {
+            if is_forbidden_xattr(name) {
                 self.warn(|| {
                     format!(
                         "ignored xattr `{}` on `{}`: overlay and rbuild attributes may not come from a layer",
@@ -327,38 +369,16 @@ impl<'o> Unpacker<'o> {
     ) -> Result<(), ApplyError> {
         let (parent, base) = split_parent(path);
         let dir = self.parent_of(parent, path)?;
-        let create = || {
-            rfs::openat(
-                &*dir,
-                base,
-                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::from_raw_mode(0o600),
-            )
+        let file = match self.adopt(e, path, dir.as_fd(), base)? {
+            Some(fd) => {
+                donor::patch_contents(&fd, path, tar, &mut self.compare)?;
+                fd
+            }
+            None => {
+                let fd = self.create_file(dir.as_fd(), base, path)?;
+                write_contents(fd, path, tar)?
+            }
         };
-        // Create first and clear only on EEXIST: the common case (a new file) then costs no
-        // extra lookup. O_CREAT|O_EXCL never follows or opens what is already there.
-        let fd = match create() {
-            Err(Errno::EXIST) => {
-                self.clear(dir.as_fd(), base, path)?;
-                create()
-            }
-            other => other,
-        }
-        .map_err(io_err(path, "creating the file"))?;
-        let mut file = std::fs::File::from(fd);
-        loop {
-            let chunk = tar.data()?;
-            if chunk.is_empty() {
-                break;
-            }
-            let n = chunk.len();
-            file.write_all(chunk).map_err(|source| ApplyError::Io {
-                path: show(path),
-                op: "writing file contents",
-                source,
-            })?;
-            tar.consume_data(n);
-        }
         let fd = file.as_fd();
         self.chown_fd(fd, e, path)?;
         rfs::fchmod(fd, Mode::from_raw_mode(e.mode)).map_err(io_err(path, "chmod"))?;
@@ -366,6 +386,60 @@ impl<'o> Unpacker<'o> {
         rfs::futimens(fd, &times_of(e)).map_err(io_err(path, "setting times"))?;
         self.created.insert(path.to_vec());
         Ok(())
+    }
+
+    /// A new empty file at `base` in `dir`, replacing whatever is there.
+    fn create_file(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        base: &[u8],
+        path: &[u8],
+    ) -> Result<OwnedFd, ApplyError> {
+        let create = || {
+            rfs::openat(
+                dir,
+                base,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            )
+        };
+        // Create first and clear only on EEXIST: the common case (a new file) then costs no
+        // extra lookup. O_CREAT|O_EXCL never follows or opens what is already there.
+        match create() {
+            Err(Errno::EXIST) => {
+                self.clear(dir, base, path)?;
+                create()
+            }
+            other => other,
+        }
+        .map_err(io_err(path, "creating the file"))
+    }
+
+    /// Moves the donor's file for `path` to `base` in `dir` when it can stand in for `e` (see
+    /// [`super::donor`]); `None` when there is no donor or it cannot.
+    fn adopt(
+        &mut self,
+        e: &Entry,
+        path: &[u8],
+        dir: BorrowedFd<'_>,
+        base: &[u8],
+    ) -> Result<Option<OwnedFd>, ApplyError> {
+        let Some(candidate) = self.donor.as_mut().and_then(|d| d.candidate(path, e)) else {
+            return Ok(None);
+        };
+        let moved = match donor::move_into(candidate.parent.as_fd(), dir, base) {
+            Err(Errno::EXIST) => {
+                self.clear(dir, base, path)?;
+                donor::move_into(candidate.parent.as_fd(), dir, base)
+            }
+            other => other,
+        };
+        if moved.is_err() {
+            // Another filesystem, or a file the donor cannot give up: written as usual.
+            return Ok(None);
+        }
+        self.adopted += 1;
+        Ok(Some(candidate.file))
     }
 
     fn directory(&mut self, e: &Entry, path: &[u8]) -> Result<(), ApplyError> {

@@ -195,6 +195,7 @@ impl Store {
             blobs_dir: self.root.join("blobs/sha256"),
             hasher: Sha256Hasher::new(),
             followers: None,
+            written_back: 0,
         })
     }
 
@@ -311,7 +312,15 @@ pub struct BlobWriter {
     hasher: Sha256Hasher,
     /// Set once something follows the write ([`BlobWriter::follow`]).
     followers: Option<std::sync::Arc<follow::Shared>>,
+    /// Bytes of the file the kernel was asked to start writing out (see [`WRITE_BEHIND`]).
+    written_back: u64,
 }
+
+/// Every this many bytes written to a blob's file, the kernel is asked to start writing them to
+/// disk (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, which does not wait): the disk then works
+/// while the blob is still produced, and the `fsync` of the commit finds little left to write
+/// instead of the whole blob (a 300 MB layer: about a second on these disks).
+const WRITE_BEHIND: u64 = 8 << 20;
 
 impl BlobWriter {
     /// Bytes written so far.
@@ -389,11 +398,42 @@ impl BlobWriter {
     }
 }
 
+impl BlobWriter {
+    /// Starts the write-out of what reached the file since the last call, once that is
+    /// [`WRITE_BEHIND`] bytes (advisory: an error only means the commit's `fsync` does it all).
+    fn write_behind(&mut self) {
+        use std::os::fd::AsRawFd;
+        let Some(file) = self.file.as_ref() else {
+            return;
+        };
+        let in_file = self.hasher.len() - file.buffer().len() as u64;
+        let pending = in_file - self.written_back;
+        if pending < WRITE_BEHIND {
+            return;
+        }
+        let (Ok(offset), Ok(len)) = (i64::try_from(self.written_back), i64::try_from(pending))
+        else {
+            return;
+        };
+        // SAFETY: a plain system call on a descriptor this writer owns; no memory is passed.
+        let _ = unsafe {
+            libc::sync_file_range(
+                file.get_ref().as_raw_fd(),
+                offset,
+                len,
+                libc::SYNC_FILE_RANGE_WRITE,
+            )
+        };
+        self.written_back = in_file;
+    }
+}
+
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let file = self.file.as_mut().expect("the file lives until commit");
         let n = file.write(buf)?;
         self.hasher.update(&buf[..n]);
+        self.write_behind();
         Ok(n)
     }
 

@@ -29,6 +29,7 @@ mod registry_faults;
 mod registry_roundtrip;
 mod registry_token;
 mod run_debian;
+mod run_donor;
 mod run_interrupt;
 mod run_mounts;
 mod run_network;
