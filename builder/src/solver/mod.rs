@@ -129,6 +129,18 @@ pub struct Engine<'a> {
     /// needs it (see `rbuild_layers::apply::ApplyOptions::donor`); removed when taken or when
     /// the engine is dropped.
     donors: Mutex<HashMap<rbuild_layers::Digest, rbuild_layers::store::ScratchDir>>,
+    /// Threads removing what donors left (joined when the engine is dropped).
+    removals: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for Engine<'_> {
+    fn drop(&mut self) {
+        let removals = std::mem::take(&mut *self.removals.lock().expect("removals lock poisoned"));
+        for r in removals {
+            // A panicking removal only leaves a scratch directory for the next build to reclaim.
+            let _ = r.join();
+        }
+    }
 }
 
 /// What one filesystem step produced, as a cache export records it.
@@ -182,6 +194,7 @@ impl<'a> Engine<'a> {
             outcomes: Mutex::new(Vec::new()),
             kept: budget::KeptBytes::default(),
             donors: Mutex::new(HashMap::new()),
+            removals: Mutex::new(Vec::new()),
         })
     }
 
@@ -369,6 +382,21 @@ impl<'a> Engine<'a> {
             .lock()
             .expect("donors lock poisoned")
             .remove(diff_id)
+    }
+
+    /// Removes a donor's scratch directory (what the snapshot did not take: directories, files
+    /// it could not adopt) on another thread, so that the next step does not wait for it.
+    pub(crate) fn discard_donor(&self, donor: rbuild_layers::store::ScratchDir) {
+        let removal = std::thread::Builder::new()
+            .name("donor-remove".into())
+            .spawn(move || drop(donor));
+        if let Ok(handle) = removal {
+            self.removals
+                .lock()
+                .expect("removals lock poisoned")
+                .push(handle);
+        }
+        // Without a thread the directory was dropped (removed) by the failed spawn's closure.
     }
 
     /// Builds every stage the plan needs; returns each built stage's final state.

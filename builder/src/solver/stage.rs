@@ -939,8 +939,8 @@ fn unpack_layer(
     below: &[std::path::PathBuf],
 ) -> Result<std::path::PathBuf, BuildError> {
     let mismatch: std::cell::Cell<Option<Digest>> = std::cell::Cell::new(None);
-    // The RUN that made this layer in this build, if any, gives its files up (dropped, and so
-    // removed, once the snapshot exists).
+    // The RUN that made this layer in this build, if any, gives its files up (what is left is
+    // removed in the background once the snapshot exists).
     let donor = engine.take_donor(&l.diff_id);
     let created = engine.snapshots.get_or_create(chain, |dir| {
         let blob = engine
@@ -961,6 +961,9 @@ fn unpack_layer(
         }
         Ok(report.placeholders)
     });
+    if let Some(d) = donor {
+        engine.discard_donor(d);
+    }
     match (created, mismatch.take()) {
         (Ok(path), _) => Ok(path),
         (Err(_), Some(actual))
