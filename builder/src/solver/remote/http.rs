@@ -300,60 +300,9 @@ fn agent_for(url: &url::Url) -> ureq::Agent {
     b.build()
 }
 
-/// The proxy for `url` from the environment, as Go's `http.ProxyFromEnvironment` (which
-/// BuildKit uses) decides: `HTTPS_PROXY` for https, `HTTP_PROXY` for http (upper or lower
-/// case), none for loopback hosts, none for hosts matched by `NO_PROXY` (`*`, a domain and its
-/// subdomains, a leading `.`, optional `:port`).
-pub fn proxy_for(url: &url::Url, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
-    let get = |k: &str| {
-        env(k)
-            .or_else(|| env(&k.to_ascii_lowercase()))
-            .filter(|v| !v.is_empty())
-    };
-    let proxy = match url.scheme() {
-        "https" => get("HTTPS_PROXY"),
-        "http" => get("HTTP_PROXY"),
-        _ => None,
-    }?;
-    let host = url
-        .host_str()?
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    let loopback = host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    if loopback {
-        return None;
-    }
-    let port = url.port_or_known_default();
-    let no_proxy = get("NO_PROXY").unwrap_or_default();
-    for entry in no_proxy.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        if entry == "*" {
-            return None;
-        }
-        let (name, entry_port) = match entry.rsplit_once(':') {
-            Some((n, p)) if p.bytes().all(|b| b.is_ascii_digit()) => (n, p.parse::<u16>().ok()),
-            _ => (entry, None),
-        };
-        if entry_port.is_some() && entry_port != port {
-            continue;
-        }
-        let name = name.trim_start_matches("*.").trim_start_matches('.');
-        if host.eq_ignore_ascii_case(name)
-            || host
-                .to_ascii_lowercase()
-                .ends_with(&format!(".{}", name.to_ascii_lowercase()))
-        {
-            return None;
-        }
-    }
-    Some(if proxy.contains("://") {
-        proxy
-    } else {
-        format!("http://{proxy}")
-    })
-}
+/// The proxy for `url` from the environment: the registry client's rule (Go's
+/// `http.ProxyFromEnvironment`, which BuildKit uses), shared so ADD and registries agree.
+pub use rbuild_registry::client::proxy::proxy_for;
 
 fn load_record(store: &Store, key: &Digest) -> Option<Fetched> {
     let bytes = store.get_record(RECORD_KIND, key).ok()??;
@@ -370,44 +319,6 @@ fn save_record(store: &Store, key: &Digest, f: &Fetched) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn proxy(url: &str, vars: &[(&str, &str)]) -> Option<String> {
-        let url = url::Url::parse(url).expect("test URL");
-        proxy_for(&url, &|k| {
-            vars.iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| v.to_string())
-        })
-    }
-
-    #[test]
-    fn proxy_follows_scheme_and_no_proxy() {
-        let env = [
-            ("HTTPS_PROXY", "http://p:3128"),
-            ("http_proxy", "p2:8080"),
-            ("NO_PROXY", "internal.example, .corp,*.lan,h:8443"),
-        ];
-        assert_eq!(
-            proxy("https://a.example/x", &env).as_deref(),
-            Some("http://p:3128")
-        );
-        assert_eq!(
-            proxy("http://a.example/x", &env).as_deref(),
-            Some("http://p2:8080")
-        );
-        assert_eq!(proxy("https://internal.example/x", &env), None);
-        assert_eq!(proxy("https://x.internal.example/x", &env), None);
-        assert_eq!(proxy("https://a.corp/x", &env), None);
-        assert_eq!(proxy("https://a.lan/x", &env), None);
-        assert_eq!(proxy("https://h:8443/x", &env), None);
-        assert_eq!(proxy("https://h/x", &env).as_deref(), Some("http://p:3128"));
-        assert_eq!(proxy("http://127.0.0.1:9/x", &env), None);
-        assert_eq!(proxy("http://localhost/x", &env), None);
-        assert_eq!(
-            proxy("https://a/x", &[("NO_PROXY", "*"), ("HTTPS_PROXY", "p")]),
-            None
-        );
-    }
 
     #[test]
     fn mtime_comes_from_last_modified() {
