@@ -560,4 +560,6 @@ mod credential_scope_tests;
 #[cfg(test)]
 mod hostile_response_tests;
 #[cfg(test)]
+mod proxy_tests;
+#[cfg(test)]
 mod tests;
