@@ -295,14 +295,40 @@ pub fn client(
     tls: &rustls::ClientConfig,
     proxy: ProxyEnv,
 ) -> Result<reqwest::Client, RegistryError> {
+    // Per read, not per body: a 512 MiB blob may take minutes, a stalled socket may not.
+    build_client(tls, proxy, Duration::from_secs(15), Duration::from_secs(60))
+        .map_err(|e| tls_error(host, format!("building the HTTP client: {e}")))
+}
+
+/// An HTTP client for downloads from any host (`ADD <url>`): the system roots, proxies from the
+/// process environment, no automatic redirects (the caller decides where credentials go).
+pub fn download_client(
+    connect_timeout: Duration,
+    read_timeout: Duration,
+) -> Result<reqwest::Client, super::http::HttpError> {
+    let tls = tls_config("downloads", &TlsFiles::default(), true)
+        .map_err(|e| super::http::HttpError::new(e.to_string()))?;
+    build_client(
+        &tls,
+        ProxyEnv::from_process(),
+        connect_timeout,
+        read_timeout,
+    )
+}
+
+fn build_client(
+    tls: &rustls::ClientConfig,
+    proxy: ProxyEnv,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+) -> Result<reqwest::Client, super::http::HttpError> {
     // The client's connector arms tokio timers: it is built inside the runtime.
-    let rt = super::http::handle().map_err(|e| tls_error(host, e.to_string()))?;
+    let rt = super::http::handle()?;
     let _inside = rt.enter();
     let mut b = reqwest::Client::builder()
         .use_preconfigured_tls(tls.clone())
-        .connect_timeout(Duration::from_secs(15))
-        // Per read, not per body: a 512 MiB blob may take minutes, a stalled socket may not.
-        .read_timeout(Duration::from_secs(60))
+        .connect_timeout(connect_timeout)
+        .read_timeout(read_timeout)
         .pool_idle_timeout(Duration::from_secs(60))
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("rbuild/", env!("CARGO_PKG_VERSION")))
@@ -314,7 +340,7 @@ pub fn client(
         }));
     }
     b.build()
-        .map_err(|e| tls_error(host, format!("building the HTTP client: {e}")))
+        .map_err(|e| super::http::HttpError::new(format!("building the HTTP client: {e}")))
 }
 
 #[cfg(test)]

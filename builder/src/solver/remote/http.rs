@@ -19,6 +19,8 @@ use rbuild_layers::store::{Store, StoreError};
 use rbuild_layers::Digest;
 use serde::{Deserialize, Serialize};
 
+use rbuild_registry::client::http;
+
 use crate::dockerfile::remote::redact;
 
 /// The largest body accepted: far above any file a Dockerfile downloads, and a bound on the
@@ -148,29 +150,35 @@ pub fn fetch(
     }
     let origin_host = parsed.host_str().map(str::to_owned);
     let mut current = parsed;
+    let client = client().map_err(|e| HttpError::Transport {
+        url: shown.clone(),
+        reason: redact(&e.to_string()),
+    })?;
     for _ in 0..=MAX_REDIRECTS {
-        let agent = agent_for(&current);
-        let mut req = agent.get(current.as_str());
+        let mut headers = Vec::new();
         if let (Some(a), true) = (&auth, current.host_str() == origin_host.as_deref()) {
-            req = req.set("Authorization", a);
+            headers.push(("Authorization", a.clone()));
         }
         if let Some(k) = &known {
             if let Some(etag) = &k.etag {
-                req = req.set("If-None-Match", etag);
+                headers.push(("If-None-Match", etag.clone()));
             }
             if let Some(lm) = &k.last_modified {
-                req = req.set("If-Modified-Since", lm);
+                headers.push(("If-Modified-Since", lm.clone()));
             }
         }
-        let resp = match req.call() {
+        let resp = match http::send(
+            &client,
+            "GET",
+            current.as_str(),
+            &headers,
+            http::SendBody::Empty,
+        ) {
             Ok(r) => r,
-            Err(ureq::Error::Status(status, _)) => {
-                return Err(HttpError::Status { url: shown, status })
-            }
-            Err(ureq::Error::Transport(t)) => {
+            Err(e) => {
                 return Err(HttpError::Transport {
                     url: shown,
-                    reason: redact(&t.to_string()),
+                    reason: redact(&e.to_string()),
                 })
             }
         };
@@ -204,7 +212,7 @@ pub fn fetch(
 
 fn download(
     store: &Store,
-    resp: ureq::Response,
+    resp: http::Response,
     shown: &str,
     checksum: Option<&Digest>,
     on_bytes: &dyn Fn(u64, Option<u64>),
@@ -286,18 +294,19 @@ pub(super) fn basic_auth(url: &url::Url) -> Option<String> {
     ))
 }
 
-fn agent_for(url: &url::Url) -> ureq::Agent {
-    let mut b = ureq::AgentBuilder::new()
-        .redirects(0)
-        .timeout_connect(Duration::from_secs(30))
-        .timeout_read(Duration::from_secs(120))
-        .user_agent(concat!("rbuild/", env!("CARGO_PKG_VERSION")));
-    if let Some(p) = proxy_for(url, &|k| std::env::var(k).ok()) {
-        if let Ok(proxy) = ureq::Proxy::new(p) {
-            b = b.proxy(proxy);
-        }
+/// The download client, shared by every `ADD` of the process (connections are reused): the
+/// registry crate's HTTP stack (reqwest on its shared runtime), the system roots, proxies from
+/// `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` as [`proxy_for`] decides, redirects followed here.
+fn client() -> Result<reqwest::Client, http::HttpError> {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    if let Some(c) = CLIENT.get() {
+        return Ok(c.clone());
     }
-    b.build()
+    let c = rbuild_registry::client::transport::download_client(
+        Duration::from_secs(30),
+        Duration::from_secs(120),
+    )?;
+    Ok(CLIENT.get_or_init(|| c).clone())
 }
 
 /// The proxy for `url` from the environment: the registry client's rule (Go's
