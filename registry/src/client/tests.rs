@@ -280,3 +280,42 @@ fn a_redirect_to_another_host_carries_no_credentials() {
         "credentials leaked to the redirect target"
     );
 }
+
+/// The TLS registry tests/run.sh starts (Go's net/http offers `h2` by ALPN): the client speaks
+/// HTTP/2 to it.
+#[test]
+fn http2_is_used_where_the_registry_offers_it() {
+    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let (Some(host), Some(ca), Some(user), Some(password)) = (
+        get("RBUILD_TEST_TLS_REGISTRY"),
+        get("RBUILD_TEST_TLS_CA"),
+        get("RBUILD_TEST_TLS_USER"),
+        get("RBUILD_TEST_TLS_PASSWORD"),
+    ) else {
+        assert!(
+            std::env::var("RBUILD_REQUIRE_TOOLS").as_deref() != Ok("1"),
+            "tests/run.sh must start the TLS registry"
+        );
+        eprintln!("SKIPPED: no TLS test registry (bash tests/run.sh starts one)");
+        return;
+    };
+    let opts = ClientOptions {
+        ca_files: vec![(host.clone(), ca.into())],
+        credential: Some(Credential::Basic {
+            username: user,
+            password: Secret::new(password),
+        }),
+        ..ClientOptions::default()
+    };
+    let reg = Registry::connect(&host, &opts).expect("connect");
+    let resp = reg
+        .send(&Req {
+            method: "GET",
+            target: "/v2/".into(),
+            scope: String::new(),
+            headers: vec![],
+            body: Body::Empty,
+        })
+        .expect("GET /v2/ with Basic credentials");
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+}
