@@ -6,7 +6,8 @@
 //! - never for `localhost` and loopback addresses (127.0.0.0/8, `::1`), whatever the variables
 //!   say: a machine whose environment sets `HTTPS_PROXY` still reaches its local registries;
 //! - never for hosts `NO_PROXY` matches: `*`, a name and its subdomains (`example.com`,
-//!   `.example.com`, `*.example.com`), optionally with `:PORT`.
+//!   `.example.com`, `*.example.com`), optionally with `:PORT`; an IP address; a network
+//!   (`10.0.0.0/8`, `fd00::/8`).
 //!
 //! The same rule serves registry and token traffic (the registry client's connections) and
 //! `ADD <url>` downloads. Proxy URLs may carry `user:password@`: they become the proxy's
@@ -101,9 +102,16 @@ pub fn proxy_for(url: &url::Url, env: &dyn Fn(&str) -> Option<String>) -> Option
     }
     let port = url.port_or_known_default();
     let no_proxy = get("NO_PROXY").unwrap_or_default();
+    let ip = host.parse::<std::net::IpAddr>().ok();
     for entry in no_proxy.split(',').map(str::trim).filter(|e| !e.is_empty()) {
         if entry == "*" {
             return None;
+        }
+        if let Some((net, bits)) = entry.split_once('/') {
+            if ip.is_some_and(|ip| in_cidr(ip, net, bits)) {
+                return None;
+            }
+            continue;
         }
         let (name, entry_port) = match entry.rsplit_once(':') {
             Some((n, p)) if p.bytes().all(|b| b.is_ascii_digit()) => (n, p.parse::<u16>().ok()),
@@ -130,6 +138,25 @@ pub fn proxy_for(url: &url::Url, env: &dyn Fn(&str) -> Option<String>) -> Option
     } else {
         format!("http://{proxy}")
     })
+}
+
+/// Whether `ip` is in the network `net/bits` (a `NO_PROXY` entry such as `10.0.0.0/8`).
+fn in_cidr(ip: std::net::IpAddr, net: &str, bits: &str) -> bool {
+    use std::net::IpAddr;
+    let (Ok(net), Ok(bits)) = (net.parse::<IpAddr>(), bits.parse::<u32>()) else {
+        return false;
+    };
+    match (ip, net) {
+        (IpAddr::V4(ip), IpAddr::V4(net)) if bits <= 32 => {
+            let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+            u32::from(ip) & mask == u32::from(net) & mask
+        }
+        (IpAddr::V6(ip), IpAddr::V6(net)) if bits <= 128 => {
+            let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+            u128::from(ip) & mask == u128::from(net) & mask
+        }
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -166,6 +193,21 @@ mod tests {
             proxy("https://a/x", &[("NO_PROXY", "*"), ("HTTPS_PROXY", "p")]),
             None
         );
+    }
+
+    #[test]
+    fn no_proxy_takes_networks_as_go_does() {
+        let env = [
+            ("HTTPS_PROXY", "p:1"),
+            ("NO_PROXY", "10.0.0.0/8,192.168.1.7,fd00::/8,bad/99"),
+        ];
+        assert_eq!(proxy("https://10.1.2.3:5000/", &env), None);
+        assert_eq!(proxy("https://192.168.1.7/", &env), None);
+        assert_eq!(proxy("https://[fd12::1]/", &env), None);
+        assert!(proxy("https://11.0.0.1/", &env).is_some());
+        assert!(proxy("https://192.168.1.8/", &env).is_some());
+        assert!(proxy("https://[fe80::1]/", &env).is_some());
+        assert!(proxy("https://ten.example/", &env).is_some());
     }
 
     #[test]
