@@ -329,6 +329,9 @@ fn build_client(
         .use_preconfigured_tls(tls.clone())
         .connect_timeout(connect_timeout)
         .read_timeout(read_timeout)
+        // Concurrent blob transfers share one HTTP/2 connection: windows sized to the measured
+        // bandwidth-delay product, not hyper's fixed 2 MiB, keep a long link busy.
+        .http2_adaptive_window(true)
         .pool_idle_timeout(Duration::from_secs(60))
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("rbuild/", env!("CARGO_PKG_VERSION")))
