@@ -157,6 +157,15 @@ pub fn send(
         .map_err(HttpError::from_reqwest)
 }
 
+/// What the reading thread hands the connection.
+enum Piece {
+    Data(Bytes),
+    /// The body is complete. A channel closed without it (a read error, a timeout, a panic on
+    /// the reading thread) fails the body, so hyper aborts the request instead of ending a
+    /// chunked body cleanly and making a truncated upload look complete.
+    End,
+}
+
 /// Sends `req` with `reader` as its body: the request runs on the runtime while this thread
 /// reads the body and feeds it through a bounded channel.
 fn send_streamed(
@@ -164,50 +173,56 @@ fn send_streamed(
     req: reqwest::RequestBuilder,
     mut reader: Box<dyn Read + Send>,
 ) -> Result<Response, HttpError> {
-    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(CHANNEL_DEPTH);
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
+    let (tx, rx) = tokio::sync::mpsc::channel::<Piece>(CHANNEL_DEPTH);
+    let stream = futures_util::stream::unfold(Some(rx), |rx| async move {
+        let mut rx = rx?;
+        match rx.recv().await {
+            Some(Piece::Data(b)) => Some((Ok(b), Some(rx))),
+            Some(Piece::End) => None,
+            None => Some((
+                Err(io::Error::other("the request body's source failed")),
+                None,
+            )),
+        }
     });
     let req = req.body(reqwest::Body::wrap_stream(stream));
     let task = rt.spawn(async move { req.send().await });
-    let mut read_error = None;
-    loop {
-        let mut buf = vec![0u8; CHUNK];
-        let n = match read_full(&mut reader, &mut buf) {
-            Ok(n) => n,
-            Err(e) => {
-                // Fails the request (hyper aborts a body that errors) and reports why.
-                read_error = Some(e.to_string());
-                let _ = rt.block_on(tx.send(Err(e)));
-                break;
-            }
-        };
-        if n == 0 {
-            break;
+    // Hands one piece over, waiting at most WRITE_TIMEOUT for room; `Ok(false)`: the request
+    // ended without taking it (the server answered early, or the connection failed).
+    let hand_over = |piece: Piece| -> Result<bool, HttpError> {
+        match rt.block_on(async { tokio::time::timeout(WRITE_TIMEOUT, tx.send(piece)).await }) {
+            Ok(Ok(())) => Ok(true),
+            Ok(Err(_)) => Ok(false),
+            Err(_) => Err(HttpError::new(format!(
+                "sending the body: the server accepted nothing for {} s",
+                WRITE_TIMEOUT.as_secs()
+            ))),
         }
-        buf.truncate(n);
-        let chunk = Bytes::from(buf);
-        match rt.block_on(async { tokio::time::timeout(WRITE_TIMEOUT, tx.send(Ok(chunk))).await }) {
-            Ok(Ok(())) => {}
-            // The request ended without taking the rest (the server answered early, or the
-            // connection failed): its outcome says which.
-            Ok(Err(_)) => break,
-            Err(_) => {
-                task.abort();
-                return Err(HttpError::new(format!(
-                    "sending the body: the server accepted nothing for {} s",
-                    WRITE_TIMEOUT.as_secs()
-                )));
+    };
+    let fed = (|| -> Result<(), HttpError> {
+        loop {
+            let mut buf = vec![0u8; CHUNK];
+            let n = read_full(&mut reader, &mut buf)
+                .map_err(|e| HttpError::new(format!("reading the request body: {e}")))?;
+            if n == 0 {
+                hand_over(Piece::End)?;
+                return Ok(());
+            }
+            buf.truncate(n);
+            if !hand_over(Piece::Data(Bytes::from(buf)))? {
+                // Its outcome says why.
+                return Ok(());
             }
         }
-    }
+    })();
     drop(tx);
+    if let Err(e) = fed {
+        task.abort();
+        return Err(e);
+    }
     let outcome = rt
         .block_on(task)
         .map_err(|e| HttpError::new(format!("the request task failed: {e}")))?;
-    if let Some(e) = read_error {
-        return Err(HttpError::new(format!("reading the request body: {e}")));
-    }
     outcome
         .map(|inner| Response {
             inner,

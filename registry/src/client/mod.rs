@@ -409,7 +409,12 @@ impl Registry {
             let body = self.body_of(req, &path)?;
             let resp = match http::send(&self.client, req.method, &url, &headers, body) {
                 Ok(resp) => resp,
-                Err(e) if attempt < self.max_attempts && !e.is_certificate_error() => {
+                // A streamed body is gone once sent: its failure is the one to report.
+                Err(e)
+                    if attempt < self.max_attempts
+                        && !e.is_certificate_error()
+                        && !matches!(req.body, Body::Stream(_)) =>
+                {
                     std::thread::sleep(retry::delay(attempt, None));
                     url = first.clone();
                     continue;

@@ -319,3 +319,36 @@ fn http2_is_used_where_the_registry_offers_it() {
         .expect("GET /v2/ with Basic credentials");
     assert_eq!(resp.version(), reqwest::Version::HTTP_2);
 }
+
+/// A streamed upload whose source fails half-way (the compressor died) must not reach the
+/// registry as a complete chunked body: the connection is aborted, so the registry never
+/// records the `PATCH`, and the session is cancelled.
+#[test]
+fn a_streamed_body_whose_source_fails_is_aborted_not_ended() {
+    use crate::testutil::{recorder, reply};
+    struct FailsAfter(usize);
+    impl Read for FailsAfter {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.0 == 0 {
+                return Err(std::io::Error::other("compressor died"));
+            }
+            let n = buf.len().min(self.0);
+            buf[..n].fill(7);
+            self.0 -= n;
+            Ok(n)
+        }
+    }
+    let reg = recorder(|req, _| match req.method.as_str() {
+        "POST" => reply("202 Accepted", "Location: /v2/a/b/blobs/uploads/u1\r\n", ""),
+        "PATCH" => reply("202 Accepted", "Location: /v2/a/b/blobs/uploads/u1\r\n", ""),
+        _ => reply("204 No Content", "", ""),
+    });
+    // Retries allowed: a streamed body is not retried, its own failure is reported.
+    let client = Registry::connect(&reg.addr, &options("p")).expect("connect");
+    let e = client
+        .upload_streamed("a/b", Box::new(FailsAfter(600 * 1024)), &|| None)
+        .expect_err("the source failed");
+    assert!(e.to_string().contains("compressor died"), "{e}");
+    let methods: Vec<String> = reg.seen().into_iter().map(|s| s.method).collect();
+    assert_eq!(methods, ["POST", "DELETE"], "{e}");
+}
