@@ -3,13 +3,15 @@
 //! registry is named `rbuild-registry.proxied.test`, a name only the proxy resolves (it runs in
 //! a mount namespace of its own whose `/etc/hosts` maps it to 127.0.0.1). A push and a pull
 //! through it succeed and appear in its log; without the proxy variables the name does not
-//! resolve; with a wrong proxy password the build fails without printing either password.
+//! resolve; with a wrong proxy password the build fails without printing either password. An
+//! HTTPS registry by that name is reached through the proxy's `CONNECT` tunnel, trusted through
+//! `certs.d/NAME:PORT/`.
 
 use std::path::Path;
 use std::process::Command;
 
 use crate::registry_roundtrip::{child_context, tiny_context};
-use crate::registry_tls::{free_port, wait_listening, Server};
+use crate::registry_tls::{free_port, openssl, start_tls_registry, wait_listening, Server};
 use rbuild_tests::build::build_cmd;
 use rbuild_tests::{have_tool, run, scratch, test_registry, tools_required, Run};
 
@@ -143,4 +145,75 @@ fn a_registry_reachable_only_through_an_authenticating_proxy_is_pushed_to_and_pu
             out.stderr
         );
     }
+}
+
+/// HTTPS through the proxy: the registry (its own self-signed certificate for [`NAME`], trusted
+/// through `certs.d/NAME:PORT/ca.crt`) is reached by a `CONNECT` tunnel the proxy opens with
+/// the proxy credentials; TLS runs end to end inside it.
+#[test]
+fn an_https_registry_is_reached_through_a_connect_tunnel_and_certs_d_by_name() {
+    if !have_tool("tinyproxy") || !have_tool("unshare") || !have_tool("docker-registry") {
+        return;
+    }
+    let dir = scratch();
+    let proxy_port = free_port();
+    let Some(_proxy) = start_proxy(dir.path(), proxy_port) else {
+        return;
+    };
+    let certs = dir.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    openssl(
+        &certs,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={NAME}"),
+            "-addext",
+            &format!("subjectAltName=DNS:{NAME}"),
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.crt",
+        ],
+    );
+    let registry_port = free_port();
+    let _registry = start_tls_registry(&certs, registry_port, "");
+    let host = format!("{NAME}:{registry_port}");
+    let certs_d = dir.path().join("certs.d");
+    std::fs::create_dir_all(certs_d.join(&host)).unwrap();
+    std::fs::copy(certs.join("server.crt"), certs_d.join(&host).join("ca.crt")).unwrap();
+    let proxy = format!("http://{USER}:{PASSWORD}@127.0.0.1:{proxy_port}");
+    let image = format!("{host}/e2e/tunnelled:v1");
+
+    let ctx = dir.path().join("base");
+    tiny_context(&ctx, "through a tunnel\n");
+    let store = dir.path().join("s1");
+    let out = run(build_cmd(&store, &ctx)
+        .env_remove("HTTP_PROXY")
+        .env_remove("http_proxy")
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .env("HTTPS_PROXY", &proxy)
+        .env("RBUILD_CERTS_D", &certs_d)
+        .env("DOCKER_CONFIG", store.join("no-docker-config"))
+        .args(["--tag", &image, "--push"]))
+    .success();
+    assert!(!out.stderr.contains(PASSWORD), "{}", out.stderr);
+    let log = std::fs::read_to_string(dir.path().join("proxy.log")).unwrap();
+    assert!(
+        log.contains(&format!("CONNECT {host}")),
+        "no CONNECT tunnel in the proxy log:\n{log}"
+    );
+    // What the registry stored is what was pushed: its own log shows the manifest PUT.
+    let registry_log = std::fs::read_to_string(certs.join("registry.log")).unwrap();
+    assert!(
+        registry_log.contains("/v2/e2e/tunnelled/manifests/v1"),
+        "{registry_log}"
+    );
 }

@@ -48,7 +48,7 @@ pub fn wait_listening(port: u16, log: &Path) {
     );
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
+pub fn openssl(dir: &Path, args: &[&str]) {
     run(Command::new("openssl").current_dir(dir).args(args)).success();
 }
 
@@ -135,11 +135,22 @@ fn make_certs(dir: &Path) {
 /// signed by `dir/client-ca.crt`.
 fn start_mtls_registry(dir: &Path, port: u16) -> Server {
     let d = dir.display();
+    start_tls_registry(
+        dir,
+        port,
+        &format!("    clientcas:\n      - {d}/client-ca.crt\n"),
+    )
+}
+
+/// A registry on `127.0.0.1:port` serving `dir/server.crt` (`dir/server.key`); `extra` goes
+/// on at the end of its `http.tls` section.
+pub fn start_tls_registry(dir: &Path, port: u16, extra: &str) -> Server {
+    let d = dir.display();
     let config = dir.join("config.yml");
     std::fs::write(
         &config,
         format!(
-            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {d}/data\nhttp:\n  addr: 127.0.0.1:{port}\n  tls:\n    certificate: {d}/server.crt\n    key: {d}/server.key\n    clientcas:\n      - {d}/client-ca.crt\n"
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {d}/data\nhttp:\n  addr: 127.0.0.1:{port}\n  tls:\n    certificate: {d}/server.crt\n    key: {d}/server.key\n{extra}"
         ),
     )
     .unwrap();
