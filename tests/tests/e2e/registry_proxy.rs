@@ -3,7 +3,8 @@
 //! registry is named `rbuild-registry.proxied.test`, a name only the proxy resolves (it runs in
 //! a mount namespace of its own whose `/etc/hosts` maps it to 127.0.0.1). A push and a pull
 //! through it succeed and appear in its log; without the proxy variables the name does not
-//! resolve; with a wrong proxy password the build fails without printing either password. An
+//! resolve; with a wrong proxy password the build fails without printing either password; the
+//! loopback registry is reached directly even with the variables set. An
 //! HTTPS registry by that name is reached through the proxy's `CONNECT` tunnel, trusted through
 //! `certs.d/NAME:PORT/`.
 
@@ -127,6 +128,18 @@ fn a_registry_reachable_only_through_an_authenticating_proxy_is_pushed_to_and_pu
             "{request} not in the proxy log:\n{log}"
         );
     }
+
+    // Loopback is never proxied (as Docker and Go decide): with the variables naming a proxy
+    // that does not exist, the registry on 127.0.0.1 is still pushed to directly.
+    let dead = format!("http://{USER}:{PASSWORD}@127.0.0.1:{}", free_port());
+    let direct = format!("{reg}/e2e/not-proxied:v1");
+    build_via(
+        &dir.path().join("s5"),
+        &ctx,
+        Some(&dead),
+        &["--tag", &direct, "--push"],
+    )
+    .success();
 
     // Without the proxy the name does not resolve: the build cannot reach the registry.
     let out = build_via(&dir.path().join("s3"), &child, None, &insecure);
