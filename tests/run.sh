@@ -11,7 +11,7 @@ say() { printf '\n==> %s\n' "$*"; }
 # 1. Packages the tests drive (independent clients and real servers), installed only when missing.
 packages=(docker-registry skopeo umoci crun busybox-static golang-go golang-github-moby-patternmatcher-dev
           pigz zstd openssl curl apache2-utils xz-utils bzip2 debootstrap docker.io openssh-client
-          openssh-server git)
+          openssh-server git tinyproxy-bin)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

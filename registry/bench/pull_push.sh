@@ -4,7 +4,8 @@
 # peak RSS from /usr/bin/time. Every push goes to a freshly emptied registry (so nothing is
 # skipped or mounted), pushes run in both orders, and dirty pages are flushed before each
 # measurement. Usage: bash registry/bench/pull_push.sh [path/to/rbuild]
-# (default target/release/rbuild, built if missing). Needs docker-registry, skopeo, GNU time.
+# (default target/release/rbuild, built if missing); BENCH_LAYER_MIB=N changes the layer size.
+# Needs docker-registry, skopeo, GNU time.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rbuild=${1:-target/release/rbuild}
@@ -26,7 +27,7 @@ fresh_registry() {
 trap 'stop_registry; rm -rf "$work"' EXIT
 
 mkdir -p "$work/ctx" "$work/pull"
-head -c 536870912 /dev/urandom > "$work/ctx/big"
+head -c $(( ${BENCH_LAYER_MIB:-512} * 1048576 )) /dev/urandom > "$work/ctx/big"
 printf 'FROM scratch\nCOPY big /big\n' > "$work/ctx/Dockerfile"
 SOURCE_DATE_EPOCH=0 RBUILD_STORE="$work/store" "$rbuild" build "$work/ctx" -q \
   --tag "$reg/bench/img:v1" --output "type=oci,dest=$work/layout" > /dev/null

@@ -25,7 +25,7 @@ pub enum RegistryError {
         path: String,
         attempts: u32,
         #[source]
-        source: Box<ureq::Transport>,
+        source: Box<crate::client::http::HttpError>,
     },
     #[error("registry {registry}: {method} {path}: authentication failed (HTTP {status}) with credentials from {credential_source}; check the user name and password (e.g. `rbuild login {registry}`)")]
     Unauthorized {

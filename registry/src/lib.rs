@@ -2,9 +2,10 @@
 //!
 //! This crate owns image references ([`reference`]), the distribution client ([`client`]:
 //! blobs, manifests, retries, TLS), authentication with credential redaction ([`auth`]), and
-//! pulling into / pushing from rbuild's store ([`pull`], [`push`]). It is synchronous: callers
-//! run it on their own threads, and it uses a few threads per pull or push for blobs. It knows
-//! nothing of Dockerfiles.
+//! pulling into / pushing from rbuild's store ([`pull`], [`push`]). Its API is synchronous:
+//! callers run it on their own threads, and it uses a few threads per pull or push for blobs;
+//! underneath, HTTP is `reqwest` on one process-wide tokio runtime ([`client::http`]). It
+//! knows nothing of Dockerfiles.
 
 pub mod auth;
 pub mod cache_map;

@@ -131,6 +131,8 @@ pub struct Seen {
     pub target: String,
     /// The `Authorization` header, if the request had one.
     pub authorization: Option<String>,
+    /// The `Proxy-Authorization` header, if the request had one (the recorder as a proxy).
+    pub proxy_authorization: Option<String>,
 }
 
 /// A running [`recorder`] server; it serves until the test process ends.
@@ -223,6 +225,7 @@ fn read_request(conn: &mut TcpStream) -> Option<Seen> {
         method: parts.next().unwrap_or("").to_string(),
         target: parts.next().unwrap_or("").to_string(),
         authorization: header("authorization"),
+        proxy_authorization: header("proxy-authorization"),
     };
     let chunked = header("transfer-encoding").is_some_and(|v| v.contains("chunked"));
     let length: usize = header("content-length")

@@ -67,6 +67,11 @@ pub struct RegistryArgs {
     /// Trust this CA certificate (PEM) for one registry: HOST[:PORT]=FILE (repeatable).
     #[arg(long = "registry-ca", value_name = "HOST=FILE")]
     pub registry_cas: Vec<String>,
+
+    /// `--tls-verify=false` (buildah's flag): accept a registry's HTTPS certificate even when it
+    /// cannot be verified (self-signed, wrong name, expired); warned about once per registry.
+    #[arg(long = "tls-verify", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub tls_verify: Option<bool>,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -1,5 +1,5 @@
 //! How registries are reached, from the flags every registry-using command shares
-//! (`--insecure-registry`, `--registry-ca HOST=FILE`): one place for `build` and `login`.
+//! (`--insecure-registry`, `--registry-ca HOST=FILE`, `--tls-verify`): one place for `build` and `login`.
 
 use std::path::PathBuf;
 
@@ -13,6 +13,7 @@ use super::options::{absolute, UsageError};
 pub fn registry_options(a: &RegistryArgs) -> Result<ClientOptions, UsageError> {
     let mut opts = ClientOptions {
         insecure: a.insecure_registries.clone(),
+        skip_tls_verify: a.tls_verify == Some(false),
         ..ClientOptions::default()
     };
     for spec in &a.registry_cas {

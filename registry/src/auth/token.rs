@@ -36,53 +36,92 @@ struct TokenResponse {
 #[derive(Debug)]
 pub enum TokenError {
     Status(u16),
-    Transport(Box<ureq::Transport>),
+    Transport(Box<crate::client::http::HttpError>),
     Invalid(String),
 }
 
+/// Redirects of a token request followed at most.
+const MAX_REDIRECTS: usize = 5;
+
 /// Asks `realm` for a token for `scopes` (space-separated, as distribution joins them).
+/// A redirect is followed (the form is not resent: `GET` only) and the Basic credentials go
+/// only to the realm's own origin.
 pub fn fetch(
-    agent: &ureq::Agent,
+    client: &reqwest::Client,
     realm: &str,
     service: Option<&str>,
     scopes: &str,
     credential: Option<&Credential>,
 ) -> Result<Token, TokenError> {
-    let result = match credential {
+    use crate::client::http::{self, SendBody};
+    let mut url = url::Url::parse(realm)
+        .map_err(|e| TokenError::Invalid(format!("invalid realm URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(TokenError::Invalid(
+            "the realm is not an http(s) URL".into(),
+        ));
+    }
+    let scope_list: Vec<&str> = scopes.split(' ').filter(|s| !s.is_empty()).collect();
+    let (method, body, mut headers) = match credential {
         Some(Credential::IdentityToken(refresh)) => {
-            let mut form: Vec<(&str, &str)> = vec![
-                ("grant_type", "refresh_token"),
-                ("refresh_token", refresh.expose()),
-                ("client_id", "rbuild"),
-            ];
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            form.append_pair("grant_type", "refresh_token")
+                .append_pair("refresh_token", refresh.expose())
+                .append_pair("client_id", "rbuild");
             if let Some(s) = service {
-                form.push(("service", s));
+                form.append_pair("service", s);
             }
-            let scope_list: Vec<&str> = scopes.split(' ').filter(|s| !s.is_empty()).collect();
             let joined = scope_list.join(" ");
             if !joined.is_empty() {
-                form.push(("scope", &joined));
+                form.append_pair("scope", &joined);
             }
-            agent.post(realm).send_form(&form)
+            (
+                "POST",
+                Some(form.finish().into_bytes()),
+                vec![(
+                    "Content-Type",
+                    "application/x-www-form-urlencoded".to_string(),
+                )],
+            )
         }
         other => {
-            let mut req = agent.get(realm);
-            if let Some(s) = service {
-                req = req.query("service", s);
+            {
+                let mut q = url.query_pairs_mut();
+                if let Some(s) = service {
+                    q.append_pair("service", s);
+                }
+                for s in &scope_list {
+                    q.append_pair("scope", s);
+                }
             }
-            for s in scopes.split(' ').filter(|s| !s.is_empty()) {
-                req = req.query("scope", s);
-            }
+            let mut headers = vec![];
             if let Some(Credential::Basic { username, password }) = other {
-                req = req.set("Authorization", &super::basic_header(username, password));
+                headers.push(("Authorization", super::basic_header(username, password)));
             }
-            req.call()
+            ("GET", None, headers)
         }
     };
-    let resp = match result {
-        Ok(r) => r,
-        Err(ureq::Error::Status(s, _)) => return Err(TokenError::Status(s)),
-        Err(ureq::Error::Transport(t)) => return Err(TokenError::Transport(Box::new(t))),
+    let origin = url.origin();
+    let mut redirects = 0;
+    let resp = loop {
+        let body = body.clone().map_or(SendBody::Empty, SendBody::Bytes);
+        let resp = http::send(client, method, url.as_str(), &headers, body)
+            .map_err(|e| TokenError::Transport(Box::new(e)))?;
+        let status = resp.status();
+        if (300..400).contains(&status) && method == "GET" && redirects < MAX_REDIRECTS {
+            if let Some(next) = resp.header("location").and_then(|l| url.join(l).ok()) {
+                redirects += 1;
+                url = next;
+                if url.origin() != origin {
+                    headers.retain(|(k, _)| *k != "Authorization");
+                }
+                continue;
+            }
+        }
+        if !(200..300).contains(&status) {
+            return Err(TokenError::Status(status));
+        }
+        break resp;
     };
     let body = rbuild_layers::image::manifest::read_capped(resp.into_reader(), 1 << 20, "token")
         .map_err(|e| TokenError::Invalid(e.to_string()))?;

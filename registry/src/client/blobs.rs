@@ -356,7 +356,11 @@ impl Registry {
     /// The upload URL from a `Location` header, resolved against the URL of the request that
     /// returned it (RFC 9110 §10.2.2), so a relative Location on a storage host stays there.
     /// It may name another host; [`Registry::send`] sends no credentials there.
-    fn location(&self, resp: &ureq::Response, request: &str) -> Result<String, RegistryError> {
+    fn location(
+        &self,
+        resp: &super::http::Response,
+        request: &str,
+    ) -> Result<String, RegistryError> {
         let path = Registry::display_path(request);
         let loc = resp
             .header("location")

@@ -27,7 +27,7 @@ impl FetchedManifest {
 
 fn header_digest(
     reg: &Registry,
-    resp: &ureq::Response,
+    resp: &super::http::Response,
     path: &str,
 ) -> Result<Option<Digest>, RegistryError> {
     match resp.header("docker-content-digest") {

@@ -1,21 +1,42 @@
 //! The distribution-spec HTTP client for one registry: requests with authentication, retries
 //! and error mapping. [`blobs`] and [`manifests`] build the protocol's calls on [`Registry::send`].
 //!
-//! Why a hand-written client on `ureq` rather than `oci-client` or async `reqwest`: the builder
-//! is synchronous (threads), so a blocking client with a few worker threads per pull or push
-//! needs no async runtime at all, and every behaviour `oci-client` lacks (bounded retries with
-//! `Retry-After`, refresh on 401, the 202 cross-mount fallback, streaming straight into the
-//! verifying store) is simpler to own here than to wrap. `ureq` brings rustls (ring) and
-//! streaming request/response bodies, nothing else.
+//! The HTTP layer is `reqwest` on one shared tokio runtime ([`http`]): rustls with the system
+//! roots plus `certs.d` and `--registry-ca` CAs, client certificates ([`transport`],
+//! [`verify`]), HTTP/2 where the registry offers it, connection reuse, proxies from
+//! `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` with loopback never proxied ([`proxy`]). Callers
+//! stay blocking: they drive requests through the runtime's handle, and every blocking step
+//! (reading an upload's source, writing a download into the store) runs on their thread.
+//!
+//! Why the distribution protocol is rbuild's own code rather than `oci-client`'s: `oci-client`
+//! buffers or streams blobs into its own types, where rbuild needs (a) a blob streamed into the
+//! verified store while it downloads (hashed as it is written, rejected on a wrong digest,
+//! memory flat on a multi-GiB layer), (b) manifests and configs kept as the registry's exact
+//! bytes (digests are of bytes, `oci-client` re-serialises), (c) an upload fed by the
+//! compressor while it still writes (one chunked `PATCH` from a pipe), (d) a cross-repository
+//! mount whose 202 answer falls back to an upload in the same session, (e) a `HEAD` per blob
+//! with a per-client memory of what is present, and (f) the credential rules below (tokens per
+//! scope, nothing sent to another host, bounded retries with `Retry-After`). Each is a few
+//! dozen lines here and would be a fork or a wrapper there.
+//!
+//! Credentials go only to the registry's own scheme, host and port: redirects are followed by
+//! [`Registry::send`] itself (for `GET` and `HEAD` only), and a redirect or an upload
+//! `Location` on another host is requested without them.
 
 pub mod blobs;
+pub mod http;
 pub mod manifests;
+pub mod proxy;
 pub mod retry;
 pub mod transport;
+pub mod verify;
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
+
+use self::http::{Response, SendBody};
+use self::proxy::ProxyEnv;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -37,6 +58,10 @@ pub struct ClientOptions {
     pub max_attempts: u32,
     /// Credentials given explicitly (e.g. `rbuild login`), overriding the config files.
     pub credential: Option<Credential>,
+    /// `--tls-verify=false`: accept any server certificate (warned about once per host).
+    pub skip_tls_verify: bool,
+    /// The proxy variables; `None` reads them from the process environment.
+    pub proxy: Option<ProxyEnv>,
 }
 
 /// The body of a request; files are re-opened on every attempt so a retry resends all of it.
@@ -85,7 +110,7 @@ pub struct Registry {
     base: String,
     /// Scheme, host and port of `base`: the only place credentials and tokens are sent.
     origin: url::Origin,
-    agent: ureq::Agent,
+    client: reqwest::Client,
     credential: Option<(Credential, CredentialSource)>,
     tokens: Mutex<HashMap<String, Token>>,
     /// The registry answered with a Basic challenge: send Basic credentials up front.
@@ -110,16 +135,27 @@ impl Registry {
     /// Connects to `host` (`HOST[:PORT]`), choosing HTTPS or (where allowed and HTTPS fails)
     /// HTTP, and looks up its credentials.
     pub fn connect(host: &str, opts: &ClientOptions) -> Result<Registry, RegistryError> {
-        let cas = transport::ca_files_for(host, &opts.ca_files);
-        let agent = transport::agent(transport::tls_config(host, &cas)?);
+        let files = transport::tls_files_for(host, &opts.ca_files)?;
+        let tls = transport::tls_config(host, &files, !opts.skip_tls_verify)?;
+        if opts.skip_tls_verify {
+            transport::warn_unverified(host);
+        }
+        let proxy = opts.proxy.clone().unwrap_or_else(ProxyEnv::from_process);
+        let client = transport::client(host, &tls, proxy)?;
         let mut scheme = "https";
         if transport::may_use_http(host, &opts.insecure) {
             // Docker tries HTTPS first for insecure registries, then plain HTTP.
             // A certificate the server presented but we do not trust is no reason to downgrade:
             // the server speaks TLS, and the TLS error is the one to report.
-            if let Err(ureq::Error::Transport(t)) = agent.get(&format!("https://{host}/v2/")).call()
-            {
-                if !is_certificate_error(&t) {
+            let probe = http::send(
+                &client,
+                "GET",
+                &format!("https://{host}/v2/"),
+                &[],
+                SendBody::Empty,
+            );
+            if let Err(e) = probe {
+                if !e.is_certificate_error() {
                     scheme = "http";
                 }
             }
@@ -145,7 +181,7 @@ impl Registry {
             host: host.to_string(),
             base,
             origin,
-            agent,
+            client,
             credential,
             tokens: Mutex::new(HashMap::new()),
             basic: AtomicBool::new(false),
@@ -260,7 +296,7 @@ impl Registry {
                     scope.to_string()
                 };
                 let t = token::fetch(
-                    &self.agent,
+                    &self.client,
                     &realm,
                     service.as_deref(),
                     &scopes,
@@ -297,69 +333,122 @@ impl Registry {
         }
     }
 
-    /// Sends `req`, answering one authentication challenge and retrying connection errors,
-    /// 429 and 5xx with backoff (`Retry-After` honoured). Returns a 2xx/3xx response; any other
-    /// status is an error naming the registry, request and status.
-    pub(crate) fn send(&self, req: &Req<'_>) -> Result<ureq::Response, RegistryError> {
-        let url = self.url(&req.target);
-        let own = self.is_own(&url);
-        let path = self.display_target(&url, own);
-        let mut attempt = 0;
-        let mut auth_answered = false;
-        loop {
-            attempt += 1;
-            let mut r = self.agent.request(req.method, &url);
-            for (k, v) in &req.headers {
-                r = r.set(k, v);
-            }
-            if let Some(h) = self.auth_header(&req.scope).filter(|_| own) {
-                r = r.set("Authorization", &h);
-            }
-            let result = match req.body {
-                Body::Empty => r.call(),
-                Body::Bytes(b) => r.send_bytes(b),
-                Body::File {
-                    path: p,
-                    offset,
-                    len,
-                } => {
-                    let mut f = File::open(p).map_err(|source| RegistryError::Io {
-                        op: "opening",
+    /// The body of one attempt of `req`: files are re-opened, a stream is taken (once).
+    fn body_of(&self, req: &Req<'_>, path: &str) -> Result<SendBody, RegistryError> {
+        Ok(match req.body {
+            Body::Empty => SendBody::Empty,
+            Body::Bytes(b) => SendBody::Bytes(b.to_vec()),
+            Body::File {
+                path: p,
+                offset,
+                len,
+            } => {
+                let mut f = File::open(p).map_err(|source| RegistryError::Io {
+                    op: "opening",
+                    path: p.to_path_buf(),
+                    source,
+                })?;
+                f.seek(SeekFrom::Start(offset))
+                    .map_err(|source| RegistryError::Io {
+                        op: "seeking in",
                         path: p.to_path_buf(),
                         source,
                     })?;
-                    f.seek(SeekFrom::Start(offset))
-                        .map_err(|source| RegistryError::Io {
-                            op: "seeking in",
-                            path: p.to_path_buf(),
-                            source,
-                        })?;
-                    // Large reads keep the syscall count down on multi-hundred-MiB blobs.
-                    r.set("Content-Length", &len.to_string())
-                        .send(std::io::BufReader::with_capacity(1 << 20, f.take(len)))
+                SendBody::Reader {
+                    reader: Box::new(f.take(len)),
+                    len: Some(len),
                 }
-                Body::Stream(body) => match body.0.take() {
-                    Some(body) => r.send(std::io::BufReader::with_capacity(1 << 20, body)),
-                    None => {
-                        return Err(RegistryError::Protocol {
-                            registry: self.host.clone(),
-                            what: format!(
-                                "{} {path}: a streamed body cannot be sent again",
-                                req.method
-                            ),
-                        })
-                    }
-                },
+            }
+            Body::Stream(body) => match body.0.take() {
+                Some(reader) => SendBody::Reader { reader, len: None },
+                None => {
+                    return Err(RegistryError::Protocol {
+                        registry: self.host.clone(),
+                        what: format!(
+                            "{} {path}: a streamed body cannot be sent again",
+                            req.method
+                        ),
+                    })
+                }
+            },
+        })
+    }
+
+    /// Where a redirect answering `url` points, if it is one `send` follows: `GET` and `HEAD`
+    /// only (a body is never resent elsewhere), to http(s) URLs.
+    fn redirect_target(&self, req: &Req<'_>, url: &str, resp: &Response) -> Option<String> {
+        if !matches!(req.method, "GET" | "HEAD") {
+            return None;
+        }
+        let next = url::Url::parse(url)
+            .ok()?
+            .join(resp.header("location")?)
+            .ok()?;
+        matches!(next.scheme(), "http" | "https").then(|| next.into())
+    }
+
+    /// Sends `req`, answering one authentication challenge, following up to
+    /// [`MAX_REDIRECTS`] redirects of `GET`/`HEAD` (with credentials only on this registry),
+    /// and retrying connection errors, 429 and 5xx with backoff (`Retry-After` honoured).
+    /// Returns a 2xx response; any other status is an error naming the registry, request and
+    /// status.
+    pub(crate) fn send(&self, req: &Req<'_>) -> Result<Response, RegistryError> {
+        let first = self.url(&req.target);
+        let mut url = first.clone();
+        let mut redirects = 0;
+        let mut attempt = 0;
+        let mut auth_answered = false;
+        loop {
+            let own = self.is_own(&url);
+            let path = self.display_target(&url, own);
+            attempt += 1;
+            let mut headers: Vec<(&str, String)> = req.headers.clone();
+            if let Some(h) = self.auth_header(&req.scope).filter(|_| own) {
+                headers.push(("Authorization", h));
+            }
+            let body = self.body_of(req, &path)?;
+            let resp = match http::send(&self.client, req.method, &url, &headers, body) {
+                Ok(resp) => resp,
+                // A streamed body is gone once sent: its failure is the one to report.
+                Err(e)
+                    if attempt < self.max_attempts
+                        && !e.is_certificate_error()
+                        && !matches!(req.body, Body::Stream(_)) =>
+                {
+                    std::thread::sleep(retry::delay(attempt, None));
+                    url = first.clone();
+                    continue;
+                }
+                Err(e) => {
+                    return Err(RegistryError::Transport {
+                        registry: self.host.clone(),
+                        method: req.method,
+                        path,
+                        attempts: attempt,
+                        source: Box::new(e),
+                    })
+                }
             };
-            match result {
-                // ureq follows redirects only where it may (GET and HEAD); a 3xx it hands back
-                // answers a request whose body cannot be sent again (PUT, PATCH, POST). Taking
-                // it as success would count a blob or manifest as stored that is not.
-                Ok(resp) if (300..400).contains(&resp.status()) => {
-                    let location = resp.header("location").unwrap_or("no Location").to_string();
+            let status = resp.status();
+            match status {
+                200..=299 => return Ok(resp),
+                300..=399 => {
+                    if let Some(next) = self
+                        .redirect_target(req, &url, &resp)
+                        .filter(|_| redirects < MAX_REDIRECTS)
+                    {
+                        redirects += 1;
+                        attempt -= 1;
+                        url = next;
+                        continue;
+                    }
+                    // A 3xx answering a request whose body cannot be sent again (PUT, PATCH,
+                    // POST): taking it as success would count a blob or manifest as stored
+                    // that is not.
+                    let location = resp.header("location").unwrap_or("no Location");
                     let mut detail = format!(
                         " (a redirect to {}; rbuild does not resend a {} body to another URL)",
-                        Self::display_path(&location),
+                        Self::display_path(location),
                         req.method
                     );
                     truncate_on_char_boundary(&mut detail, MAX_ERROR_MESSAGE);
@@ -367,56 +456,38 @@ impl Registry {
                         registry: self.host.clone(),
                         method: req.method,
                         path,
-                        status: resp.status(),
+                        status,
                         detail,
                     });
                 }
-                Ok(resp) => return Ok(resp),
                 // Another host's challenge is not answered: that would fetch a token for this
                 // registry's scope with its credentials and hand it to that host.
-                Err(ureq::Error::Status(401, resp)) if own && !auth_answered => {
+                401 if own && !auth_answered => {
                     auth_answered = true;
                     attempt -= 1;
                     let h = resp.header("www-authenticate").map(str::to_string);
                     self.authenticate(h.as_deref(), &req.scope, req.method, &path, 401)?;
                 }
-                Err(ureq::Error::Status(s @ (401 | 403), _))
-                    if own && (self.credential.is_some() || s == 401) =>
-                {
+                401 | 403 if own && (self.credential.is_some() || status == 401) => {
                     return Err(RegistryError::Unauthorized {
                         registry: self.host.clone(),
                         method: req.method,
                         path,
-                        status: s,
+                        status,
                         credential_source: self.source(),
                     })
                 }
-                Err(ureq::Error::Status(s, resp))
-                    if retry::retryable(s) && attempt < self.max_attempts =>
-                {
+                s if retry::retryable(s) && attempt < self.max_attempts => {
                     std::thread::sleep(retry::delay(attempt, resp.header("retry-after")));
+                    url = first.clone();
                 }
-                Err(ureq::Error::Status(s, resp)) => {
+                _ => {
                     return Err(RegistryError::Status {
                         registry: self.host.clone(),
                         method: req.method,
                         path,
-                        status: s,
+                        status,
                         detail: error_detail(resp),
-                    })
-                }
-                Err(ureq::Error::Transport(t))
-                    if attempt < self.max_attempts && !is_certificate_error(&t) =>
-                {
-                    std::thread::sleep(retry::delay(attempt, None));
-                }
-                Err(ureq::Error::Transport(t)) => {
-                    return Err(RegistryError::Transport {
-                        registry: self.host.clone(),
-                        method: req.method,
-                        path,
-                        attempts: attempt,
-                        source: Box::new(t),
                     })
                 }
             }
@@ -436,11 +507,8 @@ impl Registry {
     }
 }
 
-/// Whether a transport error is the server's certificate being rejected (retrying or
-/// falling back to HTTP cannot help).
-fn is_certificate_error(t: &ureq::Transport) -> bool {
-    t.to_string().to_ascii_lowercase().contains("certificate")
-}
+/// Redirects of one `GET` or `HEAD` followed at most.
+const MAX_REDIRECTS: u32 = 5;
 
 /// `repository:NAME:ACTIONS`.
 pub(crate) fn scope(repository: &str, actions: &str) -> String {
@@ -463,7 +531,7 @@ pub(crate) fn truncate_on_char_boundary(s: &mut String, max: usize) {
 }
 
 /// The distribution-spec error body (`{"errors":[{"code","message"}]}`) as `: CODE: message`.
-fn error_detail(resp: ureq::Response) -> String {
+fn error_detail(resp: Response) -> String {
     let mut buf = Vec::new();
     let _ = resp.into_reader().take(16 * 1024).read_to_end(&mut buf);
     let v: serde_json::Value = match serde_json::from_slice(&buf) {
@@ -496,5 +564,7 @@ fn error_detail(resp: ureq::Response) -> String {
 mod credential_scope_tests;
 #[cfg(test)]
 mod hostile_response_tests;
+#[cfg(test)]
+mod proxy_tests;
 #[cfg(test)]
 mod tests;

@@ -280,3 +280,75 @@ fn a_redirect_to_another_host_carries_no_credentials() {
         "credentials leaked to the redirect target"
     );
 }
+
+/// The TLS registry tests/run.sh starts (Go's net/http offers `h2` by ALPN): the client speaks
+/// HTTP/2 to it.
+#[test]
+fn http2_is_used_where_the_registry_offers_it() {
+    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let (Some(host), Some(ca), Some(user), Some(password)) = (
+        get("RBUILD_TEST_TLS_REGISTRY"),
+        get("RBUILD_TEST_TLS_CA"),
+        get("RBUILD_TEST_TLS_USER"),
+        get("RBUILD_TEST_TLS_PASSWORD"),
+    ) else {
+        assert!(
+            std::env::var("RBUILD_REQUIRE_TOOLS").as_deref() != Ok("1"),
+            "tests/run.sh must start the TLS registry"
+        );
+        eprintln!("SKIPPED: no TLS test registry (bash tests/run.sh starts one)");
+        return;
+    };
+    let opts = ClientOptions {
+        ca_files: vec![(host.clone(), ca.into())],
+        credential: Some(Credential::Basic {
+            username: user,
+            password: Secret::new(password),
+        }),
+        ..ClientOptions::default()
+    };
+    let reg = Registry::connect(&host, &opts).expect("connect");
+    let resp = reg
+        .send(&Req {
+            method: "GET",
+            target: "/v2/".into(),
+            scope: String::new(),
+            headers: vec![],
+            body: Body::Empty,
+        })
+        .expect("GET /v2/ with Basic credentials");
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+}
+
+/// A streamed upload whose source fails half-way (the compressor died) must not reach the
+/// registry as a complete chunked body: the connection is aborted, so the registry never
+/// records the `PATCH`, and the session is cancelled.
+#[test]
+fn a_streamed_body_whose_source_fails_is_aborted_not_ended() {
+    use crate::testutil::{recorder, reply};
+    struct FailsAfter(usize);
+    impl Read for FailsAfter {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.0 == 0 {
+                return Err(std::io::Error::other("compressor died"));
+            }
+            let n = buf.len().min(self.0);
+            buf[..n].fill(7);
+            self.0 -= n;
+            Ok(n)
+        }
+    }
+    let reg = recorder(|req, _| match req.method.as_str() {
+        "POST" => reply("202 Accepted", "Location: /v2/a/b/blobs/uploads/u1\r\n", ""),
+        "PATCH" => reply("202 Accepted", "Location: /v2/a/b/blobs/uploads/u1\r\n", ""),
+        _ => reply("204 No Content", "", ""),
+    });
+    // Retries allowed: a streamed body is not retried, its own failure is reported.
+    let client = Registry::connect(&reg.addr, &options("p")).expect("connect");
+    let e = client
+        .upload_streamed("a/b", Box::new(FailsAfter(600 * 1024)), &|| None)
+        .expect_err("the source failed");
+    assert!(e.to_string().contains("compressor died"), "{e}");
+    let methods: Vec<String> = reg.seen().into_iter().map(|s| s.method).collect();
+    assert_eq!(methods, ["POST", "DELETE"], "{e}");
+}

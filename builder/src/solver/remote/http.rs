@@ -19,6 +19,8 @@ use rbuild_layers::store::{Store, StoreError};
 use rbuild_layers::Digest;
 use serde::{Deserialize, Serialize};
 
+use rbuild_registry::client::http;
+
 use crate::dockerfile::remote::redact;
 
 /// The largest body accepted: far above any file a Dockerfile downloads, and a bound on the
@@ -148,29 +150,35 @@ pub fn fetch(
     }
     let origin_host = parsed.host_str().map(str::to_owned);
     let mut current = parsed;
+    let client = client().map_err(|e| HttpError::Transport {
+        url: shown.clone(),
+        reason: redact(&e.to_string()),
+    })?;
     for _ in 0..=MAX_REDIRECTS {
-        let agent = agent_for(&current);
-        let mut req = agent.get(current.as_str());
+        let mut headers = Vec::new();
         if let (Some(a), true) = (&auth, current.host_str() == origin_host.as_deref()) {
-            req = req.set("Authorization", a);
+            headers.push(("Authorization", a.clone()));
         }
         if let Some(k) = &known {
             if let Some(etag) = &k.etag {
-                req = req.set("If-None-Match", etag);
+                headers.push(("If-None-Match", etag.clone()));
             }
             if let Some(lm) = &k.last_modified {
-                req = req.set("If-Modified-Since", lm);
+                headers.push(("If-Modified-Since", lm.clone()));
             }
         }
-        let resp = match req.call() {
+        let resp = match http::send(
+            &client,
+            "GET",
+            current.as_str(),
+            &headers,
+            http::SendBody::Empty,
+        ) {
             Ok(r) => r,
-            Err(ureq::Error::Status(status, _)) => {
-                return Err(HttpError::Status { url: shown, status })
-            }
-            Err(ureq::Error::Transport(t)) => {
+            Err(e) => {
                 return Err(HttpError::Transport {
                     url: shown,
-                    reason: redact(&t.to_string()),
+                    reason: redact(&e.to_string()),
                 })
             }
         };
@@ -204,7 +212,7 @@ pub fn fetch(
 
 fn download(
     store: &Store,
-    resp: ureq::Response,
+    resp: http::Response,
     shown: &str,
     checksum: Option<&Digest>,
     on_bytes: &dyn Fn(u64, Option<u64>),
@@ -286,74 +294,24 @@ pub(super) fn basic_auth(url: &url::Url) -> Option<String> {
     ))
 }
 
-fn agent_for(url: &url::Url) -> ureq::Agent {
-    let mut b = ureq::AgentBuilder::new()
-        .redirects(0)
-        .timeout_connect(Duration::from_secs(30))
-        .timeout_read(Duration::from_secs(120))
-        .user_agent(concat!("rbuild/", env!("CARGO_PKG_VERSION")));
-    if let Some(p) = proxy_for(url, &|k| std::env::var(k).ok()) {
-        if let Ok(proxy) = ureq::Proxy::new(p) {
-            b = b.proxy(proxy);
-        }
+/// The download client, shared by every `ADD` of the process (connections are reused): the
+/// registry crate's HTTP stack (reqwest on its shared runtime), the system roots, proxies from
+/// `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` as [`proxy_for`] decides, redirects followed here.
+fn client() -> Result<reqwest::Client, http::HttpError> {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    if let Some(c) = CLIENT.get() {
+        return Ok(c.clone());
     }
-    b.build()
+    let c = rbuild_registry::client::transport::download_client(
+        Duration::from_secs(30),
+        Duration::from_secs(120),
+    )?;
+    Ok(CLIENT.get_or_init(|| c).clone())
 }
 
-/// The proxy for `url` from the environment, as Go's `http.ProxyFromEnvironment` (which
-/// BuildKit uses) decides: `HTTPS_PROXY` for https, `HTTP_PROXY` for http (upper or lower
-/// case), none for loopback hosts, none for hosts matched by `NO_PROXY` (`*`, a domain and its
-/// subdomains, a leading `.`, optional `:port`).
-pub fn proxy_for(url: &url::Url, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
-    let get = |k: &str| {
-        env(k)
-            .or_else(|| env(&k.to_ascii_lowercase()))
-            .filter(|v| !v.is_empty())
-    };
-    let proxy = match url.scheme() {
-        "https" => get("HTTPS_PROXY"),
-        "http" => get("HTTP_PROXY"),
-        _ => None,
-    }?;
-    let host = url
-        .host_str()?
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    let loopback = host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    if loopback {
-        return None;
-    }
-    let port = url.port_or_known_default();
-    let no_proxy = get("NO_PROXY").unwrap_or_default();
-    for entry in no_proxy.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        if entry == "*" {
-            return None;
-        }
-        let (name, entry_port) = match entry.rsplit_once(':') {
-            Some((n, p)) if p.bytes().all(|b| b.is_ascii_digit()) => (n, p.parse::<u16>().ok()),
-            _ => (entry, None),
-        };
-        if entry_port.is_some() && entry_port != port {
-            continue;
-        }
-        let name = name.trim_start_matches("*.").trim_start_matches('.');
-        if host.eq_ignore_ascii_case(name)
-            || host
-                .to_ascii_lowercase()
-                .ends_with(&format!(".{}", name.to_ascii_lowercase()))
-        {
-            return None;
-        }
-    }
-    Some(if proxy.contains("://") {
-        proxy
-    } else {
-        format!("http://{proxy}")
-    })
-}
+/// The proxy for `url` from the environment: the registry client's rule (Go's
+/// `http.ProxyFromEnvironment`, which BuildKit uses), shared so ADD and registries agree.
+pub use rbuild_registry::client::proxy::proxy_for;
 
 fn load_record(store: &Store, key: &Digest) -> Option<Fetched> {
     let bytes = store.get_record(RECORD_KIND, key).ok()??;
@@ -370,44 +328,6 @@ fn save_record(store: &Store, key: &Digest, f: &Fetched) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn proxy(url: &str, vars: &[(&str, &str)]) -> Option<String> {
-        let url = url::Url::parse(url).expect("test URL");
-        proxy_for(&url, &|k| {
-            vars.iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| v.to_string())
-        })
-    }
-
-    #[test]
-    fn proxy_follows_scheme_and_no_proxy() {
-        let env = [
-            ("HTTPS_PROXY", "http://p:3128"),
-            ("http_proxy", "p2:8080"),
-            ("NO_PROXY", "internal.example, .corp,*.lan,h:8443"),
-        ];
-        assert_eq!(
-            proxy("https://a.example/x", &env).as_deref(),
-            Some("http://p:3128")
-        );
-        assert_eq!(
-            proxy("http://a.example/x", &env).as_deref(),
-            Some("http://p2:8080")
-        );
-        assert_eq!(proxy("https://internal.example/x", &env), None);
-        assert_eq!(proxy("https://x.internal.example/x", &env), None);
-        assert_eq!(proxy("https://a.corp/x", &env), None);
-        assert_eq!(proxy("https://a.lan/x", &env), None);
-        assert_eq!(proxy("https://h:8443/x", &env), None);
-        assert_eq!(proxy("https://h/x", &env).as_deref(), Some("http://p:3128"));
-        assert_eq!(proxy("http://127.0.0.1:9/x", &env), None);
-        assert_eq!(proxy("http://localhost/x", &env), None);
-        assert_eq!(
-            proxy("https://a/x", &[("NO_PROXY", "*"), ("HTTPS_PROXY", "p")]),
-            None
-        );
-    }
 
     #[test]
     fn mtime_comes_from_last_modified() {
