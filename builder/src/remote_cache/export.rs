@@ -1,8 +1,10 @@
 //! `--cache-to`: writes the cache map of this build's steps where the next build can find it.
 //!
 //! `mode=min` carries the steps whose layers are in the final images (the target stages and the
-//! stages they are built `FROM`); `mode=max` every step of every stage that was built, so the
-//! intermediate stages of a multi-stage build (a compiler stage read with `COPY --from`) hit too.
+//! stages they are built `FROM`), and the other steps that lead to them by key only, without
+//! their layers (see `CacheMap::key_only`), as BuildKit's `mode=min` does: a fresh runner then
+//! resolves a `COPY --from` of a compiler stage without building it. `mode=max` carries every
+//! step of every stage that was built with its layer, so any step of them hits.
 //! Layers are exported as they were built (the `compression=` of a cache export applies to the
 //! layers it writes itself: cache mounts), so the image and the cache share their blobs.
 //!
@@ -67,29 +69,67 @@ pub fn stages_for(
     }
 }
 
-/// The cache map of the steps of `stages`.
+/// The stages a `mode=min` export of `targets` carries by key only (see
+/// `CacheMap::key_only`): every stage `targets` need, directly or not, that is not in their
+/// `FROM` chains — as BuildKit's `mode=min` cache carries the keys of every step that leads to
+/// the image and the layers of the image's own. `mode=max` carries every layer: none.
+pub fn key_only_stages_for(
+    plan: &BuildPlan,
+    targets: &[usize],
+    mode: CacheMode,
+    built: &BTreeSet<usize>,
+) -> BTreeSet<usize> {
+    if mode == CacheMode::Max {
+        return BTreeSet::new();
+    }
+    let full = stages_for(plan, targets, mode, built);
+    let mut needed = BTreeSet::new();
+    let mut todo: Vec<usize> = targets.to_vec();
+    while let Some(s) = todo.pop() {
+        if needed.insert(s) {
+            if let Some(stage) = plan.stages.get(s) {
+                todo.extend(stage.depends_on());
+            }
+        }
+    }
+    needed
+        .into_iter()
+        .filter(|s| built.contains(s) && !full.contains(s))
+        .collect()
+}
+
+/// The cache map of the steps of `stages`, and of `key_only` stages by key only (as are steps
+/// whose layer this build itself had by key only).
 pub fn cache_map(
     outcomes: &[StepOutcome],
     stages: &BTreeSet<usize>,
+    key_only: &BTreeSet<usize>,
     platform: &str,
     with_configs: bool,
 ) -> CacheMap {
     let mut map = CacheMap::new(platform);
-    for o in outcomes.iter().filter(|o| stages.contains(&o.stage)) {
-        let entry = map
-            .entries
-            .entry(o.key.clone())
-            .or_insert_with(|| CacheEntry {
-                parent: o.parent.clone(),
-                layer: o.layer.as_ref().map(|l| CacheLayer {
-                    descriptor: l.descriptor.clone(),
-                    diff_id: l.diff_id.clone(),
-                    index: None,
-                }),
-                config: with_configs.then(|| o.config.clone()),
-                description: o.description.clone(),
-                definition_keys: Default::default(),
-            });
+    for o in outcomes
+        .iter()
+        .filter(|o| stages.contains(&o.stage) || key_only.contains(&o.stage))
+    {
+        let by_key_only =
+            key_only.contains(&o.stage) || o.layer.as_ref().is_some_and(|l| l.key_only);
+        let entries = if by_key_only {
+            &mut map.key_only
+        } else {
+            &mut map.entries
+        };
+        let entry = entries.entry(o.key.clone()).or_insert_with(|| CacheEntry {
+            parent: o.parent.clone(),
+            layer: o.layer.as_ref().map(|l| CacheLayer {
+                descriptor: l.descriptor.clone(),
+                diff_id: l.diff_id.clone(),
+                index: None,
+            }),
+            config: (with_configs && !by_key_only).then(|| o.config.clone()),
+            description: o.description.clone(),
+            definition_keys: Default::default(),
+        });
         // A `COPY --from` is found by its definition key too (no source needed to look it up).
         entry.definition_keys.extend(o.definition.iter().cloned());
     }
@@ -180,7 +220,8 @@ fn export_one(
     step: &crate::progress::StepHandle,
 ) -> Result<(), ExportError> {
     let stages = stages_for(input.plan, input.targets, spec.mode, &input.built);
-    let mut map = cache_map(&input.outcomes, &stages, &input.platform, true);
+    let key_only = key_only_stages_for(input.plan, input.targets, spec.mode, &input.built);
+    let mut map = cache_map(&input.outcomes, &stages, &key_only, &input.platform, true);
     attach_indexes(&mut map, input.store);
     for id in &spec.cache_mounts {
         let layer =
@@ -305,6 +346,53 @@ mod tests {
             [0, 2, 3].into_iter().collect()
         );
         assert_eq!(stages_for(&plan, &[3], CacheMode::Max, &built), built);
+        // ... and carries the compiler stage by key only, as BuildKit's mode=min carries the
+        // keys of every step that leads to the image; mode=max has every layer.
+        assert_eq!(
+            key_only_stages_for(&plan, &[3], CacheMode::Min, &built),
+            [1].into_iter().collect()
+        );
+        assert!(key_only_stages_for(&plan, &[3], CacheMode::Max, &built).is_empty());
+        // A stage the target does not depend on is never carried.
+        assert!(key_only_stages_for(&plan, &[0], CacheMode::Min, &built).is_empty());
+    }
+
+    #[test]
+    fn key_only_stages_and_key_only_layers_go_to_the_key_only_map_without_blobs() {
+        let mut imported = outcome(0, "imported", true);
+        if let Some(l) = imported.layer.as_mut() {
+            l.key_only = true;
+        }
+        let outcomes = vec![
+            imported,
+            outcome(0, "a", true),
+            outcome(1, "compiler", true),
+            outcome(2, "final", true),
+        ];
+        let full: BTreeSet<usize> = [0, 2].into_iter().collect();
+        let key_only: BTreeSet<usize> = [1].into_iter().collect();
+        let m = cache_map(&outcomes, &full, &key_only, "linux/amd64", true);
+        let keys = |map: &std::collections::BTreeMap<Digest, CacheEntry>| -> BTreeSet<Digest> {
+            map.keys().cloned().collect()
+        };
+        assert_eq!(
+            keys(&m.entries),
+            [Digest::sha256_of(b"a"), Digest::sha256_of(b"final")]
+                .into_iter()
+                .collect()
+        );
+        assert_eq!(
+            keys(&m.key_only),
+            [
+                Digest::sha256_of(b"imported"),
+                Digest::sha256_of(b"compiler")
+            ]
+            .into_iter()
+            .collect()
+        );
+        assert!(m.key_only.values().all(|e| e.config.is_none()));
+        // Only the blobs of full entries are exported.
+        assert_eq!(m.layer_descriptors().len(), 2);
     }
 
     #[test]
@@ -315,11 +403,11 @@ mod tests {
             outcome(2, "c", true),
         ];
         let stages: BTreeSet<usize> = [0, 2].into_iter().collect();
-        let m = cache_map(&outcomes, &stages, "linux/amd64", false);
+        let m = cache_map(&outcomes, &stages, &BTreeSet::new(), "linux/amd64", false);
         assert_eq!(m.entries.len(), 2);
         assert!(m.entries.values().all(|e| e.config.is_none()));
         assert_eq!(m.layer_descriptors().len(), 2);
-        let m = cache_map(&outcomes, &stages, "linux/amd64", true);
+        let m = cache_map(&outcomes, &stages, &BTreeSet::new(), "linux/amd64", true);
         assert!(m.entries.values().all(|e| e.config.is_some()));
     }
 
@@ -334,7 +422,7 @@ mod tests {
         again.definition = Some(def2.clone());
         let outcomes = vec![outcome(0, "a", true), copy.clone(), again];
         let stages: BTreeSet<usize> = [0, 1].into_iter().collect();
-        let m = cache_map(&outcomes, &stages, "linux/amd64", false);
+        let m = cache_map(&outcomes, &stages, &BTreeSet::new(), "linux/amd64", false);
         assert_eq!(m.entries.len(), 2);
         assert_eq!(
             m.entries[&copy.key].definition_keys,
@@ -363,13 +451,13 @@ mod tests {
                 .and_then(|l| l.index.clone())
         };
 
-        let mut m = cache_map(&outcomes, &stages, "linux/amd64", false);
+        let mut m = cache_map(&outcomes, &stages, &BTreeSet::new(), "linux/amd64", false);
         attach_indexes(&mut m, &store);
         assert_eq!(index_of(&m, "a"), Some(small.clone()));
         assert_eq!(index_of(&m, "b"), Some(big.clone()));
 
         // Room for the small one only.
-        let mut m = cache_map(&outcomes, &stages, "linux/amd64", false);
+        let mut m = cache_map(&outcomes, &stages, &BTreeSet::new(), "linux/amd64", false);
         attach_indexes_within(&mut m, &store, small.to_json().len() + 5);
         assert_eq!(index_of(&m, "a"), Some(small));
         assert_eq!(index_of(&m, "b"), None);

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 
@@ -65,6 +65,10 @@ pub struct ImportedCaches {
     checked: Mutex<BTreeMap<(usize, Digest), bool>>,
     warned: Mutex<BTreeSet<usize>>,
     steps: AtomicUsize,
+    /// Whether steps the caches carry by key only (`CacheMap::key_only`) are taken as done;
+    /// turned off for good once a build needed such a step's layer (see
+    /// [`ImportedCaches::refuse_key_only`]).
+    key_only: AtomicBool,
     progress: Option<Progress>,
     /// Told which layers came from an imported cache (and the bytes copied from a directory).
     fetcher: Option<Arc<LayerFetcher>>,
@@ -110,6 +114,7 @@ impl ImportedCaches {
             checked: Mutex::new(BTreeMap::new()),
             warned: Mutex::new(BTreeSet::new()),
             steps: AtomicUsize::new(0),
+            key_only: AtomicBool::new(true),
             progress: None,
             fetcher: None,
         }
@@ -157,6 +162,7 @@ impl ImportedCaches {
             checked: Mutex::new(BTreeMap::new()),
             warned: Mutex::new(BTreeSet::new()),
             steps: AtomicUsize::new(0),
+            key_only: AtomicBool::new(true),
             progress: Some(progress.clone()),
             fetcher: Some(fetcher),
         }
@@ -169,6 +175,12 @@ impl ImportedCaches {
     /// Steps taken from an imported cache so far.
     pub fn steps(&self) -> usize {
         self.steps.load(Ordering::Relaxed)
+    }
+
+    /// From now on, steps the caches carry by key only are not taken (they are built): a build
+    /// needed the bytes of such a step's layer, which no cache has.
+    pub fn refuse_key_only(&self) {
+        self.key_only.store(false, Ordering::Relaxed);
     }
 
     fn warn_once(&self, source: usize, message: String) {
@@ -268,9 +280,12 @@ impl ImportedCaches {
     }
 
     /// The imported result of step `key`, from the first cache that has it and whose layer is
-    /// available.
+    /// available; else, while those are taken, from the first that has it by key only.
     pub fn lookup(&self, store: &Store, key: &Digest) -> Option<StepResult> {
-        (0..self.sources.get().len()).find_map(|i| self.result_of(i, store, key))
+        let n = self.sources.get().len();
+        (0..n)
+            .find_map(|i| self.result_of(i, store, key))
+            .or_else(|| (0..n).find_map(|i| self.key_only_result(i, key)))
     }
 
     /// The imported result of the step whose definition key is `definition`, with the step's
@@ -283,7 +298,10 @@ impl ImportedCaches {
     ) -> Option<(Digest, StepResult)> {
         self.sources.get().iter().enumerate().find_map(|(i, s)| {
             let key = s.by_definition.get(definition)?;
-            Some((key.clone(), self.result_of(i, store, key)?))
+            let result = self
+                .result_of(i, store, key)
+                .or_else(|| self.key_only_result(i, key))?;
+            Some((key.clone(), result))
         })
     }
 
@@ -301,6 +319,21 @@ impl ImportedCaches {
         };
         self.steps.fetch_add(1, Ordering::Relaxed);
         Some(result)
+    }
+
+    /// Source `i`'s key-only entry for `key`, while those are taken: the step is done, its
+    /// layer known by diffID only (see [`LayerRef::key_only`]).
+    fn key_only_result(&self, i: usize, key: &Digest) -> Option<StepResult> {
+        if !self.key_only.load(Ordering::Relaxed) {
+            return None;
+        }
+        let e = self.sources.get()[i].map.key_only.get(key)?;
+        let layer = e.layer.as_ref().map(|l| LayerRef {
+            key_only: true,
+            ..layer_ref(l)
+        });
+        self.steps.fetch_add(1, Ordering::Relaxed);
+        Some(StepResult::new(layer))
     }
 
     /// The contents of cache mount `id` from the first cache that exported it and whose blob is

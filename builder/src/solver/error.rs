@@ -72,6 +72,10 @@ pub enum BuildError {
     /// wrong, and the build is run again without it.
     #[error("the imported cache's layer {digest} cannot be used: {reason}")]
     ImportedCache { digest: Digest, reason: String },
+    /// The bytes of a layer an imported cache carries by key only were needed (see
+    /// `LayerRef::key_only`): the build is run again building the steps such layers come from.
+    #[error("layer {diff_id} is in the imported cache by its key only (mode=min)")]
+    KeyOnlyLayer { diff_id: Digest },
     #[error(
         "layer {digest} unpacks to {actual}, but the image config says its diffID is {expected}"
     )]
@@ -85,6 +89,16 @@ pub enum BuildError {
 }
 
 impl BuildError {
+    /// Whether the build needed a layer an imported cache has by key only (see
+    /// [`BuildError::KeyOnlyLayer`]), however deep in a step's error.
+    pub fn is_key_only_layer(&self) -> bool {
+        match self {
+            BuildError::KeyOnlyLayer { .. } => true,
+            BuildError::Step { source, .. } => source.is_key_only_layer(),
+            _ => false,
+        }
+    }
+
     /// Whether the build failed because an imported cache was wrong (see
     /// [`BuildError::ImportedCache`]), however deep in a step's error.
     pub fn is_imported_cache_failure(&self) -> bool {

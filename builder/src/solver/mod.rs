@@ -263,6 +263,11 @@ impl<'a> Engine<'a> {
     /// [`BuildError::ImportedCache`]: the caller builds again without the cache.
     pub fn fetch_layers(&self, layers: &[LayerRef]) -> Result<(), BuildError> {
         use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+        if let Some(l) = layers.iter().find(|l| l.key_only) {
+            return Err(BuildError::KeyOnlyLayer {
+                diff_id: l.diff_id.clone(),
+            });
+        }
         let missing: Vec<rbuild_layers::Descriptor> = layers
             .iter()
             .map(|l| l.descriptor.clone())

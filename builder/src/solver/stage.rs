@@ -37,6 +37,12 @@ pub struct LayerRef {
     /// `lazy_blobs::compressed_layers`. False for every other layer, plain tars included.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deferred: bool,
+    /// Known from an imported cache by its diffID only (see
+    /// `rbuild_registry::cache_map::CacheMap::key_only`): the blob is nowhere, and whatever
+    /// needs its bytes gets [`super::BuildError::KeyOnlyLayer`], upon which the build runs again
+    /// building such steps. Never in a record of the store.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub key_only: bool,
 }
 
 impl LayerRef {
@@ -46,6 +52,7 @@ impl LayerRef {
             descriptor,
             diff_id,
             deferred: false,
+            key_only: false,
         }
     }
 }
@@ -1132,6 +1139,7 @@ fn run_op_with(
                     descriptor: d,
                     diff_id: info.diff_id,
                     deferred,
+                    key_only: false,
                 }))
             };
             record::save(engine.store, &key, &r)?;

@@ -92,6 +92,15 @@ pub struct CacheMap {
     /// Cache mount id → its contents.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub cache_mounts: BTreeMap<String, CacheMountLayer>,
+    /// Steps whose keys the cache carries but not their layers (BuildKit's `mode=min`: the
+    /// steps of stages no exported image is built `FROM`, such as a compiler stage read only by
+    /// `COPY --from`). An importer takes such a step as done — its layer's diffID gives the keys
+    /// after it, its definition keys find a `COPY --from` of it — and builds it only when
+    /// something needs the layer's bytes. Kept apart from `entries`, whose layers are always in
+    /// the cache: a reader that does not know this field ignores it (unknown fields are
+    /// ignored) and builds those steps, as it did before.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub key_only: BTreeMap<Digest, CacheEntry>,
 }
 
 /// Why a cache map cannot be used.
@@ -113,6 +122,7 @@ impl CacheMap {
             platform: platform.into(),
             entries: BTreeMap::new(),
             cache_mounts: BTreeMap::new(),
+            key_only: BTreeMap::new(),
         }
     }
 
@@ -163,10 +173,11 @@ impl CacheMap {
     }
 
     /// Definition key → the key of the entry that lists it (see
-    /// [`CacheEntry::definition_keys`]); a definition key two entries list goes to the first.
+    /// [`CacheEntry::definition_keys`]); a definition key two entries list goes to the first,
+    /// and entries with their layer before [`CacheMap::key_only`] ones.
     pub fn definition_index(&self) -> BTreeMap<Digest, Digest> {
         let mut index = BTreeMap::new();
-        for (key, e) in &self.entries {
+        for (key, e) in self.entries.iter().chain(&self.key_only) {
             for d in &e.definition_keys {
                 index.entry(d.clone()).or_insert_with(|| key.clone());
             }
@@ -248,6 +259,38 @@ mod tests {
         m.cache_mounts
             .insert("pip".into(), CacheMountLayer { layer: layer(b"a") });
         m
+    }
+
+    #[test]
+    fn key_only_entries_round_trip_name_no_blob_and_are_found_by_definition() {
+        // Without key-only entries the field is not written (unchanged caches keep their
+        // digests).
+        let text = String::from_utf8(sample().to_vec()).unwrap();
+        assert!(!text.contains("keyOnly"), "{text}");
+
+        let mut m = sample();
+        let def = Digest::sha256_of(b"def");
+        let k3 = Digest::sha256_of(b"k3");
+        m.key_only.insert(
+            k3.clone(),
+            CacheEntry {
+                parent: Some(Digest::sha256_of(b"k2")),
+                layer: Some(layer(b"compiler")),
+                config: None,
+                description: "[build 2/2] RUN make".into(),
+                definition_keys: [def.clone()].into_iter().collect(),
+            },
+        );
+        let back = CacheMap::from_slice(&m.to_vec()).unwrap();
+        assert_eq!(back, m);
+        assert!(
+            !back
+                .layer_descriptors()
+                .iter()
+                .any(|d| d.digest == layer(b"compiler").descriptor.digest),
+            "a key-only layer is in no manifest"
+        );
+        assert_eq!(back.definition_index()[&def], k3);
     }
 
     #[test]

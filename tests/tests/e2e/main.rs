@@ -17,6 +17,7 @@ mod build_outputs;
 mod build_store_in_context;
 mod cache_copy_from;
 mod cache_import;
+mod cache_key_only;
 mod cache_pipeline;
 mod cli;
 mod cli_paths;

@@ -14,7 +14,9 @@ use crate::commands::Failure;
 use crate::export::push::Pushed;
 use crate::export::{assemble, image_annotations, write_outputs, BuiltImage};
 use crate::progress::TargetSummary;
-use crate::remote_cache::export::{cache_map, export_all, stages_for, ExportInput};
+use crate::remote_cache::export::{
+    cache_map, export_all, key_only_stages_for, stages_for, ExportInput,
+};
 use crate::solver::{lazy_blobs, StepOutcome};
 
 /// The images a build made and where they went.
@@ -207,6 +209,7 @@ fn images(
             // The image carries the cache map of its own steps (min mode), as BuildKit's
             // inline cache does.
             let stages = stages_for(plan, &[t], CacheMode::Min, &built_stages);
+            let key_only = key_only_stages_for(plan, &[t], CacheMode::Min, &built_stages);
             let outcomes = lazy_blobs::compressed_outcomes(
                 store,
                 solved.engine.outcomes(),
@@ -215,7 +218,7 @@ fn images(
                 opts.compression_level,
             )
             .map_err(|e| Failure::Build(e.into()))?;
-            let map = cache_map(&outcomes, &stages, &platform(inputs), false);
+            let map = cache_map(&outcomes, &stages, &key_only, &platform(inputs), false);
             let mut with_cache = state.clone();
             map.embed_in(&mut with_cache.config);
             assemble(store, &with_cache, annotations, inputs.epoch)

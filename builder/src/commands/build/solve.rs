@@ -21,7 +21,7 @@ use crate::lazy_pull::LayerFetcher;
 use crate::progress::{self, Progress};
 use crate::remote_cache::import::ImportedCaches;
 use crate::solver::inputs::{SecretSource, SecretSpec};
-use crate::solver::{Engine, Seams, StageState};
+use crate::solver::{BuildError, Engine, Seams, StageState};
 
 /// The store and progress output of one build.
 pub(super) struct Session {
@@ -117,6 +117,20 @@ pub(super) fn solve<'a>(
         )
         .map_err(|e| Failure::Build(anyhow::Error::new(e)))?;
         let built = engine.run().and_then(|states| {
+            // An image is made of real layers: one its target took from a cache by key only
+            // sends the build round again, building that step.
+            let key_only = inputs
+                .plan
+                .targets
+                .iter()
+                .filter_map(|t| states.get(t))
+                .flat_map(|s| s.layers.iter())
+                .find(|l| l.key_only);
+            if let Some(l) = key_only {
+                return Err(BuildError::KeyOnlyLayer {
+                    diff_id: l.diff_id.clone(),
+                });
+            }
             if outputs_need_bytes {
                 for t in &inputs.plan.targets {
                     if let Some(s) = states.get(t) {
@@ -135,6 +149,16 @@ pub(super) fn solve<'a>(
                     imports,
                     ahead,
                 })
+            }
+            // A step taken by key only had to be built after all (BuildKit's mode=min cache
+            // has no layers for it either): again, building those steps; the store keeps what
+            // the first round built.
+            Err(e) if e.is_key_only_layer() => {
+                progress.warn(format!(
+                    "{}: building the steps the imported cache has by key only",
+                    error_chain(&e)
+                ));
+                imports.refuse_key_only();
             }
             // The imported cache named something it could not deliver: it never fails the
             // build or decides the image — build again without it.
