@@ -20,6 +20,7 @@ pub mod pipeline;
 pub mod progress;
 pub mod registry_http;
 pub mod registry_server;
+pub mod tls;
 pub mod token_server;
 
 /// The `rbuild` binary built by `cargo build` (or `$RBUILD_BIN`).

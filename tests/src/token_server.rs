@@ -11,8 +11,6 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::run;
-
 /// A running token issuer; it lives as long as the test process.
 pub struct TokenServer {
     /// `http://127.0.0.1:PORT/token`
@@ -97,25 +95,8 @@ pub fn basic_auth_b64(user: &str, password: &str) -> String {
 /// Starts an issuer accepting `user`/`password`, with its key and certificate under `dir`.
 pub fn start(dir: &Path, user: &str, password: &str) -> TokenServer {
     std::fs::create_dir_all(dir).unwrap();
-    let key = dir.join("token.key");
     let cert = dir.join("token.crt");
-    run(Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=rbuild token issuer",
-            "-keyout",
-        ])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert))
-    .success();
+    crate::tls::self_signed(dir, "rbuild token issuer", None, "token.key", "token.crt");
     let der = Command::new("openssl")
         .args(["x509", "-outform", "DER", "-in"])
         .arg(&cert)

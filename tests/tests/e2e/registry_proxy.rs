@@ -12,8 +12,9 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::registry_roundtrip::{child_context, tiny_context};
-use crate::registry_tls::{free_port, openssl, start_tls_registry, wait_listening, Server};
+use crate::registry_tls::{free_port, start_tls_registry, wait_listening, Server};
 use rbuild_tests::build::build_cmd;
+use rbuild_tests::tls::self_signed;
 use rbuild_tests::{have_tool, run, scratch, test_registry, tools_required, Run};
 
 const NAME: &str = "rbuild-registry.proxied.test";
@@ -175,25 +176,12 @@ fn an_https_registry_is_reached_through_a_connect_tunnel_and_certs_d_by_name() {
     };
     let certs = dir.path().join("certs");
     std::fs::create_dir_all(&certs).unwrap();
-    openssl(
+    self_signed(
         &certs,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN={NAME}"),
-            "-addext",
-            &format!("subjectAltName=DNS:{NAME}"),
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.crt",
-        ],
+        NAME,
+        Some(&format!("DNS:{NAME}")),
+        "server.key",
+        "server.crt",
     );
     let registry_port = free_port();
     let _registry = start_tls_registry(&certs, registry_port, "");

@@ -14,6 +14,7 @@ use std::process::{Child, Command};
 
 use crate::registry_roundtrip::{child_context, tiny_context};
 use rbuild_tests::build::build_cmd;
+use rbuild_tests::tls::{openssl, self_signed};
 use rbuild_tests::{have_tool, run, scratch, Run};
 
 /// A server process killed when dropped.
@@ -48,50 +49,22 @@ pub fn wait_listening(port: u16, log: &Path) {
     );
 }
 
-pub fn openssl(dir: &Path, args: &[&str]) {
-    run(Command::new("openssl").current_dir(dir).args(args)).success();
-}
-
 /// The certificates: a self-signed server certificate for 127.0.0.1, and a client CA with a
 /// client certificate it signed.
 fn make_certs(dir: &Path) {
-    openssl(
+    self_signed(
         dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.crt",
-        ],
+        "127.0.0.1",
+        Some("IP:127.0.0.1"),
+        "server.key",
+        "server.crt",
     );
-    openssl(
+    self_signed(
         dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=rbuild client CA",
-            "-keyout",
-            "client-ca.key",
-            "-out",
-            "client-ca.crt",
-        ],
+        "rbuild client CA",
+        None,
+        "client-ca.key",
+        "client-ca.crt",
     );
     openssl(
         dir,
