@@ -33,6 +33,12 @@ fn validate_kind(kind: &str) -> Result<(), StoreError> {
     }
 }
 
+/// Whether the file at `path` holds exactly `bytes`.
+fn unchanged(path: &std::path::Path, bytes: &[u8]) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.len() == bytes.len() as u64)
+        && std::fs::read(path).is_ok_and(|old| old == bytes)
+}
+
 impl Store {
     fn record_path(&self, kind: &str, key: &Digest) -> Result<PathBuf, StoreError> {
         validate_kind(kind)?;
@@ -46,6 +52,13 @@ impl Store {
     /// Stores (or replaces) the record `kind`/`key` atomically.
     pub fn put_record(&self, kind: &str, key: &Digest, json: &[u8]) -> Result<(), StoreError> {
         let path = self.record_path(kind, key)?;
+        // A record saved again with the same bytes (a no-op build re-saves what it learnt: where
+        // each base layer comes from, the build's steps) is only marked used: a synced write per
+        // record was most of a no-op build's wall time on a busy disk.
+        if unchanged(&path, json) {
+            let _ = filetime::set_file_mtime(&path, filetime::FileTime::now());
+            return Ok(());
+        }
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(StoreError::io("creating directory", dir))?;
         }

@@ -109,10 +109,14 @@ impl Store {
         validate_ref_name(name)?;
         let _lock = self.lock_index()?;
         let mut index = self.read_index()?;
-        index.manifests.retain(|d| ref_name(d) != Some(name));
         let mut desc = desc.clone();
         desc.annotations
             .insert(REF_NAME_ANNOTATION.to_string(), name.to_string());
+        // Already so (every build sets its bases' and targets' tags): nothing to write.
+        if index.manifests.iter().any(|d| *d == desc) {
+            return Ok(());
+        }
+        index.manifests.retain(|d| ref_name(d) != Some(name));
         index.manifests.push(desc);
         self.write_index(index, tag_write_point)
     }

@@ -394,6 +394,39 @@ fn records_round_trip_and_validate_kind() {
     assert!(store.remove_record("run", &key).unwrap());
 }
 
+/// The inode of `path` (an atomic rewrite replaces it).
+fn inode(path: &Path) -> u64 {
+    std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).unwrap())
+}
+
+#[test]
+fn saving_an_unchanged_record_or_tag_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let key = Digest::sha256_of(b"key");
+    let record = dir.path().join("cache/run").join(format!("{}.json", key.hex()));
+    store.put_record("run", &key, b"{\"x\":1}").unwrap();
+    let first = inode(&record);
+    store.put_record("run", &key, b"{\"x\":1}").unwrap();
+    assert_eq!(inode(&record), first, "the same bytes are not written again");
+    store.put_record("run", &key, b"{\"x\":2}").unwrap();
+    assert_ne!(inode(&record), first);
+    assert_eq!(store.get_record("run", &key).unwrap().unwrap(), b"{\"x\":2}");
+
+    let index = dir.path().join("index.json");
+    let m1 = store.put_bytes(MediaType::OciImageManifest, b"{}").unwrap();
+    let m2 = store
+        .put_bytes(MediaType::OciImageManifest, b"{ }")
+        .unwrap();
+    store.set_ref("img:1", &m1).unwrap();
+    let tagged = inode(&index);
+    store.set_ref("img:1", &m1).unwrap();
+    assert_eq!(inode(&index), tagged, "the same tag is not written again");
+    store.set_ref("img:1", &m2).unwrap();
+    assert_ne!(inode(&index), tagged);
+    assert_eq!(store.get_ref("img:1").unwrap().unwrap().digest, m2.digest);
+}
+
 fn age(store: &Store, d: &Digest, secs_ago: u64) {
     let t = SystemTime::now() - Duration::from_secs(secs_ago);
     filetime::set_file_mtime(store.blob_path(d), filetime::FileTime::from(t)).unwrap();
