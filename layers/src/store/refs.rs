@@ -113,7 +113,7 @@ impl Store {
         desc.annotations
             .insert(REF_NAME_ANNOTATION.to_string(), name.to_string());
         // Already so (every build sets its bases' and targets' tags): nothing to write.
-        if index.manifests.iter().any(|d| *d == desc) {
+        if index.manifests.contains(&desc) {
             return Ok(());
         }
         index.manifests.retain(|d| ref_name(d) != Some(name));

@@ -404,14 +404,24 @@ fn saving_an_unchanged_record_or_tag_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let key = Digest::sha256_of(b"key");
-    let record = dir.path().join("cache/run").join(format!("{}.json", key.hex()));
+    let record = dir
+        .path()
+        .join("cache/run")
+        .join(format!("{}.json", key.hex()));
     store.put_record("run", &key, b"{\"x\":1}").unwrap();
     let first = inode(&record);
     store.put_record("run", &key, b"{\"x\":1}").unwrap();
-    assert_eq!(inode(&record), first, "the same bytes are not written again");
+    assert_eq!(
+        inode(&record),
+        first,
+        "the same bytes are not written again"
+    );
     store.put_record("run", &key, b"{\"x\":2}").unwrap();
     assert_ne!(inode(&record), first);
-    assert_eq!(store.get_record("run", &key).unwrap().unwrap(), b"{\"x\":2}");
+    assert_eq!(
+        store.get_record("run", &key).unwrap().unwrap(),
+        b"{\"x\":2}"
+    );
 
     let index = dir.path().join("index.json");
     let m1 = store.put_bytes(MediaType::OciImageManifest, b"{}").unwrap();
