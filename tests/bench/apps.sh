@@ -92,12 +92,11 @@ dockerd_stop() {
   unmount_under "$dockerd_dir"
   rm -rf "$dockerd_dir"
 }
+# shellcheck source=tests/bench/registry.sh
+. "$root/tests/bench/registry.sh"
 cleanup() {
   dockerd_stop
-  if [ -n "$registry_pid" ]; then
-    kill "$registry_pid" 2>/dev/null || true
-    wait "$registry_pid" 2>/dev/null || true
-  fi
+  stop_registry
   if [ "${KEEP_WORK:-0}" = 1 ]; then
     echo "kept $work" >&2
   else
@@ -108,8 +107,6 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 # The registry, as tests/run.sh configures it.
-# shellcheck source=tests/bench/registry.sh
-. "$root/tests/bench/registry.sh"
 start_registry "$work" warn
 
 # A dockerd of our own (as tests/src/differential/buildkit.rs starts it): private socket, data

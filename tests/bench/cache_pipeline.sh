@@ -41,11 +41,10 @@ done
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/rbuild-cache-bench.XXXXXX")
 registry_pid=
+# shellcheck source=tests/bench/registry.sh
+. "$root/tests/bench/registry.sh"
 cleanup() {
-  if [ -n "$registry_pid" ]; then
-    kill "$registry_pid" 2>/dev/null || true
-    wait "$registry_pid" 2>/dev/null || true
-  fi
+  stop_registry
   if [ "${KEEP_WORK:-0}" = 1 ]; then
     echo "kept $work" >&2
   else
@@ -55,8 +54,6 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 # The registry, as tests/run.sh configures it (info-level log: one line per request).
-# shellcheck source=tests/bench/registry.sh
-. "$root/tests/bench/registry.sh"
 start_registry "$work" info
 
 # The busybox base image (as tests/src/build.rs makes it), pushed to the registry.

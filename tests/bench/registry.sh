@@ -31,3 +31,12 @@ YAML
     exit 1
   }
 }
+
+# Stops the registry start_registry started, if any (for the callers' cleanup traps).
+stop_registry() {
+  if [ -n "${registry_pid:-}" ]; then
+    kill "$registry_pid" 2>/dev/null || true
+    wait "$registry_pid" 2>/dev/null || true
+    registry_pid=
+  fi
+}
