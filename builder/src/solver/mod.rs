@@ -263,15 +263,18 @@ impl<'a> Engine<'a> {
     /// [`BuildError::ImportedCache`]: the caller builds again without the cache.
     pub fn fetch_layers(&self, layers: &[LayerRef]) -> Result<(), BuildError> {
         use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-        if let Some(l) = layers.iter().find(|l| l.key_only) {
+        let is_missing =
+            |l: &&LayerRef| self.store.blob_size(&l.descriptor.digest) != Some(l.descriptor.size);
+        // A layer known by key only that is not here either cannot be had from anywhere.
+        if let Some(l) = layers.iter().filter(is_missing).find(|l| l.key_only) {
             return Err(BuildError::KeyOnlyLayer {
                 diff_id: l.diff_id.clone(),
             });
         }
         let missing: Vec<rbuild_layers::Descriptor> = layers
             .iter()
+            .filter(is_missing)
             .map(|l| l.descriptor.clone())
-            .filter(|d| self.store.blob_size(&d.digest) != Some(d.size))
             .collect();
         if missing.is_empty() {
             return Ok(());
