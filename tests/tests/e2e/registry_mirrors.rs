@@ -1,0 +1,221 @@
+//! Mirrors, against the test registry as the mirror and a registry that is down (a closed
+//! port on loopback) as the "upstream":
+//! - `registries.conf` (`RBUILD_REGISTRIES_CONF`, so nothing in `/etc` is read) with a
+//!   `[[registry.mirror]]` for the upstream: the base image exists only on the mirror, and a
+//!   build from a fresh store pulls its manifest and then its layer from there (an OCI output
+//!   needs the layer's bytes); the same build without the file fails on the dead upstream;
+//!   a push to the upstream in the same build goes to the upstream, never to the mirror;
+//! - `blocked = true` is an error naming the file, before any request;
+//! - kaniko's `--registry-mirror HOST/PATH` serves a docker.io name from the mirror;
+//! - a search list in the file makes an unqualified name an error, not a silent search.
+
+use std::path::Path;
+
+use crate::registry_roundtrip::{child_context, tiny_context};
+use crate::registry_tls::free_port;
+use rbuild_tests::build::{build_cmd, write_tree};
+use rbuild_tests::oci::index;
+use rbuild_tests::{run, scratch, test_registry, Run};
+
+/// A build with `conf` as its registries.conf (a missing file: no configuration) and no
+/// proxy or Docker credentials from the environment.
+fn build_with(store: &Path, ctx: &Path, conf: &Path, args: &[&str]) -> Run {
+    let mut cmd = build_cmd(store, ctx);
+    for k in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
+        cmd.env_remove(k);
+    }
+    run(cmd
+        .env("RBUILD_REGISTRIES_CONF", conf)
+        .env_remove("CONTAINERS_REGISTRIES_CONF")
+        .env("DOCKER_CONFIG", store.join("no-docker-config"))
+        .args(args))
+}
+
+/// Pushes a one-file base image to `name`.
+fn push_base(dir: &Path, name: &str) {
+    let ctx = dir.join("base-ctx");
+    tiny_context(&ctx, "from the mirror\n");
+    let none = dir.join("no-registries.conf");
+    build_with(
+        &dir.join("base-store"),
+        &ctx,
+        &none,
+        &["--tag", name, "--push"],
+    )
+    .success();
+}
+
+/// A unique repository suffix, so reruns against the same registry start clean.
+fn unique() -> String {
+    format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
+
+/// The layer digests of the single image in an OCI layout.
+fn layer_count(layout: &Path) -> usize {
+    let idx = index(layout);
+    let digest = idx["manifests"][0]["digest"].as_str().unwrap().to_string();
+    let manifest = rbuild_tests::oci::blob_json(layout, &digest);
+    manifest["layers"].as_array().unwrap().len()
+}
+
+#[test]
+fn a_base_image_only_on_a_mirror_is_pulled_from_it_while_the_registry_is_down() {
+    let Some(reg) = test_registry() else { return };
+    let dir = scratch();
+    let id = unique();
+    let dead = format!("127.0.0.1:{}", free_port());
+    let mirror_path = format!("{reg}/mirror-{id}");
+    push_base(dir.path(), &format!("{mirror_path}/team/base:v1"));
+
+    let conf = dir.path().join("registries.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[registry]]\nlocation = \"{dead}\"\n\n[[registry.mirror]]\nlocation = \"{mirror_path}\"\n"
+        ),
+    )
+    .unwrap();
+    let ctx = dir.path().join("child");
+    child_context(&ctx, &format!("{dead}/team/base:v1"));
+
+    // Without the mirror the upstream is down and nothing is in the store: the build fails.
+    let none = dir.path().join("absent.conf");
+    let out = build_with(&dir.path().join("store0"), &ctx, &none, &[]);
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains(&dead), "{}", out.stderr);
+
+    // With it: the manifest and (for the OCI output) the base layer come from the mirror.
+    let layout = dir.path().join("out");
+    let spec = format!("type=oci,dest={},tar=false", layout.display());
+    build_with(
+        &dir.path().join("store1"),
+        &ctx,
+        &conf,
+        &["--output", &spec],
+    )
+    .success();
+    assert_eq!(layer_count(&layout), 2, "the base layer and the child's");
+    for l in rbuild_tests::oci::blob_json(
+        &layout,
+        index(&layout)["manifests"][0]["digest"].as_str().unwrap(),
+    )["layers"]
+        .as_array()
+        .unwrap()
+    {
+        let d = l["digest"].as_str().unwrap();
+        assert!(
+            rbuild_tests::oci::blob_path(&layout, d).exists(),
+            "layer {d} is in the output"
+        );
+    }
+
+    // A push to the upstream goes to the upstream (down), never to the mirror.
+    let out = build_with(
+        &dir.path().join("store1"),
+        &ctx,
+        &conf,
+        &["--tag", &format!("{dead}/team/child:v1"), "--push"],
+    );
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert!(out.stderr.contains(&dead), "{}", out.stderr);
+    let catalog = run(std::process::Command::new("curl").args([
+        "-fsS",
+        &format!("http://{reg}/v2/mirror-{id}/team/child/tags/list"),
+    ]));
+    assert_ne!(
+        catalog.code, 0,
+        "the mirror got the push: {}",
+        catalog.stdout
+    );
+}
+
+#[test]
+fn a_blocked_registry_is_a_clear_error_naming_the_file() {
+    let Some(reg) = test_registry() else { return };
+    let dir = scratch();
+    let id = unique();
+    let name = format!("{reg}/blocked-{id}/base:v1");
+    push_base(dir.path(), &name);
+    let conf = dir.path().join("registries.conf");
+    std::fs::write(
+        &conf,
+        format!("[[registry]]\nprefix = \"{reg}/blocked-{id}\"\nlocation = \"{reg}/blocked-{id}\"\nblocked = true\n"),
+    )
+    .unwrap();
+    let ctx = dir.path().join("child");
+    child_context(&ctx, &name);
+    let out = build_with(&dir.path().join("store"), &ctx, &conf, &[]);
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert!(
+        out.stderr
+            .contains(&format!("pulling {name} is blocked by {}", conf.display())),
+        "{}",
+        out.stderr
+    );
+    // The rest of the registry is not blocked.
+    let open = format!("{reg}/open-{id}/base:v1");
+    push_base(dir.path(), &open);
+    child_context(&ctx, &open);
+    build_with(&dir.path().join("store"), &ctx, &conf, &[]).success();
+}
+
+#[test]
+fn kaniko_registry_mirror_serves_docker_hub_names() {
+    let Some(reg) = test_registry() else { return };
+    let dir = scratch();
+    let id = unique();
+    // `docker.io/library/NAME` is looked for at `MIRROR/PATH/library/NAME`.
+    let repo = format!("rbuild-e2e-{id}");
+    push_base(dir.path(), &format!("{reg}/hub-{id}/library/{repo}:v1"));
+    let ctx = dir.path().join("child");
+    child_context(&ctx, &format!("{repo}:v1"));
+    let layout = dir.path().join("out");
+    let spec = format!("type=oci,dest={},tar=false", layout.display());
+    let none = dir.path().join("absent.conf");
+    build_with(
+        &dir.path().join("store"),
+        &ctx,
+        &none,
+        &[
+            "--registry-mirror",
+            &format!("127.0.0.1:{}", free_port()),
+            "--registry-mirror",
+            &format!("{reg}/hub-{id}"),
+            "--output",
+            &spec,
+        ],
+    )
+    .success();
+    assert_eq!(layer_count(&layout), 2);
+}
+
+#[test]
+fn a_search_list_makes_unqualified_names_an_error() {
+    let dir = scratch();
+    let conf = dir.path().join("registries.conf");
+    std::fs::write(
+        &conf,
+        "unqualified-search-registries = [\"registry.fedoraproject.org\", \"docker.io\"]\n",
+    )
+    .unwrap();
+    let ctx = dir.path().join("ctx");
+    write_tree(
+        &ctx,
+        &[("Dockerfile", "FROM fedora:40\nCOPY Dockerfile /\n")],
+    );
+    let out = build_with(&dir.path().join("store"), &ctx, &conf, &[]);
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert!(
+        out.stderr.contains("unqualified-search-registries")
+            && out.stderr.contains(&conf.display().to_string()),
+        "{}",
+        out.stderr
+    );
+}
