@@ -5,6 +5,7 @@
 //!   build from a fresh store pulls its manifest and then its layer from there (an OCI output
 //!   needs the layer's bytes); the same build without the file fails on the dead upstream;
 //!   a push to the upstream in the same build goes to the upstream, never to the mirror;
+//! - a `--cache-from` on the upstream is read from the mirror (its step taken as cached);
 //! - `blocked = true` is an error naming the file, before any request;
 //! - kaniko's `--registry-mirror HOST/PATH` serves a docker.io name from the mirror;
 //! - a search list in the file makes an unqualified name an error, not a silent search.
@@ -218,4 +219,62 @@ fn a_search_list_makes_unqualified_names_an_error() {
         "{}",
         out.stderr
     );
+}
+
+/// The summary table's CACHED column for the one target (`cached/steps`).
+fn cached(out: &Run) -> String {
+    out.stderr
+        .lines()
+        .find(|l| l.starts_with("stage-0 "))
+        .and_then(|l| l.split_whitespace().last())
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn a_cache_import_comes_from_the_mirror_while_the_registry_is_down() {
+    let Some(reg) = test_registry() else { return };
+    let dir = scratch();
+    let id = unique();
+    let dead = format!("127.0.0.1:{}", free_port());
+    let mirror_path = format!("{reg}/cache-mirror-{id}");
+    let ctx = dir.path().join("ctx");
+    tiny_context(&ctx, "cached through a mirror\n");
+    let none = dir.path().join("absent.conf");
+    let to = format!("type=registry,ref={mirror_path}/app/cache:v1,mode=max");
+    build_with(
+        &dir.path().join("store0"),
+        &ctx,
+        &none,
+        &["--cache-to", &to],
+    )
+    .success();
+
+    let conf = dir.path().join("registries.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[registry]]\nlocation = \"{dead}\"\n\n[[registry.mirror]]\nlocation = \"{mirror_path}\"\n"
+        ),
+    )
+    .unwrap();
+    let from = format!("type=registry,ref={dead}/app/cache:v1");
+    // Without the file the cache is on a registry that is down: a warning, nothing cached.
+    let out = build_with(
+        &dir.path().join("store1"),
+        &ctx,
+        &none,
+        &["--cache-from", &from],
+    )
+    .success();
+    assert_eq!(cached(&out), "0/1", "{}", out.stderr);
+    // With it, the mirror serves the cache and the COPY step is taken from it.
+    let out = build_with(
+        &dir.path().join("store2"),
+        &ctx,
+        &conf,
+        &["--cache-from", &from],
+    )
+    .success();
+    assert_eq!(cached(&out), "1/1", "{}", out.stderr);
 }
