@@ -278,3 +278,102 @@ fn a_cache_import_comes_from_the_mirror_while_the_registry_is_down() {
     .success();
     assert_eq!(cached(&out), "1/1", "{}", out.stderr);
 }
+
+/// `{"auths": {HOST: {"auth": base64(USER:PASSWORD)}}}`, containers' auth.json.
+fn auth_json(path: &Path, host: &str, user: &str, password: &str) {
+    let mut b64 = std::process::Command::new("base64");
+    b64.args(["-w0"]).stdin(std::process::Stdio::piped());
+    b64.stdout(std::process::Stdio::piped());
+    let mut child = b64.spawn().unwrap();
+    std::io::Write::write_all(
+        &mut child.stdin.take().unwrap(),
+        format!("{user}:{password}").as_bytes(),
+    )
+    .unwrap();
+    let encoded = String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(
+        path,
+        serde_json::json!({ "auths": { host: { "auth": encoded } } }).to_string(),
+    )
+    .unwrap();
+}
+
+/// A mirror that requires a login gets the credentials stored for its own host — here in
+/// `~/.config/containers/auth.json`, one of containers' default locations — and never those
+/// of the registry it mirrors.
+#[test]
+fn a_mirror_uses_its_own_credentials_from_containers_auth_json() {
+    let Some(reg) = test_registry() else { return };
+    let Some(tls) = crate::registry_auth::tls_registry() else {
+        return;
+    };
+    let dir = scratch();
+    let id = unique();
+    let ca = format!("{}={}", tls.host, tls.ca);
+    let mirror_path = format!("{}/authmirror-{id}", tls.host);
+
+    // The base, pushed to the authenticated registry with the credentials in the new file.
+    let home = dir.path().join("home");
+    let own = home.join(".config/containers/auth.json");
+    auth_json(&own, &tls.host, &tls.user, &tls.password);
+    let with_home = |home: &Path, store: &str, ctx: &Path, conf: &Path, args: &[&str]| {
+        let mut cmd = build_cmd(&dir.path().join(store), ctx);
+        run(cmd
+            .env("HOME", home)
+            .env("RBUILD_REGISTRIES_CONF", conf)
+            .env("XDG_RUNTIME_DIR", dir.path().join("no-runtime-dir"))
+            .env("DOCKER_CONFIG", dir.path().join("no-docker-config"))
+            .env_remove("REGISTRY_AUTH_FILE")
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("CONTAINERS_REGISTRIES_CONF")
+            .args(["--registry-ca", &ca])
+            .args(args))
+    };
+    let base_ctx = dir.path().join("base-ctx");
+    tiny_context(&base_ctx, "behind a login\n");
+    let none = dir.path().join("absent.conf");
+    let base = format!("{mirror_path}/team/base:v1");
+    with_home(
+        &home,
+        "base-store",
+        &base_ctx,
+        &none,
+        &["--tag", &base, "--push"],
+    )
+    .success();
+
+    // The upstream (a repository on the plain registry that does not exist) has its own
+    // credentials; the mirror is asked first, with the mirror's.
+    let conf = dir.path().join("registries.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[registry]]\nprefix = \"{reg}/upstream-{id}\"\nlocation = \"{reg}/upstream-{id}\"\n\n[[registry.mirror]]\nlocation = \"{mirror_path}\"\n"
+        ),
+    )
+    .unwrap();
+    let ctx = dir.path().join("child");
+    child_context(&ctx, &format!("{reg}/upstream-{id}/team/base:v1"));
+    let layout = dir.path().join("out");
+    let spec = format!("type=oci,dest={},tar=false", layout.display());
+    with_home(&home, "store1", &ctx, &conf, &["--output", &spec]).success();
+    assert_eq!(layer_count(&layout), 2);
+
+    // Credentials stored only for the upstream's host are not given to the mirror: it refuses
+    // the anonymous pull, and the upstream does not have the image.
+    let other_home = dir.path().join("other-home");
+    auth_json(
+        &other_home.join(".config/containers/auth.json"),
+        &reg,
+        &tls.user,
+        &tls.password,
+    );
+    let out = with_home(&other_home, "store2", &ctx, &conf, &[]);
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!("upstream-{id}/team/base")),
+        "{}",
+        out.stderr
+    );
+}
