@@ -77,11 +77,6 @@ pub fn resolve_with_progress(
     let reference: Reference = name
         .parse()
         .map_err(|e: rbuild_registry::ReferenceError| err(name, e.to_string()))?;
-    // An unqualified name means docker.io here; a registries.conf whose search list would
-    // make it mean something else makes it an error rather than a silent difference.
-    registries
-        .check_unqualified(name)
-        .map_err(|e| err(name, e.to_string()))?;
     let local_name = match reference.tag_or_latest() {
         Some(t) if reference.tag().is_none() => reference
             .with_tag(t)
@@ -95,6 +90,12 @@ pub fn resolve_with_progress(
             return from_store(store, name, desc, platform);
         }
     }
+    // An unqualified name means docker.io here; a registries.conf whose search list would
+    // make it mean something else makes its pull an error rather than a silent difference (an
+    // image built here under that name is used above, as with any engine).
+    registries
+        .check_unqualified(name)
+        .map_err(|e| err(name, e.to_string()))?;
     match pull(store, registries, &reference, platform, &local_name, on_bytes) {
         Ok(desc) => from_store(store, name, &desc, platform),
         Err(e) if e.is_unreachable() && local.is_some() => {

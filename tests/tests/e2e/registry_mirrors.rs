@@ -219,6 +219,13 @@ fn a_search_list_makes_unqualified_names_an_error() {
         "{}",
         out.stderr
     );
+    // An image built here under a short name is still used: no registry is involved.
+    let base_ctx = dir.path().join("base-ctx");
+    tiny_context(&base_ctx, "built here\n");
+    let store = dir.path().join("store");
+    build_with(&store, &base_ctx, &conf, &["--tag", "localbase:v1"]).success();
+    child_context(&ctx, "localbase:v1");
+    build_with(&store, &ctx, &conf, &[]).success();
 }
 
 /// The summary table's CACHED column for the one target (`cached/steps`).
