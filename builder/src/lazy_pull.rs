@@ -178,7 +178,6 @@ impl LayerFetcher {
             repository: repository.clone(),
             source: Box::new(source),
         };
-        let reg = self.registries.get(&host).map_err(fail)?;
         let counter = if self.is_imported(&desc.digest) {
             &self.imported_bytes
         } else {
@@ -188,8 +187,23 @@ impl LayerFetcher {
             counter.fetch_add(n, Ordering::Relaxed);
             on_bytes(n);
         };
-        reg.fetch_blob(store, &repository, desc, &count)
-            .map_err(fail)
+        // A blob recorded as coming from a registry with mirrors is asked of the mirrors first
+        // (by digest: content-addressed, verified while stored).
+        match format!("{host}/{repository}").parse::<rbuild_registry::Reference>() {
+            Ok(r) => self.registries.pull_from(
+                &r.with_digest(desc.digest.clone()),
+                fail,
+                |reg, source| {
+                    reg.fetch_blob(store, source.repository(), desc, &count)
+                        .map_err(fail)
+                },
+            ),
+            Err(_) => self
+                .registries
+                .get(&host)
+                .and_then(|reg| reg.fetch_blob(store, &repository, desc, &count))
+                .map_err(fail),
+        }
     }
 
     /// [`LayerFetcher::ensure`] for several blobs, a few at a time; the first error stops the

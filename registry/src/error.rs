@@ -103,6 +103,9 @@ pub enum RegistryError {
     },
     #[error("{} is not valid: {reason}", path.display())]
     Config { path: PathBuf, reason: String },
+    /// `registries.conf` cannot be read, or forbids the pull.
+    #[error(transparent)]
+    RegistriesConf(#[from] crate::registries_conf::ConfError),
     #[error("credential helper docker-credential-{helper} for {registry}: {reason}")]
     CredentialHelper {
         helper: String,

@@ -19,6 +19,7 @@ pub mod pool;
 pub mod pull;
 pub mod push;
 pub mod reference;
+pub mod registries_conf;
 #[cfg(test)]
 pub(crate) mod testutil;
 

@@ -72,6 +72,11 @@ pub struct RegistryArgs {
     /// cannot be verified (self-signed, wrong name, expired); warned about once per registry.
     #[arg(long = "tls-verify", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub tls_verify: Option<bool>,
+
+    /// kaniko's flag: pull docker.io images from this mirror first (HOST[:PORT][/PATH];
+    /// repeatable, tried in order, then docker.io itself). Pushes never go to a mirror.
+    #[arg(long = "registry-mirror", value_name = "HOST[/PATH]")]
+    pub registry_mirrors: Vec<String>,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -391,23 +391,29 @@ fn load_sources(
         let loaded = match &spec.source {
             CacheImportSource::Registry(r) => {
                 let label = r.to_string();
-                match registries.get(r.registry()) {
-                    Err(e) => Err(format!("cache {label}: {}", error_chain(&e))),
-                    Ok(reg) => {
-                        match rbuild_registry::cache_map::remote::fetch_cache(&reg, r, platform) {
-                            Ok(c) => Ok(Source::new(
-                                label,
-                                c.map,
-                                Location::Registry {
-                                    reg,
-                                    host: c.registry,
-                                    repository: c.repository,
-                                },
-                            )),
-                            Err(e) => Err(error_chain(&e)),
-                        }
-                    }
-                }
+                // Mirrors first, as for base images; the cache's blobs come from the source
+                // that served its manifest.
+                registries
+                    .pull_from(
+                        r,
+                        |e| format!("cache {label}: {}", error_chain(&e)),
+                        |reg, source| {
+                            rbuild_registry::cache_map::remote::fetch_cache(&reg, source, platform)
+                                .map(|c| (reg, c))
+                                .map_err(|e| error_chain(&e))
+                        },
+                    )
+                    .map(|(reg, c)| {
+                        Source::new(
+                            label.clone(),
+                            c.map,
+                            Location::Registry {
+                                reg,
+                                host: c.registry,
+                                repository: c.repository,
+                            },
+                        )
+                    })
             }
             CacheImportSource::Local(dir) => {
                 let label = dir.display().to_string();

@@ -90,6 +90,12 @@ pub fn resolve_with_progress(
             return from_store(store, name, desc, platform);
         }
     }
+    // An unqualified name means docker.io here; a registries.conf whose search list would
+    // make it mean something else makes its pull an error rather than a silent difference (an
+    // image built here under that name is used above, as with any engine).
+    registries
+        .check_unqualified(name)
+        .map_err(|e| err(name, e.to_string()))?;
     match pull(store, registries, &reference, platform, &local_name, on_bytes) {
         Ok(desc) => from_store(store, name, &desc, platform),
         Err(e) if e.is_unreachable() && local.is_some() => {
@@ -121,8 +127,6 @@ fn pull(
     local_name: &str,
     on_bytes: &(dyn Fn(u64) + Sync),
 ) -> Result<Descriptor, rbuild_registry::RegistryError> {
-    // The build's shared client: one connection, one auth handshake per registry.
-    let reg = registries.get(reference.registry())?;
     // Layers are fetched when a step needs the base's files or an output its bytes (see
     // `lazy_pull::LayerFetcher`); a build that only adds layers and pushes to the same registry never
     // downloads them.
@@ -130,7 +134,14 @@ fn pull(
         layers: false,
         on_bytes,
     };
-    let pulled = rbuild_registry::pull::pull_with(&reg, store, reference, platform, &opts)?;
+    // The build's shared clients: one connection, one auth handshake per registry; mirrors
+    // first when registries.conf or --registry-mirror name them. The layers are recorded as
+    // coming from the source that served the manifest.
+    let pulled = registries.pull_from(
+        reference,
+        |e| e,
+        |reg, source| rbuild_registry::pull::pull_with(&reg, store, source, platform, &opts),
+    )?;
     let mut desc = pulled.manifest;
     desc.annotations
         .insert(ORIGIN_ANNOTATION.to_string(), "pull".to_string());

@@ -1,11 +1,17 @@
 //! Credentials: a type that never prints its secret, and the places Docker and the containers
 //! tools keep them.
 //!
-//! Lookup order for a registry host (first hit wins): `$REGISTRY_AUTH_FILE`, then Docker's
-//! `$DOCKER_CONFIG/config.json` (else `~/.docker/config.json`: `credHelpers[host]`, then `auths`
-//! with `auth` (base64 `user:password`) or `identitytoken`, then `credsStore`), then the
-//! containers `auth.json` (`$XDG_RUNTIME_DIR/containers/auth.json`). Keys of `auths` may be
-//! written as URLs (`https://host/v1/`); Docker Hub's key is `https://index.docker.io/v1/`.
+//! Lookup order for a registry host (first hit wins), containers/image's
+//! (containers-auth.json(5)): `$REGISTRY_AUTH_FILE`; `$XDG_RUNTIME_DIR/containers/auth.json`
+//! (without `XDG_RUNTIME_DIR`, `/run/containers/$UID/auth.json`); `$XDG_CONFIG_HOME/containers/
+//! auth.json` (default `~/.config/containers/auth.json`); Docker's `$DOCKER_CONFIG/config.json`
+//! (without `DOCKER_CONFIG`, `~/.docker/config.json`). containers/image skips the runtime file
+//! when `REGISTRY_AUTH_FILE` is set; rbuild reads it after, as it always did. Each file is
+//! read the same way: `credHelpers[host]`, then `auths` with `auth` (base64 `user:password`)
+//! or `identitytoken`, then `credsStore`. Keys of `auths` may be written as URLs
+//! (`https://host/v1/`); Docker Hub's key is `https://index.docker.io/v1/`. Not read: the
+//! legacy `~/.dockercfg`. A mirror is a registry of its own: it gets the credentials of its
+//! own host, never those of the registry it mirrors.
 //! A helper is run as `docker-credential-<name> get` with the host on stdin (docker-credential-
 //! helpers protocol; run under a timeout and an output cap by [`super::helper`]); a `Username`
 //! of `<token>` means the secret is an identity token.
@@ -208,27 +214,36 @@ fn from_docker_config(
     Ok(None)
 }
 
+/// The files credentials are looked up in, in order (see the module doc), with `var` reading
+/// the environment and `uid` the user's id (for `/run/containers/$UID`).
+pub fn auth_file_paths(var: impl Fn(&str) -> Option<std::ffi::OsString>, uid: u32) -> Vec<PathBuf> {
+    let var = |k: &str| var(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let mut paths = Vec::new();
+    paths.extend(var("REGISTRY_AUTH_FILE"));
+    paths.push(match var("XDG_RUNTIME_DIR") {
+        Some(run) => run.join("containers/auth.json"),
+        None => PathBuf::from(format!("/run/containers/{uid}/auth.json")),
+    });
+    let home = var("HOME");
+    if let Some(config) =
+        var("XDG_CONFIG_HOME").or_else(|| home.as_ref().map(|h| h.join(".config")))
+    {
+        paths.push(config.join("containers/auth.json"));
+    }
+    match var("DOCKER_CONFIG") {
+        Some(d) => paths.push(d.join("config.json")),
+        None => paths.extend(home.map(|h| h.join(".docker/config.json"))),
+    }
+    paths
+}
+
 /// Finds credentials for `host` (see the module doc for the order).
 pub fn lookup(host: &str) -> Result<Option<(Credential, CredentialSource)>, RegistryError> {
-    if let Some(p) = std::env::var_os("REGISTRY_AUTH_FILE").filter(|p| !p.is_empty()) {
-        let p = PathBuf::from(p);
-        if let Some(doc) = read_json(&p)? {
-            if let Some(c) = from_auths(&doc, host, &p)? {
-                return Ok(Some((c, CredentialSource::File(p))));
-            }
-        }
-    }
-    if let Some(p) = docker_config_path() {
+    // SAFETY: getuid cannot fail and touches no memory.
+    let uid = unsafe { libc::getuid() };
+    for p in auth_file_paths(|k| std::env::var_os(k), uid) {
         if let Some(found) = from_docker_config(&p, host)? {
             return Ok(Some(found));
-        }
-    }
-    if let Some(run) = std::env::var_os("XDG_RUNTIME_DIR").filter(|p| !p.is_empty()) {
-        let p = PathBuf::from(run).join("containers/auth.json");
-        if let Some(doc) = read_json(&p)? {
-            if let Some(c) = from_auths(&doc, host, &p)? {
-                return Ok(Some((c, CredentialSource::File(p))));
-            }
         }
     }
     Ok(None)
@@ -321,6 +336,47 @@ mod tests {
             Some(Credential::IdentityToken(Secret::new("tok")))
         );
         assert_eq!(from_auths(&doc, "other", &p).expect("parse"), None);
+    }
+
+    #[test]
+    fn auth_files_are_read_in_containers_image_order() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                vars.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| std::ffi::OsString::from(v))
+            }
+        };
+        let all = auth_file_paths(
+            env(&[
+                ("REGISTRY_AUTH_FILE", "/a/auth.json"),
+                ("XDG_RUNTIME_DIR", "/run/user/1000"),
+                ("XDG_CONFIG_HOME", "/cfg"),
+                ("HOME", "/home/u"),
+                ("DOCKER_CONFIG", "/dc"),
+            ]),
+            1000,
+        );
+        assert_eq!(
+            all,
+            [
+                "/a/auth.json",
+                "/run/user/1000/containers/auth.json",
+                "/cfg/containers/auth.json",
+                "/dc/config.json"
+            ]
+            .map(PathBuf::from)
+        );
+        let defaults = auth_file_paths(env(&[("HOME", "/root"), ("DOCKER_CONFIG", "")]), 0);
+        assert_eq!(
+            defaults,
+            [
+                "/run/containers/0/auth.json",
+                "/root/.config/containers/auth.json",
+                "/root/.docker/config.json"
+            ]
+            .map(PathBuf::from)
+        );
     }
 
     #[test]

@@ -62,6 +62,12 @@ pub struct ClientOptions {
     pub skip_tls_verify: bool,
     /// The proxy variables; `None` reads them from the process environment.
     pub proxy: Option<ProxyEnv>,
+    /// `registries.conf` (mirrors, rewrites, insecure and blocked registries); the default is
+    /// empty, so a client built without [`crate::registries_conf::RegistriesConf::load`]
+    /// reads no file.
+    pub registries_conf: std::sync::Arc<crate::registries_conf::RegistriesConf>,
+    /// kaniko's `--registry-mirror HOST[/PATH]`: mirrors of docker.io, tried in order before it.
+    pub registry_mirrors: Vec<String>,
 }
 
 /// The body of a request; files are re-opened on every attempt so a retry resends all of it.

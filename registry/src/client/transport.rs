@@ -283,7 +283,7 @@ pub fn warn_unverified(host: &str) {
         .insert(host.to_string())
     {
         eprintln!(
-            "warning: registry {host}: TLS certificate verification is off (--tls-verify=false); \
+            "warning: registry {host}: TLS certificate verification is off (--tls-verify=false, or insecure = true in registries.conf); \
              anyone on the network path can impersonate it"
         );
     }

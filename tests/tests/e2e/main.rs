@@ -27,6 +27,7 @@ mod pull_shared;
 mod push_ahead;
 mod registry_auth;
 mod registry_faults;
+mod registry_mirrors;
 mod registry_proxy;
 mod registry_roundtrip;
 mod registry_tls;

@@ -10,14 +10,14 @@ use crate::registry_roundtrip::{child_context, tiny_context};
 use rbuild_tests::build::build_cmd;
 use rbuild_tests::{rbuild, run, scratch, Run};
 
-struct Tls {
-    host: String,
-    ca: String,
-    user: String,
-    password: String,
+pub(crate) struct Tls {
+    pub host: String,
+    pub ca: String,
+    pub user: String,
+    pub password: String,
 }
 
-fn tls_registry() -> Option<Tls> {
+pub(crate) fn tls_registry() -> Option<Tls> {
     let get = |k: &str| std::env::var(k).ok();
     match (
         get("RBUILD_TEST_TLS_REGISTRY"),
