@@ -100,6 +100,9 @@ pub(super) fn solve<'a>(
         .outputs
         .iter()
         .any(|o| !matches!(o.kind, OutputKind::Registry { .. }));
+    // Set once a round needed a layer the imported caches have by key only (at most one more
+    // round follows, taking no such step).
+    let mut key_only_refused = false;
     loop {
         let seams = Seams {
             registries: registries.clone(),
@@ -153,12 +156,13 @@ pub(super) fn solve<'a>(
             // A step taken by key only had to be built after all (BuildKit's mode=min cache
             // has no layers for it either): again, building those steps; the store keeps what
             // the first round built.
-            Err(e) if e.is_key_only_layer() => {
+            Err(e) if e.is_key_only_layer() && !key_only_refused => {
                 progress.warn(format!(
                     "{}: building the steps the imported cache has by key only",
                     error_chain(&e)
                 ));
                 imports.refuse_key_only();
+                key_only_refused = true;
             }
             // The imported cache named something it could not deliver: it never fails the
             // build or decides the image — build again without it.
