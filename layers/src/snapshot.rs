@@ -136,9 +136,9 @@ pub enum SnapshotError {
         #[source]
         source: std::io::Error,
     },
-    #[error("unpacking snapshot {chain_id}")]
+    #[error("unpacking snapshot {}", chain_id.as_ref().map_or("of a layer being written".to_string(), |c| c.to_string()))]
     Create {
-        chain_id: Digest,
+        chain_id: Option<Digest>,
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
@@ -240,27 +240,59 @@ impl SnapshotCache {
         if let Some(tree) = self.get(chain_id) {
             return Ok(tree);
         }
-        let tree = self.path(chain_id);
-        let final_path = self.entry(chain_id);
-        if final_path.exists() {
-            self.discard_stale(&final_path);
-        }
+        let pending = self.create_unnamed(create).map_err(|e| e.named(chain_id))?;
+        self.commit(chain_id, pending)
+    }
+
+    /// Makes a snapshot whose chain ID is not known yet (a layer unpacked while it is still
+    /// being written, whose diffID is known only at its end): `create` fills an empty
+    /// temporary directory as for [`SnapshotCache::get_or_create`]. Nothing is visible until
+    /// [`SnapshotCache::commit`]; a [`PendingSnapshot`] that is dropped is removed.
+    pub fn create_unnamed<E>(
+        &self,
+        create: impl FnOnce(&Path) -> Result<Vec<Placeholder>, E>,
+    ) -> Result<PendingSnapshot, UnnamedError>
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
         // Named after this process and locked (see `store::temps`): a build killed mid-unpack
         // leaves it for the next `Store::open` to reclaim.
         let tmp = crate::store::temps::ScratchDir::create(&self.dir, "tmp").map_err(|source| {
-            SnapshotError::TempDir {
+            UnnamedError(SnapshotError::TempDir {
                 path: self.dir.clone(),
                 source,
-            }
+            })
         })?;
         let tmp_tree = tmp.path().join(TREE);
         let placeholders = std::fs::create_dir(&tmp_tree)
             .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
             .and_then(|()| create(&tmp_tree).map_err(|e| Box::new(e) as _))
-            .map_err(|source| SnapshotError::Create {
-                chain_id: chain_id.clone(),
-                source,
+            .map_err(|source| {
+                UnnamedError(SnapshotError::Create {
+                    chain_id: None,
+                    source,
+                })
             })?;
+        Ok(PendingSnapshot { tmp, placeholders })
+    }
+
+    /// Publishes `pending` as the snapshot for `chain_id` and returns its tree. When the
+    /// snapshot exists already (another creator won the race), `pending` is removed and the
+    /// existing one returned.
+    pub fn commit(
+        &self,
+        chain_id: &Digest,
+        pending: PendingSnapshot,
+    ) -> Result<PathBuf, SnapshotError> {
+        let tree = self.path(chain_id);
+        let final_path = self.entry(chain_id);
+        if self.get(chain_id).is_some() {
+            return Ok(tree);
+        }
+        if final_path.exists() {
+            self.discard_stale(&final_path);
+        }
+        let PendingSnapshot { tmp, placeholders } = pending;
         let list = tmp.path().join(PLACEHOLDERS);
         let text: String = placeholders.iter().map(|p| p.to_line() + "\n").collect();
         std::fs::write(&list, text).map_err(|source| SnapshotError::WritePlaceholders {
@@ -317,6 +349,48 @@ impl SnapshotCache {
             // Another creator won the race: ours is dropped (which removes it), theirs is used.
             Err(Errno::EXIST) | Err(Errno::NOTEMPTY) => Ok(tree),
             Err(e) => Err(commit_err("rename into place")(e)),
+        }
+    }
+}
+
+/// A snapshot made by [`SnapshotCache::create_unnamed`], waiting for its chain ID; removed
+/// when dropped uncommitted.
+#[derive(Debug)]
+pub struct PendingSnapshot {
+    tmp: crate::store::temps::ScratchDir,
+    placeholders: Vec<Placeholder>,
+}
+
+impl PendingSnapshot {
+    /// The tree made so far (for tests and checks before the commit).
+    pub fn tree(&self) -> PathBuf {
+        self.tmp.path().join(TREE)
+    }
+}
+
+/// Why [`SnapshotCache::create_unnamed`] failed: a [`SnapshotError`] that names no chain ID.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct UnnamedError(SnapshotError);
+
+impl From<UnnamedError> for SnapshotError {
+    fn from(e: UnnamedError) -> SnapshotError {
+        e.0
+    }
+}
+
+impl UnnamedError {
+    /// The error, naming the snapshot it was made for.
+    pub fn named(self, chain: &Digest) -> SnapshotError {
+        match self.0 {
+            SnapshotError::Create {
+                chain_id: None,
+                source,
+            } => SnapshotError::Create {
+                chain_id: Some(chain.clone()),
+                source,
+            },
+            other => other,
         }
     }
 }
@@ -490,5 +564,81 @@ mod tests {
         );
         let later = cache.clone().in_boot(Some("boot-z"));
         assert_eq!(later.get(&d("x")), Some(tree));
+    }
+
+    fn filled(p: &Path, text: &str) -> Result<Vec<Placeholder>, std::io::Error> {
+        std::fs::write(p.join("f"), text)?;
+        Ok(Vec::new())
+    }
+
+    #[test]
+    fn an_unnamed_snapshot_is_invisible_until_committed_and_a_dropped_one_leaves_nothing() {
+        let cache_dir = tempfile::tempdir().expect("tempdir");
+        let cache = SnapshotCache::new(cache_dir.path()).expect("cache");
+        let dropped = cache.create_unnamed(|p| filled(p, "a")).expect("create");
+        assert!(dropped.tree().join("f").is_file());
+        drop(dropped);
+        assert_eq!(
+            std::fs::read_dir(cache_dir.path()).expect("list").count(),
+            0
+        );
+
+        let pending = cache.create_unnamed(|p| filled(p, "b")).expect("create");
+        assert!(cache.get(&d("x")).is_none());
+        let tree = cache.commit(&d("x"), pending).expect("commit");
+        assert_eq!(cache.get(&d("x")), Some(tree.clone()));
+        assert_eq!(std::fs::read_to_string(tree.join("f")).expect("read"), "b");
+        // Only the snapshot itself is left: the temporary directory became it.
+        assert_eq!(
+            std::fs::read_dir(cache_dir.path()).expect("list").count(),
+            1
+        );
+    }
+
+    #[test]
+    fn committing_over_an_existing_snapshot_keeps_it_and_removes_the_newcomer() {
+        let cache_dir = tempfile::tempdir().expect("tempdir");
+        let cache = SnapshotCache::new(cache_dir.path()).expect("cache");
+        let first = cache
+            .get_or_create(&d("x"), |p| filled(p, "first"))
+            .expect("first");
+        let late = cache.create_unnamed(|p| filled(p, "late")).expect("create");
+        assert_eq!(cache.commit(&d("x"), late).expect("commit"), first);
+        assert_eq!(
+            std::fs::read_to_string(first.join("f")).expect("read"),
+            "first"
+        );
+        assert_eq!(
+            std::fs::read_dir(cache_dir.path()).expect("list").count(),
+            1
+        );
+    }
+
+    #[test]
+    fn an_unnamed_creation_that_fails_names_its_snapshot_once_known() {
+        let cache_dir = tempfile::tempdir().expect("tempdir");
+        let cache = SnapshotCache::new(cache_dir.path()).expect("cache");
+        let err = cache
+            .create_unnamed(|_| -> Result<Vec<Placeholder>, std::io::Error> {
+                Err(std::io::Error::other("boom"))
+            })
+            .expect_err("creator failed");
+        assert_eq!(
+            SnapshotError::from(err).to_string(),
+            "unpacking snapshot of a layer being written"
+        );
+        let err = cache
+            .create_unnamed(|_| -> Result<Vec<Placeholder>, std::io::Error> {
+                Err(std::io::Error::other("boom"))
+            })
+            .expect_err("creator failed");
+        assert_eq!(
+            err.named(&d("x")).to_string(),
+            format!("unpacking snapshot {}", d("x"))
+        );
+        assert_eq!(
+            std::fs::read_dir(cache_dir.path()).expect("list").count(),
+            0
+        );
     }
 }

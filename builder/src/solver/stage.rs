@@ -433,15 +433,23 @@ fn run_instruction(
                 text,
                 inputs,
                 &prepared.created_by.clone(),
+                Some(&scratch.path().join(super::run::UPPER)),
                 |engine, state, step| {
                     let rootfs = snapshot_rootfs(engine, &state.layers)?;
                     super::run::execute(engine, &prepared, &rootfs, scratch.path(), step)
                 },
             )?;
             // The command ran (its upper directory exists) and made a layer: the layer's
-            // snapshot can take its files from the upper directory instead of writing them again.
+            // snapshot can take its files from the upper directory instead of writing them
+            // again — unless it was made while the layer was written (`early_snapshot`), or
+            // exists already.
             if let Some(layer) = state.layers.get(layers_before) {
-                if scratch.path().join(super::run::UPPER).is_dir() {
+                let made = layer_chains(&state.layers)
+                    .get(layers_before)
+                    .is_some_and(|chain| engine.snapshots.get(chain).is_some());
+                if made {
+                    engine.discard_donor(scratch);
+                } else if scratch.path().join(super::run::UPPER).is_dir() {
                     engine.offer_donor(layer.diff_id.clone(), scratch);
                 }
             }
@@ -473,6 +481,7 @@ fn run_instruction(
                 text,
                 inputs,
                 &format!("WORKDIR {abs}"),
+                None,
                 |engine, state, _step| {
                     let rootfs = lazy_rootfs(engine, &state.layers);
                     if rootfs.lookup(&abs)?.is_some() {
@@ -640,6 +649,7 @@ fn run_copy(
             Ok(inputs)
         },
         &created_by,
+        None,
         |engine, state, _step| {
             let p = prepared
                 .get()
@@ -749,6 +759,7 @@ fn run_add_remote(
             Ok(inputs)
         },
         &created_by,
+        None,
         |engine, state, _step| {
             let p = prepared
                 .get()
@@ -996,8 +1007,29 @@ fn unpack_layer(
     }
 }
 
+/// Writes a step's layer, reporting its progress to `report` and its growing blob to `follow`.
+fn write_step_layer<'h>(
+    engine: &Engine<'_>,
+    entries: Vec<LayerEntry>,
+    opts: &LayerOptions,
+    report: &'h dyn Fn(u64),
+    follow: Option<&'h mut dyn FnMut(rbuild_layers::store::GrowingBlob)>,
+) -> Result<rbuild_layers::tar::LayerInfo, rbuild_layers::tar::LayerError> {
+    rbuild_layers::tar::write_layer_with(
+        engine.store,
+        entries,
+        opts,
+        rbuild_layers::tar::WriteHooks {
+            progress: Some(report),
+            follow,
+        },
+    )
+}
+
 /// Runs a filesystem step: key → cache lookup → (on a miss) `make` the entries and write the
-/// layer → record. Updates `state` with the layer and history.
+/// layer → record. Updates `state` with the layer and history. `donor` is the directory a
+/// RUN's layer is written from (see `early_snapshot`).
+#[allow(clippy::too_many_arguments)]
 fn run_op(
     runner: &mut Runner<'_, '_>,
     state: &mut StageState,
@@ -1005,6 +1037,7 @@ fn run_op(
     text: &str,
     inputs: KeyInputs,
     created_by: &str,
+    donor: Option<&std::path::Path>,
     make: impl FnOnce(
         &Engine<'_>,
         &StageState,
@@ -1019,6 +1052,7 @@ fn run_op(
         None,
         |_| Ok(inputs),
         created_by,
+        donor,
         make,
     )
 }
@@ -1036,6 +1070,7 @@ fn run_op_with(
     definition: Option<KeyInputs>,
     inputs: impl FnOnce(&crate::progress::StepHandle) -> Result<KeyInputs, BuildError>,
     created_by: &str,
+    donor: Option<&std::path::Path>,
     make: impl FnOnce(
         &Engine<'_>,
         &StageState,
@@ -1114,22 +1149,34 @@ fn run_op_with(
                 } else {
                     engine.seams.uploads.follower(stage_index)
                 };
-                let written = rbuild_layers::tar::write_layer_with(
-                    engine.store,
-                    entries,
-                    &step_layer_options(engine, stage_index),
-                    rbuild_layers::tar::WriteHooks {
-                        progress: Some(&report),
-                        follow: upload
+                let layer_opts = step_layer_options(engine, stage_index);
+                // A deferred RUN layer is unpacked into its snapshot as it is written (see
+                // `early_snapshot`); any other layer is followed by its upload, if any.
+                let early = donor
+                    .filter(|_| deferred && upload.is_none())
+                    .and_then(|d| {
+                        super::early_snapshot::EarlySnapshot::new(engine, &state.layers, d)
+                    });
+                let written = match early {
+                    Some(early) => early.write_with(|follow| {
+                        write_step_layer(engine, entries, &layer_opts, &report, Some(follow))
+                    }),
+                    None => write_step_layer(
+                        engine,
+                        entries,
+                        &layer_opts,
+                        &report,
+                        upload
                             .as_mut()
                             .map(|f| &mut **f as &mut dyn FnMut(rbuild_layers::store::GrowingBlob)),
-                    },
-                );
+                    )
+                    .map_err(BuildError::from),
+                };
                 let info = match written {
                     Ok(i) => i,
                     Err(e) => {
                         step.failed(&e);
-                        return Err(e.into());
+                        return Err(e);
                     }
                 };
                 let mut d =

@@ -28,11 +28,28 @@ const LIST: &str = "{ find /opt; echo /etc/passwd; } | sort | while read f; do \
  && md5sum /opt/app/big /opt/app/a /opt/app/sparse /etc/passwd >> /out.txt \
  && { test -e /etc/group || echo /etc/group deleted; } >> /out.txt";
 
+/// An output stage: the first RUN's layer is compressed as it is written, and its snapshot is
+/// made by the next step from the donor.
 #[test]
 fn the_next_step_sees_the_same_tree_whether_the_layer_was_just_made_or_unpacked() {
-    let dir = scratch();
     let df = format!("FROM {BASE}\nRUN {MAKE}\nARG PASS\nRUN echo $PASS && {LIST}\n");
-    let Some((store, ctx)) = setup(dir.path(), &df) else {
+    same_tree_just_made_or_unpacked(&df);
+}
+
+/// A stage no output contains: the first RUN's layer is a deferred plain tar, and its snapshot
+/// is unpacked from the donor while the layer is written (`solver::early_snapshot`).
+#[test]
+fn a_deferred_layer_unpacked_while_written_gives_the_next_step_the_same_tree() {
+    let df = format!(
+        "FROM {BASE} AS work\nRUN {MAKE}\nARG PASS\nRUN echo $PASS && {LIST}\n\
+         FROM scratch\nCOPY --from=work /out.txt /out.txt\n"
+    );
+    same_tree_just_made_or_unpacked(&df);
+}
+
+fn same_tree_just_made_or_unpacked(df: &str) {
+    let dir = scratch();
+    let Some((store, ctx)) = setup(dir.path(), df) else {
         return;
     };
     // 1. A cold build: the listing runs on the snapshot made from the first RUN's upper dir.
