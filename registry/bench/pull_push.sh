@@ -52,9 +52,11 @@ bin_of() { if [ "$1" = before ]; then echo "$before"; else echo "$rbuild"; fi; }
 name_of() { if [ "$1" = before ]; then echo "rbuild (before)"; else echo rbuild; fi; }
 for img in big layers; do
   for t in "${tools[@]}"; do
+    # skopeo's layout is rbuild's (two versions may name different image digests).
+    out=()
+    [ "$t" = before ] || out=(--output "type=oci,dest=$work/layout-$img")
     SOURCE_DATE_EPOCH=0 RBUILD_STORE="$work/store-$t-$img" "$(bin_of "$t")" build "$work/$img" -q \
-      --output "type=oci,dest=$work/layout-$img" > /dev/null 2> "$work/setup.log" ||
-      { cat "$work/setup.log" >&2; exit 1; }
+      "${out[@]}" > /dev/null 2> "$work/setup.log" || { cat "$work/setup.log" >&2; exit 1; }
   done
 done
 
