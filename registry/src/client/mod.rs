@@ -67,6 +67,9 @@ pub struct ClientOptions {
     pub auth_files: Option<Vec<credentials::AuthFile>>,
     /// `--tls-verify=false`: accept any server certificate (warned about once per host).
     pub skip_tls_verify: bool,
+    /// Hosts of outputs with BuildKit's `registry.insecure=true`: for these hosts only, HTTPS
+    /// with any server certificate (warned about once per host), or plain HTTP when TLS fails.
+    pub insecure_outputs: Vec<String>,
     /// The proxy variables; `None` reads them from the process environment.
     pub proxy: Option<ProxyEnv>,
     /// `registries.conf` (mirrors, rewrites, insecure and blocked registries); the default is
@@ -149,14 +152,21 @@ impl Registry {
     /// HTTP, and looks up its credentials.
     pub fn connect(host: &str, opts: &ClientOptions) -> Result<Registry, RegistryError> {
         let files = transport::tls_files_for(host, &opts.ca_files)?;
-        let tls = transport::tls_config(host, &files, !opts.skip_tls_verify)?;
-        if opts.skip_tls_verify {
-            transport::warn_unverified(host);
+        let insecure_output = opts.insecure_outputs.iter().any(|h| h == host);
+        let verify = !(opts.skip_tls_verify || insecure_output);
+        let tls = transport::tls_config(host, &files, verify)?;
+        if insecure_output {
+            transport::warn_unverified(host, "registry.insecure=true in --output");
+        } else if opts.skip_tls_verify {
+            transport::warn_unverified(
+                host,
+                "--tls-verify=false, or insecure = true in registries.conf",
+            );
         }
         let proxy = opts.proxy.clone().unwrap_or_else(ProxyEnv::from_process);
         let client = transport::client(host, &tls, proxy)?;
         let mut scheme = "https";
-        if transport::may_use_http(host, &opts.insecure) {
+        if insecure_output || transport::may_use_http(host, &opts.insecure) {
             // Docker tries HTTPS first for insecure registries, then plain HTTP.
             // A certificate the server presented but we do not trust is no reason to downgrade:
             // the server speaks TLS, and the TLS error is the one to report.
