@@ -632,34 +632,62 @@ pub(crate) fn truncate_on_char_boundary(s: &mut String, max: usize) {
     }
 }
 
-/// The distribution-spec error body (`{"errors":[{"code","message"}]}`) as `: CODE: message`.
+/// The distribution-spec error body (`{"errors":[{"code","message","detail"}]}`) as
+/// ` (CODE: message; …)`, each message cut to [`MAX_ERROR_MESSAGE`] bytes.
 fn error_detail(resp: Response) -> String {
     let mut buf = Vec::new();
     let _ = resp.into_reader().take(16 * 1024).read_to_end(&mut buf);
-    let v: serde_json::Value = match serde_json::from_slice(&buf) {
-        Ok(v) => v,
-        Err(_) => return String::new(),
-    };
-    let parts: Vec<String> = v
-        .get("errors")
-        .and_then(|e| e.as_array())
-        .map(|errs| {
-            errs.iter()
-                .map(|e| {
-                    let code = e.get("code").and_then(|c| c.as_str()).unwrap_or("");
-                    let msg = e.get("message").and_then(|c| c.as_str()).unwrap_or("");
-                    let mut s = format!("{code}: {msg}");
-                    truncate_on_char_boundary(&mut s, MAX_ERROR_MESSAGE);
-                    s
-                })
-                .collect()
+    let parts: Vec<String> = error_entries(&buf)
+        .into_iter()
+        .map(|(code, msg)| {
+            let mut s = format!("{code}: {msg}");
+            truncate_on_char_boundary(&mut s, MAX_ERROR_MESSAGE);
+            s
         })
-        .unwrap_or_default();
+        .collect();
     if parts.is_empty() {
         String::new()
     } else {
         format!(" ({})", parts.join("; "))
     }
+}
+
+/// The `(code, message)` pairs of an error body, read with oci-spec's
+/// `distribution::ErrorResponse`. Its `ErrorCode` is a closed enum of the spec's codes, so a
+/// body with any other code (registries add their own: Harbor's `NOT_FOUND`, `UNKNOWN`…)
+/// fails the typed parse as a whole; such a body is read field by field instead.
+fn error_entries(body: &[u8]) -> Vec<(String, String)> {
+    if let Ok(typed) = serde_json::from_slice::<oci_spec::distribution::ErrorResponse>(body) {
+        return typed
+            .detail()
+            .iter()
+            .map(|e| {
+                // The code as the registry spelled it (serde's name, e.g. `TOOMANYREQUESTS`).
+                let code = serde_json::to_value(e.code())
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                (code, e.message().clone().unwrap_or_default())
+            })
+            .collect();
+    }
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Vec::new();
+    };
+    let field = |e: &serde_json::Value, k: &str| {
+        e.get(k)
+            .and_then(|c| c.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    v.get("errors")
+        .and_then(|e| e.as_array())
+        .map(|errs| {
+            errs.iter()
+                .map(|e| (field(e, "code"), field(e, "message")))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
