@@ -1,4 +1,21 @@
 //! OCI content descriptors: what a manifest says about a blob.
+//!
+//! These are rbuild's own types, not `oci-spec`'s (which rbuild uses at its crate boundaries:
+//! conversions in [`crate::oci_spec`]). What oci-spec 0.10 lacks for rbuild, checked by
+//! `oci_spec::tests::oci_spec_lacks_what_the_docs_say`:
+//! - deterministic bytes: its `annotations` are a `HashMap`, serialised in a per-process random
+//!   order, so the same descriptor would give a different manifest digest on every run; here
+//!   they are a `BTreeMap` (sorted keys, as Go's `encoding/json` writes a map);
+//! - its `Platform` writes and reads `os.version` as `os_version` (and `os.features` as
+//!   `os_features`), so a Windows base's version would be dropped on read and written under a
+//!   key no other tool reads;
+//! - `Hash`/`Ord` on `Platform` (rbuild keys maps by platform).
+//!
+//! Field order: rbuild writes `mediaType, digest, size, platform, annotations, artifactType`;
+//! oci-spec writes `…, size, urls, annotations, platform, artifactType, data`, the order of
+//! image-spec's Go `Descriptor` except for `data`. rbuild's order is part of every manifest
+//! digest it has produced, so it is kept as it is. `urls` and `data` are not carried (an
+//! oci-spec descriptor with them does not convert, rather than losing them).
 
 use std::collections::BTreeMap;
 

@@ -11,6 +11,8 @@ pub mod digest;
 pub mod failpoint;
 pub mod media_type;
 pub mod oci_layout;
+#[cfg(feature = "oci-spec")]
+pub mod oci_spec;
 pub mod whiteout;
 
 pub use descriptor::{Descriptor, Platform};

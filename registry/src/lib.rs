@@ -6,6 +6,13 @@
 //! callers run it on their own threads, and it uses a few threads per pull or push for blobs;
 //! underneath, HTTP is `reqwest` on one process-wide tokio runtime ([`client::http`]). It
 //! knows nothing of Dockerfiles.
+//!
+//! `oci-spec` at the boundary: the crate is re-exported ([`oci_spec`]), and rbuild's
+//! [`Descriptor`](rbuild_layers::Descriptor), [`Platform`](rbuild_layers::Platform),
+//! `ImageManifest` and `ImageIndex` convert to and from its types (`TryFrom`, in
+//! [`rbuild_layers::oci_spec`]), so a library user can hand over oci-spec values; what is
+//! pushed is always rbuild's canonical serialisation of them. Registry error bodies are read
+//! as `oci_spec::distribution::ErrorResponse` (see `client::error_entries`).
 
 pub mod auth;
 pub mod cache_map;
@@ -26,6 +33,8 @@ pub(crate) mod testutil;
 pub use auth::{Credential, CredentialSource, Secret};
 pub use client::{ClientOptions, Registry};
 pub use error::RegistryError;
+pub use oci_spec;
 pub use pool::Registries;
+pub use rbuild_layers::oci_spec::OciSpecError;
 pub use rbuild_layers::Digest;
 pub use reference::{Reference, ReferenceError, DEFAULT_REGISTRY};

@@ -6,9 +6,12 @@
 //! in order, then the registry, possibly rewritten; see [`crate::registries_conf`]), after
 //! kaniko's `--registry-mirror`s for docker.io. Pushes use [`Registries::get`] on the
 //! reference's own host: they never go to mirrors. Each mirror is a client of its own host, so
-//! it gets the credentials stored for that host and no other's.
+//! it gets the credentials stored for that host and no other's. A mirror that fails is
+//! named on stderr with the reason, once per mirror repository and build (`warning: …`, the
+//! registry crate's one warning channel, as for `--tls-verify=false`), so a mirror that is
+//! down or out of date is not silently slowing every pull down.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use crate::registries_conf::PullSource;
@@ -18,6 +21,8 @@ use crate::{ClientOptions, Reference, Registry, RegistryError};
 pub struct Registries {
     opts: ClientOptions,
     pool: Mutex<BTreeMap<String, Arc<Registry>>>,
+    /// Mirror repositories already warned about (`host/repository`).
+    warned: Mutex<HashSet<String>>,
 }
 
 impl Registries {
@@ -25,6 +30,7 @@ impl Registries {
         Registries {
             opts,
             pool: Mutex::new(BTreeMap::new()),
+            warned: Mutex::new(HashSet::new()),
         }
     }
 
@@ -57,9 +63,10 @@ impl Registries {
 
     /// Runs `pull` against each pull source of `reference` until one succeeds. A mirror's
     /// failure (unreachable, missing the image, refusing us) moves on to the next source, as
-    /// containers/image and Docker do; the registry's own error is the one returned. `wrap`
-    /// turns a connection or configuration error into the caller's error type.
-    pub fn pull_from<T, E>(
+    /// containers/image and Docker do, with a warning naming the mirror and why; the
+    /// registry's own error is the one returned. `wrap` turns a connection or configuration
+    /// error into the caller's error type.
+    pub fn pull_from<T, E: std::fmt::Display>(
         &self,
         reference: &Reference,
         wrap: impl Fn(RegistryError) -> E,
@@ -75,13 +82,38 @@ impl Registries {
             match tried {
                 Ok(v) => return Ok(v),
                 Err(e) if i == last => return Err(e),
-                Err(_) => {}
+                Err(e) => {
+                    if let Some(line) = self.mirror_warning(source, &sources[i + 1], &e) {
+                        eprintln!("{line}");
+                    }
+                }
             }
         }
         Err(wrap(RegistryError::Protocol {
             registry: reference.registry().to_string(),
             what: format!("no source to pull {reference} from"),
         }))
+    }
+
+    /// The warning line for a pull source that failed with `error` before `next` is tried, or
+    /// `None` when this mirror repository was already warned about. The error names the
+    /// registry and request, never a credential (see [`crate::auth::Secret`]).
+    fn mirror_warning(
+        &self,
+        failed: &PullSource,
+        next: &PullSource,
+        error: &impl std::fmt::Display,
+    ) -> Option<String> {
+        let r = &failed.reference;
+        let key = format!("{}/{}", r.registry(), r.repository());
+        let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
+        warned.insert(key.clone()).then(|| {
+            let what = if failed.mirror { "mirror" } else { "source" };
+            format!(
+                "warning: {what} {key} failed ({error}); trying {}",
+                next.reference.registry()
+            )
+        })
     }
 
     /// See [`crate::registries_conf::RegistriesConf::check_unqualified`].
@@ -153,5 +185,34 @@ mod tests {
             ]
         );
         assert_eq!(shown("quay.io/a/b"), ["quay.io/a/b"]);
+    }
+
+    #[test]
+    fn a_failed_mirror_is_warned_about_once_per_repository() {
+        let regs = Registries::new(ClientOptions {
+            registry_mirrors: vec!["127.0.0.1:1".into()],
+            ..ClientOptions::default()
+        });
+        let sources = regs
+            .pull_sources(&"busybox:1.36".parse().expect("reference"))
+            .expect("sources");
+        let line = regs.mirror_warning(&sources[0], &sources[1], &"connection refused");
+        assert_eq!(
+            line.as_deref(),
+            Some(
+                "warning: mirror 127.0.0.1:1/library/busybox failed (connection refused); \
+                 trying docker.io"
+            )
+        );
+        assert_eq!(
+            regs.mirror_warning(&sources[0], &sources[1], &"again"),
+            None
+        );
+        let other = regs
+            .pull_sources(&"alpine".parse().expect("reference"))
+            .expect("sources");
+        assert!(regs
+            .mirror_warning(&other[0], &other[1], &"missing")
+            .is_some());
     }
 }

@@ -71,7 +71,7 @@ impl std::str::FromStr for OutputSpec {
                 "dest, tar, name, compression, compression-level, force-compression, oci-mediatypes"
             }
             "registry" | "image" => {
-                "name, push, push-by-digest, compression, compression-level, force-compression, oci-mediatypes"
+                "name, push, push-by-digest, registry.insecure, compression, compression-level, force-compression, oci-mediatypes"
             }
             "local" => "dest",
             _ => return Err(OutputSpecError::UnknownType(kind)),
@@ -89,6 +89,7 @@ impl std::str::FromStr for OutputSpec {
         };
         let mut push = kind == "registry";
         let mut push_by_digest = false;
+        let mut insecure = false;
         for (key, value) in &pairs {
             let allowed_here = key == "type" || allowed.split(", ").any(|a| a == key);
             if !allowed_here {
@@ -124,6 +125,7 @@ impl std::str::FromStr for OutputSpec {
                 "oci-mediatypes" => spec.oci_media_types = parse_bool(&kind, key, value)?,
                 "push" => push = parse_bool(&kind, key, value)?,
                 "push-by-digest" => push_by_digest = parse_bool(&kind, key, value)?,
+                "registry.insecure" => insecure = parse_bool(&kind, key, value)?,
                 _ => {}
             }
         }
@@ -181,7 +183,10 @@ impl std::str::FromStr for OutputSpec {
                 if !push {
                     return Err(OutputSpecError::ImageWithoutPush);
                 }
-                OutputKind::Registry { push_by_digest }
+                OutputKind::Registry {
+                    push_by_digest,
+                    insecure,
+                }
             }
         };
         Ok(spec)
@@ -240,16 +245,33 @@ mod tests {
         assert_eq!(
             s.kind,
             OutputKind::Registry {
-                push_by_digest: true
+                push_by_digest: true,
+                insecure: false
             }
         );
         assert_eq!(s.names.len(), 2);
         assert_eq!(
             parse("type=image,name=localhost/x,push=true").kind,
             OutputKind::Registry {
-                push_by_digest: false
+                push_by_digest: false,
+                insecure: false
             }
         );
+        assert_eq!(
+            parse("type=image,name=reg.example/x,push=true,registry.insecure=true").kind,
+            OutputKind::Registry {
+                push_by_digest: false,
+                insecure: true
+            }
+        );
+        assert!(matches!(
+            "type=oci,dest=x,registry.insecure=true".parse::<OutputSpec>(),
+            Err(OutputSpecError::UnknownKey { .. })
+        ));
+        assert!(matches!(
+            "type=registry,name=r/x,registry.insecure=maybe".parse::<OutputSpec>(),
+            Err(OutputSpecError::BadValue { .. })
+        ));
         assert!(matches!(
             "type=image,name=localhost/x".parse::<OutputSpec>(),
             Err(OutputSpecError::ImageWithoutPush)

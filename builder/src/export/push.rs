@@ -62,7 +62,7 @@ pub fn destinations(
         }
     }
     for spec in outputs {
-        if let OutputKind::Registry { push_by_digest } = spec.kind {
+        if let OutputKind::Registry { push_by_digest, .. } = spec.kind {
             for n in &spec.names {
                 add(n, push_by_digest);
             }

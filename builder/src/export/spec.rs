@@ -21,8 +21,13 @@ pub enum OutputKind {
     Oci(Destination),
     /// A docker-archive that `docker load` accepts.
     Docker(Destination),
-    /// Push to a registry (`type=registry`, or `type=image,push=true`).
-    Registry { push_by_digest: bool },
+    /// Push to a registry (`type=registry`, or `type=image,push=true`). `insecure` is
+    /// BuildKit's `registry.insecure=true`: the names' hosts may be reached over plain HTTP or
+    /// HTTPS with a certificate that is not verified.
+    Registry {
+        push_by_digest: bool,
+        insecure: bool,
+    },
     /// The final filesystem, flattened into a directory.
     Local(PathBuf),
 }

@@ -2,7 +2,12 @@
 //! strict parsing and conversion to Docker schema2 media types.
 //!
 //! Serialisation is deterministic (fixed field order as in the image-spec Go types, `BTreeMap`
-//! annotations). Parsing is deliberately strict where the spec leaves room for confusion:
+//! annotations). These are rbuild's own types rather than `oci-spec`'s `ImageManifest` and
+//! `ImageIndex` (converted to and from them in [`crate::oci_spec`]): oci-spec 0.10 has the same
+//! field order, but its `annotations` are a `HashMap` (random order, so no stable digest), its
+//! descriptors' platforms lose `os.version` (see [`crate::descriptor`]), its parse has no size
+//! cap and accepts the ambiguous documents refused below, and it has no Docker schema2
+//! conversion. Parsing is deliberately strict where the spec leaves room for confusion:
 //! - a document is read only up to a size cap ([`MAX_MANIFEST_BYTES`]), so a hostile registry
 //!   or file cannot make us buffer gigabytes;
 //! - `schemaVersion` must be 2;

@@ -1,17 +1,25 @@
 //! Credentials: a type that never prints its secret, and the places Docker and the containers
 //! tools keep them.
 //!
-//! Lookup order for a registry host (first hit wins), containers/image's
-//! (containers-auth.json(5)): `$REGISTRY_AUTH_FILE`; `$XDG_RUNTIME_DIR/containers/auth.json`
-//! (without `XDG_RUNTIME_DIR`, `/run/containers/$UID/auth.json`); `$XDG_CONFIG_HOME/containers/
-//! auth.json` (default `~/.config/containers/auth.json`); Docker's `$DOCKER_CONFIG/config.json`
-//! (without `DOCKER_CONFIG`, `~/.docker/config.json`). containers/image skips the runtime file
-//! when `REGISTRY_AUTH_FILE` is set; rbuild reads it after, as it always did. Each file is
-//! read the same way: `credHelpers[host]`, then `auths` with `auth` (base64 `user:password`)
-//! or `identitytoken`, then `credsStore`. Keys of `auths` may be written as URLs
-//! (`https://host/v1/`); Docker Hub's key is `https://index.docker.io/v1/`. Not read: the
-//! legacy `~/.dockercfg`. A mirror is a registry of its own: it gets the credentials of its
-//! own host, never those of the registry it mirrors.
+//! Lookup order for a repository on a registry host (first file with an answer wins),
+//! containers/image's (containers-auth.json(5)): `$REGISTRY_AUTH_FILE`;
+//! `$XDG_RUNTIME_DIR/containers/auth.json` (without `XDG_RUNTIME_DIR`,
+//! `/run/containers/$UID/auth.json`); `$XDG_CONFIG_HOME/containers/auth.json` (default
+//! `~/.config/containers/auth.json`); Docker's `$DOCKER_CONFIG/config.json` (without
+//! `DOCKER_CONFIG`, `~/.docker/config.json`); and, only when that Docker config does not exist
+//! (Docker's `cli/config.Load`), the legacy `~/.dockercfg`, a flat JSON map of `auths`
+//! entries. containers/image skips the runtime file when `REGISTRY_AUTH_FILE` is set; rbuild
+//! reads it after, as it always did.
+//!
+//! Each file is read the same way (containers/image's `findCredentialsInFile`):
+//! `credHelpers[host]` (helpers are per host, never per repository); then `auths` keys from
+//! the most specific to the host — for `host/ns/sub/repo`: `host/ns/sub/repo`, `host/ns/sub`,
+//! `host/ns`, `host` — each an exact match; then a key written as a URL (`https://host/v1/`,
+//! cut to its host; Docker Hub's key is `https://index.docker.io/v1/`); then `credsStore`. An
+//! entry holds `auth` (base64 `user:password`) or `identitytoken`. Repository and namespace
+//! keys are not read from `.dockercfg` (neither tool does). A mirror is a registry of its
+//! own: it gets the credentials of its own host (and repositories there), never those of the
+//! registry it mirrors.
 //! A helper is run as `docker-credential-<name> get` with the host on stdin (docker-credential-
 //! helpers protocol; run under a timeout and an output cap by [`super::helper`]); a `Username`
 //! of `<token>` means the secret is an identity token.
@@ -94,13 +102,18 @@ fn config_key(host: &str) -> &str {
     }
 }
 
-/// `https://host/v1/` → `host`, as Docker normalises `auths` keys.
-fn normalise_key(key: &str) -> &str {
-    let k = key
+/// The host a key names when it is a URL (`https://host/v1/` → `host`), as Docker wrote them,
+/// or any key of the legacy `.dockercfg`; other keys stay whole, so `host/ns` stays a
+/// namespace key (containers/image's `normalizeAuthFileKey`).
+fn normalise_key(key: &str, legacy: bool) -> &str {
+    let stripped = key
         .strip_prefix("https://")
-        .or_else(|| key.strip_prefix("http://"))
-        .unwrap_or(key);
-    let k = k.split('/').next().unwrap_or(k);
+        .or_else(|| key.strip_prefix("http://"));
+    let k = match stripped {
+        Some(rest) => rest.split('/').next().unwrap_or(rest),
+        None if legacy => key.split('/').next().unwrap_or(key),
+        None => key,
+    };
     if k == "index.docker.io" || k == "registry-1.docker.io" {
         crate::DEFAULT_REGISTRY
     } else {
@@ -135,15 +148,46 @@ fn read_json(path: &Path) -> Result<Option<Value>, RegistryError> {
     }
 }
 
-/// The `auths` entry for `host` in a parsed config file.
-fn from_auths(doc: &Value, host: &str, path: &Path) -> Result<Option<Credential>, RegistryError> {
+/// The `auths` keys that may hold credentials for `repository` on `host`, most specific
+/// first: `host/a/b/c`, `host/a/b`, `host/a`, `host` (containers/image's `authKeysForKey`).
+/// Docker Hub's repositories are keyed under `docker.io`.
+fn keys_for(host: &str, repository: Option<&str>) -> Vec<String> {
+    let mut keys = Vec::new();
+    if let Some(repo) = repository.filter(|r| !r.is_empty()) {
+        let mut key = format!("{host}/{repo}");
+        loop {
+            keys.push(key.clone());
+            match key.rfind('/') {
+                Some(i) if i > host.len() => key.truncate(i),
+                _ => break,
+            }
+        }
+    }
+    keys.push(host.to_string());
+    keys
+}
+
+/// The `auths` entry for `repository` on `host` in a parsed config file (see the module doc:
+/// exact keys from the most specific, then URL keys of the host). `legacy` is `.dockercfg`,
+/// whose keys name hosts only.
+fn from_auths(
+    doc: &Value,
+    host: &str,
+    repository: Option<&str>,
+    path: &Path,
+    legacy: bool,
+) -> Result<Option<Credential>, RegistryError> {
     let Some(auths) = doc.get("auths").and_then(Value::as_object) else {
         return Ok(None);
     };
-    let Some(entry) = auths
-        .iter()
-        .find(|(k, _)| normalise_key(k) == host)
-        .map(|(_, v)| v)
+    let keys = if legacy {
+        vec![host.to_string()]
+    } else {
+        keys_for(host, repository)
+    };
+    let exact = keys.iter().find_map(|k| auths.get_key_value(k.as_str()));
+    let Some((key, entry)) =
+        exact.or_else(|| auths.iter().find(|(k, _)| normalise_key(k, legacy) == host))
     else {
         return Ok(None);
     };
@@ -163,7 +207,7 @@ fn from_auths(doc: &Value, host: &str, path: &Path) -> Result<Option<Credential>
     };
     let bad = |reason: &str| RegistryError::Config {
         path: path.to_path_buf(),
-        reason: format!("auths[{host:?}].auth {reason}"),
+        reason: format!("auths[{key:?}].auth {reason}"),
     };
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(auth.trim())
@@ -183,25 +227,33 @@ fn from_helper(helper: &str, host: &str) -> Result<Option<Credential>, RegistryE
     super::helper::get(helper, host, config_key(host))
 }
 
-fn from_docker_config(
-    path: &Path,
+/// Looks `repository` on `host` up in one auth file (see the module doc for the order).
+fn from_auth_file(
+    file: &AuthFile,
     host: &str,
+    repository: Option<&str>,
 ) -> Result<Option<(Credential, CredentialSource)>, RegistryError> {
-    let Some(doc) = read_json(path)? else {
+    let path = file.path.as_path();
+    let Some(mut doc) = read_json(path)? else {
         return Ok(None);
     };
+    let legacy = file.is_legacy();
+    if legacy {
+        // `.dockercfg` is the `auths` map itself.
+        doc = serde_json::json!({ "auths": doc });
+    }
     let helper = doc
         .get("credHelpers")
         .and_then(Value::as_object)
         .and_then(|h| {
             h.iter()
-                .find(|(k, _)| normalise_key(k) == host)
+                .find(|(k, _)| normalise_key(k, false) == host)
                 .and_then(|(_, v)| v.as_str())
         });
     if let Some(h) = helper {
         return Ok(from_helper(h, host)?.map(|c| (c, CredentialSource::Helper(h.to_string()))));
     }
-    if let Some(c) = from_auths(&doc, host, path)? {
+    if let Some(c) = from_auths(&doc, host, repository, path, legacy)? {
         return Ok(Some((c, CredentialSource::File(path.to_path_buf()))));
     }
     if let Some(store) = doc
@@ -214,39 +266,100 @@ fn from_docker_config(
     Ok(None)
 }
 
+/// One file credentials are looked up in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthFile {
+    pub path: PathBuf,
+    /// For the legacy `~/.dockercfg`: the Docker config whose existence makes it unread.
+    pub legacy_unless: Option<PathBuf>,
+}
+
+impl AuthFile {
+    /// An `auth.json` / `config.json` file.
+    pub fn json(path: impl Into<PathBuf>) -> AuthFile {
+        AuthFile {
+            path: path.into(),
+            legacy_unless: None,
+        }
+    }
+
+    fn is_legacy(&self) -> bool {
+        self.legacy_unless.is_some()
+    }
+
+    /// Whether the file is read at all: `.dockercfg` only when Docker's config.json is absent.
+    fn in_force(&self) -> bool {
+        self.legacy_unless
+            .as_ref()
+            .is_none_or(|config| !config.exists())
+    }
+}
+
 /// The files credentials are looked up in, in order (see the module doc), with `var` reading
 /// the environment and `uid` the user's id (for `/run/containers/$UID`).
-pub fn auth_file_paths(var: impl Fn(&str) -> Option<std::ffi::OsString>, uid: u32) -> Vec<PathBuf> {
+pub fn auth_file_paths(
+    var: impl Fn(&str) -> Option<std::ffi::OsString>,
+    uid: u32,
+) -> Vec<AuthFile> {
     let var = |k: &str| var(k).filter(|v| !v.is_empty()).map(PathBuf::from);
     let mut paths = Vec::new();
-    paths.extend(var("REGISTRY_AUTH_FILE"));
-    paths.push(match var("XDG_RUNTIME_DIR") {
+    paths.extend(var("REGISTRY_AUTH_FILE").map(AuthFile::json));
+    paths.push(AuthFile::json(match var("XDG_RUNTIME_DIR") {
         Some(run) => run.join("containers/auth.json"),
         None => PathBuf::from(format!("/run/containers/{uid}/auth.json")),
-    });
+    }));
     let home = var("HOME");
     if let Some(config) =
         var("XDG_CONFIG_HOME").or_else(|| home.as_ref().map(|h| h.join(".config")))
     {
-        paths.push(config.join("containers/auth.json"));
+        paths.push(AuthFile::json(config.join("containers/auth.json")));
     }
-    match var("DOCKER_CONFIG") {
-        Some(d) => paths.push(d.join("config.json")),
-        None => paths.extend(home.map(|h| h.join(".docker/config.json"))),
+    let docker = match var("DOCKER_CONFIG") {
+        Some(d) => Some(d.join("config.json")),
+        None => home.as_ref().map(|h| h.join(".docker/config.json")),
+    };
+    if let Some(docker) = docker {
+        paths.push(AuthFile::json(&docker));
+        // Docker's cli/config reads `$HOME/.dockercfg` (whatever DOCKER_CONFIG says) when
+        // config.json does not exist.
+        if let Some(h) = &home {
+            paths.push(AuthFile {
+                path: h.join(".dockercfg"),
+                legacy_unless: Some(docker),
+            });
+        }
     }
     paths
 }
 
-/// Finds credentials for `host` (see the module doc for the order).
-pub fn lookup(host: &str) -> Result<Option<(Credential, CredentialSource)>, RegistryError> {
+/// The default auth files of this process (environment and user id).
+pub fn default_auth_files() -> Vec<AuthFile> {
     // SAFETY: getuid cannot fail and touches no memory.
     let uid = unsafe { libc::getuid() };
-    for p in auth_file_paths(|k| std::env::var_os(k), uid) {
-        if let Some(found) = from_docker_config(&p, host)? {
+    auth_file_paths(|k| std::env::var_os(k), uid)
+}
+
+/// Finds credentials for `repository` (`None`: the registry itself) on `host` in `files`
+/// (see the module doc for the order).
+pub fn lookup_in(
+    files: &[AuthFile],
+    host: &str,
+    repository: Option<&str>,
+) -> Result<Option<(Credential, CredentialSource)>, RegistryError> {
+    for f in files.iter().filter(|f| f.in_force()) {
+        if let Some(found) = from_auth_file(f, host, repository)? {
             return Ok(Some(found));
         }
     }
     Ok(None)
+}
+
+/// Finds credentials for `repository` on `host` in the default files.
+pub fn lookup(
+    host: &str,
+    repository: Option<&str>,
+) -> Result<Option<(Credential, CredentialSource)>, RegistryError> {
+    lookup_in(&default_auth_files(), host, repository)
 }
 
 /// Stores `username`/`password` for `host` in Docker's config.json the way `docker login` does
@@ -272,7 +385,7 @@ pub fn store_login(
     })?;
     let encoded = base64::engine::general_purpose::STANDARD
         .encode(format!("{username}:{}", password.expose()));
-    auths.retain(|k, _| normalise_key(k) != host);
+    auths.retain(|k, _| normalise_key(k, false) != host);
     auths.insert(
         config_key(host).to_string(),
         serde_json::json!({ "auth": encoded }),
@@ -325,17 +438,20 @@ mod tests {
             "127.0.0.1:5000": {"identitytoken": "tok"},
         }});
         assert_eq!(
-            from_auths(&doc, "docker.io", &p).expect("parse"),
+            from_auths(&doc, "docker.io", None, &p, false).expect("parse"),
             Some(Credential::Basic {
                 username: "u".into(),
                 password: Secret::new("p")
             })
         );
         assert_eq!(
-            from_auths(&doc, "127.0.0.1:5000", &p).expect("parse"),
+            from_auths(&doc, "127.0.0.1:5000", None, &p, false).expect("parse"),
             Some(Credential::IdentityToken(Secret::new("tok")))
         );
-        assert_eq!(from_auths(&doc, "other", &p).expect("parse"), None);
+        assert_eq!(
+            from_auths(&doc, "other", None, &p, false).expect("parse"),
+            None
+        );
     }
 
     #[test]
@@ -347,6 +463,12 @@ mod tests {
                     .map(|(_, v)| std::ffi::OsString::from(v))
             }
         };
+        let paths = |files: Vec<AuthFile>| -> Vec<(PathBuf, Option<PathBuf>)> {
+            files
+                .into_iter()
+                .map(|f| (f.path, f.legacy_unless))
+                .collect()
+        };
         let all = auth_file_paths(
             env(&[
                 ("REGISTRY_AUTH_FILE", "/a/auth.json"),
@@ -357,25 +479,27 @@ mod tests {
             ]),
             1000,
         );
+        let json = |p: &str| (PathBuf::from(p), None);
+        let legacy = |p: &str, unless: &str| (PathBuf::from(p), Some(PathBuf::from(unless)));
         assert_eq!(
-            all,
+            paths(all),
             [
-                "/a/auth.json",
-                "/run/user/1000/containers/auth.json",
-                "/cfg/containers/auth.json",
-                "/dc/config.json"
+                json("/a/auth.json"),
+                json("/run/user/1000/containers/auth.json"),
+                json("/cfg/containers/auth.json"),
+                json("/dc/config.json"),
+                legacy("/home/u/.dockercfg", "/dc/config.json"),
             ]
-            .map(PathBuf::from)
         );
         let defaults = auth_file_paths(env(&[("HOME", "/root"), ("DOCKER_CONFIG", "")]), 0);
         assert_eq!(
-            defaults,
+            paths(defaults),
             [
-                "/run/containers/0/auth.json",
-                "/root/.config/containers/auth.json",
-                "/root/.docker/config.json"
+                json("/run/containers/0/auth.json"),
+                json("/root/.config/containers/auth.json"),
+                json("/root/.docker/config.json"),
+                legacy("/root/.dockercfg", "/root/.docker/config.json"),
             ]
-            .map(PathBuf::from)
         );
     }
 
@@ -388,11 +512,141 @@ mod tests {
         let doc = read_json(&p).expect("read").expect("exists");
         assert_eq!(doc["psFormat"], "x");
         assert_eq!(
-            from_auths(&doc, "h:1", &p).expect("parse"),
+            from_auths(&doc, "h:1", None, &p, false).expect("parse"),
             Some(Credential::Basic {
                 username: "me".into(),
                 password: Secret::new("s3cret")
             })
         );
+    }
+
+    fn basic(user: &str, pass: &str) -> Option<Credential> {
+        Some(Credential::Basic {
+            username: user.into(),
+            password: Secret::new(pass),
+        })
+    }
+
+    fn b64(s: &str) -> String {
+        base64::engine::general_purpose::STANDARD.encode(s)
+    }
+
+    #[test]
+    fn keys_run_from_the_repository_to_the_host() {
+        assert_eq!(
+            keys_for("h:5000", Some("a/b/c")),
+            ["h:5000/a/b/c", "h:5000/a/b", "h:5000/a", "h:5000"]
+        );
+        assert_eq!(keys_for("h", Some("c")), ["h/c", "h"]);
+        assert_eq!(keys_for("h", None), ["h"]);
+        assert_eq!(
+            keys_for("docker.io", Some("library/alpine")),
+            ["docker.io/library/alpine", "docker.io/library", "docker.io"]
+        );
+    }
+
+    #[test]
+    fn the_most_specific_key_wins_then_the_host() {
+        let p = PathBuf::from("auth.json");
+        let doc = serde_json::json!({"auths": {
+            "h:1": {"auth": b64("host:1")},
+            "h:1/team": {"auth": b64("ns:2")},
+            "h:1/team/app": {"auth": b64("repo:3")},
+            // Not a prefix at a path boundary: never matches `team/app`.
+            "h:1/tea": {"auth": b64("no:4")},
+            "other:1/team/app": {"auth": b64("no:5")},
+        }});
+        let get = |repo: Option<&str>| from_auths(&doc, "h:1", repo, &p, false).expect("parse");
+        assert_eq!(get(Some("team/app")), basic("repo", "3"));
+        assert_eq!(get(Some("team/app/sub")), basic("repo", "3"));
+        assert_eq!(get(Some("team/web")), basic("ns", "2"));
+        assert_eq!(get(Some("teams/app")), basic("host", "1"));
+        assert_eq!(get(Some("tea")), basic("no", "4"));
+        assert_eq!(get(None), basic("host", "1"));
+        // Namespace keys are not host keys: a host with only repository keys has no credential.
+        let only_repo = serde_json::json!({"auths": {"h:2/x/y": {"auth": b64("r:1")}}});
+        assert_eq!(
+            from_auths(&only_repo, "h:2", Some("z/y"), &p, false).expect("parse"),
+            None
+        );
+        // A URL key names its host, whatever its path.
+        let url = serde_json::json!({"auths": {"https://h:3/v1/": {"auth": b64("u:1")}}});
+        assert_eq!(
+            from_auths(&url, "h:3", Some("a/b"), &p, false).expect("parse"),
+            basic("u", "1")
+        );
+    }
+
+    #[test]
+    fn the_first_file_with_an_answer_wins_even_with_a_less_specific_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = dir.path().join("auth.json");
+        let second = dir.path().join("config.json");
+        std::fs::write(
+            &first,
+            serde_json::json!({"auths": {"h": {"auth": b64("first:1")}}}).to_string(),
+        )
+        .expect("write");
+        std::fs::write(
+            &second,
+            serde_json::json!({"auths": {"h/a/b": {"auth": b64("second:2")}}}).to_string(),
+        )
+        .expect("write");
+        let files = [AuthFile::json(&first), AuthFile::json(&second)];
+        let found = lookup_in(&files, "h", Some("a/b")).expect("lookup");
+        assert_eq!(found.map(|f| f.0), basic("first", "1"));
+        let found = lookup_in(&files[1..], "h", Some("a/b")).expect("lookup");
+        assert_eq!(
+            found,
+            Some((
+                Credential::Basic {
+                    username: "second".into(),
+                    password: Secret::new("2")
+                },
+                CredentialSource::File(second.clone())
+            ))
+        );
+    }
+
+    #[test]
+    fn dockercfg_is_read_only_without_docker_config_json() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("docker/config.json");
+        let legacy = dir.path().join(".dockercfg");
+        std::fs::write(
+            &legacy,
+            serde_json::json!({
+                "https://h:1/v1/": {"auth": b64("old:1"), "email": "e@x"},
+                // A legacy key is cut to its host, path and all (no repository keys there).
+                "h:2/a/b": {"auth": b64("old:2")},
+            })
+            .to_string(),
+        )
+        .expect("write");
+        let files = [
+            AuthFile::json(&config),
+            AuthFile {
+                path: legacy.clone(),
+                legacy_unless: Some(config.clone()),
+            },
+        ];
+        let found = lookup_in(&files, "h:1", Some("x/y")).expect("lookup");
+        assert_eq!(
+            found,
+            Some((
+                Credential::Basic {
+                    username: "old".into(),
+                    password: Secret::new("1")
+                },
+                CredentialSource::File(legacy.clone())
+            ))
+        );
+        assert_eq!(
+            lookup_in(&files, "h:2", None).expect("lookup").map(|f| f.0),
+            basic("old", "2")
+        );
+        std::fs::create_dir_all(dir.path().join("docker")).expect("mkdir");
+        std::fs::write(&config, "{}").expect("write");
+        assert_eq!(lookup_in(&files, "h:1", None).expect("lookup"), None);
     }
 }

@@ -259,3 +259,55 @@ fn upload_location_naming_another_host_on_the_same_port_gets_no_credentials() {
     assert_eq!(puts.len(), 1, "{seen:?}");
     assert_eq!(puts[0].authorization, None, "{seen:?}");
 }
+
+/// containers-auth.json(5): a `host/namespace/repo` key is used for that repository (and a
+/// token for its scope is fetched with it), the host key for every other repository; a mount's
+/// request uses the credential of the repository it writes to.
+#[test]
+fn each_repository_gets_its_most_specific_credential() {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    for auth in [Auth::Basic, Auth::Bearer] {
+        // Wants `u:p` (the repository key) everywhere; the host key's password is wrong.
+        let reg_server = registry(auth, "127.0.0.1:9");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("auth.json");
+        let host = &reg_server.addr;
+        std::fs::write(
+            &file,
+            serde_json::json!({"auths": {
+                host.clone(): {"auth": b64("u:wrong")},
+                format!("{host}/team/app"): {"auth": b64("u:p")},
+            }})
+            .to_string(),
+        )
+        .expect("write auth.json");
+        let opts = ClientOptions {
+            auth_files: Some(vec![crate::auth::credentials::AuthFile::json(&file)]),
+            max_attempts: 1,
+            ..ClientOptions::default()
+        };
+        let reg = Registry::connect(host, &opts).expect("connect");
+        let d = Digest::sha256_of(b"x");
+        assert!(!reg.has_blob("team/app", &d).expect("the repository key"));
+        let e = reg
+            .has_blob("team/web", &d)
+            .expect_err("the host key is wrong");
+        let text = e.to_string();
+        assert!(
+            matches!(e, RegistryError::Unauthorized { .. }) && text.contains("auth.json"),
+            "{text}"
+        );
+        assert!(!text.contains("wrong"), "{text}");
+    }
+}
+
+#[test]
+fn the_repository_of_a_scope_is_its_first() {
+    assert_eq!(
+        scope_repository("repository:a/b:pull,push repository:c/d:pull"),
+        Some("a/b")
+    );
+    assert_eq!(scope_repository("repository:h/x:pull"), Some("h/x"));
+    assert_eq!(scope_repository(""), None);
+    assert_eq!(scope_repository("registry:catalog:*"), None);
+}

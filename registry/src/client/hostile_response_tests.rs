@@ -82,3 +82,23 @@ fn a_redirect_answering_a_manifest_put_is_an_error_not_a_stored_manifest() {
     // The redirect was not followed with the body.
     assert_eq!(reg.seen().len(), 1);
 }
+
+#[test]
+fn error_bodies_are_read_with_the_spec_codes_and_with_a_registry_own_code() {
+    assert_eq!(
+        error_entries(
+            br#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down","detail":{"a":1}}]}"#
+        ),
+        [("TOOMANYREQUESTS".to_string(), "slow down".to_string())]
+    );
+    assert_eq!(
+        error_entries(
+            br#"{"errors":[{"code":"NAME_UNKNOWN"},{"code":"NOT_FOUND","message":"gone"}]}"#
+        ),
+        [
+            ("NAME_UNKNOWN".to_string(), String::new()),
+            ("NOT_FOUND".to_string(), "gone".to_string())
+        ]
+    );
+    assert!(error_entries(b"<html>502</html>").is_empty());
+}

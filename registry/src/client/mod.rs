@@ -19,6 +19,10 @@
 //! scope, nothing sent to another host, bounded retries with `Retry-After`). Each is a few
 //! dozen lines here and would be a fork or a wrapper there.
 //!
+//! Credentials are chosen per repository (the most specific `auths` key of
+//! containers-auth.json(5), see [`credentials`]): the repository a request's scope names
+//! picks the credential its Basic header or token request carries.
+//!
 //! Credentials go only to the registry's own scheme, host and port: redirects are followed by
 //! [`Registry::send`] itself (for `GET` and `HEAD` only), and a redirect or an upload
 //! `Location` on another host is requested without them.
@@ -58,8 +62,14 @@ pub struct ClientOptions {
     pub max_attempts: u32,
     /// Credentials given explicitly (e.g. `rbuild login`), overriding the config files.
     pub credential: Option<Credential>,
+    /// The auth files to look credentials up in; `None` reads the default locations
+    /// ([`credentials::default_auth_files`]).
+    pub auth_files: Option<Vec<credentials::AuthFile>>,
     /// `--tls-verify=false`: accept any server certificate (warned about once per host).
     pub skip_tls_verify: bool,
+    /// Hosts of outputs with BuildKit's `registry.insecure=true`: for these hosts only, HTTPS
+    /// with any server certificate (warned about once per host), or plain HTTP when TLS fails.
+    pub insecure_outputs: Vec<String>,
     /// The proxy variables; `None` reads them from the process environment.
     pub proxy: Option<ProxyEnv>,
     /// `registries.conf` (mirrors, rewrites, insecure and blocked registries); the default is
@@ -117,7 +127,7 @@ pub struct Registry {
     /// Scheme, host and port of `base`: the only place credentials and tokens are sent.
     origin: url::Origin,
     client: reqwest::Client,
-    credential: Option<(Credential, CredentialSource)>,
+    credentials: Credentials,
     tokens: Mutex<HashMap<String, Token>>,
     /// The registry answered with a Basic challenge: send Basic credentials up front.
     basic: AtomicBool,
@@ -132,7 +142,7 @@ impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Registry")
             .field("base", &self.base)
-            .field("credential_source", &self.credential.as_ref().map(|c| &c.1))
+            .field("credentials", &self.credentials)
             .finish_non_exhaustive()
     }
 }
@@ -142,14 +152,21 @@ impl Registry {
     /// HTTP, and looks up its credentials.
     pub fn connect(host: &str, opts: &ClientOptions) -> Result<Registry, RegistryError> {
         let files = transport::tls_files_for(host, &opts.ca_files)?;
-        let tls = transport::tls_config(host, &files, !opts.skip_tls_verify)?;
-        if opts.skip_tls_verify {
-            transport::warn_unverified(host);
+        let insecure_output = opts.insecure_outputs.iter().any(|h| h == host);
+        let verify = !(opts.skip_tls_verify || insecure_output);
+        let tls = transport::tls_config(host, &files, verify)?;
+        if insecure_output {
+            transport::warn_unverified(host, "registry.insecure=true in --output");
+        } else if opts.skip_tls_verify {
+            transport::warn_unverified(
+                host,
+                "--tls-verify=false, or insecure = true in registries.conf",
+            );
         }
         let proxy = opts.proxy.clone().unwrap_or_else(ProxyEnv::from_process);
         let client = transport::client(host, &tls, proxy)?;
         let mut scheme = "https";
-        if transport::may_use_http(host, &opts.insecure) {
+        if insecure_output || transport::may_use_http(host, &opts.insecure) {
             // Docker tries HTTPS first for insecure registries, then plain HTTP.
             // A certificate the server presented but we do not trust is no reason to downgrade:
             // the server speaks TLS, and the TLS error is the one to report.
@@ -166,9 +183,15 @@ impl Registry {
                 }
             }
         }
-        let credential = match &opts.credential {
-            Some(c) => Some((c.clone(), CredentialSource::Explicit)),
-            None => credentials::lookup(host)?,
+        let credentials = match &opts.credential {
+            Some(c) => Credentials::Explicit(c.clone()),
+            None => Credentials::Files {
+                files: opts
+                    .auth_files
+                    .clone()
+                    .unwrap_or_else(credentials::default_auth_files),
+                found: Mutex::new(HashMap::new()),
+            },
         };
         // Docker Hub's API lives at registry-1.docker.io.
         let api_host = if host == crate::DEFAULT_REGISTRY {
@@ -183,12 +206,12 @@ impl Registry {
                 reason: e.to_string(),
             })?
             .origin();
-        Ok(Registry {
+        let registry = Registry {
             host: host.to_string(),
             base,
             origin,
             client,
-            credential,
+            credentials,
             tokens: Mutex::new(HashMap::new()),
             basic: AtomicBool::new(false),
             max_attempts: if opts.max_attempts == 0 {
@@ -197,7 +220,11 @@ impl Registry {
                 opts.max_attempts
             },
             present: Mutex::new(std::collections::HashSet::new()),
-        })
+        };
+        // The registry's own credential is looked up now, as it always was: a broken auth
+        // file or a credential helper that fails is reported before any request is sent.
+        registry.credential("")?;
+        Ok(registry)
     }
 
     /// The registry host as named in references.
@@ -210,8 +237,33 @@ impl Registry {
         &self.base
     }
 
-    fn source(&self) -> String {
-        self.credential
+    /// The credential for the repository `scope` names first (the one a request acts on: a
+    /// mount's scope also names the repository it reads from, second), or for the registry
+    /// itself when `scope` names none (`GET /v2/`). Looked up once per repository.
+    fn credential(
+        &self,
+        scope: &str,
+    ) -> Result<Option<(Credential, CredentialSource)>, RegistryError> {
+        match &self.credentials {
+            Credentials::Explicit(c) => Ok(Some((c.clone(), CredentialSource::Explicit))),
+            Credentials::Files { files, found } => {
+                let repository = scope_repository(scope);
+                let key = repository.unwrap_or_default().to_string();
+                // Held across the lookup: a credential helper runs once per repository even
+                // when several threads ask at the same time.
+                let mut found = found.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(c) = found.get(&key) {
+                    return Ok(c.clone());
+                }
+                let c = credentials::lookup_in(files, &self.host, repository)?;
+                found.insert(key, c.clone());
+                Ok(c)
+            }
+        }
+    }
+
+    fn source(credential: &Option<(Credential, CredentialSource)>) -> String {
+        credential
             .as_ref()
             .map_or(CredentialSource::None.to_string(), |c| c.1.to_string())
     }
@@ -253,18 +305,18 @@ impl Registry {
         no_scheme.split('?').next().unwrap_or(no_scheme).to_string()
     }
 
-    fn auth_header(&self, scope: &str) -> Option<String> {
+    fn auth_header(&self, scope: &str) -> Result<Option<String>, RegistryError> {
         let tokens = self.tokens.lock().expect("token cache lock poisoned");
         if let Some(t) = tokens.get(scope).filter(|t| t.valid_until > Instant::now()) {
-            return Some(format!("Bearer {}", t.value.expose()));
+            return Ok(Some(format!("Bearer {}", t.value.expose())));
         }
         drop(tokens);
         if self.basic.load(Ordering::Relaxed) {
-            if let Some((Credential::Basic { username, password }, _)) = &self.credential {
-                return Some(basic_header(username, password));
+            if let Some((Credential::Basic { username, password }, _)) = self.credential(scope)? {
+                return Ok(Some(basic_header(&username, &password)));
             }
         }
-        None
+        Ok(None)
     }
 
     /// Answers a 401's challenge: remembers Basic, or fetches a token for `scope`.
@@ -276,16 +328,17 @@ impl Registry {
         path: &str,
         status: u16,
     ) -> Result<(), RegistryError> {
+        let credential = self.credential(scope)?;
         let unauthorized = || RegistryError::Unauthorized {
             registry: self.host.clone(),
             method,
             path: path.to_string(),
             status,
-            credential_source: self.source(),
+            credential_source: Self::source(&credential),
         };
         match header.and_then(challenge::parse) {
             Some(Challenge::Basic) => {
-                if !matches!(self.credential, Some((Credential::Basic { .. }, _))) {
+                if !matches!(credential, Some((Credential::Basic { .. }, _))) {
                     return Err(unauthorized());
                 }
                 self.basic.store(true, Ordering::Relaxed);
@@ -306,7 +359,7 @@ impl Registry {
                     &realm,
                     service.as_deref(),
                     &scopes,
-                    self.credential.as_ref().map(|c| &c.0),
+                    credential.as_ref().map(|c| &c.0),
                 )
                 .map_err(|e| match e {
                     TokenError::Status(401 | 403) => unauthorized(),
@@ -409,8 +462,10 @@ impl Registry {
             let path = self.display_target(&url, own);
             attempt += 1;
             let mut headers: Vec<(&str, String)> = req.headers.clone();
-            if let Some(h) = self.auth_header(&req.scope).filter(|_| own) {
-                headers.push(("Authorization", h));
+            if own {
+                if let Some(h) = self.auth_header(&req.scope)? {
+                    headers.push(("Authorization", h));
+                }
             }
             let body = self.body_of(req, &path)?;
             let resp = match http::send(&self.client, req.method, &url, &headers, body) {
@@ -474,14 +529,24 @@ impl Registry {
                     let h = resp.header("www-authenticate").map(str::to_string);
                     self.authenticate(h.as_deref(), &req.scope, req.method, &path, 401)?;
                 }
-                401 | 403 if own && (self.credential.is_some() || status == 401) => {
-                    return Err(RegistryError::Unauthorized {
+                401 | 403 if own => {
+                    let credential = self.credential(&req.scope)?;
+                    if credential.is_some() || status == 401 {
+                        return Err(RegistryError::Unauthorized {
+                            registry: self.host.clone(),
+                            method: req.method,
+                            path,
+                            status,
+                            credential_source: Self::source(&credential),
+                        });
+                    }
+                    return Err(RegistryError::Status {
                         registry: self.host.clone(),
                         method: req.method,
                         path,
                         status,
-                        credential_source: self.source(),
-                    })
+                        detail: error_detail(resp),
+                    });
                 }
                 s if retry::retryable(s) && attempt < self.max_attempts => {
                     std::thread::sleep(retry::delay(attempt, resp.header("retry-after")));
@@ -521,6 +586,37 @@ pub(crate) fn scope(repository: &str, actions: &str) -> String {
     format!("repository:{repository}:{actions}")
 }
 
+/// The repository of the first `repository:NAME:ACTIONS` in a space-separated scope list.
+fn scope_repository(scope: &str) -> Option<&str> {
+    let first = scope.split(' ').next()?;
+    let rest = first.strip_prefix("repository:")?;
+    rest.rsplit_once(':').map(|(name, _)| name)
+}
+
+/// Where a client's credentials come from.
+enum Credentials {
+    /// Given on the command line (`rbuild login`): for every repository.
+    Explicit(Credential),
+    /// Looked up in the auth files per repository (containers-auth.json(5) allows
+    /// `host/namespace/repo` keys), each answer kept: repository → credential.
+    Files {
+        files: Vec<credentials::AuthFile>,
+        found: Mutex<HashMap<String, Option<(Credential, CredentialSource)>>>,
+    },
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Explicit(_) => f.write_str("Explicit"),
+            Credentials::Files { files, .. } => f
+                .debug_list()
+                .entries(files.iter().map(|a| &a.path))
+                .finish(),
+        }
+    }
+}
+
 /// Bytes kept of each error message a registry sends.
 const MAX_ERROR_MESSAGE: usize = 200;
 
@@ -536,34 +632,62 @@ pub(crate) fn truncate_on_char_boundary(s: &mut String, max: usize) {
     }
 }
 
-/// The distribution-spec error body (`{"errors":[{"code","message"}]}`) as `: CODE: message`.
+/// The distribution-spec error body (`{"errors":[{"code","message","detail"}]}`) as
+/// ` (CODE: message; …)`, each message cut to [`MAX_ERROR_MESSAGE`] bytes.
 fn error_detail(resp: Response) -> String {
     let mut buf = Vec::new();
     let _ = resp.into_reader().take(16 * 1024).read_to_end(&mut buf);
-    let v: serde_json::Value = match serde_json::from_slice(&buf) {
-        Ok(v) => v,
-        Err(_) => return String::new(),
-    };
-    let parts: Vec<String> = v
-        .get("errors")
-        .and_then(|e| e.as_array())
-        .map(|errs| {
-            errs.iter()
-                .map(|e| {
-                    let code = e.get("code").and_then(|c| c.as_str()).unwrap_or("");
-                    let msg = e.get("message").and_then(|c| c.as_str()).unwrap_or("");
-                    let mut s = format!("{code}: {msg}");
-                    truncate_on_char_boundary(&mut s, MAX_ERROR_MESSAGE);
-                    s
-                })
-                .collect()
+    let parts: Vec<String> = error_entries(&buf)
+        .into_iter()
+        .map(|(code, msg)| {
+            let mut s = format!("{code}: {msg}");
+            truncate_on_char_boundary(&mut s, MAX_ERROR_MESSAGE);
+            s
         })
-        .unwrap_or_default();
+        .collect();
     if parts.is_empty() {
         String::new()
     } else {
         format!(" ({})", parts.join("; "))
     }
+}
+
+/// The `(code, message)` pairs of an error body, read with oci-spec's
+/// `distribution::ErrorResponse`. Its `ErrorCode` is a closed enum of the spec's codes, so a
+/// body with any other code (registries add their own: Harbor's `NOT_FOUND`, `UNKNOWN`…)
+/// fails the typed parse as a whole; such a body is read field by field instead.
+fn error_entries(body: &[u8]) -> Vec<(String, String)> {
+    if let Ok(typed) = serde_json::from_slice::<oci_spec::distribution::ErrorResponse>(body) {
+        return typed
+            .detail()
+            .iter()
+            .map(|e| {
+                // The code as the registry spelled it (serde's name, e.g. `TOOMANYREQUESTS`).
+                let code = serde_json::to_value(e.code())
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                (code, e.message().clone().unwrap_or_default())
+            })
+            .collect();
+    }
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Vec::new();
+    };
+    let field = |e: &serde_json::Value, k: &str| {
+        e.get(k)
+            .and_then(|c| c.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    v.get("errors")
+        .and_then(|e| e.as_array())
+        .map(|errs| {
+            errs.iter()
+                .map(|e| (field(e, "code"), field(e, "message")))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

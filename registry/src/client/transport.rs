@@ -8,7 +8,8 @@
 //! [`super::verify`]). Client certificates for mutual TLS come from the same directory:
 //! each `NAME.cert` with its `NAME.key` (Docker's `client.cert` + `client.key` is one such
 //! pair; a certificate without its key, or a key without its certificate, is an error, as in
-//! Docker). `--tls-verify=false` accepts any server certificate, with a warning once per host.
+//! Docker). `--tls-verify=false` (every host) and an output's `registry.insecure=true` (its
+//! hosts) accept any server certificate, with a warning once per host.
 //!
 //! Plain HTTP only for hosts named as insecure and, as Docker does, for `localhost` and
 //! 127.0.0.0/8 — and even there HTTPS is tried first (one `GET /v2/`), falling back to HTTP
@@ -274,8 +275,8 @@ fn build_config(
     Ok(Arc::new(config))
 }
 
-/// Says once per process and host that its certificate is not verified.
-pub fn warn_unverified(host: &str) {
+/// Says once per process and host that its certificate is not verified, and `why`.
+pub fn warn_unverified(host: &str, why: &str) {
     static WARNED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
     let mut warned = WARNED.lock().unwrap_or_else(|p| p.into_inner());
     if warned
@@ -283,7 +284,7 @@ pub fn warn_unverified(host: &str) {
         .insert(host.to_string())
     {
         eprintln!(
-            "warning: registry {host}: TLS certificate verification is off (--tls-verify=false, or insecure = true in registries.conf); \
+            "warning: registry {host}: TLS certificate verification is off ({why}); \
              anyone on the network path can impersonate it"
         );
     }

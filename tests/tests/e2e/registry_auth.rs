@@ -250,3 +250,51 @@ fn a_credential_helper_that_hangs_fails_the_build_after_the_timeout() {
     }
     assert!(!out.stderr.contains("canary-9d3e") && !out.stdout.contains("canary-9d3e"));
 }
+
+/// containers-auth.json(5): an `auths` key `host/namespace/repo` wins over the host's key for
+/// that repository. Only the repository key has the right password: push and pull of that
+/// repository succeed; a push to another repository uses the (wrong) host key and is refused.
+#[test]
+fn a_repository_key_wins_over_the_host_key() {
+    let Some(t) = tls_registry() else { return };
+    let dir = scratch();
+    let b64 = |pass: &str| {
+        run(Command::new("sh")
+            .arg("-c")
+            .arg(format!("printf '%s' '{}:{pass}' | base64 -w0", t.user)))
+        .success()
+        .stdout
+    };
+    let wrong = "host-key-password-3a1f";
+    let cfg = dir.path().join("docker");
+    std::fs::create_dir_all(&cfg).unwrap();
+    let config_json = cfg.join("config.json");
+    std::fs::write(
+        &config_json,
+        format!(
+            r#"{{"auths":{{"{h}":{{"auth":"{w}"}},"{h}/e2e/percred":{{"auth":"{r}"}}}}}}"#,
+            h = t.host,
+            w = b64(wrong),
+            r = b64(&t.password),
+        ),
+    )
+    .unwrap();
+    let ctx = dir.path().join("base");
+    tiny_context(&ctx, "per-repository credentials\n");
+    let name = format!("{}/e2e/percred:v1", t.host);
+    build_with(dir.path(), "s1", &ctx, &t, &["--tag", &name, "--push"]).success();
+    let child = dir.path().join("child");
+    child_context(&child, &name);
+    build_with(dir.path(), "s2", &child, &t, &[]).success();
+
+    let other = format!("{}/e2e/percred-other:v1", t.host);
+    let out = build_with(dir.path(), "s3", &ctx, &t, &["--tag", &other, "--push"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("authentication failed")
+            && out.stderr.contains(config_json.to_str().unwrap()),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains(wrong), "{}", out.stderr);
+}

@@ -7,7 +7,8 @@
 //!   a push to the upstream in the same build goes to the upstream, never to the mirror;
 //! - a `--cache-from` on the upstream is read from the mirror (its step taken as cached);
 //! - `blocked = true` is an error naming the file, before any request;
-//! - kaniko's `--registry-mirror HOST/PATH` serves a docker.io name from the mirror;
+//! - kaniko's `--registry-mirror HOST/PATH` serves a docker.io name from the mirror, after a
+//!   first mirror that is down (named in one warning line);
 //! - a search list in the file makes an unqualified name an error, not a silent search.
 
 use std::path::Path;
@@ -180,13 +181,14 @@ fn kaniko_registry_mirror_serves_docker_hub_names() {
     let layout = dir.path().join("out");
     let spec = format!("type=oci,dest={},tar=false", layout.display());
     let none = dir.path().join("absent.conf");
-    build_with(
+    let down = format!("127.0.0.1:{}", free_port());
+    let out = build_with(
         &dir.path().join("store"),
         &ctx,
         &none,
         &[
             "--registry-mirror",
-            &format!("127.0.0.1:{}", free_port()),
+            &down,
             "--registry-mirror",
             &format!("{reg}/hub-{id}"),
             "--output",
@@ -195,6 +197,18 @@ fn kaniko_registry_mirror_serves_docker_hub_names() {
     )
     .success();
     assert_eq!(layer_count(&layout), 2);
+    // The first mirror is down: one warning line names it and why, then the next is tried.
+    let warned: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with(&format!("warning: mirror {down}/library/{repo} failed (")))
+        .collect();
+    assert_eq!(warned.len(), 1, "{}", out.stderr);
+    assert!(
+        warned[0].contains(&format!("; trying {reg}")),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

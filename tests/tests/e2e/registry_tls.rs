@@ -5,7 +5,9 @@
 //!   webpki alone refuses it with `CaUsedAsEndEntity`);
 //! - the registry requires client certificates (`clientcas`): `client.cert` + `client.key` in
 //!   the same directory are presented, and without them the registry refuses the build;
-//! - `--tls-verify=false` accepts the certificate with no CA at all, warned about once.
+//! - `--tls-verify=false` accepts the certificate with no CA at all, warned about once;
+//! - BuildKit's `--output type=registry,…,registry.insecure=true` does the same for that
+//!   output's host only, warned about once.
 //!
 //! `RBUILD_CERTS_D` points rbuild at the test's own `certs.d` root instead of `/etc/docker`.
 
@@ -259,4 +261,87 @@ fn a_client_certificate_without_its_key_is_a_clear_error() {
         "{}",
         out.stderr
     );
+}
+
+/// `registry.insecure=true` on a registry output pushes to a TLS registry whose certificate
+/// nothing trusts (no CA anywhere), with one warning; without it the push fails on the
+/// certificate. It is that output's host only: a pull from the same TLS registry in a build
+/// whose insecure output goes elsewhere still verifies the certificate.
+#[test]
+fn registry_insecure_output_option_pushes_to_an_unverifiable_tls_registry() {
+    if !have_tool("docker-registry") || !have_tool("openssl") {
+        return;
+    }
+    let dir = scratch();
+    let certs = dir.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    make_certs(&certs);
+    let port = free_port();
+    let _registry = start_tls_registry(&certs, port, "");
+    let host = format!("127.0.0.1:{port}");
+    let no_certs = dir.path().join("certs.d-empty");
+    std::fs::create_dir_all(&no_certs).unwrap();
+    let ctx = dir.path().join("base");
+    tiny_context(&ctx, "insecure output\n");
+    let name = format!("{host}/e2e/insecure:v1");
+
+    let plain = format!("type=registry,name={name}");
+    let out = build_with(
+        &no_certs,
+        &dir.path().join("s1"),
+        &ctx,
+        &["--output", &plain],
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("certificate"), "{}", out.stderr);
+
+    let insecure = format!("type=image,name={name},push=true,registry.insecure=true");
+    let out = build_with(
+        &no_certs,
+        &dir.path().join("s1"),
+        &ctx,
+        &["--output", &insecure],
+    )
+    .success();
+    let warning =
+        format!("registry {host}: TLS certificate verification is off (registry.insecure=true");
+    assert_eq!(
+        out.stderr.matches(&warning).count(),
+        1,
+        "one warning:\n{}",
+        out.stderr
+    );
+    let manifest = run(Command::new("curl").args([
+        "-fsSk",
+        "-o",
+        "/dev/null",
+        &format!("https://{host}/v2/e2e/insecure/manifests/v1"),
+        "-H",
+        "Accept: application/vnd.oci.image.manifest.v1+json",
+    ]));
+    assert_eq!(
+        manifest.code, 0,
+        "the image was pushed: {}",
+        manifest.stderr
+    );
+
+    // An insecure output to another host leaves this one verified.
+    if let Some(reg) = rbuild_tests::test_registry() {
+        let child = dir.path().join("child");
+        child_context(&child, &name);
+        let elsewhere =
+            format!("type=registry,name={reg}/e2e/insecure-elsewhere:v1,registry.insecure=true");
+        let out = build_with(
+            &no_certs,
+            &dir.path().join("s2"),
+            &child,
+            &["--output", &elsewhere],
+        );
+        assert_eq!(out.code, 1, "{}", out.stderr);
+        assert!(
+            out.stderr.contains("certificate") && out.stderr.contains(&host),
+            "{}",
+            out.stderr
+        );
+    }
 }

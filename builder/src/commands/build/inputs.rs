@@ -38,7 +38,8 @@ pub(super) struct Inputs {
 pub(super) fn resolve(a: &BuildArgs) -> Result<Inputs, Failure> {
     let opts = BuildOptions::from_args(a)?;
     check_supported(&opts)?;
-    let registry = crate::cli::registry::registry_options(&a.registry)?;
+    let mut registry = crate::cli::registry::registry_options(&a.registry)?;
+    registry.insecure_outputs = insecure_output_hosts(&opts);
     let tag_specs = a
         .tags
         .iter()
@@ -85,6 +86,21 @@ pub(super) fn resolve(a: &BuildArgs) -> Result<Inputs, Failure> {
         epoch,
         epoch_chosen: sde.as_deref().is_some_and(|v| !v.is_empty()),
     })
+}
+
+/// The hosts of `--output type=registry|image,…,registry.insecure=true` (BuildKit's option:
+/// plain HTTP or an unverified certificate for that output's registry). The build shares one
+/// client per host, so a pull from the same host in this build goes the same way.
+fn insecure_output_hosts(opts: &BuildOptions) -> Vec<String> {
+    let mut hosts: Vec<String> = opts
+        .outputs
+        .iter()
+        .filter(|o| matches!(o.kind, OutputKind::Registry { insecure: true, .. }))
+        .flat_map(|o| o.names.iter().map(|n| n.registry().to_string()))
+        .collect();
+    hosts.sort();
+    hosts.dedup();
+    hosts
 }
 
 /// Refuses, before any work, what this version cannot do, so nothing is half-built.
