@@ -11,10 +11,10 @@
 //!   key no other tool reads;
 //! - `Hash`/`Ord` on `Platform` (rbuild keys maps by platform).
 //!
-//! Field order: rbuild writes `mediaType, digest, size, platform, annotations, artifactType`;
-//! oci-spec writes `…, size, urls, annotations, platform, artifactType, data`, the order of
-//! image-spec's Go `Descriptor` except for `data`. rbuild's order is part of every manifest
-//! digest it has produced, so it is kept as it is. `urls` and `data` are not carried (an
+//! Field order: `mediaType, digest, size, annotations, platform, artifactType`, the order of
+//! image-spec's Go `Descriptor` (BuildKit's and containerd's), so that a descriptor carrying both
+//! annotations and a platform (an index entry) has BuildKit's bytes; oci-spec writes the same
+//! order with `urls` and `data`. `urls` and `data` are not carried (an
 //! oci-spec descriptor with them does not convert, rather than losing them).
 
 use std::collections::BTreeMap;
@@ -47,10 +47,11 @@ pub struct Descriptor {
     pub media_type: MediaType,
     pub digest: Digest,
     pub size: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform: Option<Platform>,
+    // image-spec's Go `Descriptor` (BuildKit's) writes annotations before platform.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifact_type: Option<MediaType>,
 }
@@ -65,5 +66,35 @@ impl Descriptor {
             annotations: BTreeMap::new(),
             artifact_type: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// image-spec `specs-go/v1/descriptor.go` (what BuildKit and containerd serialise): size,
+    /// then annotations, then platform.
+    #[test]
+    fn an_index_entry_writes_annotations_before_platform_as_image_spec_go_types_do() {
+        let mut d = Descriptor::new(MediaType::OciImageManifest, Digest::sha256_of(b"m"), 7);
+        d.annotations
+            .insert("org.opencontainers.image.ref.name".into(), "v1".into());
+        d.platform = Some(Platform {
+            architecture: "arm64".into(),
+            os: "linux".into(),
+            os_version: None,
+            variant: Some("v8".into()),
+        });
+        let json = serde_json::to_string(&d).expect("serialise");
+        assert_eq!(
+            json,
+            format!(
+                "{{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"{}\",\
+                 \"size\":7,\"annotations\":{{\"org.opencontainers.image.ref.name\":\"v1\"}},\
+                 \"platform\":{{\"architecture\":\"arm64\",\"os\":\"linux\",\"variant\":\"v8\"}}}}",
+                Digest::sha256_of(b"m")
+            )
+        );
     }
 }
