@@ -78,6 +78,10 @@ pub enum RegistryError {
     },
     #[error("registry {registry}: {what}")]
     Protocol { registry: String, what: String },
+    /// A small blob whose body is not the size its descriptor says (retried once, as a wrong
+    /// digest is).
+    #[error("registry {registry}: {what}")]
+    BlobSize { registry: String, what: String },
     #[error("registry {registry}: storing {digest} fetched from {path}: {source}")]
     Store {
         registry: String,

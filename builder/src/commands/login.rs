@@ -1,7 +1,8 @@
 //! `rbuild login REGISTRY -u USER --password-stdin`: checks the credentials against the
-//! registry (`GET /v2/`, answering its Basic or Bearer challenge) and stores them in Docker's
-//! config.json the way `docker login` does without a credential store. The password is read
-//! from standard input only, and never printed.
+//! registry (`GET /v2/`, answering its Basic or Bearer challenge) and stores them the way
+//! `docker login` does: with the credential helper Docker's config.json names for the registry
+//! (`credHelpers`, `credsStore`), else in the file itself. The password is read from standard
+//! input only, and never printed.
 
 use std::io::Read;
 
@@ -48,8 +49,16 @@ pub fn run(a: &LoginArgs) -> Result<(), Failure> {
             "error: neither DOCKER_CONFIG nor HOME is set; nowhere to store the login".into(),
         )
     })?;
-    credentials::store_login(&path, reg.host(), &a.username, &password)
+    let stored = credentials::store_login(&path, reg.host(), &a.username, &password)
         .map_err(|e| Failure::Build(anyhow::Error::new(e)))?;
-    eprintln!("Login Succeeded (credentials stored in {})", path.display());
+    match stored {
+        credentials::LoginStored::File => {
+            eprintln!("Login Succeeded (credentials stored in {})", path.display())
+        }
+        credentials::LoginStored::Helper(h) => eprintln!(
+            "Login Succeeded (credentials stored with docker-credential-{h}, named in {})",
+            path.display()
+        ),
+    }
     Ok(())
 }

@@ -362,16 +362,45 @@ pub fn lookup(
     lookup_in(&default_auth_files(), host, repository)
 }
 
-/// Stores `username`/`password` for `host` in Docker's config.json the way `docker login` does
-/// without a credential store (`auths[host].auth = base64(user:password)`), keeping every
-/// other key. Written to a temp file (mode 0600), fsynced and renamed.
+/// Where [`store_login`] put the credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginStored {
+    /// In the config file itself (`auths[host].auth`).
+    File,
+    /// With this credential helper (`credHelpers[host]` or `credsStore`); the config file
+    /// keeps an empty `auths[host]` entry, as `docker login` leaves it.
+    Helper(String),
+}
+
+/// Stores `username`/`password` for `host` the way `docker login` does: with the config's
+/// credential helper for that host (`credHelpers[host]`, else `credsStore`) when it names one
+/// (`docker-credential-<name> store`), else in the config file itself (`auths[host].auth =
+/// base64(user:password)`). Every other key is kept. The file is written to a temp file (mode
+/// 0600), fsynced and renamed.
 pub fn store_login(
     path: &Path,
     host: &str,
     username: &str,
     password: &Secret,
-) -> Result<(), RegistryError> {
+) -> Result<LoginStored, RegistryError> {
+    store_login_with(path, host, username, password, |helper, key| {
+        super::helper::store(helper, host, key, username, password)
+    })
+}
+
+/// [`store_login`] with `store_in(helper, key)` standing for running a helper's `store`.
+fn store_login_with(
+    path: &Path,
+    host: &str,
+    username: &str,
+    password: &Secret,
+    store_in: impl FnOnce(&str, &str) -> Result<(), RegistryError>,
+) -> Result<LoginStored, RegistryError> {
     let mut doc = read_json(path)?.unwrap_or_else(|| Value::Object(Default::default()));
+    let helper = login_helper(&doc, host);
+    if let Some(h) = &helper {
+        store_in(h, config_key(host))?;
+    }
     let obj = doc.as_object_mut().ok_or_else(|| RegistryError::Config {
         path: path.to_path_buf(),
         reason: "the top level is not a JSON object".into(),
@@ -383,13 +412,17 @@ pub fn store_login(
         path: path.to_path_buf(),
         reason: "`auths` is not a JSON object".into(),
     })?;
-    let encoded = base64::engine::general_purpose::STANDARD
-        .encode(format!("{username}:{}", password.expose()));
     auths.retain(|k, _| normalise_key(k, false) != host);
-    auths.insert(
-        config_key(host).to_string(),
-        serde_json::json!({ "auth": encoded }),
-    );
+    let entry = match &helper {
+        // Nothing secret stays in the file: the helper holds it.
+        Some(_) => serde_json::json!({}),
+        None => {
+            let encoded = base64::engine::general_purpose::STANDARD
+                .encode(format!("{username}:{}", password.expose()));
+            serde_json::json!({ "auth": encoded })
+        }
+    };
+    auths.insert(config_key(host).to_string(), entry);
     let io = |op: &'static str, p: &Path| {
         let p = p.to_path_buf();
         move |source| RegistryError::Io {
@@ -405,7 +438,24 @@ pub fn store_login(
         op: e.op,
         path: e.path,
         source: e.source,
-    })
+    })?;
+    Ok(helper.map_or(LoginStored::File, LoginStored::Helper))
+}
+
+/// The credential helper a login for `host` goes to: `credHelpers[host]`, else `credsStore`.
+fn login_helper(doc: &Value, host: &str) -> Option<String> {
+    let per_host = doc
+        .get("credHelpers")
+        .and_then(Value::as_object)
+        .and_then(|h| {
+            h.iter()
+                .find(|(k, _)| normalise_key(k, false) == host)
+                .and_then(|(_, v)| v.as_str())
+        });
+    per_host
+        .or_else(|| doc.get("credsStore").and_then(Value::as_str))
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
 }
 
 /// How `config.json` is replaced: mode 0600 (it holds passwords), a temp named after it. The
@@ -518,6 +568,60 @@ mod tests {
                 password: Secret::new("s3cret")
             })
         );
+    }
+
+    /// Issue 15: "`rbuild login` honours `credsStore`" (and `credHelpers`, which wins for its
+    /// host), leaving only an empty `auths` entry in the file, as `docker login` does.
+    #[test]
+    fn login_goes_to_the_credential_helper_the_config_names() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("config.json");
+        std::fs::write(
+            &p,
+            r#"{"auths":{"h:1":{"auth":"eDp5"}},"credsStore":"pass","credHelpers":{"g:2":"gcr"}}"#,
+        )
+        .expect("write");
+        let mut asked = Vec::new();
+        let stored = store_login_with(&p, "h:1", "me", &Secret::new("s3cret"), |h, k| {
+            asked.push((h.to_string(), k.to_string()));
+            Ok(())
+        })
+        .expect("login");
+        assert_eq!(stored, LoginStored::Helper("pass".into()));
+        let stored = store_login_with(&p, "g:2", "me", &Secret::new("s3cret"), |h, k| {
+            asked.push((h.to_string(), k.to_string()));
+            Ok(())
+        })
+        .expect("login");
+        assert_eq!(stored, LoginStored::Helper("gcr".into()));
+        assert_eq!(
+            asked,
+            [("pass".into(), "h:1".into()), ("gcr".into(), "g:2".into())]
+        );
+        let text = std::fs::read_to_string(&p).expect("read");
+        assert!(!text.contains("s3cret") && !text.contains("eDp5"), "{text}");
+        let doc: Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(doc["auths"]["h:1"], serde_json::json!({}));
+        assert_eq!(doc["auths"]["g:2"], serde_json::json!({}));
+        assert_eq!(doc["credsStore"], "pass");
+    }
+
+    #[test]
+    fn a_login_the_helper_refuses_leaves_the_file_as_it_was() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("config.json");
+        let before = r#"{"auths":{"h:1":{"auth":"eDp5"}},"credsStore":"pass"}"#;
+        std::fs::write(&p, before).expect("write");
+        let e = store_login_with(&p, "h:1", "me", &Secret::new("s3cret"), |h, _| {
+            Err(RegistryError::CredentialHelper {
+                helper: h.into(),
+                registry: "h:1".into(),
+                reason: "locked".into(),
+            })
+        })
+        .expect_err("refused");
+        assert!(e.to_string().contains("locked"), "{e}");
+        assert_eq!(std::fs::read_to_string(&p).expect("read"), before);
     }
 
     fn basic(user: &str, pass: &str) -> Option<Credential> {

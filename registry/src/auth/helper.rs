@@ -1,13 +1,18 @@
 //! Running a credential helper: `docker-credential-<name> get` with the registry's key on
-//! stdin and `{"Username","Secret"}` on stdout (the docker-credential-helpers protocol), under
-//! bounds, because a helper is someone else's program: it may wait forever for a keychain
-//! that never unlocks, or print without end.
+//! stdin and `{"Username","Secret"}` on stdout, and `docker-credential-<name> store` with
+//! `{"ServerURL","Username","Secret"}` on stdin (`rbuild login` with a `credsStore` or a
+//! `credHelpers` entry) — the docker-credential-helpers protocol — under bounds, because a
+//! helper is someone else's program: it may wait forever for a keychain that never unlocks, or
+//! print without end.
 //!
 //! - Time: [`DEFAULT_TIMEOUT`], or `RBUILD_CREDENTIAL_HELPER_TIMEOUT` seconds. The helper runs
 //!   in its own process group, and the whole group is killed when the time is up, so a
 //!   helper's own children (a shell script's `sleep`) do not outlive it.
 //! - Output: at most [`MAX_OUTPUT`] bytes are read; a helper that prints more is killed.
-//! - Errors name the helper and the registry and say what to do, never what the helper wrote.
+//! - Errors name the helper and the registry and say what to do. When the helper fails, what it
+//!   wrote to stderr (at most [`MAX_STDERR`] bytes, with the secret of a `store` masked) is
+//!   shown: it is the helper's own explanation ("the keychain is locked"). Its stdout, which
+//!   holds secrets, never is.
 
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
@@ -28,6 +33,8 @@ pub const TIMEOUT_ENV: &str = "RBUILD_CREDENTIAL_HELPER_TIMEOUT";
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// A helper answers with a small JSON object; more output than this is refused.
 pub const MAX_OUTPUT: u64 = 1 << 20;
+/// How much of a failing helper's stderr is shown.
+pub const MAX_STDERR: u64 = 4 << 10;
 
 /// Why running a helper failed (the caller adds the helper and the registry).
 #[derive(Debug)]
@@ -62,30 +69,89 @@ fn get_with(
     key: &str,
     timeout: Duration,
 ) -> Result<Option<Credential>, RegistryError> {
-    let (status, stdout) = run(program, key, timeout).map_err(|f| {
-        helper_error(
-            name,
-            host,
-            match f {
-                Failure::Spawn(e) => format!(
-                    "cannot run it: {e}; install it on PATH or remove it from the Docker config"
-                ),
-                Failure::Io(op, e) => format!("{op} it: {e}"),
-                Failure::Timeout(t) => format!(
-                    "it did not answer within {} and was stopped; check that `echo {key} | \
+    let out = run(program, "get", key, timeout).map_err(|f| failure(f, name, host, key))?;
+    parse(out.status, &out.stdout)
+        .map_err(|reason| helper_error(name, host, with_stderr(reason, &out.stderr, None)))
+}
+
+/// Stores `username`/`secret` for registry `host` under `key` with helper `name`
+/// (`docker-credential-<name> store`).
+pub(super) fn store(
+    name: &str,
+    host: &str,
+    key: &str,
+    username: &str,
+    secret: &Secret,
+) -> Result<(), RegistryError> {
+    let timeout = timeout_from_env().map_err(|reason| helper_error(name, host, reason))?;
+    let program = Command::new(format!("docker-credential-{name}"));
+    store_with(program, name, host, key, username, secret, timeout)
+}
+
+/// [`store`] running `program`, within `timeout`.
+fn store_with(
+    program: Command,
+    name: &str,
+    host: &str,
+    key: &str,
+    username: &str,
+    secret: &Secret,
+    timeout: Duration,
+) -> Result<(), RegistryError> {
+    let input = serde_json::json!({
+        "ServerURL": key,
+        "Username": username,
+        "Secret": secret.expose(),
+    })
+    .to_string();
+    let out = run(program, "store", &input, timeout).map_err(|f| failure(f, name, host, key))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let reason = format!("`store` exited with {}", out.status);
+    Err(helper_error(
+        name,
+        host,
+        with_stderr(reason, &out.stderr, Some(secret)),
+    ))
+}
+
+/// `reason`, followed by what the helper wrote to stderr (trimmed; `secret` masked).
+fn with_stderr(reason: String, stderr: &[u8], secret: Option<&Secret>) -> String {
+    let mut text = String::from_utf8_lossy(stderr).trim().to_string();
+    if let Some(s) = secret.filter(|s| !s.expose().is_empty()) {
+        text = text.replace(s.expose(), "****");
+    }
+    if text.is_empty() {
+        reason
+    } else {
+        format!("{reason}; it said: {text}")
+    }
+}
+
+/// The error for a helper that could not be run to the end.
+fn failure(f: Failure, name: &str, host: &str, key: &str) -> RegistryError {
+    helper_error(
+        name,
+        host,
+        match f {
+            Failure::Spawn(e) => format!(
+                "cannot run it: {e}; install it on PATH or remove it from the Docker config"
+            ),
+            Failure::Io(op, e) => format!("{op} it: {e}"),
+            Failure::Timeout(t) => format!(
+                "it did not answer within {} and was stopped; check that `echo {key} | \
                  docker-credential-{name} get` answers (it may be waiting for a locked keychain \
                  or a prompt), or set {TIMEOUT_ENV} to more seconds",
-                    seconds(t)
-                ),
-                Failure::TooMuchOutput => format!(
-                    "it printed more than {} KiB and was stopped; a helper answers with a small \
+                seconds(t)
+            ),
+            Failure::TooMuchOutput => format!(
+                "it printed more than {} KiB and was stopped; a helper answers with a small \
                  JSON object",
-                    MAX_OUTPUT / 1024
-                ),
-            },
-        )
-    })?;
-    parse(status, &stdout).map_err(|reason| helper_error(name, host, reason))
+                MAX_OUTPUT / 1024
+            ),
+        },
+    )
 }
 
 /// `12 s`, `1.5 s`.
@@ -110,14 +176,22 @@ fn parse_timeout(v: &str) -> Option<Duration> {
         .filter(|d| !d.is_zero())
 }
 
-/// Runs `cmd get` with `input` on stdin; its stdout and exit status, within `timeout`.
-fn run(mut cmd: Command, input: &str, timeout: Duration) -> Result<(ExitStatus, Vec<u8>), Failure> {
+/// What a helper answered.
+struct Output {
+    status: ExitStatus,
+    stdout: Vec<u8>,
+    /// At most [`MAX_STDERR`] bytes.
+    stderr: Vec<u8>,
+}
+
+/// Runs `cmd op` with `input` on stdin; its exit status and output, within `timeout`.
+fn run(mut cmd: Command, op: &str, input: &str, timeout: Duration) -> Result<Output, Failure> {
     let deadline = Instant::now() + timeout;
     let mut child = cmd
-        .arg("get")
+        .arg(op)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         // Its own process group, so a timeout can kill the helper's children with it.
         .process_group(0)
         .spawn()
@@ -144,6 +218,18 @@ fn run(mut cmd: Command, input: &str, timeout: Duration) -> Result<(ExitStatus, 
             Failure::Io("reading from", std::io::ErrorKind::BrokenPipe.into()),
         );
     };
+    // stderr is read on a thread of its own (bounded, then drained), so a helper that fills
+    // it never blocks; what it holds is collected only once the helper has exited.
+    let (err_tx, err_rx) = mpsc::channel();
+    if let Some(stderr) = child.stderr.take() {
+        std::thread::spawn(move || {
+            let mut kept = Vec::new();
+            let mut stderr = stderr;
+            let _ = (&mut stderr).take(MAX_STDERR).read_to_end(&mut kept);
+            let _ = err_tx.send(kept);
+            let _ = std::io::copy(&mut stderr, &mut std::io::sink());
+        });
+    }
     // Read on a thread so the wait for it can time out. If a grandchild that left the process
     // group keeps the pipe open, that thread waits on it alone; the build goes on.
     let (tx, rx) = mpsc::channel();
@@ -163,7 +249,18 @@ fn run(mut cmd: Command, input: &str, timeout: Duration) -> Result<(ExitStatus, 
     // Its stdout is closed; it still has to exit.
     let left = deadline.saturating_duration_since(Instant::now());
     match child.wait_timeout(left) {
-        Ok(Some(status)) => Ok((status, out)),
+        Ok(Some(status)) => {
+            // A helper's stderr is complete when it exits (a grandchild holding the pipe only
+            // delays this by the short wait, then its part is not shown).
+            let stderr = err_rx
+                .recv_timeout(Duration::from_millis(200))
+                .unwrap_or_default();
+            Ok(Output {
+                status,
+                stdout: out,
+                stderr,
+            })
+        }
         Ok(None) => fail(&mut child, Failure::Timeout(timeout)),
         Err(e) => fail(&mut child, Failure::Io("waiting for", e)),
     }

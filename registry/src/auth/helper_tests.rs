@@ -132,3 +132,71 @@ fn the_timeout_is_a_positive_number_of_seconds() {
         assert_eq!(parse_timeout(bad), None, "{bad}");
     }
 }
+
+/// Runs `docker-credential-NAME store` from `dir` the way [`get_from`] runs `get`.
+fn store_from(dir: &Path, name: &str, secret: &str) -> Result<(), RegistryError> {
+    let path = format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let (name, secret) = (name.to_string(), Secret::new(secret));
+    let _guard = spawn_lock();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut cmd = Command::new(format!("docker-credential-{name}"));
+        cmd.env("PATH", path);
+        let r = store_with(
+            cmd,
+            &name,
+            HOST,
+            HOST,
+            "me",
+            &secret,
+            Duration::from_secs(15),
+        );
+        let _ = tx.send(r);
+    });
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("the credential helper call hung")
+}
+
+#[test]
+fn a_login_is_stored_with_the_helpers_store_command() {
+    let dir = helper(
+        "keep",
+        "[ \"$1\" = store ] || exit 3\ncat > \"$(dirname \"$0\")/stored\"",
+    );
+    store_from(dir.path(), "keep", "s3cret").expect("stored");
+    let stored: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("stored")).expect("read"))
+            .expect("json");
+    assert_eq!(
+        stored,
+        serde_json::json!({"ServerURL": HOST, "Username": "me", "Secret": "s3cret"})
+    );
+}
+
+/// Issue 15: helpers' stderr shown (their own explanation), the secret never.
+#[test]
+fn a_failing_helper_s_stderr_is_shown_with_the_secret_masked() {
+    let dir = helper("locked", "echo 'the keychain is locked' >&2\nexit 1");
+    let e = get_from(dir.path(), "locked", Duration::from_secs(15)).expect_err("fails");
+    assert!(
+        e.to_string().contains("it said: the keychain is locked"),
+        "{e}"
+    );
+
+    let dir = helper(
+        "echoes",
+        "read line\necho \"cannot store $line\" >&2\necho 'stdout is never shown'\nexit 1",
+    );
+    let e = store_from(dir.path(), "echoes", "s3cret").expect_err("fails");
+    let text = e.to_string();
+    assert!(
+        text.contains("`store` exited with") && text.contains("cannot store"),
+        "{text}"
+    );
+    assert!(!text.contains("s3cret") && text.contains("****"), "{text}");
+    assert!(!text.contains("stdout is never shown"), "{text}");
+}

@@ -78,6 +78,9 @@ impl Registry {
         }
         let target = format!("/v2/{repository}/blobs/{}", desc.digest);
         let mut last_err = None;
+        // Bytes that fail verification are downloaded once more from scratch before the build
+        // fails (a proxy or mirror that corrupted one response); they are never stored.
+        let mut verification_retry = true;
         // A body cut off mid-stream is retried as a whole (bounded), like a failed request.
         for _ in 0..3 {
             let resp = self
@@ -103,6 +106,18 @@ impl Registry {
             }
             return match w.commit(Some(&desc.digest), Some(desc.size)) {
                 Ok(_) => Ok(true),
+                Err(
+                    source @ (rbuild_layers::store::StoreError::DigestMismatch { .. }
+                    | rbuild_layers::store::StoreError::SizeMismatch { .. }),
+                ) if std::mem::take(&mut verification_retry) => {
+                    last_err = Some(RegistryError::Store {
+                        registry: self.host().to_string(),
+                        path: target.clone(),
+                        digest: desc.digest.clone(),
+                        source: Box::new(source),
+                    });
+                    continue;
+                }
                 Err(source) => Err(RegistryError::Store {
                     registry: self.host().to_string(),
                     path: target,
@@ -133,6 +148,23 @@ impl Registry {
         if desc.size > max {
             return Err(too_large(desc.size));
         }
+        // Bytes that fail verification are downloaded once more before the error stands.
+        match self.get_blob_bytes_once(repository, desc, &target) {
+            Err(RegistryError::DigestMismatch { .. } | RegistryError::BlobSize { .. }) => {
+                self.get_blob_bytes_once(repository, desc, &target)
+            }
+            other => other,
+        }
+    }
+
+    /// One `GET` of a small blob, checked against `desc` (see [`Registry::get_blob_bytes`]).
+    fn get_blob_bytes_once(
+        &self,
+        repository: &str,
+        desc: &Descriptor,
+        target: &str,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let target = target.to_string();
         let resp = self
             .send(&Req {
                 method: "GET",
@@ -152,7 +184,7 @@ impl Registry {
                 what: format!("GET {target}: reading the body: {e}"),
             })?;
         if bytes.len() as u64 != desc.size {
-            return Err(RegistryError::Protocol {
+            return Err(RegistryError::BlobSize {
                 registry: self.host().to_string(),
                 what: format!(
                     "GET {target}: the blob has {}{} bytes, but its descriptor says {}",

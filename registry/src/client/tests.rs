@@ -352,3 +352,82 @@ fn a_streamed_body_whose_source_fails_is_aborted_not_ended() {
     let methods: Vec<String> = reg.seen().into_iter().map(|s| s.method).collect();
     assert_eq!(methods, ["POST", "DELETE"], "{e}");
 }
+
+/// A registry serving blob GETs: the first `bad` answers carry corrupted bytes (same length),
+/// the rest the right ones. Returns its address and the count of GETs.
+fn corrupting_registry(blob: Vec<u8>, bad: usize) -> (String, Arc<AtomicUsize>) {
+    let gets = Arc::new(AtomicUsize::new(0));
+    let count = gets.clone();
+    let addr = serve(move |_req| {
+        let n = count.fetch_add(1, Ordering::SeqCst);
+        let mut body = blob.clone();
+        if n < bad {
+            body[0] ^= 0xff;
+        }
+        let mut r = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        r.extend_from_slice(&body);
+        r
+    });
+    (addr, gets)
+}
+
+fn blob_desc(blob: &[u8]) -> rbuild_layers::Descriptor {
+    rbuild_layers::Descriptor::new(
+        rbuild_layers::MediaType::OciLayerGzip,
+        Digest::sha256_of(blob),
+        blob.len() as u64,
+    )
+}
+
+/// Issue 15: "A blob whose bytes fail verification is retried once from scratch before the
+/// build fails (it is never stored)."
+#[test]
+fn a_blob_that_fails_verification_is_downloaded_once_more_then_stored() {
+    let blob = b"layer bytes, corrupted once".to_vec();
+    let (addr, gets) = corrupting_registry(blob.clone(), 1);
+    let reg = Registry::connect(&addr, &ClientOptions::default()).expect("connect");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = rbuild_layers::store::Store::open(dir.path()).expect("store");
+    let desc = blob_desc(&blob);
+    assert!(reg
+        .fetch_blob(&store, "a/b", &desc, &|_| {})
+        .expect("fetch"));
+    assert!(store.has_blob(&desc.digest));
+    assert_eq!(gets.load(Ordering::SeqCst), 2);
+
+    let (addr, gets) = corrupting_registry(blob.clone(), 1);
+    let reg = Registry::connect(&addr, &ClientOptions::default()).expect("connect");
+    assert_eq!(
+        reg.get_blob_bytes("a/b", &desc, 1 << 20).expect("get"),
+        blob
+    );
+    assert_eq!(gets.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn a_blob_that_fails_verification_twice_fails_and_is_never_stored() {
+    let blob = b"layer bytes, always corrupted".to_vec();
+    let (addr, gets) = corrupting_registry(blob.clone(), usize::MAX);
+    let reg = Registry::connect(&addr, &ClientOptions::default()).expect("connect");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = rbuild_layers::store::Store::open(dir.path()).expect("store");
+    let desc = blob_desc(&blob);
+    let e = reg
+        .fetch_blob(&store, "a/b", &desc, &|_| {})
+        .expect_err("corrupt twice");
+    assert!(e.to_string().contains("digest"), "{e}");
+    assert!(!store.has_blob(&desc.digest));
+    assert_eq!(gets.load(Ordering::SeqCst), 2, "exactly one more download");
+
+    let (addr, gets) = corrupting_registry(blob.clone(), usize::MAX);
+    let reg = Registry::connect(&addr, &ClientOptions::default()).expect("connect");
+    let e = reg
+        .get_blob_bytes("a/b", &desc, 1 << 20)
+        .expect_err("corrupt twice");
+    assert!(matches!(e, RegistryError::DigestMismatch { .. }), "{e}");
+    assert_eq!(gets.load(Ordering::SeqCst), 2);
+}

@@ -298,3 +298,77 @@ fn a_repository_key_wins_over_the_host_key() {
     );
     assert!(!out.stderr.contains(wrong), "{}", out.stderr);
 }
+
+/// `rbuild login` with a `credsStore` in config.json stores the password with that helper
+/// (`docker-credential-<name> store`), leaves only `{}` in the file, and a build's push finds it
+/// through the helper's `get`. The helper is a shell script keeping what it is given in a file.
+#[test]
+fn login_with_a_credential_store_goes_through_the_helper_and_a_push_finds_it() {
+    let Some(t) = tls_registry() else { return };
+    let dir = scratch();
+    let cfg = dir.path().join("docker");
+    std::fs::create_dir_all(&cfg).unwrap();
+    std::fs::write(cfg.join("config.json"), r#"{"credsStore":"e2efile"}"#).unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let kept = dir.path().join("kept.json");
+    let helper = bin.join("docker-credential-e2efile");
+    // `store` keeps the request; `get` answers it for the key it was stored under.
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\nkept={}\ncase $1 in\n  store) cat > \"$kept\" ;;\n  get) read key; \
+             [ -f \"$kept\" ] && grep -q \"\\\"ServerURL\\\":\\\"$key\\\"\" \"$kept\" \
+             || {{ echo 'credentials not found in native keychain'; exit 1; }}; \
+             sed 's/\"ServerURL\":\"[^\"]*\",//' \"$kept\" ;;\n  *) exit 2 ;;\nesac\n",
+            kept.display()
+        ),
+    )
+    .unwrap();
+    let mut perms = std::fs::metadata(&helper).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&helper, perms).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+
+    let mut child = rbuild(&cfg)
+        .args(["login", &t.host, "-u", &t.user, "--password-stdin"])
+        .arg("--registry-ca")
+        .arg(format!("{}={}", t.host, t.ca))
+        .env("DOCKER_CONFIG", &cfg)
+        .env("PATH", &path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{}\n", t.password).as_bytes())
+        .unwrap();
+    let out = Run::from_output(child.wait_with_output().unwrap()).success();
+    assert!(
+        out.stderr.contains("stored with docker-credential-e2efile"),
+        "{}",
+        out.stderr
+    );
+    let written = std::fs::read_to_string(cfg.join("config.json")).unwrap();
+    assert!(!written.contains(&t.password), "{written}");
+    let v: serde_json::Value = serde_json::from_str(&written).unwrap();
+    assert_eq!(v["auths"][&t.host], serde_json::json!({}), "{written}");
+    assert!(std::fs::read_to_string(&kept)
+        .unwrap()
+        .contains(&t.password));
+
+    let ctx = dir.path().join("ctx");
+    tiny_context(&ctx, "helper\n");
+    let name = format!("{}/e2e/credstore:v1", t.host);
+    run(build_cmd(&dir.path().join("s1"), &ctx)
+        .env("DOCKER_CONFIG", &cfg)
+        .env("PATH", &path)
+        .arg("--registry-ca")
+        .arg(format!("{}={}", t.host, t.ca))
+        .args(["--tag", &name, "--push"]))
+    .success();
+}
