@@ -9,7 +9,8 @@
 #
 # Phases, for each app and tool (rbuild, then BuildKit; the order alternates between runs):
 #
-#   cold         empty rbuild store / freshly started dockerd on an empty data dir
+#   cold         empty rbuild store / freshly started dockerd on an empty data dir, each on a
+#                filesystem made for it (see "fresh filesystems" below)
 #   no-op        the same build again, nothing changed
 #   one-source   one application file edited (python app/summary.py, node src/routes.js,
 #                c src/count.c, bigcontext one of its files)
@@ -44,7 +45,9 @@
 # target/release/rbuild, built when missing); DEBIAN_ROOTFS=DIR reuses a debootstrapped bookworm
 # instead of running debootstrap; BASE_STORE=DIR keeps the rbuild store the bases are built in
 # (so that a second run of the script does not install them again); KEEP_WORK=1 keeps the scratch
-# directory; BIG_LAYER_MIB (default 1024, 0 skips) sizes the layer of the peak-memory check.
+# directory; BIG_LAYER_MIB (default 1024, 0 skips) sizes the layer of the peak-memory check;
+# FRESH_FS=0 runs cold and import phases in plain directories instead of fresh filesystems
+# (FRESH_FS_GIB sizes those, sparse; default 8).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$(pwd)
@@ -79,6 +82,43 @@ unmount_under() {
   awk -v p="$1/" 'index($2, p) == 1 { print length($2), $2 }' /proc/self/mounts |
     sort -rn | cut -d' ' -f2- | while read -r m; do umount -l "$m" 2>/dev/null || true; done
 }
+# ---- fresh filesystems ----
+# A fresh runner has a fresh disk. On a filesystem that has just deleted a tree the size of a
+# store, creating as many files again is slow for a minute or more: without a journal (this
+# machine's root filesystem has none), ext4 skips recently freed inodes (`recently_deleted`),
+# reading their inode table blocks — `perf` put over half of a base unpack's busy time there
+# when it ran right after the previous run's `rm -rf` — whichever tool came after a deletion.
+# So every phase that models a fresh runner (cold, import, import-max, and each dockerd start)
+# gets an ext4 of its own, made before the phase (not timed), on a loop device with direct I/O
+# (pages are not cached twice), with the journal setting of $work's filesystem.
+# FRESH_FS=0 keeps the old way (plain directories, emptied with rm -rf).
+mkfs_opts=()
+fresh_fs_on=${FRESH_FS:-1}
+if [ "$fresh_fs_on" = 1 ]; then
+  for tool in losetup mkfs.ext4 findmnt; do
+    command -v "$tool" > /dev/null || { echo "apps.sh: $tool is missing (or set FRESH_FS=0)" >&2; exit 1; }
+  done
+  work_dev=$(basename "$(findmnt -no SOURCE -T "$work")")
+  [ "$(cat "/sys/fs/ext4/$work_dev/journal_task" 2>/dev/null)" != "<none>" ] || mkfs_opts=(-O ^has_journal)
+fi
+fresh_fs() { # dir: an empty directory, on a filesystem of its own when FRESH_FS=1
+  drop_fs "$1"
+  mkdir -p "$1"
+  [ "$fresh_fs_on" = 1 ] || return 0
+  local dev
+  truncate -s "${FRESH_FS_GIB:-8}G" "$1.img"
+  # Inode tables written now, not by a kernel thread during the timed phases.
+  mkfs.ext4 -q -F -E lazy_itable_init=0 "${mkfs_opts[@]}" "$1.img"
+  dev=$(losetup -f --show --direct-io=on "$1.img")
+  mount "$dev" "$1"
+  losetup -d "$dev" # cleared when unmounted
+}
+drop_fs() { # dir
+  [ -e "$1" ] || return 0
+  unmount_under "$1"
+  if mountpoint -q "$1"; then umount "$1" 2>/dev/null || umount -l "$1"; fi
+  rm -rf "$1" "$1.img"
+}
 dockerd_stop() {
   [ -n "$dockerd_pid" ] || return 0
   kill -TERM "$dockerd_pid" 2>/dev/null || true
@@ -89,8 +129,7 @@ dockerd_stop() {
   kill -KILL "$dockerd_pid" 2>/dev/null || true
   wait "$dockerd_pid" 2>/dev/null || true
   dockerd_pid=
-  unmount_under "$dockerd_dir"
-  rm -rf "$dockerd_dir"
+  drop_fs "$dockerd_dir"
 }
 # shellcheck source=tests/bench/registry.sh
 . "$root/tests/bench/registry.sh"
@@ -118,7 +157,7 @@ dockerd_start() {
   dockerd_stop
   dockerd_n=$((dockerd_n + 1))
   dockerd_dir=$work/d$dockerd_n
-  mkdir -p "$dockerd_dir"
+  fresh_fs "$dockerd_dir"
   export DOCKER_HOST=unix://$dockerd_dir/docker.sock
   dockerd --iptables=false --ip-masq=false --bridge=none --host "$DOCKER_HOST" \
     --data-root "$dockerd_dir/data" --exec-root "$dockerd_dir/x" --pidfile "$dockerd_dir/dockerd.pid" \
@@ -318,8 +357,9 @@ for run in $(seq 1 "$runs"); do
   for app in $apps; do
     src=$work/src-$app
     fresh_sources "$app" "$src"
-    store=$work/store-$app
-    rm -rf "$store" "$store-fresh"
+    fresh_fs "$work/fs-$app"
+    fresh_fs "$work/fs-$app-fresh"
+    store=$work/fs-$app/store
     phase "$app" cold "$store" "$src" "-t $reg/bench/$app:rbuild"
     phase "$app" no-op "$store" "$src" "-t $reg/bench/$app:rbuild"
     edit_source "$app" "$src"
@@ -329,17 +369,18 @@ for run in $(seq 1 "$runs"); do
     fi
     phase "$app" export "$store" "$src" \
       "-t $reg/bench/$app:rbuild-$run --push --cache-to type=inline"
-    phase "$app" import "$store-fresh" "$src" \
+    phase "$app" import "$work/fs-$app-fresh/store" "$src" \
       "-t $reg/bench/$app:rbuild --cache-from type=registry,ref=$reg/bench/$app:rbuild-$run"
-    rm -rf "$store-fresh"
+    fresh_fs "$work/fs-$app-fresh"
     # rbuild only: every stage's steps and layers in a registry cache (mode=max), which
     # Docker 20.10's BuildKit cannot export, and a fresh runner importing it.
     log "$app: export-max, import-max (run $run, rbuild only)"
     rb "$app" export-max "$store" "$src" -t "$reg/bench/$app:rbuild-$run" --push \
       --cache-to "type=registry,ref=$reg/bench/$app-cache:rbuild-$run,mode=max"
-    rb "$app" import-max "$store-fresh" "$src" -t "$reg/bench/$app:rbuild" \
+    rb "$app" import-max "$work/fs-$app-fresh/store" "$src" -t "$reg/bench/$app:rbuild" \
       --cache-from "type=registry,ref=$reg/bench/$app-cache:rbuild-$run"
-    rm -rf "$store" "$store-fresh"
+    drop_fs "$work/fs-$app"
+    drop_fs "$work/fs-$app-fresh"
   done
 done
 dockerd_stop
