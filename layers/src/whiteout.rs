@@ -173,7 +173,7 @@ pub mod overlay {
 
     /// The opaque-directory xattrs rbuild reads: the kernel uses the `user.` one under the
     /// `userxattr` mount option.
-    pub const OPAQUE_XATTRS: [&str; 2] = [OPAQUE_XATTR, "user.overlay.opaque"];
+    pub const OPAQUE_XATTRS: [&str; 2] = [OPAQUE_XATTR, USER_OPAQUE_XATTR];
 
     /// The value that makes a directory opaque.
     pub const OPAQUE_VALUE: &[u8] = b"y";
@@ -224,9 +224,24 @@ pub mod overlay {
         )
     }
 
-    /// Marks the open directory `dir` opaque (needs root: the xattr is `trusted.`).
+    /// The opaque-directory xattr written where `trusted.` xattrs are refused.
+    pub const USER_OPAQUE_XATTR: &str = "user.overlay.opaque";
+
+    /// Marks the open directory `dir` opaque: `trusted.overlay.opaque`, which needs
+    /// `CAP_SYS_ADMIN`; without it (root in a container with the default capabilities, where
+    /// RUN runs in `chroot` mode and no overlay is mounted) `user.overlay.opaque`, which rbuild's
+    /// own readers ([`is_opaque`]) honour as well. A kernel overlay mount without `userxattr`
+    /// does not: such a snapshot must not be mounted by a privileged build sharing the store.
     pub fn mark_opaque(dir: impl AsFd) -> rustix::io::Result<()> {
-        rfs::fsetxattr(dir, OPAQUE_XATTR, OPAQUE_VALUE, rfs::XattrFlags::empty())
+        match rfs::fsetxattr(&dir, OPAQUE_XATTR, OPAQUE_VALUE, rfs::XattrFlags::empty()) {
+            Err(rustix::io::Errno::PERM) => rfs::fsetxattr(
+                &dir,
+                USER_OPAQUE_XATTR,
+                OPAQUE_VALUE,
+                rfs::XattrFlags::empty(),
+            ),
+            other => other,
+        }
     }
 }
 
