@@ -1,0 +1,315 @@
+//! The private root of a RUN in `chroot` mode: the stage's snapshots (overlay format, bottom
+//! first) merged into one plain directory as overlayfs would show them — the top layer wins,
+//! a whiteout hides a path below it, an opaque directory hides the lower layers' content of it
+//! — and the stat of every path right after the copy ([`StartState`]), which
+//! [`super::compare`] compares the root against once the command has run.
+//!
+//! Files are copied, never hard-linked to the snapshots: snapshots are shared by every build
+//! and must not change. Hard links inside one snapshot stay hard links inside the copy. Owners,
+//! modes (setuid bits included), xattrs (but overlay's own) and times are kept, so the copy
+//! stats like the merged overlay would.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use rbuild_layers::whiteout::overlay;
+
+use super::mounts::io;
+use crate::solver::rootfs::RootFs;
+use crate::solver::BuildError;
+
+/// What `stat` said of a path (what the comparison needs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    /// `st_mode`: type and permission bits.
+    pub mode: u32,
+    pub ino: u64,
+    /// Birth time where the filesystem keeps it: tells a new inode that reuses a freed number.
+    pub btime: Option<(i64, u32)>,
+    pub size: u64,
+    pub mtime: (i64, i64),
+    pub ctime: (i64, i64),
+    pub uid: u32,
+    pub gid: u32,
+    pub nlink: u64,
+}
+
+impl Stat {
+    pub fn is_dir(&self) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFDIR
+    }
+
+    pub fn kind(&self) -> u32 {
+        self.mode & libc::S_IFMT
+    }
+
+    /// The same inode (not a new one in its place).
+    pub fn same_inode(&self, other: &Stat) -> bool {
+        self.ino == other.ino && self.kind() == other.kind() && self.btime == other.btime
+    }
+}
+
+/// `statx(2)` of `path`, not following a symlink at its end.
+pub fn stat(path: &Path) -> std::io::Result<Stat> {
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: zeroed statx is a valid out-buffer; the path is a valid C string.
+    let mut sx: libc::statx = unsafe { std::mem::zeroed() };
+    let rc = unsafe {
+        libc::statx(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+            libc::STATX_BASIC_STATS | libc::STATX_BTIME,
+            &mut sx,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(Stat {
+        mode: u32::from(sx.stx_mode),
+        ino: sx.stx_ino,
+        btime: (sx.stx_mask & libc::STATX_BTIME != 0)
+            .then_some((sx.stx_btime.tv_sec, sx.stx_btime.tv_nsec)),
+        size: sx.stx_size,
+        mtime: (sx.stx_mtime.tv_sec, i64::from(sx.stx_mtime.tv_nsec)),
+        ctime: (sx.stx_ctime.tv_sec, i64::from(sx.stx_ctime.tv_nsec)),
+        uid: sx.stx_uid,
+        gid: sx.stx_gid,
+        nlink: u64::from(sx.stx_nlink),
+    })
+}
+
+/// One path of the copy as it was before the command.
+#[derive(Debug, Clone)]
+pub struct Start {
+    pub stat: Stat,
+    /// Where it was copied from (in a snapshot): for content and xattr comparisons.
+    pub source: PathBuf,
+}
+
+/// The copy before the command: every path (relative, slash-separated; `""` is the root) and,
+/// per directory, the names in it.
+#[derive(Debug, Default)]
+pub struct StartState {
+    pub paths: HashMap<String, Start>,
+    pub children: HashMap<String, BTreeSet<String>>,
+}
+
+/// Copies the merged view of `rootfs` into `dest` (created) and records its state.
+pub fn copy_merged(rootfs: &RootFs, dest: &Path) -> Result<StartState, BuildError> {
+    let mut c = Copier {
+        links: HashMap::new(),
+        linked: Vec::new(),
+        state: StartState::default(),
+    };
+    fs::create_dir_all(dest).map_err(io("creating", dest))?;
+    let top_first: Vec<PathBuf> = rootfs.lowers.iter().rev().cloned().collect();
+    let layers = below_opaque(top_first);
+    c.copy_dir(&layers, dest, "")?;
+    // A hard link made after a path was recorded changed its link count and ctime.
+    for rel in std::mem::take(&mut c.linked) {
+        let p = dest.join(&rel);
+        let st = stat(&p).map_err(io("reading metadata of", &p))?;
+        if let Some(s) = c.state.paths.get_mut(&rel) {
+            s.stat = st;
+        }
+    }
+    Ok(c.state)
+}
+
+/// `dirs` (top first, the same directory in each layer) up to and including the first opaque
+/// one: the layers below it do not show through.
+fn below_opaque(dirs: Vec<PathBuf>) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for d in dirs {
+        let opaque = overlay::is_opaque(&d);
+        out.push(d);
+        if opaque {
+            break;
+        }
+    }
+    out
+}
+
+struct Copier {
+    /// (device, inode) of a multiply-linked source file → its path in the copy (and relative).
+    links: HashMap<(u64, u64), (PathBuf, String)>,
+    /// Paths made as hard links (their stat is taken again at the end).
+    linked: Vec<String>,
+    state: StartState,
+}
+
+fn join(rel: &str, name: &str) -> String {
+    if rel.is_empty() {
+        name.to_string()
+    } else {
+        format!("{rel}/{name}")
+    }
+}
+
+impl Copier {
+    /// Copies the directory `rel`, present in `layers` (top first, already cut at an opaque
+    /// one), into `dest` (which exists).
+    fn copy_dir(&mut self, layers: &[PathBuf], dest: &Path, rel: &str) -> Result<(), BuildError> {
+        // name → (index of the layer that shows it, its metadata); whiteouts hide lower ones.
+        let mut shown: HashMap<std::ffi::OsString, Option<(usize, fs::Metadata)>> = HashMap::new();
+        for (i, dir) in layers.iter().enumerate() {
+            for de in fs::read_dir(dir).map_err(io("listing", dir))? {
+                let de = de.map_err(io("listing", dir))?;
+                let name = de.file_name();
+                if shown.contains_key(&name) {
+                    continue;
+                }
+                let meta = fs::symlink_metadata(de.path()).map_err(io("reading", &de.path()))?;
+                let visible = (!overlay::is_whiteout(&meta)).then_some((i, meta));
+                shown.insert(name, visible);
+            }
+        }
+        let mut names = BTreeSet::new();
+        for (name, visible) in shown {
+            let Some((i, meta)) = visible else { continue };
+            let Some(name_str) = name.to_str().map(str::to_string) else {
+                // The layer writer refuses such names too; leave them out of the root.
+                continue;
+            };
+            let src = layers[i].join(&name);
+            let to = dest.join(&name);
+            let child_rel = join(rel, &name_str);
+            if meta.is_dir() {
+                let mut below = Vec::new();
+                for l in &layers[i..] {
+                    let p = l.join(&name);
+                    match fs::symlink_metadata(&p) {
+                        Ok(m) if m.is_dir() => below.push(p),
+                        Err(_) => continue,
+                        Ok(_) => break,
+                    }
+                }
+                let below = below_opaque(below);
+                fs::create_dir(&to).map_err(io("creating", &to))?;
+                self.copy_dir(&below, &to, &child_rel)?;
+            } else {
+                self.copy_leaf(&src, &meta, &to, &child_rel)?;
+            }
+            names.insert(name_str);
+        }
+        let top = layers
+            .first()
+            .cloned()
+            .unwrap_or_else(|| PathBuf::from("/nonexistent"));
+        if let Some(top_meta) = layers.first().and_then(|t| fs::symlink_metadata(t).ok()) {
+            set_metadata(&top, &top_meta, dest)?;
+        }
+        self.state.children.insert(rel.to_string(), names);
+        self.record(dest, rel, top)
+    }
+
+    fn record(&mut self, path: &Path, rel: &str, source: PathBuf) -> Result<(), BuildError> {
+        let st = stat(path).map_err(io("reading metadata of", path))?;
+        self.state
+            .paths
+            .insert(rel.to_string(), Start { stat: st, source });
+        Ok(())
+    }
+
+    fn copy_leaf(
+        &mut self,
+        src: &Path,
+        meta: &fs::Metadata,
+        to: &Path,
+        rel: &str,
+    ) -> Result<(), BuildError> {
+        let ft = meta.file_type();
+        if ft.is_file() && meta.nlink() > 1 {
+            if let Some((first, first_rel)) = self.links.get(&(meta.dev(), meta.ino())) {
+                fs::hard_link(first, to).map_err(io("linking", to))?;
+                self.linked.push(first_rel.clone());
+                self.linked.push(rel.to_string());
+                return self.record(to, rel, src.to_path_buf());
+            }
+            self.links.insert(
+                (meta.dev(), meta.ino()),
+                (to.to_path_buf(), rel.to_string()),
+            );
+        }
+        if ft.is_file() {
+            fs::copy(src, to).map_err(io("copying", src))?;
+        } else if ft.is_symlink() {
+            let target = fs::read_link(src).map_err(io("reading symlink", src))?;
+            std::os::unix::fs::symlink(&target, to).map_err(io("creating", to))?;
+        } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
+            let c = std::ffi::CString::new(to.as_os_str().as_bytes())
+                .map_err(|_| BuildError::io("creating", to.to_path_buf())(einval()))?;
+            // SAFETY: valid C string; mode and device come from the snapshot's own stat.
+            if unsafe { libc::mknod(c.as_ptr(), meta.mode(), meta.rdev()) } != 0 {
+                return Err(BuildError::io("creating", to.to_path_buf())(
+                    std::io::Error::last_os_error(),
+                ));
+            }
+        } else {
+            // Sockets: a layer cannot hold them; the root does without.
+            return Ok(());
+        }
+        set_metadata(src, meta, to)?;
+        self.record(to, rel, src.to_path_buf())
+    }
+}
+
+fn einval() -> std::io::Error {
+    std::io::Error::from_raw_os_error(libc::EINVAL)
+}
+
+/// Owner, mode, xattrs (but overlay's) and times of `src` onto `to` — in that order: a chown
+/// clears setuid bits, and every change but the times moves the ctime only.
+fn set_metadata(src: &Path, meta: &fs::Metadata, to: &Path) -> Result<(), BuildError> {
+    let err = |e| BuildError::io("setting the metadata of", to.to_path_buf())(e);
+    std::os::unix::fs::lchown(to, Some(meta.uid()), Some(meta.gid())).map_err(err)?;
+    let symlink = meta.file_type().is_symlink();
+    if !symlink {
+        fs::set_permissions(
+            to,
+            std::os::unix::fs::PermissionsExt::from_mode(meta.mode() & 0o7777),
+        )
+        .map_err(err)?;
+        if let Ok(names) = xattr::list(src) {
+            for name in names {
+                let keep = name.to_str().is_some_and(|n| !overlay::is_overlay_xattr(n));
+                if !keep {
+                    continue;
+                }
+                if let Ok(Some(v)) = xattr::get(src, &name) {
+                    xattr::set(to, &name, &v).map_err(err)?;
+                }
+            }
+        }
+    }
+    let c = std::ffi::CString::new(to.as_os_str().as_bytes()).map_err(|_| err(einval()))?;
+    let times = [
+        libc::timespec {
+            tv_sec: meta.atime(),
+            tv_nsec: meta.atime_nsec(),
+        },
+        libc::timespec {
+            tv_sec: meta.mtime(),
+            tv_nsec: meta.mtime_nsec(),
+        },
+    ];
+    // SAFETY: valid C string and a two-element timespec array.
+    let rc = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if rc != 0 {
+        return Err(err(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
