@@ -16,8 +16,11 @@
 //!   it exits is killed (a daemon that starts its own session escapes this).
 //! - mounts: `type=tmpfs` is an empty directory (mode 1777) of the copy; `type=secret` a file
 //!   written before the command and removed after it (and/or the variable); a bound file (a
-//!   heredoc script) is copied in. All of them are paths the layer leaves out, as with real
-//!   mounts. Other mounts are refused by the engine before anything runs.
+//!   heredoc script, a file of the context) is copied in; a bound directory (a cache mount's
+//!   directory, the context's subtree laid out in the scratch directory) is renamed in before
+//!   the command and back after it (a symlink left in its place is not taken back). All of them
+//!   are paths the layer leaves out, as with real mounts; none is read-only. `type=ssh` and
+//!   binds of a stage are refused by the engine before anything runs.
 //!
 //! Paths in the image are resolved inside the new root: everything is written after `chroot`,
 //! so an image's symlink never leads out of it. Host files (secrets, /etc files, bound files)
@@ -55,11 +58,26 @@ struct Planted {
     only_over_files: bool,
 }
 
+/// A host directory (a cache mount's, or a bind source laid out in the scratch directory)
+/// renamed to `target` in the root for the command, and back after it.
+struct Moved {
+    /// Its parent on the host, open (reachable after `chroot`).
+    parent: std::os::fd::OwnedFd,
+    name: std::ffi::CString,
+    target: PathBuf,
+}
+
+/// One thing done in the root before the command, in the order of the mounts.
+enum Action {
+    Plant(Planted),
+    /// A `type=tmpfs` target: an empty directory.
+    Empty(PathBuf),
+    Move(Moved),
+}
+
 /// What the step's root gets, read on the host before `chroot`.
 struct Plan {
-    files: Vec<Planted>,
-    /// `type=tmpfs` targets.
-    empty_dirs: Vec<PathBuf>,
+    actions: Vec<Action>,
     env: Vec<String>,
 }
 
@@ -82,40 +100,39 @@ fn plan(spec: &SandboxSpec) -> SysResult<Plan> {
             libc::EPERM,
         ));
     }
-    let mut files = Vec::new();
+    let mut actions = Vec::new();
     for (name, src) in &spec.etc_files {
-        files.push(Planted {
+        actions.push(Action::Plant(Planted {
             target: Path::new("/etc").join(name),
             bytes: read_host(src, "the build's")?,
             mode: 0o644,
             owner: Some((0, 0)),
             remove_after: false,
             only_over_files: true,
-        });
+        }));
     }
-    let mut empty_dirs = Vec::new();
     let mut env = spec.env.clone();
     for m in &spec.mounts {
         match m {
             SandboxMount::Bind { source, target, .. } => {
-                let meta = std::fs::metadata(source)
+                let meta = std::fs::symlink_metadata(source)
                     .map_err(io_fail(format!("reading {}", source.display())))?;
-                if !meta.is_file() {
-                    return Err(refused(
-                        format!("RUN --mount=type=bind of a directory at {target} with --isolation chroot"),
-                        libc::EPERM,
-                    ));
+                if meta.is_dir() {
+                    actions.push(Action::Move(moved(source, target)?));
+                    continue;
                 }
-                files.push(Planted {
+                actions.push(Action::Plant(Planted {
                     target: PathBuf::from(target),
                     bytes: read_host(source, "bound file")?,
                     mode: meta.permissions().mode() & 0o7777,
                     owner: None,
                     remove_after: false,
                     only_over_files: false,
-                });
+                }));
             }
-            SandboxMount::Tmpfs { target, .. } => empty_dirs.push(PathBuf::from(target)),
+            SandboxMount::Tmpfs { target, .. } => {
+                actions.push(Action::Empty(PathBuf::from(target)))
+            }
             SandboxMount::Secret {
                 id,
                 from,
@@ -138,23 +155,107 @@ fn plan(spec: &SandboxSpec) -> SysResult<Plan> {
                     env.push(format!("{var}={}", String::from_utf8_lossy(&value)));
                 }
                 if let Some(target) = target {
-                    files.push(Planted {
+                    actions.push(Action::Plant(Planted {
                         target: PathBuf::from(target),
                         bytes: value,
                         mode: *mode,
                         owner: Some((*uid, *gid)),
                         remove_after: true,
                         only_over_files: false,
-                    });
+                    }));
                 }
             }
         }
     }
-    Ok(Plan {
-        files,
-        empty_dirs,
-        env,
+    Ok(Plan { actions, env })
+}
+
+/// Opens the parent of the host directory `source`, to rename it to `target` once in the root.
+fn moved(source: &Path, target: &str) -> SysResult<Moved> {
+    let (Some(parent), Some(name)) = (source.parent(), source.file_name()) else {
+        return Err(refused(
+            format!("moving {} into the root", source.display()),
+            libc::EINVAL,
+        ));
+    };
+    let c = sys::cstring(parent.as_os_str().as_bytes(), "directory")?;
+    // SAFETY: valid C string; the fd is owned below.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(SysError {
+            op: format!("open {}", parent.display()),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(Moved {
+        // SAFETY: open just returned this fd; nothing else owns it.
+        parent: unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) },
+        name: sys::cstring(name.as_bytes(), "directory name")?,
+        target: PathBuf::from(target),
     })
+}
+
+/// `renameat(2)`.
+fn rename_at(
+    from_dir: libc::c_int,
+    from: &std::ffi::CStr,
+    to_dir: libc::c_int,
+    to: &std::ffi::CStr,
+    op: impl FnOnce() -> String,
+) -> SysResult<()> {
+    // SAFETY: valid C strings and directory fds (or AT_FDCWD).
+    if unsafe { libc::renameat(from_dir, from.as_ptr(), to_dir, to.as_ptr()) } != 0 {
+        return Err(SysError {
+            op: op(),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(())
+}
+
+/// Renames the host directory into the root at its target (same filesystem: both are in the
+/// store).
+fn move_in(m: &Moved) -> SysResult<()> {
+    if let Some(parent) = m.target.parent() {
+        mkdir_p(parent)?;
+    }
+    clear(&m.target)?;
+    let to = sys::cstring(m.target.as_os_str().as_bytes(), "mount target")?;
+    rename_at(
+        std::os::fd::AsRawFd::as_raw_fd(&m.parent),
+        &m.name,
+        libc::AT_FDCWD,
+        &to,
+        || {
+            format!(
+                "moving a directory to {} (--isolation chroot)",
+                m.target.display()
+            )
+        },
+    )
+}
+
+/// Moves the directory back to the host after the command — only a real directory: a symlink
+/// the command put there must never become a cache directory that a later step binds.
+fn move_back(m: &Moved) -> SysResult<()> {
+    match std::fs::symlink_metadata(&m.target) {
+        Ok(meta) if meta.is_dir() => {}
+        // Gone or replaced: the cache starts again empty next time.
+        _ => return Ok(()),
+    }
+    let from = sys::cstring(m.target.as_os_str().as_bytes(), "mount target")?;
+    rename_at(
+        libc::AT_FDCWD,
+        &from,
+        std::os::fd::AsRawFd::as_raw_fd(&m.parent),
+        &m.name,
+        || format!("moving {} back out of the root", m.target.display()),
+    )
 }
 
 fn enter(root: &Path) -> SysResult<()> {
@@ -262,13 +363,16 @@ fn child(spec: &SandboxSpec, plan: &Plan) -> SysError {
         sys::parent_death_signal(libc::SIGKILL)?;
         enter(&spec.merged)?;
         make_dev()?;
-        for f in &plan.files {
-            plant(f)?;
-        }
-        for d in &plan.empty_dirs {
-            clear(d)?;
-            mkdir_p(d)?;
-            set_mode(d, 0o1777)?;
+        for a in &plan.actions {
+            match a {
+                Action::Plant(f) => plant(f)?,
+                Action::Empty(d) => {
+                    clear(d)?;
+                    mkdir_p(d)?;
+                    set_mode(d, 0o1777)?;
+                }
+                Action::Move(m) => move_in(m)?,
+            }
         }
         let cwd = Path::new(&spec.cwd);
         mkdir_p(cwd)?;
@@ -283,35 +387,60 @@ fn child(spec: &SandboxSpec, plan: &Plan) -> SysError {
     }
 }
 
-/// Removes the secrets written for the command, from a child that enters the root again.
-fn remove_secrets(spec: &SandboxSpec, plan: &Plan) -> SysResult<()> {
-    let secrets: Vec<&Planted> = plan.files.iter().filter(|f| f.remove_after).collect();
-    if secrets.is_empty() {
+/// After the command, from a child that enters the root again: removes the secrets written
+/// for it and moves the directories moved in back out.
+fn restore(spec: &SandboxSpec, plan: &Plan) -> SysResult<()> {
+    let needed = plan.actions.iter().any(|a| match a {
+        Action::Plant(f) => f.remove_after,
+        Action::Move(_) => true,
+        Action::Empty(_) => false,
+    });
+    if !needed {
         return Ok(());
     }
     // SAFETY: the helper is single-threaded, so the child may run arbitrary code.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(SysError {
-            op: "fork to remove the secrets".into(),
+            op: "fork to restore the root after the step".into(),
             source: std::io::Error::last_os_error(),
         });
     }
     if pid == 0 {
-        let ok = enter(&spec.merged).is_ok()
-            && secrets.iter().all(|f| {
+        let mut result = enter(&spec.merged);
+        // Never outside the root.
+        let actions = if result.is_ok() {
+            &plan.actions[..]
+        } else {
+            &[]
+        };
+        for a in actions.iter().rev() {
+            let done = match a {
                 // Only a file: the command may have put something else there.
-                std::fs::symlink_metadata(&f.target).map_or(true, |m| {
-                    !m.is_file() || std::fs::remove_file(&f.target).is_ok()
-                })
-            });
+                Action::Plant(f) if f.remove_after => match std::fs::symlink_metadata(&f.target) {
+                    Ok(m) if m.is_file() => std::fs::remove_file(&f.target)
+                        .map_err(io_fail(format!("removing {}", f.target.display()))),
+                    _ => Ok(()),
+                },
+                Action::Move(m) => move_back(m),
+                _ => Ok(()),
+            };
+            result = result.and(done);
+        }
+        let code = match result {
+            Ok(()) => 0,
+            Err(e) => {
+                super::helper::report(&super::helper::fail(e));
+                1
+            }
+        };
         // SAFETY: leave the child without running the parent's destructors.
-        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        unsafe { libc::_exit(code) };
     }
     match super::helper::wait_for(pid, false)? {
         Status::Exited(0) => Ok(()),
         _ => Err(refused(
-            "removing the secrets written for the step".into(),
+            "removing the step's secrets and moving its cache directories back".into(),
             libc::EIO,
         )),
     }
@@ -338,6 +467,6 @@ pub(super) fn run(spec: &SandboxSpec) -> SysResult<Status> {
     // What the command left running in its process group goes with it.
     // SAFETY: signals the process group the child leads.
     unsafe { libc::kill(-pid, libc::SIGKILL) };
-    remove_secrets(spec, &plan)?;
+    restore(spec, &plan)?;
     status
 }

@@ -339,17 +339,20 @@ pub const UPPER: &str = "upper";
 const CHROOT_ROOT: &str = UPPER;
 
 /// The mounts and network `chroot` mode cannot give a step (see `executor::chroot`): refused
-/// before anything runs. Secrets and tmpfs mounts are written into the root instead.
+/// before anything runs. Secrets, tmpfs, cache and context binds are laid out in the root
+/// instead; a stage would have to be mounted to be bound, an agent socket relayed.
 fn refuse_in_chroot(p: &PreparedRun) -> Result<(), BuildError> {
     if p.network == SandboxNetwork::None {
         return Err(BuildError::Run(RunError::ChrootNetworkNone));
     }
     for m in &p.mounts {
         let kind = match m {
-            MountSpec::Bind { .. } => "bind",
-            MountSpec::Cache { .. } => "cache",
+            MountSpec::Bind { from: Some(_), .. } => "bind,from=<stage>",
             MountSpec::Ssh { .. } => "ssh",
-            MountSpec::Secret { .. } | MountSpec::Tmpfs { .. } => continue,
+            MountSpec::Bind { .. }
+            | MountSpec::Cache { .. }
+            | MountSpec::Secret { .. }
+            | MountSpec::Tmpfs { .. } => continue,
         };
         return Err(BuildError::Run(RunError::ChrootMount(kind)));
     }
@@ -393,7 +396,9 @@ pub fn execute(
     if Path::new("/etc/resolv.conf").exists() {
         etc_files.push(("resolv.conf".into(), PathBuf::from("/etc/resolv.conf")));
     }
-    let (mut mounts, _held) = sandbox_mounts(engine, p, scratch)?;
+    // A chroot step has its cache directories moved into its root: never two at once.
+    let exclusive_caches = mode == IsolationMode::Chroot;
+    let (mut mounts, _held) = sandbox_mounts(engine, p, scratch, exclusive_caches)?;
     if let Some((target, script)) = &p.heredoc_script {
         let path = scratch.join("heredoc");
         std::fs::write(&path, script).map_err(io("writing", &path))?;

@@ -1,7 +1,8 @@
 //! `--isolation`: RUN as root without `CAP_SYS_ADMIN` (dropped with `setpriv` from the bounding
 //! and inheritable sets, as in a container with Docker's default capabilities). The `chroot`
 //! build of a Dockerfile with RUN, `COPY --chown`, USER, a secret, a tmpfs, whiteouts and an
-//! opaque directory gives the image digest of the `namespaces` build; `auto` picks `chroot`
+//! opaque directory, a cache mount (kept from one step to the next) and a bind of the context
+//! gives the image digest of the `namespaces` build; `auto` picks `chroot`
 //! there and says why (progress and `--metadata-file`); `namespaces` is refused with what
 //! grants it, before any output is written; a build without RUN needs no privilege; mounts
 //! the chroot mode cannot provide are refused, naming the mount and the mode.
@@ -24,6 +25,9 @@ const DOCKERFILE: &str = "FROM localhost/rbuild-isolation/busybox:1\n\
         && test -c /dev/null && echo quiet > /dev/null\n\
     RUN --mount=type=secret,id=tok --mount=type=tmpfs,target=/scratchpad \
         test \"$(cat /run/secrets/tok)\" = s3cret && touch /scratchpad/x && echo used > /data/secret-used\n\
+    RUN --mount=type=cache,target=/var/cache/app --mount=type=bind,target=/ctx \
+        echo hit >> /var/cache/app/log && cat /ctx/f.txt > /data/from-bind\n\
+    RUN --mount=type=cache,target=/var/cache/app cp /var/cache/app/log /data/cache-seen\n\
     USER app\n\
     RUN echo \"$(id -u):$(id -g) $HOME\" > /data/appdir/who && cat /home/app/f.txt >> /data/appdir/who\n";
 
@@ -250,7 +254,7 @@ fn chroot_refuses_the_mounts_it_cannot_provide_naming_them() {
     let Some((store, ctx)) = setup(
         d,
         "mounts",
-        "FROM localhost/rbuild-isolation/busybox:1\nRUN --mount=type=cache,target=/var/cache/x true\n",
+        "FROM localhost/rbuild-isolation/busybox:1\nRUN --mount=type=ssh true\n",
     ) else {
         return;
     };
@@ -258,7 +262,7 @@ fn chroot_refuses_the_mounts_it_cannot_provide_naming_them() {
     assert_ne!(r.code, 0);
     assert!(
         r.stderr
-            .contains("RUN --mount=type=cache cannot be provided with --isolation chroot"),
+            .contains("RUN --mount=type=ssh cannot be provided with --isolation chroot"),
         "{}",
         r.stderr
     );

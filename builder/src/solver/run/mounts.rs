@@ -46,11 +46,14 @@ impl Drop for UnmountOnDrop {
     }
 }
 
-/// Turns the RUN's `--mount`s into sandbox mounts (host paths prepared), keeping locks.
+/// Turns the RUN's `--mount`s into sandbox mounts (host paths prepared), keeping locks; with
+/// `exclusive_caches`, a `sharing=shared` cache is locked like a `locked` one (the chroot
+/// mode moves the directory itself into the step's root).
 pub(super) fn sandbox_mounts(
     engine: &Engine<'_>,
     p: &PreparedRun,
     scratch: &Path,
+    exclusive_caches: bool,
 ) -> Result<(Vec<SandboxMount>, Held), BuildError> {
     let mounts = &p.mounts;
     let mut binds = p.binds.iter();
@@ -195,7 +198,9 @@ pub(super) fn sandbox_mounts(
                         }
                     }
                 }
-                if *sharing == CacheSharing::Locked {
+                if *sharing == CacheSharing::Locked
+                    || (exclusive_caches && *sharing == CacheSharing::Shared)
+                {
                     let lock_path = root.join(format!("{}.lock", name.hex()));
                     let f = std::fs::File::create(&lock_path)
                         .map_err(|e| BuildError::Run(RunError::Lock(lock_path.clone(), e)))?;
