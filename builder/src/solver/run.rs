@@ -22,6 +22,7 @@ mod user;
 
 pub use diff::prune_copied_up;
 use mounts::{clean_rel, io, sandbox_mounts, ssh_target, stage_named, BindFrom};
+pub(crate) use rootcopy::readonly_view;
 use user::resolve_user;
 
 use std::collections::{BTreeMap, HashSet};
@@ -339,15 +340,14 @@ pub const UPPER: &str = "upper";
 const CHROOT_ROOT: &str = UPPER;
 
 /// The mounts and network `chroot` mode cannot give a step (see `executor::chroot`): refused
-/// before anything runs. Secrets, tmpfs, cache and context binds are laid out in the root
-/// instead; a stage would have to be mounted to be bound, an agent socket relayed.
+/// before anything runs. Secrets, tmpfs, caches and binds are laid out in the root instead; an
+/// agent's socket would have to be relayed into it.
 fn refuse_in_chroot(p: &PreparedRun) -> Result<(), BuildError> {
     if p.network == SandboxNetwork::None {
         return Err(BuildError::Run(RunError::ChrootNetworkNone));
     }
     for m in &p.mounts {
         let kind = match m {
-            MountSpec::Bind { from: Some(_), .. } => "bind,from=<stage>",
             MountSpec::Ssh { .. } => "ssh",
             MountSpec::Bind { .. }
             | MountSpec::Cache { .. }

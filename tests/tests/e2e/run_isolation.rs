@@ -1,8 +1,9 @@
 //! `--isolation`: RUN as root without `CAP_SYS_ADMIN` (dropped with `setpriv` from the bounding
 //! and inheritable sets, as in a container with Docker's default capabilities). The `chroot`
 //! build of a Dockerfile with RUN, `COPY --chown`, USER, a secret, a tmpfs, whiteouts and an
-//! opaque directory, a cache mount (kept from one step to the next) and a bind of the context
-//! gives the image digest of the `namespaces` build; `auto` picks `chroot`
+//! opaque directory, a cache mount (kept from one step to the next), binds of the context and
+//! of a stage, and `COPY --from` a stage of several layers gives the image digest of the
+//! `namespaces` build; `auto` picks `chroot`
 //! there and says why (progress and `--metadata-file`); `namespaces` is refused with what
 //! grants it, before any output is written; a build without RUN needs no privilege; mounts
 //! the chroot mode cannot provide are refused, naming the mount and the mode.
@@ -15,8 +16,12 @@ use rbuild_tests::{have_tool, run, scratch, Run};
 
 const BASE: &str = "localhost/rbuild-isolation/busybox:1";
 
-const DOCKERFILE: &str = "FROM localhost/rbuild-isolation/busybox:1\n\
+const DOCKERFILE: &str = "FROM localhost/rbuild-isolation/busybox:1 AS builder\n\
+    RUN mkdir /out && echo built > /out/artifact\n\
+    RUN echo more > /out/more && rm /out/artifact && echo rebuilt > /out/artifact\n\
+    FROM localhost/rbuild-isolation/busybox:1\n\
     COPY --chown=1000:1000 f.txt /home/app/f.txt\n\
+    COPY --from=builder /out /opt/out\n\
     RUN mkdir -p /data/keep /data/gone /data/opq/sub && echo k > /data/keep/f \
         && echo g > /data/gone/f && echo o > /data/opq/old && echo s > /data/opq/sub/s \
         && echo x > /data/file && ln -s keep /data/link && echo p > /data/h1 && ln /data/h1 /data/h2 && mkdir /data/appdir && chown app:app /data/appdir\n\
@@ -28,6 +33,7 @@ const DOCKERFILE: &str = "FROM localhost/rbuild-isolation/busybox:1\n\
     RUN --mount=type=cache,target=/var/cache/app --mount=type=bind,target=/ctx \
         echo hit >> /var/cache/app/log && cat /ctx/f.txt > /data/from-bind\n\
     RUN --mount=type=cache,target=/var/cache/app cp /var/cache/app/log /data/cache-seen\n\
+    RUN --mount=type=bind,from=builder,source=/out,target=/b cat /b/artifact /b/more > /data/from-stage\n\
     USER app\n\
     RUN echo \"$(id -u):$(id -g) $HOME\" > /data/appdir/who && cat /home/app/f.txt >> /data/appdir/who\n";
 
@@ -224,12 +230,14 @@ fn namespaces_without_cap_sys_admin_is_refused_with_what_grants_it() {
         r.stderr
     );
 
-    // A build without RUN needs no sandbox, whatever the mode.
+    // A build without RUN needs no sandbox, whatever the mode — `COPY --from` a stage of
+    // several layers included (copied where it cannot be mounted).
     write_tree(
         &ctx,
         &[(
             "Dockerfile",
-            "FROM localhost/rbuild-isolation/busybox:1\nCOPY f.txt /f.txt\n",
+            "FROM localhost/rbuild-isolation/busybox:1 AS b\nCOPY f.txt /x/f\nCOPY f.txt /x/g\n\
+             FROM localhost/rbuild-isolation/busybox:1\nCOPY --from=b /x /x\n",
         )],
     );
     let r = build_as(

@@ -47,8 +47,9 @@ impl Drop for UnmountOnDrop {
 }
 
 /// Turns the RUN's `--mount`s into sandbox mounts (host paths prepared), keeping locks; with
-/// `exclusive_caches`, a `sharing=shared` cache is locked like a `locked` one (the chroot
-/// mode moves the directory itself into the step's root).
+/// `exclusive_caches` (the chroot mode, which moves directories themselves into the step's
+/// root), a `sharing=shared` cache is locked like a `locked` one and a stage to bind is copied,
+/// not mounted.
 pub(super) fn sandbox_mounts(
     engine: &Engine<'_>,
     p: &PreparedRun,
@@ -233,14 +234,14 @@ pub(super) fn sandbox_mounts(
                     BindFrom::Stage(st) => {
                         let rootfs = crate::solver::stage::snapshot_rootfs(engine, &st.layers)?;
                         std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
-                        if *rw {
+                        if exclusive_caches {
+                            // chroot isolation: a private copy, renamed into the step's root
+                            // (writes are discarded with it, as an `rw` bind's are).
+                            super::readonly_view(&rootfs, &dir, true)?;
+                        } else if *rw {
                             overlays.push(mount_writable(&rootfs, &dir, scratch, n)?);
                         } else {
-                            guards.push(
-                                rootfs
-                                    .mount_readonly(&dir)
-                                    .map_err(io("mounting the bind source at", &dir))?,
-                            );
+                            guards.extend(super::readonly_view(&rootfs, &dir, false)?);
                         }
                         inside_without_symlinks(&dir, &rel)?
                     }

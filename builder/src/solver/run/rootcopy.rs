@@ -122,6 +122,27 @@ pub fn copy_merged(rootfs: &RootFs, dest: &Path) -> Result<StartState, BuildErro
     Ok(c.state)
 }
 
+/// A read-only view of `rootfs` at `target` (an empty directory) for `COPY --from`, cache seeds
+/// and binds of a stage: the overlay mount when rbuild may mount (the guard unmounts it), else
+/// (no `CAP_SYS_ADMIN`: the chroot isolation's hosts) a merged copy made here, which the
+/// caller's scratch directory removes. `force_copy` skips the mount (a chroot step's bind is
+/// renamed into its root, which a mount point cannot be).
+pub(crate) fn readonly_view(
+    rootfs: &RootFs,
+    target: &Path,
+    force_copy: bool,
+) -> Result<Option<crate::solver::rootfs::MountGuard>, BuildError> {
+    if !force_copy {
+        match rootfs.mount_readonly(target) {
+            Ok(guard) => return Ok(Some(guard)),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {}
+            Err(e) => return Err(io("mounting a read-only view of a stage at", target)(e)),
+        }
+    }
+    copy_merged(rootfs, target)?;
+    Ok(None)
+}
+
 /// `dirs` (top first, the same directory in each layer) up to and including the first opaque
 /// one: the layers below it do not show through.
 fn below_opaque(dirs: Vec<PathBuf>) -> Vec<PathBuf> {
