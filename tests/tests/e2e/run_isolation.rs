@@ -37,13 +37,9 @@ const DOCKERFILE: &str = "FROM localhost/rbuild-isolation/busybox:1 AS builder\n
     USER app\n\
     RUN echo \"$(id -u):$(id -g) $HOME\" > /data/appdir/who && cat /home/app/f.txt >> /data/appdir/who\n";
 
-/// `rbuild build` as root with CAP_SYS_ADMIN dropped (or with it, when `drop` is false).
-fn build_as(store: &Path, ctx: &Path, drop: bool, args: &[&str]) -> Run {
-    let mut inner = build_cmd(store, ctx);
-    inner.args(args);
-    if !drop {
-        return run(&mut inner);
-    }
+/// `inner` run by `setpriv` with CAP_SYS_ADMIN dropped from the bounding and inheritable sets
+/// (root then gets every capability but that one, as in a container with the default ones).
+pub fn without_sys_admin(inner: &Command) -> Command {
     let mut c = Command::new("setpriv");
     c.args(["--inh-caps=-sys_admin", "--bounding-set=-sys_admin"])
         .arg(inner.get_program())
@@ -54,7 +50,18 @@ fn build_as(store: &Path, ctx: &Path, drop: bool, args: &[&str]) -> Run {
             None => c.env_remove(k),
         };
     }
-    run(&mut c)
+    c
+}
+
+/// `rbuild build` as root with CAP_SYS_ADMIN dropped (or with it, when `drop` is false).
+fn build_as(store: &Path, ctx: &Path, drop: bool, args: &[&str]) -> Run {
+    let mut inner = build_cmd(store, ctx);
+    inner.args(args);
+    if drop {
+        run(&mut without_sys_admin(&inner))
+    } else {
+        run(&mut inner)
+    }
 }
 
 /// A store with the busybox base (built with CAP_SYS_ADMIN dropped: no RUN, no privilege) and
