@@ -15,6 +15,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
 use rbuild_layers::whiteout::overlay;
 
 use super::mounts::io;
@@ -100,26 +101,65 @@ pub struct StartState {
     pub children: HashMap<String, BTreeSet<String>>,
 }
 
-/// Copies the merged view of `rootfs` into `dest` (created) and records its state.
+/// Copies the merged view of `rootfs` into `dest` (created) and records its state, in phases:
+/// list the merged tree (metadata only), make its directories, copy the files in parallel (the
+/// first name of a hard-linked file among them), link the other names, set the directories'
+/// metadata deepest first (creating entries moves a directory's times), then stat everything.
 pub fn copy_merged(rootfs: &RootFs, dest: &Path) -> Result<StartState, BuildError> {
-    let mut c = Copier {
-        links: HashMap::new(),
-        linked: Vec::new(),
-        state: StartState::default(),
-    };
     fs::create_dir_all(dest).map_err(io("creating", dest))?;
     let top_first: Vec<PathBuf> = rootfs.lowers.iter().rev().cloned().collect();
-    let layers = below_opaque(top_first);
-    c.copy_dir(&layers, dest, "")?;
-    // A hard link made after a path was recorded changed its link count and ctime.
-    for rel in std::mem::take(&mut c.linked) {
-        let p = dest.join(&rel);
-        let st = stat(&p).map_err(io("reading metadata of", &p))?;
-        if let Some(s) = c.state.paths.get_mut(&rel) {
-            s.stat = st;
+    let mut tree = Tree::default();
+    tree.list_dir(&below_opaque(top_first), "")?;
+    let at = |rel: &str| {
+        if rel.is_empty() {
+            dest.to_path_buf()
+        } else {
+            dest.join(rel)
+        }
+    };
+    for n in tree
+        .nodes
+        .iter()
+        .filter(|n| n.meta.is_dir() && !n.rel.is_empty())
+    {
+        let p = at(&n.rel);
+        fs::create_dir(&p).map_err(io("creating", &p))?;
+    }
+    tree.nodes
+        .par_iter()
+        .filter(|n| !n.meta.is_dir() && n.link_to.is_none())
+        .try_for_each(|n| copy_leaf(&n.source, &n.meta, &at(&n.rel)))?;
+    for n in &tree.nodes {
+        if let Some(first) = &n.link_to {
+            let p = at(&n.rel);
+            fs::hard_link(at(first), &p).map_err(io("linking", &p))?;
         }
     }
-    Ok(c.state)
+    for n in tree.nodes.iter().rev().filter(|n| n.meta.is_dir()) {
+        if let Some(meta) = &n.dir_meta {
+            set_metadata(&n.source, meta, &at(&n.rel))?;
+        }
+    }
+    let paths = tree
+        .nodes
+        .par_iter()
+        .filter(|n| !n.skipped)
+        .map(|n| {
+            let p = at(&n.rel);
+            let st = stat(&p).map_err(io("reading metadata of", &p))?;
+            Ok((
+                n.rel.clone(),
+                Start {
+                    stat: st,
+                    source: n.source.clone(),
+                },
+            ))
+        })
+        .collect::<Result<HashMap<_, _>, BuildError>>()?;
+    Ok(StartState {
+        paths,
+        children: tree.children,
+    })
 }
 
 /// A read-only view of `rootfs` at `target` (an empty directory) for `COPY --from`, cache seeds
@@ -157,12 +197,28 @@ fn below_opaque(dirs: Vec<PathBuf>) -> Vec<PathBuf> {
     out
 }
 
-struct Copier {
-    /// (device, inode) of a multiply-linked source file → its path in the copy (and relative).
-    links: HashMap<(u64, u64), (PathBuf, String)>,
-    /// Paths made as hard links (their stat is taken again at the end).
-    linked: Vec<String>,
-    state: StartState,
+/// One path of the merged tree.
+struct Node {
+    rel: String,
+    /// The path in the snapshot that shows it (for a directory: the top one).
+    source: PathBuf,
+    meta: fs::Metadata,
+    /// For a directory: the metadata to give it (its top layer's); `None` for the root of an
+    /// empty stack.
+    dir_meta: Option<fs::Metadata>,
+    /// A later name of a hard-linked file: the copy's first name, to link to.
+    link_to: Option<String>,
+    /// A socket: not copied (a layer cannot hold it).
+    skipped: bool,
+}
+
+/// The merged tree in pre-order (a directory before what is in it), and each directory's names.
+#[derive(Default)]
+struct Tree {
+    nodes: Vec<Node>,
+    children: HashMap<String, BTreeSet<String>>,
+    /// (device, inode) of a multiply-linked source file → the first name it got.
+    links: HashMap<(u64, u64), String>,
 }
 
 fn join(rel: &str, name: &str) -> String {
@@ -173,11 +229,24 @@ fn join(rel: &str, name: &str) -> String {
     }
 }
 
-impl Copier {
-    /// Copies the directory `rel`, present in `layers` (top first, already cut at an opaque
-    /// one), into `dest` (which exists).
-    fn copy_dir(&mut self, layers: &[PathBuf], dest: &Path, rel: &str) -> Result<(), BuildError> {
-        // name → (index of the layer that shows it, its metadata); whiteouts hide lower ones.
+impl Tree {
+    /// Lists the directory `rel`, present in `layers` (top first, already cut at an opaque
+    /// one): the top layer that has a name wins, a whiteout hides the name below it.
+    fn list_dir(&mut self, layers: &[PathBuf], rel: &str) -> Result<(), BuildError> {
+        let top = layers.first().cloned().unwrap_or_default();
+        let dir_meta = layers.first().and_then(|t| fs::symlink_metadata(t).ok());
+        let meta = match &dir_meta {
+            Some(m) => m.clone(),
+            None => fs::symlink_metadata("/").map_err(io("reading metadata of", Path::new("/")))?,
+        };
+        self.nodes.push(Node {
+            rel: rel.to_string(),
+            source: top,
+            meta,
+            dir_meta,
+            link_to: None,
+            skipped: false,
+        });
         let mut shown: HashMap<std::ffi::OsString, Option<(usize, fs::Metadata)>> = HashMap::new();
         for (i, dir) in layers.iter().enumerate() {
             for de in fs::read_dir(dir).map_err(io("listing", dir))? {
@@ -191,16 +260,20 @@ impl Copier {
                 shown.insert(name, visible);
             }
         }
+        let mut shown: Vec<(String, usize, fs::Metadata)> = shown
+            .into_iter()
+            .filter_map(|(name, v)| {
+                // The layer writer refuses names that are not UTF-8: left out of the root.
+                let (i, meta) = v?;
+                Some((name.into_string().ok()?, i, meta))
+            })
+            .collect();
+        shown.sort_by(|a, b| a.0.cmp(&b.0));
         let mut names = BTreeSet::new();
-        for (name, visible) in shown {
-            let Some((i, meta)) = visible else { continue };
-            let Some(name_str) = name.to_str().map(str::to_string) else {
-                // The layer writer refuses such names too; leave them out of the root.
-                continue;
-            };
+        for (name, i, meta) in shown {
+            let child = join(rel, &name);
             let src = layers[i].join(&name);
-            let to = dest.join(&name);
-            let child_rel = join(rel, &name_str);
+            names.insert(name.clone());
             if meta.is_dir() {
                 let mut below = Vec::new();
                 for l in &layers[i..] {
@@ -211,74 +284,59 @@ impl Copier {
                         Ok(_) => break,
                     }
                 }
-                let below = below_opaque(below);
-                fs::create_dir(&to).map_err(io("creating", &to))?;
-                self.copy_dir(&below, &to, &child_rel)?;
-            } else {
-                self.copy_leaf(&src, &meta, &to, &child_rel)?;
+                self.list_dir(&below_opaque(below), &child)?;
+                continue;
             }
-            names.insert(name_str);
+            let ft = meta.file_type();
+            let mut link_to = None;
+            if ft.is_file() && meta.nlink() > 1 {
+                match self.links.get(&(meta.dev(), meta.ino())) {
+                    Some(first) => link_to = Some(first.clone()),
+                    None => {
+                        self.links.insert((meta.dev(), meta.ino()), child.clone());
+                    }
+                }
+            }
+            let skipped = ft.is_socket();
+            if skipped {
+                names.remove(&name);
+            }
+            self.nodes.push(Node {
+                rel: child,
+                source: src,
+                meta,
+                dir_meta: None,
+                link_to,
+                skipped,
+            });
         }
-        let top = layers
-            .first()
-            .cloned()
-            .unwrap_or_else(|| PathBuf::from("/nonexistent"));
-        if let Some(top_meta) = layers.first().and_then(|t| fs::symlink_metadata(t).ok()) {
-            set_metadata(&top, &top_meta, dest)?;
-        }
-        self.state.children.insert(rel.to_string(), names);
-        self.record(dest, rel, top)
-    }
-
-    fn record(&mut self, path: &Path, rel: &str, source: PathBuf) -> Result<(), BuildError> {
-        let st = stat(path).map_err(io("reading metadata of", path))?;
-        self.state
-            .paths
-            .insert(rel.to_string(), Start { stat: st, source });
+        self.children.insert(rel.to_string(), names);
         Ok(())
     }
+}
 
-    fn copy_leaf(
-        &mut self,
-        src: &Path,
-        meta: &fs::Metadata,
-        to: &Path,
-        rel: &str,
-    ) -> Result<(), BuildError> {
-        let ft = meta.file_type();
-        if ft.is_file() && meta.nlink() > 1 {
-            if let Some((first, first_rel)) = self.links.get(&(meta.dev(), meta.ino())) {
-                fs::hard_link(first, to).map_err(io("linking", to))?;
-                self.linked.push(first_rel.clone());
-                self.linked.push(rel.to_string());
-                return self.record(to, rel, src.to_path_buf());
-            }
-            self.links.insert(
-                (meta.dev(), meta.ino()),
-                (to.to_path_buf(), rel.to_string()),
-            );
+/// Copies one non-directory (not a later name of a hard-linked file) with its metadata.
+fn copy_leaf(src: &Path, meta: &fs::Metadata, to: &Path) -> Result<(), BuildError> {
+    let ft = meta.file_type();
+    if ft.is_file() {
+        fs::copy(src, to).map_err(io("copying", src))?;
+    } else if ft.is_symlink() {
+        let target = fs::read_link(src).map_err(io("reading symlink", src))?;
+        std::os::unix::fs::symlink(&target, to).map_err(io("creating", to))?;
+    } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
+        let c = std::ffi::CString::new(to.as_os_str().as_bytes())
+            .map_err(|_| BuildError::io("creating", to.to_path_buf())(einval()))?;
+        // SAFETY: valid C string; mode and device come from the snapshot's own stat.
+        if unsafe { libc::mknod(c.as_ptr(), meta.mode(), meta.rdev()) } != 0 {
+            return Err(BuildError::io("creating", to.to_path_buf())(
+                std::io::Error::last_os_error(),
+            ));
         }
-        if ft.is_file() {
-            fs::copy(src, to).map_err(io("copying", src))?;
-        } else if ft.is_symlink() {
-            let target = fs::read_link(src).map_err(io("reading symlink", src))?;
-            std::os::unix::fs::symlink(&target, to).map_err(io("creating", to))?;
-        } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
-            let c = std::ffi::CString::new(to.as_os_str().as_bytes())
-                .map_err(|_| BuildError::io("creating", to.to_path_buf())(einval()))?;
-            // SAFETY: valid C string; mode and device come from the snapshot's own stat.
-            if unsafe { libc::mknod(c.as_ptr(), meta.mode(), meta.rdev()) } != 0 {
-                return Err(BuildError::io("creating", to.to_path_buf())(
-                    std::io::Error::last_os_error(),
-                ));
-            }
-        } else {
-            // Sockets: a layer cannot hold them; the root does without.
-            return Ok(());
-        }
-        set_metadata(src, meta, to)?;
-        self.record(to, rel, src.to_path_buf())
+    } else {
+        // Sockets: a layer cannot hold them; the root does without.
+        return Ok(());
     }
+    set_metadata(src, meta, to)
 }
 
 fn einval() -> std::io::Error {
