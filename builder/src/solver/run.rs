@@ -424,7 +424,12 @@ pub fn execute(
     }
     let chroot_root = scratch.join(CHROOT_ROOT);
     let (device_candidates, start) = match mode {
-        IsolationMode::Namespaces => (devices::candidates(rootfs)?, None),
+        IsolationMode::Namespaces => {
+            rootfs
+                .prepare_for_overlay()
+                .map_err(io("preparing the snapshots of", scratch))?;
+            (devices::candidates(rootfs)?, None)
+        }
         IsolationMode::Chroot => (
             Vec::new(),
             Some(rootcopy::copy_merged(rootfs, &chroot_root)?),

@@ -282,3 +282,42 @@ fn chroot_refuses_the_mounts_it_cannot_provide_naming_them() {
         r.stderr
     );
 }
+
+#[test]
+fn a_store_shared_with_a_privileged_build_keeps_opaque_directories_opaque() {
+    let dir = scratch();
+    let d = dir.path();
+    let first = "FROM localhost/rbuild-isolation/busybox:1\n\
+        RUN mkdir -p /o/sub && echo o > /o/old\n\
+        RUN rm -r /o && mkdir /o && echo n > /o/new\n\
+        RUN true\n";
+    let Some((store, ctx)) = setup(d, "shared", first) else {
+        return;
+    };
+    // Without CAP_SYS_ADMIN the opaque directory's snapshot cannot get trusted.overlay.opaque.
+    build_as(&store, &ctx, true, &["--isolation", "chroot"]).success();
+    // A privileged build on top, in the same store, mounts that snapshot with overlayfs.
+    write_tree(
+        &ctx,
+        &[("Dockerfile", &format!("{first}RUN ls -A /o > /listing\n"))],
+    );
+    let fs = d.join("fs");
+    let r = build_as(
+        &store,
+        &ctx,
+        false,
+        &[
+            "--isolation",
+            "namespaces",
+            "--output",
+            &format!("type=local,dest={}", fs.display()),
+        ],
+    )
+    .success();
+    assert_eq!(
+        std::fs::read_to_string(fs.join("listing")).unwrap(),
+        "new\n",
+        "{}",
+        r.stderr
+    );
+}

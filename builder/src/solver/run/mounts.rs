@@ -317,6 +317,9 @@ fn mount_writable(
     scratch: &Path,
     n: usize,
 ) -> Result<UnmountOnDrop, BuildError> {
+    rootfs
+        .prepare_for_overlay()
+        .map_err(io("preparing the snapshots of", dir))?;
     let upper = scratch.join(format!("bind-{n}-upper"));
     let work = scratch.join(format!("bind-{n}-work"));
     let empty = scratch.join(format!("bind-{n}-empty"));
