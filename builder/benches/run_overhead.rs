@@ -48,6 +48,7 @@ fn run_true(lower: &Path, tmp: &Path) -> Duration {
         std::fs::create_dir(scratch.path().join(d)).unwrap();
     }
     let spec = SandboxSpec {
+        mode: rbuild::executor::isolation::Mode::Namespaces,
         lowers: vec![lower.to_path_buf()],
         empty_lower: scratch.path().join("empty"),
         upper: scratch.path().join("upper"),

@@ -6,6 +6,12 @@ fn main() {
     {
         std::process::exit(rbuild::executor::helper::main());
     }
+    // The isolation probe (`rbuild __isolation-probe DIR`): forks and unshares, likewise.
+    if std::env::args_os().nth(1).as_deref()
+        == Some(std::ffi::OsStr::new(rbuild::executor::probe::PROBE_ARG))
+    {
+        std::process::exit(rbuild::executor::probe::main());
+    }
     // Before any thread exists: move into a private mount namespace so that every mount rbuild
     // makes (read-only views of stages for COPY --from) disappears with the process, even if it
     // is killed. Harmless without privileges: mount-needing steps then report what was refused.

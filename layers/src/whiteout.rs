@@ -173,7 +173,7 @@ pub mod overlay {
 
     /// The opaque-directory xattrs rbuild reads: the kernel uses the `user.` one under the
     /// `userxattr` mount option.
-    pub const OPAQUE_XATTRS: [&str; 2] = [OPAQUE_XATTR, "user.overlay.opaque"];
+    pub const OPAQUE_XATTRS: [&str; 2] = [OPAQUE_XATTR, USER_OPAQUE_XATTR];
 
     /// The value that makes a directory opaque.
     pub const OPAQUE_VALUE: &[u8] = b"y";
@@ -224,9 +224,61 @@ pub mod overlay {
         )
     }
 
-    /// Marks the open directory `dir` opaque (needs root: the xattr is `trusted.`).
-    pub fn mark_opaque(dir: impl AsFd) -> rustix::io::Result<()> {
-        rfs::fsetxattr(dir, OPAQUE_XATTR, OPAQUE_VALUE, rfs::XattrFlags::empty())
+    /// The opaque-directory xattr written where `trusted.` xattrs are refused.
+    pub const USER_OPAQUE_XATTR: &str = "user.overlay.opaque";
+
+    /// Set on the root of a tree whose opaque directories carry [`USER_OPAQUE_XATTR`] (never
+    /// in a layer: `user.rbuild.` xattrs are rbuild's own).
+    pub const USER_OPAQUE_MARK: &str = "user.rbuild.opaque-in-user-xattr";
+
+    /// Marks the open directory `dir` opaque: `trusted.overlay.opaque`, which needs
+    /// `CAP_SYS_ADMIN`; without it (root in a container with the default capabilities, where
+    /// RUN runs in `chroot` mode and no overlay is mounted) `user.overlay.opaque`, which rbuild's
+    /// own readers ([`is_opaque`]) honour as well — then returns true, and the caller marks the
+    /// tree ([`USER_OPAQUE_MARK`]) so that [`promote_user_opaque`] fixes it before a kernel
+    /// overlay mount, which reads only the `trusted.` xattr.
+    pub fn mark_opaque(dir: impl AsFd) -> rustix::io::Result<bool> {
+        match rfs::fsetxattr(&dir, OPAQUE_XATTR, OPAQUE_VALUE, rfs::XattrFlags::empty()) {
+            Err(rustix::io::Errno::PERM) => {
+                rfs::fsetxattr(
+                    &dir,
+                    USER_OPAQUE_XATTR,
+                    OPAQUE_VALUE,
+                    rfs::XattrFlags::empty(),
+                )?;
+                Ok(true)
+            }
+            other => other.map(|()| false),
+        }
+    }
+
+    /// Before `tree` (a snapshot) is a lower directory of a kernel overlay mount: when it was
+    /// unpacked without the right to write `trusted.` xattrs ([`USER_OPAQUE_MARK`] on its
+    /// root), gives its opaque directories `trusted.overlay.opaque` (the caller may mount, so
+    /// it may write them) and drops the mark. One `getxattr` when there is nothing to do;
+    /// idempotent, so concurrent builds may both do it.
+    pub fn promote_user_opaque(tree: &Path) -> std::io::Result<()> {
+        if !matches!(xattr::get(tree, USER_OPAQUE_MARK), Ok(Some(_))) {
+            return Ok(());
+        }
+        promote_dir(tree)?;
+        match xattr::remove(tree, USER_OPAQUE_MARK) {
+            Err(e) if e.raw_os_error() != Some(libc::ENODATA) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    fn promote_dir(dir: &Path) -> std::io::Result<()> {
+        if matches!(xattr::get(dir, USER_OPAQUE_XATTR), Ok(Some(v)) if v == OPAQUE_VALUE) {
+            xattr::set(dir, OPAQUE_XATTR, OPAQUE_VALUE)?;
+        }
+        for de in std::fs::read_dir(dir)? {
+            let de = de?;
+            if de.file_type()?.is_dir() {
+                promote_dir(&de.path())?;
+            }
+        }
+        Ok(())
     }
 }
 

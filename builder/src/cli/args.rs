@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use super::values::{ByteSize, NetworkMode, ProgressMode};
+use super::values::{ByteSize, IsolationMode, NetworkMode, ProgressMode};
 
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
@@ -202,6 +202,11 @@ pub struct BuildArgs {
     /// Network for RUN steps.
     #[arg(long, value_enum, default_value_t = NetworkMode::Default)]
     pub network: NetworkMode,
+
+    /// The sandbox of RUN steps: auto picks the strongest that works here (namespaces needs
+    /// CAP_SYS_ADMIN; chroot runs as root with Docker's default capabilities).
+    #[arg(long, value_enum, env = "RBUILD_ISOLATION", default_value_t = IsolationMode::Auto)]
+    pub isolation: IsolationMode,
 
     /// How to show progress.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]

@@ -100,6 +100,8 @@ pub struct BuildOptions {
     /// `--ssh` agents (sockets, absolute), for `RUN --mount=type=ssh`.
     pub ssh: Vec<SshSpec>,
     pub network: NetworkMode,
+    /// `--isolation`, as the engine takes it.
+    pub isolation: crate::executor::isolation::Isolation,
     /// `Auto` is resolved here: never `Auto` after validation.
     pub progress: ProgressMode,
     pub metadata_file: Option<PathBuf>,
@@ -286,6 +288,7 @@ impl BuildOptions {
             secrets,
             ssh,
             network: a.network,
+            isolation: a.isolation.to_engine(),
             progress,
             metadata_file: a.metadata_file.as_deref().map(absolute).transpose()?,
             store,

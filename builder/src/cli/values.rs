@@ -1,4 +1,5 @@
-//! Small validated flag values: platforms, build args, network and progress modes, sizes.
+//! Small validated flag values: platforms, build args, network, isolation and progress modes,
+//! sizes.
 
 use std::fmt;
 use std::str::FromStr;
@@ -44,6 +45,34 @@ pub enum NetworkMode {
     None,
     /// The host's network.
     Host,
+}
+
+/// The sandbox RUN steps get (`--isolation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum IsolationMode {
+    /// The strongest mode that works here (probed once per build, at its first RUN that runs).
+    #[default]
+    Auto,
+    /// Mount, PID, UTS and IPC namespaces and overlayfs (root with CAP_SYS_ADMIN).
+    Namespaces,
+    /// chroot into a private copy of the root filesystem (root with Docker's default
+    /// capabilities, no CAP_SYS_ADMIN).
+    Chroot,
+    /// A non-root user with a user namespace (not implemented yet).
+    Rootless,
+}
+
+impl IsolationMode {
+    /// The engine's value.
+    pub fn to_engine(self) -> crate::executor::isolation::Isolation {
+        use crate::executor::isolation::Isolation;
+        match self {
+            IsolationMode::Auto => Isolation::Auto,
+            IsolationMode::Namespaces => Isolation::Namespaces,
+            IsolationMode::Chroot => Isolation::Chroot,
+            IsolationMode::Rootless => Isolation::Rootless,
+        }
+    }
 }
 
 /// How progress is shown.

@@ -12,12 +12,14 @@
 //! every process of the namespace down with it) and removes the step's scratch directory. PID 1
 //! itself gets SIGKILL if the helper disappears. All sandbox mounts live in PID 1's own mount
 //! namespace (nested in the helper's, which keeps the host's view for that clean-up) and vanish
-//! with it. PID 1's work is in [`super::pid1`].
+//! with it. PID 1's work is in [`super::pid1`]. In `chroot` mode (`SandboxSpec::mode`) no
+//! namespace is made: [`super::chroot`] runs the step instead.
 
 use std::io::Read;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::isolation::Mode;
 use super::pid1;
 use super::spec::{SandboxNetwork, SandboxSpec, Status};
 use super::sys::{self, SysError, SysResult};
@@ -31,7 +33,7 @@ extern "C" fn on_stop(_sig: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
 }
 
-fn report(status: &Status) {
+pub(super) fn report(status: &Status) {
     if let Ok(mut line) = serde_json::to_vec(status) {
         line.push(b'\n');
         // SAFETY: writes a valid buffer to the status fd; a closed fd just fails.
@@ -56,7 +58,7 @@ fn hint_for(op: &str, errno: i32) -> Option<String> {
     }
 }
 
-fn fail(e: SysError) -> Status {
+pub(super) fn fail(e: SysError) -> Status {
     let errno = e.source.raw_os_error().unwrap_or(0);
     let hint = hint_for(&e.op, errno);
     Status::SetupFailed {
@@ -128,6 +130,9 @@ fn run(spec: &SandboxSpec) -> SysResult<Status> {
         std::fs::File::open("/dev/null").map_err(sys::io_fail("open /dev/null".into()))?;
     // SAFETY: dup2 onto fd 0 of a valid fd.
     unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&devnull), 0) };
+    if spec.mode == Mode::Chroot {
+        return super::chroot::run(spec);
+    }
 
     let mut flags =
         libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
@@ -159,11 +164,17 @@ fn run(spec: &SandboxSpec) -> SysResult<Status> {
         // SAFETY: leave the child without running the parent's destructors.
         unsafe { libc::_exit(125) };
     }
+    wait_for(pid, false)
+}
+
+/// Waits for our child `pid` and returns how it ended; when rbuild goes away meanwhile, kills
+/// it (with its whole process group when `group`: a chroot step leads its own).
+pub(super) fn wait_for(pid: libc::pid_t, group: bool) -> SysResult<Status> {
     let mut killed = false;
     loop {
         if STOP.load(Ordering::SeqCst) && !killed {
-            // SAFETY: signals our own child.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            // SAFETY: signals our own child (or the process group it leads).
+            unsafe { libc::kill(if group { -pid } else { pid }, libc::SIGKILL) };
             killed = true;
         }
         let mut status = 0;

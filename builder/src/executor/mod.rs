@@ -7,11 +7,18 @@
 //! module doc for the lifetime rules (nothing survives rbuild: no process, no mount, no scratch
 //! directory).
 //!
+//! [`isolation`] says which sandbox a build's RUN steps get (`--isolation`): the namespaces
+//! one above, or [`chroot`] for root without `CAP_SYS_ADMIN`; [`probe`] finds out what this
+//! host allows.
+//!
 //! Network: `--network=default` and `--network=host` both share the host's network namespace
 //! (rbuild has no bridge or CNI set-up); `--network=none` gets a new namespace with only `lo`.
 
+mod chroot;
 pub mod helper;
+pub mod isolation;
 mod pid1;
+pub mod probe;
 pub mod spec;
 pub mod sys;
 
@@ -246,6 +253,7 @@ mod tests {
     #[test]
     fn the_spec_survives_the_trip_to_the_helper() {
         let spec = SandboxSpec {
+            mode: isolation::Mode::Chroot,
             lowers: vec!["/s/1".into(), "/s/2".into()],
             empty_lower: "/t/empty".into(),
             upper: "/t/upper".into(),

@@ -417,7 +417,7 @@ fn lookup(name: &str, env: &[String]) -> PathBuf {
     PathBuf::from(name)
 }
 
-fn exec(argv: &[String], env: &[String]) -> SysResult<Never> {
+pub(super) fn exec(argv: &[String], env: &[String]) -> SysResult<Never> {
     let Some(first) = argv.first() else {
         return Err(SysError {
             op: "exec: the command is empty".into(),

@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use rbuild_layers::device::{DeviceKind, DeviceRecord, Placeholder};
 use serde::{Deserialize, Serialize};
 
+use super::isolation::Mode;
+
 /// The network a RUN step gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SandboxNetwork {
@@ -94,6 +96,11 @@ impl SandboxDevice {
 /// Everything the helper needs to run one RUN step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SandboxSpec {
+    /// The sandbox: namespaces and an overlay of `lowers` (`upper`, `work` and `merged` in
+    /// `scratch`), or `chroot` into `merged`, the engine's private copy of the root filesystem
+    /// (`lowers`, `upper`, `work`, `devices` are then unused).
+    #[serde(default)]
+    pub mode: Mode,
     /// Unpacked parent layers in overlay format, bottom first (may be empty).
     pub lowers: Vec<PathBuf>,
     /// An empty directory used as the only lower layer when `lowers` is empty.

@@ -67,6 +67,8 @@ pub enum BuildError {
     #[error(transparent)]
     Run(#[from] super::run::RunError),
     #[error(transparent)]
+    Isolation(#[from] crate::executor::isolation::IsolationError),
+    #[error(transparent)]
     Fetch(#[from] super::seams::FetchError),
     /// A layer an imported cache named could not be fetched or did not match: the cache was
     /// wrong, and the build is run again without it.

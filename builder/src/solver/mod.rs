@@ -42,6 +42,9 @@ use rbuild_layers::{Compression, Platform};
 
 use crate::context::{Context, IgnoreRules};
 use crate::dockerfile::Dockerfile;
+use crate::executor::isolation::{
+    Choice as IsolationChoice, IsolationError, Mode as IsolationMode,
+};
 use crate::graph::BuildPlan;
 use crate::progress::Progress;
 
@@ -70,6 +73,8 @@ pub struct BuildRequest {
     pub epoch_in_key: bool,
     /// The network of RUN steps that do not choose one (`rbuild --network`).
     pub default_network: crate::dockerfile::NetworkMode,
+    /// `--isolation`: the sandbox of RUN steps, chosen at the first RUN that runs.
+    pub isolation: crate::executor::isolation::Isolation,
     pub compression: Compression,
     pub compression_level: Option<i32>,
     /// The stages whose layers this build needs compressed (the targets and the stages they are
@@ -132,6 +137,8 @@ pub struct Engine<'a> {
     donors: Mutex<HashMap<rbuild_layers::Digest, rbuild_layers::store::ScratchDir>>,
     /// Threads removing what donors left (joined when the engine is dropped).
     removals: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// The sandbox of RUN steps, chosen at the first RUN that runs (`--isolation`).
+    isolation: OnceLock<Result<IsolationChoice, IsolationError>>,
 }
 
 impl Drop for Engine<'_> {
@@ -196,7 +203,42 @@ impl<'a> Engine<'a> {
             kept: budget::KeptBytes::default(),
             donors: Mutex::new(HashMap::new()),
             removals: Mutex::new(Vec::new()),
+            isolation: OnceLock::new(),
         })
+    }
+
+    /// The sandbox of this build's RUN steps: probed and chosen once, at the first RUN that
+    /// runs (a build whose RUN steps all come from the cache needs no privilege), and said
+    /// once in the progress output.
+    pub(crate) fn run_isolation(&self) -> Result<IsolationMode, BuildError> {
+        let choice = self.isolation.get_or_init(|| {
+            let choice = crate::executor::isolation::choose(self.opts.isolation, || {
+                match self.scratch_dir("probe") {
+                    Ok(dir) => crate::executor::probe::probe(dir.path()),
+                    Err(e) => crate::executor::isolation::ProbeReport {
+                        namespaces: Err(e.to_string()),
+                        chroot: Err(e.to_string()),
+                    },
+                }
+            });
+            if let Ok(c) = &choice {
+                self.progress.warn(format!(
+                    "note: RUN steps run with --isolation {} ({})",
+                    c.mode.as_str(),
+                    c.reason
+                ));
+            }
+            choice
+        });
+        match choice {
+            Ok(c) => Ok(c.mode),
+            Err(e) => Err(BuildError::Isolation(e.clone())),
+        }
+    }
+
+    /// The sandbox RUN steps ran in, when one ran.
+    pub fn isolation_choice(&self) -> Option<IsolationChoice> {
+        self.isolation.get().and_then(|c| c.as_ref().ok()).cloned()
     }
 
     pub(crate) fn record_outcome(&self, o: StepOutcome) {

@@ -279,10 +279,21 @@ impl RootFs {
         read_found(&found)
     }
 
+    /// Before a kernel overlay mount of these snapshots: those unpacked without the right to
+    /// write `trusted.` xattrs get their opaque directories marked the kernel's way
+    /// (`rbuild_layers::whiteout::overlay::promote_user_opaque`).
+    pub fn prepare_for_overlay(&self) -> Result<(), std::io::Error> {
+        for l in &self.lowers {
+            rbuild_layers::whiteout::overlay::promote_user_opaque(l)?;
+        }
+        Ok(())
+    }
+
     /// Mounts the stack read-only at `target` (an existing empty directory). The mount lives in
     /// rbuild's private mount namespace (see `crate::sandbox_init`) and is removed when the
     /// guard drops.
     pub fn mount_readonly(&self, target: &Path) -> Result<MountGuard, std::io::Error> {
+        self.prepare_for_overlay()?;
         match self.lowers.len() {
             0 => Ok(MountGuard { target: None }),
             1 => {

@@ -5,12 +5,16 @@
 //! Submodules: [`user`] (who the process runs as), [`mounts`] (`--mount` to sandbox mounts),
 //! [`ssh`] (the relay that forwards an ssh agent into the sandbox),
 //! [`devices`] (the image's device nodes, real in the sandbox), [`diff`] (upper directory to
-//! layer entries), [`stubs`] (the mount points runc leaves in the layer).
+//! layer entries), [`stubs`] (the mount points runc leaves in the layer); in `chroot` mode
+//! (`--isolation`), [`rootcopy`] (the private root copied from the snapshots) and [`compare`]
+//! (the layer from comparing that root before and after).
 
 mod cache_dirs;
+mod compare;
 mod devices;
 mod diff;
 mod mounts;
+mod rootcopy;
 pub use cache_dirs::shared_dir as cache_mount_dir;
 mod ssh;
 mod stubs;
@@ -18,6 +22,7 @@ mod user;
 
 pub use diff::prune_copied_up;
 use mounts::{clean_rel, io, sandbox_mounts, ssh_target, stage_named, BindFrom};
+pub(crate) use rootcopy::readonly_view;
 use user::resolve_user;
 
 use std::collections::{BTreeMap, HashSet};
@@ -32,6 +37,7 @@ use super::{BuildError, Engine};
 use crate::dockerfile::MountSpec;
 use crate::dockerfile::NetworkMode;
 use crate::dockerfile::{CommandForm, RunInstruction};
+use crate::executor::isolation::Mode as IsolationMode;
 use crate::executor::{self, SandboxMount, SandboxNetwork, SandboxSpec, Stream};
 use crate::graph::is_proxy_arg;
 use crate::progress::{LogStream, StepHandle};
@@ -89,6 +95,10 @@ pub enum RunError {
     NotInContext(String),
     #[error("locking cache mount {}", .0.display())]
     Lock(PathBuf, #[source] std::io::Error),
+    #[error("RUN --mount=type={0} cannot be provided with --isolation chroot (no mounts without CAP_SYS_ADMIN): use --isolation namespaces, or do without the mount; nothing was run")]
+    ChrootMount(&'static str),
+    #[error("RUN --network=none cannot be provided with --isolation chroot (a network namespace needs CAP_SYS_ADMIN): use --isolation namespaces, or the default network; nothing was run")]
+    ChrootNetworkNone,
     #[error(transparent)]
     Exec(#[from] executor::ExecError),
 }
@@ -324,6 +334,31 @@ pub fn prepare(
 /// The overlay upper directory inside a RUN's scratch directory.
 pub const UPPER: &str = "upper";
 
+/// The private root of a `chroot` mode RUN inside its scratch directory: where the overlay
+/// upper directory is in `namespaces` mode, so that the layer's snapshot takes its files from
+/// it in both modes (`Engine::offer_donor`).
+const CHROOT_ROOT: &str = UPPER;
+
+/// The mounts and network `chroot` mode cannot give a step (see `executor::chroot`): refused
+/// before anything runs. Secrets, tmpfs, caches and binds are laid out in the root instead; an
+/// agent's socket would have to be relayed into it.
+fn refuse_in_chroot(p: &PreparedRun) -> Result<(), BuildError> {
+    if p.network == SandboxNetwork::None {
+        return Err(BuildError::Run(RunError::ChrootNetworkNone));
+    }
+    for m in &p.mounts {
+        let kind = match m {
+            MountSpec::Ssh { .. } => "ssh",
+            MountSpec::Bind { .. }
+            | MountSpec::Cache { .. }
+            | MountSpec::Secret { .. }
+            | MountSpec::Tmpfs { .. } => continue,
+        };
+        return Err(BuildError::Run(RunError::ChrootMount(kind)));
+    }
+    Ok(())
+}
+
 /// Runs the prepared command on `rootfs` in a sandbox whose work files live in `scratch`, and
 /// returns the layer entries of what it changed.
 pub fn execute(
@@ -333,6 +368,10 @@ pub fn execute(
     scratch: &Path,
     step: &StepHandle,
 ) -> Result<Vec<LayerEntry>, BuildError> {
+    let mode = engine.run_isolation()?;
+    if mode == IsolationMode::Chroot {
+        refuse_in_chroot(p)?;
+    }
     let (uid, gid, groups, home) = resolve_user(&p.user, rootfs).map_err(BuildError::Run)?;
     let mut env = p.env.clone();
     if !env.iter().any(|e| e.starts_with("PATH=")) {
@@ -357,7 +396,9 @@ pub fn execute(
     if Path::new("/etc/resolv.conf").exists() {
         etc_files.push(("resolv.conf".into(), PathBuf::from("/etc/resolv.conf")));
     }
-    let (mut mounts, _held) = sandbox_mounts(engine, p, scratch)?;
+    // A chroot step has its cache directories moved into its root: never two at once.
+    let exclusive_caches = mode == IsolationMode::Chroot;
+    let (mut mounts, _held) = sandbox_mounts(engine, p, scratch, exclusive_caches)?;
     if let Some((target, script)) = &p.heredoc_script {
         let path = scratch.join("heredoc");
         std::fs::write(&path, script).map_err(io("writing", &path))?;
@@ -381,13 +422,29 @@ pub fn execute(
             exclude.push(t.trim_start_matches('/').to_string());
         }
     }
-    let device_candidates = devices::candidates(rootfs)?;
+    let chroot_root = scratch.join(CHROOT_ROOT);
+    let (device_candidates, start) = match mode {
+        IsolationMode::Namespaces => {
+            rootfs
+                .prepare_for_overlay()
+                .map_err(io("preparing the snapshots of", scratch))?;
+            (devices::candidates(rootfs)?, None)
+        }
+        IsolationMode::Chroot => (
+            Vec::new(),
+            Some(rootcopy::copy_merged(rootfs, &chroot_root)?),
+        ),
+    };
     let spec = SandboxSpec {
+        mode,
         lowers: rootfs.lowers.clone(),
         empty_lower: scratch.join("empty"),
         upper: scratch.join(UPPER),
         work: scratch.join("work"),
-        merged: scratch.join("merged"),
+        merged: match mode {
+            IsolationMode::Namespaces => scratch.join("merged"),
+            IsolationMode::Chroot => chroot_root.clone(),
+        },
         scratch: scratch.to_path_buf(),
         argv: p.argv.clone(),
         env,
@@ -410,10 +467,15 @@ pub fn execute(
     })
     .map_err(|e| BuildError::Run(mask_tail(engine, e).into()))?;
     rbuild_layers::failpoint::hit("run.before_diff");
-    let upper = scratch.join(UPPER);
-    devices::take_back_untouched(&upper, rootfs, &device_candidates)?;
     let excl: Vec<&str> = exclude.iter().map(String::as_str).collect();
-    let entries = rbuild_layers::tar::entries_from_overlay_upper(&upper, &excl)?;
+    let entries = match &start {
+        Some(start) => compare::changes(&chroot_root, start, &excl)?,
+        None => {
+            let upper = scratch.join(UPPER);
+            devices::take_back_untouched(&upper, rootfs, &device_candidates)?;
+            rbuild_layers::tar::entries_from_overlay_upper(&upper, &excl)?
+        }
+    };
     let mut entries = prune_copied_up(entries, rootfs, &excl);
     stubs::add_runc_mount_points(&mut entries, rootfs, engine.opts.epoch);
     Ok(entries)

@@ -691,12 +691,11 @@ fn source_root<'c>(
         } else {
             let dir = scratch.join("from");
             std::fs::create_dir_all(&dir).map_err(BuildError::io("creating", &dir))?;
-            let guard = rootfs
-                .mount_readonly(&dir)
-                .map_err(BuildError::io("mounting the source stage at", &dir))?;
+            // Without the right to mount (chroot isolation), a merged copy.
+            let guard = super::run::readonly_view(&rootfs, &dir, false)?;
             SourceRoot {
                 path: dir,
-                _mount: Some(guard),
+                _mount: guard,
             }
         };
         let _ = cell.set(root);

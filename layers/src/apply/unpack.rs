@@ -694,8 +694,25 @@ impl<'o> Unpacker<'o> {
             }
             WhiteoutMode::Overlay => {
                 let dir = self.parent_of(parent, &e.path)?;
-                overlay::mark_opaque(&*dir)
-                    .map_err(io_err(&e.path, "marking the directory opaque (needs root)"))
+                let in_user_xattr = overlay::mark_opaque(&*dir)
+                    .map_err(io_err(&e.path, "marking the directory opaque (needs root)"))?;
+                if in_user_xattr {
+                    let root = self
+                        .root
+                        .open_dir(b"", false)
+                        .map_err(io_err(&e.path, "opening the root to mark it"))?;
+                    rustix::fs::fsetxattr(
+                        &root,
+                        overlay::USER_OPAQUE_MARK,
+                        b"1",
+                        rustix::fs::XattrFlags::empty(),
+                    )
+                    .map_err(io_err(
+                        &e.path,
+                        "marking the tree's opaque directories as user xattrs",
+                    ))?;
+                }
+                Ok(())
             }
         }
     }

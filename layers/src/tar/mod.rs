@@ -24,7 +24,9 @@ mod write;
 pub use entry::{sort_entries, EntryKind, LayerEntry};
 pub use error::LayerError;
 pub use index::{DirOwner, IndexError, IndexKind, PathIndex, INDEX_RECORD, MAX_INDEX_ENTRIES};
-pub use walk::{entries_from_dir, entries_from_overlay_upper, DirOptions};
+pub use walk::{
+    entries_from_changes, entries_from_dir, entries_from_overlay_upper, Change, DirOptions,
+};
 pub use write::{write_layer, write_layer_with, LayerInfo, LayerOptions, WriteHooks};
 
 #[cfg(test)]

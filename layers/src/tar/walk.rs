@@ -68,6 +68,65 @@ pub fn entries_from_overlay_upper(
     walk_root(upper, exclude, Mode::OverlayUpper)
 }
 
+/// One change to a tree, for [`entries_from_changes`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// The entry at this path, as it is now (not what is below it: list each path).
+    Path(String),
+    /// This directory hides everything below it in the layers underneath.
+    Opaque(String),
+    /// This path was deleted (`mtime`: the whiteout's time).
+    Deleted { path: String, mtime: i64 },
+}
+
+/// The entries of a layer given as a list of changes to the tree under `root`: each listed
+/// path becomes the entry [`entries_from_dir`] would make of it (files with several links
+/// among the listed paths become hard links to the first), opaque directories and deletions
+/// become whiteout entries as [`entries_from_overlay_upper`] writes them. For a RUN that ran
+/// without overlayfs, whose changes are found by comparing trees.
+pub fn entries_from_changes(
+    root: &Path,
+    changes: &[Change],
+) -> Result<Vec<LayerEntry>, LayerError> {
+    let mut walked = Vec::with_capacity(changes.len());
+    for c in changes {
+        match c {
+            Change::Path(rel) => {
+                let path = if rel.is_empty() {
+                    root.to_path_buf()
+                } else {
+                    root.join(rel)
+                };
+                walked.extend(entry_at(&path, rel, Mode::Plain)?);
+            }
+            Change::Opaque(rel) => {
+                let path = if rel.is_empty() {
+                    root.to_path_buf()
+                } else {
+                    root.join(rel)
+                };
+                walked.push(Walked {
+                    entry: opaque_entry(rel, &path)?,
+                    link_id: None,
+                });
+            }
+            Change::Deleted { path, mtime } => walked.push(Walked {
+                entry: LayerEntry {
+                    path: path.clone(),
+                    kind: EntryKind::Whiteout,
+                    mode: 0,
+                    uid: 0,
+                    gid: 0,
+                    mtime: *mtime,
+                    xattrs: BTreeMap::new(),
+                },
+                link_id: None,
+            }),
+        }
+    }
+    Ok(finish(walked))
+}
+
 fn walk_root(root: &Path, exclude: &[&str], mode: Mode) -> Result<Vec<LayerEntry>, LayerError> {
     let exclude: Vec<&str> = exclude
         .iter()
@@ -155,6 +214,26 @@ fn walk_dir(
 }
 
 fn visit(path: &Path, rel: &str, exclude: &[&str], mode: Mode) -> Result<Vec<Walked>, LayerError> {
+    let Some(walked) = entry_at(path, rel, mode)? else {
+        return Ok(Vec::new());
+    };
+    let is_dir = matches!(walked.entry.kind, EntryKind::Dir);
+    let mut out = vec![walked];
+    if is_dir {
+        if mode == Mode::OverlayUpper && overlay::is_opaque(path) {
+            out.push(Walked {
+                entry: opaque_entry(rel, path)?,
+                link_id: None,
+            });
+        }
+        out.extend(walk_dir(path, rel, exclude, mode)?);
+    }
+    Ok(out)
+}
+
+/// The entry for the file at `path` (layer path `rel`), without what is below it; `None` for
+/// what a tar cannot hold (sockets).
+fn entry_at(path: &Path, rel: &str, mode: Mode) -> Result<Option<Walked>, LayerError> {
     let meta = fs::symlink_metadata(path).map_err(LayerError::io("reading metadata of", path))?;
     let ft = meta.file_type();
     let mut link_id = None;
@@ -201,7 +280,7 @@ fn visit(path: &Path, rel: &str, exclude: &[&str], mode: Mode) -> Result<Vec<Wal
         EntryKind::Fifo
     } else {
         // Sockets: not representable in a tar; Docker and BuildKit skip them too.
-        return Ok(Vec::new());
+        return Ok(None);
     };
     let whiteout = matches!(kind, EntryKind::Whiteout);
     let entry = LayerEntry {
@@ -221,18 +300,7 @@ fn visit(path: &Path, rel: &str, exclude: &[&str], mode: Mode) -> Result<Vec<Wal
         },
         kind,
     };
-    let is_dir = matches!(entry.kind, EntryKind::Dir);
-    let mut out = vec![Walked { entry, link_id }];
-    if is_dir {
-        if mode == Mode::OverlayUpper && overlay::is_opaque(path) {
-            out.push(Walked {
-                entry: opaque_entry(rel, path)?,
-                link_id: None,
-            });
-        }
-        out.extend(walk_dir(path, rel, exclude, mode)?);
-    }
-    Ok(out)
+    Ok(Some(Walked { entry, link_id }))
 }
 
 /// The `.wh..wh..opq` entry of an opaque directory: an empty file owned by root, with the

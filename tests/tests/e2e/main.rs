@@ -35,6 +35,7 @@ mod registry_token;
 mod run_debian;
 mod run_donor;
 mod run_interrupt;
+mod run_isolation;
 mod run_mounts;
 mod run_network;
 mod run_sandbox;

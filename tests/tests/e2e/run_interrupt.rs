@@ -1,6 +1,6 @@
 //! Interrupting a build during RUN: Ctrl-C (SIGINT to the process group) and a killed rbuild
 //! (SIGKILL to rbuild alone) both kill every process of the step and leave no mount and no
-//! scratch directory behind.
+//! scratch directory behind — in the chroot isolation mode (no PID namespace) too.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -51,10 +51,16 @@ impl Drop for KillOnDrop {
     }
 }
 
-fn interrupt(signal_group: bool) {
+fn interrupt(signal_group: bool, chroot: bool) {
     let dir = scratch();
+    if chroot && !rbuild_tests::have_tool("setpriv") {
+        return;
+    }
     // Unique sleep durations mark this test's processes (tests of one binary share its pid).
-    let a = 100_000 + (std::process::id() % 20_000) * 4 + if signal_group { 0 } else { 2 };
+    let a = 100_000
+        + (std::process::id() % 20_000) * 4
+        + if signal_group { 0 } else { 2 }
+        + if chroot { 100_000 } else { 0 };
     let df = format!(
         "FROM {BASE}\nRUN echo started; sleep {a} & sleep {}; echo never\n",
         a + 1
@@ -64,6 +70,10 @@ fn interrupt(signal_group: bool) {
     };
     let log = dir.path().join("log");
     let mut cmd = build_cmd(&store, &ctx);
+    if chroot {
+        cmd.args(["--isolation", "chroot"]);
+        cmd = super::run_isolation::without_sys_admin(&cmd);
+    }
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let mut child = cmd
         .stdout(Stdio::null())
@@ -114,10 +124,20 @@ fn empty_dir(p: &Path) -> bool {
 
 #[test]
 fn ctrl_c_kills_the_step_and_leaves_no_mount_or_scratch_dir() {
-    interrupt(true);
+    interrupt(true, false);
 }
 
 #[test]
 fn a_killed_rbuild_takes_the_step_down_and_leaves_no_mount_or_scratch_dir() {
-    interrupt(false);
+    interrupt(false, false);
+}
+
+#[test]
+fn in_chroot_mode_ctrl_c_kills_the_step_and_leaves_no_scratch_dir() {
+    interrupt(true, true);
+}
+
+#[test]
+fn in_chroot_mode_a_killed_rbuild_takes_the_step_down_and_leaves_no_scratch_dir() {
+    interrupt(false, true);
 }

@@ -68,6 +68,7 @@ fn request(inputs: &Inputs) -> Result<BuildRequest, Failure> {
             crate::cli::values::NetworkMode::Host => crate::dockerfile::NetworkMode::Host,
             crate::cli::values::NetworkMode::Default => crate::dockerfile::NetworkMode::Default,
         },
+        isolation: opts.isolation,
         compression: first_output.map_or(Compression::Gzip, |o| o.compression),
         compression_level: first_output.and_then(|o| o.compression_level),
         output_stages: output_stages(&inputs.plan, &opts.cache_to),

@@ -64,7 +64,9 @@ pub(super) fn report(
         imported_cache_bytes: solved.fetcher.imported_bytes(),
     };
     if let Some(path) = &opts.metadata_file {
-        write_metadata(path, &built, &pushed, &summary).map_err(Failure::Build)?;
+        let isolation = solved.engine.isolation_choice();
+        write_metadata(path, &built, &pushed, &summary, isolation.as_ref())
+            .map_err(Failure::Build)?;
     }
     session.progress.summary(summary);
     let mut out = std::io::stdout().lock();
@@ -97,6 +99,7 @@ fn write_metadata(
     built: &[BuiltImage],
     pushed: &[Pushed],
     summary: &BuildSummary,
+    isolation: Option<&crate::executor::isolation::Choice>,
 ) -> anyhow::Result<()> {
     let one = |b: &BuiltImage| {
         let pushed_refs: Vec<String> = pushed
@@ -116,6 +119,13 @@ fn write_metadata(
         // Build-wide: what came from `--cache-from`.
         v["rbuild.cache.imported.steps"] = serde_json::json!(summary.imported_cache_steps);
         v["rbuild.cache.imported.bytes"] = serde_json::json!(summary.imported_cache_bytes);
+        // The sandbox the RUN steps ran in (`--isolation`): `none` when no RUN ran.
+        let (mode, reason) = match isolation {
+            Some(c) => (c.mode.as_str(), c.reason.as_str()),
+            None => ("none", "no RUN step ran"),
+        };
+        v["rbuild.isolation"] = serde_json::json!(mode);
+        v["rbuild.isolation.reason"] = serde_json::json!(reason);
         v
     };
     let doc = if built.len() == 1 {

@@ -78,11 +78,7 @@ pub(super) fn seed(
         view.clone()
     };
     let _guard = if rootfs.lowers.len() > 1 {
-        Some(
-            rootfs
-                .mount_readonly(&view)
-                .map_err(io("mounting the cache seed at", &view))?,
-        )
+        super::readonly_view(&rootfs, &view, false)?
     } else {
         None
     };

@@ -46,11 +46,15 @@ impl Drop for UnmountOnDrop {
     }
 }
 
-/// Turns the RUN's `--mount`s into sandbox mounts (host paths prepared), keeping locks.
+/// Turns the RUN's `--mount`s into sandbox mounts (host paths prepared), keeping locks; with
+/// `exclusive_caches` (the chroot mode, which moves directories themselves into the step's
+/// root), a `sharing=shared` cache is locked like a `locked` one and a stage to bind is copied,
+/// not mounted.
 pub(super) fn sandbox_mounts(
     engine: &Engine<'_>,
     p: &PreparedRun,
     scratch: &Path,
+    exclusive_caches: bool,
 ) -> Result<(Vec<SandboxMount>, Held), BuildError> {
     let mounts = &p.mounts;
     let mut binds = p.binds.iter();
@@ -195,7 +199,9 @@ pub(super) fn sandbox_mounts(
                         }
                     }
                 }
-                if *sharing == CacheSharing::Locked {
+                if *sharing == CacheSharing::Locked
+                    || (exclusive_caches && *sharing == CacheSharing::Shared)
+                {
                     let lock_path = root.join(format!("{}.lock", name.hex()));
                     let f = std::fs::File::create(&lock_path)
                         .map_err(|e| BuildError::Run(RunError::Lock(lock_path.clone(), e)))?;
@@ -228,14 +234,14 @@ pub(super) fn sandbox_mounts(
                     BindFrom::Stage(st) => {
                         let rootfs = crate::solver::stage::snapshot_rootfs(engine, &st.layers)?;
                         std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
-                        if *rw {
+                        if exclusive_caches {
+                            // chroot isolation: a private copy, renamed into the step's root
+                            // (writes are discarded with it, as an `rw` bind's are).
+                            super::readonly_view(&rootfs, &dir, true)?;
+                        } else if *rw {
                             overlays.push(mount_writable(&rootfs, &dir, scratch, n)?);
                         } else {
-                            guards.push(
-                                rootfs
-                                    .mount_readonly(&dir)
-                                    .map_err(io("mounting the bind source at", &dir))?,
-                            );
+                            guards.extend(super::readonly_view(&rootfs, &dir, false)?);
                         }
                         inside_without_symlinks(&dir, &rel)?
                     }
@@ -311,6 +317,9 @@ fn mount_writable(
     scratch: &Path,
     n: usize,
 ) -> Result<UnmountOnDrop, BuildError> {
+    rootfs
+        .prepare_for_overlay()
+        .map_err(io("preparing the snapshots of", dir))?;
     let upper = scratch.join(format!("bind-{n}-upper"));
     let work = scratch.join(format!("bind-{n}-work"));
     let empty = scratch.join(format!("bind-{n}-empty"));
