@@ -104,8 +104,10 @@ pub fn main() -> i32 {
             return 125;
         }
     };
-    // The parent may have died before PR_SET_PDEATHSIG took effect.
-    if STOP.load(Ordering::SeqCst) || std::os::unix::process::parent_id() == 1 {
+    // The parent may have died before PR_SET_PDEATHSIG took effect: then this process has been
+    // reparented, and its parent is no longer the rbuild that started it (which may itself be
+    // PID 1, as a container's entrypoint).
+    if STOP.load(Ordering::SeqCst) || reparented() {
         let _ = std::fs::remove_dir_all(&spec.scratch);
         return 125;
     }
@@ -121,6 +123,19 @@ pub fn main() -> i32 {
             report(&fail(e));
             125
         }
+    }
+}
+
+/// Whether the rbuild that started this helper is gone (it named itself in [`super::PARENT_ENV`];
+/// without that, a parent of PID 1 is taken as reparented).
+fn reparented() -> bool {
+    let parent = std::os::unix::process::parent_id();
+    match std::env::var(super::PARENT_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+    {
+        Some(started_by) => parent != started_by,
+        None => parent == 1,
     }
 }
 

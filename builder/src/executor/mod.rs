@@ -33,6 +33,11 @@ pub use spec::{SandboxDevice, SandboxMount, SandboxNetwork, SandboxSpec, SecretF
 /// The argument that makes `rbuild` act as the sandbox helper.
 pub const HELPER_ARG: &str = "__sandbox";
 
+/// The environment variable that tells the helper which process started it (rbuild's pid), so
+/// that it can tell "rbuild died and I was reparented" from "rbuild is PID 1" (the entrypoint
+/// of a container: `docker run`, a Kubernetes pod), where its parent's pid is 1 all along.
+pub(crate) const PARENT_ENV: &str = "RBUILD_SANDBOX_PARENT";
+
 /// BuildKit's default `PATH` when the image sets none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -63,7 +68,7 @@ pub enum ExecError {
     Failed { code: i32, tail: Vec<String> },
     #[error("the command was killed by signal {signal}{}", render_tail(tail))]
     Killed { signal: i32, tail: Vec<String> },
-    #[error("the sandbox helper ended without reporting a result (exit status {0})")]
+    #[error("the sandbox helper ended without reporting a result ({0})")]
     NoStatus(String),
 }
 
@@ -119,6 +124,7 @@ pub fn run(spec: &SandboxSpec, mut on_line: impl FnMut(Stream, &str)) -> Result<
     let status_w_raw = std::os::fd::AsRawFd::as_raw_fd(&status_w);
     let mut cmd = Command::new("/proc/self/exe");
     cmd.arg(HELPER_ARG)
+        .env(PARENT_ENV, std::process::id().to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

@@ -321,3 +321,52 @@ fn a_store_shared_with_a_privileged_build_keeps_opaque_directories_opaque() {
         r.stderr
     );
 }
+
+/// `inner` as PID 1 of a new PID namespace, as a container's entrypoint is (`docker run
+/// IMAGE`, a Kubernetes pod whose command is rbuild).
+fn as_pid1(inner: &Command) -> Command {
+    let mut c = Command::new("unshare");
+    c.args(["--pid", "--fork", "--kill-child"])
+        .arg(inner.get_program())
+        .args(inner.get_args());
+    for (k, v) in inner.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    c
+}
+
+#[test]
+fn rbuild_as_pid_1_of_its_container_runs_run_steps_in_both_modes() {
+    // The sandbox helper used to take a parent of PID 1 for "rbuild died, I was reparented"
+    // and give up without a word: every RUN failed in `docker run rbuild-image`.
+    let dir = scratch();
+    let d = dir.path();
+    let df = "FROM localhost/rbuild-isolation/busybox:1\nRUN echo $$ > /pid && echo ran > /ran\n";
+    let Some((store, ctx)) = setup(d, "pid1", df) else {
+        return;
+    };
+    for (mode, drop) in [("namespaces", false), ("chroot", true)] {
+        let mut inner = build_cmd(&store, &ctx);
+        inner.args(["--isolation", mode, "--no-cache"]);
+        let inner = if drop {
+            without_sys_admin(&inner)
+        } else {
+            inner
+        };
+        let fs = d.join(format!("fs-{mode}"));
+        let r = run(as_pid1(&inner).args([
+            "--output",
+            &format!("type=local,dest={}", fs.display()),
+        ]))
+        .success();
+        assert_eq!(
+            std::fs::read_to_string(fs.join("ran")).unwrap(),
+            "ran\n",
+            "{mode}: {}",
+            r.stderr
+        );
+    }
+}
