@@ -213,22 +213,63 @@ pub mod overlay {
         })
     }
 
-    /// Creates the whiteout `name` in the open directory `dir` (needs root, or `CAP_MKNOD`).
-    pub fn make_whiteout(dir: impl AsFd, name: &[u8]) -> rustix::io::Result<()> {
-        rfs::mknodat(
-            dir,
+    /// The whiteout xattr of overlayfs's "xwhiteout" form (`userxattr` flavour): an empty
+    /// regular file carrying it stands for a whiteout. rbuild writes it where the kernel refuses
+    /// a 0:0 character device: inside an overlayfs mount — the root of a container whose store
+    /// is not on a volume — which reserves that device for itself (`ovl_mknod`: EPERM).
+    pub const USER_WHITEOUT_XATTR: &str = "user.overlay.whiteout";
+
+    /// Creates the whiteout `name` in the open directory `dir`: a 0:0 character device (needs
+    /// root, or `CAP_MKNOD`); where that is refused with EPERM, an empty file with
+    /// [`USER_WHITEOUT_XATTR`], which rbuild's readers ([`is_whiteout_at`]) honour as well —
+    /// then returns true, and the caller marks the tree ([`USER_OPAQUE_MARK`]) so that
+    /// [`promote_user_opaque`] makes it a device before a kernel overlay mount.
+    pub fn make_whiteout(dir: impl AsFd, name: &[u8]) -> rustix::io::Result<bool> {
+        match rfs::mknodat(
+            &dir,
             name,
             FileType::CharacterDevice,
             Mode::empty(),
             rfs::makedev(0, 0),
-        )
+        ) {
+            Err(rustix::io::Errno::PERM) => {
+                let f = rfs::openat(
+                    &dir,
+                    name,
+                    rfs::OFlags::CREATE
+                        | rfs::OFlags::EXCL
+                        | rfs::OFlags::WRONLY
+                        | rfs::OFlags::CLOEXEC,
+                    Mode::empty(),
+                )?;
+                rfs::fsetxattr(
+                    &f,
+                    USER_WHITEOUT_XATTR,
+                    OPAQUE_VALUE,
+                    rfs::XattrFlags::empty(),
+                )?;
+                Ok(true)
+            }
+            other => other.map(|()| false),
+        }
+    }
+
+    /// Whether the entry at `path`, whose (not followed) metadata is `meta`, is a whiteout in
+    /// either form: a 0:0 character device, or an empty regular file with
+    /// [`USER_WHITEOUT_XATTR`] (one `getxattr`, for empty files only).
+    pub fn is_whiteout_at(path: &Path, meta: &Metadata) -> bool {
+        is_whiteout(meta)
+            || (meta.file_type().is_file()
+                && meta.len() == 0
+                && matches!(xattr::get(path, USER_WHITEOUT_XATTR), Ok(Some(_))))
     }
 
     /// The opaque-directory xattr written where `trusted.` xattrs are refused.
     pub const USER_OPAQUE_XATTR: &str = "user.overlay.opaque";
 
-    /// Set on the root of a tree whose opaque directories carry [`USER_OPAQUE_XATTR`] (never
-    /// in a layer: `user.rbuild.` xattrs are rbuild's own).
+    /// Set on the root of a tree whose opaque directories carry [`USER_OPAQUE_XATTR`] or whose
+    /// whiteouts are files with [`USER_WHITEOUT_XATTR`] (never in a layer: `user.rbuild.`
+    /// xattrs are rbuild's own).
     pub const USER_OPAQUE_MARK: &str = "user.rbuild.opaque-in-user-xattr";
 
     /// Marks the open directory `dir` opaque: `trusted.overlay.opaque`, which needs
@@ -254,8 +295,8 @@ pub mod overlay {
 
     /// Before `tree` (a snapshot) is a lower directory of a kernel overlay mount: when it was
     /// unpacked without the right to write `trusted.` xattrs ([`USER_OPAQUE_MARK`] on its
-    /// root), gives its opaque directories `trusted.overlay.opaque` (the caller may mount, so
-    /// it may write them) and drops the mark. One `getxattr` when there is nothing to do;
+    /// root), gives its opaque directories `trusted.overlay.opaque` and turns its xattr
+    /// whiteouts into 0:0 devices (the caller may mount, so it may do both), and drops the mark. One `getxattr` when there is nothing to do;
     /// idempotent, so concurrent builds may both do it.
     pub fn promote_user_opaque(tree: &Path) -> std::io::Result<()> {
         if !matches!(xattr::get(tree, USER_OPAQUE_MARK), Ok(Some(_))) {
@@ -274,8 +315,22 @@ pub mod overlay {
         }
         for de in std::fs::read_dir(dir)? {
             let de = de?;
-            if de.file_type()?.is_dir() {
+            let ft = de.file_type()?;
+            if ft.is_dir() {
                 promote_dir(&de.path())?;
+            } else if ft.is_file() {
+                let path = de.path();
+                if is_whiteout_at(&path, &std::fs::symlink_metadata(&path)?) {
+                    std::fs::remove_file(&path)?;
+                    let parent = std::fs::File::open(dir)?;
+                    rfs::mknodat(
+                        &parent,
+                        de.file_name().as_encoded_bytes(),
+                        FileType::CharacterDevice,
+                        Mode::empty(),
+                        rfs::makedev(0, 0),
+                    )?;
+                }
             }
         }
         Ok(())
@@ -286,6 +341,7 @@ pub mod overlay {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::path::Path;
 
     #[test]
     fn classifies_tar_paths() {
@@ -397,6 +453,42 @@ mod tests {
         assert!(overlay::is_whiteout_device(0, 0));
         assert!(!overlay::is_whiteout_device(1, 3));
         assert!(!overlay::is_whiteout_device(0, 1));
+    }
+
+    #[test]
+    fn xattr_whiteouts_count_as_whiteouts_and_promote_to_devices() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        std::fs::create_dir_all(root.join("d")).unwrap();
+        let gone = root.join("d/gone");
+        std::fs::write(&gone, "").unwrap();
+        let full = root.join("d/full");
+        std::fs::write(&full, "x").unwrap();
+        if xattr::set(&gone, overlay::USER_WHITEOUT_XATTR, b"y").is_err()
+            || xattr::set(&full, overlay::USER_WHITEOUT_XATTR, b"y").is_err()
+        {
+            eprintln!("SKIPPED: user xattrs unsupported here");
+            return;
+        }
+        let meta = |p: &Path| std::fs::symlink_metadata(p).unwrap();
+        assert!(overlay::is_whiteout_at(&gone, &meta(&gone)));
+        // Only an empty file is the xattr form.
+        assert!(!overlay::is_whiteout_at(&full, &meta(&full)));
+        xattr::set(root, overlay::USER_OPAQUE_MARK, b"1").unwrap();
+        // SAFETY: plain syscall.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIPPED: mknod of a whiteout needs root");
+            return;
+        }
+        overlay::promote_user_opaque(root).unwrap();
+        assert!(
+            overlay::is_whiteout(&meta(&gone)),
+            "promoted to a 0:0 device"
+        );
+        assert!(meta(&full).is_file());
+        assert!(xattr::get(root, overlay::USER_OPAQUE_MARK)
+            .unwrap()
+            .is_none());
     }
 
     #[test]

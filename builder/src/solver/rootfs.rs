@@ -96,7 +96,7 @@ pub(super) fn probe_dir(layer: &Path, comps: &[String]) -> Probe {
     let on_the_way = |i: usize| {
         let p = real(i + 1);
         match fs::symlink_metadata(&p) {
-            Ok(m) if overlay::is_whiteout(&m) => OnTheWay::Whiteout,
+            Ok(m) if overlay::is_whiteout_at(&p, &m) => OnTheWay::Whiteout,
             Ok(m) if m.is_dir() => OnTheWay::Dir {
                 opaque: overlay::is_opaque(&p),
             },
@@ -109,7 +109,7 @@ pub(super) fn probe_dir(layer: &Path, comps: &[String]) -> Probe {
         let Ok(m) = fs::symlink_metadata(&p) else {
             return AtPath::Missing;
         };
-        if overlay::is_whiteout(&m) {
+        if overlay::is_whiteout_at(&p, &m) {
             return AtPath::Whiteout;
         }
         let ft = m.file_type();

@@ -643,6 +643,25 @@ impl<'o> Unpacker<'o> {
             .map_err(io_err(path, "setting times"))
     }
 
+    /// Marks the tree's root ([`overlay::USER_OPAQUE_MARK`]): some of its opaque directories
+    /// or whiteouts are in the `user.` xattr form, to be promoted before a kernel overlay mount.
+    fn mark_user_forms(&mut self, path: &[u8]) -> Result<(), ApplyError> {
+        let root = self
+            .root
+            .open_dir(b"", false)
+            .map_err(io_err(path, "opening the root to mark it"))?;
+        rustix::fs::fsetxattr(
+            &root,
+            overlay::USER_OPAQUE_MARK,
+            b"1",
+            rustix::fs::XattrFlags::empty(),
+        )
+        .map_err(io_err(
+            path,
+            "marking the tree's whiteouts and opaque directories as user xattrs",
+        ))
+    }
+
     fn check_whiteout_target(e: &Entry, target: &[u8]) -> Result<(), ApplyError> {
         if !whiteout::is_valid_target(target) {
             return Err(ApplyError::InvalidEntry {
@@ -674,9 +693,12 @@ impl<'o> Unpacker<'o> {
             WhiteoutMode::Overlay => {
                 let dir = self.parent_of(parent, &e.path)?;
                 self.clear(dir.as_fd(), target, &victim)?;
-                overlay::make_whiteout(&*dir, target)
+                let in_user_xattr = overlay::make_whiteout(&*dir, target)
                     .map_err(io_err(&victim, "creating an overlay whiteout (needs root)"))?;
-                self.created.insert(victim);
+                self.created.insert(victim.clone());
+                if in_user_xattr {
+                    self.mark_user_forms(&victim)?;
+                }
                 Ok(())
             }
         }
@@ -697,20 +719,7 @@ impl<'o> Unpacker<'o> {
                 let in_user_xattr = overlay::mark_opaque(&*dir)
                     .map_err(io_err(&e.path, "marking the directory opaque (needs root)"))?;
                 if in_user_xattr {
-                    let root = self
-                        .root
-                        .open_dir(b"", false)
-                        .map_err(io_err(&e.path, "opening the root to mark it"))?;
-                    rustix::fs::fsetxattr(
-                        &root,
-                        overlay::USER_OPAQUE_MARK,
-                        b"1",
-                        rustix::fs::XattrFlags::empty(),
-                    )
-                    .map_err(io_err(
-                        &e.path,
-                        "marking the tree's opaque directories as user xattrs",
-                    ))?;
+                    self.mark_user_forms(&e.path)?;
                 }
                 Ok(())
             }

@@ -357,11 +357,9 @@ fn rbuild_as_pid_1_of_its_container_runs_run_steps_in_both_modes() {
             inner
         };
         let fs = d.join(format!("fs-{mode}"));
-        let r = run(as_pid1(&inner).args([
-            "--output",
-            &format!("type=local,dest={}", fs.display()),
-        ]))
-        .success();
+        let r =
+            run(as_pid1(&inner).args(["--output", &format!("type=local,dest={}", fs.display())]))
+                .success();
         assert_eq!(
             std::fs::read_to_string(fs.join("ran")).unwrap(),
             "ran\n",
