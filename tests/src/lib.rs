@@ -11,6 +11,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 pub mod build;
+pub mod container;
 pub mod crun;
 pub mod differential;
 pub mod fault_proxy;

@@ -98,7 +98,12 @@ impl Dockerd {
         }
     }
 
-    fn docker(&self) -> Command {
+    /// The engine's socket, as `DOCKER_HOST` names it.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub fn docker(&self) -> Command {
         let mut c = Command::new(DOCKER);
         c.env("DOCKER_HOST", &self.host)
             .env("DOCKER_BUILDKIT", "1")

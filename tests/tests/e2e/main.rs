@@ -23,6 +23,7 @@ mod cli;
 mod cli_paths;
 mod dockerfile_limits;
 mod fixtures;
+mod in_container;
 mod pull_shared;
 mod push_ahead;
 mod registry_auth;

@@ -22,11 +22,8 @@ fn useradd_and_a_script_writing_under_usr_on_a_debian_minbase_rootfs() {
         return;
     }
     let dir = scratch();
-    let rootfs = dir.path().join("debian");
-    run(Command::new("debootstrap")
-        .args(["--variant=minbase", "bookworm"])
-        .arg(&rootfs))
-    .success();
+    // The suite's one debootstrap tree (minbase, with ca-certificates and uidmap).
+    let rootfs = rbuild_tests::container::debian_rootfs().unwrap_or_else(|e| panic!("{e}"));
     // The base image: the debootstrap tree as one layer, by rbuild itself.
     let base_tar = dir.path().join("base/rootfs.tar");
     std::fs::create_dir_all(base_tar.parent().unwrap()).unwrap();

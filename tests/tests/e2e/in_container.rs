@@ -1,0 +1,481 @@
+//! rbuild where CI runs it: the rbuild image (`image/Dockerfile`, built by the rbuild under
+//! test) in `docker run` with Docker's default capabilities and seccomp profile — no
+//! `--privileged`, no added capability — as a GitLab Kubernetes-executor pod, a GitHub
+//! container job or a Kubernetes Job runs it. RUN steps there get `--isolation chroot` (auto),
+//! and the image must be the one a privileged `namespaces` build makes, byte for byte.
+//!
+//! The CI recipes of `docs/ci/` are read as YAML and their shell lines run as they are, with the
+//! CI system's variables set to test values: the GitLab job's `script:` and the GitHub container
+//! job's `run:` steps in the rbuild image, the GitHub on-runner job's steps on this machine, the
+//! Kubernetes Job's container arguments in the rbuild image with the Job's volumes. Each runs
+//! twice, in a fresh container (a fresh runner, an empty store): the second run must be all
+//! cache hits from the registry cache the first one exported, and push the same image.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use rbuild_tests::build::{build_cmd, metadata, write_tree, EPOCH};
+use rbuild_tests::container::{self, Engine};
+use rbuild_tests::{run, scratch, tools_required, Run};
+use yaml_rust2::{Yaml, YamlLoader};
+
+/// Whether the container tests can run; under `RBUILD_REQUIRE_TOOLS=1` (tests/run.sh) they must.
+fn engine() -> Option<Engine> {
+    if let Some(why) = container::unavailable() {
+        assert!(!tools_required(), "{why}");
+        eprintln!("SKIPPED: {why}");
+        return None;
+    }
+    // SAFETY: plain syscall.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: starting dockerd needs root");
+        return None;
+    }
+    Some(Engine::start().unwrap_or_else(|e| panic!("{e}")))
+}
+
+/// RUN, COPY --chown, USER, a cache mount, a secret, a whiteout and an opaque directory, a
+/// COPY --from another stage.
+const DOCKERFILE: &str = "ARG BASE\n\
+FROM ${BASE} AS builder\n\
+RUN mkdir /out && echo artifact > /out/artifact\n\
+FROM ${BASE}\n\
+COPY --chown=1000:1000 f.txt /home/app/f.txt\n\
+RUN mkdir -p /data/appdir /data/gone /data/opq/sub && echo x > /data/gone/f \
+    && echo o > /data/opq/sub/o && chown app:app /data/appdir\n\
+RUN rm -r /data/gone && rm -r /data/opq && mkdir /data/opq && echo n > /data/opq/new\n\
+RUN --mount=type=secret,id=tok test \"$(cat /run/secrets/tok)\" = s3cret && echo used > /data/secret-used\n\
+RUN --mount=type=cache,target=/var/cache/app echo hit >> /var/cache/app/log && cp /var/cache/app/log /data/cache-seen\n\
+COPY --from=builder /out/artifact /data/artifact\n\
+USER app\n\
+RUN echo \"$(id -u):$(id -g)\" > /data/appdir/who && cat /home/app/f.txt >> /data/appdir/who\n";
+
+#[test]
+fn the_rbuild_image_in_docker_run_with_the_default_profile_builds_the_namespaces_image() {
+    let Some(engine) = engine() else {
+        return;
+    };
+    let imgs = &engine.images;
+    let dir = scratch();
+    let d = dir.path();
+    let ctx = d.join("ctx");
+    write_tree(
+        &ctx,
+        &[("Dockerfile", DOCKERFILE), ("f.txt", "from the context\n")],
+    );
+    std::fs::write(d.join("tok"), "s3cret").unwrap();
+    let base = format!("BASE={}", imgs.busybox);
+
+    // The reference: rbuild on this machine as root with CAP_SYS_ADMIN.
+    let host_md = d.join("host.json");
+    let host_tag = format!("{}/rbuild-e2e/in-container:host", imgs.registry);
+    run(build_cmd(&d.join("store"), &ctx).args([
+        "--isolation",
+        "namespaces",
+        "--build-arg",
+        &base,
+        "--secret",
+        &format!("id=tok,src={}", d.join("tok").display()),
+        "--tag",
+        &host_tag,
+        "--push",
+        "--metadata-file",
+        host_md.to_str().unwrap(),
+    ]))
+    .success();
+
+    // The same in the rbuild image, as a CI job runs it (the entrypoint is rbuild).
+    let out = d.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let tag = format!("{}/rbuild-e2e/in-container:docker", imgs.registry);
+    let r = run(engine
+        .run_cmd()
+        .args(["-e", &format!("SOURCE_DATE_EPOCH={EPOCH}")])
+        .args(volume(&ctx, "/workspace"))
+        .args(volume(&d.join("tok"), "/run/tok"))
+        .args(volume(&out, "/out"))
+        .arg(&imgs.rbuild)
+        .args(["--progress", "plain", "--build-arg", &base])
+        .args(["--secret", "id=tok,src=/run/tok", "--tag", &tag, "--push"])
+        .args(["--metadata-file", "/out/md.json", "."]))
+    .success();
+    assert!(
+        r.stderr
+            .contains("--isolation chroot (auto: namespaces are not allowed here"),
+        "{}",
+        r.stderr
+    );
+    let md = metadata(&out.join("md.json"));
+    assert_eq!(md["rbuild.isolation"], "chroot");
+    assert_eq!(
+        md["containerimage.digest"],
+        metadata(&host_md)["containerimage.digest"],
+        "the image built in the container differs from the namespaces build:\n{}",
+        r.stderr
+    );
+}
+
+/// A repository name no earlier run against the same registry has used (the first pipeline
+/// run must find no cache).
+fn unique(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("rbuild-e2e/{name}-{}-{nanos}", std::process::id())
+}
+
+/// `-v HOST:CONTAINER`.
+fn volume(host: &Path, target: &str) -> [String; 2] {
+    ["-v".into(), format!("{}:{target}", host.display())]
+}
+
+/// The app the recipes build: a production target with RUN steps and a cache mount, FROM the
+/// test busybox base (its default, since the recipes pass no build arguments).
+fn recipe_app(dir: &Path, busybox: &str) -> PathBuf {
+    let app = dir.join("app");
+    write_tree(
+        &app,
+        &[
+            (
+                "Dockerfile",
+                &format!(
+                    "ARG BASE={busybox}\n\
+                     FROM ${{BASE}} AS runtime\n\
+                     RUN --mount=type=cache,target=/var/cache/deps echo deps > /deps && mkdir -p /srv\n\
+                     FROM runtime AS production\n\
+                     COPY www/ /srv/www/\n\
+                     RUN wc -c /srv/www/index.html > /srv/size\n"
+                ),
+            ),
+            ("www/index.html", "<h1>hello</h1>\n"),
+        ],
+    );
+    app
+}
+
+/// Reads `docs/ci/<name>`.
+fn recipe(name: &str) -> Yaml {
+    let path = rbuild_tests::repo_root().join("docs/ci").join(name);
+    let text = std::fs::read_to_string(&path).unwrap();
+    YamlLoader::load_from_str(&text)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .remove(0)
+}
+
+fn string_list(y: &Yaml) -> Vec<String> {
+    y.as_vec()
+        .unwrap_or_else(|| panic!("not a list: {y:?}"))
+        .iter()
+        .map(|l| l.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// What a pipeline run left: the build's output and its metadata file.
+struct PipelineRun {
+    run: Run,
+    digest: String,
+}
+
+/// Asserts that the second run (a fresh runner) built nothing: every step a cache hit from the
+/// registry cache, the same image.
+fn assert_cache_hit(first: &PipelineRun, second: &PipelineRun) {
+    // A step answered from the cache is reported as `#N CACHED`.
+    let cached = |out: &str| {
+        out.lines()
+            .filter(|l| l.starts_with('#') && l.trim_end().ends_with(" CACHED"))
+            .count()
+    };
+    assert_eq!(
+        cached(&first.run.stderr),
+        0,
+        "the first run found a cache it should not have:\n{}",
+        first.run.stderr
+    );
+    let out = &second.run.stderr;
+    // The app's three steps after FROM: RUN, COPY, RUN.
+    assert!(
+        !out.contains("cache miss") && cached(out) >= 3,
+        "the second pipeline run missed the registry cache:\n{out}"
+    );
+    assert_eq!(first.digest, second.digest, "{out}");
+}
+
+/// The digest a `--metadata-file build.json` in `dir` recorded.
+fn digest_in(dir: &Path) -> String {
+    metadata(&dir.join("build.json"))["containerimage.digest"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// A fresh copy of `app` (a new checkout), with the recipe's output file removed.
+fn checkout(app: &Path, dest: &Path) {
+    let _ = std::fs::remove_dir_all(dest);
+    run(Command::new("cp").arg("-a").arg(app).arg(dest)).success();
+}
+
+#[test]
+fn gitlab_recipe_script_runs_unprivileged_and_a_fresh_pod_gets_cache_hits() {
+    let Some(engine) = engine() else {
+        return;
+    };
+    let imgs = &engine.images;
+    let doc = recipe("gitlab-ci.yml");
+    let job = &doc["build-image"];
+    assert_eq!(job["image"]["entrypoint"][0].as_str(), Some(""));
+    let script = string_list(&job["script"]).join("\n");
+    let dir = scratch();
+    let app = recipe_app(dir.path(), &imgs.busybox);
+    let project = format!("{}/{}", imgs.registry, unique("gitlab-app"));
+    let mut runs = Vec::new();
+    for n in 0..2 {
+        let checkout_dir = dir.path().join(format!("builds-{n}"));
+        checkout(&app, &checkout_dir);
+        let mut c = engine.run_cmd();
+        c.args(["--entrypoint", ""])
+            .args(volume(&checkout_dir, "/builds/team/app"))
+            .args(["-w", "/builds/team/app"]);
+        // GitLab's predefined variables, and the job's own (`IMAGE: $CI_REGISTRY_IMAGE`).
+        for (k, v) in [
+            ("CI_REGISTRY", imgs.registry.as_str()),
+            ("CI_REGISTRY_IMAGE", project.as_str()),
+            ("CI_REGISTRY_USER", "gitlab-ci-token"),
+            ("CI_REGISTRY_PASSWORD", "not-a-real-token"),
+            ("CI_COMMIT_SHA", "0123456789abcdef0123456789abcdef01234567"),
+            ("IMAGE", project.as_str()),
+            ("SOURCE_DATE_EPOCH", EPOCH),
+        ] {
+            c.args(["-e", &format!("{k}={v}")]);
+        }
+        let r = run(c.arg(&imgs.rbuild).args(["sh", "-euc", &script])).success();
+        runs.push(PipelineRun {
+            digest: digest_in(&checkout_dir),
+            run: r,
+        });
+    }
+    assert_cache_hit(&runs[0], &runs[1]);
+}
+
+/// The `run:` lines of a GitHub job's steps, with `${{ }}` expressions replaced by test values.
+fn github_steps(job: &Yaml, values: &[(&str, &str)]) -> Vec<(String, String)> {
+    job["steps"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .filter_map(|s| {
+            let run = s["run"].as_str()?;
+            let name = s["name"].as_str().unwrap_or("").to_string();
+            let mut text = run.to_string();
+            for (expr, v) in values {
+                text = text.replace(&format!("${{{{ {expr} }}}}"), v);
+            }
+            assert!(
+                !text.contains("${{"),
+                "a GitHub expression the test does not know: {text}"
+            );
+            Some((name, text))
+        })
+        .collect()
+}
+
+const GITHUB_SHA: &str = "89abcdef0123456789abcdef0123456789abcdef";
+
+#[test]
+fn github_container_job_steps_run_unprivileged_and_a_fresh_runner_gets_cache_hits() {
+    let Some(engine) = engine() else {
+        return;
+    };
+    let imgs = &engine.images;
+    let doc = recipe("github-actions.yml");
+    let job = &doc["jobs"]["in-container"];
+    assert!(job["container"]["image"].as_str().is_some());
+    let image = format!("{}/{}", imgs.registry, unique("github-app"));
+    let steps = github_steps(
+        job,
+        &[
+            ("secrets.GITHUB_TOKEN", "not-a-real-token"),
+            ("github.actor", "octocat"),
+            ("github.sha", GITHUB_SHA),
+        ],
+    );
+    assert_eq!(steps.len(), 2, "{steps:?}");
+    let dir = scratch();
+    let app = recipe_app(dir.path(), &imgs.busybox);
+    let mut runs = Vec::new();
+    for n in 0..2 {
+        let ws = dir.path().join(format!("workspace-{n}"));
+        checkout(&app, &ws);
+        // GitHub runs every step of a container job in the one container, with the
+        // workflow's env (IMAGE: the repository's package, here in the test registry).
+        let script = steps
+            .iter()
+            .map(|(_, s)| s.as_str())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let r = run(engine
+            .run_cmd()
+            .args(["--entrypoint", ""])
+            .args(volume(&ws, "/__w/app/app"))
+            .args(["-w", "/__w/app/app"])
+            .args(["-e", &format!("IMAGE={image}")])
+            .args(["-e", &format!("SOURCE_DATE_EPOCH={EPOCH}")])
+            .arg(&imgs.rbuild)
+            .args(["sh", "-euc", &script]))
+        .success();
+        runs.push(PipelineRun {
+            digest: digest_in(&ws),
+            run: r,
+        });
+    }
+    assert_cache_hit(&runs[0], &runs[1]);
+}
+
+#[test]
+fn github_on_runner_steps_install_rbuild_from_its_image_and_build_as_root_with_sudo() {
+    // The runner is this machine; its Docker engine only hands over the rbuild binary.
+    let Some(engine) = engine() else {
+        return;
+    };
+    let imgs = engine.images.clone();
+    let doc = recipe("github-actions.yml");
+    let image = format!("{}/{}", imgs.registry, unique("github-runner-app"));
+    let dir = scratch();
+    let d = dir.path();
+    // The runner's tools, where this machine differs: the binary is installed into a directory
+    // of the test's (not the machine's /usr/local/bin), and the runner's passwordless `sudo` is
+    // a shim that runs the command as the root this test already is, keeping PATH.
+    let bin = d.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(bin.join("sudo"), "#!/bin/sh\nexec \"$@\"\n").unwrap();
+    std::fs::set_permissions(
+        bin.join("sudo"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let steps: Vec<(String, String)> = github_steps(
+        &doc["jobs"]["on-runner"],
+        &[
+            ("secrets.GITHUB_TOKEN", "not-a-real-token"),
+            ("github.actor", "octocat"),
+            ("github.sha", GITHUB_SHA),
+        ],
+    )
+    .into_iter()
+    .collect();
+    assert_eq!(steps[0].0, "Install rbuild");
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let mut runs = Vec::new();
+    for n in 0..2 {
+        let app = recipe_app(&d.join(format!("src-{n}")), &imgs.busybox);
+        let home = d.join(format!("home-{n}"));
+        std::fs::create_dir_all(&home).unwrap();
+        let script = steps
+            .iter()
+            .map(|(_, s)| s.as_str())
+            .collect::<Vec<_>>()
+            .join("\n");
+        // A fresh runner: a new HOME (so a new default store and login), /tmp files of the
+        // install step in their own directory.
+        let tmp = d.join(format!("tmp-{n}"));
+        std::fs::create_dir_all(&tmp).unwrap();
+        let script = script
+            .replace("/tmp/", &format!("{}/", tmp.display()))
+            // The install target (the image's own path, after `$id:`, stays).
+            .replace(
+                " /usr/local/bin/rbuild",
+                &format!(" {}/rbuild", bin.display()),
+            );
+        let r = run(Command::new("sh")
+            .args(["-euc", &script])
+            .current_dir(&app)
+            .env_clear()
+            .env("PATH", &path)
+            .env("HOME", &home)
+            .env("IMAGE", &image)
+            .env("RBUILD_IMAGE", &imgs.rbuild)
+            .env("DOCKER_HOST", engine.host())
+            .env("RBUILD_REGISTRIES_CONF", "/dev/null")
+            .env("SOURCE_DATE_EPOCH", EPOCH))
+        .success();
+        assert!(bin.join("rbuild").exists());
+        runs.push(PipelineRun {
+            digest: digest_in(&app),
+            run: r,
+        });
+    }
+    assert_cache_hit(&runs[0], &runs[1]);
+}
+
+#[test]
+fn kubernetes_job_arguments_run_unprivileged_with_the_jobs_volumes_and_hit_the_cache() {
+    let Some(engine) = engine() else {
+        return;
+    };
+    let imgs = &engine.images;
+    let doc = recipe("kubernetes-job.yaml");
+    let pod = &doc["spec"]["template"]["spec"];
+    let c = &pod["containers"][0];
+    assert!(
+        c["securityContext"].is_badvalue(),
+        "the Job must need no securityContext"
+    );
+    let repo = format!("{}/{}", imgs.registry, unique("k8s-app"));
+    let args: Vec<String> = string_list(&c["args"])
+        .into_iter()
+        .map(|a| a.replace("registry.example.com/team/app", &repo))
+        .chain(["--metadata-file=/workspace/build.json".to_string()])
+        .collect();
+    let mounts: Vec<(String, String)> = c["volumeMounts"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap().to_string(),
+                m["mountPath"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let dir = scratch();
+    let d = dir.path();
+    // The Secret `registry-auth` as the Job mounts it: a Docker config with the registry's
+    // credentials (the test registry takes any).
+    let auth = d.join("registry-auth");
+    write_tree(
+        &auth,
+        &[(
+            "config.json",
+            &format!(
+                "{{\"auths\":{{\"{}\":{{\"auth\":\"dGVzdGVyOm5vdC1hLXJlYWwtcGFzc3dvcmQ=\"}}}}}}",
+                imgs.registry
+            ),
+        )],
+    );
+    let app = recipe_app(d, &imgs.busybox);
+    let mut runs = Vec::new();
+    for n in 0..2 {
+        let ws = d.join(format!("workspace-{n}"));
+        checkout(&app, &ws);
+        let mut cmd = engine.run_cmd();
+        for (name, path) in &mounts {
+            let host = match name.as_str() {
+                "workspace" => ws.clone(),
+                "registry-auth" => auth.clone(),
+                other => panic!("a volume the test does not know: {other}"),
+            };
+            cmd.args(volume(&host, path));
+        }
+        let r = run(cmd
+            .args(["-e", &format!("SOURCE_DATE_EPOCH={EPOCH}")])
+            .arg(&imgs.rbuild)
+            .args(["--progress", "plain"])
+            .args(&args))
+        .success();
+        runs.push(PipelineRun {
+            digest: digest_in(&ws),
+            run: r,
+        });
+    }
+    assert_cache_hit(&runs[0], &runs[1]);
+}
