@@ -173,6 +173,15 @@ pub struct BuildArgs {
     #[arg(long)]
     pub push: bool,
 
+    /// A label in the image config: KEY=VALUE, or KEY for an empty value (repeatable). It wins
+    /// over a Dockerfile LABEL of the same key, as `docker buildx build --label` does.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+
+    /// Write the image ID (its config digest, as `docker buildx build --iidfile`) to FILE.
+    #[arg(long = "iidfile", value_name = "FILE")]
+    pub iidfile: Option<PathBuf>,
+
     /// Import build cache: type=registry,ref=…, type=local,src=…, or an image reference.
     #[arg(long = "cache-from", value_name = "SPEC")]
     pub cache_from: Vec<String>,

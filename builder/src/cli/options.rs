@@ -105,6 +105,10 @@ pub struct BuildOptions {
     /// `Auto` is resolved here: never `Auto` after validation.
     pub progress: ProgressMode,
     pub metadata_file: Option<PathBuf>,
+    /// `--label`s, in order (a later one of the same key wins).
+    pub labels: Vec<(String, String)>,
+    /// `--iidfile`, absolute.
+    pub iidfile: Option<PathBuf>,
     pub store: PathBuf,
     /// The working directory when rbuild started, against which `FROM oci-layout://DIR`
     /// (a path in the Dockerfile) is resolved.
@@ -204,6 +208,36 @@ fn absolute_secret(mut s: SecretSpec) -> Result<SecretSpec, UsageError> {
     Ok(s)
 }
 
+/// A `--label`: `KEY=VALUE`, or `KEY` alone for an empty value (buildx's reading).
+fn parse_label(l: &str) -> Result<(String, String), UsageError> {
+    let (k, v) = l.split_once('=').unwrap_or((l, ""));
+    if k.is_empty() {
+        return Err(UsageError::Value(format!(
+            "invalid --label {l:?}: the key is empty; use --label KEY=VALUE"
+        )));
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
+/// `--iidfile` names one image: refused (as buildx does) with outputs that write no image,
+/// and with several targets, whose IDs `--metadata-file` gives.
+fn check_iidfile(plan: &PlanOptions, outputs: &[OutputSpec]) -> Result<(), UsageError> {
+    if outputs
+        .iter()
+        .any(|o| matches!(o.kind, OutputKind::Local(_)))
+    {
+        return Err(UsageError::Value(
+            "--iidfile: the local exporter is incompatible with an image ID file (it writes no image); use --output type=oci or type=docker, or drop --iidfile".into(),
+        ));
+    }
+    if plan.targets.len() > 1 {
+        return Err(UsageError::Value(
+            "--iidfile names one image, and this build has several targets: use --metadata-file, which gives each target's containerimage.config.digest".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// The default store: `$XDG_CACHE_HOME/rbuild`, else `$HOME/.cache/rbuild`.
 pub fn default_store_dir() -> Option<PathBuf> {
     if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
@@ -276,6 +310,15 @@ impl BuildOptions {
             (false, p) => p,
         };
         let store = store_dir(a.store.as_deref())?;
+        let labels = a
+            .labels
+            .iter()
+            .map(|l| parse_label(l))
+            .collect::<Result<Vec<_>, _>>()?;
+        let iidfile = a.iidfile.as_deref().map(absolute).transpose()?;
+        if iidfile.is_some() {
+            check_iidfile(&plan, &outputs)?;
+        }
         Ok(BuildOptions {
             plan,
             tags,
@@ -291,6 +334,8 @@ impl BuildOptions {
             isolation: a.isolation.to_engine(),
             progress,
             metadata_file: a.metadata_file.as_deref().map(absolute).transpose()?,
+            labels,
+            iidfile,
             store,
             workdir: std::env::current_dir().map_err(|source| UsageError::Absolute {
                 path: PathBuf::from("."),

@@ -50,17 +50,23 @@ pub fn image_annotations(
     a
 }
 
-/// Stores the config and manifest of a stage's final state and returns the image.
+/// Stores the config and manifest of a stage's final state and returns the image. `user_labels`
+/// (`--label`) go into the config last, so they win over the Dockerfile's `LABEL`s, as in
+/// BuildKit, which applies them to the exported image only (no history entry, no cache key).
 pub fn assemble(
     store: &Store,
     state: &StageState,
     annotations: BTreeMap<String, String>,
+    user_labels: &[(String, String)],
     epoch: i64,
 ) -> Result<Image, BuildError> {
     let mut config = state.config.clone();
     config.created = Some(created_time(epoch));
     let labels = &mut config.config_mut().labels;
     for (k, v) in &annotations {
+        labels.insert(k.clone(), v.clone());
+    }
+    for (k, v) in user_labels {
         labels.insert(k.clone(), v.clone());
     }
     let layers = state.layers.iter().map(|l| l.descriptor.clone()).collect();

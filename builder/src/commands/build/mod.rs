@@ -16,6 +16,18 @@ use crate::cli::args::BuildArgs;
 pub fn run(a: &BuildArgs) -> Result<(), Failure> {
     let started = Instant::now();
     let inputs = inputs::resolve(a)?;
+    // A failed build leaves no image ID of an earlier one behind (as buildx).
+    if let Some(p) = &inputs.opts.iidfile {
+        match std::fs::remove_file(p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Failure::Build(anyhow::anyhow!(
+                    "removing the old --iidfile {}: {e}",
+                    p.display()
+                )))
+            }
+            _ => {}
+        }
+    }
     let planned = plan::plan(&inputs)?;
     let session = solve::open(&inputs, &planned)?;
     let solved = solve::solve(&inputs, &planned, &session)?;

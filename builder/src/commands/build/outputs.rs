@@ -221,9 +221,15 @@ fn images(
             let map = cache_map(&outcomes, &stages, &key_only, &platform(inputs), false);
             let mut with_cache = state.clone();
             map.embed_in(&mut with_cache.config);
-            assemble(store, &with_cache, annotations, inputs.epoch)
+            assemble(
+                store,
+                &with_cache,
+                annotations,
+                &inputs.opts.labels,
+                inputs.epoch,
+            )
         } else {
-            assemble(store, state, annotations, inputs.epoch)
+            assemble(store, state, annotations, &inputs.opts.labels, inputs.epoch)
         }
         .map_err(|e| Failure::Build(e.into()))?;
         // Tags rbuild sets are marked as built here: FROM uses them without asking a registry.

@@ -165,7 +165,7 @@ fn repo_dir_name(context: &Path, git: Option<&crate::git::GitInfo>) -> String {
 }
 
 /// What rbuild itself writes during a build: the store, output destinations, local cache
-/// exports and the metadata file. The context scan never reads these (see
+/// exports, the metadata file and the image ID file. The context scan never reads these (see
 /// `Context::scan_skipping`).
 fn context_skip(opts: &BuildOptions) -> Vec<PathBuf> {
     let outputs = opts.outputs.iter().filter_map(|o| match &o.kind {
@@ -184,5 +184,6 @@ fn context_skip(opts: &BuildOptions) -> Vec<PathBuf> {
         .chain(outputs)
         .chain(caches)
         .chain(opts.metadata_file.clone())
+        .chain(opts.iidfile.clone())
         .collect()
 }

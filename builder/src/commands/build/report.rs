@@ -68,6 +68,15 @@ pub(super) fn report(
         write_metadata(path, &built, &pushed, &summary, isolation.as_ref())
             .map_err(Failure::Build)?;
     }
+    if let Some(path) = &opts.iidfile {
+        // One target (checked with the options): its image ID is its config's digest.
+        if let Some(b) = built.first() {
+            let id = b.image.config_descriptor.digest.to_string();
+            atomic::write(path, id.as_bytes(), IIDFILE_WRITE)
+                .with_context(|| format!("writing --iidfile {}", path.display()))
+                .map_err(Failure::Build)?;
+        }
+    }
     session.progress.summary(summary);
     let mut out = std::io::stdout().lock();
     if opts.progress == ProgressMode::Quiet {
@@ -140,6 +149,13 @@ fn write_metadata(
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
+
+/// How `--iidfile` is written: as `std::fs::write` would (buildx's 0644 under the usual umask),
+/// replaced whole, the directory not fsynced.
+const IIDFILE_WRITE: atomic::Options = atomic::Options::new()
+    .mode(atomic::Mode::Umask)
+    .prefix(".tmp")
+    .without_dir_sync();
 
 /// How `--metadata-file` is replaced: mode 0600, `.tmp` temps beside it, the directory not
 /// fsynced (the file describes this build only; a crash loses the build as well).

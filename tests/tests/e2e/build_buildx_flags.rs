@@ -1,0 +1,146 @@
+//! The flags `docker buildx build` pipelines pass (docker/build-push-action always passes
+//! `--iidfile` and `--label`), with buildx's meaning, checked against what Docker's BuildKit
+//! did with the same command line (Docker 20.10, by hand): `--label a=2` wins over the
+//! Dockerfile's `LABEL a=1`, `--label empty` is an empty value, labels change no layer and add
+//! no history; the ID file holds the config digest without a newline.
+
+use std::path::Path;
+
+use rbuild_tests::build::{build, metadata, write_tree};
+use rbuild_tests::{oci, scratch};
+
+fn config(out: &Path, tag: &str) -> serde_json::Value {
+    let m = oci::manifest(out, tag);
+    let d = m["config"]["digest"].as_str().unwrap();
+    serde_json::from_slice(&std::fs::read(oci::blob_path(out, d)).unwrap()).unwrap()
+}
+
+#[test]
+fn labels_win_over_label_lines_and_the_iidfile_holds_the_config_digest() {
+    let dir = scratch();
+    let d = dir.path();
+    let ctx = d.join("ctx");
+    write_tree(
+        &ctx,
+        &[
+            (
+                "Dockerfile",
+                "FROM scratch AS a\nLABEL a=1 keep=yes\nCOPY f /f\nFROM a\nLABEL c=4\n",
+            ),
+            ("f", "x\n"),
+        ],
+    );
+    let store = d.join("store");
+    let out = d.join("out");
+    let iid = d.join("iid");
+    let md = d.join("md.json");
+    std::fs::write(&iid, "stale").unwrap();
+    build(
+        &store,
+        &ctx,
+        &[
+            "--label",
+            "a=2",
+            "--label",
+            "b=3=three",
+            "--label",
+            "empty",
+            "--iidfile",
+            iid.to_str().unwrap(),
+            "--metadata-file",
+            md.to_str().unwrap(),
+            "--output",
+            &format!("type=oci,dest={},tar=false", out.display()),
+            "--tag",
+            "localhost/labels:1",
+        ],
+    )
+    .success();
+    let c = config(&out, "1");
+    let labels = &c["config"]["Labels"];
+    assert_eq!(labels["a"], "2", "{c}");
+    assert_eq!(labels["b"], "3=three");
+    assert_eq!(labels["empty"], "");
+    assert_eq!(labels["keep"], "yes");
+    assert_eq!(labels["c"], "4");
+    // LABEL lines make (empty) history entries; --label makes none.
+    let plain = d.join("plain");
+    build(
+        &store,
+        &ctx,
+        &[
+            "--output",
+            &format!("type=oci,dest={},tar=false", plain.display()),
+            "--tag",
+            "localhost/labels:1",
+        ],
+    )
+    .success();
+    let p = config(&plain, "1");
+    assert_eq!(c["history"], p["history"]);
+    assert_eq!(c["rootfs"], p["rootfs"]);
+    assert_eq!(p["config"]["Labels"]["a"], "1");
+    // The ID file: the config digest, no newline, the stale content gone.
+    let id = std::fs::read_to_string(&iid).unwrap();
+    assert_eq!(
+        id,
+        metadata(&md)["containerimage.config.digest"]
+            .as_str()
+            .unwrap()
+    );
+    assert_eq!(
+        id,
+        oci::manifest(&out, "1")["config"]["digest"]
+            .as_str()
+            .unwrap()
+    );
+}
+
+#[test]
+fn an_iidfile_with_a_local_output_or_several_targets_is_a_usage_error() {
+    let dir = scratch();
+    let d = dir.path();
+    let ctx = d.join("ctx");
+    write_tree(
+        &ctx,
+        &[(
+            "Dockerfile",
+            "FROM scratch AS a\nCOPY Dockerfile /\nFROM a AS b\n",
+        )],
+    );
+    let iid = d.join("iid");
+    let r = build(
+        &d.join("store"),
+        &ctx,
+        &[
+            "--iidfile",
+            iid.to_str().unwrap(),
+            "--output",
+            &format!("type=local,dest={}", d.join("fs").display()),
+        ],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("local exporter is incompatible"),
+        "{}",
+        r.stderr
+    );
+    let r = build(
+        &d.join("store"),
+        &ctx,
+        &[
+            "--iidfile",
+            iid.to_str().unwrap(),
+            "--target",
+            "a",
+            "--target",
+            "b",
+        ],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("several targets"), "{}", r.stderr);
+    assert!(!iid.exists());
+    let r = build(&d.join("store"), &ctx, &["--label", "=x"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("the key is empty"), "{}", r.stderr);
+}
