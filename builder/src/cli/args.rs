@@ -182,11 +182,17 @@ pub struct BuildArgs {
     #[arg(long = "iidfile", value_name = "FILE")]
     pub iidfile: Option<PathBuf>,
 
+    /// Resolve every FROM in its registry, even a name built here with --tag, and fail rather
+    /// than use a copy pulled earlier when the registry cannot be reached (`docker build --pull`).
+    #[arg(long)]
+    pub pull: bool,
+
     /// Import build cache: type=registry,ref=…, type=local,src=…, or an image reference.
     #[arg(long = "cache-from", value_name = "SPEC")]
     pub cache_from: Vec<String>,
 
-    /// Export build cache: type=registry,ref=…|type=local,dest=…|type=inline[,mode=min|max].
+    /// Export build cache: type=registry,ref=…|type=local,dest=…|type=inline[,mode=min|max], or
+    /// an image reference (type=registry,ref=<it>).
     #[arg(long = "cache-to", value_name = "SPEC")]
     pub cache_to: Vec<String>,
 

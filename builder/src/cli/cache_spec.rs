@@ -119,6 +119,10 @@ fn typed_pairs(
 impl CacheExportSpec {
     pub fn parse(input: &str) -> Result<Self, CacheSpecError> {
         const FLAG: &str = "--cache-to";
+        // A plain image reference (no '=') means type=registry,ref=<it>, as in buildx.
+        if !input.is_empty() && !input.contains('=') {
+            return Self::parse(&format!("type=registry,ref={input}"));
+        }
         let (kind, pairs) = typed_pairs(FLAG, input, " or type=inline", |kind| {
             match kind {
             "registry" => Some(
@@ -252,6 +256,20 @@ mod tests {
         assert_eq!(s.mode, CacheMode::Max);
         assert_eq!(s.cache_mounts, vec!["pip", "npm"]);
         assert!(matches!(s.target, CacheExportTarget::Registry(_)));
+    }
+
+    #[test]
+    fn cache_to_a_bare_reference_is_a_registry_cache_as_in_buildx() {
+        let s = CacheExportSpec::parse("127.0.0.1:5000/app:buildcache").unwrap();
+        assert_eq!(s.mode, CacheMode::Min);
+        assert_eq!(
+            s.target,
+            CacheExportSpec::parse("type=registry,ref=127.0.0.1:5000/app:buildcache")
+                .unwrap()
+                .target
+        );
+        assert!(CacheExportSpec::parse("").is_err());
+        assert!(CacheExportSpec::parse("Not A Reference").is_err());
     }
 
     #[test]

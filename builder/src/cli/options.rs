@@ -109,6 +109,8 @@ pub struct BuildOptions {
     pub labels: Vec<(String, String)>,
     /// `--iidfile`, absolute.
     pub iidfile: Option<PathBuf>,
+    /// `--pull`: every base from its registry.
+    pub pull: bool,
     pub store: PathBuf,
     /// The working directory when rbuild started, against which `FROM oci-layout://DIR`
     /// (a path in the Dockerfile) is resolved.
@@ -336,6 +338,7 @@ impl BuildOptions {
             metadata_file: a.metadata_file.as_deref().map(absolute).transpose()?,
             labels,
             iidfile,
+            pull: a.pull,
             store,
             workdir: std::env::current_dir().map_err(|source| UsageError::Absolute {
                 path: PathBuf::from("."),

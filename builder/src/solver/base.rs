@@ -11,6 +11,9 @@
 //! - when the registry cannot be reached (connection errors or 5xx after retries) and a pulled
 //!   copy is in the store, that copy is used with a warning.
 //!
+//! `--pull` (`always_pull`) drops both exceptions, as `docker build --pull` does: every name is
+//! resolved in its registry, and an unreachable registry fails the build.
+//!
 //! The resolved manifest digest pins the cache key, so a tag that moves invalidates exactly the
 //! stages built on it.
 
@@ -58,8 +61,9 @@ pub fn resolve(
     name: &str,
     platform: &Platform,
     cwd: &Path,
+    always_pull: bool,
 ) -> Result<BaseImage, BuildError> {
-    resolve_with_progress(store, registries, name, platform, cwd, &|_| {})
+    resolve_with_progress(store, registries, name, platform, cwd, always_pull, &|_| {})
 }
 
 /// [`resolve`], calling `on_bytes` with each chunk of blob bytes pulled from a registry.
@@ -69,6 +73,7 @@ pub fn resolve_with_progress(
     name: &str,
     platform: &Platform,
     cwd: &Path,
+    always_pull: bool,
     on_bytes: &(dyn Fn(u64) + Sync),
 ) -> Result<BaseImage, BuildError> {
     if let Some(rest) = name.strip_prefix("oci-layout://") {
@@ -86,7 +91,9 @@ pub fn resolve_with_progress(
     };
     let local = store.get_ref(&local_name)?;
     if let Some(desc) = &local {
-        if desc.annotations.get(ORIGIN_ANNOTATION).map(String::as_str) != Some("pull") {
+        let built_here =
+            desc.annotations.get(ORIGIN_ANNOTATION).map(String::as_str) != Some("pull");
+        if built_here && !always_pull {
             return from_store(store, name, desc, platform);
         }
     }
@@ -98,7 +105,7 @@ pub fn resolve_with_progress(
         .map_err(|e| err(name, e.to_string()))?;
     match pull(store, registries, &reference, platform, &local_name, on_bytes) {
         Ok(desc) => from_store(store, name, &desc, platform),
-        Err(e) if e.is_unreachable() && local.is_some() => {
+        Err(e) if e.is_unreachable() && local.is_some() && !always_pull => {
             // The build goes on with what was pulled before; say so, since the tag may have moved.
             eprintln!(
                 "warning: FROM {name}: {e}; using the copy pulled earlier from the local store"

@@ -75,6 +75,8 @@ pub struct BuildRequest {
     pub default_network: crate::dockerfile::NetworkMode,
     /// `--isolation`: the sandbox of RUN steps, chosen at the first RUN that runs.
     pub isolation: crate::executor::isolation::Isolation,
+    /// `--pull`: every `FROM` name is resolved in its registry (see `base::resolve`).
+    pub always_pull: bool,
     pub compression: Compression,
     pub compression_level: Option<i32>,
     /// The stages whose layers this build needs compressed (the targets and the stages they are

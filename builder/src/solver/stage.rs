@@ -254,6 +254,7 @@ pub fn build_stage(engine: &Engine<'_>, i: usize) -> Result<StageState, BuildErr
                 name,
                 &engine.opts.platform,
                 &cwd,
+                engine.opts.always_pull,
                 &on_bytes,
             ) {
                 Ok(b) => b,
@@ -840,6 +841,7 @@ fn resolve_from(
         name,
         &engine.opts.platform,
         &cwd,
+        engine.opts.always_pull,
     )?;
     let platform = crate::graph::platform::platform_string(&engine.opts.platform);
     let key = KeyInputs::new("from", None, format!("FROM {name}"), platform)

@@ -144,3 +144,50 @@ fn an_iidfile_with_a_local_output_or_several_targets_is_a_usage_error() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("the key is empty"), "{}", r.stderr);
 }
+
+#[test]
+fn pull_resolves_a_name_built_here_in_its_registry() {
+    let Some(reg) = rbuild_tests::test_registry() else {
+        eprintln!("SKIPPED: no test registry (bash tests/run.sh starts one)");
+        return;
+    };
+    let dir = scratch();
+    let d = dir.path();
+    let name = format!("{reg}/rbuild-e2e/pull-base:{}", std::process::id());
+    // The registry's image under the name, from another store (another machine).
+    let remote = d.join("remote");
+    write_tree(
+        &remote,
+        &[
+            ("Dockerfile", "FROM scratch\nCOPY which /which\n"),
+            ("which", "registry\n"),
+        ],
+    );
+    build(&d.join("other-store"), &remote, &["--tag", &name, "--push"]).success();
+    // This store built an image of its own under the same name.
+    let store = d.join("store");
+    let local = d.join("local");
+    write_tree(
+        &local,
+        &[
+            ("Dockerfile", "FROM scratch\nCOPY which /which\n"),
+            ("which", "built here\n"),
+        ],
+    );
+    build(&store, &local, &["--tag", &name]).success();
+    let app = d.join("app");
+    write_tree(&app, &[("Dockerfile", &format!("FROM {name}\n"))]);
+    let read = |extra: &[&str], out: &str| {
+        let dest = d.join(out);
+        let mut args = vec![
+            "--output".to_string(),
+            format!("type=local,dest={}", dest.display()),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        build(&store, &app, &args).success();
+        std::fs::read_to_string(dest.join("which")).unwrap()
+    };
+    assert_eq!(read(&[], "without"), "built here\n");
+    assert_eq!(read(&["--pull"], "with"), "registry\n");
+}

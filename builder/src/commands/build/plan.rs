@@ -69,6 +69,7 @@ fn request(inputs: &Inputs) -> Result<BuildRequest, Failure> {
             crate::cli::values::NetworkMode::Default => crate::dockerfile::NetworkMode::Default,
         },
         isolation: opts.isolation,
+        always_pull: opts.pull,
         compression: first_output.map_or(Compression::Gzip, |o| o.compression),
         compression_level: first_output.and_then(|o| o.compression_level),
         output_stages: output_stages(&inputs.plan, &opts.cache_to),
