@@ -54,7 +54,7 @@ for img in big layers; do
   for t in "${tools[@]}"; do
     # skopeo's layout is rbuild's (two versions may name different image digests).
     out=()
-    [ "$t" = before ] || out=(--output "type=oci,dest=$work/layout-$img")
+    [ "$t" = before ] || out=(--output "type=oci,dest=$work/layout-$img,tar=false")
     SOURCE_DATE_EPOCH=0 RBUILD_STORE="$work/store-$t-$img" "$(bin_of "$t")" build "$work/$img" -q \
       "${out[@]}" > /dev/null 2> "$work/setup.log" || { cat "$work/setup.log" >&2; exit 1; }
   done
@@ -88,7 +88,7 @@ pull() { # tool, image (the registry holds it)
     printf 'FROM %s/bench/%s:v1\n' "$reg" "$2" > "$work/pull-ctx/Dockerfile"
     measure "$2: $(name_of "$1") pull (FROM + oci output)" env SOURCE_DATE_EPOCH=0 \
       RBUILD_STORE="$work/store-pull" "$(bin_of "$1")" build "$work/pull-ctx" -q \
-      --insecure-registry "$reg" --output "type=oci,dest=$work/pulled"
+      --insecure-registry "$reg" --output "type=oci,dest=$work/pulled,tar=false"
   fi
 }
 echo "| measurement | wall (s) | peak RSS (MiB) |"

@@ -43,7 +43,7 @@ rm -rf "$out"
 "$rbuild" build "$here/hello-web" --progress plain \
   --target development --target production \
   --tag localhost/hello-web:1.0 \
-  --output "type=oci,dest=$out"
+  --output "type=oci,dest=$out,tar=false"
 echo
 echo "OCI image layout written to $out:"
 python3 -c 'import json,sys; [print("  ", m["annotations"].get("org.opencontainers.image.ref.name"), m["digest"]) for m in json.load(open(sys.argv[1]))["manifests"]]' "$out/index.json"

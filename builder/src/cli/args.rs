@@ -15,8 +15,8 @@ Exit codes:
   1  the build failed (a step failed, a registry or I/O error)
   2  usage error or invalid Dockerfile/.dockerignore (nothing was built)
 
-Outputs: for --output type=oci and type=docker, a dest ending in .tar (or -) writes a tarball,
-any other dest an OCI image layout directory; add tar=true|false to choose explicitly.";
+Outputs: for --output type=oci and type=docker, dest is a tarball (- for standard output), as
+docker buildx build writes it; add tar=false for an OCI image layout directory.";
 
 #[derive(Debug, Parser)]
 #[command(

@@ -1,8 +1,9 @@
 //! `--output` specifications, validated (`type=oci|docker|registry|local,dest=…,…`).
 //!
-//! Spelling follows BuildKit/buildx. One difference is deliberate and documented in `--help`:
-//! for `type=oci` and `type=docker`, a `dest` ending in `.tar` (or `-`, standard output) writes a
-//! tarball, any other `dest` an OCI layout directory; `tar=true|false` overrides the guess.
+//! Spelling and meaning follow BuildKit/buildx: for `type=oci` and `type=docker`, `dest` is a
+//! tarball (`-`: standard output) unless `tar=false` asks for an OCI layout directory, as
+//! `docker buildx build` writes them. (rbuild once guessed from the name, a directory unless it
+//! ended in `.tar`: the same command line wrote something else than buildx.)
 
 use std::path::PathBuf;
 
@@ -155,7 +156,7 @@ impl std::str::FromStr for OutputSpec {
                 let dest = dest.ok_or_else(|| OutputSpecError::MissingDest(kind.clone()))?;
                 let destination = if dest == "-" {
                     Destination::Stdout
-                } else if tar.unwrap_or(dest.ends_with(".tar")) {
+                } else if tar.unwrap_or(true) {
                     Destination::Tarball(PathBuf::from(dest))
                 } else {
                     Destination::Directory(PathBuf::from(dest))
@@ -202,10 +203,18 @@ mod tests {
     }
 
     #[test]
-    fn oci_dest_dir_or_tar() {
+    fn oci_dest_is_a_tarball_unless_tar_false_as_in_buildx() {
         assert_eq!(
             parse("type=oci,dest=out").kind,
+            OutputKind::Oci(Destination::Tarball("out".into()))
+        );
+        assert_eq!(
+            parse("type=oci,dest=out,tar=false").kind,
             OutputKind::Oci(Destination::Directory("out".into()))
+        );
+        assert_eq!(
+            parse("type=docker,dest=image").kind,
+            OutputKind::Docker(Destination::Tarball("image".into()))
         );
         assert_eq!(
             parse("type=oci,dest=out.tar").kind,

@@ -140,7 +140,7 @@ fn default_name_revision_label_and_created_time_come_from_the_commit() {
     }
     let meta = dir.path().join("meta.json");
     let out = dir.path().join("out");
-    let dest = format!("type=oci,dest={}", out.display());
+    let dest = format!("type=oci,dest={},tar=false", out.display());
 
     build_git(&store, &repo, &meta, &["--output", &dest], None);
     let m = metadata(&meta);

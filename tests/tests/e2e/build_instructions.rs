@@ -40,7 +40,7 @@ fn build_fixture() -> Built {
             "--build-arg",
             "OVERRIDE=cli",
             "--output",
-            &format!("type=oci,dest={}", out.display()),
+            &format!("type=oci,dest={},tar=false", out.display()),
             "--output",
             &format!("type=local,dest={}", fs.display()),
         ],
@@ -231,7 +231,7 @@ fn onbuild_is_recorded_and_triggered_by_a_later_build() {
             "--tag",
             "localhost/onbuild-a:1",
             "--output",
-            &format!("type=oci,dest={}", a_out.display()),
+            &format!("type=oci,dest={},tar=false", a_out.display()),
         ],
     )
     .success();
@@ -262,7 +262,7 @@ fn onbuild_is_recorded_and_triggered_by_a_later_build() {
             "--tag",
             "localhost/onbuild-b:1",
             "--output",
-            &format!("type=oci,dest={}", b_out.display()),
+            &format!("type=oci,dest={},tar=false", b_out.display()),
             "--output",
             &format!("type=local,dest={}", b_fs.display()),
         ],

@@ -59,7 +59,10 @@ fn a_stage_no_output_contains_is_not_compressed_until_a_cache_export_needs_it() 
     build(
         &lazy,
         &ctx,
-        &["--output", &format!("type=oci,dest={}", out_lazy.display())],
+        &[
+            "--output",
+            &format!("type=oci,dest={},tar=false", out_lazy.display()),
+        ],
     )
     .success();
     let after_build = store_blobs(&lazy);
@@ -82,7 +85,7 @@ fn a_stage_no_output_contains_is_not_compressed_until_a_cache_export_needs_it() 
     run(build_cmd(&eager, &ctx)
         .args([
             "--output",
-            &format!("type=oci,dest={}", out_eager.display()),
+            &format!("type=oci,dest={},tar=false", out_eager.display()),
         ])
         .env("RBUILD_DEFER_COMPRESSION", "0"))
     .success();

@@ -87,7 +87,7 @@ fn every_output_type_is_readable_by_other_tools() {
             "--metadata-file",
             meta.to_str().unwrap(),
             "--output",
-            &format!("type=oci,dest={}", layout.display()),
+            &format!("type=oci,dest={},tar=false", layout.display()),
             "--output",
             &format!("type=oci,dest={}", oci_tar.display()),
             "--output",

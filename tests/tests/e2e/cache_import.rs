@@ -255,7 +255,7 @@ fn cache_layers_that_do_not_verify_when_fetched_make_rbuild_build_again_without_
             .args([
                 "--output",
                 &format!(
-                    "type=oci,dest={}",
+                    "type=oci,dest={},tar=false",
                     dir.path().join(format!("{name}-oci")).display()
                 ),
             ])

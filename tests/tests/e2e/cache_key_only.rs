@@ -55,7 +55,7 @@ fn a_min_cache_resolves_copy_from_without_building_the_compiler_stage() {
             "--cache-to",
             &format!("type=local,dest={}", cache.display()),
             "--output",
-            &format!("type=oci,dest={}", out1.display()),
+            &format!("type=oci,dest={},tar=false", out1.display()),
         ],
     )
     .success();
@@ -90,7 +90,7 @@ fn a_min_cache_resolves_copy_from_without_building_the_compiler_stage() {
             "--cache-from",
             &format!("type=local,src={}", cache.display()),
             "--output",
-            &format!("type=oci,dest={}", out2.display()),
+            &format!("type=oci,dest={},tar=false", out2.display()),
             "--metadata-file",
             meta.to_str().unwrap(),
         ],

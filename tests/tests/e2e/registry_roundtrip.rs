@@ -114,7 +114,7 @@ fn push_then_skopeo_inspect_and_copy_then_pull_back_into_an_empty_store() {
             "--tag",
             "child:1",
             "--output",
-            &format!("type=oci,dest={}", layout.display()),
+            &format!("type=oci,dest={},tar=false", layout.display()),
         ],
     )
     .success();
@@ -255,7 +255,7 @@ fn from_picks_the_entry_for_the_platform_from_a_multi_arch_index() {
             "--tag",
             "c:1",
             "--output",
-            &format!("type=oci,dest={}", layout.display()),
+            &format!("type=oci,dest={},tar=false", layout.display()),
         ],
     )
     .success();

@@ -55,7 +55,7 @@ fn secrets_reach_the_command_but_no_blob_output_or_log() {
             "--secret",
             &format!("id=tok,src={}", secret_file.display()),
             "--output",
-            &format!("type=oci,dest={}", out.display()),
+            &format!("type=oci,dest={},tar=false", out.display()),
             "--output",
             &format!("type=local,dest={}", fs.display()),
             // SECURITY.md: secrets leaked through cache exports in mode=max (CVE-2023-26054).

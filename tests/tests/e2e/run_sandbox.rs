@@ -65,7 +65,7 @@ fn run_changes_lower_layers_and_the_image_unpacks_to_exactly_that_tree() {
             "--tag",
             "localhost/run-tree:final",
             "--output",
-            &format!("type=oci,dest={}", out.display()),
+            &format!("type=oci,dest={},tar=false", out.display()),
         ],
     )
     .success();
@@ -226,7 +226,7 @@ fn a_run_on_a_root_without_dev_proc_sys_leaves_them_as_root_owned_0755_dirs_as_b
                 "--secret",
                 &format!("id=s,src={}", secret.display()),
                 "--output",
-                &format!("type=oci,dest={}", out.join(target).display()),
+                &format!("type=oci,dest={},tar=false", out.join(target).display()),
             ],
         )
         .success();
@@ -348,7 +348,7 @@ fn run_is_cached_by_command_env_args_and_network_and_an_unchanged_run_is_an_empt
             "--tag".into(),
             "localhost/run-cache:final".into(),
             "--output".into(),
-            format!("type=oci,dest={}", out.display()),
+            format!("type=oci,dest={},tar=false", out.display()),
         ]
     };
     let go = |v: &str| {

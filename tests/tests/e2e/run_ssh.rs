@@ -219,7 +219,7 @@ fn git_clone_over_ssh_through_the_forwarded_agent_leaves_no_key_or_socket_behind
         "--output".to_string(),
         format!("type=local,dest={}", fs.display()),
         "--output".to_string(),
-        format!("type=oci,dest={}", out.display()),
+        format!("type=oci,dest={},tar=false", out.display()),
         "--cache-to".to_string(),
         format!("type=local,dest={},mode=max", cache.display()),
         "--metadata-file".to_string(),

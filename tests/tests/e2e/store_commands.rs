@@ -241,7 +241,7 @@ fn a_run_sees_the_images_device_nodes_and_its_layer_holds_only_what_it_changed()
             "--tag",
             "localhost/devices:final",
             "--output",
-            &format!("type=oci,dest={}", out.display()),
+            &format!("type=oci,dest={},tar=false", out.display()),
         ],
     )
     .success();
