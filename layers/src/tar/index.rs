@@ -208,10 +208,10 @@ impl PathIndex {
                     IndexKind::Symlink {
                         target: fs::read_link(ent.path())?.to_string_lossy().into_owned(),
                     }
+                } else if overlay::is_whiteout_at(&ent.path(), &meta) {
+                    IndexKind::Whiteout
                 } else if ft.is_file() {
                     IndexKind::File
-                } else if overlay::is_whiteout(&meta) {
-                    IndexKind::Whiteout
                 } else {
                     IndexKind::Other
                 };

@@ -338,10 +338,11 @@ fn mount_writable(
             .replace(',', "\\,")
     };
     let data = format!(
-        "lowerdir={},upperdir={},workdir={}",
+        "lowerdir={},upperdir={},workdir={}{}",
         lowers.iter().map(|p| esc(p)).collect::<Vec<_>>().join(":"),
         esc(&upper),
-        esc(&work)
+        esc(&work),
+        crate::executor::sys::overlay_xattr_option()
     );
     crate::executor::sys::mount("overlay", dir, Some("overlay"), 0, Some(&data)).map_err(|e| {
         BuildError::Io {

@@ -256,7 +256,7 @@ impl Tree {
                     continue;
                 }
                 let meta = fs::symlink_metadata(de.path()).map_err(io("reading", &de.path()))?;
-                let visible = (!overlay::is_whiteout(&meta)).then_some((i, meta));
+                let visible = (!overlay::is_whiteout_at(&de.path(), &meta)).then_some((i, meta));
                 shown.insert(name, visible);
             }
         }
