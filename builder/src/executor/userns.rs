@@ -34,7 +34,8 @@ use std::sync::OnceLock;
 /// Set (to `READY_FD,GO_FD,PARENT_PID`) in the environment of the re-executed child.
 pub const CHILD_ENV: &str = "_RBUILD_USERNS_CHILD";
 
-/// Set in the child's environment when its namespace maps a single id: why (for the note).
+/// Set in the child's environment (by the child, from what the parent sent on the second
+/// pipe) when its namespace maps a single id: why (for the note).
 pub const MAP_ENV: &str = "_RBUILD_USERNS_MAP";
 
 /// The fds the child finds its two pipe ends at.
@@ -163,16 +164,6 @@ pub enum MapPlan {
     },
     /// 0 → the user only; `why` says what was missing.
     Single { why: String },
-}
-
-impl MapPlan {
-    /// Why the map is a single id, which [`MAP_ENV`] carries to the child.
-    fn single_why(&self) -> Option<&str> {
-        match self {
-            MapPlan::Subordinate { .. } => None,
-            MapPlan::Single { why } => Some(why),
-        }
-    }
 }
 
 /// Why this process's namespace maps a single id, as its parent said (see [`MAP_ENV`]).
@@ -328,7 +319,7 @@ pub fn reexec(plan: &MapPlan, uid: u32, gid: u32) -> Result<i32, UsernsError> {
             CHILD_ENV,
             format!("{READY_FD},{GO_FD},{}", std::process::id()),
         )
-        .env(MAP_ENV, plan.single_why().unwrap_or_default());
+        .env_remove(MAP_ENV);
     // SAFETY: only async-signal-safe calls (fcntl, dup2) between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
@@ -369,9 +360,10 @@ pub fn reexec(plan: &MapPlan, uid: u32, gid: u32) -> Result<i32, UsernsError> {
             return Err(UsernsError::ChildGone);
         }
     }
-    if let Err(e) = write_maps(plan, pid, uid, gid) {
-        return fail(&mut child, e);
-    }
+    let single_why = match write_maps(plan, pid, uid, gid) {
+        Ok(why) => why,
+        Err(e) => return fail(&mut child, e),
+    };
     CHILD.store(pid as i32, Ordering::SeqCst);
     for sig in FORWARDED {
         // SAFETY: installs an async-signal-safe handler (kill), with SA_RESTART.
@@ -384,7 +376,8 @@ pub fn reexec(plan: &MapPlan, uid: u32, gid: u32) -> Result<i32, UsernsError> {
         }
     }
     let mut go = std::fs::File::from(go_w);
-    if go.write_all(b"g").is_err() {
+    let message = format!("g{}", single_why.unwrap_or_default());
+    if go.write_all(message.as_bytes()).is_err() {
         return fail(&mut child, UsernsError::ChildGone);
     }
     drop(go);
@@ -407,7 +400,10 @@ fn exit_code_of(status: std::process::ExitStatus) -> i32 {
     128 + sig
 }
 
-fn write_maps(plan: &MapPlan, pid: u32, uid: u32, gid: u32) -> Result<(), UsernsError> {
+/// Writes the child's maps as `plan` says; returns why the map is a single id, when it is.
+/// When `newuidmap` itself fails (nothing is mapped yet: not set-uid in this container, a
+/// range it does not accept), a single-id map instead, saying why.
+fn write_maps(plan: &MapPlan, pid: u32, uid: u32, gid: u32) -> Result<Option<String>, UsernsError> {
     match plan {
         MapPlan::Subordinate {
             newuidmap,
@@ -415,20 +411,30 @@ fn write_maps(plan: &MapPlan, pid: u32, uid: u32, gid: u32) -> Result<(), Userns
             uids,
             gids,
         } => {
-            run_tool(newuidmap, pid, uid, uids)?;
-            run_tool(newgidmap, pid, gid, gids)
+            if let Err(e) = run_tool(newuidmap, pid, uid, uids) {
+                write_single(pid, uid, gid)?;
+                return Ok(Some(e.to_string()));
+            }
+            run_tool(newgidmap, pid, gid, gids)?;
+            Ok(None)
         }
-        MapPlan::Single { .. } => {
-            let write = |name: &str, text: String| {
-                let path = format!("/proc/{pid}/{name}");
-                std::fs::write(&path, text).map_err(|source| UsernsError::Write { path, source })
-            };
-            // An unprivileged process may write a gid_map only once setgroups is denied.
-            write("setgroups", "deny".into())?;
-            write("uid_map", format!("0 {uid} 1\n"))?;
-            write("gid_map", format!("0 {gid} 1\n"))
+        MapPlan::Single { why } => {
+            write_single(pid, uid, gid)?;
+            Ok(Some(why.clone()))
         }
     }
+}
+
+/// 0 → `uid`/`gid` only, which an unprivileged parent may write for its child.
+fn write_single(pid: u32, uid: u32, gid: u32) -> Result<(), UsernsError> {
+    let write = |name: &str, text: String| {
+        let path = format!("/proc/{pid}/{name}");
+        std::fs::write(&path, text).map_err(|source| UsernsError::Write { path, source })
+    };
+    // An unprivileged process may write a gid_map only once setgroups is denied.
+    write("setgroups", "deny".into())?;
+    write("uid_map", format!("0 {uid} 1\n"))?;
+    write("gid_map", format!("0 {gid} 1\n"))
 }
 
 fn run_tool(tool: &Path, pid: u32, own: u32, ranges: &[(u32, u32)]) -> Result<(), UsernsError> {
@@ -490,8 +496,12 @@ pub fn enter_as_child(value: &std::ffi::OsStr) -> Result<(), i32> {
     drop(ready);
     let mut answer = Vec::new();
     let _ = std::fs::File::from(go).read_to_end(&mut answer);
-    if answer != b"g" {
+    let Some(single_why) = answer.strip_prefix(b"g") else {
         return Err(125);
+    };
+    if !single_why.is_empty() {
+        // Still single-threaded: the environment may change.
+        std::env::set_var(MAP_ENV, String::from_utf8_lossy(single_why).as_ref());
     }
     // Die with the parent (whose signals are forwarded to us while it lives).
     // SAFETY: plain syscalls.

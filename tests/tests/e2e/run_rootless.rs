@@ -2,7 +2,9 @@
 //! `RBUILD_TEST_ROOTLESS_USER`, with ranges in /etc/subuid and /etc/subgid) builds, in the
 //! default `auto` mode, a Dockerfile with RUN, `COPY --chown`, USER, a cache mount, a secret,
 //! a whiteout and an opaque directory on a base whose files belong to other users, pushes it to
-//! the test registry, and gets the image digest of root's `namespaces` build; `auto` says once
+//! the test registry, and gets the image digest of root's `namespaces` build (and of its
+//! `chroot` build without `CAP_SYS_ADMIN`); the steps saw the image's owners, and
+//! `RUN --network=none` gets a network namespace of its own; `auto` says once
 //! that it chose `rootless`, and why; with its store where overlayfs is refused (on an overlay
 //! mount), each step gets a copy of the root, and the same image. A user without ranges (`RBUILD_TEST_SINGLE_ID_USER`)
 //! gets a single-id map, a note of what it limits, and errors naming the fix where a step or
@@ -198,7 +200,6 @@ fn dockerfile(base: &str) -> String {
          RUN --mount=type=secret,id=tok test \"$(cat /run/secrets/tok)\" = {SECRET} && echo used > /secret-used\n\
          RUN --mount=type=cache,target=/var/cache/app,uid=1000,gid=1000 \
              echo hit >> /var/cache/app/log && cp /var/cache/app/log /cache-seen && stat -c %u /var/cache/app > /cache-owner\n\
-         RUN --network=none ls /sys/class/net > /netns\n\
          USER app\n\
          RUN echo \"$(id -u):$(id -g) $HOME\" > /home/app/who && cat /home/app/f.txt >> /home/app/who\n"
     )
@@ -245,6 +246,21 @@ fn rootless_build_as_a_non_root_user_pushes_the_image_the_namespaces_build_makes
         &format!("{registry}/rootless-full/app:namespaces"),
     ]))
     .success();
+
+    // Root without CAP_SYS_ADMIN, chroot: the same image too.
+    let ch_md = root_work.path().join("ch.json");
+    let mut ch = build_cmd(&root_work.path().join("ch-store"), &ctx);
+    ch.args([
+        "--isolation",
+        "chroot",
+        "--secret",
+        &format!("id=tok,src={}", tok.display()),
+        "--metadata-file",
+        ch_md.to_str().unwrap(),
+    ]);
+    let ch = run(&mut super::run_isolation::without_sys_admin(&ch));
+    assert_eq!(ch.code, 0, "{}", ch.stderr);
+    assert_eq!(digest_of(&ch_md), digest_of(&ns_md), "{}", ch.stderr);
 
     // The user, auto, a store, context, secret and metadata file of the user's.
     let home = UserDir::new(&user);
@@ -306,6 +322,36 @@ fn rootless_build_as_a_non_root_user_pushes_the_image_the_namespaces_build_makes
     let again = run(&mut as_user(&user, &h.join("home"), &inner));
     assert_eq!(again.code, 0, "{}", again.stderr);
     assert_eq!(digest_of(&md), digest_of(&ns_md));
+
+    // What the steps saw, as the user's image has it, and `--network=none` (a network
+    // namespace of its own, whose sysfs the step may mount).
+    home.write(
+        &user,
+        &[(
+            "ctx2/Dockerfile",
+            &format!(
+                "FROM {registry}/rootless-full/app:rootless\nUSER root\n\
+                 RUN --network=none ls /sys/class/net > /netns\n"
+            ),
+        )],
+    );
+    let out = h.join("home/out");
+    let mut look = build_cmd(&h.join("home/store"), &h.join("ctx2"));
+    look.args(["--output", &format!("type=local,dest={}", out.display())]);
+    let l = run(&mut as_user(&user, &h.join("home"), &look));
+    assert_eq!(l.code, 0, "{}", l.stderr);
+    let read = |p: &str| std::fs::read_to_string(out.join(p)).unwrap();
+    assert_eq!(read("netns"), "lo\n");
+    assert_eq!(
+        read("owners"),
+        "1001:1002\n1001:1002\n65534:65534\n1000:1000\n"
+    );
+    assert_eq!(
+        read("home/app/who"),
+        "1000:1000 /home/app\nfrom the context\n"
+    );
+    assert_eq!(read("cache-owner"), "1000\n");
+    assert_eq!(read("secret-used"), "used\n");
 
     // A store where overlayfs is refused in the user namespace (on an overlay mount, which
     // cannot be an upper directory): each step gets a copy of the root, same image.
