@@ -68,14 +68,23 @@ impl UserDir {
         self.dir.path()
     }
 
-    /// Writes `files` under the directory as the user owns them.
+    /// Writes `files` under the directory as the user owns them (only their top directories
+    /// are chowned: a store of the user's holds files of its subordinate ids).
     fn write(&self, user: &str, files: &[(&str, &str)]) {
         write_tree(self.path(), files);
+        for (rel, _) in files {
+            let top = rel.split('/').next().unwrap_or(rel);
+            self.give(user, top);
+        }
+    }
+
+    /// Gives `rel` (with what is under it) to the user.
+    fn give(&self, user: &str, rel: &str) {
         let (uid, gid) = (id_of(user, "-u"), id_of(user, "-g"));
         run(Command::new("chown")
             .arg("-R")
             .arg(format!("{uid}:{gid}"))
-            .arg(self.path()))
+            .arg(self.path().join(rel)))
         .success();
     }
 }
@@ -474,4 +483,77 @@ fn a_user_without_subordinate_ids_gets_a_single_id_map_and_errors_that_name_the_
         "{}",
         refused.stderr
     );
+}
+
+/// Ctrl-C (SIGINT to the process group: rbuild outside the user namespace and rbuild in it)
+/// and a killed rbuild (SIGKILL to the outer one alone) both end the step's processes and
+/// leave no scratch directory in the user's store.
+#[test]
+fn in_rootless_mode_ctrl_c_or_a_killed_rbuild_ends_the_step_and_leaves_no_scratch_dir() {
+    use super::run_interrupt::{empty_dir, processes_with, wait_until, KillOnDrop};
+    let Some(user) = test_user("RBUILD_TEST_ROOTLESS_USER") else {
+        return;
+    };
+    for group in [true, false] {
+        let home = UserDir::new(&user);
+        let h = home.path();
+        let store = h.join("home/store");
+        // The base, built by root, then given to the user (its blobs and tags are bytes).
+        if !rbuild_tests::build::busybox_base(
+            &h.join("base"),
+            &store,
+            "localhost/rootless/busybox:1",
+        ) {
+            return;
+        }
+        home.give(&user, "home/store");
+        let a = 300_000 + (std::process::id() % 20_000) * 4 + if group { 0 } else { 2 };
+        home.write(
+            &user,
+            &[(
+                "ctx/Dockerfile",
+                &format!(
+                    "FROM localhost/rootless/busybox:1\nRUN echo started; sleep {a} & sleep {}; echo never\n",
+                    a + 1
+                ),
+            )],
+        );
+        let log = h.join("log");
+        let mut cmd = as_user(&user, &h.join("home"), &build_cmd(&store, &h.join("ctx")));
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let mut child = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let pid = i32::try_from(child.id()).unwrap();
+        let _guard = KillOnDrop(pid);
+        wait_until("the step to start", || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("started")
+                && processes_with(&format!("sleep {}", a + 1)).len() == 1
+        });
+        let target = if group {
+            vec!["-INT".to_string(), "--".into(), format!("-{pid}")]
+        } else {
+            vec!["-KILL".to_string(), pid.to_string()]
+        };
+        run(Command::new("kill").args(&target)).success();
+        assert!(!child.wait().unwrap().success());
+        wait_until("every process of the step to die", || {
+            processes_with(&format!("sleep {a}")).is_empty()
+                && processes_with(&format!("sleep {}", a + 1)).is_empty()
+        });
+        wait_until("the scratch directory to go", || {
+            empty_dir(&store.join("tmp"))
+        });
+        let log = std::fs::read_to_string(&log).unwrap();
+        assert!(log.contains("--isolation rootless"), "{log}");
+        assert!(
+            !log.lines()
+                .any(|l| l.ends_with(" never") && !l.contains("RUN")),
+            "the command did not go on: {log}"
+        );
+    }
 }
