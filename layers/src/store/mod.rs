@@ -85,6 +85,8 @@ pub struct Store {
     reclaimed_at_open: Reclaimed,
     /// This process's snapshot directory (see [`snapshots_subdir`]).
     snapshots: PathBuf,
+    /// This process's directory of cache mounts (beside its snapshots).
+    cache_mounts: PathBuf,
 }
 
 /// The snapshot directory of a process with these `/proc/self/{uid,gid}_map`s. Snapshots are
@@ -108,6 +110,16 @@ pub fn snapshots_subdir(uid_map: Option<&str>, gid_map: Option<&str>) -> String 
             format!("snapshots-userns-{}", &hex[..16])
         }
         _ => "snapshots".to_string(),
+    }
+}
+
+/// The directory of `RUN --mount=type=cache` directories for snapshots directory `snaps`
+/// (`cache-mounts/`, or `cache-mounts-userns-<hash>/` beside `snapshots-userns-<hash>/`): their
+/// owners on disk depend on the id mapping too.
+fn cache_mounts_subdir(snaps: &str) -> String {
+    match snaps.strip_prefix("snapshots") {
+        Some(suffix) => format!("cache-mounts{suffix}"),
+        None => "cache-mounts".to_string(),
     }
 }
 
@@ -158,7 +170,9 @@ impl Store {
         let mut reclaimed_at_open = temps::reclaim(&tmp, temps::ReclaimMode::Open)
             .map_err(StoreError::io("removing stale temporary data in", &tmp))?;
         // Snapshots being unpacked live beside the committed ones (a rename publishes them).
-        let snaps = dir.join(own_snapshots_subdir());
+        let snaps_name = own_snapshots_subdir();
+        let cache_mounts = dir.join(cache_mounts_subdir(&snaps_name));
+        let snaps = dir.join(snaps_name);
         fs::create_dir_all(&snaps).map_err(StoreError::io("creating store directory", &snaps))?;
         reclaimed_at_open.add(
             temps::reclaim(&snaps, temps::ReclaimMode::OwnedOnly)
@@ -169,6 +183,7 @@ impl Store {
             gc_lock: Mutex::new(Some(gc)),
             reclaimed_at_open,
             snapshots: snaps,
+            cache_mounts,
         };
         let layout = dir.join("oci-layout");
         if !layout.exists() {
@@ -200,6 +215,13 @@ impl Store {
     /// `snapshots-userns-<maps>/<name>/`, see [`snapshots_subdir`]).
     pub fn snapshots_dir(&self) -> PathBuf {
         self.snapshots.clone()
+    }
+
+    /// Where this process's `RUN --mount=type=cache` directories live (`cache-mounts/`, in a
+    /// user namespace `cache-mounts-userns-<maps>/`: their owners on disk depend on the id
+    /// mapping, like snapshots'). Not created here.
+    pub fn cache_mounts_dir(&self) -> PathBuf {
+        self.cache_mounts.clone()
     }
 
     /// Where the build engine keeps its stat cache.

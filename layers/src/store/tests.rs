@@ -874,4 +874,9 @@ fn each_user_namespace_mapping_keeps_its_own_snapshots() {
     );
     assert_ne!(snapshots_subdir(Some(single), Some(single)), a);
     assert_ne!(snapshots_subdir(Some(rootless), Some(single)), a);
+    assert_eq!(super::cache_mounts_subdir("snapshots"), "cache-mounts");
+    assert_eq!(
+        super::cache_mounts_subdir(&a),
+        a.replacen("snapshots", "cache-mounts", 1)
+    );
 }

@@ -208,7 +208,8 @@ fn dockerfile(base: &str) -> String {
              && chown 1001:1002 /srv/opq/new\n\
          RUN --mount=type=secret,id=tok test \"$(cat /run/secrets/tok)\" = {SECRET} && echo used > /secret-used\n\
          RUN --mount=type=cache,target=/var/cache/app,uid=1000,gid=1000 \
-             echo hit >> /var/cache/app/log && cp /var/cache/app/log /cache-seen && stat -c %u /var/cache/app > /cache-owner\n\
+             echo hit > /var/cache/app/log && stat -c %u /var/cache/app > /cache-owner\n\
+         RUN --mount=type=cache,target=/var/cache/app cp /var/cache/app/log /cache-seen\n\
          USER app\n\
          RUN echo \"$(id -u):$(id -g) $HOME\" > /home/app/who && cat /home/app/f.txt >> /home/app/who\n"
     )
@@ -332,6 +333,38 @@ fn rootless_build_as_a_non_root_user_pushes_the_image_the_namespaces_build_makes
     assert_eq!(again.code, 0, "{}", again.stderr);
     assert_eq!(digest_of(&md), digest_of(&ns_md));
 
+    // The user's store used by root (namespaces) and then by the user again, every step run
+    // again: each id mapping keeps its own snapshots (owners on disk differ), opaque
+    // directories stay opaque both ways, and both give the same image.
+    let shared_md = root_work.path().join("shared.json");
+    let shared = run(build_cmd(&h.join("home/store"), &h.join("ctx")).args([
+        "--isolation",
+        "namespaces",
+        "--no-cache",
+        "--secret",
+        &format!("id=tok,src={}", h.join("tok").display()),
+        "--metadata-file",
+        shared_md.to_str().unwrap(),
+    ]));
+    assert_eq!(shared.code, 0, "{}", shared.stderr);
+    assert_eq!(
+        digest_of(&shared_md),
+        digest_of(&ns_md),
+        "{}",
+        shared.stderr
+    );
+    let mut no_cache = build_cmd(&h.join("home/store"), &h.join("ctx"));
+    no_cache.args([
+        "--no-cache",
+        "--secret",
+        &format!("id=tok,src={}", h.join("tok").display()),
+        "--metadata-file",
+        md.to_str().unwrap(),
+    ]);
+    let back = run(&mut as_user(&user, &h.join("home"), &no_cache));
+    assert_eq!(back.code, 0, "{}", back.stderr);
+    assert_eq!(digest_of(&md), digest_of(&ns_md), "{}", back.stderr);
+
     // What the steps saw, as the user's image has it, and `--network=none` (a network
     // namespace of its own, whose sysfs the step may mount).
     home.write(
@@ -360,6 +393,7 @@ fn rootless_build_as_a_non_root_user_pushes_the_image_the_namespaces_build_makes
         "1000:1000 /home/app\nfrom the context\n"
     );
     assert_eq!(read("cache-owner"), "1000\n");
+    assert_eq!(read("cache-seen"), "hit\n");
     assert_eq!(read("secret-used"), "used\n");
 
     // A store where overlayfs is refused in the user namespace (on an overlay mount, which
