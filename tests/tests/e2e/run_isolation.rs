@@ -228,11 +228,13 @@ fn namespaces_without_cap_sys_admin_is_refused_with_what_grants_it() {
     assert!(r.stderr.contains("--isolation chroot"), "{}", r.stderr);
     assert!(!md.exists(), "nothing is written for a refused build");
 
-    // Rootless is not there yet, and says what to use.
+    // Rootless is for a non-root user (run_rootless): as root it says what to use.
     let r = build_as(&store, &ctx, false, &["--isolation", "rootless"]);
     assert_ne!(r.code, 0);
     assert!(
-        r.stderr.contains("rootless is not implemented yet"),
+        r.stderr
+            .contains("--isolation rootless is for a non-root user, and rbuild runs as root here")
+            && r.stderr.contains("--isolation namespaces"),
         "{}",
         r.stderr
     );
