@@ -8,7 +8,9 @@
 //! that it chose `rootless`, and why; with its store where overlayfs is refused (on an overlay
 //! mount), each step gets a copy of the root, and the same image. A user without ranges (`RBUILD_TEST_SINGLE_ID_USER`)
 //! gets a single-id map, a note of what it limits, and errors naming the fix where a step or
-//! a layer needs another id. Tests skip, saying why, when the users are not there.
+//! a layer needs another id. Ctrl-C or a killed rbuild leaves nothing behind; `rbuild login`
+//! as the user and a rootless push use the user's own credentials. Tests skip, saying why,
+//! when the users are not there.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -590,4 +592,83 @@ fn in_rootless_mode_ctrl_c_or_a_killed_rbuild_ends_the_step_and_leaves_no_scratc
             "the command did not go on: {log}"
         );
     }
+}
+
+/// Registry credentials are the user's: `rbuild login` as the user writes the user's Docker
+/// config, and a rootless build (RUN in the user namespace) pushes with them to the TLS
+/// registry with Basic auth, then pulls the image back in a fresh store.
+#[test]
+fn a_rootless_build_pushes_with_the_users_own_credentials() {
+    let Some(user) = test_user("RBUILD_TEST_ROOTLESS_USER") else {
+        return;
+    };
+    let Some(t) = super::registry_auth::tls_registry() else {
+        return;
+    };
+    let home = UserDir::new(&user);
+    let h = home.path();
+    let ca = std::fs::read_to_string(&t.ca).unwrap();
+    let name = format!("{}/e2e/rootless:v1", t.host);
+    let busybox = run(Command::new("sh").args(["-c", "command -v busybox"]))
+        .success()
+        .stdout;
+    home.write(
+        &user,
+        &[
+            ("ca.crt", &ca),
+            (
+                "ctx/Dockerfile",
+                "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox echo built > /out\"]\n",
+            ),
+            ("ctx2/Dockerfile", &format!("FROM {name}\nRUN [\"/bin/busybox\", \"cat\", \"/out\"]\n")),
+        ],
+    );
+    std::fs::copy(busybox.trim(), h.join("ctx/busybox")).unwrap();
+    home.give(&user, "ctx");
+    let registry_ca = format!("{}={}", t.host, h.join("ca.crt").display());
+    let home_dir = h.join("home");
+
+    let mut login = rbuild(&home_dir.join("store"));
+    login
+        .args([
+            "login",
+            &t.host,
+            "-u",
+            &t.user,
+            "--password-stdin",
+            "--registry-ca",
+        ])
+        .arg(&registry_ca);
+    let mut child = as_user(&user, &home_dir, &login)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut child.stdin.take().unwrap(),
+        format!("{}\n", t.password).as_bytes(),
+    )
+    .unwrap();
+    let out = Run::from_output(child.wait_with_output().unwrap());
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let config = home_dir.join(".docker/config.json");
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&config).unwrap()),
+        id_of(&user, "-u"),
+        "the credentials are the user's"
+    );
+
+    let mut push = build_cmd(&home_dir.join("store"), &h.join("ctx"));
+    push.args(["--registry-ca", &registry_ca, "--push", "-t", &name]);
+    let p = run(&mut as_user(&user, &home_dir, &push));
+    assert_eq!(p.code, 0, "{}", p.stderr);
+    assert!(p.stderr.contains("--isolation rootless"), "{}", p.stderr);
+    assert!(!p.stderr.contains(&t.password));
+
+    let mut pull = build_cmd(&home_dir.join("store2"), &h.join("ctx2"));
+    pull.args(["--registry-ca", &registry_ca]);
+    let back = run(&mut as_user(&user, &home_dir, &pull));
+    assert_eq!(back.code, 0, "{}", back.stderr);
+    assert!(back.stderr.contains("built"), "{}", back.stderr);
 }
