@@ -14,7 +14,7 @@
 //!   until the parent has written its maps. The parent then forwards the signals it gets to the
 //!   child and ends as the child ends (exit code, or the same signal).
 //! - **Inside**, rbuild is uid 0 with every capability over its own namespaces: it makes its
-//!   private mount namespace as usual (`crate::sandbox_init`), unpacks layers with their owners,
+//!   private mount namespace as usual (in `main`), unpacks layers with their owners,
 //!   and runs RUN steps in the namespaces sandbox ([`super::isolation::Mode::Rootless`]): overlayfs
 //!   with the `userxattr` option (Linux ≥ 5.11; opaque directories are `user.overlay.opaque`),
 //!   or a private copy of the root where the kernel refuses that. The network namespace is the
