@@ -10,12 +10,14 @@ use crate::cli::{Cli, Command};
 use crate::executor::userns;
 
 /// Runs this command again in a user namespace when it needs one, and returns the exit code
-/// to end with; `None` to go on in this process (root, already inside, not needed, or — for
-/// `auto` — not possible here: the first RUN then says why).
+/// to end with; `None` to go on in this process (uid 0, not needed, or — for `auto` — not
+/// possible here: the first RUN then says why).
 pub fn enter_if_needed(cli: &Cli) -> Option<i32> {
     // SAFETY: plain syscalls.
     let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
-    if uid == 0 || userns::in_user_namespace() {
+    // uid 0: root, or already in a user namespace (rbuild's own child is uid 0 there). A
+    // non-root user inside a container's user namespace gets one of its own, nested.
+    if uid == 0 {
         return None;
     }
     let isolation = match &cli.command {

@@ -78,8 +78,9 @@ impl ProbeReport {
 pub enum Privilege {
     /// uid 0 of the initial user namespace.
     Root,
-    /// A non-root user, in rbuild's own user namespace ([`super::userns`]) whose uid map
-    /// `map` describes; `single` (why) when it maps one id only.
+    /// uid 0 of a user namespace other than the initial one — rbuild's own, entered for a
+    /// non-root user ([`super::userns`]), or a container's — whose uid map `map` describes;
+    /// `single` (why) when it maps one id only.
     UserNamespace { map: String, single: Option<String> },
     /// A non-root user without a user namespace.
     User,
@@ -124,12 +125,8 @@ pub fn choose(
 ) -> Result<Choice, IsolationError> {
     match (requested, privilege) {
         (Isolation::Rootless, Privilege::Root) => Err(IsolationError::RootlessAsRoot),
-        (Isolation::Namespaces, Privilege::User | Privilege::UserNamespace { .. }) => {
-            Err(IsolationError::NeedsRoot("namespaces"))
-        }
-        (Isolation::Chroot, Privilege::User | Privilege::UserNamespace { .. }) => {
-            Err(IsolationError::NeedsRoot("chroot"))
-        }
+        (Isolation::Namespaces, Privilege::User) => Err(IsolationError::NeedsRoot("namespaces")),
+        (Isolation::Chroot, Privilege::User) => Err(IsolationError::NeedsRoot("chroot")),
         (Isolation::Auto | Isolation::Rootless, Privilege::UserNamespace { map, single }) => {
             rootless(requested, map, single.as_deref(), probe())
         }
@@ -143,7 +140,9 @@ pub fn choose(
                 _ => IsolationError::NoRootless(why),
             })
         }
-        (_, Privilege::Root) => as_root(requested, probe()),
+        // Root of the initial namespace; or, asking for a mode by name, root of a user
+        // namespace (rbuild's own, or a container's): the probe says what works there.
+        (_, Privilege::Root | Privilege::UserNamespace { .. }) => as_root(requested, probe()),
     }
 }
 
@@ -299,6 +298,9 @@ mod tests {
         };
         let c = choose(Isolation::Auto, &single, || report(true, false)).unwrap();
         assert!(c.reason.contains("/etc/subuid"), "{}", c.reason);
+        // Root of a user namespace asking for a mode by name: the probe decides.
+        let c = choose(Isolation::Namespaces, &userns, || report(true, false)).unwrap();
+        assert_eq!(c.mode, Mode::Namespaces);
         // Modes that need root are refused without probing, naming rootless.
         let e = choose(Isolation::Namespaces, &Privilege::User, || panic!()).unwrap_err();
         assert!(e.to_string().contains("--isolation rootless"), "{e}");

@@ -7,7 +7,7 @@
 //!   overlay of `DIR` (the store's filesystem must take an overlay upper directory; inside a
 //!   user namespace with the `userxattr` option); the mount dies with the child's namespace.
 //! - mounts: the same namespaces and a tmpfs, without overlayfs (rootless with a copied root).
-//! - user namespace (a non-root user outside one only): a forked child unshares one.
+//! - user namespace (a non-root user only): a forked child unshares one.
 //! - chroot: the probe itself (last, since it changes its root) checks that it is uid 0, chowns
 //!   a file, `chroot`s into `DIR` and drops to another user and group, as a RUN step would.
 
@@ -56,8 +56,9 @@ pub fn main() -> i32 {
     let dir = Path::new(&dir);
     let namespaces = in_child(|| overlay_in_namespaces(dir).map_err(describe));
     let mounts = in_child(|| tmpfs_in_namespaces(dir).map_err(describe));
+    // A non-root user: rbuild's own child in its user namespace is uid 0 there.
     // SAFETY: plain syscall.
-    let user_namespace = if unsafe { libc::geteuid() } != 0 && !super::userns::in_user_namespace() {
+    let user_namespace = if unsafe { libc::geteuid() } != 0 {
         in_child(|| {
             sys::unshare(libc::CLONE_NEWUSER, "a user namespace").map_err(|e| {
                 format!(

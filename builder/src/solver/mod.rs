@@ -516,6 +516,10 @@ impl<'a> Engine<'a> {
 fn privilege() -> crate::executor::isolation::Privilege {
     use crate::executor::isolation::Privilege;
     use crate::executor::userns;
+    // SAFETY: plain syscall.
+    if unsafe { libc::geteuid() } != 0 {
+        return Privilege::User;
+    }
     match userns::own_maps() {
         Some((uids, _)) if !uids.is_initial() => Privilege::UserNamespace {
             map: uids.describe(),
@@ -523,8 +527,6 @@ fn privilege() -> crate::executor::isolation::Privilege {
                 .is_single()
                 .then(|| userns::single_map_why().unwrap_or_else(|| "no subordinate ids".into())),
         },
-        // SAFETY: plain syscall.
-        _ if unsafe { libc::geteuid() } == 0 => Privilege::Root,
-        _ => Privilege::User,
+        _ => Privilege::Root,
     }
 }

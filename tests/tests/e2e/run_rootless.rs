@@ -672,3 +672,116 @@ fn a_rootless_build_pushes_with_the_users_own_credentials() {
     assert_eq!(back.code, 0, "{}", back.stderr);
     assert!(back.stderr.contains("built"), "{}", back.stderr);
 }
+
+/// Runs argv in a user namespace (ids 0-65535 mapped to themselves) whose
+/// `user.max_user_namespaces` is 0, so that nothing in it can create a user namespace — as on
+/// a host with that sysctl at 0, without changing the machine's.
+const NO_USER_NAMESPACES_PY: &str = r#"
+import os, ctypes, sys
+libc = ctypes.CDLL(None, use_errno=True)
+r, w = os.pipe(); r2, w2 = os.pipe()
+pid = os.fork()
+if pid == 0:
+    if libc.unshare(0x10000000) != 0:
+        sys.exit("unshare(CLONE_NEWUSER) failed")
+    os.write(w, b'x'); os.read(r2, 1)
+    with open('/proc/sys/user/max_user_namespaces', 'w') as f:
+        f.write('0')
+    os.execvp(sys.argv[1], sys.argv[1:])
+os.read(r, 1)
+for m in ('uid_map', 'gid_map'):
+    with open(f'/proc/{pid}/{m}', 'w') as f:
+        f.write('0 0 65536\n')
+os.write(w2, b'g')
+_, st = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(st))
+"#;
+
+/// A non-root user where user namespaces cannot be made: `auto` builds without RUN, and a RUN
+/// fails naming the sysctl that is at 0 and the other ways (root, /etc/subuid), writing no
+/// metadata; `--isolation rootless` fails before it opens the store.
+#[test]
+fn without_user_namespaces_a_non_root_user_gets_the_setting_that_fixes_it() {
+    let Some(user) = test_user("RBUILD_TEST_ROOTLESS_USER") else {
+        return;
+    };
+    if !have_tool("python3") {
+        return;
+    }
+    let home = UserDir::new(&user);
+    let h = home.path();
+    let busybox = run(Command::new("sh").args(["-c", "command -v busybox"]))
+        .success()
+        .stdout;
+    home.write(
+        &user,
+        &[
+            ("helper.py", NO_USER_NAMESPACES_PY),
+            (
+                "ctx/Dockerfile",
+                "FROM scratch\nCOPY busybox /bin/busybox\n",
+            ),
+        ],
+    );
+    std::fs::copy(busybox.trim(), h.join("ctx/busybox")).unwrap();
+    home.give(&user, "ctx");
+    let md = h.join("home/md.json");
+    let attempt = |store: &str, args: &[&str]| -> Run {
+        let mut inner = build_cmd(&h.join("home").join(store), &h.join("ctx"));
+        inner.args(args).arg("--metadata-file").arg(&md);
+        let as_u = as_user(&user, &h.join("home"), &inner);
+        let mut c = Command::new("python3");
+        c.arg(h.join("helper.py"))
+            .arg(as_u.get_program())
+            .args(as_u.get_args())
+            .current_dir(h.join("home"));
+        for (k, v) in as_u.get_envs() {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        run(&mut c)
+    };
+    // No RUN: no sandbox needed.
+    let ok = attempt("store", &[]);
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    assert_eq!(metadata(&md)["rbuild.isolation"], "none");
+    std::fs::remove_file(&md).unwrap();
+
+    home.write(
+        &user,
+        &[(
+            "ctx/Dockerfile",
+            "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"true\"]\n",
+        )],
+    );
+    home.give(&user, "ctx");
+    let refused = attempt("store", &[]);
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    for needle in [
+        "no RUN sandbox works here: rbuild runs as a non-root user, and creating a user namespace was refused",
+        "set the sysctl user.max_user_namespaces to a positive number",
+        "/etc/subuid",
+        "--privileged",
+        "securityContext",
+    ] {
+        assert!(refused.stderr.contains(needle), "{needle}: {}", refused.stderr);
+    }
+    assert!(!md.exists(), "nothing is written for a refused build");
+
+    let refused = attempt("store-explicit", &["--isolation", "rootless"]);
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("error: creating a user namespace was refused")
+            && refused.stderr.contains("user.max_user_namespaces"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        !h.join("home/store-explicit").exists(),
+        "the store is not even opened"
+    );
+}
