@@ -11,7 +11,7 @@ say() { printf '\n==> %s\n' "$*"; }
 # 1. Packages the tests drive (independent clients and real servers), installed only when missing.
 packages=(docker-registry skopeo umoci crun busybox-static golang-go golang-github-moby-patternmatcher-dev
           pigz zstd openssl curl apache2-utils xz-utils bzip2 debootstrap docker.io openssh-client
-          openssh-server git tinyproxy-bin)
+          openssh-server git tinyproxy-bin uidmap)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -136,6 +136,23 @@ export RBUILD_TEST_TLS_PASSWORD="$tls_password"
 export RBUILD_REQUIRE_TOOLS=1
 export RBUILD_REQUIRE_DIFFERENTIAL=1
 export RBUILD_TEST_SCRATCH="$work"
+
+# 4. Users for the rootless tests (tests/tests/e2e/run_rootless.rs), made only when this runs as
+# root, idempotently: one with subordinate id ranges in /etc/subuid and /etc/subgid, one without
+# (rbuild then maps a single id). System users get no ranges from useradd itself.
+if [ "$(id -u)" -eq 0 ]; then
+  say "test users for rootless builds"
+  for u in rbuild-rootless rbuild-single-id; do
+    id -u "$u" >/dev/null 2>&1 || useradd --system --user-group --no-create-home --shell /usr/sbin/nologin "$u"
+  done
+  for f in /etc/subuid /etc/subgid; do
+    touch "$f"
+    sed -i '/^rbuild-single-id:/d' "$f"
+    grep -q '^rbuild-rootless:' "$f" || echo 'rbuild-rootless:300000:65536' >> "$f"
+  done
+  export RBUILD_TEST_ROOTLESS_USER=rbuild-rootless
+  export RBUILD_TEST_SINGLE_ID_USER=rbuild-single-id
+fi
 
 say "cargo build"
 cargo build --workspace --locked --bins -q

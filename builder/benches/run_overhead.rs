@@ -49,6 +49,7 @@ fn run_true(lower: &Path, tmp: &Path) -> Duration {
     }
     let spec = SandboxSpec {
         mode: rbuild::executor::isolation::Mode::Namespaces,
+        copy_root: false,
         lowers: vec![lower.to_path_buf()],
         empty_lower: scratch.path().join("empty"),
         upper: scratch.path().join("upper"),
@@ -76,9 +77,12 @@ fn run_true(lower: &Path, tmp: &Path) -> Duration {
         "etc/resolv.conf",
         ".rbuild-oldroot",
     ];
-    let entries =
-        rbuild_layers::tar::entries_from_overlay_upper(&scratch.path().join("upper"), &exclude)
-            .unwrap();
+    let entries = rbuild_layers::tar::entries_from_overlay_upper(
+        &scratch.path().join("upper"),
+        &exclude,
+        rbuild_layers::whiteout::overlay::OverlayXattrs::Trusted,
+    )
+    .unwrap();
     let rootfs = RootFs {
         lowers: vec![lower.to_path_buf()],
     };
@@ -183,7 +187,12 @@ fn main() {
     let mut diffs = Vec::new();
     for _ in 0..5 {
         let t = Instant::now();
-        let entries = rbuild_layers::tar::entries_from_overlay_upper(&upper, &[]).unwrap();
+        let entries = rbuild_layers::tar::entries_from_overlay_upper(
+            &upper,
+            &[],
+            rbuild_layers::whiteout::overlay::OverlayXattrs::Trusted,
+        )
+        .unwrap();
         let entries = rbuild::solver::run::prune_copied_up(
             entries,
             &RootFs {

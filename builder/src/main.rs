@@ -1,4 +1,12 @@
 fn main() {
+    // rbuild re-executed by itself into a user namespace (a non-root user's build, see
+    // `rbuild::executor::userns`): unshare it first, while no thread exists.
+    if let Some(v) = std::env::var_os(rbuild::executor::userns::CHILD_ENV) {
+        std::env::remove_var(rbuild::executor::userns::CHILD_ENV);
+        if let Err(code) = rbuild::executor::userns::enter_as_child(&v) {
+            std::process::exit(code);
+        }
+    }
     // The RUN sandbox helper (`rbuild __sandbox`, re-executed by the engine): dispatched before
     // clap and before any thread exists, because it forks (see `rbuild::executor::helper`).
     if std::env::args_os().nth(1).as_deref()

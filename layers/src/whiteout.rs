@@ -182,6 +182,33 @@ pub mod overlay {
     /// content of a layer.
     pub const XATTR_PREFIXES: [&str; 2] = ["trusted.overlay.", "user.overlay."];
 
+    /// Which xattr namespace an overlay mount keeps its own attributes in: `trusted.` (the
+    /// default, needs `CAP_SYS_ADMIN` in the initial user namespace) or `user.` (the `userxattr`
+    /// mount option, which a mount inside a user namespace needs).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum OverlayXattrs {
+        Trusted,
+        User,
+    }
+
+    impl OverlayXattrs {
+        /// The opaque-directory xattr of a mount with these options.
+        pub fn opaque(self) -> &'static str {
+            match self {
+                OverlayXattrs::Trusted => OPAQUE_XATTR,
+                OverlayXattrs::User => USER_OPAQUE_XATTR,
+            }
+        }
+    }
+
+    /// Whether the directory `dir` of an upper directory is opaque *for the mount that wrote
+    /// it*: only that mount's xattr counts. The other one can be there as plain data — a
+    /// `trusted.` mount copies a lower directory's `user.overlay.opaque` up like any xattr,
+    /// although the copy is not opaque.
+    pub fn is_opaque_in_upper(dir: &Path, xattrs: OverlayXattrs) -> bool {
+        matches!(xattr::get(dir, xattrs.opaque()), Ok(Some(v)) if v == OPAQUE_VALUE)
+    }
+
     /// Whether `name` is one of overlayfs's own xattrs.
     pub fn is_overlay_xattr(name: &str) -> bool {
         XATTR_PREFIXES.iter().any(|p| name.starts_with(p))
@@ -213,63 +240,76 @@ pub mod overlay {
         })
     }
 
-    /// The whiteout xattr of overlayfs's "xwhiteout" form (`userxattr` flavour): an empty
-    /// regular file carrying it stands for a whiteout. rbuild writes it where the kernel refuses
-    /// a 0:0 character device: inside an overlayfs mount — the root of a container whose store
-    /// is not on a volume — which reserves that device for itself (`ovl_mknod`: EPERM).
-    pub const USER_WHITEOUT_XATTR: &str = "user.overlay.whiteout";
-
-    /// Creates the whiteout `name` in the open directory `dir`: a 0:0 character device (needs
-    /// root, or `CAP_MKNOD`); where that is refused with EPERM, an empty file with
-    /// [`USER_WHITEOUT_XATTR`], which rbuild's readers ([`is_whiteout_at`]) honour as well —
-    /// then returns true, and the caller marks the tree ([`USER_OPAQUE_MARK`]) so that
-    /// [`promote_user_opaque`] makes it a device before a kernel overlay mount.
-    pub fn make_whiteout(dir: impl AsFd, name: &[u8]) -> rustix::io::Result<bool> {
-        match rfs::mknodat(
-            &dir,
+    /// Creates the whiteout `name` in the open directory `dir` (needs root, or `CAP_MKNOD`).
+    pub fn make_whiteout(dir: impl AsFd, name: &[u8]) -> rustix::io::Result<()> {
+        rfs::mknodat(
+            dir,
             name,
             FileType::CharacterDevice,
             Mode::empty(),
             rfs::makedev(0, 0),
-        ) {
+        )
+    }
+
+    /// The xattr of a whiteout *placeholder*: an empty regular file with mode 000, written where
+    /// the filesystem refuses the 0:0 device (overlayfs itself refuses to create one, so a
+    /// store on the overlay root of a container gets these). rbuild's readers
+    /// ([`is_whiteout_at`]) honour it; a kernel overlay mount would not, so a tree holding one
+    /// carries [`WHITEOUT_PLACEHOLDER_MARK`] on its root and is never an overlay lower
+    /// directory. Layers cannot forge it (`user.rbuild.` xattrs are refused from layers).
+    pub const WHITEOUT_PLACEHOLDER_XATTR: &str = "user.rbuild.whiteout";
+
+    /// Set on the root of a tree holding whiteout placeholders.
+    pub const WHITEOUT_PLACEHOLDER_MARK: &str = "user.rbuild.whiteout-placeholders";
+
+    /// [`make_whiteout`], or where the filesystem refuses that (`EPERM`), a placeholder;
+    /// returns whether it is one (the caller then marks the tree's root).
+    pub fn make_whiteout_or_placeholder(dir: impl AsFd, name: &[u8]) -> rustix::io::Result<bool> {
+        match make_whiteout(&dir, name) {
+            Ok(()) => Ok(false),
             Err(rustix::io::Errno::PERM) => {
-                let f = rfs::openat(
+                let fd = rfs::openat(
                     &dir,
                     name,
                     rfs::OFlags::CREATE
                         | rfs::OFlags::EXCL
                         | rfs::OFlags::WRONLY
-                        | rfs::OFlags::CLOEXEC,
+                        | rfs::OFlags::CLOEXEC
+                        | rfs::OFlags::NOFOLLOW,
                     Mode::empty(),
                 )?;
                 rfs::fsetxattr(
-                    &f,
-                    USER_WHITEOUT_XATTR,
-                    OPAQUE_VALUE,
+                    &fd,
+                    WHITEOUT_PLACEHOLDER_XATTR,
+                    b"y",
                     rfs::XattrFlags::empty(),
                 )?;
                 Ok(true)
             }
-            other => other.map(|()| false),
+            Err(e) => Err(e),
         }
     }
 
-    /// Whether the entry at `path`, whose (not followed) metadata is `meta`, is a whiteout in
-    /// either form: a 0:0 character device, or an empty regular file with
-    /// [`USER_WHITEOUT_XATTR`] (one `getxattr`, for empty files only).
+    /// Whether the entry at `path`, whose (not followed) metadata is `meta`, is a whiteout:
+    /// a 0:0 character device, or a placeholder ([`WHITEOUT_PLACEHOLDER_XATTR`]).
     pub fn is_whiteout_at(path: &Path, meta: &Metadata) -> bool {
         is_whiteout(meta)
             || (meta.file_type().is_file()
                 && meta.len() == 0
-                && matches!(xattr::get(path, USER_WHITEOUT_XATTR), Ok(Some(_))))
+                && meta.mode() & 0o7777 == 0
+                && matches!(xattr::get(path, WHITEOUT_PLACEHOLDER_XATTR), Ok(Some(_))))
+    }
+
+    /// Whether the tree `tree` holds whiteout placeholders (then it cannot be an overlay lower).
+    pub fn has_whiteout_placeholders(tree: &Path) -> bool {
+        matches!(xattr::get(tree, WHITEOUT_PLACEHOLDER_MARK), Ok(Some(_)))
     }
 
     /// The opaque-directory xattr written where `trusted.` xattrs are refused.
     pub const USER_OPAQUE_XATTR: &str = "user.overlay.opaque";
 
-    /// Set on the root of a tree whose opaque directories carry [`USER_OPAQUE_XATTR`] or whose
-    /// whiteouts are files with [`USER_WHITEOUT_XATTR`] (never in a layer: `user.rbuild.`
-    /// xattrs are rbuild's own).
+    /// Set on the root of a tree whose opaque directories carry [`USER_OPAQUE_XATTR`] (never
+    /// in a layer: `user.rbuild.` xattrs are rbuild's own).
     pub const USER_OPAQUE_MARK: &str = "user.rbuild.opaque-in-user-xattr";
 
     /// Marks the open directory `dir` opaque: `trusted.overlay.opaque`, which needs
@@ -295,8 +335,8 @@ pub mod overlay {
 
     /// Before `tree` (a snapshot) is a lower directory of a kernel overlay mount: when it was
     /// unpacked without the right to write `trusted.` xattrs ([`USER_OPAQUE_MARK`] on its
-    /// root), gives its opaque directories `trusted.overlay.opaque` and turns its xattr
-    /// whiteouts into 0:0 devices (the caller may mount, so it may do both), and drops the mark. One `getxattr` when there is nothing to do;
+    /// root), gives its opaque directories `trusted.overlay.opaque` (the caller may mount, so
+    /// it may write them) and drops the mark. One `getxattr` when there is nothing to do;
     /// idempotent, so concurrent builds may both do it.
     pub fn promote_user_opaque(tree: &Path) -> std::io::Result<()> {
         if !matches!(xattr::get(tree, USER_OPAQUE_MARK), Ok(Some(_))) {
@@ -315,22 +355,8 @@ pub mod overlay {
         }
         for de in std::fs::read_dir(dir)? {
             let de = de?;
-            let ft = de.file_type()?;
-            if ft.is_dir() {
+            if de.file_type()?.is_dir() {
                 promote_dir(&de.path())?;
-            } else if ft.is_file() {
-                let path = de.path();
-                if is_whiteout_at(&path, &std::fs::symlink_metadata(&path)?) {
-                    std::fs::remove_file(&path)?;
-                    let parent = std::fs::File::open(dir)?;
-                    rfs::mknodat(
-                        &parent,
-                        de.file_name().as_encoded_bytes(),
-                        FileType::CharacterDevice,
-                        Mode::empty(),
-                        rfs::makedev(0, 0),
-                    )?;
-                }
             }
         }
         Ok(())
@@ -341,7 +367,6 @@ pub mod overlay {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use std::path::Path;
 
     #[test]
     fn classifies_tar_paths() {
@@ -456,42 +481,6 @@ mod tests {
     }
 
     #[test]
-    fn xattr_whiteouts_count_as_whiteouts_and_promote_to_devices() {
-        let t = tempfile::tempdir().unwrap();
-        let root = t.path();
-        std::fs::create_dir_all(root.join("d")).unwrap();
-        let gone = root.join("d/gone");
-        std::fs::write(&gone, "").unwrap();
-        let full = root.join("d/full");
-        std::fs::write(&full, "x").unwrap();
-        if xattr::set(&gone, overlay::USER_WHITEOUT_XATTR, b"y").is_err()
-            || xattr::set(&full, overlay::USER_WHITEOUT_XATTR, b"y").is_err()
-        {
-            eprintln!("SKIPPED: user xattrs unsupported here");
-            return;
-        }
-        let meta = |p: &Path| std::fs::symlink_metadata(p).unwrap();
-        assert!(overlay::is_whiteout_at(&gone, &meta(&gone)));
-        // Only an empty file is the xattr form.
-        assert!(!overlay::is_whiteout_at(&full, &meta(&full)));
-        xattr::set(root, overlay::USER_OPAQUE_MARK, b"1").unwrap();
-        // SAFETY: plain syscall.
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("SKIPPED: mknod of a whiteout needs root");
-            return;
-        }
-        overlay::promote_user_opaque(root).unwrap();
-        assert!(
-            overlay::is_whiteout(&meta(&gone)),
-            "promoted to a 0:0 device"
-        );
-        assert!(meta(&full).is_file());
-        assert!(xattr::get(root, overlay::USER_OPAQUE_MARK)
-            .unwrap()
-            .is_none());
-    }
-
-    #[test]
     fn overlay_whiteouts_and_opaque_dirs_round_trip() {
         let t = tempfile::tempdir().unwrap();
         let dir = std::fs::File::open(t.path()).unwrap();
@@ -524,6 +513,74 @@ mod tests {
             assert!(overlay::is_opaque(&sub));
             assert!(overlay::is_opaque_fd(std::fs::File::open(&sub).unwrap()));
         }
+    }
+
+    #[test]
+    fn whiteout_placeholders_count_as_whiteouts_only_with_their_xattr() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("gone");
+        std::fs::write(&p, "").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o000)).unwrap();
+        let meta = || std::fs::symlink_metadata(&p).unwrap();
+        assert!(!overlay::is_whiteout_at(&p, &meta()));
+        if xattr::set(&p, overlay::WHITEOUT_PLACEHOLDER_XATTR, b"y").is_err() {
+            eprintln!("SKIPPED: this filesystem has no user xattrs");
+            return;
+        }
+        assert!(overlay::is_whiteout_at(&p, &meta()));
+        // Anything else with the xattr (a file with content, another mode) is not one.
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(!overlay::is_whiteout_at(&p, &meta()));
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o000)).unwrap();
+        std::fs::write(&p, "x").unwrap_or_default();
+        assert!(!overlay::is_whiteout_at(&p, &meta()));
+    }
+
+    /// overlayfs refuses to create a 0:0 device on itself (a store on a container's overlay
+    /// root): a placeholder then, which reads back as a whiteout.
+    #[test]
+    fn on_overlayfs_a_whiteout_becomes_a_placeholder() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("SKIPPED: mounting overlayfs needs root");
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let d = |n: &str| {
+            let p = t.path().join(n);
+            std::fs::create_dir(&p).unwrap();
+            p
+        };
+        let (lower, upper, work, merged) = (d("l"), d("u"), d("w"), d("m"));
+        let c =
+            |s: &std::path::Path| std::ffi::CString::new(s.as_os_str().as_encoded_bytes()).unwrap();
+        let data = c(std::path::Path::new(&format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lower.display(),
+            upper.display(),
+            work.display()
+        )));
+        // SAFETY: plain mount syscall with valid C strings; unmounted below.
+        let rc = unsafe {
+            libc::mount(
+                c"overlay".as_ptr(),
+                c(&merged).as_ptr(),
+                c"overlay".as_ptr(),
+                0,
+                data.as_ptr().cast(),
+            )
+        };
+        assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+        let dir = std::fs::File::open(&merged).unwrap();
+        let made = overlay::make_whiteout_or_placeholder(&dir, b"gone");
+        let p = merged.join("gone");
+        let seen = std::fs::symlink_metadata(&p)
+            .map(|m| (overlay::is_whiteout(&m), overlay::is_whiteout_at(&p, &m)));
+        drop(dir);
+        // SAFETY: unmounts what this test mounted.
+        unsafe { libc::umount2(c(&merged).as_ptr(), libc::MNT_DETACH) };
+        assert!(made.unwrap());
+        assert_eq!(seen.unwrap(), (false, true));
     }
 
     fn name() -> impl Strategy<Value = String> {

@@ -10,6 +10,7 @@ use std::path::Path;
 
 use rbuild_layers::store::Store;
 use rbuild_layers::tar::{entries_from_overlay_upper, write_layer, LayerOptions};
+use rbuild_layers::whiteout::overlay::OverlayXattrs;
 use rbuild_layers::{apply_layer, ApplyOptions, WhiteoutMode};
 
 /// Everything observable about one path of a tree.
@@ -147,7 +148,7 @@ fn a_donor_gives_the_snapshot_apply_layer_gives_alone() {
     let upper = dir.path().join("upper");
     std::fs::create_dir(&upper).expect("mkdir");
     make_upper(&upper);
-    let entries = entries_from_overlay_upper(&upper, &[]).expect("entries");
+    let entries = entries_from_overlay_upper(&upper, &[], OverlayXattrs::Trusted).expect("entries");
     let info = write_layer(&store, entries, &LayerOptions::default()).expect("layer");
 
     // After the layer was written: a donor file's bytes change (same size), and xattrs the
@@ -212,7 +213,7 @@ fn a_missing_or_unusable_donor_changes_nothing() {
     let src = dir.path().join("src");
     std::fs::create_dir_all(src.join("d")).expect("mkdir");
     std::fs::write(src.join("d/f"), b"contents").expect("write");
-    let entries = entries_from_overlay_upper(&src, &[]).expect("entries");
+    let entries = entries_from_overlay_upper(&src, &[], OverlayXattrs::Trusted).expect("entries");
     let info = write_layer(&store, entries, &LayerOptions::default()).expect("layer");
     // The donor's file at the same path is a directory, then the donor does not exist.
     let odd = dir.path().join("odd");

@@ -58,7 +58,8 @@ pub enum IsolationMode {
     /// chroot into a private copy of the root filesystem (root with Docker's default
     /// capabilities, no CAP_SYS_ADMIN).
     Chroot,
-    /// A non-root user with a user namespace (not implemented yet).
+    /// A non-root user: rbuild in its own user namespace (ids from /etc/subuid), overlayfs in
+    /// it (or a copied root where the kernel refuses that).
     Rootless,
 }
 

@@ -7,6 +7,7 @@ pub mod check;
 pub mod explain;
 pub mod login;
 pub mod plan;
+mod rootless;
 pub mod store;
 
 use std::io::Write;
@@ -49,6 +50,9 @@ pub fn main() -> i32 {
             return code;
         }
     };
+    if let Some(code) = rootless::enter_if_needed(&cli) {
+        return code;
+    }
     let result = match cli.command {
         Some(Command::Check(a)) => check::run(&a),
         Some(Command::Build(a)) => build::run(&a),

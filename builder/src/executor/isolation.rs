@@ -7,8 +7,11 @@
 //! - `chroot`: `chroot(2)` into a private copy of the root filesystem (needs root with
 //!   `CAP_SYS_CHROOT`, `CAP_CHOWN`, `CAP_SETUID`/`CAP_SETGID`: Docker's and Kubernetes' default
 //!   capabilities). Weaker: no PID, mount or network namespace (see [`super::chroot`]).
-//! - `rootless`: not implemented yet; refused.
-//! - `auto`: the strongest of the first two that works here.
+//! - `rootless`: a non-root user, in rbuild's own user namespace ([`super::userns`]): the
+//!   namespaces sandbox with overlayfs mounted with `userxattr`, or a private copy of the root
+//!   where the kernel refuses that.
+//! - `auto`: as root, the strongest of the first two that works here; as a non-root user,
+//!   `rootless`.
 //!
 //! The choice is made once per build, at its first RUN that runs (a build whose RUN steps all
 //! come from the cache needs no privilege at all).
@@ -32,6 +35,7 @@ pub enum Mode {
     #[default]
     Namespaces,
     Chroot,
+    Rootless,
 }
 
 impl Mode {
@@ -39,6 +43,7 @@ impl Mode {
         match self {
             Mode::Namespaces => "namespaces",
             Mode::Chroot => "chroot",
+            Mode::Rootless => "rootless",
         }
     }
 }
@@ -46,8 +51,39 @@ impl Mode {
 /// What the probe found for each mode: `Ok` when it works, else what was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProbeReport {
+    /// Mount, PID, UTS and IPC namespaces and an overlay mount (with `userxattr` inside a user
+    /// namespace).
     pub namespaces: Result<(), String>,
     pub chroot: Result<(), String>,
+    /// The same namespaces and a tmpfs mount, without overlayfs (rootless with a copied root).
+    pub mounts: Result<(), String>,
+    /// Creating a user namespace (asked only of a non-root user outside one).
+    pub user_namespace: Result<(), String>,
+}
+
+impl ProbeReport {
+    /// Every mode refused for the same reason (the probe itself could not run).
+    pub fn failed(what: &str) -> ProbeReport {
+        ProbeReport {
+            namespaces: Err(what.into()),
+            chroot: Err(what.into()),
+            mounts: Err(what.into()),
+            user_namespace: Err(what.into()),
+        }
+    }
+}
+
+/// Who rbuild runs as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Privilege {
+    /// uid 0 of the initial user namespace.
+    Root,
+    /// uid 0 of a user namespace other than the initial one — rbuild's own, entered for a
+    /// non-root user ([`super::userns`]), or a container's — whose uid map `map` describes;
+    /// `single` (why) when it maps one id only.
+    UserNamespace { map: String, single: Option<String> },
+    /// A non-root user without a user namespace.
+    User,
 }
 
 /// The mode RUN steps of this build use, and why.
@@ -55,13 +91,23 @@ pub struct ProbeReport {
 pub struct Choice {
     pub mode: Mode,
     pub reason: String,
+    /// The step's root is a private copy of the snapshots, its layer found by comparing it
+    /// (always in `chroot` mode; in `rootless` mode where overlayfs is refused), instead of an
+    /// overlay mount.
+    pub copy_root: bool,
 }
 
 /// Why no RUN sandbox can be had.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IsolationError {
-    #[error("--isolation rootless is not implemented yet: as root, use --isolation namespaces (with CAP_SYS_ADMIN) or --isolation chroot (in a container with the default capabilities); nothing was run")]
-    RootlessNotImplemented,
+    #[error("--isolation rootless is for a non-root user, and rbuild runs as root here: use --isolation namespaces (with CAP_SYS_ADMIN) or --isolation chroot (in a container with the default capabilities); nothing was run")]
+    RootlessAsRoot,
+    #[error("--isolation {0} needs root, and rbuild runs as a non-root user: use --isolation rootless (or auto), which runs RUN steps in a user namespace; nothing was run")]
+    NeedsRoot(&'static str),
+    #[error("--isolation rootless cannot run here: {0}. It needs a user namespace (sysctls user.max_user_namespaces > 0, kernel.unprivileged_userns_clone=1 where it exists, kernel.apparmor_restrict_unprivileged_userns=0 or an AppArmor profile allowing userns; in a container, a seccomp profile allowing unshare) with ids from /etc/subuid and /etc/subgid (newuidmap/newgidmap, package uidmap); nothing was run")]
+    Rootless(String),
+    #[error("no RUN sandbox works here: rbuild runs as a non-root user, and {0}. RUN needs either a user namespace for --isolation rootless (the sysctls user.max_user_namespaces > 0, kernel.unprivileged_userns_clone=1 where it exists, kernel.apparmor_restrict_unprivileged_userns=0; in a container, a seccomp profile allowing unshare; ranges in /etc/subuid and /etc/subgid and newuidmap/newgidmap for more than one id), or root: with CAP_SYS_ADMIN (docker run --privileged, or Kubernetes securityContext.privileged: true) for --isolation namespaces, or with the default capabilities (Kubernetes runAsUser: 0) for --isolation chroot; nothing was run")]
+    NoRootless(String),
     #[error("--isolation namespaces cannot run here: {0}. It needs root with CAP_SYS_ADMIN: run the container with --privileged (Kubernetes: securityContext.privileged: true, or capabilities.add: [SYS_ADMIN] with seccomp and AppArmor Unconfined), or use --isolation chroot, which needs only Docker's default capabilities; nothing was run")]
     Namespaces(String),
     #[error("--isolation chroot cannot run here: {0}. It needs root (uid 0) with CAP_SYS_CHROOT, CAP_CHOWN, CAP_SETUID and CAP_SETGID (Docker's and Kubernetes' default capabilities: do not drop them, and run as runAsUser: 0); nothing was run")]
@@ -70,39 +116,97 @@ pub enum IsolationError {
     NoneWorks { namespaces: String, chroot: String },
 }
 
-/// Picks the mode for `requested` from what `probe` finds (called only when a mode must be
-/// checked: never for `rootless`).
+/// Picks the mode for `requested`, as `privilege`, from what `probe` finds (not called when
+/// the answer does not depend on it).
 pub fn choose(
     requested: Isolation,
+    privilege: &Privilege,
     probe: impl FnOnce() -> ProbeReport,
 ) -> Result<Choice, IsolationError> {
-    if requested == Isolation::Rootless {
-        return Err(IsolationError::RootlessNotImplemented);
+    match (requested, privilege) {
+        (Isolation::Rootless, Privilege::Root) => Err(IsolationError::RootlessAsRoot),
+        (Isolation::Namespaces, Privilege::User) => Err(IsolationError::NeedsRoot("namespaces")),
+        (Isolation::Chroot, Privilege::User) => Err(IsolationError::NeedsRoot("chroot")),
+        (Isolation::Auto | Isolation::Rootless, Privilege::UserNamespace { map, single }) => {
+            rootless(requested, map, single.as_deref(), probe())
+        }
+        (Isolation::Auto | Isolation::Rootless, Privilege::User) => {
+            let why = match probe().user_namespace {
+                Err(e) => e,
+                Ok(()) => "rbuild did not enter a user namespace".into(),
+            };
+            Err(match requested {
+                Isolation::Rootless => IsolationError::Rootless(why),
+                _ => IsolationError::NoRootless(why),
+            })
+        }
+        // Root of the initial namespace; or, asking for a mode by name, root of a user
+        // namespace (rbuild's own, or a container's): the probe says what works there.
+        (_, Privilege::Root | Privilege::UserNamespace { .. }) => as_root(requested, probe()),
     }
-    let found = probe();
+}
+
+fn rootless(
+    requested: Isolation,
+    map: &str,
+    single: Option<&str>,
+    found: ProbeReport,
+) -> Result<Choice, IsolationError> {
+    let why = match requested {
+        Isolation::Auto => "auto: rbuild runs as a non-root user",
+        _ => "chosen with --isolation",
+    };
+    let limits = match single {
+        Some(why) => format!(
+            "; note: a single-id map ({why}), so {}",
+            super::userns::SINGLE_MAP_LIMITS
+        ),
+        None => String::new(),
+    };
+    match (found.namespaces, found.mounts) {
+        (Ok(()), _) => Ok(Choice {
+            mode: Mode::Rootless,
+            reason: format!(
+                "{why}; a user namespace mapping uids {map}, overlayfs (userxattr) in it{limits}"
+            ),
+            copy_root: false,
+        }),
+        (Err(overlay), Ok(())) => Ok(Choice {
+            mode: Mode::Rootless,
+            reason: format!("{why}; a user namespace mapping uids {map}; overlayfs is refused in it ({overlay}), so each step gets a private copy of the root{limits}"),
+            copy_root: true,
+        }),
+        (Err(_), Err(mounts)) => Err(IsolationError::Rootless(format!(
+            "in rbuild's user namespace, {mounts}"
+        ))),
+    }
+}
+
+fn as_root(requested: Isolation, found: ProbeReport) -> Result<Choice, IsolationError> {
+    let chosen = |mode: Mode| Choice {
+        mode,
+        reason: "chosen with --isolation".into(),
+        copy_root: mode == Mode::Chroot,
+    };
     match requested {
         Isolation::Namespaces => match found.namespaces {
-            Ok(()) => Ok(Choice {
-                mode: Mode::Namespaces,
-                reason: "chosen with --isolation".into(),
-            }),
+            Ok(()) => Ok(chosen(Mode::Namespaces)),
             Err(e) => Err(IsolationError::Namespaces(e)),
         },
         Isolation::Chroot => match found.chroot {
-            Ok(()) => Ok(Choice {
-                mode: Mode::Chroot,
-                reason: "chosen with --isolation".into(),
-            }),
+            Ok(()) => Ok(chosen(Mode::Chroot)),
             Err(e) => Err(IsolationError::Chroot(e)),
         },
         Isolation::Auto | Isolation::Rootless => match (found.namespaces, found.chroot) {
             (Ok(()), _) => Ok(Choice {
                 mode: Mode::Namespaces,
                 reason: "auto: namespaces and overlayfs are allowed here".into(),
+                copy_root: false,
             }),
             (Err(ns), Ok(())) => Ok(Choice {
                 mode: Mode::Chroot,
                 reason: format!("auto: namespaces are not allowed here ({ns}); chroot is"),
+                copy_root: true,
             }),
             (Err(namespaces), Err(chroot)) => Err(IsolationError::NoneWorks { namespaces, chroot }),
         },
@@ -125,17 +229,25 @@ mod tests {
             } else {
                 Err("chroot: EPERM".into())
             },
+            mounts: if ns {
+                Ok(())
+            } else {
+                Err("unshare: EPERM".into())
+            },
+            user_namespace: Err("creating a user namespace was refused".into()),
         }
     }
 
+    const ROOT: Privilege = Privilege::Root;
+
     #[test]
     fn auto_takes_the_strongest_mode_that_works() {
-        let c = choose(Isolation::Auto, || report(true, true)).unwrap();
+        let c = choose(Isolation::Auto, &ROOT, || report(true, true)).unwrap();
         assert_eq!(c.mode, Mode::Namespaces);
-        let c = choose(Isolation::Auto, || report(false, true)).unwrap();
+        let c = choose(Isolation::Auto, &ROOT, || report(false, true)).unwrap();
         assert_eq!(c.mode, Mode::Chroot);
         assert!(c.reason.contains("unshare: EPERM"), "{}", c.reason);
-        let e = choose(Isolation::Auto, || report(false, false)).unwrap_err();
+        let e = choose(Isolation::Auto, &ROOT, || report(false, false)).unwrap_err();
         let text = e.to_string();
         assert!(
             text.contains("CAP_SYS_ADMIN") && text.contains("--privileged"),
@@ -147,15 +259,72 @@ mod tests {
     #[test]
     fn a_chosen_mode_is_checked_and_rootless_is_refused_without_probing() {
         assert_eq!(
-            choose(Isolation::Chroot, || report(true, true))
+            choose(Isolation::Chroot, &ROOT, || report(true, true))
                 .unwrap()
                 .mode,
             Mode::Chroot
         );
-        let e = choose(Isolation::Namespaces, || report(false, true)).unwrap_err();
+        let e = choose(Isolation::Namespaces, &ROOT, || report(false, true)).unwrap_err();
         assert!(e.to_string().contains("--isolation chroot"), "{e}");
-        let e = choose(Isolation::Rootless, || panic!("no probe for rootless")).unwrap_err();
-        assert_eq!(e, IsolationError::RootlessNotImplemented);
-        assert!(e.to_string().contains("not implemented yet"));
+        let e = choose(Isolation::Rootless, &ROOT, || panic!("no probe as root")).unwrap_err();
+        assert_eq!(e, IsolationError::RootlessAsRoot);
+        assert!(e.to_string().contains("for a non-root user"));
+    }
+
+    #[test]
+    fn a_non_root_user_gets_rootless_overlay_or_copy_and_errors_name_the_fix() {
+        let userns = Privilege::UserNamespace {
+            map: "0→1000, 1-65536→100000-165535".into(),
+            single: None,
+        };
+        let c = choose(Isolation::Auto, &userns, || report(true, false)).unwrap();
+        assert_eq!((c.mode, c.copy_root), (Mode::Rootless, false));
+        assert!(
+            c.reason.starts_with("auto: rbuild runs as a non-root user"),
+            "{}",
+            c.reason
+        );
+        assert!(c.reason.contains("1-65536→100000-165535"), "{}", c.reason);
+        // Overlay refused in the user namespace, mounts allowed: the copied root.
+        let mut r = report(false, false);
+        r.mounts = Ok(());
+        let c = choose(Isolation::Rootless, &userns, || r).unwrap();
+        assert_eq!((c.mode, c.copy_root), (Mode::Rootless, true));
+        assert!(c.reason.contains("unshare: EPERM"), "{}", c.reason);
+        // A single-id map says once what it limits.
+        let single = Privilege::UserNamespace {
+            map: "0→1000".into(),
+            single: Some("/etc/subuid has no range for user u".into()),
+        };
+        let c = choose(Isolation::Auto, &single, || report(true, false)).unwrap();
+        assert!(c.reason.contains("/etc/subuid"), "{}", c.reason);
+        // Root of a user namespace asking for a mode by name: the probe decides.
+        let c = choose(Isolation::Namespaces, &userns, || report(true, false)).unwrap();
+        assert_eq!(c.mode, Mode::Namespaces);
+        // Modes that need root are refused without probing, naming rootless.
+        let e = choose(Isolation::Namespaces, &Privilege::User, || panic!()).unwrap_err();
+        assert!(e.to_string().contains("--isolation rootless"), "{e}");
+        // Without a user namespace: what refused it and the settings.
+        let e = choose(Isolation::Auto, &Privilege::User, || report(false, false)).unwrap_err();
+        let text = e.to_string();
+        for needle in [
+            "creating a user namespace was refused",
+            "/etc/subuid",
+            "user.max_user_namespaces",
+            "kernel.apparmor_restrict_unprivileged_userns",
+            "securityContext",
+            "--privileged",
+        ] {
+            assert!(text.contains(needle), "{needle}: {text}");
+        }
+        let e = choose(Isolation::Rootless, &Privilege::User, || {
+            report(false, false)
+        })
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("--isolation rootless cannot run here"),
+            "{e}"
+        );
     }
 }

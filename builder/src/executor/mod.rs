@@ -8,7 +8,8 @@
 //! directory).
 //!
 //! [`isolation`] says which sandbox a build's RUN steps get (`--isolation`): the namespaces
-//! one above, or [`chroot`] for root without `CAP_SYS_ADMIN`; [`probe`] finds out what this
+//! one above, or [`chroot`] for root without `CAP_SYS_ADMIN`, or the namespaces one inside
+//! rbuild's own user namespace for a non-root user ([`userns`]); [`probe`] finds out what this
 //! host allows.
 //!
 //! Network: `--network=default` and `--network=host` both share the host's network namespace
@@ -21,6 +22,7 @@ mod pid1;
 pub mod probe;
 pub mod spec;
 pub mod sys;
+pub mod userns;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -260,6 +262,7 @@ mod tests {
     fn the_spec_survives_the_trip_to_the_helper() {
         let spec = SandboxSpec {
             mode: isolation::Mode::Chroot,
+            copy_root: true,
             lowers: vec!["/s/1".into(), "/s/2".into()],
             empty_lower: "/t/empty".into(),
             upper: "/t/upper".into(),

@@ -47,13 +47,7 @@ fn bind_fd(fd: libc::c_int, target: &Path, readonly: bool) -> SysResult<()> {
         None,
     )?;
     if readonly {
-        sys::mount(
-            "none",
-            target,
-            None,
-            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
-            None,
-        )?;
+        sys::remount_bind_readonly(target, libc::MS_NOSUID | libc::MS_NODEV)?;
     }
     Ok(())
 }
@@ -131,7 +125,11 @@ fn lowerdir(spec: &SandboxSpec) -> SysResult<String> {
             &target,
             Some("overlay"),
             libc::MS_RDONLY,
-            Some(&format!("lowerdir={}", top_first(g))),
+            Some(&format!(
+                "lowerdir={}{}",
+                top_first(g),
+                sys::overlay_xattr_option()
+            )),
         )?;
         mounted.push(escape_lower(&target));
     }
@@ -155,6 +153,29 @@ fn materialize_devices(spec: &SandboxSpec) -> SysResult<()> {
     Ok(())
 }
 
+/// Mounts the step's overlay at `spec.merged`.
+fn mount_overlay(spec: &SandboxSpec) -> SysResult<()> {
+    let lowers = lowerdir(spec)?;
+    let data = format!(
+        "lowerdir={lowers},upperdir={},workdir={},{}",
+        escape_lower(&spec.upper),
+        escape_lower(&spec.work),
+        sys::overlay_step_options()
+    );
+    // `volatile` (Linux 5.10, overlayfs.rst "Volatile mount"): the step's `fsync`s (dpkg makes
+    // one per unpacked file) and the sync of the upper filesystem when the namespace unmounts
+    // the overlay are skipped. The upper directory is scratch: its files are read back from the
+    // page cache into a layer that the store syncs, and a crash mid-step discards it, so
+    // nothing is lost. Older kernels refuse the option (EINVAL): mounted without it.
+    let volatile = format!("{data},volatile");
+    match sys::mount("overlay", &spec.merged, Some("overlay"), 0, Some(&volatile)) {
+        Err(e) if e.source.raw_os_error() == Some(libc::EINVAL) => {
+            sys::mount("overlay", &spec.merged, Some("overlay"), 0, Some(&data))
+        }
+        other => other,
+    }
+}
+
 const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
 /// Never constructed: `setup` returns only on failure.
@@ -171,24 +192,18 @@ pub(super) fn setup(spec: &SandboxSpec) -> SysResult<Never> {
     }
     sys::sethostname(&spec.hostname)?;
 
-    // 1. The overlay: top layer first in lowerdir.
-    let lowers = lowerdir(spec)?;
-    let data = format!(
-        "lowerdir={lowers},upperdir={},workdir={},redirect_dir=off,metacopy=off",
-        escape_lower(&spec.upper),
-        escape_lower(&spec.work)
-    );
-    // `volatile` (Linux 5.10, overlayfs.rst "Volatile mount"): the step's `fsync`s (dpkg makes
-    // one per unpacked file) and the sync of the upper filesystem when the namespace unmounts
-    // the overlay are skipped. The upper directory is scratch: its files are read back from the
-    // page cache into a layer that the store syncs, and a crash mid-step discards it, so
-    // nothing is lost. Older kernels refuse the option (EINVAL): mounted without it.
-    let volatile = format!("{data},volatile");
-    match sys::mount("overlay", &spec.merged, Some("overlay"), 0, Some(&volatile)) {
-        Err(e) if e.source.raw_os_error() == Some(libc::EINVAL) => {
-            sys::mount("overlay", &spec.merged, Some("overlay"), 0, Some(&data))?
-        }
-        other => other?,
+    // 1. The overlay: top layer first in lowerdir (rootless with a copied root: that copy).
+    if spec.copy_root {
+        // pivot_root needs a mount point.
+        sys::mount(
+            &spec.merged.to_string_lossy(),
+            &spec.merged,
+            None,
+            libc::MS_BIND | libc::MS_REC,
+            None,
+        )?;
+    } else {
+        mount_overlay(spec)?;
     }
     materialize_devices(spec)?;
 
@@ -197,6 +212,9 @@ pub(super) fn setup(spec: &SandboxSpec) -> SysResult<Never> {
     for d in DEVICES {
         dev_fds.push((d, sys::open_path(&Path::new("/dev").join(d))?));
     }
+    // The host's /sys, bound where sysfs cannot be mounted (a user namespace that does not own
+    // the network namespace: rootless with the host network).
+    let host_sys = sys::open_path(Path::new("/sys"))?;
     let mut etc_fds = Vec::new();
     for (name, src) in &spec.etc_files {
         etc_fds.push((name.clone(), sys::open_path(src)?));
@@ -280,13 +298,27 @@ pub(super) fn setup(spec: &SandboxSpec) -> SysResult<Never> {
     // 5. /sys read-only.
     let sysdir = Path::new("/sys");
     mkdir_p(sysdir)?;
-    sys::mount(
+    match sys::mount(
         "sysfs",
         sysdir,
         Some("sysfs"),
         nosuid_nodev_noexec | libc::MS_RDONLY,
         None,
-    )?;
+    ) {
+        // Only the owner of the network namespace may mount sysfs: rootless with the host's
+        // network gets the host's /sys, read-only (as rootless Podman does).
+        Err(e) if e.source.raw_os_error() == Some(libc::EPERM) => {
+            sys::mount(
+                &fd_path(host_sys),
+                sysdir,
+                None,
+                libc::MS_BIND | libc::MS_REC,
+                None,
+            )?;
+            sys::remount_bind_readonly(sysdir, nosuid_nodev_noexec)?;
+        }
+        other => other?,
+    }
 
     // 6. /etc/resolv.conf and hosts (an image's symlink there is left alone).
     for (name, fd) in &etc_fds {

@@ -4,8 +4,10 @@
 //! prints a [`ProbeReport`] as JSON on stdout.
 //!
 //! - namespaces: a forked child unshares the mount, PID, UTS and IPC namespaces and mounts an
-//!   overlay of `DIR` (the store's filesystem must take an overlay upper directory); the mount
-//!   dies with the child's namespace.
+//!   overlay of `DIR` (the store's filesystem must take an overlay upper directory; inside a
+//!   user namespace with the `userxattr` option); the mount dies with the child's namespace.
+//! - mounts: the same namespaces and a tmpfs, without overlayfs (rootless with a copied root).
+//! - user namespace (a non-root user only): a forked child unshares one.
 //! - chroot: the probe itself (last, since it changes its root) checks that it is uid 0, chowns
 //!   a file, `chroot`s into `DIR` and drops to another user and group, as a RUN step would.
 
@@ -22,10 +24,7 @@ pub const PROBE_ARG: &str = "__isolation-probe";
 
 /// Runs the probe in `dir` (an empty scratch directory of the store, removed by the caller).
 pub fn probe(dir: &Path) -> ProbeReport {
-    let failed = |what: String| ProbeReport {
-        namespaces: Err(what.clone()),
-        chroot: Err(what),
-    };
+    let failed = |what: String| ProbeReport::failed(&what);
     let out = Command::new("/proc/self/exe")
         .arg(PROBE_ARG)
         .arg(dir)
@@ -55,9 +54,30 @@ pub fn main() -> i32 {
         return 2;
     };
     let dir = Path::new(&dir);
-    let namespaces = try_namespaces(dir);
+    let namespaces = in_child(|| overlay_in_namespaces(dir).map_err(describe));
+    let mounts = in_child(|| tmpfs_in_namespaces(dir).map_err(describe));
+    // A non-root user: rbuild's own child in its user namespace is uid 0 there.
+    // SAFETY: plain syscall.
+    let user_namespace = if unsafe { libc::geteuid() } != 0 {
+        in_child(|| {
+            sys::unshare(libc::CLONE_NEWUSER, "a user namespace").map_err(|e| {
+                format!(
+                    "creating a user namespace was refused ({}): {}",
+                    e.source,
+                    super::userns::host_unshare_hint()
+                )
+            })
+        })
+    } else {
+        Ok(())
+    };
     let chroot = try_chroot(dir);
-    let report = ProbeReport { namespaces, chroot };
+    let report = ProbeReport {
+        namespaces,
+        chroot,
+        mounts,
+        user_namespace,
+    };
     match serde_json::to_vec(&report) {
         Ok(json) => {
             let _ = std::io::stdout().write_all(&json);
@@ -67,7 +87,8 @@ pub fn main() -> i32 {
     }
 }
 
-fn try_namespaces(dir: &Path) -> Result<(), String> {
+/// Runs `attempt` in a forked child (whose namespaces die with it) and returns its answer.
+fn in_child(attempt: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
     let mut fds = [0; 2];
     // SAFETY: `fds` has room for the two descriptors pipe2 writes.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -82,10 +103,7 @@ fn try_namespaces(dir: &Path) -> Result<(), String> {
     }
     if pid == 0 {
         drop(r);
-        let msg = match overlay_in_namespaces(dir) {
-            Ok(()) => String::new(),
-            Err(e) => describe(e),
-        };
+        let msg = attempt().err().unwrap_or_default();
         let mut w = std::fs::File::from(w);
         let _ = w.write_all(msg.as_bytes());
         // SAFETY: leave the child without running the parent's destructors.
@@ -124,13 +142,33 @@ fn overlay_in_namespaces(dir: &Path) -> Result<(), SysError> {
         std::fs::create_dir_all(d(n)).map_err(sys::io_fail(format!("mkdir {}", d(n).display())))?;
     }
     let data = format!(
-        "lowerdir={},upperdir={},workdir={}",
+        "lowerdir={},upperdir={},workdir={},{}",
         d("lower").display(),
         d("upper").display(),
-        d("work").display()
+        d("work").display(),
+        sys::overlay_step_options()
     );
     sys::mount("overlay", &d("merged"), Some("overlay"), 0, Some(&data))?;
     sys::umount2(&d("merged"), libc::MNT_DETACH)
+}
+
+fn tmpfs_in_namespaces(dir: &Path) -> Result<(), SysError> {
+    sys::unshare(
+        libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC,
+        "mount, PID, UTS and IPC namespaces",
+    )?;
+    sys::mount(
+        "none",
+        Path::new("/"),
+        None,
+        libc::MS_REC | libc::MS_PRIVATE,
+        None,
+    )?;
+    let target = dir.join("tmpfs");
+    std::fs::create_dir_all(&target)
+        .map_err(sys::io_fail(format!("mkdir {}", target.display())))?;
+    sys::mount("tmpfs", &target, Some("tmpfs"), 0, None)?;
+    sys::umount2(&target, libc::MNT_DETACH)
 }
 
 fn try_chroot(dir: &Path) -> Result<(), String> {

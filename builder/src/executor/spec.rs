@@ -101,6 +101,10 @@ pub struct SandboxSpec {
     /// (`lowers`, `upper`, `work`, `devices` are then unused).
     #[serde(default)]
     pub mode: Mode,
+    /// In `rootless` mode: `merged` is the engine's private copy of the root (overlayfs is
+    /// refused in the user namespace), bound as the root instead of an overlay mount.
+    #[serde(default)]
+    pub copy_root: bool,
     /// Unpacked parent layers in overlay format, bottom first (may be empty).
     pub lowers: Vec<PathBuf>,
     /// An empty directory used as the only lower layer when `lowers` is empty.

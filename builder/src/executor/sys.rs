@@ -86,6 +86,77 @@ pub fn mount(
     .map(|_| ())
 }
 
+/// The overlay mount option a process of this user namespace needs: inside one (rootless),
+/// `userxattr` — overlayfs then keeps opaque directories and its other attributes in `user.`
+/// xattrs, the only ones it may write there (Linux ≥ 5.11) — else none.
+pub fn overlay_xattr_option() -> &'static str {
+    if super::userns::in_user_namespace() {
+        ",userxattr"
+    } else {
+        ""
+    }
+}
+
+/// The options of a RUN step's overlay besides its directories: no redirects and no metacopy
+/// (an upper directory then holds whole files and directories, as a layer needs). In a user
+/// namespace `userxattr`, with which the kernel turns both off itself — and refuses them
+/// named (`redirect_dir=off` is `EINVAL` there).
+pub fn overlay_step_options() -> &'static str {
+    if super::userns::in_user_namespace() {
+        "userxattr"
+    } else {
+        "redirect_dir=off,metacopy=off"
+    }
+}
+
+/// The xattr namespace overlay mounts of this process use (see [`overlay_xattr_option`]).
+pub fn overlay_xattrs() -> rbuild_layers::whiteout::overlay::OverlayXattrs {
+    use rbuild_layers::whiteout::overlay::OverlayXattrs;
+    if super::userns::in_user_namespace() {
+        OverlayXattrs::User
+    } else {
+        OverlayXattrs::Trusted
+    }
+}
+
+/// The flags of the mount `target` is on that a remount must repeat: in a user namespace the
+/// kernel locks `nosuid`, `nodev`, `noexec` and the atime flags of mounts it inherited, and
+/// refuses a bind remount that would drop them (runc does the same).
+pub fn locked_flags(target: &Path) -> SysResult<libc::c_ulong> {
+    let c = cpath(target)?;
+    // SAFETY: `st` is written by statvfs before it is read.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid C string and a valid out pointer.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    check(|| format!("statvfs {}", target.display()), rc)?;
+    let mut flags = 0;
+    for (st_flag, ms_flag) in [
+        (libc::ST_NOSUID, libc::MS_NOSUID),
+        (libc::ST_NODEV, libc::MS_NODEV),
+        (libc::ST_NOEXEC, libc::MS_NOEXEC),
+        (libc::ST_NOATIME, libc::MS_NOATIME),
+        (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
+        (libc::ST_RELATIME, libc::MS_RELATIME),
+    ] {
+        if st.f_flag & st_flag != 0 {
+            flags |= ms_flag;
+        }
+    }
+    Ok(flags)
+}
+
+/// Makes the bind mount at `target` read-only (with `extra` flags), keeping its locked flags.
+pub fn remount_bind_readonly(target: &Path, extra: libc::c_ulong) -> SysResult<()> {
+    let locked = locked_flags(target)?;
+    mount(
+        "none",
+        target,
+        None,
+        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | extra | locked,
+        None,
+    )
+}
+
 /// `umount2(2)`.
 pub fn umount2(target: &Path, flags: libc::c_int) -> SysResult<()> {
     let t = cpath(target)?;
@@ -130,7 +201,12 @@ pub fn sethostname(name: &str) -> SysResult<()> {
 pub fn set_identity(uid: u32, gid: u32, groups: &[u32]) -> SysResult<()> {
     // SAFETY: the pointer/length pair describes `groups`.
     let rc = unsafe { libc::setgroups(groups.len(), groups.as_ptr()) };
-    check(|| format!("setgroups {groups:?}"), rc)?;
+    // A user namespace with a single-id map has setgroups denied: the groups stay what they
+    // are (only gid 0 exists there anyway; docs/isolation.md).
+    let denied = std::fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny");
+    if !(rc < 0 && denied && groups.iter().all(|g| *g == gid)) {
+        check(|| format!("setgroups {groups:?}"), rc)?;
+    }
     // SAFETY: plain syscalls.
     check(|| format!("setgid {gid}"), unsafe { libc::setgid(gid) })?;
     check(|| format!("setuid {uid}"), unsafe { libc::setuid(uid) })?;

@@ -42,9 +42,7 @@ use rbuild_layers::{Compression, Platform};
 
 use crate::context::{Context, IgnoreRules};
 use crate::dockerfile::Dockerfile;
-use crate::executor::isolation::{
-    Choice as IsolationChoice, IsolationError, Mode as IsolationMode,
-};
+use crate::executor::isolation::{Choice as IsolationChoice, IsolationError};
 use crate::graph::BuildPlan;
 use crate::progress::Progress;
 
@@ -212,17 +210,16 @@ impl<'a> Engine<'a> {
     /// The sandbox of this build's RUN steps: probed and chosen once, at the first RUN that
     /// runs (a build whose RUN steps all come from the cache needs no privilege), and said
     /// once in the progress output.
-    pub(crate) fn run_isolation(&self) -> Result<IsolationMode, BuildError> {
+    pub(crate) fn run_isolation(&self) -> Result<IsolationChoice, BuildError> {
         let choice = self.isolation.get_or_init(|| {
-            let choice = crate::executor::isolation::choose(self.opts.isolation, || {
-                match self.scratch_dir("probe") {
+            let privilege = privilege();
+            let choice =
+                crate::executor::isolation::choose(self.opts.isolation, &privilege, || match self
+                    .scratch_dir("probe")
+                {
                     Ok(dir) => crate::executor::probe::probe(dir.path()),
-                    Err(e) => crate::executor::isolation::ProbeReport {
-                        namespaces: Err(e.to_string()),
-                        chroot: Err(e.to_string()),
-                    },
-                }
-            });
+                    Err(e) => crate::executor::isolation::ProbeReport::failed(&e.to_string()),
+                });
             if let Ok(c) = &choice {
                 self.progress.warn(format!(
                     "note: RUN steps run with --isolation {} ({})",
@@ -233,7 +230,7 @@ impl<'a> Engine<'a> {
             choice
         });
         match choice {
-            Ok(c) => Ok(c.mode),
+            Ok(c) => Ok(c.clone()),
             Err(e) => Err(BuildError::Isolation(e.clone())),
         }
     }
@@ -514,5 +511,24 @@ impl<'a> Engine<'a> {
             )));
         }
         Ok(self.results.lock().expect("results lock poisoned").clone())
+    }
+}
+
+/// Who this process runs as, for the choice of a RUN sandbox.
+fn privilege() -> crate::executor::isolation::Privilege {
+    use crate::executor::isolation::Privilege;
+    use crate::executor::userns;
+    // SAFETY: plain syscall.
+    if unsafe { libc::geteuid() } != 0 {
+        return Privilege::User;
+    }
+    match userns::own_maps() {
+        Some((uids, _)) if !uids.is_initial() => Privilege::UserNamespace {
+            map: uids.describe(),
+            single: uids
+                .is_single()
+                .then(|| userns::single_map_why().unwrap_or_else(|| "no subordinate ids".into())),
+        },
+        _ => Privilege::Root,
     }
 }

@@ -281,8 +281,27 @@ impl RootFs {
 
     /// Before a kernel overlay mount of these snapshots: those unpacked without the right to
     /// write `trusted.` xattrs get their opaque directories marked the kernel's way
-    /// (`rbuild_layers::whiteout::overlay::promote_user_opaque`).
+    /// (`rbuild_layers::whiteout::overlay::promote_user_opaque`); those holding whiteout
+    /// placeholders are refused (`PermissionDenied`: callers that can copy instead do).
     pub fn prepare_for_overlay(&self) -> Result<(), std::io::Error> {
+        if let Some(l) = self
+            .lowers
+            .iter()
+            .find(|l| overlay::has_whiteout_placeholders(l))
+        {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "the snapshot {} holds whiteouts as placeholders (the store's filesystem refuses whiteout devices, e.g. overlayfs): it cannot be an overlay lower directory; put the store on another filesystem (--store)",
+                    l.display()
+                ),
+            ));
+        }
+        // In a user namespace (rootless), overlay is mounted with `userxattr` and reads the
+        // `user.` xattr these snapshots carry (and `trusted.` ones cannot be written there).
+        if crate::executor::userns::in_user_namespace() {
+            return Ok(());
+        }
         for l in &self.lowers {
             rbuild_layers::whiteout::overlay::promote_user_opaque(l)?;
         }
@@ -307,11 +326,13 @@ impl RootFs {
                 let guard = MountGuard {
                     target: Some(target.to_path_buf()),
                 };
+                // Keeping the flags a user namespace locks (rootless).
+                let locked = crate::executor::sys::locked_flags(target).map_err(|e| e.source)?;
                 mount(
                     Path::new("none"),
                     target,
                     None,
-                    libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                    libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | locked,
                     None,
                 )?;
                 Ok(guard)
@@ -325,7 +346,10 @@ impl RootFs {
                     .map(|p| escape_overlay_path(p))
                     .collect::<Vec<_>>()
                     .join(":");
-                let data = format!("lowerdir={lower}");
+                let data = format!(
+                    "lowerdir={lower}{}",
+                    crate::executor::sys::overlay_xattr_option()
+                );
                 mount(
                     Path::new("overlay"),
                     target,

@@ -13,6 +13,7 @@ mod cache_dirs;
 mod compare;
 mod devices;
 mod diff;
+mod ids;
 mod mounts;
 mod rootcopy;
 pub use cache_dirs::shared_dir as cache_mount_dir;
@@ -99,6 +100,13 @@ pub enum RunError {
     ChrootMount(&'static str),
     #[error("RUN --network=none cannot be provided with --isolation chroot (a network namespace needs CAP_SYS_ADMIN): use --isolation namespaces, or the default network; nothing was run")]
     ChrootNetworkNone,
+    #[error("RUN needs {what} ({kind} {id}), which rbuild's user namespace does not map (its {kind}s: {map}): give this user a range in /etc/subuid and /etc/subgid that covers it (e.g. `usermod --add-subuids 100000-165535 --add-subgids 100000-165535 USER`) and install newuidmap/newgidmap (package uidmap); nothing was run")]
+    UnmappedId {
+        what: String,
+        kind: &'static str,
+        id: u32,
+        map: String,
+    },
     #[error(transparent)]
     Exec(#[from] executor::ExecError),
 }
@@ -368,11 +376,23 @@ pub fn execute(
     scratch: &Path,
     step: &StepHandle,
 ) -> Result<Vec<LayerEntry>, BuildError> {
-    let mode = engine.run_isolation()?;
+    let choice = engine.run_isolation()?;
+    let mode = choice.mode;
     if mode == IsolationMode::Chroot {
         refuse_in_chroot(p)?;
     }
     let (uid, gid, groups, home) = resolve_user(&p.user, rootfs).map_err(BuildError::Run)?;
+    if mode == IsolationMode::Rootless {
+        if let Some((uids, gids)) = executor::userns::own_maps() {
+            let user = ids::StepUser {
+                name: &p.user,
+                uid,
+                gid,
+                groups: &groups,
+            };
+            ids::check_mapped(&user, &p.mounts, uids, gids).map_err(BuildError::Run)?;
+        }
+    }
     let mut env = p.env.clone();
     if !env.iter().any(|e| e.starts_with("PATH=")) {
         env.insert(0, format!("PATH={}", executor::DEFAULT_PATH));
@@ -423,27 +443,35 @@ pub fn execute(
         }
     }
     let chroot_root = scratch.join(CHROOT_ROOT);
-    let (device_candidates, start) = match mode {
-        IsolationMode::Namespaces => {
-            rootfs
-                .prepare_for_overlay()
-                .map_err(io("preparing the snapshots of", scratch))?;
-            (devices::candidates(rootfs)?, None)
-        }
-        IsolationMode::Chroot => (
+    // The root: an overlay of the snapshots, or a private copy of them (chroot; rootless where
+    // overlayfs is refused), whose layer is found by comparing it before and after.
+    let (device_candidates, start) = if choice.copy_root {
+        (
             Vec::new(),
             Some(rootcopy::copy_merged(rootfs, &chroot_root)?),
-        ),
+        )
+    } else {
+        rootfs
+            .prepare_for_overlay()
+            .map_err(io("preparing the snapshots of", scratch))?;
+        // Real device nodes need CAP_MKNOD of the initial user namespace: not rootless.
+        let devices = match mode {
+            IsolationMode::Rootless => Vec::new(),
+            _ => devices::candidates(rootfs)?,
+        };
+        (devices, None)
     };
     let spec = SandboxSpec {
         mode,
+        copy_root: choice.copy_root,
         lowers: rootfs.lowers.clone(),
         empty_lower: scratch.join("empty"),
         upper: scratch.join(UPPER),
         work: scratch.join("work"),
-        merged: match mode {
-            IsolationMode::Namespaces => scratch.join("merged"),
-            IsolationMode::Chroot => chroot_root.clone(),
+        merged: if choice.copy_root {
+            chroot_root.clone()
+        } else {
+            scratch.join("merged")
         },
         scratch: scratch.to_path_buf(),
         argv: p.argv.clone(),
@@ -473,7 +501,11 @@ pub fn execute(
         None => {
             let upper = scratch.join(UPPER);
             devices::take_back_untouched(&upper, rootfs, &device_candidates)?;
-            rbuild_layers::tar::entries_from_overlay_upper(&upper, &excl)?
+            rbuild_layers::tar::entries_from_overlay_upper(
+                &upper,
+                &excl,
+                executor::sys::overlay_xattrs(),
+            )?
         }
     };
     let mut entries = prune_copied_up(entries, rootfs, &excl);

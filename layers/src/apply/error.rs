@@ -42,6 +42,8 @@ pub enum ApplyError {
     InvalidEntry { path: String, reason: &'static str },
     #[error("entry `{path}` in layer uses {what}, which rbuild does not support")]
     Unsupported { path: String, what: &'static str },
+    #[error("applying entry `{path}`: its owner {uid}:{gid} does not exist in rbuild's user namespace (a rootless build maps only the ids /etc/subuid and /etc/subgid give this user: add a range for the user there, e.g. `usermod --add-subuids 100000-165535 --add-subgids 100000-165535 USER`)")]
+    UnmappedOwner { path: String, uid: u32, gid: u32 },
     #[error("applying entry `{path}`: {op} failed")]
     Io {
         path: String,
@@ -54,6 +56,26 @@ pub enum ApplyError {
 /// Renders an untrusted name for an error message (lossy UTF-8, control characters escaped).
 pub(crate) fn show(name: &[u8]) -> String {
     String::from_utf8_lossy(name).escape_debug().to_string()
+}
+
+/// The error of a refused `chown` of `path` to `uid:gid`: `EINVAL` means an id the kernel
+/// cannot map (a user namespace without it), said as such.
+pub(crate) fn chown_err(
+    path: &[u8],
+    uid: u32,
+    gid: u32,
+) -> impl FnOnce(rustix::io::Errno) -> ApplyError + '_ {
+    move |e| {
+        if e == rustix::io::Errno::INVAL {
+            ApplyError::UnmappedOwner {
+                path: show(path),
+                uid,
+                gid,
+            }
+        } else {
+            io_err(path, "chown")(e)
+        }
+    }
 }
 
 /// Shorthand for an [`ApplyError::Io`] about `path`.

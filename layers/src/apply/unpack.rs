@@ -15,7 +15,7 @@ use rustix::fs::{self as rfs, AtFlags, FileType, Gid, Mode, OFlags, Timespec, Ti
 use rustix::io::Errno;
 
 use super::donor::{self, Donor};
-use super::error::{io_err, show, ApplyError};
+use super::error::{chown_err, io_err, show, ApplyError};
 use super::path::{clean, join, split_parent, NameProblem};
 use super::root::{remove_all, Root};
 use super::tar::{Entry, Kind, TarReader};
@@ -282,7 +282,7 @@ impl<'o> Unpacker<'o> {
                     Some(Uid::from_raw(found.st_uid)),
                     Some(Gid::from_raw(found.st_gid)),
                 )
-                .map_err(io_err(dir, "chown"))?;
+                .map_err(chown_err(dir, found.st_uid, found.st_gid))?;
             }
             let at = |sec: i64, nsec: u64| Timespec {
                 tv_sec: sec,
@@ -320,7 +320,7 @@ impl<'o> Unpacker<'o> {
     fn chown_fd(&self, fd: BorrowedFd<'_>, e: &Entry, path: &[u8]) -> Result<(), ApplyError> {
         if self.opts.same_owner {
             rfs::fchown(fd, Some(Uid::from_raw(e.uid)), Some(Gid::from_raw(e.gid)))
-                .map_err(io_err(path, "chown"))?;
+                .map_err(chown_err(path, e.uid, e.gid))?;
         }
         Ok(())
     }
@@ -631,7 +631,7 @@ impl<'o> Unpacker<'o> {
                 Some(Gid::from_raw(e.gid)),
                 AtFlags::SYMLINK_NOFOLLOW,
             )
-            .map_err(io_err(path, "chown"))?;
+            .map_err(chown_err(path, e.uid, e.gid))?;
         }
         if chmod {
             // `base` was just created by mknodat in this directory and is not a symlink.
@@ -641,25 +641,6 @@ impl<'o> Unpacker<'o> {
         self.warn_xattrs_unsupported(e);
         rfs::utimensat(dir, base, &times_of(e), AtFlags::SYMLINK_NOFOLLOW)
             .map_err(io_err(path, "setting times"))
-    }
-
-    /// Marks the tree's root ([`overlay::USER_OPAQUE_MARK`]): some of its opaque directories
-    /// or whiteouts are in the `user.` xattr form, to be promoted before a kernel overlay mount.
-    fn mark_user_forms(&mut self, path: &[u8]) -> Result<(), ApplyError> {
-        let root = self
-            .root
-            .open_dir(b"", false)
-            .map_err(io_err(path, "opening the root to mark it"))?;
-        rustix::fs::fsetxattr(
-            &root,
-            overlay::USER_OPAQUE_MARK,
-            b"1",
-            rustix::fs::XattrFlags::empty(),
-        )
-        .map_err(io_err(
-            path,
-            "marking the tree's whiteouts and opaque directories as user xattrs",
-        ))
     }
 
     fn check_whiteout_target(e: &Entry, target: &[u8]) -> Result<(), ApplyError> {
@@ -693,12 +674,12 @@ impl<'o> Unpacker<'o> {
             WhiteoutMode::Overlay => {
                 let dir = self.parent_of(parent, &e.path)?;
                 self.clear(dir.as_fd(), target, &victim)?;
-                let in_user_xattr = overlay::make_whiteout(&*dir, target)
-                    .map_err(io_err(&victim, "creating an overlay whiteout (needs root)"))?;
-                self.created.insert(victim.clone());
-                if in_user_xattr {
-                    self.mark_user_forms(&victim)?;
+                let placeholder = overlay::make_whiteout_or_placeholder(&*dir, target)
+                    .map_err(io_err(&victim, "creating an overlay whiteout"))?;
+                if placeholder {
+                    self.mark_root(overlay::WHITEOUT_PLACEHOLDER_MARK, &victim)?;
                 }
+                self.created.insert(victim);
                 Ok(())
             }
         }
@@ -719,11 +700,21 @@ impl<'o> Unpacker<'o> {
                 let in_user_xattr = overlay::mark_opaque(&*dir)
                     .map_err(io_err(&e.path, "marking the directory opaque (needs root)"))?;
                 if in_user_xattr {
-                    self.mark_user_forms(&e.path)?;
+                    self.mark_root(overlay::USER_OPAQUE_MARK, &e.path)?;
                 }
                 Ok(())
             }
         }
+    }
+
+    /// Sets the bookkeeping xattr `mark` on the tree's root (because of entry `path`).
+    fn mark_root(&self, mark: &str, path: &[u8]) -> Result<(), ApplyError> {
+        let root = self
+            .root
+            .open_dir(b"", false)
+            .map_err(io_err(path, "opening the root to mark it"))?;
+        rustix::fs::fsetxattr(&root, mark, b"1", rustix::fs::XattrFlags::empty())
+            .map_err(io_err(path, "marking the tree's root"))
     }
 
     /// Whether this layer created anything strictly below `dir`.

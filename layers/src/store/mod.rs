@@ -83,6 +83,52 @@ pub struct Store {
     gc_lock: Mutex<Option<File>>,
     /// Stale temp data that opening the store removed (reported by `fsck` and `prune`).
     reclaimed_at_open: Reclaimed,
+    /// This process's snapshot directory (see [`snapshots_subdir`]).
+    snapshots: PathBuf,
+    /// This process's directory of cache mounts (beside its snapshots).
+    cache_mounts: PathBuf,
+}
+
+/// The snapshot directory of a process with these `/proc/self/{uid,gid}_map`s. Snapshots are
+/// trees on disk whose owners the kernel stores as host ids: a process in a user namespace
+/// (a rootless build maps its 0 to the user, 1… to a subordinate range) sees other owners than
+/// one outside, so each id mapping keeps its own snapshots — `snapshots/` for the initial
+/// namespace, `snapshots-userns-<hash of the maps>/` otherwise. Blobs, records and tags are
+/// bytes and shared by all.
+pub fn snapshots_subdir(uid_map: Option<&str>, gid_map: Option<&str>) -> String {
+    let norm = |m: &str| -> Vec<Vec<String>> {
+        m.lines()
+            .map(|l| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+            .filter(|l| !l.is_empty())
+            .collect()
+    };
+    let identity = vec![vec!["0".to_string(), "0".into(), "4294967295".into()]];
+    match (uid_map.map(norm), gid_map.map(norm)) {
+        (Some(u), Some(g)) if u != identity || g != identity => {
+            let text = format!("{u:?}\n{g:?}");
+            let hex = Digest::sha256_of(text.as_bytes()).hex().to_string();
+            format!("snapshots-userns-{}", &hex[..16])
+        }
+        _ => "snapshots".to_string(),
+    }
+}
+
+/// The directory of `RUN --mount=type=cache` directories for snapshots directory `snaps`
+/// (`cache-mounts/`, or `cache-mounts-userns-<hash>/` beside `snapshots-userns-<hash>/`): their
+/// owners on disk depend on the id mapping too.
+fn cache_mounts_subdir(snaps: &str) -> String {
+    match snaps.strip_prefix("snapshots") {
+        Some(suffix) => format!("cache-mounts{suffix}"),
+        None => "cache-mounts".to_string(),
+    }
+}
+
+fn own_snapshots_subdir() -> String {
+    let read = |p: &str| fs::read_to_string(p).ok();
+    snapshots_subdir(
+        read("/proc/self/uid_map").as_deref(),
+        read("/proc/self/gid_map").as_deref(),
+    )
 }
 
 impl Store {
@@ -124,7 +170,10 @@ impl Store {
         let mut reclaimed_at_open = temps::reclaim(&tmp, temps::ReclaimMode::Open)
             .map_err(StoreError::io("removing stale temporary data in", &tmp))?;
         // Snapshots being unpacked live beside the committed ones (a rename publishes them).
-        let snaps = dir.join("snapshots");
+        let snaps_name = own_snapshots_subdir();
+        let cache_mounts = dir.join(cache_mounts_subdir(&snaps_name));
+        let snaps = dir.join(snaps_name);
+        fs::create_dir_all(&snaps).map_err(StoreError::io("creating store directory", &snaps))?;
         reclaimed_at_open.add(
             temps::reclaim(&snaps, temps::ReclaimMode::OwnedOnly)
                 .map_err(StoreError::io("removing stale temporary data in", &snaps))?,
@@ -133,6 +182,8 @@ impl Store {
             root: dir.to_path_buf(),
             gc_lock: Mutex::new(Some(gc)),
             reclaimed_at_open,
+            snapshots: snaps,
+            cache_mounts,
         };
         let layout = dir.join("oci-layout");
         if !layout.exists() {
@@ -160,9 +211,17 @@ impl Store {
         &self.root
     }
 
-    /// Where unpacked snapshots live (`snapshots/<name>/`).
+    /// Where this process's unpacked snapshots live (`snapshots/<name>/`; in a user namespace
+    /// `snapshots-userns-<maps>/<name>/`, see [`snapshots_subdir`]).
     pub fn snapshots_dir(&self) -> PathBuf {
-        self.root.join("snapshots")
+        self.snapshots.clone()
+    }
+
+    /// Where this process's `RUN --mount=type=cache` directories live (`cache-mounts/`, in a
+    /// user namespace `cache-mounts-userns-<maps>/`: their owners on disk depend on the id
+    /// mapping, like snapshots'). Not created here.
+    pub fn cache_mounts_dir(&self) -> PathBuf {
+        self.cache_mounts.clone()
     }
 
     /// Where the build engine keeps its stat cache.

@@ -853,3 +853,30 @@ fn snapshots_of_an_earlier_boot_or_the_synced_v2_format_are_pruned_first() {
     assert_eq!(report.removed_snapshots, expected);
     assert!(store.snapshots_dir().join(&this_boot).is_dir());
 }
+
+#[test]
+fn each_user_namespace_mapping_keeps_its_own_snapshots() {
+    use super::snapshots_subdir;
+    let identity = "         0          0 4294967295\n";
+    assert_eq!(
+        snapshots_subdir(Some(identity), Some(identity)),
+        "snapshots"
+    );
+    assert_eq!(snapshots_subdir(None, None), "snapshots");
+    let rootless = "0 1000 1\n1 100000 65536\n";
+    let single = "0 1000 1\n";
+    let a = snapshots_subdir(Some(rootless), Some(rootless));
+    assert!(a.starts_with("snapshots-userns-"), "{a}");
+    // Spacing does not matter; the mapping does.
+    assert_eq!(
+        snapshots_subdir(Some("  0  1000 1\n 1 100000  65536"), Some(rootless)),
+        a
+    );
+    assert_ne!(snapshots_subdir(Some(single), Some(single)), a);
+    assert_ne!(snapshots_subdir(Some(rootless), Some(single)), a);
+    assert_eq!(super::cache_mounts_subdir("snapshots"), "cache-mounts");
+    assert_eq!(
+        super::cache_mounts_subdir(&a),
+        a.replacen("snapshots", "cache-mounts", 1)
+    );
+}

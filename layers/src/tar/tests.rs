@@ -11,6 +11,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::compression::decompressor;
+use crate::whiteout::overlay::OverlayXattrs;
 use crate::{Compression, Digest, Store};
 
 /// One entry as read back from a tar with the `tar` crate (PAX values applied).
@@ -405,7 +406,7 @@ fn overlay_upper_dir_becomes_oci_whiteouts() {
     xattr::set(upper.join("etc/opaque"), "trusted.overlay.opaque", b"y").unwrap();
     xattr::set(upper.join("etc/opaque"), "user.keep", b"1").unwrap();
     xattr::set(upper.join("etc/added"), "trusted.overlay.origin", b"junk").unwrap();
-    let entries = entries_from_overlay_upper(&upper, &["proc"]).unwrap();
+    let entries = entries_from_overlay_upper(&upper, &["proc"], OverlayXattrs::Trusted).unwrap();
     let store = Store::open(&dir.path().join("store")).unwrap();
     let info = write_layer(&store, entries, &opts(Compression::Gzip, 2)).unwrap();
     let (_, got) = read_layer(&store, &info, Compression::Gzip);
@@ -430,6 +431,28 @@ fn overlay_upper_dir_becomes_oci_whiteouts() {
     let opaque_dir = &by["etc/opaque/"].xattrs;
     assert_eq!(opaque_dir.keys().collect::<Vec<_>>(), ["user.keep"]);
     assert!(by["etc/added"].xattrs.is_empty());
+}
+
+/// A `trusted.` overlay mount copies a lower directory's `user.overlay.opaque` up as plain
+/// data (a snapshot unpacked without `CAP_SYS_ADMIN` carries it): the copy is not opaque and
+/// must not hide the lower directory's files in the layer. Under `userxattr` it is the mark.
+#[test]
+fn only_the_mounts_own_opaque_xattr_makes_an_upper_directory_opaque() {
+    let dir = tempfile::tempdir().unwrap();
+    let upper = dir.path().join("upper");
+    fs::create_dir_all(upper.join("copied")).unwrap();
+    fs::write(upper.join("copied/new"), b"n").unwrap();
+    xattr::set(upper.join("copied"), "user.overlay.opaque", b"y").unwrap();
+    let opaque = |x: OverlayXattrs| -> Vec<String> {
+        entries_from_overlay_upper(&upper, &[], x)
+            .unwrap()
+            .into_iter()
+            .filter(|e| matches!(e.kind, EntryKind::OpaqueWhiteout))
+            .map(|e| e.path)
+            .collect()
+    };
+    assert_eq!(opaque(OverlayXattrs::Trusted), Vec::<String>::new());
+    assert_eq!(opaque(OverlayXattrs::User), ["copied"]);
 }
 
 #[test]
@@ -469,7 +492,7 @@ fn real_overlay_mount_upper_dir() {
     });
     let _ = Command::new("umount").arg(&merged).status();
     result.unwrap();
-    let entries = entries_from_overlay_upper(&upper, &[]).unwrap();
+    let entries = entries_from_overlay_upper(&upper, &[], OverlayXattrs::Trusted).unwrap();
     let names: Vec<String> = entries.iter().map(LayerEntry::tar_path).collect();
     assert_eq!(names, [".wh.gone", "d/", "d/.wh..wh..opq", "d/new"]);
 }

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use super::entry::{sort_entries, EntryKind, LayerEntry};
 use super::LayerError;
-use crate::whiteout::overlay;
+use crate::whiteout::overlay::{self, OverlayXattrs};
 
 /// Options for [`entries_from_dir`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -37,7 +37,18 @@ fn keep_xattr(name: &str) -> bool {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Plain,
-    OverlayUpper,
+    /// An upper directory of a mount whose own xattrs are in this namespace.
+    OverlayUpper(OverlayXattrs),
+}
+
+impl Mode {
+    /// Whether `dir` is an opaque directory of an upper directory walked in this mode.
+    fn opaque(self, dir: &Path) -> bool {
+        match self {
+            Mode::Plain => false,
+            Mode::OverlayUpper(x) => overlay::is_opaque_in_upper(dir, x),
+        }
+    }
 }
 
 /// An entry plus what hard-link detection needs.
@@ -55,17 +66,20 @@ pub fn entries_from_dir(root: &Path, opts: &DirOptions) -> Result<Vec<LayerEntry
 }
 
 /// Lists an overlayfs upper directory as a layer: whiteout devices (char 0:0) become `.wh.`
-/// entries, directories marked opaque (`trusted.overlay.opaque=y`, or `user.overlay.opaque=y`
-/// with the `userxattr` mount option) get a `.wh..wh..opq` entry, `exclude` (relative paths,
-/// e.g. mount points of the RUN sandbox) are skipped, and overlay xattrs are not emitted.
+/// entries, directories marked opaque by the mount (`trusted.overlay.opaque=y`, or
+/// `user.overlay.opaque=y` when `xattrs` says the mount had the `userxattr` option: only the
+/// mount's own xattr counts, see [`overlay::is_opaque_in_upper`]) get a `.wh..wh..opq` entry,
+/// `exclude` (relative paths, e.g. mount points of the RUN sandbox) are skipped, and overlay
+/// xattrs are not emitted.
 ///
 /// Assumes the default overlay options (no `metacopy`, no `redirect_dir`): with those, an upper
 /// dir does not hold the full content of changed files.
 pub fn entries_from_overlay_upper(
     upper: &Path,
     exclude: &[&str],
+    xattrs: OverlayXattrs,
 ) -> Result<Vec<LayerEntry>, LayerError> {
-    walk_root(upper, exclude, Mode::OverlayUpper)
+    walk_root(upper, exclude, Mode::OverlayUpper(xattrs))
 }
 
 /// One change to a tree, for [`entries_from_changes`].
@@ -135,7 +149,7 @@ fn walk_root(root: &Path, exclude: &[&str], mode: Mode) -> Result<Vec<LayerEntry
         .collect();
     let mut walked = walk_dir(root, "", &exclude, mode)?;
     // Opaque root of an upper dir.
-    if mode == Mode::OverlayUpper && overlay::is_opaque(root) {
+    if mode.opaque(root) {
         walked.push(Walked {
             entry: opaque_entry("", root)?,
             link_id: None,
@@ -188,7 +202,7 @@ fn walk_dir(
     exclude: &[&str],
     mode: Mode,
 ) -> Result<Vec<Walked>, LayerError> {
-    if mode == Mode::OverlayUpper {
+    if matches!(mode, Mode::OverlayUpper(_)) {
         crate::failpoint::hit("run.mid_diff");
     }
     let mut children = Vec::new();
@@ -220,7 +234,7 @@ fn visit(path: &Path, rel: &str, exclude: &[&str], mode: Mode) -> Result<Vec<Wal
     let is_dir = matches!(walked.entry.kind, EntryKind::Dir);
     let mut out = vec![walked];
     if is_dir {
-        if mode == Mode::OverlayUpper && overlay::is_opaque(path) {
+        if mode.opaque(path) {
             out.push(Walked {
                 entry: opaque_entry(rel, path)?,
                 link_id: None,
@@ -266,7 +280,7 @@ fn entry_at(path: &Path, rel: &str, mode: Mode) -> Result<Option<Walked>, LayerE
         EntryKind::Symlink { target }
     } else if ft.is_char_device() {
         let (major, minor) = (libc::major(meta.rdev()), libc::minor(meta.rdev()));
-        if mode == Mode::OverlayUpper && overlay::is_whiteout_device(major, minor) {
+        if matches!(mode, Mode::OverlayUpper(_)) && overlay::is_whiteout_device(major, minor) {
             EntryKind::Whiteout
         } else {
             EntryKind::CharDev { major, minor }

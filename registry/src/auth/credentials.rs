@@ -336,7 +336,29 @@ pub fn auth_file_paths(
 pub fn default_auth_files() -> Vec<AuthFile> {
     // SAFETY: getuid cannot fail and touches no memory.
     let uid = unsafe { libc::getuid() };
-    auth_file_paths(|k| std::env::var_os(k), uid)
+    let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+    auth_file_paths(|k| std::env::var_os(k), outside_uid(uid, &map))
+}
+
+/// The user id `uid` of this process's user namespace is in the parent one, by `uid_map`
+/// (`inside outside count` lines). A rootless rbuild is uid 0 of its own namespace, but its
+/// runtime auth file is the user's, `/run/containers/<the user's uid>/auth.json`, never root's.
+pub fn outside_uid(uid: u32, uid_map: &str) -> u32 {
+    uid_map
+        .lines()
+        .filter_map(|l| {
+            let n: Vec<u64> = l
+                .split_whitespace()
+                .filter_map(|t| t.parse().ok())
+                .collect();
+            match n[..] {
+                [inside, outside, count] => Some((inside, outside, count)),
+                _ => None,
+            }
+        })
+        .find(|(inside, _, count)| (*inside..inside + count).contains(&u64::from(uid)))
+        .and_then(|(inside, outside, _)| u32::try_from(outside + (u64::from(uid) - inside)).ok())
+        .unwrap_or(uid)
 }
 
 /// Finds credentials for `repository` (`None`: the registry itself) on `host` in `files`
@@ -541,6 +563,10 @@ mod tests {
                 legacy("/home/u/.dockercfg", "/dc/config.json"),
             ]
         );
+        assert_eq!(outside_uid(0, "0 1000 1\n1 100000 65536\n"), 1000);
+        assert_eq!(outside_uid(5, "0 1000 1\n1 100000 65536\n"), 100004);
+        assert_eq!(outside_uid(7, "         0          0 4294967295\n"), 7);
+        assert_eq!(outside_uid(7, ""), 7);
         let defaults = auth_file_paths(env(&[("HOME", "/root"), ("DOCKER_CONFIG", "")]), 0);
         assert_eq!(
             paths(defaults),

@@ -40,6 +40,7 @@ mod run_interrupt;
 mod run_isolation;
 mod run_mounts;
 mod run_network;
+mod run_rootless;
 mod run_sandbox;
 mod run_ssh;
 mod store_commands;

@@ -12,7 +12,7 @@ use rbuild_tests::scratch;
 use super::run_sandbox::{setup, BASE};
 
 /// Processes whose command line starts with `marker`.
-fn processes_with(marker: &str) -> Vec<String> {
+pub(super) fn processes_with(marker: &str) -> Vec<String> {
     let mut found = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
@@ -29,7 +29,7 @@ fn processes_with(marker: &str) -> Vec<String> {
     found
 }
 
-fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
+pub(super) fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
     let start = Instant::now();
     while !ok() {
         assert!(
@@ -41,7 +41,7 @@ fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
 }
 
 /// Kills the build's process group if the test fails before doing so itself.
-struct KillOnDrop(i32);
+pub(super) struct KillOnDrop(pub(super) i32);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
@@ -116,7 +116,7 @@ fn interrupt(signal_group: bool, chroot: bool) {
     );
 }
 
-fn empty_dir(p: &Path) -> bool {
+pub(super) fn empty_dir(p: &Path) -> bool {
     std::fs::read_dir(p)
         .map(|mut d| d.next().is_none())
         .unwrap_or(true)

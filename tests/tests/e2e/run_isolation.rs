@@ -228,11 +228,13 @@ fn namespaces_without_cap_sys_admin_is_refused_with_what_grants_it() {
     assert!(r.stderr.contains("--isolation chroot"), "{}", r.stderr);
     assert!(!md.exists(), "nothing is written for a refused build");
 
-    // Rootless is not there yet, and says what to use.
+    // Rootless is for a non-root user (run_rootless): as root it says what to use.
     let r = build_as(&store, &ctx, false, &["--isolation", "rootless"]);
     assert_ne!(r.code, 0);
     assert!(
-        r.stderr.contains("rootless is not implemented yet"),
+        r.stderr
+            .contains("--isolation rootless is for a non-root user, and rbuild runs as root here")
+            && r.stderr.contains("--isolation namespaces"),
         "{}",
         r.stderr
     );
@@ -297,9 +299,15 @@ fn a_store_shared_with_a_privileged_build_keeps_opaque_directories_opaque() {
     // Without CAP_SYS_ADMIN the opaque directory's snapshot cannot get trusted.overlay.opaque.
     build_as(&store, &ctx, true, &["--isolation", "chroot"]).success();
     // A privileged build on top, in the same store, mounts that snapshot with overlayfs.
+    // Its RUN adds a file to that directory: overlay copies the directory up with the
+    // snapshot's `user.overlay.opaque` as plain data, and the layer must not make it opaque
+    // (which would hide `new`, below it, from every later step).
     write_tree(
         &ctx,
-        &[("Dockerfile", &format!("{first}RUN ls -A /o > /listing\n"))],
+        &[(
+            "Dockerfile",
+            &format!("{first}RUN echo m > /o/more\nRUN ls -A /o > /listing\n"),
+        )],
     );
     let fs = d.join("fs");
     let r = build_as(
@@ -316,7 +324,7 @@ fn a_store_shared_with_a_privileged_build_keeps_opaque_directories_opaque() {
     .success();
     assert_eq!(
         std::fs::read_to_string(fs.join("listing")).unwrap(),
-        "new\n",
+        "more\nnew\n",
         "{}",
         r.stderr
     );

@@ -13,12 +13,12 @@ use super::RunError;
 use crate::solver::stage::{LayerRef, StageState};
 use crate::solver::{BuildError, Engine};
 
-/// The directory of shared (or locked) cache mount `id` in the store. The id is hashed into the
-/// name: it is never a path on the host.
+/// The directory of shared (or locked) cache mount `id` in the store (in this process's id
+/// mapping's set, see `Store::cache_mounts_dir`). The id is hashed into the name: it is never a
+/// path on the host.
 pub fn shared_dir(store: &Store, id: &str) -> PathBuf {
     store
-        .root()
-        .join("cache-mounts")
+        .cache_mounts_dir()
         .join(Digest::sha256_of(id.as_bytes()).hex())
 }
 

@@ -283,6 +283,7 @@ mod tests {
     use super::*;
     use crate::solver::rootfs::RootFs;
     use rbuild_layers::tar::{entries_from_overlay_upper, EntryKind};
+    use rbuild_layers::whiteout::overlay::OverlayXattrs;
     use std::path::PathBuf;
     use std::process::Command;
 
@@ -397,7 +398,7 @@ mod tests {
             eprintln!("skipped: no overlay mount here");
             return;
         }
-        let overlaid = entries_from_overlay_upper(&upper, &[]).unwrap();
+        let overlaid = entries_from_overlay_upper(&upper, &[], OverlayXattrs::Trusted).unwrap();
         let overlaid = super::super::prune_copied_up(overlaid, &rootfs, &[]);
 
         assert_eq!(normal(&compared, epoch), normal(&overlaid, epoch));

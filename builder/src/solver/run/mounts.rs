@@ -157,7 +157,7 @@ pub(super) fn sandbox_mounts(
                 debug_assert_eq!(seed.is_some(), from.is_some());
                 let id = id.clone().unwrap_or_else(|| target.clone());
                 let name = rbuild_layers::Digest::sha256_of(id.as_bytes());
-                let root = engine.store.root().join("cache-mounts");
+                let root = engine.store.cache_mounts_dir();
                 let dir = if *sharing == CacheSharing::Private {
                     scratch.join(format!("cache-{n}"))
                 } else {
@@ -338,10 +338,11 @@ fn mount_writable(
             .replace(',', "\\,")
     };
     let data = format!(
-        "lowerdir={},upperdir={},workdir={}",
+        "lowerdir={},upperdir={},workdir={}{}",
         lowers.iter().map(|p| esc(p)).collect::<Vec<_>>().join(":"),
         esc(&upper),
-        esc(&work)
+        esc(&work),
+        crate::executor::sys::overlay_xattr_option()
     );
     crate::executor::sys::mount("overlay", dir, Some("overlay"), 0, Some(&data)).map_err(|e| {
         BuildError::Io {
