@@ -104,7 +104,7 @@ pub fn reexec(plan: &MapPlan, uid: u32, gid: u32) -> Result<i32, UsernsError> {
         Ok(why) => why,
         Err(e) => return fail(&mut child, e),
     };
-    CHILD.store(pid as i32, Ordering::SeqCst);
+    CHILD.store(i32::try_from(pid).unwrap_or(0), Ordering::SeqCst);
     for sig in FORWARDED {
         // SAFETY: installs an async-signal-safe handler (kill), with SA_RESTART.
         unsafe {
