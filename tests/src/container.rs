@@ -62,29 +62,8 @@ fn make_images() -> Result<Images, String> {
     }
 
     // The Debian base: the debootstrap tree as one layer, built by rbuild FROM scratch.
-    let rootfs = debian_rootfs()?;
     let base_ctx = dir.join("debian-base");
-    std::fs::create_dir_all(&base_ctx).map_err(|e| e.to_string())?;
-    let tar = run(Command::new("tar")
-        .args([
-            "--numeric-owner",
-            "--exclude=./dev/*",
-            "--exclude=./proc/*",
-            "--exclude=./sys/*",
-            "-C",
-        ])
-        .arg(&rootfs)
-        .arg("-cf")
-        .arg(base_ctx.join("rootfs.tar"))
-        .arg("."));
-    check(tar, "tar of the Debian root filesystem")?;
-    write_tree(
-        &base_ctx,
-        &[(
-            "Dockerfile",
-            "FROM scratch\nADD rootfs.tar /\nENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\nCMD [\"bash\"]\n",
-        )],
-    );
+    debian_base_context(&debian_rootfs()?, &base_ctx)?;
     let debian = format!("{registry}/rbuild-e2e/debian:bookworm");
     check(
         run(rbuild(&store).arg("build").arg(&base_ctx).args([
@@ -141,6 +120,33 @@ fn check(r: Run, what: &str) -> Result<(), String> {
             r.code, r.stdout, r.stderr
         ))
     }
+}
+
+/// Lays out at `ctx` a build context whose Dockerfile makes the root filesystem `rootfs` an
+/// image of one layer (`FROM scratch`, `ADD rootfs.tar /`; `/dev`, `/proc`, `/sys` emptied).
+pub fn debian_base_context(rootfs: &Path, ctx: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(ctx).map_err(|e| e.to_string())?;
+    let tar = run(Command::new("tar")
+        .args([
+            "--numeric-owner",
+            "--exclude=./dev/*",
+            "--exclude=./proc/*",
+            "--exclude=./sys/*",
+            "-C",
+        ])
+        .arg(rootfs)
+        .arg("-cf")
+        .arg(ctx.join("rootfs.tar"))
+        .arg("."));
+    check(tar, "tar of the Debian root filesystem")?;
+    write_tree(
+        ctx,
+        &[(
+            "Dockerfile",
+            "FROM scratch\nADD rootfs.tar /\nENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\nCMD [\"bash\"]\n",
+        )],
+    );
+    Ok(())
 }
 
 /// A Debian bookworm minbase with `ca-certificates` and `uidmap` (what the rbuild image's

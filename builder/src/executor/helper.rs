@@ -16,7 +16,6 @@
 //! namespace is made: [`super::chroot`] runs the step instead.
 
 use std::io::Read;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::isolation::Mode;
@@ -149,21 +148,7 @@ fn run(spec: &SandboxSpec) -> SysResult<Status> {
         return super::chroot::run(spec);
     }
 
-    let mut flags =
-        libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
-    let mut what = "mount, PID, UTS and IPC namespaces".to_string();
-    if spec.network == SandboxNetwork::None {
-        flags |= libc::CLONE_NEWNET;
-        what.push_str(" and a network namespace");
-    }
-    sys::unshare(flags, &what)?;
-    sys::mount(
-        "none",
-        Path::new("/"),
-        None,
-        libc::MS_REC | libc::MS_PRIVATE,
-        None,
-    )?;
+    sys::enter_sandbox_namespaces(spec.network == SandboxNetwork::None)?;
     // SAFETY: this process is single-threaded (the helper never starts threads), so the child
     // may run arbitrary code.
     let pid = unsafe { libc::fork() };

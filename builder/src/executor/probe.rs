@@ -126,17 +126,7 @@ fn in_child(attempt: impl FnOnce() -> Result<(), String>) -> Result<(), String> 
 }
 
 fn overlay_in_namespaces(dir: &Path) -> Result<(), SysError> {
-    sys::unshare(
-        libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC,
-        "mount, PID, UTS and IPC namespaces",
-    )?;
-    sys::mount(
-        "none",
-        Path::new("/"),
-        None,
-        libc::MS_REC | libc::MS_PRIVATE,
-        None,
-    )?;
+    sys::enter_sandbox_namespaces(false)?;
     let d = |n: &str| dir.join(n);
     for n in ["lower", "upper", "work", "merged"] {
         std::fs::create_dir_all(d(n)).map_err(sys::io_fail(format!("mkdir {}", d(n).display())))?;
@@ -153,17 +143,7 @@ fn overlay_in_namespaces(dir: &Path) -> Result<(), SysError> {
 }
 
 fn tmpfs_in_namespaces(dir: &Path) -> Result<(), SysError> {
-    sys::unshare(
-        libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC,
-        "mount, PID, UTS and IPC namespaces",
-    )?;
-    sys::mount(
-        "none",
-        Path::new("/"),
-        None,
-        libc::MS_REC | libc::MS_PRIVATE,
-        None,
-    )?;
+    sys::enter_sandbox_namespaces(false)?;
     let target = dir.join("tmpfs");
     std::fs::create_dir_all(&target)
         .map_err(sys::io_fail(format!("mkdir {}", target.display())))?;

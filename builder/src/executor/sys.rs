@@ -172,6 +172,27 @@ pub fn unshare(flags: libc::c_int, what: &str) -> SysResult<()> {
     check(|| format!("unshare({what})"), rc).map(|_| ())
 }
 
+/// The sandbox's namespaces: unshares mount, PID, UTS and IPC namespaces (and a network
+/// namespace when `own_network`), then makes every mount private, so that nothing mounted
+/// afterwards reaches the parent's namespace.
+pub fn enter_sandbox_namespaces(own_network: bool) -> SysResult<()> {
+    let mut flags =
+        libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+    let mut what = "mount, PID, UTS and IPC namespaces".to_string();
+    if own_network {
+        flags |= libc::CLONE_NEWNET;
+        what.push_str(" and a network namespace");
+    }
+    unshare(flags, &what)?;
+    mount(
+        "none",
+        Path::new("/"),
+        None,
+        libc::MS_REC | libc::MS_PRIVATE,
+        None,
+    )
+}
+
 /// `pivot_root(".", put_old)` from the new root's directory; the old root stays reachable at
 /// `put_old` (so its objects can still be bound) until [`umount2`] detaches it.
 pub fn pivot_to_cwd(put_old: &Path) -> SysResult<()> {

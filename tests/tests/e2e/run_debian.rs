@@ -3,10 +3,8 @@
 //! `RBUILD_SLOW_TESTS=1`): real glibc programs (`useradd`, bash) change /etc and /usr in the
 //! sandbox, and a later step runs as the user created.
 
-use std::process::Command;
-
 use rbuild_tests::build::{build, write_tree};
-use rbuild_tests::{have_tool, run, scratch, tools_required};
+use rbuild_tests::{have_tool, scratch, tools_required};
 
 fn slow_tests_enabled() -> bool {
     let on = tools_required() || std::env::var("RBUILD_SLOW_TESTS").is_ok_and(|v| v == "1");
@@ -25,25 +23,8 @@ fn useradd_and_a_script_writing_under_usr_on_a_debian_minbase_rootfs() {
     // The suite's one debootstrap tree (minbase, with ca-certificates and uidmap).
     let rootfs = rbuild_tests::container::debian_rootfs().unwrap_or_else(|e| panic!("{e}"));
     // The base image: the debootstrap tree as one layer, by rbuild itself.
-    let base_tar = dir.path().join("base/rootfs.tar");
-    std::fs::create_dir_all(base_tar.parent().unwrap()).unwrap();
-    run(Command::new("tar")
-        .args([
-            "--numeric-owner",
-            "--exclude=./dev/*",
-            "--exclude=./proc/*",
-            "--exclude=./sys/*",
-            "-C",
-        ])
-        .arg(&rootfs)
-        .arg("-cf")
-        .arg(&base_tar)
-        .arg("."))
-    .success();
-    write_tree(
-        &dir.path().join("base"),
-        &[("Dockerfile", "FROM scratch\nADD rootfs.tar /\nENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n")],
-    );
+    rbuild_tests::container::debian_base_context(&rootfs, &dir.path().join("base"))
+        .unwrap_or_else(|e| panic!("{e}"));
     let store = dir.path().join("store");
     build(
         &store,
