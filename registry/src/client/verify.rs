@@ -11,10 +11,14 @@
 //!   Its validity period has been checked already: webpki checks validity before basic
 //!   constraints (`check_issuer_independent_properties` in rustls-webpki), so an expired
 //!   certificate fails with `CertExpired`, never with `CaUsedAsEndEntity`.
+//!
+//!   The trusted roots (the system's few hundred, read and parsed) are only gathered when a
+//!   server first presents a certificate: a registry that speaks plain HTTP (loopback, or
+//!   named insecure), tried over TLS first, never needs them — nor do they need to exist.
 //! - [`NoVerify`]: `--tls-verify=false` (buildah's flag): any certificate is accepted; the
 //!   handshake's signatures are still checked against the certificate the server sent.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
@@ -22,17 +26,56 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, Error, SignatureScheme};
 
+/// Where the trusted roots come from, asked once, at the first certificate to verify.
+pub type RootsSource = Box<dyn Fn() -> rustls::RootCertStore + Send + Sync>;
+
 /// Standard verification, plus the exact-match acceptance of pinned self-signed CA
 /// certificates (see the module doc).
-#[derive(Debug)]
 pub struct CertsDVerifier {
-    inner: Arc<WebPkiServerVerifier>,
+    provider: Arc<CryptoProvider>,
+    roots: RootsSource,
+    inner: OnceLock<Result<Arc<WebPkiServerVerifier>, Error>>,
     pinned: Vec<CertificateDer<'static>>,
 }
 
+impl std::fmt::Debug for CertsDVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertsDVerifier")
+            .field("pinned", &self.pinned.len())
+            .field("roots_read", &self.inner.get().is_some())
+            .finish()
+    }
+}
+
 impl CertsDVerifier {
-    pub fn new(inner: Arc<WebPkiServerVerifier>, pinned: Vec<CertificateDer<'static>>) -> Self {
-        CertsDVerifier { inner, pinned }
+    /// `roots` gives the trusted roots (the pinned certificates among them) when the first
+    /// certificate is to be verified.
+    pub fn new(
+        provider: Arc<CryptoProvider>,
+        roots: RootsSource,
+        pinned: Vec<CertificateDer<'static>>,
+    ) -> Self {
+        CertsDVerifier {
+            provider,
+            roots,
+            inner: OnceLock::new(),
+            pinned,
+        }
+    }
+
+    /// The standard verifier, built from the roots the first time it is needed.
+    fn webpki(&self) -> Result<&Arc<WebPkiServerVerifier>, Error> {
+        self.inner
+            .get_or_init(|| {
+                WebPkiServerVerifier::builder_with_provider(
+                    Arc::new((self.roots)()),
+                    self.provider.clone(),
+                )
+                .build()
+                .map_err(|e| Error::General(format!("the trusted roots: {e}")))
+            })
+            .as_ref()
+            .map_err(Clone::clone)
     }
 }
 
@@ -52,7 +95,7 @@ impl ServerCertVerifier for CertsDVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        match self.inner.verify_server_cert(
+        match self.webpki()?.verify_server_cert(
             end_entity,
             intermediates,
             server_name,
@@ -74,13 +117,20 @@ impl ServerCertVerifier for CertsDVerifier {
         }
     }
 
+    // The handshake's signatures need no roots: the provider's algorithms, as webpki's
+    // verifier uses them.
     fn verify_tls12_signature(
         &self,
         message: &[u8],
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -89,11 +139,18 @@ impl ServerCertVerifier for CertsDVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 

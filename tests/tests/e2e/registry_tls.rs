@@ -345,3 +345,31 @@ fn registry_insecure_output_option_pushes_to_an_unverifiable_tls_registry() {
         );
     }
 }
+
+#[test]
+fn a_plain_http_loopback_registry_needs_no_system_ca_certificates() {
+    // A runner image without ca-certificates, building against a registry on 127.0.0.1: the
+    // TLS attempt every registry gets first fails before any certificate is judged, so the
+    // system roots are never read (they used to be, and their absence failed the build).
+    let Some(reg) = rbuild_tests::test_registry() else {
+        eprintln!("SKIPPED: no test registry (bash tests/run.sh starts one)");
+        return;
+    };
+    let dir = scratch();
+    let d = dir.path();
+    let no_roots = |c: &mut Command| {
+        c.env("SSL_CERT_FILE", d.join("no-such-bundle.pem"))
+            .env("SSL_CERT_DIR", d.join("no-such-dir"));
+    };
+    let ctx = d.join("base");
+    tiny_context(&ctx, "no roots\n");
+    let name = format!("{reg}/e2e/no-roots:{}", std::process::id());
+    let mut push = build_cmd(&d.join("s1"), &ctx);
+    no_roots(push.args(["--tag", &name, "--push"]));
+    run(&mut push).success();
+    let child = d.join("child");
+    child_context(&child, &name);
+    let mut pull = build_cmd(&d.join("s2"), &child);
+    no_roots(&mut pull);
+    run(&mut pull).success();
+}
