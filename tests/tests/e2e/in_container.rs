@@ -479,3 +479,48 @@ fn kubernetes_job_arguments_run_unprivileged_with_the_jobs_volumes_and_hit_the_c
     }
     assert_cache_hit(&runs[0], &runs[1]);
 }
+
+#[test]
+fn a_non_root_user_in_docker_run_builds_without_run_and_gets_the_fix_for_run() {
+    // Docker's default seccomp profile refuses user namespaces to a process without
+    // CAP_SYS_ADMIN, so a non-root user there has no RUN sandbox at all: a Dockerfile without
+    // RUN still builds, and one with RUN fails before anything runs, saying what grants it.
+    let Some(engine) = engine() else {
+        return;
+    };
+    let imgs = &engine.images;
+    let dir = scratch();
+    let d = dir.path();
+    std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let ctx = d.join("ctx");
+    write_tree(
+        &ctx,
+        &[
+            (
+                "Dockerfile",
+                &format!("FROM {}\nCOPY f.txt /f.txt\n", imgs.busybox),
+            ),
+            (
+                "with-run.Dockerfile",
+                &format!("FROM {}\nRUN true\n", imgs.busybox),
+            ),
+            ("f.txt", "x\n"),
+        ],
+    );
+    let as_user = |dockerfile: &str| {
+        run(engine
+            .run_cmd()
+            .args(["--user", "rbuild"])
+            .args(volume(&ctx, "/workspace"))
+            .arg(&imgs.rbuild)
+            .args(["--progress", "plain", "-f", dockerfile, "."]))
+    };
+    as_user("Dockerfile").success();
+    let r = as_user("with-run.Dockerfile");
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("seccomp") && !r.stderr.contains("panicked"),
+        "the error should name what refused the user namespace:\n{}",
+        r.stderr
+    );
+}
