@@ -214,6 +214,11 @@ pub struct BuildArgs {
     #[arg(long = "ssh", value_name = "ID[=SOCKET]")]
     pub ssh: Vec<String>,
 
+    /// A line of RUN steps' /etc/hosts: HOST:IP (or HOST=IP; repeatable), as in `docker buildx
+    /// build --add-host`. Never in the image; part of every RUN's cache key.
+    #[arg(long = "add-host", value_name = "HOST:IP")]
+    pub add_hosts: Vec<String>,
+
     /// Network for RUN steps.
     #[arg(long, value_enum, default_value_t = NetworkMode::Default)]
     pub network: NetworkMode,

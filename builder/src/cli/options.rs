@@ -111,6 +111,8 @@ pub struct BuildOptions {
     pub iidfile: Option<PathBuf>,
     /// `--pull`: every base from its registry.
     pub pull: bool,
+    /// `--add-host`, parsed.
+    pub extra_hosts: Vec<(String, std::net::IpAddr)>,
     pub store: PathBuf,
     /// The working directory when rbuild started, against which `FROM oci-layout://DIR`
     /// (a path in the Dockerfile) is resolved.
@@ -219,6 +221,37 @@ fn parse_label(l: &str) -> Result<(String, String), UsageError> {
         )));
     }
     Ok((k.to_string(), v.to_string()))
+}
+
+/// An `--add-host`: `HOST:IP` (split at the first `:`, so an IPv6 address may follow) or
+/// `HOST=IP`, the IP possibly in brackets, as Docker's CLI reads it. `host-gateway` (Docker's
+/// engine's bridge address) has no meaning without an engine: refused.
+fn parse_extra_host(h: &str) -> Result<(String, std::net::IpAddr), UsageError> {
+    let bad = |why: &str| {
+        UsageError::Value(format!(
+            "invalid --add-host {h:?}: {why}; use --add-host HOST:IP (e.g. registry.local:10.0.0.5)"
+        ))
+    };
+    let (host, ip) = h
+        .split_once('=')
+        .or_else(|| h.split_once(':'))
+        .ok_or_else(|| bad("no ':' between the host and its address"))?;
+    if host.is_empty() || host.chars().any(char::is_whitespace) {
+        return Err(bad("the host name is empty or has spaces"));
+    }
+    if ip == "host-gateway" {
+        return Err(bad(
+            "host-gateway names a Docker engine's bridge address, and rbuild runs without an engine",
+        ));
+    }
+    let ip = ip
+        .strip_prefix('[')
+        .and_then(|i| i.strip_suffix(']'))
+        .unwrap_or(ip);
+    let ip = ip
+        .parse()
+        .map_err(|_| bad(&format!("{ip:?} is not an IP address")))?;
+    Ok((host.to_string(), ip))
 }
 
 /// `--iidfile` names one image: refused (as buildx does) with outputs that write no image,
@@ -339,6 +372,11 @@ impl BuildOptions {
             labels,
             iidfile,
             pull: a.pull,
+            extra_hosts: a
+                .add_hosts
+                .iter()
+                .map(|h| parse_extra_host(h))
+                .collect::<Result<_, _>>()?,
             store,
             workdir: std::env::current_dir().map_err(|source| UsageError::Absolute {
                 path: PathBuf::from("."),
@@ -351,6 +389,30 @@ impl BuildOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn add_host_is_read_as_dockers_cli_reads_it() {
+        let ok = |s: &str| parse_extra_host(s).unwrap();
+        assert_eq!(
+            ok("myhost:10.1.2.3"),
+            ("myhost".into(), "10.1.2.3".parse().unwrap())
+        );
+        // The first ':' splits: an IPv6 address may follow, bare or in brackets.
+        assert_eq!(
+            ok("other:fe80::1"),
+            ("other".into(), "fe80::1".parse().unwrap())
+        );
+        assert_eq!(ok("v6=[::1]"), ("v6".into(), "::1".parse().unwrap()));
+        for bad in [
+            "nohost",
+            ":1.2.3.4",
+            "h:not-an-ip",
+            "h:host-gateway",
+            "a b:1.2.3.4",
+        ] {
+            assert!(parse_extra_host(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn relative_output_cache_and_secret_paths_become_absolute() {

@@ -71,6 +71,9 @@ pub struct BuildRequest {
     pub epoch_in_key: bool,
     /// The network of RUN steps that do not choose one (`rbuild --network`).
     pub default_network: crate::dockerfile::NetworkMode,
+    /// `--add-host`: more lines of RUN steps' `/etc/hosts` (host, address), in order; part of
+    /// every RUN's cache key when there are any, as BuildKit's `ExtraHosts`.
+    pub extra_hosts: Vec<(String, std::net::IpAddr)>,
     /// `--isolation`: the sandbox of RUN steps, chosen at the first RUN that runs.
     pub isolation: crate::executor::isolation::Isolation,
     /// `--pull`: every `FROM` name is resolved in its registry (see `base::resolve`).

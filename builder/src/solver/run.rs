@@ -322,6 +322,10 @@ pub fn prepare(
     if !bind_keys.is_empty() {
         inputs = inputs.input("binds", bind_keys.join("\n"));
     }
+    // Only when given, so that keys without `--add-host` stay as they were.
+    if !engine.opts.extra_hosts.is_empty() {
+        inputs = inputs.input("extra-hosts", hosts_lines(&engine.opts.extra_hosts));
+    }
     inputs.env = key_env;
     inputs.args = state.args.clone();
     Ok(PreparedRun {
@@ -337,6 +341,14 @@ pub fn prepare(
         cache_seeds,
         heredoc_script,
     })
+}
+
+/// `--add-host` entries as `/etc/hosts` lines, BuildKit's way: `ADDRESS<TAB>HOST`, in order.
+fn hosts_lines(extra: &[(String, std::net::IpAddr)]) -> String {
+    extra
+        .iter()
+        .map(|(host, ip)| format!("{ip}\t{host}\n"))
+        .collect()
 }
 
 /// The overlay upper directory inside a RUN's scratch directory.
@@ -408,7 +420,10 @@ pub fn execute(
     let hosts = scratch.join("hosts");
     std::fs::write(
         &hosts,
-        format!("127.0.0.1\tlocalhost {HOSTNAME}\n::1\tlocalhost ip6-localhost ip6-loopback\n"),
+        format!(
+            "127.0.0.1\tlocalhost {HOSTNAME}\n::1\tlocalhost ip6-localhost ip6-loopback\n{}",
+            hosts_lines(&engine.opts.extra_hosts)
+        ),
     )
     .map_err(io("writing", &hosts))?;
     // BuildKit binds no /etc/hostname: the image's (or none) is what the command sees.

@@ -191,3 +191,63 @@ fn pull_resolves_a_name_built_here_in_its_registry() {
     assert_eq!(read(&[], "without"), "built here\n");
     assert_eq!(read(&["--pull"], "with"), "registry\n");
 }
+
+#[test]
+fn add_host_lines_are_in_run_steps_etc_hosts_as_buildkit_writes_them_and_in_the_key() {
+    let dir = scratch();
+    let d = dir.path();
+    let store = d.join("store");
+    if !rbuild_tests::build::busybox_base(d, &store, "localhost/buildx-flags/busybox:1") {
+        return;
+    }
+    let ctx = d.join("ctx");
+    write_tree(
+        &ctx,
+        &[(
+            "Dockerfile",
+            "FROM localhost/buildx-flags/busybox:1\nRUN cat /etc/hosts > /h\n",
+        )],
+    );
+    let n = std::cell::Cell::new(0);
+    let out = |i: usize| d.join(format!("out-{i}"));
+    let with = |hosts: &[&str]| {
+        n.set(n.get() + 1);
+        let mut args = vec![
+            "--output".to_string(),
+            format!("type=local,dest={}", out(n.get()).display()),
+        ];
+        for h in hosts {
+            args.push("--add-host".into());
+            args.push(h.to_string());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        build(&store, &ctx, &args).success()
+    };
+    with(&["myhost:10.1.2.3", "other:fe80::1"]);
+    // Byte for byte what Docker 20.10's BuildKit gave the same RUN with the same flags.
+    assert_eq!(
+        std::fs::read_to_string(out(1).join("h")).unwrap(),
+        "127.0.0.1\tlocalhost buildkitsandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+         10.1.2.3\tmyhost\nfe80::1\tother\n"
+    );
+    assert!(!out(1).join("etc/hosts").exists(), "never in the image");
+    // A step from the cache is reported `#N CACHED`.
+    let cached = |r: &rbuild_tests::Run| {
+        r.stderr
+            .lines()
+            .filter(|l| l.starts_with('#') && l.ends_with(" CACHED"))
+            .count()
+    };
+    let again = with(&["myhost:10.1.2.3", "other:fe80::1"]);
+    assert_eq!(cached(&again), 1, "{}", again.stderr);
+    let moved = with(&["myhost:10.9.9.9", "other:fe80::1"]);
+    assert_eq!(
+        cached(&moved),
+        0,
+        "another address is another RUN key:\n{}",
+        moved.stderr
+    );
+    assert!(std::fs::read_to_string(out(3).join("h"))
+        .unwrap()
+        .contains("10.9.9.9\tmyhost\n"));
+}

@@ -70,6 +70,7 @@ fn request(inputs: &Inputs) -> Result<BuildRequest, Failure> {
         },
         isolation: opts.isolation,
         always_pull: opts.pull,
+        extra_hosts: opts.extra_hosts.clone(),
         compression: first_output.map_or(Compression::Gzip, |o| o.compression),
         compression_level: first_output.and_then(|o| o.compression_level),
         output_stages: output_stages(&inputs.plan, &opts.cache_to),
