@@ -177,6 +177,24 @@ struct PipelineRun {
     digest: String,
 }
 
+/// Two pipeline runs, each in a fresh checkout of `app` under `dir` (`run-0`, `run-1`) made by
+/// `one(n, checkout)`, which leaves its `build.json` there; the second must hit the cache the
+/// first exported.
+fn two_pipeline_runs(dir: &Path, app: &Path, one: impl Fn(usize, &Path) -> Run) {
+    let runs: Vec<PipelineRun> = (0..2)
+        .map(|n| {
+            let ws = dir.join(format!("run-{n}"));
+            checkout(app, &ws);
+            let run = one(n, &ws);
+            PipelineRun {
+                digest: digest_in(&ws),
+                run,
+            }
+        })
+        .collect();
+    assert_cache_hit(&runs[0], &runs[1]);
+}
+
 /// Asserts that the second run (a fresh runner) built nothing: every step a cache hit from the
 /// registry cache, the same image.
 fn assert_cache_hit(first: &PipelineRun, second: &PipelineRun) {
@@ -228,13 +246,10 @@ fn gitlab_recipe_script_runs_unprivileged_and_a_fresh_pod_gets_cache_hits() {
     let dir = scratch();
     let app = recipe_app(dir.path(), &imgs.busybox);
     let project = format!("{}/{}", imgs.registry, unique("gitlab-app"));
-    let mut runs = Vec::new();
-    for n in 0..2 {
-        let checkout_dir = dir.path().join(format!("builds-{n}"));
-        checkout(&app, &checkout_dir);
+    two_pipeline_runs(dir.path(), &app, |_, checkout_dir| {
         let mut c = engine.run_cmd();
         c.args(["--entrypoint", ""])
-            .args(volume(&checkout_dir, "/builds/team/app"))
+            .args(volume(checkout_dir, "/builds/team/app"))
             .args(["-w", "/builds/team/app"]);
         // GitLab's predefined variables, and the job's own (`IMAGE: $CI_REGISTRY_IMAGE`).
         for (k, v) in [
@@ -248,13 +263,8 @@ fn gitlab_recipe_script_runs_unprivileged_and_a_fresh_pod_gets_cache_hits() {
         ] {
             c.args(["-e", &format!("{k}={v}")]);
         }
-        let r = run(c.arg(&imgs.rbuild).args(["sh", "-euc", &script])).success();
-        runs.push(PipelineRun {
-            digest: digest_in(&checkout_dir),
-            run: r,
-        });
-    }
-    assert_cache_hit(&runs[0], &runs[1]);
+        run(c.arg(&imgs.rbuild).args(["sh", "-euc", &script])).success()
+    });
 }
 
 /// The `run:` lines of a GitHub job's steps, with `${{ }}` expressions replaced by test values.
@@ -302,33 +312,25 @@ fn github_container_job_steps_run_unprivileged_and_a_fresh_runner_gets_cache_hit
     assert_eq!(steps.len(), 2, "{steps:?}");
     let dir = scratch();
     let app = recipe_app(dir.path(), &imgs.busybox);
-    let mut runs = Vec::new();
-    for n in 0..2 {
-        let ws = dir.path().join(format!("workspace-{n}"));
-        checkout(&app, &ws);
-        // GitHub runs every step of a container job in the one container, with the
-        // workflow's env (IMAGE: the repository's package, here in the test registry).
-        let script = steps
-            .iter()
-            .map(|(_, s)| s.as_str())
-            .collect::<Vec<_>>()
-            .join("\n");
-        let r = run(engine
+    // GitHub runs every step of a container job in the one container, with the workflow's
+    // env (IMAGE: the repository's package, here in the test registry).
+    let script = steps
+        .iter()
+        .map(|(_, s)| s.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    two_pipeline_runs(dir.path(), &app, |_, ws| {
+        run(engine
             .run_cmd()
             .args(["--entrypoint", ""])
-            .args(volume(&ws, "/__w/app/app"))
+            .args(volume(ws, "/__w/app/app"))
             .args(["-w", "/__w/app/app"])
             .args(["-e", &format!("IMAGE={image}")])
             .args(["-e", &format!("SOURCE_DATE_EPOCH={EPOCH}")])
             .arg(&imgs.rbuild)
             .args(["sh", "-euc", &script]))
-        .success();
-        runs.push(PipelineRun {
-            digest: digest_in(&ws),
-            run: r,
-        });
-    }
-    assert_cache_hit(&runs[0], &runs[1]);
+        .success()
+    });
 }
 
 #[test]
@@ -365,20 +367,20 @@ fn github_on_runner_steps_install_rbuild_from_its_image_and_build_as_root_with_s
     .collect();
     assert_eq!(steps[0].0, "Install rbuild");
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
-    let mut runs = Vec::new();
-    for n in 0..2 {
-        let app = recipe_app(&d.join(format!("src-{n}")), &imgs.busybox);
-        let home = d.join(format!("home-{n}"));
-        std::fs::create_dir_all(&home).unwrap();
-        let script = steps
-            .iter()
-            .map(|(_, s)| s.as_str())
-            .collect::<Vec<_>>()
-            .join("\n");
+    let script = steps
+        .iter()
+        .map(|(_, s)| s.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let app = recipe_app(d, &imgs.busybox);
+    two_pipeline_runs(d, &app, |n, ws| {
         // A fresh runner: a new HOME (so a new default store and login), /tmp files of the
         // install step in their own directory.
+        let home = d.join(format!("home-{n}"));
         let tmp = d.join(format!("tmp-{n}"));
-        std::fs::create_dir_all(&tmp).unwrap();
+        for dir in [&home, &tmp] {
+            std::fs::create_dir_all(dir).unwrap();
+        }
         let script = script
             .replace("/tmp/", &format!("{}/", tmp.display()))
             // The install target (the image's own path, after `$id:`, stays).
@@ -388,7 +390,7 @@ fn github_on_runner_steps_install_rbuild_from_its_image_and_build_as_root_with_s
             );
         let r = run(Command::new("sh")
             .args(["-euc", &script])
-            .current_dir(&app)
+            .current_dir(ws)
             .env_clear()
             .env("PATH", &path)
             .env("HOME", &home)
@@ -399,12 +401,8 @@ fn github_on_runner_steps_install_rbuild_from_its_image_and_build_as_root_with_s
             .env("SOURCE_DATE_EPOCH", EPOCH))
         .success();
         assert!(bin.join("rbuild").exists());
-        runs.push(PipelineRun {
-            digest: digest_in(&app),
-            run: r,
-        });
-    }
-    assert_cache_hit(&runs[0], &runs[1]);
+        r
+    });
 }
 
 #[test]
@@ -453,31 +451,23 @@ fn kubernetes_job_arguments_run_unprivileged_with_the_jobs_volumes_and_hit_the_c
         )],
     );
     let app = recipe_app(d, &imgs.busybox);
-    let mut runs = Vec::new();
-    for n in 0..2 {
-        let ws = d.join(format!("workspace-{n}"));
-        checkout(&app, &ws);
+    two_pipeline_runs(d, &app, |_, ws| {
         let mut cmd = engine.run_cmd();
         for (name, path) in &mounts {
             let host = match name.as_str() {
-                "workspace" => ws.clone(),
+                "workspace" => ws.to_path_buf(),
                 "registry-auth" => auth.clone(),
                 other => panic!("a volume the test does not know: {other}"),
             };
             cmd.args(volume(&host, path));
         }
-        let r = run(cmd
+        run(cmd
             .args(["-e", &format!("SOURCE_DATE_EPOCH={EPOCH}")])
             .arg(&imgs.rbuild)
             .args(["--progress", "plain"])
             .args(&args))
-        .success();
-        runs.push(PipelineRun {
-            digest: digest_in(&ws),
-            run: r,
-        });
-    }
-    assert_cache_hit(&runs[0], &runs[1]);
+        .success()
+    });
 }
 
 #[test]
