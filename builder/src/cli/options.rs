@@ -171,7 +171,9 @@ impl PlanOptions {
 pub fn store_dir(given: Option<&Path>) -> Result<PathBuf, UsageError> {
     match given {
         Some(p) => absolute(p),
-        None => absolute(&default_store_dir().ok_or(UsageError::NoStore)?),
+        // `$XDG_CACHE_HOME/rbuild`, else `$HOME/.cache/rbuild` (the store's own rule: a
+        // relative XDG_CACHE_HOME is ignored, as the XDG spec says).
+        None => rbuild_layers::store::Store::default_dir().map_err(|_| UsageError::NoStore),
     }
 }
 
@@ -271,16 +273,6 @@ fn check_iidfile(plan: &PlanOptions, outputs: &[OutputSpec]) -> Result<(), Usage
         ));
     }
     Ok(())
-}
-
-/// The default store: `$XDG_CACHE_HOME/rbuild`, else `$HOME/.cache/rbuild`.
-pub fn default_store_dir() -> Option<PathBuf> {
-    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
-        return Some(Path::new(&x).join("rbuild"));
-    }
-    std::env::var_os("HOME")
-        .filter(|v| !v.is_empty())
-        .map(|h| Path::new(&h).join(".cache").join("rbuild"))
 }
 
 impl BuildOptions {

@@ -132,8 +132,9 @@ fn own_snapshots_subdir() -> String {
 }
 
 impl Store {
-    /// The default store directory: `$XDG_CACHE_HOME/rbuild`, else `~/.cache/rbuild`.
-    /// (`$RBUILD_STORE` and `--store` are handled by the CLI.)
+    /// The default store directory: `$XDG_CACHE_HOME/rbuild`, else `~/.cache/rbuild`; a relative
+    /// `XDG_CACHE_HOME` or `HOME` is ignored (the XDG base directory spec: "consider the path
+    /// invalid"). (`$RBUILD_STORE` and `--store` are handled by the CLI.)
     pub fn default_dir() -> Result<PathBuf, StoreError> {
         let xdg = std::env::var_os("XDG_CACHE_HOME")
             .map(PathBuf::from)
