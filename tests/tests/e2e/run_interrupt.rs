@@ -74,20 +74,9 @@ fn interrupt(signal_group: bool, chroot: bool) {
         cmd.args(["--isolation", "chroot"]);
         cmd = super::run_isolation::without_sys_admin(&cmd);
     }
-    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    let mut child = cmd
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let pid = i32::try_from(child.id()).unwrap();
-    let _guard = KillOnDrop(pid);
-    wait_until("the step to start", || {
-        std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .contains("started")
-            && processes_with(&format!("sleep {}", a + 1)).len() == 1
-    });
+    // The whole step is kept: its guard kills the group if the test ends early.
+    let mut step = start_step(cmd, &log, a);
+    let pid = step.pid;
     assert_eq!(processes_with(&format!("sleep {a}")).len(), 1);
     let target = if signal_group {
         vec!["-INT".to_string(), "--".into(), format!("-{pid}")]
@@ -95,7 +84,7 @@ fn interrupt(signal_group: bool, chroot: bool) {
         vec!["-KILL".to_string(), pid.to_string()]
     };
     rbuild_tests::run(std::process::Command::new("kill").args(&target)).success();
-    let status = child.wait().unwrap();
+    let status = step.child.wait().unwrap();
     assert!(!status.success());
     wait_until("every process of the step to die", || {
         processes_with(&format!("sleep {a}")).is_empty()
@@ -114,6 +103,39 @@ fn interrupt(signal_group: bool, chroot: bool) {
             .any(|l| l.ends_with(" never") && !l.contains("RUN")),
         "the command did not go on: {log}"
     );
+}
+
+/// A running build whose RUN (`echo started; sleep A & sleep A+1`) has started: the child
+/// leads its own process group (so a group signal reaches only it and what it spawned), its
+/// stderr goes to `log`, and the guard kills the group if the test ends early.
+pub(super) struct StartedStep {
+    pub child: std::process::Child,
+    pub pid: i32,
+    _guard: KillOnDrop,
+}
+
+/// Spawns `cmd` as described at [`StartedStep`] and waits until its step printed `started` and
+/// its `sleep {a + 1}` runs.
+pub(super) fn start_step(mut cmd: std::process::Command, log: &Path, a: u32) -> StartedStep {
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let pid = i32::try_from(child.id()).unwrap();
+    let guard = KillOnDrop(pid);
+    wait_until("the step to start", || {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .contains("started")
+            && processes_with(&format!("sleep {}", a + 1)).len() == 1
+    });
+    StartedStep {
+        child,
+        pid,
+        _guard: guard,
+    }
 }
 
 pub(super) fn empty_dir(p: &Path) -> bool {

@@ -526,7 +526,7 @@ fn a_user_without_subordinate_ids_gets_a_single_id_map_and_errors_that_name_the_
 /// leave no scratch directory in the user's store.
 #[test]
 fn in_rootless_mode_ctrl_c_or_a_killed_rbuild_ends_the_step_and_leaves_no_scratch_dir() {
-    use super::run_interrupt::{empty_dir, processes_with, wait_until, KillOnDrop};
+    use super::run_interrupt::{empty_dir, processes_with, start_step, wait_until};
     let Some(user) = test_user("RBUILD_TEST_ROOTLESS_USER") else {
         return;
     };
@@ -555,28 +555,17 @@ fn in_rootless_mode_ctrl_c_or_a_killed_rbuild_ends_the_step_and_leaves_no_scratc
             )],
         );
         let log = h.join("log");
-        let mut cmd = as_user(&user, &h.join("home"), &build_cmd(&store, &h.join("ctx")));
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let mut child = cmd
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let pid = i32::try_from(child.id()).unwrap();
-        let _guard = KillOnDrop(pid);
-        wait_until("the step to start", || {
-            std::fs::read_to_string(&log)
-                .unwrap_or_default()
-                .contains("started")
-                && processes_with(&format!("sleep {}", a + 1)).len() == 1
-        });
+        let cmd = as_user(&user, &h.join("home"), &build_cmd(&store, &h.join("ctx")));
+        // The whole step is kept: its guard kills the group if the test ends early.
+        let mut step = start_step(cmd, &log, a);
+        let pid = step.pid;
         let target = if group {
             vec!["-INT".to_string(), "--".into(), format!("-{pid}")]
         } else {
             vec!["-KILL".to_string(), pid.to_string()]
         };
         run(Command::new("kill").args(&target)).success();
-        assert!(!child.wait().unwrap().success());
+        assert!(!step.child.wait().unwrap().success());
         wait_until("every process of the step to die", || {
             processes_with(&format!("sleep {a}")).is_empty()
                 && processes_with(&format!("sleep {}", a + 1)).is_empty()
