@@ -61,6 +61,10 @@ pub enum IsolationMode {
     /// A non-root user: rbuild in its own user namespace (ids from /etc/subuid), overlayfs in
     /// it (or a copied root where the kernel refuses that).
     Rootless,
+    /// kaniko's way, inside the rbuild image only: each step runs on the container's own root
+    /// filesystem (replaced by the stage's), with the container's /proc, /sys and /dev — for
+    /// steps chroot mode cannot run (the JVM). Never chosen by auto.
+    InPlace,
 }
 
 impl IsolationMode {
@@ -72,6 +76,7 @@ impl IsolationMode {
             IsolationMode::Namespaces => Isolation::Namespaces,
             IsolationMode::Chroot => Isolation::Chroot,
             IsolationMode::Rootless => Isolation::Rootless,
+            IsolationMode::InPlace => Isolation::InPlace,
         }
     }
 }

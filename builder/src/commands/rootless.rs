@@ -29,7 +29,9 @@ pub fn enter_if_needed(cli: &Cli) -> Option<i32> {
     let required = match isolation {
         Some(IsolationMode::Rootless) => true,
         Some(IsolationMode::Auto) | None => false,
-        Some(IsolationMode::Namespaces | IsolationMode::Chroot) => return None,
+        Some(IsolationMode::Namespaces | IsolationMode::Chroot | IsolationMode::InPlace) => {
+            return None
+        }
     };
     match userns::reexec(&userns::plan(uid), uid, gid) {
         Ok(code) => Some(code),

@@ -10,8 +10,12 @@
 //! - `rootless`: a non-root user, in rbuild's own user namespace ([`super::userns`]): the
 //!   namespaces sandbox with overlayfs mounted with `userxattr`, or a private copy of the root
 //!   where the kernel refuses that.
-//! - `auto`: as root, the strongest of the first two that works here; as a non-root user,
-//!   `rootless`.
+//! - `in-place`: kaniko's way, for steps that need what `chroot` cannot give (`/proc`: the
+//!   JVM): the step runs on the container's own root filesystem, which rbuild replaces with the
+//!   stage's before each step ([`crate::solver::run::in_place`]). Only inside the rbuild image
+//!   (its marker file), only when asked for by name: it destroys the container's own files.
+//! - `auto`: as root, the strongest of `namespaces` and `chroot` that works here; as a non-root
+//!   user, `rootless`. Never `in-place`.
 //!
 //! The choice is made once per build, at its first RUN that runs (a build whose RUN steps all
 //! come from the cache needs no privilege at all).
@@ -26,16 +30,18 @@ pub enum Isolation {
     Namespaces,
     Chroot,
     Rootless,
+    InPlace,
 }
 
 /// The sandbox a RUN step runs in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Mode {
     #[default]
     Namespaces,
     Chroot,
     Rootless,
+    InPlace,
 }
 
 impl Mode {
@@ -44,6 +50,7 @@ impl Mode {
             Mode::Namespaces => "namespaces",
             Mode::Chroot => "chroot",
             Mode::Rootless => "rootless",
+            Mode::InPlace => "in-place",
         }
     }
 }
@@ -112,6 +119,8 @@ pub enum IsolationError {
     Namespaces(String),
     #[error("--isolation chroot cannot run here: {0}. It needs root (uid 0) with CAP_SYS_CHROOT, CAP_CHOWN, CAP_SETUID and CAP_SETGID (Docker's and Kubernetes' default capabilities: do not drop them, and run as runAsUser: 0); nothing was run")]
     Chroot(String),
+    #[error("--isolation in-place runs RUN steps on the root filesystem of the machine rbuild runs on, replacing its files with the image's; it runs only inside the rbuild image (whose marker file {marker} is missing here), never on a host. Run rbuild in its image (README, \"The rbuild image\"), or use --isolation chroot or namespaces; nothing was changed")]
+    InPlaceOutsideImage { marker: &'static str },
     #[error("no RUN sandbox works here: namespaces: {namespaces}; chroot: {chroot}. RUN needs root: either with CAP_SYS_ADMIN (docker run --privileged, or Kubernetes securityContext.privileged: true) for --isolation namespaces, or with the default capabilities CAP_SYS_CHROOT, CAP_CHOWN, CAP_SETUID, CAP_SETGID (Kubernetes: runAsUser: 0, without dropping them) for --isolation chroot; nothing was run")]
     NoneWorks { namespaces: String, chroot: String },
 }
@@ -127,6 +136,15 @@ pub fn choose(
         (Isolation::Rootless, Privilege::Root) => Err(IsolationError::RootlessAsRoot),
         (Isolation::Namespaces, Privilege::User) => Err(IsolationError::NeedsRoot("namespaces")),
         (Isolation::Chroot, Privilege::User) => Err(IsolationError::NeedsRoot("chroot")),
+        (Isolation::InPlace, Privilege::User) => Err(IsolationError::NeedsRoot("in-place")),
+        // No probe: it needs root and a writable root filesystem, nothing the kernel may
+        // refuse; the marker file is checked before the first step touches anything.
+        (Isolation::InPlace, Privilege::Root | Privilege::UserNamespace { .. }) => Ok(Choice {
+            mode: Mode::InPlace,
+            reason: "chosen with --isolation: steps run on this container's own root filesystem"
+                .into(),
+            copy_root: false,
+        }),
         (Isolation::Auto | Isolation::Rootless, Privilege::UserNamespace { map, single }) => {
             rootless(requested, map, single.as_deref(), probe())
         }
@@ -197,19 +215,23 @@ fn as_root(requested: Isolation, found: ProbeReport) -> Result<Choice, Isolation
             Ok(()) => Ok(chosen(Mode::Chroot)),
             Err(e) => Err(IsolationError::Chroot(e)),
         },
-        Isolation::Auto | Isolation::Rootless => match (found.namespaces, found.chroot) {
-            (Ok(()), _) => Ok(Choice {
-                mode: Mode::Namespaces,
-                reason: "auto: namespaces and overlayfs are allowed here".into(),
-                copy_root: false,
-            }),
-            (Err(ns), Ok(())) => Ok(Choice {
-                mode: Mode::Chroot,
-                reason: format!("auto: namespaces are not allowed here ({ns}); chroot is"),
-                copy_root: true,
-            }),
-            (Err(namespaces), Err(chroot)) => Err(IsolationError::NoneWorks { namespaces, chroot }),
-        },
+        Isolation::Auto | Isolation::Rootless | Isolation::InPlace => {
+            match (found.namespaces, found.chroot) {
+                (Ok(()), _) => Ok(Choice {
+                    mode: Mode::Namespaces,
+                    reason: "auto: namespaces and overlayfs are allowed here".into(),
+                    copy_root: false,
+                }),
+                (Err(ns), Ok(())) => Ok(Choice {
+                    mode: Mode::Chroot,
+                    reason: format!("auto: namespaces are not allowed here ({ns}); chroot is"),
+                    copy_root: true,
+                }),
+                (Err(namespaces), Err(chroot)) => {
+                    Err(IsolationError::NoneWorks { namespaces, chroot })
+                }
+            }
+        }
     }
 }
 
@@ -266,6 +288,15 @@ mod tests {
         );
         let e = choose(Isolation::Namespaces, &ROOT, || report(false, true)).unwrap_err();
         assert!(e.to_string().contains("--isolation chroot"), "{e}");
+        let c = choose(Isolation::InPlace, &ROOT, || {
+            panic!("no probe for in-place")
+        })
+        .unwrap();
+        assert_eq!((c.mode, c.copy_root), (Mode::InPlace, false));
+        let e = choose(Isolation::InPlace, &Privilege::User, || panic!()).unwrap_err();
+        assert_eq!(e, IsolationError::NeedsRoot("in-place"));
+        let c = choose(Isolation::Auto, &ROOT, || report(false, false));
+        assert!(c.is_err(), "auto never picks in-place");
         let e = choose(Isolation::Rootless, &ROOT, || panic!("no probe as root")).unwrap_err();
         assert_eq!(e, IsolationError::RootlessAsRoot);
         assert!(e.to_string().contains("for a non-root user"));

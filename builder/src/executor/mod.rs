@@ -17,7 +17,9 @@
 
 mod chroot;
 pub mod helper;
+mod in_place;
 pub mod isolation;
+mod layout;
 mod pid1;
 pub mod probe;
 pub mod spec;
@@ -29,6 +31,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
+pub use in_place::run as run_in_place;
 pub use pid1::OLD_ROOT_IN_MERGED;
 pub use spec::{SandboxDevice, SandboxMount, SandboxNetwork, SandboxSpec, SecretFrom, Status};
 
@@ -119,6 +122,37 @@ fn pump(r: impl Read, stream: Stream, tx: crossbeam_channel::Sender<(Stream, Str
     }
 }
 
+/// Streams `child`'s stdout and stderr line by line to `on_line` until both close; returns
+/// the last [`TAIL_LINES`] lines (for the error of a failed step).
+fn stream_output(
+    child: &mut std::process::Child,
+    on_line: &mut impl FnMut(Stream, &str),
+) -> Vec<String> {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let out = child.stdout.take();
+    let err = child.stderr.take();
+    let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+    std::thread::scope(|s| {
+        if let Some(out) = out {
+            let tx = tx.clone();
+            s.spawn(move || pump(out, Stream::Stdout, tx));
+        }
+        if let Some(err) = err {
+            let tx = tx.clone();
+            s.spawn(move || pump(err, Stream::Stderr, tx));
+        }
+        drop(tx);
+        for (stream, line) in rx {
+            on_line(stream, &line);
+            if tail.len() == TAIL_LINES {
+                tail.pop_front();
+            }
+            tail.push_back(line);
+        }
+    });
+    tail.into_iter().collect()
+}
+
 /// Runs `spec` in a new sandbox, calling `on_line` for every output line; returns `Ok` when the
 /// command exited with 0.
 pub fn run(spec: &SandboxSpec, mut on_line: impl FnMut(Stream, &str)) -> Result<(), ExecError> {
@@ -146,35 +180,13 @@ pub fn run(spec: &SandboxSpec, mut on_line: impl FnMut(Stream, &str)) -> Result<
         stdin.write_all(&json).map_err(ExecError::Pipe)?;
     }
     rbuild_layers::failpoint::hit("run.started");
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let out = child.stdout.take();
-    let err = child.stderr.take();
-    let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+    let tail = stream_output(&mut child, &mut on_line);
     let mut status_text = String::new();
-    std::thread::scope(|s| {
-        if let Some(out) = out {
-            let tx = tx.clone();
-            s.spawn(move || pump(out, Stream::Stdout, tx));
-        }
-        if let Some(err) = err {
-            let tx = tx.clone();
-            s.spawn(move || pump(err, Stream::Stderr, tx));
-        }
-        drop(tx);
-        for (stream, line) in rx {
-            on_line(stream, &line);
-            if tail.len() == TAIL_LINES {
-                tail.pop_front();
-            }
-            tail.push_back(line);
-        }
-    });
     let mut status_file = std::fs::File::from(status_r);
     status_file
         .read_to_string(&mut status_text)
         .map_err(ExecError::Pipe)?;
     let exit = child.wait().map_err(ExecError::Pipe)?;
-    let tail: Vec<String> = tail.into_iter().collect();
     let statuses: Vec<Status> = status_text
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())

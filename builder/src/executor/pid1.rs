@@ -431,7 +431,7 @@ fn write_secret(file: &Path, value: &[u8], mode: u32, uid: u32, gid: u32) -> Sys
 }
 
 /// Finds `name` in the `PATH` of `env` (the process's own PATH is rbuild's, not the image's).
-fn lookup(name: &str, env: &[String]) -> PathBuf {
+pub(super) fn lookup(name: &str, env: &[String]) -> PathBuf {
     if name.contains('/') {
         return PathBuf::from(name);
     }

@@ -142,6 +142,10 @@ pub struct Engine<'a> {
     removals: Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// The sandbox of RUN steps, chosen at the first RUN that runs (`--isolation`).
     isolation: OnceLock<Result<IsolationChoice, IsolationError>>,
+    /// `--isolation in-place`: the one container root RUN steps take turns on, and the paths of
+    /// the container it keeps (found at the first step).
+    pub(crate) in_place_root: run::in_place::RootLock,
+    in_place_keep: OnceLock<Result<run::in_place::Keep, String>>,
 }
 
 impl Drop for Engine<'_> {
@@ -207,6 +211,8 @@ impl<'a> Engine<'a> {
             donors: Mutex::new(HashMap::new()),
             removals: Mutex::new(Vec::new()),
             isolation: OnceLock::new(),
+            in_place_root: Default::default(),
+            in_place_keep: OnceLock::new(),
         })
     }
 
@@ -223,6 +229,16 @@ impl<'a> Engine<'a> {
                     Ok(dir) => crate::executor::probe::probe(dir.path()),
                     Err(e) => crate::executor::isolation::ProbeReport::failed(&e.to_string()),
                 });
+            let choice = choice.and_then(|c| {
+                let marker = run::in_place::MARKER;
+                if c.mode == crate::executor::isolation::Mode::InPlace
+                    && !std::fs::symlink_metadata(marker)
+                        .is_ok_and(|m| m.is_file() && std::os::unix::fs::MetadataExt::uid(&m) == 0)
+                {
+                    return Err(IsolationError::InPlaceOutsideImage { marker });
+                }
+                Ok(c)
+            });
             if let Ok(c) = &choice {
                 self.progress.warn(format!(
                     "note: RUN steps run with --isolation {} ({})",
@@ -236,6 +252,18 @@ impl<'a> Engine<'a> {
             Ok(c) => Ok(c.clone()),
             Err(e) => Err(BuildError::Isolation(e.clone())),
         }
+    }
+
+    /// The paths of this container that `--isolation in-place` keeps, found once; before they
+    /// are first needed, the TLS roots are read (the root's files are about to be replaced).
+    pub(crate) fn in_place_keep(&self) -> Result<run::in_place::Keep, BuildError> {
+        let keep = self.in_place_keep.get_or_init(|| {
+            rbuild_registry::client::transport::load_system_roots();
+            run::in_place::Keep::discover(self.store.root())
+                .map_err(|e| crate::errors::error_chain(&e))
+        });
+        keep.clone()
+            .map_err(|e| BuildError::Run(run::RunError::InPlaceSetup(e)))
     }
 
     /// The sandbox RUN steps ran in, when one ran.

@@ -14,6 +14,7 @@ mod compare;
 mod devices;
 mod diff;
 mod ids;
+pub mod in_place;
 mod mounts;
 mod rootcopy;
 pub use cache_dirs::shared_dir as cache_mount_dir;
@@ -96,10 +97,23 @@ pub enum RunError {
     NotInContext(String),
     #[error("locking cache mount {}", .0.display())]
     Lock(PathBuf, #[source] std::io::Error),
-    #[error("RUN --mount=type={0} cannot be provided with --isolation chroot (no mounts without CAP_SYS_ADMIN): use --isolation namespaces, or do without the mount; nothing was run")]
-    ChrootMount(&'static str),
-    #[error("RUN --network=none cannot be provided with --isolation chroot (a network namespace needs CAP_SYS_ADMIN): use --isolation namespaces, or the default network; nothing was run")]
-    ChrootNetworkNone,
+    #[error("RUN --mount=type={kind} cannot be provided with --isolation {mode} (no mounts without CAP_SYS_ADMIN): use --isolation namespaces, or do without the mount; nothing was run")]
+    NoMount {
+        kind: &'static str,
+        mode: &'static str,
+    },
+    #[error("RUN --network=none cannot be provided with --isolation {0} (a network namespace needs CAP_SYS_ADMIN): use --isolation namespaces, or the default network; nothing was run")]
+    NoNetworkNone(&'static str),
+    #[error("--isolation in-place: the image has {what} at {path}, where this container has {mount} (a mount, or a path rbuild keeps), so a RUN step would see the container's files instead of the image's. Mount the volume elsewhere (Kubernetes: automountServiceAccountToken: false for /var/run/secrets), or use --isolation chroot or namespaces; the step was not run")]
+    InPlaceConflict {
+        path: String,
+        what: String,
+        mount: String,
+    },
+    #[error("--isolation in-place: the RUN step wrote in {0}, which is this container's (a mount, or a path rbuild keeps), not the image's: what it wrote is not in the layer. A namespaces build would have written it into the image; mount the volume elsewhere, or use --isolation chroot or namespaces")]
+    InPlaceWroteKept(String),
+    #[error("--isolation in-place: finding the paths of this container to keep: {0}; nothing was changed")]
+    InPlaceSetup(String),
     #[error("RUN needs {what} ({kind} {id}), which rbuild's user namespace does not map (its {kind}s: {map}): give this user a range in /etc/subuid and /etc/subgid that covers it (e.g. `usermod --add-subuids 100000-165535 --add-subgids 100000-165535 USER`) and install newuidmap/newgidmap (package uidmap); nothing was run")]
     UnmappedId {
         what: String,
@@ -359,12 +373,12 @@ pub const UPPER: &str = "upper";
 /// it in both modes (`Engine::offer_donor`).
 const CHROOT_ROOT: &str = UPPER;
 
-/// The mounts and network `chroot` mode cannot give a step (see `executor::chroot`): refused
-/// before anything runs. Secrets, tmpfs, caches and binds are laid out in the root instead; an
-/// agent's socket would have to be relayed into it.
-fn refuse_in_chroot(p: &PreparedRun) -> Result<(), BuildError> {
+/// The mounts and network `chroot` and `in-place` modes cannot give a step (see
+/// `executor::layout`): refused before anything runs. Secrets, tmpfs, caches and binds are laid
+/// out in the root instead; an agent's socket would have to be relayed into it.
+fn refuse_without_mounts(p: &PreparedRun, mode: IsolationMode) -> Result<(), BuildError> {
     if p.network == SandboxNetwork::None {
-        return Err(BuildError::Run(RunError::ChrootNetworkNone));
+        return Err(BuildError::Run(RunError::NoNetworkNone(mode.as_str())));
     }
     for m in &p.mounts {
         let kind = match m {
@@ -374,7 +388,10 @@ fn refuse_in_chroot(p: &PreparedRun) -> Result<(), BuildError> {
             | MountSpec::Secret { .. }
             | MountSpec::Tmpfs { .. } => continue,
         };
-        return Err(BuildError::Run(RunError::ChrootMount(kind)));
+        return Err(BuildError::Run(RunError::NoMount {
+            kind,
+            mode: mode.as_str(),
+        }));
     }
     Ok(())
 }
@@ -390,8 +407,9 @@ pub fn execute(
 ) -> Result<Vec<LayerEntry>, BuildError> {
     let choice = engine.run_isolation()?;
     let mode = choice.mode;
-    if mode == IsolationMode::Chroot {
-        refuse_in_chroot(p)?;
+    let in_place = mode == IsolationMode::InPlace;
+    if mode == IsolationMode::Chroot || in_place {
+        refuse_without_mounts(p, mode)?;
     }
     let (uid, gid, groups, home) = resolve_user(&p.user, rootfs).map_err(BuildError::Run)?;
     if mode == IsolationMode::Rootless {
@@ -412,7 +430,13 @@ pub fn execute(
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={home}"));
     }
-    let dirs = [UPPER, "work", "merged", "empty"];
+    // In place, no upper directory: the layer's files are the container's root, which the next
+    // step replaces, so no snapshot may take them as a donor's.
+    let dirs: &[&str] = if in_place {
+        &["work"]
+    } else {
+        &[UPPER, "work", "merged", "empty"]
+    };
     for d in dirs {
         let path = scratch.join(d);
         std::fs::create_dir_all(&path).map_err(io("creating", &path))?;
@@ -431,8 +455,9 @@ pub fn execute(
     if Path::new("/etc/resolv.conf").exists() {
         etc_files.push(("resolv.conf".into(), PathBuf::from("/etc/resolv.conf")));
     }
-    // A chroot step has its cache directories moved into its root: never two at once.
-    let exclusive_caches = mode == IsolationMode::Chroot;
+    // A chroot or in-place step has its cache directories moved into its root: never two at
+    // once.
+    let exclusive_caches = mode == IsolationMode::Chroot || in_place;
     let (mut mounts, _held) = sandbox_mounts(engine, p, scratch, exclusive_caches)?;
     if let Some((target, script)) = &p.heredoc_script {
         let path = scratch.join("heredoc");
@@ -458,12 +483,23 @@ pub fn execute(
         }
     }
     let chroot_root = scratch.join(CHROOT_ROOT);
-    // The root: an overlay of the snapshots, or a private copy of them (chroot; rootless where
-    // overlayfs is refused), whose layer is found by comparing it before and after.
-    let (device_candidates, start) = if choice.copy_root {
+    let mut watched = None;
+    // The root: an overlay of the snapshots, a private copy of them (chroot; rootless where
+    // overlayfs is refused), or the container's own root replaced by them (in place); the
+    // layer of a copy is found by comparing it before and after.
+    let (device_candidates, start, merged) = if in_place {
+        // Held until the stage has written the layer from the root's files (`stage.rs`).
+        engine.in_place_root.acquire();
+        let keep = engine.in_place_keep()?;
+        exclude.extend(keep.relative_paths().map(str::to_string));
+        let start = in_place::lay_out_root(rootfs, &keep)?;
+        watched = Some(keep.watch(engine.store.root()));
+        (Vec::new(), Some(start), PathBuf::from("/"))
+    } else if choice.copy_root {
         (
             Vec::new(),
             Some(rootcopy::copy_merged(rootfs, &chroot_root)?),
+            chroot_root.clone(),
         )
     } else {
         rootfs
@@ -474,7 +510,7 @@ pub fn execute(
             IsolationMode::Rootless => Vec::new(),
             _ => devices::candidates(rootfs)?,
         };
-        (devices, None)
+        (devices, None, scratch.join("merged"))
     };
     let spec = SandboxSpec {
         mode,
@@ -483,11 +519,7 @@ pub fn execute(
         empty_lower: scratch.join("empty"),
         upper: scratch.join(UPPER),
         work: scratch.join("work"),
-        merged: if choice.copy_root {
-            chroot_root.clone()
-        } else {
-            scratch.join("merged")
-        },
+        merged: merged.clone(),
         scratch: scratch.to_path_buf(),
         argv: p.argv.clone(),
         env,
@@ -501,18 +533,26 @@ pub fn execute(
         mounts,
         devices: devices::for_sandbox(&device_candidates),
     };
-    executor::run(&spec, |stream, line| {
+    let on_line = |stream, line: &str| {
         let s = match stream {
             Stream::Stdout => LogStream::Stdout,
             Stream::Stderr => LogStream::Stderr,
         };
         step.log(s, line);
-    })
-    .map_err(|e| BuildError::Run(mask_tail(engine, e).into()))?;
+    };
+    let ran = if in_place {
+        executor::run_in_place(&spec, on_line)
+    } else {
+        executor::run(&spec, on_line)
+    };
+    ran.map_err(|e| BuildError::Run(mask_tail(engine, e).into()))?;
+    if let Some(w) = &watched {
+        w.check()?;
+    }
     rbuild_layers::failpoint::hit("run.before_diff");
     let excl: Vec<&str> = exclude.iter().map(String::as_str).collect();
     let entries = match &start {
-        Some(start) => compare::changes(&chroot_root, start, &excl)?,
+        Some(start) => compare::changes(&merged, start, &excl)?,
         None => {
             let upper = scratch.join(UPPER);
             devices::take_back_untouched(&upper, rootfs, &device_candidates)?;

@@ -392,6 +392,15 @@ fn located(engine: &Engine<'_>, line: usize, text: &str, e: BuildError) -> Build
     }
 }
 
+/// Gives the in-place root back when dropped, if this thread took it.
+struct ReleaseRoot<'e, 'a>(&'e Engine<'a>);
+
+impl Drop for ReleaseRoot<'_, '_> {
+    fn drop(&mut self) {
+        self.0.in_place_root.release_if_held();
+    }
+}
+
 fn run_instruction(
     runner: &mut Runner<'_, '_>,
     state: &mut StageState,
@@ -427,6 +436,9 @@ fn run_instruction(
             let inputs = with_epoch(engine, prepared.inputs.clone());
             let scratch = engine.scratch_dir("run")?;
             let layers_before = state.layers.len();
+            // In place, the step takes the container's root (`run::execute`); it is given back
+            // once the layer has been written from it, also when the step failed.
+            let _root = ReleaseRoot(engine);
             run_op(
                 runner,
                 state,

@@ -161,6 +161,12 @@ fn system_roots() -> &'static rustls::RootCertStore {
     })
 }
 
+/// Reads the system roots now, if no request has yet (`--isolation in-place` replaces the
+/// files they are read from with the image's before its first RUN step).
+pub fn load_system_roots() {
+    system_roots();
+}
+
 /// Starts reading the system roots on a background thread, so that a build's first registry
 /// request does not wait for them (the caller goes on parsing the Dockerfile meanwhile).
 pub fn preload_system_roots() {

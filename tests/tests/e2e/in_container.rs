@@ -514,3 +514,172 @@ fn a_non_root_user_in_docker_run_builds_without_run_and_gets_the_fix_for_run() {
         r.stderr
     );
 }
+
+/// `--isolation in-place` (kaniko's way): in the rbuild image with Docker's default profile,
+/// steps run on the container's own root, see its `/proc` (which chroot mode cannot give: the
+/// JVM needs it), and the image is the namespaces build's, byte for byte — cache mount, secret,
+/// whiteouts, opaque directory, USER and all.
+#[test]
+fn in_place_mode_gives_steps_proc_and_builds_the_namespaces_image() {
+    let Some(engine) = engine() else {
+        return;
+    };
+    let imgs = &engine.images;
+    let dir = scratch();
+    let d = dir.path();
+    let ctx = d.join("ctx");
+    let dockerfile = format!(
+        "{DOCKERFILE}RUN test -r /proc/self/status && grep -q . /proc/cpuinfo && test -c /dev/null\n"
+    );
+    write_tree(
+        &ctx,
+        &[("Dockerfile", &dockerfile), ("f.txt", "from the context\n")],
+    );
+    std::fs::write(d.join("tok"), "s3cret").unwrap();
+    let base = format!("BASE={}", imgs.busybox);
+    let host_md = d.join("host.json");
+    let host_tag = format!("{}/rbuild-e2e/in-place:host", imgs.registry);
+    run(build_cmd(&d.join("store"), &ctx).args([
+        "--isolation",
+        "namespaces",
+        "--build-arg",
+        &base,
+        "--secret",
+        &format!("id=tok,src={}", d.join("tok").display()),
+        "--tag",
+        &host_tag,
+        "--push",
+        "--metadata-file",
+        host_md.to_str().unwrap(),
+    ]))
+    .success();
+
+    let out = d.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let tag = format!("{}/rbuild-e2e/in-place:docker", imgs.registry);
+    let r = run(engine
+        .run_cmd()
+        .args(["-e", &format!("SOURCE_DATE_EPOCH={EPOCH}")])
+        .args(volume(&ctx, "/workspace"))
+        .args(volume(&d.join("tok"), "/run/tok"))
+        .args(volume(&out, "/results"))
+        .arg(&imgs.rbuild)
+        .args(["--progress", "plain", "--isolation", "in-place"])
+        .args(["--build-arg", &base, "--secret", "id=tok,src=/run/tok"])
+        .args([
+            "--tag",
+            &tag,
+            "--push",
+            "--metadata-file",
+            "/results/md.json",
+            ".",
+        ]))
+    .success();
+    assert!(
+        r.stderr
+            .contains("--isolation in-place (chosen with --isolation"),
+        "{}",
+        r.stderr
+    );
+    let md = metadata(&out.join("md.json"));
+    assert_eq!(md["rbuild.isolation"], "in-place");
+    assert_eq!(
+        md["containerimage.digest"],
+        metadata(&host_md)["containerimage.digest"],
+        "the image built in place differs from the namespaces build:\n{}",
+        r.stderr
+    );
+}
+
+/// In-place mode destroys the container's files, so it refuses — before touching anything —
+/// outside the rbuild image (no marker), when a path rbuild needs later would be removed, and
+/// when the image has files where the container has a mount. All inside `docker run`: a guard
+/// that failed on this machine would wipe it.
+#[test]
+fn in_place_mode_refuses_outside_its_image_and_where_it_would_lose_or_hide_files() {
+    let Some(engine) = engine() else {
+        return;
+    };
+    let imgs = &engine.images;
+    let dir = scratch();
+    let d = dir.path();
+    let ctx = d.join("ctx");
+    write_tree(
+        &ctx,
+        &[
+            ("Dockerfile", &format!("FROM {}\nRUN true\n", imgs.busybox)),
+            (
+                "conflict.Dockerfile",
+                &format!(
+                    "FROM {}\nCOPY f.txt /workspace/f.txt\nRUN true\n",
+                    imgs.busybox
+                ),
+            ),
+            (
+                "writes.Dockerfile",
+                &format!("FROM {}\nRUN touch /workspace/new\n", imgs.busybox),
+            ),
+            (
+                "writes.Dockerfile",
+                &format!("FROM {}\nRUN touch /workspace/new\n", imgs.busybox),
+            ),
+            ("f.txt", "x\n"),
+        ],
+    );
+    let in_container = |script: &str| {
+        run(engine
+            .run_cmd()
+            .args(volume(&ctx, "/workspace"))
+            .args(["--entrypoint", "/bin/sh"])
+            .arg(&imgs.rbuild)
+            .args(["-c", script]))
+    };
+    // Without the marker: refused, and the container's own files are all there afterwards.
+    let r = in_container(
+        "rm /.rbuild-image; rbuild --progress plain --isolation in-place .; echo \"code $?\"; \
+         test -x /usr/bin/apt-get && test -s /etc/os-release && echo intact",
+    );
+    assert!(r.stdout.contains("code 1"), "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("intact"), "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("runs only inside the rbuild image")
+            && r.stderr.contains("/.rbuild-image"),
+        "{}",
+        r.stderr
+    );
+    // An output on the container's root: a usage error naming it, before the build.
+    let r = in_container(
+        "rbuild --progress plain --isolation in-place --output type=oci,dest=/tmp/img.tar .; \
+         echo \"code $?\"; test -x /usr/bin/apt-get && echo intact",
+    );
+    assert!(r.stdout.contains("code 2"), "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("intact"), "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("--output dest (/tmp/img.tar)"),
+        "{}",
+        r.stderr
+    );
+    // The image has a file where the container has a mount: refused, naming both.
+    let r = in_container(
+        "rbuild --progress plain --isolation in-place -f conflict.Dockerfile .; \
+         echo \"code $?\"; test -x /usr/bin/apt-get && echo intact",
+    );
+    assert!(r.stdout.contains("code 1"), "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("intact"), "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains(
+            "the image has a file at /workspace/f.txt, where this container has /workspace"
+        ),
+        "{}",
+        r.stderr
+    );
+    // A step that writes into the container's mount (the image has no /workspace): refused,
+    // since a namespaces build would have put the file in the image.
+    let r = in_container("rbuild --progress plain --isolation in-place -f writes.Dockerfile .");
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("the RUN step wrote in /workspace"),
+        "{}",
+        r.stderr
+    );
+}

@@ -38,6 +38,7 @@ pub(super) struct Inputs {
 pub(super) fn resolve(a: &BuildArgs) -> Result<Inputs, Failure> {
     let opts = BuildOptions::from_args(a)?;
     check_supported(&opts)?;
+    check_in_place(&opts)?;
     let mut registry = crate::cli::registry::registry_options(&a.registry)?;
     registry.insecure_outputs = insecure_output_hosts(&opts);
     let tag_specs = a
@@ -104,6 +105,87 @@ fn insecure_output_hosts(opts: &BuildOptions) -> Vec<String> {
 }
 
 /// Refuses, before any work, what this version cannot do, so nothing is half-built.
+/// `--isolation in-place` replaces the container's root filesystem at the first RUN step: every
+/// path rbuild reads or writes after that must be on a kept path (a mount, the store), or the
+/// build would lose it halfway. Said before anything is built.
+fn check_in_place(opts: &BuildOptions) -> Result<(), Failure> {
+    use crate::cli::cache_spec::CacheImportSource;
+    use crate::export::spec::Destination;
+    use crate::solver::inputs::SecretSource;
+    use crate::solver::run::in_place::{outside_kept, Keep};
+    if opts.isolation != crate::executor::isolation::Isolation::InPlace {
+        return Ok(());
+    }
+    let mut given: Vec<(String, std::path::PathBuf)> = vec![
+        ("the build context".into(), opts.plan.context.clone()),
+        ("the Dockerfile".into(), opts.plan.dockerfile.clone()),
+    ];
+    for (what, p) in [
+        ("--metadata-file", &opts.metadata_file),
+        ("--iidfile", &opts.iidfile),
+    ] {
+        if let Some(p) = p {
+            given.push((what.into(), p.clone()));
+        }
+    }
+    for o in &opts.outputs {
+        let dest = match &o.kind {
+            OutputKind::Oci(d) | OutputKind::Docker(d) => match d {
+                Destination::Directory(p) | Destination::Tarball(p) => Some(p),
+                _ => None,
+            },
+            OutputKind::Local(p) => Some(p),
+            _ => None,
+        };
+        if let Some(p) = dest {
+            given.push(("--output dest".into(), p.clone()));
+        }
+    }
+    for s in &opts.secrets {
+        if let SecretSource::File(p) = &s.source {
+            given.push((format!("--secret id={}", s.id), p.clone()));
+        }
+    }
+    for c in &opts.cache_from {
+        if let CacheImportSource::Local(p) = &c.source {
+            given.push(("--cache-from src".into(), p.clone()));
+        }
+    }
+    for c in &opts.cache_to {
+        if let CacheExportTarget::Local(p) = &c.target {
+            given.push(("--cache-to dest".into(), p.clone()));
+        }
+    }
+    // Registry credentials are read when a registry is first asked, after the root changed.
+    for f in rbuild_registry::auth::credentials::default_auth_files() {
+        if f.path.exists() {
+            given.push(("a registry credentials file".into(), f.path));
+        }
+    }
+    let store = &opts.store;
+    std::fs::create_dir_all(store).map_err(|e| {
+        Failure::Build(anyhow::anyhow!(
+            "creating the store {}: {e}",
+            store.display()
+        ))
+    })?;
+    let keep = Keep::discover(store)
+        .map_err(|e| Failure::Build(anyhow::Error::new(e).context("--isolation in-place")))?;
+    let lost = outside_kept(&keep, &given);
+    if lost.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = lost
+        .iter()
+        .map(|(what, p)| format!("{what} ({})", p.display()))
+        .collect();
+    Err(Failure::Usage(format!(
+        "error: --isolation in-place replaces this container's root filesystem with the image's at the first RUN step, and these are on it, outside every mount and the store: {}. Put them on a mounted volume (the CI workspace is one) or in the store ({}); nothing was built",
+        list.join(", "),
+        store.display()
+    )))
+}
+
 fn check_supported(opts: &BuildOptions) -> Result<(), Failure> {
     if opts
         .outputs

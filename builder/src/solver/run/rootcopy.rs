@@ -106,10 +106,27 @@ pub struct StartState {
 /// first name of a hard-linked file among them), link the other names, set the directories'
 /// metadata deepest first (creating entries moves a directory's times), then stat everything.
 pub fn copy_merged(rootfs: &RootFs, dest: &Path) -> Result<StartState, BuildError> {
-    fs::create_dir_all(dest).map_err(io("creating", dest))?;
+    copy_merged_except(rootfs, dest, &|_, _| Ok(true), &|| Ok(()))
+}
+
+/// [`copy_merged`] of the paths `keep` says yes to (given each path of the merged tree, parents
+/// first, with its metadata in the snapshot; a path left out takes what is below it along, and
+/// is not in the state; `keep` may refuse the copy with an error). `ready` runs once every path
+/// has been asked about, before anything is written. A directory that exists at `dest` already
+/// is used as it is (then given the snapshot's metadata): the in-place root keeps the
+/// directories above its mount points.
+pub fn copy_merged_except(
+    rootfs: &RootFs,
+    dest: &Path,
+    keep: &dyn Fn(&str, &fs::Metadata) -> Result<bool, BuildError>,
+    ready: &dyn Fn() -> Result<(), BuildError>,
+) -> Result<StartState, BuildError> {
     let top_first: Vec<PathBuf> = rootfs.lowers.iter().rev().cloned().collect();
     let mut tree = Tree::default();
     tree.list_dir(&below_opaque(top_first), "")?;
+    tree.retain(keep)?;
+    ready()?;
+    fs::create_dir_all(dest).map_err(io("creating", dest))?;
     let at = |rel: &str| {
         if rel.is_empty() {
             dest.to_path_buf()
@@ -123,7 +140,10 @@ pub fn copy_merged(rootfs: &RootFs, dest: &Path) -> Result<StartState, BuildErro
         .filter(|n| n.meta.is_dir() && !n.rel.is_empty())
     {
         let p = at(&n.rel);
-        fs::create_dir(&p).map_err(io("creating", &p))?;
+        match fs::create_dir(&p) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && p.is_dir() => {}
+            r => r.map_err(io("creating", &p))?,
+        }
     }
     tree.nodes
         .par_iter()
@@ -230,6 +250,41 @@ fn join(rel: &str, name: &str) -> String {
 }
 
 impl Tree {
+    /// Leaves out the paths `keep` refuses, with what is below them (`keep` is still asked
+    /// about those, so that it can refuse them too).
+    fn retain(
+        &mut self,
+        keep: &dyn Fn(&str, &fs::Metadata) -> Result<bool, BuildError>,
+    ) -> Result<(), BuildError> {
+        let mut dropped: Vec<String> = Vec::new();
+        let mut kept = Vec::with_capacity(self.nodes.len());
+        for n in std::mem::take(&mut self.nodes) {
+            let below_dropped = dropped.iter().any(|d| {
+                n.rel
+                    .strip_prefix(d.as_str())
+                    .is_some_and(|r| r.starts_with('/'))
+            });
+            let wanted = n.rel.is_empty() || keep(&n.rel, &n.meta)?;
+            if below_dropped {
+                continue;
+            }
+            if wanted {
+                kept.push(n);
+                continue;
+            }
+            let (parent, name) = n.rel.rsplit_once('/').unwrap_or(("", n.rel.as_str()));
+            if let Some(names) = self.children.get_mut(parent) {
+                names.remove(name);
+            }
+            self.children.remove(&n.rel);
+            dropped.push(n.rel);
+        }
+        self.children
+            .retain(|rel, _| !dropped.iter().any(|d| rel.starts_with(&format!("{d}/"))));
+        self.nodes = kept;
+        Ok(())
+    }
+
     /// Lists the directory `rel`, present in `layers` (top first, already cut at an opaque
     /// one): the top layer that has a name wins, a whiteout hides the name below it.
     fn list_dir(&mut self, layers: &[PathBuf], rel: &str) -> Result<(), BuildError> {
