@@ -112,6 +112,8 @@ pub enum RunError {
     },
     #[error("--isolation in-place: the RUN step wrote in {0}, which is this container's (a mount, or a path rbuild keeps), not the image's: what it wrote is not in the layer. A namespaces build would have written it into the image; mount the volume elsewhere, or use --isolation chroot or namespaces")]
     InPlaceWroteKept(String),
+    #[error("{0}\nhint: the step's output names /proc, which --isolation chroot cannot mount (no CAP_SYS_ADMIN); in the rbuild image, --isolation in-place runs steps with the container's /proc (docs/isolation.md)")]
+    ChrootWithoutProc(executor::ExecError),
     #[error("--isolation in-place: finding the paths of this container to keep: {0}; nothing was changed")]
     InPlaceSetup(String),
     #[error("RUN needs {what} ({kind} {id}), which rbuild's user namespace does not map (its {kind}s: {map}): give this user a range in /etc/subuid and /etc/subgid that covers it (e.g. `usermod --add-subuids 100000-165535 --add-subgids 100000-165535 USER`) and install newuidmap/newgidmap (package uidmap); nothing was run")]
@@ -545,7 +547,14 @@ pub fn execute(
     } else {
         executor::run(&spec, on_line)
     };
-    ran.map_err(|e| BuildError::Run(mask_tail(engine, e).into()))?;
+    ran.map_err(|e| {
+        let e = mask_tail(engine, e);
+        BuildError::Run(if mode == IsolationMode::Chroot && names_proc(&e) {
+            RunError::ChrootWithoutProc(e)
+        } else {
+            e.into()
+        })
+    })?;
     if let Some(w) = &watched {
         w.check()?;
     }
@@ -566,6 +575,17 @@ pub fn execute(
     let mut entries = prune_copied_up(entries, rootfs, &excl);
     stubs::add_runc_mount_points(&mut entries, rootfs, engine.opts.epoch);
     Ok(entries)
+}
+
+/// Whether a failed command's last lines name `/proc` (the JVM: "requires a mounted proc fs
+/// (/proc)"; procps: "/proc/meminfo does not exist").
+fn names_proc(e: &executor::ExecError) -> bool {
+    match e {
+        executor::ExecError::Failed { tail, .. } | executor::ExecError::Killed { tail, .. } => {
+            tail.iter().any(|l| l.contains("/proc"))
+        }
+        _ => false,
+    }
 }
 
 /// The output tail of a failed command goes into the error, which the CLI prints outside the

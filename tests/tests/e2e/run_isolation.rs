@@ -285,6 +285,39 @@ fn chroot_refuses_the_mounts_it_cannot_provide_naming_them() {
     );
 }
 
+/// A step that fails for want of `/proc` (the JVM, procps) says so and names the mode that has
+/// it; a failure that does not mention `/proc` gets no such hint.
+#[test]
+fn chroot_names_in_place_mode_when_a_failed_step_needed_proc() {
+    let dir = scratch();
+    let d = dir.path();
+    let Some((store, ctx)) = setup(
+        d,
+        "proc",
+        "FROM localhost/rbuild-isolation/busybox:1\nRUN cat /proc/self/status\n",
+    ) else {
+        return;
+    };
+    let r = build_as(&store, &ctx, true, &["--isolation", "chroot"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("--isolation in-place runs steps with the container's /proc"),
+        "{}",
+        r.stderr
+    );
+    write_tree(
+        &ctx,
+        &[(
+            "Dockerfile",
+            "FROM localhost/rbuild-isolation/busybox:1\nRUN false\n",
+        )],
+    );
+    let r = build_as(&store, &ctx, true, &["--isolation", "chroot"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(!r.stderr.contains("in-place"), "{}", r.stderr);
+}
+
 #[test]
 fn a_store_shared_with_a_privileged_build_keeps_opaque_directories_opaque() {
     let dir = scratch();
