@@ -28,12 +28,12 @@ use crate::solver::{BuildError, StageState};
 pub fn image_annotations(
     state: &StageState,
     git: Option<&GitInfo>,
-    epoch: i64,
+    created: &str,
 ) -> BTreeMap<String, String> {
     let mut a = BTreeMap::new();
     a.insert(
         "org.opencontainers.image.created".into(),
-        created_time(epoch),
+        created.to_string(),
     );
     if let Some(g) = git {
         a.insert("org.opencontainers.image.revision".into(), g.commit.clone());
@@ -50,6 +50,27 @@ pub fn image_annotations(
     a
 }
 
+/// The image's `created` time: the epoch; or, when the epoch is the clock (`clock`: no
+/// `SOURCE_DATE_EPOCH`, no git commit), the time of its last layer's history entry — the time
+/// that layer was made, kept on cache hits — as BuildKit's exporter does, so that rebuilding
+/// from the cache gives the same image (BuildKit 0.8, checked with Docker 20.10: a fully cached
+/// rebuild keeps the image ID; its ENV entries carry the last layer's time).
+pub fn image_time(state: &StageState, epoch: i64, clock: bool) -> String {
+    let last_layer = || {
+        state
+            .config
+            .history
+            .iter()
+            .rev()
+            .find(|h| !h.empty_layer)
+            .and_then(|h| h.created.clone())
+    };
+    match clock {
+        true => last_layer().unwrap_or_else(|| created_time(epoch)),
+        false => created_time(epoch),
+    }
+}
+
 /// Stores the config and manifest of a stage's final state and returns the image. `user_labels`
 /// (`--label`) go into the config last, so they win over the Dockerfile's `LABEL`s, as in
 /// BuildKit, which applies them to the exported image only (no history entry, no cache key).
@@ -58,10 +79,17 @@ pub fn assemble(
     state: &StageState,
     annotations: BTreeMap<String, String>,
     user_labels: &[(String, String)],
-    epoch: i64,
+    created: &str,
 ) -> Result<Image, BuildError> {
     let mut config = state.config.clone();
-    config.created = Some(created_time(epoch));
+    config.created = Some(created.to_string());
+    // Entries left without a time (a clock epoch's, see `stage::empty_entry_time`) get the
+    // image's.
+    for h in &mut config.history {
+        if h.created.is_none() {
+            h.created = Some(created.to_string());
+        }
+    }
     let labels = &mut config.config_mut().labels;
     for (k, v) in &annotations {
         labels.insert(k.clone(), v.clone());

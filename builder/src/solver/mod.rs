@@ -69,6 +69,10 @@ pub struct BuildRequest {
     /// must not be reused. False when the epoch is the commit time: dependency layers then stay
     /// cached across commits (they keep the timestamp of the build that wrote them).
     pub epoch_in_key: bool,
+    /// Whether the epoch is the clock (no `SOURCE_DATE_EPOCH`, no git commit): then, as in
+    /// BuildKit, a layer's history entry carries the time the layer was made (kept on cache
+    /// hits), and the image's `created` is its last layer's (see `export::image_time`).
+    pub clock_epoch: bool,
     /// The network of RUN steps that do not choose one (`rbuild --network`).
     pub default_network: crate::dockerfile::NetworkMode,
     /// `--add-host`: more lines of RUN steps' `/etc/hosts` (host, address), in order; part of

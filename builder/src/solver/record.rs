@@ -37,12 +37,21 @@ pub struct StepResult {
     pub layer: Option<LayerRef>,
     /// Blobs this record keeps alive (read by the store's prune).
     pub blobs: Vec<Digest>,
+    /// When the layer was made (Unix seconds), for a build whose epoch is the clock: its history
+    /// entry keeps that time on a cache hit, as BuildKit keeps a layer's creation time, so a
+    /// rebuild from the cache gives the same image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<i64>,
 }
 
 impl StepResult {
     pub fn new(layer: Option<LayerRef>) -> Self {
         let blobs = layer.iter().map(|l| l.descriptor.digest.clone()).collect();
-        StepResult { layer, blobs }
+        StepResult {
+            layer,
+            blobs,
+            created: None,
+        }
     }
 }
 

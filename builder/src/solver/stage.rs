@@ -124,6 +124,12 @@ pub fn created_time(epoch: i64) -> String {
 
 const HISTORY_COMMENT: &str = "rbuild.dockerfile.v0";
 
+/// The time of a history entry without a layer: the epoch; with a clock epoch none yet — the
+/// image's time, known once the image is assembled (`export::image_time`), as in BuildKit.
+fn empty_entry_time(opts: &super::BuildRequest) -> Option<String> {
+    (!opts.clock_epoch).then(|| rfc3339(opts.epoch))
+}
+
 /// Layers smaller than this are written without a progress line.
 const COMPRESS_PROGRESS_MIN_BYTES: u64 = 1 << 20;
 
@@ -550,7 +556,7 @@ fn run_instruction(
             state.meta = meta_state;
             state.config.add_empty_history(other.to_string());
             if let Some(h) = state.config.history.last_mut() {
-                h.created = Some(rfc3339(epoch));
+                h.created = empty_entry_time(engine.opts);
                 h.comment = Some(HISTORY_COMMENT.into());
             }
             Ok(())
@@ -1195,12 +1201,16 @@ fn run_op_with(
                 let mut d =
                     Descriptor::new(info.media_type.clone(), info.digest.clone(), info.size);
                 d.annotations.clear();
-                StepResult::new(Some(LayerRef {
+                let mut r = StepResult::new(Some(LayerRef {
                     descriptor: d,
                     diff_id: info.diff_id,
                     deferred,
                     key_only: false,
-                }))
+                }));
+                if engine.opts.clock_epoch {
+                    r.created = Some(engine.opts.epoch);
+                }
+                r
             };
             record::save(engine.store, &key, &r)?;
             step.done();
@@ -1222,16 +1232,19 @@ fn run_op_with(
     match result.layer.clone() {
         Some(l) => {
             state.key = key::content_key(&state.key, &l.diff_id);
-            state.config.add_layer(
-                l.diff_id.clone(),
-                history(created_by.to_string(), engine.opts.epoch),
-            );
+            let when = match result.created {
+                Some(t) if engine.opts.clock_epoch => t,
+                _ => engine.opts.epoch,
+            };
+            state
+                .config
+                .add_layer(l.diff_id.clone(), history(created_by.to_string(), when));
             state.layers.push(l);
         }
         None => {
             state.config.add_empty_history(created_by.to_string());
             if let Some(h) = state.config.history.last_mut() {
-                h.created = Some(rfc3339(engine.opts.epoch));
+                h.created = empty_entry_time(engine.opts);
                 h.comment = Some(HISTORY_COMMENT.into());
             }
         }

@@ -97,3 +97,71 @@ fn a_copy_from_a_rebuilt_stage_that_made_the_same_files_stays_cached() {
     assert!(digest.is_string(), "{digest}");
     assert_eq!(digest, fresh);
 }
+
+/// Without `SOURCE_DATE_EPOCH` and outside a git work tree the epoch is the clock. As in
+/// BuildKit (Docker 20.10, checked side by side), a rebuild from the cache is then the same
+/// image: a layer's history entry keeps the time the layer was made, the image's `created` is
+/// its last layer's, and entries without a layer (ENV) carry that time too. A step that runs
+/// again gets the new time.
+#[test]
+fn with_a_clock_epoch_a_cached_rebuild_is_the_same_image_as_in_buildkit() {
+    let dir = scratch();
+    let ctx = dir.path().join("ctx");
+    let store = dir.path().join("store");
+    let out = dir.path().join("out");
+    write_tree(
+        &ctx,
+        &[
+            ("a.txt", "a\n"),
+            ("Dockerfile", "FROM scratch\nCOPY a.txt /a.txt\nENV X=1\n"),
+        ],
+    );
+    let build_at_clock = |extra: &[&str]| {
+        let mut c = rbuild_tests::build::build_cmd(&store, &ctx);
+        c.env_remove("SOURCE_DATE_EPOCH")
+            .env("GIT_CEILING_DIRECTORIES", dir.path())
+            .args([
+                "--output",
+                &format!("type=oci,dest={},tar=false", out.display()),
+            ])
+            .args(extra);
+        rbuild_tests::run(&mut c).success()
+    };
+    let config = || {
+        let index = rbuild_tests::oci::index(&out);
+        let m = index["manifests"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let m = rbuild_tests::oci::blob_json(&out, &m);
+        rbuild_tests::oci::blob_json(&out, m["config"]["digest"].as_str().unwrap())
+    };
+    build_at_clock(&[]);
+    let first = config();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    std::fs::remove_dir_all(&out).unwrap();
+    build_at_clock(&[]);
+    let second = config();
+    assert_eq!(first, second, "a cached rebuild must be the same image");
+    let history = second["history"].as_array().unwrap();
+    let copy = history
+        .iter()
+        .find(|h| h["created_by"].as_str().unwrap().starts_with("COPY"))
+        .unwrap();
+    assert_eq!(
+        second["created"], copy["created"],
+        "created is the last layer's time"
+    );
+    assert_eq!(
+        second["config"]["Labels"]["org.opencontainers.image.created"],
+        copy["created"]
+    );
+    for h in history {
+        assert_eq!(h["created"], copy["created"], "{h}");
+    }
+    // Rerun with --no-cache: a new time, so a new image.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    std::fs::remove_dir_all(&out).unwrap();
+    build_at_clock(&["--no-cache"]);
+    assert_ne!(config()["created"], first["created"]);
+}

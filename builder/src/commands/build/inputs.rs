@@ -35,6 +35,14 @@ pub(super) struct Inputs {
     pub epoch_chosen: bool,
 }
 
+impl Inputs {
+    /// Whether the epoch is the clock: no `SOURCE_DATE_EPOCH`, no git commit (see
+    /// `BuildRequest::clock_epoch`).
+    pub fn clock_epoch(&self) -> bool {
+        !self.epoch_chosen && self.git.is_none()
+    }
+}
+
 pub(super) fn resolve(a: &BuildArgs) -> Result<Inputs, Failure> {
     let opts = BuildOptions::from_args(a)?;
     check_supported(&opts)?;

@@ -204,7 +204,8 @@ fn images(
         let state = &state;
         let target = plan.stages[t].display_name();
         let names = planned.target_names.get(&t).cloned().unwrap_or_default();
-        let annotations = image_annotations(state, inputs.git.as_ref(), inputs.epoch);
+        let created = crate::export::image_time(state, inputs.epoch, inputs.clock_epoch());
+        let annotations = image_annotations(state, inputs.git.as_ref(), &created);
         let image = if inline_cache {
             // The image carries the cache map of its own steps (min mode), as BuildKit's
             // inline cache does.
@@ -226,10 +227,10 @@ fn images(
                 &with_cache,
                 annotations,
                 &inputs.opts.labels,
-                inputs.epoch,
+                &created,
             )
         } else {
-            assemble(store, state, annotations, &inputs.opts.labels, inputs.epoch)
+            assemble(store, state, annotations, &inputs.opts.labels, &created)
         }
         .map_err(|e| Failure::Build(e.into()))?;
         // Tags rbuild sets are marked as built here: FROM uses them without asking a registry.

@@ -63,6 +63,7 @@ fn request(inputs: &Inputs) -> Result<BuildRequest, Failure> {
         no_cache_stages: no_cache_stages(&opts.no_cache_filter, &inputs.plan)?,
         epoch: inputs.epoch,
         epoch_in_key: inputs.epoch_chosen,
+        clock_epoch: inputs.clock_epoch(),
         default_network: match opts.network {
             crate::cli::values::NetworkMode::None => crate::dockerfile::NetworkMode::None,
             crate::cli::values::NetworkMode::Host => crate::dockerfile::NetworkMode::Host,
