@@ -74,7 +74,10 @@ pub(super) fn resolve(a: &BuildArgs) -> Result<Inputs, Failure> {
 
     // A build that talks to a registry needs the system's TLS roots before its first request:
     // read them meanwhile (the git metadata below is a subprocess).
-    if uses_registry(&opts, &plan) {
+    // Not for a build that only talks to registries on this machine: those mostly speak plain
+    // HTTP, and the hundreds of CA files would take a core from the build for nothing (a
+    // loopback registry with TLS still gets the roots, read at its first certificate).
+    if uses_registry(&opts, &plan) && !only_loopback_registries(&opts, &plan, &tag_specs) {
         rbuild_registry::client::transport::preload_system_roots();
     }
     let git = crate::git::git_info(&opts.plan.context)
@@ -239,9 +242,93 @@ fn uses_registry(opts: &BuildOptions, plan: &BuildPlan) -> bool {
         })
 }
 
+/// Whether every registry this build may talk to is on this machine (`localhost`, a loopback
+/// address); a name that does not parse counts as elsewhere.
+fn only_loopback_registries(opts: &BuildOptions, plan: &BuildPlan, tags: &[TagSpec]) -> bool {
+    use crate::cli::cache_spec::CacheImportSource;
+    use rbuild_registry::Reference;
+    let mut hosts: Vec<String> = Vec::new();
+    hosts.extend(opts.tags.iter().map(|r| r.registry().to_string()));
+    hosts.extend(
+        opts.outputs
+            .iter()
+            .flat_map(|o| o.names.iter().map(|n| n.registry().to_string())),
+    );
+    for c in &opts.cache_from {
+        if let CacheImportSource::Registry(r) = &c.source {
+            hosts.push(r.registry().to_string());
+        }
+    }
+    for c in &opts.cache_to {
+        if let CacheExportTarget::Registry(r) = &c.target {
+            hosts.push(r.registry().to_string());
+        }
+    }
+    let mut names: Vec<&str> = Vec::new();
+    for s in &plan.stages {
+        if let crate::graph::Base::Image(n) = &s.base {
+            names.push(n);
+        }
+        names.extend(s.read_images.iter().map(String::as_str));
+    }
+    for n in names
+        .into_iter()
+        .filter(|n| !n.starts_with("oci-layout://"))
+    {
+        match n.parse::<Reference>() {
+            Ok(r) => hosts.push(r.registry().to_string()),
+            Err(_) => return false,
+        }
+    }
+    // A tag spec this build pushes may name a registry the parsed tags above do not show.
+    if opts.push && tags.is_empty() {
+        return false;
+    }
+    hosts.iter().all(|h| is_loopback_host(h))
+}
+
+/// `localhost`, `127.x.y.z`, `[::1]`, with or without a port.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    name == "localhost"
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 fn now_unix() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts_are_localhost_and_loopback_addresses_with_or_without_a_port() {
+        for h in [
+            "localhost",
+            "localhost:5000",
+            "127.0.0.1:5055",
+            "127.1.2.3",
+            "[::1]:5000",
+        ] {
+            assert!(is_loopback_host(h), "{h}");
+        }
+        for h in [
+            "docker.io",
+            "registry:5000",
+            "10.0.0.1:5000",
+            "[fe80::1]:5000",
+            "localhost.example.com",
+        ] {
+            assert!(!is_loopback_host(h), "{h}");
+        }
+    }
 }
