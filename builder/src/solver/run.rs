@@ -17,6 +17,7 @@ mod ids;
 pub mod in_place;
 mod mounts;
 mod rootcopy;
+mod rootsync;
 pub use cache_dirs::shared_dir as cache_mount_dir;
 mod ssh;
 mod stubs;
@@ -494,7 +495,10 @@ pub fn execute(
         engine.in_place_root.acquire();
         let keep = engine.in_place_keep()?;
         exclude.extend(keep.relative_paths().map(str::to_string));
-        let start = in_place::lay_out_root(rootfs, &keep)?;
+        let start = in_place::lay_out_root(rootfs, &keep, &engine.in_place_root)?;
+        // Until the comparison below has run, the root is whatever the command left: the
+        // next step copies all of it again.
+        engine.in_place_root.set_left_out([String::new()]);
         watched = Some(keep.watch(engine.store.root()));
         (Vec::new(), Some(start), PathBuf::from("/"))
     } else if choice.copy_root {
@@ -561,6 +565,11 @@ pub fn execute(
     rbuild_layers::failpoint::hit("run.before_diff");
     let excl: Vec<&str> = exclude.iter().map(String::as_str).collect();
     let entries = match &start {
+        Some(start) if in_place => {
+            let entries = compare::changes(&merged, start, &excl)?;
+            engine.in_place_root.set_left_out(exclude.iter().cloned());
+            entries
+        }
         Some(start) => compare::changes(&merged, start, &excl)?,
         None => {
             let upper = scratch.join(UPPER);

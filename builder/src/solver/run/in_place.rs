@@ -1,6 +1,7 @@
 //! The root of a RUN step in `in-place` isolation (kaniko's way): the container rbuild runs in
-//! *is* the sandbox. Before each step, rbuild empties its own root filesystem — everything but
-//! the paths it must keep ([`Keep`]) — and copies the stage's merged snapshots there; the
+//! *is* the sandbox. Before each step, rbuild makes its own root filesystem — everything but
+//! the paths it must keep ([`Keep`]) — the stage's merged snapshots (`rootsync`: removing what
+//! they lack, copying what differs, so a stage's next step copies almost nothing); the
 //! command then runs on it (`executor::in_place`) with the container's own `/proc`, `/sys` and
 //! `/dev`, which is what `chroot` mode cannot give (the JVM refuses to start without `/proc`);
 //! and the layer is found by comparing the root with the state taken after the copy, as in
@@ -31,10 +32,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
 use std::thread::ThreadId;
 
-use rayon::prelude::*;
-
 use super::mounts::io;
-use super::rootcopy::{self, stat, Start, StartState};
+use super::rootcopy::{stat, Start, StartState};
+use super::rootsync::Protection;
 use super::RunError;
 use crate::solver::rootfs::RootFs;
 use crate::solver::BuildError;
@@ -224,6 +224,9 @@ pub fn outside_kept(keep: &Keep, given: &[(String, PathBuf)]) -> Vec<(String, Pa
 pub struct RootLock {
     holder: Mutex<Option<ThreadId>>,
     free: Condvar,
+    /// The paths the last step's layer left out (its mount targets…): whatever the step did
+    /// there, the next one gets the snapshots' files again (see `rootsync`).
+    left_out: Mutex<HashSet<String>>,
 }
 
 impl RootLock {
@@ -237,6 +240,13 @@ impl RootLock {
         *h = Some(me);
     }
 
+    /// Notes the paths a step's layer left out, for the next step's sync.
+    pub fn set_left_out(&self, paths: impl IntoIterator<Item = String>) {
+        let mut l = self.left_out.lock().expect("root lock poisoned");
+        l.clear();
+        l.extend(paths);
+    }
+
     /// Gives the root back if this thread holds it.
     pub fn release_if_held(&self) {
         let me = std::thread::current().id();
@@ -248,10 +258,15 @@ impl RootLock {
     }
 }
 
-/// Replaces the container's root with the merged `rootfs` and returns its state, to compare
-/// the root with after the command. A conflict with a kept path is refused before anything is
-/// removed.
-pub fn lay_out_root(rootfs: &RootFs, keep: &Keep) -> Result<StartState, BuildError> {
+/// Makes the container's root the merged `rootfs` — removing what it does not have, copying
+/// what differs (`rootsync`: on the first step everything, then mostly nothing) — and returns
+/// its state, to compare the root with after the command. A conflict with a kept path is
+/// refused before anything is changed.
+pub fn lay_out_root(
+    rootfs: &RootFs,
+    keep: &Keep,
+    lock: &RootLock,
+) -> Result<StartState, BuildError> {
     let root = Path::new("/");
     let refuse = |rel: &str, what: &str, mount: &str| {
         Err(BuildError::Run(RunError::InPlaceConflict {
@@ -260,33 +275,46 @@ pub fn lay_out_root(rootfs: &RootFs, keep: &Keep) -> Result<StartState, BuildErr
             mount: format!("/{mount}"),
         }))
     };
-    let mut start = rootcopy::copy_merged_except(
+    let force = lock.left_out.lock().expect("root lock poisoned").clone();
+    let mut start = super::rootsync::sync_merged(
         rootfs,
         root,
-        &|rel, meta| {
-            if let Some(k) = keep.covering(rel) {
-                let hidden = HIDDEN_IN_EVERY_MODE
-                    .iter()
-                    .any(|h| rel == *h || rel.starts_with(&format!("{h}/")));
-                // The image's directory where the container has one: fine while the image has
-                // nothing in it (anything below is refused here, path by path).
-                if hidden || (rel == k && meta.is_dir()) {
-                    return Ok(false);
+        &super::rootsync::SyncRules {
+            keep: &|rel, meta| {
+                if let Some(k) = keep.covering(rel) {
+                    let hidden = HIDDEN_IN_EVERY_MODE
+                        .iter()
+                        .any(|h| rel == *h || rel.starts_with(&format!("{h}/")));
+                    // The image's directory where the container has one: fine while the image has
+                    // nothing in it (anything below is refused here, path by path).
+                    if hidden || (rel == k && meta.is_dir()) {
+                        return Ok(false);
+                    }
+                    return refuse(rel, kind(meta), k);
                 }
-                return refuse(rel, kind(meta), k);
-            }
-            if keep.ancestors.contains(rel) && !meta.is_dir() {
-                let mount = keep
-                    .paths
-                    .iter()
-                    .find(|k| k.starts_with(&format!("{rel}/")))
-                    .cloned()
-                    .unwrap_or_default();
-                return refuse(rel, kind(meta), &mount);
-            }
-            Ok(true)
+                if keep.ancestors.contains(rel) && !meta.is_dir() {
+                    let mount = keep
+                        .paths
+                        .iter()
+                        .find(|k| k.starts_with(&format!("{rel}/")))
+                        .cloned()
+                        .unwrap_or_default();
+                    return refuse(rel, kind(meta), &mount);
+                }
+                Ok(true)
+            },
+            protected: &|rel| {
+                if keep.covering(rel).is_some() {
+                    Protection::Kept
+                } else if keep.ancestors.contains(rel) {
+                    Protection::Above
+                } else {
+                    Protection::None
+                }
+            },
+            force: &force,
         },
-        &|| wipe(root, "", keep),
+        &|| Ok(()),
     )?;
     // The directories above kept paths that the image lacks stay (they hold the mounts): as
     // if the image had them, so that only what a step writes in them is in its layer.
@@ -332,51 +360,6 @@ fn kind(meta: &fs::Metadata) -> &'static str {
     } else {
         "a file"
     }
-}
-
-/// Removes everything under the directory `rel` of `root` but the kept paths, descending only
-/// into the directories that hold one. Never follows a symlink or crosses a mount point (every
-/// mount point is kept).
-fn wipe(root: &Path, rel: &str, keep: &Keep) -> Result<(), BuildError> {
-    let dir = if rel.is_empty() {
-        root.to_path_buf()
-    } else {
-        root.join(rel)
-    };
-    let entries: Vec<(String, fs::Metadata)> = fs::read_dir(&dir)
-        .map_err(io("listing", &dir))?
-        .map(|e| {
-            let e = e.map_err(io("listing", &dir))?;
-            let meta = e.metadata().map_err(io("reading metadata of", &e.path()))?;
-            Ok((e.file_name().to_string_lossy().into_owned(), meta))
-        })
-        .collect::<Result<_, BuildError>>()?;
-    let dev = fs::symlink_metadata(&dir)
-        .map_err(io("reading metadata of", &dir))?
-        .dev();
-    entries.par_iter().try_for_each(|(name, meta)| {
-        let child = if rel.is_empty() {
-            name.clone()
-        } else {
-            format!("{rel}/{name}")
-        };
-        if keep.covering(&child).is_some() {
-            return Ok(());
-        }
-        let p = root.join(&child);
-        if meta.is_dir() && keep.ancestors.contains(&child) {
-            return wipe(root, &child, keep);
-        }
-        if meta.is_dir() {
-            // A mount point missing from the list (mounted after it was read) is never entered.
-            if meta.dev() != dev {
-                return Ok(());
-            }
-            fs::remove_dir_all(&p).map_err(io("removing", &p))
-        } else {
-            fs::remove_file(&p).map_err(io("removing", &p))
-        }
-    })
 }
 
 #[cfg(test)]

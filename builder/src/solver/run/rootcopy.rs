@@ -205,7 +205,7 @@ pub(crate) fn readonly_view(
 
 /// `dirs` (top first, the same directory in each layer) up to and including the first opaque
 /// one: the layers below it do not show through.
-fn below_opaque(dirs: Vec<PathBuf>) -> Vec<PathBuf> {
+pub(super) fn below_opaque(dirs: Vec<PathBuf>) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for d in dirs {
         let opaque = overlay::is_opaque(&d);
@@ -218,27 +218,27 @@ fn below_opaque(dirs: Vec<PathBuf>) -> Vec<PathBuf> {
 }
 
 /// One path of the merged tree.
-struct Node {
-    rel: String,
+pub(super) struct Node {
+    pub(super) rel: String,
     /// The path in the snapshot that shows it (for a directory: the top one).
-    source: PathBuf,
-    meta: fs::Metadata,
+    pub(super) source: PathBuf,
+    pub(super) meta: fs::Metadata,
     /// For a directory: the metadata to give it (its top layer's); `None` for the root of an
     /// empty stack.
-    dir_meta: Option<fs::Metadata>,
+    pub(super) dir_meta: Option<fs::Metadata>,
     /// A later name of a hard-linked file: the copy's first name, to link to.
-    link_to: Option<String>,
+    pub(super) link_to: Option<String>,
     /// A socket: not copied (a layer cannot hold it).
-    skipped: bool,
+    pub(super) skipped: bool,
 }
 
 /// The merged tree in pre-order (a directory before what is in it), and each directory's names.
 #[derive(Default)]
-struct Tree {
-    nodes: Vec<Node>,
-    children: HashMap<String, BTreeSet<String>>,
+pub(super) struct Tree {
+    pub(super) nodes: Vec<Node>,
+    pub(super) children: HashMap<String, BTreeSet<String>>,
     /// (device, inode) of a multiply-linked source file → the first name it got.
-    links: HashMap<(u64, u64), String>,
+    pub(super) links: HashMap<(u64, u64), String>,
 }
 
 fn join(rel: &str, name: &str) -> String {
@@ -252,7 +252,7 @@ fn join(rel: &str, name: &str) -> String {
 impl Tree {
     /// Leaves out the paths `keep` refuses, with what is below them (`keep` is still asked
     /// about those, so that it can refuse them too).
-    fn retain(
+    pub(super) fn retain(
         &mut self,
         keep: &dyn Fn(&str, &fs::Metadata) -> Result<bool, BuildError>,
     ) -> Result<(), BuildError> {
@@ -287,7 +287,7 @@ impl Tree {
 
     /// Lists the directory `rel`, present in `layers` (top first, already cut at an opaque
     /// one): the top layer that has a name wins, a whiteout hides the name below it.
-    fn list_dir(&mut self, layers: &[PathBuf], rel: &str) -> Result<(), BuildError> {
+    pub(super) fn list_dir(&mut self, layers: &[PathBuf], rel: &str) -> Result<(), BuildError> {
         let top = layers.first().cloned().unwrap_or_default();
         let dir_meta = layers.first().and_then(|t| fs::symlink_metadata(t).ok());
         let meta = match &dir_meta {
@@ -371,7 +371,7 @@ impl Tree {
 }
 
 /// Copies one non-directory (not a later name of a hard-linked file) with its metadata.
-fn copy_leaf(src: &Path, meta: &fs::Metadata, to: &Path) -> Result<(), BuildError> {
+pub(super) fn copy_leaf(src: &Path, meta: &fs::Metadata, to: &Path) -> Result<(), BuildError> {
     let ft = meta.file_type();
     if ft.is_file() {
         fs::copy(src, to).map_err(io("copying", src))?;
@@ -400,7 +400,7 @@ fn einval() -> std::io::Error {
 
 /// Owner, mode, xattrs (but overlay's) and times of `src` onto `to` — in that order: a chown
 /// clears setuid bits, and every change but the times moves the ctime only.
-fn set_metadata(src: &Path, meta: &fs::Metadata, to: &Path) -> Result<(), BuildError> {
+pub(super) fn set_metadata(src: &Path, meta: &fs::Metadata, to: &Path) -> Result<(), BuildError> {
     let err = |e| BuildError::io("setting the metadata of", to.to_path_buf())(e);
     std::os::unix::fs::lchown(to, Some(meta.uid()), Some(meta.gid())).map_err(err)?;
     let symlink = meta.file_type().is_symlink();
