@@ -155,6 +155,15 @@ pub fn copy_merged_except(
             fs::hard_link(at(first), &p).map_err(io("linking", &p))?;
         }
     }
+    finish(tree, &at)
+}
+
+/// The last phases of a copy or sync: the directories' metadata, deepest first (creating
+/// entries moved their times), then the `stat` of every path, as the comparison needs it.
+pub(super) fn finish(
+    tree: Tree,
+    at: &(dyn Fn(&str) -> PathBuf + Sync),
+) -> Result<StartState, BuildError> {
     for n in tree.nodes.iter().rev().filter(|n| n.meta.is_dir()) {
         if let Some(meta) = &n.dir_meta {
             set_metadata(&n.source, meta, &at(&n.rel))?;

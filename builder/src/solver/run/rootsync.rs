@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use super::mounts::io;
-use super::rootcopy::{below_opaque, copy_leaf, set_metadata, stat, Start, StartState, Tree};
+use super::rootcopy::{below_opaque, copy_leaf, finish, StartState, Tree};
 use crate::solver::rootfs::RootFs;
 use crate::solver::BuildError;
 
@@ -199,32 +199,8 @@ pub fn sync_merged(
             fs::hard_link(&f, &p).map_err(io("linking", &p))?;
         }
     }
-    // 4. Directories' metadata, deepest first (their entries changed their times).
-    for n in tree.nodes.iter().rev().filter(|n| n.meta.is_dir()) {
-        if let Some(meta) = &n.dir_meta {
-            set_metadata(&n.source, meta, &at(&n.rel))?;
-        }
-    }
-    let paths = tree
-        .nodes
-        .par_iter()
-        .filter(|n| !n.skipped)
-        .map(|n| {
-            let p = at(&n.rel);
-            let st = stat(&p).map_err(io("reading metadata of", &p))?;
-            Ok((
-                n.rel.clone(),
-                Start {
-                    stat: st,
-                    source: n.source.clone(),
-                },
-            ))
-        })
-        .collect::<Result<std::collections::HashMap<_, _>, BuildError>>()?;
-    Ok(StartState {
-        paths,
-        children: tree.children,
-    })
+    // 4. Directories' metadata, and the state.
+    finish(tree, &at)
 }
 
 #[cfg(test)]
