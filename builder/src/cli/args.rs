@@ -16,7 +16,8 @@ Exit codes:
   2  usage error or invalid Dockerfile/.dockerignore (nothing was built)
 
 Outputs: for --output type=oci and type=docker, dest is a tarball (- for standard output), as
-docker buildx build writes it; add tar=false for an OCI image layout directory.";
+docker buildx build writes it; add tar=false for an OCI image layout directory. -o DIR means
+type=local,dest=DIR; -o - means type=tar (the filesystem as one tar) on standard output.";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -165,7 +166,8 @@ pub struct BuildArgs {
     #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
     pub tags: Vec<String>,
 
-    /// Output: type=oci|docker|registry|local,dest=…,… (repeatable).
+    /// Output: type=oci|docker|registry|image|local|tar,dest=…,… (repeatable); `-o DIR` is
+    /// type=local,dest=DIR and `-o -` is type=tar on standard output, as in buildx.
     #[arg(short = 'o', long = "output", value_name = "SPEC")]
     pub outputs: Vec<String>,
 

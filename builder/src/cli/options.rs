@@ -182,9 +182,11 @@ fn absolute_output(mut o: OutputSpec) -> Result<OutputSpec, UsageError> {
     match &mut o.kind {
         OutputKind::Oci(Destination::Directory(p) | Destination::Tarball(p))
         | OutputKind::Docker(Destination::Directory(p) | Destination::Tarball(p))
+        | OutputKind::Tar(Destination::Directory(p) | Destination::Tarball(p))
         | OutputKind::Local(p) => *p = absolute(p)?,
         OutputKind::Oci(Destination::Stdout)
         | OutputKind::Docker(Destination::Stdout)
+        | OutputKind::Tar(Destination::Stdout)
         | OutputKind::Registry { .. } => {}
     }
     Ok(o)
@@ -256,15 +258,40 @@ fn parse_extra_host(h: &str) -> Result<(String, std::net::IpAddr), UsageError> {
     Ok((host.to_string(), ip))
 }
 
+/// At most one output may write to standard output, and not when it is a terminal: buildx's
+/// rules (`build/opt.go`, `CreateExports`), with its reasons in the messages.
+fn check_stdout(outputs: &[OutputSpec], stdout_is_terminal: bool) -> Result<(), UsageError> {
+    let mut to_stdout = outputs.iter().filter(|o| o.kind.is_stdout());
+    let Some(first) = to_stdout.next() else {
+        return Ok(());
+    };
+    if to_stdout.next().is_some() {
+        return Err(UsageError::Value(
+            "--output: multiple outputs configured to write to stdout; give all but one a dest=FILE".into(),
+        ));
+    }
+    if stdout_is_terminal {
+        let kind = match first.kind {
+            OutputKind::Oci(_) => "oci",
+            OutputKind::Docker(_) => "docker",
+            _ => "tar",
+        };
+        return Err(UsageError::Value(format!(
+            "--output: dest file is required for the {kind} exporter, refusing to write a tar to the terminal; give dest=FILE or redirect standard output (> file, | tar -t)"
+        )));
+    }
+    Ok(())
+}
+
 /// `--iidfile` names one image: refused (as buildx does) with outputs that write no image,
 /// and with several targets, whose IDs `--metadata-file` gives.
 fn check_iidfile(plan: &PlanOptions, outputs: &[OutputSpec]) -> Result<(), UsageError> {
     if outputs
         .iter()
-        .any(|o| matches!(o.kind, OutputKind::Local(_)))
+        .any(|o| matches!(o.kind, OutputKind::Local(_) | OutputKind::Tar(_)))
     {
         return Err(UsageError::Value(
-            "--iidfile: the local exporter is incompatible with an image ID file (it writes no image); use --output type=oci or type=docker, or drop --iidfile".into(),
+            "--iidfile: the local and tar exporters are incompatible with an image ID file (they write no image); use --output type=oci or type=docker, or drop --iidfile".into(),
         ));
     }
     if plan.targets.len() > 1 {
@@ -306,6 +333,7 @@ impl BuildOptions {
                 )));
             }
         }
+        check_stdout(&outputs, std::io::stdout().is_terminal())?;
         let cache_from = a
             .cache_from
             .iter()
@@ -407,10 +435,31 @@ mod tests {
     }
 
     #[test]
+    fn one_output_on_stdout_and_never_to_a_terminal() {
+        let o = |s: &str| s.parse::<OutputSpec>().unwrap();
+        assert!(check_stdout(&[o("-"), o("type=oci,dest=x.tar")], false).is_ok());
+        assert!(check_stdout(&[o("type=local,dest=d")], true).is_ok());
+        let two = check_stdout(&[o("-"), o("type=oci,dest=-")], false).unwrap_err();
+        assert!(two.to_string().contains("multiple outputs"), "{two}");
+        let tty = check_stdout(&[o("type=tar")], true).unwrap_err();
+        assert!(tty.to_string().contains("refusing to write"), "{tty}");
+        assert!(tty.to_string().contains("tar exporter"), "{tty}");
+        let tty = check_stdout(&[o("type=docker,dest=-")], true).unwrap_err();
+        assert!(tty.to_string().contains("docker exporter"), "{tty}");
+    }
+
+    #[test]
     fn relative_output_cache_and_secret_paths_become_absolute() {
         let cwd = std::env::current_dir().unwrap();
         let out = absolute_output("type=local,dest=out".parse().unwrap()).unwrap();
         assert_eq!(out.kind, OutputKind::Local(cwd.join("out")));
+        let out = absolute_output("fs".parse().unwrap()).unwrap();
+        assert_eq!(out.kind, OutputKind::Local(cwd.join("fs")));
+        let out = absolute_output("type=tar,dest=fs.tar".parse().unwrap()).unwrap();
+        assert_eq!(
+            out.kind,
+            OutputKind::Tar(Destination::Tarball(cwd.join("fs.tar")))
+        );
         let out = absolute_output("type=oci,dest=o/x.tar".parse().unwrap()).unwrap();
         assert_eq!(
             out.kind,

@@ -171,7 +171,7 @@ fn repo_dir_name(context: &Path, git: Option<&crate::git::GitInfo>) -> String {
 /// `Context::scan_skipping`).
 fn context_skip(opts: &BuildOptions) -> Vec<PathBuf> {
     let outputs = opts.outputs.iter().filter_map(|o| match &o.kind {
-        OutputKind::Oci(d) | OutputKind::Docker(d) => match d {
+        OutputKind::Oci(d) | OutputKind::Docker(d) | OutputKind::Tar(d) => match d {
             Destination::Directory(p) | Destination::Tarball(p) => Some(p.clone()),
             Destination::Stdout => None,
         },
