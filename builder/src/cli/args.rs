@@ -130,11 +130,13 @@ pub struct PruneArgs {
 /// Flags that choose the Dockerfile and what to build from it (shared by `build` and `check`).
 #[derive(Debug, Args, Clone)]
 pub struct PlanArgs {
-    /// The build context directory.
+    /// The build context directory; `-` reads standard input: a tar of the context, or else
+    /// the Dockerfile (with an empty context), as buildx does.
     #[arg(value_name = "CONTEXT", default_value = ".")]
     pub context: PathBuf,
 
-    /// The Dockerfile (default: CONTEXT/Dockerfile).
+    /// The Dockerfile (default: CONTEXT/Dockerfile); `-` reads it from standard input. With the
+    /// context `-` (a tar), a path inside that archive.
     #[arg(short = 'f', long = "file", value_name = "PATH")]
     pub file: Option<PathBuf>,
 

@@ -19,6 +19,7 @@ use super::cache_spec::{
 use super::output::{Destination, OutputKind, OutputSpec, OutputSpecError};
 use super::secret::{SecretSource, SecretSpec, SecretSpecError};
 use super::ssh::{SshSpec, SshSpecError};
+use super::stdin::{materialise, uses_stdin, StdinInputs};
 use super::values::{BuildArg, NetworkMode, ProgressMode};
 use crate::graph::platform::{host_platform, parse_platform};
 
@@ -49,6 +50,8 @@ pub enum UsageError {
     Secret(#[from] SecretSpecError),
     #[error("--secret id={0} is given twice")]
     DuplicateSecret(String),
+    #[error(transparent)]
+    Stdin(#[from] super::stdin::StdinError),
     #[error("invalid --ssh: {0}")]
     Ssh(#[from] SshSpecError),
     #[error("--platform {0} is not the host's platform ({1}); rbuild builds for the host platform only (no emulation)")]
@@ -80,6 +83,9 @@ pub fn absolute(path: &Path) -> Result<PathBuf, UsageError> {
 pub struct PlanOptions {
     pub context: PathBuf,
     pub dockerfile: PathBuf,
+    /// What standard input became (`-f -`, context `-`): owns the files `context` or
+    /// `dockerfile` then point at, removed when the last clone of these options is dropped.
+    pub stdin: Option<std::sync::Arc<StdinInputs>>,
     pub targets: Vec<String>,
     pub build_args: Vec<BuildArg>,
     pub platform: Platform,
@@ -124,14 +130,32 @@ fn env_var(k: &str) -> Option<String> {
 }
 
 impl PlanOptions {
-    pub fn from_args(a: &PlanArgs) -> Result<Self, UsageError> {
-        let context = absolute(&a.context)?;
+    /// `store` is `--store` (if the command has one): standard input, when it is read, is
+    /// unpacked in a scratch directory there.
+    pub fn from_args(a: &PlanArgs, store: Option<&Path>) -> Result<Self, UsageError> {
+        let stdin = if uses_stdin(&a.context, a.file.as_deref()) {
+            let root = store_dir(store)?;
+            materialise(
+                &a.context,
+                a.file.as_deref(),
+                std::io::stdin().lock(),
+                || rbuild_layers::store::Store::scratch_dir_at(&root, "stdin"),
+            )?
+            .map(std::sync::Arc::new)
+        } else {
+            None
+        };
+        let context = match stdin.as_ref().and_then(|s| s.context.clone()) {
+            Some(c) => c,
+            None => absolute(&a.context)?,
+        };
         if !context.is_dir() {
             return Err(UsageError::ContextNotDir(a.context.clone()));
         }
-        let dockerfile = match &a.file {
-            Some(f) => absolute(f)?,
-            None => context.join("Dockerfile"),
+        let dockerfile = match (stdin.as_ref().and_then(|s| s.dockerfile.clone()), &a.file) {
+            (Some(d), _) => d,
+            (None, Some(f)) => absolute(f)?,
+            (None, None) => context.join("Dockerfile"),
         };
         if let Err(source) = std::fs::metadata(&dockerfile) {
             return Err(UsageError::DockerfileMissing {
@@ -160,10 +184,27 @@ impl PlanOptions {
         Ok(PlanOptions {
             context,
             dockerfile,
+            stdin,
             targets: a.targets.clone(),
             build_args,
             platform,
         })
+    }
+}
+
+impl PlanOptions {
+    /// The Dockerfile's name in messages: `stdin` when its text came from standard input (its
+    /// file is a temporary one), else its path.
+    pub fn dockerfile_shown(&self) -> String {
+        match &self.stdin {
+            Some(s) if s.dockerfile_is_stdin => "stdin".to_string(),
+            _ => self.dockerfile.display().to_string(),
+        }
+    }
+
+    /// Whether the context came from standard input (it has no git metadata of its own).
+    pub fn context_is_stdin(&self) -> bool {
+        self.stdin.as_ref().is_some_and(|s| s.context.is_some())
     }
 }
 
@@ -304,7 +345,7 @@ fn check_iidfile(plan: &PlanOptions, outputs: &[OutputSpec]) -> Result<(), Usage
 
 impl BuildOptions {
     pub fn from_args(a: &BuildArgs) -> Result<Self, UsageError> {
-        let plan = PlanOptions::from_args(&a.plan)?;
+        let plan = PlanOptions::from_args(&a.plan, a.store.as_deref())?;
         let tags = a
             .tags
             .iter()

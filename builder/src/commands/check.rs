@@ -10,7 +10,7 @@ use crate::graph::Base;
 use super::plan::{load_plan, LoadedPlan};
 
 pub fn run(a: &CheckArgs) -> Result<(), Failure> {
-    let opts = PlanOptions::from_args(&a.plan)?;
+    let opts = PlanOptions::from_args(&a.plan, None)?;
     let LoadedPlan {
         dockerfile,
         plan,
@@ -18,7 +18,7 @@ pub fn run(a: &CheckArgs) -> Result<(), Failure> {
         ..
     } = load_plan(&opts)?;
     let mut out = String::new();
-    out.push_str(&format!("Dockerfile: {}\n", opts.dockerfile.display()));
+    out.push_str(&format!("Dockerfile: {}\n", opts.dockerfile_shown()));
     let targets: Vec<String> = plan
         .targets
         .iter()

@@ -267,3 +267,296 @@ fn type_image_pushes_every_name_given_repeated_or_quoted() {
     assert_eq!(digest(&b), da);
     assert_eq!(digest(&c), da);
 }
+
+/// `rbuild build CONTEXT ARGS…` with `input` on its standard input.
+fn build_stdin(store: &Path, ctx: &str, args: &[&str], input: Vec<u8>) -> rbuild_tests::Run {
+    use std::io::Write;
+    let mut child = build_cmd(store, Path::new(ctx))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // A build that refuses its input stops reading: a broken pipe here is expected then.
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    rbuild_tests::Run::from_output(out)
+}
+
+/// GNU tar's archive of the directory `dir` (`tar -C dir -c[z]f - .`).
+fn gnu_tar(dir: &Path, gzip: bool) -> Vec<u8> {
+    let out = Command::new("tar")
+        .arg("-C")
+        .arg(dir)
+        .arg(if gzip { "-czf" } else { "-cf" })
+        .args(["-", "."])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+/// One ustar entry written by hand (GNU tar and the `tar` crate refuse to write hostile names).
+fn raw_entry(name: &str, typeflag: u8, link: &str, data: &[u8]) -> Vec<u8> {
+    let mut h = [0u8; 512];
+    h[..name.len()].copy_from_slice(name.as_bytes());
+    h[100..107].copy_from_slice(b"0000644");
+    h[108..115].copy_from_slice(b"0000000");
+    h[116..123].copy_from_slice(b"0000000");
+    h[124..135].copy_from_slice(format!("{:011o}", data.len()).as_bytes());
+    h[136..147].copy_from_slice(b"00000000000");
+    h[156] = typeflag;
+    h[157..157 + link.len()].copy_from_slice(link.as_bytes());
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    let mut out = h.to_vec();
+    out.extend_from_slice(data);
+    out.resize(out.len().div_ceil(512) * 512, 0);
+    out
+}
+
+/// No `stdin-*` scratch directory is left in the store.
+fn no_stdin_scratch_left(store: &Path) {
+    let left: Vec<_> = std::fs::read_dir(store.join("tmp"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("stdin-"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn dash_f_reads_the_dockerfile_from_stdin_and_the_context_stays_the_directory() {
+    let dir = scratch();
+    let d = dir.path();
+    let ctx = d.join("ctx");
+    write_tree(
+        &ctx,
+        &[
+            ("Dockerfile", "FROM scratch\nCOPY other /other\n"),
+            ("a", "from the context\n"),
+            ("other", "x\n"),
+        ],
+    );
+    let store = d.join("store");
+    let out = d.join("out");
+    build_stdin(
+        &store,
+        ctx.to_str().unwrap(),
+        &["-f", "-", "-o", out.to_str().unwrap()],
+        b"FROM scratch\nCOPY a /from-stdin\n".to_vec(),
+    )
+    .success();
+    assert_eq!(
+        std::fs::read_to_string(out.join("from-stdin")).unwrap(),
+        "from the context\n"
+    );
+    assert!(
+        !out.join("other").exists(),
+        "the context's Dockerfile was not used"
+    );
+    no_stdin_scratch_left(&store);
+    // Errors name it `stdin`, not a temporary path.
+    let r = build_stdin(
+        &store,
+        ctx.to_str().unwrap(),
+        &["-f", "-"],
+        b"FROM scratch\nFROB x\n".to_vec(),
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("stdin:2"), "{}", r.stderr);
+    no_stdin_scratch_left(&store);
+}
+
+#[test]
+fn a_tar_on_stdin_is_the_context_with_its_dockerignore_and_f_inside_it() {
+    if !have_tool("tar") {
+        return;
+    }
+    let dir = scratch();
+    let d = dir.path();
+    let src = d.join("src");
+    write_tree(
+        &src,
+        &[
+            ("Dockerfile", "FROM scratch\nCOPY . /c/\n"),
+            ("build/Alt.Dockerfile", "FROM scratch\nCOPY app.txt /alt\n"),
+            ("app.txt", "app\n"),
+            ("debug.log", "ignored\n"),
+            (".dockerignore", "*.log\n"),
+        ],
+    );
+    let store = d.join("store");
+    for gzip in [false, true] {
+        let out = d.join(format!("out-{gzip}"));
+        build_stdin(
+            &store,
+            "-",
+            &["-o", out.to_str().unwrap()],
+            gnu_tar(&src, gzip),
+        )
+        .success();
+        assert_eq!(
+            std::fs::read_to_string(out.join("c/app.txt")).unwrap(),
+            "app\n"
+        );
+        assert!(!out.join("c/debug.log").exists(), ".dockerignore applies");
+        assert!(out.join("c/build/Alt.Dockerfile").exists());
+    }
+    let alt = d.join("alt");
+    build_stdin(
+        &store,
+        "-",
+        &["-f", "build/Alt.Dockerfile", "-o", alt.to_str().unwrap()],
+        gnu_tar(&src, false),
+    )
+    .success();
+    assert_eq!(std::fs::read_to_string(alt.join("alt")).unwrap(), "app\n");
+    no_stdin_scratch_left(&store);
+}
+
+#[test]
+fn text_on_stdin_with_context_dash_is_the_dockerfile_and_the_context_is_empty() {
+    let dir = scratch();
+    let d = dir.path();
+    let store = d.join("store");
+    let out = d.join("oci");
+    build_stdin(
+        &store,
+        "-",
+        &[
+            "--output",
+            &format!("type=oci,dest={},tar=false", out.display()),
+            "--tag",
+            "localhost/stdin:1",
+        ],
+        b"FROM scratch\nLABEL from=stdin\nCOPY . /\n".to_vec(),
+    )
+    .success();
+    let config = rbuild_tests::oci::read_config(&out, "1");
+    assert_eq!(config["config"]["Labels"]["from"], "stdin", "{config}");
+    // The empty context gave an empty COPY: no file in the image.
+    let m = rbuild_tests::oci::manifest(&out, "1");
+    for l in m["layers"].as_array().unwrap() {
+        let blob = rbuild_tests::oci::blob_path(&out, l["digest"].as_str().unwrap());
+        let list = run(Command::new("tar").arg("-tzf").arg(&blob)).success();
+        assert!(
+            list.stdout.lines().all(|p| p.ends_with('/')),
+            "{}",
+            list.stdout
+        );
+    }
+    no_stdin_scratch_left(&store);
+}
+
+#[test]
+fn stdin_for_both_or_an_ambiguous_dockerfile_is_a_usage_error() {
+    let dir = scratch();
+    let d = dir.path();
+    let store = d.join("store");
+    let r = build_stdin(&store, "-", &["-f", "-"], b"FROM scratch\n".to_vec());
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("can't use stdin for both"),
+        "{}",
+        r.stderr
+    );
+    let r = build_stdin(
+        &store,
+        "-",
+        &["-f", "Dockerfile"],
+        b"FROM scratch\n".to_vec(),
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("ambiguous Dockerfile source"),
+        "{}",
+        r.stderr
+    );
+    let r = build_stdin(&store, "-", &[], Vec::new());
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("standard input is empty"), "{}", r.stderr);
+    no_stdin_scratch_left(&store);
+}
+
+#[test]
+fn a_hostile_context_tar_on_stdin_writes_nothing_outside_its_directory() {
+    let dir = scratch();
+    let d = dir.path();
+    let store = d.join("store");
+    let outside = d.join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("canary"), "canary\n").unwrap();
+    let o = outside.display().to_string();
+    let df = raw_entry("Dockerfile", b'0', "", b"FROM scratch\nCOPY . /c/\n");
+    let end = vec![0u8; 1024];
+    let cases: Vec<(&str, Vec<Vec<u8>>)> = vec![
+        ("dotdot", vec![raw_entry("../../outside/x", b'0', "", b"x")]),
+        (
+            "absolute",
+            vec![raw_entry(&format!("{o}/x"), b'0', "", b"x")],
+        ),
+        (
+            "through a symlink",
+            vec![
+                raw_entry("link", b'2', &o, b""),
+                raw_entry("link/x", b'0', "", b"x"),
+            ],
+        ),
+        (
+            "hard link out",
+            vec![raw_entry("hl", b'1', &format!("{o}/canary"), b"")],
+        ),
+        (
+            "overwrite through a final symlink",
+            vec![
+                raw_entry("c", b'2', &format!("{o}/canary"), b""),
+                raw_entry("c", b'0', "", b"pwned"),
+            ],
+        ),
+        ("device", vec![raw_entry("null", b'3', "", b"")]),
+    ];
+    for (what, entries) in cases {
+        let mut t = df.clone();
+        for e in entries {
+            t.extend(e);
+        }
+        t.extend_from_slice(&end);
+        let out = d.join(format!("out-{}", what.replace(' ', "-")));
+        let r = build_stdin(&store, "-", &["-o", out.to_str().unwrap()], t);
+        // Refused (exit 2) or contained (built, the entry inside the context).
+        assert!(r.code == 0 || r.code == 2, "{what}: {}", r.stderr);
+        let mut names: Vec<String> = std::fs::read_dir(&outside)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["canary"], "{what}: {}", r.stderr);
+        assert_eq!(
+            std::fs::read_to_string(outside.join("canary")).unwrap(),
+            "canary\n",
+            "{what}"
+        );
+        if what == "device" && r.code == 0 {
+            // Never a device node outside a RUN sandbox: an inert placeholder in the context.
+            use std::os::unix::fs::FileTypeExt;
+            let m = std::fs::symlink_metadata(out.join("c/null"));
+            assert!(
+                m.map_or(true, |m| !m.file_type().is_char_device()),
+                "{what}"
+            );
+        }
+    }
+    no_stdin_scratch_left(&store);
+}
