@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use super::values::{ByteSize, IsolationMode, NetworkMode, ProgressMode};
+use super::values::{ByteSize, IsolationMode, MemBytes, NetworkMode, ProgressMode};
 
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
@@ -222,6 +222,17 @@ pub struct BuildArgs {
     /// build --add-host`. Never in the image; part of every RUN's cache key.
     #[arg(long = "add-host", value_name = "HOST:IP")]
     pub add_hosts: Vec<String>,
+
+    /// The size of RUN steps' /dev/shm: bytes, or with a k, m or g suffix (1024-based, as
+    /// docker: 64m). Not in the image; part of every RUN's cache key. Refused in chroot mode.
+    #[arg(long = "shm-size", value_name = "SIZE")]
+    pub shm_size: Option<MemBytes>,
+
+    /// A resource limit of RUN steps: TYPE=SOFT[:HARD] (repeatable; docker's names: nofile,
+    /// nproc, core, cpu, data, fsize, locks, memlock, msgqueue, nice, rss, rtprio, rttime,
+    /// sigpending, stack, and as; -1 is unlimited). Not in the image; part of every RUN's key.
+    #[arg(long = "ulimit", value_name = "TYPE=SOFT[:HARD]")]
+    pub ulimits: Vec<String>,
 
     /// Network for RUN steps.
     #[arg(long, value_enum, default_value_t = NetworkMode::Default)]

@@ -20,7 +20,7 @@ use super::output::{Destination, OutputKind, OutputSpec, OutputSpecError};
 use super::secret::{SecretSource, SecretSpec, SecretSpecError};
 use super::ssh::{SshSpec, SshSpecError};
 use super::stdin::{materialise, uses_stdin, StdinInputs};
-use super::values::{BuildArg, NetworkMode, ProgressMode};
+use super::values::{BuildArg, IsolationMode, NetworkMode, ProgressMode};
 use crate::graph::platform::{host_platform, parse_platform};
 
 /// A usage error: bad flags or values (exit code 2).
@@ -119,6 +119,10 @@ pub struct BuildOptions {
     pub pull: bool,
     /// `--add-host`, parsed.
     pub extra_hosts: Vec<(String, std::net::IpAddr)>,
+    /// `--shm-size` in bytes (`None` when not given or 0, as Docker's "unset").
+    pub shm_size: Option<u64>,
+    /// `--ulimit`s, a later one of a name replacing an earlier, sorted by name.
+    pub ulimits: Vec<crate::executor::limits::Ulimit>,
     pub store: PathBuf,
     /// The working directory when rbuild started, against which `FROM oci-layout://DIR`
     /// (a path in the Dockerfile) is resolved.
@@ -324,6 +328,19 @@ fn check_stdout(outputs: &[OutputSpec], stdout_is_terminal: bool) -> Result<(), 
     Ok(())
 }
 
+/// `--shm-size` with `--isolation chroot` (chosen, not probed): refused before anything is
+/// built, since chroot mode's `/dev/shm` is a directory (`auto` resolving to chroot is refused
+/// at the first RUN, by the engine).
+fn check_shm_size(shm_size: Option<u64>, isolation: IsolationMode) -> Result<(), UsageError> {
+    let non_default = shm_size.is_some_and(|s| s != crate::executor::limits::DEFAULT_SHM_SIZE);
+    if non_default && isolation == IsolationMode::Chroot {
+        return Err(UsageError::Value(
+            "--shm-size cannot be honoured with --isolation chroot: /dev/shm is a directory of the step's private root there, and a tmpfs of that size needs CAP_SYS_ADMIN; use --isolation namespaces (or rootless), or drop --shm-size".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// `--iidfile` names one image: refused (as buildx does) with outputs that write no image,
 /// and with several targets, whose IDs `--metadata-file` gives.
 fn check_iidfile(plan: &PlanOptions, outputs: &[OutputSpec]) -> Result<(), UsageError> {
@@ -375,6 +392,8 @@ impl BuildOptions {
             }
         }
         check_stdout(&outputs, std::io::stdout().is_terminal())?;
+        let shm_size = a.shm_size.map(|s| s.0).filter(|s| *s > 0);
+        check_shm_size(shm_size, a.isolation)?;
         let cache_from = a
             .cache_from
             .iter()
@@ -438,6 +457,16 @@ impl BuildOptions {
                 .iter()
                 .map(|h| parse_extra_host(h))
                 .collect::<Result<_, _>>()?,
+            shm_size,
+            ulimits: crate::executor::limits::normalise(
+                a.ulimits
+                    .iter()
+                    .map(|u| {
+                        u.parse()
+                            .map_err(|e| UsageError::Value(format!("invalid --ulimit {u:?}: {e}")))
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
             store,
             workdir: std::env::current_dir().map_err(|source| UsageError::Absolute {
                 path: PathBuf::from("."),
@@ -473,6 +502,17 @@ mod tests {
         ] {
             assert!(parse_extra_host(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_non_default_shm_size_is_refused_in_chroot_mode_only() {
+        let mib = |n: u64| Some(n << 20);
+        assert!(check_shm_size(mib(128), IsolationMode::Namespaces).is_ok());
+        assert!(check_shm_size(mib(128), IsolationMode::Auto).is_ok());
+        assert!(check_shm_size(mib(64), IsolationMode::Chroot).is_ok());
+        assert!(check_shm_size(None, IsolationMode::Chroot).is_ok());
+        let e = check_shm_size(mib(128), IsolationMode::Chroot).unwrap_err();
+        assert!(e.to_string().contains("--isolation chroot"), "{e}");
     }
 
     #[test]

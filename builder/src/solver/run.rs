@@ -98,6 +98,8 @@ pub enum RunError {
     Lock(PathBuf, #[source] std::io::Error),
     #[error("RUN --mount=type={0} cannot be provided with --isolation chroot (no mounts without CAP_SYS_ADMIN): use --isolation namespaces, or do without the mount; nothing was run")]
     ChrootMount(&'static str),
+    #[error("--shm-size cannot be honoured with --isolation chroot: /dev/shm is a directory of the step's private root there, and a tmpfs of that size needs CAP_SYS_ADMIN; use --isolation namespaces (or rootless), or drop --shm-size; nothing was run")]
+    ChrootShmSize,
     #[error("RUN --network=none cannot be provided with --isolation chroot (a network namespace needs CAP_SYS_ADMIN): use --isolation namespaces, or the default network; nothing was run")]
     ChrootNetworkNone,
     #[error("RUN needs {what} ({kind} {id}), which rbuild's user namespace does not map (its {kind}s: {map}): give this user a range in /etc/subuid and /etc/subgid that covers it (e.g. `usermod --add-subuids 100000-165535 --add-subgids 100000-165535 USER`) and install newuidmap/newgidmap (package uidmap); nothing was run")]
@@ -326,6 +328,14 @@ pub fn prepare(
     if !engine.opts.extra_hosts.is_empty() {
         inputs = inputs.input("extra-hosts", hosts_lines(&engine.opts.extra_hosts));
     }
+    // The same for `--shm-size` and `--ulimit`: in BuildKit's key too (`executor::limits`).
+    if let Some(size) = engine.opts.shm_size {
+        inputs = inputs.input("shm-size", size.to_string());
+    }
+    if !engine.opts.ulimits.is_empty() {
+        let lines: Vec<String> = engine.opts.ulimits.iter().map(|u| u.to_string()).collect();
+        inputs = inputs.input("ulimits", lines.join("\n"));
+    }
     inputs.env = key_env;
     inputs.args = state.args.clone();
     Ok(PreparedRun {
@@ -362,7 +372,10 @@ const CHROOT_ROOT: &str = UPPER;
 /// The mounts and network `chroot` mode cannot give a step (see `executor::chroot`): refused
 /// before anything runs. Secrets, tmpfs, caches and binds are laid out in the root instead; an
 /// agent's socket would have to be relayed into it.
-fn refuse_in_chroot(p: &PreparedRun) -> Result<(), BuildError> {
+fn refuse_in_chroot(p: &PreparedRun, shm_size: Option<u64>) -> Result<(), BuildError> {
+    if shm_size.is_some_and(|s| s != crate::executor::limits::DEFAULT_SHM_SIZE) {
+        return Err(BuildError::Run(RunError::ChrootShmSize));
+    }
     if p.network == SandboxNetwork::None {
         return Err(BuildError::Run(RunError::ChrootNetworkNone));
     }
@@ -391,7 +404,7 @@ pub fn execute(
     let choice = engine.run_isolation()?;
     let mode = choice.mode;
     if mode == IsolationMode::Chroot {
-        refuse_in_chroot(p)?;
+        refuse_in_chroot(p, engine.opts.shm_size)?;
     }
     let (uid, gid, groups, home) = resolve_user(&p.user, rootfs).map_err(BuildError::Run)?;
     if mode == IsolationMode::Rootless {
@@ -500,6 +513,8 @@ pub fn execute(
         etc_files,
         mounts,
         devices: devices::for_sandbox(&device_candidates),
+        ulimits: engine.opts.ulimits.clone(),
+        shm_size: engine.opts.shm_size,
     };
     executor::run(&spec, |stream, line| {
         let s = match stream {

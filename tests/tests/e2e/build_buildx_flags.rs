@@ -251,3 +251,140 @@ fn add_host_lines_are_in_run_steps_etc_hosts_as_buildkit_writes_them_and_in_the_
         .unwrap()
         .contains("10.9.9.9\tmyhost\n"));
 }
+
+/// The line of `/proc/self/limits` for `what` (e.g. "Max open files"): (soft, hard).
+fn limits_line(limits: &str, what: &str) -> (String, String) {
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with(what))
+        .unwrap_or_else(|| panic!("{what} not in {limits}"));
+    let fields: Vec<&str> = line[what.len()..].split_whitespace().collect();
+    (fields[0].to_string(), fields[1].to_string())
+}
+
+#[test]
+fn shm_size_and_ulimits_reach_run_steps_in_namespaces_and_chroot_mode_and_their_keys() {
+    let dir = scratch();
+    let d = dir.path();
+    let store = d.join("store");
+    if !rbuild_tests::build::busybox_base(d, &store, "localhost/buildx-flags/busybox:2") {
+        return;
+    }
+    let ctx = d.join("ctx");
+    write_tree(
+        &ctx,
+        &[(
+            "Dockerfile",
+            "FROM localhost/buildx-flags/busybox:2\n\
+             RUN cat /proc/self/limits > /limits && df -k /dev/shm | tail -n 1 > /shm\n",
+        )],
+    );
+    let n = std::cell::Cell::new(0);
+    let out = |i: usize| d.join(format!("out-{i}"));
+    let with = |flags: &[&str]| {
+        n.set(n.get() + 1);
+        let mut args = vec![
+            "--output".to_string(),
+            format!("type=local,dest={}", out(n.get()).display()),
+        ];
+        args.extend(flags.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        build(&store, &ctx, &args)
+    };
+    let cached = |r: &rbuild_tests::Run| {
+        r.stderr
+            .lines()
+            .filter(|l| l.starts_with('#') && l.ends_with(" CACHED"))
+            .count()
+    };
+    let shm_kib = |i: usize| -> u64 {
+        let line = std::fs::read_to_string(out(i).join("shm")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    let limits = |i: usize| std::fs::read_to_string(out(i).join("limits")).unwrap();
+    // 1: defaults: Docker's 64 MiB /dev/shm.
+    with(&["--isolation", "namespaces"]).success();
+    assert_eq!(shm_kib(1), 65536);
+    // 2: --shm-size 32m and two ulimits (a later nofile wins, as in docker).
+    let flags = [
+        "--isolation",
+        "namespaces",
+        "--shm-size",
+        "32m",
+        "--ulimit",
+        "nofile=100:200",
+        "--ulimit",
+        "nofile=1024:2048",
+        "--ulimit",
+        "core=0:-1",
+    ];
+    let r = with(&flags).success();
+    assert_eq!(cached(&r), 0, "other flags, another RUN key:\n{}", r.stderr);
+    assert_eq!(shm_kib(2), 32768);
+    let l = limits(2);
+    assert_eq!(
+        limits_line(&l, "Max open files"),
+        ("1024".into(), "2048".into())
+    );
+    assert_eq!(
+        limits_line(&l, "Max core file size"),
+        ("0".into(), "unlimited".into())
+    );
+    // 3: the same flags: cached. 4, 5: one value changed: not.
+    assert_eq!(cached(&with(&flags).success()), 1);
+    let mut other = flags;
+    other[3] = "16m";
+    assert_eq!(cached(&with(&other).success()), 0);
+    assert_eq!(shm_kib(4), 16384);
+    let mut other = flags;
+    other[7] = "nofile=1024:4096";
+    assert_eq!(cached(&with(&other).success()), 0);
+    assert_eq!(
+        limits_line(&limits(5), "Max open files"),
+        ("1024".into(), "4096".into())
+    );
+    // Chroot mode sets ulimits too (its root has no /proc: the shell's ulimit reads them).
+    let chroot_ctx = d.join("chroot-ctx");
+    write_tree(
+        &chroot_ctx,
+        &[(
+            "Dockerfile",
+            "FROM localhost/buildx-flags/busybox:2\nRUN (ulimit -Sn; ulimit -Hn) > /nofile\n",
+        )],
+    );
+    let chroot_out = d.join("chroot-out");
+    build(
+        &store,
+        &chroot_ctx,
+        &[
+            "--isolation",
+            "chroot",
+            "--ulimit",
+            "nofile=512:1024",
+            "--output",
+            &format!("type=local,dest={}", chroot_out.display()),
+        ],
+    )
+    .success();
+    assert_eq!(
+        std::fs::read_to_string(chroot_out.join("nofile")).unwrap(),
+        "512\n1024\n"
+    );
+    // A /dev/shm size chroot mode cannot give: a usage error naming the mode.
+    let r = with(&["--isolation", "chroot", "--shm-size", "128m"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("--isolation chroot"), "{}", r.stderr);
+    // Docker's parse errors, as usage errors.
+    for (bad, says) in [
+        (["--ulimit", "files=1"], "invalid ulimit type"),
+        (
+            ["--ulimit", "nofile=10:5"],
+            "soft limit must be less than or equal",
+        ),
+        (["--shm-size", "64x"], "invalid size"),
+    ] {
+        let r = with(&bad);
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        assert!(r.stderr.contains(says), "{says}: {}", r.stderr);
+    }
+}

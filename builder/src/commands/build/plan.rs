@@ -71,6 +71,8 @@ fn request(inputs: &Inputs) -> Result<BuildRequest, Failure> {
         isolation: opts.isolation,
         always_pull: opts.pull,
         extra_hosts: opts.extra_hosts.clone(),
+        shm_size: opts.shm_size,
+        ulimits: opts.ulimits.clone(),
         compression: first_output.map_or(Compression::Gzip, |o| o.compression),
         compression_level: first_output.and_then(|o| o.compression_level),
         output_stages: output_stages(&inputs.plan, &opts.cache_to),
