@@ -243,7 +243,8 @@ pub struct BuildArgs {
     #[arg(long, value_enum, env = "RBUILD_ISOLATION", default_value_t = IsolationMode::Auto)]
     pub isolation: IsolationMode,
 
-    /// How to show progress.
+    /// How to show progress (rawjson: BuildKit's status stream, one JSON object per line on
+    /// stderr, as buildx writes it). With auto, BUILDKIT_PROGRESS, when set, decides.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
 

@@ -303,6 +303,22 @@ fn parse_extra_host(h: &str) -> Result<(String, std::net::IpAddr), UsageError> {
     Ok((host.to_string(), ip))
 }
 
+/// `--progress auto` (given or the default) takes `BUILDKIT_PROGRESS` when it is set, as buildx
+/// does (`util/progress/printer.go`); any other `--progress` wins over it.
+fn progress_from_env(flag: ProgressMode, env: Option<&str>) -> Result<ProgressMode, UsageError> {
+    use clap::ValueEnum;
+    match env {
+        Some(v) if flag == ProgressMode::Auto && !v.is_empty() => {
+            ProgressMode::from_str(v, false).map_err(|_| {
+                UsageError::Value(format!(
+                    "BUILDKIT_PROGRESS={v:?} is not a progress mode: use auto, plain, tty, json, rawjson or quiet (or unset it)"
+                ))
+            })
+        }
+        _ => Ok(flag),
+    }
+}
+
 /// At most one output may write to standard output, and not when it is a terminal: buildx's
 /// rules (`build/opt.go`, `CreateExports`), with its reasons in the messages.
 fn check_stdout(outputs: &[OutputSpec], stdout_is_terminal: bool) -> Result<(), UsageError> {
@@ -418,7 +434,8 @@ impl BuildOptions {
         })?;
         let auth_sock = env_var("SSH_AUTH_SOCK");
         let ssh = SshSpec::parse_all(&a.ssh, auth_sock.as_deref(), &cwd)?;
-        let progress = match (a.quiet, a.progress) {
+        let chosen = progress_from_env(a.progress, env_var("BUILDKIT_PROGRESS").as_deref())?;
+        let progress = match (a.quiet, chosen) {
             (true, _) => ProgressMode::Quiet,
             (false, ProgressMode::Auto) if std::io::stderr().is_terminal() => ProgressMode::Tty,
             (false, ProgressMode::Auto) => ProgressMode::Plain,
@@ -502,6 +519,18 @@ mod tests {
         ] {
             assert!(parse_extra_host(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn buildkit_progress_is_the_default_of_progress_auto_only() {
+        use ProgressMode::*;
+        assert_eq!(progress_from_env(Auto, Some("rawjson")).unwrap(), Rawjson);
+        assert_eq!(progress_from_env(Auto, Some("plain")).unwrap(), Plain);
+        assert_eq!(progress_from_env(Auto, Some("")).unwrap(), Auto);
+        assert_eq!(progress_from_env(Auto, None).unwrap(), Auto);
+        assert_eq!(progress_from_env(Tty, Some("rawjson")).unwrap(), Tty);
+        let e = progress_from_env(Auto, Some("fancy")).unwrap_err();
+        assert!(e.to_string().contains("BUILDKIT_PROGRESS"), "{e}");
     }
 
     #[test]

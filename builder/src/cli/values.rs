@@ -85,6 +85,8 @@ pub enum ProgressMode {
     Plain,
     Tty,
     Json,
+    /// BuildKit's raw status stream (`SolveStatus` JSON, one object per line), as buildx's.
+    Rawjson,
     Quiet,
 }
 

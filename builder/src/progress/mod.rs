@@ -5,6 +5,7 @@
 //! - [`Mode::Plain`]: BuildKit's `--progress=plain` numbered lines (`plain`);
 //! - [`Mode::Tty`]: live spinners and byte-count bars (`tty`, indicatif);
 //! - [`Mode::Json`]: one JSON object per line, schema in `docs/progress-json.md` (`json`);
+//! - [`Mode::RawJson`]: BuildKit's `SolveStatus` objects, one per line (`rawjson`, as buildx);
 //! - [`Mode::Quiet`]: only the image digests (`quiet`).
 //!
 //! Secret values registered with [`Progress::with_masks`] are replaced by `****` in every
@@ -15,6 +16,7 @@ mod json;
 mod mask;
 mod plain;
 mod quiet;
+mod rawjson;
 mod summary;
 mod tty;
 mod units;
@@ -27,6 +29,7 @@ use std::time::Instant;
 
 pub use event::{BuildSummary, Event, LogStream, ProgressKind, TargetSummary};
 pub use mask::{Masker, MASK};
+pub use units::rfc3339;
 
 /// Receives progress events; implementations must tolerate calls from many threads at once.
 pub trait ProgressSink: Send + Sync {
@@ -39,6 +42,7 @@ pub enum Mode {
     Plain,
     Tty,
     Json,
+    RawJson,
     Quiet,
 }
 
@@ -48,6 +52,7 @@ pub fn renderer(mode: Mode, out: Box<dyn Write + Send>) -> Progress {
         Mode::Plain => Arc::new(plain::PlainRenderer::new(out)),
         Mode::Tty => Arc::new(tty::TtyRenderer::new(out)),
         Mode::Json => Arc::new(json::JsonRenderer::new(out)),
+        Mode::RawJson => Arc::new(rawjson::RawJsonRenderer::new(out)),
         Mode::Quiet => Arc::new(quiet::QuietRenderer::new(out)),
     };
     Progress::new(sink)

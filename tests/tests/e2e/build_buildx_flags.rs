@@ -388,3 +388,182 @@ fn shm_size_and_ulimits_reach_run_steps_in_namespaces_and_chroot_mode_and_their_
         assert!(r.stderr.contains(says), "{says}: {}", r.stderr);
     }
 }
+
+/// BuildKit's `client.SolveStatus` types (`client/graph.go`, minus the protobuf-typed fields
+/// rbuild never writes), decoded by Go's own `encoding/json` with unknown fields refused: the
+/// stream must parse as buildx's consumers parse it (times, base64 data). Prints one line per
+/// finished vertex and per log.
+const GO_SOLVE_STATUS: &str = r#"package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+)
+
+type Vertex struct {
+	Digest    string     `json:"digest,omitempty"`
+	Inputs    []string   `json:"inputs,omitempty"`
+	Name      string     `json:"name,omitempty"`
+	Started   *time.Time `json:"started,omitempty"`
+	Completed *time.Time `json:"completed,omitempty"`
+	Cached    bool       `json:"cached,omitempty"`
+	Error     string     `json:"error,omitempty"`
+}
+
+type VertexStatus struct {
+	ID        string     `json:"id"`
+	Vertex    string     `json:"vertex,omitempty"`
+	Name      string     `json:"name,omitempty"`
+	Total     int64      `json:"total,omitempty"`
+	Current   int64      `json:"current"`
+	Timestamp time.Time  `json:"timestamp"`
+	Started   *time.Time `json:"started,omitempty"`
+	Completed *time.Time `json:"completed,omitempty"`
+}
+
+type VertexLog struct {
+	Vertex    string    `json:"vertex,omitempty"`
+	Stream    int       `json:"stream,omitempty"`
+	Data      []byte    `json:"data"`
+	Timestamp time.Time `json:"timestamp"`
+}
+
+type VertexWarning struct {
+	Vertex string   `json:"vertex,omitempty"`
+	Level  int      `json:"level,omitempty"`
+	Short  []byte   `json:"short,omitempty"`
+	Detail [][]byte `json:"detail,omitempty"`
+	URL    string   `json:"url,omitempty"`
+}
+
+type SolveStatus struct {
+	Vertexes []*Vertex        `json:"vertexes,omitempty"`
+	Statuses []*VertexStatus  `json:"statuses,omitempty"`
+	Logs     []*VertexLog     `json:"logs,omitempty"`
+	Warnings []*VertexWarning `json:"warnings,omitempty"`
+}
+
+func main() {
+	names := map[string]string{}
+	sc := bufio.NewScanner(os.Stdin)
+	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "{") {
+			continue
+		}
+		dec := json.NewDecoder(strings.NewReader(line))
+		dec.DisallowUnknownFields()
+		var s SolveStatus
+		if err := dec.Decode(&s); err != nil {
+			fmt.Println("DECODE ERROR", err, line)
+			os.Exit(1)
+		}
+		for _, v := range s.Vertexes {
+			names[v.Digest] = v.Name
+			if v.Started == nil {
+				fmt.Println("NO START", v.Name)
+				os.Exit(1)
+			}
+			if v.Completed != nil {
+				fmt.Printf("vertex %q cached=%v error=%q\n", v.Name, v.Cached, v.Error)
+			}
+		}
+		for _, l := range s.Logs {
+			fmt.Printf("log %q %d %q\n", names[l.Vertex], l.Stream, string(l.Data))
+		}
+	}
+}
+"#;
+
+#[test]
+fn buildkit_progress_rawjson_is_buildkits_status_stream_as_go_decodes_it() {
+    if !rbuild_tests::have_tool("go") {
+        return;
+    }
+    let dir = scratch();
+    let d = dir.path();
+    let store = d.join("store");
+    if !rbuild_tests::build::busybox_base(d, &store, "localhost/buildx-flags/busybox:3") {
+        return;
+    }
+    let ctx = d.join("ctx");
+    write_tree(
+        &ctx,
+        &[(
+            "Dockerfile",
+            "FROM localhost/buildx-flags/busybox:3\nRUN echo hello && echo oops >&2\n",
+        )],
+    );
+    let go_dir = d.join("go");
+    std::fs::create_dir(&go_dir).unwrap();
+    std::fs::write(go_dir.join("main.go"), GO_SOLVE_STATUS).unwrap();
+    // No --progress: BUILDKIT_PROGRESS decides, as in buildx.
+    let raw = |extra: &[&str]| {
+        rbuild_tests::run(
+            rbuild_tests::rbuild(&store)
+                .arg("build")
+                .arg(&ctx)
+                .args(extra)
+                .env("BUILDKIT_PROGRESS", "rawjson"),
+        )
+        .success()
+    };
+    let decode = |stderr: &str| {
+        use std::io::Write;
+        let mut child = std::process::Command::new("go")
+            .args(["run", "main.go"])
+            .current_dir(&go_dir)
+            .env("GO111MODULE", "off")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stderr.as_bytes())
+            .unwrap();
+        rbuild_tests::Run::from_output(child.wait_with_output().unwrap()).success()
+    };
+    let first = raw(&[]);
+    // Every line of the stream is one JSON object (stderr has nothing else on success).
+    for line in first.stderr.lines() {
+        assert!(line.starts_with('{'), "{line}\n{}", first.stderr);
+    }
+    let go = decode(&first.stderr).stdout;
+    let run = "[stage-0 2/2] RUN echo hello && echo oops >&2";
+    assert!(go.contains(&format!("log {run:?} 1 \"hello\\n\"")), "{go}");
+    assert!(go.contains(&format!("log {run:?} 2 \"oops\\n\"")), "{go}");
+    assert!(
+        go.contains(&format!("vertex {run:?} cached=false error=\"\"")),
+        "{go}"
+    );
+    let again = decode(&raw(&[]).stderr).stdout;
+    assert!(
+        again.contains(&format!("vertex {run:?} cached=true")),
+        "{again}"
+    );
+    // An explicit --progress wins over BUILDKIT_PROGRESS.
+    let plain = raw(&["--progress", "plain"]);
+    assert!(
+        plain.stderr.lines().any(|l| l.starts_with("#1 ")),
+        "{}",
+        plain.stderr
+    );
+    // A mode BUILDKIT_PROGRESS cannot be: a usage error naming it.
+    let bad = rbuild_tests::run(
+        rbuild_tests::rbuild(&store)
+            .arg("build")
+            .arg(&ctx)
+            .env("BUILDKIT_PROGRESS", "fancy"),
+    );
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("BUILDKIT_PROGRESS"), "{}", bad.stderr);
+}
