@@ -121,7 +121,8 @@ fn an_iidfile_with_a_local_output_or_several_targets_is_a_usage_error() {
     );
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
-        r.stderr.contains("local exporter is incompatible"),
+        r.stderr
+            .contains("local and tar exporters are incompatible with an image ID file"),
         "{}",
         r.stderr
     );
