@@ -521,6 +521,51 @@ mod tests {
         }
     }
 
+    /// The words of the usage errors of buildx's flags (`-o -`, stdin, `--shm-size`,
+    /// `--ulimit`, `BUILDKIT_PROGRESS`), as users see them after `error: `.
+    #[test]
+    fn buildx_flag_usage_errors_golden() {
+        use crate::cli::stdin::StdinError;
+        use crate::executor::limits::Ulimit;
+        let o = |s: &str| s.parse::<OutputSpec>().unwrap();
+        let mut m: Vec<String> = vec![
+            check_stdout(&[o("-"), o("type=oci")], false)
+                .unwrap_err()
+                .to_string(),
+            check_stdout(&[o("-")], true).unwrap_err().to_string(),
+            "type=tarball"
+                .parse::<OutputSpec>()
+                .unwrap_err()
+                .to_string(),
+            check_shm_size(Some(1 << 30), IsolationMode::Chroot)
+                .unwrap_err()
+                .to_string(),
+            "64x".parse::<super::super::values::MemBytes>().unwrap_err(),
+            progress_from_env(ProgressMode::Auto, Some("fancy"))
+                .unwrap_err()
+                .to_string(),
+        ];
+        for u in [
+            "nofile",
+            "files=1",
+            "nofile=x",
+            "nofile=1:2:3",
+            "nofile=10:5",
+        ] {
+            m.push(u.parse::<Ulimit>().unwrap_err().to_string());
+        }
+        for e in [
+            StdinError::Both,
+            StdinError::Ambiguous("Dockerfile".into()),
+            StdinError::Empty,
+            StdinError::TooLarge,
+            StdinError::FileOutside("../x".into()),
+        ] {
+            m.push(e.to_string());
+        }
+        insta::assert_snapshot!(m.join("\n"));
+    }
+
     #[test]
     fn buildkit_progress_is_the_default_of_progress_auto_only() {
         use ProgressMode::*;
