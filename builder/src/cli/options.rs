@@ -319,6 +319,39 @@ fn progress_from_env(flag: ProgressMode, env: Option<&str>) -> Result<ProgressMo
     }
 }
 
+/// A tarball output whose `dest` is an existing directory, or a directory output whose `dest`
+/// is an existing file, is refused before building, as buildx refuses them (`CreateExports`).
+fn check_destinations(outputs: &[OutputSpec]) -> Result<(), UsageError> {
+    for o in outputs {
+        let (path, wants_dir) = match &o.kind {
+            OutputKind::Oci(Destination::Tarball(p))
+            | OutputKind::Docker(Destination::Tarball(p))
+            | OutputKind::Tar(Destination::Tarball(p)) => (p, false),
+            OutputKind::Oci(Destination::Directory(p))
+            | OutputKind::Docker(Destination::Directory(p))
+            | OutputKind::Tar(Destination::Directory(p))
+            | OutputKind::Local(p) => (p, true),
+            _ => continue,
+        };
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() && !wants_dir => {
+                return Err(UsageError::Value(format!(
+                    "--output: destination file {} is a directory; give a file name (dest=DIR/image.tar)",
+                    path.display()
+                )))
+            }
+            Ok(m) if !m.is_dir() && wants_dir => {
+                return Err(UsageError::Value(format!(
+                    "--output: destination directory {} is a file; give a directory",
+                    path.display()
+                )))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// At most one output may write to standard output, and not when it is a terminal: buildx's
 /// rules (`build/opt.go`, `CreateExports`), with its reasons in the messages.
 fn check_stdout(outputs: &[OutputSpec], stdout_is_terminal: bool) -> Result<(), UsageError> {
@@ -408,6 +441,7 @@ impl BuildOptions {
             }
         }
         check_stdout(&outputs, std::io::stdout().is_terminal())?;
+        check_destinations(&outputs)?;
         let shm_size = a.shm_size.map(|s| s.0).filter(|s| *s > 0);
         check_shm_size(shm_size, a.isolation)?;
         let cache_from = a
@@ -564,6 +598,31 @@ mod tests {
             m.push(e.to_string());
         }
         insta::assert_snapshot!(m.join("\n"));
+    }
+
+    #[test]
+    fn a_tarball_onto_a_directory_or_a_directory_onto_a_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, "x").unwrap();
+        let spec = |s: String| absolute_output(s.parse().unwrap()).unwrap();
+        let d = dir.path().display();
+        for bad in [
+            format!("type=tar,dest={d}"),
+            format!("type=oci,dest={d}"),
+            format!("type=local,dest={d}/f"),
+            format!("type=oci,tar=false,dest={d}/f"),
+        ] {
+            assert!(check_destinations(&[spec(bad.clone())]).is_err(), "{bad}");
+        }
+        for good in [
+            format!("type=tar,dest={d}/f"),
+            format!("type=tar,dest={d}/new.tar"),
+            format!("type=local,dest={d}"),
+            format!("type=local,dest={d}/new"),
+        ] {
+            assert!(check_destinations(&[spec(good.clone())]).is_ok(), "{good}");
+        }
     }
 
     #[test]

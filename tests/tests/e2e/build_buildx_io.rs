@@ -197,6 +197,14 @@ fn stdout_outputs_are_refused_on_a_terminal_twice_or_with_an_iidfile() {
         "{}",
         r.stderr
     );
+    // A tarball onto a directory: refused before building, as buildx does.
+    let r = build(
+        &store,
+        &ctx,
+        &["--output", &format!("type=tar,dest={}", d.display())],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("is a directory"), "{}", r.stderr);
     // Standard output a terminal (script(1) gives the command a pseudo-terminal): refused
     // before anything is built, as buildx does.
     if !have_tool("script") {
