@@ -311,7 +311,7 @@ fn progress_from_env(flag: ProgressMode, env: Option<&str>) -> Result<ProgressMo
         Some(v) if flag == ProgressMode::Auto && !v.is_empty() => {
             ProgressMode::from_str(v, false).map_err(|_| {
                 UsageError::Value(format!(
-                    "BUILDKIT_PROGRESS={v:?} is not a progress mode: use auto, plain, tty, json, rawjson or quiet (or unset it)"
+                    "BUILDKIT_PROGRESS={v:?} is not a progress mode: use auto, plain, tty, json, rawjson, quiet or none (or unset it)"
                 ))
             })
         }
@@ -627,13 +627,15 @@ mod tests {
 
     #[test]
     fn buildkit_progress_is_the_default_of_progress_auto_only() {
-        use ProgressMode::*;
-        assert_eq!(progress_from_env(Auto, Some("rawjson")).unwrap(), Rawjson);
-        assert_eq!(progress_from_env(Auto, Some("plain")).unwrap(), Plain);
-        assert_eq!(progress_from_env(Auto, Some("")).unwrap(), Auto);
-        assert_eq!(progress_from_env(Auto, None).unwrap(), Auto);
-        assert_eq!(progress_from_env(Tty, Some("rawjson")).unwrap(), Tty);
-        let e = progress_from_env(Auto, Some("fancy")).unwrap_err();
+        use ProgressMode as P;
+        let env = |v: Option<&str>| progress_from_env(P::Auto, v).unwrap();
+        assert_eq!(env(Some("rawjson")), P::Rawjson);
+        assert_eq!(env(Some("plain")), P::Plain);
+        assert_eq!(env(Some("none")), P::None);
+        assert_eq!(env(Some("")), P::Auto);
+        assert_eq!(env(None), P::Auto);
+        assert_eq!(progress_from_env(P::Tty, Some("rawjson")).unwrap(), P::Tty);
+        let e = progress_from_env(P::Auto, Some("fancy")).unwrap_err();
         assert!(e.to_string().contains("BUILDKIT_PROGRESS"), "{e}");
     }
 

@@ -88,6 +88,8 @@ pub enum ProgressMode {
     /// BuildKit's raw status stream (`SolveStatus` JSON, one object per line), as buildx's.
     Rawjson,
     Quiet,
+    /// Nothing at all, not even the digests (buildx's `none`); errors still go to stderr.
+    None,
 }
 
 /// A byte size such as `10GB`, `512MiB`, `1g` or `1048576`.

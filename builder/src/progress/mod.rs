@@ -6,7 +6,8 @@
 //! - [`Mode::Tty`]: live spinners and byte-count bars (`tty`, indicatif);
 //! - [`Mode::Json`]: one JSON object per line, schema in `docs/progress-json.md` (`json`);
 //! - [`Mode::RawJson`]: BuildKit's `SolveStatus` objects, one per line (`rawjson`, as buildx);
-//! - [`Mode::Quiet`]: only the image digests (`quiet`).
+//! - [`Mode::Quiet`]: only the image digests (`quiet`);
+//! - [`Mode::None`]: nothing (`none`, as buildx).
 //!
 //! Secret values registered with [`Progress::with_masks`] are replaced by `****` in every
 //! event before any renderer sees it (`mask`).
@@ -44,6 +45,8 @@ pub enum Mode {
     Json,
     RawJson,
     Quiet,
+    /// Nothing (`none`).
+    None,
 }
 
 /// A renderer for `mode` writing to `out`.
@@ -54,6 +57,7 @@ pub fn renderer(mode: Mode, out: Box<dyn Write + Send>) -> Progress {
         Mode::Json => Arc::new(json::JsonRenderer::new(out)),
         Mode::RawJson => Arc::new(rawjson::RawJsonRenderer::new(out)),
         Mode::Quiet => Arc::new(quiet::QuietRenderer::new(out)),
+        Mode::None => Arc::new(Discard),
     };
     Progress::new(sink)
 }

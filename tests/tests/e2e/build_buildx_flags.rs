@@ -558,6 +558,15 @@ fn buildkit_progress_rawjson_is_buildkits_status_stream_as_go_decodes_it() {
         "{}",
         plain.stderr
     );
+    // buildx's `none`: nothing on either stream.
+    let none = rbuild_tests::run(
+        rbuild_tests::rbuild(&store)
+            .arg("build")
+            .arg(&ctx)
+            .env("BUILDKIT_PROGRESS", "none"),
+    )
+    .success();
+    assert_eq!((none.stdout.as_str(), none.stderr.as_str()), ("", ""));
     // A mode BUILDKIT_PROGRESS cannot be: a usage error naming it.
     let bad = rbuild_tests::run(
         rbuild_tests::rbuild(&store)

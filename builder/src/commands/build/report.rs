@@ -85,7 +85,9 @@ pub(super) fn report(
     } else {
         Box::new(std::io::stdout().lock())
     };
-    if opts.progress == ProgressMode::Quiet {
+    if opts.progress == ProgressMode::None {
+        // buildx's `none`: not even the digests.
+    } else if opts.progress == ProgressMode::Quiet {
         for b in &built {
             let _ = writeln!(out, "{}", b.image.manifest_descriptor.digest);
         }
