@@ -944,6 +944,8 @@ fn fs_tar_output_is_the_flattened_filesystem_as_one_reproducible_tar() {
         dest
     };
     let a = write("a.tar");
+    // Another second: a time taken from the clock (not the layers) would show.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let b = write("b.tar");
     assert_eq!(fs::read(&a).unwrap(), fs::read(&b).unwrap(), "reproducible");
     let listing = String::from_utf8(run(Command::new("tar").arg("-tvf").arg(&a)).stdout).unwrap();

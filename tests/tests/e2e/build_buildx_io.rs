@@ -118,7 +118,9 @@ fn dash_o_dir_is_local_and_type_tar_is_the_same_tree_as_one_sorted_deterministic
         std::fs::metadata(x.join("app/a.txt")).unwrap().mtime(),
         epoch
     );
-    // Deterministic: built again without the cache, the same bytes.
+    assert_eq!(std::fs::metadata(x.join("app/b")).unwrap().mtime(), epoch);
+    // Deterministic: built again without the cache, a second later, the same bytes.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let again = d.join("again.tar");
     build(
         &store,
