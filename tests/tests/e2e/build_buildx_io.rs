@@ -280,16 +280,22 @@ fn type_image_pushes_every_name_given_repeated_or_quoted() {
 
 /// `rbuild build CONTEXT ARGS…` with `input` on its standard input.
 fn build_stdin(store: &Path, ctx: &str, args: &[&str], input: Vec<u8>) -> rbuild_tests::Run {
+    let mut cmd = build_cmd(store, Path::new(ctx));
+    cmd.args(args);
+    with_stdin(cmd, input)
+}
+
+/// Runs `cmd` with `input` on its standard input.
+fn with_stdin(mut cmd: Command, input: Vec<u8>) -> rbuild_tests::Run {
     use std::io::Write;
-    let mut child = build_cmd(store, Path::new(ctx))
-        .args(args)
+    let mut child = cmd
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    // A build that refuses its input stops reading: a broken pipe here is expected then.
+    // A command that refuses its input stops reading: a broken pipe here is expected then.
     let writer = std::thread::spawn(move || {
         let _ = stdin.write_all(&input);
     });
@@ -386,6 +392,13 @@ fn dash_f_reads_the_dockerfile_from_stdin_and_the_context_stays_the_directory() 
     );
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("stdin:2"), "{}", r.stderr);
+    no_stdin_scratch_left(&store);
+    // `rbuild check` reads it the same way.
+    let mut check = rbuild_tests::rbuild(&store);
+    check.args(["check", ctx.to_str().unwrap(), "-f", "-"]);
+    let r = with_stdin(check, b"FROM scratch AS only\nCOPY a /a\n".to_vec()).success();
+    assert!(r.stdout.contains("Dockerfile: stdin"), "{}", r.stdout);
+    assert!(r.stdout.contains("only"), "{}", r.stdout);
     no_stdin_scratch_left(&store);
 }
 
