@@ -67,6 +67,8 @@ fn run_true(lower: &Path, tmp: &Path) -> Duration {
         etc_files: vec![("resolv.conf".into(), "/etc/resolv.conf".into())],
         mounts: Vec::new(),
         devices: Vec::new(),
+        ulimits: Vec::new(),
+        shm_size: None,
     };
     executor::run(&spec, |_, _| {}).expect("RUN true succeeds");
     let exclude = [

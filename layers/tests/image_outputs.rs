@@ -874,3 +874,98 @@ fn empty_export_is_a_valid_empty_layout() {
         serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []})
     );
 }
+
+/// A second layer: `hello.txt` whited out, a character device and a new file.
+fn whiteout_layer(store: &DirStore, image: &Image) -> Image {
+    let mut b = tar::Builder::new(Vec::new());
+    let h = |kind, path: &str, size: u64| {
+        let mut hd = tar::Header::new_ustar();
+        hd.set_entry_type(kind);
+        hd.set_mode(0o644);
+        hd.set_size(size);
+        hd.set_mtime(1_700_000_100);
+        hd.set_path(path).unwrap();
+        if kind == tar::EntryType::Char {
+            hd.set_device_major(1).unwrap();
+            hd.set_device_minor(3).unwrap();
+        }
+        hd.set_cksum();
+        hd
+    };
+    b.append(&h(tar::EntryType::Regular, ".wh.hello.txt", 0), io::empty())
+        .unwrap();
+    b.append(&h(tar::EntryType::Directory, "dev/", 0), io::empty())
+        .unwrap();
+    b.append(&h(tar::EntryType::Char, "dev/null1", 0), io::empty())
+        .unwrap();
+    b.append(&h(tar::EntryType::Regular, "new.txt", 4), &b"new\n"[..])
+        .unwrap();
+    let tar = b.into_inner().unwrap();
+    let diff_id = Digest::sha256_of(&tar);
+    let layer = store.put_bytes(&MediaType::OciLayerTar, &tar).unwrap();
+    let mut config = image.config.clone();
+    config.add_layer(diff_id, History::new("RUN rm hello.txt && mknod"));
+    let mut layers = image.manifest.layers.clone();
+    layers.push(layer);
+    Image::assemble(config, layers, BTreeMap::new(), MediaTypes::Oci, store).unwrap()
+}
+
+#[test]
+fn fs_tar_output_is_the_flattened_filesystem_as_one_reproducible_tar() {
+    use rbuild_layers::apply::{apply_layer, ApplyOptions};
+    use rbuild_layers::output::fs_tar::{write_fs_tar, FsTarImage};
+    let tmp = tempfile::tempdir().unwrap();
+    let store = DirStore(tmp.path().join("store"));
+    let image = whiteout_layer(&store, &build_image(&store, &[("etc/motd", "welcome\n")]));
+    // The real applier: whiteouts applied, devices kept as placeholders in the scratch tree.
+    let applier = |root: &Path,
+                   layer: &mut dyn Read,
+                   _c: Compression|
+     -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        apply_layer(root, layer, &ApplyOptions::default())?;
+        Ok(())
+    };
+    let write = |name: &str| {
+        let scratch = tempfile::tempdir().unwrap();
+        let dest = tmp.path().join(name);
+        let list = [FsTarImage {
+            image: &image,
+            prefix: None,
+        }];
+        write_fs_tar(
+            &Destination::TarFile(dest.clone()),
+            &list,
+            &store,
+            &applier,
+            scratch.path(),
+            None,
+        )
+        .unwrap();
+        dest
+    };
+    let a = write("a.tar");
+    // Another second: a time taken from the clock (not the layers) would show.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let b = write("b.tar");
+    assert_eq!(fs::read(&a).unwrap(), fs::read(&b).unwrap(), "reproducible");
+    let listing = String::from_utf8(run(Command::new("tar").arg("-tvf").arg(&a)).stdout).unwrap();
+    let line = |p: &str| listing.lines().find(|l| l.ends_with(&format!(" {p}")));
+    assert!(line("hello.txt").is_none(), "whited out:\n{listing}");
+    assert!(!listing.contains(".wh."), "{listing}");
+    assert!(line("etc/motd").is_some(), "{listing}");
+    assert!(line("new.txt").is_some_and(|l| l.starts_with("-rw-r--r--")));
+    // The device is a device again in the tar (a placeholder only in the scratch tree).
+    let dev = line("dev/null1").unwrap_or_else(|| panic!("{listing}"));
+    assert!(dev.starts_with('c'), "{dev}");
+    assert!(dev.contains("1,3"), "{dev}");
+    let err = write_fs_tar(
+        &Destination::Dir(tmp.path().join("d")),
+        &[],
+        &store,
+        &applier,
+        tmp.path(),
+        None,
+    )
+    .unwrap_err();
+    assert!(matches!(err, OutputError::TarNeedsFile { .. }), "{err}");
+}

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use super::values::{ByteSize, IsolationMode, NetworkMode, ProgressMode};
+use super::values::{ByteSize, IsolationMode, MemBytes, NetworkMode, ProgressMode};
 
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
@@ -16,7 +16,8 @@ Exit codes:
   2  usage error or invalid Dockerfile/.dockerignore (nothing was built)
 
 Outputs: for --output type=oci and type=docker, dest is a tarball (- for standard output), as
-docker buildx build writes it; add tar=false for an OCI image layout directory.";
+docker buildx build writes it; add tar=false for an OCI image layout directory. -o DIR means
+type=local,dest=DIR; -o - means type=tar (the filesystem as one tar) on standard output.";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -129,11 +130,13 @@ pub struct PruneArgs {
 /// Flags that choose the Dockerfile and what to build from it (shared by `build` and `check`).
 #[derive(Debug, Args, Clone)]
 pub struct PlanArgs {
-    /// The build context directory.
+    /// The build context directory; `-` reads standard input: a tar of the context, or else
+    /// the Dockerfile (with an empty context), as buildx does.
     #[arg(value_name = "CONTEXT", default_value = ".")]
     pub context: PathBuf,
 
-    /// The Dockerfile (default: CONTEXT/Dockerfile).
+    /// The Dockerfile (default: CONTEXT/Dockerfile); `-` reads it from standard input. With the
+    /// context `-` (a tar), a path inside that archive.
     #[arg(short = 'f', long = "file", value_name = "PATH")]
     pub file: Option<PathBuf>,
 
@@ -165,7 +168,8 @@ pub struct BuildArgs {
     #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
     pub tags: Vec<String>,
 
-    /// Output: type=oci|docker|registry|local,dest=…,… (repeatable).
+    /// Output: type=oci|docker|registry|image|local|tar,dest=…,… (repeatable); `-o DIR` is
+    /// type=local,dest=DIR and `-o -` is type=tar on standard output, as in buildx.
     #[arg(short = 'o', long = "output", value_name = "SPEC")]
     pub outputs: Vec<String>,
 
@@ -219,6 +223,17 @@ pub struct BuildArgs {
     #[arg(long = "add-host", value_name = "HOST:IP")]
     pub add_hosts: Vec<String>,
 
+    /// The size of RUN steps' /dev/shm: bytes, or with a k, m or g suffix (1024-based, as
+    /// docker: 64m). Not in the image; part of every RUN's cache key. Refused in chroot mode.
+    #[arg(long = "shm-size", value_name = "SIZE")]
+    pub shm_size: Option<MemBytes>,
+
+    /// A resource limit of RUN steps: TYPE=SOFT[:HARD] (repeatable; docker's names: nofile,
+    /// nproc, core, cpu, data, fsize, locks, memlock, msgqueue, nice, rss, rtprio, rttime,
+    /// sigpending, stack, and as; -1 is unlimited). Not in the image; part of every RUN's key.
+    #[arg(long = "ulimit", value_name = "TYPE=SOFT[:HARD]")]
+    pub ulimits: Vec<String>,
+
     /// Network for RUN steps.
     #[arg(long, value_enum, default_value_t = NetworkMode::Default)]
     pub network: NetworkMode,
@@ -228,7 +243,8 @@ pub struct BuildArgs {
     #[arg(long, value_enum, env = "RBUILD_ISOLATION", default_value_t = IsolationMode::Auto)]
     pub isolation: IsolationMode,
 
-    /// How to show progress.
+    /// How to show progress (rawjson: BuildKit's status stream, one JSON object per line on
+    /// stderr, as buildx writes it). With auto, BUILDKIT_PROGRESS, when set, decides.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
 

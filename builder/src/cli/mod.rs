@@ -10,6 +10,7 @@ pub mod output;
 pub mod registry;
 pub mod secret;
 pub mod ssh;
+pub mod stdin;
 pub mod values;
 
 pub use args::{Cli, Command};

@@ -19,7 +19,8 @@ use super::cache_spec::{
 use super::output::{Destination, OutputKind, OutputSpec, OutputSpecError};
 use super::secret::{SecretSource, SecretSpec, SecretSpecError};
 use super::ssh::{SshSpec, SshSpecError};
-use super::values::{BuildArg, NetworkMode, ProgressMode};
+use super::stdin::{materialise, uses_stdin, StdinInputs};
+use super::values::{BuildArg, IsolationMode, NetworkMode, ProgressMode};
 use crate::graph::platform::{host_platform, parse_platform};
 
 /// A usage error: bad flags or values (exit code 2).
@@ -49,6 +50,8 @@ pub enum UsageError {
     Secret(#[from] SecretSpecError),
     #[error("--secret id={0} is given twice")]
     DuplicateSecret(String),
+    #[error(transparent)]
+    Stdin(#[from] super::stdin::StdinError),
     #[error("invalid --ssh: {0}")]
     Ssh(#[from] SshSpecError),
     #[error("--platform {0} is not the host's platform ({1}); rbuild builds for the host platform only (no emulation)")]
@@ -80,6 +83,9 @@ pub fn absolute(path: &Path) -> Result<PathBuf, UsageError> {
 pub struct PlanOptions {
     pub context: PathBuf,
     pub dockerfile: PathBuf,
+    /// What standard input became (`-f -`, context `-`): owns the files `context` or
+    /// `dockerfile` then point at, removed when the last clone of these options is dropped.
+    pub stdin: Option<std::sync::Arc<StdinInputs>>,
     pub targets: Vec<String>,
     pub build_args: Vec<BuildArg>,
     pub platform: Platform,
@@ -113,6 +119,10 @@ pub struct BuildOptions {
     pub pull: bool,
     /// `--add-host`, parsed.
     pub extra_hosts: Vec<(String, std::net::IpAddr)>,
+    /// `--shm-size` in bytes (`None` when not given or 0, as Docker's "unset").
+    pub shm_size: Option<u64>,
+    /// `--ulimit`s, a later one of a name replacing an earlier, sorted by name.
+    pub ulimits: Vec<crate::executor::limits::Ulimit>,
     pub store: PathBuf,
     /// The working directory when rbuild started, against which `FROM oci-layout://DIR`
     /// (a path in the Dockerfile) is resolved.
@@ -124,14 +134,32 @@ fn env_var(k: &str) -> Option<String> {
 }
 
 impl PlanOptions {
-    pub fn from_args(a: &PlanArgs) -> Result<Self, UsageError> {
-        let context = absolute(&a.context)?;
+    /// `store` is `--store` (if the command has one): standard input, when it is read, is
+    /// unpacked in a scratch directory there.
+    pub fn from_args(a: &PlanArgs, store: Option<&Path>) -> Result<Self, UsageError> {
+        let stdin = if uses_stdin(&a.context, a.file.as_deref()) {
+            let root = store_dir(store)?;
+            materialise(
+                &a.context,
+                a.file.as_deref(),
+                std::io::stdin().lock(),
+                || rbuild_layers::store::Store::scratch_dir_at(&root, "stdin"),
+            )?
+            .map(std::sync::Arc::new)
+        } else {
+            None
+        };
+        let context = match stdin.as_ref().and_then(|s| s.context.clone()) {
+            Some(c) => c,
+            None => absolute(&a.context)?,
+        };
         if !context.is_dir() {
             return Err(UsageError::ContextNotDir(a.context.clone()));
         }
-        let dockerfile = match &a.file {
-            Some(f) => absolute(f)?,
-            None => context.join("Dockerfile"),
+        let dockerfile = match (stdin.as_ref().and_then(|s| s.dockerfile.clone()), &a.file) {
+            (Some(d), _) => d,
+            (None, Some(f)) => absolute(f)?,
+            (None, None) => context.join("Dockerfile"),
         };
         if let Err(source) = std::fs::metadata(&dockerfile) {
             return Err(UsageError::DockerfileMissing {
@@ -160,10 +188,27 @@ impl PlanOptions {
         Ok(PlanOptions {
             context,
             dockerfile,
+            stdin,
             targets: a.targets.clone(),
             build_args,
             platform,
         })
+    }
+}
+
+impl PlanOptions {
+    /// The Dockerfile's name in messages: `stdin` when its text came from standard input (its
+    /// file is a temporary one), else its path.
+    pub fn dockerfile_shown(&self) -> String {
+        match &self.stdin {
+            Some(s) if s.dockerfile_is_stdin => "stdin".to_string(),
+            _ => self.dockerfile.display().to_string(),
+        }
+    }
+
+    /// Whether the context came from standard input (it has no git metadata of its own).
+    pub fn context_is_stdin(&self) -> bool {
+        self.stdin.as_ref().is_some_and(|s| s.context.is_some())
     }
 }
 
@@ -182,9 +227,11 @@ fn absolute_output(mut o: OutputSpec) -> Result<OutputSpec, UsageError> {
     match &mut o.kind {
         OutputKind::Oci(Destination::Directory(p) | Destination::Tarball(p))
         | OutputKind::Docker(Destination::Directory(p) | Destination::Tarball(p))
+        | OutputKind::Tar(Destination::Directory(p) | Destination::Tarball(p))
         | OutputKind::Local(p) => *p = absolute(p)?,
         OutputKind::Oci(Destination::Stdout)
         | OutputKind::Docker(Destination::Stdout)
+        | OutputKind::Tar(Destination::Stdout)
         | OutputKind::Registry { .. } => {}
     }
     Ok(o)
@@ -256,15 +303,108 @@ fn parse_extra_host(h: &str) -> Result<(String, std::net::IpAddr), UsageError> {
     Ok((host.to_string(), ip))
 }
 
+/// `--progress auto` (given or the default) takes `BUILDKIT_PROGRESS` when it is set, as buildx
+/// does (`util/progress/printer.go`); any other `--progress` wins over it.
+fn progress_from_env(flag: ProgressMode, env: Option<&str>) -> Result<ProgressMode, UsageError> {
+    use clap::ValueEnum;
+    match env {
+        Some(v) if flag == ProgressMode::Auto && !v.is_empty() => {
+            ProgressMode::from_str(v, false).map_err(|_| {
+                UsageError::Value(format!(
+                    "BUILDKIT_PROGRESS={v:?} is not a progress mode: use auto, plain, tty, json, rawjson, quiet or none (or unset it)"
+                ))
+            })
+        }
+        _ => Ok(flag),
+    }
+}
+
+/// A tarball output whose `dest` is an existing directory, or a directory output whose `dest`
+/// is an existing file, is refused before building, as buildx refuses them (`CreateExports`).
+fn check_destinations(outputs: &[OutputSpec]) -> Result<(), UsageError> {
+    for o in outputs {
+        let (path, wants_dir) = match &o.kind {
+            OutputKind::Oci(Destination::Tarball(p))
+            | OutputKind::Docker(Destination::Tarball(p))
+            | OutputKind::Tar(Destination::Tarball(p)) => (p, false),
+            OutputKind::Oci(Destination::Directory(p))
+            | OutputKind::Docker(Destination::Directory(p))
+            | OutputKind::Tar(Destination::Directory(p))
+            | OutputKind::Local(p) => (p, true),
+            _ => continue,
+        };
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() && !wants_dir => {
+                return Err(UsageError::Value(format!(
+                    "--output: destination file {} is a directory; give a file name (dest=DIR/image.tar)",
+                    path.display()
+                )))
+            }
+            Ok(m) if !m.is_dir() && wants_dir => {
+                return Err(UsageError::Value(format!(
+                    "--output: destination directory {} is a file; give a directory",
+                    path.display()
+                )))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// At most one output may write to standard output, and not when it is a terminal: buildx's
+/// rules (`build/opt.go`, `CreateExports`), with its reasons in the messages.
+fn check_stdout(outputs: &[OutputSpec], stdout_is_terminal: bool) -> Result<(), UsageError> {
+    let mut to_stdout = outputs.iter().filter(|o| o.kind.is_stdout());
+    let Some(first) = to_stdout.next() else {
+        return Ok(());
+    };
+    if to_stdout.next().is_some() {
+        return Err(UsageError::Value(
+            "--output: multiple outputs configured to write to stdout; give all but one a dest=FILE".into(),
+        ));
+    }
+    if stdout_is_terminal {
+        let kind = match first.kind {
+            OutputKind::Oci(_) => "oci",
+            OutputKind::Docker(_) => "docker",
+            _ => "tar",
+        };
+        return Err(UsageError::Value(format!(
+            "--output: dest file is required for the {kind} exporter, refusing to write a tar to the terminal; give dest=FILE or redirect standard output (> file, | tar -t)"
+        )));
+    }
+    Ok(())
+}
+
+/// `--shm-size` with `--isolation chroot` or `in-place` (chosen, not probed): refused before
+/// anything is built, since chroot mode's `/dev/shm` is a directory and in-place mode's the
+/// container's own (`auto` resolving to chroot is refused at the first RUN, by the engine).
+fn check_shm_size(shm_size: Option<u64>, isolation: IsolationMode) -> Result<(), UsageError> {
+    let non_default = shm_size.is_some_and(|s| s != crate::executor::limits::DEFAULT_SHM_SIZE);
+    let why = match isolation {
+        IsolationMode::Chroot => "/dev/shm is a directory of the step's private root there",
+        IsolationMode::InPlace => "/dev/shm is the container's own there",
+        _ => return Ok(()),
+    };
+    if non_default {
+        return Err(UsageError::Value(format!(
+            "--shm-size cannot be honoured with --isolation {}: {why}, and a tmpfs of that size needs CAP_SYS_ADMIN; use --isolation namespaces (or rootless), or drop --shm-size",
+            isolation.to_engine_mode_name()
+        )));
+    }
+    Ok(())
+}
+
 /// `--iidfile` names one image: refused (as buildx does) with outputs that write no image,
 /// and with several targets, whose IDs `--metadata-file` gives.
 fn check_iidfile(plan: &PlanOptions, outputs: &[OutputSpec]) -> Result<(), UsageError> {
     if outputs
         .iter()
-        .any(|o| matches!(o.kind, OutputKind::Local(_)))
+        .any(|o| matches!(o.kind, OutputKind::Local(_) | OutputKind::Tar(_)))
     {
         return Err(UsageError::Value(
-            "--iidfile: the local exporter is incompatible with an image ID file (it writes no image); use --output type=oci or type=docker, or drop --iidfile".into(),
+            "--iidfile: the local and tar exporters are incompatible with an image ID file (they write no image); use --output type=oci or type=docker, or drop --iidfile".into(),
         ));
     }
     if plan.targets.len() > 1 {
@@ -277,7 +417,7 @@ fn check_iidfile(plan: &PlanOptions, outputs: &[OutputSpec]) -> Result<(), Usage
 
 impl BuildOptions {
     pub fn from_args(a: &BuildArgs) -> Result<Self, UsageError> {
-        let plan = PlanOptions::from_args(&a.plan)?;
+        let plan = PlanOptions::from_args(&a.plan, a.store.as_deref())?;
         let tags = a
             .tags
             .iter()
@@ -306,6 +446,10 @@ impl BuildOptions {
                 )));
             }
         }
+        check_stdout(&outputs, std::io::stdout().is_terminal())?;
+        check_destinations(&outputs)?;
+        let shm_size = a.shm_size.map(|s| s.0).filter(|s| *s > 0);
+        check_shm_size(shm_size, a.isolation)?;
         let cache_from = a
             .cache_from
             .iter()
@@ -330,7 +474,8 @@ impl BuildOptions {
         })?;
         let auth_sock = env_var("SSH_AUTH_SOCK");
         let ssh = SshSpec::parse_all(&a.ssh, auth_sock.as_deref(), &cwd)?;
-        let progress = match (a.quiet, a.progress) {
+        let chosen = progress_from_env(a.progress, env_var("BUILDKIT_PROGRESS").as_deref())?;
+        let progress = match (a.quiet, chosen) {
             (true, _) => ProgressMode::Quiet,
             (false, ProgressMode::Auto) if std::io::stderr().is_terminal() => ProgressMode::Tty,
             (false, ProgressMode::Auto) => ProgressMode::Plain,
@@ -369,6 +514,16 @@ impl BuildOptions {
                 .iter()
                 .map(|h| parse_extra_host(h))
                 .collect::<Result<_, _>>()?,
+            shm_size,
+            ulimits: crate::executor::limits::normalise(
+                a.ulimits
+                    .iter()
+                    .map(|u| {
+                        u.parse()
+                            .map_err(|e| UsageError::Value(format!("invalid --ulimit {u:?}: {e}")))
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
             store,
             workdir: std::env::current_dir().map_err(|source| UsageError::Absolute {
                 path: PathBuf::from("."),
@@ -406,11 +561,127 @@ mod tests {
         }
     }
 
+    /// The words of the usage errors of buildx's flags (`-o -`, stdin, `--shm-size`,
+    /// `--ulimit`, `BUILDKIT_PROGRESS`), as users see them after `error: `.
+    #[test]
+    fn buildx_flag_usage_errors_golden() {
+        use crate::cli::stdin::StdinError;
+        use crate::executor::limits::Ulimit;
+        let o = |s: &str| s.parse::<OutputSpec>().unwrap();
+        let mut m: Vec<String> = vec![
+            check_stdout(&[o("-"), o("type=oci")], false)
+                .unwrap_err()
+                .to_string(),
+            check_stdout(&[o("-")], true).unwrap_err().to_string(),
+            "type=tarball"
+                .parse::<OutputSpec>()
+                .unwrap_err()
+                .to_string(),
+            check_shm_size(Some(1 << 30), IsolationMode::Chroot)
+                .unwrap_err()
+                .to_string(),
+            "64x".parse::<super::super::values::MemBytes>().unwrap_err(),
+            progress_from_env(ProgressMode::Auto, Some("fancy"))
+                .unwrap_err()
+                .to_string(),
+        ];
+        for u in [
+            "nofile",
+            "files=1",
+            "nofile=x",
+            "nofile=1:2:3",
+            "nofile=10:5",
+        ] {
+            m.push(u.parse::<Ulimit>().unwrap_err().to_string());
+        }
+        for e in [
+            StdinError::Both,
+            StdinError::Ambiguous("Dockerfile".into()),
+            StdinError::Empty,
+            StdinError::TooLarge,
+            StdinError::FileOutside("../x".into()),
+        ] {
+            m.push(e.to_string());
+        }
+        insta::assert_snapshot!(m.join("\n"));
+    }
+
+    #[test]
+    fn a_tarball_onto_a_directory_or_a_directory_onto_a_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, "x").unwrap();
+        let spec = |s: String| absolute_output(s.parse().unwrap()).unwrap();
+        let d = dir.path().display();
+        for bad in [
+            format!("type=tar,dest={d}"),
+            format!("type=oci,dest={d}"),
+            format!("type=local,dest={d}/f"),
+            format!("type=oci,tar=false,dest={d}/f"),
+        ] {
+            assert!(check_destinations(&[spec(bad.clone())]).is_err(), "{bad}");
+        }
+        for good in [
+            format!("type=tar,dest={d}/f"),
+            format!("type=tar,dest={d}/new.tar"),
+            format!("type=local,dest={d}"),
+            format!("type=local,dest={d}/new"),
+        ] {
+            assert!(check_destinations(&[spec(good.clone())]).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn buildkit_progress_is_the_default_of_progress_auto_only() {
+        use ProgressMode as P;
+        let env = |v: Option<&str>| progress_from_env(P::Auto, v).unwrap();
+        assert_eq!(env(Some("rawjson")), P::Rawjson);
+        assert_eq!(env(Some("plain")), P::Plain);
+        assert_eq!(env(Some("none")), P::None);
+        assert_eq!(env(Some("")), P::Auto);
+        assert_eq!(env(None), P::Auto);
+        assert_eq!(progress_from_env(P::Tty, Some("rawjson")).unwrap(), P::Tty);
+        let e = progress_from_env(P::Auto, Some("fancy")).unwrap_err();
+        assert!(e.to_string().contains("BUILDKIT_PROGRESS"), "{e}");
+    }
+
+    #[test]
+    fn a_non_default_shm_size_is_refused_in_chroot_mode_only() {
+        let mib = |n: u64| Some(n << 20);
+        assert!(check_shm_size(mib(128), IsolationMode::Namespaces).is_ok());
+        assert!(check_shm_size(mib(128), IsolationMode::Auto).is_ok());
+        assert!(check_shm_size(mib(64), IsolationMode::Chroot).is_ok());
+        assert!(check_shm_size(None, IsolationMode::Chroot).is_ok());
+        let e = check_shm_size(mib(128), IsolationMode::Chroot).unwrap_err();
+        assert!(e.to_string().contains("--isolation chroot"), "{e}");
+    }
+
+    #[test]
+    fn one_output_on_stdout_and_never_to_a_terminal() {
+        let o = |s: &str| s.parse::<OutputSpec>().unwrap();
+        assert!(check_stdout(&[o("-"), o("type=oci,dest=x.tar")], false).is_ok());
+        assert!(check_stdout(&[o("type=local,dest=d")], true).is_ok());
+        let two = check_stdout(&[o("-"), o("type=oci,dest=-")], false).unwrap_err();
+        assert!(two.to_string().contains("multiple outputs"), "{two}");
+        let tty = check_stdout(&[o("type=tar")], true).unwrap_err();
+        assert!(tty.to_string().contains("refusing to write"), "{tty}");
+        assert!(tty.to_string().contains("tar exporter"), "{tty}");
+        let tty = check_stdout(&[o("type=docker,dest=-")], true).unwrap_err();
+        assert!(tty.to_string().contains("docker exporter"), "{tty}");
+    }
+
     #[test]
     fn relative_output_cache_and_secret_paths_become_absolute() {
         let cwd = std::env::current_dir().unwrap();
         let out = absolute_output("type=local,dest=out".parse().unwrap()).unwrap();
         assert_eq!(out.kind, OutputKind::Local(cwd.join("out")));
+        let out = absolute_output("fs".parse().unwrap()).unwrap();
+        assert_eq!(out.kind, OutputKind::Local(cwd.join("fs")));
+        let out = absolute_output("type=tar,dest=fs.tar".parse().unwrap()).unwrap();
+        assert_eq!(
+            out.kind,
+            OutputKind::Tar(Destination::Tarball(cwd.join("fs.tar")))
+        );
         let out = absolute_output("type=oci,dest=o/x.tar".parse().unwrap()).unwrap();
         assert_eq!(
             out.kind,

@@ -1,4 +1,9 @@
-//! `--output` specifications, validated (`type=oci|docker|registry|local,dest=…,…`).
+//! `--output` specifications, validated (`type=oci|docker|registry|image|local|tar,dest=…,…`).
+//!
+//! buildx's shorthands (`util/buildflags/export.go`): a value that is one CSV field, not quoted
+//! and not starting with `type=` is a destination: `-o PATH` means `type=local,dest=PATH` and
+//! `-o -` means `type=tar,dest=-`. `type=tar` and `type=oci` without `dest=` write to standard
+//! output (buildx's `CreateExports`).
 //!
 //! Spelling and meaning follow BuildKit/buildx: for `type=oci` and `type=docker`, `dest` is a
 //! tarball (`-`: standard output) unless `tar=false` asks for an OCI layout directory, as
@@ -10,7 +15,7 @@ use std::path::PathBuf;
 use rbuild_layers::Compression;
 use rbuild_registry::Reference;
 
-use super::csv::{key_values, CsvError};
+use super::csv::{key_values, split_fields, CsvError};
 
 pub use crate::export::spec::{Destination, OutputKind, OutputSpec};
 
@@ -19,9 +24,11 @@ pub use crate::export::spec::{Destination, OutputKind, OutputSpec};
 pub enum OutputSpecError {
     #[error(transparent)]
     Csv(#[from] CsvError),
-    #[error("--output {0:?} has no type=: use type=oci, docker, registry or local")]
+    #[error("--output {0:?} has no type=: use type=oci, docker, registry, image, local or tar (or -o DIR for type=local, -o - for a tar on standard output)")]
     MissingType(String),
-    #[error("--output type={0:?} is not supported: use type=oci, docker, registry or local")]
+    #[error(
+        "--output type={0:?} is not supported: use type=oci, docker, registry, image, local or tar"
+    )]
     UnknownType(String),
     #[error("--output type={kind} does not take {key:?} (allowed: {allowed})")]
     UnknownKey {
@@ -61,6 +68,16 @@ impl std::str::FromStr for OutputSpec {
     type Err = OutputSpecError;
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
+        if let Some(kind) = shorthand(input)? {
+            return Ok(OutputSpec {
+                kind,
+                names: Vec::new(),
+                compression: Compression::Gzip,
+                compression_level: None,
+                force_compression: false,
+                oci_media_types: true,
+            });
+        }
         let pairs = key_values(input)?;
         let kind = pairs
             .iter()
@@ -74,7 +91,7 @@ impl std::str::FromStr for OutputSpec {
             "registry" | "image" => {
                 "name, push, push-by-digest, registry.insecure, compression, compression-level, force-compression, oci-mediatypes"
             }
-            "local" => "dest",
+            "local" | "tar" => "dest",
             _ => return Err(OutputSpecError::UnknownType(kind)),
         };
         let mut dest = None;
@@ -153,7 +170,13 @@ impl std::str::FromStr for OutputSpec {
         spec.names = names;
         spec.kind = match kind.as_str() {
             "oci" | "docker" => {
-                let dest = dest.ok_or_else(|| OutputSpecError::MissingDest(kind.clone()))?;
+                // buildx: a tarball without dest= goes to standard output, except docker's
+                // (which buildx loads into the engine, and rbuild has none).
+                let dest = match dest {
+                    Some(d) => d,
+                    None if kind == "oci" && tar.unwrap_or(true) => "-".to_string(),
+                    None => return Err(OutputSpecError::MissingDest(kind.clone())),
+                };
                 let destination = if dest == "-" {
                     Destination::Stdout
                 } else if tar.unwrap_or(true) {
@@ -174,12 +197,16 @@ impl std::str::FromStr for OutputSpec {
                         kind,
                         key: "dest".into(),
                         value: dest,
-                        reason: "type=local writes a directory; use type=oci,dest=- for a stream"
+                        reason: "type=local writes a directory; use type=tar,dest=- (or -o -) for a tar of it on standard output"
                             .into(),
                     });
                 }
                 OutputKind::Local(PathBuf::from(dest))
             }
+            "tar" => match dest.as_deref() {
+                None | Some("-") => OutputKind::Tar(Destination::Stdout),
+                Some(d) => OutputKind::Tar(Destination::Tarball(PathBuf::from(d))),
+            },
             _ => {
                 if !push {
                     return Err(OutputSpecError::ImageWithoutPush);
@@ -192,6 +219,19 @@ impl std::str::FromStr for OutputSpec {
         };
         Ok(spec)
     }
+}
+
+/// buildx's shorthand: one unquoted CSV field not starting with `type=` is a destination.
+fn shorthand(input: &str) -> Result<Option<OutputKind>, OutputSpecError> {
+    let fields = split_fields(input)?;
+    if fields.len() != 1 || fields[0] != input || input.starts_with("type=") {
+        return Ok(None);
+    }
+    Ok(Some(if input == "-" {
+        OutputKind::Tar(Destination::Stdout)
+    } else {
+        OutputKind::Local(PathBuf::from(input))
+    }))
 }
 
 #[cfg(test)]
@@ -288,6 +328,61 @@ mod tests {
     }
 
     #[test]
+    fn shorthands_as_buildx_reads_them() {
+        assert_eq!(parse("out").kind, OutputKind::Local("out".into()));
+        assert_eq!(parse("./a/b").kind, OutputKind::Local("./a/b".into()));
+        // Not starting with type=: a directory name, even with '=' in it (as buildx).
+        assert_eq!(parse("dest=x").kind, OutputKind::Local("dest=x".into()));
+        assert_eq!(parse("-").kind, OutputKind::Tar(Destination::Stdout));
+        // Two fields, or a quoted one, are key=value lists.
+        assert!(matches!(
+            "a,b".parse::<OutputSpec>(),
+            Err(OutputSpecError::Csv(_))
+        ));
+        assert!(matches!(
+            "\"out\"".parse::<OutputSpec>(),
+            Err(OutputSpecError::Csv(_))
+        ));
+    }
+
+    #[test]
+    fn tar_outputs_and_stdout_defaults() {
+        assert_eq!(
+            parse("type=tar,dest=fs.tar").kind,
+            OutputKind::Tar(Destination::Tarball("fs.tar".into()))
+        );
+        assert_eq!(
+            parse("type=tar,dest=-").kind,
+            OutputKind::Tar(Destination::Stdout)
+        );
+        assert_eq!(parse("type=tar").kind, OutputKind::Tar(Destination::Stdout));
+        assert_eq!(parse("type=oci").kind, OutputKind::Oci(Destination::Stdout));
+        assert!(parse("type=tar").kind.is_stdout());
+        assert!(!parse("type=tar,dest=x").kind.is_stdout());
+        assert!(matches!(
+            "type=tar,dest=x,compression=zstd".parse::<OutputSpec>(),
+            Err(OutputSpecError::UnknownKey { .. })
+        ));
+        assert!(matches!(
+            "type=oci,tar=false".parse::<OutputSpec>(),
+            Err(OutputSpecError::MissingDest(_))
+        ));
+        assert!(matches!(
+            "type=docker".parse::<OutputSpec>(),
+            Err(OutputSpecError::MissingDest(_))
+        ));
+    }
+
+    #[test]
+    fn several_names_repeated_or_in_one_quoted_field() {
+        let repeated = parse("type=image,name=localhost/a:1,name=localhost/b:2,push=true");
+        let quoted = parse("type=image,\"name=localhost/a:1,localhost/b:2\",push=true");
+        assert_eq!(repeated.names.len(), 2);
+        assert_eq!(repeated.names, quoted.names);
+        assert_eq!(repeated.names[1].to_string(), "localhost/b:2");
+    }
+
+    #[test]
     fn rejects_unknown_types_keys_and_missing_dest() {
         assert!(matches!(
             "type=tarball,dest=x".parse::<OutputSpec>(),
@@ -298,11 +393,11 @@ mod tests {
             Err(OutputSpecError::UnknownKey { .. })
         ));
         assert!(matches!(
-            "type=oci".parse::<OutputSpec>(),
+            "type=local".parse::<OutputSpec>(),
             Err(OutputSpecError::MissingDest(_))
         ));
         assert!(matches!(
-            "dest=x".parse::<OutputSpec>(),
+            "dest=x,tar=false".parse::<OutputSpec>(),
             Err(OutputSpecError::MissingType(_))
         ));
     }

@@ -68,6 +68,17 @@ pub enum IsolationMode {
 }
 
 impl IsolationMode {
+    /// The name `--isolation` takes.
+    pub fn to_engine_mode_name(self) -> &'static str {
+        match self {
+            IsolationMode::Auto => "auto",
+            IsolationMode::Namespaces => "namespaces",
+            IsolationMode::Chroot => "chroot",
+            IsolationMode::Rootless => "rootless",
+            IsolationMode::InPlace => "in-place",
+        }
+    }
+
     /// The engine's value.
     pub fn to_engine(self) -> crate::executor::isolation::Isolation {
         use crate::executor::isolation::Isolation;
@@ -90,7 +101,11 @@ pub enum ProgressMode {
     Plain,
     Tty,
     Json,
+    /// BuildKit's raw status stream (`SolveStatus` JSON, one object per line), as buildx's.
+    Rawjson,
     Quiet,
+    /// Nothing at all, not even the digests (buildx's `none`); errors still go to stderr.
+    None,
 }
 
 /// A byte size such as `10GB`, `512MiB`, `1g` or `1048576`.
@@ -144,6 +159,62 @@ impl fmt::Display for ByteSize {
     }
 }
 
+/// A memory size as Docker's CLI reads one (`--shm-size`; go-units' `RAMInBytes`): a number,
+/// an optional space, then an optional k, m, g, t or p (any case, 1024-based), an optional i
+/// and an optional b: `64m`, `64MiB`, `1.5g`, `67108864`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemBytes(pub u64);
+
+impl FromStr for MemBytes {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || {
+            format!("invalid size {s:?}: a number of bytes, or with a k, m or g suffix (1024-based), e.g. 64m")
+        };
+        let split = s
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(s.len());
+        let (num, rest) = s.split_at(split);
+        let valid_num = !num.is_empty()
+            && num
+                .split('.')
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        if !valid_num {
+            return Err(bad());
+        }
+        let mut unit = rest.strip_prefix(' ').unwrap_or(rest).chars().peekable();
+        let power = match unit.peek().map(char::to_ascii_lowercase) {
+            Some(c @ ('k' | 'm' | 'g' | 't' | 'p')) => {
+                unit.next();
+                match c {
+                    'k' => 1,
+                    'm' => 2,
+                    'g' => 3,
+                    't' => 4,
+                    _ => 5,
+                }
+            }
+            _ => 0,
+        };
+        if unit.peek().is_some_and(|c| c.eq_ignore_ascii_case(&'i')) {
+            unit.next();
+        }
+        if unit.peek().is_some_and(|c| c.eq_ignore_ascii_case(&'b')) {
+            unit.next();
+        }
+        if unit.next().is_some() {
+            return Err(bad());
+        }
+        let n: f64 = num.parse().map_err(|_| bad())?;
+        let bytes = n * 1024f64.powi(power);
+        if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+            return Err(bad());
+        }
+        Ok(MemBytes(bytes as u64))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,6 +236,24 @@ mod tests {
         assert_eq!(BuildArg::parse("UNSET", env).unwrap().value, None);
         assert!(BuildArg::parse("=x", env).is_err());
         assert!(BuildArg::parse("A-B=x", env).is_err());
+    }
+
+    #[test]
+    fn memory_sizes_as_docker_reads_them() {
+        let m = |s: &str| s.parse::<MemBytes>().map(|m| m.0);
+        assert_eq!(m("64m"), Ok(64 << 20));
+        assert_eq!(m("64M"), Ok(64 << 20));
+        assert_eq!(m("64MiB"), Ok(64 << 20));
+        assert_eq!(m("64mb"), Ok(64 << 20));
+        assert_eq!(m("1g"), Ok(1 << 30));
+        assert_eq!(m("512k"), Ok(512 << 10));
+        assert_eq!(m("1.5k"), Ok(1536));
+        assert_eq!(m("100 m"), Ok(100 << 20));
+        assert_eq!(m("4096"), Ok(4096));
+        assert_eq!(m("4096b"), Ok(4096));
+        for bad in ["", "m", "-1m", "64x", "64mm", "1..5m", "64m "] {
+            assert!(m(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -10,7 +10,10 @@ use crate::graph::Base;
 use super::plan::{load_plan, LoadedPlan};
 
 pub fn run(a: &CheckArgs) -> Result<(), Failure> {
-    let opts = PlanOptions::from_args(&a.plan)?;
+    // `check` has no --store; standard input (`-f -`, context `-`) is unpacked in the store
+    // RBUILD_STORE names, else the default one.
+    let store = std::env::var_os("RBUILD_STORE").map(std::path::PathBuf::from);
+    let opts = PlanOptions::from_args(&a.plan, store.as_deref())?;
     let LoadedPlan {
         dockerfile,
         plan,
@@ -18,7 +21,7 @@ pub fn run(a: &CheckArgs) -> Result<(), Failure> {
         ..
     } = load_plan(&opts)?;
     let mut out = String::new();
-    out.push_str(&format!("Dockerfile: {}\n", opts.dockerfile.display()));
+    out.push_str(&format!("Dockerfile: {}\n", opts.dockerfile_shown()));
     let targets: Vec<String> = plan
         .targets
         .iter()

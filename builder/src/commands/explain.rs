@@ -15,7 +15,7 @@ use crate::solver::record::load_build;
 use super::plan::load_plan;
 
 pub fn run(a: &ExplainArgs) -> Result<(), Failure> {
-    let opts = PlanOptions::from_args(&a.plan)?;
+    let opts = PlanOptions::from_args(&a.plan, a.store.store.as_deref())?;
     let loaded = load_plan(&opts)?;
     let dir = store_dir(a.store.store.as_deref())?;
     let store = Store::open(&dir)

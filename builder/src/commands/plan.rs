@@ -36,7 +36,7 @@ pub fn load_plan(opts: &PlanOptions) -> Result<LoadedPlan, Failure> {
             e.utf8_error().valid_up_to()
         ))
     })?;
-    let name = path.display().to_string();
+    let name = opts.dockerfile_shown();
     let dockerfile =
         crate::dockerfile::parse(&source).map_err(|e| Failure::Usage(e.render(&name, &source)))?;
     let build_args: BTreeMap<String, String> = opts

@@ -110,6 +110,7 @@ fn child(spec: &SandboxSpec, plan: &Plan) -> SysError {
         let cwd = Path::new(&spec.cwd);
         mkdir_p(cwd)?;
         sys::chdir(cwd)?;
+        super::limits::apply(&spec.ulimits)?;
         sys::set_identity(spec.uid, spec.gid, &spec.groups)?;
         sys::cloexec_from(3)?;
         pid1::exec(&spec.argv, &plan.env)

@@ -157,6 +157,7 @@ fn run_command(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let (uid, gid, groups) = (spec.uid, spec.gid, spec.groups.clone());
+    let rlimits = super::limits::as_rlimits(&spec.ulimits);
     // SAFETY: only async-signal-safe system calls run in the forked child before exec.
     unsafe {
         cmd.pre_exec(move || {
@@ -169,6 +170,10 @@ fn run_command(
             };
             // Its own session and process group, which rbuild kills whole after the command.
             check(libc::setsid())?;
+            // `--ulimit`, before the ids: raising a hard limit needs root's CAP_SYS_RESOURCE.
+            for (resource, limit) in &rlimits {
+                check(libc::setrlimit(*resource, limit))?;
+            }
             check(libc::setgroups(groups.len(), groups.as_ptr()))?;
             check(libc::setgid(gid))?;
             check(libc::setuid(uid))?;

@@ -20,6 +20,7 @@ pub mod helper;
 mod in_place;
 pub mod isolation;
 mod layout;
+pub mod limits;
 mod pid1;
 pub mod probe;
 pub mod spec;
@@ -290,6 +291,8 @@ mod tests {
             hostname: "h".into(),
             network: SandboxNetwork::None,
             etc_files: vec![("hosts".into(), "/t/hosts".into())],
+            ulimits: vec!["nofile=10:20".parse().unwrap()],
+            shm_size: Some(1 << 20),
             devices: vec![SandboxDevice {
                 path: b"dev/sd\xffa".to_vec(),
                 block: true,

@@ -278,12 +278,13 @@ pub(super) fn setup(spec: &SandboxSpec) -> SysResult<Never> {
         Some("newinstance,ptmxmode=0666,mode=0620"),
     )?;
     mkdir_p(&dev.join("shm"))?;
+    let shm_size = spec.shm_size.unwrap_or(super::limits::DEFAULT_SHM_SIZE);
     sys::mount(
         "shm",
         &dev.join("shm"),
         Some("tmpfs"),
         nosuid_nodev_noexec,
-        Some("mode=1777,size=65536k"),
+        Some(&format!("mode=1777,size={shm_size}")),
     )?;
     for (link, target) in [
         ("ptmx", "pts/ptmx"),
@@ -415,6 +416,7 @@ pub(super) fn setup(spec: &SandboxSpec) -> SysResult<Never> {
     let cwd = Path::new(&spec.cwd);
     mkdir_p(cwd)?;
     sys::chdir(cwd)?;
+    super::limits::apply(&spec.ulimits)?;
     sys::set_identity(spec.uid, spec.gid, &spec.groups)?;
     sys::cloexec_from(3)?;
     exec(&spec.argv, &env)

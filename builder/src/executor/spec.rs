@@ -133,6 +133,13 @@ pub struct SandboxSpec {
     pub mounts: Vec<SandboxMount>,
     /// Device placeholders of the lower layers to turn into real nodes before the command runs.
     pub devices: Vec<SandboxDevice>,
+    /// `--ulimit`s, set in the command's process before it execs.
+    #[serde(default)]
+    pub ulimits: Vec<super::limits::Ulimit>,
+    /// `--shm-size`: the size of the `/dev/shm` tmpfs in bytes (`None`: 64 MiB). Never given
+    /// in `chroot` mode, whose `/dev/shm` is a directory (refused before the step runs).
+    #[serde(default)]
+    pub shm_size: Option<u64>,
 }
 
 /// A line the helper writes on its status pipe.

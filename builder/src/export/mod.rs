@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use rbuild_layers::image::{Image, MediaTypes};
+use rbuild_layers::output::fs_tar::FsTarImage;
 use rbuild_layers::output::{self, Destination as OutDest, ExportImage};
 use rbuild_layers::store::Store;
 use rbuild_layers::Compression;
@@ -122,11 +123,13 @@ fn out_dest(d: &Destination) -> OutDest {
     }
 }
 
-/// Writes every `--output`.
+/// Writes every `--output`. `source_date_epoch` (when the user chose one) clamps the mtimes
+/// of a `type=tar` filesystem, as it clamps those of every layer.
 pub fn write_outputs(
     store: &Store,
     images: &[BuiltImage],
     outputs: &[OutputSpec],
+    source_date_epoch: Option<i64>,
 ) -> Result<(), BuildError> {
     for spec in outputs {
         let oci_names: Vec<Vec<String>> = images
@@ -202,6 +205,32 @@ pub fn write_outputs(
                     };
                     output::local::write_local(&OutDest::Dir(dest), &b.image, store, &applier)?;
                 }
+            }
+            OutputKind::Tar(d) => {
+                // Flattened under the store, where device nodes stay inert placeholders (the
+                // tar gets them back as device entries); removed when `scratch` is dropped.
+                let scratch = store.scratch_dir("fstar")?;
+                let list: Vec<FsTarImage<'_>> = images
+                    .iter()
+                    .map(|b| FsTarImage {
+                        image: &b.image,
+                        prefix: (images.len() > 1).then_some(b.target.as_str()),
+                    })
+                    .collect();
+                let opts = rbuild_layers::apply::ApplyOptions::default();
+                let applier = |root: &Path, layer: &mut dyn std::io::Read, _c: Compression| {
+                    rbuild_layers::apply::apply_layer(root, layer, &opts)
+                        .map(|_| ())
+                        .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+                };
+                output::fs_tar::write_fs_tar(
+                    &out_dest(d),
+                    &list,
+                    store,
+                    &applier,
+                    scratch.path(),
+                    source_date_epoch,
+                )?;
             }
             // Pushed after the other outputs, by `push::push_images`.
             OutputKind::Registry { .. } => {}

@@ -30,6 +30,21 @@ pub enum OutputKind {
     },
     /// The final filesystem, flattened into a directory.
     Local(PathBuf),
+    /// The final filesystem as one tar (`type=tar`): a `Tarball` file or `Stdout`, never a
+    /// `Directory`.
+    Tar(Destination),
+}
+
+impl OutputKind {
+    /// Whether this output writes to standard output.
+    pub fn is_stdout(&self) -> bool {
+        matches!(
+            self,
+            OutputKind::Oci(Destination::Stdout)
+                | OutputKind::Docker(Destination::Stdout)
+                | OutputKind::Tar(Destination::Stdout)
+        )
+    }
 }
 
 /// A validated `--output`.

@@ -5,7 +5,9 @@
 //! - [`Mode::Plain`]: BuildKit's `--progress=plain` numbered lines (`plain`);
 //! - [`Mode::Tty`]: live spinners and byte-count bars (`tty`, indicatif);
 //! - [`Mode::Json`]: one JSON object per line, schema in `docs/progress-json.md` (`json`);
-//! - [`Mode::Quiet`]: only the image digests (`quiet`).
+//! - [`Mode::RawJson`]: BuildKit's `SolveStatus` objects, one per line (`rawjson`, as buildx);
+//! - [`Mode::Quiet`]: only the image digests (`quiet`);
+//! - [`Mode::None`]: nothing (`none`, as buildx).
 //!
 //! Secret values registered with [`Progress::with_masks`] are replaced by `****` in every
 //! event before any renderer sees it (`mask`).
@@ -15,6 +17,7 @@ mod json;
 mod mask;
 mod plain;
 mod quiet;
+mod rawjson;
 mod summary;
 mod tty;
 mod units;
@@ -27,6 +30,7 @@ use std::time::Instant;
 
 pub use event::{BuildSummary, Event, LogStream, ProgressKind, TargetSummary};
 pub use mask::{Masker, MASK};
+pub use units::rfc3339;
 
 /// Receives progress events; implementations must tolerate calls from many threads at once.
 pub trait ProgressSink: Send + Sync {
@@ -39,7 +43,10 @@ pub enum Mode {
     Plain,
     Tty,
     Json,
+    RawJson,
     Quiet,
+    /// Nothing (`none`).
+    None,
 }
 
 /// A renderer for `mode` writing to `out`.
@@ -48,7 +55,9 @@ pub fn renderer(mode: Mode, out: Box<dyn Write + Send>) -> Progress {
         Mode::Plain => Arc::new(plain::PlainRenderer::new(out)),
         Mode::Tty => Arc::new(tty::TtyRenderer::new(out)),
         Mode::Json => Arc::new(json::JsonRenderer::new(out)),
+        Mode::RawJson => Arc::new(rawjson::RawJsonRenderer::new(out)),
         Mode::Quiet => Arc::new(quiet::QuietRenderer::new(out)),
+        Mode::None => Arc::new(Discard),
     };
     Progress::new(sink)
 }

@@ -78,6 +78,11 @@ pub struct BuildRequest {
     /// `--add-host`: more lines of RUN steps' `/etc/hosts` (host, address), in order; part of
     /// every RUN's cache key when there are any, as BuildKit's `ExtraHosts`.
     pub extra_hosts: Vec<(String, std::net::IpAddr)>,
+    /// `--shm-size`: the size of RUN steps' `/dev/shm` (`None`: 64 MiB); in the RUN keys when
+    /// given (see `executor::limits`).
+    pub shm_size: Option<u64>,
+    /// `--ulimit`s of RUN steps, normalised; in the RUN keys when given.
+    pub ulimits: Vec<crate::executor::limits::Ulimit>,
     /// `--isolation`: the sandbox of RUN steps, chosen at the first RUN that runs.
     pub isolation: crate::executor::isolation::Isolation,
     /// `--pull`: every `FROM` name is resolved in its registry (see `base::resolve`).

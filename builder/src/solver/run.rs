@@ -103,6 +103,8 @@ pub enum RunError {
         kind: &'static str,
         mode: &'static str,
     },
+    #[error("--shm-size cannot be honoured with --isolation {0}: /dev/shm is not a tmpfs rbuild can mount there (it needs CAP_SYS_ADMIN); use --isolation namespaces (or rootless), or drop --shm-size; nothing was run")]
+    NoShmSize(&'static str),
     #[error("RUN --network=none cannot be provided with --isolation {0} (a network namespace needs CAP_SYS_ADMIN): use --isolation namespaces, or the default network; nothing was run")]
     NoNetworkNone(&'static str),
     #[error("--isolation in-place: the image has {what} at {path}, where this container has {mount} (a mount, or a path rbuild keeps), so a RUN step would see the container's files instead of the image's. Mount the volume elsewhere (Kubernetes: automountServiceAccountToken: false for /var/run/secrets), or use --isolation chroot or namespaces; the step was not run")]
@@ -343,6 +345,14 @@ pub fn prepare(
     if !engine.opts.extra_hosts.is_empty() {
         inputs = inputs.input("extra-hosts", hosts_lines(&engine.opts.extra_hosts));
     }
+    // The same for `--shm-size` and `--ulimit`: in BuildKit's key too (`executor::limits`).
+    if let Some(size) = engine.opts.shm_size {
+        inputs = inputs.input("shm-size", size.to_string());
+    }
+    if !engine.opts.ulimits.is_empty() {
+        let lines: Vec<String> = engine.opts.ulimits.iter().map(|u| u.to_string()).collect();
+        inputs = inputs.input("ulimits", lines.join("\n"));
+    }
     inputs.env = key_env;
     inputs.args = state.args.clone();
     Ok(PreparedRun {
@@ -376,10 +386,17 @@ pub const UPPER: &str = "upper";
 /// it in both modes (`Engine::offer_donor`).
 const CHROOT_ROOT: &str = UPPER;
 
-/// The mounts and network `chroot` and `in-place` modes cannot give a step (see
-/// `executor::layout`): refused before anything runs. Secrets, tmpfs, caches and binds are laid
-/// out in the root instead; an agent's socket would have to be relayed into it.
-fn refuse_without_mounts(p: &PreparedRun, mode: IsolationMode) -> Result<(), BuildError> {
+/// The mounts, `/dev/shm` size and network `chroot` and `in-place` modes cannot give a step
+/// (see `executor::layout`): refused before anything runs. Secrets, tmpfs, caches and binds are
+/// laid out in the root instead; an agent's socket would have to be relayed into it.
+fn refuse_without_mounts(
+    p: &PreparedRun,
+    mode: IsolationMode,
+    shm_size: Option<u64>,
+) -> Result<(), BuildError> {
+    if shm_size.is_some_and(|s| s != crate::executor::limits::DEFAULT_SHM_SIZE) {
+        return Err(BuildError::Run(RunError::NoShmSize(mode.as_str())));
+    }
     if p.network == SandboxNetwork::None {
         return Err(BuildError::Run(RunError::NoNetworkNone(mode.as_str())));
     }
@@ -412,7 +429,7 @@ pub fn execute(
     let mode = choice.mode;
     let in_place = mode == IsolationMode::InPlace;
     if mode == IsolationMode::Chroot || in_place {
-        refuse_without_mounts(p, mode)?;
+        refuse_without_mounts(p, mode, engine.opts.shm_size)?;
     }
     let (uid, gid, groups, home) = resolve_user(&p.user, rootfs).map_err(BuildError::Run)?;
     if mode == IsolationMode::Rootless {
@@ -538,6 +555,8 @@ pub fn execute(
         etc_files,
         mounts,
         devices: devices::for_sandbox(&device_candidates),
+        ulimits: engine.opts.ulimits.clone(),
+        shm_size: engine.opts.shm_size,
     };
     let on_line = |stream, line: &str| {
         let s = match stream {

@@ -57,6 +57,14 @@ pub enum OutputError {
     InvalidDockerTag { name: String, reason: &'static str },
     #[error("`type=docker` writes a tar: dest must be a FILE.tar or `-`, not the directory {}", path.display())]
     DockerNeedsTar { path: PathBuf },
+    #[error("`type=tar` writes a tar: dest must be a file or `-`, not the directory {}", path.display())]
+    TarNeedsFile { path: PathBuf },
+    #[error("{op}: {source}")]
+    FsTar {
+        op: &'static str,
+        #[source]
+        source: crate::tar::LayerError,
+    },
     #[error("`type=local` writes a directory: dest {dest} is not one")]
     LocalNeedsDir { dest: String },
     #[error("layer {digest} has media type {media_type}, which is not a layer rbuild can unpack")]

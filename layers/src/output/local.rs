@@ -87,6 +87,21 @@ pub fn write_local_dir(
     let parent = atomic::parent_of(dest);
     let tmp = atomic::temp_dir_for(dest, "local")?;
     let root = tmp.path();
+    flatten(root, dest, image, source, applier)?;
+    fs::rename(root, dest).map_err(OutputError::io("renaming the finished filesystem to", dest))?;
+    let _ = tmp.keep();
+    fsync_dir(&parent)
+}
+
+/// Applies every layer of `image`, verified, on top of the (empty) directory `root`; errors name
+/// `shown` (where the user asked the filesystem to go).
+pub(crate) fn flatten(
+    root: &Path,
+    shown: &Path,
+    image: &Image,
+    source: &dyn BlobSource,
+    applier: &dyn LayerApplier,
+) -> Result<(), OutputError> {
     for layer in &image.manifest.layers {
         let compression =
             layer
@@ -101,7 +116,7 @@ pub fn write_local_dir(
             .apply(root, &mut r, compression)
             .map_err(|source| OutputError::Apply {
                 digest: layer.digest.clone(),
-                root: dest.to_path_buf(),
+                root: shown.to_path_buf(),
                 source,
             })?;
         // The applier may stop at the end-of-archive marker; hash the rest so the check
@@ -112,7 +127,5 @@ pub fn write_local_dir(
         })?;
         r.finish(&layer.digest, size)?;
     }
-    fs::rename(root, dest).map_err(OutputError::io("renaming the finished filesystem to", dest))?;
-    let _ = tmp.keep();
-    fsync_dir(&parent)
+    Ok(())
 }

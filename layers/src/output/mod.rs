@@ -1,5 +1,6 @@
 //! Writers of rbuild's `--output` formats: an OCI image layout (directory or tar), a
-//! docker-archive tar that `docker load` accepts, and a flattened root filesystem.
+//! docker-archive tar that `docker load` accepts, and a flattened root filesystem (a directory
+//! or one tar).
 //!
 //! Every writer works from [`Image`](crate::image::Image)s whose blobs are read through a
 //! [`BlobSource`](crate::image::BlobSource), verifies each blob's digest while copying it, and
@@ -9,6 +10,7 @@
 mod atomic;
 pub mod docker;
 mod error;
+pub mod fs_tar;
 pub mod local;
 pub mod oci;
 mod tarball;

@@ -207,6 +207,17 @@ impl Store {
             .map_err(StoreError::io("creating a scratch directory in", tmp))
     }
 
+    /// A scratch directory in the `tmp/` of the store at `root` without opening the store: for
+    /// input a command must read before its store opens (a build context on standard input).
+    /// Named, locked and removed as [`Store::scratch_dir`]'s are, so a store opened later (or
+    /// `prune`) leaves it alone while this process lives and reclaims it once it is gone.
+    pub fn scratch_dir_at(root: &Path, tag: &str) -> Result<ScratchDir, StoreError> {
+        let tmp = root.join("tmp");
+        fs::create_dir_all(&tmp).map_err(StoreError::io("creating store directory", &tmp))?;
+        ScratchDir::create(&tmp, tag)
+            .map_err(StoreError::io("creating a scratch directory in", tmp))
+    }
+
     /// The store's root directory.
     pub fn root(&self) -> &Path {
         &self.root

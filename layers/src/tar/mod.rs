@@ -27,7 +27,7 @@ pub use index::{DirOwner, IndexError, IndexKind, PathIndex, INDEX_RECORD, MAX_IN
 pub use walk::{
     entries_from_changes, entries_from_dir, entries_from_overlay_upper, Change, DirOptions,
 };
-pub use write::{write_layer, write_layer_with, LayerInfo, LayerOptions, WriteHooks};
+pub use write::{write_layer, write_layer_with, write_tar, LayerInfo, LayerOptions, WriteHooks};
 
 #[cfg(test)]
 mod tests;

@@ -9,7 +9,7 @@
 //! bounded by that pool and the compressor's in-flight blocks.
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
 
 use super::entry::{sort_entries, validate_sorted, EntryKind, LayerEntry};
@@ -114,7 +114,77 @@ pub fn write_layer_with(
     })
 }
 
-fn write_entry(out: &mut TarStream, e: &LayerEntry, sde: Option<i64>) -> Result<(), LayerError> {
+/// Writes `entries` as an uncompressed tar to `w` (not into the store): the same canonical order,
+/// validation and headers as a layer, ended by the end-of-archive blocks. For a tar of a whole
+/// filesystem (`--output type=tar`). Returns `w`, not flushed.
+pub fn write_tar<W: Write>(
+    mut entries: Vec<LayerEntry>,
+    w: W,
+    source_date_epoch: Option<i64>,
+) -> Result<W, LayerError> {
+    sort_entries(&mut entries);
+    validate_sorted(&entries)?;
+    let mut out = PlainTar(w);
+    for e in &entries {
+        write_entry(&mut out, e, source_date_epoch)?;
+    }
+    out.write_all(&[0u8; 2 * header::BLOCK])
+        .map_err(LayerError::Write)?;
+    Ok(out.0)
+}
+
+/// Where [`write_entry`] puts a tar: the layer stream (files read straight into its chunks) or
+/// any writer ([`PlainTar`]).
+trait TarSink: Write {
+    /// Copies at most `len` bytes of `file`; returns how many there were.
+    fn copy_file(&mut self, file: File, len: u64) -> Result<u64, CopyError>;
+}
+
+impl TarSink for TarStream<'_> {
+    fn copy_file(&mut self, file: File, len: u64) -> Result<u64, CopyError> {
+        self.copy_from(file, len)
+    }
+}
+
+/// A tar written to any writer.
+struct PlainTar<W>(W);
+
+impl<W: Write> Write for PlainTar<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl<W: Write> TarSink for PlainTar<W> {
+    fn copy_file(&mut self, mut file: File, len: u64) -> Result<u64, CopyError> {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut done = 0u64;
+        while done < len {
+            let want = buf
+                .len()
+                .min(usize::try_from(len - done).unwrap_or(usize::MAX));
+            let n = match file.read(&mut buf[..want]) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(CopyError::Read(e)),
+            };
+            self.0.write_all(&buf[..n]).map_err(CopyError::Write)?;
+            done += n as u64;
+        }
+        Ok(done)
+    }
+}
+
+fn write_entry<S: TarSink>(
+    out: &mut S,
+    e: &LayerEntry,
+    sde: Option<i64>,
+) -> Result<(), LayerError> {
     let name = e.tar_path();
     let mtime = match sde {
         Some(epoch) if e.mtime > epoch => epoch,
@@ -146,7 +216,7 @@ fn write_entry(out: &mut TarStream, e: &LayerEntry, sde: Option<i64>) -> Result<
             }
             f.size = meta.size();
             header::write_header(out, &f).map_err(LayerError::Write)?;
-            let copied = out.copy_from(file, f.size).map_err(|err| match err {
+            let copied = out.copy_file(file, f.size).map_err(|err| match err {
                 CopyError::Read(e) => LayerError::io("reading", source)(e),
                 CopyError::Write(e) => LayerError::Write(e),
             })?;

@@ -121,7 +121,8 @@ fn an_iidfile_with_a_local_output_or_several_targets_is_a_usage_error() {
     );
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
-        r.stderr.contains("local exporter is incompatible"),
+        r.stderr
+            .contains("local and tar exporters are incompatible with an image ID file"),
         "{}",
         r.stderr
     );
@@ -250,4 +251,329 @@ fn add_host_lines_are_in_run_steps_etc_hosts_as_buildkit_writes_them_and_in_the_
     assert!(std::fs::read_to_string(out(3).join("h"))
         .unwrap()
         .contains("10.9.9.9\tmyhost\n"));
+}
+
+/// The line of `/proc/self/limits` for `what` (e.g. "Max open files"): (soft, hard).
+fn limits_line(limits: &str, what: &str) -> (String, String) {
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with(what))
+        .unwrap_or_else(|| panic!("{what} not in {limits}"));
+    let fields: Vec<&str> = line[what.len()..].split_whitespace().collect();
+    (fields[0].to_string(), fields[1].to_string())
+}
+
+#[test]
+fn shm_size_and_ulimits_reach_run_steps_in_namespaces_and_chroot_mode_and_their_keys() {
+    let dir = scratch();
+    let d = dir.path();
+    let store = d.join("store");
+    if !rbuild_tests::build::busybox_base(d, &store, "localhost/buildx-flags/busybox:2") {
+        return;
+    }
+    let ctx = d.join("ctx");
+    write_tree(
+        &ctx,
+        &[(
+            "Dockerfile",
+            "FROM localhost/buildx-flags/busybox:2\n\
+             RUN cat /proc/self/limits > /limits && df -k /dev/shm | tail -n 1 > /shm\n",
+        )],
+    );
+    let n = std::cell::Cell::new(0);
+    let out = |i: usize| d.join(format!("out-{i}"));
+    let with = |flags: &[&str]| {
+        n.set(n.get() + 1);
+        let mut args = vec![
+            "--output".to_string(),
+            format!("type=local,dest={}", out(n.get()).display()),
+        ];
+        args.extend(flags.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        build(&store, &ctx, &args)
+    };
+    let cached = |r: &rbuild_tests::Run| {
+        r.stderr
+            .lines()
+            .filter(|l| l.starts_with('#') && l.ends_with(" CACHED"))
+            .count()
+    };
+    let shm_kib = |i: usize| -> u64 {
+        let line = std::fs::read_to_string(out(i).join("shm")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    let limits = |i: usize| std::fs::read_to_string(out(i).join("limits")).unwrap();
+    // 1: defaults: Docker's 64 MiB /dev/shm.
+    with(&["--isolation", "namespaces"]).success();
+    assert_eq!(shm_kib(1), 65536);
+    // 2: --shm-size 32m and two ulimits (a later nofile wins, as in docker).
+    let flags = [
+        "--isolation",
+        "namespaces",
+        "--shm-size",
+        "32m",
+        "--ulimit",
+        "nofile=100:200",
+        "--ulimit",
+        "nofile=1024:2048",
+        "--ulimit",
+        "core=0:-1",
+    ];
+    let r = with(&flags).success();
+    assert_eq!(cached(&r), 0, "other flags, another RUN key:\n{}", r.stderr);
+    assert_eq!(shm_kib(2), 32768);
+    let l = limits(2);
+    assert_eq!(
+        limits_line(&l, "Max open files"),
+        ("1024".into(), "2048".into())
+    );
+    assert_eq!(
+        limits_line(&l, "Max core file size"),
+        ("0".into(), "unlimited".into())
+    );
+    // 3: the same flags: cached. 4, 5: one value changed: not.
+    assert_eq!(cached(&with(&flags).success()), 1);
+    let mut other = flags;
+    other[3] = "16m";
+    assert_eq!(cached(&with(&other).success()), 0);
+    assert_eq!(shm_kib(4), 16384);
+    let mut other = flags;
+    other[7] = "nofile=1024:4096";
+    assert_eq!(cached(&with(&other).success()), 0);
+    assert_eq!(
+        limits_line(&limits(5), "Max open files"),
+        ("1024".into(), "4096".into())
+    );
+    // Chroot mode sets ulimits too (its root has no /proc: the shell's ulimit reads them).
+    let chroot_ctx = d.join("chroot-ctx");
+    write_tree(
+        &chroot_ctx,
+        &[(
+            "Dockerfile",
+            "FROM localhost/buildx-flags/busybox:2\nRUN (ulimit -Sn; ulimit -Hn) > /nofile\n",
+        )],
+    );
+    let chroot_out = d.join("chroot-out");
+    build(
+        &store,
+        &chroot_ctx,
+        &[
+            "--isolation",
+            "chroot",
+            "--ulimit",
+            "nofile=512:1024",
+            "--output",
+            &format!("type=local,dest={}", chroot_out.display()),
+        ],
+    )
+    .success();
+    assert_eq!(
+        std::fs::read_to_string(chroot_out.join("nofile")).unwrap(),
+        "512\n1024\n"
+    );
+    // A /dev/shm size chroot mode cannot give: a usage error naming the mode.
+    let r = with(&["--isolation", "chroot", "--shm-size", "128m"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("--isolation chroot"), "{}", r.stderr);
+    // Docker's parse errors, as usage errors.
+    for (bad, says) in [
+        (["--ulimit", "files=1"], "invalid ulimit type"),
+        (
+            ["--ulimit", "nofile=10:5"],
+            "soft limit must be less than or equal",
+        ),
+        (["--shm-size", "64x"], "invalid size"),
+    ] {
+        let r = with(&bad);
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        assert!(r.stderr.contains(says), "{says}: {}", r.stderr);
+    }
+}
+
+/// BuildKit's `client.SolveStatus` types (`client/graph.go`, minus the protobuf-typed fields
+/// rbuild never writes), decoded by Go's own `encoding/json` with unknown fields refused: the
+/// stream must parse as buildx's consumers parse it (times, base64 data). Prints one line per
+/// finished vertex and per log.
+const GO_SOLVE_STATUS: &str = r#"package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+)
+
+type Vertex struct {
+	Digest    string     `json:"digest,omitempty"`
+	Inputs    []string   `json:"inputs,omitempty"`
+	Name      string     `json:"name,omitempty"`
+	Started   *time.Time `json:"started,omitempty"`
+	Completed *time.Time `json:"completed,omitempty"`
+	Cached    bool       `json:"cached,omitempty"`
+	Error     string     `json:"error,omitempty"`
+}
+
+type VertexStatus struct {
+	ID        string     `json:"id"`
+	Vertex    string     `json:"vertex,omitempty"`
+	Name      string     `json:"name,omitempty"`
+	Total     int64      `json:"total,omitempty"`
+	Current   int64      `json:"current"`
+	Timestamp time.Time  `json:"timestamp"`
+	Started   *time.Time `json:"started,omitempty"`
+	Completed *time.Time `json:"completed,omitempty"`
+}
+
+type VertexLog struct {
+	Vertex    string    `json:"vertex,omitempty"`
+	Stream    int       `json:"stream,omitempty"`
+	Data      []byte    `json:"data"`
+	Timestamp time.Time `json:"timestamp"`
+}
+
+type VertexWarning struct {
+	Vertex string   `json:"vertex,omitempty"`
+	Level  int      `json:"level,omitempty"`
+	Short  []byte   `json:"short,omitempty"`
+	Detail [][]byte `json:"detail,omitempty"`
+	URL    string   `json:"url,omitempty"`
+}
+
+type SolveStatus struct {
+	Vertexes []*Vertex        `json:"vertexes,omitempty"`
+	Statuses []*VertexStatus  `json:"statuses,omitempty"`
+	Logs     []*VertexLog     `json:"logs,omitempty"`
+	Warnings []*VertexWarning `json:"warnings,omitempty"`
+}
+
+func main() {
+	names := map[string]string{}
+	sc := bufio.NewScanner(os.Stdin)
+	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "{") {
+			continue
+		}
+		dec := json.NewDecoder(strings.NewReader(line))
+		dec.DisallowUnknownFields()
+		var s SolveStatus
+		if err := dec.Decode(&s); err != nil {
+			fmt.Println("DECODE ERROR", err, line)
+			os.Exit(1)
+		}
+		for _, v := range s.Vertexes {
+			names[v.Digest] = v.Name
+			if v.Started == nil {
+				fmt.Println("NO START", v.Name)
+				os.Exit(1)
+			}
+			if v.Completed != nil {
+				fmt.Printf("vertex %q cached=%v error=%q\n", v.Name, v.Cached, v.Error)
+			}
+		}
+		for _, l := range s.Logs {
+			fmt.Printf("log %q %d %q\n", names[l.Vertex], l.Stream, string(l.Data))
+		}
+	}
+}
+"#;
+
+#[test]
+fn buildkit_progress_rawjson_is_buildkits_status_stream_as_go_decodes_it() {
+    if !rbuild_tests::have_tool("go") {
+        return;
+    }
+    let dir = scratch();
+    let d = dir.path();
+    let store = d.join("store");
+    if !rbuild_tests::build::busybox_base(d, &store, "localhost/buildx-flags/busybox:3") {
+        return;
+    }
+    let ctx = d.join("ctx");
+    write_tree(
+        &ctx,
+        &[(
+            "Dockerfile",
+            "FROM localhost/buildx-flags/busybox:3\nRUN echo hello && echo oops >&2\n",
+        )],
+    );
+    let go_dir = d.join("go");
+    std::fs::create_dir(&go_dir).unwrap();
+    std::fs::write(go_dir.join("main.go"), GO_SOLVE_STATUS).unwrap();
+    // No --progress: BUILDKIT_PROGRESS decides, as in buildx.
+    let raw = |extra: &[&str]| {
+        rbuild_tests::run(
+            rbuild_tests::rbuild(&store)
+                .arg("build")
+                .arg(&ctx)
+                .args(extra)
+                .env("BUILDKIT_PROGRESS", "rawjson"),
+        )
+        .success()
+    };
+    let decode = |stderr: &str| {
+        use std::io::Write;
+        let mut child = std::process::Command::new("go")
+            .args(["run", "main.go"])
+            .current_dir(&go_dir)
+            .env("GO111MODULE", "off")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stderr.as_bytes())
+            .unwrap();
+        rbuild_tests::Run::from_output(child.wait_with_output().unwrap()).success()
+    };
+    let first = raw(&[]);
+    // Every line of the stream is one JSON object (stderr has nothing else on success).
+    for line in first.stderr.lines() {
+        assert!(line.starts_with('{'), "{line}\n{}", first.stderr);
+    }
+    let go = decode(&first.stderr).stdout;
+    let run = "[stage-0 2/2] RUN echo hello && echo oops >&2";
+    assert!(go.contains(&format!("log {run:?} 1 \"hello\\n\"")), "{go}");
+    assert!(go.contains(&format!("log {run:?} 2 \"oops\\n\"")), "{go}");
+    assert!(
+        go.contains(&format!("vertex {run:?} cached=false error=\"\"")),
+        "{go}"
+    );
+    let again = decode(&raw(&[]).stderr).stdout;
+    assert!(
+        again.contains(&format!("vertex {run:?} cached=true")),
+        "{again}"
+    );
+    // An explicit --progress wins over BUILDKIT_PROGRESS.
+    let plain = raw(&["--progress", "plain"]);
+    assert!(
+        plain.stderr.lines().any(|l| l.starts_with("#1 ")),
+        "{}",
+        plain.stderr
+    );
+    // buildx's `none`: nothing on either stream.
+    let none = rbuild_tests::run(
+        rbuild_tests::rbuild(&store)
+            .arg("build")
+            .arg(&ctx)
+            .env("BUILDKIT_PROGRESS", "none"),
+    )
+    .success();
+    assert_eq!((none.stdout.as_str(), none.stderr.as_str()), ("", ""));
+    // A mode BUILDKIT_PROGRESS cannot be: a usage error naming it.
+    let bad = rbuild_tests::run(
+        rbuild_tests::rbuild(&store)
+            .arg("build")
+            .arg(&ctx)
+            .env("BUILDKIT_PROGRESS", "fancy"),
+    );
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("BUILDKIT_PROGRESS"), "{}", bad.stderr);
 }

@@ -82,9 +82,10 @@ fn bad_flag_values_are_usage_errors_with_what_is_allowed() {
     let cases: &[(&[&str], &str)] = &[
         (
             &["--output", "type=tarball,dest=x"],
-            "type=oci, docker, registry or local",
+            "type=oci, docker, registry, image, local or tar",
         ),
-        (&["--output", "type=oci"], "dest=PATH"),
+        // type=oci without dest= is standard output (buildx); type=docker has no such default.
+        (&["--output", "type=docker"], "dest=PATH"),
         (
             &["--cache-to", "type=local,dest=/tmp/x,cache-mounts=../up"],
             "cache id",

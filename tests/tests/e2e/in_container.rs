@@ -69,20 +69,7 @@ fn the_rbuild_image_in_docker_run_with_the_default_profile_builds_the_namespaces
     // The reference: rbuild on this machine as root with CAP_SYS_ADMIN.
     let host_md = d.join("host.json");
     let host_tag = format!("{}/rbuild-e2e/in-container:host", imgs.registry);
-    run(build_cmd(&d.join("store"), &ctx).args([
-        "--isolation",
-        "namespaces",
-        "--build-arg",
-        &base,
-        "--secret",
-        &format!("id=tok,src={}", d.join("tok").display()),
-        "--tag",
-        &host_tag,
-        "--push",
-        "--metadata-file",
-        host_md.to_str().unwrap(),
-    ]))
-    .success();
+    reference_build(d, &ctx, &base, &host_tag, &host_md, &[]);
 
     // The same in the rbuild image, as a CI job runs it (the entrypoint is rbuild).
     let out = d.join("out");
@@ -113,6 +100,26 @@ fn the_rbuild_image_in_docker_run_with_the_default_profile_builds_the_namespaces
         "the image built in the container differs from the namespaces build:\n{}",
         r.stderr
     );
+}
+
+/// The reference: rbuild on this machine as root with CAP_SYS_ADMIN (`--isolation namespaces`),
+/// with the `tok` secret of `d`, pushed as `tag`, its metadata in `md`.
+fn reference_build(d: &Path, ctx: &Path, base: &str, tag: &str, md: &Path, extra: &[&str]) {
+    run(build_cmd(&d.join("store"), ctx)
+        .args(["--isolation", "namespaces", "--build-arg", base])
+        .args([
+            "--secret",
+            &format!("id=tok,src={}", d.join("tok").display()),
+        ])
+        .args([
+            "--tag",
+            tag,
+            "--push",
+            "--metadata-file",
+            md.to_str().unwrap(),
+        ])
+        .args(extra))
+    .success();
 }
 
 /// A repository name no earlier run against the same registry has used (the first pipeline
@@ -529,7 +536,8 @@ fn in_place_mode_gives_steps_proc_and_builds_the_namespaces_image() {
     let d = dir.path();
     let ctx = d.join("ctx");
     let dockerfile = format!(
-        "{DOCKERFILE}RUN test -r /proc/self/status && grep -q . /proc/cpuinfo && test -c /dev/null\n"
+        "{DOCKERFILE}RUN test -r /proc/self/status && grep -q . /proc/cpuinfo && test -c /dev/null \
+         && test \"$(ulimit -n)\" = 1000\n"
     );
     write_tree(
         &ctx,
@@ -539,20 +547,14 @@ fn in_place_mode_gives_steps_proc_and_builds_the_namespaces_image() {
     let base = format!("BASE={}", imgs.busybox);
     let host_md = d.join("host.json");
     let host_tag = format!("{}/rbuild-e2e/in-place:host", imgs.registry);
-    run(build_cmd(&d.join("store"), &ctx).args([
-        "--isolation",
-        "namespaces",
-        "--build-arg",
+    reference_build(
+        d,
+        &ctx,
         &base,
-        "--secret",
-        &format!("id=tok,src={}", d.join("tok").display()),
-        "--tag",
         &host_tag,
-        "--push",
-        "--metadata-file",
-        host_md.to_str().unwrap(),
-    ]))
-    .success();
+        &host_md,
+        &["--ulimit", "nofile=1000:1001"],
+    );
 
     let out = d.join("out");
     std::fs::create_dir_all(&out).unwrap();
@@ -565,6 +567,7 @@ fn in_place_mode_gives_steps_proc_and_builds_the_namespaces_image() {
         .args(volume(&out, "/results"))
         .arg(&imgs.rbuild)
         .args(["--progress", "plain", "--isolation", "in-place"])
+        .args(["--ulimit", "nofile=1000:1001"])
         .args(["--build-arg", &base, "--secret", "id=tok,src=/run/tok"])
         .args([
             "--tag",

@@ -4,6 +4,7 @@
 mod build_add_remote;
 mod build_buildkit_parity;
 mod build_buildx_flags;
+mod build_buildx_io;
 mod build_cache;
 mod build_concurrency;
 mod build_copy;

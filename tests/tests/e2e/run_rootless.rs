@@ -774,3 +774,49 @@ fn without_user_namespaces_a_non_root_user_gets_the_setting_that_fixes_it() {
         "the store is not even opened"
     );
 }
+
+/// `--shm-size` and `--ulimit` reach a rootless step too: the /dev/shm tmpfs is made in the
+/// user namespace, and limits at or below the user's own are set before the command execs.
+#[test]
+fn in_rootless_mode_shm_size_and_ulimits_reach_the_step() {
+    let Some(user) = test_user("RBUILD_TEST_ROOTLESS_USER") else {
+        return;
+    };
+    let home = UserDir::new(&user);
+    let h = home.path();
+    let store = h.join("home/store");
+    if !rbuild_tests::build::busybox_base(&h.join("base"), &store, "localhost/rootless/busybox:2") {
+        return;
+    }
+    home.give(&user, "home/store");
+    home.write(
+        &user,
+        &[(
+            "ctx/Dockerfile",
+            "FROM localhost/rootless/busybox:2\n\
+             RUN cat /proc/self/limits > /limits && df -k /dev/shm | tail -n 1 > /shm\n",
+        )],
+    );
+    let out = h.join("home/out");
+    let mut cmd = build_cmd(&store, &h.join("ctx"));
+    cmd.args([
+        "--shm-size",
+        "32m",
+        "--ulimit",
+        "nofile=256:512",
+        "--output",
+        &format!("type=local,dest={}", out.display()),
+    ]);
+    let r = run(&mut as_user(&user, &h.join("home"), &cmd));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("--isolation rootless"), "{}", r.stderr);
+    let shm = std::fs::read_to_string(out.join("shm")).unwrap();
+    assert_eq!(shm.split_whitespace().nth(1), Some("32768"), "{shm}");
+    let limits = std::fs::read_to_string(out.join("limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let fields: Vec<&str> = line["Max open files".len()..].split_whitespace().collect();
+    assert_eq!(&fields[..2], ["256", "512"], "{limits}");
+}

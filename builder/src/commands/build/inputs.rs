@@ -80,8 +80,14 @@ pub(super) fn resolve(a: &BuildArgs) -> Result<Inputs, Failure> {
     if uses_registry(&opts, &plan) && !only_loopback_registries(&opts, &plan, &tag_specs) {
         rbuild_registry::client::transport::preload_system_roots();
     }
-    let git = crate::git::git_info(&opts.plan.context)
-        .map_err(|e| Failure::Usage(format!("error: reading git metadata: {e}")))?;
+    // A context from standard input is a scratch directory under the store: any repository
+    // around it is not the build's.
+    let git = if opts.plan.context_is_stdin() {
+        None
+    } else {
+        crate::git::git_info(&opts.plan.context)
+            .map_err(|e| Failure::Usage(format!("error: reading git metadata: {e}")))?
+    };
     let sde = std::env::var("SOURCE_DATE_EPOCH").ok();
     let epoch = crate::git::build_epoch(sde.as_deref(), git.as_ref(), now_unix())
         .map_err(|e| Failure::Usage(format!("error: {e}")))?;

@@ -37,7 +37,9 @@ pub(super) fn export(
     let opts = &inputs.opts;
     let store = &session.store;
     let progress = &session.progress;
-    write_outputs(store, &built, &opts.outputs).map_err(|e| Failure::Build(e.into()))?;
+    let source_date_epoch = inputs.epoch_chosen.then_some(inputs.epoch);
+    write_outputs(store, &built, &opts.outputs, source_date_epoch)
+        .map_err(|e| Failure::Build(e.into()))?;
     // The layers streamed while building: the last ones may still be on their way.
     let ahead_report = solved.ahead.finish(store);
     // Pushing the images and exporting the cache run side by side, except when the cache goes

@@ -72,6 +72,8 @@ fn request(inputs: &Inputs) -> Result<BuildRequest, Failure> {
         isolation: opts.isolation,
         always_pull: opts.pull,
         extra_hosts: opts.extra_hosts.clone(),
+        shm_size: opts.shm_size,
+        ulimits: opts.ulimits.clone(),
         compression: first_output.map_or(Compression::Gzip, |o| o.compression),
         compression_level: first_output.and_then(|o| o.compression_level),
         output_stages: output_stages(&inputs.plan, &opts.cache_to),
@@ -172,7 +174,7 @@ fn repo_dir_name(context: &Path, git: Option<&crate::git::GitInfo>) -> String {
 /// `Context::scan_skipping`).
 fn context_skip(opts: &BuildOptions) -> Vec<PathBuf> {
     let outputs = opts.outputs.iter().filter_map(|o| match &o.kind {
-        OutputKind::Oci(d) | OutputKind::Docker(d) => match d {
+        OutputKind::Oci(d) | OutputKind::Docker(d) | OutputKind::Tar(d) => match d {
             Destination::Directory(p) | Destination::Tarball(p) => Some(p.clone()),
             Destination::Stdout => None,
         },

@@ -78,8 +78,16 @@ pub(super) fn report(
         }
     }
     session.progress.summary(summary);
-    let mut out = std::io::stdout().lock();
-    if opts.progress == ProgressMode::Quiet {
+    // An output that went to standard output (`-o -`) owns it: the digests go to stderr, so
+    // they never end up inside the tar the user is piping (buildx appends them to it).
+    let mut out: Box<dyn Write> = if opts.outputs.iter().any(|o| o.kind.is_stdout()) {
+        Box::new(std::io::stderr().lock())
+    } else {
+        Box::new(std::io::stdout().lock())
+    };
+    if opts.progress == ProgressMode::None {
+        // buildx's `none`: not even the digests.
+    } else if opts.progress == ProgressMode::Quiet {
         for b in &built {
             let _ = writeln!(out, "{}", b.image.manifest_descriptor.digest);
         }

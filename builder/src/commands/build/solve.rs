@@ -39,7 +39,9 @@ pub(super) fn open(inputs: &Inputs, planned: &Planned) -> Result<Session, Failur
         ProgressMode::Plain | ProgressMode::Auto => progress::Mode::Plain,
         ProgressMode::Tty => progress::Mode::Tty,
         ProgressMode::Json => progress::Mode::Json,
+        ProgressMode::Rawjson => progress::Mode::RawJson,
         ProgressMode::Quiet => progress::Mode::Quiet,
+        ProgressMode::None => progress::Mode::None,
     };
     // Secret values are masked in every line of output (they are read again, onto a tmpfs,
     // only by the sandbox that mounts them).
