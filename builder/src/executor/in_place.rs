@@ -192,7 +192,6 @@ fn run_command(
             }))
         }
     };
-    rbuild_layers::failpoint::hit("run.started");
     let tail = stream_output(&mut child, on_line);
     let status = child.wait().map_err(ExecError::Pipe);
     // What the command left running in its process group goes with it, and is reaped when it

@@ -12,7 +12,7 @@
 //!   where the kernel refuses that.
 //! - `in-place`: kaniko's way, for steps that need what `chroot` cannot give (`/proc`: the
 //!   JVM): the step runs on the container's own root filesystem, which rbuild replaces with the
-//!   stage's before each step ([`crate::solver::run::in_place`]). Only inside the rbuild image
+//!   stage's before each step (the engine's `run/in_place.rs`). Only inside the rbuild image
 //!   (its marker file), only when asked for by name: it destroys the container's own files.
 //! - `auto`: as root, the strongest of `namespaces` and `chroot` that works here; as a non-root
 //!   user, `rootless`. Never `in-place`.
