@@ -107,7 +107,7 @@ pub enum RunError {
     NoShmSize(&'static str),
     #[error("RUN --network=none cannot be provided with --isolation {0} (a network namespace needs CAP_SYS_ADMIN): use --isolation namespaces, or the default network; nothing was run")]
     NoNetworkNone(&'static str),
-    #[error("--isolation in-place: the image has {what} at {path}, where this container has {mount} (a mount, or a path rbuild keeps), so a RUN step would see the container's files instead of the image's. Mount the volume elsewhere (Kubernetes: automountServiceAccountToken: false for /var/run/secrets), or use --isolation chroot or namespaces; the step was not run")]
+    #[error("--isolation in-place: the image has {what} at {path}, where this container has {mount} (a mount, or a path rbuild keeps), so a RUN step would see the container's files instead of the image's. Mount the volume elsewhere, or use --isolation chroot or namespaces; the step was not run")]
     InPlaceConflict {
         path: String,
         what: String,
