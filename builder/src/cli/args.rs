@@ -177,6 +177,11 @@ pub struct BuildArgs {
     #[arg(long)]
     pub push: bool,
 
+    /// Load the image into the Docker Engine DOCKER_HOST names (or /var/run/docker.sock), as
+    /// `docker buildx build --load`: shorthand for --output type=docker.
+    #[arg(long)]
+    pub load: bool,
+
     /// A label in the image config: KEY=VALUE, or KEY for an empty value (repeatable). It wins
     /// over a Dockerfile LABEL of the same key, as `docker buildx build --label` does.
     #[arg(long = "label", value_name = "KEY=VALUE")]

@@ -229,9 +229,9 @@ fn absolute_output(mut o: OutputSpec) -> Result<OutputSpec, UsageError> {
         | OutputKind::Docker(Destination::Directory(p) | Destination::Tarball(p))
         | OutputKind::Tar(Destination::Directory(p) | Destination::Tarball(p))
         | OutputKind::Local(p) => *p = absolute(p)?,
-        OutputKind::Oci(Destination::Stdout)
-        | OutputKind::Docker(Destination::Stdout)
-        | OutputKind::Tar(Destination::Stdout)
+        OutputKind::Oci(Destination::Stdout | Destination::Engine)
+        | OutputKind::Docker(Destination::Stdout | Destination::Engine)
+        | OutputKind::Tar(Destination::Stdout | Destination::Engine)
         | OutputKind::Registry { .. } => {}
     }
     Ok(o)
@@ -428,9 +428,12 @@ impl BuildOptions {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        // `--load` is buildx's shorthand for `--output type=docker` (into the engine).
+        let load = a.load.then(|| "type=docker".to_string());
         let outputs = a
             .outputs
             .iter()
+            .chain(load.iter())
             .map(|o| absolute_output(o.parse::<OutputSpec>()?))
             .collect::<Result<Vec<_>, UsageError>>()?;
         // Layers are written once, in the first output's compression (BuildKit reuses layers

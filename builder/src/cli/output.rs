@@ -170,14 +170,17 @@ impl std::str::FromStr for OutputSpec {
         spec.names = names;
         spec.kind = match kind.as_str() {
             "oci" | "docker" => {
-                // buildx: a tarball without dest= goes to standard output, except docker's
-                // (which buildx loads into the engine, and rbuild has none).
+                // buildx: a tarball without dest= goes to standard output, except docker's,
+                // which is loaded into the Docker Engine (`--load`).
                 let dest = match dest {
                     Some(d) => d,
                     None if kind == "oci" && tar.unwrap_or(true) => "-".to_string(),
+                    None if kind == "docker" && tar.unwrap_or(true) => String::new(),
                     None => return Err(OutputSpecError::MissingDest(kind.clone())),
                 };
-                let destination = if dest == "-" {
+                let destination = if dest.is_empty() {
+                    Destination::Engine
+                } else if dest == "-" {
                     Destination::Stdout
                 } else if tar.unwrap_or(true) {
                     Destination::Tarball(PathBuf::from(dest))
@@ -367,8 +370,13 @@ mod tests {
             "type=oci,tar=false".parse::<OutputSpec>(),
             Err(OutputSpecError::MissingDest(_))
         ));
+        // buildx: type=docker without dest= loads into the Docker Engine (`--load`).
+        assert_eq!(
+            parse("type=docker").kind,
+            OutputKind::Docker(Destination::Engine)
+        );
         assert!(matches!(
-            "type=docker".parse::<OutputSpec>(),
+            "type=docker,tar=false".parse::<OutputSpec>(),
             Err(OutputSpecError::MissingDest(_))
         ));
     }

@@ -2,6 +2,7 @@
 //! manifest into the store, tagging them there, and writing `--output`s.
 
 pub mod ahead;
+pub mod engine;
 pub mod push;
 pub mod spec;
 pub mod tags;
@@ -120,6 +121,9 @@ fn out_dest(d: &Destination) -> OutDest {
         Destination::Directory(p) => OutDest::Dir(p.clone()),
         Destination::Tarball(p) => OutDest::TarFile(p.clone()),
         Destination::Stdout => OutDest::Stdout,
+        // `cli::output` makes an engine destination for `type=docker` only, which
+        // `write_outputs` sends to `engine::load` before it gets here.
+        Destination::Engine => unreachable!("only type=docker loads into a Docker Engine"),
     }
 }
 
@@ -172,6 +176,17 @@ pub fn write_outputs(
                     })
                     .collect();
                 output::oci::write_oci(&out_dest(d), &list, store)?;
+            }
+            OutputKind::Docker(Destination::Engine) => {
+                let list: Vec<ExportImage<'_>> = images
+                    .iter()
+                    .zip(&docker_names)
+                    .map(|(b, n)| ExportImage {
+                        image: &b.image,
+                        names: n,
+                    })
+                    .collect();
+                engine::load(&list, store)?;
             }
             OutputKind::Docker(d) => {
                 let list: Vec<ExportImage<'_>> = images

@@ -12,6 +12,9 @@ pub enum Destination {
     Directory(PathBuf),
     Tarball(PathBuf),
     Stdout,
+    /// A Docker Engine's image store (`type=docker` without `dest`, `--load`): the archive is
+    /// streamed to its `/images/load` endpoint (`export::engine`).
+    Engine,
 }
 
 /// What an `--output` produces.

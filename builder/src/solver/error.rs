@@ -65,6 +65,8 @@ pub enum BuildError {
     #[error("writing an output")]
     Output(#[from] rbuild_layers::output::OutputError),
     #[error(transparent)]
+    Engine(#[from] crate::export::engine::EngineError),
+    #[error(transparent)]
     Run(#[from] super::run::RunError),
     #[error(transparent)]
     Isolation(#[from] crate::executor::isolation::IsolationError),

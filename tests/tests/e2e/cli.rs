@@ -84,8 +84,9 @@ fn bad_flag_values_are_usage_errors_with_what_is_allowed() {
             &["--output", "type=tarball,dest=x"],
             "type=oci, docker, registry, image, local or tar",
         ),
-        // type=oci without dest= is standard output (buildx); type=docker has no such default.
-        (&["--output", "type=docker"], "dest=PATH"),
+        // type=oci without dest= is standard output and type=docker the Docker Engine (buildx);
+        // a directory has no such default.
+        (&["--output", "type=docker,tar=false"], "dest=PATH"),
         (
             &["--cache-to", "type=local,dest=/tmp/x,cache-mounts=../up"],
             "cache id",

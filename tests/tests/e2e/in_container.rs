@@ -686,3 +686,65 @@ fn in_place_mode_refuses_outside_its_image_and_where_it_would_lose_or_hide_files
         r.stderr
     );
 }
+
+/// `--load` (buildx's shorthand for `--output type=docker`): the image streamed into the
+/// Docker Engine `DOCKER_HOST` names, under its tag, with the image ID `--iidfile` gives; and,
+/// with no engine there, an error that says how to do without one.
+#[test]
+fn load_sends_the_image_into_the_docker_engine_as_buildx_does() {
+    let Some(engine) = engine() else {
+        return;
+    };
+    let imgs = &engine.images;
+    let dir = scratch();
+    let d = dir.path();
+    let ctx = d.join("ctx");
+    write_tree(
+        &ctx,
+        &[
+            (
+                "Dockerfile",
+                &format!(
+                    "FROM {}\nCOPY f.txt /f.txt\nCMD [\"cat\", \"/f.txt\"]\n",
+                    imgs.busybox
+                ),
+            ),
+            ("f.txt", "loaded by rbuild\n"),
+        ],
+    );
+    let iid = d.join("iid");
+    run(build_cmd(&d.join("store"), &ctx)
+        .env("DOCKER_HOST", engine.host())
+        .args(["--load", "--tag", "rbuild-e2e/loaded:1"])
+        .args(["--iidfile", iid.to_str().unwrap()]))
+    .success();
+    let id = run(engine.docker().args([
+        "image",
+        "inspect",
+        "--format",
+        "{{.Id}}",
+        "rbuild-e2e/loaded:1",
+    ]))
+    .success();
+    assert_eq!(
+        id.stdout.trim(),
+        std::fs::read_to_string(&iid).unwrap().trim()
+    );
+    let out = run(engine.run_cmd().arg("rbuild-e2e/loaded:1")).success();
+    assert_eq!(out.stdout, "loaded by rbuild\n");
+
+    let r = run(build_cmd(&d.join("store"), &ctx)
+        .env(
+            "DOCKER_HOST",
+            format!("unix://{}", d.join("none.sock").display()),
+        )
+        .args(["--load", "--tag", "rbuild-e2e/loaded:2"]));
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("without dest=): no Docker Engine at unix://")
+            && r.stderr.contains("--output type=docker,dest="),
+        "{}",
+        r.stderr
+    );
+}

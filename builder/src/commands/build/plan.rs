@@ -176,7 +176,7 @@ fn context_skip(opts: &BuildOptions) -> Vec<PathBuf> {
     let outputs = opts.outputs.iter().filter_map(|o| match &o.kind {
         OutputKind::Oci(d) | OutputKind::Docker(d) | OutputKind::Tar(d) => match d {
             Destination::Directory(p) | Destination::Tarball(p) => Some(p.clone()),
-            Destination::Stdout => None,
+            Destination::Stdout | Destination::Engine => None,
         },
         OutputKind::Local(p) => Some(p.clone()),
         OutputKind::Registry { .. } => None,
