@@ -59,6 +59,9 @@ pub struct Keep {
     paths: BTreeSet<String>,
     /// Every proper ancestor directory of a kept path.
     ancestors: HashSet<String>,
+    /// Kept paths mounted read-only: no step can write there, and what changes there comes
+    /// from outside (a Kubernetes token or ConfigMap volume the kubelet refreshes).
+    readonly: HashSet<String>,
 }
 
 impl Keep {
@@ -67,10 +70,18 @@ impl Keep {
         let mountinfo = Path::new("/proc/self/mountinfo");
         let text = fs::read_to_string(mountinfo).map_err(io("reading", mountinfo))?;
         let store = fs::canonicalize(store).map_err(io("resolving", store))?;
-        let mut paths: Vec<PathBuf> = mount_points(&text);
+        let mounts = mount_points(&text);
+        let readonly: Vec<String> = mounts
+            .iter()
+            .filter(|(_, ro)| *ro)
+            .map(|(p, _)| relative(p))
+            .collect();
+        let mut paths: Vec<PathBuf> = mounts.into_iter().map(|(p, _)| p).collect();
         paths.extend(["/proc", "/sys", "/dev", MARKER].map(PathBuf::from));
         paths.push(store);
-        Ok(Keep::new(paths))
+        let mut keep = Keep::new(paths);
+        keep.readonly.extend(readonly);
+        Ok(keep)
     }
 
     fn new(paths: impl IntoIterator<Item = PathBuf>) -> Keep {
@@ -126,6 +137,7 @@ impl Keep {
                 .iter()
                 .filter(|k| {
                     **k != store
+                        && !self.readonly.contains(k.as_str())
                         && !HIDDEN_IN_EVERY_MODE
                             .iter()
                             .any(|h| k.as_str() == *h || k.starts_with(&format!("{h}/")))
@@ -161,14 +173,17 @@ fn relative(p: &Path) -> String {
     crate::solver::rootfs::components(&p.to_string_lossy()).join("/")
 }
 
-/// Mount points of `/proc/self/mountinfo` text (field 5, octal escapes undone), `/` left out.
-fn mount_points(mountinfo: &str) -> Vec<PathBuf> {
+/// Mount points of `/proc/self/mountinfo` text (field 5, octal escapes undone), `/` left out,
+/// and whether each is mounted read-only (field 6, the per-mount options).
+fn mount_points(mountinfo: &str) -> Vec<(PathBuf, bool)> {
     mountinfo
         .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(unescape)
-        .filter(|p| p != "/")
-        .map(PathBuf::from)
+        .filter_map(|l| {
+            let mut f = l.split(' ').skip(4);
+            let point = unescape(f.next()?);
+            let readonly = f.next()?.split(',').any(|o| o == "ro");
+            (point != "/").then(|| (PathBuf::from(point), readonly))
+        })
         .collect()
 }
 
@@ -372,12 +387,40 @@ mod tests {
 22 1 0:21 / / rw,relatime - overlay overlay rw\n\
 23 22 0:22 / /proc rw,nosuid - proc proc rw\n\
 30 22 8:1 /var/lib/docker/containers/x/hosts /etc/hosts rw - ext4 /dev/sda1 rw\n\
-31 22 8:1 /home/me/my\\040app /work\\040space rw - ext4 /dev/sda1 rw\n";
+31 22 8:1 /home/me/my\\040app /work\\040space rw - ext4 /dev/sda1 rw\n\
+32 22 0:40 / /run/secrets/kubernetes.io/serviceaccount ro,relatime - tmpfs tmpfs rw\n";
         let got = mount_points(text);
-        assert_eq!(
-            got,
-            ["/proc", "/etc/hosts", "/work space"].map(PathBuf::from)
-        );
+        let want = [
+            ("/proc", false),
+            ("/etc/hosts", false),
+            ("/work space", false),
+            ("/run/secrets/kubernetes.io/serviceaccount", true),
+        ]
+        .map(|(p, ro)| (PathBuf::from(p), ro));
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_step_writing_in_a_kept_mount_is_caught_but_read_only_mounts_are_not_watched() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = fs::canonicalize(dir.path()).unwrap();
+        for m in ["work", "token"] {
+            fs::create_dir(d.join(m)).unwrap();
+        }
+        let mut keep = Keep::new([d.join("work"), d.join("token"), d.join("store")]);
+        keep.readonly.insert(relative(&d.join("token")));
+        let watched = keep.watch(&d.join("store"));
+        assert_eq!(watched.0.len(), 1, "{watched:?}");
+        assert!(watched.check().is_ok());
+        // The kubelet refreshing a token volume is not the step's doing.
+        fs::write(d.join("token/..data"), "x").unwrap();
+        assert!(watched.check().is_ok());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        fs::write(d.join("work/new"), "x").unwrap();
+        assert!(matches!(
+            watched.check(),
+            Err(BuildError::Run(RunError::InPlaceWroteKept(p))) if p.ends_with("/work")
+        ));
     }
 
     #[test]
