@@ -5,6 +5,7 @@
 pub mod args;
 pub mod cache_spec;
 pub mod csv;
+pub mod git_context;
 pub mod options;
 pub mod output;
 pub mod registry;

@@ -52,6 +52,8 @@ pub enum UsageError {
     DuplicateSecret(String),
     #[error(transparent)]
     Stdin(#[from] super::stdin::StdinError),
+    #[error(transparent)]
+    GitContext(#[from] super::git_context::GitContextError),
     #[error("invalid --ssh: {0}")]
     Ssh(#[from] SshSpecError),
     #[error("--platform {0} is not the host's platform ({1}); rbuild builds for the host platform only (no emulation)")]
@@ -86,6 +88,8 @@ pub struct PlanOptions {
     /// What standard input became (`-f -`, context `-`): owns the files `context` or
     /// `dockerfile` then point at, removed when the last clone of these options is dropped.
     pub stdin: Option<std::sync::Arc<StdinInputs>>,
+    /// A git URL context, checked out: owns the files `context` points at.
+    pub git_context: Option<std::sync::Arc<super::git_context::GitContext>>,
     pub targets: Vec<String>,
     pub build_args: Vec<BuildArg>,
     pub platform: Platform,
@@ -149,15 +153,30 @@ impl PlanOptions {
         } else {
             None
         };
-        let context = match stdin.as_ref().and_then(|s| s.context.clone()) {
-            Some(c) => c,
-            None => absolute(&a.context)?,
+        // A git URL (buildx: only when no local directory has that name) is checked out.
+        let word = a.context.to_string_lossy();
+        let git_context =
+            if stdin.is_none() && !a.context.is_dir() && super::git_context::is_remote(&word) {
+                let root = store_dir(store)?;
+                Some(std::sync::Arc::new(super::git_context::materialise(
+                    &word,
+                    || rbuild_layers::store::Store::scratch_dir_at(&root, "gitcontext"),
+                )?))
+            } else {
+                None
+            };
+        let context = match (stdin.as_ref().and_then(|s| s.context.clone()), &git_context) {
+            (Some(c), _) => c,
+            (None, Some(g)) => g.dir.clone(),
+            (None, None) => absolute(&a.context)?,
         };
         if !context.is_dir() {
             return Err(UsageError::ContextNotDir(a.context.clone()));
         }
         let dockerfile = match (stdin.as_ref().and_then(|s| s.dockerfile.clone()), &a.file) {
             (Some(d), _) => d,
+            // With a git context, a relative -f names a file of the repository, as in buildx.
+            (None, Some(f)) if git_context.is_some() && f.is_relative() => context.join(f),
             (None, Some(f)) => absolute(f)?,
             (None, None) => context.join("Dockerfile"),
         };
@@ -189,6 +208,7 @@ impl PlanOptions {
             context,
             dockerfile,
             stdin,
+            git_context,
             targets: a.targets.clone(),
             build_args,
             platform,

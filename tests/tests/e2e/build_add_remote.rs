@@ -512,3 +512,107 @@ fn add_url_goes_through_the_proxy_from_the_environment() {
     let log = std::fs::read_to_string(&proxy_log).unwrap();
     assert!(log.contains("rbuild-proxy-test.invalid"), "{log}");
 }
+
+/// A git URL as the build context, as buildx takes one: `#ref:subdir` picks the commit and the
+/// directory, `-f` names a file of the repository, `.git` is not in the context, and the image
+/// carries the commit as its revision and its time as `created`.
+#[test]
+fn a_git_url_context_builds_the_ref_and_subdir_it_names() {
+    if !have_tool("git") {
+        return;
+    }
+    let dir = scratch();
+    let base = dir.path().join("git");
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    git(&work, &["init", "-q", "-b", "main"]);
+    write_tree(
+        &work,
+        &[
+            ("app/Dockerfile", "FROM scratch\nCOPY . /ctx/\n"),
+            ("app/other.Dockerfile", "FROM scratch\nCOPY v.txt /other\n"),
+            ("app/v.txt", "one\n"),
+            ("outside.txt", "not in the context\n"),
+        ],
+    );
+    git(&work, &["add", "-A"]);
+    // The committer time is what `created` comes from.
+    let committed = Command::new("git")
+        .args(["commit", "-qm", "one"])
+        .current_dir(&work)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@t")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@t")
+        .env("GIT_COMMITTER_DATE", "@1700000000 +0000")
+        .status()
+        .unwrap();
+    assert!(committed.success());
+    let one = git(&work, &["rev-parse", "HEAD"]);
+    write_tree(&work, &[("app/v.txt", "two\n")]);
+    git(&work, &["commit", "-qam", "two"]);
+    std::fs::create_dir_all(&base).unwrap();
+    git(
+        &base,
+        &["clone", "-q", "--bare", work.to_str().unwrap(), "repo.git"],
+    );
+    let daemon = git_daemon(&base);
+    let url = format!("git://127.0.0.1:{}/repo.git", daemon.port);
+    let store = dir.path().join("store");
+    let out = dir.path().join("out");
+    let layout = dir.path().join("layout");
+    let r = rbuild_tests::run(
+        rbuild_tests::rbuild(&store)
+            .env_remove("SOURCE_DATE_EPOCH")
+            .arg("build")
+            .arg(format!("{url}#{one}:app"))
+            .args(["--output", &format!("type=local,dest={}", out.display())])
+            .args([
+                "--output",
+                &format!("type=oci,dest={},tar=false", layout.display()),
+            ]),
+    )
+    .success();
+    assert_eq!(
+        std::fs::read_to_string(out.join("ctx/v.txt")).unwrap(),
+        "one\n",
+        "{}",
+        r.stderr
+    );
+    assert!(!out.join("ctx/.git").exists() && !out.join("ctx/outside.txt").exists());
+    let index = rbuild_tests::oci::index(&layout);
+    let manifest =
+        rbuild_tests::oci::blob_json(&layout, index["manifests"][0]["digest"].as_str().unwrap());
+    let config =
+        rbuild_tests::oci::blob_json(&layout, manifest["config"]["digest"].as_str().unwrap());
+    let labels = &config["config"]["Labels"];
+    assert_eq!(labels["org.opencontainers.image.revision"], one.as_str());
+    assert_eq!(
+        config["created"], "2023-11-14T22:13:20Z",
+        "the commit's time"
+    );
+    // The branch, and -f inside the repository.
+    let out2 = dir.path().join("out2");
+    rbuild_tests::run(
+        rbuild_tests::rbuild(&store)
+            .env_remove("SOURCE_DATE_EPOCH")
+            .arg("build")
+            .arg(format!("{url}#main:app"))
+            .args(["-f", "other.Dockerfile"])
+            .args(["--output", &format!("type=local,dest={}", out2.display())]),
+    )
+    .success();
+    assert_eq!(
+        std::fs::read_to_string(out2.join("other")).unwrap(),
+        "two\n"
+    );
+    // A tarball URL is not a context rbuild takes.
+    let r = rbuild_tests::run(
+        rbuild_tests::rbuild(&store)
+            .arg("build")
+            .arg("https://127.0.0.1:1/context.tar.gz"),
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("is a URL of a tarball"), "{}", r.stderr);
+}

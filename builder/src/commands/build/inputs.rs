@@ -84,6 +84,8 @@ pub(super) fn resolve(a: &BuildArgs) -> Result<Inputs, Failure> {
     // around it is not the build's.
     let git = if opts.plan.context_is_stdin() {
         None
+    } else if let Some(g) = &opts.plan.git_context {
+        Some(g.info.clone())
     } else {
         crate::git::git_info(&opts.plan.context)
             .map_err(|e| Failure::Usage(format!("error: reading git metadata: {e}")))?
