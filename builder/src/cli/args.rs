@@ -140,6 +140,12 @@ pub struct PlanArgs {
     #[arg(short = 'f', long = "file", value_name = "PATH")]
     pub file: Option<PathBuf>,
 
+    /// An image standing in for NAME wherever the Dockerfile names it (FROM NAME, COPY
+    /// --from=NAME, a stage AS NAME), as buildx: NAME=docker-image://REF or
+    /// NAME=oci-layout://DIR[:TAG] (repeatable).
+    #[arg(long = "build-context", value_name = "NAME=VALUE")]
+    pub build_contexts: Vec<String>,
+
     /// A stage to build; repeat to build several targets in one run (default: the last stage).
     #[arg(long = "target", value_name = "STAGE")]
     pub targets: Vec<String>,

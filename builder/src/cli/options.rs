@@ -54,6 +54,8 @@ pub enum UsageError {
     Stdin(#[from] super::stdin::StdinError),
     #[error(transparent)]
     GitContext(#[from] super::git_context::GitContextError),
+    #[error(transparent)]
+    NamedContext(#[from] crate::graph::named::NamedContextError),
     #[error("invalid --ssh: {0}")]
     Ssh(#[from] SshSpecError),
     #[error("--platform {0} is not the host's platform ({1}); rbuild builds for the host platform only (no emulation)")]
@@ -90,6 +92,8 @@ pub struct PlanOptions {
     pub stdin: Option<std::sync::Arc<StdinInputs>>,
     /// A git URL context, checked out: owns the files `context` points at.
     pub git_context: Option<std::sync::Arc<super::git_context::GitContext>>,
+    /// `--build-context` images.
+    pub named_contexts: crate::graph::named::NamedContexts,
     pub targets: Vec<String>,
     pub build_args: Vec<BuildArg>,
     pub platform: Platform,
@@ -204,11 +208,14 @@ impl PlanOptions {
             }
             platform = parsed;
         }
+        let cwd = absolute(Path::new("."))?;
+        let named_contexts = crate::graph::named::NamedContexts::parse(&a.build_contexts, &cwd)?;
         Ok(PlanOptions {
             context,
             dockerfile,
             stdin,
             git_context,
+            named_contexts,
             targets: a.targets.clone(),
             build_args,
             platform,

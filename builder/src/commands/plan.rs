@@ -45,8 +45,9 @@ pub fn load_plan(opts: &PlanOptions) -> Result<LoadedPlan, Failure> {
         .filter_map(|a| a.value.clone().map(|v| (a.key.clone(), v)))
         .collect();
     let platform_vars = platform_args(&opts.platform, &host_platform());
-    let plan = BuildPlan::new(&dockerfile, &opts.targets, &build_args, &platform_vars)
+    let mut plan = BuildPlan::new(&dockerfile, &opts.targets, &build_args, &platform_vars)
         .map_err(|e| Failure::Usage(format!("error: {}", e.render(&name))))?;
+    plan.apply_named_contexts(&opts.named_contexts);
     let file = path
         .file_name()
         .map_or_else(|| name.clone(), |n| n.to_string_lossy().into_owned());

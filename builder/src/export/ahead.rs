@@ -185,6 +185,7 @@ mod tests {
             targets,
             global_vars: BTreeMap::new(),
             unused_build_args: Vec::new(),
+            named: Default::default(),
         }
     }
 

@@ -9,6 +9,7 @@
 mod checks;
 #[cfg(test)]
 mod limits_tests;
+pub mod named;
 pub mod platform;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -72,6 +73,8 @@ pub struct BuildPlan {
     pub global_vars: BTreeMap<String, String>,
     /// `--build-arg` names that no `ARG` declares (BuildKit warns about them).
     pub unused_build_args: Vec<String>,
+    /// `--build-context` images, once applied ([`BuildPlan::apply_named_contexts`]).
+    pub named: named::NamedContexts,
 }
 
 /// Why a plan could not be made. The message leaves out the line; [`PlanError::render`] puts
@@ -458,6 +461,7 @@ impl BuildPlan {
             order: needed.into_iter().collect(),
             global_vars,
             unused_build_args,
+            named: named::NamedContexts::default(),
         })
     }
 
@@ -471,6 +475,29 @@ impl BuildPlan {
             .find(|s| s.name.as_deref() == Some(lower.as_str()))
             .map(|s| s.index)
             .or_else(|| name.parse::<usize>().ok().filter(|i| *i < current))
+            .filter(|i| self.replaced_stage(*i).is_none())
+    }
+
+    /// The `--build-context` image that stands in for stage `i`, when one does.
+    fn replaced_stage(&self, i: usize) -> Option<&str> {
+        self.named.image_for(self.stages.get(i)?.name.as_deref()?)
+    }
+
+    /// The image a `--from` value reads when it is not a stage: the `--build-context` image for
+    /// it (or for the stage it names), else the value itself.
+    pub fn image_for_from(&self, name: &str, current: usize) -> String {
+        let lower = name.to_ascii_lowercase();
+        let stage = self
+            .stages
+            .iter()
+            .find(|s| s.name.as_deref() == Some(lower.as_str()))
+            .map(|s| s.index)
+            .or_else(|| name.parse::<usize>().ok().filter(|i| *i < current));
+        stage
+            .and_then(|i| self.replaced_stage(i))
+            .or_else(|| self.named.image_for(name))
+            .unwrap_or(name)
+            .to_string()
     }
 
     /// Whether stage `i` is built for the chosen targets.

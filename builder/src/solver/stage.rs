@@ -835,6 +835,8 @@ fn resolve_from(
         });
     }
     let cwd = engine.opts.workdir.clone();
+    let image_name = engine.plan.image_for_from(name, current);
+    let name = image_name.as_str();
     let image = base::resolve(
         engine.store,
         &engine.seams.registries,

@@ -577,3 +577,81 @@ fn buildkit_progress_rawjson_is_buildkits_status_stream_as_go_decodes_it() {
     assert_eq!(bad.code, 2, "{}", bad.stderr);
     assert!(bad.stderr.contains("BUILDKIT_PROGRESS"), "{}", bad.stderr);
 }
+
+/// `--build-context NAME=docker-image://REF|oci-layout://DIR:TAG`, as buildx: the image stands
+/// in for `FROM NAME`, for `COPY --from=NAME`, and for a stage `AS NAME`, which is then not built
+/// at all (its `RUN false` never runs). A local directory is refused, naming what is supported.
+#[test]
+fn build_contexts_stand_in_for_images_and_stages() {
+    let dir = rbuild_tests::scratch();
+    let d = dir.path();
+    let store = d.join("store");
+    if !rbuild_tests::build::busybox_base(d, &store, "localhost/rbuild-test/named:1") {
+        return;
+    }
+    // An OCI layout of the same base, for oci-layout://.
+    let layout = d.join("layout");
+    let ctx0 = d.join("ctx0");
+    rbuild_tests::build::write_tree(
+        &ctx0,
+        &[("Dockerfile", "FROM localhost/rbuild-test/named:1\n")],
+    );
+    rbuild_tests::run(
+        rbuild_tests::build::build_cmd(&store, &ctx0)
+            .args(["--tag", "localhost/named-layout:v1"])
+            .args([
+                "--output",
+                &format!("type=oci,dest={},tar=false", layout.display()),
+            ]),
+    )
+    .success();
+    let ctx = d.join("ctx");
+    rbuild_tests::build::write_tree(
+        &ctx,
+        &[(
+            "Dockerfile",
+            "FROM nosuch.invalid/never:1 AS tools\nRUN false\n\
+             FROM alpine:3.18\n\
+             COPY --from=tools /bin/busybox /from-stage\n\
+             COPY --from=extra /bin/busybox /from-layout\n\
+             RUN test -x /bin/busybox && cmp /bin/busybox /from-stage && cmp /bin/busybox /from-layout\n",
+        )],
+    );
+    let out = d.join("out");
+    let r = rbuild_tests::run(
+        rbuild_tests::build::build_cmd(&store, &ctx)
+            .args([
+                "--build-context",
+                "alpine:3.18=docker-image://localhost/rbuild-test/named:1",
+            ])
+            .args([
+                "--build-context",
+                "tools=docker-image://localhost/rbuild-test/named:1",
+            ])
+            .args([
+                "--build-context",
+                &format!("extra=oci-layout://{}:v1", layout.display()),
+            ])
+            .args(["--output", &format!("type=local,dest={}", out.display())]),
+    )
+    .success();
+    assert!(out.join("from-stage").is_file(), "{}", r.stderr);
+    assert!(out.join("from-layout").is_file(), "{}", r.stderr);
+    assert!(
+        !r.stderr.contains("RUN false"),
+        "the replaced stage ran:\n{}",
+        r.stderr
+    );
+
+    let r = rbuild_tests::run(
+        rbuild_tests::build::build_cmd(&store, &ctx).args(["--build-context", "tools=./dir"]),
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("--build-context tools=./dir: a local directory")
+            && r.stderr.contains("docker-image://REF"),
+        "{}",
+        r.stderr
+    );
+}
