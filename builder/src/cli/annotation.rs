@@ -12,7 +12,12 @@
 //!   build's applies to nothing (BuildKit applies a qualified annotation to the manifests of
 //!   that platform only, `AnnotationsGroup.Platform`, and with a single platform accepts any
 //!   qualifier, `Result.FindRef`); one qualified with the build's platform applies, as it does
-//!   to that platform's manifest of a BuildKit multi-platform build;
+//!   to that platform's manifest of a BuildKit multi-platform build (`writer.go` resolves each
+//!   platform's manifest with `Platform(&p.Platform)`). BuildKit's single-platform export
+//!   (no `multi-platform` frontend option) resolves with `Platform(nil)` and so drops even a
+//!   qualifier naming the build's own platform; rbuild, which has no multi-platform mode to
+//!   switch to, keeps it, so a per-platform build gives the manifest BuildKit gives that
+//!   platform in a multi-platform build;
 //! - `index`/`index-descriptor` are refused when an image is written: rbuild builds one
 //!   platform and writes no image index, and BuildKit refuses them for a single-platform
 //!   export ("index annotations not supported for single platform export", `writer.go`);

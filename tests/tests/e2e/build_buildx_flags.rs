@@ -619,6 +619,8 @@ fn annotations_land_on_the_manifest_or_its_descriptor_and_never_in_the_cache_key
             "--push".to_string(),
             "--output".to_string(),
             format!("type=oci,dest={},tar=false", out.display()),
+            "--output".to_string(),
+            format!("type=docker,dest={}.tar", out.display()),
         ];
         for a in annotations {
             args.extend(["--annotation".to_string(), a.to_string()]);
@@ -656,6 +658,20 @@ fn annotations_land_on_the_manifest_or_its_descriptor_and_never_in_the_cache_key
     assert_eq!(
         entry["annotations"]["org.example.desc"],
         "on the descriptor"
+    );
+    // The docker archive's index.json entry too (BuildKit's docker exporter with OCI types,
+    // its default since compatibility version 0.31).
+    let docker_index = rbuild_tests::run(
+        std::process::Command::new("tar")
+            .arg("-xOf")
+            .arg(d.join("1.tar"))
+            .arg("index.json"),
+    )
+    .success();
+    let docker_index: serde_json::Value = serde_json::from_str(&docker_index.stdout).unwrap();
+    assert_eq!(
+        docker_index["manifests"][0]["annotations"]["org.example.desc"], "on the descriptor",
+        "{docker_index}"
     );
 
     let (r, pushed, entry) = with(
