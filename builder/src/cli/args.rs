@@ -193,6 +193,15 @@ pub struct BuildArgs {
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
 
+    /// An OCI annotation on the image: [TYPE:]KEY=VALUE (repeatable), as `docker buildx build
+    /// --annotation`. TYPE is manifest (the default: in the manifest, so in its digest) or
+    /// manifest-descriptor (the index.json entry of an oci/docker output), comma-separated for
+    /// both, each optionally with [os/arch] to apply only to that platform's image; index and
+    /// index-descriptor are refused (a single-platform build writes no index). Never in a
+    /// cache key.
+    #[arg(long = "annotation", value_name = "[TYPE:]KEY=VALUE")]
+    pub annotations: Vec<String>,
+
     /// Write the image ID (its config digest, as `docker buildx build --iidfile`) to FILE.
     #[arg(long = "iidfile", value_name = "FILE")]
     pub iidfile: Option<PathBuf>,

@@ -2,6 +2,7 @@
 //! (the types of the layers below, e.g. `export::spec`, `solver::inputs`). `commands` runs them
 //! and maps errors to exit codes; this module never calls into `commands`.
 
+pub mod annotation;
 pub mod args;
 pub mod cache_spec;
 pub mod csv;

@@ -56,6 +56,8 @@ pub enum UsageError {
     GitContext(#[from] super::git_context::GitContextError),
     #[error(transparent)]
     NamedContext(#[from] crate::graph::named::NamedContextError),
+    #[error(transparent)]
+    Annotation(#[from] super::annotation::AnnotationError),
     #[error("invalid --ssh: {0}")]
     Ssh(#[from] SshSpecError),
     #[error("--platform {0} is not the host's platform ({1}); rbuild builds for the host platform only (no emulation)")]
@@ -121,6 +123,8 @@ pub struct BuildOptions {
     pub metadata_file: Option<PathBuf>,
     /// `--label`s, in order (a later one of the same key wins).
     pub labels: Vec<(String, String)>,
+    /// `--annotation`s that apply to this build's images (see `cli::annotation`).
+    pub annotations: crate::export::annotation::UserAnnotations,
     /// `--iidfile`, absolute.
     pub iidfile: Option<PathBuf>,
     /// `--pull`: every base from its registry.
@@ -423,6 +427,26 @@ fn check_shm_size(shm_size: Option<u64>, isolation: IsolationMode) -> Result<(),
     Ok(())
 }
 
+/// The `--annotation`s for an image of `platform`. Every build writes an image (to the store at
+/// least) unless all its outputs are `type=local` or `type=tar`.
+fn annotations(
+    a: &BuildArgs,
+    platform: &Platform,
+    outputs: &[OutputSpec],
+) -> Result<crate::export::annotation::UserAnnotations, UsageError> {
+    use super::annotation::{parse, resolve};
+    let parsed = a
+        .annotations
+        .iter()
+        .map(|f| parse(f))
+        .collect::<Result<Vec<_>, _>>()?;
+    let writes_image = outputs.is_empty()
+        || outputs
+            .iter()
+            .any(|o| !matches!(o.kind, OutputKind::Local(_) | OutputKind::Tar(_)));
+    Ok(resolve(&parsed.concat(), platform, writes_image)?)
+}
+
 /// `--iidfile` names one image: refused (as buildx does) with outputs that write no image,
 /// and with several targets, whose IDs `--metadata-file` gives.
 fn check_iidfile(plan: &PlanOptions, outputs: &[OutputSpec]) -> Result<(), UsageError> {
@@ -517,6 +541,7 @@ impl BuildOptions {
             .iter()
             .map(|l| parse_label(l))
             .collect::<Result<Vec<_>, _>>()?;
+        let annotations = annotations(a, &plan.platform, &outputs)?;
         let iidfile = a.iidfile.as_deref().map(absolute).transpose()?;
         if iidfile.is_some() {
             check_iidfile(&plan, &outputs)?;
@@ -537,6 +562,7 @@ impl BuildOptions {
             progress,
             metadata_file: a.metadata_file.as_deref().map(absolute).transpose()?,
             labels,
+            annotations,
             iidfile,
             pull: a.pull,
             extra_hosts: a

@@ -2,6 +2,7 @@
 //! manifest into the store, tagging them there, and writing `--output`s.
 
 pub mod ahead;
+pub mod annotation;
 pub mod engine;
 pub mod push;
 pub mod spec;
@@ -17,6 +18,7 @@ use rbuild_layers::store::Store;
 use rbuild_layers::Compression;
 use rbuild_registry::Reference;
 
+use crate::export::annotation::UserAnnotations;
 use crate::export::spec::{Destination, OutputKind, OutputSpec};
 use crate::git::GitInfo;
 use crate::solver::stage::created_time;
@@ -76,10 +78,18 @@ pub fn image_time(state: &StageState, epoch: i64, clock: bool) -> String {
 /// Stores the config and manifest of a stage's final state and returns the image. `user_labels`
 /// (`--label`) go into the config last, so they win over the Dockerfile's `LABEL`s, as in
 /// BuildKit, which applies them to the exported image only (no history entry, no cache key).
+///
+/// `annotations` (rbuild's own, see [`image_annotations`]) go on the manifest and are mirrored
+/// as labels; `user` (`--annotation`) only go where the user put them, never into the config:
+/// their manifest ones over rbuild's of the same key (BuildKit writes none of its own there,
+/// and a user's descriptor `created` wins over the one its OCI exporter adds:
+/// `exporter/oci/export.go`), their descriptor ones on the manifest's descriptor. Like labels,
+/// they are applied to the exported image only and are in no cache key.
 pub fn assemble(
     store: &Store,
     state: &StageState,
     annotations: BTreeMap<String, String>,
+    user: &UserAnnotations,
     user_labels: &[(String, String)],
     created: &str,
 ) -> Result<Image, BuildError> {
@@ -99,14 +109,15 @@ pub fn assemble(
     for (k, v) in user_labels {
         labels.insert(k.clone(), v.clone());
     }
+    let mut annotations = annotations;
+    annotations.extend(user.manifest.clone());
     let layers = state.layers.iter().map(|l| l.descriptor.clone()).collect();
-    Ok(Image::assemble(
-        config,
-        layers,
-        annotations,
-        MediaTypes::Oci,
-        store,
-    )?)
+    let mut image = Image::assemble(config, layers, annotations, MediaTypes::Oci, store)?;
+    image
+        .manifest_descriptor
+        .annotations
+        .extend(user.manifest_descriptor.clone());
+    Ok(image)
 }
 
 /// One built target, ready for outputs.

@@ -654,4 +654,148 @@ fn build_contexts_stand_in_for_images_and_stages() {
         "{}",
         r.stderr
     );
+/// `--annotation` as `docker buildx build --annotation` places it, by BuildKit's exporter rules
+/// (see `builder/src/cli/annotation.rs`): a manifest annotation is in the pushed manifest (so
+/// in its digest) and wins over rbuild's own `org.opencontainers.image.*` of the same key; a
+/// manifest-descriptor one is on the OCI layout's `index.json` entry only (the digest stays);
+/// another platform's applies to nothing; none is a label or in a cache key; index levels are a
+/// usage error, since a single-platform build writes no index.
+#[test]
+fn annotations_land_on_the_manifest_or_its_descriptor_and_never_in_the_cache_key() {
+    let Some(reg) = rbuild_tests::test_registry() else {
+        eprintln!("SKIPPED: no test registry (bash tests/run.sh starts one)");
+        return;
+    };
+    if !rbuild_tests::have_tool("skopeo") {
+        return;
+    }
+    let dir = scratch();
+    let d = dir.path();
+    let ctx = d.join("ctx");
+    write_tree(
+        &ctx,
+        &[("Dockerfile", "FROM scratch\nCOPY f /f\n"), ("f", "x\n")],
+    );
+    let store = d.join("store");
+    let repo = format!("{reg}/rbuild-e2e/annotation-{}", std::process::id());
+    let cached = |r: &rbuild_tests::Run| {
+        r.stderr
+            .lines()
+            .filter(|l| l.starts_with('#') && l.ends_with(" CACHED"))
+            .count()
+    };
+    // Builds with `annotations`, pushed as REPO:n and written to the layout d/n; returns the
+    // run, the pushed manifest and the layout's index.json entry.
+    let with = |n: &str, annotations: &[&str]| {
+        let out = d.join(n);
+        let tag = format!("{repo}:{n}");
+        let mut args = vec![
+            "--tag".to_string(),
+            tag.clone(),
+            "--push".to_string(),
+            "--output".to_string(),
+            format!("type=oci,dest={},tar=false", out.display()),
+            "--output".to_string(),
+            format!("type=docker,dest={}.tar", out.display()),
+        ];
+        for a in annotations {
+            args.extend(["--annotation".to_string(), a.to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let r = build(&store, &ctx, &args).success();
+        let raw = rbuild_tests::run(
+            std::process::Command::new("skopeo")
+                .args(["inspect", "--raw", "--tls-verify=false"])
+                .arg(format!("docker://{tag}")),
+        )
+        .success();
+        let pushed: serde_json::Value = serde_json::from_str(&raw.stdout).unwrap();
+        let entry = oci::index(&out)["manifests"][0].clone();
+        assert_eq!(
+            entry["digest"].as_str(),
+            Some(oci::manifest_digest(&out, n).as_str())
+        );
+        (r, pushed, entry)
+    };
+    let (_, plain, plain_entry) = with("0", &[]);
+    let digest = |e: &serde_json::Value| e["digest"].as_str().unwrap().to_string();
+
+    let (r, pushed, entry) = with(
+        "1",
+        &["manifest-descriptor:org.example.desc=on the descriptor"],
+    );
+    assert_eq!(cached(&r), 1, "{}", r.stderr);
+    assert_eq!(
+        digest(&entry),
+        digest(&plain_entry),
+        "a descriptor annotation"
+    );
+    assert_eq!(pushed, plain);
+    assert_eq!(
+        entry["annotations"]["org.example.desc"],
+        "on the descriptor"
+    );
+    // The docker archive's index.json entry too (BuildKit's docker exporter with OCI types,
+    // its default since compatibility version 0.31).
+    let docker_index = rbuild_tests::run(
+        std::process::Command::new("tar")
+            .arg("-xOf")
+            .arg(d.join("1.tar"))
+            .arg("index.json"),
+    )
+    .success();
+    let docker_index: serde_json::Value = serde_json::from_str(&docker_index.stdout).unwrap();
+    assert_eq!(
+        docker_index["manifests"][0]["annotations"]["org.example.desc"], "on the descriptor",
+        "{docker_index}"
+    );
+
+    let (r, pushed, entry) = with(
+        "2",
+        &[
+            "org.example.plain=p=1",
+            "manifest,manifest-descriptor:org.example.both=b",
+            "manifest[linux/riscv64]:org.example.other=not this platform",
+            "manifest:org.opencontainers.image.created=the user's",
+        ],
+    );
+    assert_eq!(cached(&r), 1, "{}", r.stderr);
+    assert_ne!(
+        digest(&entry),
+        digest(&plain_entry),
+        "a manifest annotation"
+    );
+    let a = &pushed["annotations"];
+    assert_eq!(a["org.example.plain"], "p=1");
+    assert_eq!(a["org.example.both"], "b");
+    assert_eq!(a["org.opencontainers.image.created"], "the user's");
+    assert!(a.get("org.example.other").is_none(), "{pushed}");
+    assert_eq!(entry["annotations"]["org.example.both"], "b");
+    assert!(entry["annotations"].get("org.example.plain").is_none());
+    // Annotations are not labels.
+    let labels = &config(&d.join("2"), "2")["config"]["Labels"];
+    assert!(labels.get("org.example.plain").is_none(), "{labels}");
+
+    // Usage errors, before anything is built.
+    for (bad, says) in [
+        ("index:org.example.i=1", "single platform"),
+        ("manifest,index-descriptor:k=v", "single platform"),
+        ("layer:k=v", "unknown annotation type"),
+        ("novalue", "expected KEY=VALUE"),
+    ] {
+        let r = build(
+            &store,
+            &ctx,
+            &[
+                "--tag",
+                &format!("{repo}:bad"),
+                "--push",
+                "--annotation",
+                bad,
+            ],
+        );
+        assert_eq!(r.code, 2, "{bad}: {}", r.stderr);
+        assert!(r.stderr.contains("--annotation"), "{bad}: {}", r.stderr);
+        assert!(r.stderr.contains(says), "{bad}: {}", r.stderr);
+    }
 }

@@ -228,11 +228,19 @@ fn images(
                 store,
                 &with_cache,
                 annotations,
+                &inputs.opts.annotations,
                 &inputs.opts.labels,
                 &created,
             )
         } else {
-            assemble(store, state, annotations, &inputs.opts.labels, &created)
+            assemble(
+                store,
+                state,
+                annotations,
+                &inputs.opts.annotations,
+                &inputs.opts.labels,
+                &created,
+            )
         }
         .map_err(|e| Failure::Build(e.into()))?;
         // Tags rbuild sets are marked as built here: FROM uses them without asking a registry.
