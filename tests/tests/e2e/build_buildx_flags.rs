@@ -654,6 +654,8 @@ fn build_contexts_stand_in_for_images_and_stages() {
         "{}",
         r.stderr
     );
+}
+
 /// `--annotation` as `docker buildx build --annotation` places it, by BuildKit's exporter rules
 /// (see `builder/src/cli/annotation.rs`): a manifest annotation is in the pushed manifest (so
 /// in its digest) and wins over rbuild's own `org.opencontainers.image.*` of the same key; a
