@@ -197,7 +197,7 @@ pub fn write_outputs(
                         names: n,
                     })
                     .collect();
-                engine::load(&list, store)?;
+                engine::load(&list, store).map_err(|e| BuildError::Load(Box::new(e)))?;
             }
             OutputKind::Docker(d) => {
                 let list: Vec<ExportImage<'_>> = images

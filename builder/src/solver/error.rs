@@ -64,8 +64,9 @@ pub enum BuildError {
     Image(#[from] rbuild_layers::image::ImageError),
     #[error("writing an output")]
     Output(#[from] rbuild_layers::output::OutputError),
+    /// `--load` (the exporter's own error: `export` is above the solver).
     #[error(transparent)]
-    Engine(#[from] crate::export::engine::EngineError),
+    Load(Box<dyn std::error::Error + Send + Sync>),
     #[error(transparent)]
     Run(#[from] super::run::RunError),
     #[error(transparent)]
