@@ -188,17 +188,6 @@ pub fn write_outputs(
                     .collect();
                 output::oci::write_oci(&out_dest(d), &list, store)?;
             }
-            OutputKind::Docker(Destination::Engine) => {
-                let list: Vec<ExportImage<'_>> = images
-                    .iter()
-                    .zip(&docker_names)
-                    .map(|(b, n)| ExportImage {
-                        image: &b.image,
-                        names: n,
-                    })
-                    .collect();
-                engine::load(&list, store).map_err(|e| BuildError::Load(Box::new(e)))?;
-            }
             OutputKind::Docker(d) => {
                 let list: Vec<ExportImage<'_>> = images
                     .iter()
@@ -208,7 +197,12 @@ pub fn write_outputs(
                         names: n,
                     })
                     .collect();
-                output::docker::write_docker(&out_dest(d), &list, store)?;
+                match d {
+                    Destination::Engine => engine::load(&list, store)
+                        .map(drop)
+                        .map_err(|e| BuildError::Load(Box::new(e)))?,
+                    d => output::docker::write_docker(&out_dest(d), &list, store)?,
+                }
             }
             OutputKind::Local(dir) => {
                 for b in images {

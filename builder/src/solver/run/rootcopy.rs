@@ -134,17 +134,7 @@ pub fn copy_merged_except(
             dest.join(rel)
         }
     };
-    for n in tree
-        .nodes
-        .iter()
-        .filter(|n| n.meta.is_dir() && !n.rel.is_empty())
-    {
-        let p = at(&n.rel);
-        match fs::create_dir(&p) {
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && p.is_dir() => {}
-            r => r.map_err(io("creating", &p))?,
-        }
-    }
+    tree.make_dirs(&at)?;
     tree.nodes
         .par_iter()
         .filter(|n| !n.meta.is_dir() && n.link_to.is_none())
@@ -259,6 +249,23 @@ fn join(rel: &str, name: &str) -> String {
 }
 
 impl Tree {
+    /// Creates the tree's directories under `at("")` (one that exists already is used as it
+    /// is).
+    pub(super) fn make_dirs(&self, at: &dyn Fn(&str) -> PathBuf) -> Result<(), BuildError> {
+        for n in self
+            .nodes
+            .iter()
+            .filter(|n| n.meta.is_dir() && !n.rel.is_empty())
+        {
+            let p = at(&n.rel);
+            match fs::create_dir(&p) {
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && p.is_dir() => {}
+                r => r.map_err(io("creating", &p))?,
+            }
+        }
+        Ok(())
+    }
+
     /// Leaves out the paths `keep` refuses, with what is below them (`keep` is still asked
     /// about those, so that it can refuse them too).
     pub(super) fn retain(

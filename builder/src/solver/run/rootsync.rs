@@ -155,17 +155,7 @@ pub fn sync_merged(
         }
     }
     // 2. Directories the root lacks.
-    for n in tree
-        .nodes
-        .iter()
-        .filter(|n| n.meta.is_dir() && !n.rel.is_empty())
-    {
-        let p = at(&n.rel);
-        match fs::create_dir(&p) {
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && p.is_dir() => {}
-            r => r.map_err(io("creating", &p))?,
-        }
-    }
+    tree.make_dirs(&at)?;
     // 3. Files, symlinks, devices that differ (the first name of a hard-linked file), then the
     //    other names of hard-linked files not linked to it.
     tree.nodes
