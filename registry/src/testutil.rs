@@ -89,6 +89,7 @@ pub fn map_of(layers: &[CacheLayer]) -> CacheMap {
         m.entries.insert(
             key.clone(),
             CacheEntry {
+                created: None,
                 parent: parent.clone(),
                 layer: Some(l.clone()),
                 config: None,

@@ -129,6 +129,7 @@ pub fn cache_map(
             config: (with_configs && !by_key_only).then(|| o.config.clone()),
             description: o.description.clone(),
             definition_keys: Default::default(),
+            created: o.created,
         });
         // A `COPY --from` is found by its definition key too (no source needed to look it up).
         entry.definition_keys.extend(o.definition.iter().cloned());
@@ -324,6 +325,7 @@ mod tests {
             config: ImageConfig::new("linux", "amd64"),
             description: seed.to_string(),
             definition: None,
+            created: None,
         }
     }
 

@@ -309,7 +309,7 @@ impl ImportedCaches {
     /// step taken from the imported cache).
     fn result_of(&self, i: usize, store: &Store, key: &Digest) -> Option<StepResult> {
         let e = self.sources.get()[i].map.entries.get(key)?;
-        let result = match &e.layer {
+        let mut result = match &e.layer {
             None => StepResult::new(None),
             Some(l) if self.available(i, store, &l.descriptor) => {
                 save_index(store, l);
@@ -317,6 +317,7 @@ impl ImportedCaches {
             }
             Some(_) => return None,
         };
+        result.created = e.created;
         self.steps.fetch_add(1, Ordering::Relaxed);
         Some(result)
     }
@@ -333,7 +334,9 @@ impl ImportedCaches {
             ..layer_ref(l)
         });
         self.steps.fetch_add(1, Ordering::Relaxed);
-        Some(StepResult::new(layer))
+        let mut result = StepResult::new(layer);
+        result.created = e.created;
+        Some(result)
     }
 
     /// The contents of cache mount `id` from the first cache that exported it and whose blob is

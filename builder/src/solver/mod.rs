@@ -181,6 +181,8 @@ pub struct StepOutcome {
     /// The step's definition key, when it has one (`COPY --from`, see `copy::digest`): the
     /// cache export lists it with the entry, so an importer finds the step without its source.
     pub definition: Option<rbuild_layers::Digest>,
+    /// When the step's layer was made, for a clock epoch (see `StepResult::created`).
+    pub created: Option<i64>,
 }
 
 impl<'a> Engine<'a> {

@@ -1244,6 +1244,7 @@ fn run_op_with(
         config: state.config.clone(),
         description: label,
         definition,
+        created: result.created,
     });
     engine.record_step(StepRecord {
         stage: stage_index,

@@ -60,6 +60,12 @@ pub struct CacheEntry {
     /// The step as progress shows it (`[base 3/4] RUN pip install -r requirements.txt`).
     #[serde(default)]
     pub description: String,
+    /// When the layer was made (Unix seconds), for a build whose epoch is the clock: an
+    /// importing build gives the layer's history entry this time, so that the image is the one
+    /// the exporting build made (BuildKit carries `buildkit/createdat` the same way). Unknown to
+    /// older readers, who ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<i64>,
     /// Other keys of the same step: *definition keys*, computed from what the step reads
     /// without reading it (a `COPY --from`'s source stage by its content identity rather than
     /// the copied files' digests), so that an importing build can find the step without
@@ -234,6 +240,7 @@ mod tests {
         m.entries.insert(
             Digest::sha256_of(b"k1"),
             CacheEntry {
+                created: None,
                 parent: Some(Digest::sha256_of(b"p")),
                 layer: Some(CacheLayer {
                     index: Some(
@@ -249,6 +256,7 @@ mod tests {
         m.entries.insert(
             Digest::sha256_of(b"k2"),
             CacheEntry {
+                created: None,
                 parent: Some(Digest::sha256_of(b"k1")),
                 layer: None,
                 config: None,
@@ -274,6 +282,7 @@ mod tests {
         m.key_only.insert(
             k3.clone(),
             CacheEntry {
+                created: None,
                 parent: Some(Digest::sha256_of(b"k2")),
                 layer: Some(layer(b"compiler")),
                 config: None,

@@ -165,3 +165,53 @@ fn with_a_clock_epoch_a_cached_rebuild_is_the_same_image_as_in_buildkit() {
     build_at_clock(&["--no-cache"]);
     assert_ne!(config()["created"], first["created"]);
 }
+
+/// With a clock epoch, a fresh runner importing the cache builds the image the exporting build
+/// made: the cache carries each layer's creation time (as BuildKit's `buildkit/createdat`), so
+/// the layers' history times and the image's `created` come out the same.
+#[test]
+fn with_a_clock_epoch_a_fresh_runner_importing_the_cache_builds_the_same_image() {
+    let dir = scratch();
+    let d = dir.path();
+    let ctx = d.join("ctx");
+    write_tree(
+        &ctx,
+        &[
+            ("a.txt", "a\n"),
+            ("Dockerfile", "FROM scratch\nCOPY a.txt /a.txt\nENV X=1\n"),
+        ],
+    );
+    let cache = d.join("cache");
+    let build_at_clock = |store: &str, extra: &[&str]| {
+        let out = d.join(format!("out-{store}"));
+        let mut c = rbuild_tests::build::build_cmd(&d.join(store), &ctx);
+        c.env_remove("SOURCE_DATE_EPOCH")
+            .env("GIT_CEILING_DIRECTORIES", d)
+            .args([
+                "--output",
+                &format!("type=oci,dest={},tar=false", out.display()),
+            ])
+            .args(extra);
+        rbuild_tests::run(&mut c).success();
+        rbuild_tests::oci::index(&out)["manifests"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let exported = build_at_clock(
+        "first",
+        &[
+            "--cache-to",
+            &format!("type=local,dest={}", cache.display()),
+        ],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let imported = build_at_clock(
+        "fresh",
+        &[
+            "--cache-from",
+            &format!("type=local,src={}", cache.display()),
+        ],
+    );
+    assert_eq!(exported, imported, "the fresh runner's image differs");
+}
