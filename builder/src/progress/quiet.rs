@@ -1,37 +1,24 @@
-//! `--progress quiet`: only each target's image digest, one per line, from the summary.
-//!
-//! Everything else is dropped; the CLI still prints errors to stderr.
+//! `--progress quiet` (`-q`): nothing on the progress stream. The CLI prints each target's image
+//! digest once, on standard output (on standard error when an output owns standard output), as
+//! buildx prints the image ID; and errors on standard error. (This renderer used to print the
+//! digests too, so `-q` printed them twice.)
 
 use std::io::Write;
-use std::sync::Mutex;
 
 use super::event::Event;
 use super::ProgressSink;
 
-pub struct QuietRenderer {
-    out: Mutex<Box<dyn Write + Send>>,
-}
+pub struct QuietRenderer;
 
 impl QuietRenderer {
-    pub fn new(out: Box<dyn Write + Send>) -> Self {
-        QuietRenderer {
-            out: Mutex::new(out),
-        }
+    /// Takes the progress stream like every renderer, and writes nothing to it.
+    pub fn new(_out: Box<dyn Write + Send>) -> Self {
+        QuietRenderer
     }
 }
 
 impl ProgressSink for QuietRenderer {
-    fn emit(&self, event: Event) {
-        let Event::Summary(summary) = event else {
-            return;
-        };
-        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
-        for target in &summary.targets {
-            // Best effort, like every renderer: output failures must not abort the build.
-            let _ = writeln!(out, "{}", target.digest);
-        }
-        let _ = out.flush();
-    }
+    fn emit(&self, _event: Event) {}
 }
 
 #[cfg(test)]
@@ -53,7 +40,7 @@ mod tests {
     }
 
     #[test]
-    fn prints_only_the_digests() {
+    fn prints_nothing_not_even_the_digests_which_the_cli_prints_once() {
         let buf = SharedBuf::default();
         let p = renderer(Mode::Quiet, Box::new(buf.clone()));
         let s = p.step("RUN make");
@@ -66,6 +53,6 @@ mod tests {
             imported_cache_steps: 0,
             imported_cache_bytes: 0,
         });
-        assert_eq!(buf.text(), "sha256:11\nsha256:22\n");
+        assert_eq!(buf.text(), "");
     }
 }

@@ -162,3 +162,26 @@ fn conflicting_forced_output_compression_is_refused_before_building() {
     assert!(out.stderr.contains("same compression"), "{}", out.stderr);
     assert!(!store.join("blobs").exists(), "nothing was built");
 }
+
+/// `-q` prints each target's digest once, on standard output (as buildx prints the image ID),
+/// and nothing on standard error.
+#[test]
+fn quiet_prints_the_digest_once_on_stdout() {
+    let dir = rbuild_tests::scratch();
+    let ctx = dir.path().join("ctx");
+    rbuild_tests::build::write_tree(
+        &ctx,
+        &[("Dockerfile", "FROM scratch\nCOPY f /f\n"), ("f", "x\n")],
+    );
+    let r = rbuild_tests::run(
+        rbuild_tests::rbuild(&dir.path().join("store"))
+            .arg("build")
+            .arg(&ctx)
+            .arg("-q"),
+    )
+    .success();
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", r.stdout);
+    assert!(lines[0].starts_with("sha256:"), "{}", r.stdout);
+    assert!(!r.stderr.contains("sha256:"), "{}", r.stderr);
+}
