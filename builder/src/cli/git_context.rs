@@ -13,7 +13,6 @@
 //! from the checked-out commit, as for a local work tree.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use rbuild_layers::store::{ScratchDir, StoreError};
 
@@ -36,7 +35,7 @@ pub enum GitContextError {
     },
     #[error("making a scratch directory for the git context: {0}")]
     Scratch(#[source] StoreError),
-    #[error("the git context {url}: reading the commit's time: {reason}")]
+    #[error("the git context {url}: reading the checkout's commit: {reason}")]
     CommitTime { url: String, reason: String },
 }
 
@@ -116,10 +115,16 @@ pub fn materialise(
     };
     let tree = scratch.path().join("checkout");
     checkout(&whole, &commit, &tree, scratch.path(), true).map_err(git_err)?;
-    let commit_time = commit_time(&tree).map_err(|reason| GitContextError::CommitTime {
-        url: shown.clone(),
-        reason,
-    })?;
+    // The checkout's metadata, read as a local work tree's is (then `.git` goes).
+    let checked_out = crate::git::git_info(&tree)
+        .map_err(|e| GitContextError::CommitTime {
+            url: shown.clone(),
+            reason: e.to_string(),
+        })?
+        .ok_or_else(|| GitContextError::CommitTime {
+            url: shown.clone(),
+            reason: "git sees no work tree in the checkout".into(),
+        })?;
     let git_dir = tree.join(".git");
     std::fs::remove_dir_all(&git_dir).map_err(|e| {
         git_err(GitSourceError::Io {
@@ -146,7 +151,7 @@ pub fn materialise(
         info: GitInfo {
             commit,
             dirty: false,
-            commit_time,
+            commit_time: checked_out.commit_time,
             origin_url: Some(shown),
             toplevel: Some(PathBuf::from(name)),
         },
@@ -160,28 +165,6 @@ fn subdir(tree: &Path, subdir: &str) -> Option<PathBuf> {
     let root = std::fs::canonicalize(tree).ok()?;
     let dir = std::fs::canonicalize(tree.join(subdir.trim_start_matches('/'))).ok()?;
     (dir.starts_with(&root) && dir.is_dir()).then_some(dir)
-}
-
-/// The committer time of HEAD in the checkout (no user or system git config read).
-fn commit_time(tree: &Path) -> Result<i64, String> {
-    let out = Command::new("git")
-        .args(["-C"])
-        .arg(tree)
-        .args(["show", "-s", "--format=%ct", "HEAD"])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("LC_ALL", "C")
-        .output()
-        .map_err(|e| format!("running git: {e}"))?;
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
-    }
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .map_err(|_| "git printed no time".to_string())
 }
 
 #[cfg(test)]

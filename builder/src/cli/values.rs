@@ -69,14 +69,10 @@ pub enum IsolationMode {
 
 impl IsolationMode {
     /// The name `--isolation` takes.
-    pub fn to_engine_mode_name(self) -> &'static str {
-        match self {
-            IsolationMode::Auto => "auto",
-            IsolationMode::Namespaces => "namespaces",
-            IsolationMode::Chroot => "chroot",
-            IsolationMode::Rootless => "rootless",
-            IsolationMode::InPlace => "in-place",
-        }
+    pub fn to_engine_mode_name(self) -> String {
+        clap::ValueEnum::to_possible_value(&self)
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default()
     }
 
     /// The engine's value.
