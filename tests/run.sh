@@ -11,7 +11,7 @@ say() { printf '\n==> %s\n' "$*"; }
 # 1. Packages the tests drive (independent clients and real servers), installed only when missing.
 packages=(docker-registry skopeo umoci crun busybox-static golang-go golang-github-moby-patternmatcher-dev
           pigz zstd openssl curl apache2-utils xz-utils bzip2 debootstrap docker.io openssh-client
-          openssh-server git tinyproxy-bin uidmap)
+          openssh-server git tinyproxy-bin uidmap qemu-user-static file)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -156,5 +156,28 @@ fi
 
 say "cargo build"
 cargo build --workspace --locked --bins -q
+
+# 5. Multi-platform builds (tests/tests/e2e/build_multiplatform.rs): Debian's arm64 busybox-static
+# (the foreign base image's one binary, kept under target/ between runs) and the QEMU emulators
+# registered in binfmt_misc by rbuild itself (with the F flag foreign RUN steps need).
+fixtures="$root/target/test-fixtures"
+mkdir -p "$fixtures"
+arm64_busybox="$fixtures/busybox-static_arm64.deb"
+if [ ! -s "$arm64_busybox" ] && [ "$(id -u)" -eq 0 ]; then
+  say "downloading Debian's arm64 busybox-static"
+  if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    dpkg --add-architecture arm64
+    apt-get update -qq
+  fi
+  (cd "$fixtures" && rm -f busybox-static_*_arm64.deb &&
+    { apt-get download -qq busybox-static:arm64 2>/dev/null ||
+      { apt-get update -qq && apt-get download -qq busybox-static:arm64; }; } &&
+    mv busybox-static_*_arm64.deb "$arm64_busybox")
+fi
+[ -s "$arm64_busybox" ] && export RBUILD_TEST_ARM64_BUSYBOX_DEB="$arm64_busybox"
+if [ "$(id -u)" -eq 0 ]; then
+  say "registering the arm64 emulator in binfmt_misc"
+  target/debug/rbuild binfmt --install arm64
+fi
 say "cargo test --workspace --locked"
 cargo test --workspace --locked "$@"

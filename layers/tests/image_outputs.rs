@@ -14,7 +14,9 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use rbuild_layers::image::{BlobSink, BlobSource, History, Image, ImageConfig, MediaTypes};
+use rbuild_layers::image::{
+    BlobSink, BlobSource, History, Image, ImageConfig, ImageRoot, MediaTypes,
+};
 use rbuild_layers::output::docker::write_docker;
 use rbuild_layers::output::local::write_local;
 use rbuild_layers::output::oci::{write_oci, REF_NAME_ANNOTATION};
@@ -203,7 +205,7 @@ fn oci_layout_is_read_by_skopeo_unpacked_by_umoci_and_runs_in_crun() {
     write_oci(
         &Destination::Dir(dest.clone()),
         &[ExportImage {
-            image: &image,
+            image: &ImageRoot::Single(image.clone()),
             names: &names,
         }],
         &store,
@@ -330,7 +332,7 @@ fn oci_tar_is_the_same_layout_and_reproducible() {
     let image = build_image(&store, &[]);
     let names = ["v1".to_string()];
     let images = [ExportImage {
-        image: &image,
+        image: &ImageRoot::Single(image.clone()),
         names: &names,
     }];
     write_oci(&Destination::Dir(tmp.path().join("dir")), &images, &store).unwrap();
@@ -408,7 +410,7 @@ fn writing_to_an_existing_layout_adds_and_replaces_by_name() {
     write_oci(
         &dest,
         &[ExportImage {
-            image: &first,
+            image: &ImageRoot::Single(first.clone()),
             names: &keep,
         }],
         &store,
@@ -417,7 +419,7 @@ fn writing_to_an_existing_layout_adds_and_replaces_by_name() {
     write_oci(
         &dest,
         &[ExportImage {
-            image: &first,
+            image: &ImageRoot::Single(first.clone()),
             names: &v1,
         }],
         &store,
@@ -426,7 +428,7 @@ fn writing_to_an_existing_layout_adds_and_replaces_by_name() {
     write_oci(
         &dest,
         &[ExportImage {
-            image: &second,
+            image: &ImageRoot::Single(second.clone()),
             names: &v1_v2,
         }],
         &store,
@@ -491,7 +493,7 @@ fn existing_non_layout_destination_is_refused() {
     let err = write_oci(
         &Destination::Dir(dest.clone()),
         &[ExportImage {
-            image: &image,
+            image: &ImageRoot::Single(image.clone()),
             names: &[],
         }],
         &store,
@@ -518,7 +520,7 @@ fn corrupt_blob_in_the_store_is_detected() {
     let err = write_oci(
         &Destination::TarFile(dest.clone()),
         &[ExportImage {
-            image: &image,
+            image: &ImageRoot::Single(image.clone()),
             names: &[],
         }],
         &store,
@@ -538,11 +540,11 @@ fn docker_archive_is_accepted_by_skopeo_and_docker() {
     let file = tmp.path().join("docker.tar");
     let images = [
         ExportImage {
-            image: &image,
+            image: &ImageRoot::Single(image.clone()),
             names: &names,
         },
         ExportImage {
-            image: &untagged,
+            image: &ImageRoot::Single(untagged.clone()),
             names: &[],
         },
     ];
@@ -721,7 +723,7 @@ fn hard_linked_and_copied_layouts_are_identical() {
     let image = build_image(&store, &[]);
     let names = ["v1".to_string()];
     let images = [ExportImage {
-        image: &image,
+        image: &ImageRoot::Single(image.clone()),
         names: &names,
     }];
     let linked = tmp.path().join("linked");
@@ -763,7 +765,10 @@ fn concurrent_writers_to_one_new_layout_both_land() {
             s.spawn(move || {
                 write_oci(
                     &Destination::Dir(dest.clone()),
-                    &[ExportImage { image, names }],
+                    &[ExportImage {
+                        image: &ImageRoot::Single(image.clone()),
+                        names,
+                    }],
                     store,
                 )
                 .unwrap()
@@ -822,7 +827,7 @@ fn docker_media_type_image_round_trips_and_is_read_by_skopeo() {
     write_oci(
         &Destination::Dir(dest.clone()),
         &[ExportImage {
-            image: &docker,
+            image: &ImageRoot::Single(docker.clone()),
             names: &names,
         }],
         &store,
@@ -843,7 +848,7 @@ fn docker_media_type_image_round_trips_and_is_read_by_skopeo() {
         write_docker(
             &Destination::TarFile(file.clone()),
             &[ExportImage {
-                image: &docker,
+                image: &ImageRoot::Single(docker.clone()),
                 names: &names,
             }],
             &store,

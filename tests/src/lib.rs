@@ -16,6 +16,7 @@ pub mod crun;
 pub mod differential;
 pub mod fault_proxy;
 pub mod image;
+pub mod multiarch;
 pub mod oci;
 pub mod pipeline;
 pub mod progress;

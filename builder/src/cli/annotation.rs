@@ -91,7 +91,7 @@ pub enum AnnotationError {
     },
     #[error("invalid --annotation {0:?}: the key is empty or holds white space (BuildKit would drop it); {HINT}")]
     BadKey(String),
-    #[error("--annotation {flag:?}: {level} annotations not supported for single platform export: rbuild builds one platform and writes no image index (BuildKit refuses them too); use manifest: or manifest-descriptor:, or drop the flag")]
+    #[error("--annotation {flag:?}: {level} annotations not supported for single platform export: a build for one platform writes no image index (BuildKit refuses them too); use manifest: or manifest-descriptor:, build for several platforms (--platform linux/amd64,linux/arm64), or drop the flag")]
     IndexLevel { flag: String, level: &'static str },
 }
 
@@ -164,26 +164,31 @@ fn parse_type(flag: &str, t: &str) -> Result<(Level, Option<Platform>), Annotati
     Ok((level, platform))
 }
 
-/// The annotations that apply to an image of `platform`. `writes_image`: whether the build
-/// exports an image (annotations mean nothing to `type=local` and `type=tar`, which BuildKit's
-/// exporters ignore them for), so whether an index level is an error.
+/// The annotations that apply to an image of `platform`, and to the index of a build for
+/// several platforms. `writes_index`: whether the build writes an index (several platforms);
+/// BuildKit refuses the index levels when it exports a single platform
+/// (`exporter/containerimage/writer.go`, "index annotations not supported for single platform
+/// export"). `writes_image`: whether the build exports an image at all (annotations mean
+/// nothing to `type=local` and `type=tar`, which BuildKit's exporters ignore them for).
 pub fn resolve(
     annotations: &[Annotation],
     platform: &Platform,
     writes_image: bool,
+    writes_index: bool,
 ) -> Result<UserAnnotations, AnnotationError> {
     let mut out = UserAnnotations::default();
     for a in annotations {
         let map = match a.level {
             Level::Manifest => &mut out.manifest,
             Level::ManifestDescriptor => &mut out.manifest_descriptor,
-            Level::Index | Level::IndexDescriptor if writes_image => {
+            Level::Index | Level::IndexDescriptor if writes_image && !writes_index => {
                 return Err(AnnotationError::IndexLevel {
                     flag: a.flag.clone(),
                     level: a.level.name(),
                 })
             }
-            Level::Index | Level::IndexDescriptor => continue,
+            Level::Index => &mut out.index,
+            Level::IndexDescriptor => &mut out.index_descriptor,
         };
         let applies = a.platform.as_ref().is_none_or(|p| {
             p.os == platform.os
@@ -278,7 +283,7 @@ mod tests {
         .iter()
         .flat_map(|f| parse(f).unwrap())
         .collect();
-        let r = resolve(&all, &amd64(), true).unwrap();
+        let r = resolve(&all, &amd64(), true, false).unwrap();
         let map = |kv: &[(&str, &str)]| {
             kv.iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -291,15 +296,31 @@ mod tests {
     #[test]
     fn index_levels_are_refused_only_when_an_image_is_written() {
         let a = parse("index,manifest:k=v").unwrap();
-        let e = resolve(&a, &amd64(), true).unwrap_err();
+        let e = resolve(&a, &amd64(), true, false).unwrap_err();
         assert!(matches!(
             e,
             AnnotationError::IndexLevel { level: "index", .. }
         ));
-        let r = resolve(&a, &amd64(), false).unwrap();
+        let r = resolve(&a, &amd64(), false, false).unwrap();
         assert_eq!(r.manifest.len(), 1);
         let a = parse("index-descriptor[linux/arm64]:k=v").unwrap();
-        assert!(resolve(&a, &amd64(), true).is_err());
+        assert!(resolve(&a, &amd64(), true, false).is_err());
+    }
+
+    #[test]
+    fn a_build_for_several_platforms_takes_the_index_levels() {
+        let a: Vec<Annotation> = [
+            "index:i=1",
+            "index-descriptor:d=2",
+            "manifest[linux/arm64]:m=3",
+        ]
+        .iter()
+        .flat_map(|f| parse(f).unwrap())
+        .collect();
+        let r = resolve(&a, &amd64(), true, true).unwrap();
+        assert_eq!(r.index.get("i").map(String::as_str), Some("1"));
+        assert_eq!(r.index_descriptor.get("d").map(String::as_str), Some("2"));
+        assert!(r.manifest.is_empty(), "the arm64 one is not amd64's");
     }
 
     /// The words of every `--annotation` usage error, as users see them after `error: `.
@@ -323,7 +344,7 @@ mod tests {
         .collect();
         for f in ["index:k=v", "manifest,index-descriptor:k=v"] {
             let a = parse(f).unwrap();
-            m.push(resolve(&a, &amd64(), true).unwrap_err().to_string());
+            m.push(resolve(&a, &amd64(), true, false).unwrap_err().to_string());
         }
         insta::assert_snapshot!(m.join("\n"));
     }

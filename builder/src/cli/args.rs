@@ -55,6 +55,23 @@ pub enum Command {
     Fsck(StoreArgs),
     /// Log in to a registry: checks the credentials and stores them in Docker's config.json.
     Login(LoginArgs),
+    /// Show how RUN steps of each platform run here (natively, or under which QEMU emulator),
+    /// or register the QEMU emulators (`--install`, as root) for multi-platform builds.
+    Binfmt(BinfmtArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct BinfmtArgs {
+    /// Register the QEMU user-mode emulators that Debian's qemu-user-static describes
+    /// (/usr/lib/binfmt.d/qemu-*.conf) in binfmt_misc, with the F (fix-binary) flag rbuild
+    /// needs; mounts binfmt_misc first when it is not mounted. Needs root.
+    #[arg(long)]
+    pub install: bool,
+
+    /// Architectures (arm64, arm, ppc64le, s390x, riscv64, …; default: all that are known, or
+    /// with --install all that the package describes).
+    #[arg(value_name = "ARCH")]
+    pub arches: Vec<String>,
 }
 
 /// How registries are reached (shared by `build` and `login`).
@@ -154,7 +171,10 @@ pub struct PlanArgs {
     #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
     pub build_args: Vec<String>,
 
-    /// Target platform(s), os/arch[/variant], comma-separated (default: the host's).
+    /// Target platform(s), os/arch[/variant] or `local` (the host's), comma-separated and
+    /// repeatable (default: the host's). Several make one image index per target; RUN steps
+    /// of a foreign platform run under QEMU user emulation registered in binfmt_misc (see
+    /// `rbuild binfmt`).
     #[arg(long = "platform", value_name = "PLATFORM", value_delimiter = ',')]
     pub platforms: Vec<String>,
 }
@@ -197,8 +217,8 @@ pub struct BuildArgs {
     /// --annotation`. TYPE is manifest (the default: in the manifest, so in its digest) or
     /// manifest-descriptor (the index.json entry of an oci/docker output), comma-separated for
     /// both, each optionally with [os/arch] to apply only to that platform's image; index and
-    /// index-descriptor are refused (a single-platform build writes no index). Never in a
-    /// cache key.
+    /// index-descriptor (the image index of a build for several platforms) are refused for a
+    /// single platform, which writes no index. Never in a cache key.
     #[arg(long = "annotation", value_name = "[TYPE:]KEY=VALUE")]
     pub annotations: Vec<String>,
 

@@ -60,8 +60,8 @@ pub enum UsageError {
     Annotation(#[from] super::annotation::AnnotationError),
     #[error("invalid --ssh: {0}")]
     Ssh(#[from] SshSpecError),
-    #[error("--platform {0} is not the host's platform ({1}); rbuild builds for the host platform only (no emulation)")]
-    ForeignPlatform(String, String),
+    #[error("--platform {0} is given twice")]
+    DuplicatePlatform(String),
     #[error(
         "cannot find a store directory: set --store DIR or RBUILD_STORE, or XDG_CACHE_HOME/HOME"
     )]
@@ -98,7 +98,13 @@ pub struct PlanOptions {
     pub named_contexts: crate::graph::named::NamedContexts,
     pub targets: Vec<String>,
     pub build_args: Vec<BuildArg>,
-    pub platform: Platform,
+    /// The target platforms (`--platform`, `local` being the host's), in the order given,
+    /// never empty: the host's when none is given. One image per platform; several make an
+    /// image index per target.
+    pub platforms: Vec<Platform>,
+    /// Whether `--platform` was given: then each image's config says its target platform, as
+    /// BuildKit writes it when the target is explicit (else the config keeps its base's).
+    pub platforms_given: bool,
 }
 
 /// Everything a build needs, validated.
@@ -123,8 +129,9 @@ pub struct BuildOptions {
     pub metadata_file: Option<PathBuf>,
     /// `--label`s, in order (a later one of the same key wins).
     pub labels: Vec<(String, String)>,
-    /// `--annotation`s that apply to this build's images (see `cli::annotation`).
-    pub annotations: crate::export::annotation::UserAnnotations,
+    /// `--annotation`s that apply to this build's images (see `cli::annotation`), one set per
+    /// platform, in `plan.platforms`' order.
+    pub annotations: Vec<crate::export::annotation::UserAnnotations>,
     /// `--iidfile`, absolute.
     pub iidfile: Option<PathBuf>,
     /// `--pull`: every base from its registry.
@@ -200,18 +207,8 @@ impl PlanOptions {
             .map(|s| BuildArg::parse(s, env_var))
             .collect::<Result<Vec<_>, _>>()
             .map_err(UsageError::Value)?;
-        let host = host_platform();
-        let mut platform = host.clone();
-        for p in &a.platforms {
-            let parsed = parse_platform(p).map_err(UsageError::Value)?;
-            if parsed.os != host.os || parsed.architecture != host.architecture {
-                return Err(UsageError::ForeignPlatform(
-                    p.clone(),
-                    crate::graph::platform::platform_string(&host),
-                ));
-            }
-            platform = parsed;
-        }
+        let platforms = target_platforms(&a.platforms)?;
+        let platforms_given = a.platforms.iter().any(|p| !p.trim().is_empty());
         let cwd = absolute(Path::new("."))?;
         let named_contexts = crate::graph::named::NamedContexts::parse(&a.build_contexts, &cwd)?;
         Ok(PlanOptions {
@@ -222,9 +219,34 @@ impl PlanOptions {
             named_contexts,
             targets: a.targets.clone(),
             build_args,
-            platform,
+            platforms,
+            platforms_given,
         })
     }
+}
+
+/// `--platform` values (comma-separated, repeatable; `local` is the host's, as in buildx),
+/// normalised; the host's when none is given. A platform named twice is refused (buildx
+/// refuses duplicates too: it would be two images with one platform in an index).
+fn target_platforms(given: &[String]) -> Result<Vec<Platform>, UsageError> {
+    let mut platforms: Vec<Platform> = Vec::new();
+    for p in given.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
+        let parsed = if p == "local" {
+            host_platform()
+        } else {
+            parse_platform(p).map_err(UsageError::Value)?
+        };
+        if platforms.contains(&parsed) {
+            return Err(UsageError::DuplicatePlatform(
+                crate::graph::platform::platform_string(&parsed),
+            ));
+        }
+        platforms.push(parsed);
+    }
+    if platforms.is_empty() {
+        platforms.push(host_platform());
+    }
+    Ok(platforms)
 }
 
 impl PlanOptions {
@@ -427,13 +449,14 @@ fn check_shm_size(shm_size: Option<u64>, isolation: IsolationMode) -> Result<(),
     Ok(())
 }
 
-/// The `--annotation`s for an image of `platform`. Every build writes an image (to the store at
-/// least) unless all its outputs are `type=local` or `type=tar`.
+/// The `--annotation`s for the image of each platform (in `platforms`' order). Every build
+/// writes an image (to the store at least) unless all its outputs are `type=local` or
+/// `type=tar`.
 fn annotations(
     a: &BuildArgs,
-    platform: &Platform,
+    platforms: &[Platform],
     outputs: &[OutputSpec],
-) -> Result<crate::export::annotation::UserAnnotations, UsageError> {
+) -> Result<Vec<crate::export::annotation::UserAnnotations>, UsageError> {
     use super::annotation::{parse, resolve};
     let parsed = a
         .annotations
@@ -444,7 +467,12 @@ fn annotations(
         || outputs
             .iter()
             .any(|o| !matches!(o.kind, OutputKind::Local(_) | OutputKind::Tar(_)));
-    Ok(resolve(&parsed.concat(), platform, writes_image)?)
+    let parsed = parsed.concat();
+    let writes_index = platforms.len() > 1;
+    platforms
+        .iter()
+        .map(|p| Ok(resolve(&parsed, p, writes_image, writes_index)?))
+        .collect()
 }
 
 /// `--iidfile` names one image: refused (as buildx does) with outputs that write no image,
@@ -541,7 +569,7 @@ impl BuildOptions {
             .iter()
             .map(|l| parse_label(l))
             .collect::<Result<Vec<_>, _>>()?;
-        let annotations = annotations(a, &plan.platform, &outputs)?;
+        let annotations = annotations(a, &plan.platforms, &outputs)?;
         let iidfile = a.iidfile.as_deref().map(absolute).transpose()?;
         if iidfile.is_some() {
             check_iidfile(&plan, &outputs)?;

@@ -1,11 +1,14 @@
-//! `rbuild check`: parse and validate the Dockerfile, print the build plan, build nothing.
+//! `rbuild check`: parse and validate the Dockerfile, print the build plan (per target platform
+//! when there are several), build nothing.
 
 use std::io::Write;
 
 use super::Failure;
 use crate::cli::args::CheckArgs;
 use crate::cli::PlanOptions;
-use crate::graph::Base;
+use crate::dockerfile::Dockerfile;
+use crate::graph::platform::platform_string;
+use crate::graph::{Base, BuildPlan};
 
 use super::plan::{load_plan, LoadedPlan};
 
@@ -14,14 +17,39 @@ pub fn run(a: &CheckArgs) -> Result<(), Failure> {
     // RBUILD_STORE names, else the default one.
     let store = std::env::var_os("RBUILD_STORE").map(std::path::PathBuf::from);
     let opts = PlanOptions::from_args(&a.plan, store.as_deref())?;
+    let loaded = load_plan(&opts)?;
     let LoadedPlan {
         dockerfile,
-        plan,
+        plans,
         warnings,
         ..
-    } = load_plan(&opts)?;
+    } = &loaded;
     let mut out = String::new();
     out.push_str(&format!("Dockerfile: {}\n", opts.dockerfile_shown()));
+    // The plan per target platform: which stages a target needs, their bases and platforms
+    // may differ between them (`FROM base-$TARGETARCH`, `FROM --platform=$BUILDPLATFORM`).
+    for p in plans {
+        if plans.len() > 1 {
+            out.push_str(&format!("Platform: {}\n", platform_string(&p.platform)));
+        }
+        describe_plan(&mut out, dockerfile, &p.plan, plans.len() > 1);
+    }
+    let plan = loaded.plan();
+    for unused in &plan.unused_build_args {
+        out.push_str(&format!(
+            "warning: build-arg {unused} is not declared by any ARG\n"
+        ));
+    }
+    for w in warnings {
+        out.push_str(&format!("warning: {w}\n"));
+    }
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    Ok(())
+}
+
+/// The targets, stages and build order of one platform's plan. `platforms`: whether each
+/// stage's platform is said (a build for several platforms).
+fn describe_plan(out: &mut String, dockerfile: &Dockerfile, plan: &BuildPlan, platforms: bool) {
     let targets: Vec<String> = plan
         .targets
         .iter()
@@ -40,8 +68,12 @@ pub fn run(a: &CheckArgs) -> Result<(), Failure> {
         } else {
             "not needed for the chosen targets: skipped"
         };
+        let on = match platforms && plan.is_needed(planned.index) {
+            true => format!(" on {}", platform_string(&planned.platform)),
+            false => String::new(),
+        };
         out.push_str(&format!(
-            "  [{}] {} (FROM {base}) - {needed}\n",
+            "  [{}] {} (FROM {base}){on} - {needed}\n",
             planned.index,
             planned.display_name()
         ));
@@ -68,14 +100,4 @@ pub fn run(a: &CheckArgs) -> Result<(), Failure> {
         .map(|&i| plan.stages[i].display_name())
         .collect();
     out.push_str(&format!("Build order: {}\n", order.join(" -> ")));
-    for unused in &plan.unused_build_args {
-        out.push_str(&format!(
-            "warning: build-arg {unused} is not declared by any ARG\n"
-        ));
-    }
-    for w in &warnings {
-        out.push_str(&format!("warning: {w}\n"));
-    }
-    let _ = std::io::stdout().lock().write_all(out.as_bytes());
-    Ok(())
 }

@@ -22,8 +22,8 @@ pub fn run(a: &ExplainArgs) -> Result<(), Failure> {
         .with_context(|| format!("opening the store {}", dir.display()))
         .map_err(Failure::Build)?;
     let mut out = String::new();
-    for &t in &loaded.plan.targets {
-        let target = loaded.plan.stages[t].display_name();
+    for &t in &loaded.plan().targets {
+        let target = loaded.plan().stages[t].display_name();
         match load_build(&store, &opts.dockerfile, &target) {
             None => out.push_str(&format!(
                 "{target}: no build of {} for this target is recorded in {}\n",

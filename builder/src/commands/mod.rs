@@ -2,6 +2,7 @@
 //! maps its [`Failure`] to the documented exit codes (0 ok, 1 build failed, 2 usage or Dockerfile
 //! error). One small module per subcommand; each turns validated options into library calls.
 
+pub mod binfmt;
 pub mod build;
 pub mod check;
 pub mod explain;
@@ -61,6 +62,7 @@ pub fn main() -> i32 {
         Some(Command::Du(a)) => store::du(&a),
         Some(Command::Fsck(a)) => store::fsck(&a),
         Some(Command::Login(a)) => login::run(&a),
+        Some(Command::Binfmt(a)) => binfmt::run(&a),
         None => build::run(&cli.build),
     };
     match result {

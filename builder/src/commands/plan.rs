@@ -8,16 +8,26 @@ use crate::dockerfile::lint::secrets_in_args_or_env;
 use crate::dockerfile::Dockerfile;
 use crate::graph::platform::host_platform;
 use crate::graph::{platform_args, BuildPlan};
+use rbuild_layers::Platform;
 
-/// A parsed Dockerfile and its plan.
+/// The plan for one target platform: the global scope (`TARGETPLATFORM`, …) differs per
+/// platform, so the stages a target needs, their bases and platforms may too.
+pub struct PlatformPlan {
+    pub platform: Platform,
+    pub plan: BuildPlan,
+    /// The automatic platform ARGs of this target platform.
+    pub platform_vars: BTreeMap<String, String>,
+}
+
+/// A parsed Dockerfile and its plans.
 pub struct LoadedPlan {
     pub dockerfile: Dockerfile,
     pub source: String,
-    pub plan: BuildPlan,
+    /// One per target platform, in `--platform` order (never empty).
+    pub plans: Vec<PlatformPlan>,
     /// `--build-arg` values that are set (a bare `K` with no such environment variable is
     /// dropped, as Docker does).
     pub build_args: BTreeMap<String, String>,
-    pub platform_vars: BTreeMap<String, String>,
     /// Build-check warnings (`SecretsUsedInArgOrEnv`), ready to print: `build` and `check`
     /// both show them.
     pub warnings: Vec<String>,
@@ -44,10 +54,21 @@ pub fn load_plan(opts: &PlanOptions) -> Result<LoadedPlan, Failure> {
         .iter()
         .filter_map(|a| a.value.clone().map(|v| (a.key.clone(), v)))
         .collect();
-    let platform_vars = platform_args(&opts.platform, &host_platform());
-    let mut plan = BuildPlan::new(&dockerfile, &opts.targets, &build_args, &platform_vars)
-        .map_err(|e| Failure::Usage(format!("error: {}", e.render(&name))))?;
-    plan.apply_named_contexts(&opts.named_contexts);
+    let plans = opts
+        .platforms
+        .iter()
+        .map(|platform| {
+            let platform_vars = platform_args(platform, &host_platform());
+            let mut plan = BuildPlan::new(&dockerfile, &opts.targets, &build_args, &platform_vars)
+                .map_err(|e| Failure::Usage(format!("error: {}", e.render(&name))))?;
+            plan.apply_named_contexts(&opts.named_contexts);
+            Ok(PlatformPlan {
+                platform: platform.clone(),
+                plan,
+                platform_vars,
+            })
+        })
+        .collect::<Result<Vec<_>, Failure>>()?;
     let file = path
         .file_name()
         .map_or_else(|| name.clone(), |n| n.to_string_lossy().into_owned());
@@ -58,9 +79,16 @@ pub fn load_plan(opts: &PlanOptions) -> Result<LoadedPlan, Failure> {
     Ok(LoadedPlan {
         dockerfile,
         source,
-        plan,
+        plans,
         build_args,
-        platform_vars,
         warnings,
     })
+}
+
+impl LoadedPlan {
+    /// The first target platform's plan: the stages and targets, which every platform's plan
+    /// names alike (targets are chosen by name or index).
+    pub fn plan(&self) -> &BuildPlan {
+        &self.plans[0].plan
+    }
 }

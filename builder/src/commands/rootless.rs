@@ -24,7 +24,7 @@ pub fn enter_if_needed(cli: &Cli) -> Option<i32> {
         Some(Command::Build(a)) => Some(a.isolation),
         None => Some(cli.build.isolation),
         Some(Command::Prune(_) | Command::Du(_) | Command::Fsck(_) | Command::Explain(_)) => None,
-        Some(Command::Check(_) | Command::Login(_)) => return None,
+        Some(Command::Check(_) | Command::Login(_) | Command::Binfmt(_)) => return None,
     };
     let required = match isolation {
         Some(IsolationMode::Rootless) => true,

@@ -15,6 +15,7 @@
 //! Network: `--network=default` and `--network=host` both share the host's network namespace
 //! (rbuild has no bridge or CNI set-up); `--network=none` gets a new namespace with only `lo`.
 
+pub mod binfmt;
 mod chroot;
 pub mod helper;
 mod in_place;

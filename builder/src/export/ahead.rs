@@ -175,6 +175,7 @@ mod tests {
             base,
             reads: BTreeSet::new(),
             read_images: BTreeSet::new(),
+            platform: crate::graph::platform::host_platform(),
         }
     }
 

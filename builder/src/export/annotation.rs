@@ -1,8 +1,8 @@
-//! User annotations (`--annotation`) as the exporters take them: already resolved against the
-//! build's platform, so only the two levels a single-platform image has are left — the image
-//! manifest and the manifest's descriptor. The CLI parses the flags into this
-//! (`cli::annotation`), refusing the index levels, as BuildKit refuses them when it exports a
-//! single platform (`exporter/containerimage/writer.go`, "index annotations not supported for
+//! User annotations (`--annotation`) as the exporters take them: already resolved against one
+//! platform's image — the image manifest and the manifest's descriptor — and, for a build of
+//! several platforms, the image index and the index's descriptor. The CLI parses the flags into
+//! this (`cli::annotation`), refusing the index levels for a single platform, as BuildKit
+//! refuses them (`exporter/containerimage/writer.go`, "index annotations not supported for
 //! single platform export").
 
 use std::collections::BTreeMap;
@@ -16,4 +16,8 @@ pub struct UserAnnotations {
     /// On the manifest's descriptor: an OCI layout's (or docker archive's) `index.json` entry.
     /// The manifest's digest does not change; a push has no descriptor to carry them.
     pub manifest_descriptor: BTreeMap<String, String>,
+    /// On the image index of a build for several platforms (part of its digest).
+    pub index: BTreeMap<String, String>,
+    /// On the index's descriptor (an OCI layout's `index.json` entry).
+    pub index_descriptor: BTreeMap<String, String>,
 }

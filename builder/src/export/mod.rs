@@ -9,9 +9,9 @@ pub mod spec;
 pub mod tags;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use rbuild_layers::image::{Image, MediaTypes};
+use rbuild_layers::image::{Image, ImageRoot, ImageSet, MediaTypes};
 use rbuild_layers::output::fs_tar::FsTarImage;
 use rbuild_layers::output::{self, Destination as OutDest, ExportImage};
 use rbuild_layers::store::Store;
@@ -75,7 +75,29 @@ pub fn image_time(state: &StageState, epoch: i64, clock: bool) -> String {
     }
 }
 
-/// Stores the config and manifest of a stage's final state and returns the image. `user_labels`
+/// Makes an image's config say the target platform it was built for, as BuildKit's Dockerfile
+/// frontend does when the target platform is explicit (`--platform`, `dockerfile2llb`'s
+/// `!implicitTarget` rule): os and architecture always; the variant and os version when the
+/// target has one or the os/architecture changed. A stage on another platform (`FROM
+/// --platform=linux/arm64 …` built with `--platform linux/amd64`) is then labelled amd64,
+/// exactly as Docker 20.10's BuildKit labels it.
+pub fn set_target_platform(
+    config: &mut rbuild_layers::image::ImageConfig,
+    target: &rbuild_layers::Platform,
+) {
+    let same = config.os == target.os && config.architecture == target.architecture;
+    config.os = target.os.clone();
+    config.architecture = target.architecture.clone();
+    if target.variant.is_some() || !same {
+        config.variant = target.variant.clone();
+    }
+    if target.os_version.is_some() || !same {
+        config.os_version = target.os_version.clone();
+    }
+}
+
+/// Stores the config and manifest of a stage's final state and returns the image (for one
+/// platform; several are put in an index by [`index_of`]). `user_labels`
 /// (`--label`) go into the config last, so they win over the Dockerfile's `LABEL`s, as in
 /// BuildKit, which applies them to the exported image only (no history entry, no cache key).
 ///
@@ -120,11 +142,77 @@ pub fn assemble(
     Ok(image)
 }
 
-/// One built target, ready for outputs.
+/// One built target, ready for outputs: its image, or for several platforms the index of its
+/// images (BuildKit's multi-platform result).
 pub struct BuiltImage {
     pub target: String,
-    pub image: Image,
+    pub image: ImageRoot,
     pub names: Vec<Reference>,
+}
+
+impl BuiltImage {
+    /// The digest names point at (the manifest's, or the index's), as BuildKit's
+    /// `containerimage.digest`.
+    pub fn digest(&self) -> &rbuild_layers::Digest {
+        &self.image.descriptor().digest
+    }
+
+    /// The image ID buildx's `--iidfile` holds: the config's digest for one platform, the
+    /// index's digest for several.
+    pub fn image_id(&self) -> &rbuild_layers::Digest {
+        match &self.image {
+            ImageRoot::Single(i) => &i.config_descriptor.digest,
+            ImageRoot::Multi(s) => &s.index_descriptor.digest,
+        }
+    }
+}
+
+/// Stores the index of a target's per-platform images (in `--platform` order) with the
+/// user's index annotations, and its descriptor's; one image stays a plain manifest.
+pub fn index_of(
+    store: &Store,
+    images: Vec<Image>,
+    user: &UserAnnotations,
+) -> Result<ImageRoot, BuildError> {
+    if images.len() == 1 {
+        return Ok(ImageRoot::Single(images.into_iter().next().expect("one")));
+    }
+    let mut set = ImageSet::assemble(images, user.index.clone(), store)?;
+    set.index_descriptor
+        .annotations
+        .extend(user.index_descriptor.clone());
+    Ok(ImageRoot::Multi(set))
+}
+
+/// The directory (or tar prefix) of one platform's filesystem in a `type=local` or `type=tar`
+/// output of several platforms: BuildKit's `os_arch[_variant]`.
+fn platform_dir(image: &Image) -> String {
+    let c = &image.config;
+    match &c.variant {
+        Some(v) => format!("{}_{}_{v}", c.os, c.architecture),
+        None => format!("{}_{}", c.os, c.architecture),
+    }
+}
+
+/// Each image of `images` with the relative directory its filesystem goes to in a
+/// `type=local` or `type=tar` output: the target's name when there are several targets, then
+/// the platform's when there are several platforms (BuildKit's layout).
+fn filesystem_dirs(images: &[BuiltImage]) -> Vec<(&Image, Option<PathBuf>)> {
+    let mut out = Vec::new();
+    for b in images {
+        let several = b.image.images().len() > 1;
+        for image in b.image.images() {
+            let mut dir = PathBuf::new();
+            if images.len() > 1 {
+                dir.push(&b.target);
+            }
+            if several {
+                dir.push(platform_dir(image));
+            }
+            out.push((image, (!dir.as_os_str().is_empty()).then_some(dir)));
+        }
+    }
+    out
 }
 
 fn out_dest(d: &Destination) -> OutDest {
@@ -205,11 +293,10 @@ pub fn write_outputs(
                 }
             }
             OutputKind::Local(dir) => {
-                for b in images {
-                    let dest = if images.len() > 1 {
-                        dir.join(&b.target)
-                    } else {
-                        dir.clone()
+                for (image, sub) in filesystem_dirs(images) {
+                    let dest = match sub {
+                        Some(sub) => dir.join(sub),
+                        None => dir.clone(),
                     };
                     // The user asked for the image's filesystem outside the store: device
                     // nodes are created for real there (as root), as BuildKit's local exporter
@@ -223,18 +310,22 @@ pub fn write_outputs(
                             .map(|_| ())
                             .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
                     };
-                    output::local::write_local(&OutDest::Dir(dest), &b.image, store, &applier)?;
+                    output::local::write_local(&OutDest::Dir(dest), image, store, &applier)?;
                 }
             }
             OutputKind::Tar(d) => {
                 // Flattened under the store, where device nodes stay inert placeholders (the
                 // tar gets them back as device entries); removed when `scratch` is dropped.
                 let scratch = store.scratch_dir("fstar")?;
-                let list: Vec<FsTarImage<'_>> = images
+                let dirs: Vec<(&Image, Option<String>)> = filesystem_dirs(images)
+                    .into_iter()
+                    .map(|(i, d)| (i, d.map(|d| d.to_string_lossy().into_owned())))
+                    .collect();
+                let list: Vec<FsTarImage<'_>> = dirs
                     .iter()
-                    .map(|b| FsTarImage {
-                        image: &b.image,
-                        prefix: (images.len() > 1).then_some(b.target.as_str()),
+                    .map(|(image, prefix)| FsTarImage {
+                        image,
+                        prefix: prefix.as_deref(),
                     })
                     .collect();
                 let opts = rbuild_layers::apply::ApplyOptions::default();

@@ -113,13 +113,24 @@ pub fn push_images(
             let reg = fetcher.registries().get(&host).map_err(fail)?;
             let step = progress.step(format!("pushing {host}/{repo}"));
             let sent = std::sync::atomic::AtomicU64::new(0);
-            let total = b.image.manifest.layers.iter().map(|l| l.size).sum::<u64>()
-                + b.image.config_descriptor.size;
+            let total = b
+                .image
+                .images()
+                .iter()
+                .map(|i| {
+                    i.manifest.layers.iter().map(|l| l.size).sum::<u64>() + i.config_descriptor.size
+                })
+                .sum::<u64>();
             let on_bytes = |n: u64| {
                 let now = sent.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
                 step.progress(crate::progress::ProgressKind::Pushing, now, Some(total));
             };
-            let in_image = |d: &Digest| b.image.manifest.layers.iter().any(|l| l.digest == *d);
+            let in_image = |d: &Digest| {
+                b.image
+                    .images()
+                    .iter()
+                    .any(|i| i.manifest.layers.iter().any(|l| l.digest == *d))
+            };
             let (mine, rest): (Vec<&SentAhead>, Vec<&SentAhead>) = unreported
                 .into_iter()
                 .partition(|s| s.host == host && s.repository == repo && in_image(&s.digest));
@@ -134,7 +145,7 @@ pub fn push_images(
                 &reg,
                 store,
                 &repo,
-                &b.image.manifest_descriptor,
+                b.image.descriptor(),
                 &tags,
                 &opts,
             ) {
@@ -144,7 +155,7 @@ pub fn push_images(
                     return Err(fail(e));
                 }
             };
-            let digest = b.image.manifest_descriptor.digest.clone();
+            let digest = b.digest().clone();
             step.log(
                 LogStream::Stdout,
                 format!(

@@ -41,6 +41,8 @@ pub struct PlannedStage {
     pub reads: BTreeSet<usize>,
     /// Images read by `COPY --from=<image>` (expanded references).
     pub read_images: BTreeSet<String>,
+    /// The platform the stage is built for (see [`platform::stage_platforms`]).
+    pub platform: rbuild_layers::Platform,
 }
 
 impl PlannedStage {
@@ -116,12 +118,6 @@ pub enum PlanError {
     },
     #[error("FROM --platform: {reason}")]
     BadFromPlatform { line: usize, reason: String },
-    #[error("FROM --platform={platform} names another platform than this build's target ({target}); rbuild builds one platform per build: remove --platform from this FROM, or build with `--platform {platform}` if every stage it needs is for that platform")]
-    ForeignFromPlatform {
-        line: usize,
-        platform: String,
-        target: String,
-    },
 }
 
 impl PlanError {
@@ -135,8 +131,7 @@ impl PlanError {
             | PlanError::ForwardReference { line, .. }
             | PlanError::DuplicateStage { line, .. }
             | PlanError::BadChmod { line, .. }
-            | PlanError::BadFromPlatform { line, .. }
-            | PlanError::ForeignFromPlatform { line, .. } => Some(*line),
+            | PlanError::BadFromPlatform { line, .. } => Some(*line),
         }
     }
 
@@ -282,6 +277,7 @@ impl BuildPlan {
         }
         let escape = df.directives.escape;
         let global_vars = global_scope(df, build_args, platform_vars)?;
+        let target = platform::target_of(platform_vars);
         let mut names: BTreeMap<String, usize> = BTreeMap::new();
         let mut stages = Vec::with_capacity(df.stages.len());
         // Each stage's variables after its last instruction.
@@ -401,6 +397,8 @@ impl BuildPlan {
                 base,
                 reads,
                 read_images,
+                // Set once the needed stages are known, below.
+                platform: target.clone(),
             });
         }
 
@@ -438,7 +436,11 @@ impl BuildPlan {
                 todo.extend(stages[i].depends_on());
             }
         }
-        platform::check_from_platforms(df, needed.iter().copied(), &global_vars)?;
+        let bases: Vec<Base> = stages.iter().map(|s| s.base.clone()).collect();
+        let platforms = platform::stage_platforms(df, &bases, &needed, &global_vars, &target)?;
+        for (s, p) in stages.iter_mut().zip(platforms) {
+            s.platform = p;
+        }
         let declared: BTreeSet<&str> = df
             .global_args
             .iter()

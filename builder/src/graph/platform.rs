@@ -1,10 +1,11 @@
-//! `FROM --platform=…`: rbuild builds one platform per build, so a stage's `--platform` is
-//! honoured when it names the build's target platform (often written `$TARGETPLATFORM`, or
-//! `$BUILDPLATFORM` when that is the same) and refused otherwise; it is never ignored.
+//! `FROM --platform=…`: the platform each stage is built for ([`stage_platforms`]). A build
+//! plan is made per target platform; a stage on `$BUILDPLATFORM` (the cross-compilation
+//! pattern) has the same platform, so the same cache keys, in every target platform's plan,
+//! and is built once.
 //!
 //! The value is expanded with the global scope, as BuildKit expands it (global `ARG`s and the
-//! automatic platform ARGs), and compared after containerd's normalisation (`x86_64` is
-//! `amd64`, `arm64/v8` is `arm64`).
+//! automatic platform ARGs), and normalised as containerd does (`x86_64` is `amd64`, `arm64/v8`
+//! is `arm64`).
 //!
 //! It also owns the platform strings: [`parse_platform`] and [`platform_string`] (the CLI and
 //! the engine both use them; they live here, below the CLI).
@@ -74,51 +75,72 @@ pub fn platform_string(p: &Platform) -> String {
     }
 }
 
-/// Checks the `--platform` of the `FROM` of every stage in `needed` against the target
-/// platform (the global scope's `TARGETPLATFORM`).
-pub(super) fn check_from_platforms(
+/// The platform each stage is built for, BuildKit's rules (`dockerfile2llb/convert.go`): a
+/// stage `FROM` another stage is on that stage's platform (`dispatchState.init`: its own
+/// `--platform` is ignored); a stage `FROM scratch` is on the target platform whatever its
+/// `--platform` says (`emptyImage(targetPlatform)`; checked with Docker 20.10's BuildKit);
+/// else `FROM --platform=…` when given (expanded with the global scope: global `ARG`s and the
+/// automatic platform ARGs); else the target platform. A needed stage's `--platform` must be a
+/// platform even where it is ignored, as BuildKit parses it first. Only the stages in `needed`
+/// are checked; the others get the target's.
+pub(super) fn stage_platforms(
     df: &Dockerfile,
-    needed: impl IntoIterator<Item = usize>,
+    bases: &[super::Base],
+    needed: &std::collections::BTreeSet<usize>,
     global_vars: &BTreeMap<String, String>,
-) -> Result<(), PlanError> {
-    let target = global_vars
-        .get("TARGETPLATFORM")
-        .and_then(|t| parse_platform(t).ok())
-        .map(|p| platform_string(&p));
-    for i in needed {
-        let Some(stage) = df.stages.get(i) else {
-            continue;
+    target: &Platform,
+) -> Result<Vec<Platform>, PlanError> {
+    let mut platforms: Vec<Platform> = Vec::with_capacity(bases.len());
+    for (i, base) in bases.iter().enumerate() {
+        let inherited = match base {
+            super::Base::Stage(j) => platforms.get(*j).cloned(),
+            _ => None,
         };
-        let Some(raw) = &stage.from.node.platform else {
-            continue;
+        let given = match df.stages.get(i) {
+            Some(stage) if needed.contains(&i) => match &stage.from.node.platform {
+                Some(raw) => Some(from_platform(df, raw, stage.from.line, global_vars)?),
+                None => None,
+            },
+            _ => None,
         };
-        let line = stage.from.line;
-        let value =
-            expand_word(raw, &Vars(global_vars), df.directives.escape).map_err(|source| {
-                PlanError::Expand {
-                    line,
-                    what: "FROM --platform".into(),
-                    source,
-                }
-            })?;
-        let platform =
-            parse_platform(&value).map_err(|reason| PlanError::BadFromPlatform { line, reason })?;
-        let platform = platform_string(&platform);
-        if target.as_deref() != Some(platform.as_str()) {
-            return Err(PlanError::ForeignFromPlatform {
-                line,
-                platform,
-                target: target.unwrap_or_else(|| "unknown".into()),
-            });
-        }
+        let platform = match (inherited, base) {
+            (Some(p), _) => p,
+            (None, super::Base::Scratch) => target.clone(),
+            (None, _) => given.unwrap_or_else(|| target.clone()),
+        };
+        platforms.push(platform);
     }
-    Ok(())
+    Ok(platforms)
+}
+
+/// A `FROM --platform` value, expanded and parsed.
+fn from_platform(
+    df: &Dockerfile,
+    raw: &str,
+    line: usize,
+    global_vars: &BTreeMap<String, String>,
+) -> Result<Platform, PlanError> {
+    let value = expand_word(raw, &Vars(global_vars), df.directives.escape).map_err(|source| {
+        PlanError::Expand {
+            line,
+            what: "FROM --platform".into(),
+            source,
+        }
+    })?;
+    parse_platform(&value).map_err(|reason| PlanError::BadFromPlatform { line, reason })
+}
+
+/// The target platform `platform_args` encoded in `vars` (`TARGETPLATFORM`), else the host's.
+pub(super) fn target_of(vars: &BTreeMap<String, String>) -> Platform {
+    vars.get("TARGETPLATFORM")
+        .and_then(|t| parse_platform(t).ok())
+        .unwrap_or_else(host_platform)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::{global_scope, platform_args};
+    use crate::graph::{global_scope, platform_args, BuildPlan};
 
     #[test]
     fn platforms_normalise_like_containerd() {
@@ -141,57 +163,77 @@ mod tests {
         assert!(parse_platform("a/b/c/d").is_err());
     }
 
-    fn check(dockerfile: &str, target: &str) -> Result<(), PlanError> {
+    /// Each stage's platform in the plan for `target`, built on linux/amd64.
+    fn platforms(dockerfile: &str, target: &str) -> Result<Vec<String>, PlanError> {
         let df = crate::dockerfile::parse(dockerfile).expect("parses");
         let target = parse_platform(target).expect("platform");
         let build = parse_platform("linux/amd64").expect("platform");
         let vars = platform_args(&target, &build);
-        let vars = global_scope(&df, &BTreeMap::new(), &vars)?;
-        check_from_platforms(&df, 0..df.stages.len(), &vars)
+        global_scope(&df, &BTreeMap::new(), &vars)?;
+        let plan = BuildPlan::new(&df, &[], &BTreeMap::new(), &vars)?;
+        Ok(plan
+            .stages
+            .iter()
+            .map(|s| platform_string(&s.platform))
+            .collect())
     }
 
     #[test]
-    fn from_platform_equal_to_the_target_is_honoured() {
-        for p in [
-            "linux/amd64",
-            "linux/x86_64",
-            "$TARGETPLATFORM",
-            "${BUILDPLATFORM}",
-            "$TARGETOS/$TARGETARCH",
+    fn a_stage_without_from_platform_is_on_the_target_platform() {
+        assert_eq!(
+            platforms("FROM scratch\n", "linux/arm64").unwrap(),
+            ["linux/arm64"]
+        );
+    }
+
+    #[test]
+    fn from_platform_expressions_expand_with_the_global_scope() {
+        for (p, want) in [
+            ("linux/amd64", "linux/amd64"),
+            ("linux/x86_64", "linux/amd64"),
+            ("$TARGETPLATFORM", "linux/arm64"),
+            ("${BUILDPLATFORM}", "linux/amd64"),
+            ("$TARGETOS/$TARGETARCH", "linux/arm64"),
         ] {
-            check(&format!("FROM --platform={p} scratch\n"), "linux/amd64")
+            let got = platforms(&format!("FROM --platform={p} busybox\n"), "linux/arm64")
                 .unwrap_or_else(|e| panic!("{p}: {e}"));
+            assert_eq!(got, [want], "{p}");
         }
-        check(
-            "ARG P=linux/arm64/v8\nFROM --platform=$P scratch\n",
+        assert_eq!(
+            platforms(
+                "ARG P=linux/arm64/v8\nFROM --platform=$P busybox\n",
+                "linux/amd64"
+            )
+            .unwrap(),
+            ["linux/arm64"]
+        );
+    }
+
+    /// BuildKit's `dockerfile2llb`: a stage built FROM another stage takes that stage's
+    /// platform (`d.platform = d.base.platform`), whatever its own `--platform` says.
+    #[test]
+    fn a_stage_from_another_stage_is_on_that_stages_platform() {
+        let got = platforms(
+            "FROM --platform=$BUILDPLATFORM busybox AS build\nFROM build AS more\nFROM --platform=linux/s390x build\nFROM scratch\nCOPY --from=more / /\n",
             "linux/arm64",
         )
         .unwrap();
-    }
-
-    #[test]
-    fn from_platform_other_than_the_target_is_refused_with_its_line() {
-        let e = check(
-            "FROM scratch\nFROM --platform=linux/arm64 scratch\n",
-            "linux/amd64",
-        )
-        .expect_err("another platform");
-        assert_eq!(e.line(), Some(2));
-        let msg = e.render("Dockerfile");
-        assert!(msg.starts_with("Dockerfile:2: "), "{msg}");
-        assert!(
-            msg.contains("linux/arm64") && msg.contains("linux/amd64"),
-            "{msg}"
+        assert_eq!(
+            got,
+            ["linux/amd64", "linux/amd64", "linux/amd64", "linux/arm64"]
         );
-        // $BUILDPLATFORM when the target is another platform: refused too.
-        let e = check("FROM --platform=$BUILDPLATFORM scratch\n", "linux/arm64")
-            .expect_err("build platform is not the target");
-        assert_eq!(e.line(), Some(1));
     }
 
+    /// BuildKit's `emptyImage(targetPlatform)`: scratch is the target's, whatever `--platform`
+    /// says (Docker 20.10: `FROM --platform=linux/s390x scratch` exports an amd64 image).
     #[test]
-    fn from_platform_that_is_not_a_platform_is_refused() {
-        let e = check("FROM --platform=arm64 scratch\n", "linux/amd64").expect_err("bad");
+    fn a_scratch_stage_is_on_the_target_platform_whatever_its_from_platform_says() {
+        assert_eq!(
+            platforms("FROM --platform=linux/s390x scratch\n", "linux/arm64").unwrap(),
+            ["linux/arm64"]
+        );
+        let e = platforms("FROM --platform=nonsense scratch\n", "linux/arm64")
+            .expect_err("still parsed");
         assert!(
             matches!(e, PlanError::BadFromPlatform { line: 1, .. }),
             "{e}"
@@ -199,13 +241,26 @@ mod tests {
     }
 
     #[test]
-    fn from_platform_of_a_stage_not_built_is_not_checked() {
-        let df = crate::dockerfile::parse(
-            "FROM --platform=linux/s390x scratch AS other\nFROM scratch\n",
+    fn from_platform_that_is_not_a_platform_is_refused_with_its_line() {
+        let e = platforms(
+            "FROM scratch\nFROM --platform=arm64 scratch\n",
+            "linux/amd64",
         )
-        .expect("parses");
-        let target = parse_platform("linux/amd64").expect("platform");
-        let vars = platform_args(&target, &target);
-        check_from_platforms(&df, [1], &vars).expect("stage 0 is not needed");
+        .expect_err("bad");
+        assert!(
+            matches!(e, PlanError::BadFromPlatform { line: 2, .. }),
+            "{e}"
+        );
+        assert!(e.render("Dockerfile").starts_with("Dockerfile:2: "));
+    }
+
+    #[test]
+    fn from_platform_of_a_stage_not_built_is_not_checked() {
+        let got = platforms(
+            "FROM --platform=nonsense scratch AS other\nFROM scratch\n",
+            "linux/amd64",
+        )
+        .expect("stage 0 is not needed");
+        assert_eq!(got[1], "linux/amd64");
     }
 }

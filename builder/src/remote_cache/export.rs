@@ -108,6 +108,20 @@ pub fn cache_map(
     with_configs: bool,
 ) -> CacheMap {
     let mut map = CacheMap::new(platform);
+    add_steps(&mut map, outcomes, stages, key_only, with_configs);
+    map
+}
+
+/// Adds the steps of `stages` (and of `key_only` stages by key only) to `map`. Keys include
+/// each step's platform, so the steps of several platforms share one map without clashing; a
+/// step two platforms share (a `$BUILDPLATFORM` stage) is one entry.
+fn add_steps(
+    map: &mut CacheMap,
+    outcomes: &[StepOutcome],
+    stages: &BTreeSet<usize>,
+    key_only: &BTreeSet<usize>,
+    with_configs: bool,
+) {
     for o in outcomes
         .iter()
         .filter(|o| stages.contains(&o.stage) || key_only.contains(&o.stage))
@@ -134,7 +148,16 @@ pub fn cache_map(
         // A `COPY --from` is found by its definition key too (no source needed to look it up).
         entry.definition_keys.extend(o.definition.iter().cloned());
     }
-    map
+    // A step one platform carries in full and another by key only is carried in full.
+    let full: Vec<_> = map
+        .key_only
+        .keys()
+        .filter(|k| map.entries.contains_key(*k))
+        .cloned()
+        .collect();
+    for k in full {
+        map.key_only.remove(&k);
+    }
 }
 
 /// Most bytes of path indexes one cache map carries: the map must stay well under the
@@ -170,12 +193,19 @@ pub struct ExportInput<'a> {
     pub store: &'a Store,
     pub fetcher: &'a LayerFetcher,
     pub imports: &'a ImportedCaches,
-    pub plan: &'a BuildPlan,
-    pub targets: &'a [usize],
-    pub built: BTreeSet<usize>,
-    pub outcomes: Vec<StepOutcome>,
+    /// One per target platform.
+    pub platforms: Vec<PlatformSteps<'a>>,
+    /// The build's platforms, comma-separated (the map's `platform`).
     pub platform: String,
     pub progress: &'a Progress,
+}
+
+/// What one platform's engine built, for a cache export.
+pub struct PlatformSteps<'a> {
+    pub plan: &'a BuildPlan,
+    /// The stages it built (all of them ran or were found).
+    pub built: BTreeSet<usize>,
+    pub outcomes: Vec<StepOutcome>,
 }
 
 fn target_name(spec: &CacheExportSpec) -> String {
@@ -220,9 +250,12 @@ fn export_one(
     spec: &CacheExportSpec,
     step: &crate::progress::StepHandle,
 ) -> Result<(), ExportError> {
-    let stages = stages_for(input.plan, input.targets, spec.mode, &input.built);
-    let key_only = key_only_stages_for(input.plan, input.targets, spec.mode, &input.built);
-    let mut map = cache_map(&input.outcomes, &stages, &key_only, &input.platform, true);
+    let mut map = CacheMap::new(input.platform.as_str());
+    for p in &input.platforms {
+        let stages = stages_for(p.plan, &p.plan.targets, spec.mode, &p.built);
+        let key_only = key_only_stages_for(p.plan, &p.plan.targets, spec.mode, &p.built);
+        add_steps(&mut map, &p.outcomes, &stages, &key_only, true);
+    }
     attach_indexes(&mut map, input.store);
     for id in &spec.cache_mounts {
         let layer =

@@ -125,7 +125,7 @@ impl ImportedCaches {
     /// resolves its base images, and the first lookup waits for them.
     pub fn load_in_background(
         specs: Vec<CacheImportSpec>,
-        platform: Platform,
+        platforms: Vec<Platform>,
         fetcher: Arc<LayerFetcher>,
         progress: Progress,
     ) -> ImportedCaches {
@@ -133,7 +133,7 @@ impl ImportedCaches {
         let registries = fetcher.registries().clone();
         let spawned = std::thread::Builder::new()
             .name("cache-import".into())
-            .spawn(move || load_sources(&specs, &platform, &registries, &p));
+            .spawn(move || load_sources(&specs, &platforms, &registries, &p));
         match spawned {
             Ok(handle) => ImportedCaches::with_sources(
                 Sources {
@@ -382,60 +382,90 @@ impl crate::solver::seams::ImportedRecords for ImportedCaches {
 }
 
 /// Reads the cache map of every `--cache-from`; a source that cannot be used is a warning.
+/// A build for several platforms reads a registry cache once per platform (an index of images
+/// with inline caches has one per platform; a cache manifest is read once, the same manifest
+/// for every platform).
 fn load_sources(
     specs: &[CacheImportSpec],
-    platform: &Platform,
+    platforms: &[Platform],
     registries: &Registries,
     progress: &Progress,
 ) -> Vec<Source> {
-    let want = platform_string(platform);
+    let wanted: Vec<String> = platforms.iter().map(platform_string).collect();
     let mut sources = Vec::new();
     for spec in specs {
-        let loaded = match &spec.source {
+        let mut loaded: Vec<Result<Source, String>> = Vec::new();
+        match &spec.source {
             CacheImportSource::Registry(r) => {
                 let label = r.to_string();
-                // Mirrors first, as for base images; the cache's blobs come from the source
-                // that served its manifest.
-                registries
-                    .pull_from(
-                        r,
-                        |e| format!("cache {label}: {}", error_chain(&e)),
-                        |reg, source| {
-                            rbuild_registry::cache_map::remote::fetch_cache(&reg, source, platform)
+                let mut seen: Vec<Digest> = Vec::new();
+                for platform in platforms {
+                    // Mirrors first, as for base images; the cache's blobs come from the
+                    // source that served its manifest.
+                    let one = registries
+                        .pull_from(
+                            r,
+                            |e| format!("cache {label}: {}", error_chain(&e)),
+                            |reg, source| {
+                                rbuild_registry::cache_map::remote::fetch_cache(
+                                    &reg, source, platform,
+                                )
                                 .map(|c| (reg, c))
                                 .map_err(|e| error_chain(&e))
-                        },
-                    )
-                    .map(|(reg, c)| {
-                        Source::new(
-                            label.clone(),
-                            c.map,
-                            Location::Registry {
-                                reg,
-                                host: c.registry,
-                                repository: c.repository,
                             },
                         )
-                    })
+                        .map(|(reg, c)| (c.manifest_digest.clone(), reg, c));
+                    match one {
+                        Ok((digest, _, _)) if seen.contains(&digest) => {}
+                        Ok((digest, reg, c)) => {
+                            seen.push(digest);
+                            loaded.push(Ok(Source::new(
+                                label.clone(),
+                                c.map,
+                                Location::Registry {
+                                    reg,
+                                    host: c.registry,
+                                    repository: c.repository,
+                                },
+                            )));
+                        }
+                        Err(why) => loaded.push(Err(why)),
+                    }
+                }
             }
             CacheImportSource::Local(dir) => {
                 let label = dir.display().to_string();
-                match rbuild_registry::cache_map::layout::read_layout_cache(dir) {
-                    Ok(c) => Ok(Source::new(label, c.map, Location::Layout(c.dir))),
-                    Err(e) => Err(error_chain(&e)),
-                }
+                loaded.push(
+                    match rbuild_registry::cache_map::layout::read_layout_cache(dir) {
+                        Ok(c) => Ok(Source::new(label, c.map, Location::Layout(c.dir))),
+                        Err(e) => Err(error_chain(&e)),
+                    },
+                );
             }
-        };
-        match loaded {
-            Ok(s) if s.map.platform != want => progress.warn(format!(
-                "cache {}: it was built for {}, this build is for {want}; not using it",
-                s.label, s.map.platform
-            )),
-            Ok(s) => sources.push(s),
-            Err(why) => progress.warn(format!("{why}; building without it")),
+        }
+        for l in loaded {
+            match l {
+                // Keys include each step's platform, so entries of another platform never
+                // match: the map's platforms say so up front.
+                Ok(s) if !map_platforms(&s.map).any(|p| wanted.iter().any(|w| w == p)) => progress
+                    .warn(format!(
+                        "cache {}: it was built for {}, this build is for {}; not using it",
+                        s.label,
+                        s.map.platform,
+                        wanted.join(",")
+                    )),
+                Ok(s) => sources.push(s),
+                Err(why) => progress.warn(format!("{why}; building without it")),
+            }
         }
     }
     sources
+}
+
+/// The platforms a cache map carries steps of (`platform` is a comma-separated list when the
+/// exporting build had several).
+fn map_platforms(map: &CacheMap) -> impl Iterator<Item = &str> {
+    map.platform.split(',').map(str::trim)
 }
 
 /// Keeps the imported layer's path index in the store, so lookups on top of the layer need not

@@ -29,6 +29,7 @@ pub mod remote;
 pub mod rootfs;
 pub mod run;
 pub mod seams;
+pub mod shared;
 pub mod stage;
 pub mod users;
 
@@ -54,7 +55,12 @@ pub use stage::{LayerRef, StageState};
 /// (the CLI and `commands::build` fill it in; nothing here is read from process-wide state).
 #[derive(Debug, Clone)]
 pub struct BuildRequest {
+    /// The target platform (`TARGETPLATFORM`); each stage's own is in the plan
+    /// (`PlannedStage::platform`).
     pub platform: Platform,
+    /// Whether progress lines name each stage's platform (`[linux/arm64 build 2/4]`, as
+    /// BuildKit's): a build for several platforms.
+    pub show_platform: bool,
     /// Predefined platform ARGs (`TARGETPLATFORM`, …).
     pub platform_vars: BTreeMap<String, String>,
     /// `--build-arg` values (unset `K` forms already dropped).
@@ -129,7 +135,6 @@ pub struct Engine<'a> {
     pub dockerfile: &'a Path,
     pub progress: Progress,
     pub snapshots: SnapshotCache,
-    context: OnceLock<Result<Arc<Context>, Arc<crate::context::ContextError>>>,
     results: Mutex<BTreeMap<usize, Arc<StageState>>>,
     steps: Mutex<Vec<record::StepRecord>>,
     /// The steps of the previous build of this Dockerfile's targets, by (stage name, position),
@@ -212,7 +217,6 @@ impl<'a> Engine<'a> {
             dockerfile: &opts.dockerfile,
             progress,
             snapshots: SnapshotCache::new(&store.snapshots_dir())?,
-            context: OnceLock::new(),
             results: Mutex::new(BTreeMap::new()),
             steps: Mutex::new(Vec::new()),
             previous,
@@ -405,7 +409,9 @@ impl<'a> Engine<'a> {
     /// The scanned build context, read once on first use (a build that copies nothing from
     /// the context never scans it).
     pub fn context(&self) -> Result<Arc<Context>, BuildError> {
-        self.context
+        self.seams
+            .shared
+            .context
             .get_or_init(|| {
                 let rules =
                     IgnoreRules::load(self.context_dir, self.dockerfile).map_err(Arc::new)?;

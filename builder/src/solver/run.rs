@@ -88,6 +88,8 @@ pub enum RunError {
     Mount(#[from] crate::dockerfile::MountError),
     #[error("RUN --mount={0} is not supported by this version of rbuild yet; nothing was run")]
     UnsupportedMount(&'static str),
+    #[error(transparent)]
+    Emulation(#[from] crate::executor::binfmt::EmulationError),
     #[error("RUN --mount=type=cache,source={0}: the seed must be a directory of the `from` stage")]
     CacheSeedNotDir(String),
     #[error("RUN --mount=type=bind,from={0}: no stage of this Dockerfile has that name (binding an image is not supported yet)")]

@@ -119,4 +119,6 @@ pub struct Seams {
     pub layers: Arc<dyn LayerSource>,
     pub imported: Arc<dyn ImportedRecords>,
     pub uploads: Arc<dyn LayerUploads>,
+    /// What the engines of a build for several platforms share (see `solver::shared`).
+    pub shared: Arc<super::shared::Shared>,
 }

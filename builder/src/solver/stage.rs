@@ -171,12 +171,17 @@ impl Runner<'_, '_> {
 pub fn build_stage(engine: &Engine<'_>, i: usize) -> Result<StageState, BuildError> {
     let stage = &engine.df.stages[i];
     let planned = &engine.plan.stages[i];
-    let platform = crate::graph::platform::platform_string(&engine.opts.platform);
+    let stage_platform = &planned.platform;
+    let platform = crate::graph::platform::platform_string(stage_platform);
     let epoch = engine.opts.epoch;
 
     let mut runner = Runner {
         engine,
-        stage_label: planned.display_name(),
+        // BuildKit's `[linux/arm64 build 2/4]` when a build has several platforms.
+        stage_label: match engine.opts.show_platform {
+            true => format!("{platform} {}", planned.display_name()),
+            false => planned.display_name(),
+        },
         step_no: 0,
         steps_total: 0,
         first_miss: None,
@@ -189,10 +194,10 @@ pub fn build_stage(engine: &Engine<'_>, i: usize) -> Result<StageState, BuildErr
             index: i,
             config: {
                 let mut c = ImageConfig::new(
-                    engine.opts.platform.os.clone(),
-                    engine.opts.platform.architecture.clone(),
+                    stage_platform.os.clone(),
+                    stage_platform.architecture.clone(),
                 );
-                c.variant = engine.opts.platform.variant.clone();
+                c.variant = stage_platform.variant.clone();
                 // BuildKit's empty image: the default PATH and WorkingDir `/`.
                 c.config_mut().working_dir = Some("/".into());
                 with_default_path(c)
@@ -240,7 +245,7 @@ pub fn build_stage(engine: &Engine<'_>, i: usize) -> Result<StageState, BuildErr
                 engine.store,
                 &engine.seams.registries,
                 name,
-                &engine.opts.platform,
+                stage_platform,
                 &cwd,
                 engine.opts.always_pull,
                 &on_bytes,
@@ -266,7 +271,7 @@ pub fn build_stage(engine: &Engine<'_>, i: usize) -> Result<StageState, BuildErr
             });
             step.done();
             let mut config = with_default_path(resolved.config.derive_child());
-            config.os = engine.opts.platform.os.clone();
+            config.os = stage_platform.os.clone();
             StageState {
                 index: i,
                 config,
@@ -436,6 +441,12 @@ fn run_instruction(
                 &prepared.created_by.clone(),
                 Some(&scratch.path().join(super::run::UPPER)),
                 |engine, state, step| {
+                    // A foreign platform's step runs through a registered emulator, or not at
+                    // all (checked before anything is unpacked).
+                    let host = crate::graph::platform::host_platform();
+                    let on = &engine.plan.stages[stage_index].platform;
+                    crate::executor::binfmt::emulation(on, &host)
+                        .map_err(|e| BuildError::Run(e.into()))?;
                     let rootfs = snapshot_rootfs(engine, &state.layers)?;
                     super::run::execute(engine, &prepared, &rootfs, scratch.path(), step)
                 },
@@ -1088,6 +1099,9 @@ fn run_op_with(
         _ => None,
     };
     let found_by_definition = by_definition.is_some();
+    // Held until the step's record is written: another platform's engine reaching the same
+    // step waits, then finds it in the cache (see `shared`).
+    let mut _running = None;
     let (key, inputs, cached) = match by_definition {
         Some((key, inputs, r)) => (key, inputs, Some(r)),
         None => {
@@ -1099,10 +1113,20 @@ fn run_op_with(
                 }
             };
             let key = inputs.key();
+            let shared = &engine.seams.shared;
             let cached = if runner.no_cache {
-                None
+                // Not from an earlier build; but a step another platform's engine of this
+                // build ran is this build's own work.
+                _running = Some(shared.lock_step(&key));
+                shared
+                    .built_here(&key)
+                    .then(|| cached_by_key(engine, &key))
+                    .flatten()
             } else {
-                cached_by_key(engine, &key)
+                cached_by_key(engine, &key).or_else(|| {
+                    _running = Some(shared.lock_step(&key));
+                    cached_by_key(engine, &key)
+                })
             };
             (key, inputs, cached)
         }
@@ -1197,6 +1221,7 @@ fn run_op_with(
                 r
             };
             record::save(engine.store, &key, &r)?;
+            engine.seams.shared.built(&key);
             step.done();
             r
         }

@@ -8,6 +8,7 @@
 pub mod config;
 mod error;
 pub mod manifest;
+mod set;
 pub(crate) mod verified;
 
 use std::collections::BTreeMap;
@@ -17,6 +18,7 @@ use std::path::PathBuf;
 pub use config::{ContainerConfig, EmptyObject, Healthcheck, History, ImageConfig, RootFs};
 pub use error::ImageError;
 pub use manifest::{ImageIndex, ImageManifest, MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES};
+pub use set::{ImageRoot, ImageSet};
 pub use verified::BlobReadError;
 
 use crate::{Descriptor, Digest, MediaType};

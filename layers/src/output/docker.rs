@@ -172,12 +172,13 @@ pub fn write_docker_archive<W: Write>(
             .iter()
             .map(|n| DockerTag::parse(n))
             .collect::<Result<Vec<_>, _>>()?;
-        let top_layer = img.image.manifest.layers.last();
+        let image = super::single(img)?;
+        let top_layer = image.manifest.layers.last();
         if tags.is_empty() {
-            index.manifests.push(img.image.manifest_descriptor.clone());
+            index.manifests.push(image.manifest_descriptor.clone());
         }
         for t in &tags {
-            let mut d = img.image.manifest_descriptor.clone();
+            let mut d = image.manifest_descriptor.clone();
             d.annotations
                 .insert(CONTAINERD_IMAGE_NAME_ANNOTATION.into(), t.fully_qualified());
             d.annotations
@@ -193,10 +194,9 @@ pub fn write_docker_archive<W: Write>(
             }
         }
         manifest_json.push(ManifestItem {
-            config: e.blob(&img.image.config_descriptor.digest),
+            config: e.blob(&image.config_descriptor.digest),
             repo_tags: (!tags.is_empty()).then(|| tags.iter().map(DockerTag::familiar).collect()),
-            layers: img
-                .image
+            layers: image
                 .manifest
                 .layers
                 .iter()

@@ -55,6 +55,8 @@ pub enum OutputError {
     InvalidRefName { name: String },
     #[error("image name {name:?} cannot be a Docker RepoTag: {reason}")]
     InvalidDockerTag { name: String, reason: &'static str },
+    #[error("docker exporter does not currently support exporting manifest lists: the image has {platforms} platforms; use type=oci or build one platform")]
+    DockerMultiPlatform { platforms: usize },
     #[error("`type=docker` writes a tar: dest must be a FILE.tar or `-`, not the directory {}", path.display())]
     DockerNeedsTar { path: PathBuf },
     #[error("`type=tar` writes a tar: dest must be a file or `-`, not the directory {}", path.display())]

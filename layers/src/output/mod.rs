@@ -19,13 +19,25 @@ use std::path::{Path, PathBuf};
 
 pub use error::OutputError;
 
-use crate::image::Image;
+use crate::image::{Image, ImageRoot};
 
-/// One image to export and the names (`--tag`s) it is exported under (may be empty).
+/// One image (or index of images) to export and the names (`--tag`s) it is exported under
+/// (may be empty).
 #[derive(Debug, Clone, Copy)]
 pub struct ExportImage<'a> {
-    pub image: &'a Image,
+    pub image: &'a ImageRoot,
     pub names: &'a [String],
+}
+
+/// The single image of an export, or the docker-archive error (a docker archive holds one
+/// image per name and no index: `docker load` has no way to read several platforms).
+pub(crate) fn single<'a>(img: &ExportImage<'a>) -> Result<&'a Image, OutputError> {
+    match img.image {
+        ImageRoot::Single(i) => Ok(i),
+        ImageRoot::Multi(s) => Err(OutputError::DockerMultiPlatform {
+            platforms: s.images.len(),
+        }),
+    }
 }
 
 /// Where a `dest=` option points.

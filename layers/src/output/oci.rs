@@ -2,7 +2,7 @@
 //! as a tar of one.
 //!
 //! Layout: `oci-layout` (`{"imageLayoutVersion":"1.0.0"}`), `index.json` with one manifest
-//! descriptor per (image, name) annotated `org.opencontainers.image.ref.name=<name>` (an
+//! descriptor (an image index's, for several platforms, as BuildKit writes it) per (image, name) annotated `org.opencontainers.image.ref.name=<name>` (an
 //! image without names gets one unannotated entry), and `blobs/sha256/<hex>`.
 //!
 //! The name is written verbatim as given with `--tag` (e.g. `app:1.0`), after checking it
@@ -116,13 +116,13 @@ pub(crate) fn index_entries(images: &[ExportImage<'_>]) -> Result<Vec<Descriptor
     let mut out = Vec::new();
     for img in images {
         if img.names.is_empty() {
-            out.push(img.image.manifest_descriptor.clone());
+            out.push(img.image.descriptor().clone());
         }
         for name in img.names {
             if !is_valid_ref_name(name) {
                 return Err(OutputError::InvalidRefName { name: name.clone() });
             }
-            let mut d = img.image.manifest_descriptor.clone();
+            let mut d = img.image.descriptor().clone();
             d.annotations
                 .insert(REF_NAME_ANNOTATION.to_string(), name.clone());
             out.push(d);

@@ -170,44 +170,6 @@ fn same_build_under_two_tags_has_the_same_manifest_digest() {
 }
 
 #[test]
-fn from_platform_other_than_the_target_is_refused_by_check_and_build() {
-    let dir = scratch();
-    let store = dir.path().join("store");
-    let ctx = dir.path().join("ctx");
-    write_tree(
-        &ctx,
-        &[(
-            "Dockerfile",
-            "FROM --platform=$BUILDPLATFORM scratch AS tools\n\
-             FROM --platform=linux/s390x scratch\n\
-             COPY --from=tools / /\n",
-        )],
-    );
-    for command in ["check", "build"] {
-        let r = run(rbuild(&store)
-            .arg(command)
-            .arg(&ctx)
-            .args(["--platform", "linux/amd64"]));
-        assert_eq!(r.code, 2, "{command}: {}", r.stderr);
-        assert!(
-            r.stderr.contains("Dockerfile:2: "),
-            "{command}: {}",
-            r.stderr
-        );
-        assert!(r.stderr.contains("linux/s390x"), "{command}: {}", r.stderr);
-    }
-    // Equal to the target (here spelled as the build platform): honoured.
-    write_tree(
-        &ctx,
-        &[(
-            "Dockerfile",
-            "FROM --platform=$BUILDPLATFORM scratch\nENV A=b\n",
-        )],
-    );
-    run(rbuild(&store).arg("check").arg(&ctx)).success();
-}
-
-#[test]
 fn check_rejects_what_the_build_would_reject() {
     let dir = scratch();
     let store = dir.path().join("store");

@@ -14,6 +14,7 @@ mod build_errors;
 mod build_git;
 mod build_instructions;
 mod build_lazy_blobs;
+mod build_multiplatform;
 mod build_multistage;
 mod build_outputs;
 mod build_store_in_context;

@@ -10,7 +10,7 @@ use crate::cli::args::BuildArgs;
 use crate::cli::cache_spec::CacheExportTarget;
 use crate::cli::output::OutputKind;
 use crate::cli::BuildOptions;
-use crate::commands::plan::{load_plan, LoadedPlan};
+use crate::commands::plan::{load_plan, LoadedPlan, PlatformPlan};
 use crate::commands::Failure;
 use crate::dockerfile::Dockerfile;
 use crate::export::tags::TagSpec;
@@ -23,9 +23,9 @@ pub(super) struct Inputs {
     pub registry: ClientOptions,
     pub tag_specs: Vec<TagSpec>,
     pub df: Dockerfile,
-    pub plan: BuildPlan,
+    /// One plan per target platform, in `--platform` order (never empty).
+    pub plans: Vec<PlatformPlan>,
     pub build_args: BTreeMap<String, String>,
-    pub platform_vars: BTreeMap<String, String>,
     /// Build-check warnings, printed once the progress output exists.
     pub warnings: Vec<String>,
     pub git: Option<GitInfo>,
@@ -36,6 +36,16 @@ pub(super) struct Inputs {
 }
 
 impl Inputs {
+    /// The first platform's plan: the stages and targets every platform's plan names alike.
+    pub fn plan(&self) -> &BuildPlan {
+        &self.plans[0].plan
+    }
+
+    /// Whether the build makes an image index per target (several platforms).
+    pub fn multi_platform(&self) -> bool {
+        self.plans.len() > 1
+    }
+
     /// Whether the epoch is the clock: no `SOURCE_DATE_EPOCH`, no git commit (see
     /// `BuildRequest::clock_epoch`).
     pub fn clock_epoch(&self) -> bool {
@@ -65,19 +75,21 @@ pub(super) fn resolve(a: &BuildArgs) -> Result<Inputs, Failure> {
     }
     let LoadedPlan {
         dockerfile: df,
-        plan,
+        plans,
         build_args,
-        platform_vars,
         warnings,
         ..
     } = load_plan(&opts.plan)?;
+    check_platforms(&opts, &plans)?;
 
     // A build that talks to a registry needs the system's TLS roots before its first request:
     // read them meanwhile (the git metadata below is a subprocess).
     // Not for a build that only talks to registries on this machine: those mostly speak plain
     // HTTP, and the hundreds of CA files would take a core from the build for nothing (a
     // loopback registry with TLS still gets the roots, read at its first certificate).
-    if uses_registry(&opts, &plan) && !only_loopback_registries(&opts, &plan, &tag_specs) {
+    if plans.iter().any(|p| {
+        uses_registry(&opts, &p.plan) && !only_loopback_registries(&opts, &p.plan, &tag_specs)
+    }) {
         rbuild_registry::client::transport::preload_system_roots();
     }
     // A context from standard input is a scratch directory under the store: any repository
@@ -98,14 +110,37 @@ pub(super) fn resolve(a: &BuildArgs) -> Result<Inputs, Failure> {
         registry,
         tag_specs,
         df,
-        plan,
+        plans,
         build_args,
-        platform_vars,
         warnings,
         git,
         epoch,
         epoch_chosen: sde.as_deref().is_some_and(|v| !v.is_empty()),
     })
+}
+
+/// Refuses what a build for several platforms cannot write, as buildx does: a docker archive
+/// (`type=docker`, `--load`) holds one image per name ("docker exporter does not currently
+/// support exporting manifest lists"); (`--iidfile` then names the index's digest).
+fn check_platforms(opts: &BuildOptions, plans: &[PlatformPlan]) -> Result<(), Failure> {
+    if plans.len() < 2 {
+        return Ok(());
+    }
+    let shown: Vec<String> = plans
+        .iter()
+        .map(|p| crate::graph::platform::platform_string(&p.platform))
+        .collect();
+    if opts
+        .outputs
+        .iter()
+        .any(|o| matches!(o.kind, OutputKind::Docker(_)))
+    {
+        return Err(Failure::Usage(format!(
+            "error: docker exporter does not currently support exporting manifest lists: --output type=docker (or --load) holds one platform's image, and this build is for {}; use --output type=oci,dest=FILE, --push, or one --platform",
+            shown.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 /// The hosts of `--output type=registry|image,…,registry.insecure=true` (BuildKit's option:

@@ -8,16 +8,18 @@ use anyhow::Context as _;
 
 use super::inputs::Inputs;
 use super::plan::Planned;
-use super::solve::{Session, Solved};
+use super::solve::{PlatformSolved, Session, Solved};
 use crate::cli::cache_spec::{CacheExportTarget, CacheMode};
 use crate::commands::Failure;
 use crate::export::push::Pushed;
 use crate::export::{assemble, image_annotations, write_outputs, BuiltImage};
+use crate::graph::platform::platform_string;
 use crate::progress::TargetSummary;
 use crate::remote_cache::export::{
-    cache_map, export_all, key_only_stages_for, stages_for, ExportInput,
+    cache_map, export_all, key_only_stages_for, stages_for, ExportInput, PlatformSteps,
 };
 use crate::solver::{lazy_blobs, StepOutcome};
+use rbuild_layers::image::Image;
 
 /// The images a build made and where they went.
 pub(super) struct Exported {
@@ -53,16 +55,20 @@ pub(super) fn export(
         });
     // Compressing the deferred layers a cache export carries runs beside the push too.
     let export_cache = || -> Result<(), Failure> {
-        let built_stages: BTreeSet<usize> = solved.states.keys().copied().collect();
+        let mut platforms = Vec::new();
+        for (i, p) in solved.platforms.iter().enumerate() {
+            platforms.push(PlatformSteps {
+                plan: &inputs.plans[i].plan,
+                built: p.states.keys().copied().collect(),
+                outcomes: exported_outcomes(inputs, i, p)?,
+            });
+        }
         let input = ExportInput {
             store,
             fetcher: &solved.fetcher,
-            imports: &solved.imports,
-            plan: &inputs.plan,
-            targets: &inputs.plan.targets,
-            outcomes: exported_outcomes(inputs, solved, &built_stages)?,
-            built: built_stages,
-            platform: platform(inputs),
+            imports: &solved.first().imports,
+            platforms,
+            platform: platforms_shown(inputs),
             progress,
         };
         export_all(&input, &opts.cache_to).map_err(|e| Failure::Build(e.into()))
@@ -104,21 +110,23 @@ pub(super) fn export(
     })
 }
 
-/// The steps a `--cache-to` may carry, with the deferred layers of the stages some export
-/// carries compressed (see `solver::lazy_blobs`; with the build's compression, as the layers
-/// of the images are).
+/// The steps of platform `i` a `--cache-to` may carry, with the deferred layers of the stages
+/// some export carries compressed (see `solver::lazy_blobs`; with the build's compression, as
+/// the layers of the images are).
 fn exported_outcomes(
     inputs: &Inputs,
-    solved: &Solved<'_>,
-    built: &BTreeSet<usize>,
+    i: usize,
+    solved: &PlatformSolved<'_>,
 ) -> Result<Vec<StepOutcome>, Failure> {
+    let plan = &inputs.plans[i].plan;
+    let built: BTreeSet<usize> = solved.states.keys().copied().collect();
     let outcomes = solved.engine.outcomes();
     let stages: BTreeSet<usize> = inputs
         .opts
         .cache_to
         .iter()
         .filter(|c| c.target != CacheExportTarget::Inline)
-        .flat_map(|c| stages_for(&inputs.plan, &inputs.plan.targets, c.mode, built))
+        .flat_map(|c| stages_for(plan, &plan.targets, c.mode, &built))
         .collect();
     if stages.is_empty() {
         return Ok(outcomes);
@@ -164,87 +172,41 @@ fn shown_as_step<T>(
     }
 }
 
-fn platform(inputs: &Inputs) -> String {
-    crate::graph::platform::platform_string(&inputs.opts.plan.platform)
+/// The build's platforms, as a cache map names them (comma-separated, in `--platform` order).
+fn platforms_shown(inputs: &Inputs) -> String {
+    inputs
+        .plans
+        .iter()
+        .map(|p| platform_string(&p.platform))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
-/// Assembles each target's image and tags it in the store.
+/// Assembles each target's image (one per platform, in an index when there are several) and
+/// tags it in the store.
 fn images(
     inputs: &Inputs,
     planned: &Planned,
     session: &Session,
     solved: &Solved<'_>,
 ) -> Result<(Vec<BuiltImage>, Vec<TargetSummary>), Failure> {
-    let plan = &inputs.plan;
     let store = &session.store;
-    let inline_cache = inputs
-        .opts
-        .cache_to
-        .iter()
-        .any(|c| c.target == CacheExportTarget::Inline);
-    let built_stages: BTreeSet<usize> = solved.states.keys().copied().collect();
     let mut built = Vec::new();
     let mut summaries = Vec::new();
-    let opts = solved.engine.opts;
-    for &t in &plan.targets {
-        let built_state = solved
-            .states
-            .get(&t)
-            .ok_or_else(|| Failure::Build(anyhow::anyhow!("target stage {t} was not built")))?;
-        // A layer this stage reached through a step record written where its compression was
-        // deferred is compressed now (see `solver::lazy_blobs`).
-        let mut state = (**built_state).clone();
-        let deferred = state.layers.iter().filter(|l| l.deferred).count();
-        state.layers = shown_as_step(&session.progress, deferred, || {
-            lazy_blobs::compressed_layers(
-                store,
-                &state.layers,
-                opts.compression,
-                opts.compression_level,
-            )
-        })?;
-        let state = &state;
-        let target = plan.stages[t].display_name();
+    for &t in &inputs.plan().targets {
+        let per_platform = solved
+            .platforms
+            .iter()
+            .enumerate()
+            .map(|(i, p)| platform_image(inputs, session, p, i, t))
+            .collect::<Result<Vec<_>, _>>()?;
+        let target = inputs.plan().stages[t].display_name();
         let names = planned.target_names.get(&t).cloned().unwrap_or_default();
-        let created = crate::export::image_time(state, inputs.epoch, inputs.clock_epoch());
-        let annotations = image_annotations(state, inputs.git.as_ref(), &created);
-        let image = if inline_cache {
-            // The image carries the cache map of its own steps (min mode), as BuildKit's
-            // inline cache does.
-            let stages = stages_for(plan, &[t], CacheMode::Min, &built_stages);
-            let key_only = key_only_stages_for(plan, &[t], CacheMode::Min, &built_stages);
-            let outcomes = lazy_blobs::compressed_outcomes(
-                store,
-                solved.engine.outcomes(),
-                &stages,
-                opts.compression,
-                opts.compression_level,
-            )
+        let user = inputs.opts.annotations.first().cloned().unwrap_or_default();
+        let image = crate::export::index_of(store, per_platform, &user)
             .map_err(|e| Failure::Build(e.into()))?;
-            let map = cache_map(&outcomes, &stages, &key_only, &platform(inputs), false);
-            let mut with_cache = state.clone();
-            map.embed_in(&mut with_cache.config);
-            assemble(
-                store,
-                &with_cache,
-                annotations,
-                &inputs.opts.annotations,
-                &inputs.opts.labels,
-                &created,
-            )
-        } else {
-            assemble(
-                store,
-                state,
-                annotations,
-                &inputs.opts.annotations,
-                &inputs.opts.labels,
-                &created,
-            )
-        }
-        .map_err(|e| Failure::Build(e.into()))?;
         // Tags rbuild sets are marked as built here: FROM uses them without asking a registry.
-        let mut local_desc = image.manifest_descriptor.clone();
+        let mut local_desc = image.descriptor().clone();
         local_desc.annotations.insert(
             crate::solver::base::ORIGIN_ANNOTATION.to_string(),
             "build".to_string(),
@@ -255,15 +217,21 @@ fn images(
                 .with_context(|| format!("tagging {n} in the store"))
                 .map_err(Failure::Build)?;
         }
-        let size = image.manifest.layers.iter().map(|l| l.size).sum::<u64>()
-            + image.config_descriptor.size
-            + image.manifest_descriptor.size;
+        let images = image.images();
+        let size = images
+            .iter()
+            .map(|i| {
+                i.manifest.layers.iter().map(|l| l.size).sum::<u64>()
+                    + i.config_descriptor.size
+                    + i.manifest_descriptor.size
+            })
+            .sum::<u64>();
         summaries.push(TargetSummary {
             target: target.clone(),
-            digest: image.manifest_descriptor.digest.to_string(),
+            digest: image.descriptor().digest.to_string(),
             tags: names.iter().map(|n| n.familiar()).collect(),
             size,
-            layers: image.manifest.layers.len(),
+            layers: images.iter().map(|i| i.manifest.layers.len()).sum(),
             steps_cached: 0,
             steps_total: 0,
         });
@@ -274,4 +242,76 @@ fn images(
         });
     }
     Ok((built, summaries))
+}
+
+/// Assembles target `t`'s image for platform `i` of the build.
+fn platform_image(
+    inputs: &Inputs,
+    session: &Session,
+    solved: &PlatformSolved<'_>,
+    i: usize,
+    t: usize,
+) -> Result<Image, Failure> {
+    let plan = &inputs.plans[i].plan;
+    let store = &session.store;
+    let inline_cache = inputs
+        .opts
+        .cache_to
+        .iter()
+        .any(|c| c.target == CacheExportTarget::Inline);
+    let built_stages: BTreeSet<usize> = solved.states.keys().copied().collect();
+    let opts = solved.engine.opts;
+    let built_state = solved
+        .states
+        .get(&t)
+        .ok_or_else(|| Failure::Build(anyhow::anyhow!("target stage {t} was not built")))?;
+    // A layer this stage reached through a step record written where its compression was
+    // deferred is compressed now (see `solver::lazy_blobs`).
+    let mut state = (**built_state).clone();
+    let deferred = state.layers.iter().filter(|l| l.deferred).count();
+    state.layers = shown_as_step(&session.progress, deferred, || {
+        lazy_blobs::compressed_layers(
+            store,
+            &state.layers,
+            opts.compression,
+            opts.compression_level,
+        )
+    })?;
+    if inputs.opts.plan.platforms_given {
+        crate::export::set_target_platform(&mut state.config, &opts.platform);
+    }
+    let created = crate::export::image_time(&state, inputs.epoch, inputs.clock_epoch());
+    let annotations = image_annotations(&state, inputs.git.as_ref(), &created);
+    if inline_cache {
+        // The image carries the cache map of its own steps (min mode), as BuildKit's
+        // inline cache does.
+        let stages = stages_for(plan, &[t], CacheMode::Min, &built_stages);
+        let key_only = key_only_stages_for(plan, &[t], CacheMode::Min, &built_stages);
+        let outcomes = lazy_blobs::compressed_outcomes(
+            store,
+            solved.engine.outcomes(),
+            &stages,
+            opts.compression,
+            opts.compression_level,
+        )
+        .map_err(|e| Failure::Build(e.into()))?;
+        let map = cache_map(
+            &outcomes,
+            &stages,
+            &key_only,
+            &platform_string(&opts.platform),
+            false,
+        );
+        map.embed_in(&mut state.config);
+    }
+    let user = inputs.opts.annotations.get(i).cloned().unwrap_or_default();
+    assemble(
+        store,
+        &state,
+        annotations,
+        &user,
+        &inputs.opts.labels,
+        &created,
+    )
+    .map_err(|e| Failure::Build(e.into()))
 }

@@ -12,6 +12,7 @@ use super::inputs::Inputs;
 use crate::cli::cache_spec::{CacheExportSpec, CacheExportTarget, CacheMode};
 use crate::cli::output::{Destination, OutputKind};
 use crate::cli::BuildOptions;
+use crate::commands::plan::PlatformPlan;
 use crate::commands::Failure;
 use crate::export::ahead::stage_destinations;
 use crate::export::push::destinations;
@@ -21,7 +22,8 @@ use crate::solver::BuildRequest;
 
 /// What the build will make and where it goes.
 pub(super) struct Planned {
-    pub request: BuildRequest,
+    /// One per target platform, in `Inputs::plans` order.
+    pub requests: Vec<BuildRequest>,
     /// Each target stage's image names.
     pub target_names: BTreeMap<usize, Vec<Reference>>,
     /// Stage → (registry host, repository) its layers are uploaded to while written.
@@ -29,11 +31,15 @@ pub(super) struct Planned {
 }
 
 pub(super) fn plan(inputs: &Inputs) -> Result<Planned, Failure> {
-    let request = request(inputs)?;
+    let requests = inputs
+        .plans
+        .iter()
+        .map(|p| request(inputs, p))
+        .collect::<Result<Vec<_>, _>>()?;
     let target_names = target_names(inputs)?;
     let opts = &inputs.opts;
     let pushed_targets: Vec<(usize, (String, String))> = inputs
-        .plan
+        .plan()
         .targets
         .iter()
         .filter_map(|t| {
@@ -44,23 +50,32 @@ pub(super) fn plan(inputs: &Inputs) -> Result<Planned, Failure> {
             Some((*t, first))
         })
         .collect();
+    // A stage's layers go to the first repository of a target built from it, whichever
+    // platform's plan has it so.
+    let mut upload_ahead = BTreeMap::new();
+    for p in &inputs.plans {
+        for (stage, dest) in stage_destinations(&p.plan, &pushed_targets) {
+            upload_ahead.entry(stage).or_insert(dest);
+        }
+    }
     Ok(Planned {
-        request,
+        requests,
         target_names,
-        upload_ahead: stage_destinations(&inputs.plan, &pushed_targets),
+        upload_ahead,
     })
 }
 
-fn request(inputs: &Inputs) -> Result<BuildRequest, Failure> {
+fn request(inputs: &Inputs, p: &PlatformPlan) -> Result<BuildRequest, Failure> {
     let opts = &inputs.opts;
     let first_output = opts.outputs.first();
     Ok(BuildRequest {
         registry: inputs.registry.clone(),
-        platform: opts.plan.platform.clone(),
-        platform_vars: inputs.platform_vars.clone(),
+        platform: p.platform.clone(),
+        show_platform: inputs.multi_platform(),
+        platform_vars: p.platform_vars.clone(),
         build_args: inputs.build_args.clone(),
         no_cache: opts.no_cache,
-        no_cache_stages: no_cache_stages(&opts.no_cache_filter, &inputs.plan)?,
+        no_cache_stages: no_cache_stages(&opts.no_cache_filter, &p.plan)?,
         epoch: inputs.epoch,
         epoch_in_key: inputs.epoch_chosen,
         clock_epoch: inputs.clock_epoch(),
@@ -76,7 +91,7 @@ fn request(inputs: &Inputs) -> Result<BuildRequest, Failure> {
         ulimits: opts.ulimits.clone(),
         compression: first_output.map_or(Compression::Gzip, |o| o.compression),
         compression_level: first_output.and_then(|o| o.compression_level),
-        output_stages: output_stages(&inputs.plan, &opts.cache_to),
+        output_stages: output_stages(&p.plan, &opts.cache_to),
         normalize_modes: inputs.git.is_some(),
         secrets: opts.secrets.clone(),
         ssh: opts.ssh.clone(),
@@ -138,7 +153,7 @@ fn no_cache_stages(given: &[String], plan: &BuildPlan) -> Result<BTreeSet<usize>
 /// Each target's names, known before building (layers of pushed images are streamed to their
 /// first repository while they are written, see `export::ahead`).
 fn target_names(inputs: &Inputs) -> Result<BTreeMap<usize, Vec<Reference>>, Failure> {
-    let plan = &inputs.plan;
+    let plan = inputs.plan();
     let git = inputs.git.as_ref();
     let repo = default_repository(&repo_dir_name(&inputs.opts.plan.context, git));
     let default_tag = git.map(crate::git::default_tag);

@@ -32,16 +32,19 @@ pub(super) fn report(
         pushed,
     } = exported;
     let opts = &inputs.opts;
-    let plan = &inputs.plan;
-    // Remember this build for cache-miss explanations and `rbuild explain`.
-    let steps = solved.engine.step_records();
-    for (summary, &t) in summaries.iter_mut().zip(&plan.targets) {
-        let needed = stages_needed_by(plan, t);
-        let target_steps: Vec<_> = steps
-            .iter()
-            .filter(|s| needed.contains(&s.stage))
-            .cloned()
-            .collect();
+    // Remember this build for cache-miss explanations and `rbuild explain` (the steps of every
+    // platform: their stage names say which, see `BuildRequest::show_platform`).
+    for (summary, &t) in summaries.iter_mut().zip(&inputs.plan().targets) {
+        let mut target_steps = Vec::new();
+        for (p, s) in inputs.plans.iter().zip(&solved.platforms) {
+            let needed = stages_needed_by(&p.plan, t);
+            target_steps.extend(
+                s.engine
+                    .step_records()
+                    .into_iter()
+                    .filter(|s| needed.contains(&s.stage)),
+            );
+        }
         summary.steps_total = target_steps.len();
         summary.steps_cached = target_steps.iter().filter(|s| s.cached).count();
         let record = BuildRecord {
@@ -60,18 +63,22 @@ pub(super) fn report(
     let summary = BuildSummary {
         targets: summaries,
         wall_time: started.elapsed(),
-        imported_cache_steps: solved.imports.steps(),
+        imported_cache_steps: solved.imported_steps(),
         imported_cache_bytes: solved.fetcher.imported_bytes(),
     };
     if let Some(path) = &opts.metadata_file {
-        let isolation = solved.engine.isolation_choice();
+        let isolation = solved
+            .platforms
+            .iter()
+            .find_map(|p| p.engine.isolation_choice());
         write_metadata(path, &built, &pushed, &summary, isolation.as_ref())
             .map_err(Failure::Build)?;
     }
     if let Some(path) = &opts.iidfile {
-        // One target (checked with the options): its image ID is its config's digest.
+        // One target (checked with the options): its image ID is its config's digest (its
+        // index's, for several platforms, as buildx writes it).
         if let Some(b) = built.first() {
-            let id = b.image.config_descriptor.digest.to_string();
+            let id = b.image_id().to_string();
             atomic::write(path, id.as_bytes(), IIDFILE_WRITE)
                 .with_context(|| format!("writing --iidfile {}", path.display()))
                 .map_err(Failure::Build)?;
@@ -89,7 +96,7 @@ pub(super) fn report(
         // buildx's `none`: not even the digests.
     } else if opts.progress == ProgressMode::Quiet {
         for b in &built {
-            let _ = writeln!(out, "{}", b.image.manifest_descriptor.digest);
+            let _ = writeln!(out, "{}", b.digest());
         }
     } else {
         for p in &pushed {
@@ -124,12 +131,17 @@ fn write_metadata(
             .filter(|p| p.target == b.target)
             .map(|p| format!("{}@{}", p.reference, p.digest))
             .collect();
+        // For several platforms BuildKit writes the index's digest and descriptor, and no
+        // config digest (there is one per platform).
         let mut v = serde_json::json!({
-            "containerimage.digest": b.image.manifest_descriptor.digest.to_string(),
-            "containerimage.config.digest": b.image.config_descriptor.digest.to_string(),
-            "containerimage.descriptor": b.image.manifest_descriptor,
+            "containerimage.digest": b.digest().to_string(),
+            "containerimage.descriptor": b.image.descriptor(),
             "image.name": b.names.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","),
         });
+        if let rbuild_layers::image::ImageRoot::Single(i) = &b.image {
+            v["containerimage.config.digest"] =
+                serde_json::json!(i.config_descriptor.digest.to_string());
+        }
         if !pushed_refs.is_empty() {
             v["rbuild.pushed"] = serde_json::json!(pushed_refs);
         }

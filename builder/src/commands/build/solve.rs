@@ -1,7 +1,8 @@
 //! Phase 3 of a build, solving: opens the store and the progress output, wires the engine's
-//! seams (lazy layer fetches, `--cache-from` records, uploads ahead of a push) and runs the
-//! engine — once more without the imported cache if that cache named something it could not
-//! deliver.
+//! seams (lazy layer fetches, `--cache-from` records, uploads ahead of a push) and runs an
+//! engine per target platform — side by side when the CPU allows, sharing the steps they have
+//! in common — each once more without the imported cache if that cache named something it
+//! could not deliver.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use crate::lazy_pull::LayerFetcher;
 use crate::progress::{self, Progress};
 use crate::remote_cache::import::ImportedCaches;
 use crate::solver::inputs::{SecretSource, SecretSpec};
+use crate::solver::shared::Shared;
 use crate::solver::{BuildError, Engine, Seams, StageState};
 
 /// The store and progress output of one build.
@@ -47,11 +49,11 @@ pub(super) fn open(inputs: &Inputs, planned: &Planned) -> Result<Session, Failur
     // only by the sandbox that mounts them).
     let progress = progress::renderer(mode, Box::new(std::io::stderr()))
         .with_masks(secret_values(&opts.secrets));
-    note_skipped_in_context(inputs, &planned.request.context_skip, &progress);
+    note_skipped_in_context(inputs, &planned.requests[0].context_skip, &progress);
     for w in &inputs.warnings {
         progress.warn(w.clone());
     }
-    for unused in &inputs.plan.unused_build_args {
+    for unused in &inputs.plan().unused_build_args {
         progress.warn(format!(
             "build-arg {unused} was given but no ARG in the Dockerfile declares it"
         ));
@@ -59,14 +61,53 @@ pub(super) fn open(inputs: &Inputs, planned: &Planned) -> Result<Session, Failur
     Ok(Session { store, progress })
 }
 
-/// The engine after a successful run, and the seams it ran with.
-pub(super) struct Solved<'a> {
+/// One platform's engine after a successful run.
+pub(super) struct PlatformSolved<'a> {
     pub engine: Engine<'a>,
     pub states: BTreeMap<usize, Arc<StageState>>,
-    pub fetcher: Arc<LayerFetcher>,
     /// The imported caches the successful run used (none after a retry without them).
     pub imports: Arc<ImportedCaches>,
+}
+
+/// Every platform's engine after a successful run, and the seams they ran with.
+pub(super) struct Solved<'a> {
+    /// One per target platform, in `Inputs::plans` order.
+    pub platforms: Vec<PlatformSolved<'a>>,
+    pub fetcher: Arc<LayerFetcher>,
     pub ahead: Arc<UploadAhead>,
+}
+
+impl Solved<'_> {
+    /// The first platform's run (a single-platform build's only one).
+    pub fn first(&self) -> &PlatformSolved<'_> {
+        &self.platforms[0]
+    }
+
+    /// Steps taken from imported caches, over every platform (the platforms share one set of
+    /// imported caches unless one had to build again without them).
+    pub fn imported_steps(&self) -> usize {
+        let mut seen: Vec<*const ImportedCaches> = Vec::new();
+        let mut steps = 0;
+        for p in &self.platforms {
+            let ptr = Arc::as_ptr(&p.imports);
+            if !seen.contains(&ptr) {
+                seen.push(ptr);
+                steps += p.imports.steps();
+            }
+        }
+        steps
+    }
+}
+
+/// What the platforms of a build share while they are solved.
+struct Common {
+    registries: Arc<Registries>,
+    fetcher: Arc<LayerFetcher>,
+    ahead: Arc<UploadAhead>,
+    imports: Arc<ImportedCaches>,
+    shared: Arc<Shared>,
+    /// Outputs other than a registry need every layer's bytes here.
+    outputs_need_bytes: bool,
 }
 
 pub(super) fn solve<'a>(
@@ -87,36 +128,97 @@ pub(super) fn solve<'a>(
             UploadAhead::new(registries.clone(), planned.upload_ahead.clone())
         },
     );
-    let mut imports = Arc::new(if opts.cache_from.is_empty() {
+    let imports = Arc::new(if opts.cache_from.is_empty() {
         ImportedCaches::none()
     } else {
         ImportedCaches::load_in_background(
             opts.cache_from.clone(),
-            opts.plan.platform.clone(),
+            opts.plan.platforms.clone(),
             fetcher.clone(),
             progress.clone(),
         )
     });
-    // Outputs other than a registry need every layer's bytes here.
-    let outputs_need_bytes = opts
-        .outputs
-        .iter()
-        .any(|o| !matches!(o.kind, OutputKind::Registry { .. }));
+    let common = Common {
+        registries,
+        fetcher: fetcher.clone(),
+        ahead: ahead.clone(),
+        imports,
+        shared: Arc::new(Shared::default()),
+        outputs_need_bytes: opts
+            .outputs
+            .iter()
+            .any(|o| !matches!(o.kind, OutputKind::Registry { .. })),
+    };
+    let one = |i: usize| solve_platform(inputs, planned, session, &common, i);
+    // The platforms build side by side when the CPU allows (steps they share are built once,
+    // see `solver::shared`); `--isolation in-place` has one container root, so one at a time.
+    let side_by_side = inputs.multi_platform()
+        && opts.isolation != crate::executor::isolation::Isolation::InPlace
+        && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
+    let results: Vec<Result<PlatformSolved<'a>, Failure>> = if side_by_side {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..inputs.plans.len())
+                .map(|i| s.spawn(move || one(i)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(Failure::Build(anyhow::anyhow!(
+                            "a platform's build panicked"
+                        )))
+                    })
+                })
+                .collect()
+        })
+    } else {
+        let mut out = Vec::new();
+        for i in 0..inputs.plans.len() {
+            let r = one(i);
+            let failed = r.is_err();
+            out.push(r);
+            if failed {
+                break;
+            }
+        }
+        out
+    };
+    let platforms = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+    Ok(Solved {
+        platforms,
+        fetcher,
+        ahead,
+    })
+}
+
+/// Runs platform `i`'s engine — once more without the imported cache if that cache named
+/// something it could not deliver.
+fn solve_platform<'a>(
+    inputs: &'a Inputs,
+    planned: &'a Planned,
+    session: &'a Session,
+    common: &Common,
+    i: usize,
+) -> Result<PlatformSolved<'a>, Failure> {
+    let progress = &session.progress;
+    let plan = &inputs.plans[i].plan;
+    let mut imports = common.imports.clone();
     // Set once a round needed a layer the imported caches have by key only (at most one more
     // round follows, taking no such step).
     let mut key_only_refused = false;
     loop {
         let seams = Seams {
-            registries: registries.clone(),
-            layers: fetcher.clone(),
+            registries: common.registries.clone(),
+            layers: common.fetcher.clone(),
             imported: imports.clone(),
-            uploads: ahead.clone(),
+            uploads: common.ahead.clone(),
+            shared: common.shared.clone(),
         };
         let engine = Engine::new(
             &session.store,
             &inputs.df,
-            &inputs.plan,
-            &planned.request,
+            plan,
+            &planned.requests[i],
             progress.clone(),
             seams,
         )
@@ -124,8 +226,7 @@ pub(super) fn solve<'a>(
         let built = engine.run().and_then(|states| {
             // An image is made of real layers: one its target took from a cache by key only
             // sends the build round again, building that step.
-            let key_only = inputs
-                .plan
+            let key_only = plan
                 .targets
                 .iter()
                 .filter_map(|t| states.get(t))
@@ -136,8 +237,8 @@ pub(super) fn solve<'a>(
                     diff_id: l.diff_id.clone(),
                 });
             }
-            if outputs_need_bytes {
-                for t in &inputs.plan.targets {
+            if common.outputs_need_bytes {
+                for t in &plan.targets {
                     if let Some(s) = states.get(t) {
                         engine.fetch_layers(&s.layers)?;
                     }
@@ -147,12 +248,10 @@ pub(super) fn solve<'a>(
         });
         match built {
             Ok(states) => {
-                return Ok(Solved {
+                return Ok(PlatformSolved {
                     engine,
                     states,
-                    fetcher,
                     imports,
-                    ahead,
                 })
             }
             // A step taken by key only had to be built after all (BuildKit's mode=min cache

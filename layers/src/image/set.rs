@@ -1,0 +1,93 @@
+//! Multi-platform images: an image index over one stored image per platform (image-spec
+//! `image-index.md`), and [`ImageRoot`], what a build exports under a name — one image, or
+//! such an index.
+
+use std::collections::BTreeMap;
+
+use super::{put_checked, BlobSink, Image, ImageError, ImageIndex};
+use crate::{Descriptor, Digest, MediaType};
+
+/// An image index over single-platform images, all stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageSet {
+    pub index: ImageIndex,
+    pub index_descriptor: Descriptor,
+    /// In the index's order.
+    pub images: Vec<Image>,
+}
+
+impl ImageSet {
+    /// Stores an OCI index listing `images` in the order given, each by its manifest
+    /// descriptor (with its platform, and the annotations already on the descriptor), with
+    /// `annotations` on the index.
+    pub fn assemble(
+        images: Vec<Image>,
+        annotations: BTreeMap<String, String>,
+        sink: &dyn BlobSink,
+    ) -> Result<ImageSet, ImageError> {
+        let mut index = ImageIndex::new_oci();
+        index.manifests = images
+            .iter()
+            .map(|i| i.manifest_descriptor.clone())
+            .collect();
+        index.annotations = annotations;
+        let index_descriptor = put_checked(
+            sink,
+            &MediaType::OciImageIndex,
+            &index.to_canonical_json(),
+            "image index",
+        )?;
+        Ok(ImageSet {
+            index,
+            index_descriptor,
+            images,
+        })
+    }
+}
+
+/// What a build exports under a name: one image, or an index of several.
+#[derive(Debug, Clone, PartialEq)]
+// Few exist (one per built target), and the single image is the common case: boxing it would
+// only add an indirection to every use.
+#[allow(clippy::large_enum_variant)]
+pub enum ImageRoot {
+    Single(Image),
+    Multi(ImageSet),
+}
+
+impl ImageRoot {
+    /// The descriptor names point at: the manifest's, or the index's.
+    pub fn descriptor(&self) -> &Descriptor {
+        match self {
+            ImageRoot::Single(i) => &i.manifest_descriptor,
+            ImageRoot::Multi(s) => &s.index_descriptor,
+        }
+    }
+
+    /// Mutable access to [`ImageRoot::descriptor`] (for annotations only on the descriptor,
+    /// which change no digest).
+    pub fn descriptor_mut(&mut self) -> &mut Descriptor {
+        match self {
+            ImageRoot::Single(i) => &mut i.manifest_descriptor,
+            ImageRoot::Multi(s) => &mut s.index_descriptor,
+        }
+    }
+
+    /// The single-platform images, in index order.
+    pub fn images(&self) -> &[Image] {
+        match self {
+            ImageRoot::Single(i) => std::slice::from_ref(i),
+            ImageRoot::Multi(s) => &s.images,
+        }
+    }
+
+    /// Every blob the root references: the index (if any), then each image's blobs.
+    pub fn blob_digests(&self) -> Vec<&Digest> {
+        let mut out = Vec::new();
+        if let ImageRoot::Multi(s) = self {
+            out.push(&s.index_descriptor.digest);
+        }
+        out.extend(self.images().iter().flat_map(Image::blob_digests));
+        out
+    }
+}
