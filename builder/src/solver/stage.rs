@@ -8,6 +8,7 @@ use rbuild_layers::apply::{ApplyOptions, WhiteoutMode};
 use rbuild_layers::image::config::{History, ImageConfig};
 use rbuild_layers::snapshot::chain_id;
 use rbuild_layers::tar::{EntryKind as LayerKind, LayerEntry, LayerOptions, PathIndex};
+use rbuild_layers::Platform;
 use rbuild_layers::{Descriptor, Digest};
 use serde::{Deserialize, Serialize};
 
@@ -147,7 +148,10 @@ fn is_op(ins: &Instruction) -> bool {
 /// Per-stage bookkeeping while its steps run.
 struct Runner<'e, 'a> {
     engine: &'e Engine<'a>,
-    stage_label: String,
+    /// The stage's name in progress lines and build records.
+    name: String,
+    /// The stage's platform, when progress lines name it (a build for several platforms).
+    platform: Option<Platform>,
     step_no: usize,
     steps_total: usize,
     first_miss: Option<String>,
@@ -155,15 +159,66 @@ struct Runner<'e, 'a> {
 }
 
 impl Runner<'_, '_> {
-    fn step_name(&mut self, text: &str) -> (usize, String) {
+    /// The stage's label for a step with `args` in scope: its name, after its platform in a
+    /// build for several platforms — with BuildKit's `->arm64` when the step sees another
+    /// target platform in its `TARGET*` ARGs (`dockerfile2llb` `prefixCommand`), so that the
+    /// two platforms' steps of a `$BUILDPLATFORM` stage read apart once they differ.
+    fn stage_label(&self, args: &BTreeMap<String, String>) -> String {
+        match &self.platform {
+            Some(p) => format!(
+                "{}{} {}",
+                crate::graph::platform::platform_string(p),
+                cross_target(p, args),
+                self.name
+            ),
+            None => self.name.clone(),
+        }
+    }
+
+    /// The next step's position, progress label and stage label (see [`Runner::stage_label`]).
+    fn step_name(
+        &mut self,
+        text: &str,
+        args: &BTreeMap<String, String>,
+    ) -> (usize, String, String) {
         self.step_no += 1;
+        let stage = self.stage_label(args);
         (
             self.step_no - 1,
-            format!(
-                "[{} {}/{}] {}",
-                self.stage_label, self.step_no, self.steps_total, text
-            ),
+            format!("[{stage} {}/{}] {text}", self.step_no, self.steps_total),
+            stage,
         )
+    }
+}
+
+/// BuildKit's `formatTargetPlatform`: `->ARCH[/VARIANT]` (or `->OS/ARCH…` across systems) when
+/// the `TARGET*` ARGs in scope name another platform than the stage's own, else nothing.
+fn cross_target(stage: &Platform, args: &BTreeMap<String, String>) -> String {
+    let target = match args.get("TARGETPLATFORM") {
+        Some(t) => crate::graph::platform::parse_platform(t).ok(),
+        None => {
+            let (os, arch, variant) = (
+                args.get("TARGETOS"),
+                args.get("TARGETARCH"),
+                args.get("TARGETVARIANT"),
+            );
+            (os.is_some() || arch.is_some() || variant.is_some()).then(|| Platform {
+                os: os.cloned().unwrap_or_else(|| stage.os.clone()),
+                architecture: arch.cloned().unwrap_or_else(|| stage.architecture.clone()),
+                os_version: None,
+                variant: variant.cloned().filter(|v| !v.is_empty()),
+            })
+        }
+    };
+    match target {
+        Some(t) if t.os == stage.os && t.architecture != stage.architecture => match &t.variant {
+            Some(v) => format!("->{}/{v}", t.architecture),
+            None => format!("->{}", t.architecture),
+        },
+        Some(t) if t.os != stage.os => {
+            format!("->{}", crate::graph::platform::platform_string(&t))
+        }
+        _ => String::new(),
     }
 }
 
@@ -177,11 +232,9 @@ pub fn build_stage(engine: &Engine<'_>, i: usize) -> Result<StageState, BuildErr
 
     let mut runner = Runner {
         engine,
+        name: planned.display_name(),
         // BuildKit's `[linux/arm64 build 2/4]` when a build has several platforms.
-        stage_label: match engine.opts.show_platform {
-            true => format!("{platform} {}", planned.display_name()),
-            false => planned.display_name(),
-        },
+        platform: engine.opts.show_platform.then(|| stage_platform.clone()),
         step_no: 0,
         steps_total: 0,
         first_miss: None,
@@ -227,7 +280,8 @@ pub fn build_stage(engine: &Engine<'_>, i: usize) -> Result<StageState, BuildErr
             // ONBUILD triggers are known only once the base is resolved; the total is
             // corrected below (it only matters for the `[stage i/n]` labels).
             runner.steps_total = 1 + stage.instructions.iter().filter(|s| is_op(&s.node)).count();
-            let (idx, label) = runner.step_name(&format!("FROM {name}"));
+            let (idx, label, stage_label) =
+                runner.step_name(&format!("FROM {name}"), &BTreeMap::new());
             let step = engine.progress.step(&label);
             let cwd = engine.opts.workdir.clone();
             // Pulled bytes, reported every few MiB as they arrive from the parallel fetches.
@@ -261,7 +315,7 @@ pub fn build_stage(engine: &Engine<'_>, i: usize) -> Result<StageState, BuildErr
             let key = inputs.key();
             engine.record_step(StepRecord {
                 stage: i,
-                stage_name: runner.stage_label.clone(),
+                stage_name: stage_label,
                 index: idx,
                 name: format!("FROM {name}"),
                 key: key.clone(),
@@ -1092,7 +1146,7 @@ fn run_op_with(
     ) -> Result<Vec<LayerEntry>, BuildError>,
 ) -> Result<(), BuildError> {
     let engine = runner.engine;
-    let (idx, label) = runner.step_name(text);
+    let (idx, label, stage_label) = runner.step_name(text, &state.args);
     let step = engine.progress.step(label.clone());
     let by_definition = match &definition {
         Some(d) if !runner.no_cache => cached_by_definition(engine, d),
@@ -1139,7 +1193,7 @@ fn run_op_with(
             r
         }
         None => {
-            if let Some(prev) = engine.previous_step(&runner.stage_label, idx) {
+            if let Some(prev) = engine.previous_step(&stage_label, idx) {
                 let reason = if runner.no_cache {
                     "--no-cache was given".to_string()
                 } else {
@@ -1273,7 +1327,7 @@ fn run_op_with(
     });
     engine.record_step(StepRecord {
         stage: stage_index,
-        stage_name: runner.stage_label.clone(),
+        stage_name: stage_label,
         index: idx,
         name: text.to_string(),
         key,
@@ -1333,6 +1387,32 @@ fn working_dir(state: &StageState) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// BuildKit's `formatTargetPlatform` (`dockerfile2llb/convert.go`).
+    #[test]
+    fn a_step_seeing_another_target_platform_is_labelled_as_buildkit_labels_it() {
+        let p = |s: &str| crate::graph::platform::parse_platform(s).unwrap();
+        let args = |kv: &[(&str, &str)]| -> BTreeMap<String, String> {
+            kv.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let amd64 = p("linux/amd64");
+        assert_eq!(cross_target(&amd64, &args(&[])), "");
+        assert_eq!(
+            cross_target(&amd64, &args(&[("TARGETARCH", "arm64")])),
+            "->arm64"
+        );
+        assert_eq!(cross_target(&amd64, &args(&[("TARGETARCH", "amd64")])), "");
+        assert_eq!(
+            cross_target(&amd64, &args(&[("TARGETPLATFORM", "linux/arm/v7")])),
+            "->arm/v7"
+        );
+        assert_eq!(
+            cross_target(&amd64, &args(&[("TARGETOS", "windows")])),
+            "->windows/amd64"
+        );
+    }
 
     #[test]
     fn rfc3339_formats_epochs() {

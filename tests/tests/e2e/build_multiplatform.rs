@@ -256,6 +256,13 @@ fn the_build_platform_stage_runs_natively_and_its_shared_steps_are_built_once() 
     .success();
     // The shared step's output appears once: the other platform waited and took it.
     assert_eq!(r.stderr.matches("SHAREDRAN").count(), 1, "{}", r.stderr);
+    // Once TARGETARCH is in scope the builder's steps differ, and BuildKit labels them so.
+    assert!(
+        r.stderr
+            .contains("[linux/amd64->arm64 build 3/3] RUN echo \"$TARGETARCH\" > /target"),
+        "{}",
+        r.stderr
+    );
     // BuildKit's local exporter layout for several platforms: a directory per platform.
     for (dir_name, target, runs_on) in [
         ("linux_amd64", "amd64", "x86_64"),
