@@ -154,11 +154,29 @@ pub fn debian_base_context(rootfs: &Path, ctx: &Path) -> Result<(), String> {
 /// made once per suite run under `RBUILD_TEST_SCRATCH` (else once per machine, under the
 /// temporary directory), whichever test binary asks first.
 pub fn debian_rootfs() -> Result<PathBuf, String> {
+    debian_rootfs_with("bookworm", "ca-certificates,uidmap", false)
+}
+
+/// A Debian bookworm minbase with C compilers for amd64 and arm64 (`gcc`,
+/// `gcc-aarch64-linux-gnu` and their static C libraries), for the cross-compilation test; made
+/// as [`debian_rootfs`] is, without the downloaded packages, documentation and translations.
+pub fn debian_cross_rootfs() -> Result<PathBuf, String> {
+    debian_rootfs_with(
+        "bookworm-cross",
+        "ca-certificates,gcc,libc6-dev,gcc-aarch64-linux-gnu,libc6-dev-arm64-cross",
+        true,
+    )
+}
+
+/// A debootstrap minbase tree with `include`, named `rbuild-tests-debian-NAME` (see
+/// [`debian_rootfs`] for where and how often); `slim`: without the downloaded packages,
+/// documentation and translations.
+fn debian_rootfs_with(name: &str, include: &str, slim: bool) -> Result<PathBuf, String> {
     let parent = std::env::var_os("RBUILD_TEST_SCRATCH")
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
-    let dest = parent.join("rbuild-tests-debian-bookworm");
-    let lock = std::fs::File::create(parent.join("rbuild-tests-debian-bookworm.lock"))
+    let dest = parent.join(format!("rbuild-tests-debian-{name}"));
+    let lock = std::fs::File::create(parent.join(format!("rbuild-tests-debian-{name}.lock")))
         .map_err(|e| format!("lock file: {e}"))?;
     // SAFETY: flock on a file we hold open; released when it is closed.
     if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
@@ -167,18 +185,30 @@ pub fn debian_rootfs() -> Result<PathBuf, String> {
     if dest.join(".complete").exists() {
         return Ok(dest);
     }
-    let partial = parent.join("rbuild-tests-debian-bookworm.partial");
+    let partial = parent.join(format!("rbuild-tests-debian-{name}.partial"));
     let _ = std::fs::remove_dir_all(&partial);
     check(
         run(Command::new("debootstrap")
             .args([
                 "--variant=minbase",
-                "--include=ca-certificates,uidmap",
+                &format!("--include={include}"),
                 "bookworm",
             ])
             .arg(&partial)),
         "debootstrap",
     )?;
+    // What no test reads: the downloaded packages, documentation and translations.
+    let dropped = [
+        "var/cache/apt/archives",
+        "usr/share/doc",
+        "usr/share/man",
+        "usr/share/locale",
+    ];
+    for dir in dropped.iter().filter(|_| slim) {
+        let d = partial.join(dir);
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).map_err(|e| e.to_string())?;
+    }
     add_host_cas(&partial)?;
     let _ = std::fs::remove_dir_all(&dest);
     std::fs::rename(&partial, &dest).map_err(|e| e.to_string())?;
