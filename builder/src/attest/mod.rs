@@ -38,3 +38,18 @@ pub enum AttestError {
     #[error("failed to assemble the attestation manifest")]
     Assemble(#[source] ImageError),
 }
+
+/// Which attestations a build attaches to the images it pushes (`--sbom`, `--provenance`,
+/// `--attest`), as the CLI resolved them (buildx's defaults applied).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AttestRequest {
+    pub sbom: bool,
+    pub provenance: Option<provenance::Mode>,
+}
+
+impl AttestRequest {
+    /// Whether any attestation is asked for.
+    pub fn any(&self) -> bool {
+        self.sbom || self.provenance.is_some()
+    }
+}

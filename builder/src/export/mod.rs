@@ -3,6 +3,7 @@
 
 pub mod ahead;
 pub mod annotation;
+pub mod attest;
 pub mod engine;
 pub mod push;
 pub mod spec;
@@ -125,6 +126,9 @@ pub struct BuiltImage {
     pub target: String,
     pub image: Image,
     pub names: Vec<Reference>,
+    /// With attestations (`export::attest`): the index listing the image and its attestation
+    /// manifest, pushed in place of the image manifest.
+    pub attested: Option<rbuild_layers::Descriptor>,
 }
 
 fn out_dest(d: &Destination) -> OutDest {

@@ -130,21 +130,16 @@ pub fn push_images(
                 fetch_missing: Some(&fetch),
                 sent_ahead: &ahead,
             };
-            let report = match rbuild_registry::push::push_with(
-                &reg,
-                store,
-                &repo,
-                &b.image.manifest_descriptor,
-                &tags,
-                &opts,
-            ) {
-                Ok(r) => r,
-                Err(e) => {
-                    step.failed(&e);
-                    return Err(fail(e));
-                }
-            };
-            let digest = b.image.manifest_descriptor.digest.clone();
+            let root = b.attested.as_ref().unwrap_or(&b.image.manifest_descriptor);
+            let report =
+                match rbuild_registry::push::push_with(&reg, store, &repo, root, &tags, &opts) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        step.failed(&e);
+                        return Err(fail(e));
+                    }
+                };
+            let digest = root.digest.clone();
             step.log(
                 LogStream::Stdout,
                 format!(
