@@ -114,6 +114,28 @@ fn sbom_and_max_provenance_are_attached_without_changing_the_image() {
         &meta,
     );
     let index = skopeo_raw(&attested);
+    // The metadata file names what was pushed, the index (as buildx reports it).
+    let index_digest = metadata(&meta)["containerimage.digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let head = registry_http::request(
+        &reg,
+        "HEAD",
+        "/v2/e2e/attest/manifests/v1",
+        &[("Accept", "application/vnd.oci.image.index.v1+json")],
+        b"",
+    );
+    assert_eq!(
+        head.header("docker-content-digest"),
+        Some(index_digest.as_str())
+    );
+    assert_ne!(index_digest, image_digest);
+    assert_eq!(
+        metadata(&meta)["containerimage.config.digest"],
+        m["config"]["digest"],
+        "the image ID is unchanged"
+    );
     let manifests = index["manifests"].as_array().expect("an index");
     assert_eq!(manifests.len(), 2, "{index}");
     assert_eq!(

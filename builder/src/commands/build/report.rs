@@ -124,10 +124,12 @@ fn write_metadata(
             .filter(|p| p.target == b.target)
             .map(|p| format!("{}@{}", p.reference, p.digest))
             .collect();
+        // With attestations the image is an index (BuildKit reports the index, as pushed).
+        let root = b.attested.as_ref().unwrap_or(&b.image.manifest_descriptor);
         let mut v = serde_json::json!({
-            "containerimage.digest": b.image.manifest_descriptor.digest.to_string(),
+            "containerimage.digest": root.digest.to_string(),
             "containerimage.config.digest": b.image.config_descriptor.digest.to_string(),
-            "containerimage.descriptor": b.image.manifest_descriptor,
+            "containerimage.descriptor": root,
             "image.name": b.names.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","),
         });
         if !pushed_refs.is_empty() {
