@@ -101,6 +101,10 @@ fn sbom_and_max_provenance_are_attached_without_changing_the_image() {
     assert!(m.get("layers").is_some(), "a manifest, not an index: {m}");
 
     // With them: an index holding the same image manifest, then its attestation manifest.
+    let canary = "attest-canary-5f1e2d";
+    let secret = dir.path().join("secret.txt");
+    std::fs::write(&secret, canary).unwrap();
+    let secret_flag = format!("id=npmtok,src={}", secret.display());
     rbuild_push(
         &store,
         &ctx,
@@ -110,6 +114,8 @@ fn sbom_and_max_provenance_are_attached_without_changing_the_image() {
             "--provenance=mode=max",
             "--build-arg",
             "GREETING=hi",
+            "--secret",
+            &secret_flag,
         ],
         &meta,
     );
@@ -262,6 +268,31 @@ fn sbom_and_max_provenance_are_attached_without_changing_the_image() {
         ),
         String::from_utf8(dockerfile).unwrap().trim()
     );
+    // A secret's id is recorded, never its value (raw or base64) in any attestation.
+    assert_eq!(
+        jq_blob(
+            &reg,
+            repo,
+            &prov,
+            d,
+            ".predicate.buildDefinition.externalParameters.request.secrets[0].id"
+        ),
+        "npmtok"
+    );
+    let b64 = run(Command::new("sh").args(["-c", "printf %s \"$0\" | base64", canary]))
+        .success()
+        .stdout
+        .trim()
+        .to_string();
+    assert!(!b64.is_empty());
+    for blob in [&sbom, &prov] {
+        let r = registry_http::request(&reg, "GET", &format!("/v2/{repo}/blobs/{blob}"), &[], b"");
+        let text = String::from_utf8_lossy(&r.body);
+        assert!(
+            !text.contains(canary) && !text.contains(&b64),
+            "secret value in {blob}"
+        );
+    }
 }
 
 #[test]
