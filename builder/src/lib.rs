@@ -8,6 +8,7 @@
 //! source of; `progress` shows what happens; `git` reads the context's commit for tags, labels
 //! and reproducible timestamps. ARCHITECTURE.md draws the layers.
 
+pub mod attest;
 pub mod cli;
 pub mod commands;
 pub mod context;

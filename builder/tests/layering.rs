@@ -27,6 +27,8 @@ const LAYERS: &[(&str, u32)] = &[
     // the remote cache's import/export, outputs and push (with uploads ahead).
     ("lazy_pull", 4),
     ("remote_cache", 5),
+    // Attestations (SBOM, provenance) of built images; `export` puts them in an index.
+    ("attest", 5),
     ("export", 6),
     // Flags into validated options, then the subcommands that compose everything.
     ("cli", 7),

@@ -97,6 +97,10 @@ fi
 # Repositories of this run, apart from any other run's on a shared registry.
 ns=crash-$$-$RANDOM
 
+# Pushed digests are compared: no default provenance (whose times differ per build), as buildx's
+# BUILDX_NO_DEFAULT_ATTESTATIONS.
+export BUILDX_NO_DEFAULT_ATTESTATIONS="${BUILDX_NO_DEFAULT_ATTESTATIONS:-1}"
+
 # --- the base image (pushed, so that every build pulls it) and the build context ----------
 say "making the busybox base image $reg/$ns/base:1"
 base=$work/base

@@ -87,6 +87,10 @@ pub fn rbuild(store: &Path) -> Command {
         // The machine's /etc/containers/registries.conf never changes what a test builds
         // (mirror tests point this at their own file).
         .env("RBUILD_REGISTRIES_CONF", "/dev/null")
+        // buildx's default attestation (provenance mode=min on push) makes every pushed image
+        // an index; the tests that compare pushed digests predate it. The attestation tests
+        // (e2e `build_attestations`) remove this to test the default.
+        .env("BUILDX_NO_DEFAULT_ATTESTATIONS", "1")
         .env("NO_COLOR", "1");
     c
 }

@@ -222,6 +222,22 @@ pub struct BuildArgs {
     #[arg(long = "annotation", value_name = "[TYPE:]KEY=VALUE")]
     pub annotations: Vec<String>,
 
+    /// Attach an SBOM (SPDX, from the image's package databases) to pushed images: true,
+    /// false, or KEY=VALUE,… (shorthand for --attest type=sbom,…).
+    #[arg(long, value_name = "true|false|KEY=VALUE")]
+    pub sbom: Option<String>,
+
+    /// SLSA provenance for pushed images: true (mode=max), false, or mode=min|max (shorthand
+    /// for --attest type=provenance,…). Default, as buildx: mode=min, unless
+    /// BUILDX_NO_DEFAULT_ATTESTATIONS is true.
+    #[arg(long, value_name = "true|false|mode=min|max")]
+    pub provenance: Option<String>,
+
+    /// An attestation for pushed images: type=sbom|provenance[,disabled=true][,mode=min|max]
+    /// (repeatable). Never on --load images, never changing the image's manifest digest.
+    #[arg(long = "attest", value_name = "type=…")]
+    pub attest: Vec<String>,
+
     /// Write the image ID (its config digest, as `docker buildx build --iidfile`) to FILE.
     #[arg(long = "iidfile", value_name = "FILE")]
     pub iidfile: Option<PathBuf>,

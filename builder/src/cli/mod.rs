@@ -4,6 +4,7 @@
 
 pub mod annotation;
 pub mod args;
+pub mod attest;
 pub mod cache_spec;
 pub mod csv;
 pub mod git_context;

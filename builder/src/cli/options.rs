@@ -134,6 +134,8 @@ pub struct BuildOptions {
     pub annotations: Vec<crate::export::annotation::UserAnnotations>,
     /// `--iidfile`, absolute.
     pub iidfile: Option<PathBuf>,
+    /// `--sbom`, `--provenance`, `--attest`, with buildx's defaults.
+    pub attest: crate::attest::AttestRequest,
     /// `--pull`: every base from its registry.
     pub pull: bool,
     /// `--add-host`, parsed.
@@ -592,6 +594,14 @@ impl BuildOptions {
             labels,
             annotations,
             iidfile,
+            attest: super::attest::attest_request(
+                &a.attest,
+                a.sbom.as_deref(),
+                a.provenance.as_deref(),
+                std::env::var("BUILDX_NO_DEFAULT_ATTESTATIONS")
+                    .ok()
+                    .as_deref(),
+            )?,
             pull: a.pull,
             extra_hosts: a
                 .add_hosts

@@ -3,6 +3,7 @@
 
 pub mod ahead;
 pub mod annotation;
+pub mod attest;
 pub mod engine;
 pub mod push;
 pub mod spec;
@@ -148,6 +149,9 @@ pub struct BuiltImage {
     pub target: String,
     pub image: ImageRoot,
     pub names: Vec<Reference>,
+    /// With attestations (`export::attest`): the index listing the image and its attestation
+    /// manifest, pushed in place of the image manifest.
+    pub attested: Option<rbuild_layers::Descriptor>,
 }
 
 impl BuiltImage {
@@ -155,6 +159,14 @@ impl BuiltImage {
     /// `containerimage.digest`.
     pub fn digest(&self) -> &rbuild_layers::Digest {
         &self.image.descriptor().digest
+    }
+
+    /// What a push sends and tags: the index with attestations when there are any, else
+    /// [`ImageRoot::descriptor`].
+    pub fn pushed_root(&self) -> &rbuild_layers::Descriptor {
+        self.attested
+            .as_ref()
+            .unwrap_or_else(|| self.image.descriptor())
     }
 
     /// The image ID buildx's `--iidfile` holds: the config's digest for one platform, the

@@ -141,21 +141,16 @@ pub fn push_images(
                 fetch_missing: Some(&fetch),
                 sent_ahead: &ahead,
             };
-            let report = match rbuild_registry::push::push_with(
-                &reg,
-                store,
-                &repo,
-                b.image.descriptor(),
-                &tags,
-                &opts,
-            ) {
-                Ok(r) => r,
-                Err(e) => {
-                    step.failed(&e);
-                    return Err(fail(e));
-                }
-            };
-            let digest = b.digest().clone();
+            let root = b.pushed_root();
+            let report =
+                match rbuild_registry::push::push_with(&reg, store, &repo, root, &tags, &opts) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        step.failed(&e);
+                        return Err(fail(e));
+                    }
+                };
+            let digest = root.digest.clone();
             step.log(
                 LogStream::Stdout,
                 format!(

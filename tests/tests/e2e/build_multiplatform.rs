@@ -568,3 +568,92 @@ fn an_explicit_target_platform_labels_the_image_as_buildkit_does() {
         );
     }
 }
+
+/// Attestations of a two-platform push, as BuildKit lays them out: the index lists both image
+/// manifests, then an attestation manifest per platform pointing at its image; each platform's
+/// statements name its own manifest, and its SBOM lists its own busybox.
+#[test]
+fn a_two_platform_push_attests_each_platforms_image() {
+    let dir = scratch();
+    let Some((reg, base)) = setup(dir.path(), "e2e-mp-attest") else {
+        return;
+    };
+    if !have_tool("jq") {
+        return;
+    }
+    let ctx = dir.path().join("ctx");
+    write_tree(
+        &ctx,
+        &[
+            ("Dockerfile", &format!("FROM {base}\nCOPY f /f\n")),
+            ("f", "f\n"),
+        ],
+    );
+    let name = format!("{reg}/e2e-mp-attest/app:1");
+    build(
+        &dir.path().join("store"),
+        &ctx,
+        &[
+            "--platform",
+            BOTH,
+            "--tag",
+            &name,
+            "--push",
+            "--sbom=true",
+            "--provenance=mode=max",
+        ],
+    )
+    .success();
+    let index = skopeo_raw(&name);
+    let m = index["manifests"].as_array().unwrap();
+    assert_eq!(m.len(), 4, "{index}");
+    for (i, arch) in [(0, "amd64"), (1, "arm64")] {
+        assert_eq!(m[i]["platform"]["architecture"], arch);
+        let att = &m[i + 2];
+        assert_eq!(att["platform"]["architecture"], "unknown");
+        assert_eq!(
+            att["annotations"]["vnd.docker.reference.digest"], m[i]["digest"],
+            "{index}"
+        );
+        let am = skopeo_raw(&format!(
+            "{reg}/e2e-mp-attest/app@{}",
+            att["digest"].as_str().unwrap()
+        ));
+        for layer in am["layers"].as_array().unwrap() {
+            let digest = layer["digest"].as_str().unwrap();
+            let r = rbuild_tests::registry_http::request(
+                &reg,
+                "GET",
+                &format!("/v2/e2e-mp-attest/app/blobs/{digest}"),
+                &[],
+                b"",
+            );
+            assert_eq!(r.status, 200);
+            let file = dir.path().join(digest.replace(':', "-"));
+            std::fs::write(&file, &r.body).unwrap();
+            let jq = |filter: &str| {
+                run(Command::new("jq").args(["-r", filter]).arg(&file))
+                    .success()
+                    .stdout
+                    .trim()
+                    .to_string()
+            };
+            assert_eq!(
+                format!("sha256:{}", jq(".subject[0].digest.sha256")),
+                m[i]["digest"].as_str().unwrap()
+            );
+            assert!(
+                jq(".subject[0].name").ends_with(&format!("platform=linux%2F{arch}")),
+                "{}",
+                jq(".subject[0].name")
+            );
+            if jq(".predicateType") == "https://slsa.dev/provenance/v1" {
+                let deps = jq(".predicate.buildDefinition.resolvedDependencies[].uri");
+                assert!(
+                    deps.contains(&format!("platform=linux%2F{arch}")),
+                    "{arch}: {deps}"
+                );
+            }
+        }
+    }
+}

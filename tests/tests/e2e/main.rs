@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod build_add_remote;
+mod build_attestations;
 mod build_buildkit_parity;
 mod build_buildx_flags;
 mod build_buildx_io;

@@ -2,6 +2,7 @@
 //! inputs ([`inputs`]), plan ([`plan`]), solve ([`solve`]), export ([`outputs`]) and report
 //! ([`report`]). Usage errors come from the first two, before anything is written.
 
+mod attest;
 mod inputs;
 mod outputs;
 mod plan;
@@ -31,6 +32,6 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
     let planned = plan::plan(&inputs)?;
     let session = solve::open(&inputs, &planned)?;
     let solved = solve::solve(&inputs, &planned, &session)?;
-    let exported = outputs::export(&inputs, &planned, &session, &solved)?;
+    let exported = outputs::export(&inputs, &planned, &session, &solved, started)?;
     report::report(&inputs, &session, &solved, exported, started)
 }

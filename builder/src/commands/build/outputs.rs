@@ -34,14 +34,17 @@ pub(super) fn export(
     planned: &Planned,
     session: &Session,
     solved: &Solved<'_>,
+    started: std::time::Instant,
 ) -> Result<Exported, Failure> {
-    let (built, summaries) = images(inputs, planned, session, solved)?;
+    let (mut built, summaries) = images(inputs, planned, session, solved)?;
     let opts = &inputs.opts;
     let store = &session.store;
     let progress = &session.progress;
     let source_date_epoch = inputs.epoch_chosen.then_some(inputs.epoch);
     write_outputs(store, &built, &opts.outputs, source_date_epoch)
         .map_err(|e| Failure::Build(e.into()))?;
+    // Attestations go with pushed images only, after the other outputs are written.
+    super::attest::attach(inputs, session, solved, &mut built, started)?;
     // The layers streamed while building: the last ones may still be on their way.
     let ahead_report = solved.ahead.finish(store);
     // Pushing the images and exporting the cache run side by side, except when the cache goes
@@ -239,6 +242,7 @@ fn images(
             target,
             image,
             names,
+            attested: None,
         });
     }
     Ok((built, summaries))

@@ -132,10 +132,12 @@ fn write_metadata(
             .map(|p| format!("{}@{}", p.reference, p.digest))
             .collect();
         // For several platforms BuildKit writes the index's digest and descriptor, and no
-        // config digest (there is one per platform).
+        // config digest (there is one per platform); with attestations the pushed index (an
+        // index of the image manifests and their attestation manifests), as buildx reports it.
+        let root = b.pushed_root();
         let mut v = serde_json::json!({
-            "containerimage.digest": b.digest().to_string(),
-            "containerimage.descriptor": b.image.descriptor(),
+            "containerimage.digest": root.digest.to_string(),
+            "containerimage.descriptor": root,
             "image.name": b.names.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","),
         });
         if let rbuild_layers::image::ImageRoot::Single(i) = &b.image {
