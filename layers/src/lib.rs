@@ -13,6 +13,7 @@ pub mod media_type;
 pub mod oci_layout;
 #[cfg(feature = "oci-spec")]
 pub mod oci_spec;
+pub mod platform;
 pub mod whiteout;
 
 pub use descriptor::{Descriptor, Platform};

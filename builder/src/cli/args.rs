@@ -247,6 +247,17 @@ pub struct BuildArgs {
     #[arg(long)]
     pub pull: bool,
 
+    /// buildx's builder instance. rbuild has none (every build runs here, in this process): the
+    /// name is accepted, so that `docker buildx build` command lines run unchanged, and noted.
+    #[arg(long, value_name = "NAME")]
+    pub builder: Option<String>,
+
+    /// An entitlement, as `docker buildx build --allow`: `network.host` (RUN --network=host,
+    /// which rbuild always permits) is accepted; `security.insecure` is refused (RUN steps
+    /// always run in the sandbox).
+    #[arg(long = "allow", value_name = "ENTITLEMENT")]
+    pub allow: Vec<String>,
+
     /// Import build cache: type=registry,ref=…, type=local,src=…, or an image reference.
     #[arg(long = "cache-from", value_name = "SPEC")]
     pub cache_from: Vec<String>,

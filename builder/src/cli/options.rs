@@ -451,6 +451,28 @@ fn check_shm_size(shm_size: Option<u64>, isolation: IsolationMode) -> Result<(),
     Ok(())
 }
 
+/// `--allow` (buildx's entitlements): `network.host` is what rbuild always permits (a `RUN
+/// --network=host` step); `security.insecure` would run steps outside the sandbox, which rbuild
+/// never does — refused, so that nothing is built differently from what was asked.
+fn check_entitlements(allow: &[String]) -> Result<(), UsageError> {
+    for e in allow.iter().flat_map(|a| a.split(',')).map(str::trim) {
+        match e {
+            "" | "network.host" => {}
+            "security.insecure" => {
+                return Err(UsageError::Value(
+                    "--allow security.insecure: rbuild runs every RUN step in its sandbox and grants no insecure entitlement; remove the flag (and any RUN --security=insecure)".into(),
+                ))
+            }
+            other => {
+                return Err(UsageError::Value(format!(
+                    "--allow {other}: unknown entitlement (buildx's are network.host and security.insecure)"
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The `--annotation`s for the image of each platform (in `platforms`' order). Every build
 /// writes an image (to the store at least) unless all its outputs are `type=local` or
 /// `type=tar`.
@@ -572,6 +594,7 @@ impl BuildOptions {
             .map(|l| parse_label(l))
             .collect::<Result<Vec<_>, _>>()?;
         let annotations = annotations(a, &plan.platforms, &outputs)?;
+        check_entitlements(&a.allow)?;
         let iidfile = a.iidfile.as_deref().map(absolute).transpose()?;
         if iidfile.is_some() {
             check_iidfile(&plan, &outputs)?;

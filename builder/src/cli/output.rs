@@ -89,7 +89,7 @@ impl std::str::FromStr for OutputSpec {
                 "dest, tar, name, compression, compression-level, force-compression, oci-mediatypes"
             }
             "registry" | "image" => {
-                "name, push, push-by-digest, registry.insecure, compression, compression-level, force-compression, oci-mediatypes"
+                "name, push, push-by-digest, name-canonical, registry.insecure, compression, compression-level, force-compression, oci-mediatypes"
             }
             "local" | "tar" => "dest",
             _ => return Err(OutputSpecError::UnknownType(kind)),
@@ -107,6 +107,7 @@ impl std::str::FromStr for OutputSpec {
         };
         let mut push = kind == "registry";
         let mut push_by_digest = false;
+        let mut name_canonical = false;
         let mut insecure = false;
         for (key, value) in &pairs {
             let allowed_here = key == "type" || allowed.split(", ").any(|a| a == key);
@@ -143,6 +144,7 @@ impl std::str::FromStr for OutputSpec {
                 "oci-mediatypes" => spec.oci_media_types = parse_bool(&kind, key, value)?,
                 "push" => push = parse_bool(&kind, key, value)?,
                 "push-by-digest" => push_by_digest = parse_bool(&kind, key, value)?,
+                "name-canonical" => name_canonical = parse_bool(&kind, key, value)?,
                 "registry.insecure" => insecure = parse_bool(&kind, key, value)?,
                 _ => {}
             }
@@ -217,6 +219,7 @@ impl std::str::FromStr for OutputSpec {
                 OutputKind::Registry {
                     push_by_digest,
                     insecure,
+                    name_canonical,
                 }
             }
         };
@@ -298,7 +301,8 @@ mod tests {
             s.kind,
             OutputKind::Registry {
                 push_by_digest: true,
-                insecure: false
+                insecure: false,
+                name_canonical: false
             }
         );
         assert_eq!(s.names.len(), 2);
@@ -306,14 +310,16 @@ mod tests {
             parse("type=image,name=localhost/x,push=true").kind,
             OutputKind::Registry {
                 push_by_digest: false,
-                insecure: false
+                insecure: false,
+                name_canonical: false
             }
         );
         assert_eq!(
             parse("type=image,name=reg.example/x,push=true,registry.insecure=true").kind,
             OutputKind::Registry {
                 push_by_digest: false,
-                insecure: true
+                insecure: true,
+                name_canonical: false
             }
         );
         assert!(matches!(

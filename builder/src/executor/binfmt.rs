@@ -231,8 +231,8 @@ fn emulation_in(
     if is_native(platform, host) {
         return Ok(Emulation::Native);
     }
-    let shown = crate::graph::platform::platform_string(platform);
-    let host_shown = crate::graph::platform::platform_string(host);
+    let shown = rbuild_layers::platform::platform_string(platform);
+    let host_shown = rbuild_layers::platform::platform_string(host);
     let arch = platform.architecture.clone();
     let Some((ident, _)) = elf_ident(&arch) else {
         return Err(EmulationError::UnknownArch {
@@ -367,7 +367,7 @@ pub fn install(arches: &[String]) -> Result<Vec<Installed>, InstallError> {
         arches
             .iter()
             .map(|a| {
-                let qemu = crate::graph::platform::parse_platform(&format!("linux/{a}"))
+                let qemu = rbuild_layers::platform::parse_platform(&format!("linux/{a}"))
                     .ok()
                     .and_then(|p| qemu_name(&p.architecture))
                     .ok_or_else(|| InstallError::UnknownArch(a.clone()))?;
@@ -411,7 +411,7 @@ pub fn install(arches: &[String]) -> Result<Vec<Installed>, InstallError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::platform::parse_platform;
+    use rbuild_layers::platform::parse_platform;
 
     fn p(s: &str) -> Platform {
         parse_platform(s).unwrap()

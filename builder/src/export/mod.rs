@@ -169,12 +169,13 @@ impl BuiltImage {
             .unwrap_or_else(|| self.image.descriptor())
     }
 
-    /// The image ID buildx's `--iidfile` holds: the config's digest for one platform, the
-    /// index's digest for several.
+    /// The image ID buildx's `--iidfile` holds: the config's digest for one platform, else the
+    /// digest of the index it pushed (with attestations, the attested one): buildx writes the
+    /// exporter's `containerimage.config.digest` when there is one, else `containerimage.digest`.
     pub fn image_id(&self) -> &rbuild_layers::Digest {
         match &self.image {
             ImageRoot::Single(i) => &i.config_descriptor.digest,
-            ImageRoot::Multi(s) => &s.index_descriptor.digest,
+            ImageRoot::Multi(_) => &self.pushed_root().digest,
         }
     }
 }

@@ -30,6 +30,9 @@ pub enum OutputKind {
     Registry {
         push_by_digest: bool,
         insecure: bool,
+        /// BuildKit's `name-canonical=true`: `--metadata-file`'s `image.name` also lists each
+        /// name as `repository@digest`.
+        name_canonical: bool,
     },
     /// The final filesystem, flattened into a directory.
     Local(PathBuf),

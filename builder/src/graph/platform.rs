@@ -7,8 +7,9 @@
 //! automatic platform ARGs), and normalised as containerd does (`x86_64` is `amd64`, `arm64/v8`
 //! is `arm64`).
 //!
-//! It also owns the platform strings: [`parse_platform`] and [`platform_string`] (the CLI and
-//! the engine both use them; they live here, below the CLI).
+//! The platform strings ([`parse_platform`], [`platform_string`], [`host_platform`]) live with
+//! the `Platform` type in `rbuild_layers::platform` (the sandbox uses them too); they are
+//! re-exported here for the CLI and the engine.
 
 use std::collections::BTreeMap;
 
@@ -18,62 +19,7 @@ use rbuild_layers::Platform;
 use crate::dockerfile::expand::expand_word;
 use crate::dockerfile::Dockerfile;
 
-/// Parses `os/arch[/variant]` and normalises architecture aliases as containerd does.
-pub fn parse_platform(s: &str) -> Result<Platform, String> {
-    let parts: Vec<&str> = s.trim().split('/').collect();
-    let (os, arch, variant) = match parts.as_slice() {
-        [os, arch] => (*os, *arch, None),
-        [os, arch, variant] => (*os, *arch, Some(*variant)),
-        _ => {
-            return Err(format!(
-                "platform {s:?} must be os/arch[/variant], e.g. linux/amd64 or linux/arm64/v8"
-            ))
-        }
-    };
-    if os.is_empty() || arch.is_empty() || variant == Some("") {
-        return Err(format!("platform {s:?} has an empty part"));
-    }
-    let os = os.to_ascii_lowercase();
-    let (arch, variant) = normalize_arch(&arch.to_ascii_lowercase(), variant);
-    Ok(Platform {
-        architecture: arch,
-        os,
-        os_version: None,
-        variant,
-    })
-}
-
-fn normalize_arch(arch: &str, variant: Option<&str>) -> (String, Option<String>) {
-    let variant = variant.map(str::to_ascii_lowercase);
-    match arch {
-        "x86_64" | "x86-64" | "amd64" => ("amd64".into(), variant.filter(|v| v != "v1")),
-        "aarch64" | "arm64" => ("arm64".into(), variant.filter(|v| v != "v8")),
-        "armhf" => ("arm".into(), Some("v7".into())),
-        "armel" => ("arm".into(), Some("v6".into())),
-        "arm" => ("arm".into(), Some(variant.unwrap_or_else(|| "v7".into()))),
-        "i386" | "i686" | "386" => ("386".into(), variant),
-        other => (other.to_string(), variant),
-    }
-}
-
-/// The platform rbuild itself runs on.
-pub fn host_platform() -> Platform {
-    let (arch, variant) = normalize_arch(std::env::consts::ARCH, None);
-    Platform {
-        architecture: arch,
-        os: "linux".into(),
-        os_version: None,
-        variant,
-    }
-}
-
-/// Formats a platform as `os/arch[/variant]`.
-pub fn platform_string(p: &Platform) -> String {
-    match &p.variant {
-        Some(v) => format!("{}/{}/{}", p.os, p.architecture, v),
-        None => format!("{}/{}", p.os, p.architecture),
-    }
-}
+pub use rbuild_layers::platform::{host_platform, parse_platform, platform_string};
 
 /// The platform each stage is built for, BuildKit's rules (`dockerfile2llb/convert.go`): a
 /// stage `FROM` another stage is on that stage's platform (`dispatchState.init`: its own
@@ -141,27 +87,6 @@ pub(super) fn target_of(vars: &BTreeMap<String, String>) -> Platform {
 mod tests {
     use super::*;
     use crate::graph::{global_scope, platform_args, BuildPlan};
-
-    #[test]
-    fn platforms_normalise_like_containerd() {
-        let p = parse_platform("linux/x86_64").unwrap();
-        assert_eq!(platform_string(&p), "linux/amd64");
-        assert_eq!(
-            platform_string(&parse_platform("linux/aarch64").unwrap()),
-            "linux/arm64"
-        );
-        assert_eq!(
-            platform_string(&parse_platform("linux/arm64/v8").unwrap()),
-            "linux/arm64"
-        );
-        assert_eq!(
-            platform_string(&parse_platform("linux/arm").unwrap()),
-            "linux/arm/v7"
-        );
-        assert!(parse_platform("linux").is_err());
-        assert!(parse_platform("linux/").is_err());
-        assert!(parse_platform("a/b/c/d").is_err());
-    }
 
     /// Each stage's platform in the plan for `target`, built on linux/amd64.
     fn platforms(dockerfile: &str, target: &str) -> Result<Vec<String>, PlanError> {

@@ -18,6 +18,7 @@ mod build_lazy_blobs;
 mod build_multiplatform;
 mod build_multistage;
 mod build_outputs;
+mod build_push_action;
 mod build_store_in_context;
 mod cache_copy_from;
 mod cache_import;

@@ -77,9 +77,14 @@ pub(super) fn resolve(a: &BuildArgs) -> Result<Inputs, Failure> {
         dockerfile: df,
         plans,
         build_args,
-        warnings,
+        mut warnings,
         ..
     } = load_plan(&opts.plan)?;
+    if let Some(b) = &a.builder {
+        warnings.push(format!(
+            "note: --builder {b}: rbuild has no builder instances; this build runs here"
+        ));
+    }
     check_platforms(&opts, &plans)?;
 
     // A build that talks to a registry needs the system's TLS roots before its first request:

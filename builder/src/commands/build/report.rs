@@ -71,8 +71,15 @@ pub(super) fn report(
             .platforms
             .iter()
             .find_map(|p| p.engine.isolation_choice());
-        write_metadata(path, &built, &pushed, &summary, isolation.as_ref())
-            .map_err(Failure::Build)?;
+        write_metadata(
+            path,
+            &built,
+            &opts.outputs,
+            &pushed,
+            &summary,
+            isolation.as_ref(),
+        )
+        .map_err(Failure::Build)?;
     }
     if let Some(path) = &opts.iidfile {
         // One target (checked with the options): its image ID is its config's digest (its
@@ -121,6 +128,7 @@ fn stages_needed_by(plan: &crate::graph::BuildPlan, target: usize) -> BTreeSet<u
 fn write_metadata(
     path: &Path,
     built: &[BuiltImage],
+    outputs: &[crate::export::spec::OutputSpec],
     pushed: &[Pushed],
     summary: &BuildSummary,
     isolation: Option<&crate::executor::isolation::Choice>,
@@ -138,7 +146,7 @@ fn write_metadata(
         let mut v = serde_json::json!({
             "containerimage.digest": root.digest.to_string(),
             "containerimage.descriptor": root,
-            "image.name": b.names.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","),
+            "image.name": image_names(b, outputs).join(","),
         });
         if let rbuild_layers::image::ImageRoot::Single(i) = &b.image {
             v["containerimage.config.digest"] =
@@ -170,6 +178,34 @@ fn write_metadata(
     atomic::write(path, &bytes, METADATA_WRITE)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+/// BuildKit's `image.name`: the image's names (`--tag`, and `name=` of its image outputs), each
+/// once; with `name-canonical=true` on an output, its names as `repository@digest` too.
+fn image_names(b: &BuiltImage, outputs: &[crate::export::spec::OutputSpec]) -> Vec<String> {
+    use crate::export::spec::OutputKind;
+    let mut names: Vec<String> = b.names.iter().map(|n| n.to_string()).collect();
+    let mut add = |n: String| {
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    };
+    for o in outputs {
+        for n in &o.names {
+            add(n.to_string());
+        }
+        if let OutputKind::Registry {
+            name_canonical: true,
+            ..
+        } = o.kind
+        {
+            for n in &o.names {
+                let base = format!("{}/{}", n.registry(), n.repository());
+                add(format!("{base}@{}", b.pushed_root().digest));
+            }
+        }
+    }
+    names
 }
 
 /// How `--iidfile` is written: as `std::fs::write` would (buildx's 0644 under the usual umask),
