@@ -1,4 +1,10 @@
-//! `rbuild check`: parse and validate the Dockerfile, print the build plan, build nothing.
+//! `rbuild check`: parse and validate the Dockerfile, print the build plan and the build
+//! checks' report (in buildx's `--call check` format), build nothing.
+//!
+//! Unlike `rbuild build --check` (which exits 1 when a check fires, as buildx does), `rbuild
+//! check` exits 0 with warnings: it is the plan inspector, and a warning does not make the
+//! plan wrong. It fails (exit 1) when `error=true` turns the warnings into an error, as a
+//! build would.
 
 use std::io::Write;
 
@@ -7,19 +13,22 @@ use crate::cli::args::CheckArgs;
 use crate::cli::PlanOptions;
 use crate::graph::Base;
 
-use super::plan::{load_plan, LoadedPlan};
+use super::plan::{check_file_name, load_plan, run_checks, LoadedPlan};
+use crate::lint;
 
 pub fn run(a: &CheckArgs) -> Result<(), Failure> {
     // `check` has no --store; standard input (`-f -`, context `-`) is unpacked in the store
     // RBUILD_STORE names, else the default one.
     let store = std::env::var_os("RBUILD_STORE").map(std::path::PathBuf::from);
     let opts = PlanOptions::from_args(&a.plan, store.as_deref())?;
+    let loaded = load_plan(&opts)?;
+    let report = run_checks(&loaded, &opts, opts.targets.is_empty())?;
     let LoadedPlan {
         dockerfile,
         plan,
-        warnings,
+        source,
         ..
-    } = load_plan(&opts)?;
+    } = &loaded;
     let mut out = String::new();
     out.push_str(&format!("Dockerfile: {}\n", opts.dockerfile_shown()));
     let targets: Vec<String> = plan
@@ -73,9 +82,12 @@ pub fn run(a: &CheckArgs) -> Result<(), Failure> {
             "warning: build-arg {unused} is not declared by any ARG\n"
         ));
     }
-    for w in &warnings {
-        out.push_str(&format!("warning: {w}\n"));
-    }
+    out.push('\n');
+    let file = check_file_name(a.plan.file.as_deref(), &opts);
+    out.push_str(&lint::report::check_output(&report, &file, source));
     let _ = std::io::stdout().lock().write_all(out.as_bytes());
-    Ok(())
+    match report.violation() {
+        Some(v) => Err(Failure::Build(anyhow::anyhow!(v))),
+        None => Ok(()),
+    }
 }

@@ -452,7 +452,12 @@ impl BuildPlan {
             .collect();
         let unused_build_args = build_args
             .keys()
-            .filter(|k| !declared.contains(k.as_str()) && !is_proxy_arg(k))
+            // BUILDKIT_DOCKERFILE_CHECK configures the build checks, not the Dockerfile.
+            .filter(|k| {
+                !declared.contains(k.as_str())
+                    && !is_proxy_arg(k)
+                    && k.as_str() != crate::lint::CHECK_BUILD_ARG
+            })
             .cloned()
             .collect();
         Ok(BuildPlan {

@@ -1,7 +1,10 @@
 //! `rbuild build` (the default command), in five phases, each its own module: resolve the
 //! inputs ([`inputs`]), plan ([`plan`]), solve ([`solve`]), export ([`outputs`]) and report
 //! ([`report`]). Usage errors come from the first two, before anything is written.
+//! `--call`/`--check` stop after the inputs ([`call`]); under the build checks'
+//! `error=true`, a check that fired stops the build once its warnings are shown.
 
+mod call;
 mod inputs;
 mod outputs;
 mod plan;
@@ -16,6 +19,9 @@ use crate::cli::args::BuildArgs;
 pub fn run(a: &BuildArgs) -> Result<(), Failure> {
     let started = Instant::now();
     let inputs = inputs::resolve(a)?;
+    if let Some(call) = &inputs.call {
+        return call::run(&inputs, call);
+    }
     // A failed build leaves no image ID of an earlier one behind (as buildx).
     if let Some(p) = &inputs.opts.iidfile {
         match std::fs::remove_file(p) {
@@ -30,6 +36,10 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
     }
     let planned = plan::plan(&inputs)?;
     let session = solve::open(&inputs, &planned)?;
+    // `error=true`: the checks' warnings (just shown) fail the build before any step runs.
+    if let Some(violation) = inputs.checks.violation() {
+        return Err(Failure::Build(anyhow::anyhow!(violation)));
+    }
     let solved = solve::solve(&inputs, &planned, &session)?;
     let exported = outputs::export(&inputs, &planned, &session, &solved)?;
     report::report(&inputs, &session, &solved, exported, started)
