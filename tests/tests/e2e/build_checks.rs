@@ -215,3 +215,31 @@ fn rbuild_rules_look_at_the_context() {
         assert!(r.stdout.contains(expected), "no {expected:?} in {}", r.stdout);
     }
 }
+
+#[test]
+fn call_outline_shows_the_targets_args_secrets_and_ssh() {
+    let dir = context(
+        "# GO_VERSION is the Go release\nARG GO_VERSION=1.22\nARG UNUSED=x\nFROM scratch AS base\n# binary is the program\nFROM base AS binary\n# VERSION the version stamped in\nARG VERSION=dev\nARG GO_VERSION\nRUN --mount=type=secret,id=npm_token,required=true --mount=type=ssh true\n",
+    );
+    let r = run(rbuild(&dir.path().join("store"))
+        .arg("build")
+        .arg(dir.path().join("ctx"))
+        .args(["--call", "outline", "--build-arg", "VERSION=1.2"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stdout,
+        "TARGET:      binary\n\
+         DESCRIPTION: is the program\n\
+         \n\
+         BUILD ARG    VALUE   DESCRIPTION\n\
+         GO_VERSION   1.22    is the Go release\n\
+         VERSION      1.2     the version stamped in\n\
+         \n\
+         SECRET      REQUIRED\n\
+         npm_token   true\n\
+         \n\
+         SSH       REQUIRED\n\
+         default   \n\
+         \n"
+    );
+}

@@ -1,7 +1,8 @@
 //! `--call METHOD` (and `--check`): evaluate the build instead of building it, as buildx's
 //! `--call` does with BuildKit's frontend subrequests. `check` prints the build checks
 //! (`frontend.lint`) and exits 1 when one fired; `targets` lists the stages with their
-//! descriptions (`frontend.targets`). Options after a comma as buildx's `ParseCallFunc`:
+//! descriptions (`frontend.targets`); `outline` shows the build args, secrets and ssh agents
+//! the target uses (`frontend.outline`, in [`super::outline`]). Options after a comma as buildx's `ParseCallFunc`:
 //! `format=json` prints the subrequest's JSON result instead, `ignorestatus=true` exits 0.
 
 use std::io::Write;
@@ -17,6 +18,8 @@ use crate::lint::Report;
 pub const CHECK: &str = "check";
 /// The targets method.
 pub const TARGETS: &str = "targets";
+/// The outline method.
+pub const OUTLINE: &str = "outline";
 
 /// A parsed `--call` value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,9 +59,9 @@ impl CallFunc {
         }
         match f.name.as_str() {
             "" | "build" => Ok(None),
-            CHECK | TARGETS => Ok(Some(f)),
+            CHECK | TARGETS | OUTLINE => Ok(Some(f)),
             other => Err(usage(format!(
-                "unknown method {other:?}: rbuild supports build, check and targets"
+                "unknown method {other:?}: rbuild supports build, check, outline and targets"
             ))),
         }
     }
@@ -76,6 +79,15 @@ pub(super) fn run(inputs: &Inputs, call: &CallFunc) -> Result<(), Failure> {
             },
             0,
         ),
+        OUTLINE => {
+            let o = super::outline::outline(inputs);
+            let text = if json {
+                format!("{:#}\n", super::outline::json(&o, &inputs.source))
+            } else {
+                super::outline::text(&o)
+            };
+            (text, 0)
+        }
         _ => {
             let r = &inputs.checks;
             let status = i32::from(!r.warnings.is_empty());
@@ -138,7 +150,7 @@ fn lint_results(r: &Report, file: &str, source: &str) -> serde_json::Value {
         "sources": [{
             "filename": file,
             "language": "Dockerfile",
-            "data": base64::engine::general_purpose::STANDARD.encode(source.as_bytes()),
+            "data": base64(source),
         }],
     })
 }
@@ -154,8 +166,7 @@ struct Target<'a> {
     line: usize,
 }
 
-/// BuildKit's `getDocComment`: the first comment line above the FROM that starts with the
-/// stage's name and a space; the rest of it.
+/// The stages, each described by BuildKit's `getDocComment` of its FROM.
 fn targets(inputs: &Inputs) -> Vec<Target<'_>> {
     let df = &inputs.df;
     let last = df.stages.len().saturating_sub(1);
@@ -163,15 +174,11 @@ fn targets(inputs: &Inputs) -> Vec<Target<'_>> {
         .iter()
         .map(|s| {
             let name = s.name.as_deref().unwrap_or("");
-            let description = (!name.is_empty())
-                .then(|| df.facts_at(s.from.line))
-                .flatten()
-                .and_then(|f| {
-                    f.comments
-                        .iter()
-                        .find_map(|c| c.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
-                })
-                .unwrap_or("");
+            let description = if name.is_empty() {
+                ""
+            } else {
+                super::outline::doc_comment(df.facts_at(s.from.line), name)
+            };
             Target {
                 name,
                 description,
@@ -211,9 +218,13 @@ fn targets_text(inputs: &Inputs) -> String {
     out
 }
 
-/// `targets.List` (`format=json`).
+/// Bytes as Go's encoding/json writes a `[]byte`.
+pub(super) fn base64(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
+}
+
+/// `targets.List` (`format=json`); `sources` holds the Dockerfile's text.
 fn targets_json(inputs: &Inputs) -> serde_json::Value {
-    let file = &inputs.check_file;
     let list: Vec<serde_json::Value> = targets(inputs)
         .iter()
         .map(|t| {
@@ -236,7 +247,7 @@ fn targets_json(inputs: &Inputs) -> serde_json::Value {
         .collect();
     serde_json::json!({
         "targets": list,
-        "sources": [file],
+        "sources": [base64(&inputs.source)],
     })
 }
 

@@ -6,6 +6,7 @@
 
 mod call;
 mod inputs;
+mod outline;
 mod outputs;
 mod plan;
 mod report;
