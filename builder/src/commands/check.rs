@@ -22,7 +22,12 @@ pub fn run(a: &CheckArgs) -> Result<(), Failure> {
     let store = std::env::var_os("RBUILD_STORE").map(std::path::PathBuf::from);
     let opts = PlanOptions::from_args(&a.plan, store.as_deref())?;
     let loaded = load_plan(&opts)?;
-    let report = run_checks(&loaded, &opts, opts.targets.is_empty())?;
+    // The store is never part of the context (as in a build).
+    let skip: Vec<std::path::PathBuf> = crate::cli::options::store_dir(store.as_deref())
+        .ok()
+        .into_iter()
+        .collect();
+    let report = run_checks(&loaded, &opts, opts.targets.is_empty(), &skip)?;
     let LoadedPlan {
         dockerfile,
         plan,

@@ -70,12 +70,14 @@ pub fn check_file_name(given: Option<&Path>, opts: &PlanOptions) -> String {
 
 /// Runs the build checks (`crate::lint`) on a loaded plan: every stage when `all_stages`
 /// (`--call check` without `--target`, as BuildKit's lint), else the stages the targets need.
-/// An invalid check configuration is a usage error, as BuildKit's "failed to parse check
+/// `skip`: paths the context scan leaves out (the store, outputs). An invalid check
+/// configuration is a usage error, as BuildKit's "failed to parse check
 /// options".
 pub fn run_checks(
     loaded: &LoadedPlan,
     opts: &PlanOptions,
     all_stages: bool,
+    skip: &[std::path::PathBuf],
 ) -> Result<lint::Report, Failure> {
     let build_arg_names: Vec<&str> = opts.build_args.iter().map(|a| a.key.as_str()).collect();
     let local = opts.context.is_dir() && opts.git_context.is_none();
@@ -87,6 +89,7 @@ pub fn run_checks(
         platform_vars: &loaded.platform_vars,
         all_stages,
         context: local.then_some((opts.context.as_path(), opts.dockerfile.as_path())),
+        skip,
     };
     lint::run(&input).map_err(|e| {
         let what = if loaded.build_args.contains_key(lint::CHECK_BUILD_ARG) {

@@ -107,7 +107,7 @@ pub struct Stage {
     pub instructions: Vec<Spanned<Instruction>>,
 }
 
-/// What the build checks (`crate::lint`) read about one instruction beyond its typed form:
+/// What the build checks (the `lint` module) read about one instruction beyond its typed form:
 /// how it was spelled and what surrounds it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SourceFacts {

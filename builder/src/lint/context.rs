@@ -86,7 +86,7 @@ fn secret_files(input: &Input<'_>, dir: &std::path::Path, rules: &IgnoreRules, s
         return;
     }
     // The scan is metadata only (no file is read) and leaves out what the ignore file does.
-    let Ok(ctx) = Context::scan(dir, rules, None) else {
+    let Ok(ctx) = Context::scan_skipping(dir, rules, None, input.skip) else {
         return;
     };
     for (line, keyword, sources) in copies {
@@ -165,6 +165,7 @@ mod tests {
             platform_vars: &pv,
             all_stages: true,
             context: Some((dir, &dockerfile)),
+            skip: &[],
         };
         run(&input)
             .unwrap()

@@ -150,13 +150,10 @@ impl Dispatch<'_, '_> {
     }
 
     /// UndefinedVar for the variables an expansion missed (`reportUnmatchedVariables`).
-    fn unmatched(&mut self, config: &Config, at: Lines, rec: &Recorder<'_>) {
-        let missed: Vec<String> = rec
-            .unmatched
-            .borrow()
-            .iter()
-            .filter(|v| !self.state.declared.contains(*v) && !NON_ENV_ARGS.contains(&v.as_str()))
-            .cloned()
+    fn unmatched(&mut self, config: &Config, at: Lines, missed: BTreeSet<String>) {
+        let missed: Vec<String> = missed
+            .into_iter()
+            .filter(|v| !self.state.declared.contains(v) && !NON_ENV_ARGS.contains(&v.as_str()))
             .collect();
         for var in missed {
             let hint = suggest(&var, self.state.vars.keys().map(String::as_str));
@@ -195,10 +192,10 @@ impl Dispatch<'_, '_> {
         let expanded = match ins {
             Instruction::Arg(_) | Instruction::Run(_) => None,
             _ => {
-                let vars = self.state.vars.clone();
-                let rec = Recorder::new(&vars);
+                let rec = Recorder::new(&self.state.vars);
                 let out = ins.expand(&rec, escape).ok();
-                self.unmatched(&config, at, &rec);
+                let missed = rec.unmatched.into_inner();
+                self.unmatched(&config, at, missed);
                 out
             }
         };
@@ -210,10 +207,10 @@ impl Dispatch<'_, '_> {
                     let value = if let Some(v) = self.input.build_args.get(&def.name) {
                         Some(v.clone())
                     } else if let Some(d) = &def.default {
-                        let vars = self.state.vars.clone();
-                        let rec = Recorder::new(&vars);
+                        let rec = Recorder::new(&self.state.vars);
                         let v = expand_word(d, &rec, escape).ok();
-                        self.unmatched(&config, at, &rec);
+                        let missed = rec.unmatched.into_inner();
+                        self.unmatched(&config, at, missed);
                         v
                     } else {
                         self.input.plan.global_vars.get(&def.name).cloned()

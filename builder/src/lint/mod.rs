@@ -31,9 +31,7 @@ use crate::graph::BuildPlan;
 pub use directive::{Config, ConfigError};
 pub use rules::Rule;
 
-/// The build argument that replaces the Dockerfile's `# check=` directive (BuildKit's
-/// `build-arg:BUILDKIT_DOCKERFILE_CHECK`).
-pub const CHECK_BUILD_ARG: &str = "BUILDKIT_DOCKERFILE_CHECK";
+pub use crate::graph::CHECK_BUILD_ARG;
 
 /// Source lines a warning is about, 1-based and inclusive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -89,6 +87,9 @@ pub struct Input<'a> {
     /// The local context directory and the Dockerfile, for the rules that look at the
     /// context's files and `.dockerignore`; `None` for a context that is not a directory.
     pub context: Option<(&'a Path, &'a Path)>,
+    /// Paths inside the context the build never reads (its store, its outputs): left out of
+    /// the context scan, as the build's own scan leaves them out.
+    pub skip: &'a [std::path::PathBuf],
 }
 
 /// The checks' outcome.
@@ -219,6 +220,7 @@ pub(crate) mod testing {
             platform_vars: &pv,
             all_stages: targets.is_empty(),
             context: None,
+            skip: &[],
         };
         run(&input).expect("valid check configuration")
     }

@@ -75,7 +75,12 @@ pub(super) fn resolve(a: &BuildArgs) -> Result<Inputs, Failure> {
     // `--call check` without --target checks every stage, as BuildKit's lint does.
     let all_stages =
         call.as_ref().is_some_and(|c| c.name == super::call::CHECK) && opts.plan.targets.is_empty();
-    let checks = run_checks(&loaded, &opts.plan, all_stages)?;
+    let checks = run_checks(
+        &loaded,
+        &opts.plan,
+        all_stages,
+        &super::plan::context_skip(&opts),
+    )?;
     let check_file = check_file_name(a.plan.file.as_deref(), &opts.plan);
     let LoadedPlan {
         dockerfile: df,
