@@ -122,11 +122,11 @@ impl Report {
 /// Collects what fired, under the configuration in effect where it fired.
 pub(crate) struct Sink {
     pub base: Config,
-    warnings: Vec<Warning>,
+    pub(crate) warnings: Vec<Warning>,
 }
 
 impl Sink {
-    fn new(base: Config) -> Sink {
+    pub(crate) fn new(base: Config) -> Sink {
         Sink {
             base,
             warnings: Vec::new(),

@@ -256,6 +256,20 @@ mod tests {
     }
 
     #[test]
+    fn duplicate_stage_names_on_a_dockerfile_built_in_memory() {
+        // rbuild's parser refuses a duplicate name, so the Dockerfile is assembled here.
+        let mut df = crate::dockerfile::parse("FROM scratch AS b\nFROM scratch AS c\n").unwrap();
+        df.stages[1].name = Some("b".into());
+        let mut sink = crate::lint::Sink::new(crate::lint::Config::default());
+        super::check(&df, &mut sink);
+        let shorts: Vec<String> = sink.warnings.iter().map(|w| w.short()).collect();
+        assert_eq!(
+            shorts,
+            ["DuplicateStageName: Duplicate stage name \"b\", stage names should be unique (line 2)"]
+        );
+    }
+
+    #[test]
     fn maintainer_is_deprecated_unless_skipped_above_it() {
         assert_eq!(
             shorts("FROM scratch\nMAINTAINER me@example.org\n"),
