@@ -186,6 +186,34 @@ mod tests {
     }
 
     #[test]
+    fn copy_ignored_file_as_buildkit() {
+        let dir = tree(&["Dockerfile", "f"]);
+        std::fs::write(dir.path().join(".dockerignore"), "\nDockerfile\n").unwrap();
+        let src = "\nFROM scratch\nCOPY Dockerfile .\nADD Dockerfile /windy\nCOPY . /all\n";
+        insta::assert_snapshot!(shorts_in(dir.path(), src).join("\n"), @r#"
+        CopyIgnoredFile: Attempting to Copy file "Dockerfile" that is excluded by .dockerignore (line 3)
+        CopyIgnoredFile: Attempting to Add file "Dockerfile" that is excluded by .dockerignore (line 4)
+        "#);
+        let skipped = format!("# check=skip=CopyIgnoredFile\n{src}");
+        assert!(shorts_in(dir.path(), &skipped).is_empty());
+        // COPY --from reads a stage, not the context.
+        std::fs::write(dir.path().join(".dockerignore"), "foobar\n").unwrap();
+        let staged =
+            "FROM scratch AS base\nCOPY f /foobar\nFROM base\nCOPY --from=base /foobar /x\n";
+        assert!(shorts_in(dir.path(), staged).is_empty());
+        // With an exception the rule does not judge; `.` only when everything is excluded.
+        std::fs::write(dir.path().join(".dockerignore"), "**\n!Dockerfile\n").unwrap();
+        assert!(shorts_in(dir.path(), "FROM scratch\nCOPY ./Dockerfile .\n").is_empty());
+        std::fs::write(dir.path().join(".dockerignore"), ".*\n").unwrap();
+        assert!(shorts_in(dir.path(), "FROM scratch\nCOPY . .\n").is_empty());
+        std::fs::write(dir.path().join(".dockerignore"), "*\n").unwrap();
+        assert_eq!(
+            shorts_in(dir.path(), "FROM scratch\nCOPY . .\n"),
+            ["CopyIgnoredFile: Attempting to Copy file \".\" that is excluded by .dockerignore (line 2)"]
+        );
+    }
+
+    #[test]
     fn secret_file_names() {
         for n in [
             ".env",

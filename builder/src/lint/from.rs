@@ -253,5 +253,17 @@ mod tests {
             s,
             ["InvalidDefaultArgInFrom: Default value for ARG base${VERSION:+x}:$VERSION results in empty or invalid base image name (line 3)"]
         );
+        for valid in [
+            "ARG VERSION=\"latest\"\nFROM scratch AS busybox\nFROM busybox${VERSION:+}\n",
+            "ARG VARIANT\nFROM scratch AS stable\nFROM stable${VARIANT}\n",
+        ] {
+            let r = check_with(valid, &[], &[]);
+            assert!(
+                r.warnings
+                    .iter()
+                    .all(|w| w.rule.name != "InvalidDefaultArgInFrom"),
+                "{valid}"
+            );
+        }
     }
 }
