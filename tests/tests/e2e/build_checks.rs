@@ -243,3 +243,28 @@ fn call_outline_shows_the_targets_args_secrets_and_ssh() {
          \n"
     );
 }
+
+#[test]
+fn an_invalid_check_option_is_a_usage_error_naming_it() {
+    let dir = context("# check=skip\nFROM scratch\n");
+    let (ctx, store) = (dir.path().join("ctx"), dir.path().join("store"));
+    let r = build(&store, &ctx, &[]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains(r#"error: failed to parse check options: invalid check option "skip""#),
+        "{}",
+        r.stderr
+    );
+    let r = build(
+        &store,
+        &ctx,
+        &["--build-arg", "BUILDKIT_DOCKERFILE_CHECK=error=maybe"],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("failed to parse BUILDKIT_DOCKERFILE_CHECK: failed to parse check option \"error=maybe\""),
+        "{}",
+        r.stderr
+    );
+}
