@@ -8,7 +8,8 @@
 //!
 //! - [`dockerfile_parse`]: any text parses or yields diagnostics that render; spans are inside
 //!   the source; each instruction's canonical line re-parses to the same instruction; expanding
-//!   with no variables set does not panic.
+//!   with no variables set does not panic; the build checks run on what plans, each warning's
+//!   lines are inside the source, and their report renders.
 //! - [`dockerfile_expand`]: expansion of a word against a few variables stays within
 //!   [`EXPANSION_OUTPUT_LIMIT`], and leaves a word without quotes, escapes or `$` unchanged.
 //! - [`dockerignore`]: `.dockerignore` text compiles or is refused with an error, and the
@@ -67,6 +68,43 @@ pub fn dockerfile_parse(data: &[u8]) {
             assert_canonical_line_reparses(i, escape);
         }
     }
+    build_checks(&df, &src);
+}
+
+/// The build checks (`lint`) on a Dockerfile that plans: they never panic, point inside the
+/// source, and their buildx report and metadata render.
+fn build_checks(df: &crate::dockerfile::Dockerfile, src: &str) {
+    let platform = crate::graph::platform::parse_platform("linux/amd64").expect("valid");
+    let pv = crate::graph::platform_args(&platform, &platform);
+    let args = BTreeMap::new();
+    let Ok(plan) = crate::graph::BuildPlan::new(df, &[], &args, &pv) else {
+        return;
+    };
+    let input = crate::lint::Input {
+        dockerfile: df,
+        plan: &plan,
+        build_args: &args,
+        build_arg_names: Vec::new(),
+        platform_vars: &pv,
+        all_stages: true,
+        context: None,
+        skip: &[],
+    };
+    let Ok(report) = crate::lint::run(&input) else {
+        return;
+    };
+    let lines = src.split('\n').count();
+    for w in &report.warnings {
+        if let Some(at) = w.at {
+            assert!(
+                1 <= at.start && at.start <= at.end && at.end <= lines,
+                "{} points outside the source: {at:?}",
+                w.short()
+            );
+        }
+    }
+    let _ = crate::lint::report::check_output(&report, "Dockerfile", src);
+    let _ = crate::lint::report::metadata_warnings(&report, "Dockerfile", src);
 }
 
 /// The canonical one-line form (`display`) must parse back to the same instruction, as the

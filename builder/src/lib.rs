@@ -22,6 +22,7 @@ pub mod fuzz;
 pub mod git;
 pub mod graph;
 pub mod lazy_pull;
+pub mod lint;
 pub mod progress;
 pub mod remote_cache;
 pub mod sandbox_init;

@@ -23,6 +23,8 @@ const LAYERS: &[(&str, u32)] = &[
     ("executor", 2),
     ("sandbox_init", 2),
     ("solver", 3),
+    // The build checks: they read the Dockerfile, the plan and the context, before solving.
+    ("lint", 3),
     // Outside the engine, implementing its seams (`solver::seams`): layers fetched when needed,
     // the remote cache's import/export, outputs and push (with uploads ahead).
     ("lazy_pull", 4),

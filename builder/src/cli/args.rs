@@ -315,6 +315,17 @@ pub struct BuildArgs {
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
 
+    /// Evaluate the build instead of building, as buildx's --call: check (the build checks,
+    /// in buildx's format; exit 1 when one fires), outline (the build args, secrets and ssh
+    /// the target uses) or targets (the stages and their descriptions); build is the
+    /// default. Options after a comma: format=json, ignorestatus=true.
+    #[arg(long = "call", value_name = "METHOD", default_value = "build")]
+    pub call: String,
+
+    /// Shorthand for --call=check.
+    #[arg(long = "check")]
+    pub check: bool,
+
     /// Write build results (image digests, tags) as JSON to this file.
     #[arg(long = "metadata-file", value_name = "FILE")]
     pub metadata_file: Option<PathBuf>,

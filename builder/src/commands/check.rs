@@ -1,5 +1,11 @@
 //! `rbuild check`: parse and validate the Dockerfile, print the build plan (per target platform
-//! when there are several), build nothing.
+//! when there are several) and the build checks' report (in buildx's `--call check` format),
+//! build nothing.
+//!
+//! Unlike `rbuild build --check` (which exits 1 when a check fires, as buildx does), `rbuild
+//! check` exits 0 with warnings: it is the plan inspector, and a warning does not make the
+//! plan wrong. It fails (exit 1) when `error=true` turns the warnings into an error, as a
+//! build would.
 
 use std::io::Write;
 
@@ -10,7 +16,8 @@ use crate::dockerfile::Dockerfile;
 use crate::graph::platform::platform_string;
 use crate::graph::{Base, BuildPlan};
 
-use super::plan::{load_plan, LoadedPlan};
+use super::plan::{check_file_name, load_plan, run_checks, LoadedPlan};
+use crate::lint;
 
 pub fn run(a: &CheckArgs) -> Result<(), Failure> {
     // `check` has no --store; standard input (`-f -`, context `-`) is unpacked in the store
@@ -18,10 +25,16 @@ pub fn run(a: &CheckArgs) -> Result<(), Failure> {
     let store = std::env::var_os("RBUILD_STORE").map(std::path::PathBuf::from);
     let opts = PlanOptions::from_args(&a.plan, store.as_deref())?;
     let loaded = load_plan(&opts)?;
+    // The store is never part of the context (as in a build).
+    let skip: Vec<std::path::PathBuf> = crate::cli::options::store_dir(store.as_deref())
+        .ok()
+        .into_iter()
+        .collect();
+    let report = run_checks(&loaded, &opts, opts.targets.is_empty(), &skip)?;
     let LoadedPlan {
         dockerfile,
         plans,
-        warnings,
+        source,
         ..
     } = &loaded;
     let mut out = String::new();
@@ -40,11 +53,14 @@ pub fn run(a: &CheckArgs) -> Result<(), Failure> {
             "warning: build-arg {unused} is not declared by any ARG\n"
         ));
     }
-    for w in warnings {
-        out.push_str(&format!("warning: {w}\n"));
-    }
+    out.push('\n');
+    let file = check_file_name(a.plan.file.as_deref(), &opts);
+    out.push_str(&lint::report::check_output(&report, &file, source));
     let _ = std::io::stdout().lock().write_all(out.as_bytes());
-    Ok(())
+    match report.violation() {
+        Some(v) => Err(Failure::Build(anyhow::anyhow!(v))),
+        None => Ok(()),
+    }
 }
 
 /// The targets, stages and build order of one platform's plan. `platforms`: whether each

@@ -32,6 +32,8 @@ pub enum Failure {
     Usage(String),
     /// The build itself failed: exit 1.
     Build(anyhow::Error),
+    /// Exit with this status, everything already said (buildx's exit code of `--call check`).
+    Status(i32),
 }
 
 impl From<UsageError> for Failure {
@@ -75,5 +77,6 @@ pub fn main() -> i32 {
             let _ = writeln!(std::io::stderr(), "error: {}", error_chain(e.as_ref()));
             EXIT_BUILD_FAILED
         }
+        Err(Failure::Status(code)) => code,
     }
 }

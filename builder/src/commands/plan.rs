@@ -1,13 +1,14 @@
 //! Reading the Dockerfile and making the build plan: shared by `build`, `check` and `explain`.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use super::Failure;
 use crate::cli::PlanOptions;
-use crate::dockerfile::lint::secrets_in_args_or_env;
 use crate::dockerfile::Dockerfile;
 use crate::graph::platform::host_platform;
 use crate::graph::{platform_args, BuildPlan};
+use crate::lint;
 use rbuild_layers::Platform;
 
 /// The plan for one target platform: the global scope (`TARGETPLATFORM`, …) differs per
@@ -28,9 +29,6 @@ pub struct LoadedPlan {
     /// `--build-arg` values that are set (a bare `K` with no such environment variable is
     /// dropped, as Docker does).
     pub build_args: BTreeMap<String, String>,
-    /// Build-check warnings (`SecretsUsedInArgOrEnv`), ready to print: `build` and `check`
-    /// both show them.
-    pub warnings: Vec<String>,
 }
 
 /// Reads and parses the Dockerfile and plans the build; every failure is a usage error (exit 2)
@@ -69,19 +67,58 @@ pub fn load_plan(opts: &PlanOptions) -> Result<LoadedPlan, Failure> {
             })
         })
         .collect::<Result<Vec<_>, Failure>>()?;
-    let file = path
-        .file_name()
-        .map_or_else(|| name.clone(), |n| n.to_string_lossy().into_owned());
-    let warnings = secrets_in_args_or_env(&dockerfile, build_args.keys().map(String::as_str))
-        .iter()
-        .map(|w| w.render(&file))
-        .collect();
     Ok(LoadedPlan {
         dockerfile,
         source,
         plans,
         build_args,
-        warnings,
+    })
+}
+
+/// The Dockerfile's name in check output, as buildx shows it: the `-f` path as given, else
+/// `Dockerfile` (the name of the file in the context).
+pub fn check_file_name(given: Option<&Path>, opts: &PlanOptions) -> String {
+    match given {
+        Some(p) if p != Path::new("-") => p.display().to_string(),
+        _ => opts
+            .dockerfile
+            .file_name()
+            .filter(|_| !opts.stdin.as_ref().is_some_and(|s| s.dockerfile_is_stdin))
+            .map_or_else(|| "Dockerfile".into(), |n| n.to_string_lossy().into_owned()),
+    }
+}
+
+/// Runs the build checks (`crate::lint`) on a loaded plan: every stage when `all_stages`
+/// (`--call check` without `--target`, as BuildKit's lint), else the stages the targets need.
+/// `skip`: paths the context scan leaves out (the store, outputs). An invalid check
+/// configuration is a usage error, as BuildKit's "failed to parse check
+/// options".
+pub fn run_checks(
+    loaded: &LoadedPlan,
+    opts: &PlanOptions,
+    all_stages: bool,
+    skip: &[std::path::PathBuf],
+) -> Result<lint::Report, Failure> {
+    let build_arg_names: Vec<&str> = opts.build_args.iter().map(|a| a.key.as_str()).collect();
+    let local = opts.context.is_dir() && opts.git_context.is_none();
+    let input = lint::Input {
+        dockerfile: &loaded.dockerfile,
+        plan: loaded.plan(),
+        build_args: &loaded.build_args,
+        build_arg_names,
+        // The checks read the first target platform's plan (the rules do not depend on it).
+        platform_vars: &loaded.plans[0].platform_vars,
+        all_stages,
+        context: local.then_some((opts.context.as_path(), opts.dockerfile.as_path())),
+        skip,
+    };
+    lint::run(&input).map_err(|e| {
+        let what = if loaded.build_args.contains_key(lint::CHECK_BUILD_ARG) {
+            format!("failed to parse {}", lint::CHECK_BUILD_ARG)
+        } else {
+            "failed to parse check options".to_string()
+        };
+        Failure::Usage(format!("error: {what}: {e}"))
     })
 }
 

@@ -30,6 +30,15 @@ pub(crate) struct LogicalLine {
     /// 1-based line of the instruction keyword.
     pub line: usize,
     pub heredocs: Vec<Heredoc>,
+    /// 1-based line of the instruction's last physical line (heredoc bodies included).
+    pub end_line: usize,
+    /// The comment lines right above the instruction, as BuildKit's parser keeps them
+    /// (`PrevComment`): `#` and surrounding blanks removed, reset by an empty `#` line, parser
+    /// directives left out. Build checks read `# check=…` and stage descriptions from them.
+    pub comments: Vec<String>,
+    /// The line BuildKit reports an empty continuation line at (the last line of the
+    /// continued instruction), when one of its continuation lines was blank.
+    pub empty_continuation: Option<usize>,
 }
 
 impl LogicalLine {
@@ -141,6 +150,7 @@ pub(crate) fn lex(source: &str) -> Result<Lexed, Diagnostic> {
         seen_check: false,
     };
     let mut out = Vec::new();
+    let mut comments: Vec<String> = Vec::new();
     let line_span = |p: &Physical| Span {
         start: p.start,
         end: p.content_end,
@@ -199,7 +209,17 @@ pub(crate) fn lex(source: &str) -> Result<Lexed, Diagnostic> {
                 _ => state.done = true,
             }
         }
-        if trimmed.is_empty() || trimmed.starts_with('#') {
+        if trimmed.starts_with('#') {
+            // BuildKit drops the first byte and trims (`TrimSpace(line[1:])`).
+            let comment = raw.get(1..).unwrap_or("").trim();
+            if comment.is_empty() {
+                comments.clear();
+            } else {
+                comments.push(comment.to_owned());
+            }
+            continue;
+        }
+        if trimmed.is_empty() {
             continue;
         }
 
@@ -207,6 +227,8 @@ pub(crate) fn lex(source: &str) -> Result<Lexed, Diagnostic> {
         let mut text = String::new();
         let mut segments = Vec::new();
         let mut end = phys.content_end;
+        let mut last_line = line_no;
+        let mut empty_continuation = false;
         let mut push = |text: &mut String, src: usize, piece: &str| {
             segments.push(Segment {
                 joined: text.len(),
@@ -228,10 +250,15 @@ pub(crate) fn lex(source: &str) -> Result<Lexed, Diagnostic> {
         while continued && i < lines.len() {
             let next = lines[i];
             i += 1;
+            last_line = i;
             let content = &source[next.start..next.content_end];
-            if is_comment(content) || content.trim_start().is_empty() {
-                // BuildKit skips comment lines and (with a warning) empty lines inside a
-                // continuation.
+            if is_comment(content) {
+                continue;
+            }
+            if content.trim_start().is_empty() {
+                // BuildKit skips empty lines inside a continuation, with a warning
+                // (the NoEmptyContinuation check).
+                empty_continuation = true;
                 continue;
             }
             end = next.content_end;
@@ -245,6 +272,7 @@ pub(crate) fn lex(source: &str) -> Result<Lexed, Diagnostic> {
         }
 
         let mut heredocs = Vec::new();
+        let mut end_line_body = last_line;
         if text.contains("<<") && super::parser::can_contain_heredoc(&text, escape) {
             let markers = heredoc::markers_in_line(&text).map_err(|e| {
                 Diagnostic::new(
@@ -260,6 +288,7 @@ pub(crate) fn lex(source: &str) -> Result<Lexed, Diagnostic> {
                 while i < lines.len() {
                     let body = lines[i];
                     i += 1;
+                    end_line_body = i;
                     let body_text = &source[body.start..body.content_end];
                     let candidate = if marker.chomp {
                         body_text.trim_start_matches('\t')
@@ -304,6 +333,9 @@ pub(crate) fn lex(source: &str) -> Result<Lexed, Diagnostic> {
             span: Span { start, end },
             line: line_no,
             heredocs,
+            end_line: end_line_body,
+            comments: std::mem::take(&mut comments),
+            empty_continuation: empty_continuation.then_some(last_line),
         });
     }
     Ok(Lexed {

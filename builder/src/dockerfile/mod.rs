@@ -21,7 +21,7 @@
 //! Modules: `lexer` (physical → logical lines, directives, heredoc bodies), `parser` (one line
 //! → one instruction), `flags`/`mount` (instruction flags and `--mount` specs), `heredoc`
 //! (heredoc markers), `expand` (BuildKit `shell.Lex`), `substitute` (which fields expand),
-//! `limits` (the size bounds on expansion), `lint` (build checks that warn), `display` (canonical one-line form), `diagnostic`
+//! `limits` (the size bounds on expansion), `display` (canonical one-line form), `diagnostic`
 //! (errors and rendering).
 
 pub mod chmod;
@@ -33,7 +33,6 @@ mod heredoc;
 mod instruction;
 mod lexer;
 pub mod limits;
-pub mod lint;
 mod mount;
 mod parser;
 pub mod remote;
@@ -41,6 +40,7 @@ mod substitute;
 
 use serde::Serialize;
 
+pub(crate) use diagnostic::edit_distance;
 pub use diagnostic::{Diagnostic, ParseError};
 pub use expand::{
     expand_heredoc, expand_word, expand_words, Budget, ExpandError, ExpandErrorKind, NoVars,
@@ -107,6 +107,24 @@ pub struct Stage {
     pub instructions: Vec<Spanned<Instruction>>,
 }
 
+/// What the build checks (the `lint` module) read about one instruction beyond its typed form:
+/// how it was spelled and what surrounds it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SourceFacts {
+    /// 1-based line of the keyword.
+    pub line: usize,
+    /// 1-based last line (continuations and heredoc bodies included).
+    pub end_line: usize,
+    /// The keyword as written (`From`, `copy`).
+    pub keyword: String,
+    /// The words after the keyword, split on blanks as written (`FROM`'s image, `AS`, name).
+    pub words: Vec<String>,
+    /// The comment lines right above it (BuildKit's `PrevComment`).
+    pub comments: Vec<String>,
+    /// Set when a continuation line was blank: the line BuildKit reports it at.
+    pub empty_continuation: Option<usize>,
+}
+
 /// A parsed Dockerfile.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Dockerfile {
@@ -114,6 +132,9 @@ pub struct Dockerfile {
     /// `ARG`s before the first `FROM` (usable in `FROM` lines).
     pub global_args: Vec<Spanned<ArgInstruction>>,
     pub stages: Vec<Stage>,
+    /// One entry per instruction, in file order (see [`Dockerfile::facts_at`]).
+    #[serde(skip)]
+    pub facts: Vec<SourceFacts>,
 }
 
 impl Dockerfile {
@@ -124,6 +145,27 @@ impl Dockerfile {
             .iter()
             .find(|st| st.name.as_deref() == Some(lower.as_str()))
             .or_else(|| s.parse::<usize>().ok().and_then(|i| self.stages.get(i)))
+    }
+
+    /// The source facts of the instruction whose keyword is on `line`.
+    pub fn facts_at(&self, line: usize) -> Option<&SourceFacts> {
+        self.facts
+            .binary_search_by_key(&line, |f| f.line)
+            .ok()
+            .and_then(|i| self.facts.get(i))
+    }
+}
+
+fn source_facts(line: &lexer::LogicalLine) -> SourceFacts {
+    let mut words = line.text.split(parser::is_ws).filter(|w| !w.is_empty());
+    let keyword = words.next().unwrap_or("").to_owned();
+    SourceFacts {
+        line: line.line,
+        end_line: line.end_line,
+        keyword,
+        words: words.map(str::to_owned).collect(),
+        comments: line.comments.clone(),
+        empty_continuation: line.empty_continuation,
     }
 }
 
@@ -146,6 +188,7 @@ pub fn parse(source: &str) -> Result<Dockerfile, ParseError> {
     let mut global_args = Vec::new();
     let mut stages: Vec<Stage> = Vec::new();
 
+    let facts = lexed.lines.iter().map(source_facts).collect();
     for line in &lexed.lines {
         let parsed = match parser::parse_line(source, line, escape) {
             Ok(p) => p,
@@ -224,6 +267,7 @@ pub fn parse(source: &str) -> Result<Dockerfile, ParseError> {
         directives: lexed.directives,
         global_args,
         stages,
+        facts,
     })
 }
 

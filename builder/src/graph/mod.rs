@@ -454,7 +454,10 @@ impl BuildPlan {
             .collect();
         let unused_build_args = build_args
             .keys()
-            .filter(|k| !declared.contains(k.as_str()) && !is_proxy_arg(k))
+            // BUILDKIT_DOCKERFILE_CHECK configures the build checks, not the Dockerfile.
+            .filter(|k| {
+                !declared.contains(k.as_str()) && !is_proxy_arg(k) && k.as_str() != CHECK_BUILD_ARG
+            })
             .cloned()
             .collect();
         Ok(BuildPlan {
@@ -541,6 +544,11 @@ pub const PROXY_ARGS: [&str; 8] = [
     "NO_PROXY",
     "no_proxy",
 ];
+
+/// The build argument that configures the build checks (the `lint` module), replacing the
+/// Dockerfile's `# check=` directive (BuildKit's `build-arg:BUILDKIT_DOCKERFILE_CHECK`); no ARG
+/// needs to declare it.
+pub const CHECK_BUILD_ARG: &str = "BUILDKIT_DOCKERFILE_CHECK";
 
 /// Whether `name` is one of BuildKit's predefined proxy ARGs (also `ALL_PROXY`).
 pub fn is_proxy_arg(name: &str) -> bool {

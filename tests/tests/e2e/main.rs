@@ -7,6 +7,7 @@ mod build_buildkit_parity;
 mod build_buildx_flags;
 mod build_buildx_io;
 mod build_cache;
+mod build_checks;
 mod build_concurrency;
 mod build_copy;
 mod build_crash;

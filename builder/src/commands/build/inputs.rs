@@ -10,7 +10,7 @@ use crate::cli::args::BuildArgs;
 use crate::cli::cache_spec::CacheExportTarget;
 use crate::cli::output::OutputKind;
 use crate::cli::BuildOptions;
-use crate::commands::plan::{load_plan, LoadedPlan, PlatformPlan};
+use crate::commands::plan::{check_file_name, load_plan, run_checks, LoadedPlan, PlatformPlan};
 use crate::commands::Failure;
 use crate::dockerfile::Dockerfile;
 use crate::export::tags::TagSpec;
@@ -26,8 +26,17 @@ pub(super) struct Inputs {
     /// One plan per target platform, in `--platform` order (never empty).
     pub plans: Vec<PlatformPlan>,
     pub build_args: BTreeMap<String, String>,
-    /// Build-check warnings, printed once the progress output exists.
-    pub warnings: Vec<String>,
+    /// Notes shown once the progress output exists (`--builder`).
+    pub notes: Vec<String>,
+    /// The build checks' outcome: warnings are shown once the progress output exists, and
+    /// fail the build before anything is built under `error=true`.
+    pub checks: crate::lint::Report,
+    /// The Dockerfile's text and its name in check output (for `--call check` and the
+    /// metadata file's warnings).
+    pub source: String,
+    pub check_file: String,
+    /// `--call`/`--check`: what to evaluate instead of building.
+    pub call: Option<super::call::CallFunc>,
     pub git: Option<GitInfo>,
     /// Timestamp of created times and of the files rbuild writes.
     pub epoch: i64,
@@ -73,15 +82,28 @@ pub(super) fn resolve(a: &BuildArgs) -> Result<Inputs, Failure> {
             "error: --push pushes the --tag names; give --tag REGISTRY/REPOSITORY[:TAG]".into(),
         ));
     }
+    let call = super::call::CallFunc::from_args(&a.call, a.check)?;
+    let loaded = load_plan(&opts.plan)?;
+    // `--call check` without --target checks every stage, as BuildKit's lint does.
+    let all_stages =
+        call.as_ref().is_some_and(|c| c.name == super::call::CHECK) && opts.plan.targets.is_empty();
+    let checks = run_checks(
+        &loaded,
+        &opts.plan,
+        all_stages,
+        &super::plan::context_skip(&opts),
+    )?;
+    let check_file = check_file_name(a.plan.file.as_deref(), &opts.plan);
     let LoadedPlan {
         dockerfile: df,
         plans,
         build_args,
-        mut warnings,
+        source,
         ..
-    } = load_plan(&opts.plan)?;
+    } = loaded;
+    let mut notes = Vec::new();
     if let Some(b) = &a.builder {
-        warnings.push(format!(
+        notes.push(format!(
             "note: --builder {b}: rbuild has no builder instances; this build runs here"
         ));
     }
@@ -117,7 +139,11 @@ pub(super) fn resolve(a: &BuildArgs) -> Result<Inputs, Failure> {
         df,
         plans,
         build_args,
-        warnings,
+        notes,
+        checks,
+        source,
+        check_file,
+        call,
         git,
         epoch,
         epoch_chosen: sde.as_deref().is_some_and(|v| !v.is_empty()),

@@ -1,9 +1,13 @@
 //! `rbuild build` (the default command), in five phases, each its own module: resolve the
 //! inputs ([`inputs`]), plan ([`plan`]), solve ([`solve`]), export ([`outputs`]) and report
 //! ([`report`]). Usage errors come from the first two, before anything is written.
+//! `--call`/`--check` stop after the inputs ([`call`]); under the build checks'
+//! `error=true`, a check that fired stops the build once its warnings are shown.
 
 mod attest;
+mod call;
 mod inputs;
+mod outline;
 mod outputs;
 mod plan;
 mod report;
@@ -17,6 +21,9 @@ use crate::cli::args::BuildArgs;
 pub fn run(a: &BuildArgs) -> Result<(), Failure> {
     let started = Instant::now();
     let inputs = inputs::resolve(a)?;
+    if let Some(call) = &inputs.call {
+        return call::run(&inputs, call);
+    }
     // A failed build leaves no image ID of an earlier one behind (as buildx).
     if let Some(p) = &inputs.opts.iidfile {
         match std::fs::remove_file(p) {
@@ -31,6 +38,10 @@ pub fn run(a: &BuildArgs) -> Result<(), Failure> {
     }
     let planned = plan::plan(&inputs)?;
     let session = solve::open(&inputs, &planned)?;
+    // `error=true`: the checks' warnings (just shown) fail the build before any step runs.
+    if let Some(violation) = inputs.checks.violation() {
+        return Err(Failure::Build(anyhow::anyhow!(violation)));
+    }
     let solved = solve::solve(&inputs, &planned, &session)?;
     let exported = outputs::export(&inputs, &planned, &session, &solved, started)?;
     report::report(&inputs, &session, &solved, exported, started)

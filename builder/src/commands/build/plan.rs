@@ -187,7 +187,7 @@ fn repo_dir_name(context: &Path, git: Option<&crate::git::GitInfo>) -> String {
 /// What rbuild itself writes during a build: the store, output destinations, local cache
 /// exports, the metadata file and the image ID file. The context scan never reads these (see
 /// `Context::scan_skipping`).
-fn context_skip(opts: &BuildOptions) -> Vec<PathBuf> {
+pub(super) fn context_skip(opts: &BuildOptions) -> Vec<PathBuf> {
     let outputs = opts.outputs.iter().filter_map(|o| match &o.kind {
         OutputKind::Oci(d) | OutputKind::Docker(d) | OutputKind::Tar(d) => match d {
             Destination::Directory(p) | Destination::Tarball(p) => Some(p.clone()),

@@ -71,6 +71,16 @@ pub(super) fn report(
             .platforms
             .iter()
             .find_map(|p| p.engine.isolation_choice());
+        // The checks' warnings, under buildx's key and only when buildx would write them.
+        let warnings = (crate::lint::report::metadata_warnings_enabled()
+            && !inputs.checks.warnings.is_empty())
+        .then(|| {
+            crate::lint::report::metadata_warnings(
+                &inputs.checks,
+                &inputs.check_file,
+                &inputs.source,
+            )
+        });
         write_metadata(
             path,
             &built,
@@ -78,6 +88,7 @@ pub(super) fn report(
             &pushed,
             &summary,
             isolation.as_ref(),
+            warnings.as_ref(),
         )
         .map_err(Failure::Build)?;
     }
@@ -124,7 +135,9 @@ fn stages_needed_by(plan: &crate::graph::BuildPlan, target: usize) -> BTreeSet<u
     needed
 }
 
-/// `--metadata-file`: BuildKit's keys for one target; an object per target for several.
+/// `--metadata-file`: BuildKit's keys for one target; an object per target for several. The
+/// build checks' warnings go in as buildx's `buildx.build.warnings` (with several targets, in
+/// each target's object, as buildx bake writes them).
 fn write_metadata(
     path: &Path,
     built: &[BuiltImage],
@@ -132,6 +145,7 @@ fn write_metadata(
     pushed: &[Pushed],
     summary: &BuildSummary,
     isolation: Option<&crate::executor::isolation::Choice>,
+    warnings: Option<&serde_json::Value>,
 ) -> anyhow::Result<()> {
     let one = |b: &BuiltImage| {
         let pushed_refs: Vec<String> = pushed
@@ -165,6 +179,9 @@ fn write_metadata(
         };
         v["rbuild.isolation"] = serde_json::json!(mode);
         v["rbuild.isolation.reason"] = serde_json::json!(reason);
+        if let Some(w) = warnings {
+            v["buildx.build.warnings"] = w.clone();
+        }
         v
     };
     let doc = if built.len() == 1 {

@@ -50,8 +50,11 @@ pub(super) fn open(inputs: &Inputs, planned: &Planned) -> Result<Session, Failur
     let progress = progress::renderer(mode, Box::new(std::io::stderr()))
         .with_masks(secret_values(&opts.secrets));
     note_skipped_in_context(inputs, &planned.requests[0].context_skip, &progress);
-    for w in &inputs.warnings {
-        progress.warn(w.clone());
+    for w in &inputs.checks.warnings {
+        progress.warn(w.short());
+    }
+    for n in &inputs.notes {
+        progress.warn(n.clone());
     }
     for unused in &inputs.plan().unused_build_args {
         progress.warn(format!(
