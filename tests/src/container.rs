@@ -279,7 +279,10 @@ impl Engine {
     /// image and its command.
     pub fn run_cmd(&self) -> Command {
         let mut c = self.docker();
-        c.args(["run", "--rm", "--network", "host"]);
+        // As `crate::rbuild` does: buildx's default provenance on push is turned off, so that
+        // a push's digest is the image's (the tests compare it with the host's build).
+        c.args(["run", "--rm", "--network", "host"])
+            .args(["-e", "BUILDX_NO_DEFAULT_ATTESTATIONS=1"]);
         c
     }
 }
