@@ -37,6 +37,8 @@ pub enum AttestError {
     },
     #[error("failed to assemble the attestation manifest")]
     Assemble(#[source] ImageError),
+    #[error("failed to encode or read an attestation: {0}")]
+    Json(String),
 }
 
 /// Which attestations a build attaches to the images it pushes (`--sbom`, `--provenance`,
@@ -45,11 +47,19 @@ pub enum AttestError {
 pub struct AttestRequest {
     pub sbom: bool,
     pub provenance: Option<provenance::Mode>,
+    /// Whether the provenance is buildx's default (`mode=min,inline-only=true`): attached to
+    /// pushed images only, never written as a file of a `type=local`/`tar` output.
+    pub provenance_default: bool,
 }
 
 impl AttestRequest {
     /// Whether any attestation is asked for.
     pub fn any(&self) -> bool {
         self.sbom || self.provenance.is_some()
+    }
+
+    /// Whether the user asked for an attestation (not only buildx's default provenance).
+    pub fn explicit(&self) -> bool {
+        self.sbom || (self.provenance.is_some() && !self.provenance_default)
     }
 }

@@ -56,6 +56,7 @@ pub fn attest_request(
     Ok(AttestRequest {
         sbom: sbom_set == Some(Setting::Sbom),
         provenance,
+        provenance_default: prov_set.is_none() && provenance.is_some(),
     })
 }
 
@@ -162,14 +163,9 @@ mod tests {
             (req(&["type=sbom"], Some("false"), None), false, min),
         ];
         for (i, (got, sbom, prov)) in cases.into_iter().enumerate() {
-            assert_eq!(
-                got,
-                AttestRequest {
-                    sbom,
-                    provenance: prov
-                },
-                "case {i}"
-            );
+            assert_eq!((got.sbom, got.provenance), (sbom, prov), "case {i}");
+            // Only the first case's provenance is buildx's default (inline-only).
+            assert_eq!(got.provenance_default, i == 0, "case {i}");
         }
         let none = attest_request(&[], None, None, Some("1")).unwrap();
         assert!(!none.any());

@@ -149,9 +149,10 @@ pub struct BuiltImage {
     pub target: String,
     pub image: ImageRoot,
     pub names: Vec<Reference>,
-    /// With attestations (`export::attest`): the index listing the image and its attestation
-    /// manifest, pushed in place of the image manifest.
-    pub attested: Option<rbuild_layers::Descriptor>,
+    /// The attestations of each platform's image (in `image.images()` order), for the files
+    /// of a `type=local` output; empty without attestations. (Pushed and OCI outputs get them
+    /// in `image` itself: an index with attestation manifests, see `export::attest`.)
+    pub predicates: Vec<Vec<attest::Predicate>>,
 }
 
 impl BuiltImage {
@@ -161,22 +162,26 @@ impl BuiltImage {
         &self.image.descriptor().digest
     }
 
-    /// What a push sends and tags: the index with attestations when there are any, else
-    /// [`ImageRoot::descriptor`].
+    /// What a push sends and tags: [`ImageRoot::descriptor`] (with attestations, the index of
+    /// the images and their attestation manifests).
     pub fn pushed_root(&self) -> &rbuild_layers::Descriptor {
-        self.attested
-            .as_ref()
-            .unwrap_or_else(|| self.image.descriptor())
+        self.image.descriptor()
     }
 
-    /// The image ID buildx's `--iidfile` holds: the config's digest for one platform, else the
-    /// digest of the index it pushed (with attestations, the attested one): buildx writes the
-    /// exporter's `containerimage.config.digest` when there is one, else `containerimage.digest`.
-    pub fn image_id(&self) -> &rbuild_layers::Digest {
-        match &self.image {
-            ImageRoot::Single(i) => &i.config_descriptor.digest,
-            ImageRoot::Multi(_) => &self.pushed_root().digest,
+    /// The config digest of a single-platform build (with or without attestations), as
+    /// BuildKit's `containerimage.config.digest`; none for several platforms.
+    pub fn config_digest(&self) -> Option<&rbuild_layers::Digest> {
+        match self.image.images() {
+            [one] => Some(&one.config_descriptor.digest),
+            _ => None,
         }
+    }
+
+    /// The image ID buildx's `--iidfile` holds: the exporter's `containerimage.config.digest`
+    /// when there is one (one platform), else `containerimage.digest` (the index).
+    pub fn image_id(&self) -> &rbuild_layers::Digest {
+        self.config_digest()
+            .unwrap_or(&self.image.descriptor().digest)
     }
 }
 
@@ -207,14 +212,24 @@ fn platform_dir(image: &Image) -> String {
     }
 }
 
+/// One image's filesystem in a `type=local` or `type=tar` output.
+struct FilesystemDir<'a> {
+    target: &'a str,
+    image: &'a Image,
+    /// Relative to the output (none: the output itself).
+    dir: Option<PathBuf>,
+    /// Its attestations, written beside it in a `type=local` output.
+    predicates: &'a [attest::Predicate],
+}
+
 /// Each image of `images` with the relative directory its filesystem goes to in a
 /// `type=local` or `type=tar` output: the target's name when there are several targets, then
 /// the platform's when there are several platforms (BuildKit's layout).
-fn filesystem_dirs(images: &[BuiltImage]) -> Vec<(&Image, Option<PathBuf>)> {
+fn filesystem_dirs(images: &[BuiltImage]) -> Vec<FilesystemDir<'_>> {
     let mut out = Vec::new();
     for b in images {
         let several = b.image.images().len() > 1;
-        for image in b.image.images() {
+        for (i, image) in b.image.images().iter().enumerate() {
             let mut dir = PathBuf::new();
             if images.len() > 1 {
                 dir.push(&b.target);
@@ -222,7 +237,12 @@ fn filesystem_dirs(images: &[BuiltImage]) -> Vec<(&Image, Option<PathBuf>)> {
             if several {
                 dir.push(platform_dir(image));
             }
-            out.push((image, (!dir.as_os_str().is_empty()).then_some(dir)));
+            out.push(FilesystemDir {
+                target: &b.target,
+                image,
+                dir: (!dir.as_os_str().is_empty()).then_some(dir),
+                predicates: b.predicates.get(i).map_or(&[][..], Vec::as_slice),
+            });
         }
     }
     out
@@ -306,8 +326,8 @@ pub fn write_outputs(
                 }
             }
             OutputKind::Local(dir) => {
-                for (image, sub) in filesystem_dirs(images) {
-                    let dest = match sub {
+                for fs in filesystem_dirs(images) {
+                    let dest = match &fs.dir {
                         Some(sub) => dir.join(sub),
                         None => dir.clone(),
                     };
@@ -323,7 +343,14 @@ pub fn write_outputs(
                             .map(|_| ())
                             .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
                     };
-                    output::local::write_local(&OutDest::Dir(dest), image, store, &applier)?;
+                    output::local::write_local(
+                        &OutDest::Dir(dest.clone()),
+                        fs.image,
+                        store,
+                        &applier,
+                    )?;
+                    attest::attestation_files(fs.target, &dest, fs.predicates, source_date_epoch)
+                        .map_err(|e| BuildError::Attest(Box::new(e)))?;
                 }
             }
             OutputKind::Tar(d) => {
@@ -332,7 +359,7 @@ pub fn write_outputs(
                 let scratch = store.scratch_dir("fstar")?;
                 let dirs: Vec<(&Image, Option<String>)> = filesystem_dirs(images)
                     .into_iter()
-                    .map(|(i, d)| (i, d.map(|d| d.to_string_lossy().into_owned())))
+                    .map(|fs| (fs.image, fs.dir.map(|d| d.to_string_lossy().into_owned())))
                     .collect();
                 let list: Vec<FsTarImage<'_>> = dirs
                     .iter()

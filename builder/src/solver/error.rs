@@ -67,6 +67,9 @@ pub enum BuildError {
     /// `--load` (the exporter's own error: `export` is above the solver).
     #[error(transparent)]
     Load(Box<dyn std::error::Error + Send + Sync>),
+    /// Attestation files of a `type=local` output (the exporter's own error, as `Load`).
+    #[error(transparent)]
+    Attest(Box<dyn std::error::Error + Send + Sync>),
     #[error(transparent)]
     Run(#[from] super::run::RunError),
     #[error(transparent)]

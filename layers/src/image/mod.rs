@@ -18,7 +18,7 @@ use std::path::PathBuf;
 pub use config::{ContainerConfig, EmptyObject, Healthcheck, History, ImageConfig, RootFs};
 pub use error::ImageError;
 pub use manifest::{ImageIndex, ImageManifest, MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES};
-pub use set::{ImageRoot, ImageSet};
+pub use set::{ExtraManifest, ImageRoot, ImageSet};
 pub use verified::BlobReadError;
 
 use crate::{Descriptor, Digest, MediaType};

@@ -7,13 +7,25 @@ use std::collections::BTreeMap;
 use super::{put_checked, BlobSink, Image, ImageError, ImageIndex};
 use crate::{Descriptor, Digest, MediaType};
 
-/// An image index over single-platform images, all stored.
+/// An image index over single-platform images, all stored, and the manifests of other kinds
+/// it lists after them (attestation manifests).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageSet {
     pub index: ImageIndex,
     pub index_descriptor: Descriptor,
     /// In the index's order.
     pub images: Vec<Image>,
+    /// Listed after the images, in order.
+    pub extras: Vec<ExtraManifest>,
+}
+
+/// A manifest an index lists that is not a runnable image (an attestation manifest), with the
+/// blobs it references, so that outputs copy them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExtraManifest {
+    pub descriptor: Descriptor,
+    /// Its config and layers.
+    pub blobs: Vec<Digest>,
 }
 
 impl ImageSet {
@@ -25,10 +37,21 @@ impl ImageSet {
         annotations: BTreeMap<String, String>,
         sink: &dyn BlobSink,
     ) -> Result<ImageSet, ImageError> {
+        ImageSet::assemble_with(images, Vec::new(), annotations, sink)
+    }
+
+    /// [`ImageSet::assemble`] with `extras` listed after the images.
+    pub fn assemble_with(
+        images: Vec<Image>,
+        extras: Vec<ExtraManifest>,
+        annotations: BTreeMap<String, String>,
+        sink: &dyn BlobSink,
+    ) -> Result<ImageSet, ImageError> {
         let mut index = ImageIndex::new_oci();
         index.manifests = images
             .iter()
             .map(|i| i.manifest_descriptor.clone())
+            .chain(extras.iter().map(|e| e.descriptor.clone()))
             .collect();
         index.annotations = annotations;
         let index_descriptor = put_checked(
@@ -41,6 +64,7 @@ impl ImageSet {
             index,
             index_descriptor,
             images,
+            extras,
         })
     }
 }
@@ -81,13 +105,20 @@ impl ImageRoot {
         }
     }
 
-    /// Every blob the root references: the index (if any), then each image's blobs.
+    /// Every blob the root references: the index (if any), each image's blobs, then each
+    /// extra manifest and its blobs.
     pub fn blob_digests(&self) -> Vec<&Digest> {
         let mut out = Vec::new();
         if let ImageRoot::Multi(s) = self {
             out.push(&s.index_descriptor.digest);
         }
         out.extend(self.images().iter().flat_map(Image::blob_digests));
+        if let ImageRoot::Multi(s) = self {
+            for e in &s.extras {
+                out.push(&e.descriptor.digest);
+                out.extend(&e.blobs);
+            }
+        }
         out
     }
 }

@@ -30,12 +30,14 @@ pub struct ExportImage<'a> {
 }
 
 /// The single image of an export, or the docker-archive error (a docker archive holds one
-/// image per name and no index: `docker load` has no way to read several platforms).
+/// image per name and no index: `docker load` has no way to read several platforms). An index
+/// of one image and its attestations is that image: the archive has no place for them, as the
+/// Docker Engine's store keeps none.
 pub(crate) fn single<'a>(img: &ExportImage<'a>) -> Result<&'a Image, OutputError> {
-    match img.image {
-        ImageRoot::Single(i) => Ok(i),
-        ImageRoot::Multi(s) => Err(OutputError::DockerMultiPlatform {
-            platforms: s.images.len(),
+    match img.image.images() {
+        [one] => Ok(one),
+        several => Err(OutputError::DockerMultiPlatform {
+            platforms: several.len(),
         }),
     }
 }

@@ -360,3 +360,103 @@ fn min_provenance_is_the_push_default_and_false_turns_it_off() {
         "no index without attestations"
     );
 }
+
+/// Attestations asked for go into an OCI layout as into a push (an index with the attestation
+/// manifest, read by skopeo), and into a `type=local` output as BuildKit's local exporter writes
+/// them: `sbom.spdx.json` and `provenance.json` beside the filesystem, whose subjects are the
+/// output's files. buildx's default provenance alone leaves both outputs as they were (it goes
+/// with pushes; an OCI layout stays reproducible).
+#[test]
+fn oci_and_local_outputs_carry_the_attestations_asked_for() {
+    if !have_tool("skopeo") || !have_tool("busybox") {
+        return;
+    }
+    let dir = scratch();
+    let store = dir.path().join("store");
+    if !busybox_base(dir.path(), &store, "localhost/attest-busybox:1") {
+        return;
+    }
+    let ctx = dir.path().join("ctx");
+    context(&ctx, "localhost/attest-busybox:1");
+    let layout = dir.path().join("layout");
+    let local = dir.path().join("fs");
+    let r = run(build_cmd(&store, &ctx)
+        .args(["--tag", "app:1", "--sbom=true", "--provenance=mode=max"])
+        .args([
+            "--output",
+            &format!("type=oci,dest={},tar=false", layout.display()),
+        ])
+        .args(["--output", &format!("type=local,dest={}", local.display())])
+        .env_remove("BUILDX_NO_DEFAULT_ATTESTATIONS"))
+    .success();
+    assert!(r.stderr.contains("attesting"), "{}", r.stderr);
+
+    // The layout's entry is the index: the image manifest, then its attestation manifest.
+    let top = rbuild_tests::oci::index(&layout);
+    let entry = &top["manifests"][0];
+    assert_eq!(
+        entry["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let index = rbuild_tests::oci::blob_json(&layout, entry["digest"].as_str().unwrap());
+    let m = index["manifests"].as_array().unwrap();
+    assert_eq!(m.len(), 2, "{index}");
+    assert_eq!(
+        m[1]["annotations"]["vnd.docker.reference.digest"],
+        m[0]["digest"]
+    );
+    let raw = run(Command::new("skopeo")
+        .args(["inspect", "--raw"])
+        .arg(format!("oci:{}:1", layout.display())))
+    .success();
+    assert!(
+        raw.stdout.contains("attestation-manifest"),
+        "{}",
+        raw.stdout
+    );
+
+    // The local output: the files beside the filesystem, each statement naming every file.
+    let read = |f: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(local.join(f)).unwrap()).unwrap()
+    };
+    let prov = read("provenance.json");
+    assert_eq!(prov["predicateType"], "https://slsa.dev/provenance/v1");
+    let sbom = read("sbom.spdx.json");
+    assert_eq!(sbom["predicateType"], "https://spdx.dev/Document");
+    let names: Vec<&str> = sbom["subject"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"etc/os-release") && names.contains(&"bin/busybox"),
+        "{names:?}"
+    );
+    let packages = sbom["predicate"]["packages"].to_string();
+    assert!(
+        packages.contains("\"hello\"") && !packages.contains("\"removed\""),
+        "{packages}"
+    );
+
+    // buildx's default provenance alone: a plain OCI layout and no files.
+    let plain = dir.path().join("plain");
+    let plain_fs = dir.path().join("plain-fs");
+    run(build_cmd(&store, &ctx)
+        .args(["--tag", "app:1"])
+        .args([
+            "--output",
+            &format!("type=oci,dest={},tar=false", plain.display()),
+        ])
+        .args([
+            "--output",
+            &format!("type=local,dest={}", plain_fs.display()),
+        ])
+        .env_remove("BUILDX_NO_DEFAULT_ATTESTATIONS"))
+    .success();
+    assert_eq!(
+        rbuild_tests::oci::index(&plain)["manifests"][0]["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    assert!(!plain_fs.join("provenance.json").exists());
+}

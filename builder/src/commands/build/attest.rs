@@ -1,12 +1,15 @@
 //! What the build knows, gathered for its provenance (`attest::provenance::ProvenanceInput`),
-//! and the attestations of the images a build pushes (`export::attest`).
+//! and the attestations of the images a build outputs (`export::attest`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::attest::provenance::{BaseImage, ContextSource, ProvenanceInput, Step};
 use crate::commands::Failure;
-use crate::export::attest::{attestation_manifests, attested_index};
+use crate::export::attest::{
+    attestation_manifest, attested_root, predicates, AttestExportError, AttestTarget,
+};
+use crate::export::spec::OutputKind;
 use crate::export::BuiltImage;
 use crate::graph::platform::{host_platform, platform_string};
 use crate::solver::stage::created_time;
@@ -14,7 +17,12 @@ use crate::solver::stage::created_time;
 use super::inputs::Inputs;
 use super::solve::{PlatformSolved, Session, Solved};
 
-/// Attaches the requested attestations to each image that is pushed (`BuiltImage::attested`).
+/// Attaches the requested attestations to each built image, as its outputs take them (see
+/// `export::attest`): a pushed image — and, when attestations were asked for explicitly, an OCI
+/// output — becomes an index with an attestation manifest per platform; for `type=local`
+/// outputs the predicates are kept (`BuiltImage::predicates`) and written as files beside the
+/// filesystem. buildx's default provenance goes with pushes only: an OCI layout stays
+/// reproducible byte for byte unless attestations are asked for.
 pub(super) fn attach(
     inputs: &Inputs,
     session: &Session,
@@ -26,6 +34,15 @@ pub(super) fn attach(
     if !opts.attest.any() {
         return Ok(());
     }
+    let explicit = opts.attest.explicit();
+    let oci = opts
+        .outputs
+        .iter()
+        .any(|o| matches!(o.kind, OutputKind::Oci(_)));
+    let files = opts
+        .outputs
+        .iter()
+        .any(|o| matches!(o.kind, OutputKind::Local(_)));
     // One provenance record per platform: its base images and steps are that platform's.
     let provenance: Vec<Option<ProvenanceInput>> = inputs
         .plans
@@ -40,39 +57,57 @@ pub(super) fn attach(
     for b in built.iter_mut() {
         let pushed =
             !crate::export::push::destinations(&b.names, opts.push, &opts.outputs).is_empty();
-        if !pushed {
+        let inline = pushed || (oci && explicit);
+        if !(inline || (files && explicit)) {
             continue;
         }
         let step = session.progress.step(format!("attesting {}", b.target));
-        let mut manifests = Vec::new();
-        let mut attached = Ok(());
-        for (image, provenance) in b.image.images().iter().zip(&provenance) {
-            match attestation_manifests(
-                &session.store,
-                solved.fetcher.as_ref(),
-                b,
-                image,
-                &opts.attest,
-                provenance.as_ref(),
-            ) {
-                Ok(m) => manifests.extend(m),
-                Err(e) => {
-                    attached = Err(e);
-                    break;
-                }
-            }
-        }
-        match attached.and_then(|()| attested_index(&session.store, b, manifests)) {
-            Ok(index) => {
-                step.done();
-                b.attested = Some(index);
-            }
+        match attest_one(inputs, session, solved, b, &provenance, inline) {
+            Ok(()) => step.done(),
             Err(e) => {
                 step.failed(crate::errors::error_chain(&e));
                 return Err(Failure::Build(e.into()));
             }
         }
     }
+    Ok(())
+}
+
+/// The predicates of each platform's image of `b`; with `inline`, its root becomes the index
+/// with their attestation manifests.
+fn attest_one(
+    inputs: &Inputs,
+    session: &Session,
+    solved: &Solved<'_>,
+    b: &mut BuiltImage,
+    provenance: &[Option<ProvenanceInput>],
+    inline: bool,
+) -> Result<(), AttestExportError> {
+    let names: Vec<String> = b.names.iter().map(|n| n.to_string()).collect();
+    let t = AttestTarget {
+        target: &b.target,
+        names: &names,
+        request: &inputs.opts.attest,
+    };
+    let mut per_image = Vec::new();
+    let mut manifests = Vec::new();
+    for (image, provenance) in b.image.images().iter().zip(provenance) {
+        let p = predicates(
+            &session.store,
+            solved.fetcher.as_ref(),
+            &t,
+            image,
+            provenance.as_ref(),
+        )?;
+        if inline {
+            manifests.push(attestation_manifest(&session.store, &t, image, &p)?);
+        }
+        per_image.push(p);
+    }
+    if inline {
+        b.image = attested_root(&session.store, &b.target, &b.image, manifests)?;
+    }
+    b.predicates = per_image;
     Ok(())
 }
 

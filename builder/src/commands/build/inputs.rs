@@ -108,6 +108,16 @@ pub(super) fn resolve(a: &BuildArgs) -> Result<Inputs, Failure> {
         ));
     }
     check_platforms(&opts, &plans)?;
+    if opts.attest.explicit()
+        && opts
+            .outputs
+            .iter()
+            .any(|o| matches!(o.kind, OutputKind::Tar(_)))
+    {
+        return Err(Failure::Usage(
+            "error: --output type=tar cannot carry attestations yet (BuildKit writes them as files in the tar); use type=local for the filesystem with sbom.spdx.json and provenance.json, or an image output, or drop --sbom/--provenance/--attest".into(),
+        ));
+    }
 
     // A build that talks to a registry needs the system's TLS roots before its first request:
     // read them meanwhile (the git metadata below is a subprocess).

@@ -41,10 +41,11 @@ pub(super) fn export(
     let store = &session.store;
     let progress = &session.progress;
     let source_date_epoch = inputs.epoch_chosen.then_some(inputs.epoch);
+    // Attestations first: pushed images and OCI layouts carry them in an index, `type=local`
+    // outputs as files.
+    super::attest::attach(inputs, session, solved, &mut built, started)?;
     write_outputs(store, &built, &opts.outputs, source_date_epoch)
         .map_err(|e| Failure::Build(e.into()))?;
-    // Attestations go with pushed images only, after the other outputs are written.
-    super::attest::attach(inputs, session, solved, &mut built, started)?;
     // The layers streamed while building: the last ones may still be on their way.
     let ahead_report = solved.ahead.finish(store);
     // Pushing the images and exporting the cache run side by side, except when the cache goes
@@ -242,7 +243,7 @@ fn images(
             target,
             image,
             names,
-            attested: None,
+            predicates: Vec::new(),
         });
     }
     Ok((built, summaries))

@@ -162,9 +162,8 @@ fn write_metadata(
             "containerimage.descriptor": root,
             "image.name": image_names(b, outputs).join(","),
         });
-        if let rbuild_layers::image::ImageRoot::Single(i) = &b.image {
-            v["containerimage.config.digest"] =
-                serde_json::json!(i.config_descriptor.digest.to_string());
+        if let Some(config) = b.config_digest() {
+            v["containerimage.config.digest"] = serde_json::json!(config.to_string());
         }
         if !pushed_refs.is_empty() {
             v["rbuild.pushed"] = serde_json::json!(pushed_refs);
