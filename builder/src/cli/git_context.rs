@@ -7,7 +7,8 @@
 //! Which words are git URLs is buildx's rule (`urlutil.IsGitURL`, checked only when no local
 //! directory has that name): `git://…`, `git@host:path`, `ssh://…`, `http(s)://…` whose path ends
 //! in `.git`, and `github.com/…` (fetched over https). `#ref:subdir` (or `#ref` / `#:subdir`)
-//! picks the commit and the directory. Another `http(s)://` URL (a tarball context) is refused.
+//! picks the commit and the directory. Another `http(s)://` URL is a tarball context
+//! ([`super::url_context`]), never given to this module.
 //!
 //! The build's git metadata (the revision label, the commit-time epoch, the default name) comes
 //! from the checked-out commit, as for a local work tree.

@@ -8,12 +8,14 @@ pub mod attest;
 pub mod cache_spec;
 pub mod csv;
 pub mod git_context;
+pub mod named_context;
 pub mod options;
 pub mod output;
 pub mod registry;
 pub mod secret;
 pub mod ssh;
 pub mod stdin;
+pub mod url_context;
 pub mod values;
 
 pub use args::{Cli, Command};

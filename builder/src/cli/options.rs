@@ -57,6 +57,16 @@ pub enum UsageError {
     #[error(transparent)]
     NamedContext(#[from] crate::graph::named::NamedContextError),
     #[error(transparent)]
+    FetchContext(#[from] super::named_context::FetchContextError),
+    #[error(transparent)]
+    UrlContext(#[from] super::url_context::UrlContextError),
+    #[error("opening the store {path}: {source}")]
+    Store {
+        path: PathBuf,
+        #[source]
+        source: rbuild_layers::store::StoreError,
+    },
+    #[error(transparent)]
     Annotation(#[from] super::annotation::AnnotationError),
     #[error("invalid --ssh: {0}")]
     Ssh(#[from] SshSpecError),
@@ -94,8 +104,13 @@ pub struct PlanOptions {
     pub stdin: Option<std::sync::Arc<StdinInputs>>,
     /// A git URL context, checked out: owns the files `context` points at.
     pub git_context: Option<std::sync::Arc<super::git_context::GitContext>>,
-    /// `--build-context` images.
+    /// A tarball URL context, downloaded: owns the files `context` (and maybe `dockerfile`)
+    /// point at.
+    pub url_context: Option<std::sync::Arc<super::url_context::UrlContext>>,
+    /// `--build-context` values (git and HTTP ones fetched into directories).
     pub named_contexts: crate::graph::named::NamedContexts,
+    /// The fetched git and HTTP `--build-context`s: own the directories they point at.
+    pub fetched_contexts: Vec<std::sync::Arc<super::named_context::Fetched>>,
     pub targets: Vec<String>,
     pub build_args: Vec<BuildArg>,
     /// The target platforms (`--platform`, `local` being the host's), in the order given,
@@ -172,25 +187,57 @@ impl PlanOptions {
         };
         // A git URL (buildx: only when no local directory has that name) is checked out.
         let word = a.context.to_string_lossy();
-        let git_context =
-            if stdin.is_none() && !a.context.is_dir() && super::git_context::is_remote(&word) {
-                let root = store_dir(store)?;
-                Some(std::sync::Arc::new(super::git_context::materialise(
-                    &word,
-                    || rbuild_layers::store::Store::scratch_dir_at(&root, "gitcontext"),
-                )?))
-            } else {
-                None
-            };
-        let context = match (stdin.as_ref().and_then(|s| s.context.clone()), &git_context) {
-            (Some(c), _) => c,
-            (None, Some(g)) => g.dir.clone(),
-            (None, None) => absolute(&a.context)?,
+        let git_context = if stdin.is_none()
+            && !a.context.is_dir()
+            && super::git_context::is_remote(&word)
+            && !super::url_context::is_url_context(&word)
+        {
+            let root = store_dir(store)?;
+            Some(std::sync::Arc::new(super::git_context::materialise(
+                &word,
+                || rbuild_layers::store::Store::scratch_dir_at(&root, "gitcontext"),
+            )?))
+        } else {
+            None
+        };
+        // A tarball URL (buildx: any other http(s) URL) is downloaded and unpacked.
+        let url_context = if stdin.is_none()
+            && git_context.is_none()
+            && !a.context.is_dir()
+            && super::url_context::is_url_context(&word)
+        {
+            let root = store_dir(store)?;
+            let st =
+                rbuild_layers::store::Store::open(&root).map_err(|source| UsageError::Store {
+                    path: root.clone(),
+                    source,
+                })?;
+            Some(std::sync::Arc::new(super::url_context::materialise(
+                &word,
+                a.file.as_deref(),
+                &st,
+            )?))
+        } else {
+            None
+        };
+        let context = match (
+            stdin.as_ref().and_then(|s| s.context.clone()),
+            &git_context,
+            &url_context,
+        ) {
+            (Some(c), _, _) => c,
+            (None, Some(g), _) => g.dir.clone(),
+            (None, None, Some(u)) => u.context.clone(),
+            (None, None, None) => absolute(&a.context)?,
         };
         if !context.is_dir() {
             return Err(UsageError::ContextNotDir(a.context.clone()));
         }
-        let dockerfile = match (stdin.as_ref().and_then(|s| s.dockerfile.clone()), &a.file) {
+        let given = stdin
+            .as_ref()
+            .and_then(|s| s.dockerfile.clone())
+            .or_else(|| url_context.as_ref().and_then(|u| u.dockerfile.clone()));
+        let dockerfile = match (given, &a.file) {
             (Some(d), _) => d,
             // With a git context, a relative -f names a file of the repository, as in buildx.
             (None, Some(f)) if git_context.is_some() && f.is_relative() => context.join(f),
@@ -212,13 +259,22 @@ impl PlanOptions {
         let platforms = target_platforms(&a.platforms)?;
         let platforms_given = a.platforms.iter().any(|p| !p.trim().is_empty());
         let cwd = absolute(Path::new("."))?;
-        let named_contexts = crate::graph::named::NamedContexts::parse(&a.build_contexts, &cwd)?;
+        let mut named_contexts =
+            crate::graph::named::NamedContexts::parse(&a.build_contexts, &cwd)?;
+        let fetched_contexts = if named_contexts.remote().is_empty() {
+            Vec::new()
+        } else {
+            let root = store_dir(store)?;
+            super::named_context::fetch_all(&mut named_contexts, &root)?
+        };
         Ok(PlanOptions {
             context,
             dockerfile,
             stdin,
             git_context,
+            url_context,
             named_contexts,
+            fetched_contexts,
             targets: a.targets.clone(),
             build_args,
             platforms,
@@ -261,9 +317,10 @@ impl PlanOptions {
         }
     }
 
-    /// Whether the context came from standard input (it has no git metadata of its own).
+    /// Whether the context came from standard input or a tarball URL (a scratch directory
+    /// under the store: it has no git metadata of its own).
     pub fn context_is_stdin(&self) -> bool {
-        self.stdin.as_ref().is_some_and(|s| s.context.is_some())
+        self.stdin.as_ref().is_some_and(|s| s.context.is_some()) || self.url_context.is_some()
     }
 }
 

@@ -26,7 +26,7 @@ pub const MAX_STDIN_DOCKERFILE: u64 = 16 << 20;
 
 /// How many leading bytes decide whether standard input is an archive (buildx peeks two tar
 /// blocks).
-const PEEK: usize = 1024;
+pub(super) const PEEK: usize = 1024;
 
 /// Why standard input could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -159,7 +159,7 @@ fn peek(r: &mut impl Read) -> Result<Vec<u8>, StdinError> {
 
 /// buildx's `isArchive`: bzip2, gzip or xz magic, or a first tar header that reads (checksum
 /// and all). Not zstd: buildx reads a zstd stream as a Dockerfile.
-fn is_archive(head: &[u8]) -> bool {
+pub(super) fn is_archive(head: &[u8]) -> bool {
     const MAGIC: [&[u8]; 3] = [
         &[0x42, 0x5A, 0x68],
         &[0x1F, 0x8B, 0x08],
@@ -194,7 +194,7 @@ fn write_dockerfile(dir: &Path, r: impl Read, head: Vec<u8>) -> Result<PathBuf, 
 
 /// `-f f` inside the unpacked context: relative, no `..`. (The Dockerfile is then read by path;
 /// a symlink in the archive is followed like one in a context directory.)
-fn inside(context: &Path, f: &Path) -> Result<PathBuf, StdinError> {
+pub(super) fn inside(context: &Path, f: &Path) -> Result<PathBuf, StdinError> {
     let ok = f
         .components()
         .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));

@@ -484,7 +484,7 @@ impl BuildPlan {
     }
 
     /// The `--build-context` image that stands in for stage `i`, when one does.
-    fn replaced_stage(&self, i: usize) -> Option<&str> {
+    fn replaced_stage(&self, i: usize) -> Option<String> {
         self.named.image_for(self.stages.get(i)?.name.as_deref()?)
     }
 
@@ -501,8 +501,7 @@ impl BuildPlan {
         stage
             .and_then(|i| self.replaced_stage(i))
             .or_else(|| self.named.image_for(name))
-            .unwrap_or(name)
-            .to_string()
+            .unwrap_or_else(|| name.to_string())
     }
 
     /// Whether stage `i` is built for the chosen targets.

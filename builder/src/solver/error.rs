@@ -19,6 +19,12 @@ pub enum BuildError {
     },
     #[error("reading the build context")]
     Context(#[source] std::sync::Arc<crate::context::ContextError>),
+    #[error("reading --build-context {name}")]
+    NamedContext {
+        name: String,
+        #[source]
+        source: std::sync::Arc<crate::context::ContextError>,
+    },
     #[error(transparent)]
     Expand(#[from] crate::dockerfile::expand::ExpandError),
     #[error(transparent)]

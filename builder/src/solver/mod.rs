@@ -23,6 +23,7 @@ pub mod key;
 pub mod lazy_blobs;
 pub mod lazy_rootfs;
 pub mod meta;
+pub mod named_dir;
 pub mod parents;
 pub mod record;
 pub mod remote;
@@ -160,6 +161,8 @@ pub struct Engine<'a> {
     /// the container it keeps (found at the first step).
     pub(crate) in_place_root: run::in_place::RootLock,
     in_place_keep: OnceLock<Result<run::in_place::Keep, String>>,
+    /// The directory `--build-context`s read so far, scanned once (see [`named_dir`]).
+    pub(crate) named_scans: named_dir::Scans,
 }
 
 impl Drop for Engine<'_> {
@@ -228,6 +231,7 @@ impl<'a> Engine<'a> {
             isolation: OnceLock::new(),
             in_place_root: Default::default(),
             in_place_keep: OnceLock::new(),
+            named_scans: named_dir::Scans::default(),
         })
     }
 

@@ -238,13 +238,27 @@ pub fn prepare(
         if let MountSpec::Bind { source, from, .. } = m {
             // The key gets what is bound: the stage's key, or the digest of the context subtree.
             let rel = clean_rel(source.as_deref().unwrap_or("."));
-            match from {
+            // A directory `--build-context` is bound as the build context is.
+            let named = match from {
                 Some(name) => {
+                    super::named_dir::context_for_from(engine, name, state.index).transpose()?
+                }
+                None => None,
+            };
+            match (from, named) {
+                (Some(name), Some(ctx)) => {
+                    let d = ctx
+                        .content_digest(&rel)
+                        .map_err(|e| BuildError::Context(std::sync::Arc::new(e)))?;
+                    bind_keys.push(format!("named:{name}:{rel}:{d}"));
+                    binds.push(BindFrom::Context(ctx));
+                }
+                (Some(name), None) => {
                     let st = stage_named(engine, name, state.index)?;
                     bind_keys.push(format!("stage:{name}:{}:{rel}", st.key));
                     binds.push(BindFrom::Stage(st));
                 }
-                None => {
+                (None, _) => {
                     let ctx = engine.context()?;
                     let d = ctx
                         .content_digest(&rel)

@@ -295,15 +295,20 @@ pub fn build_stage(engine: &Engine<'_>, i: usize) -> Result<StageState, BuildErr
                     step.progress(crate::progress::ProgressKind::Pulling, now, None);
                 }
             };
-            let resolved = match base::resolve_with_progress(
-                engine.store,
-                &engine.seams.registries,
-                name,
-                stage_platform,
-                &cwd,
-                engine.opts.always_pull,
-                &on_bytes,
-            ) {
+            // A directory `--build-context` is no image: no registry, no `base.name`.
+            let named_dir = super::named_dir::base_image(engine, name, stage_platform);
+            let from_dir = named_dir.is_some();
+            let resolved = match named_dir.unwrap_or_else(|| {
+                base::resolve_with_progress(
+                    engine.store,
+                    &engine.seams.registries,
+                    name,
+                    stage_platform,
+                    &cwd,
+                    engine.opts.always_pull,
+                    &on_bytes,
+                )
+            }) {
                 Ok(b) => b,
                 Err(e) => {
                     step.failed(&e);
@@ -332,9 +337,13 @@ pub fn build_stage(engine: &Engine<'_>, i: usize) -> Result<StageState, BuildErr
                 layers: resolved.layers,
                 key,
                 args: BTreeMap::new(),
-                base: BaseInfo {
-                    name: Some(name.clone()),
-                    digest: Some(resolved.manifest_digest),
+                base: if from_dir {
+                    BaseInfo::default()
+                } else {
+                    BaseInfo {
+                        name: Some(name.clone()),
+                        digest: Some(resolved.manifest_digest),
+                    }
                 },
                 meta: MetaState::default(),
             }
@@ -642,14 +651,20 @@ fn run_copy(
 
     // Where the sources come from: another stage (mounted read-only, and only once the content
     // key needs its files: a hit by the definition key needs none), or the context.
-    let from_stage = match &c.from {
-        Some(name) => Some(resolve_from(engine, name, stage_index)?),
+    // A directory `--build-context` is read as the build context is.
+    let named_ctx = match &c.from {
+        Some(name) => super::named_dir::context_for_from(engine, name, stage_index).transpose()?,
         None => None,
     };
+    let from_stage = match (&c.from, &named_ctx) {
+        (Some(name), None) => Some(resolve_from(engine, name, stage_index)?),
+        _ => None,
+    };
     let from_root: std::cell::OnceCell<SourceRoot> = std::cell::OnceCell::new();
-    let ctx = match &from_stage {
-        Some(_) => None,
-        None => Some(engine.context()?),
+    let ctx = match (&from_stage, named_ctx) {
+        (Some(_), _) => None,
+        (None, Some(named)) => Some(named),
+        (None, None) => Some(engine.context()?),
     };
     let from_key = from_stage
         .as_ref()

@@ -14,9 +14,9 @@ use rbuild_tests::progress::op_steps;
 use rbuild_tests::{have_tool, scratch};
 
 /// A server process killed when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Drop for Server {
@@ -46,7 +46,7 @@ fn wait_for(port: u16) {
 
 /// `python3 -m http.server` serving `dir` (it sends Last-Modified and answers
 /// If-Modified-Since with 304); its request log goes to `log`.
-fn http_server(dir: &Path, log: &Path) -> Server {
+pub(crate) fn http_server(dir: &Path, log: &Path) -> Server {
     let port = free_port();
     let child = Command::new("python3")
         .args([
@@ -65,7 +65,7 @@ fn http_server(dir: &Path, log: &Path) -> Server {
     Server { child, port }
 }
 
-fn git(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .args(args)
         .current_dir(dir)
@@ -86,7 +86,7 @@ fn git(dir: &Path, args: &[&str]) -> String {
 
 /// `git daemon` exporting every repository under `base`. `git-daemon` is started directly:
 /// `git daemon` would fork it, and killing `git` would leave the daemon running.
-fn git_daemon(base: &Path) -> Server {
+pub(crate) fn git_daemon(base: &Path) -> Server {
     let port = free_port();
     let exec_path = git(base, &["--exec-path"]);
     let child = Command::new(Path::new(&exec_path).join("git-daemon"))
@@ -607,12 +607,18 @@ fn a_git_url_context_builds_the_ref_and_subdir_it_names() {
         std::fs::read_to_string(out2.join("other")).unwrap(),
         "two\n"
     );
-    // A tarball URL is not a context rbuild takes.
+    // Another URL is a tarball context (see build_named_contexts.rs): downloaded, so a server
+    // that is not there is a usage error naming it.
     let r = rbuild_tests::run(
         rbuild_tests::rbuild(&store)
             .arg("build")
             .arg("https://127.0.0.1:1/context.tar.gz"),
     );
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("is a URL of a tarball"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("the context https://127.0.0.1:1/context.tar.gz: downloading"),
+        "{}",
+        r.stderr
+    );
 }

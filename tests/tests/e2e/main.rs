@@ -18,6 +18,7 @@ mod build_instructions;
 mod build_lazy_blobs;
 mod build_multiplatform;
 mod build_multistage;
+mod build_named_contexts;
 mod build_outputs;
 mod build_push_action;
 mod build_store_in_context;

@@ -321,8 +321,11 @@ fn uses_registry(opts: &BuildOptions, plan: &BuildPlan) -> bool {
             .iter()
             .any(|c| matches!(c.target, CacheExportTarget::Registry(_)))
         || plan.stages.iter().any(|s| {
-            matches!(&s.base, crate::graph::Base::Image(n) if !n.starts_with("oci-layout://"))
-                || !s.read_images.is_empty()
+            matches!(&s.base, crate::graph::Base::Image(n) if !crate::graph::named::is_local_image(n))
+                || s
+                    .read_images
+                    .iter()
+                    .any(|n| !crate::graph::named::is_local_image(n))
         })
 }
 
@@ -357,7 +360,7 @@ fn only_loopback_registries(opts: &BuildOptions, plan: &BuildPlan, tags: &[TagSp
     }
     for n in names
         .into_iter()
-        .filter(|n| !n.starts_with("oci-layout://"))
+        .filter(|n| !crate::graph::named::is_local_image(n))
     {
         match n.parse::<Reference>() {
             Ok(r) => hosts.push(r.registry().to_string()),
