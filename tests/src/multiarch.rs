@@ -113,3 +113,21 @@ pub fn two_platform_busybox(dir: &Path, store: &Path, tag: &str, extra: &[&str])
     .success();
     true
 }
+
+/// The test registry and a two-platform busybox base pushed to `REGISTRY/REPO/busybox:multi`
+/// (built under `dir`), or `None` (after saying why) when the registry, skopeo, arm64
+/// emulation or a fixture is missing, or the host is not x86-64 (the fixture's amd64 image is
+/// the host's busybox).
+pub fn registry_with_two_platform_base(dir: &Path, repo: &str) -> Option<(String, String)> {
+    let reg = crate::test_registry();
+    if reg.is_none() {
+        assert!(!tools_required(), "tests/run.sh must start a registry");
+        eprintln!("SKIPPED: no test registry (run bash tests/run.sh)");
+    }
+    let reg = reg?;
+    if std::env::consts::ARCH != "x86_64" || !arm64_runs() || !have_tool("skopeo") {
+        return None;
+    }
+    let base = format!("{reg}/{repo}/busybox:multi");
+    two_platform_busybox(dir, &dir.join("base-store"), &base, &["--push"]).then_some((reg, base))
+}

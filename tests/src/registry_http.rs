@@ -204,3 +204,15 @@ pub fn put_manifest(addr: &str, repo: &str, tag: &str, media_type: &str, manifes
     )
     .status
 }
+
+/// `skopeo inspect --raw` of `reference` (over plain HTTP or TLS without verification), as JSON:
+/// the manifest or index exactly as the registry serves it, read by an independent client.
+pub fn skopeo_raw(reference: &str) -> Value {
+    let out = crate::run(
+        Command::new("skopeo")
+            .args(["inspect", "--tls-verify=false", "--raw"])
+            .arg(format!("docker://{reference}")),
+    )
+    .success();
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
+}

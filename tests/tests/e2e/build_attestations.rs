@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use rbuild_tests::build::{build_cmd, busybox_base, metadata, write_tree};
+use rbuild_tests::registry_http::skopeo_raw;
 use rbuild_tests::{have_tool, registry_http, run, scratch, Run};
 
 use crate::registry_roundtrip::registry;
@@ -50,14 +51,6 @@ fn rbuild_push(store: &Path, ctx: &Path, name: &str, extra: &[&str], meta: &Path
         // tests are about attestations, the default included.
         .env_remove("BUILDX_NO_DEFAULT_ATTESTATIONS"))
     .success()
-}
-
-fn skopeo_raw(reference: &str) -> serde_json::Value {
-    let out = run(Command::new("skopeo")
-        .args(["inspect", "--tls-verify=false", "--raw"])
-        .arg(format!("docker://{reference}")))
-    .success();
-    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
 }
 
 /// `jq -r FILTER` over the blob `digest` of `repo`, fetched from the registry's blob API.

@@ -11,38 +11,14 @@ use std::path::Path;
 use std::process::Command;
 
 use rbuild_tests::build::{build, metadata, write_tree};
-use rbuild_tests::multiarch::{arm64_runs, two_platform_busybox};
-use rbuild_tests::{have_tool, oci, rbuild, run, scratch, test_registry};
+use rbuild_tests::multiarch::registry_with_two_platform_base;
+use rbuild_tests::registry_http::skopeo_raw;
+use rbuild_tests::{have_tool, oci, rbuild, run, scratch};
 
 const BOTH: &str = "linux/amd64,linux/arm64";
 
-/// The registry and the pushed two-platform base, or `None` when a fixture is missing.
 fn setup(dir: &Path, repo: &str) -> Option<(String, String)> {
-    let reg = test_registry();
-    if reg.is_none() {
-        assert!(
-            !rbuild_tests::tools_required(),
-            "tests/run.sh must start a registry"
-        );
-        eprintln!("SKIPPED: no test registry (run bash tests/run.sh)");
-    }
-    let reg = reg?;
-    if std::env::consts::ARCH != "x86_64" || !arm64_runs() || !have_tool("skopeo") {
-        return None;
-    }
-    let base = format!("{reg}/{repo}/busybox:multi");
-    two_platform_busybox(dir, &dir.join("base-store"), &base, &["--push"]).then_some((reg, base))
-}
-
-fn skopeo_raw(reference: &str) -> serde_json::Value {
-    let r = run(Command::new("skopeo").args([
-        "inspect",
-        "--tls-verify=false",
-        "--raw",
-        &format!("docker://{reference}"),
-    ]))
-    .success();
-    serde_json::from_str(&r.stdout).unwrap()
+    registry_with_two_platform_base(dir, repo)
 }
 
 /// The platforms of an index's entries, as `os/arch`.

@@ -7,31 +7,15 @@
 use std::process::Command;
 
 use rbuild_tests::build::{metadata, write_tree};
-use rbuild_tests::multiarch::{arm64_runs, two_platform_busybox};
-use rbuild_tests::{have_tool, rbuild, run, scratch, test_registry};
+use rbuild_tests::multiarch::registry_with_two_platform_base;
+use rbuild_tests::{rbuild, run, scratch};
 
 #[test]
 fn the_arguments_of_build_push_action_for_a_two_platform_push_with_cache_and_metadata() {
-    let Some(reg) = test_registry() else {
-        assert!(
-            !rbuild_tests::tools_required(),
-            "tests/run.sh must start a registry"
-        );
+    let dir = scratch();
+    let Some((reg, base)) = registry_with_two_platform_base(dir.path(), "e2e-bpa") else {
         return;
     };
-    if std::env::consts::ARCH != "x86_64" || !arm64_runs() || !have_tool("skopeo") {
-        return;
-    }
-    let dir = scratch();
-    let base = format!("{reg}/e2e-bpa/busybox:multi");
-    if !two_platform_busybox(
-        dir.path(),
-        &dir.path().join("base-store"),
-        &base,
-        &["--push"],
-    ) {
-        return;
-    }
     let ctx = dir.path().join("repo");
     write_tree(
         &ctx,
