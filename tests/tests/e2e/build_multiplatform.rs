@@ -158,6 +158,31 @@ fn a_two_platform_build_pushes_one_index_and_each_image_runs_its_own_machine() {
         assert_eq!(config["os"], "linux");
     }
 
+    // Pushed by digest (buildx's `push-by-digest=true`): the index is there under its digest,
+    // with no tag, and the metadata names it once.
+    let by_digest = format!("{reg}/e2e-mp-push/by-digest");
+    let meta2 = dir.path().join("meta2.json");
+    build(
+        &dir.path().join("store"),
+        &ctx,
+        &[
+            "--platform",
+            BOTH,
+            "--output",
+            &format!("type=image,name={by_digest},push-by-digest=true,push=true"),
+            "--metadata-file",
+            meta2.to_str().unwrap(),
+        ],
+    )
+    .success();
+    let m2 = metadata(&meta2);
+    let d2 = m2["containerimage.digest"].as_str().unwrap();
+    assert_eq!(m2["rbuild.pushed"][0], format!("{by_digest}@{d2}"), "{m2}");
+    assert_eq!(
+        platforms_of(&skopeo_raw(&format!("{by_digest}@{d2}"))),
+        ["linux/amd64", "linux/arm64"]
+    );
+
     // skopeo copy --all round-trips the index, byte for byte.
     let copied = format!("{reg}/e2e-mp-push/copy:1");
     run(Command::new("skopeo").args([

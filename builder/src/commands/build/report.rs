@@ -151,7 +151,11 @@ fn write_metadata(
         let pushed_refs: Vec<String> = pushed
             .iter()
             .filter(|p| p.target == b.target)
-            .map(|p| format!("{}@{}", p.reference, p.digest))
+            // A push by digest names the digest already (`repository@digest`).
+            .map(|p| match p.reference.digest() {
+                Some(_) => p.reference.to_string(),
+                None => format!("{}@{}", p.reference, p.digest),
+            })
             .collect();
         // For several platforms BuildKit writes the index's digest and descriptor, and no
         // config digest (there is one per platform); with attestations the pushed index (an
