@@ -133,6 +133,8 @@ dockerd_stop() {
 }
 # shellcheck source=tests/bench/registry.sh
 . "$root/tests/bench/registry.sh"
+# shellcheck source=tests/bench/bases.sh
+. "$root/tests/bench/bases.sh"
 cleanup() {
   dockerd_stop
   stop_registry
@@ -184,55 +186,19 @@ build_base() { # target (stage of $work/bases/Dockerfile)
     exit 1
   fi
 }
-# One Dockerfile, a stage per base: python and node build FROM the debian stage, so that their
-# cache keys do not name this run's registry port (BASE_STORE then saves the installs).
+# The bases' context (tests/bench/bases.sh): the host's platform only.
 make_bases() {
-  local b=$work/bases rootfs=${DEBIAN_ROOTFS:-}
-  mkdir -p "$b/certs" "$b/busybox/bin" "$b/busybox/etc" "$b/busybox/tmp"
+  local b=$work/bases rootfs=${DEBIAN_ROOTFS:-} arch
+  arch=$(dpkg --print-architecture)
   if [ -z "$rootfs" ]; then
     rootfs=$work/debootstrap
     log "debootstrap --variant=minbase bookworm"
     debootstrap --variant=minbase bookworm "$rootfs" http://deb.debian.org/debian > "$work/debootstrap.log" 2>&1 ||
       { echo "apps.sh: debootstrap failed:" >&2; tail -n 20 "$work/debootstrap.log" >&2; exit 1; }
   fi
-  # ADD of a local tar keeps owners and modes; device nodes, /proc and /sys stay empty as in
-  # published Debian images.
-  tar -C "$rootfs" --numeric-owner --exclude='./dev/*' --exclude='./proc/*' --exclude='./sys/*' \
-    --exclude='./var/cache/apt/archives/*.deb' --exclude='./var/lib/apt/lists/*' \
-    -cf "$b/rootfs.tar" .
-  cp /usr/local/share/ca-certificates/*.crt "$b/certs/" 2>/dev/null || true
-  cp /bin/busybox "$b/busybox/bin/busybox"
-  for applet in $(/bin/busybox --list); do
-    [ "$applet" = busybox ] || ln -s busybox "$b/busybox/bin/$applet"
-  done
-  printf 'root:x:0:0:root:/root:/bin/sh\n' > "$b/busybox/etc/passwd"
-  printf 'root:x:0:\n' > "$b/busybox/etc/group"
-  cat > "$b/Dockerfile" <<'EOF'
-FROM scratch AS debian
-ADD rootfs.tar /
-ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive
-COPY certs/ /usr/local/share/ca-certificates/
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
- && rm -rf /var/lib/apt/lists/*
-CMD ["bash"]
-
-FROM debian AS python
-RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-pip python3-venv \
- && rm -rf /var/lib/apt/lists/*
-ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt PIP_DISABLE_PIP_VERSION_CHECK=1
-CMD ["python3"]
-
-FROM debian AS node
-RUN apt-get update && apt-get install -y --no-install-recommends nodejs npm \
- && rm -rf /var/lib/apt/lists/*
-ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt
-CMD ["node"]
-
-FROM scratch AS busybox
-COPY busybox/ /
-ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-CMD ["/bin/sh"]
-EOF
+  bench_bases_dockerfile "$b"
+  bench_root_tar "$rootfs" "$b/rootfs-$arch.tar"
+  bench_busybox "$b/busybox-$arch" /bin/busybox
   for base in debian python node busybox; do build_base "$base"; done
 }
 

@@ -46,6 +46,8 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/rbuild-mp-bench.XXXXXX")
 log() { echo "[$(date +%T)] $*" >&2; }
 # shellcheck source=tests/bench/registry.sh
 . "$root/tests/bench/registry.sh"
+# shellcheck source=tests/bench/bases.sh
+. "$root/tests/bench/bases.sh"
 cleanup() {
   stop_registry
   [ "${KEEP_WORK:-0}" = 1 ] && echo "kept $work" >&2 || rm -rf "$work"
@@ -56,8 +58,6 @@ start_registry "$work" warn
 # ---- bases ----
 base_store=${BASE_STORE:-$work/base-store}
 b=$work/bases
-mkdir -p "$b/certs"
-cp /usr/local/share/ca-certificates/*.crt "$b/certs/" 2>/dev/null || true
 deb=${ARM64_BUSYBOX_DEB:-}
 if [ -z "$deb" ]; then
   dpkg --print-foreign-architectures | grep -qx arm64 || { dpkg --add-architecture arm64; apt-get update -qq; }
@@ -65,24 +65,9 @@ if [ -z "$deb" ]; then
   deb=$(ls "$work"/busybox-static_*_arm64.deb)
 fi
 dpkg-deb -x "$deb" "$work/busybox-arm64-deb"
-for arch in amd64 arm64; do
-  d=$b/busybox-$arch
-  mkdir -p "$d/bin" "$d/etc" "$d/tmp"
-  case $arch in
-    amd64) cp /bin/busybox "$d/bin/busybox" ;;
-    arm64) cp "$work/busybox-arm64-deb/bin/busybox" "$d/bin/busybox" ;;
-  esac
-  for applet in $(/bin/busybox --list); do
-    [ "$applet" = busybox ] || ln -s busybox "$d/bin/$applet"
-  done
-  printf 'root:x:0:0:root:/root:/bin/sh\n' > "$d/etc/passwd"
-  printf 'root:x:0:\n' > "$d/etc/group"
-done
-root_tar() { # arch tree
-  tar -C "$2" --numeric-owner --exclude='./dev/*' --exclude='./proc/*' --exclude='./sys/*' \
-    --exclude='./var/cache/apt/archives/*.deb' --exclude='./var/lib/apt/lists/*' \
-    -cf "$b/rootfs-$1.tar" .
-}
+bench_bases_dockerfile "$b"
+bench_busybox "$b/busybox-amd64" /bin/busybox
+bench_busybox "$b/busybox-arm64" "$work/busybox-arm64-deb/bin/busybox"
 amd64_root=${DEBIAN_ROOTFS:-}
 if [ -z "$amd64_root" ]; then
   amd64_root=$work/root-amd64
@@ -96,36 +81,8 @@ if [ -z "$arm64_root" ]; then
   debootstrap --arch=arm64 --foreign --variant=minbase bookworm "$arm64_root" > "$work/debootstrap-arm64.log" 2>&1
   chroot "$arm64_root" /debootstrap/debootstrap --second-stage >> "$work/debootstrap-arm64.log" 2>&1
 fi
-root_tar amd64 "$amd64_root"
-root_tar arm64 "$arm64_root"
-cat > "$b/Dockerfile" <<'EOF'
-FROM scratch AS debian
-ARG TARGETARCH
-ADD rootfs-${TARGETARCH}.tar /
-ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive
-COPY certs/ /usr/local/share/ca-certificates/
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
- && rm -rf /var/lib/apt/lists/*
-CMD ["bash"]
-
-FROM debian AS python
-RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-pip python3-venv \
- && rm -rf /var/lib/apt/lists/*
-ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt PIP_DISABLE_PIP_VERSION_CHECK=1
-CMD ["python3"]
-
-FROM debian AS node
-RUN apt-get update && apt-get install -y --no-install-recommends nodejs npm \
- && rm -rf /var/lib/apt/lists/*
-ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt
-CMD ["node"]
-
-FROM scratch AS busybox
-ARG TARGETARCH
-COPY busybox-${TARGETARCH}/ /
-ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-CMD ["/bin/sh"]
-EOF
+bench_root_tar "$amd64_root" "$b/rootfs-amd64.tar"
+bench_root_tar "$arm64_root" "$b/rootfs-arm64.tar"
 needed_bases="debian busybox"
 for app in $apps; do
   case $app in python | node) needed_bases="$needed_bases $app" ;; esac
