@@ -89,6 +89,7 @@ fn build_checks(df: &crate::dockerfile::Dockerfile, src: &str) {
         all_stages: true,
         context: None,
         skip: &[],
+        bases: &crate::lint::Bases::default(),
     };
     let Ok(report) = crate::lint::run(&input) else {
         return;

@@ -930,7 +930,7 @@ fn fs_tar_output_is_the_flattened_filesystem_as_one_reproducible_tar() {
         apply_layer(root, layer, &ApplyOptions::default())?;
         Ok(())
     };
-    let write = |name: &str| {
+    let write = |name: &str, add: &rbuild_layers::output::fs_tar::AddFiles<'_>| {
         let scratch = tempfile::tempdir().unwrap();
         let dest = tmp.path().join(name);
         let list = [FsTarImage {
@@ -944,15 +944,26 @@ fn fs_tar_output_is_the_flattened_filesystem_as_one_reproducible_tar() {
             &applier,
             scratch.path(),
             None,
+            add,
         )
         .unwrap();
         dest
     };
-    let a = write("a.tar");
+    let nothing = |_: usize, _: &Path| Ok(());
+    let a = write("a.tar", &nothing);
     // Another second: a time taken from the clock (not the layers) would show.
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let b = write("b.tar");
+    let b = write("b.tar", &nothing);
     assert_eq!(fs::read(&a).unwrap(), fs::read(&b).unwrap(), "reproducible");
+    // What the caller adds (attestation files) goes in next to the image's files.
+    let added = write("c.tar", &|i: usize, root: &Path| {
+        assert_eq!(i, 0);
+        fs::write(root.join("provenance.json"), "{}").unwrap();
+        Ok(())
+    });
+    let with = String::from_utf8(run(Command::new("tar").arg("-tf").arg(&added)).stdout).unwrap();
+    assert!(with.lines().any(|l| l == "provenance.json"), "{with}");
+    assert!(with.lines().any(|l| l == "etc/motd"), "{with}");
     let listing = String::from_utf8(run(Command::new("tar").arg("-tvf").arg(&a)).stdout).unwrap();
     let line = |p: &str| listing.lines().find(|l| l.ends_with(&format!(" {p}")));
     assert!(line("hello.txt").is_none(), "whited out:\n{listing}");
@@ -970,6 +981,7 @@ fn fs_tar_output_is_the_flattened_filesystem_as_one_reproducible_tar() {
         &applier,
         tmp.path(),
         None,
+        &nothing,
     )
     .unwrap_err();
     assert!(matches!(err, OutputError::TarNeedsFile { .. }), "{err}");

@@ -183,6 +183,10 @@ pub struct PlanArgs {
 pub struct CheckArgs {
     #[command(flatten)]
     pub plan: PlanArgs,
+
+    /// How the base images' registries are reached (the checks read their configs).
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 #[derive(Debug, Args, Clone)]

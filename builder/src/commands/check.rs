@@ -18,6 +18,8 @@ use crate::graph::{Base, BuildPlan};
 
 use super::plan::{check_file_name, load_plan, run_checks, LoadedPlan};
 use crate::lint;
+use crate::solver::early_bases::EarlyBases;
+use rbuild_layers::store::Store;
 
 pub fn run(a: &CheckArgs) -> Result<(), Failure> {
     // `check` has no --store; standard input (`-f -`, context `-`) is unpacked in the store
@@ -30,7 +32,27 @@ pub fn run(a: &CheckArgs) -> Result<(), Failure> {
         .ok()
         .into_iter()
         .collect();
-    let report = run_checks(&loaded, &opts, opts.targets.is_empty(), &skip)?;
+    let every = opts.targets.is_empty();
+    // The bases are resolved (not pulled: manifests and configs only) for the checks that
+    // read them, as a build's checks do.
+    let registry = crate::cli::registry::registry_options(&a.registry)?;
+    let early = resolve_bases(&loaded, &skip, registry, every);
+    let facts = super::bases::facts(
+        &loaded.dockerfile,
+        &loaded.plans,
+        &early,
+        every,
+        opts.platforms_given,
+    );
+    let report = run_checks(
+        &loaded.dockerfile,
+        &loaded.plans,
+        &loaded.build_args,
+        &opts,
+        every,
+        &skip,
+        &facts,
+    )?;
     let LoadedPlan {
         dockerfile,
         plans,
@@ -61,6 +83,55 @@ pub fn run(a: &CheckArgs) -> Result<(), Failure> {
         Some(v) => Err(Failure::Build(anyhow::anyhow!(v))),
         None => Ok(()),
     }
+}
+
+/// The bases of the checked stages, resolved in the store (`skip`'s first path, the one a build
+/// uses) when it exists; a base that cannot be resolved is said on standard error, and its
+/// stage is checked without its image's ENV or platform.
+fn resolve_bases(
+    loaded: &LoadedPlan,
+    skip: &[std::path::PathBuf],
+    registry: rbuild_registry::ClientOptions,
+    every: bool,
+) -> EarlyBases {
+    let wanted = super::bases::wanted(&loaded.plans, every);
+    if wanted.is_empty() {
+        return EarlyBases::default();
+    }
+    // No store yet: nothing was built here, and `check` creates none; the manifests and
+    // configs go to a scratch store removed on return.
+    let scratch = tempfile::Builder::new().prefix("rbuild-check-").tempdir();
+    let dir = match (skip.first(), &scratch) {
+        (Some(dir), _) if dir.exists() => dir.clone(),
+        (_, Ok(t)) => t.path().join("store"),
+        (_, Err(e)) => {
+            eprintln!(
+                "note: the base images are not resolved: no store and no scratch directory: {e}"
+            );
+            return EarlyBases::default();
+        }
+    };
+    let store = match Store::open(&dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "note: the base images are not resolved: opening the store {}: {e}",
+                dir.display()
+            );
+            return EarlyBases::default();
+        }
+    };
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let registries = rbuild_registry::Registries::new(registry);
+    let early = EarlyBases::resolve_all(&store, &registries, &wanted, &cwd, false);
+    for (name, platform) in &wanted {
+        if let Some(why) = early.failure(name, platform) {
+            eprintln!(
+                "note: FROM {name}: {why}; the checks of its stage do not know its ENV or platform"
+            );
+        }
+    }
+    early
 }
 
 /// The targets, stages and build order of one platform's plan. `platforms`: whether each

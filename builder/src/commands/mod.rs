@@ -2,6 +2,7 @@
 //! maps its [`Failure`] to the documented exit codes (0 ok, 1 build failed, 2 usage or Dockerfile
 //! error). One small module per subcommand; each turns validated options into library calls.
 
+mod bases;
 pub mod binfmt;
 pub mod build;
 pub mod check;

@@ -88,38 +88,59 @@ pub fn check_file_name(given: Option<&Path>, opts: &PlanOptions) -> String {
     }
 }
 
-/// Runs the build checks (`crate::lint`) on a loaded plan: every stage when `all_stages`
+/// Runs the build checks (`crate::lint`) on a plan: every stage when `all_stages`
 /// (`--call check` without `--target`, as BuildKit's lint), else the stages the targets need.
-/// `skip`: paths the context scan leaves out (the store, outputs). An invalid check
-/// configuration is a usage error, as BuildKit's "failed to parse check
-/// options".
+/// `skip`: paths the context scan leaves out (the store, outputs); `bases`: what the resolved
+/// base images told (see `commands::bases`). An invalid check configuration is a usage error,
+/// as BuildKit's "failed to parse check options" (see [`check_config`]).
+#[allow(clippy::too_many_arguments)]
 pub fn run_checks(
-    loaded: &LoadedPlan,
+    dockerfile: &Dockerfile,
+    plans: &[PlatformPlan],
+    build_args: &BTreeMap<String, String>,
     opts: &PlanOptions,
     all_stages: bool,
     skip: &[std::path::PathBuf],
+    bases: &lint::Bases,
 ) -> Result<lint::Report, Failure> {
     let build_arg_names: Vec<&str> = opts.build_args.iter().map(|a| a.key.as_str()).collect();
     let local = opts.context.is_dir() && opts.git_context.is_none();
     let input = lint::Input {
-        dockerfile: &loaded.dockerfile,
-        plan: loaded.plan(),
-        build_args: &loaded.build_args,
+        dockerfile,
+        plan: &plans[0].plan,
+        build_args,
         build_arg_names,
         // The checks read the first target platform's plan (the rules do not depend on it).
-        platform_vars: &loaded.plans[0].platform_vars,
+        platform_vars: &plans[0].platform_vars,
         all_stages,
         context: local.then_some((opts.context.as_path(), opts.dockerfile.as_path())),
         skip,
+        bases,
     };
-    lint::run(&input).map_err(|e| {
-        let what = if loaded.build_args.contains_key(lint::CHECK_BUILD_ARG) {
-            format!("failed to parse {}", lint::CHECK_BUILD_ARG)
-        } else {
-            "failed to parse check options".to_string()
-        };
-        Failure::Usage(format!("error: {what}: {e}"))
-    })
+    lint::run(&input).map_err(|e| config_failure(build_args, e))
+}
+
+/// Checks the build checks' configuration (`# check=`, `BUILDKIT_DOCKERFILE_CHECK`) before
+/// anything is written: the checks themselves run once the bases are resolved.
+pub fn check_config(
+    dockerfile: &Dockerfile,
+    build_args: &BTreeMap<String, String>,
+) -> Result<(), Failure> {
+    lint::Config::for_build(
+        dockerfile.directives.check.as_deref(),
+        build_args.get(lint::CHECK_BUILD_ARG).map(String::as_str),
+    )
+    .map(drop)
+    .map_err(|e| config_failure(build_args, e))
+}
+
+fn config_failure(build_args: &BTreeMap<String, String>, e: lint::ConfigError) -> Failure {
+    let what = if build_args.contains_key(lint::CHECK_BUILD_ARG) {
+        format!("failed to parse {}", lint::CHECK_BUILD_ARG)
+    } else {
+        "failed to parse check options".to_string()
+    };
+    Failure::Usage(format!("error: {what}: {e}"))
 }
 
 impl LoadedPlan {

@@ -357,9 +357,13 @@ pub fn write_outputs(
                 // Flattened under the store, where device nodes stay inert placeholders (the
                 // tar gets them back as device entries); removed when `scratch` is dropped.
                 let scratch = store.scratch_dir("fstar")?;
-                let dirs: Vec<(&Image, Option<String>)> = filesystem_dirs(images)
-                    .into_iter()
-                    .map(|fs| (fs.image, fs.dir.map(|d| d.to_string_lossy().into_owned())))
+                let fs_dirs = filesystem_dirs(images);
+                let dirs: Vec<(&Image, Option<String>)> = fs_dirs
+                    .iter()
+                    .map(|fs| {
+                        let prefix = fs.dir.as_ref().map(|d| d.to_string_lossy().into_owned());
+                        (fs.image, prefix)
+                    })
                     .collect();
                 let list: Vec<FsTarImage<'_>> = dirs
                     .iter()
@@ -368,6 +372,16 @@ pub fn write_outputs(
                         prefix: prefix.as_deref(),
                     })
                     .collect();
+                // BuildKit's tar exporter writes the attestation files into each image's
+                // filesystem, as the local exporter does.
+                let attestations = |i: usize, root: &Path| {
+                    let fs = &fs_dirs[i];
+                    attest::attestation_files(fs.target, root, fs.predicates, source_date_epoch)
+                        .map_err(|e| rbuild_layers::output::OutputError::Addition {
+                            what: format!("the attestation files of {}", fs.target),
+                            source: Box::new(e),
+                        })
+                };
                 let opts = rbuild_layers::apply::ApplyOptions::default();
                 let applier = |root: &Path, layer: &mut dyn std::io::Read, _c: Compression| {
                     rbuild_layers::apply::apply_layer(root, layer, &opts)
@@ -381,6 +395,7 @@ pub fn write_outputs(
                     &applier,
                     scratch.path(),
                     source_date_epoch,
+                    &attestations,
                 )?;
             }
             // Pushed after the other outputs, by `push::push_images`.

@@ -193,6 +193,14 @@ impl NamedContexts {
         }
     }
 
+    /// Whether a named context put the image `image` in the plan (`NAME=docker-image://REF`
+    /// or `NAME=oci-layout://…`).
+    pub fn provides_image(&self, image: &str) -> bool {
+        self.0
+            .values()
+            .any(|c| matches!(&c.value, Named::Image(r) if r == image))
+    }
+
     /// The git and HTTP contexts still to fetch: (key, URL).
     pub fn remote(&self) -> Vec<(String, Named)> {
         self.0

@@ -166,6 +166,7 @@ mod tests {
             all_stages: true,
             context: Some((dir, &dockerfile)),
             skip: &[],
+            bases: &crate::lint::Bases::default(),
         };
         run(&input)
             .unwrap()

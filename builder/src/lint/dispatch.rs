@@ -8,13 +8,13 @@
 //! target). A stage built `FROM` an earlier one starts from that one's variables, SHELL and
 //! WORKDIR state, as BuildKit's does.
 //!
-//! One difference: BuildKit knows the base image's ENV when it checks; rbuild checks before
-//! anything is pulled. In a stage built from an image, a variable the Dockerfile uses but
-//! does not define could be the image's (`GOPATH` in `golang`), so there UndefinedVar reports
-//! it only when the Dockerfile declares that name somewhere (it is then used before its ARG
-//! or ENV, or in a stage that does not have it). A near miss such as `$PAHT` is reported in
-//! stages built from scratch (and from stages built from scratch), not in those built from
-//! an image: `$GOPATH` is as near to `$PATH` as `$PAHT` is.
+//! A stage built from an image starts with the image's ENV ([`super::Bases::env`]), which the
+//! build reads by resolving the bases before it checks, as BuildKit does. When a base could
+//! not be resolved (an unreachable registry: the build then fails at that `FROM`, a check
+//! reports the note), a variable the Dockerfile uses but does not define could be the image's
+//! (`GOPATH` in `golang`), so there UndefinedVar reports it only when the Dockerfile declares
+//! that name somewhere (it is then used before its ARG or ENV, or in a stage that does not
+//! have it), and no near miss is suggested: `$GOPATH` is as near to `$PATH` as `$PAHT` is.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -102,9 +102,23 @@ pub(super) fn check(input: &Input<'_>, ignore: Option<&IgnoreRules>, sink: &mut 
         let planned = input.plan.stages.get(i);
         let mut state = match planned.map(|p| &p.base) {
             Some(Base::Stage(j)) => end_states.get(*j).cloned().unwrap_or_default(),
-            Some(Base::Image(_)) => State {
-                image_env_unknown: true,
-                ..State::default()
+            // The image's ENV, when the build resolved it (as BuildKit reads it before it
+            // checks); else unknown (see the module docs).
+            Some(Base::Image(_)) => match input.bases.env.get(&i) {
+                Some(env) => State {
+                    vars: env
+                        .iter()
+                        .map(|kv| match kv.split_once('=') {
+                            Some((k, v)) => (k.to_string(), v.to_string()),
+                            None => (kv.clone(), String::new()),
+                        })
+                        .collect(),
+                    ..State::default()
+                },
+                None => State {
+                    image_env_unknown: true,
+                    ..State::default()
+                },
             },
             _ => State::default(),
         };
@@ -473,9 +487,44 @@ mod tests {
         );
     }
 
+    /// With the base resolved, its ENV is what BuildKit's dispatch state starts with: the
+    /// image's variables are defined, anything else is undefined and near misses of the
+    /// image's names are suggested (`dockerfile_check_test.go`'s `testUndefinedVariable`).
+    #[test]
+    fn a_resolved_bases_env_decides_what_is_defined() {
+        use crate::lint::testing::check_bases;
+        use crate::lint::Bases;
+        let src = "FROM golang:1.22\nENV PATH=$GOPATH/bin:$PATH\nWORKDIR $HOME\nCOPY $GOPAHT /x\n";
+        let bases = Bases {
+            env: [(
+                0,
+                vec![
+                    "PATH=/usr/local/go/bin:/usr/bin:/bin".to_string(),
+                    "GOPATH=/go".to_string(),
+                ],
+            )]
+            .into(),
+            ..Bases::default()
+        };
+        let shorts: Vec<String> = check_bases(src, &bases)
+            .warnings
+            .iter()
+            .filter(|w| w.rule.name == "UndefinedVar")
+            .map(|w| w.short())
+            .collect();
+        assert_eq!(
+            shorts,
+            [
+                "UndefinedVar: Usage of undefined variable '$HOME' (line 3)",
+                "UndefinedVar: Usage of undefined variable '$GOPAHT' (did you mean $GOPATH?) (line 4)"
+            ]
+        );
+    }
+
     #[test]
     fn an_images_own_variables_are_not_reported() {
-        // GOPATH may be the image's: not reported. foo is the Dockerfile's, used too early.
+        // The base is not resolved: GOPATH may be the image's, not reported. foo is the
+        // Dockerfile's, used too early.
         let src = "FROM golang:1.22\nENV PATH=$GOPATH/bin:$PATH\nCOPY $foo /x\nARG foo=a\n";
         assert_eq!(
             fired(src, "UndefinedVar"),

@@ -3,9 +3,8 @@
 //! the ARG defaults alone make invalid, and `--platform` values that are redundant or
 //! constant.
 //!
-//! `InvalidBaseImagePlatform` (a pulled base image of another platform) is not evaluated: it
-//! needs the base image's config, which the build reads after the checks; resolving a base
-//! from a multi-platform index fails when the index has no image for the build's platform.
+//! `InvalidBaseImagePlatform` (a pulled base image of another platform) needs the resolved
+//! base: see `super::base`.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};

@@ -9,11 +9,13 @@
 //! Modules: [`directive`] (`# check=…`, `BUILDKIT_DOCKERFILE_CHECK`), `rules` (the registry),
 //! `parse` (what BuildKit checks while parsing: casing, stage names, MAINTAINER, empty
 //! continuation lines, descriptions), `from` (the `FROM` line's variables and platform),
+//! `base` (what a resolved base image tells: its platform),
 //! `dispatch` (each stage's instructions in order, with its variables: UndefinedVar,
 //! WORKDIR, CMD/ENTRYPOINT, ENV/LABEL/ARG, EXPOSE, COPY of ignored files), `advice` and
 //! `context` (rbuild's rules), `report` (buildx's printing and the metadata file).
 
 mod advice;
+mod base;
 mod context;
 pub mod directive;
 mod dispatch;
@@ -71,6 +73,28 @@ impl Warning {
     }
 }
 
+/// What the build learnt from the resolved base images: BuildKit resolves every reachable
+/// `FROM` before it checks, and two rules read what it found.
+#[derive(Debug, Clone, Default)]
+pub struct Bases {
+    /// Each stage's base image environment (its config's `KEY=value` entries), by stage index,
+    /// for the stages built from an image that resolved. UndefinedVar knows these variables.
+    pub env: BTreeMap<usize, Vec<String>>,
+    /// Bases pulled with another platform than their stage expected (InvalidBaseImagePlatform).
+    pub platform_mismatches: Vec<PlatformMismatch>,
+}
+
+/// A base image whose platform is not the one its stage expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformMismatch {
+    pub stage: usize,
+    /// The name as the `FROM` line gives it (after its variables).
+    pub image: String,
+    /// `os/arch[/variant]` as BuildKit prints them (`platforms.FormatAll`).
+    pub expected: String,
+    pub actual: String,
+}
+
 /// What the checks read.
 pub struct Input<'a> {
     pub dockerfile: &'a Dockerfile,
@@ -90,6 +114,8 @@ pub struct Input<'a> {
     /// Paths inside the context the build never reads (its store, its outputs): left out of
     /// the context scan, as the build's own scan leaves them out.
     pub skip: &'a [std::path::PathBuf],
+    /// What the resolved base images told (empty when none was resolved).
+    pub bases: &'a Bases,
 }
 
 /// The checks' outcome.
@@ -175,6 +201,7 @@ pub fn run(input: &Input<'_>) -> Result<Report, ConfigError> {
     let ignore = context::load_ignore(input);
     parse::check(df, &mut sink);
     from::check(input, &mut sink);
+    base::check(input, &mut sink);
     dispatch::check(input, ignore.as_ref(), &mut sink);
     advice::check(input, &mut sink);
     context::check(input, ignore.as_ref(), &mut sink);
@@ -194,7 +221,7 @@ pub(crate) mod testing {
 
     use std::collections::BTreeMap;
 
-    use super::{run, Input, Report};
+    use super::{run, Bases, Input, Report};
     use crate::dockerfile::parse;
     use crate::graph::{platform_args, BuildPlan};
 
@@ -204,6 +231,20 @@ pub(crate) mod testing {
 
     /// The checks of `src` as `--call check` runs them (every stage, no context).
     pub fn check_with(src: &str, build_args: &[(&str, &str)], targets: &[&str]) -> Report {
+        check_full(src, build_args, targets, &Bases::default())
+    }
+
+    /// The checks of `src` (every stage, no context) with what its resolved bases told.
+    pub fn check_bases(src: &str, bases: &Bases) -> Report {
+        check_full(src, &[], &[], bases)
+    }
+
+    fn check_full(
+        src: &str,
+        build_args: &[(&str, &str)],
+        targets: &[&str],
+        bases: &Bases,
+    ) -> Report {
         let df = parse(src).expect("the test Dockerfile parses");
         let args: BTreeMap<String, String> = build_args
             .iter()
@@ -221,6 +262,7 @@ pub(crate) mod testing {
             all_stages: targets.is_empty(),
             context: None,
             skip: &[],
+            bases,
         };
         run(&input).expect("valid check configuration")
     }

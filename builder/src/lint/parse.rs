@@ -137,8 +137,9 @@ fn description(df: &Dockerfile, sink: &mut Sink, instruction: &str, keys: &[&str
 }
 
 /// ReservedStageName and DuplicateStageName (`validateStageNames`). rbuild refuses a
-/// duplicate stage name when parsing (BuildKit builds with the first), so the second can
-/// only fire on a Dockerfile assembled in memory.
+/// duplicate stage name when parsing (BuildKit builds with a warning, and the name then means
+/// different stages to `FROM` and to `COPY --from`; see docs/checks/DuplicateStageName.md), so
+/// the second can only fire on a Dockerfile assembled in memory.
 fn stage_names(df: &Dockerfile, sink: &mut Sink) {
     let config = sink.base.clone();
     let mut seen = std::collections::BTreeSet::new();

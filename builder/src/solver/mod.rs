@@ -14,6 +14,7 @@ pub mod budget;
 /// `--chmod` values are validated by the parser and applied by COPY.
 pub use crate::dockerfile::chmod;
 pub mod copy;
+pub mod early_bases;
 mod early_snapshot;
 pub mod error;
 pub mod explain;

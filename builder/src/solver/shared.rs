@@ -5,7 +5,8 @@
 //!   `$BUILDPLATFORM` that does not read the target's ARGs, the cross-compilation pattern) is
 //!   run by the first engine to reach it while the other waits, then takes it from the store's
 //!   cache — so it is built once, as BuildKit's solver merges equal vertices;
-//! * the scanned build context, read once.
+//! * the scanned build context, read once;
+//! * the base images resolved before the solve (`super::early_bases`).
 //!
 //! A build for one platform has one engine and never waits on these locks.
 
@@ -28,6 +29,8 @@ pub struct Shared {
     /// The keys of the steps this build ran (not took from a cache).
     ran: Mutex<HashSet<Digest>>,
     pub(crate) context: OnceLock<ScannedContext>,
+    /// Bases resolved before the solve; each stage takes its own from here.
+    pub bases: super::early_bases::EarlyBases,
 }
 
 /// Held while a step with a given key runs; dropping it lets the next engine in.
@@ -37,6 +40,14 @@ pub struct StepGuard<'a> {
 }
 
 impl Shared {
+    /// The shared state of a build whose bases were resolved before the solve.
+    pub fn with_bases(bases: super::early_bases::EarlyBases) -> Shared {
+        Shared {
+            bases,
+            ..Shared::default()
+        }
+    }
+
     /// Waits until no other engine of this build runs the step with `key`, then holds it.
     pub fn lock_step(&self, key: &Digest) -> StepGuard<'_> {
         // A step that panicked while holding the set left it consistent (one insert or remove).

@@ -298,7 +298,8 @@ pub fn build_stage(engine: &Engine<'_>, i: usize) -> Result<StageState, BuildErr
             // A directory `--build-context` is no image: no registry, no `base.name`.
             let named_dir = super::named_dir::base_image(engine, name, stage_platform);
             let from_dir = named_dir.is_some();
-            let resolved = match named_dir.unwrap_or_else(|| {
+            let early = || engine.seams.shared.bases.take(name, stage_platform);
+            let resolved = match named_dir.or_else(early).unwrap_or_else(|| {
                 base::resolve_with_progress(
                     engine.store,
                     &engine.seams.registries,

@@ -61,6 +61,13 @@ pub enum OutputError {
     DockerNeedsTar { path: PathBuf },
     #[error("`type=tar` writes a tar: dest must be a file or `-`, not the directory {}", path.display())]
     TarNeedsFile { path: PathBuf },
+    /// What the caller adds to an output (attestation files) could not be written.
+    #[error("{what}: {source}")]
+    Addition {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("{op}: {source}")]
     FsTar {
         op: &'static str,

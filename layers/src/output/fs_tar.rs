@@ -27,8 +27,14 @@ pub struct FsTarImage<'a> {
     pub prefix: Option<&'a str>,
 }
 
+/// Files the caller adds next to an image's flattened filesystem before it is written: called
+/// with the image's index in `images` and the directory it was flattened into (BuildKit's tar
+/// exporter puts the attestation files there, as the local exporter does).
+pub type AddFiles<'a> = dyn Fn(usize, &Path) -> Result<(), OutputError> + 'a;
+
 /// Writes the filesystems of `images` as one tar to `dest` (a file or standard output).
-/// `scratch` is an empty directory to flatten them in; the caller removes it.
+/// `scratch` is an empty directory to flatten them in; the caller removes it. `add` writes
+/// what goes into the tar besides each image's files.
 pub fn write_fs_tar(
     dest: &Destination,
     images: &[FsTarImage<'_>],
@@ -36,6 +42,7 @@ pub fn write_fs_tar(
     applier: &dyn LayerApplier,
     scratch: &Path,
     source_date_epoch: Option<i64>,
+    add: &AddFiles<'_>,
 ) -> Result<(), OutputError> {
     let shown = match dest {
         Destination::Dir(p) => return Err(OutputError::TarNeedsFile { path: p.clone() }),
@@ -47,6 +54,7 @@ pub fn write_fs_tar(
         let root = scratch.join(i.to_string());
         fs::create_dir(&root).map_err(OutputError::io("creating directory", &root))?;
         flatten(&root, &shown, img.image, source, applier)?;
+        add(i, &root)?;
         let mut these = entries_from_dir(&root, &DirOptions::default()).map_err(|source| {
             OutputError::FsTar {
                 op: "listing the flattened filesystem",

@@ -355,12 +355,12 @@ fn min_provenance_is_the_push_default_and_false_turns_it_off() {
 }
 
 /// Attestations asked for go into an OCI layout as into a push (an index with the attestation
-/// manifest, read by skopeo), and into a `type=local` output as BuildKit's local exporter writes
-/// them: `sbom.spdx.json` and `provenance.json` beside the filesystem, whose subjects are the
-/// output's files. buildx's default provenance alone leaves both outputs as they were (it goes
-/// with pushes; an OCI layout stays reproducible).
+/// manifest, read by skopeo), and into `type=local` and `type=tar` outputs as BuildKit's local
+/// and tar exporters write them: `sbom.spdx.json` and `provenance.json` beside the filesystem,
+/// whose subjects are the output's files. buildx's default provenance alone leaves the outputs
+/// as they were (it goes with pushes; an OCI layout stays reproducible).
 #[test]
-fn oci_and_local_outputs_carry_the_attestations_asked_for() {
+fn oci_local_and_tar_outputs_carry_the_attestations_asked_for() {
     if !have_tool("skopeo") || !have_tool("busybox") {
         return;
     }
@@ -373,6 +373,7 @@ fn oci_and_local_outputs_carry_the_attestations_asked_for() {
     context(&ctx, "localhost/attest-busybox:1");
     let layout = dir.path().join("layout");
     let local = dir.path().join("fs");
+    let fs_tar = dir.path().join("fs.tar");
     let r = run(build_cmd(&store, &ctx)
         .args(["--tag", "app:1", "--sbom=true", "--provenance=mode=max"])
         .args([
@@ -380,6 +381,7 @@ fn oci_and_local_outputs_carry_the_attestations_asked_for() {
             &format!("type=oci,dest={},tar=false", layout.display()),
         ])
         .args(["--output", &format!("type=local,dest={}", local.display())])
+        .args(["--output", &format!("type=tar,dest={}", fs_tar.display())])
         .env_remove("BUILDX_NO_DEFAULT_ATTESTATIONS"))
     .success();
     assert!(r.stderr.contains("attesting"), "{}", r.stderr);
@@ -432,9 +434,30 @@ fn oci_and_local_outputs_carry_the_attestations_asked_for() {
         "{packages}"
     );
 
+    // The tar output: the same statements, in the tar's root, mode 0600 (read by GNU tar).
+    let listing = run(Command::new("tar").arg("-tvf").arg(&fs_tar)).success();
+    for f in ["provenance.json", "sbom.spdx.json"] {
+        let line = listing
+            .stdout
+            .lines()
+            .find(|l| l.ends_with(&format!(" {f}")));
+        assert!(
+            line.is_some_and(|l| l.starts_with("-rw-------")),
+            "{f}:\n{}",
+            listing.stdout
+        );
+        let bytes = run(Command::new("tar").arg("-xOf").arg(&fs_tar).arg(f)).success();
+        assert_eq!(
+            bytes.stdout,
+            String::from_utf8(std::fs::read(local.join(f)).unwrap()).unwrap(),
+            "{f} differs between type=tar and type=local"
+        );
+    }
+
     // buildx's default provenance alone: a plain OCI layout and no files.
     let plain = dir.path().join("plain");
     let plain_fs = dir.path().join("plain-fs");
+    let plain_tar = dir.path().join("plain.tar");
     run(build_cmd(&store, &ctx)
         .args(["--tag", "app:1"])
         .args([
@@ -445,6 +468,10 @@ fn oci_and_local_outputs_carry_the_attestations_asked_for() {
             "--output",
             &format!("type=local,dest={}", plain_fs.display()),
         ])
+        .args([
+            "--output",
+            &format!("type=tar,dest={}", plain_tar.display()),
+        ])
         .env_remove("BUILDX_NO_DEFAULT_ATTESTATIONS"))
     .success();
     assert_eq!(
@@ -452,4 +479,10 @@ fn oci_and_local_outputs_carry_the_attestations_asked_for() {
         "application/vnd.oci.image.manifest.v1+json"
     );
     assert!(!plain_fs.join("provenance.json").exists());
+    let listing = run(Command::new("tar").arg("-tf").arg(&plain_tar)).success();
+    assert!(
+        !listing.stdout.contains("provenance.json"),
+        "{}",
+        listing.stdout
+    );
 }

@@ -268,3 +268,110 @@ fn an_invalid_check_option_is_a_usage_error_naming_it() {
         r.stderr
     );
 }
+
+/// Builds `FROM scratch` + ENV + a file as `tag` in `store` (extra: `--platform` …); a name
+/// built here is used from the store, no registry asked.
+fn local_base(store: &std::path::Path, dir: &std::path::Path, tag: &str, extra: &[&str]) {
+    let ctx = dir.join(format!("base-{}", tag.replace(['/', ':'], "-")));
+    write_tree(
+        &ctx,
+        &[
+            (
+                "Dockerfile",
+                "FROM scratch\nENV GREETING=hello\nCOPY f /f\n",
+            ),
+            ("f", "f\n"),
+        ],
+    );
+    let r = build(store, &ctx, &[&["--tag", tag], extra].concat());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+/// The checks run once the bases are resolved, as BuildKit's do: a stage's variables include
+/// its image's ENV, so `$GREETING` is defined and `$GREETNG` is a near miss of it — in
+/// `--check`, `rbuild check` and a build's warnings alike.
+#[test]
+fn undefined_var_knows_the_base_images_env() {
+    let dir =
+        context("FROM localhost/check-env:1\nWORKDIR /$GREETING\nLABEL x=$GREETNG\nCOPY f /f2\n");
+    let (ctx, store) = (dir.path().join("ctx"), dir.path().join("store"));
+    local_base(&store, dir.path(), "localhost/check-env:1", &[]);
+    let expected = "UndefinedVar: Usage of undefined variable '$GREETNG' (did you mean $GREETING?)";
+    let r = run(rbuild(&store).arg("build").arg(&ctx).arg("--check"));
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .starts_with("Check complete, 1 warning has been found!\n"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("WARNING: UndefinedVar - https://docs.docker.com/go/dockerfile/rule/undefined-var/\nUsage of undefined variable '$GREETNG' (did you mean $GREETING?)"),
+        "{}",
+        r.stdout
+    );
+    let r = run(rbuild(&store).arg("check").arg(&ctx));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("1 warning has been found"),
+        "{}",
+        r.stdout
+    );
+    let r = build(&store, &ctx, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("WARNING: {expected} (line 3)")),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("'$GREETING'"), "{}", r.stderr);
+}
+
+/// InvalidBaseImagePlatform (BuildKit's `validateBaseImagePlatform`): a base whose config
+/// says another platform than the one the stage is built for. Under an implicit target
+/// (no `--platform`), BuildKit takes the base's own platform when this host runs it
+/// (`autoDetectPlatform`): then there is no warning.
+#[test]
+fn invalid_base_image_platform_names_both_platforms() {
+    let dir = context("FROM localhost/check-arm:1\nCOPY f /f2\n");
+    let (ctx, store) = (dir.path().join("ctx"), dir.path().join("store"));
+    local_base(
+        &store,
+        dir.path(),
+        "localhost/check-arm:1",
+        &["--platform", "linux/arm64"],
+    );
+    let detail = "Base image localhost/check-arm:1 was pulled with platform \"linux/arm64\", expected \"linux/amd64\" for current build";
+    let r = run(rbuild(&store).arg("build").arg(&ctx).args([
+        "--platform",
+        "linux/amd64",
+        "--call",
+        "check,format=json",
+    ]));
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect(&r.stdout);
+    assert_eq!(v["warnings"][0]["ruleName"], "InvalidBaseImagePlatform");
+    assert_eq!(v["warnings"][0]["detail"], detail);
+    assert_eq!(
+        v["warnings"][0]["location"]["ranges"][0]["start"]["line"],
+        1
+    );
+    assert_eq!(v["warnings"].as_array().map(Vec::len), Some(1), "{v}");
+
+    // Implicit target: a warning only when this host cannot run arm64.
+    let runs_arm64 = std::path::Path::new("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists()
+        || std::env::consts::ARCH == "aarch64";
+    let r = run(rbuild(&store).arg("build").arg(&ctx).arg("--check"));
+    assert_eq!(r.code, i32::from(!runs_arm64), "{}\n{}", r.stdout, r.stderr);
+    // Skipped like any rule.
+    let r = run(rbuild(&store)
+        .arg("build")
+        .arg(&ctx)
+        .args(["--platform", "linux/amd64", "--check"])
+        .args([
+            "--build-arg",
+            "BUILDKIT_DOCKERFILE_CHECK=skip=InvalidBaseImagePlatform",
+        ]));
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+}

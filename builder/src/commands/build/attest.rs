@@ -20,8 +20,8 @@ use super::solve::{PlatformSolved, Session, Solved};
 /// Attaches the requested attestations to each built image, as its outputs take them (see
 /// `export::attest`): a pushed image — and, when attestations were asked for explicitly, an OCI
 /// output — becomes an index with an attestation manifest per platform; for `type=local`
-/// outputs the predicates are kept (`BuiltImage::predicates`) and written as files beside the
-/// filesystem. buildx's default provenance goes with pushes only: an OCI layout stays
+/// and `type=tar` outputs the predicates are kept (`BuiltImage::predicates`) and written as
+/// files beside the filesystem. buildx's default provenance goes with pushes only: an OCI layout stays
 /// reproducible byte for byte unless attestations are asked for.
 pub(super) fn attach(
     inputs: &Inputs,
@@ -42,7 +42,7 @@ pub(super) fn attach(
     let files = opts
         .outputs
         .iter()
-        .any(|o| matches!(o.kind, OutputKind::Local(_)));
+        .any(|o| matches!(o.kind, OutputKind::Local(_) | OutputKind::Tar(_)));
     // One provenance record per platform: its base images and steps are that platform's.
     let provenance: Vec<Option<ProvenanceInput>> = inputs
         .plans

@@ -89,7 +89,8 @@ pub(super) fn run(inputs: &Inputs, call: &CallFunc) -> Result<(), Failure> {
             (text, 0)
         }
         _ => {
-            let r = &inputs.checks;
+            let report = super::checks::for_call(inputs)?;
+            let r = &report;
             let status = i32::from(!r.warnings.is_empty());
             let text = if json {
                 format!(

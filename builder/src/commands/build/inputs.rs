@@ -10,7 +10,7 @@ use crate::cli::args::BuildArgs;
 use crate::cli::cache_spec::CacheExportTarget;
 use crate::cli::output::OutputKind;
 use crate::cli::BuildOptions;
-use crate::commands::plan::{check_file_name, load_plan, run_checks, LoadedPlan, PlatformPlan};
+use crate::commands::plan::{check_config, check_file_name, load_plan, LoadedPlan, PlatformPlan};
 use crate::commands::Failure;
 use crate::dockerfile::Dockerfile;
 use crate::export::tags::TagSpec;
@@ -28,9 +28,6 @@ pub(super) struct Inputs {
     pub build_args: BTreeMap<String, String>,
     /// Notes shown once the progress output exists (`--builder`).
     pub notes: Vec<String>,
-    /// The build checks' outcome: warnings are shown once the progress output exists, and
-    /// fail the build before anything is built under `error=true`.
-    pub checks: crate::lint::Report,
     /// The Dockerfile's text and its name in check output (for `--call check` and the
     /// metadata file's warnings).
     pub source: String,
@@ -53,6 +50,15 @@ impl Inputs {
     /// Whether the build makes an image index per target (several platforms).
     pub fn multi_platform(&self) -> bool {
         self.plans.len() > 1
+    }
+
+    /// Whether the checks look at every stage: `--call check` without `--target`, as
+    /// BuildKit's lint does; else the stages the targets need.
+    pub fn checks_every_stage(&self) -> bool {
+        self.call
+            .as_ref()
+            .is_some_and(|c| c.name == super::call::CHECK)
+            && self.opts.plan.targets.is_empty()
     }
 
     /// Whether the epoch is the clock: no `SOURCE_DATE_EPOCH`, no git commit (see
@@ -84,15 +90,9 @@ pub(super) fn resolve(a: &BuildArgs) -> Result<Inputs, Failure> {
     }
     let call = super::call::CallFunc::from_args(&a.call, a.check)?;
     let loaded = load_plan(&opts.plan)?;
-    // `--call check` without --target checks every stage, as BuildKit's lint does.
-    let all_stages =
-        call.as_ref().is_some_and(|c| c.name == super::call::CHECK) && opts.plan.targets.is_empty();
-    let checks = run_checks(
-        &loaded,
-        &opts.plan,
-        all_stages,
-        &super::plan::context_skip(&opts),
-    )?;
+    // The checks run once the bases are resolved (`super::checks`); their configuration is
+    // a usage error now.
+    check_config(&loaded.dockerfile, &loaded.build_args)?;
     let check_file = check_file_name(a.plan.file.as_deref(), &opts.plan);
     let LoadedPlan {
         dockerfile: df,
@@ -108,16 +108,6 @@ pub(super) fn resolve(a: &BuildArgs) -> Result<Inputs, Failure> {
         ));
     }
     check_platforms(&opts, &plans)?;
-    if opts.attest.explicit()
-        && opts
-            .outputs
-            .iter()
-            .any(|o| matches!(o.kind, OutputKind::Tar(_)))
-    {
-        return Err(Failure::Usage(
-            "error: --output type=tar cannot carry attestations yet (BuildKit writes them as files in the tar); use type=local for the filesystem with sbom.spdx.json and provenance.json, or an image output, or drop --sbom/--provenance/--attest".into(),
-        ));
-    }
 
     // A build that talks to a registry needs the system's TLS roots before its first request:
     // read them meanwhile (the git metadata below is a subprocess).
@@ -150,7 +140,6 @@ pub(super) fn resolve(a: &BuildArgs) -> Result<Inputs, Failure> {
         plans,
         build_args,
         notes,
-        checks,
         source,
         check_file,
         call,

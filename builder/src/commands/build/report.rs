@@ -25,6 +25,7 @@ pub(super) fn report(
     solved: &Solved<'_>,
     exported: Exported,
     started: Instant,
+    checks: &crate::lint::Report,
 ) -> Result<(), Failure> {
     let Exported {
         built,
@@ -73,13 +74,9 @@ pub(super) fn report(
             .find_map(|p| p.engine.isolation_choice());
         // The checks' warnings, under buildx's key and only when buildx would write them.
         let warnings = (crate::lint::report::metadata_warnings_enabled()
-            && !inputs.checks.warnings.is_empty())
+            && !checks.warnings.is_empty())
         .then(|| {
-            crate::lint::report::metadata_warnings(
-                &inputs.checks,
-                &inputs.check_file,
-                &inputs.source,
-            )
+            crate::lint::report::metadata_warnings(checks, &inputs.check_file, &inputs.source)
         });
         write_metadata(
             path,

@@ -21,17 +21,20 @@ use crate::export::ahead::UploadAhead;
 use crate::lazy_pull::LayerFetcher;
 use crate::progress::{self, Progress};
 use crate::remote_cache::import::ImportedCaches;
+use crate::solver::early_bases::EarlyBases;
 use crate::solver::inputs::{SecretSource, SecretSpec};
 use crate::solver::shared::Shared;
 use crate::solver::{BuildError, Engine, Seams, StageState};
 
-/// The store and progress output of one build.
+/// The store, progress output and registry clients of one build.
 pub(super) struct Session {
     pub store: Store,
     pub progress: Progress,
+    pub registries: Arc<Registries>,
 }
 
-/// Opens the store and the progress output, and shows the warnings gathered so far.
+/// Opens the store, the progress output and the registry clients, and shows the notes
+/// gathered so far.
 pub(super) fn open(inputs: &Inputs, planned: &Planned) -> Result<Session, Failure> {
     let opts = &inputs.opts;
     let store = Store::open(&opts.store)
@@ -50,9 +53,6 @@ pub(super) fn open(inputs: &Inputs, planned: &Planned) -> Result<Session, Failur
     let progress = progress::renderer(mode, Box::new(std::io::stderr()))
         .with_masks(secret_values(&opts.secrets));
     note_skipped_in_context(inputs, &planned.requests[0].context_skip, &progress);
-    for w in &inputs.checks.warnings {
-        progress.warn(w.short());
-    }
     for n in &inputs.notes {
         progress.warn(n.clone());
     }
@@ -61,7 +61,12 @@ pub(super) fn open(inputs: &Inputs, planned: &Planned) -> Result<Session, Failur
             "build-arg {unused} was given but no ARG in the Dockerfile declares it"
         ));
     }
-    Ok(Session { store, progress })
+    let registries = Arc::new(Registries::new(inputs.registry.clone()));
+    Ok(Session {
+        store,
+        progress,
+        registries,
+    })
 }
 
 /// One platform's engine after a successful run.
@@ -117,10 +122,11 @@ pub(super) fn solve<'a>(
     inputs: &'a Inputs,
     planned: &'a Planned,
     session: &'a Session,
+    bases: EarlyBases,
 ) -> Result<Solved<'a>, Failure> {
     let opts = &inputs.opts;
     let progress = &session.progress;
-    let registries = Arc::new(Registries::new(inputs.registry.clone()));
+    let registries = session.registries.clone();
     let fetcher = Arc::new(LayerFetcher::new(registries.clone()));
     // `RBUILD_UPLOAD_AHEAD=0` turns this off (for a proxy that mishandles chunked uploads, or
     // to compare): the push then uploads every new layer after the build.
@@ -146,7 +152,7 @@ pub(super) fn solve<'a>(
         fetcher: fetcher.clone(),
         ahead: ahead.clone(),
         imports,
-        shared: Arc::new(Shared::default()),
+        shared: Arc::new(Shared::with_bases(bases)),
         outputs_need_bytes: opts
             .outputs
             .iter()
