@@ -92,8 +92,6 @@ pub enum RunError {
     Emulation(#[from] crate::executor::binfmt::EmulationError),
     #[error("RUN --mount=type=cache,source={0}: the seed must be a directory of the `from` stage")]
     CacheSeedNotDir(String),
-    #[error("RUN --mount=type=bind,from={0}: no stage of this Dockerfile has that name (binding an image is not supported yet)")]
-    UnknownStage(String),
     #[error("RUN --mount=type=bind,source={0}: the path goes through a symlink; name the target instead")]
     SymlinkSource(String),
     #[error("RUN --mount=type=bind,source={0}: not found in the build context (or excluded by .dockerignore)")]

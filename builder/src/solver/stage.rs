@@ -902,10 +902,11 @@ fn step_layer_options(engine: &Engine<'_>, stage: usize) -> LayerOptions {
     }
 }
 
-/// Resolves `COPY --from=NAME`: a stage of this Dockerfile (by name, or by index for an
-/// earlier stage), else an image reference resolved like a `FROM` (its manifest digest is what
-/// the COPY's key depends on).
-fn resolve_from(
+/// Resolves `COPY --from=NAME` and `RUN --mount=…,from=NAME`: a stage of this Dockerfile (by
+/// name, or by index for an earlier stage), else an image reference resolved like a `FROM` (its
+/// manifest digest is what the step's key depends on), or a directory `--build-context` taken
+/// as `FROM NAME` takes it (one layer of its files, keyed by their content).
+pub(crate) fn resolve_from(
     engine: &Engine<'_>,
     name: &str,
     current: usize,
@@ -918,14 +919,18 @@ fn resolve_from(
     let cwd = engine.opts.workdir.clone();
     let image_name = engine.plan.image_for_from(name, current);
     let name = image_name.as_str();
-    let image = base::resolve(
-        engine.store,
-        &engine.seams.registries,
-        name,
-        &engine.opts.platform,
-        &cwd,
-        engine.opts.always_pull,
-    )?;
+    let platform = &engine.opts.platform;
+    let image = match super::named_dir::base_image(engine, name, platform) {
+        Some(dir) => dir?,
+        None => base::resolve(
+            engine.store,
+            &engine.seams.registries,
+            name,
+            platform,
+            &cwd,
+            engine.opts.always_pull,
+        )?,
+    };
     let platform = crate::graph::platform::platform_string(&engine.opts.platform);
     let key = KeyInputs::new("from", None, format!("FROM {name}"), platform)
         .input("base", image.manifest_digest.to_string())

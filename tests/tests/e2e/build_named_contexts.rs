@@ -371,3 +371,48 @@ fn a_tarball_url_is_the_build_context() {
         r.stderr
     );
 }
+
+/// `RUN --mount=…,from=NAME` reads what `COPY --from=NAME` reads, as BuildKit mounts any
+/// state: an image that is no stage of the Dockerfile (bound read-only), and a directory
+/// `--build-context` seeding an empty cache mount (its files, by its own `.dockerignore`).
+#[test]
+fn mounts_from_an_image_and_a_cache_seeded_from_a_directory_context() {
+    let dir = scratch();
+    let d = dir.path();
+    let store = d.join("store");
+    if !rbuild_tests::build::busybox_base(d, &store, BASE) {
+        return;
+    }
+    let seeds = d.join("seeds");
+    write_tree(
+        &seeds,
+        &[
+            ("tool.cfg", "seeded\n"),
+            ("skip.txt", "never read\n"),
+            (".dockerignore", "skip.txt\n"),
+        ],
+    );
+    let ctx = d.join("ctx");
+    write_tree(
+        &ctx,
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM {BASE}\n\
+                 RUN --mount=from={BASE},source=/bin,target=/img test -x /img/busybox && echo bound > /from-image\n\
+                 RUN --mount=type=cache,id=seeded-from-dir,from=seeds,target=/c \
+                 cat /c/tool.cfg > /from-cache && test ! -e /c/skip.txt && echo written > /c/new\n\
+                 RUN --mount=type=cache,id=seeded-from-dir,target=/c cat /c/new > /cache-kept\n"
+            ),
+        )],
+    );
+    let out = d.join("out");
+    let r = run(build_cmd(&store, &ctx)
+        .args(["--build-context", &format!("seeds={}", seeds.display())])
+        .args(["--output", &format!("type=local,dest={}", out.display())]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let read = |p: &str| std::fs::read_to_string(out.join(p)).unwrap();
+    assert_eq!(read("from-image"), "bound\n");
+    assert_eq!(read("from-cache"), "seeded\n");
+    assert_eq!(read("cache-kept"), "written\n");
+}

@@ -279,20 +279,15 @@ pub(super) fn clean_rel(p: &str) -> String {
     }
 }
 
-/// A built stage named `name` (or numbered, before `current`).
+/// What a mount's `from=NAME` reads, as `COPY --from=NAME` reads it: a built stage named
+/// `name` (or numbered, before `current`), else an image (or the `--build-context` that stands
+/// for it; a directory one as a layer of its files), as BuildKit mounts any of them.
 pub(super) fn stage_named(
     engine: &Engine<'_>,
     name: &str,
     current: usize,
 ) -> Result<Arc<StageState>, BuildError> {
-    match engine
-        .plan
-        .stage_ref(name, current)
-        .and_then(|i| engine.stage_result(i))
-    {
-        Some(s) => Ok(s),
-        None => Err(BuildError::Run(RunError::UnknownStage(name.into()))),
-    }
+    crate::solver::stage::resolve_from(engine, name, current)
 }
 
 /// `dir/rel`, refusing any symlink on the way: the helper opens bind sources on the host,
