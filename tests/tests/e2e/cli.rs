@@ -177,11 +177,17 @@ fn quiet_prints_the_digest_once_on_stdout() {
         rbuild_tests::rbuild(&dir.path().join("store"))
             .arg("build")
             .arg(&ctx)
-            .arg("-q"),
+            .arg("-q")
+            .arg("--iidfile")
+            .arg(dir.path().join("iid")),
     )
     .success();
     let lines: Vec<&str> = r.stdout.lines().collect();
     assert_eq!(lines.len(), 1, "{}", r.stdout);
     assert!(lines[0].starts_with("sha256:"), "{}", r.stdout);
     assert!(!r.stderr.contains("sha256:"), "{}", r.stderr);
+    // buildx's `--quiet` prints the image ID (`getImageID`: the config's digest), the same
+    // as `--iidfile` writes.
+    let iid = std::fs::read_to_string(dir.path().join("iid")).unwrap();
+    assert_eq!(lines[0], iid);
 }

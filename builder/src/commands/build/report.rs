@@ -110,8 +110,10 @@ pub(super) fn report(
     if opts.progress == ProgressMode::None {
         // buildx's `none`: not even the digests.
     } else if opts.progress == ProgressMode::Quiet {
+        // buildx's `--quiet` prints the image ID (`getImageID`): the config's digest, the
+        // index's for several platforms — what `--iidfile` holds.
         for b in &built {
-            let _ = writeln!(out, "{}", b.digest());
+            let _ = writeln!(out, "{}", b.image_id());
         }
     } else {
         for p in &pushed {
