@@ -23,7 +23,11 @@ fn main() {
     // Before any thread exists: move into a private mount namespace so that every mount rbuild
     // makes (read-only views of stages for COPY --from) disappears with the process, even if it
     // is killed. Harmless without privileges: mount-needing steps then report what was refused.
-    rbuild::sandbox_init::private_mount_namespace();
+    // Not for `rbuild binfmt`: the binfmt_misc it mounts (`--install`) is for every later
+    // process, the builds that look for their emulators there included.
+    if std::env::args_os().nth(1).as_deref() != Some(std::ffi::OsStr::new("binfmt")) {
+        rbuild::sandbox_init::private_mount_namespace();
+    }
     exit_on_panic();
     std::process::exit(rbuild::commands::main());
 }

@@ -805,6 +805,53 @@ fn concurrent_writers_to_one_new_layout_both_land() {
     assert_eq!(leftovers.len(), 2, "{leftovers:?}");
 }
 
+/// `oci-mediatypes=false` after the build: converting an image is assembling it with Docker's
+/// types (same manifest bytes), and several platforms become a Docker manifest list.
+#[test]
+fn converting_to_docker_media_types_is_assembling_with_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = DirStore(tmp.path().join("store"));
+    let oci = build_image(&store, &[]);
+    let direct = Image::assemble(
+        oci.config.clone(),
+        oci.manifest.layers.clone(),
+        oci.manifest.annotations.clone(),
+        MediaTypes::Docker,
+        &store,
+    )
+    .unwrap();
+    let converted = oci.to_docker_media_types(&store).unwrap();
+    assert_eq!(converted, direct);
+    assert_eq!(
+        converted.config_descriptor.digest,
+        oci.config_descriptor.digest
+    );
+    let set = rbuild_layers::image::ImageSet::assemble(vec![oci.clone()], BTreeMap::new(), &store)
+        .unwrap();
+    let list = ImageRoot::Multi(set).to_docker_media_types(&store).unwrap();
+    let ImageRoot::Multi(list) = list else {
+        panic!("several platforms stay an index");
+    };
+    assert_eq!(
+        list.index_descriptor.media_type,
+        MediaType::DockerManifestList
+    );
+    assert_eq!(
+        list.index.manifests[0].digest,
+        direct.manifest_descriptor.digest
+    );
+    assert_eq!(
+        list.index.manifests[0].media_type,
+        MediaType::DockerManifest
+    );
+    let stored = fs::read(store.path(&list.index_descriptor.digest)).unwrap();
+    assert!(
+        String::from_utf8_lossy(&stored)
+            .contains("application/vnd.docker.distribution.manifest.list.v2+json"),
+        "the stored list has the Docker type"
+    );
+}
+
 #[test]
 fn docker_media_type_image_round_trips_and_is_read_by_skopeo() {
     let tmp = tempfile::tempdir().unwrap();

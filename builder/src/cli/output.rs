@@ -75,7 +75,7 @@ impl std::str::FromStr for OutputSpec {
                 compression: Compression::Gzip,
                 compression_level: None,
                 force_compression: false,
-                oci_media_types: true,
+                oci_media_types: None,
             });
         }
         let pairs = key_values(input)?;
@@ -103,7 +103,7 @@ impl std::str::FromStr for OutputSpec {
             compression: Compression::Gzip,
             compression_level: None,
             force_compression: false,
-            oci_media_types: kind != "docker",
+            oci_media_types: None,
         };
         let mut push = kind == "registry";
         let mut push_by_digest = false;
@@ -141,7 +141,7 @@ impl std::str::FromStr for OutputSpec {
                     spec.compression_level = Some(level);
                 }
                 "force-compression" => spec.force_compression = parse_bool(&kind, key, value)?,
-                "oci-mediatypes" => spec.oci_media_types = parse_bool(&kind, key, value)?,
+                "oci-mediatypes" => spec.oci_media_types = Some(parse_bool(&kind, key, value)?),
                 "push" => push = parse_bool(&kind, key, value)?,
                 "push-by-digest" => push_by_digest = parse_bool(&kind, key, value)?,
                 "name-canonical" => name_canonical = parse_bool(&kind, key, value)?,
@@ -274,7 +274,11 @@ mod tests {
             parse("type=docker,dest=-").kind,
             OutputKind::Docker(Destination::Stdout)
         );
-        assert!(!parse("type=docker,dest=x.tar").oci_media_types);
+        assert_eq!(parse("type=docker,dest=x.tar").oci_media_types, None);
+        assert_eq!(
+            parse("type=image,oci-mediatypes=false").oci_media_types,
+            Some(false)
+        );
     }
 
     #[test]

@@ -62,6 +62,7 @@ pub struct OutputSpec {
     pub compression: Compression,
     pub compression_level: Option<i32>,
     pub force_compression: bool,
-    /// `oci-mediatypes=false` asks for Docker schema2 media types.
-    pub oci_media_types: bool,
+    /// `oci-mediatypes=`: `Some(false)` asks for Docker schema2 media types; unset is OCI's
+    /// (BuildKit's default since compatibility version 0.31, for every exporter).
+    pub oci_media_types: Option<bool>,
 }

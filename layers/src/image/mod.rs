@@ -117,6 +117,27 @@ impl Image {
         })
     }
 
+    /// The same image with Docker schema2 media types: its manifest stored again with Docker's
+    /// types (its descriptor keeps its platform and annotations); the config and layer blobs
+    /// are the same.
+    pub fn to_docker_media_types(&self, sink: &dyn BlobSink) -> Result<Image, ImageError> {
+        let manifest = self.manifest.to_docker_schema2()?;
+        let mut manifest_descriptor = put_checked(
+            sink,
+            &MediaType::DockerManifest,
+            &manifest.to_canonical_json(),
+            "image manifest",
+        )?;
+        manifest_descriptor.platform = self.manifest_descriptor.platform.clone();
+        manifest_descriptor.annotations = self.manifest_descriptor.annotations.clone();
+        Ok(Image {
+            config_descriptor: manifest.config.clone(),
+            manifest,
+            manifest_descriptor,
+            config: self.config.clone(),
+        })
+    }
+
     /// Every blob the image references: manifest, config, then layers.
     pub fn blob_digests(&self) -> Vec<&Digest> {
         let mut out = vec![

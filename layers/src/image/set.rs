@@ -97,6 +97,47 @@ impl ImageRoot {
         }
     }
 
+    /// The same images with Docker schema2 media types (BuildKit's `oci-mediatypes=false`):
+    /// each manifest, and the index as a manifest list, stored again with Docker's types; the
+    /// configs and layers stay the same blobs (so the image IDs do not change). Extra manifests
+    /// (attestations) have no Docker form: an error, as in BuildKit.
+    pub fn to_docker_media_types(&self, sink: &dyn BlobSink) -> Result<ImageRoot, ImageError> {
+        match self {
+            ImageRoot::Single(i) => Ok(ImageRoot::Single(i.to_docker_media_types(sink)?)),
+            ImageRoot::Multi(s) => {
+                if !s.extras.is_empty() {
+                    return Err(ImageError::NoDockerField {
+                        field: "attestation manifests",
+                    });
+                }
+                let images = s
+                    .images
+                    .iter()
+                    .map(|i| i.to_docker_media_types(sink))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let mut index = s.index.clone();
+                index.manifests = images
+                    .iter()
+                    .map(|i| i.manifest_descriptor.clone())
+                    .collect();
+                let index = index.to_docker_schema2()?;
+                let mut index_descriptor = put_checked(
+                    sink,
+                    &MediaType::DockerManifestList,
+                    &index.to_canonical_json(),
+                    "manifest list",
+                )?;
+                index_descriptor.annotations = s.index_descriptor.annotations.clone();
+                Ok(ImageRoot::Multi(ImageSet {
+                    index,
+                    index_descriptor,
+                    images,
+                    extras: Vec::new(),
+                }))
+            }
+        }
+    }
+
     /// The single-platform images, in index order.
     pub fn images(&self) -> &[Image] {
         match self {

@@ -609,3 +609,135 @@ fn a_hostile_context_tar_on_stdin_writes_nothing_outside_its_directory() {
     assert!(!dev.file_type().is_char_device() && dev.len() == 0);
     no_stdin_scratch_left(&store);
 }
+
+/// `oci-mediatypes=false` (BuildKit's image exporter option): Docker schema2 manifests, config
+/// and layer types — a manifest list for several platforms — with the same config (so the same
+/// image ID) as the OCI image; read back by skopeo from the registry. What Docker's types
+/// cannot carry is refused as BuildKit refuses it (`exporter/containerimage/opts.go`,
+/// `writer.go`): zstd layers, annotations other than the manifest's, attestations.
+#[test]
+fn oci_mediatypes_false_gives_docker_schema2_images() {
+    let Some(reg) = rbuild_tests::test_registry() else {
+        eprintln!("SKIPPED: no test registry (bash tests/run.sh starts one)");
+        return;
+    };
+    if !have_tool("skopeo") {
+        return;
+    }
+    let dir = scratch();
+    let d = dir.path();
+    let (ctx, store) = (d.join("ctx"), d.join("store"));
+    tree_context(&ctx);
+    let repo = format!("{reg}/rbuild-e2e/docker-types-{}", std::process::id());
+    let iid = |name: &str| std::fs::read_to_string(d.join(name)).unwrap();
+    build(
+        &store,
+        &ctx,
+        &["--iidfile", d.join("oci.iid").to_str().unwrap()],
+    )
+    .success();
+    let layout = d.join("layout");
+    build(
+        &store,
+        &ctx,
+        &[
+            "--output",
+            &format!("type=image,name={repo}:one,push=true,oci-mediatypes=false"),
+            "--output",
+            &format!(
+                "type=oci,dest={},tar=false,oci-mediatypes=false",
+                layout.display()
+            ),
+            "--iidfile",
+            d.join("docker.iid").to_str().unwrap(),
+        ],
+    )
+    .success();
+    assert_eq!(iid("docker.iid"), iid("oci.iid"), "the config is the same");
+    let m = rbuild_tests::registry_http::skopeo_raw(&format!("{repo}:one"));
+    assert_eq!(
+        m["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    assert_eq!(
+        m["config"]["mediaType"],
+        "application/vnd.docker.container.image.v1+json"
+    );
+    for l in m["layers"].as_array().unwrap() {
+        assert_eq!(
+            l["mediaType"],
+            "application/vnd.docker.image.rootfs.diff.tar.gzip"
+        );
+    }
+    let index = rbuild_tests::oci::index(&layout);
+    assert_eq!(
+        index["manifests"][0]["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    run(Command::new("skopeo")
+        .args(["copy", "-q", "--src-tls-verify=false"])
+        .arg(format!("docker://{repo}:one"))
+        .arg(format!("dir:{}", d.join("copied").display())))
+    .success();
+
+    // Several platforms: a Docker manifest list of Docker manifests.
+    build(
+        &store,
+        &ctx,
+        &[
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--output",
+            &format!("type=image,name={repo}:multi,push=true,oci-mediatypes=false"),
+        ],
+    )
+    .success();
+    let list = rbuild_tests::registry_http::skopeo_raw(&format!("{repo}:multi"));
+    assert_eq!(
+        list["mediaType"],
+        "application/vnd.docker.distribution.manifest.list.v2+json"
+    );
+    let entries = list["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{list}");
+    for e in entries {
+        assert_eq!(
+            e["mediaType"],
+            "application/vnd.docker.distribution.manifest.v2+json"
+        );
+    }
+
+    // Refused before anything is built, with BuildKit's words.
+    let image = format!("type=image,name={repo}:x,push=true,oci-mediatypes=false");
+    for (extra, says) in [
+        (
+            vec![format!("{image},compression=zstd")],
+            "\"compression=zstd\" conflicts with \"oci-mediatypes=false\"",
+        ),
+        (
+            vec![
+                image.clone(),
+                "--annotation".into(),
+                "manifest-descriptor:a=b".into(),
+            ],
+            "cannot export annotations with \"oci-mediatypes=false\"",
+        ),
+        (
+            vec![image.clone(), "--sbom=true".into()],
+            "cannot export attestations with \"oci-mediatypes=false\"",
+        ),
+        (
+            vec![
+                image.clone(),
+                "--output".into(),
+                format!("type=oci,dest={}", d.join("o.tar").display()),
+            ],
+            "give every image --output the same oci-mediatypes",
+        ),
+    ] {
+        let mut args: Vec<&str> = vec!["--output"];
+        args.extend(extra.iter().map(String::as_str));
+        let r = build(&store, &ctx, &args);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains(says), "{args:?}: {}", r.stderr);
+    }
+}

@@ -658,3 +658,30 @@ fn a_two_platform_push_attests_each_platforms_image() {
         }
     }
 }
+
+/// `rbuild binfmt --install` mounts binfmt_misc for every later process (rbuild's other
+/// commands run in a private mount namespace; this one must not): on a runner where nothing
+/// mounted it, the next `rbuild` finds the emulator. Run in a mount namespace of its own with
+/// binfmt_misc unmounted, so the host's stays as it is.
+#[test]
+fn binfmt_install_mounts_binfmt_misc_for_the_builds_that_follow() {
+    if !have_tool("unshare")
+        || !Path::new("/usr/libexec/qemu-binfmt/aarch64-binfmt-P").exists()
+        || !rbuild_tests::multiarch::arm64_runs()
+    {
+        return;
+    }
+    let script = "umount /proc/sys/fs/binfmt_misc 2>/dev/null; \
+                  test ! -e /proc/sys/fs/binfmt_misc/register || exit 3; \
+                  \"$0\" binfmt --install arm64 >/dev/null && exec \"$0\" binfmt arm64";
+    let r = run(Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", script])
+        .arg(rbuild_tests::rbuild_bin())
+        .env("NO_COLOR", "1"));
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("linux/arm64: emulated by qemu-aarch64"),
+        "{}",
+        r.stdout
+    );
+}

@@ -71,6 +71,7 @@ impl Inputs {
 pub(super) fn resolve(a: &BuildArgs) -> Result<Inputs, Failure> {
     let opts = BuildOptions::from_args(a)?;
     check_supported(&opts)?;
+    check_media_types(&opts)?;
     check_in_place(&opts)?;
     let mut registry = crate::cli::registry::registry_options(&a.registry)?;
     registry.insecure_outputs = insecure_output_hosts(&opts);
@@ -289,6 +290,54 @@ fn check_supported(opts: &BuildOptions) -> Result<(), Failure> {
         return Err(Failure::Usage(
             "error: --cache-to type=inline puts the cache in the pushed image's config: add --push (or --output type=registry,name=…)".into(),
         ));
+    }
+    Ok(())
+}
+
+/// `oci-mediatypes=false` as BuildKit takes it (`exporter/containerimage/opts.go` `Validate`,
+/// `writer.go`): refused with zstd layers, with annotations anywhere but on the manifest, and
+/// with attestations. rbuild makes one image per target for all its outputs, so the image
+/// outputs must agree.
+fn check_media_types(opts: &BuildOptions) -> Result<(), Failure> {
+    let image_outputs: Vec<&crate::export::spec::OutputSpec> = opts
+        .outputs
+        .iter()
+        .filter(|o| {
+            matches!(
+                o.kind,
+                OutputKind::Oci(_) | OutputKind::Docker(_) | OutputKind::Registry { .. }
+            )
+        })
+        .collect();
+    if !image_outputs
+        .iter()
+        .any(|o| o.oci_media_types == Some(false))
+    {
+        return Ok(());
+    }
+    let usage = |m: &str| Err(Failure::Usage(format!("error: {m}")));
+    if image_outputs
+        .iter()
+        .any(|o| o.oci_media_types != Some(false))
+    {
+        return usage("oci-mediatypes=false is on one image output and not on another: rbuild makes one image per target for all its outputs; give every image --output the same oci-mediatypes");
+    }
+    if image_outputs
+        .iter()
+        .any(|o| o.compression == rbuild_layers::Compression::Zstd)
+    {
+        return usage("exporter option \"compression=zstd\" conflicts with \"oci-mediatypes=false\" (Docker's media types have no zstd layer)");
+    }
+    if opts.annotations.iter().any(|a| {
+        !a.index.is_empty() || !a.index_descriptor.is_empty() || !a.manifest_descriptor.is_empty()
+    }) {
+        return usage("cannot export annotations with \"oci-mediatypes=false\": only manifest annotations (--annotation KEY=VALUE or manifest:KEY=VALUE) have a place in a Docker manifest");
+    }
+    let oci_output = image_outputs
+        .iter()
+        .any(|o| matches!(o.kind, OutputKind::Oci(_)));
+    if (opts.attest.any() && pushes(opts)) || (opts.attest.explicit() && oci_output) {
+        return usage("cannot export attestations with \"oci-mediatypes=false\": add --provenance=false (buildx's default provenance is an attestation) and drop --sbom/--attest, or drop oci-mediatypes=false");
     }
     Ok(())
 }

@@ -209,6 +209,15 @@ fn images(
         let user = inputs.opts.annotations.first().cloned().unwrap_or_default();
         let image = crate::export::index_of(store, per_platform, &user)
             .map_err(|e| Failure::Build(e.into()))?;
+        // `oci-mediatypes=false` (every image output says it, see `inputs`): Docker's types.
+        let image = if docker_media_types(&inputs.opts) {
+            image
+                .to_docker_media_types(store)
+                .context("giving the image Docker's media types (oci-mediatypes=false)")
+                .map_err(Failure::Build)?
+        } else {
+            image
+        };
         // Tags rbuild sets are marked as built here: FROM uses them without asking a registry.
         let mut local_desc = image.descriptor().clone();
         local_desc.annotations.insert(
@@ -319,4 +328,12 @@ fn platform_image(
         &created,
     )
     .map_err(|e| Failure::Build(e.into()))
+}
+
+/// Whether the image outputs ask for Docker schema2 media types (`oci-mediatypes=false`; the
+/// inputs checked that they agree).
+fn docker_media_types(opts: &crate::cli::BuildOptions) -> bool {
+    opts.outputs
+        .iter()
+        .any(|o| o.oci_media_types == Some(false))
 }
