@@ -50,6 +50,10 @@ pub struct Descriptor {
     // image-spec's Go `Descriptor` (BuildKit's) writes annotations before platform.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+    /// The content itself, base64 (image-spec `descriptor.md` "Embedded content": BuildKit's
+    /// `DescriptorEmptyJSON` carries `{}` this way).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -64,6 +68,7 @@ impl Descriptor {
             size,
             platform: None,
             annotations: BTreeMap::new(),
+            data: None,
             artifact_type: None,
         }
     }

@@ -114,6 +114,7 @@ impl TryFrom<&Descriptor> for oci::Descriptor {
         out.set_platform(d.platform.as_ref().map(oci::Platform::from));
         out.set_annotations(annotations_to_oci(&d.annotations));
         out.set_artifact_type(d.artifact_type.as_ref().map(media_type_to_oci));
+        out.set_data(d.data.clone());
         Ok(out)
     }
 }
@@ -129,15 +130,13 @@ impl TryFrom<&oci::Descriptor> for Descriptor {
         if d.urls().is_some() {
             return Err(unsupported("urls"));
         }
-        if d.data().is_some() {
-            return Err(unsupported("data"));
-        }
         Ok(Descriptor {
             media_type: media_type_from_oci(d.media_type()),
             digest: digest_from_oci(d.digest())?,
             size: d.size(),
             platform: d.platform().as_ref().map(Platform::try_from).transpose()?,
             annotations: annotations_from_oci(d.annotations().as_ref()),
+            data: d.data().clone(),
             artifact_type: d.artifact_type().as_ref().map(media_type_from_oci),
         })
     }

@@ -1,10 +1,17 @@
-//! The attestation manifest (BuildKit's `docs/attestations/attestation-storage.md`, the format
-//! BuildKit writes with `oci-artifact=false`, its default before compatibility version 0.31 and
-//! the one `docker buildx imagetools`, cosign and crane have read for years): an image manifest
-//! whose layers are in-toto statements (`application/vnd.in-toto+json`, annotated with
-//! `in-toto.io/predicate-type`), whose config is a placeholder image config for platform
-//! `unknown/unknown`, and whose index descriptor carries `vnd.docker.reference.type:
-//! attestation-manifest` and `vnd.docker.reference.digest` (the image manifest it describes).
+//! The attestation manifest (BuildKit's `docs/attestations/attestation-storage.md` and
+//! `exporter/containerimage/writer.go` `commitAttestationsManifest`): an image manifest whose
+//! layers are in-toto statements (`application/vnd.in-toto+json`, annotated with
+//! `in-toto.io/predicate-type`), listed in the index under platform `unknown/unknown` with
+//! `vnd.docker.reference.type: attestation-manifest` and `vnd.docker.reference.digest` (the
+//! image manifest it describes), in one of two forms:
+//!
+//! * the OCI artifact form (`oci-artifact=true`, BuildKit's default with OCI media types since
+//!   its compatibility version 0.31): `artifactType`
+//!   `application/vnd.docker.attestation.manifest.v1+json`, the empty config
+//!   (`application/vnd.oci.empty.v1+json`, `{}` embedded), and a `subject` naming the image
+//!   manifest, so that registries with the OCI 1.1 referrers API list it;
+//! * the earlier form (`oci-artifact=false`, and with Docker media types): a placeholder image
+//!   config for `unknown/unknown` whose diffIDs are the statements' digests, no subject.
 
 use std::collections::BTreeMap;
 
@@ -30,6 +37,12 @@ pub struct Statement {
     pub bytes: Vec<u8>,
 }
 
+/// `artifactType` of an attestation manifest in the OCI artifact form.
+pub const ATTESTATION_ARTIFACT_TYPE: &str = "application/vnd.docker.attestation.manifest.v1+json";
+
+/// image-spec's empty descriptor's media type (`application/vnd.oci.empty.v1+json`).
+const EMPTY_JSON: &str = "application/vnd.oci.empty.v1+json";
+
 /// The platform attestation manifests are listed under, so that no runtime picks one.
 pub fn unknown_platform() -> Platform {
     Platform {
@@ -42,14 +55,16 @@ pub fn unknown_platform() -> Platform {
 
 /// Stores `statements` (in order) and an attestation manifest over them through `sink`, and
 /// returns the manifest's descriptor for the index that lists `image` (the image manifest's
-/// descriptor).
+/// descriptor). `artifact`: the OCI artifact form (see the module docs; OCI media types only).
 pub fn store_attestation_manifest(
     sink: &dyn BlobSink,
     image: &Descriptor,
     statements: &[Statement],
     media_types: MediaTypes,
+    artifact: bool,
 ) -> Result<Descriptor, AttestError> {
     let oci = media_types == MediaTypes::Oci;
+    let artifact = artifact && oci;
     let mut layers = Vec::new();
     for s in statements {
         let mut d = sink
@@ -67,21 +82,39 @@ pub fn store_attestation_manifest(
         }
         layers.push(d);
     }
-    let config = config_bytes(&layers);
-    let config_type = if oci {
-        MediaType::OciImageConfig
+    let config = if artifact {
+        // image-spec's `DescriptorEmptyJSON`: `{}`, also embedded in the descriptor.
+        let mut d = sink
+            .put_bytes(&MediaType::Other(EMPTY_JSON.into()), b"{}")
+            .map_err(|source| AttestError::Store {
+                what: "config",
+                source,
+            })?;
+        d.data = Some("e30=".into());
+        d
     } else {
-        MediaType::DockerImageConfig
+        let config_type = if oci {
+            MediaType::OciImageConfig
+        } else {
+            MediaType::DockerImageConfig
+        };
+        sink.put_bytes(&config_type, &config_bytes(&layers))
+            .map_err(|source| AttestError::Store {
+                what: "config",
+                source,
+            })?
     };
-    let config = sink
-        .put_bytes(&config_type, &config)
-        .map_err(|source| AttestError::Store {
-            what: "config",
-            source,
-        })?;
     let mut manifest = ImageManifest::new_oci(config, layers);
     if !oci {
         manifest.media_type = Some(MediaType::DockerManifest);
+    }
+    if artifact {
+        manifest.artifact_type = Some(MediaType::Other(ATTESTATION_ARTIFACT_TYPE.into()));
+        manifest.subject = Some(Descriptor::new(
+            image.media_type.clone(),
+            image.digest.clone(),
+            image.size,
+        ));
     }
     let manifest_type = manifest
         .media_type
@@ -150,7 +183,8 @@ mod tests {
                 bytes: br#"{"prov":1}"#.to_vec(),
             },
         ];
-        let d = store_attestation_manifest(&sink, &image, &statements, MediaTypes::Oci).unwrap();
+        let d =
+            store_attestation_manifest(&sink, &image, &statements, MediaTypes::Oci, false).unwrap();
         let blobs = sink.0.borrow();
         let index_entry = serde_json::to_string_pretty(&d).unwrap();
         let manifest = String::from_utf8(blobs[&d.digest].clone()).unwrap();
@@ -163,6 +197,45 @@ mod tests {
         );
         insta::assert_snapshot!(format!(
             "index entry:\n{index_entry}\nmanifest:\n{manifest}\nconfig:\n{config}"
+        ));
+    }
+
+    /// BuildKit's `commitAttestationsManifest` with `ociArtifact`: the empty config embedded,
+    /// the artifact type, the image manifest as subject; the index entry as in the earlier
+    /// form.
+    #[test]
+    fn attestation_manifest_artifact_form() {
+        let sink = Mem::default();
+        let image = Descriptor::new(
+            MediaType::OciImageManifest,
+            Digest::sha256_of(b"image"),
+            100,
+        );
+        let statements = [Statement {
+            predicate_type: "https://slsa.dev/provenance/v1".into(),
+            bytes: br#"{"prov":1}"#.to_vec(),
+        }];
+        let d =
+            store_attestation_manifest(&sink, &image, &statements, MediaTypes::Oci, true).unwrap();
+        let manifest = String::from_utf8(sink.0.borrow()[&d.digest].clone()).unwrap();
+        let m: ImageManifest = serde_json::from_str(&manifest).unwrap();
+        assert_eq!(
+            m.config.digest.to_string(),
+            "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+        );
+        assert_eq!(sink.0.borrow()[&m.config.digest], b"{}");
+        assert_eq!(m.subject.as_ref().map(|s| &s.digest), Some(&image.digest));
+        // With Docker media types there is no artifact form (BuildKit: oci-artifact needs
+        // oci-mediatypes).
+        let docker =
+            store_attestation_manifest(&sink, &image, &statements, MediaTypes::Docker, true)
+                .unwrap();
+        let docker: ImageManifest =
+            serde_json::from_slice(&sink.0.borrow()[&docker.digest]).unwrap();
+        assert!(docker.subject.is_none() && docker.artifact_type.is_none());
+        insta::assert_snapshot!(format!(
+            "index entry:\n{}\nmanifest:\n{manifest}",
+            serde_json::to_string_pretty(&d).unwrap()
         ));
     }
 }

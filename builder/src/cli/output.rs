@@ -76,6 +76,7 @@ impl std::str::FromStr for OutputSpec {
                 compression_level: None,
                 force_compression: false,
                 oci_media_types: None,
+                oci_artifact: None,
             });
         }
         let pairs = key_values(input)?;
@@ -86,10 +87,10 @@ impl std::str::FromStr for OutputSpec {
             .ok_or_else(|| OutputSpecError::MissingType(input.to_string()))?;
         let allowed: &'static str = match kind.as_str() {
             "oci" | "docker" => {
-                "dest, tar, name, compression, compression-level, force-compression, oci-mediatypes"
+                "dest, tar, name, compression, compression-level, force-compression, oci-mediatypes, oci-artifact"
             }
             "registry" | "image" => {
-                "name, push, push-by-digest, name-canonical, registry.insecure, compression, compression-level, force-compression, oci-mediatypes"
+                "name, push, push-by-digest, name-canonical, registry.insecure, compression, compression-level, force-compression, oci-mediatypes, oci-artifact"
             }
             "local" | "tar" => "dest",
             _ => return Err(OutputSpecError::UnknownType(kind)),
@@ -104,6 +105,7 @@ impl std::str::FromStr for OutputSpec {
             compression_level: None,
             force_compression: false,
             oci_media_types: None,
+            oci_artifact: None,
         };
         let mut push = kind == "registry";
         let mut push_by_digest = false;
@@ -142,6 +144,7 @@ impl std::str::FromStr for OutputSpec {
                 }
                 "force-compression" => spec.force_compression = parse_bool(&kind, key, value)?,
                 "oci-mediatypes" => spec.oci_media_types = Some(parse_bool(&kind, key, value)?),
+                "oci-artifact" => spec.oci_artifact = Some(parse_bool(&kind, key, value)?),
                 "push" => push = parse_bool(&kind, key, value)?,
                 "push-by-digest" => push_by_digest = parse_bool(&kind, key, value)?,
                 "name-canonical" => name_canonical = parse_bool(&kind, key, value)?,

@@ -69,6 +69,8 @@ pub struct AttestTarget<'a> {
     pub target: &'a str,
     pub names: &'a [String],
     pub request: &'a AttestRequest,
+    /// The attestation manifests' OCI artifact form (`oci-artifact`, see `attest::manifest`).
+    pub oci_artifact: bool,
 }
 
 /// The predicates of `image` (one platform's image of `t`) that `t.request` asks for.
@@ -171,9 +173,14 @@ pub fn attestation_manifest(
         MediaType::DockerManifest => MediaTypes::Docker,
         _ => MediaTypes::Oci,
     };
-    let descriptor =
-        store_attestation_manifest(store, &image.manifest_descriptor, &statements, media_types)
-            .map_err(attest_err)?;
+    let descriptor = store_attestation_manifest(
+        store,
+        &image.manifest_descriptor,
+        &statements,
+        media_types,
+        t.oci_artifact,
+    )
+    .map_err(attest_err)?;
     let manifest = store
         .open_blob(&descriptor.digest)
         .map_err(|e| {

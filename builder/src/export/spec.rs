@@ -65,4 +65,7 @@ pub struct OutputSpec {
     /// `oci-mediatypes=`: `Some(false)` asks for Docker schema2 media types; unset is OCI's
     /// (BuildKit's default since compatibility version 0.31, for every exporter).
     pub oci_media_types: Option<bool>,
+    /// `oci-artifact=`: the attestation manifests' form (`Some(false)`: BuildKit's earlier
+    /// one, see `attest::manifest`); unset is the OCI artifact form, BuildKit's default.
+    pub oci_artifact: Option<bool>,
 }

@@ -169,6 +169,18 @@ fn sbom_and_max_provenance_are_attached_without_changing_the_image() {
     for l in layers {
         assert_eq!(l["mediaType"], "application/vnd.in-toto+json");
     }
+    // BuildKit's default form (oci-artifact, compatibility version 0.31): an artifact whose
+    // subject is the image manifest, with the empty config.
+    assert_eq!(
+        am["artifactType"],
+        "application/vnd.docker.attestation.manifest.v1+json"
+    );
+    assert_eq!(am["subject"]["digest"], image_digest);
+    assert_eq!(
+        am["config"]["mediaType"],
+        "application/vnd.oci.empty.v1+json"
+    );
+    assert_eq!(am["config"]["data"], "e30=");
     let sbom = by_type("https://spdx.dev/Document");
     let prov = by_type("https://slsa.dev/provenance/v1");
     let repo = "e2e/attest";
@@ -344,6 +356,43 @@ fn min_provenance_is_the_push_default_and_false_turns_it_off() {
             ".predicate.runDetails.metadata.buildkit_completeness.request"
         ),
         "false"
+    );
+
+    // `oci-artifact=false`: the earlier form, a placeholder image config for unknown/unknown
+    // and no subject.
+    let earlier = format!("{reg}/e2e/attest-default:earlier");
+    rbuild_push(
+        &store,
+        &ctx,
+        &earlier,
+        &[
+            "--output",
+            &format!("type=image,name={earlier},push=true,oci-artifact=false"),
+        ],
+        &meta,
+    );
+    let att = &skopeo_raw(&earlier)["manifests"][1];
+    let am = skopeo_raw(&format!(
+        "{reg}/e2e/attest-default@{}",
+        att["digest"].as_str().unwrap()
+    ));
+    assert!(
+        am.get("artifactType").is_none() && am.get("subject").is_none(),
+        "{am}"
+    );
+    assert_eq!(
+        am["config"]["mediaType"],
+        "application/vnd.oci.image.config.v1+json"
+    );
+    assert_eq!(
+        jq_blob(
+            &reg,
+            repo,
+            am["config"]["digest"].as_str().unwrap(),
+            d,
+            ".os + \"/\" + .architecture"
+        ),
+        "unknown/unknown"
     );
 
     let off = format!("{reg}/e2e/attest-default:off");

@@ -722,6 +722,10 @@ fn oci_mediatypes_false_gives_docker_schema2_images() {
             "cannot export annotations with \"oci-mediatypes=false\"",
         ),
         (
+            vec![format!("{image},oci-artifact=true")],
+            "\"oci-artifact=true\" conflicts with \"oci-mediatypes=false\"",
+        ),
+        (
             vec![image.clone(), "--sbom=true".into()],
             "cannot export attestations with \"oci-mediatypes=false\"",
         ),

@@ -294,10 +294,11 @@ fn check_supported(opts: &BuildOptions) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `oci-mediatypes=false` as BuildKit takes it (`exporter/containerimage/opts.go` `Validate`,
-/// `writer.go`): refused with zstd layers, with annotations anywhere but on the manifest, and
-/// with attestations. rbuild makes one image per target for all its outputs, so the image
-/// outputs must agree.
+/// `oci-mediatypes=false` and `oci-artifact=` as BuildKit takes them
+/// (`exporter/containerimage/opts.go` `Validate`, `writer.go`): Docker media types are refused
+/// with zstd layers, with annotations anywhere but on the manifest, with attestations and with
+/// `oci-artifact=true`. rbuild makes one image per target for all its outputs, so the image
+/// outputs must agree on both.
 fn check_media_types(opts: &BuildOptions) -> Result<(), Failure> {
     let image_outputs: Vec<&crate::export::spec::OutputSpec> = opts
         .outputs
@@ -309,13 +310,23 @@ fn check_media_types(opts: &BuildOptions) -> Result<(), Failure> {
             )
         })
         .collect();
+    let usage = |m: &str| Err(Failure::Usage(format!("error: {m}")));
+    if image_outputs.iter().any(|o| o.oci_artifact == Some(false))
+        && image_outputs.iter().any(|o| o.oci_artifact != Some(false))
+    {
+        return usage("oci-artifact=false is on one image output and not on another: rbuild makes one image per target for all its outputs; give every image --output the same oci-artifact");
+    }
     if !image_outputs
         .iter()
         .any(|o| o.oci_media_types == Some(false))
     {
         return Ok(());
     }
-    let usage = |m: &str| Err(Failure::Usage(format!("error: {m}")));
+    if image_outputs.iter().any(|o| o.oci_artifact == Some(true)) {
+        return usage(
+            "exporter option \"oci-artifact=true\" conflicts with \"oci-mediatypes=false\"",
+        );
+    }
     if image_outputs
         .iter()
         .any(|o| o.oci_media_types != Some(false))
