@@ -100,9 +100,22 @@ pub enum BuildError {
     },
     #[error("internal error: {0}")]
     Internal(String),
+    /// Another step of the build failed (on this platform or another): this stage stopped
+    /// before its next step, as BuildKit cancels the rest of a solve.
+    #[error("cancelled: another step of this build failed")]
+    Cancelled,
 }
 
 impl BuildError {
+    /// Whether this stage only stopped because another step failed ([`BuildError::Cancelled`]).
+    pub fn is_cancelled(&self) -> bool {
+        match self {
+            BuildError::Cancelled => true,
+            BuildError::Step { source, .. } => source.is_cancelled(),
+            _ => false,
+        }
+    }
+
     /// Whether the build needed a layer an imported cache has by key only (see
     /// [`BuildError::KeyOnlyLayer`]), however deep in a step's error.
     pub fn is_key_only_layer(&self) -> bool {

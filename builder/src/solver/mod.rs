@@ -548,7 +548,14 @@ impl<'a> Engine<'a> {
                             .insert(i, Arc::new(state));
                     }
                     Err(e) => {
-                        if first_error.is_none() {
+                        // A failure the engine's caller does not answer with another round
+                        // stops the other stages, of every platform, before their next step.
+                        if !e.is_key_only_layer() && !e.is_imported_cache_failure() {
+                            self.seams.shared.cancel();
+                        }
+                        // The error to report is the step that failed, not one that stopped
+                        // because of it.
+                        if first_error.as_ref().is_none_or(|f| f.is_cancelled()) {
                             first_error = Some(e);
                         }
                     }

@@ -6,7 +6,8 @@
 //!   run by the first engine to reach it while the other waits, then takes it from the store's
 //!   cache — so it is built once, as BuildKit's solver merges equal vertices;
 //! * the scanned build context, read once;
-//! * the base images resolved before the solve (`super::early_bases`).
+//! * the base images resolved before the solve (`super::early_bases`);
+//! * whether a step failed: the other stages, of every platform, stop before their next step.
 //!
 //! A build for one platform has one engine and never waits on these locks.
 
@@ -31,6 +32,8 @@ pub struct Shared {
     pub(crate) context: OnceLock<ScannedContext>,
     /// Bases resolved before the solve; each stage takes its own from here.
     pub bases: super::early_bases::EarlyBases,
+    /// Set when a step failed for good (not a round the engine runs again).
+    cancelled: std::sync::atomic::AtomicBool,
 }
 
 /// Held while a step with a given key runs; dropping it lets the next engine in.
@@ -46,6 +49,17 @@ impl Shared {
             bases,
             ..Shared::default()
         }
+    }
+
+    /// Stops the build: every stage, of every platform, ends before its next step.
+    pub fn cancel(&self) {
+        self.cancelled
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether a step of this build failed (see [`Shared::cancel`]).
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Waits until no other engine of this build runs the step with `key`, then holds it.

@@ -380,6 +380,10 @@ pub fn build_stage(engine: &Engine<'_>, i: usize) -> Result<StageState, BuildErr
 
     let escape = engine.df.directives.escape;
     for (line, ins) in all {
+        // Another step failed: stop here, as BuildKit cancels the rest of the solve.
+        if engine.seams.shared.is_cancelled() {
+            return Err(BuildError::Cancelled);
+        }
         // URLs in COPY/ADD are shown with credentials masked (progress, errors, records).
         let text = match &ins {
             Instruction::Copy(_) | Instruction::Add(_) => {

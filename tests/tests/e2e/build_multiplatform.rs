@@ -685,3 +685,46 @@ fn binfmt_install_mounts_binfmt_misc_for_the_builds_that_follow() {
         r.stdout
     );
 }
+
+/// A step that fails stops the build, as BuildKit cancels the rest of its solve: the other
+/// platform, still in a longer step, starts no further step, and the error shown is the step
+/// that failed, not the one that stopped because of it.
+#[test]
+fn a_failed_step_stops_the_other_platform_before_its_next_step() {
+    let dir = scratch();
+    let store = dir.path().join("store");
+    if !rbuild_tests::multiarch::two_platform_busybox(
+        dir.path(),
+        &store,
+        "localhost/mp-cancel:1",
+        &[],
+    ) || !rbuild_tests::multiarch::arm64_runs()
+    {
+        return;
+    }
+    let ctx = dir.path().join("ctx");
+    write_tree(
+        &ctx,
+        &[(
+            "Dockerfile",
+            "FROM localhost/mp-cancel:1\nARG TARGETARCH\n\
+             RUN if [ \"$TARGETARCH\" = amd64 ]; then sleep 3; else echo arm64 fails; exit 3; fi\n\
+             RUN echo after-the-failure\n",
+        )],
+    );
+    let r = build(&store, &ctx, &["--platform", "linux/amd64,linux/arm64"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let error = r
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error:"))
+        .collect::<Vec<_>>();
+    assert_eq!(error.len(), 1, "{}", r.stderr);
+    assert!(error[0].contains("exited with code 3"), "{}", r.stderr);
+    assert!(!error[0].contains("cancelled"), "{}", r.stderr);
+    assert!(
+        !r.stderr.contains("RUN echo after-the-failure"),
+        "the amd64 build went on:\n{}",
+        r.stderr
+    );
+}

@@ -192,6 +192,19 @@ pub(super) fn solve<'a>(
         }
         out
     };
+    // A platform that stopped because another failed is not what the user needs to read.
+    let cancelled = |r: &Result<PlatformSolved<'a>, Failure>| match r {
+        Err(Failure::Build(e)) => e
+            .downcast_ref::<BuildError>()
+            .is_some_and(BuildError::is_cancelled),
+        _ => false,
+    };
+    let mut results = results;
+    if let Some(i) = results.iter().position(|r| r.is_err() && !cancelled(r)) {
+        if let Err(e) = results.swap_remove(i) {
+            return Err(e);
+        }
+    }
     let platforms = results.into_iter().collect::<Result<Vec<_>, _>>()?;
     Ok(Solved {
         platforms,
