@@ -201,9 +201,7 @@ pub(super) fn solve<'a>(
     };
     let mut results = results;
     if let Some(i) = results.iter().position(|r| r.is_err() && !cancelled(r)) {
-        if let Err(e) = results.swap_remove(i) {
-            return Err(e);
-        }
+        results.swap_remove(i)?;
     }
     let platforms = results.into_iter().collect::<Result<Vec<_>, _>>()?;
     Ok(Solved {
