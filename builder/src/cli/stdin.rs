@@ -121,12 +121,13 @@ pub fn materialise(
         source,
     })?;
     if is_archive(&head) {
-        apply_layer(
-            &context,
-            Cursor::new(head).chain(stdin),
-            &ApplyOptions::default(),
-        )
-        .map_err(StdinError::Unpack)?;
+        // A context holds files, not layer changes: a `.wh.` name is refused, as it is in a
+        // directory context (it was taken as a whiteout and the file silently dropped).
+        let opts = ApplyOptions {
+            whiteouts: rbuild_layers::apply::WhiteoutMode::Refuse,
+            ..ApplyOptions::default()
+        };
+        apply_layer(&context, Cursor::new(head).chain(stdin), &opts).map_err(StdinError::Unpack)?;
         let dockerfile = file.map(|f| inside(&context, f)).transpose()?;
         return Ok(Some(StdinInputs {
             dir,
@@ -306,6 +307,23 @@ mod tests {
         for bad in ["../x", "/etc/passwd", ""] {
             let r = materialise(Path::new("-"), Some(Path::new(bad)), &t[..], &s);
             assert!(matches!(r, Err(StdinError::FileOutside(_))), "{bad}");
+        }
+    }
+
+    /// A context is files: `.wh.NAME` would otherwise be taken as a whiteout and the file
+    /// dropped without a word (a directory context holding one is refused when its layer is
+    /// written).
+    #[test]
+    fn a_whiteout_name_in_a_context_tar_is_refused_not_applied() {
+        let (_d, s) = store();
+        for name in [".wh.secret", "sub/.wh..wh..opq"] {
+            let t = tar_of(&[("Dockerfile", "FROM scratch\n"), (name, "x\n")]);
+            match materialise(Path::new("-"), None, &t[..], &s) {
+                Err(StdinError::Unpack(e)) => {
+                    assert!(e.to_string().contains("reserved for OCI whiteouts"), "{e}")
+                }
+                other => panic!("{name}: {:?}", other.map(|_| ())),
+            }
         }
     }
 

@@ -49,6 +49,10 @@ pub enum WhiteoutMode {
     /// device and `.wh..wh..opq` the `trusted.overlay.opaque=y` xattr on its directory.
     /// Requires root (CAP_MKNOD, CAP_SYS_ADMIN for `trusted.*`).
     Overlay,
+    /// The archive is no image layer (a build context sent on standard input): a `.wh.` name
+    /// is refused rather than taken as a whiteout, as a directory context holding one is when
+    /// its layer is written.
+    Refuse,
 }
 
 /// What becomes of a layer's block and character devices (see [`crate::device`]).

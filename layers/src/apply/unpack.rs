@@ -653,7 +653,18 @@ impl<'o> Unpacker<'o> {
         Ok(())
     }
 
+    /// A `.wh.` entry in an archive that is no layer ([`WhiteoutMode::Refuse`]).
+    fn refused_whiteout(e: &Entry) -> ApplyError {
+        ApplyError::InvalidEntry {
+            path: show(&e.path),
+            reason: "names starting with `.wh.` are reserved for OCI whiteouts, and this archive is not an image layer: rename the file",
+        }
+    }
+
     fn whiteout(&mut self, e: &Entry, parent: &[u8], target: &[u8]) -> Result<(), ApplyError> {
+        if self.opts.whiteouts == WhiteoutMode::Refuse {
+            return Err(Self::refused_whiteout(e));
+        }
         Self::check_whiteout_target(e, target)?;
         let victim = join(parent, target);
         if self.created.contains(&victim) {
@@ -682,11 +693,13 @@ impl<'o> Unpacker<'o> {
                 self.created.insert(victim);
                 Ok(())
             }
+            WhiteoutMode::Refuse => Err(Self::refused_whiteout(e)),
         }
     }
 
     fn opaque(&mut self, e: &Entry, parent: &[u8]) -> Result<(), ApplyError> {
         match self.opts.whiteouts {
+            WhiteoutMode::Refuse => Err(Self::refused_whiteout(e)),
             WhiteoutMode::Apply => {
                 let dir = match self.root.open_dir(parent, false) {
                     Ok(d) => d,
