@@ -137,7 +137,7 @@ pub struct PruneArgs {
     /// Keep up to this much data (e.g. 10GB); without it, remove everything unreferenced.
     #[arg(long = "keep-storage", value_name = "SIZE")]
     pub keep_storage: Option<ByteSize>,
-    /// Also remove cache records (tags are kept).
+    /// Also remove cache records and then `RUN --mount=type=cache` directories (tags are kept).
     #[arg(long)]
     pub all: bool,
     #[command(flatten)]

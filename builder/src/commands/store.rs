@@ -28,10 +28,11 @@ pub fn prune(a: &PruneArgs) -> Result<(), Failure> {
         .map_err(Failure::Build)?;
     let _ = writeln!(
         std::io::stdout(),
-        "removed {} blobs, {} snapshots, {} cache records, {} temporary files; freed {}",
+        "removed {} blobs, {} snapshots, {} cache records, {} cache mounts, {} temporary files; freed {}",
         report.removed_blobs.len(),
         report.removed_snapshots.len(),
         report.removed_records,
+        report.removed_cache_mounts,
         report.removed_temp_files,
         ByteSize(report.bytes_freed)
     );

@@ -4,7 +4,10 @@
 //! record; from each kept blob that is small JSON we follow every `"digest"` inside it (an index
 //! names manifests, a manifest names its config and layers). Snapshots are kept by the
 //! `"snapshots"` of cache records. Everything else is garbage, removed least recently used first
-//! (mtime is the last-use time, see the module doc of `store`).
+//! (mtime is the last-use time, see the module doc of `store`). `RUN --mount=type=cache`
+//! directories (`cache-mounts*/`, one set per id mapping) are counted by `du` and removed only
+//! by `prune --all`, after the cache records, least recently changed first: they are what a
+//! later build's package manager starts from, as BuildKit's `exec.cachemount` records are.
 //!
 //! Prune needs the store to itself: it upgrades its shared `locks/gc.lock` to exclusive and fails
 //! with [`StoreError::InUse`] while another process has the store open, so it can never delete a
@@ -40,6 +43,7 @@ pub struct PruneReport {
     pub removed_blobs: Vec<Digest>,
     pub removed_snapshots: Vec<String>,
     pub removed_records: usize,
+    pub removed_cache_mounts: usize,
     /// Temporary files and scratch directories of processes that are gone.
     pub removed_temp_files: usize,
     pub bytes_freed: u64,
@@ -56,12 +60,19 @@ pub struct DiskUsage {
     pub record_bytes: u64,
     pub snapshots: u64,
     pub snapshot_bytes: u64,
+    /// `RUN --mount=type=cache` directories.
+    pub cache_mounts: u64,
+    pub cache_mount_bytes: u64,
     pub temp_bytes: u64,
 }
 
 impl DiskUsage {
     pub fn total_bytes(&self) -> u64 {
-        self.blob_bytes + self.record_bytes + self.snapshot_bytes + self.temp_bytes
+        self.blob_bytes
+            + self.record_bytes
+            + self.snapshot_bytes
+            + self.cache_mount_bytes
+            + self.temp_bytes
     }
 }
 
@@ -95,6 +106,13 @@ impl fmt::Display for DiskUsage {
             "snapshots",
             self.snapshots,
             human(self.snapshot_bytes)
+        )?;
+        writeln!(
+            f,
+            "{:<22}{:>8}{:>16}",
+            "cache mounts",
+            self.cache_mounts,
+            human(self.cache_mount_bytes)
         )?;
         writeln!(
             f,
@@ -152,6 +170,12 @@ struct RecordInfo {
     size: u64,
     used: SystemTime,
     keeps: Keeps,
+}
+
+struct CacheMountInfo {
+    path: PathBuf,
+    size: u64,
+    used: SystemTime,
 }
 
 struct SnapshotInfo {
@@ -274,6 +298,29 @@ impl Store {
         Ok(out)
     }
 
+    /// The `RUN --mount=type=cache` directories of every id mapping (`cache-mounts*/<id hash>`).
+    fn list_cache_mounts(&self) -> Result<Vec<CacheMountInfo>, StoreError> {
+        let mut out = Vec::new();
+        for set in read_dir_or_empty(&self.root)? {
+            let name = set.file_name();
+            if !name.to_string_lossy().starts_with("cache-mounts") {
+                continue;
+            }
+            for e in read_dir_or_empty(&set.path())? {
+                let Ok(meta) = e.metadata() else { continue };
+                if !meta.is_dir() {
+                    continue;
+                }
+                out.push(CacheMountInfo {
+                    size: tree_size(&e.path()),
+                    used: mtime(&meta),
+                    path: e.path(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
     /// The blobs reachable from the index and from `records`.
     fn reachable(&self, records: &[RecordInfo]) -> Result<BTreeSet<Digest>, StoreError> {
         let mut queue: VecDeque<Digest> = self
@@ -318,6 +365,7 @@ impl Store {
         let (blobs, _) = self.list_blobs()?;
         let records = self.list_records()?;
         let snapshots = self.list_snapshots()?;
+        let cache_mounts = self.list_cache_mounts()?;
         let reachable = self.reachable(&records)?;
         Ok(DiskUsage {
             blobs: blobs.len() as u64,
@@ -331,6 +379,8 @@ impl Store {
             record_bytes: records.iter().map(|r| r.size).sum(),
             snapshots: snapshots.len() as u64,
             snapshot_bytes: snapshots.iter().map(|s| s.size).sum(),
+            cache_mounts: cache_mounts.len() as u64,
+            cache_mount_bytes: cache_mounts.iter().map(|c| c.size).sum(),
             temp_bytes: tree_size(&self.tmp_dir()),
         })
     }
@@ -373,9 +423,11 @@ impl Store {
         let (blobs, _) = self.list_blobs()?;
         let mut records = self.list_records()?;
         let snapshots = self.list_snapshots()?;
+        let mut cache_mounts = self.list_cache_mounts()?;
         let mut total: u64 = blobs.iter().map(|b| b.size).sum::<u64>()
             + records.iter().map(|r| r.size).sum::<u64>()
-            + snapshots.iter().map(|s| s.size).sum::<u64>();
+            + snapshots.iter().map(|s| s.size).sum::<u64>()
+            + cache_mounts.iter().map(|c| c.size).sum::<u64>();
         let limit = opts.keep_storage.unwrap_or(0);
         let over = |total: u64| opts.keep_storage.is_none() || total > limit;
 
@@ -430,6 +482,19 @@ impl Store {
                 }
                 total = total.saturating_sub(size);
                 report.bytes_freed += size;
+            }
+            if opts.all && records.is_empty() {
+                // Last, the cache mounts, least recently changed first.
+                cache_mounts.sort_by_key(|c| c.used);
+                for c in cache_mounts.drain(..) {
+                    if !over(total) {
+                        break;
+                    }
+                    remove_if_present(&c.path, |p| fs::remove_dir_all(p))?;
+                    total = total.saturating_sub(c.size);
+                    report.bytes_freed += c.size;
+                    report.removed_cache_mounts += 1;
+                }
             }
             if !opts.all || records.is_empty() || !over(total) {
                 return Ok(report);

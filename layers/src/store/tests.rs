@@ -523,6 +523,45 @@ fn prune_removes_unkept_snapshots() {
     assert!(store.snapshots_dir().join("aaaa/etc/f").exists());
 }
 
+/// `RUN --mount=type=cache` directories count in `du` and go only with `prune --all`, after
+/// the cache records, least recently changed first under `--keep-storage`.
+#[test]
+fn cache_mounts_are_counted_and_pruned_only_with_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mounts = store.cache_mounts_dir();
+    for (name, age) in [("old", 100), ("new", 10)] {
+        let d = mounts.join(name);
+        fs::create_dir_all(d.join("pkgs")).unwrap();
+        fs::write(d.join("pkgs/a.deb"), vec![7u8; 4096]).unwrap();
+        let t = SystemTime::now() - Duration::from_secs(age);
+        fs::File::open(&d).unwrap().set_modified(t).unwrap();
+    }
+    let du = store.disk_usage().unwrap();
+    assert_eq!((du.cache_mounts, du.cache_mount_bytes), (2, 8192));
+    assert!(du.to_string().contains("cache mounts"), "{du}");
+    let report = store.prune(PruneOptions::default()).unwrap();
+    assert_eq!(report.removed_cache_mounts, 0);
+    assert!(mounts.join("old").exists() && mounts.join("new").exists());
+    // Over the limit by one mount: the least recently changed goes.
+    let report = store
+        .prune(PruneOptions {
+            keep_storage: Some(5000),
+            all: true,
+        })
+        .unwrap();
+    assert_eq!(report.removed_cache_mounts, 1);
+    assert!(!mounts.join("old").exists() && mounts.join("new").exists());
+    let report = store
+        .prune(PruneOptions {
+            keep_storage: None,
+            all: true,
+        })
+        .unwrap();
+    assert_eq!(report.removed_cache_mounts, 1);
+    assert_eq!(store.disk_usage().unwrap().cache_mounts, 0);
+}
+
 #[test]
 fn prune_refuses_while_another_handle_has_the_store_open() {
     let dir = tempfile::tempdir().unwrap();

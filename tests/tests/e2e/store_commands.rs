@@ -292,3 +292,53 @@ fn a_run_sees_the_images_device_nodes_and_its_layer_holds_only_what_it_changed()
     // And no device node was left anywhere in the store.
     assert_eq!(device_nodes_under(&store), Vec::<String>::new());
 }
+
+/// `RUN --mount=type=cache` directories are part of the store: `du` counts them, `prune` keeps
+/// them, `prune --all` removes them (a later build starts with an empty cache again).
+#[test]
+fn cache_mounts_are_counted_by_du_and_removed_by_prune_all() {
+    let dir = scratch();
+    let store = dir.path().join("store");
+    if !rbuild_tests::build::busybox_base(dir.path(), &store, "localhost/t/bb:1") {
+        return;
+    }
+    let ctx = dir.path().join("ctx");
+    write_tree(
+        &ctx,
+        &[(
+            "Dockerfile",
+            "FROM localhost/t/bb:1\nARG N\n\
+             RUN --mount=type=cache,id=pkgs,target=/c sh -c 'ls /c > /seen; echo $N > /c/run-$N'\n",
+        )],
+    );
+    build(&store, &ctx, &["--build-arg", "N=1"]).success();
+    let du = run(rbuild(&store).arg("du")).success().stdout;
+    let line = du
+        .lines()
+        .find(|l| l.starts_with("cache mounts"))
+        .unwrap_or_else(|| panic!("{du}"));
+    assert_eq!(line.split_whitespace().nth(2), Some("1"), "{du}");
+    let pruned = run(rbuild(&store).arg("prune")).success().stdout;
+    assert!(pruned.contains(" 0 cache mounts"), "{pruned}");
+    let pruned = run(rbuild(&store).args(["prune", "--all"]))
+        .success()
+        .stdout;
+    assert!(pruned.contains(" 1 cache mounts"), "{pruned}");
+    let out = dir.path().join("out");
+    build(
+        &store,
+        &ctx,
+        &[
+            "--build-arg",
+            "N=2",
+            "--output",
+            &format!("type=local,dest={}", out.display()),
+        ],
+    )
+    .success();
+    assert_eq!(
+        std::fs::read_to_string(out.join("seen")).unwrap(),
+        "",
+        "an empty cache again"
+    );
+}
