@@ -279,7 +279,7 @@ mod tests {
         );
         assert_eq!(parse("type=docker,dest=x.tar").oci_media_types, None);
         assert_eq!(
-            parse("type=image,oci-mediatypes=false").oci_media_types,
+            parse("type=registry,name=r.example/a:1,oci-mediatypes=false").oci_media_types,
             Some(false)
         );
     }
