@@ -5,7 +5,7 @@
 //! names manifests, a manifest names its config and layers). Snapshots are kept by the
 //! `"snapshots"` of cache records. Everything else is garbage, removed least recently used first
 //! (mtime is the last-use time, see the module doc of `store`). `RUN --mount=type=cache`
-//! directories (`cache-mounts*/`, one set per id mapping) are counted by `du` and removed only
+//! directories (this id mapping's set, as for snapshots) are counted by `du` and removed only
 //! by `prune --all`, after the cache records, least recently changed first: they are what a
 //! later build's package manager starts from, as BuildKit's `exec.cachemount` records are.
 //!
@@ -298,25 +298,21 @@ impl Store {
         Ok(out)
     }
 
-    /// The `RUN --mount=type=cache` directories of every id mapping (`cache-mounts*/<id hash>`).
+    /// The `RUN --mount=type=cache` directories of this process's id mapping
+    /// (`Store::cache_mounts_dir`), as with snapshots: another mapping's hold files of ids this
+    /// process cannot remove; its own store commands manage them.
     fn list_cache_mounts(&self) -> Result<Vec<CacheMountInfo>, StoreError> {
         let mut out = Vec::new();
-        for set in read_dir_or_empty(&self.root)? {
-            let name = set.file_name();
-            if !name.to_string_lossy().starts_with("cache-mounts") {
+        for e in read_dir_or_empty(&self.cache_mounts_dir())? {
+            let Ok(meta) = e.metadata() else { continue };
+            if !meta.is_dir() {
                 continue;
             }
-            for e in read_dir_or_empty(&set.path())? {
-                let Ok(meta) = e.metadata() else { continue };
-                if !meta.is_dir() {
-                    continue;
-                }
-                out.push(CacheMountInfo {
-                    size: tree_size(&e.path()),
-                    used: mtime(&meta),
-                    path: e.path(),
-                });
-            }
+            out.push(CacheMountInfo {
+                size: tree_size(&e.path()),
+                used: mtime(&meta),
+                path: e.path(),
+            });
         }
         Ok(out)
     }

@@ -537,6 +537,11 @@ fn cache_mounts_are_counted_and_pruned_only_with_all() {
         let t = SystemTime::now() - Duration::from_secs(age);
         fs::File::open(&d).unwrap().set_modified(t).unwrap();
     }
+    // Another id mapping's set (a rootless user's, beside root's): not this process's to
+    // count or remove, as with snapshots.
+    let other = dir.path().join("cache-mounts-userns-0123456789abcdef/x");
+    fs::create_dir_all(&other).unwrap();
+    fs::write(other.join("f"), "f").unwrap();
     let du = store.disk_usage().unwrap();
     assert_eq!((du.cache_mounts, du.cache_mount_bytes), (2, 8192));
     assert!(du.to_string().contains("cache mounts"), "{du}");
@@ -560,6 +565,10 @@ fn cache_mounts_are_counted_and_pruned_only_with_all() {
         .unwrap();
     assert_eq!(report.removed_cache_mounts, 1);
     assert_eq!(store.disk_usage().unwrap().cache_mounts, 0);
+    assert!(
+        other.join("f").exists(),
+        "another mapping's cache mounts stay"
+    );
 }
 
 #[test]
