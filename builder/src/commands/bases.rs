@@ -44,6 +44,29 @@ pub fn wanted(plans: &[PlatformPlan], all_stages: bool) -> Vec<(String, Platform
     out
 }
 
+/// Resolves the bases of a check that builds nothing (`--call check`, `rbuild check`) and says
+/// on standard error which could not be resolved: their stages are checked without their
+/// image's ENV or platform (a build would fail at that `FROM`).
+pub fn resolve_for_check(
+    store: &rbuild_layers::store::Store,
+    registries: &rbuild_registry::Registries,
+    plans: &[PlatformPlan],
+    all_stages: bool,
+    cwd: &std::path::Path,
+    always_pull: bool,
+) -> EarlyBases {
+    let wanted = wanted(plans, all_stages);
+    let early = EarlyBases::resolve_all(store, registries, &wanted, cwd, always_pull);
+    for (name, platform) in &wanted {
+        if let Some(why) = early.failure(name, platform) {
+            eprintln!(
+                "note: FROM {name}: {why}; the checks of its stage do not know its ENV or platform"
+            );
+        }
+    }
+    early
+}
+
 /// What the checks learn from the resolved `bases`. `platforms_given`: the target platform
 /// was chosen (`--platform`), so BuildKit does not follow a single-platform base's own
 /// platform (its `autoDetectPlatform`, for an implicit target only).

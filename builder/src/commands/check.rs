@@ -94,8 +94,7 @@ fn resolve_bases(
     registry: rbuild_registry::ClientOptions,
     every: bool,
 ) -> EarlyBases {
-    let wanted = super::bases::wanted(&loaded.plans, every);
-    if wanted.is_empty() {
+    if super::bases::wanted(&loaded.plans, every).is_empty() {
         return EarlyBases::default();
     }
     // No store yet: nothing was built here, and `check` creates none; the manifests and
@@ -123,15 +122,7 @@ fn resolve_bases(
     };
     let cwd = std::env::current_dir().unwrap_or_default();
     let registries = rbuild_registry::Registries::new(registry);
-    let early = EarlyBases::resolve_all(&store, &registries, &wanted, &cwd, false);
-    for (name, platform) in &wanted {
-        if let Some(why) = early.failure(name, platform) {
-            eprintln!(
-                "note: FROM {name}: {why}; the checks of its stage do not know its ENV or platform"
-            );
-        }
-    }
-    early
+    super::bases::resolve_for_check(&store, &registries, &loaded.plans, every, &cwd, false)
 }
 
 /// The targets, stages and build order of one platform's plan. `platforms`: whether each

@@ -63,13 +63,13 @@ pub(super) fn for_call(inputs: &Inputs) -> Result<Report, Failure> {
         .map_err(|e| anyhow::anyhow!("opening the store {}: {e}", inputs.opts.store.display()))
         .map_err(Failure::Build)?;
     let registries = Registries::new(inputs.registry.clone());
-    let early = resolve_bases(inputs, &store, &registries);
-    for (name, platform) in bases::wanted(&inputs.plans, inputs.checks_every_stage()) {
-        if let Some(why) = early.failure(&name, &platform) {
-            eprintln!(
-                "note: FROM {name}: {why}; the checks of its stage do not know its ENV or platform"
-            );
-        }
-    }
+    let early = bases::resolve_for_check(
+        &store,
+        &registries,
+        &inputs.plans,
+        inputs.checks_every_stage(),
+        &inputs.opts.workdir,
+        inputs.opts.pull,
+    );
     run(inputs, &early)
 }
