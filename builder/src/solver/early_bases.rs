@@ -88,6 +88,15 @@ impl EarlyBases {
         EarlyBases(Mutex::new(map))
     }
 
+    /// Keeps `image`, resolved during the solve, for the steps that read `name` again (each
+    /// `COPY --from=IMAGE` and `RUN --mount=from=IMAGE` of a build reads one resolution, as
+    /// BuildKit resolves an image once per build).
+    pub fn keep(&self, name: &str, platform: &Platform, image: &BaseImage) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry((name.to_string(), platform_string(platform)))
+            .or_insert_with(|| Slot::Resolved(Box::new(image.clone())));
+    }
+
     /// The resolved base `name` for `platform`, when it resolved.
     pub fn get(&self, name: &str, platform: &Platform) -> Option<BaseImage> {
         let map = self.0.lock().unwrap_or_else(|p| p.into_inner());

@@ -924,16 +924,24 @@ pub(crate) fn resolve_from(
     let image_name = engine.plan.image_for_from(name, current);
     let name = image_name.as_str();
     let platform = &engine.opts.platform;
+    let bases = &engine.seams.shared.bases;
     let image = match super::named_dir::base_image(engine, name, platform) {
         Some(dir) => dir?,
-        None => base::resolve(
-            engine.store,
-            &engine.seams.registries,
-            name,
-            platform,
-            &cwd,
-            engine.opts.always_pull,
-        )?,
+        None => match bases.get(name, platform) {
+            Some(known) => known,
+            None => {
+                let image = base::resolve(
+                    engine.store,
+                    &engine.seams.registries,
+                    name,
+                    platform,
+                    &cwd,
+                    engine.opts.always_pull,
+                )?;
+                bases.keep(name, platform, &image);
+                image
+            }
+        },
     };
     let platform = crate::graph::platform::platform_string(&engine.opts.platform);
     let key = KeyInputs::new("from", None, format!("FROM {name}"), platform)
