@@ -576,6 +576,20 @@ fn check_iidfile(plan: &PlanOptions, outputs: &[OutputSpec]) -> Result<(), Usage
 }
 
 impl BuildOptions {
+    /// Whether the images get Docker schema2 media types: an output says `oci-mediatypes=false`
+    /// (the build's inputs refuse image outputs that disagree, see `commands::build::inputs`).
+    pub fn docker_media_types(&self) -> bool {
+        self.outputs
+            .iter()
+            .any(|o| o.oci_media_types == Some(false))
+    }
+
+    /// Whether attestation manifests take the OCI artifact form: BuildKit's default with OCI
+    /// media types, unless an output says `oci-artifact=false` (outputs agree, as above).
+    pub fn oci_artifact(&self) -> bool {
+        !self.outputs.iter().any(|o| o.oci_artifact == Some(false))
+    }
+
     pub fn from_args(a: &BuildArgs) -> Result<Self, UsageError> {
         let plan = PlanOptions::from_args(&a.plan, a.store.as_deref())?;
         let tags = a

@@ -88,13 +88,7 @@ fn attest_one(
         target: &b.target,
         names: &names,
         request: &inputs.opts.attest,
-        // BuildKit's default with OCI media types; `oci-artifact=false` on the outputs (they
-        // agree, see `inputs`) asks for the earlier form.
-        oci_artifact: !inputs
-            .opts
-            .outputs
-            .iter()
-            .any(|o| o.oci_artifact == Some(false)),
+        oci_artifact: inputs.opts.oci_artifact(),
     };
     let mut per_image = Vec::new();
     let mut manifests = Vec::new();

@@ -311,15 +311,10 @@ fn check_media_types(opts: &BuildOptions) -> Result<(), Failure> {
         })
         .collect();
     let usage = |m: &str| Err(Failure::Usage(format!("error: {m}")));
-    if image_outputs.iter().any(|o| o.oci_artifact == Some(false))
-        && image_outputs.iter().any(|o| o.oci_artifact != Some(false))
-    {
+    if !opts.oci_artifact() && image_outputs.iter().any(|o| o.oci_artifact != Some(false)) {
         return usage("oci-artifact=false is on one image output and not on another: rbuild makes one image per target for all its outputs; give every image --output the same oci-artifact");
     }
-    if !image_outputs
-        .iter()
-        .any(|o| o.oci_media_types == Some(false))
-    {
+    if !opts.docker_media_types() {
         return Ok(());
     }
     if image_outputs.iter().any(|o| o.oci_artifact == Some(true)) {

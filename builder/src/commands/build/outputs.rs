@@ -210,7 +210,7 @@ fn images(
         let image = crate::export::index_of(store, per_platform, &user)
             .map_err(|e| Failure::Build(e.into()))?;
         // `oci-mediatypes=false` (every image output says it, see `inputs`): Docker's types.
-        let image = if docker_media_types(&inputs.opts) {
+        let image = if inputs.opts.docker_media_types() {
             image
                 .to_docker_media_types(store)
                 .context("giving the image Docker's media types (oci-mediatypes=false)")
@@ -328,12 +328,4 @@ fn platform_image(
         &created,
     )
     .map_err(|e| Failure::Build(e.into()))
-}
-
-/// Whether the image outputs ask for Docker schema2 media types (`oci-mediatypes=false`; the
-/// inputs checked that they agree).
-fn docker_media_types(opts: &crate::cli::BuildOptions) -> bool {
-    opts.outputs
-        .iter()
-        .any(|o| o.oci_media_types == Some(false))
 }
